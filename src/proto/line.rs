@@ -1,0 +1,101 @@
+//! Text lines over TCP: `line` (sends LF) and `line-crlf` (sends CRLF); both accept either ending.
+
+use super::{escape_bytes, Codec, CodecError, Direction, Frame, Message, Protocol};
+use crate::suite::Transport;
+
+/// Longest line the codec frames; a peer that sends more without a newline is flooding.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Lines ending in LF (CR before it is tolerated and stripped).
+pub struct Line;
+
+/// Lines ending in CRLF (a bare LF is still accepted when reading).
+pub struct LineCrlf;
+
+impl Protocol for Line {
+    fn name(&self) -> &'static str {
+        "line"
+    }
+    fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+    fn line_ending(&self) -> &'static [u8] {
+        b"\n"
+    }
+    fn codec(&self, _dir: Direction) -> Box<dyn Codec> {
+        Box::new(LineCodec)
+    }
+}
+
+impl Protocol for LineCrlf {
+    fn name(&self) -> &'static str {
+        "line-crlf"
+    }
+    fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+    fn line_ending(&self) -> &'static [u8] {
+        b"\r\n"
+    }
+    fn codec(&self, _dir: Direction) -> Box<dyn Codec> {
+        Box::new(LineCodec)
+    }
+}
+
+/// Frames one line per message; at EOF a final unterminated line is a message too.
+pub struct LineCodec;
+
+impl Codec for LineCodec {
+    fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
+        let (line, used) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], i + 1),
+            None if eof && !buf.is_empty() => (buf, buf.len()),
+            None if buf.len() > MAX_LINE => {
+                return Err(CodecError {
+                    offset: MAX_LINE,
+                    reason: format!("no line ending within {MAX_LINE} bytes"),
+                })
+            }
+            None => return Ok(Frame::Incomplete),
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let text = String::from_utf8_lossy(line).into_owned();
+        let ending = if used == buf.len() && !buf.ends_with(b"\n") { " (no line ending)" } else { "" };
+        let summary = format!("\"{}\"{ending}", escape_bytes(line, 200));
+        Ok(Frame::Message(Message { text, summary }, used))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(buf: &[u8], eof: bool) -> Frame {
+        LineCodec.decode(buf, eof).unwrap()
+    }
+
+    #[test]
+    fn frames_lf_and_crlf_lines() {
+        let Frame::Message(m, used) = dec(b"HELLO\r\nnext", false) else { panic!() };
+        assert_eq!((m.text.as_str(), used), ("HELLO", 7));
+        let Frame::Message(m, used) = dec(b"a\nb\n", false) else { panic!() };
+        assert_eq!((m.text.as_str(), used), ("a", 2));
+    }
+
+    #[test]
+    fn waits_for_the_ending_unless_eof() {
+        assert_eq!(dec(b"HEL", false), Frame::Incomplete);
+        let Frame::Message(m, used) = dec(b"HEL", true) else { panic!() };
+        assert_eq!((m.text.as_str(), used), ("HEL", 3));
+        assert!(m.summary.contains("no line ending"));
+        assert_eq!(dec(b"", true), Frame::Incomplete);
+    }
+
+    #[test]
+    fn non_utf8_is_kept_lossy_and_overlong_lines_are_errors() {
+        let Frame::Message(m, _) = dec(b"h\xffi\n", false) else { panic!() };
+        assert_eq!(m.text, "h\u{fffd}i");
+        let big = vec![b'a'; MAX_LINE + 1];
+        assert!(LineCodec.decode(&big, false).is_err());
+    }
+}

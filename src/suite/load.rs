@@ -1,0 +1,977 @@
+//! Turns a suite file into the model, reporting every problem with its location.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::diagnostic::{did_you_mean, Diagnostic, SuiteErrors};
+use super::model::*;
+use super::template::Template;
+use super::yaml::{self, Data, Node};
+use crate::proto;
+
+/// Every step keyword, for suggestions and the README.
+pub const STEP_KEYWORDS: &[&str] = &[
+    "connect",
+    "listen",
+    "accept",
+    "start",
+    "send",
+    "expect",
+    "collect",
+    "close",
+    "shutdown",
+    "parallel",
+    "repeat",
+    "expect_output",
+    "expect_exit",
+];
+const STEP_MODIFIERS: &[&str] = &["on", "timeout"];
+const SUITE_KEYS: &[&str] = &[
+    "suite",
+    "title",
+    "description",
+    "protocol",
+    "role",
+    "transport",
+    "port",
+    "reference",
+    "reference_options",
+    "timeout",
+    "cases",
+];
+const CASE_KEYS: &[&str] = &["id", "title", "rfc", "points", "tags", "hidden", "needs", "steps"];
+const EXPECT_KEYS: &[&str] = &[
+    "line",
+    "lines",
+    "regex",
+    "raw",
+    "hex",
+    "fill",
+    "size",
+    "closed",
+    "silence",
+    "capture",
+    "not_before",
+];
+
+/// Reads and loads the suite at `path`.
+pub fn load_file(path: &Path) -> Result<Suite, SuiteErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let source = Arc::new(SourceFile {
+            path: path.to_path_buf(),
+            text: String::new(),
+        });
+        SuiteErrors(vec![Diagnostic {
+            source,
+            loc: Loc { line: 0, col: 0, len: 0 },
+            message: format!("cannot read the suite file: {e}"),
+            help: Some("check the path, or run `wirecheck list` to see the suites".into()),
+        }])
+    })?;
+    load_str(path, text)
+}
+
+/// Loads a suite from `text`; `path` is used in messages.
+pub fn load_str(path: &Path, text: String) -> Result<Suite, SuiteErrors> {
+    let source = Arc::new(SourceFile {
+        path: path.to_path_buf(),
+        text,
+    });
+    let mut ld = Loader {
+        source: source.clone(),
+        errors: Vec::new(),
+    };
+    let root = match yaml::parse(&source.text) {
+        Ok(n) => n,
+        Err((loc, msg)) => {
+            ld.err_at(loc, format!("YAML syntax: {msg}"), None);
+            return Err(SuiteErrors(ld.errors));
+        }
+    };
+    let suite = ld.suite(&root);
+    if let Some(suite) = &suite {
+        ld.errors.extend(super::lint::lint(suite));
+    }
+    match suite {
+        Some(s) if ld.errors.is_empty() => Ok(s),
+        _ => Err(SuiteErrors(ld.errors)),
+    }
+}
+
+struct Loader {
+    source: Arc<SourceFile>,
+    errors: Vec<Diagnostic>,
+}
+
+/// A mapping whose keys were checked against a known list.
+struct Fields<'a> {
+    pairs: &'a [(Node, Node)],
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Node> {
+        self.pairs.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+    }
+}
+
+/// Parsing context for steps: the suite's protocol decides defaults.
+struct StepCtx {
+    transport: Transport,
+}
+
+impl Loader {
+    fn err_at(&mut self, loc: Loc, message: String, help: Option<String>) {
+        self.errors.push(Diagnostic {
+            source: self.source.clone(),
+            loc,
+            message,
+            help,
+        });
+    }
+
+    fn err(&mut self, node: &Node, message: impl Into<String>) {
+        self.err_at(node.loc, message.into(), None);
+    }
+
+    fn err_help(&mut self, node: &Node, message: impl Into<String>, help: impl Into<String>) {
+        self.err_at(node.loc, message.into(), Some(help.into()));
+    }
+
+    /// Checks `node` is a mapping with only `known` keys; unknown ones get a suggestion.
+    fn fields<'a>(&mut self, node: &'a Node, known: &[&str], what: &str) -> Option<Fields<'a>> {
+        let Data::Map(pairs) = &node.data else {
+            self.err(node, format!("{what} must be a mapping, found {}", node.kind()));
+            return None;
+        };
+        for (k, _) in pairs {
+            let name = k.as_str().unwrap_or("");
+            if !known.contains(&name) {
+                let help = did_you_mean(name, known.iter().copied())
+                    .unwrap_or_else(|| format!("{what} takes: {}", known.join(", ")));
+                self.err_help(k, format!("unknown key '{name}' in {what}"), help);
+            }
+        }
+        Some(Fields { pairs })
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match node.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.err(node, format!("{what} must be a text value, found {}", node.kind()));
+                None
+            }
+        }
+    }
+
+    fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
+        let s = self.string(node, what)?;
+        match Template::parse(&s) {
+            Ok(t) => Some(t),
+            Err((_, msg)) => {
+                self.err(node, msg);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match node.as_str() {
+            Some("true" | "yes") => Some(true),
+            Some("false" | "no") => Some(false),
+            _ => {
+                self.err(node, format!("{what} must be true or false"));
+                None
+            }
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&mut self, node: &Node, what: &str) -> Option<T> {
+        match node.as_str().and_then(|s| s.parse().ok()) {
+            Some(v) => Some(v),
+            None => {
+                self.err(node, format!("{what} must be a number"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+        match node.as_str().map(parse_duration) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                self.err_help(node, format!("{what}: {e}"), "write a duration like 300ms, 2s or 1.5s");
+                None
+            }
+            None => {
+                self.err(node, format!("{what} must be a duration like 300ms or 2s"));
+                None
+            }
+        }
+    }
+
+    fn regex(&mut self, node: &Node) -> Option<Template> {
+        let t = self.template(node, "regex")?;
+        // Variables are filled in at run time; check the pattern with a stand-in value now.
+        let probe: super::template::Vars = t.vars().map(|v| (v.to_string(), "x".to_string())).collect();
+        if let Err(e) = Regex::new(&t.render_regex(&probe).unwrap_or_default()) {
+            self.err_help(node, "invalid regex", first_line(&e.to_string()));
+            return None;
+        }
+        Some(t)
+    }
+
+    fn suite(&mut self, root: &Node) -> Option<Suite> {
+        let f = self.fields(root, SUITE_KEYS, "the suite")?;
+        let name = match f.get("suite") {
+            Some(n) => self.string(n, "suite")?,
+            None => {
+                self.err_help(root, "the suite has no name", "add 'suite: NAME' at the top");
+                return None;
+            }
+        };
+        let title = match f.get("title") {
+            Some(n) => self.string(n, "title").unwrap_or_default(),
+            None => name.clone(),
+        };
+        let proto_node = f.get("protocol");
+        let protocol = match proto_node {
+            Some(n) => {
+                let p = self.string(n, "protocol")?;
+                if proto::find(&p).is_none() {
+                    let known: Vec<&str> = proto::all().iter().map(|p| p.name()).collect();
+                    let help = did_you_mean(&p, known.iter().copied())
+                        .unwrap_or_else(|| format!("known protocols: {}", known.join(", ")));
+                    self.err_help(n, format!("unknown protocol '{p}'"), help);
+                    return None;
+                }
+                p
+            }
+            None => {
+                self.err_help(root, "the suite has no protocol", "add e.g. 'protocol: line'");
+                return None;
+            }
+        };
+        let proto = proto::find(&protocol)?;
+        let role = match f.get("role") {
+            None => Role::Server,
+            Some(n) if n.is_keyword("server") => Role::Server,
+            Some(n) if n.is_keyword("client") => Role::Client,
+            Some(n) => {
+                self.err_help(n, "role must be 'server' or 'client'", "server: the target is a server; client: the target is a client");
+                Role::Server
+            }
+        };
+        let transport = match f.get("transport") {
+            Some(n) => self.transport(n).unwrap_or(proto.transport()),
+            None => proto.transport(),
+        };
+        let port = f.get("port").and_then(|n| self.number::<u16>(n, "port"));
+        let reference = f.get("reference").and_then(|n| self.string(n, "reference"));
+        let mut reference_options = BTreeMap::new();
+        if let Some(n) = f.get("reference_options") {
+            match &n.data {
+                Data::Map(pairs) => {
+                    for (k, v) in pairs {
+                        if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
+                            reference_options.insert(k.to_string(), v.to_string());
+                        } else {
+                            self.err(k, "reference_options are 'key: value' pairs");
+                        }
+                    }
+                }
+                _ => self.err(n, "reference_options must be a mapping"),
+            }
+        }
+        let timeout = match f.get("timeout") {
+            Some(n) => self.duration(n, "timeout").unwrap_or(Duration::from_secs(2)),
+            None => Duration::from_secs(2),
+        };
+        let ctx = StepCtx { transport };
+        let mut cases = Vec::new();
+        match f.get("cases") {
+            Some(Node { data: Data::Seq(items), .. }) => {
+                for item in items {
+                    if let Some(c) = self.case(item, &ctx) {
+                        cases.push(c);
+                    }
+                }
+            }
+            Some(n) => self.err(n, "cases must be a list"),
+            None => self.err_help(root, "the suite has no cases", "add 'cases:' with a list of cases"),
+        }
+        Some(Suite {
+            name,
+            title,
+            protocol,
+            role,
+            transport,
+            port,
+            reference,
+            reference_options,
+            timeout,
+            cases,
+            source: self.source.clone(),
+        })
+    }
+
+    fn transport(&mut self, n: &Node) -> Option<Transport> {
+        if n.is_keyword("tcp") {
+            Some(Transport::Tcp)
+        } else if n.is_keyword("udp") {
+            Some(Transport::Udp)
+        } else {
+            self.err(n, "transport must be 'tcp' or 'udp'");
+            None
+        }
+    }
+
+    fn case(&mut self, node: &Node, ctx: &StepCtx) -> Option<Case> {
+        let f = self.fields(node, CASE_KEYS, "a case")?;
+        let Some(id_node) = f.get("id") else {
+            self.err_help(node, "the case has no id", "add 'id: some-name'");
+            return None;
+        };
+        let id = self.string(id_node, "id")?;
+        let title = match f.get("title") {
+            Some(n) => self.string(n, "title").unwrap_or_default(),
+            None => id.clone(),
+        };
+        let rfc = f.get("rfc").and_then(|n| self.string(n, "rfc"));
+        let points = f.get("points").and_then(|n| self.number::<f64>(n, "points")).unwrap_or(1.0);
+        let mut tags = Vec::new();
+        match f.get("tags") {
+            Some(Node { data: Data::Seq(items), .. }) => {
+                for t in items {
+                    if let Some(s) = self.string(t, "a tag") {
+                        if !valid_tag(&s) {
+                            self.err_help(t, format!("bad tag '{s}'"), "tags are lowercase words: letters, digits, '-' and '_'");
+                        }
+                        tags.push(s);
+                    }
+                }
+            }
+            Some(n) => self.err_help(n, "tags must be a list", "write tags: [core, slow]"),
+            None => {}
+        }
+        let hidden = f.get("hidden").and_then(|n| self.boolean(n, "hidden")).unwrap_or(false);
+        let mut fresh_server = false;
+        if let Some(n) = f.get("needs") {
+            let items = match &n.data {
+                Data::Seq(items) => items.iter().collect(),
+                _ => vec![n],
+            };
+            for item in items {
+                if item.is_keyword("fresh-server") {
+                    fresh_server = true;
+                } else {
+                    let got = item.as_str().unwrap_or("");
+                    let help = did_you_mean(got, ["fresh-server"]).unwrap_or_else(|| "the only need is 'fresh-server'".into());
+                    self.err_help(item, format!("unknown need '{got}'"), help);
+                }
+            }
+        }
+        let steps = match f.get("steps") {
+            Some(n) => self.steps(n, ctx),
+            None => {
+                self.err_help(node, format!("case '{id}' has no steps"), "add 'steps:' with a list of steps");
+                Vec::new()
+            }
+        };
+        Some(Case {
+            id,
+            title,
+            rfc,
+            points,
+            tags,
+            hidden,
+            fresh_server,
+            steps,
+            loc: id_node.loc,
+        })
+    }
+
+    fn steps(&mut self, node: &Node, ctx: &StepCtx) -> Vec<Step> {
+        let Data::Seq(items) = &node.data else {
+            self.err(node, format!("steps must be a list, found {}", node.kind()));
+            return Vec::new();
+        };
+        items.iter().filter_map(|n| self.step(n, ctx)).collect()
+    }
+
+    fn step(&mut self, node: &Node, ctx: &StepCtx) -> Option<Step> {
+        // A bare word is a step with no argument: `- close`, `- start`.
+        if let Some(word) = node.as_str() {
+            let kind = match word {
+                "close" => StepKind::Close,
+                "shutdown" => StepKind::Shutdown,
+                "start" => StepKind::Start { listener: None },
+                _ => {
+                    let help = did_you_mean(word, STEP_KEYWORDS.iter().copied())
+                        .unwrap_or_else(|| format!("steps are: {}", STEP_KEYWORDS.join(", ")));
+                    self.err_help(node, format!("unknown step '{word}'"), help);
+                    return None;
+                }
+            };
+            return Some(Step {
+                kind,
+                on: None,
+                timeout: None,
+                loc: node.loc,
+            });
+        }
+        let Data::Map(pairs) = &node.data else {
+            self.err(node, format!("a step must be a mapping like '- send: hello', found {}", node.kind()));
+            return None;
+        };
+        let mut keyword: Option<(&Node, &Node)> = None;
+        let mut on = None;
+        let mut timeout = None;
+        for (k, v) in pairs {
+            let name = k.as_str().unwrap_or("");
+            if STEP_KEYWORDS.contains(&name) {
+                if let Some((first, _)) = keyword {
+                    let first = first.as_str().unwrap_or("").to_string();
+                    self.err_help(k, format!("a step does one thing: '{first}' and '{name}' in one step"), "split them into two '- ' items");
+                    return None;
+                }
+                keyword = Some((k, v));
+            } else if name == "on" {
+                on = self.string(v, "on");
+            } else if name == "timeout" {
+                timeout = self.duration(v, "timeout");
+            } else {
+                let known = STEP_KEYWORDS.iter().chain(STEP_MODIFIERS).copied();
+                let help = did_you_mean(name, known).unwrap_or_else(|| format!("steps are: {}", STEP_KEYWORDS.join(", ")));
+                let what = if pairs.len() == 1 { "step" } else { "step key" };
+                self.err_help(k, format!("unknown {what} '{name}'"), help);
+                return None;
+            }
+        }
+        let Some((k, v)) = keyword else {
+            self.err_help(node, "this step has no action", format!("steps are: {}", STEP_KEYWORDS.join(", ")));
+            return None;
+        };
+        let kind = self.step_kind(k.as_str().unwrap_or(""), v, ctx)?;
+        Some(Step {
+            kind,
+            on,
+            timeout,
+            loc: k.loc,
+        })
+    }
+
+    fn step_kind(&mut self, keyword: &str, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
+        Some(match keyword {
+            "connect" => self.connect(v, ctx)?,
+            "listen" => match &v.data {
+                Data::Map(_) => {
+                    let f = self.fields(v, &["name", "transport"], "listen")?;
+                    let name = f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "srv".into());
+                    let transport = f.get("transport").and_then(|n| self.transport(n)).unwrap_or(ctx.transport);
+                    StepKind::Listen { name, transport }
+                }
+                Data::Null => StepKind::Listen {
+                    name: "srv".into(),
+                    transport: ctx.transport,
+                },
+                _ => StepKind::Listen {
+                    name: self.string(v, "listen")?,
+                    transport: ctx.transport,
+                },
+            },
+            "accept" => match &v.data {
+                Data::Map(_) => {
+                    let f = self.fields(v, &["from", "name"], "accept")?;
+                    let listener = f.get("from").and_then(|n| self.string(n, "from")).unwrap_or_else(|| "srv".into());
+                    let name = f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "c".into());
+                    StepKind::Accept { listener, name }
+                }
+                _ => StepKind::Accept {
+                    listener: "srv".into(),
+                    name: self.string(v, "accept")?,
+                },
+            },
+            "start" => StepKind::Start {
+                listener: match &v.data {
+                    Data::Null => None,
+                    _ => Some(self.string(v, "start")?),
+                },
+            },
+            "send" => StepKind::Send(self.payload(v, true)?),
+            "expect" => StepKind::Expect(self.expect(v)?),
+            "collect" => {
+                let f = self.fields(v, &["for", "min", "max", "each"], "collect")?;
+                let duration = match f.get("for") {
+                    Some(n) => self.duration(n, "for")?,
+                    None => {
+                        self.err_help(v, "collect needs 'for'", "e.g. collect: { for: 1s, min: 1 }");
+                        return None;
+                    }
+                };
+                StepKind::Collect(Collect {
+                    duration,
+                    min: f.get("min").and_then(|n| self.number(n, "min")).unwrap_or(0),
+                    max: f.get("max").and_then(|n| self.number(n, "max")).unwrap_or(usize::MAX),
+                    each: match f.get("each") {
+                        Some(n) => Some(self.regex(n)?),
+                        None => None,
+                    },
+                })
+            }
+            "close" | "shutdown" => {
+                // `- close: c` names the connection; it is the same as `on: c`.
+                if !matches!(v.data, Data::Null) {
+                    self.string(v, keyword)?;
+                }
+                if keyword == "close" {
+                    StepKind::Close
+                } else {
+                    StepKind::Shutdown
+                }
+            }
+            "parallel" => {
+                let Data::Seq(branches) = &v.data else {
+                    self.err_help(v, "parallel takes a list of branches", "each branch is a list of steps");
+                    return None;
+                };
+                let mut out = Vec::new();
+                for b in branches {
+                    let steps = match &b.data {
+                        Data::Map(_) => {
+                            let f = self.fields(b, &["steps"], "a parallel branch")?;
+                            match f.get("steps") {
+                                Some(s) => self.steps(s, ctx),
+                                None => Vec::new(),
+                            }
+                        }
+                        _ => self.steps(b, ctx),
+                    };
+                    out.push(steps);
+                }
+                StepKind::Parallel(out)
+            }
+            "repeat" => {
+                let f = self.fields(v, &["times", "from", "to", "var", "concurrent", "steps"], "repeat")?;
+                let (from, to) = match (f.get("times"), f.get("from"), f.get("to")) {
+                    (Some(t), None, None) => (1, self.number::<i64>(t, "times")?),
+                    (None, Some(a), Some(b)) => (self.number(a, "from")?, self.number(b, "to")?),
+                    _ => {
+                        self.err_help(v, "repeat needs 'times' or 'from' and 'to'", "e.g. repeat: { times: 10, steps: [...] }");
+                        return None;
+                    }
+                };
+                if to < from || to - from >= 1_000_000 {
+                    self.err(v, "repeat count must be between 1 and 1000000");
+                    return None;
+                }
+                let var = f.get("var").and_then(|n| self.string(n, "var")).unwrap_or_else(|| "i".into());
+                let concurrent = f.get("concurrent").and_then(|n| self.boolean(n, "concurrent")).unwrap_or(false);
+                let steps = match f.get("steps") {
+                    Some(s) => self.steps(s, ctx),
+                    None => {
+                        self.err(v, "repeat needs 'steps'");
+                        return None;
+                    }
+                };
+                StepKind::Repeat(Repeat {
+                    from,
+                    to,
+                    var,
+                    concurrent,
+                    steps,
+                })
+            }
+            "expect_output" => match &v.data {
+                Data::Map(_) => {
+                    let f = self.fields(v, &["regex", "sequence"], "expect_output")?;
+                    match (f.get("regex"), f.get("sequence")) {
+                        (Some(r), None) => StepKind::ExpectOutput(OutputExpect::Regex(self.regex(r)?)),
+                        (None, Some(Node { data: Data::Seq(items), .. })) => {
+                            let pats: Option<Vec<_>> = items.iter().map(|n| self.regex(n)).collect();
+                            StepKind::ExpectOutput(OutputExpect::Sequence(pats?))
+                        }
+                        _ => {
+                            self.err_help(v, "expect_output takes 'regex' or 'sequence' (a list of regexes)", "e.g. expect_output: { regex: 'RTT' }");
+                            return None;
+                        }
+                    }
+                }
+                _ => StepKind::ExpectOutput(OutputExpect::Regex(self.regex(v)?)),
+            },
+            "expect_exit" => {
+                if v.is_keyword("nonzero") {
+                    StepKind::ExpectExit(ExitExpect::Nonzero)
+                } else if let Some(code) = v.as_str().and_then(|s| s.parse().ok()) {
+                    StepKind::ExpectExit(ExitExpect::Code(code))
+                } else {
+                    self.err_help(v, "expect_exit takes an exit code or 'nonzero'", "e.g. expect_exit: 0");
+                    return None;
+                }
+            }
+            _ => unreachable!("keyword list and match agree"),
+        })
+    }
+
+    fn connect(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
+        Some(match &v.data {
+            Data::Map(_) => {
+                let f = self.fields(v, &["name", "transport", "to", "refused"], "connect")?;
+                StepKind::Connect {
+                    name: f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "c".into()),
+                    transport: f.get("transport").and_then(|n| self.transport(n)).unwrap_or(ctx.transport),
+                    to: match f.get("to") {
+                        Some(n) => Some(self.template(n, "to")?),
+                        None => None,
+                    },
+                    refused: f.get("refused").and_then(|n| self.boolean(n, "refused")).unwrap_or(false),
+                }
+            }
+            Data::Null => StepKind::Connect {
+                name: "c".into(),
+                transport: ctx.transport,
+                to: None,
+                refused: false,
+            },
+            _ => StepKind::Connect {
+                name: self.string(v, "connect")?,
+                transport: ctx.transport,
+                to: None,
+                refused: false,
+            },
+        })
+    }
+
+    /// A payload: a line, a list of lines, or a mapping with one byte form.
+    fn payload(&mut self, v: &Node, lines_ok: bool) -> Option<Payload> {
+        match &v.data {
+            Data::Scalar { .. } if lines_ok => Some(Payload::Lines(vec![self.template(v, "a line")?])),
+            Data::Seq(items) if lines_ok => {
+                let lines: Option<Vec<_>> = items.iter().map(|n| self.template(n, "a line")).collect();
+                Some(Payload::Lines(lines?))
+            }
+            Data::Map(_) => {
+                let f = self.fields(v, &["line", "lines", "raw", "hex", "fill", "size", "pieces"], "send")?;
+                self.payload_fields(v, &f)
+            }
+            _ => {
+                self.err_help(v, format!("cannot send {}", v.kind()), "send a line, a list of lines, or one of raw:, hex:, fill:, pieces:");
+                None
+            }
+        }
+    }
+
+    fn payload_fields(&mut self, v: &Node, f: &Fields) -> Option<Payload> {
+        let forms = ["line", "lines", "raw", "hex", "fill", "pieces"];
+        let given: Vec<&str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
+        if given.len() != 1 {
+            self.err_help(v, format!("give exactly one of {}", forms.join(", ")), "e.g. { raw: \"GET /\\r\\n\" }");
+            return None;
+        }
+        let n = f.get(given[0])?;
+        Some(match given[0] {
+            "line" => Payload::Lines(vec![self.template(n, "line")?]),
+            "lines" => match &n.data {
+                Data::Seq(items) => Payload::Lines(items.iter().map(|i| self.template(i, "a line")).collect::<Option<_>>()?),
+                _ => {
+                    self.err(n, "lines must be a list");
+                    return None;
+                }
+            },
+            "raw" => {
+                let t = self.template(n, "raw")?;
+                if let Some(lit) = t.as_literal() {
+                    if let Err(e) = unescape(lit) {
+                        self.err_help(n, e, "escapes are \\r \\n \\t \\0 \\\\ and \\xHH");
+                        return None;
+                    }
+                }
+                Payload::Raw(t)
+            }
+            "hex" => match n.as_str().map(parse_hex) {
+                Some(Ok(b)) => Payload::Hex(b),
+                _ => {
+                    self.err_help(n, "hex must be pairs of hex digits", "e.g. hex: \"de ad be ef\"");
+                    return None;
+                }
+            },
+            "fill" => {
+                let pattern = self.string(n, "fill")?;
+                let pattern = match unescape(&pattern) {
+                    Ok(p) if !p.is_empty() => p,
+                    _ => {
+                        self.err(n, "fill needs a non-empty pattern");
+                        return None;
+                    }
+                };
+                let Some(size_node) = f.get("size") else {
+                    self.err_help(v, "fill needs 'size'", "e.g. { fill: abc, size: 65536 }");
+                    return None;
+                };
+                let size: usize = self.number(size_node, "size")?;
+                if size > 64 << 20 {
+                    self.err(size_node, "size is at most 64 MiB");
+                    return None;
+                }
+                Payload::Fill { pattern, size }
+            }
+            "pieces" => {
+                let Data::Seq(items) = &n.data else {
+                    self.err(n, "pieces must be a list");
+                    return None;
+                };
+                let mut pieces = Vec::new();
+                for item in items {
+                    match &item.data {
+                        Data::Map(pairs) if pairs.len() == 1 && pairs[0].0.as_str() == Some("pause") => {
+                            pieces.push(Piece::Pause(self.duration(&pairs[0].1, "pause")?));
+                        }
+                        Data::Map(_) => {
+                            let pf = self.fields(item, &["line", "lines", "raw", "hex", "fill", "size", "pause"], "a piece")?;
+                            pieces.push(Piece::Data(self.payload_fields(item, &pf)?));
+                        }
+                        Data::Scalar { .. } => {
+                            let t = self.template(item, "a piece")?;
+                            pieces.push(Piece::Data(Payload::Raw(t)));
+                        }
+                        _ => {
+                            self.err(item, "a piece is text, a mapping like { hex: .. }, or { pause: 100ms }");
+                            return None;
+                        }
+                    }
+                }
+                Payload::Pieces(pieces)
+            }
+            _ => return None,
+        })
+    }
+
+    fn expect(&mut self, v: &Node) -> Option<Expect> {
+        let plain = |what| Expect {
+            what,
+            captures: Vec::new(),
+            not_before: None,
+        };
+        match &v.data {
+            _ if v.is_keyword("closed") => Some(plain(ExpectWhat::Closed)),
+            Data::Scalar { .. } => Some(plain(ExpectWhat::Line(self.template(v, "a line")?))),
+            Data::Seq(items) => {
+                let lines: Option<Vec<_>> = items.iter().map(|n| self.template(n, "a line")).collect();
+                Some(plain(ExpectWhat::Lines(lines?)))
+            }
+            Data::Map(_) => {
+                let f = self.fields(v, EXPECT_KEYS, "expect")?;
+                let forms = ["line", "lines", "regex", "raw", "hex", "fill", "closed", "silence"];
+                let given: Vec<&str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
+                if given.len() != 1 {
+                    self.err_help(v, format!("expect one thing: one of {}", forms.join(", ")), "e.g. expect: { regex: '^HELLO' }");
+                    return None;
+                }
+                let n = f.get(given[0])?;
+                let what = match given[0] {
+                    "line" => ExpectWhat::Line(self.template(n, "line")?),
+                    "lines" => match &n.data {
+                        Data::Seq(items) => ExpectWhat::Lines(items.iter().map(|i| self.template(i, "a line")).collect::<Option<_>>()?),
+                        _ => {
+                            self.err(n, "lines must be a list");
+                            return None;
+                        }
+                    },
+                    "regex" => ExpectWhat::Regex(self.regex(n)?),
+                    "raw" | "hex" | "fill" => ExpectWhat::Bytes(self.payload_fields(v, &f)?),
+                    "closed" => {
+                        if !self.boolean(n, "closed")? {
+                            self.err_help(n, "closed: false checks nothing", "use silence: 300ms to check the connection stays open");
+                            return None;
+                        }
+                        ExpectWhat::Closed
+                    }
+                    "silence" => ExpectWhat::Silence(self.duration(n, "silence")?),
+                    _ => return None,
+                };
+                let mut captures = Vec::new();
+                if let Some(c) = f.get("capture") {
+                    match &c.data {
+                        Data::Map(pairs) => {
+                            for (k, pat) in pairs {
+                                let name = self.string(k, "a variable name")?;
+                                let re = match pat.as_str().map(Regex::new) {
+                                    Some(Ok(re)) if re.captures_len() >= 2 => re,
+                                    Some(Ok(_)) => {
+                                        self.err_help(pat, "the capture regex has no group", "put what to keep in parentheses: 'port (\\d+)'");
+                                        return None;
+                                    }
+                                    Some(Err(e)) => {
+                                        self.err_help(pat, "invalid regex", first_line(&e.to_string()));
+                                        return None;
+                                    }
+                                    None => {
+                                        self.err(pat, "a capture is 'name: regex'");
+                                        return None;
+                                    }
+                                };
+                                captures.push((name, re));
+                            }
+                        }
+                        _ => {
+                            self.err_help(c, "capture must be a mapping", "e.g. capture: { port: 'port (\\d+)' }");
+                            return None;
+                        }
+                    }
+                }
+                let not_before = match f.get("not_before") {
+                    Some(n) => Some(self.duration(n, "not_before")?),
+                    None => None,
+                };
+                Some(Expect {
+                    what,
+                    captures,
+                    not_before,
+                })
+            }
+            _ => {
+                self.err_help(v, "expect needs something to expect", "e.g. expect: HELLO, expect: closed, expect: { silence: 300ms }");
+                None
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().last().unwrap_or(s).trim().to_string()
+}
+
+fn valid_tag(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Parses `300ms`, `2s`, `1.5s`, `2m`, `250us`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "us" | "µs" => n / 1_000_000.0,
+        "" => return Err(format!("'{s}' has no unit")),
+        u => return Err(format!("unknown unit '{u}'")),
+    };
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Resolves `\r \n \t \0 \\ \xHH` in raw payloads.
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('r') => out.push(b'\r'),
+            Some('n') => out.push(b'\n'),
+            Some('t') => out.push(b'\t'),
+            Some('0') => out.push(0),
+            Some('\\') => out.push(b'\\'),
+            Some('x') => {
+                let h: String = chars.by_ref().take(2).collect();
+                let b = u8::from_str_radix(&h, 16).map_err(|_| format!("bad escape '\\x{h}'"))?;
+                out.push(b);
+            }
+            Some(o) => return Err(format!("unknown escape '\\{o}'")),
+            None => return Err("a lone '\\' at the end".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses hex digits, ignoring spaces, colons and newlines.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, ()> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !matches!(b, b' ' | b':' | b'\n' | b'\t')).collect();
+    if digits.len() % 2 != 0 {
+        return Err(());
+    }
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).map_err(|_| ())?, 16).map_err(|_| ()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Suite, String> {
+        load_str(Path::new("suites/t.yaml"), text.to_string()).map_err(|e| e.to_string())
+    }
+
+    const HEAD: &str = "suite: t\nprotocol: line\ncases:\n  - id: a\n    steps:\n";
+
+    #[test]
+    fn loads_steps_with_locations() {
+        let s = load(&format!("{HEAD}      - connect: c\n      - send: hello\n      - expect: HELLO\n      - expect: closed\n")).unwrap();
+        let steps = &s.cases[0].steps;
+        assert_eq!(steps.len(), 4);
+        assert_eq!((steps[1].loc.line, steps[1].loc.col), (7, 9));
+        assert!(matches!(steps[3].kind, StepKind::Expect(Expect { what: ExpectWhat::Closed, .. })));
+    }
+
+    #[test]
+    fn misspelt_step_gets_location_and_suggestion() {
+        let e = load(&format!("{HEAD}      - connect: c\n      - expcet: HELLO\n")).unwrap_err();
+        assert!(e.starts_with("suites/t.yaml:7:9: error: unknown step 'expcet'"), "{e}");
+        assert!(e.contains("^^^^^^ did you mean 'expect'?"), "{e}");
+    }
+
+    #[test]
+    fn misspelt_key_gets_suggestion() {
+        let e = load("suite: t\nprotocol: line\ncases:\n  - id: a\n    tilte: x\n    steps: [expect: closed]\n").unwrap_err();
+        assert!(e.contains("5:5: error: unknown key 'tilte' in a case"), "{e}");
+        assert!(e.contains("did you mean 'title'?"), "{e}");
+        let e = load("suite: t\nprotocl: line\ncases: []\n").unwrap_err();
+        assert!(e.contains("did you mean 'protocol'?"), "{e}");
+    }
+
+    #[test]
+    fn unknown_protocol_is_an_error() {
+        let e = load("suite: t\nprotocol: lien\ncases: []\n").unwrap_err();
+        assert!(e.contains("2:11: error: unknown protocol 'lien'"), "{e}");
+        assert!(e.contains("did you mean 'line'?"), "{e}");
+    }
+
+    #[test]
+    fn payload_forms() {
+        let s = load(&format!(
+            "{HEAD}      - connect: c\n      - send: {{ pieces: [\"hel\", {{ pause: 50ms }}, {{ hex: '6c 6f' }}] }}\n      - send: {{ fill: ab, size: 5 }}\n      - expect: {{ raw: \"X\\r\\n\" }}\n"
+        ))
+        .unwrap();
+        let StepKind::Send(Payload::Pieces(p)) = &s.cases[0].steps[1].kind else { panic!() };
+        assert_eq!(p.len(), 3);
+        assert!(matches!(p[1], Piece::Pause(d) if d == Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn durations_escapes_hex() {
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert!(parse_duration("3").is_err());
+        assert_eq!(unescape("a\\r\\n\\x41").unwrap(), b"a\r\nA");
+        assert!(unescape("\\q").is_err());
+        assert_eq!(parse_hex("de ad").unwrap(), vec![0xde, 0xad]);
+        assert!(parse_hex("abc").is_err());
+    }
+}
