@@ -4,5 +4,8 @@
 //! target and records a [`dialogue::Dialogue`]; protocol codecs (`proto`) frame the bytes;
 //! reporters (`report`) turn case results into console, JSON and JUnit output.
 
-pub mod suite;
+pub mod dialogue;
 pub mod proto;
+pub mod report;
+pub mod run;
+pub mod suite;

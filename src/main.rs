@@ -1,1 +1,283 @@
-fn main(){}
+//! The `wirecheck` command line: run, list, serve.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use wirecheck::report::{Console, Fanout, ReportSpec};
+use wirecheck::run::{self, Reporter, RunOptions, TargetSpec};
+use wirecheck::suite::{self, Suite};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 every selected case passed; 1 a case failed; 2 a usage, suite or capture-file
+error (with its location); 3 the target could not be started or reached.
+
+Examples:
+  wirecheck run                                   every suite against the bundled reference servers
+  wirecheck run tcp-upper --exec 'python3 server.py {port}'
+  wirecheck run udp-pinger --exec 'python3 client.py 127.0.0.1 {port}'
+  wirecheck run tcp-upper --target 127.0.0.1:12000 --case 'split-*'
+  wirecheck run --report junit:results.xml --report json:-
+  wirecheck list --format json
+  wirecheck serve tcp-upper --port 12000";
+
+#[derive(Parser)]
+#[command(name = "wirecheck", version, about = "Conformance tests for application-layer protocols (Kurose & Ross ch. 2)", after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run suites against a target (default: the bundled reference servers).
+    #[command(after_help = AFTER_HELP)]
+    Run(RunArgs),
+    /// List suites and their cases (ids, tags, points).
+    List {
+        /// Suite names (under suites/) or paths; none means all.
+        suites: Vec<String>,
+        /// Output format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+    /// Run one reference server on its own, to poke with nc, telnet or your own client.
+    #[command(after_help = "Examples:\n  wirecheck serve tcp-upper --port 12000\n  wirecheck serve udp-pinger --port 12000 --option loss=0.5 --option seed=7\n  wirecheck serve socket-timeout --option timeout=10s")]
+    Serve {
+        /// Server name (see `wirecheck serve --list`).
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Server option KEY=VALUE (repeatable).
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+        /// List the servers and exit.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Suite names (under suites/) or paths; none means every suite.
+    suites: Vec<String>,
+    /// Test a server already running at HOST:PORT.
+    #[arg(long, conflicts_with = "exec", value_name = "HOST:PORT")]
+    target: Option<String>,
+    /// Start this command as the target; {port} is replaced by a free port (the harness's, for client suites).
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+    /// Only cases with this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Only cases whose id or suite::id matches this glob (repeatable).
+    #[arg(long = "case", value_name = "GLOB")]
+    cases: Vec<String>,
+    /// Also write a report: json:PATH or junit:PATH ('-' is stdout).
+    #[arg(long = "report", value_name = "FORMAT:PATH")]
+    reports: Vec<ReportSpec>,
+    /// Cases at once (default: cores for reference servers, 1 for --exec/--target).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// Multiply every step timeout (e.g. 3 on a slow grading machine).
+    #[arg(long, default_value_t = 1.0)]
+    timeout_scale: f64,
+    /// How long an --exec target has to open its port.
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    ready_timeout: Duration,
+    /// Show the dialogue of passing cases too.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    suite::parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = rt.block_on(async {
+        match cli.command {
+            Command::Run(args) => cmd_run(args).await,
+            Command::List { suites, format } => cmd_list(&suites, &format),
+            Command::Serve { name, port, options, list } => cmd_serve(name, port, options, list).await,
+        }
+    });
+    // Background tasks (pipes of killed targets) must not keep the process alive.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    ExitCode::from(code as u8)
+}
+
+/// Loads suites, printing every problem; None means exit 2.
+fn load(names: &[String]) -> Option<Vec<Arc<Suite>>> {
+    let paths = match suite::resolve(names) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return None;
+        }
+    };
+    let mut suites = Vec::new();
+    let mut failed = false;
+    for p in paths {
+        match suite::load_file(&p) {
+            Ok(s) => suites.push(Arc::new(s)),
+            Err(e) => {
+                eprint!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        eprintln!("error: the suites above have errors; fix them and run again");
+        return None;
+    }
+    Some(suites)
+}
+
+async fn cmd_run(args: RunArgs) -> i32 {
+    let Some(suites) = load(&args.suites) else { return 2 };
+    let mut globs = Vec::new();
+    for c in &args.cases {
+        match glob::Pattern::new(c) {
+            Ok(g) => globs.push(g),
+            Err(e) => {
+                eprintln!("error: --case '{c}': {e}");
+                return 2;
+            }
+        }
+    }
+    if !(args.timeout_scale > 0.0 && args.timeout_scale <= 100.0) {
+        eprintln!("error: --timeout-scale must be between 0 and 100");
+        return 2;
+    }
+    let target = match (args.target, args.exec) {
+        (Some(t), _) => TargetSpec::Addr(t),
+        (_, Some(c)) => TargetSpec::Exec(c),
+        _ => TargetSpec::Reference,
+    };
+    let opts = RunOptions {
+        target,
+        jobs: args.jobs,
+        timeout_scale: args.timeout_scale,
+        tags: args.tags,
+        case_globs: globs,
+        ready_timeout: args.ready_timeout,
+    };
+    let selected: usize = suites.iter().map(|s| s.cases.iter().filter(|c| run::selected(&opts, s, c)).count()).sum();
+    if selected == 0 {
+        eprintln!("error: no case matches the --tag/--case filters (see `wirecheck list`)");
+        return 2;
+    }
+    let stdout_taken = args.reports.iter().any(|r| r.path == PathBuf::from("-"));
+    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
+    if !stdout_taken {
+        reporters.push(Box::new(Console::new(args.verbose)));
+    }
+    reporters.extend(args.reports.iter().map(ReportSpec::reporter));
+    let mut fan = Fanout(reporters);
+    let summary = tokio::select! {
+        s = run::run(&suites, &opts, &mut fan) => s,
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the run future drops every target, which kills their process groups.
+            eprintln!("interrupted");
+            return 130;
+        }
+    };
+    if let Err(e) = fan.finish(&summary) {
+        eprintln!("error: cannot write a report: {e}");
+        return 2;
+    }
+    if stdout_taken {
+        eprintln!("wirecheck: {} passed, {} failed; {} of {} points", summary.passed, summary.failed, summary.points, summary.max_points);
+        for e in &summary.target_errors {
+            eprintln!("error: {e}");
+        }
+    }
+    summary.exit_code()
+}
+
+fn cmd_list(names: &[String], format: &str) -> i32 {
+    let Some(suites) = load(names) else { return 2 };
+    if format == "json" {
+        let doc: Vec<_> = suites
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "suite": s.name, "title": s.title, "file": s.source.path.display().to_string(),
+                    "protocol": s.protocol, "role": s.role, "port": s.port, "reference": s.reference,
+                    "max_points": s.max_points(),
+                    "cases": s.cases.iter().map(|c| serde_json::json!({
+                        "id": c.id, "title": c.title, "rfc": c.rfc, "tags": c.tags, "points": c.points,
+                        "hidden": c.hidden, "fresh_server": c.fresh_server,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return 0;
+    }
+    for s in &suites {
+        println!("{} — {} ({} cases, {} points, {} role, {})", s.name, s.title, s.cases.len(), s.max_points(), if s.role == suite::Role::Server { "server" } else { "client" }, s.source.path.display());
+        for c in &s.cases {
+            let tags = if c.tags.is_empty() { String::new() } else { format!(" [{}]", c.tags.join(", ")) };
+            println!("  {}::{:<32} {:>4} pts{tags}  {}", s.name, c.id, c.points, c.title);
+        }
+    }
+    0
+}
+
+async fn cmd_serve(name: Option<String>, port: u16, options: Vec<String>, list: bool) -> i32 {
+    if list {
+        for (n, d) in reference_servers::servers() {
+            println!("{n:<16} {d}");
+        }
+        return 0;
+    }
+    let name = name.unwrap_or_default();
+    let mut opts = reference_servers::Options::new();
+    for o in options {
+        match o.split_once('=') {
+            Some((k, v)) => {
+                opts.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                eprintln!("error: --option '{o}' is not KEY=VALUE");
+                return 2;
+            }
+        }
+    }
+    let server = match reference_servers::start_server(&name, std::net::SocketAddr::from(([127, 0, 0, 1], port)), &opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return if matches!(e, reference_servers::Error::Io(_)) { 3 } else { 2 };
+        }
+    };
+    println!("{name} listening on {} ({:?}); Ctrl-C stops it", server.local_addr(), server.transport());
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if server.is_finished() {
+                    println!("{name} stopped by itself");
+                    break;
+                }
+            }
+        }
+    }
+    server.shutdown().await;
+    0
+}

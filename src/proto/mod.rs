@@ -58,7 +58,7 @@ pub struct CodecError {
 }
 
 /// A sans-IO decoder for one direction of one connection.
-pub trait Codec: Send {
+pub trait Codec: Send + Sync {
     /// Frames the next message from `buf`; `eof` says no more bytes will come.
     fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError>;
 }

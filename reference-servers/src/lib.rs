@@ -1,0 +1,356 @@
+//! Reference implementations of the socket programs in chapter 2 of Kurose &
+//! Ross, *Computer Networking: A Top-Down Approach*: the oracle that
+//! wirecheck's suites are checked against. Each server or client is a small
+//! tokio program that reads like the textbook's Python, hardened only as far
+//! as an oracle must be: reads are bounded, connections are bounded, garbage
+//! input never panics, and every server binds to the address it is given and
+//! reports the address it actually got.
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+mod pinger_client;
+mod socket_timeout;
+mod tcp_upper;
+mod udp_pinger;
+mod udp_upper;
+
+/// Options are string key/values from a suite file or the CLI (e.g. `"loss" => "0.3"`); unknown keys are an error.
+pub type Options = BTreeMap<String, String>;
+
+/// The transport a reference server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP listener.
+    Tcp,
+    /// A UDP socket.
+    Udp,
+}
+
+/// Why a reference server or client could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No server has this name.
+    #[error("unknown reference server `{name}` (known: {known})")]
+    UnknownServer {
+        /// The name asked for.
+        name: String,
+        /// Comma-separated names of the servers that exist.
+        known: String,
+    },
+    /// No client has this name.
+    #[error("unknown reference client `{name}` (known: {known})")]
+    UnknownClient {
+        /// The name asked for.
+        name: String,
+        /// Comma-separated names of the clients that exist.
+        known: String,
+    },
+    /// An option has a value the server (or client) cannot use.
+    #[error("{server}: bad value `{value}` for option `{key}`: {why}")]
+    BadOption {
+        /// The server (or client) the option was given to.
+        server: String,
+        /// The option's name.
+        key: String,
+        /// The rejected value.
+        value: String,
+        /// What a valid value looks like.
+        why: String,
+    },
+    /// An option the server (or client) does not have.
+    #[error("{server}: unknown option `{key}` (known: {known})")]
+    UnknownOption {
+        /// The server (or client) the option was given to.
+        server: String,
+        /// The option's name.
+        key: String,
+        /// Comma-separated names of its options, or `(none)`.
+        known: String,
+    },
+    /// Binding or otherwise setting up a socket failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+const SERVERS: &[(&str, &str)] = &[
+    (
+        tcp_upper::NAME,
+        "TCPServer: uppercases one line per connection, then closes",
+    ),
+    (
+        udp_upper::NAME,
+        "UDPServer: replies to each datagram with it uppercased",
+    ),
+    (
+        udp_pinger::NAME,
+        "UDPPingerServer: echoes datagrams uppercased, dropping a seeded fraction",
+    ),
+    (
+        socket_timeout::NAME,
+        "socket timeouts: serial server that stops after N silent connections",
+    ),
+];
+
+const CLIENTS: &[(&str, &str)] = &[(
+    pinger_client::NAME,
+    "UDPPingerClient: sends 10 pings, prints each reply and RTT or a timeout",
+)];
+
+/// (name, one-line description) of every server.
+pub fn servers() -> &'static [(&'static str, &'static str)] {
+    SERVERS
+}
+
+/// (name, one-line description) of every client.
+pub fn clients() -> &'static [(&'static str, &'static str)] {
+    CLIENTS
+}
+
+/// Starts server `name` bound to `bind`; it is accepting by the time this returns.
+pub async fn start_server(
+    name: &str,
+    bind: SocketAddr,
+    opts: &Options,
+) -> Result<RunningServer, Error> {
+    match name {
+        tcp_upper::NAME => tcp_upper::start(bind, opts).await,
+        udp_upper::NAME => udp_upper::start(bind, opts).await,
+        udp_pinger::NAME => udp_pinger::start(bind, opts).await,
+        socket_timeout::NAME => socket_timeout::start(bind, opts).await,
+        _ => Err(Error::UnknownServer {
+            name: name.to_owned(),
+            known: names(SERVERS),
+        }),
+    }
+}
+
+/// Runs reference client `name` against `server`; each line it would print goes to `out` (without newline); returns its exit code (0 ok).
+pub async fn run_client(
+    name: &str,
+    server: SocketAddr,
+    opts: &Options,
+    out: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<i32, Error> {
+    match name {
+        pinger_client::NAME => pinger_client::run(server, opts, out).await,
+        _ => Err(Error::UnknownClient {
+            name: name.to_owned(),
+            known: names(CLIENTS),
+        }),
+    }
+}
+
+fn names(registry: &[(&str, &str)]) -> String {
+    let names: Vec<&str> = registry.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
+
+/// How long `shutdown` waits for an aborted server task to be torn down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A running reference server.
+///
+/// The server's main task owns its socket and its connection tasks, so
+/// aborting that one task closes everything; dropping a `RunningServer` does
+/// exactly that.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    transport: Transport,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    fn spawn(
+        local_addr: SocketAddr,
+        transport: Transport,
+        server: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        RunningServer {
+            local_addr,
+            transport,
+            task: tokio::spawn(server),
+        }
+    }
+
+    /// The address the server is actually bound to (with the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The transport the server speaks.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// True once the server has stopped by itself (e.g. socket-timeout after 3 strikes) or failed.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops accepting, aborts connection tasks, and waits (bounded) for the server task to end.
+    pub async fn shutdown(mut self) {
+        self.task.abort();
+        // The join handle resolves only after the task's future (and with it
+        // the socket and the connection JoinSet) has been dropped.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The reply every "uppercase" server sends: Unicode uppercasing for UTF-8
+/// (like Python's `str.upper()`), ASCII-only for anything else, so arbitrary
+/// bytes still get an answer instead of an error.
+fn uppercase(message: &[u8]) -> Vec<u8> {
+    match std::str::from_utf8(message) {
+        Ok(text) => text.to_uppercase().into_bytes(),
+        Err(_) => message.to_ascii_uppercase(),
+    }
+}
+
+/// One server's (or client's) options, already checked for unknown keys.
+struct OptionSet<'a> {
+    who: &'static str,
+    opts: &'a Options,
+}
+
+impl<'a> OptionSet<'a> {
+    fn new(
+        who: &'static str,
+        known: &'static [&'static str],
+        opts: &'a Options,
+    ) -> Result<Self, Error> {
+        if let Some(key) = opts.keys().find(|key| !known.contains(&key.as_str())) {
+            return Err(Error::UnknownOption {
+                server: who.to_owned(),
+                key: key.clone(),
+                known: if known.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+        Ok(OptionSet { who, opts })
+    }
+
+    /// The raw value of `key`, if it was given.
+    fn given(&self, key: &str) -> Option<&'a str> {
+        self.opts.get(key).map(String::as_str)
+    }
+
+    /// Parses `key` (or `default` when it was not given) with `parse`.
+    fn get<T>(
+        &self,
+        key: &str,
+        default: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, Error> {
+        let value = self.given(key).unwrap_or(default);
+        self.parse(key, value, parse)
+    }
+
+    fn parse<T>(
+        &self,
+        key: &str,
+        value: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, Error> {
+        parse(value).map_err(|why| Error::BadOption {
+            server: self.who.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+            why,
+        })
+    }
+}
+
+/// Parses a positive duration such as `10s`, `300ms`, `1.5s` or `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    const WHY: &str = "expected a positive duration such as 10s, 300ms, 1.5s or 2m";
+    let text = text.trim();
+    // "ms" must be tried before "s" and "m", which are its suffix and prefix.
+    let (number, unit_seconds) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        return Err(WHY.to_owned());
+    };
+    let number: f64 = number.trim().parse().map_err(|_| WHY.to_owned())?;
+    if !(number.is_finite() && number > 0.0) {
+        return Err(WHY.to_owned());
+    }
+    Duration::try_from_secs_f64(number * unit_seconds).map_err(|_| WHY.to_owned())
+}
+
+/// Parses a whole number in `min..=max`.
+fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(" 2m "), Ok(Duration::from_secs(120)));
+        for bad in ["", "10", "s", "0s", "-1s", "NaNs", "infs", "1e30m", "1 h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("3", 1, 10), Ok(3));
+        assert!(parse_count("0", 1, 10).is_err());
+        assert!(parse_count("11", 1, 10).is_err());
+        assert!(parse_count("-1", 1, 10).is_err());
+        assert!(parse_count("three", 1, 10).is_err());
+    }
+
+    #[test]
+    fn uppercasing() {
+        assert_eq!(uppercase(b"hello\n"), b"HELLO\n");
+        assert_eq!(
+            uppercase("héllo wörld".as_bytes()),
+            "HÉLLO WÖRLD".as_bytes()
+        );
+        assert_eq!(uppercase("straße".as_bytes()), "STRASSE".as_bytes());
+        assert_eq!(uppercase(b"ab\xffc\xe9\n"), b"AB\xffC\xe9\n");
+        assert_eq!(uppercase(b""), b"");
+    }
+
+    #[test]
+    fn unknown_options_are_rejected() {
+        let opts = Options::from([("los".to_owned(), "0.3".to_owned())]);
+        let err = OptionSet::new("udp-pinger", &["loss", "seed"], &opts)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("udp-pinger: unknown option `los` (known: loss, seed)")
+        );
+    }
+}

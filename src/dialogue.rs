@@ -1,0 +1,276 @@
+//! The Dialogue: every byte each side sent, per connection and direction, with times.
+//!
+//! A live run records one; (later) decoding a capture produces one per conversation. Messages
+//! are framed from the raw bytes by the protocol's codec only when rendered, so a live run and
+//! a capture of it go through the same framing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::proto::{escape_bytes, Direction, Frame, Protocol};
+use crate::suite::Transport;
+
+/// One connection (or UDP socket) of a dialogue.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnInfo {
+    /// Index in `Dialogue::connections`.
+    pub id: usize,
+    /// Name from the suite (`c`, `srv`, `c#3` inside a concurrent repeat).
+    pub name: String,
+    /// tcp or udp.
+    pub transport: Transport,
+    /// Whether the harness is the client on this connection.
+    pub harness_is_client: bool,
+    /// The harness's address.
+    pub local: Option<SocketAddr>,
+    /// The target's address.
+    pub peer: Option<SocketAddr>,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The connection was opened (or the UDP socket bound).
+    Open,
+    /// Bytes went one way (for UDP: one datagram).
+    Data {
+        /// Which way.
+        dir: Direction,
+        /// The bytes.
+        #[serde(serialize_with = "ser_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// One side closed its write half (FIN).
+    Closed {
+        /// Who closed: the sender of the FIN.
+        dir: Direction,
+    },
+    /// The connection was reset.
+    Reset,
+    /// A connection attempt was refused.
+    Refused,
+}
+
+/// One event with its time since the case started.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Microseconds since the case started.
+    pub t_us: u64,
+    /// Connection index.
+    pub conn: usize,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Everything a case sent and received.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Dialogue {
+    /// Connections in the order they were opened.
+    pub connections: Vec<ConnInfo>,
+    /// Events in time order.
+    pub events: Vec<Event>,
+}
+
+fn ser_bytes<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(2))?;
+    match std::str::from_utf8(b) {
+        Ok(text) => m.serialize_entry("text", text)?,
+        Err(_) => m.serialize_entry("hex", &b.iter().map(|x| format!("{x:02x}")).collect::<String>())?,
+    }
+    m.serialize_entry("len", &b.len())?;
+    m.end()
+}
+
+/// A shared, clonable recorder that steps append to.
+#[derive(Clone)]
+pub struct Recorder {
+    start: Instant,
+    inner: Arc<Mutex<Dialogue>>,
+}
+
+impl Recorder {
+    /// A recorder whose clock starts now.
+    pub fn new() -> Recorder {
+        Recorder {
+            start: Instant::now(),
+            inner: Arc::default(),
+        }
+    }
+
+    /// Registers a connection and returns its id.
+    pub fn open(&self, mut info: ConnInfo) -> usize {
+        let mut d = self.lock();
+        info.id = d.connections.len();
+        let id = info.id;
+        d.connections.push(info);
+        drop(d);
+        self.event(id, EventKind::Open);
+        id
+    }
+
+    /// Appends an event now.
+    pub fn event(&self, conn: usize, kind: EventKind) {
+        let t_us = self.start.elapsed().as_micros() as u64;
+        self.lock().events.push(Event { t_us, conn, kind });
+    }
+
+    /// Time since the case started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// A copy of what was recorded so far.
+    pub fn snapshot(&self) -> Dialogue {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Dialogue> {
+        // A panic elsewhere must not hide the record of what happened.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+/// One rendered transcript item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    /// Microseconds since the case started.
+    pub t_us: u64,
+    /// Connection name.
+    pub conn: String,
+    /// Direction, for messages and closes.
+    pub dir: Option<Direction>,
+    /// The rendering.
+    pub text: String,
+}
+
+impl Dialogue {
+    /// Frames the recorded bytes with `proto`'s codec into transcript items.
+    pub fn items(&self, proto: &dyn Protocol) -> Vec<Item> {
+        let mut streams: HashMap<(usize, Direction), (Vec<u8>, Box<dyn crate::proto::Codec>)> = HashMap::new();
+        let mut out = Vec::new();
+        let name = |c: usize| self.connections.get(c).map(|i| i.name.clone()).unwrap_or_default();
+        for ev in &self.events {
+            let conn = name(ev.conn);
+            let info = self.connections.get(ev.conn);
+            let mut push = |dir, text| out.push(Item { t_us: ev.t_us, conn: conn.clone(), dir, text });
+            match &ev.kind {
+                EventKind::Open => {
+                    let text = match info {
+                        Some(i) if i.harness_is_client => format!("open {} (harness is client)", i.transport),
+                        Some(i) => format!("open {} (harness is server)", i.transport),
+                        None => "open".into(),
+                    };
+                    push(None, text);
+                }
+                EventKind::Data { dir, bytes } => {
+                    let udp = info.is_some_and(|i| i.transport == Transport::Udp);
+                    if udp {
+                        let mut codec = proto.codec(*dir);
+                        match codec.decode(bytes, true) {
+                            Ok(Frame::Message(m, _)) => push(Some(*dir), m.summary),
+                            _ => push(Some(*dir), format!("datagram \"{}\"", escape_bytes(bytes, 200))),
+                        }
+                        continue;
+                    }
+                    let (buf, codec) = streams.entry((ev.conn, *dir)).or_insert_with(|| (Vec::new(), proto.codec(*dir)));
+                    buf.extend_from_slice(bytes);
+                    drain(buf, codec.as_mut(), false, |t| push(Some(*dir), t));
+                }
+                EventKind::Closed { dir } => {
+                    if let Some((buf, codec)) = streams.get_mut(&(ev.conn, *dir)) {
+                        drain(buf, codec.as_mut(), true, |t| push(Some(*dir), t));
+                    }
+                    push(Some(*dir), "close".into());
+                }
+                EventKind::Reset => push(None, "reset".into()),
+                EventKind::Refused => push(None, "connection refused".into()),
+            }
+        }
+        // Bytes still unframed at the end were never completed by the peer.
+        let mut rest: Vec<_> = streams.into_iter().filter(|(_, (b, _))| !b.is_empty()).collect();
+        rest.sort_by_key(|((c, _), _)| *c);
+        for ((c, dir), (buf, _)) in rest {
+            out.push(Item {
+                t_us: self.events.last().map_or(0, |e| e.t_us),
+                conn: name(c),
+                dir: Some(dir),
+                text: format!("incomplete: \"{}\"", escape_bytes(&buf, 200)),
+            });
+        }
+        out
+    }
+
+    /// Renders the transcript, one line per item; `times` adds `+12.3ms` stamps.
+    pub fn transcript(&self, proto: &dyn Protocol, times: bool) -> String {
+        let mut s = String::new();
+        for it in self.items(proto) {
+            if times {
+                s.push_str(&format!("{:>9.1}ms ", it.t_us as f64 / 1000.0));
+            }
+            let arrow = it.dir.map_or("   ", Direction::arrow);
+            s.push_str(&format!("{:<6} {arrow} {}\n", it.conn, it.text));
+        }
+        s
+    }
+}
+
+fn drain(buf: &mut Vec<u8>, codec: &mut dyn crate::proto::Codec, eof: bool, mut push: impl FnMut(String)) {
+    loop {
+        match codec.decode(buf, eof) {
+            Ok(Frame::Message(m, used)) if used > 0 => {
+                push(m.summary);
+                buf.drain(..used);
+            }
+            Ok(_) => break,
+            Err(e) => {
+                push(format!("undecodable ({e}): \"{}\"", escape_bytes(buf, 200)));
+                buf.clear();
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto;
+
+    #[test]
+    fn frames_split_stream_into_lines() {
+        let rec = Recorder::new();
+        let c = rec.open(ConnInfo {
+            id: 0,
+            name: "c".into(),
+            transport: Transport::Tcp,
+            harness_is_client: true,
+            local: None,
+            peer: None,
+        });
+        let data = |dir, b: &[u8]| EventKind::Data { dir, bytes: b.to_vec() };
+        rec.event(c, data(Direction::ClientToServer, b"hel"));
+        rec.event(c, data(Direction::ClientToServer, b"lo\n"));
+        rec.event(c, data(Direction::ServerToClient, b"HELLO\nPART"));
+        rec.event(c, EventKind::Closed { dir: Direction::ServerToClient });
+        let t = rec.snapshot().transcript(proto::find("line").unwrap(), false);
+        assert_eq!(
+            t,
+            "c          open tcp (harness is client)\nc      C→S \"hello\"\nc      S→C \"HELLO\"\nc      S→C \"PART\" (no line ending)\nc      S→C close\n"
+        );
+        let json = serde_json::to_string(&rec.snapshot()).unwrap();
+        assert!(json.contains(r#""kind":"data","dir":"c2s","bytes":{"text":"hel","len":3}"#), "{json}");
+    }
+}

@@ -1,0 +1,170 @@
+//! The console: one line per case, and for a failure everything needed to fix it.
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+
+use crate::run::{CaseResult, Reporter, Summary, Verdict};
+
+const RED: Style = AnsiColor::Red.on_default().bold();
+const GREEN: Style = AnsiColor::Green.on_default().bold();
+const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const DIM: Style = Style::new().dimmed();
+const BOLD: Style = Style::new().bold();
+
+/// Prints results to stdout (colour per NO_COLOR/terminal); a progress bar on a terminal only.
+pub struct Console {
+    out: anstream::AutoStream<std::io::Stdout>,
+    bar: Option<indicatif::ProgressBar>,
+    verbose: bool,
+}
+
+impl Console {
+    /// A console reporter; `verbose` also prints the transcript of passing cases.
+    pub fn new(verbose: bool) -> Console {
+        Console {
+            out: anstream::stdout(),
+            bar: None,
+            verbose,
+        }
+    }
+
+    fn print(&mut self, text: &str) {
+        let out = &mut self.out;
+        let mut write = || {
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        };
+        match &self.bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+impl Reporter for Console {
+    fn start(&mut self, total: usize) {
+        use std::io::IsTerminal;
+        // A bar in a CI log is noise: only on an interactive terminal.
+        if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() && total > 1 {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            self.bar = Some(bar);
+        }
+    }
+
+    fn case_finished(&mut self, r: &CaseResult) {
+        let case = r.case();
+        let (style, word) = match r.verdict {
+            Verdict::Pass => (GREEN, "PASS"),
+            Verdict::Fail => (RED, "FAIL"),
+            Verdict::Error => (YELLOW, "ERROR"),
+        };
+        let mut s = format!("{style}{word:<5}{style:#} {} {DIM}({} pts, {:.0?}){DIM:#}\n", r.name(), case.points, r.duration);
+        if r.verdict != Verdict::Pass {
+            s.push_str(&failure_text(r, true));
+            s.push('\n');
+        } else if self.verbose {
+            s.push_str(&indent(&r.transcript(true), "    "));
+        }
+        self.print(&s);
+        if let Some(b) = &self.bar {
+            b.inc(1);
+            b.set_message(r.name());
+        }
+    }
+
+    fn finish(&mut self, s: &Summary) -> std::io::Result<()> {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        let mut text = String::new();
+        for e in &s.target_errors {
+            text.push_str(&format!("{RED}error:{RED:#} {}\n", e.replace('\n', "\n       ")));
+        }
+        let style = if s.failed + s.errors == 0 && s.target_errors.is_empty() { GREEN } else { RED };
+        text.push_str(&format!(
+            "{style}wirecheck: {} passed, {} failed{}{style:#}; {} of {} points in {:.1}s\n",
+            s.passed,
+            s.failed,
+            if s.errors > 0 { format!(", {} errors", s.errors) } else { String::new() },
+            fmt_points(s.points),
+            fmt_points(s.max_points),
+            s.duration_ms as f64 / 1000.0
+        ));
+        self.print(&text);
+        Ok(())
+    }
+}
+
+fn fmt_points(p: f64) -> String {
+    if p.fract() == 0.0 {
+        format!("{p:.0}")
+    } else {
+        format!("{p:.2}")
+    }
+}
+
+fn indent(s: &str, by: &str) -> String {
+    s.lines().map(|l| format!("{by}{l}\n")).collect()
+}
+
+/// The failure block: step location, what it checks, expected vs got (a diff when multi-line),
+/// the dialogue up to the failure and the target's stderr tail.
+pub fn failure_text(r: &CaseResult, color: bool) -> String {
+    let st = |s: Style| if color { s } else { Style::new() };
+    let (bold, dim, red, green) = (st(BOLD), st(DIM), st(RED), st(GREEN));
+    let case = r.case();
+    let mut out = String::new();
+    let Some(f) = &r.failure else { return out };
+    if let Some(loc) = f.loc {
+        out.push_str(&format!(
+            "  {bold}step:{bold:#}     {}:{}:{} ({})\n",
+            r.suite.source.path.display(),
+            loc.line,
+            loc.col,
+            f.keyword.unwrap_or("step")
+        ));
+        if let Some(line) = r.suite.source.text.lines().nth(loc.line.saturating_sub(1) as usize) {
+            out.push_str(&format!("            {dim}{}{dim:#}\n", line.trim()));
+        }
+    }
+    if let Some(rfc) = &case.rfc {
+        out.push_str(&format!("  {bold}checks:{bold:#}   {rfc} — {}\n", case.title));
+    }
+    out.push_str(&format!("  {bold}error:{bold:#}    {}\n", f.message));
+    if let (Some(e), Some(g)) = (&f.expected, &f.got) {
+        if e.contains('\n') || g.contains('\n') {
+            out.push_str(&format!("  {bold}diff:{bold:#}     {red}- expected{red:#} {green}+ got{green:#}\n"));
+            let diff = similar::TextDiff::from_lines(e.as_str(), g.as_str());
+            for change in diff.iter_all_changes() {
+                let (sign, s) = match change.tag() {
+                    similar::ChangeTag::Delete => ("-", red),
+                    similar::ChangeTag::Insert => ("+", green),
+                    similar::ChangeTag::Equal => (" ", Style::new()),
+                };
+                out.push_str(&format!("    {s}{sign} {}{s:#}\n", change.value().trim_end_matches('\n')));
+            }
+        } else {
+            out.push_str(&format!("  {bold}expected:{bold:#} {green}{e}{green:#}\n"));
+            out.push_str(&format!("  {bold}got:{bold:#}      {red}{g}{red:#}\n"));
+        }
+    }
+    let transcript = r.transcript(true);
+    if !transcript.is_empty() {
+        let lines: Vec<&str> = transcript.lines().collect();
+        let shown = &lines[lines.len().saturating_sub(30)..];
+        out.push_str(&format!("  {bold}dialogue{bold:#}{}:\n", if shown.len() < lines.len() { " (last 30 events)" } else { "" }));
+        for l in shown {
+            out.push_str(&format!("    {dim}{l}{dim:#}\n"));
+        }
+    }
+    if let Some(tail) = &r.stderr_tail {
+        out.push_str(&format!("  {bold}target stderr (tail):{bold:#}\n"));
+        out.push_str(&indent(tail, "    "));
+    }
+    out
+}

@@ -1,0 +1,644 @@
+//! Runs one case's steps: the interpreter behind every suite keyword.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::time::Instant;
+
+use super::conn::{Conn, RecvError, TcpConn};
+use super::process::{Exit, Program};
+use super::target::Launcher;
+use crate::dialogue::{ConnInfo, EventKind, Recorder};
+use crate::proto::{escape_bytes, Protocol};
+use crate::suite::*;
+
+/// Why a case failed: the step, what was expected and what came.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Failure {
+    /// What went wrong, in a sentence.
+    pub message: String,
+    /// The failing step's location.
+    pub loc: Option<Loc>,
+    /// The failing step's keyword.
+    pub keyword: Option<&'static str>,
+    /// What the step expected.
+    pub expected: Option<String>,
+    /// What arrived instead.
+    pub got: Option<String>,
+}
+
+impl Failure {
+    fn at(step: &Step, message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            loc: Some(step.loc),
+            keyword: Some(step.kind.keyword()),
+            ..Failure::default()
+        }
+    }
+
+    fn with(mut self, expected: impl Into<String>, got: impl Into<String>) -> Failure {
+        self.expected = Some(expected.into());
+        self.got = Some(got.into());
+        self
+    }
+}
+
+/// What a case runs against: fixed for the whole case.
+pub struct Env {
+    /// The suite.
+    pub suite: Arc<Suite>,
+    /// Its protocol.
+    pub proto: &'static dyn Protocol,
+    /// The target's address (server-role suites).
+    pub target: Option<SocketAddr>,
+    /// The target program, if it is one we run (for expect_output / expect_exit).
+    pub program: tokio::sync::Mutex<Option<Arc<Program>>>,
+    /// Starts the target client (client-role suites).
+    pub launcher: Option<Launcher>,
+    /// Multiplies every timeout.
+    pub scale: f64,
+    /// The dialogue being recorded.
+    pub rec: Recorder,
+    /// Index of the next stdout line `expect_output` looks at.
+    pub output_pos: std::sync::Mutex<usize>,
+}
+
+/// Per-branch state: connections and variables.
+#[derive(Default)]
+pub struct Ctx {
+    conns: HashMap<String, Conn>,
+    listeners: HashMap<String, (TcpListener, SocketAddr)>,
+    vars: Vars,
+    last: Option<String>,
+    last_listener: Option<String>,
+    suffix: String,
+}
+
+type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
+
+/// Runs `case`; returns its failure, if any. The dialogue is in `env.rec`.
+pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
+    let mut ctx = Ctx::default();
+    ctx.vars.insert("suite".into(), env.suite.name.clone());
+    ctx.vars.insert("case".into(), case.id.clone());
+    if let Some(t) = env.target {
+        ctx.vars.insert("target.host".into(), t.ip().to_string());
+        ctx.vars.insert("target.port".into(), t.port().to_string());
+    }
+    let r = ctx.steps(env, &case.steps).await;
+    ctx.close_all(env);
+    r
+}
+
+impl Ctx {
+    fn steps<'a>(&'a mut self, env: &'a Env, steps: &'a [Step]) -> StepFuture<'a> {
+        Box::pin(async move {
+            for s in steps {
+                self.step(env, s).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn timeout(&self, env: &Env, step: &Step) -> Duration {
+        step.timeout.unwrap_or(env.suite.timeout).mul_f64(env.scale)
+    }
+
+    fn conn_name(&self, step: &Step) -> Result<String, Failure> {
+        step.on.clone().or_else(|| self.last.clone()).ok_or_else(|| Failure::at(step, "no connection is open"))
+    }
+
+    fn conn(&mut self, step: &Step) -> Result<&mut Conn, Failure> {
+        let name = self.conn_name(step)?;
+        self.conns.get_mut(&name).ok_or_else(|| Failure::at(step, format!("no connection named '{name}' is open (it was closed, or opened in another branch)")))
+    }
+
+    fn render(&self, step: &Step, t: &Template) -> Result<String, Failure> {
+        t.render(&self.vars).map_err(|e| Failure::at(step, e))
+    }
+
+    fn bytes(&self, env: &Env, step: &Step, p: &Payload) -> Result<Vec<u8>, Failure> {
+        Ok(match p {
+            Payload::Lines(lines) => {
+                let mut out = Vec::new();
+                for l in lines {
+                    out.extend_from_slice(self.render(step, l)?.as_bytes());
+                    out.extend_from_slice(env.proto.line_ending());
+                }
+                out
+            }
+            Payload::Raw(t) => unescape(&self.render(step, t)?).map_err(|e| Failure::at(step, e))?,
+            Payload::Hex(b) => b.clone(),
+            Payload::Fill { pattern, size } => pattern.iter().copied().cycle().take(*size).collect(),
+            Payload::Pieces(ps) => {
+                let mut out = Vec::new();
+                for p in ps {
+                    if let Piece::Data(d) = p {
+                        out.extend(self.bytes(env, step, d)?);
+                    }
+                }
+                out
+            }
+        })
+    }
+
+    fn register(&mut self, env: &Env, name: &str, conn: Conn) {
+        self.conns.insert(name.to_string(), conn);
+        self.last = Some(name.to_string());
+        let _ = env;
+    }
+
+    fn info(&self, name: &str, transport: Transport, harness_is_client: bool, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> ConnInfo {
+        ConnInfo {
+            id: 0,
+            name: format!("{name}{}", self.suffix),
+            transport,
+            harness_is_client,
+            local,
+            peer,
+        }
+    }
+
+    fn close_all(&mut self, env: &Env) {
+        let _ = env;
+        for (_, c) in self.conns.drain() {
+            c.close();
+        }
+        self.listeners.clear();
+    }
+
+    fn step<'a>(&'a mut self, env: &'a Env, step: &'a Step) -> StepFuture<'a> {
+        Box::pin(async move {
+            let deadline = Instant::now() + self.timeout(env, step);
+            match &step.kind {
+                StepKind::Connect { name, transport, to, refused } => self.connect(env, step, name, *transport, to.as_ref(), *refused, deadline).await,
+                StepKind::Listen { name, transport } => self.listen(env, step, name, *transport).await,
+                StepKind::Accept { listener, name } => {
+                    let (l, _) = self.listeners.get(listener).ok_or_else(|| Failure::at(step, format!("no listener named '{listener}'")))?;
+                    match tokio::time::timeout_at(deadline, l.accept()).await {
+                        Err(_) => Err(Failure::at(step, format!("the target did not connect within {:?}", self.timeout(env, step)))),
+                        Ok(Err(e)) => Err(Failure::at(step, format!("accept failed: {e}"))),
+                        Ok(Ok((stream, peer))) => {
+                            let info = self.info(name, Transport::Tcp, false, stream.local_addr().ok(), Some(peer));
+                            let id = env.rec.open(info);
+                            let conn = Conn::Tcp(TcpConn::new(id, stream, false, env.proto, env.rec.clone()));
+                            self.register(env, name, conn);
+                            Ok(())
+                        }
+                    }
+                }
+                StepKind::Start { listener } => self.start(env, step, listener.as_deref()).await,
+                StepKind::Send(p) => self.send(env, step, p, deadline).await,
+                StepKind::Expect(e) => self.expect(env, step, e, deadline).await,
+                StepKind::Collect(c) => self.collect(step, c).await,
+                StepKind::Close => {
+                    let name = self.conn_name(step)?;
+                    let c = self.conns.remove(&name).ok_or_else(|| Failure::at(step, format!("no connection named '{name}' is open")))?;
+                    c.close();
+                    Ok(())
+                }
+                StepKind::Shutdown => {
+                    self.conn(step)?.shutdown().await;
+                    Ok(())
+                }
+                StepKind::Parallel(branches) => self.parallel(env, branches).await,
+                StepKind::Repeat(r) => self.repeat(env, r).await,
+                StepKind::ExpectOutput(o) => self.expect_output(env, step, o, deadline).await,
+                StepKind::ExpectExit(x) => self.expect_exit(env, step, *x, deadline).await,
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn connect(&mut self, env: &Env, step: &Step, name: &str, transport: Transport, to: Option<&Template>, refused: bool, deadline: Instant) -> Result<(), Failure> {
+        let addr = match to {
+            Some(t) => {
+                let s = self.render(step, t)?;
+                match tokio::net::lookup_host(&s).await.ok().and_then(|mut a| a.next()) {
+                    Some(a) => a,
+                    None => return Err(Failure::at(step, format!("'{s}' is not an address (write HOST:PORT)"))),
+                }
+            }
+            None => env.target.ok_or_else(|| Failure::at(step, "there is no target to connect to: this suite's target is a client (use listen and accept)"))?,
+        };
+        match transport {
+            Transport::Tcp => match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+                Err(_) => Err(Failure::at(step, format!("connecting to {addr} timed out"))),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    let info = self.info(name, transport, true, None, Some(addr));
+                    let id = env.rec.open(info);
+                    env.rec.event(id, EventKind::Refused);
+                    if refused {
+                        Ok(())
+                    } else {
+                        Err(Failure::at(step, format!("connection refused: nothing is listening on {addr} (did the server stop or crash?)")))
+                    }
+                }
+                Ok(Err(e)) => Err(Failure::at(step, format!("cannot connect to {addr}: {e}"))),
+                Ok(Ok(stream)) => {
+                    if refused {
+                        return Err(Failure::at(step, format!("expected the connection to {addr} to be refused, but it was accepted")).with("connection refused", "connection accepted"));
+                    }
+                    let info = self.info(name, transport, true, stream.local_addr().ok(), Some(addr));
+                    let id = env.rec.open(info);
+                    self.register(env, name, Conn::Tcp(TcpConn::new(id, stream, true, env.proto, env.rec.clone())));
+                    Ok(())
+                }
+            },
+            Transport::Udp => {
+                if refused {
+                    return Err(Failure::at(step, "UDP has no connection to refuse; use expect silence"));
+                }
+                let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0".parse() } else { "127.0.0.1:0".parse() }.expect("constant address");
+                let sock = UdpSocket::bind(bind).await.map_err(|e| Failure::at(step, format!("cannot open a UDP socket: {e}")))?;
+                sock.connect(addr).await.map_err(|e| Failure::at(step, format!("cannot address {addr}: {e}")))?;
+                let info = self.info(name, transport, true, sock.local_addr().ok(), Some(addr));
+                let id = env.rec.open(info);
+                self.register(env, name, Conn::udp(id, sock, true, true, env.proto, env.rec.clone()));
+                Ok(())
+            }
+        }
+    }
+
+    async fn listen(&mut self, env: &Env, step: &Step, name: &str, transport: Transport) -> Result<(), Failure> {
+        let bind: SocketAddr = "127.0.0.1:0".parse().expect("constant address");
+        let local = match transport {
+            Transport::Tcp => {
+                let l = TcpListener::bind(bind).await.map_err(|e| Failure::at(step, format!("cannot listen: {e}")))?;
+                let local = l.local_addr().map_err(|e| Failure::at(step, e.to_string()))?;
+                self.listeners.insert(name.to_string(), (l, local));
+                local
+            }
+            Transport::Udp => {
+                let sock = UdpSocket::bind(bind).await.map_err(|e| Failure::at(step, format!("cannot bind: {e}")))?;
+                let local = sock.local_addr().map_err(|e| Failure::at(step, e.to_string()))?;
+                let info = self.info(name, transport, false, Some(local), None);
+                let id = env.rec.open(info);
+                self.register(env, name, Conn::udp(id, sock, false, false, env.proto, env.rec.clone()));
+                local
+            }
+        };
+        self.last_listener = Some(name.to_string());
+        self.vars.insert(format!("{name}.port"), local.port().to_string());
+        self.vars.insert(format!("{name}.host"), local.ip().to_string());
+        self.vars.insert(format!("{name}.addr"), local.to_string());
+        Ok(())
+    }
+
+    async fn start(&mut self, env: &Env, step: &Step, listener: Option<&str>) -> Result<(), Failure> {
+        let name = listener.map(str::to_string).or_else(|| self.last_listener.clone()).ok_or_else(|| Failure::at(step, "start needs a listener: add a listen step first"))?;
+        let port = self.vars.get(&format!("{name}.port")).and_then(|p| p.parse().ok()).ok_or_else(|| Failure::at(step, format!("no listener named '{name}'")))?;
+        let launcher = env.launcher.as_ref().ok_or_else(|| Failure::at(step, "this run has no client to start (client-role suites need --exec or a reference client)"))?;
+        let program = launcher.launch(port).await.map_err(|e| Failure::at(step, e))?;
+        *env.program.lock().await = Some(Arc::new(program));
+        *env.output_pos.lock().unwrap_or_else(|e| e.into_inner()) = 0;
+        Ok(())
+    }
+
+    async fn send(&mut self, env: &Env, step: &Step, p: &Payload, deadline: Instant) -> Result<(), Failure> {
+        if let Payload::Pieces(pieces) = p {
+            for piece in pieces {
+                match piece {
+                    Piece::Pause(d) => tokio::time::sleep(*d).await,
+                    Piece::Data(d) => {
+                        let bytes = self.bytes(env, step, d)?;
+                        self.conn(step)?.send(&bytes, deadline).await.map_err(|e| Failure::at(step, e))?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let bytes = self.bytes(env, step, p)?;
+        self.conn(step)?.send(&bytes, deadline).await.map_err(|e| Failure::at(step, e))
+    }
+
+    async fn expect(&mut self, env: &Env, step: &Step, e: &Expect, deadline: Instant) -> Result<(), Failure> {
+        let started = Instant::now();
+        let waited = self.timeout(env, step);
+        let recv_fail = |err: RecvError, expected: String| {
+            let got = match &err {
+                RecvError::Timeout { .. } => format!("nothing within {waited:?}"),
+                _ => err.to_string(),
+            };
+            Failure::at(step, err.to_string()).with(expected, got)
+        };
+        let text = match &e.what {
+            ExpectWhat::Line(t) => {
+                let want = self.render(step, t)?;
+                let (m, at) = self.conn(step)?.message(deadline).await.map_err(|err| recv_fail(err, quote(&want)))?;
+                if m.text != want {
+                    return Err(Failure::at(step, "the reply differs").with(quote(&want), quote(&m.text)));
+                }
+                check_not_before(step, e, started, at)?;
+                m.text
+            }
+            ExpectWhat::Lines(ts) => {
+                let want: Vec<String> = ts.iter().map(|t| self.render(step, t)).collect::<Result<_, _>>()?;
+                let mut got = Vec::new();
+                for _ in &want {
+                    match self.conn(step)?.message(deadline).await {
+                        Ok((m, _)) => got.push(m.text),
+                        Err(err) => return Err(recv_fail(err, want.join("\n")).with(want.join("\n"), got.join("\n"))),
+                    }
+                }
+                if got != want {
+                    return Err(Failure::at(step, "the lines differ").with(want.join("\n"), got.join("\n")));
+                }
+                got.join("\n")
+            }
+            ExpectWhat::Regex(t) => {
+                let pattern = t.render_regex(&self.vars).map_err(|m| Failure::at(step, m))?;
+                let re = Regex::new(&pattern).map_err(|err| Failure::at(step, format!("invalid regex: {err}")))?;
+                let (m, at) = self.conn(step)?.message(deadline).await.map_err(|err| recv_fail(err, format!("a message matching /{pattern}/")))?;
+                let Some(caps) = re.captures(&m.text) else {
+                    return Err(Failure::at(step, "the reply does not match").with(format!("/{pattern}/"), quote(&m.text)));
+                };
+                check_not_before(step, e, started, at)?;
+                for name in re.capture_names().flatten() {
+                    if let Some(v) = caps.name(name) {
+                        self.set_var(step, name, v.as_str());
+                    }
+                }
+                m.text
+            }
+            ExpectWhat::Bytes(p) => {
+                let want = self.bytes(env, step, p)?;
+                let got = self.conn(step)?.bytes(want.len(), deadline).await.map_err(|err| recv_fail(err, format!("{} bytes \"{}\"", want.len(), escape_bytes(&want, 200))))?;
+                if got != want {
+                    let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+                    return Err(Failure::at(step, format!("the bytes differ at offset {at}")).with(escape_bytes(&want, 300), escape_bytes(&got, 300)));
+                }
+                String::from_utf8_lossy(&got).into_owned()
+            }
+            ExpectWhat::Closed => {
+                match self.conn(step)?.closed(deadline).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(data)) => return Err(Failure::at(step, "expected the connection to close, but data arrived").with("close", format!("\"{}\"", escape_bytes(&data, 300)))),
+                    Err(RecvError::Timeout { .. }) => return Err(Failure::at(step, format!("the connection is still open after {waited:?}")).with("close", "still open")),
+                    Err(err) => return Err(Failure::at(step, err.to_string())),
+                }
+                String::new()
+            }
+            ExpectWhat::Silence(d) => {
+                self.conn(step)?.silence(Instant::now() + *d).await.map_err(|err| Failure::at(step, err.to_string()).with(format!("silence for {d:?}"), err.to_string()))?;
+                String::new()
+            }
+        };
+        for (name, re) in &e.captures {
+            match re.captures(&text).and_then(|c| c.get(1)) {
+                Some(m) => self.set_var(step, name, m.as_str()),
+                None => return Err(Failure::at(step, format!("nothing to capture into '{name}'")).with(format!("/{}/", re.as_str()), quote(&text))),
+            }
+        }
+        Ok(())
+    }
+
+    fn set_var(&mut self, step: &Step, name: &str, value: &str) {
+        self.vars.insert(name.to_string(), value.to_string());
+        if let Ok(conn) = self.conn_name(step) {
+            self.vars.insert(format!("{conn}.{name}"), value.to_string());
+        }
+    }
+
+    async fn collect(&mut self, step: &Step, c: &Collect) -> Result<(), Failure> {
+        let each = match &c.each {
+            Some(t) => {
+                let p = t.render_regex(&self.vars).map_err(|m| Failure::at(step, m))?;
+                Some(Regex::new(&p).map_err(|e| Failure::at(step, format!("invalid regex: {e}")))?)
+            }
+            None => None,
+        };
+        let until = Instant::now() + c.duration;
+        let mut n = 0;
+        loop {
+            match self.conn(step)?.message(until).await {
+                Ok((m, _)) => {
+                    n += 1;
+                    if let Some(re) = &each {
+                        if !re.is_match(&m.text) {
+                            return Err(Failure::at(step, format!("message {n} does not match")).with(format!("/{}/", re.as_str()), quote(&m.text)));
+                        }
+                    }
+                    if n > c.max {
+                        return Err(Failure::at(step, format!("more than {} messages arrived", c.max)).with(format!("at most {}", c.max), format!("{n} (and counting)")));
+                    }
+                }
+                Err(RecvError::Timeout { .. }) | Err(RecvError::Closed { .. }) => break,
+                Err(e) => return Err(Failure::at(step, e.to_string())),
+            }
+        }
+        if n < c.min {
+            return Err(Failure::at(step, format!("only {n} messages arrived in {:?}", c.duration)).with(format!("at least {}", c.min), n.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn parallel(&mut self, env: &Env, branches: &[Vec<Step>]) -> Result<(), Failure> {
+        let mut children = Vec::new();
+        let mut fallback = self.last.clone();
+        for b in branches {
+            let mut child = Ctx {
+                vars: self.vars.clone(),
+                suffix: self.suffix.clone(),
+                last_listener: self.last_listener.clone(),
+                ..Ctx::default()
+            };
+            let mut names = Vec::new();
+            named_conns(b, &mut names);
+            for n in names {
+                if let Some(c) = self.conns.remove(&n) {
+                    child.conns.insert(n.clone(), c);
+                }
+                if let Some(l) = self.listeners.remove(&n) {
+                    child.listeners.insert(n, l);
+                }
+            }
+            // A branch that starts without naming a connection uses the one the case was on.
+            if first_needs_conn(b) {
+                if let Some(n) = fallback.take() {
+                    if let Some(c) = self.conns.remove(&n) {
+                        child.conns.insert(n.clone(), c);
+                        child.last = Some(n);
+                    }
+                }
+            }
+            if let Some(l) = self.last_listener.clone() {
+                if let Some(x) = self.listeners.remove(&l) {
+                    child.listeners.insert(l, x);
+                }
+            }
+            children.push(child);
+        }
+        let futs = children.into_iter().zip(branches).map(|(mut child, b)| async move {
+            let r = child.steps(env, b).await;
+            (child, r)
+        });
+        let results = futures::future::join_all(futs).await;
+        let mut first_err = None;
+        for (child, r) in results {
+            self.vars.extend(child.vars);
+            self.conns.extend(child.conns);
+            self.listeners.extend(child.listeners);
+            if child.last.is_some() {
+                self.last = child.last;
+            }
+            if let (Err(e), None) = (r, &first_err) {
+                first_err = Some(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn repeat(&mut self, env: &Env, r: &Repeat) -> Result<(), Failure> {
+        if !r.concurrent {
+            for i in r.from..=r.to {
+                self.vars.insert(r.var.clone(), i.to_string());
+                self.steps(env, &r.steps).await?;
+            }
+            return Ok(());
+        }
+        let futs = (r.from..=r.to).map(|i| {
+            let mut child = Ctx {
+                vars: self.vars.clone(),
+                suffix: format!("{}#{i}", self.suffix),
+                ..Ctx::default()
+            };
+            child.vars.insert(r.var.clone(), i.to_string());
+            async move {
+                let res = child.steps(env, &r.steps).await;
+                child.close_all(env);
+                res
+            }
+        });
+        let results = futures::future::join_all(futs).await;
+        results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
+    }
+
+    async fn program(&self, env: &Env, step: &Step) -> Result<Arc<Program>, Failure> {
+        env.program.lock().await.clone().ok_or_else(|| Failure::at(step, "there is no target program to check: run with --exec (or a reference), and in client-role suites add a start step"))
+    }
+
+    async fn expect_output(&mut self, env: &Env, step: &Step, o: &OutputExpect, deadline: Instant) -> Result<(), Failure> {
+        let program = self.program(env, step).await?;
+        let out = &program.stdout;
+        match o {
+            OutputExpect::Regex(t) => {
+                let pattern = t.render_regex(&self.vars).map_err(|m| Failure::at(step, m))?;
+                let re = Regex::new(&pattern).map_err(|e| Failure::at(step, format!("invalid regex: {e}")))?;
+                loop {
+                    let (lines, closed) = out.lines();
+                    let first = out.first_index();
+                    let pos = *env.output_pos.lock().unwrap_or_else(|e| e.into_inner());
+                    let skip = pos.saturating_sub(first);
+                    if let Some(i) = lines.iter().skip(skip).position(|l| re.is_match(l)) {
+                        *env.output_pos.lock().unwrap_or_else(|e| e.into_inner()) = first + skip + i + 1;
+                        return Ok(());
+                    }
+                    if closed || Instant::now() >= deadline {
+                        let why = if closed { "the program's output ended" } else { "no such line in time" };
+                        return Err(Failure::at(step, format!("{why}: no output line matches /{pattern}/")).with(format!("a line matching /{pattern}/"), tail_lines(&lines, 20)));
+                    }
+                    out.changed(deadline).await;
+                }
+            }
+            OutputExpect::Sequence(ts) => {
+                let pats: Vec<Regex> = ts
+                    .iter()
+                    .map(|t| t.render_regex(&self.vars).map_err(|m| Failure::at(step, m)).and_then(|p| Regex::new(&p).map_err(|e| Failure::at(step, e.to_string()))))
+                    .collect::<Result<_, _>>()?;
+                // The sequence is judged on the whole output, so wait for the program to finish.
+                program.wait(deadline).await;
+                loop {
+                    let (_, closed) = out.lines();
+                    if closed || Instant::now() >= deadline {
+                        break;
+                    }
+                    out.changed(deadline).await;
+                }
+                let (lines, _) = out.lines();
+                let relevant: Vec<&String> = lines.iter().filter(|l| pats.iter().any(|p| p.is_match(l))).collect();
+                let ok = relevant.len() == pats.len() && relevant.iter().zip(&pats).all(|(l, p)| p.is_match(l));
+                if !ok {
+                    let want = pats.iter().map(|p| format!("/{}/", p.as_str())).collect::<Vec<_>>().join("\n");
+                    let got = relevant.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
+                    return Err(Failure::at(step, format!("the output's matching lines ({} of them) do not follow the expected sequence of {}", relevant.len(), pats.len())).with(want, got));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn expect_exit(&mut self, env: &Env, step: &Step, x: ExitExpect, deadline: Instant) -> Result<(), Failure> {
+        let program = self.program(env, step).await?;
+        let want = match x {
+            ExitExpect::Code(c) => format!("exit status {c}"),
+            ExitExpect::Nonzero => "a non-zero exit status".into(),
+        };
+        match program.wait(deadline).await {
+            None => Err(Failure::at(step, format!("the program is still running after {:?}", self.timeout(env, step))).with(want, "still running")),
+            Some(got) => {
+                let ok = match (x, got) {
+                    (ExitExpect::Code(c), Exit::Code(g)) => c == g,
+                    (ExitExpect::Nonzero, Exit::Code(g)) => g != 0,
+                    _ => false,
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(Failure::at(step, format!("the program ended with {got}")).with(want, got.to_string()))
+                }
+            }
+        }
+    }
+}
+
+fn check_not_before(step: &Step, e: &Expect, started: Instant, at: Instant) -> Result<(), Failure> {
+    if let Some(min) = e.not_before {
+        let took = at.saturating_duration_since(started);
+        if took < min {
+            return Err(Failure::at(step, format!("the message came too soon: after {took:.0?}, expected no sooner than {min:?}")).with(format!("≥ {min:?}"), format!("{took:.0?}")));
+        }
+    }
+    Ok(())
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", escape_bytes(s.as_bytes(), 300))
+}
+
+fn tail_lines(lines: &[String], n: usize) -> String {
+    let start = lines.len().saturating_sub(n);
+    if lines.is_empty() {
+        "(no output)".into()
+    } else {
+        lines[start..].join("\n")
+    }
+}
+
+fn named_conns(steps: &[Step], out: &mut Vec<String>) {
+    for s in steps {
+        if let Some(on) = &s.on {
+            out.push(on.clone());
+        }
+        match &s.kind {
+            StepKind::Accept { listener, .. } => out.push(listener.clone()),
+            StepKind::Parallel(bs) => bs.iter().for_each(|b| named_conns(b, out)),
+            StepKind::Repeat(r) => named_conns(&r.steps, out),
+            _ => {}
+        }
+    }
+}
+
+fn first_needs_conn(steps: &[Step]) -> bool {
+    match steps.first() {
+        Some(s) => s.on.is_none() && matches!(s.kind, StepKind::Send(_) | StepKind::Expect(_) | StepKind::Collect(_) | StepKind::Close | StepKind::Shutdown),
+        None => false,
+    }
+}

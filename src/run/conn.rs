@@ -1,0 +1,373 @@
+//! Connections a case opens: TCP streams and UDP sockets, every read bounded in time and size.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::Instant;
+
+use crate::dialogue::{EventKind, Recorder};
+use crate::proto::{escape_bytes, Codec, Direction, Frame, Message, Protocol};
+
+/// Most unread bytes a connection may hold; a target that sends more without a message floods.
+pub const MAX_BUFFERED: usize = 16 << 20;
+
+/// Why nothing (or not enough) arrived.
+#[derive(Debug)]
+pub enum RecvError {
+    /// The deadline passed; `partial` is what had arrived.
+    Timeout {
+        /// Unframed bytes received so far.
+        partial: Vec<u8>,
+    },
+    /// The peer closed (FIN or reset) first.
+    Closed {
+        /// Unframed bytes received before the close.
+        partial: Vec<u8>,
+        /// It was a reset, not an orderly close.
+        reset: bool,
+    },
+    /// Over `MAX_BUFFERED` bytes without a complete message.
+    Flood,
+    /// Bytes the codec cannot frame.
+    Malformed(String),
+    /// A UDP send got ICMP port unreachable back: nothing listens there.
+    Unreachable,
+    /// Another socket error.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for RecvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let partial = |p: &Vec<u8>| {
+            if p.is_empty() {
+                "nothing".to_string()
+            } else {
+                format!("\"{}\"", escape_bytes(p, 300))
+            }
+        };
+        match self {
+            RecvError::Timeout { partial: p } => write!(f, "timed out; had received {}", partial(p)),
+            RecvError::Closed { partial: p, reset } => {
+                let how = if *reset { "reset the connection" } else { "closed the connection" };
+                write!(f, "the target {how}; had received {}", partial(p))
+            }
+            RecvError::Flood => write!(f, "the target sent over {} MiB without a complete message", MAX_BUFFERED >> 20),
+            RecvError::Malformed(e) => write!(f, "malformed data: {e}"),
+            RecvError::Unreachable => write!(f, "ICMP port unreachable: nothing is listening on that UDP port"),
+            RecvError::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
+/// A TCP connection with its receive buffer and framing.
+pub struct TcpConn {
+    id: usize,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    eof: bool,
+    reset: bool,
+    write_closed: bool,
+    codec: Box<dyn Codec>,
+    incoming: Direction,
+    rec: Recorder,
+    last_arrival: Instant,
+}
+
+/// A UDP socket: connected to the target, or a harness-side listener replying to its last peer.
+pub struct UdpConn {
+    id: usize,
+    sock: UdpSocket,
+    connected: bool,
+    peer: Option<SocketAddr>,
+    queue: VecDeque<(Vec<u8>, Instant)>,
+    incoming: Direction,
+    rec: Recorder,
+    codec: Box<dyn Codec>,
+    unreachable: bool,
+}
+
+/// Either kind of connection.
+pub enum Conn {
+    /// TCP.
+    Tcp(TcpConn),
+    /// UDP.
+    Udp(UdpConn),
+}
+
+impl TcpConn {
+    /// Wraps a connected stream; `harness_is_client` sets which way is incoming.
+    pub fn new(id: usize, stream: TcpStream, harness_is_client: bool, proto: &dyn Protocol, rec: Recorder) -> TcpConn {
+        // Pieces of a split send must leave as separate segments.
+        let _ = stream.set_nodelay(true);
+        let incoming = if harness_is_client { Direction::ServerToClient } else { Direction::ClientToServer };
+        TcpConn {
+            id,
+            stream,
+            buf: Vec::new(),
+            eof: false,
+            reset: false,
+            write_closed: false,
+            codec: proto.codec(incoming),
+            incoming,
+            rec,
+            last_arrival: Instant::now(),
+        }
+    }
+
+    /// Reads once more (until `deadline`): Ok(true) if bytes came, Ok(false) at EOF.
+    async fn fill(&mut self, deadline: Instant) -> Result<bool, RecvError> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.buf.len() > MAX_BUFFERED {
+            return Err(RecvError::Flood);
+        }
+        let mut chunk = vec![0u8; 64 * 1024];
+        match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+            Err(_) => Err(RecvError::Timeout { partial: self.buf.clone() }),
+            Ok(Ok(0)) => {
+                self.eof = true;
+                self.rec.event(self.id, EventKind::Closed { dir: self.incoming });
+                Ok(false)
+            }
+            Ok(Ok(n)) => {
+                self.last_arrival = Instant::now();
+                self.rec.event(
+                    self.id,
+                    EventKind::Data {
+                        dir: self.incoming,
+                        bytes: chunk[..n].to_vec(),
+                    },
+                );
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Ok(Err(e)) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
+                self.eof = true;
+                self.reset = true;
+                self.rec.event(self.id, EventKind::Reset);
+                Ok(false)
+            }
+            Ok(Err(e)) => Err(RecvError::Io(e)),
+        }
+    }
+
+    fn closed_err(&self) -> RecvError {
+        RecvError::Closed {
+            partial: self.buf.clone(),
+            reset: self.reset,
+        }
+    }
+}
+
+impl Conn {
+    /// Connection id in the dialogue.
+    pub fn id(&self) -> usize {
+        match self {
+            Conn::Tcp(c) => c.id,
+            Conn::Udp(u) => u.id,
+        }
+    }
+
+    /// A UDP conversation on `sock`; `connected` when it was `connect`ed to the target.
+    pub fn udp(id: usize, sock: UdpSocket, connected: bool, harness_is_client: bool, proto: &dyn Protocol, rec: Recorder) -> Conn {
+        let incoming = if harness_is_client { Direction::ServerToClient } else { Direction::ClientToServer };
+        Conn::Udp(UdpConn {
+            id,
+            sock,
+            connected,
+            peer: None,
+            queue: VecDeque::new(),
+            incoming,
+            rec,
+            codec: proto.codec(incoming),
+            unreachable: false,
+        })
+    }
+
+    /// Writes all of `bytes` (one datagram for UDP).
+    pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), String> {
+        match self {
+            Conn::Tcp(c) => {
+                if c.write_closed {
+                    return Err("this connection was already shut down for writing".into());
+                }
+                let out = c.incoming_opposite();
+                match tokio::time::timeout_at(deadline, c.stream.write_all(bytes)).await {
+                    Err(_) => Err(format!("could not write {} bytes in time: the target is not reading", bytes.len())),
+                    Ok(Err(e)) => Err(format!("write failed: {e} (the target closed the connection?)")),
+                    Ok(Ok(())) => {
+                        c.rec.event(c.id, EventKind::Data { dir: out, bytes: bytes.to_vec() });
+                        Ok(())
+                    }
+                }
+            }
+            Conn::Udp(u) => {
+                let out = match u.incoming {
+                    Direction::ServerToClient => Direction::ClientToServer,
+                    Direction::ClientToServer => Direction::ServerToClient,
+                };
+                let r = if u.connected {
+                    u.sock.send(bytes).await
+                } else if let Some(peer) = u.peer {
+                    u.sock.send_to(bytes, peer).await
+                } else {
+                    return Err("nothing has been received on this UDP socket yet, so there is no one to reply to".into());
+                };
+                match r {
+                    Ok(_) => {
+                        u.rec.event(u.id, EventKind::Data { dir: out, bytes: bytes.to_vec() });
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        u.unreachable = true;
+                        Err(RecvError::Unreachable.to_string())
+                    }
+                    Err(e) => Err(format!("send failed: {e}")),
+                }
+            }
+        }
+    }
+
+    /// The next framed message and when its last byte arrived.
+    pub async fn message(&mut self, deadline: Instant) -> Result<(Message, Instant), RecvError> {
+        match self {
+            Conn::Tcp(c) => loop {
+                match c.codec.decode(&c.buf, c.eof) {
+                    Ok(Frame::Message(m, used)) => {
+                        c.buf.drain(..used);
+                        return Ok((m, c.last_arrival));
+                    }
+                    Ok(Frame::Incomplete) => {}
+                    Err(e) => return Err(RecvError::Malformed(e.to_string())),
+                }
+                if c.eof {
+                    return Err(c.closed_err());
+                }
+                c.fill(deadline).await?;
+            },
+            Conn::Udp(u) => {
+                let (d, at) = u.datagram(deadline).await?;
+                match u.codec.decode(&d, true) {
+                    Ok(Frame::Message(m, _)) => Ok((m, at)),
+                    Ok(Frame::Incomplete) => Err(RecvError::Malformed("incomplete datagram".into())),
+                    Err(e) => Err(RecvError::Malformed(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Exactly `n` bytes (TCP), or the next datagram (UDP); fewer if the peer closes first.
+    pub async fn bytes(&mut self, n: usize, deadline: Instant) -> Result<Vec<u8>, RecvError> {
+        match self {
+            Conn::Tcp(c) => {
+                while c.buf.len() < n {
+                    if !c.fill(deadline).await? {
+                        return Err(c.closed_err());
+                    }
+                }
+                Ok(c.buf.drain(..n).collect())
+            }
+            Conn::Udp(u) => u.datagram(deadline).await.map(|(d, _)| d),
+        }
+    }
+
+    /// Ok once the peer has closed with nothing unread; Err(bytes) if data arrived instead.
+    pub async fn closed(&mut self, deadline: Instant) -> Result<Result<(), Vec<u8>>, RecvError> {
+        match self {
+            Conn::Tcp(c) => {
+                if !c.buf.is_empty() {
+                    return Ok(Err(c.buf.clone()));
+                }
+                if c.fill(deadline).await? {
+                    Ok(Err(c.buf.clone()))
+                } else {
+                    Ok(Ok(()))
+                }
+            }
+            Conn::Udp(_) => Err(RecvError::Malformed("UDP has no connection to close; use silence".into())),
+        }
+    }
+
+    /// Waits out `until`: Ok if nothing arrived and the connection stayed open.
+    pub async fn silence(&mut self, until: Instant) -> Result<(), RecvError> {
+        match self {
+            Conn::Tcp(c) => {
+                if !c.buf.is_empty() {
+                    return Err(RecvError::Malformed(format!("expected silence, but \"{}\" was already waiting", escape_bytes(&c.buf, 200))));
+                }
+                match c.fill(until).await {
+                    Err(RecvError::Timeout { .. }) => Ok(()),
+                    Ok(true) => Err(RecvError::Malformed(format!("expected silence, but received \"{}\"", escape_bytes(&c.buf, 200)))),
+                    Ok(false) => Err(c.closed_err()),
+                    Err(e) => Err(e),
+                }
+            }
+            Conn::Udp(u) => match u.datagram(until).await {
+                Err(RecvError::Timeout { .. }) => Ok(()),
+                Ok((d, _)) => Err(RecvError::Malformed(format!("expected silence, but received a datagram \"{}\"", escape_bytes(&d, 200)))),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Closes our side (recording our FIN unless a shutdown already sent it).
+    pub fn close(self) {
+        if let Conn::Tcp(c) = &self {
+            if !c.write_closed {
+                c.rec.event(c.id, EventKind::Closed { dir: c.incoming_opposite() });
+            }
+        }
+    }
+
+    /// Half-closes: our FIN goes out, we can still read.
+    pub async fn shutdown(&mut self) {
+        if let Conn::Tcp(c) = self {
+            if !c.write_closed {
+                let _ = c.stream.shutdown().await;
+                c.write_closed = true;
+                let dir = c.incoming_opposite();
+                c.rec.event(c.id, EventKind::Closed { dir });
+            }
+        }
+    }
+}
+
+impl TcpConn {
+    fn incoming_opposite(&self) -> Direction {
+        match self.incoming {
+            Direction::ServerToClient => Direction::ClientToServer,
+            Direction::ClientToServer => Direction::ServerToClient,
+        }
+    }
+}
+
+impl UdpConn {
+    async fn datagram(&mut self, deadline: Instant) -> Result<(Vec<u8>, Instant), RecvError> {
+        if let Some(d) = self.queue.pop_front() {
+            return Ok(d);
+        }
+        if self.unreachable {
+            return Err(RecvError::Unreachable);
+        }
+        let mut buf = vec![0u8; 65536];
+        match tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf)).await {
+            Err(_) => Err(RecvError::Timeout { partial: Vec::new() }),
+            Ok(Ok((n, from))) => {
+                if !self.connected {
+                    self.peer = Some(from);
+                }
+                let d = buf[..n].to_vec();
+                self.rec.event(self.id, EventKind::Data { dir: self.incoming, bytes: d.clone() });
+                Ok((d, Instant::now()))
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                self.unreachable = true;
+                Err(RecvError::Unreachable)
+            }
+            Ok(Err(e)) => Err(RecvError::Io(e)),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The runner: selects cases, leases targets, runs cases concurrently, hands results to reporters.
+
+mod case;
+mod conn;
+pub mod process;
+pub mod ready;
+mod target;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+pub use case::Failure;
+use case::{run_case, Env};
+pub use target::{Launcher, SuiteTarget, TargetError, TargetSpec};
+
+use crate::dialogue::{Dialogue, Recorder};
+use crate::proto;
+use crate::suite::{Case, Role, Suite};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// What to test.
+    pub target: TargetSpec,
+    /// Cases at once (default: the number of cores for reference targets, 1 for a student's program).
+    pub jobs: Option<usize>,
+    /// Multiplies every step timeout.
+    pub timeout_scale: f64,
+    /// Only cases with one of these tags (empty: all).
+    pub tags: Vec<String>,
+    /// Only cases whose `suite::case` or id matches one of these globs (empty: all).
+    pub case_globs: Vec<glob::Pattern>,
+    /// How long a started target has to open its port.
+    pub ready_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            target: TargetSpec::Reference,
+            jobs: None,
+            timeout_scale: 1.0,
+            tags: Vec::new(),
+            case_globs: Vec::new(),
+            ready_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A case's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every step held.
+    Pass,
+    /// A step did not hold.
+    Fail,
+    /// The case could not run (the target could not be started or reached).
+    Error,
+}
+
+/// The result of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The suite.
+    pub suite: Arc<Suite>,
+    /// Index of the case in the suite.
+    pub index: usize,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Points earned.
+    pub points: f64,
+    /// Wall time.
+    pub duration: Duration,
+    /// Why it failed.
+    pub failure: Option<Failure>,
+    /// Everything sent and received.
+    pub dialogue: Dialogue,
+    /// The last of the target's stderr, for failures of programs we started.
+    pub stderr_tail: Option<String>,
+}
+
+impl CaseResult {
+    /// The case.
+    pub fn case(&self) -> &Case {
+        &self.suite.cases[self.index]
+    }
+
+    /// `suite::case`.
+    pub fn name(&self) -> String {
+        format!("{}::{}", self.suite.name, self.case().id)
+    }
+
+    /// The dialogue as a transcript (with times when `times`).
+    pub fn transcript(&self, times: bool) -> String {
+        match proto::find(&self.suite.protocol) {
+            Some(p) => self.dialogue.transcript(p, times),
+            None => String::new(),
+        }
+    }
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases that failed.
+    pub failed: usize,
+    /// Cases that could not run.
+    pub errors: usize,
+    /// Points earned.
+    pub points: f64,
+    /// Points available.
+    pub max_points: f64,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Targets that could not be started or reached.
+    pub target_errors: Vec<String>,
+}
+
+impl Summary {
+    /// Exit status per the CLI contract: 0 all passed, 1 a case failed, 3 a target failed.
+    pub fn exit_code(&self) -> i32 {
+        if !self.target_errors.is_empty() {
+            3
+        } else if self.failed > 0 || self.errors > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Receives results as cases finish (console, JSON, JUnit ...).
+pub trait Reporter: Send {
+    /// The run is about to start `total` cases.
+    fn start(&mut self, _total: usize) {}
+    /// A case finished.
+    fn case_finished(&mut self, result: &CaseResult);
+    /// The run is over; write files now.
+    fn finish(&mut self, summary: &Summary) -> std::io::Result<()>;
+}
+
+/// Whether `case` of `suite` is selected by the tag and glob filters.
+pub fn selected(opts: &RunOptions, suite: &Suite, case: &Case) -> bool {
+    let tag_ok = opts.tags.is_empty() || case.tags.iter().any(|t| opts.tags.contains(t));
+    let full = format!("{}::{}", suite.name, case.id);
+    let glob_ok = opts.case_globs.is_empty() || opts.case_globs.iter().any(|g| g.matches(&full) || g.matches(&case.id));
+    tag_ok && glob_ok
+}
+
+/// Runs the selected cases of `suites`, reporting each as it finishes.
+pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Reporter) -> Summary {
+    let started = Instant::now();
+    let targets: Vec<Arc<SuiteTarget>> = suites.iter().map(|s| Arc::new(SuiteTarget::new(s.clone(), opts.target.clone(), opts.ready_timeout))).collect();
+    let mut work = Vec::new();
+    for (si, s) in suites.iter().enumerate() {
+        for (ci, c) in s.cases.iter().enumerate() {
+            if selected(opts, s, c) {
+                work.push((si, ci));
+            }
+        }
+    }
+    let jobs = opts.jobs.unwrap_or_else(|| match opts.target {
+        // A student's server may serve one client at a time; concurrent cases would turn that design into timeouts.
+        TargetSpec::Exec(_) | TargetSpec::Addr(_) => 1,
+        TargetSpec::Reference => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    });
+    reporter.start(work.len());
+    let mut summary = Summary::default();
+    let mut results = futures::stream::iter(work)
+        .map(|(si, ci)| {
+            let suite = suites[si].clone();
+            let target = targets[si].clone();
+            async move { run_one(&target, suite, ci, opts).await }
+        })
+        .buffer_unordered(jobs.max(1));
+    while let Some((result, target_error)) = results.next().await {
+        summary.max_points += result.case().points;
+        summary.points += result.points;
+        match result.verdict {
+            Verdict::Pass => summary.passed += 1,
+            Verdict::Fail => summary.failed += 1,
+            Verdict::Error => summary.errors += 1,
+        }
+        if let Some(e) = target_error {
+            if !summary.target_errors.contains(&e) {
+                summary.target_errors.push(e);
+            }
+        }
+        reporter.case_finished(&result);
+    }
+    drop(results);
+    for t in &targets {
+        t.stop().await;
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary
+}
+
+/// Runs one case against its suite's target.
+pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts: &RunOptions) -> (CaseResult, Option<String>) {
+    let case = &suite.cases[index];
+    let started = Instant::now();
+    let rec = Recorder::new();
+    let proto = proto::find(&suite.protocol).expect("the loader checked the protocol");
+    let fail = |msg: String| CaseResult {
+        suite: suite.clone(),
+        index,
+        verdict: Verdict::Error,
+        points: 0.0,
+        duration: started.elapsed(),
+        failure: Some(Failure {
+            message: msg,
+            ..Failure::default()
+        }),
+        dialogue: Dialogue::default(),
+        stderr_tail: None,
+    };
+    let (instance, launcher) = match suite.role {
+        Role::Server => match target.lease(case.fresh_server).await {
+            Ok(i) => (Some(i), None),
+            Err(e) => return (fail(e.0.clone()), Some(e.0)),
+        },
+        Role::Client => match target.launcher() {
+            Ok(l) => (None, Some(l)),
+            Err(e) => return (fail(e.0.clone()), Some(e.0)),
+        },
+    };
+    let env = Env {
+        suite: suite.clone(),
+        proto,
+        target: instance.as_ref().map(|i| i.addr),
+        program: tokio::sync::Mutex::new(instance.as_ref().and_then(|i| i.program.clone())),
+        launcher,
+        scale: opts.timeout_scale,
+        rec: rec.clone(),
+        output_pos: std::sync::Mutex::new(0),
+    };
+    let was_running = instance.as_ref().and_then(|i| i.program.as_ref()).is_some_and(|p| p.exited().is_none());
+    let outcome = run_case(&env, case).await;
+    let program = env.program.lock().await.take();
+    let mut failure = outcome.err();
+    let mut stderr_tail = None;
+    if let Some(p) = &program {
+        if let (Some(f), Some(exit)) = (failure.as_mut(), p.exited()) {
+            if was_running || suite.role == Role::Client {
+                f.message.push_str(&format!(" (the target ended with {exit} during this case)"));
+            }
+        }
+        if failure.is_some() {
+            let tail = p.stderr.tail(2000);
+            if !tail.trim().is_empty() {
+                stderr_tail = Some(tail);
+            }
+        }
+    }
+    // A client we started belongs to this case alone; so does a fresh server.
+    if suite.role == Role::Client {
+        if let Some(p) = program.and_then(|p| Arc::try_unwrap(p).ok()) {
+            p.kill().await;
+        }
+    } else {
+        drop(program);
+    }
+    if case.fresh_server {
+        if let Some(i) = instance {
+            i.stop().await;
+        }
+    }
+    let verdict = if failure.is_none() { Verdict::Pass } else { Verdict::Fail };
+    let result = CaseResult {
+        suite: suite.clone(),
+        index,
+        verdict,
+        points: if verdict == Verdict::Pass { case.points } else { 0.0 },
+        duration: started.elapsed(),
+        failure,
+        dialogue: rec.snapshot(),
+        stderr_tail,
+    };
+    (result, None)
+}

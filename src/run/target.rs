@@ -1,0 +1,276 @@
+//! Targets: the bundled reference, a given address, or a program we start (`--exec`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
+
+use super::process::{Exit, Output, Program};
+use super::ready;
+use crate::suite::{Role, Suite, Transport};
+
+/// What the user asked to test.
+#[derive(Debug, Clone)]
+pub enum TargetSpec {
+    /// The suite's bundled reference implementation.
+    Reference,
+    /// A server already running at HOST:PORT.
+    Addr(String),
+    /// A command to start, with `{port}` (and `{host}`) filled in.
+    Exec(String),
+}
+
+/// A target that could not be started or reached (exit status 3).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetError(pub String);
+
+/// One running server instance that cases connect to.
+pub struct Instance {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The program, for expect_output / expect_exit and crash reports.
+    pub program: Option<Arc<Program>>,
+    server: Arc<Mutex<Option<reference_servers::RunningServer>>>,
+}
+
+impl Instance {
+    /// Stops the instance (kills an exec'd program's whole process group).
+    pub async fn stop(self: Arc<Self>) {
+        if let Some(s) = self.server.lock().await.take() {
+            s.shutdown().await;
+        }
+        if let Ok(me) = Arc::try_unwrap(self) {
+            if let Some(p) = me.program.and_then(|p| Arc::try_unwrap(p).ok()) {
+                p.kill().await;
+            }
+        }
+    }
+}
+
+/// Starts the target client of a client-role suite.
+#[derive(Clone)]
+pub enum Launcher {
+    /// The bundled reference client.
+    Reference {
+        /// Its name.
+        name: String,
+        /// Its options.
+        options: reference_servers::Options,
+    },
+    /// A command with `{port}`.
+    Exec(String),
+}
+
+impl Launcher {
+    /// Starts the client, telling it the harness listens on `port`.
+    pub async fn launch(&self, port: u16) -> Result<Program, String> {
+        match self {
+            Launcher::Exec(cmd) => {
+                let cmd = fill(cmd, port);
+                Program::spawn(&cmd, None).map_err(|e| format!("cannot start '{cmd}': {e}"))
+            }
+            Launcher::Reference { name, options } => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let (exit_tx, exit_rx) = watch::channel(None);
+                let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+                let stdout = Arc::new(Output::default());
+                let out = stdout.clone();
+                let (name2, opts) = (name.clone(), options.clone());
+                let task = tokio::spawn(async move {
+                    let pump = tokio::spawn(async move {
+                        while let Some(l) = rx.recv().await {
+                            out.push_line(&l);
+                        }
+                        out.close();
+                    });
+                    let code = match reference_servers::run_client(&name2, addr, &opts, tx).await {
+                        Ok(c) => c,
+                        Err(_) => 1,
+                    };
+                    let _ = pump.await;
+                    let _ = exit_tx.send(Some(Exit::Code(code)));
+                });
+                Ok(Program::in_process(format!("reference client {name}"), exit_rx, task, stdout))
+            }
+        }
+    }
+}
+
+fn fill(cmd: &str, port: u16) -> String {
+    cmd.replace("{port}", &port.to_string()).replace("{host}", "127.0.0.1")
+}
+
+/// The target of one suite in one run: started lazily, restarted after a crash.
+pub struct SuiteTarget {
+    suite: Arc<Suite>,
+    spec: TargetSpec,
+    ready_timeout: Duration,
+    shared: Mutex<Option<Arc<Instance>>>,
+    fatal: std::sync::Mutex<Option<TargetError>>,
+}
+
+impl SuiteTarget {
+    /// A target for `suite`; nothing starts until a case needs it.
+    pub fn new(suite: Arc<Suite>, spec: TargetSpec, ready_timeout: Duration) -> SuiteTarget {
+        SuiteTarget {
+            suite,
+            spec,
+            ready_timeout,
+            shared: Mutex::new(None),
+            fatal: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The launcher for client-role suites.
+    pub fn launcher(&self) -> Result<Launcher, TargetError> {
+        match &self.spec {
+            TargetSpec::Exec(c) => Ok(Launcher::Exec(c.clone())),
+            TargetSpec::Addr(_) => Err(TargetError(format!("suite '{}' tests a client: give it with --exec \"CMD {{port}}\", not --target", self.suite.name))),
+            TargetSpec::Reference => match &self.suite.reference {
+                Some(name) => Ok(Launcher::Reference {
+                    name: name.clone(),
+                    options: self.suite.reference_options.clone(),
+                }),
+                None => Err(TargetError(format!("suite '{}' has no reference client; use --exec", self.suite.name))),
+            },
+        }
+    }
+
+    /// An instance to run a case against: the shared one (restarted if it died) or a fresh one.
+    pub async fn lease(&self, fresh: bool) -> Result<Arc<Instance>, TargetError> {
+        if let Some(e) = self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Err(e);
+        }
+        let r = if fresh {
+            self.start().await
+        } else {
+            let mut shared = self.shared.lock().await;
+            let alive = shared.as_ref().is_some_and(|i| i.program.as_ref().is_none_or(|p| p.exited().is_none()));
+            if !alive {
+                if let Some(old) = shared.take() {
+                    old.stop().await;
+                }
+                match self.start().await {
+                    Ok(i) => *shared = Some(i),
+                    Err(e) => return Err(self.set_fatal(e)),
+                }
+            }
+            Ok(shared.clone().expect("set above"))
+        };
+        r.map_err(|e| self.set_fatal(e))
+    }
+
+    fn set_fatal(&self, e: TargetError) -> TargetError {
+        *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+        e
+    }
+
+    /// Stops the shared instance.
+    pub async fn stop(&self) {
+        if let Some(i) = self.shared.lock().await.take() {
+            i.stop().await;
+        }
+    }
+
+    async fn start(&self) -> Result<Arc<Instance>, TargetError> {
+        debug_assert_eq!(self.suite.role, Role::Server);
+        match &self.spec {
+            TargetSpec::Reference => {
+                let name = self.suite.reference.as_deref().ok_or_else(|| TargetError(format!("suite '{}' has no reference server; use --target or --exec", self.suite.name)))?;
+                let server = reference_servers::start_server(name, SocketAddr::from(([127, 0, 0, 1], 0)), &self.suite.reference_options)
+                    .await
+                    .map_err(|e| TargetError(format!("the reference server '{name}' did not start: {e}")))?;
+                let addr = server.local_addr();
+                let server = Arc::new(Mutex::new(Some(server)));
+                // expect_exit works on a reference server too: it "exits" when it stops by itself.
+                let (tx, rx) = watch::channel(None);
+                let watched = server.clone();
+                let task = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        if watched.lock().await.as_ref().is_none_or(|s| s.is_finished()) {
+                            let _ = tx.send(Some(Exit::Code(0)));
+                            return;
+                        }
+                    }
+                });
+                let program = Program::in_process(format!("reference server {name}"), rx, task, Arc::new(Output::default()));
+                Ok(Arc::new(Instance {
+                    addr,
+                    program: Some(Arc::new(program)),
+                    server,
+                }))
+            }
+            TargetSpec::Addr(a) => {
+                let addr = tokio::net::lookup_host(a.as_str())
+                    .await
+                    .ok()
+                    .and_then(|mut it| it.next())
+                    .ok_or_else(|| TargetError(format!("cannot resolve target '{a}' (write HOST:PORT, e.g. 127.0.0.1:12000)")))?;
+                Ok(Arc::new(Instance {
+                    addr,
+                    program: None,
+                    server: Arc::default(),
+                }))
+            }
+            TargetSpec::Exec(cmd) => self.start_exec(cmd).await,
+        }
+    }
+
+    async fn start_exec(&self, cmd: &str) -> Result<Arc<Instance>, TargetError> {
+        let transport = self.suite.transport;
+        let port = free_port(transport).map_err(|e| TargetError(format!("no free port: {e}")))?;
+        let line = fill(cmd, port);
+        let program = Program::spawn(&line, None).map_err(|e| TargetError(format!("cannot start '{line}': {e}")))?;
+        let deadline = Instant::now() + self.ready_timeout;
+        let pgid = program.pgid().unwrap_or(0);
+        let what = format!("a {transport} socket bound to port {port} by '{line}'");
+        loop {
+            if let Some(exit) = program.exited() {
+                let tail = program.stderr.tail(2000);
+                return Err(TargetError(format!("the target exited ({exit}) before it opened {what}\n--- its stderr ---\n{tail}")));
+            }
+            let found = if ready::supported() {
+                ready::ready_addr(pgid, port, transport)
+            } else {
+                poll_connect(port, transport).await
+            };
+            if let Some(addr) = found {
+                return Ok(Arc::new(Instance {
+                    addr,
+                    program: Some(Arc::new(program)),
+                    server: Arc::default(),
+                }));
+            }
+            if Instant::now() >= deadline {
+                let tail = program.stderr.tail(2000);
+                program.kill().await;
+                return Err(TargetError(format!(
+                    "the target never opened {what} within {:?}; it must listen on the port it is given as {{port}}\n--- its stderr ---\n{tail}",
+                    self.ready_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A port that was free a moment ago (bound to port 0 and released).
+fn free_port(transport: Transport) -> std::io::Result<u16> {
+    Ok(match transport {
+        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+        Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
+    })
+}
+
+/// Fallback where the OS has no socket tables: a TCP connect probe (UDP cannot be probed).
+async fn poll_connect(port: u16, transport: Transport) -> Option<SocketAddr> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    match transport {
+        Transport::Tcp => tokio::net::TcpStream::connect(addr).await.ok().map(|_| addr),
+        Transport::Udp => Some(addr),
+    }
+}
