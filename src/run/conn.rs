@@ -163,13 +163,6 @@ impl TcpConn {
 }
 
 impl Conn {
-    /// Connection id in the dialogue.
-    pub fn id(&self) -> usize {
-        match self {
-            Conn::Tcp(c) => c.id,
-            Conn::Udp(u) => u.id,
-        }
-    }
 
     /// A UDP conversation on `sock`; `connected` when it was `connect`ed to the target.
     pub fn udp(id: usize, sock: UdpSocket, connected: bool, harness_is_client: bool, proto: &dyn Protocol, rec: Recorder) -> Conn {
@@ -197,7 +190,12 @@ impl Conn {
                 let out = c.incoming_opposite();
                 match tokio::time::timeout_at(deadline, c.stream.write_all(bytes)).await {
                     Err(_) => Err(format!("could not write {} bytes in time: the target is not reading", bytes.len())),
-                    Ok(Err(e)) => Err(format!("write failed: {e} (the target closed the connection?)")),
+                    Ok(Err(e)) => {
+                        // Show what the target said before it went away: usually the reason.
+                        let _ = c.fill(Instant::now() + std::time::Duration::from_millis(100)).await;
+                        let said = if c.buf.is_empty() { String::new() } else { format!("; it had sent \"{}\"", escape_bytes(&c.buf, 300)) };
+                        Err(format!("write failed: {e}: the target closed the connection before reading everything{said}"))
+                    }
                     Ok(Ok(())) => {
                         c.rec.event(c.id, EventKind::Data { dir: out, bytes: bytes.to_vec() });
                         Ok(())

@@ -252,6 +252,13 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
             }
         }
         if failure.is_some() {
+            // A crashing program is still writing its traceback: give it a moment to finish.
+            if p.pgid().is_some() {
+                let soon = tokio::time::Instant::now() + Duration::from_millis(300);
+                if p.wait(soon).await.is_some() {
+                    p.stderr.closed(soon + Duration::from_millis(300)).await;
+                }
+            }
             let tail = p.stderr.tail(2000);
             if !tail.trim().is_empty() {
                 stderr_tail = Some(tail);

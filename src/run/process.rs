@@ -123,6 +123,13 @@ impl Output {
         s
     }
 
+    /// Waits (until `deadline`) for the stream to end.
+    pub async fn closed(&self, deadline: tokio::time::Instant) {
+        while !self.lock().closed && tokio::time::Instant::now() < deadline {
+            self.changed(deadline).await;
+        }
+    }
+
     /// Waits until the stream changes or `deadline`.
     pub async fn changed(&self, deadline: tokio::time::Instant) {
         let _ = tokio::time::timeout_at(deadline, self.changed.notified()).await;
@@ -196,11 +203,11 @@ impl Program {
                 }
                 Err(_) => Exit::Code(-1),
             };
-            // Let the pipes drain so the stderr tail of a crash is complete (bounded: a forked child may hold them open).
-            for t in [out_task, err_task].into_iter().flatten() {
-                let _ = tokio::time::timeout(Duration::from_millis(200), t).await;
-            }
             let _ = tx.send(Some(exit));
+            // Keep reading until the pipes close (bounded: a forked child may hold them open).
+            for t in [out_task, err_task].into_iter().flatten() {
+                let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
+            }
         });
         Ok(Program {
             label: command.to_string(),

@@ -37,6 +37,21 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Whether it still runs and still has its port; a program that let go of its port is given
+    /// a moment to exit so the next case gets a restarted target, not a dying one.
+    async fn alive(&self, transport: Transport) -> bool {
+        let Some(p) = &self.program else { return true };
+        if p.exited().is_some() {
+            return false;
+        }
+        let Some(pgid) = p.pgid() else { return true };
+        if !ready::supported() || ready::ready_addr(pgid, self.addr.port(), transport).is_some() {
+            return true;
+        }
+        p.wait(Instant::now() + Duration::from_secs(1)).await;
+        false
+    }
+
     /// Stops the instance (kills an exec'd program's whole process group).
     pub async fn stop(self: Arc<Self>) {
         if let Some(s) = self.server.lock().await.take() {
@@ -148,7 +163,10 @@ impl SuiteTarget {
             self.start().await
         } else {
             let mut shared = self.shared.lock().await;
-            let alive = shared.as_ref().is_some_and(|i| i.program.as_ref().is_none_or(|p| p.exited().is_none()));
+            let alive = match shared.as_ref() {
+                Some(i) => i.alive(self.suite.transport).await,
+                None => false,
+            };
             if !alive {
                 if let Some(old) = shared.take() {
                     old.stop().await;
