@@ -6,7 +6,7 @@ mod junit;
 
 use std::path::{Path, PathBuf};
 
-pub use console::Console;
+pub use console::{failure_text, Console};
 pub use json::{Json, SCHEMA};
 pub use junit::Junit;
 

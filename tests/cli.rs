@@ -1,0 +1,101 @@
+//! The command line: suite errors (exit 2), reports that parse back, list, filters.
+
+mod common;
+use common::*;
+
+fn bad_suite(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, text).unwrap();
+    let (out, _) = wirecheck(&["run", path.to_str().unwrap()]);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn misspelt_step_exits_2_with_location_caret_and_suggestion() {
+    let (code, err) = bad_suite("suite: t\nprotocol: line\nreference: tcp-upper\ncases:\n  - id: a\n    steps:\n      - connect: c\n      - expcet: HELLO\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.yaml:8:9: error: unknown step 'expcet'"), "{err}");
+    assert!(err.contains("8 |       - expcet: HELLO"), "{err}");
+    assert!(err.contains("^^^^^^ did you mean 'expect'?"), "{err}");
+}
+
+#[test]
+fn misspelt_key_exits_2_with_suggestion() {
+    let (code, err) = bad_suite("suite: t\nprotocol: line\ncases:\n  - id: a\n    steps:\n      - connect: { nmae: c }\n      - expect: closed\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(":6:20: error: unknown key 'nmae' in connect"), "{err}");
+    assert!(err.contains("did you mean 'name'?"), "{err}");
+}
+
+#[test]
+fn lint_errors_exit_2() {
+    let (code, err) = bad_suite("suite: t\nprotocol: line\ncases:\n  - id: a\n    steps: [connect: c, send: '${x}', expect: closed]\n  - id: a\n    steps: [connect: c]\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("variable '${x}' is used before it is set"), "{err}");
+    assert!(err.contains("duplicate case id 'a'"), "{err}");
+    assert!(err.contains("checks nothing"), "{err}");
+}
+
+#[test]
+fn unknown_suite_name_gets_a_suggestion() {
+    let (out, _) = wirecheck(&["run", "tcp-uper"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("did you mean 'tcp-upper'?"), "{err}");
+}
+
+#[test]
+fn json_and_junit_reports_parse_back_with_dialogues() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let junit = dir.path().join("sub/r.xml");
+    let (out, _) = wirecheck(&["run", "tcp-upper", "udp-upper", "--report", &format!("json:{}", json.display()), "--report", &format!("junit:{}", junit.display())]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["schema"], "wirecheck.run/1");
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for c in cases {
+        assert_eq!(c["verdict"], "pass");
+        let events = c["dialogue"]["events"].as_array().unwrap();
+        assert!(!events.is_empty(), "{c}");
+        assert!(c["transcript"].as_str().unwrap().contains("C→S"), "{c}");
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let parsed = roxmltree::Document::parse(&xml).unwrap();
+    let testcases = parsed.descendants().filter(|n| n.has_tag_name("testcase")).count();
+    assert_eq!(testcases, cases.len());
+}
+
+#[test]
+fn junit_failure_text_is_element_content() {
+    let (out, _) = wirecheck(&["run", "tcp-upper", "--case", "split-writes", "--exec", "python3 fixtures/students/tcp_upper_single_recv.py {port}", "--report", "junit:-"]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = String::from_utf8_lossy(&out.stdout);
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).expect("a failure element");
+    let text = failure.text().unwrap_or("");
+    assert!(text.contains("suites/tcp-upper.yaml:"), "{xml}");
+    assert!(failure.attribute("message").is_some());
+}
+
+#[test]
+fn list_json_has_every_case() {
+    let (out, _) = wirecheck(&["list", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = doc.as_array().unwrap().iter().map(|s| s["suite"].as_str().unwrap()).collect();
+    for s in ["socket-timeout", "tcp-upper", "udp-pinger", "udp-pinger-server", "udp-upper"] {
+        assert!(names.contains(&s), "{names:?}");
+    }
+}
+
+#[test]
+fn filters_select_cases() {
+    let (code, out, report) = run_json(&["tcp-upper", "--case", "two-*", "--tag", "core"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(cases_with(&report, "pass"), ["two-clients-in-turn"]);
+    let (out, _) = wirecheck(&["run", "tcp-upper", "--case", "nothing-matches"]);
+    assert_eq!(out.status.code(), Some(2));
+}
