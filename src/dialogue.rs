@@ -143,6 +143,9 @@ impl Default for Recorder {
     }
 }
 
+/// Unframed bytes of one direction of one connection, and its decoder.
+type Stream = (Vec<u8>, Box<dyn crate::proto::Codec>);
+
 /// One rendered transcript item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
@@ -159,13 +162,20 @@ pub struct Item {
 impl Dialogue {
     /// Frames the recorded bytes with `proto`'s codec into transcript items.
     pub fn items(&self, proto: &dyn Protocol) -> Vec<Item> {
-        let mut streams: HashMap<(usize, Direction), (Vec<u8>, Box<dyn crate::proto::Codec>)> = HashMap::new();
+        let mut streams: HashMap<(usize, Direction), Stream> = HashMap::new();
         let mut out = Vec::new();
         let name = |c: usize| self.connections.get(c).map(|i| i.name.clone()).unwrap_or_default();
         for ev in &self.events {
             let conn = name(ev.conn);
             let info = self.connections.get(ev.conn);
-            let mut push = |dir, text| out.push(Item { t_us: ev.t_us, conn: conn.clone(), dir, text });
+            let mut push = |dir, text| {
+                out.push(Item {
+                    t_us: ev.t_us,
+                    conn: conn.clone(),
+                    dir,
+                    text,
+                })
+            };
             match &ev.kind {
                 EventKind::Open => {
                     let text = match info {
@@ -264,13 +274,21 @@ mod tests {
         rec.event(c, data(Direction::ClientToServer, b"hel"));
         rec.event(c, data(Direction::ClientToServer, b"lo\n"));
         rec.event(c, data(Direction::ServerToClient, b"HELLO\nPART"));
-        rec.event(c, EventKind::Closed { dir: Direction::ServerToClient });
+        rec.event(
+            c,
+            EventKind::Closed {
+                dir: Direction::ServerToClient,
+            },
+        );
         let t = rec.snapshot().transcript(proto::find("line").unwrap(), false);
         assert_eq!(
             t,
             "c          open tcp (harness is client)\nc      C→S \"hello\"\nc      S→C \"HELLO\"\nc      S→C \"PART\" (no line ending)\nc      S→C close\n"
         );
         let json = serde_json::to_string(&rec.snapshot()).unwrap();
-        assert!(json.contains(r#""kind":"data","dir":"c2s","bytes":{"text":"hel","len":3}"#), "{json}");
+        assert!(
+            json.contains(r#""kind":"data","dir":"c2s","bytes":{"text":"hel","len":3}"#),
+            "{json}"
+        );
     }
 }

@@ -1,6 +1,5 @@
 //! The `wirecheck` command line: run, list, serve.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +44,9 @@ enum Command {
         format: String,
     },
     /// Run one reference server on its own, to poke with nc, telnet or your own client.
-    #[command(after_help = "Examples:\n  wirecheck serve tcp-upper --port 12000\n  wirecheck serve udp-pinger --port 12000 --option loss=0.5 --option seed=7\n  wirecheck serve socket-timeout --option timeout=10s")]
+    #[command(
+        after_help = "Examples:\n  wirecheck serve tcp-upper --port 12000\n  wirecheck serve udp-pinger --port 12000 --option loss=0.5 --option seed=7\n  wirecheck serve socket-timeout --option timeout=10s"
+    )]
     Serve {
         /// Server name (see `wirecheck serve --list`).
         #[arg(required_unless_present = "list")]
@@ -176,12 +177,15 @@ async fn cmd_run(args: RunArgs) -> i32 {
         case_globs: globs,
         ready_timeout: args.ready_timeout,
     };
-    let selected: usize = suites.iter().map(|s| s.cases.iter().filter(|c| run::selected(&opts, s, c)).count()).sum();
+    let selected: usize = suites
+        .iter()
+        .map(|s| s.cases.iter().filter(|c| run::selected(&opts, s, c)).count())
+        .sum();
     if selected == 0 {
         eprintln!("error: no case matches the --tag/--case filters (see `wirecheck list`)");
         return 2;
     }
-    let stdout_taken = args.reports.iter().any(|r| r.path == PathBuf::from("-"));
+    let stdout_taken = args.reports.iter().any(|r| r.path == std::path::Path::new("-"));
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
     if !stdout_taken {
         reporters.push(Box::new(Console::new(args.verbose)));
@@ -201,7 +205,10 @@ async fn cmd_run(args: RunArgs) -> i32 {
         return 2;
     }
     if stdout_taken {
-        eprintln!("wirecheck: {} passed, {} failed; {} of {} points", summary.passed, summary.failed, summary.points, summary.max_points);
+        eprintln!(
+            "wirecheck: {} passed, {} failed; {} of {} points",
+            summary.passed, summary.failed, summary.points, summary.max_points
+        );
         for e in &summary.target_errors {
             eprintln!("error: {e}");
         }
@@ -230,9 +237,21 @@ fn cmd_list(names: &[String], format: &str) -> i32 {
         return 0;
     }
     for s in &suites {
-        println!("{} — {} ({} cases, {} points, {} role, {})", s.name, s.title, s.cases.len(), s.max_points(), if s.role == suite::Role::Server { "server" } else { "client" }, s.source.path.display());
+        println!(
+            "{} — {} ({} cases, {} points, {} role, {})",
+            s.name,
+            s.title,
+            s.cases.len(),
+            s.max_points(),
+            if s.role == suite::Role::Server { "server" } else { "client" },
+            s.source.path.display()
+        );
         for c in &s.cases {
-            let tags = if c.tags.is_empty() { String::new() } else { format!(" [{}]", c.tags.join(", ")) };
+            let tags = if c.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", c.tags.join(", "))
+            };
             println!("  {}::{:<32} {:>4} pts{tags}  {}", s.name, c.id, c.points, c.title);
         }
     }
@@ -266,7 +285,11 @@ async fn cmd_serve(name: Option<String>, port: u16, options: Vec<String>, list: 
             return if matches!(e, reference_servers::Error::Io(_)) { 3 } else { 2 };
         }
     };
-    println!("{name} listening on {} ({:?}); Ctrl-C stops it", server.local_addr(), server.transport());
+    println!(
+        "{name} listening on {} ({:?}); Ctrl-C stops it",
+        server.local_addr(),
+        server.transport()
+    );
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

@@ -13,7 +13,9 @@ fn bad_suite(text: &str) -> (i32, String) {
 
 #[test]
 fn misspelt_step_exits_2_with_location_caret_and_suggestion() {
-    let (code, err) = bad_suite("suite: t\nprotocol: line\nreference: tcp-upper\ncases:\n  - id: a\n    steps:\n      - connect: c\n      - expcet: HELLO\n");
+    let (code, err) = bad_suite(
+        "suite: t\nprotocol: line\nreference: tcp-upper\ncases:\n  - id: a\n    steps:\n      - connect: c\n      - expcet: HELLO\n",
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bad.yaml:8:9: error: unknown step 'expcet'"), "{err}");
     assert!(err.contains("8 |       - expcet: HELLO"), "{err}");
@@ -22,7 +24,8 @@ fn misspelt_step_exits_2_with_location_caret_and_suggestion() {
 
 #[test]
 fn misspelt_key_exits_2_with_suggestion() {
-    let (code, err) = bad_suite("suite: t\nprotocol: line\ncases:\n  - id: a\n    steps:\n      - connect: { nmae: c }\n      - expect: closed\n");
+    let (code, err) =
+        bad_suite("suite: t\nprotocol: line\ncases:\n  - id: a\n    steps:\n      - connect: { nmae: c }\n      - expect: closed\n");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(":6:20: error: unknown key 'nmae' in connect"), "{err}");
     assert!(err.contains("did you mean 'name'?"), "{err}");
@@ -50,7 +53,15 @@ fn json_and_junit_reports_parse_back_with_dialogues() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let junit = dir.path().join("sub/r.xml");
-    let (out, _) = wirecheck(&["run", "tcp-upper", "udp-upper", "--report", &format!("json:{}", json.display()), "--report", &format!("junit:{}", junit.display())]);
+    let (out, _) = wirecheck(&[
+        "run",
+        "tcp-upper",
+        "udp-upper",
+        "--report",
+        &format!("json:{}", json.display()),
+        "--report",
+        &format!("junit:{}", junit.display()),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["schema"], "wirecheck.run/1");
@@ -70,7 +81,16 @@ fn json_and_junit_reports_parse_back_with_dialogues() {
 
 #[test]
 fn junit_failure_text_is_element_content() {
-    let (out, _) = wirecheck(&["run", "tcp-upper", "--case", "split-writes", "--exec", "python3 fixtures/students/tcp_upper_single_recv.py {port}", "--report", "junit:-"]);
+    let (out, _) = wirecheck(&[
+        "run",
+        "tcp-upper",
+        "--case",
+        "split-writes",
+        "--exec",
+        "python3 fixtures/students/tcp_upper_single_recv.py {port}",
+        "--report",
+        "junit:-",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let xml = String::from_utf8_lossy(&out.stdout);
     let doc = roxmltree::Document::parse(&xml).unwrap();

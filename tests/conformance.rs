@@ -11,7 +11,12 @@ use wirecheck::suite::{self, Suite};
 fn main() {
     let args = Arguments::from_args();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).expect("suites/ exists").flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("suites/ exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
     paths.sort();
     let mut trials = Vec::new();
     for p in paths {
@@ -34,7 +39,10 @@ fn main() {
 }
 
 fn run_case(suite: Arc<Suite>, index: usize) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let opts = RunOptions::default();
         let target = SuiteTarget::new(suite.clone(), TargetSpec::Reference, Duration::from_secs(10));

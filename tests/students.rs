@@ -8,12 +8,19 @@ fn check(suite: &str, cmd: &str, must_fail: &[&str]) {
     let (code, out, report) = run_json(&[suite, "--exec", cmd]);
     let failed = cases_with(&report, "fail");
     if must_fail.is_empty() {
-        assert_eq!((code, failed.clone()), (0, vec![]), "{cmd} should pass every case of {suite}:\n{out}");
+        assert_eq!(
+            (code, failed.clone()),
+            (0, vec![]),
+            "{cmd} should pass every case of {suite}:\n{out}"
+        );
         assert!(!cases_with(&report, "pass").is_empty(), "no case ran:\n{out}");
     } else {
         assert_eq!(code, 1, "{cmd} should fail {suite} (exit 1):\n{out}");
         for case in must_fail {
-            assert!(failed.iter().any(|f| f == case), "{cmd} should fail {suite}::{case}; failed: {failed:?}\n{out}");
+            assert!(
+                failed.iter().any(|f| f == case),
+                "{cmd} should fail {suite}::{case}; failed: {failed:?}\n{out}"
+            );
         }
     }
 }
@@ -120,15 +127,27 @@ fn socket_timeout_good() {
 
 #[test]
 fn socket_timeout_no_timeout() {
-    check("socket-timeout", &timeout_server("socket_timeout_server_no_timeout"), &["silent-client-closed"]);
+    check(
+        "socket-timeout",
+        &timeout_server("socket_timeout_server_no_timeout"),
+        &["silent-client-closed"],
+    );
 }
 
 #[test]
 fn socket_timeout_never_stops() {
-    check("socket-timeout", &timeout_server("socket_timeout_server_never_stops"), &["stops-after-three-strikes"]);
+    check(
+        "socket-timeout",
+        &timeout_server("socket_timeout_server_never_stops"),
+        &["stops-after-three-strikes"],
+    );
 }
 
 #[test]
 fn socket_timeout_counts_all() {
-    check("socket-timeout", &timeout_server("socket_timeout_server_counts_all"), &["served-clients-are-not-strikes"]);
+    check(
+        "socket-timeout",
+        &timeout_server("socket_timeout_server_counts_all"),
+        &["served-clients-are-not-strikes"],
+    );
 }

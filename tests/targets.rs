@@ -11,7 +11,14 @@ fn target(file: &str, marker: &str) -> String {
 #[test]
 fn never_listening_target_exits_3_within_its_readiness_bound() {
     let m = marker("never");
-    let (out, took) = wirecheck(&["run", "tcp-upper", "--exec", &target("never_listens", &m), "--ready-timeout", "1500ms"]);
+    let (out, took) = wirecheck(&[
+        "run",
+        "tcp-upper",
+        "--exec",
+        &target("never_listens", &m),
+        "--ready-timeout",
+        "1500ms",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("never opened a tcp socket bound to port"), "{text}");
@@ -31,7 +38,17 @@ fn target_that_exits_at_once_exits_3_with_its_stderr() {
 #[test]
 fn hanging_target_fails_within_timeouts() {
     let m = marker("hangs");
-    let (code, out, report) = run_json(&["tcp-upper", "--case", "exact-reply", "--case", "two-clients-in-turn", "--exec", &target("hangs", &m), "--timeout-scale", "0.5"]);
+    let (code, out, report) = run_json(&[
+        "tcp-upper",
+        "--case",
+        "exact-reply",
+        "--case",
+        "two-clients-in-turn",
+        "--exec",
+        &target("hangs", &m),
+        "--timeout-scale",
+        "0.5",
+    ]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(cases_with(&report, "fail"), ["exact-reply", "two-clients-in-turn"], "{out}");
     let ms = report["summary"]["duration_ms"].as_u64().unwrap_or(u64::MAX);
@@ -43,7 +60,15 @@ fn hanging_target_fails_within_timeouts() {
 #[test]
 fn flooding_target_is_capped() {
     let m = marker("floods");
-    let (code, out, report) = run_json(&["tcp-upper", "--case", "exact-reply", "--case", "mixed-text", "--exec", &target("floods", &m)]);
+    let (code, out, report) = run_json(&[
+        "tcp-upper",
+        "--case",
+        "exact-reply",
+        "--case",
+        "mixed-text",
+        "--exec",
+        &target("floods", &m),
+    ]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(cases_with(&report, "fail"), ["exact-reply", "mixed-text"], "{out}");
     assert_eq!(processes_with(&m), Vec::<String>::new());
@@ -59,7 +84,10 @@ fn crash_costs_one_case_and_the_target_is_restarted() {
     let crash = report["cases"].as_array().unwrap().iter().find(|c| c["case"] == "crash").unwrap();
     let msg = crash["failure"]["message"].as_str().unwrap_or("");
     assert!(msg.contains("exit status 13"), "{msg}");
-    assert!(crash["failure"]["stderr_tail"].as_str().unwrap_or("").contains("ValueError: crash"), "{crash}");
+    assert!(
+        crash["failure"]["stderr_tail"].as_str().unwrap_or("").contains("ValueError: crash"),
+        "{crash}"
+    );
     assert_eq!(processes_with(&m), Vec::<String>::new());
 }
 

@@ -80,14 +80,8 @@ pub enum Error {
 }
 
 const SERVERS: &[(&str, &str)] = &[
-    (
-        tcp_upper::NAME,
-        "TCPServer: uppercases one line per connection, then closes",
-    ),
-    (
-        udp_upper::NAME,
-        "UDPServer: replies to each datagram with it uppercased",
-    ),
+    (tcp_upper::NAME, "TCPServer: uppercases one line per connection, then closes"),
+    (udp_upper::NAME, "UDPServer: replies to each datagram with it uppercased"),
     (
         udp_pinger::NAME,
         "UDPPingerServer: echoes datagrams uppercased, dropping a seeded fraction",
@@ -114,11 +108,7 @@ pub fn clients() -> &'static [(&'static str, &'static str)] {
 }
 
 /// Starts server `name` bound to `bind`; it is accepting by the time this returns.
-pub async fn start_server(
-    name: &str,
-    bind: SocketAddr,
-    opts: &Options,
-) -> Result<RunningServer, Error> {
+pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     match name {
         tcp_upper::NAME => tcp_upper::start(bind, opts).await,
         udp_upper::NAME => udp_upper::start(bind, opts).await,
@@ -168,11 +158,7 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    fn spawn(
-        local_addr: SocketAddr,
-        transport: Transport,
-        server: impl Future<Output = ()> + Send + 'static,
-    ) -> Self {
+    fn spawn(local_addr: SocketAddr, transport: Transport, server: impl Future<Output = ()> + Send + 'static) -> Self {
         RunningServer {
             local_addr,
             transport,
@@ -227,20 +213,12 @@ struct OptionSet<'a> {
 }
 
 impl<'a> OptionSet<'a> {
-    fn new(
-        who: &'static str,
-        known: &'static [&'static str],
-        opts: &'a Options,
-    ) -> Result<Self, Error> {
+    fn new(who: &'static str, known: &'static [&'static str], opts: &'a Options) -> Result<Self, Error> {
         if let Some(key) = opts.keys().find(|key| !known.contains(&key.as_str())) {
             return Err(Error::UnknownOption {
                 server: who.to_owned(),
                 key: key.clone(),
-                known: if known.is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    known.join(", ")
-                },
+                known: if known.is_empty() { "(none)".to_owned() } else { known.join(", ") },
             });
         }
         Ok(OptionSet { who, opts })
@@ -252,22 +230,12 @@ impl<'a> OptionSet<'a> {
     }
 
     /// Parses `key` (or `default` when it was not given) with `parse`.
-    fn get<T>(
-        &self,
-        key: &str,
-        default: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<T, Error> {
+    fn get<T>(&self, key: &str, default: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, Error> {
         let value = self.given(key).unwrap_or(default);
         self.parse(key, value, parse)
     }
 
-    fn parse<T>(
-        &self,
-        key: &str,
-        value: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<T, Error> {
+    fn parse<T>(&self, key: &str, value: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, Error> {
         parse(value).map_err(|why| Error::BadOption {
             server: self.who.to_owned(),
             key: key.to_owned(),
@@ -333,10 +301,7 @@ mod tests {
     #[test]
     fn uppercasing() {
         assert_eq!(uppercase(b"hello\n"), b"HELLO\n");
-        assert_eq!(
-            uppercase("héllo wörld".as_bytes()),
-            "HÉLLO WÖRLD".as_bytes()
-        );
+        assert_eq!(uppercase("héllo wörld".as_bytes()), "HÉLLO WÖRLD".as_bytes());
         assert_eq!(uppercase("straße".as_bytes()), "STRASSE".as_bytes());
         assert_eq!(uppercase(b"ab\xffc\xe9\n"), b"AB\xffC\xe9\n");
         assert_eq!(uppercase(b""), b"");
@@ -345,12 +310,7 @@ mod tests {
     #[test]
     fn unknown_options_are_rejected() {
         let opts = Options::from([("los".to_owned(), "0.3".to_owned())]);
-        let err = OptionSet::new("udp-pinger", &["loss", "seed"], &opts)
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(
-            err.as_deref(),
-            Some("udp-pinger: unknown option `los` (known: loss, seed)")
-        );
+        let err = OptionSet::new("udp-pinger", &["loss", "seed"], &opts).err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("udp-pinger: unknown option `los` (known: loss, seed)"));
     }
 }

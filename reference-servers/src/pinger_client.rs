@@ -33,11 +33,7 @@ const OPTIONS: &[&str] = &["count", "timeout"];
 /// Keeps a mistyped `count` from running for hours.
 const MAX_PINGS: u64 = 10_000;
 
-pub(crate) async fn run(
-    server: SocketAddr,
-    opts: &Options,
-    out: UnboundedSender<String>,
-) -> Result<i32, Error> {
+pub(crate) async fn run(server: SocketAddr, opts: &Options, out: UnboundedSender<String>) -> Result<i32, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let wait = opts.get("timeout", "1s", parse_duration)?;
     let count = opts.get("count", "10", |v| parse_count(v, 1, MAX_PINGS))?;
@@ -61,12 +57,7 @@ pub(crate) async fn run(
             return Ok(1);
         }
         let expected = format!("PING {seq} ");
-        match timeout_at(
-            sent + wait,
-            recv_reply(&client_socket, &expected, &mut reply),
-        )
-        .await
-        {
+        match timeout_at(sent + wait, recv_reply(&client_socket, &expected, &mut reply)).await {
             Ok(Ok(text)) => {
                 print(text);
                 print(format!("RTT: {:.6} s", sent.elapsed().as_secs_f64()));
@@ -82,11 +73,7 @@ pub(crate) async fn run(
 }
 
 /// Waits for the reply that starts with `expected`, skipping anything else.
-async fn recv_reply(
-    client_socket: &UdpSocket,
-    expected: &str,
-    buf: &mut [u8],
-) -> std::io::Result<String> {
+async fn recv_reply(client_socket: &UdpSocket, expected: &str, buf: &mut [u8]) -> std::io::Result<String> {
     loop {
         let (len, _from) = client_socket.recv_from(buf).await?;
         let text = String::from_utf8_lossy(&buf[..len]);
@@ -97,8 +84,5 @@ async fn recv_reply(
 }
 
 fn seconds_since_epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64()
 }

@@ -61,11 +61,7 @@ async fn serve(server_socket: TcpListener, wait: Duration, strikes: u64) {
             }
         };
         let mut wolf_location = Vec::new();
-        let outcome = timeout(
-            wait,
-            read_report(&mut connection_socket, &mut wolf_location),
-        )
-        .await;
+        let outcome = timeout(wait, read_report(&mut connection_socket, &mut wolf_location)).await;
         if !wolf_location.is_empty() {
             // Whatever arrived in time counts, newline or not: the slide's
             // recv(1024) would have returned it.
@@ -81,10 +77,7 @@ async fn serve(server_socket: TcpListener, wait: Duration, strikes: u64) {
 }
 
 /// Reads into `wolf_location` until a newline, EOF, or `MAX_REPORT` bytes.
-async fn read_report(
-    connection_socket: &mut TcpStream,
-    wolf_location: &mut Vec<u8>,
-) -> std::io::Result<()> {
+async fn read_report(connection_socket: &mut TcpStream, wolf_location: &mut Vec<u8>) -> std::io::Result<()> {
     let mut chunk = [0u8; MAX_REPORT];
     while wolf_location.len() < MAX_REPORT {
         let room = MAX_REPORT - wolf_location.len();

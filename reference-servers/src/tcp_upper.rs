@@ -46,11 +46,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let idle = opts.get("idle", "30s", parse_duration)?;
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
-    Ok(RunningServer::spawn(
-        local_addr,
-        Transport::Tcp,
-        serve(server_socket, idle),
-    ))
+    Ok(RunningServer::spawn(local_addr, Transport::Tcp, serve(server_socket, idle)))
 }
 
 async fn serve(server_socket: TcpListener, idle: Duration) {

@@ -56,11 +56,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     };
     let server_socket = UdpSocket::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
-    Ok(RunningServer::spawn(
-        local_addr,
-        Transport::Udp,
-        serve(server_socket, loss),
-    ))
+    Ok(RunningServer::spawn(local_addr, Transport::Udp, serve(server_socket, loss)))
 }
 
 async fn serve(server_socket: UdpSocket, mut loss: Loss) {

@@ -26,11 +26,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     OptionSet::new(NAME, OPTIONS, opts)?;
     let server_socket = UdpSocket::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
-    Ok(RunningServer::spawn(
-        local_addr,
-        Transport::Udp,
-        serve(server_socket),
-    ))
+    Ok(RunningServer::spawn(local_addr, Transport::Udp, serve(server_socket)))
 }
 
 async fn serve(server_socket: UdpSocket) {
@@ -44,8 +40,6 @@ async fn serve(server_socket: UdpSocket) {
         let modified_message = uppercase(&message[..len]);
         // A reply that grew past the datagram limit cannot be sent; UDP
         // lets us just drop it.
-        let _ = server_socket
-            .send_to(&modified_message, client_address)
-            .await;
+        let _ = server_socket.send_to(&modified_message, client_address).await;
     }
 }

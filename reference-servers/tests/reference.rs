@@ -3,9 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use reference_servers::{
-    clients, run_client, servers, start_server, Error, Options, RunningServer, Transport,
-};
+use reference_servers::{clients, run_client, servers, start_server, Error, Options, RunningServer, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout, Instant};
@@ -18,10 +16,7 @@ fn loopback() -> SocketAddr {
 }
 
 fn opts(pairs: &[(&str, &str)]) -> Options {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 async fn start(name: &str, pairs: &[(&str, &str)]) -> RunningServer {
@@ -79,10 +74,7 @@ async fn udp_recv(socket: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
 #[tokio::test]
 async fn registry_lists_everything() {
     let names: Vec<&str> = servers().iter().map(|(name, _)| *name).collect();
-    assert_eq!(
-        names,
-        ["tcp-upper", "udp-upper", "udp-pinger", "socket-timeout"]
-    );
+    assert_eq!(names, ["tcp-upper", "udp-upper", "udp-pinger", "socket-timeout"]);
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
     assert_eq!(names, ["udp-pinger"]);
     for (name, _) in servers() {
@@ -98,9 +90,7 @@ async fn unknown_names_and_options_are_errors() {
     let err = start_server("tcp-uper", loopback(), &none).await.err();
     assert!(matches!(err, Some(Error::UnknownServer { .. })), "{err:?}");
 
-    let err = start_server("udp-upper", loopback(), &opts(&[("loss", "0.3")]))
-        .await
-        .err();
+    let err = start_server("udp-upper", loopback(), &opts(&[("loss", "0.3")])).await.err();
     assert!(matches!(err, Some(Error::UnknownOption { .. })), "{err:?}");
 
     for (server, key, value) in [
@@ -111,9 +101,7 @@ async fn unknown_names_and_options_are_errors() {
         ("socket-timeout", "timeout", "0s"),
         ("socket-timeout", "strikes", "0"),
     ] {
-        let err = start_server(server, loopback(), &opts(&[(key, value)]))
-            .await
-            .err();
+        let err = start_server(server, loopback(), &opts(&[(key, value)])).await.err();
         assert!(
             matches!(&err, Some(Error::BadOption { key: k, .. }) if k == key),
             "{server} {key}={value}: {err:?}"
@@ -121,13 +109,9 @@ async fn unknown_names_and_options_are_errors() {
     }
 
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let err = run_client("tcp-upper", loopback(), &none, tx.clone())
-        .await
-        .err();
+    let err = run_client("tcp-upper", loopback(), &none, tx.clone()).await.err();
     assert!(matches!(err, Some(Error::UnknownClient { .. })), "{err:?}");
-    let err = run_client("udp-pinger", loopback(), &opts(&[("loss", "1")]), tx)
-        .await
-        .err();
+    let err = run_client("udp-pinger", loopback(), &opts(&[("loss", "1")]), tx).await.err();
     assert!(matches!(err, Some(Error::UnknownOption { .. })), "{err:?}");
 }
 
@@ -140,10 +124,7 @@ async fn tcp_upper_replies_with_the_uppercased_line() {
     let addr = server.local_addr();
 
     // No half-close: the server must answer on the newline alone.
-    assert_eq!(
-        tcp_exchange(addr, b"hello world\n", false).await,
-        b"HELLO WORLD\n"
-    );
+    assert_eq!(tcp_exchange(addr, b"hello world\n", false).await, b"HELLO WORLD\n");
     assert_eq!(
         tcp_exchange(addr, "héllo wörld\n".as_bytes(), false).await,
         "HÉLLO WÖRLD\n".as_bytes()
@@ -215,14 +196,8 @@ async fn tcp_upper_serves_ten_clients_at_once() {
     // any, so they really are in progress at the same time.
     let mut streams = Vec::new();
     for i in 0..10 {
-        let mut stream = timeout(LIMIT, TcpStream::connect(addr))
-            .await
-            .unwrap()
-            .unwrap();
-        stream
-            .write_all(format!("client {i} ").as_bytes())
-            .await
-            .unwrap();
+        let mut stream = timeout(LIMIT, TcpStream::connect(addr)).await.unwrap().unwrap();
+        stream.write_all(format!("client {i} ").as_bytes()).await.unwrap();
         streams.push(stream);
     }
     let mut tasks = tokio::task::JoinSet::new();
@@ -307,10 +282,7 @@ async fn udp_upper_handles_a_60000_byte_datagram() {
 async fn replied_numbers(server: SocketAddr, count: u32) -> Vec<u32> {
     let client = udp_client().await;
     for n in 1..=count {
-        client
-            .send_to(format!("msg {n}").as_bytes(), server)
-            .await
-            .unwrap();
+        client.send_to(format!("msg {n}").as_bytes(), server).await.unwrap();
     }
     let mut replied = Vec::new();
     while let Some(reply) = udp_recv(&client, Duration::from_millis(300)).await {
@@ -334,10 +306,7 @@ async fn udp_pinger_seeded_loss_is_repeatable() {
     let loss = [("loss", "0.5"), ("seed", "42")];
     let first = start("udp-pinger", &loss).await;
     let second = start("udp-pinger", &loss).await;
-    let (a, b) = tokio::join!(
-        replied_numbers(first.local_addr(), 20),
-        replied_numbers(second.local_addr(), 20)
-    );
+    let (a, b) = tokio::join!(replied_numbers(first.local_addr(), 20), replied_numbers(second.local_addr(), 20));
     assert_eq!(a, b);
 
     // And it is the documented pattern: datagram n is dropped iff the
@@ -358,10 +327,7 @@ async fn udp_pinger_seeded_loss_is_repeatable() {
 async fn socket_timeout_sends_the_hunter() {
     let server = start("socket-timeout", &[("timeout", "200ms")]).await;
     let addr = server.local_addr();
-    assert_eq!(
-        tcp_exchange(addr, b"wolf at the north field\n", false).await,
-        b"hunter sent\n"
-    );
+    assert_eq!(tcp_exchange(addr, b"wolf at the north field\n", false).await, b"hunter sent\n");
     // No newline and no EOF: what arrived before the timeout still counts.
     let started = Instant::now();
     assert_eq!(tcp_exchange(addr, b"wolf", false).await, b"hunter sent\n");
@@ -392,10 +358,7 @@ async fn socket_timeout_stops_after_three_silent_connections() {
     .await;
     assert!(finished.is_ok(), "server still running after 3 strikes");
     let connect = timeout(LIMIT, TcpStream::connect(addr)).await.unwrap();
-    assert!(
-        connect.is_err(),
-        "connect after 3 strikes should be refused"
-    );
+    assert!(connect.is_err(), "connect after 3 strikes should be refused");
 }
 
 #[tokio::test]
@@ -405,10 +368,7 @@ async fn socket_timeout_eof_is_not_a_strike() {
     for _ in 0..2 {
         assert_eq!(tcp_exchange(addr, b"", true).await, b"");
     }
-    assert_eq!(
-        tcp_exchange(addr, b"wolf!\n", false).await,
-        b"hunter sent\n"
-    );
+    assert_eq!(tcp_exchange(addr, b"wolf!\n", false).await, b"hunter sent\n");
     assert!(!server.is_finished());
 }
 
@@ -420,10 +380,7 @@ async fn socket_timeout_serves_one_connection_at_a_time() {
     let _silent = TcpStream::connect(addr).await.unwrap();
     // The second client speaks at once, but is only heard after the first
     // one's timeout.
-    assert_eq!(
-        tcp_exchange(addr, b"wolf!\n", false).await,
-        b"hunter sent\n"
-    );
+    assert_eq!(tcp_exchange(addr, b"wolf!\n", false).await, b"hunter sent\n");
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
 

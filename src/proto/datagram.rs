@@ -38,9 +38,13 @@ mod tests {
 
     #[test]
     fn one_datagram_is_one_message_even_empty() {
-        let Frame::Message(m, used) = DatagramCodec.decode(b"PING 1", false).unwrap() else { panic!() };
+        let Frame::Message(m, used) = DatagramCodec.decode(b"PING 1", false).unwrap() else {
+            panic!()
+        };
         assert_eq!((m.text.as_str(), used), ("PING 1", 6));
-        let Frame::Message(m, used) = DatagramCodec.decode(b"", false).unwrap() else { panic!() };
+        let Frame::Message(m, used) = DatagramCodec.decode(b"", false).unwrap() else {
+            panic!()
+        };
         assert_eq!((m.text.as_str(), used), ("", 0));
     }
 }

@@ -60,7 +60,11 @@ impl Codec for LineCodec {
         };
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text = String::from_utf8_lossy(line).into_owned();
-        let ending = if used == buf.len() && !buf.ends_with(b"\n") { " (no line ending)" } else { "" };
+        let ending = if used == buf.len() && !buf.ends_with(b"\n") {
+            " (no line ending)"
+        } else {
+            ""
+        };
         let summary = format!("\"{}\"{ending}", escape_bytes(line, 200));
         Ok(Frame::Message(Message { text, summary }, used))
     }
@@ -76,7 +80,9 @@ mod tests {
 
     #[test]
     fn frames_lf_and_crlf_lines() {
-        let Frame::Message(m, used) = dec(b"HELLO\r\nnext", false) else { panic!() };
+        let Frame::Message(m, used) = dec(b"HELLO\r\nnext", false) else {
+            panic!()
+        };
         assert_eq!((m.text.as_str(), used), ("HELLO", 7));
         let Frame::Message(m, used) = dec(b"a\nb\n", false) else { panic!() };
         assert_eq!((m.text.as_str(), used), ("a", 2));

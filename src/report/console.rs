@@ -63,7 +63,12 @@ impl Reporter for Console {
             Verdict::Fail => (RED, "FAIL"),
             Verdict::Error => (YELLOW, "ERROR"),
         };
-        let mut s = format!("{style}{word:<5}{style:#} {} {DIM}({} pts, {:.0?}){DIM:#}\n", r.name(), case.points, r.duration);
+        let mut s = format!(
+            "{style}{word:<5}{style:#} {} {DIM}({} pts, {:.0?}){DIM:#}\n",
+            r.name(),
+            case.points,
+            r.duration
+        );
         if r.verdict != Verdict::Pass {
             s.push_str(&failure_text(r, true));
             s.push('\n');
@@ -85,12 +90,20 @@ impl Reporter for Console {
         for e in &s.target_errors {
             text.push_str(&format!("{RED}error:{RED:#} {}\n", e.replace('\n', "\n       ")));
         }
-        let style = if s.failed + s.errors == 0 && s.target_errors.is_empty() { GREEN } else { RED };
+        let style = if s.failed + s.errors == 0 && s.target_errors.is_empty() {
+            GREEN
+        } else {
+            RED
+        };
         text.push_str(&format!(
             "{style}wirecheck: {} passed, {} failed{}{style:#}; {} of {} points in {:.1}s\n",
             s.passed,
             s.failed,
-            if s.errors > 0 { format!(", {} errors", s.errors) } else { String::new() },
+            if s.errors > 0 {
+                format!(", {} errors", s.errors)
+            } else {
+                String::new()
+            },
             fmt_points(s.points),
             fmt_points(s.max_points),
             s.duration_ms as f64 / 1000.0
@@ -157,7 +170,10 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
     if !transcript.is_empty() {
         let lines: Vec<&str> = transcript.lines().collect();
         let shown = &lines[lines.len().saturating_sub(30)..];
-        out.push_str(&format!("  {bold}dialogue{bold:#}{}:\n", if shown.len() < lines.len() { " (last 30 events)" } else { "" }));
+        out.push_str(&format!(
+            "  {bold}dialogue{bold:#}{}:\n",
+            if shown.len() < lines.len() { " (last 30 events)" } else { "" }
+        ));
         for l in shown {
             out.push_str(&format!("    {dim}{l}{dim:#}\n"));
         }

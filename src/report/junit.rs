@@ -18,7 +18,10 @@ pub struct Junit {
 impl Junit {
     /// A reporter writing to `path` (`-` for stdout).
     pub fn new(path: PathBuf) -> Junit {
-        Junit { path, suites: BTreeMap::new() }
+        Junit {
+            path,
+            suites: BTreeMap::new(),
+        }
     }
 }
 
@@ -28,7 +31,11 @@ impl Reporter for Junit {
         let status = match r.verdict {
             Verdict::Pass => TestCaseStatus::success(),
             v => {
-                let kind = if v == Verdict::Fail { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+                let kind = if v == Verdict::Fail {
+                    NonSuccessKind::Failure
+                } else {
+                    NonSuccessKind::Error
+                };
                 let mut s = TestCaseStatus::non_success(kind);
                 if let Some(f) = &r.failure {
                     s.set_message(f.message.clone());

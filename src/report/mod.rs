@@ -46,7 +46,9 @@ pub const FORMATS: &[&str] = &["json", "junit"];
 impl std::str::FromStr for ReportSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (format, path) = s.split_once(':').ok_or_else(|| format!("'{s}' is not FORMAT:PATH (e.g. json:results.json, junit:-)"))?;
+        let (format, path) = s
+            .split_once(':')
+            .ok_or_else(|| format!("'{s}' is not FORMAT:PATH (e.g. json:results.json, junit:-)"))?;
         if !FORMATS.contains(&format) {
             let hint = crate::suite::did_you_mean(format, FORMATS.iter().copied()).unwrap_or_default();
             return Err(format!("unknown report format '{format}' (known: {}) {hint}", FORMATS.join(", ")));
@@ -81,7 +83,10 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)

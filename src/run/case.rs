@@ -112,12 +112,20 @@ impl Ctx {
     }
 
     fn conn_name(&self, step: &Step) -> Result<String, Failure> {
-        step.on.clone().or_else(|| self.last.clone()).ok_or_else(|| Failure::at(step, "no connection is open"))
+        step.on
+            .clone()
+            .or_else(|| self.last.clone())
+            .ok_or_else(|| Failure::at(step, "no connection is open"))
     }
 
     fn conn(&mut self, step: &Step) -> Result<&mut Conn, Failure> {
         let name = self.conn_name(step)?;
-        self.conns.get_mut(&name).ok_or_else(|| Failure::at(step, format!("no connection named '{name}' is open (it was closed, or opened in another branch)")))
+        self.conns.get_mut(&name).ok_or_else(|| {
+            Failure::at(
+                step,
+                format!("no connection named '{name}' is open (it was closed, or opened in another branch)"),
+            )
+        })
     }
 
     fn render(&self, step: &Step, t: &Template) -> Result<String, Failure> {
@@ -155,7 +163,14 @@ impl Ctx {
         let _ = env;
     }
 
-    fn info(&self, name: &str, transport: Transport, harness_is_client: bool, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> ConnInfo {
+    fn info(
+        &self,
+        name: &str,
+        transport: Transport,
+        harness_is_client: bool,
+        local: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
+    ) -> ConnInfo {
         ConnInfo {
             id: 0,
             name: format!("{name}{}", self.suffix),
@@ -178,12 +193,23 @@ impl Ctx {
         Box::pin(async move {
             let deadline = Instant::now() + self.timeout(env, step);
             match &step.kind {
-                StepKind::Connect { name, transport, to, refused } => self.connect(env, step, name, *transport, to.as_ref(), *refused, deadline).await,
+                StepKind::Connect {
+                    name,
+                    transport,
+                    to,
+                    refused,
+                } => self.connect(env, step, name, *transport, to.as_ref(), *refused, deadline).await,
                 StepKind::Listen { name, transport } => self.listen(env, step, name, *transport).await,
                 StepKind::Accept { listener, name } => {
-                    let (l, _) = self.listeners.get(listener).ok_or_else(|| Failure::at(step, format!("no listener named '{listener}'")))?;
+                    let (l, _) = self
+                        .listeners
+                        .get(listener)
+                        .ok_or_else(|| Failure::at(step, format!("no listener named '{listener}'")))?;
                     match tokio::time::timeout_at(deadline, l.accept()).await {
-                        Err(_) => Err(Failure::at(step, format!("the target did not connect within {:?}", self.timeout(env, step)))),
+                        Err(_) => Err(Failure::at(
+                            step,
+                            format!("the target did not connect within {:?}", self.timeout(env, step)),
+                        )),
                         Ok(Err(e)) => Err(Failure::at(step, format!("accept failed: {e}"))),
                         Ok(Ok((stream, peer))) => {
                             let info = self.info(name, Transport::Tcp, false, stream.local_addr().ok(), Some(peer));
@@ -200,7 +226,10 @@ impl Ctx {
                 StepKind::Collect(c) => self.collect(step, c).await,
                 StepKind::Close => {
                     let name = self.conn_name(step)?;
-                    let c = self.conns.remove(&name).ok_or_else(|| Failure::at(step, format!("no connection named '{name}' is open")))?;
+                    let c = self
+                        .conns
+                        .remove(&name)
+                        .ok_or_else(|| Failure::at(step, format!("no connection named '{name}' is open")))?;
                     c.close();
                     Ok(())
                 }
@@ -217,7 +246,16 @@ impl Ctx {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn connect(&mut self, env: &Env, step: &Step, name: &str, transport: Transport, to: Option<&Template>, refused: bool, deadline: Instant) -> Result<(), Failure> {
+    async fn connect(
+        &mut self,
+        env: &Env,
+        step: &Step,
+        name: &str,
+        transport: Transport,
+        to: Option<&Template>,
+        refused: bool,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
         let addr = match to {
             Some(t) => {
                 let s = self.render(step, t)?;
@@ -226,7 +264,12 @@ impl Ctx {
                     None => return Err(Failure::at(step, format!("'{s}' is not an address (write HOST:PORT)"))),
                 }
             }
-            None => env.target.ok_or_else(|| Failure::at(step, "there is no target to connect to: this suite's target is a client (use listen and accept)"))?,
+            None => env.target.ok_or_else(|| {
+                Failure::at(
+                    step,
+                    "there is no target to connect to: this suite's target is a client (use listen and accept)",
+                )
+            })?,
         };
         match transport {
             Transport::Tcp => match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
@@ -238,13 +281,20 @@ impl Ctx {
                     if refused {
                         Ok(())
                     } else {
-                        Err(Failure::at(step, format!("connection refused: nothing is listening on {addr} (did the server stop or crash?)")))
+                        Err(Failure::at(
+                            step,
+                            format!("connection refused: nothing is listening on {addr} (did the server stop or crash?)"),
+                        ))
                     }
                 }
                 Ok(Err(e)) => Err(Failure::at(step, format!("cannot connect to {addr}: {e}"))),
                 Ok(Ok(stream)) => {
                     if refused {
-                        return Err(Failure::at(step, format!("expected the connection to {addr} to be refused, but it was accepted")).with("connection refused", "connection accepted"));
+                        return Err(Failure::at(
+                            step,
+                            format!("expected the connection to {addr} to be refused, but it was accepted"),
+                        )
+                        .with("connection refused", "connection accepted"));
                     }
                     let info = self.info(name, transport, true, stream.local_addr().ok(), Some(addr));
                     let id = env.rec.open(info);
@@ -257,8 +307,12 @@ impl Ctx {
                     return Err(Failure::at(step, "UDP has no connection to refuse; use expect silence"));
                 }
                 let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0".parse() } else { "127.0.0.1:0".parse() }.expect("constant address");
-                let sock = UdpSocket::bind(bind).await.map_err(|e| Failure::at(step, format!("cannot open a UDP socket: {e}")))?;
-                sock.connect(addr).await.map_err(|e| Failure::at(step, format!("cannot address {addr}: {e}")))?;
+                let sock = UdpSocket::bind(bind)
+                    .await
+                    .map_err(|e| Failure::at(step, format!("cannot open a UDP socket: {e}")))?;
+                sock.connect(addr)
+                    .await
+                    .map_err(|e| Failure::at(step, format!("cannot address {addr}: {e}")))?;
                 let info = self.info(name, transport, true, sock.local_addr().ok(), Some(addr));
                 let id = env.rec.open(info);
                 self.register(env, name, Conn::udp(id, sock, true, true, env.proto, env.rec.clone()));
@@ -271,13 +325,17 @@ impl Ctx {
         let bind: SocketAddr = "127.0.0.1:0".parse().expect("constant address");
         let local = match transport {
             Transport::Tcp => {
-                let l = TcpListener::bind(bind).await.map_err(|e| Failure::at(step, format!("cannot listen: {e}")))?;
+                let l = TcpListener::bind(bind)
+                    .await
+                    .map_err(|e| Failure::at(step, format!("cannot listen: {e}")))?;
                 let local = l.local_addr().map_err(|e| Failure::at(step, e.to_string()))?;
                 self.listeners.insert(name.to_string(), (l, local));
                 local
             }
             Transport::Udp => {
-                let sock = UdpSocket::bind(bind).await.map_err(|e| Failure::at(step, format!("cannot bind: {e}")))?;
+                let sock = UdpSocket::bind(bind)
+                    .await
+                    .map_err(|e| Failure::at(step, format!("cannot bind: {e}")))?;
                 let local = sock.local_addr().map_err(|e| Failure::at(step, e.to_string()))?;
                 let info = self.info(name, transport, false, Some(local), None);
                 let id = env.rec.open(info);
@@ -293,9 +351,21 @@ impl Ctx {
     }
 
     async fn start(&mut self, env: &Env, step: &Step, listener: Option<&str>) -> Result<(), Failure> {
-        let name = listener.map(str::to_string).or_else(|| self.last_listener.clone()).ok_or_else(|| Failure::at(step, "start needs a listener: add a listen step first"))?;
-        let port = self.vars.get(&format!("{name}.port")).and_then(|p| p.parse().ok()).ok_or_else(|| Failure::at(step, format!("no listener named '{name}'")))?;
-        let launcher = env.launcher.as_ref().ok_or_else(|| Failure::at(step, "this run has no client to start (client-role suites need --exec or a reference client)"))?;
+        let name = listener
+            .map(str::to_string)
+            .or_else(|| self.last_listener.clone())
+            .ok_or_else(|| Failure::at(step, "start needs a listener: add a listen step first"))?;
+        let port = self
+            .vars
+            .get(&format!("{name}.port"))
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| Failure::at(step, format!("no listener named '{name}'")))?;
+        let launcher = env.launcher.as_ref().ok_or_else(|| {
+            Failure::at(
+                step,
+                "this run has no client to start (client-role suites need --exec or a reference client)",
+            )
+        })?;
         let program = launcher.launch(port).await.map_err(|e| Failure::at(step, e))?;
         *env.program.lock().await = Some(Arc::new(program));
         *env.output_pos.lock().unwrap_or_else(|e| e.into_inner()) = 0;
@@ -332,7 +402,11 @@ impl Ctx {
         let text = match &e.what {
             ExpectWhat::Line(t) => {
                 let want = self.render(step, t)?;
-                let (m, at) = self.conn(step)?.message(deadline).await.map_err(|err| recv_fail(err, quote(&want)))?;
+                let (m, at) = self
+                    .conn(step)?
+                    .message(deadline)
+                    .await
+                    .map_err(|err| recv_fail(err, quote(&want)))?;
                 if m.text != want {
                     return Err(Failure::at(step, "the reply differs").with(quote(&want), quote(&m.text)));
                 }
@@ -356,7 +430,11 @@ impl Ctx {
             ExpectWhat::Regex(t) => {
                 let pattern = t.render_regex(&self.vars).map_err(|m| Failure::at(step, m))?;
                 let re = Regex::new(&pattern).map_err(|err| Failure::at(step, format!("invalid regex: {err}")))?;
-                let (m, at) = self.conn(step)?.message(deadline).await.map_err(|err| recv_fail(err, format!("a message matching /{pattern}/")))?;
+                let (m, at) = self
+                    .conn(step)?
+                    .message(deadline)
+                    .await
+                    .map_err(|err| recv_fail(err, format!("a message matching /{pattern}/")))?;
                 let Some(caps) = re.captures(&m.text) else {
                     return Err(Failure::at(step, "the reply does not match").with(format!("/{pattern}/"), quote(&m.text)));
                 };
@@ -370,31 +448,48 @@ impl Ctx {
             }
             ExpectWhat::Bytes(p) => {
                 let want = self.bytes(env, step, p)?;
-                let got = self.conn(step)?.bytes(want.len(), deadline).await.map_err(|err| recv_fail(err, format!("{} bytes \"{}\"", want.len(), escape_bytes(&want, 200))))?;
+                let got = self
+                    .conn(step)?
+                    .bytes(want.len(), deadline)
+                    .await
+                    .map_err(|err| recv_fail(err, format!("{} bytes \"{}\"", want.len(), escape_bytes(&want, 200))))?;
                 if got != want {
                     let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-                    return Err(Failure::at(step, format!("the bytes differ at offset {at}")).with(escape_bytes(&want, 300), escape_bytes(&got, 300)));
+                    return Err(Failure::at(step, format!("the bytes differ at offset {at}"))
+                        .with(escape_bytes(&want, 300), escape_bytes(&got, 300)));
                 }
                 String::from_utf8_lossy(&got).into_owned()
             }
             ExpectWhat::Closed => {
                 match self.conn(step)?.closed(deadline).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(data)) => return Err(Failure::at(step, "expected the connection to close, but data arrived").with("close", format!("\"{}\"", escape_bytes(&data, 300)))),
-                    Err(RecvError::Timeout { .. }) => return Err(Failure::at(step, format!("the connection is still open after {waited:?}")).with("close", "still open")),
+                    Ok(Err(data)) => {
+                        return Err(Failure::at(step, "expected the connection to close, but data arrived")
+                            .with("close", format!("\"{}\"", escape_bytes(&data, 300))))
+                    }
+                    Err(RecvError::Timeout { .. }) => {
+                        return Err(Failure::at(step, format!("the connection is still open after {waited:?}")).with("close", "still open"))
+                    }
                     Err(err) => return Err(Failure::at(step, err.to_string())),
                 }
                 String::new()
             }
             ExpectWhat::Silence(d) => {
-                self.conn(step)?.silence(Instant::now() + *d).await.map_err(|err| Failure::at(step, err.to_string()).with(format!("silence for {d:?}"), err.to_string()))?;
+                self.conn(step)?
+                    .silence(Instant::now() + *d)
+                    .await
+                    .map_err(|err| Failure::at(step, err.to_string()).with(format!("silence for {d:?}"), err.to_string()))?;
                 String::new()
             }
         };
         for (name, re) in &e.captures {
             match re.captures(&text).and_then(|c| c.get(1)) {
                 Some(m) => self.set_var(step, name, m.as_str()),
-                None => return Err(Failure::at(step, format!("nothing to capture into '{name}'")).with(format!("/{}/", re.as_str()), quote(&text))),
+                None => {
+                    return Err(
+                        Failure::at(step, format!("nothing to capture into '{name}'")).with(format!("/{}/", re.as_str()), quote(&text))
+                    )
+                }
             }
         }
         Ok(())
@@ -423,11 +518,14 @@ impl Ctx {
                     n += 1;
                     if let Some(re) = &each {
                         if !re.is_match(&m.text) {
-                            return Err(Failure::at(step, format!("message {n} does not match")).with(format!("/{}/", re.as_str()), quote(&m.text)));
+                            return Err(
+                                Failure::at(step, format!("message {n} does not match")).with(format!("/{}/", re.as_str()), quote(&m.text))
+                            );
                         }
                     }
                     if n > c.max {
-                        return Err(Failure::at(step, format!("more than {} messages arrived", c.max)).with(format!("at most {}", c.max), format!("{n} (and counting)")));
+                        return Err(Failure::at(step, format!("more than {} messages arrived", c.max))
+                            .with(format!("at most {}", c.max), format!("{n} (and counting)")));
                     }
                 }
                 Err(RecvError::Timeout { .. }) | Err(RecvError::Closed { .. }) => break,
@@ -435,7 +533,8 @@ impl Ctx {
             }
         }
         if n < c.min {
-            return Err(Failure::at(step, format!("only {n} messages arrived in {:?}", c.duration)).with(format!("at least {}", c.min), n.to_string()));
+            return Err(Failure::at(step, format!("only {n} messages arrived in {:?}", c.duration))
+                .with(format!("at least {}", c.min), n.to_string()));
         }
         Ok(())
     }
@@ -522,7 +621,12 @@ impl Ctx {
     }
 
     async fn program(&self, env: &Env, step: &Step) -> Result<Arc<Program>, Failure> {
-        env.program.lock().await.clone().ok_or_else(|| Failure::at(step, "there is no target program to check: run with --exec (or a reference), and in client-role suites add a start step"))
+        env.program.lock().await.clone().ok_or_else(|| {
+            Failure::at(
+                step,
+                "there is no target program to check: run with --exec (or a reference), and in client-role suites add a start step",
+            )
+        })
     }
 
     async fn expect_output(&mut self, env: &Env, step: &Step, o: &OutputExpect, deadline: Instant) -> Result<(), Failure> {
@@ -542,8 +646,13 @@ impl Ctx {
                         return Ok(());
                     }
                     if closed || Instant::now() >= deadline {
-                        let why = if closed { "the program's output ended" } else { "no such line in time" };
-                        return Err(Failure::at(step, format!("{why}: no output line matches /{pattern}/")).with(format!("a line matching /{pattern}/"), tail_lines(&lines, 20)));
+                        let why = if closed {
+                            "the program's output ended"
+                        } else {
+                            "no such line in time"
+                        };
+                        return Err(Failure::at(step, format!("{why}: no output line matches /{pattern}/"))
+                            .with(format!("a line matching /{pattern}/"), tail_lines(&lines, 20)));
                     }
                     out.changed(deadline).await;
                 }
@@ -551,7 +660,11 @@ impl Ctx {
             OutputExpect::Sequence(ts) => {
                 let pats: Vec<Regex> = ts
                     .iter()
-                    .map(|t| t.render_regex(&self.vars).map_err(|m| Failure::at(step, m)).and_then(|p| Regex::new(&p).map_err(|e| Failure::at(step, e.to_string()))))
+                    .map(|t| {
+                        t.render_regex(&self.vars)
+                            .map_err(|m| Failure::at(step, m))
+                            .and_then(|p| Regex::new(&p).map_err(|e| Failure::at(step, e.to_string())))
+                    })
                     .collect::<Result<_, _>>()?;
                 // The sequence is judged on the whole output, so wait for the program to finish.
                 program.wait(deadline).await;
@@ -568,7 +681,15 @@ impl Ctx {
                 if !ok {
                     let want = pats.iter().map(|p| format!("/{}/", p.as_str())).collect::<Vec<_>>().join("\n");
                     let got = relevant.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
-                    return Err(Failure::at(step, format!("the output's matching lines ({} of them) do not follow the expected sequence of {}", relevant.len(), pats.len())).with(want, got));
+                    return Err(Failure::at(
+                        step,
+                        format!(
+                            "the output's matching lines ({} of them) do not follow the expected sequence of {}",
+                            relevant.len(),
+                            pats.len()
+                        ),
+                    )
+                    .with(want, got));
                 }
                 Ok(())
             }
@@ -582,7 +703,9 @@ impl Ctx {
             ExitExpect::Nonzero => "a non-zero exit status".into(),
         };
         match program.wait(deadline).await {
-            None => Err(Failure::at(step, format!("the program is still running after {:?}", self.timeout(env, step))).with(want, "still running")),
+            None => Err(
+                Failure::at(step, format!("the program is still running after {:?}", self.timeout(env, step))).with(want, "still running"),
+            ),
             Some(got) => {
                 let ok = match (x, got) {
                     (ExitExpect::Code(c), Exit::Code(g)) => c == g,
@@ -603,7 +726,11 @@ fn check_not_before(step: &Step, e: &Expect, started: Instant, at: Instant) -> R
     if let Some(min) = e.not_before {
         let took = at.saturating_duration_since(started);
         if took < min {
-            return Err(Failure::at(step, format!("the message came too soon: after {took:.0?}, expected no sooner than {min:?}")).with(format!("≥ {min:?}"), format!("{took:.0?}")));
+            return Err(Failure::at(
+                step,
+                format!("the message came too soon: after {took:.0?}, expected no sooner than {min:?}"),
+            )
+            .with(format!("≥ {min:?}"), format!("{took:.0?}")));
         }
     }
     Ok(())
@@ -638,7 +765,13 @@ fn named_conns(steps: &[Step], out: &mut Vec<String>) {
 
 fn first_needs_conn(steps: &[Step]) -> bool {
     match steps.first() {
-        Some(s) => s.on.is_none() && matches!(s.kind, StepKind::Send(_) | StepKind::Expect(_) | StepKind::Collect(_) | StepKind::Close | StepKind::Shutdown),
+        Some(s) => {
+            s.on.is_none()
+                && matches!(
+                    s.kind,
+                    StepKind::Send(_) | StepKind::Expect(_) | StepKind::Collect(_) | StepKind::Close | StepKind::Shutdown
+                )
+        }
         None => false,
     }
 }

@@ -101,7 +101,11 @@ impl TcpConn {
     pub fn new(id: usize, stream: TcpStream, harness_is_client: bool, proto: &dyn Protocol, rec: Recorder) -> TcpConn {
         // Pieces of a split send must leave as separate segments.
         let _ = stream.set_nodelay(true);
-        let incoming = if harness_is_client { Direction::ServerToClient } else { Direction::ClientToServer };
+        let incoming = if harness_is_client {
+            Direction::ServerToClient
+        } else {
+            Direction::ClientToServer
+        };
         TcpConn {
             id,
             stream,
@@ -124,24 +128,19 @@ impl TcpConn {
         if self.buf.len() > MAX_BUFFERED {
             return Err(RecvError::Flood);
         }
-        let mut chunk = vec![0u8; 64 * 1024];
-        match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+        let before = self.buf.len();
+        self.buf.reserve(64 * 1024);
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
             Err(_) => Err(RecvError::Timeout { partial: self.buf.clone() }),
             Ok(Ok(0)) => {
                 self.eof = true;
                 self.rec.event(self.id, EventKind::Closed { dir: self.incoming });
                 Ok(false)
             }
-            Ok(Ok(n)) => {
+            Ok(Ok(_)) => {
                 self.last_arrival = Instant::now();
-                self.rec.event(
-                    self.id,
-                    EventKind::Data {
-                        dir: self.incoming,
-                        bytes: chunk[..n].to_vec(),
-                    },
-                );
-                self.buf.extend_from_slice(&chunk[..n]);
+                let bytes = self.buf[before..].to_vec();
+                self.rec.event(self.id, EventKind::Data { dir: self.incoming, bytes });
                 Ok(true)
             }
             Ok(Err(e)) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
@@ -163,10 +162,13 @@ impl TcpConn {
 }
 
 impl Conn {
-
     /// A UDP conversation on `sock`; `connected` when it was `connect`ed to the target.
     pub fn udp(id: usize, sock: UdpSocket, connected: bool, harness_is_client: bool, proto: &dyn Protocol, rec: Recorder) -> Conn {
-        let incoming = if harness_is_client { Direction::ServerToClient } else { Direction::ClientToServer };
+        let incoming = if harness_is_client {
+            Direction::ServerToClient
+        } else {
+            Direction::ClientToServer
+        };
         Conn::Udp(UdpConn {
             id,
             sock,
@@ -193,11 +195,23 @@ impl Conn {
                     Ok(Err(e)) => {
                         // Show what the target said before it went away: usually the reason.
                         let _ = c.fill(Instant::now() + std::time::Duration::from_millis(100)).await;
-                        let said = if c.buf.is_empty() { String::new() } else { format!("; it had sent \"{}\"", escape_bytes(&c.buf, 300)) };
-                        Err(format!("write failed: {e}: the target closed the connection before reading everything{said}"))
+                        let said = if c.buf.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; it had sent \"{}\"", escape_bytes(&c.buf, 300))
+                        };
+                        Err(format!(
+                            "write failed: {e}: the target closed the connection before reading everything{said}"
+                        ))
                     }
                     Ok(Ok(())) => {
-                        c.rec.event(c.id, EventKind::Data { dir: out, bytes: bytes.to_vec() });
+                        c.rec.event(
+                            c.id,
+                            EventKind::Data {
+                                dir: out,
+                                bytes: bytes.to_vec(),
+                            },
+                        );
                         Ok(())
                     }
                 }
@@ -216,7 +230,13 @@ impl Conn {
                 };
                 match r {
                     Ok(_) => {
-                        u.rec.event(u.id, EventKind::Data { dir: out, bytes: bytes.to_vec() });
+                        u.rec.event(
+                            u.id,
+                            EventKind::Data {
+                                dir: out,
+                                bytes: bytes.to_vec(),
+                            },
+                        );
                         Ok(())
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -294,18 +314,27 @@ impl Conn {
         match self {
             Conn::Tcp(c) => {
                 if !c.buf.is_empty() {
-                    return Err(RecvError::Malformed(format!("expected silence, but \"{}\" was already waiting", escape_bytes(&c.buf, 200))));
+                    return Err(RecvError::Malformed(format!(
+                        "expected silence, but \"{}\" was already waiting",
+                        escape_bytes(&c.buf, 200)
+                    )));
                 }
                 match c.fill(until).await {
                     Err(RecvError::Timeout { .. }) => Ok(()),
-                    Ok(true) => Err(RecvError::Malformed(format!("expected silence, but received \"{}\"", escape_bytes(&c.buf, 200)))),
+                    Ok(true) => Err(RecvError::Malformed(format!(
+                        "expected silence, but received \"{}\"",
+                        escape_bytes(&c.buf, 200)
+                    ))),
                     Ok(false) => Err(c.closed_err()),
                     Err(e) => Err(e),
                 }
             }
             Conn::Udp(u) => match u.datagram(until).await {
                 Err(RecvError::Timeout { .. }) => Ok(()),
-                Ok((d, _)) => Err(RecvError::Malformed(format!("expected silence, but received a datagram \"{}\"", escape_bytes(&d, 200)))),
+                Ok((d, _)) => Err(RecvError::Malformed(format!(
+                    "expected silence, but received a datagram \"{}\"",
+                    escape_bytes(&d, 200)
+                ))),
                 Err(e) => Err(e),
             },
         }
@@ -315,7 +344,12 @@ impl Conn {
     pub fn close(self) {
         if let Conn::Tcp(c) = &self {
             if !c.write_closed {
-                c.rec.event(c.id, EventKind::Closed { dir: c.incoming_opposite() });
+                c.rec.event(
+                    c.id,
+                    EventKind::Closed {
+                        dir: c.incoming_opposite(),
+                    },
+                );
             }
         }
     }
@@ -358,7 +392,13 @@ impl UdpConn {
                     self.peer = Some(from);
                 }
                 let d = buf[..n].to_vec();
-                self.rec.event(self.id, EventKind::Data { dir: self.incoming, bytes: d.clone() });
+                self.rec.event(
+                    self.id,
+                    EventKind::Data {
+                        dir: self.incoming,
+                        bytes: d.clone(),
+                    },
+                );
                 Ok((d, Instant::now()))
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {

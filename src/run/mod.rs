@@ -155,7 +155,10 @@ pub fn selected(opts: &RunOptions, suite: &Suite, case: &Case) -> bool {
 /// Runs the selected cases of `suites`, reporting each as it finishes.
 pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Reporter) -> Summary {
     let started = Instant::now();
-    let targets: Vec<Arc<SuiteTarget>> = suites.iter().map(|s| Arc::new(SuiteTarget::new(s.clone(), opts.target.clone(), opts.ready_timeout))).collect();
+    let targets: Vec<Arc<SuiteTarget>> = suites
+        .iter()
+        .map(|s| Arc::new(SuiteTarget::new(s.clone(), opts.target.clone(), opts.ready_timeout)))
+        .collect();
     let mut work = Vec::new();
     for (si, s) in suites.iter().enumerate() {
         for (ci, c) in s.cases.iter().enumerate() {
@@ -240,7 +243,10 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         rec: rec.clone(),
         output_pos: std::sync::Mutex::new(0),
     };
-    let was_running = instance.as_ref().and_then(|i| i.program.as_ref()).is_some_and(|p| p.exited().is_none());
+    let was_running = instance
+        .as_ref()
+        .and_then(|i| i.program.as_ref())
+        .is_some_and(|p| p.exited().is_none());
     let outcome = run_case(&env, case).await;
     let program = env.program.lock().await.take();
     let mut failure = outcome.err();

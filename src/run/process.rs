@@ -166,7 +166,13 @@ impl Program {
     /// Runs `command` with `sh -c` in a new process group, output captured.
     pub fn spawn(command: &str, cwd: Option<&std::path::Path>) -> std::io::Result<Program> {
         let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c").arg(command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
         if let Some(d) = cwd {
             cmd.current_dir(d);
         }
@@ -220,7 +226,12 @@ impl Program {
     }
 
     /// An in-process program: `exit` is set by whoever runs it.
-    pub fn in_process(label: String, exit: watch::Receiver<Option<Exit>>, task: tokio::task::JoinHandle<()>, stdout: Arc<Output>) -> Program {
+    pub fn in_process(
+        label: String,
+        exit: watch::Receiver<Option<Exit>>,
+        task: tokio::task::JoinHandle<()>,
+        stdout: Arc<Output>,
+    ) -> Program {
         Program {
             label,
             stdout,

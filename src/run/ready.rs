@@ -53,7 +53,9 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
     let (ip, port) = s.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     // The kernel prints each 32-bit word of the address in host (little-endian) order.
-    let words: Option<Vec<u32>> = (0..ip.len() / 8).map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok()).collect();
+    let words: Option<Vec<u32>> = (0..ip.len() / 8)
+        .map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok())
+        .collect();
     let words = words?;
     let ip = match words.len() {
         1 => IpAddr::V4(Ipv4Addr::from(words[0].to_le_bytes())),
@@ -75,9 +77,13 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
             // Fields after the command (which may contain spaces) start after the last ')'.
-            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return false };
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                return false;
+            };
             let f: Vec<&str> = rest.split_whitespace().collect();
             f.len() > 3 && f[0] != "Z" && f[2].parse() == Ok(pgid)
         })
@@ -88,7 +94,9 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
 fn socket_inodes(pids: &[i32]) -> HashSet<u64> {
     let mut out = HashSet::new();
     for pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if let Ok(link) = std::fs::read_link(fd.path()) {
                 let l = link.to_string_lossy();
@@ -137,7 +145,13 @@ mod tests {
     fn parses_v4_and_v6_rows() {
         let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:1F91 00000000:0000 01 00000000:00000000 00:00000000 00000000     0        0 999 1\n";
         let rows = parse_table(v4, "0A");
-        assert_eq!(rows, vec![BoundSocket { local: "127.0.0.1:8080".parse().unwrap(), inode: 12345 }]);
+        assert_eq!(
+            rows,
+            vec![BoundSocket {
+                local: "127.0.0.1:8080".parse().unwrap(),
+                inode: 12345
+            }]
+        );
         let v6 = "header\n   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 0 0 0 0 0 777\n";
         assert_eq!(parse_table(v6, "0A")[0].local, "[::1]:80".parse().unwrap());
     }

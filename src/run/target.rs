@@ -101,10 +101,7 @@ impl Launcher {
                         }
                         out.close();
                     });
-                    let code = match reference_servers::run_client(&name2, addr, &opts, tx).await {
-                        Ok(c) => c,
-                        Err(_) => 1,
-                    };
+                    let code = reference_servers::run_client(&name2, addr, &opts, tx).await.unwrap_or(1);
                     let _ = pump.await;
                     let _ = exit_tx.send(Some(Exit::Code(code)));
                 });
@@ -143,13 +140,19 @@ impl SuiteTarget {
     pub fn launcher(&self) -> Result<Launcher, TargetError> {
         match &self.spec {
             TargetSpec::Exec(c) => Ok(Launcher::Exec(c.clone())),
-            TargetSpec::Addr(_) => Err(TargetError(format!("suite '{}' tests a client: give it with --exec \"CMD {{port}}\", not --target", self.suite.name))),
+            TargetSpec::Addr(_) => Err(TargetError(format!(
+                "suite '{}' tests a client: give it with --exec \"CMD {{port}}\", not --target",
+                self.suite.name
+            ))),
             TargetSpec::Reference => match &self.suite.reference {
                 Some(name) => Ok(Launcher::Reference {
                     name: name.clone(),
                     options: self.suite.reference_options.clone(),
                 }),
-                None => Err(TargetError(format!("suite '{}' has no reference client; use --exec", self.suite.name))),
+                None => Err(TargetError(format!(
+                    "suite '{}' has no reference client; use --exec",
+                    self.suite.name
+                ))),
             },
         }
     }
@@ -197,7 +200,12 @@ impl SuiteTarget {
         debug_assert_eq!(self.suite.role, Role::Server);
         match &self.spec {
             TargetSpec::Reference => {
-                let name = self.suite.reference.as_deref().ok_or_else(|| TargetError(format!("suite '{}' has no reference server; use --target or --exec", self.suite.name)))?;
+                let name = self.suite.reference.as_deref().ok_or_else(|| {
+                    TargetError(format!(
+                        "suite '{}' has no reference server; use --target or --exec",
+                        self.suite.name
+                    ))
+                })?;
                 let server = reference_servers::start_server(name, SocketAddr::from(([127, 0, 0, 1], 0)), &self.suite.reference_options)
                     .await
                     .map_err(|e| TargetError(format!("the reference server '{name}' did not start: {e}")))?;
@@ -249,7 +257,9 @@ impl SuiteTarget {
         loop {
             if let Some(exit) = program.exited() {
                 let tail = program.stderr.tail(2000);
-                return Err(TargetError(format!("the target exited ({exit}) before it opened {what}\n--- its stderr ---\n{tail}")));
+                return Err(TargetError(format!(
+                    "the target exited ({exit}) before it opened {what}\n--- its stderr ---\n{tail}"
+                )));
             }
             let found = if ready::supported() {
                 ready::ready_addr(pgid, port, transport)

@@ -21,10 +21,18 @@ pub fn lint(suite: &Suite) -> Vec<Diagnostic> {
     };
     for case in &suite.cases {
         if let Some(first) = seen.insert(&case.id, case.loc.line) {
-            out.push(err(case.loc, format!("duplicate case id '{}'", case.id), Some(format!("first used on line {first}; ids must be unique in a suite"))));
+            out.push(err(
+                case.loc,
+                format!("duplicate case id '{}'", case.id),
+                Some(format!("first used on line {first}; ids must be unique in a suite")),
+            ));
         }
         if case.id.is_empty() || !case.id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-            out.push(err(case.loc, format!("bad case id '{}'", case.id), Some("ids use letters, digits, '-', '_' and '.'".into())));
+            out.push(err(
+                case.loc,
+                format!("bad case id '{}'", case.id),
+                Some("ids use letters, digits, '-', '_' and '.'".into()),
+            ));
         }
         let mut scope = Scope {
             vars: BUILTIN_VARS.iter().map(|s| s.to_string()).collect(),
@@ -36,7 +44,11 @@ pub fn lint(suite: &Suite) -> Vec<Diagnostic> {
             out.push(err(loc, message, help));
         }
         if !case.steps.iter().any(checks_something) {
-            out.push(err(case.loc, format!("case '{}' checks nothing", case.id), Some("add an expect, collect, expect_output or expect_exit step".into())));
+            out.push(err(
+                case.loc,
+                format!("case '{}' checks nothing", case.id),
+                Some("add an expect, collect, expect_output or expect_exit step".into()),
+            ));
         }
     }
     out
@@ -70,7 +82,8 @@ impl Scope {
             if !self.vars.contains(v) {
                 let help = did_you_mean(v, self.vars.iter().map(String::as_str))
                     .unwrap_or_else(|| "set it first with a capture, a listen step or a repeat var".into());
-                self.problems.push((loc, format!("variable '${{{v}}}' is used before it is set"), Some(help)));
+                self.problems
+                    .push((loc, format!("variable '${{{v}}}' is used before it is set"), Some(help)));
             }
         }
     }
@@ -95,10 +108,15 @@ impl Scope {
             if !self.conns.contains(on) {
                 let help = did_you_mean(on, self.conns.iter().map(String::as_str))
                     .unwrap_or_else(|| "open it first with connect, listen or accept".into());
-                self.problems.push((step.loc, format!("no connection named '{on}' is open here"), Some(help)));
+                self.problems
+                    .push((step.loc, format!("no connection named '{on}' is open here"), Some(help)));
             }
         } else if self.conns.is_empty() && needs_connection(&step.kind) {
-            self.problems.push((step.loc, format!("'{}' needs a connection, but none is open", step.kind.keyword()), Some("add a connect (or listen and accept) step before it".into())));
+            self.problems.push((
+                step.loc,
+                format!("'{}' needs a connection, but none is open", step.kind.keyword()),
+                Some("add a connect (or listen and accept) step before it".into()),
+            ));
         }
     }
 
@@ -142,7 +160,11 @@ impl Scope {
             }
             StepKind::Accept { listener, name } => {
                 if !self.conns.contains(&format!("listener:{listener}")) {
-                    self.problems.push((loc, format!("no listener named '{listener}'"), Some("add a 'listen' step first".into())));
+                    self.problems.push((
+                        loc,
+                        format!("no listener named '{listener}'"),
+                        Some("add a 'listen' step first".into()),
+                    ));
                 }
                 self.conns.insert(name.clone());
             }
@@ -210,7 +232,10 @@ impl Scope {
 }
 
 fn needs_connection(kind: &StepKind) -> bool {
-    matches!(kind, StepKind::Send(_) | StepKind::Expect(_) | StepKind::Collect(_) | StepKind::Close | StepKind::Shutdown)
+    matches!(
+        kind,
+        StepKind::Send(_) | StepKind::Expect(_) | StepKind::Collect(_) | StepKind::Close | StepKind::Shutdown
+    )
 }
 
 #[cfg(test)]
@@ -219,12 +244,16 @@ mod tests {
     use std::path::Path;
 
     fn errors(text: &str) -> String {
-        load_str(Path::new("s.yaml"), text.to_string()).map(|_| String::new()).unwrap_or_else(|e| e.to_string())
+        load_str(Path::new("s.yaml"), text.to_string())
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
     fn duplicate_ids_and_empty_cases() {
-        let e = errors("suite: t\nprotocol: line\ncases:\n  - id: a\n    steps: [connect: c, expect: closed]\n  - id: a\n    steps: [connect: c]\n");
+        let e = errors(
+            "suite: t\nprotocol: line\ncases:\n  - id: a\n    steps: [connect: c, expect: closed]\n  - id: a\n    steps: [connect: c]\n",
+        );
         assert!(e.contains("6:9: error: duplicate case id 'a'"), "{e}");
         assert!(e.contains("case 'a' checks nothing"), "{e}");
     }

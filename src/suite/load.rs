@@ -150,8 +150,7 @@ impl Loader {
         for (k, _) in pairs {
             let name = k.as_str().unwrap_or("");
             if !known.contains(&name) {
-                let help = did_you_mean(name, known.iter().copied())
-                    .unwrap_or_else(|| format!("{what} takes: {}", known.join(", ")));
+                let help = did_you_mean(name, known.iter().copied()).unwrap_or_else(|| format!("{what} takes: {}", known.join(", ")));
                 self.err_help(k, format!("unknown key '{name}' in {what}"), help);
             }
         }
@@ -244,8 +243,7 @@ impl Loader {
                 let p = self.string(n, "protocol")?;
                 if proto::find(&p).is_none() {
                     let known: Vec<&str> = proto::all().iter().map(|p| p.name()).collect();
-                    let help = did_you_mean(&p, known.iter().copied())
-                        .unwrap_or_else(|| format!("known protocols: {}", known.join(", ")));
+                    let help = did_you_mean(&p, known.iter().copied()).unwrap_or_else(|| format!("known protocols: {}", known.join(", ")));
                     self.err_help(n, format!("unknown protocol '{p}'"), help);
                     return None;
                 }
@@ -262,7 +260,11 @@ impl Loader {
             Some(n) if n.is_keyword("server") => Role::Server,
             Some(n) if n.is_keyword("client") => Role::Client,
             Some(n) => {
-                self.err_help(n, "role must be 'server' or 'client'", "server: the target is a server; client: the target is a client");
+                self.err_help(
+                    n,
+                    "role must be 'server' or 'client'",
+                    "server: the target is a server; client: the target is a client",
+                );
                 Role::Server
             }
         };
@@ -294,7 +296,9 @@ impl Loader {
         let ctx = StepCtx { transport };
         let mut cases = Vec::new();
         match f.get("cases") {
-            Some(Node { data: Data::Seq(items), .. }) => {
+            Some(Node {
+                data: Data::Seq(items), ..
+            }) => {
                 for item in items {
                     if let Some(c) = self.case(item, &ctx) {
                         cases.push(c);
@@ -345,11 +349,17 @@ impl Loader {
         let points = f.get("points").and_then(|n| self.number::<f64>(n, "points")).unwrap_or(1.0);
         let mut tags = Vec::new();
         match f.get("tags") {
-            Some(Node { data: Data::Seq(items), .. }) => {
+            Some(Node {
+                data: Data::Seq(items), ..
+            }) => {
                 for t in items {
                     if let Some(s) = self.string(t, "a tag") {
                         if !valid_tag(&s) {
-                            self.err_help(t, format!("bad tag '{s}'"), "tags are lowercase words: letters, digits, '-' and '_'");
+                            self.err_help(
+                                t,
+                                format!("bad tag '{s}'"),
+                                "tags are lowercase words: letters, digits, '-' and '_'",
+                            );
                         }
                         tags.push(s);
                     }
@@ -425,7 +435,10 @@ impl Loader {
             });
         }
         let Data::Map(pairs) = &node.data else {
-            self.err(node, format!("a step must be a mapping like '- send: hello', found {}", node.kind()));
+            self.err(
+                node,
+                format!("a step must be a mapping like '- send: hello', found {}", node.kind()),
+            );
             return None;
         };
         let mut keyword: Option<(&Node, &Node)> = None;
@@ -436,7 +449,11 @@ impl Loader {
             if STEP_KEYWORDS.contains(&name) {
                 if let Some((first, _)) = keyword {
                     let first = first.as_str().unwrap_or("").to_string();
-                    self.err_help(k, format!("a step does one thing: '{first}' and '{name}' in one step"), "split them into two '- ' items");
+                    self.err_help(
+                        k,
+                        format!("a step does one thing: '{first}' and '{name}' in one step"),
+                        "split them into two '- ' items",
+                    );
                     return None;
                 }
                 keyword = Some((k, v));
@@ -561,7 +578,11 @@ impl Loader {
                     (Some(t), None, None) => (1, self.number::<i64>(t, "times")?),
                     (None, Some(a), Some(b)) => (self.number(a, "from")?, self.number(b, "to")?),
                     _ => {
-                        self.err_help(v, "repeat needs 'times' or 'from' and 'to'", "e.g. repeat: { times: 10, steps: [...] }");
+                        self.err_help(
+                            v,
+                            "repeat needs 'times' or 'from' and 'to'",
+                            "e.g. repeat: { times: 10, steps: [...] }",
+                        );
                         return None;
                     }
                 };
@@ -591,12 +612,21 @@ impl Loader {
                     let f = self.fields(v, &["regex", "sequence"], "expect_output")?;
                     match (f.get("regex"), f.get("sequence")) {
                         (Some(r), None) => StepKind::ExpectOutput(OutputExpect::Regex(self.regex(r)?)),
-                        (None, Some(Node { data: Data::Seq(items), .. })) => {
+                        (
+                            None,
+                            Some(Node {
+                                data: Data::Seq(items), ..
+                            }),
+                        ) => {
                             let pats: Option<Vec<_>> = items.iter().map(|n| self.regex(n)).collect();
                             StepKind::ExpectOutput(OutputExpect::Sequence(pats?))
                         }
                         _ => {
-                            self.err_help(v, "expect_output takes 'regex' or 'sequence' (a list of regexes)", "e.g. expect_output: { regex: 'RTT' }");
+                            self.err_help(
+                                v,
+                                "expect_output takes 'regex' or 'sequence' (a list of regexes)",
+                                "e.g. expect_output: { regex: 'RTT' }",
+                            );
                             return None;
                         }
                     }
@@ -659,7 +689,11 @@ impl Loader {
                 self.payload_fields(v, &f)
             }
             _ => {
-                self.err_help(v, format!("cannot send {}", v.kind()), "send a line, a list of lines, or one of raw:, hex:, fill:, pieces:");
+                self.err_help(
+                    v,
+                    format!("cannot send {}", v.kind()),
+                    "send a line, a list of lines, or one of raw:, hex:, fill:, pieces:",
+                );
                 None
             }
         }
@@ -669,7 +703,11 @@ impl Loader {
         let forms = ["line", "lines", "raw", "hex", "fill", "pieces"];
         let given: Vec<&str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
         if given.len() != 1 {
-            self.err_help(v, format!("give exactly one of {}", forms.join(", ")), "e.g. { raw: \"GET /\\r\\n\" }");
+            self.err_help(
+                v,
+                format!("give exactly one of {}", forms.join(", ")),
+                "e.g. { raw: \"GET /\\r\\n\" }",
+            );
             return None;
         }
         let n = f.get(given[0])?;
@@ -768,7 +806,11 @@ impl Loader {
                 let forms = ["line", "lines", "regex", "raw", "hex", "fill", "closed", "silence"];
                 let given: Vec<&str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
                 if given.len() != 1 {
-                    self.err_help(v, format!("expect one thing: one of {}", forms.join(", ")), "e.g. expect: { regex: '^HELLO' }");
+                    self.err_help(
+                        v,
+                        format!("expect one thing: one of {}", forms.join(", ")),
+                        "e.g. expect: { regex: '^HELLO' }",
+                    );
                     return None;
                 }
                 let n = f.get(given[0])?;
@@ -785,7 +827,11 @@ impl Loader {
                     "raw" | "hex" | "fill" => ExpectWhat::Bytes(self.payload_fields(v, &f)?),
                     "closed" => {
                         if !self.boolean(n, "closed")? {
-                            self.err_help(n, "closed: false checks nothing", "use silence: 300ms to check the connection stays open");
+                            self.err_help(
+                                n,
+                                "closed: false checks nothing",
+                                "use silence: 300ms to check the connection stays open",
+                            );
                             return None;
                         }
                         ExpectWhat::Closed
@@ -802,7 +848,11 @@ impl Loader {
                                 let re = match pat.as_str().map(Regex::new) {
                                     Some(Ok(re)) if re.captures_len() >= 2 => re,
                                     Some(Ok(_)) => {
-                                        self.err_help(pat, "the capture regex has no group", "put what to keep in parentheses: 'port (\\d+)'");
+                                        self.err_help(
+                                            pat,
+                                            "the capture regex has no group",
+                                            "put what to keep in parentheses: 'port (\\d+)'",
+                                        );
                                         return None;
                                     }
                                     Some(Err(e)) => {
@@ -834,7 +884,11 @@ impl Loader {
                 })
             }
             _ => {
-                self.err_help(v, "expect needs something to expect", "e.g. expect: HELLO, expect: closed, expect: { silence: 300ms }");
+                self.err_help(
+                    v,
+                    "expect needs something to expect",
+                    "e.g. expect: HELLO, expect: closed, expect: { silence: 300ms }",
+                );
                 None
             }
         }
@@ -900,14 +954,17 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Parses hex digits, ignoring spaces, colons and newlines.
-pub fn parse_hex(s: &str) -> Result<Vec<u8>, ()> {
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = s.bytes().filter(|b| !matches!(b, b' ' | b':' | b'\n' | b'\t')).collect();
     if digits.len() % 2 != 0 {
-        return Err(());
+        return Err("an odd number of hex digits".into());
     }
     digits
         .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).map_err(|_| ())?, 16).map_err(|_| ()))
+        .map(|p| {
+            let pair = String::from_utf8_lossy(p);
+            u8::from_str_radix(&pair, 16).map_err(|_| format!("'{pair}' is not a hex byte"))
+        })
         .collect()
 }
 
@@ -923,11 +980,20 @@ mod tests {
 
     #[test]
     fn loads_steps_with_locations() {
-        let s = load(&format!("{HEAD}      - connect: c\n      - send: hello\n      - expect: HELLO\n      - expect: closed\n")).unwrap();
+        let s = load(&format!(
+            "{HEAD}      - connect: c\n      - send: hello\n      - expect: HELLO\n      - expect: closed\n"
+        ))
+        .unwrap();
         let steps = &s.cases[0].steps;
         assert_eq!(steps.len(), 4);
         assert_eq!((steps[1].loc.line, steps[1].loc.col), (7, 9));
-        assert!(matches!(steps[3].kind, StepKind::Expect(Expect { what: ExpectWhat::Closed, .. })));
+        assert!(matches!(
+            steps[3].kind,
+            StepKind::Expect(Expect {
+                what: ExpectWhat::Closed,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -959,7 +1025,9 @@ mod tests {
             "{HEAD}      - connect: c\n      - send: {{ pieces: [\"hel\", {{ pause: 50ms }}, {{ hex: '6c 6f' }}] }}\n      - send: {{ fill: ab, size: 5 }}\n      - expect: {{ raw: \"X\\r\\n\" }}\n"
         ))
         .unwrap();
-        let StepKind::Send(Payload::Pieces(p)) = &s.cases[0].steps[1].kind else { panic!() };
+        let StepKind::Send(Payload::Pieces(p)) = &s.cases[0].steps[1].kind else {
+            panic!()
+        };
         assert_eq!(p.len(), 3);
         assert!(matches!(p[1], Piece::Pause(d) if d == Duration::from_millis(50)));
     }

@@ -36,10 +36,7 @@ impl Template {
                     return Err((offset + i, "unterminated '${' (a variable is written ${name})".into()));
                 };
                 let name = &inner[..end];
-                let valid = !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+                let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
                 if !valid {
                     return Err((offset + i, format!("bad variable name '{name}' in '${{{name}}}'")));
                 }

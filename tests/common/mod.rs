@@ -13,7 +13,12 @@ pub fn root() -> &'static Path {
 /// Runs `wirecheck ARGS` from the repository root; returns output and wall time.
 pub fn wirecheck(args: &[&str]) -> (Output, Duration) {
     let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_wirecheck")).args(args).current_dir(root()).env("NO_COLOR", "1").output().expect("wirecheck runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("wirecheck runs");
     (out, start.elapsed())
 }
 
@@ -27,13 +32,21 @@ pub fn run_json(args: &[&str]) -> (i32, String, serde_json::Value) {
     all.extend_from_slice(&["--report", &report]);
     let (out, _) = wirecheck(&all);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let json = std::fs::read_to_string(&path).map(|t| serde_json::from_str(&t).expect("valid JSON")).unwrap_or(serde_json::Value::Null);
+    let json = std::fs::read_to_string(&path)
+        .map(|t| serde_json::from_str(&t).expect("valid JSON"))
+        .unwrap_or(serde_json::Value::Null);
     (out.status.code().unwrap_or(-1), stdout, json)
 }
 
 /// Ids of the cases with verdict `verdict`.
 pub fn cases_with(report: &serde_json::Value, verdict: &str) -> Vec<String> {
-    let mut v: Vec<String> = report["cases"].as_array().into_iter().flatten().filter(|c| c["verdict"] == verdict).map(|c| c["case"].as_str().unwrap_or("").to_string()).collect();
+    let mut v: Vec<String> = report["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["verdict"] == verdict)
+        .map(|c| c["case"].as_str().unwrap_or("").to_string())
+        .collect();
     v.sort();
     v
 }
