@@ -42,7 +42,11 @@ async fn baseline(addr: std::net::SocketAddr, n: usize) -> Duration {
     for i in 1..=n {
         let msg = format!("message number {i}");
         w.write_all(format!("{msg}\n").as_bytes()).await.expect("write");
-        let got = tokio::time::timeout(Duration::from_secs(2), lines.next_line()).await.expect("in time").expect("read").expect("line");
+        let got = tokio::time::timeout(Duration::from_secs(2), lines.next_line())
+            .await
+            .expect("in time")
+            .expect("read")
+            .expect("line");
         assert_eq!(got, msg);
     }
     start.elapsed()
@@ -79,8 +83,16 @@ fn main() {
         }
         let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
         println!("exchanges:          {n}");
-        println!("hand-written tokio: {:>8.1} ms ({:.1} µs/exchange)", base.as_secs_f64() * 1e3, per(base));
-        println!("wirecheck runner:   {:>8.1} ms ({:.1} µs/exchange)", ours.as_secs_f64() * 1e3, per(ours));
+        println!(
+            "hand-written tokio: {:>8.1} ms ({:.1} µs/exchange)",
+            base.as_secs_f64() * 1e3,
+            per(base)
+        );
+        println!(
+            "wirecheck runner:   {:>8.1} ms ({:.1} µs/exchange)",
+            ours.as_secs_f64() * 1e3,
+            per(ours)
+        );
         println!("ratio:              {:.2} (target ≤ 1.30)", ours.as_secs_f64() / base.as_secs_f64());
     });
 }
