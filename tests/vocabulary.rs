@@ -1,0 +1,31 @@
+//! Each step keyword both passes and fails where it should (tests/suites/vocabulary.yaml).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wirecheck::run::{run_one, RunOptions, SuiteTarget, TargetSpec, Verdict};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vocabulary_cases_pass_or_fail_as_tagged() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suites/vocabulary.yaml");
+    let suite = Arc::new(wirecheck::suite::load_file(&path).unwrap_or_else(|e| panic!("{e}")));
+    let target = SuiteTarget::new(suite.clone(), TargetSpec::Reference, Duration::from_secs(5));
+    let opts = RunOptions::default();
+    let mut wrong = Vec::new();
+    for (i, case) in suite.cases.iter().enumerate() {
+        let (r, _) = run_one(&target, suite.clone(), i, &opts).await;
+        let must_fail = case.tags.iter().any(|t| t == "must-fail");
+        let want = if must_fail { Verdict::Fail } else { Verdict::Pass };
+        if r.verdict != want {
+            wrong.push(format!(
+                "{}: {:?}, wanted {want:?}: {:?}\n{}",
+                case.id,
+                r.verdict,
+                r.failure,
+                r.transcript(true)
+            ));
+        }
+    }
+    target.stop().await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
