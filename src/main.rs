@@ -194,9 +194,9 @@ async fn cmd_run(args: RunArgs) -> i32 {
     let mut fan = Fanout(reporters);
     let summary = tokio::select! {
         s = run::run(&suites, &opts, &mut fan) => s,
-        _ = tokio::signal::ctrl_c() => {
+        signal = interrupted() => {
             // Dropping the run future drops every target, which kills their process groups.
-            eprintln!("interrupted");
+            eprintln!("wirecheck: stopped by {signal}; targets killed");
             return 130;
         }
     };
@@ -214,6 +214,22 @@ async fn cmd_run(args: RunArgs) -> i32 {
         }
     }
     summary.exit_code()
+}
+
+/// Resolves on Ctrl-C or SIGTERM (a CI job being cancelled), naming the signal.
+async fn interrupted() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        _ = term => "SIGTERM",
+    }
 }
 
 fn cmd_list(names: &[String], format: &str) -> i32 {

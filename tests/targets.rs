@@ -106,3 +106,26 @@ fn target_ignoring_sigterm_is_killed() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(processes_with(&m), Vec::<String>::new());
 }
+
+#[test]
+fn sigterm_to_wirecheck_kills_its_targets() {
+    let m = marker("harness-term");
+    let cmd = target("hangs", &m);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(["run", "tcp-upper", "--exec", &cmd])
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the target runs, then stop the harness as a CI runner would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while processes_with(&m).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert!(!processes_with(&m).is_empty(), "the target never started");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(processes_with(&m), Vec::<String>::new());
+}
