@@ -195,6 +195,15 @@ impl Dialogue {
                         }
                         continue;
                     }
+                    let other = match dir {
+                        Direction::ClientToServer => Direction::ServerToClient,
+                        Direction::ServerToClient => Direction::ClientToServer,
+                    };
+                    streams
+                        .entry((ev.conn, other))
+                        .or_insert_with(|| (Vec::new(), proto.codec(other)))
+                        .1
+                        .peer_sent(bytes);
                     let (buf, codec) = streams.entry((ev.conn, *dir)).or_insert_with(|| (Vec::new(), proto.codec(*dir)));
                     buf.extend_from_slice(bytes);
                     drain(buf, codec.as_mut(), false, |t| push(Some(*dir), t));
@@ -231,7 +240,9 @@ impl Dialogue {
                 s.push_str(&format!("{:>9.1}ms ", it.t_us as f64 / 1000.0));
             }
             let arrow = it.dir.map_or("   ", Direction::arrow);
-            s.push_str(&format!("{:<6} {arrow} {}\n", it.conn, it.text));
+            let pad = if times { " ".repeat(23) } else { " ".repeat(11) };
+            let text = it.text.replace('\n', &format!("\n{pad}"));
+            s.push_str(&format!("{:<6} {arrow} {text}\n", it.conn));
         }
         s
     }

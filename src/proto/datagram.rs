@@ -28,7 +28,7 @@ impl Codec for DatagramCodec {
     fn decode(&mut self, buf: &[u8], _eof: bool) -> Result<Frame, CodecError> {
         let text = String::from_utf8_lossy(buf).into_owned();
         let summary = format!("datagram {} bytes \"{}\"", buf.len(), escape_bytes(buf, 200));
-        Ok(Frame::Message(Message { text, summary }, buf.len()))
+        Ok(Frame::Message(Message::plain(text, summary), buf.len()))
     }
 }
 

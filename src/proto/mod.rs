@@ -4,9 +4,10 @@
 //! the capture decoder all feed it bytes, so one framing serves every mode.
 
 pub mod datagram;
+pub mod http;
 pub mod line;
 
-use crate::suite::Transport;
+use crate::suite::{LoadCx, Node, Template, Transport, Vars};
 
 /// Which way a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -29,17 +30,64 @@ impl Direction {
     }
 }
 
-/// One framed message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// The text matchers see (a line without its ending, a datagram's payload as text).
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// A MUST was broken: the expectation reading this message fails.
+    Must,
+    /// A SHOULD was not followed: a warning that costs no points.
+    Should,
+}
+
+/// A deviation from the RFC noticed while framing a message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// MUST or SHOULD.
+    pub level: Level,
+    /// The rule, e.g. "RFC 9112 §2.2".
+    pub rule: &'static str,
+    /// What was seen.
     pub text: String,
-    /// One-line rendering for transcripts.
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = match self.level {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+        };
+        write!(f, "{} ({level}): {}", self.rule, self.text)
+    }
+}
+
+/// One framed message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The text generic matchers see (a line without its ending, a datagram, an HTTP start line).
+    pub text: String,
+    /// Rendering for transcripts; may span lines (continuation lines are indented).
     pub summary: String,
+    /// RFC deviations noticed while framing.
+    pub findings: Vec<Finding>,
+    /// The protocol's parsed form, for its structured matchers.
+    pub detail: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Message {
+    /// A message with no findings and no parsed form.
+    pub fn plain(text: String, summary: String) -> Message {
+        Message {
+            text,
+            summary,
+            findings: Vec::new(),
+            detail: None,
+        }
+    }
 }
 
 /// What a codec makes of the bytes it was given.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Frame {
     /// Not a whole message yet: give more bytes.
     Incomplete,
@@ -61,6 +109,9 @@ pub struct CodecError {
 pub trait Codec: Send + Sync {
     /// Frames the next message from `buf`; `eof` says no more bytes will come.
     fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError>;
+    /// Bytes that went the other way on this connection (a response parser needs to know a
+    /// request was HEAD); called in the order the bytes were sent.
+    fn peer_sent(&mut self, _bytes: &[u8]) {}
 }
 
 /// A protocol: its framing, its defaults and its transcript style.
@@ -73,9 +124,66 @@ pub trait Protocol: Send + Sync {
     fn line_ending(&self) -> &'static [u8];
     /// A fresh decoder for one direction of one connection.
     fn codec(&self, dir: Direction) -> Box<dyn Codec>;
+    /// Keys of a structured `send:` mapping (an HTTP request: method, target, headers ...).
+    fn send_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Keys of a structured `expect:` mapping (status, headers, body ...).
+    fn expect_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Parses a structured `send:` mapping (called only when it has one of `send_keys`).
+    fn parse_send(&self, _node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
+        cx.err(_node, format!("protocol '{}' has no structured send", self.name()));
+        None
+    }
+    /// Parses a structured `expect:` mapping (called only when it has one of `expect_keys`).
+    fn parse_expect(&self, _node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+        cx.err(_node, format!("protocol '{}' has no structured expect", self.name()));
+        None
+    }
 }
 
-static PROTOCOLS: &[&dyn Protocol] = &[&line::Line, &line::LineCrlf, &datagram::Datagram];
+/// What structured steps see at run time.
+pub struct RenderCx<'a> {
+    /// Variables of the case.
+    pub vars: &'a Vars,
+    /// The suite file's folder: file references are relative to it.
+    pub base_dir: &'a std::path::Path,
+}
+
+/// Why a structured expectation does not hold.
+#[derive(Debug, Clone)]
+pub struct Mismatch {
+    /// What is wrong, in a sentence.
+    pub message: String,
+    /// What was expected.
+    pub expected: String,
+    /// What arrived.
+    pub got: String,
+}
+
+/// A protocol message built from a suite mapping.
+pub trait StructuredSend: std::fmt::Debug + Send + Sync {
+    /// The bytes to send.
+    fn render(&self, cx: &RenderCx) -> Result<Vec<u8>, String>;
+    /// Templates it uses (the linter checks their variables).
+    fn templates(&self) -> Vec<&Template>;
+}
+
+/// A check of a framed message built from a suite mapping.
+pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
+    /// Checks `msg`; returns the variables it captures.
+    fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch>;
+    /// Templates it uses.
+    fn templates(&self) -> Vec<&Template>;
+    /// Variables it sets.
+    fn captures(&self) -> Vec<String>;
+    /// A short description of what it expects (for "expected:" when nothing arrives).
+    fn describe(&self) -> String;
+}
+
+static PROTOCOLS: &[&dyn Protocol] = &[&line::Line, &line::LineCrlf, &datagram::Datagram, &http::Http];
 
 /// Every protocol, for `protocol:` lookups and suggestions.
 pub fn all() -> &'static [&'static dyn Protocol] {

@@ -75,6 +75,9 @@ impl Reporter for Console {
         } else if self.verbose {
             s.push_str(&indent(&r.transcript(true), "    "));
         }
+        for w in &r.warnings {
+            s.push_str(&format!("      {YELLOW}warning:{YELLOW:#} {w} (costs no points)\n"));
+        }
         self.print(&s);
         if let Some(b) = &self.bar {
             b.inc(1);

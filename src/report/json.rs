@@ -52,6 +52,7 @@ pub fn case_json(r: &CaseResult) -> Value {
         "max_points": case.points,
         "duration_ms": r.duration.as_millis() as u64,
         "failure": failure,
+        "warnings": r.warnings,
         "transcript": r.transcript(false),
         "dialogue": r.dialogue,
     })

@@ -15,7 +15,7 @@ use super::conn::{Conn, RecvError, TcpConn};
 use super::process::{Exit, Program};
 use super::target::Launcher;
 use crate::dialogue::{ConnInfo, EventKind, Recorder};
-use crate::proto::{escape_bytes, Protocol};
+use crate::proto::{escape_bytes, Level, Protocol, RenderCx};
 use crate::suite::*;
 
 /// Why a case failed: the step, what was expected and what came.
@@ -68,6 +68,33 @@ pub struct Env {
     pub rec: Recorder,
     /// Index of the next stdout line `expect_output` looks at.
     pub output_pos: std::sync::Mutex<usize>,
+    /// SHOULD-level findings in messages the case read (they cost no points).
+    pub warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl Env {
+    fn render_cx<'a>(&'a self, vars: &'a Vars) -> RenderCx<'a> {
+        let base_dir = self.suite.source.path.parent().unwrap_or(std::path::Path::new("."));
+        RenderCx { vars, base_dir }
+    }
+
+    /// Records SHOULD findings as warnings; returns the MUST ones.
+    fn triage(&self, msg: &crate::proto::Message) -> Vec<String> {
+        let mut must = Vec::new();
+        let mut w = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        for f in &msg.findings {
+            match f.level {
+                Level::Must => must.push(f.to_string()),
+                Level::Should => {
+                    let text = f.to_string();
+                    if !w.contains(&text) {
+                        w.push(text);
+                    }
+                }
+            }
+        }
+        must
+    }
 }
 
 /// Per-branch state: connections and variables.
@@ -154,6 +181,7 @@ impl Ctx {
                 }
                 out
             }
+            Payload::Structured(st) => st.render(&env.render_cx(&self.vars)).map_err(|e| Failure::at(step, e))?,
         })
     }
 
@@ -200,11 +228,21 @@ impl Ctx {
                     refused,
                 } => self.connect(env, step, name, *transport, to.as_ref(), *refused, deadline).await,
                 StepKind::Listen { name, transport } => self.listen(env, step, name, *transport).await,
-                StepKind::Accept { listener, name } => {
+                StepKind::Accept { listener, name, none } => {
                     let (l, _) = self
                         .listeners
                         .get(listener)
                         .ok_or_else(|| Failure::at(step, format!("no listener named '{listener}'")))?;
+                    if *none {
+                        return match tokio::time::timeout_at(deadline, l.accept()).await {
+                            Ok(Ok((_, peer))) => Err(Failure::at(
+                                step,
+                                format!("a connection arrived on '{listener}' from {peer}, expected none"),
+                            )
+                            .with("no connection", format!("a connection from {peer}"))),
+                            _ => Ok(()),
+                        };
+                    }
                     match tokio::time::timeout_at(deadline, l.accept()).await {
                         Err(_) => Err(Failure::at(
                             step,
@@ -224,6 +262,11 @@ impl Ctx {
                 StepKind::Send(p) => self.send(env, step, p, deadline).await,
                 StepKind::Expect(e) => self.expect(env, step, e, deadline).await,
                 StepKind::Collect(c) => self.collect(step, c).await,
+                StepKind::Close if step.on.as_ref().is_some_and(|n| self.listeners.contains_key(n)) => {
+                    // Closing a listener frees its port: nothing listens there any more.
+                    self.listeners.remove(step.on.as_deref().unwrap_or_default());
+                    Ok(())
+                }
                 StepKind::Close => {
                     let name = self.conn_name(step)?;
                     let c = self
@@ -473,6 +516,28 @@ impl Ctx {
                     Err(err) => return Err(Failure::at(step, err.to_string())),
                 }
                 String::new()
+            }
+            ExpectWhat::Structured(spec) => {
+                let (m, at) = self
+                    .conn(step)?
+                    .message(deadline)
+                    .await
+                    .map_err(|err| recv_fail(err, spec.describe()))?;
+                let must = env.triage(&m);
+                if !must.is_empty() {
+                    return Err(Failure::at(step, format!("the message breaks the RFC: {}", must.join("; ")))
+                        .with(spec.describe(), m.summary.clone()));
+                }
+                match spec.check(&m, &env.render_cx(&self.vars)) {
+                    Ok(caps) => {
+                        for (k, v) in caps {
+                            self.set_var(step, &k, &v);
+                        }
+                    }
+                    Err(mm) => return Err(Failure::at(step, mm.message).with(mm.expected, mm.got)),
+                }
+                check_not_before(step, e, started, at)?;
+                m.text
             }
             ExpectWhat::Silence(d) => {
                 self.conn(step)?

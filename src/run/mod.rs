@@ -80,6 +80,8 @@ pub struct CaseResult {
     pub dialogue: Dialogue,
     /// The last of the target's stderr, for failures of programs we started.
     pub stderr_tail: Option<String>,
+    /// SHOULD-level findings: reported, worth no points.
+    pub warnings: Vec<String>,
 }
 
 impl CaseResult {
@@ -222,6 +224,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         }),
         dialogue: Dialogue::default(),
         stderr_tail: None,
+        warnings: Vec::new(),
     };
     let (instance, launcher) = match suite.role {
         Role::Server => match target.lease(case.fresh_server).await {
@@ -242,6 +245,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         scale: opts.timeout_scale,
         rec: rec.clone(),
         output_pos: std::sync::Mutex::new(0),
+        warnings: std::sync::Mutex::default(),
     };
     let was_running = instance
         .as_ref()
@@ -294,6 +298,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         failure,
         dialogue: rec.snapshot(),
         stderr_tail,
+        warnings: env.warnings.lock().map(|w| w.clone()).unwrap_or_default(),
     };
     (result, None)
 }

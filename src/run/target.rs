@@ -22,6 +22,9 @@ pub enum TargetSpec {
     Exec(String),
 }
 
+/// Reference options that name files or folders; relative ones are relative to the suite file.
+pub const PATH_OPTIONS: &[&str] = &["root", "uploads", "zone", "zones", "store"];
+
 /// A target that could not be started or reached (exit status 3).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -147,7 +150,7 @@ impl SuiteTarget {
             TargetSpec::Reference => match &self.suite.reference {
                 Some(name) => Ok(Launcher::Reference {
                     name: name.clone(),
-                    options: self.suite.reference_options.clone(),
+                    options: self.reference_options(),
                 }),
                 None => Err(TargetError(format!(
                     "suite '{}' has no reference client; use --exec",
@@ -196,6 +199,18 @@ impl SuiteTarget {
         }
     }
 
+    /// The suite's reference options, with path-valued ones made relative to the suite file.
+    fn reference_options(&self) -> reference_servers::Options {
+        let dir = self.suite.source.path.parent().unwrap_or(std::path::Path::new("."));
+        let mut opts = self.suite.reference_options.clone();
+        for (k, v) in opts.iter_mut() {
+            if PATH_OPTIONS.contains(&k.as_str()) && std::path::Path::new(v.as_str()).is_relative() {
+                *v = dir.join(&*v).to_string_lossy().into_owned();
+            }
+        }
+        opts
+    }
+
     async fn start(&self) -> Result<Arc<Instance>, TargetError> {
         debug_assert_eq!(self.suite.role, Role::Server);
         match &self.spec {
@@ -206,7 +221,7 @@ impl SuiteTarget {
                         self.suite.name
                     ))
                 })?;
-                let server = reference_servers::start_server(name, SocketAddr::from(([127, 0, 0, 1], 0)), &self.suite.reference_options)
+                let server = reference_servers::start_server(name, SocketAddr::from(([127, 0, 0, 1], 0)), &self.reference_options())
                     .await
                     .map_err(|e| TargetError(format!("the reference server '{name}' did not start: {e}")))?;
                 let addr = server.local_addr();

@@ -58,6 +58,7 @@ fn checks_something(step: &Step) -> bool {
     match &step.kind {
         StepKind::Expect(_) | StepKind::Collect(_) | StepKind::ExpectOutput(_) | StepKind::ExpectExit(_) => true,
         StepKind::Connect { refused, .. } => *refused,
+        StepKind::Accept { none, .. } => *none,
         StepKind::Parallel(branches) => branches.iter().flatten().any(checks_something),
         StepKind::Repeat(r) => r.steps.iter().any(checks_something),
         _ => false,
@@ -99,6 +100,7 @@ impl Scope {
                     }
                 }
             }
+            Payload::Structured(st) => st.templates().into_iter().for_each(|t| self.uses(loc, t)),
             Payload::Hex(_) | Payload::Fill { .. } => {}
         }
     }
@@ -158,7 +160,7 @@ impl Scope {
                 }
                 self.conns.insert(format!("listener:{name}"));
             }
-            StepKind::Accept { listener, name } => {
+            StepKind::Accept { listener, name, .. } => {
                 if !self.conns.contains(&format!("listener:{listener}")) {
                     self.problems.push((
                         loc,
@@ -184,6 +186,12 @@ impl Scope {
                     }
                     ExpectWhat::Bytes(p) => self.payload(loc, p),
                     ExpectWhat::Closed | ExpectWhat::Silence(_) => {}
+                    ExpectWhat::Structured(st) => {
+                        st.templates().into_iter().for_each(|t| self.uses(loc, t));
+                        for name in st.captures() {
+                            self.define_captured(step, &name);
+                        }
+                    }
                 }
                 for (name, _) in &e.captures {
                     self.define_captured(step, name);
@@ -195,6 +203,7 @@ impl Scope {
                     self.uses(loc, t);
                 }
             }
+            StepKind::Close if step.on.as_ref().is_some_and(|n| self.conns.contains(&format!("listener:{n}"))) => {}
             StepKind::Close | StepKind::Shutdown => self.conn_used(step),
             StepKind::Parallel(branches) => {
                 let before = (self.vars.clone(), self.conns.clone());

@@ -81,7 +81,7 @@ pub fn load_str(path: &Path, text: String) -> Result<Suite, SuiteErrors> {
         path: path.to_path_buf(),
         text,
     });
-    let mut ld = Loader {
+    let mut ld = LoadCx {
         source: source.clone(),
         errors: Vec::new(),
     };
@@ -102,18 +102,21 @@ pub fn load_str(path: &Path, text: String) -> Result<Suite, SuiteErrors> {
     }
 }
 
-struct Loader {
+/// Loading context: the file and the problems found so far; protocol plug-ins parse their
+/// structured steps with its helpers so their errors point into the suite too.
+pub struct LoadCx {
     source: Arc<SourceFile>,
     errors: Vec<Diagnostic>,
 }
 
 /// A mapping whose keys were checked against a known list.
-struct Fields<'a> {
+pub struct Fields<'a> {
     pairs: &'a [(Node, Node)],
 }
 
 impl<'a> Fields<'a> {
-    fn get(&self, key: &str) -> Option<&'a Node> {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&'a Node> {
         self.pairs.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 }
@@ -121,9 +124,15 @@ impl<'a> Fields<'a> {
 /// Parsing context for steps: the suite's protocol decides defaults.
 struct StepCtx {
     transport: Transport,
+    proto: &'static dyn proto::Protocol,
 }
 
-impl Loader {
+impl LoadCx {
+    /// The suite file being loaded (file references are relative to its folder).
+    pub fn source(&self) -> &SourceFile {
+        &self.source
+    }
+
     fn err_at(&mut self, loc: Loc, message: String, help: Option<String>) {
         self.errors.push(Diagnostic {
             source: self.source.clone(),
@@ -133,16 +142,19 @@ impl Loader {
         });
     }
 
-    fn err(&mut self, node: &Node, message: impl Into<String>) {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn err(&mut self, node: &Node, message: impl Into<String>) {
         self.err_at(node.loc, message.into(), None);
     }
 
-    fn err_help(&mut self, node: &Node, message: impl Into<String>, help: impl Into<String>) {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn err_help(&mut self, node: &Node, message: impl Into<String>, help: impl Into<String>) {
         self.err_at(node.loc, message.into(), Some(help.into()));
     }
 
     /// Checks `node` is a mapping with only `known` keys; unknown ones get a suggestion.
-    fn fields<'a>(&mut self, node: &'a Node, known: &[&str], what: &str) -> Option<Fields<'a>> {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn fields<'a>(&mut self, node: &'a Node, known: &[&str], what: &str) -> Option<Fields<'a>> {
         let Data::Map(pairs) = &node.data else {
             self.err(node, format!("{what} must be a mapping, found {}", node.kind()));
             return None;
@@ -157,7 +169,8 @@ impl Loader {
         Some(Fields { pairs })
     }
 
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match node.as_str() {
             Some(s) => Some(s.to_string()),
             None => {
@@ -167,7 +180,8 @@ impl Loader {
         }
     }
 
-    fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
         let s = self.string(node, what)?;
         match Template::parse(&s) {
             Ok(t) => Some(t),
@@ -178,7 +192,8 @@ impl Loader {
         }
     }
 
-    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
         match node.as_str() {
             Some("true" | "yes") => Some(true),
             Some("false" | "no") => Some(false),
@@ -189,7 +204,8 @@ impl Loader {
         }
     }
 
-    fn number<T: std::str::FromStr>(&mut self, node: &Node, what: &str) -> Option<T> {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn number<T: std::str::FromStr>(&mut self, node: &Node, what: &str) -> Option<T> {
         match node.as_str().and_then(|s| s.parse().ok()) {
             Some(v) => Some(v),
             None => {
@@ -199,7 +215,8 @@ impl Loader {
         }
     }
 
-    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         match node.as_str().map(parse_duration) {
             Some(Ok(d)) => Some(d),
             Some(Err(e)) => {
@@ -213,7 +230,8 @@ impl Loader {
         }
     }
 
-    fn regex(&mut self, node: &Node) -> Option<Template> {
+    /// See the module docs: a helper for protocol plug-ins.
+    pub fn regex(&mut self, node: &Node) -> Option<Template> {
         let t = self.template(node, "regex")?;
         // Variables are filled in at run time; check the pattern with a stand-in value now.
         let probe: super::template::Vars = t.vars().map(|v| (v.to_string(), "x".to_string())).collect();
@@ -293,7 +311,7 @@ impl Loader {
             Some(n) => self.duration(n, "timeout").unwrap_or(Duration::from_secs(2)),
             None => Duration::from_secs(2),
         };
-        let ctx = StepCtx { transport };
+        let ctx = StepCtx { transport, proto };
         let mut cases = Vec::new();
         match f.get("cases") {
             Some(Node {
@@ -474,6 +492,9 @@ impl Loader {
             return None;
         };
         let kind = self.step_kind(k.as_str().unwrap_or(""), v, ctx)?;
+        if matches!(kind, StepKind::Close | StepKind::Shutdown) && on.is_none() {
+            on = v.as_str().map(str::to_string);
+        }
         Some(Step {
             kind,
             on,
@@ -503,14 +524,16 @@ impl Loader {
             },
             "accept" => match &v.data {
                 Data::Map(_) => {
-                    let f = self.fields(v, &["from", "name"], "accept")?;
+                    let f = self.fields(v, &["from", "name", "none"], "accept")?;
                     let listener = f.get("from").and_then(|n| self.string(n, "from")).unwrap_or_else(|| "srv".into());
                     let name = f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "c".into());
-                    StepKind::Accept { listener, name }
+                    let none = f.get("none").and_then(|n| self.boolean(n, "none")).unwrap_or(false);
+                    StepKind::Accept { listener, name, none }
                 }
                 _ => StepKind::Accept {
                     listener: "srv".into(),
                     name: self.string(v, "accept")?,
+                    none: false,
                 },
             },
             "start" => StepKind::Start {
@@ -519,8 +542,8 @@ impl Loader {
                     _ => Some(self.string(v, "start")?),
                 },
             },
-            "send" => StepKind::Send(self.payload(v, true)?),
-            "expect" => StepKind::Expect(self.expect(v)?),
+            "send" => StepKind::Send(self.payload(v, true, ctx)?),
+            "expect" => StepKind::Expect(self.expect(v, ctx)?),
             "collect" => {
                 let f = self.fields(v, &["for", "min", "max", "each"], "collect")?;
                 let duration = match f.get("for") {
@@ -677,15 +700,21 @@ impl Loader {
     }
 
     /// A payload: a line, a list of lines, or a mapping with one byte form.
-    fn payload(&mut self, v: &Node, lines_ok: bool) -> Option<Payload> {
+    fn payload(&mut self, v: &Node, lines_ok: bool, ctx: &StepCtx) -> Option<Payload> {
         match &v.data {
             Data::Scalar { .. } if lines_ok => Some(Payload::Lines(vec![self.template(v, "a line")?])),
             Data::Seq(items) if lines_ok => {
                 let lines: Option<Vec<_>> = items.iter().map(|n| self.template(n, "a line")).collect();
                 Some(Payload::Lines(lines?))
             }
-            Data::Map(_) => {
-                let f = self.fields(v, &["line", "lines", "raw", "hex", "fill", "size", "pieces"], "send")?;
+            Data::Map(pairs) => {
+                let structured = ctx.proto.send_keys();
+                if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
+                    return ctx.proto.parse_send(v, self).map(|s| Payload::Structured(Arc::from(s)));
+                }
+                let mut known = vec!["line", "lines", "raw", "hex", "fill", "size", "pieces"];
+                known.extend_from_slice(structured);
+                let f = self.fields(v, &known, "send")?;
                 self.payload_fields(v, &f)
             }
             _ => {
@@ -788,7 +817,7 @@ impl Loader {
         })
     }
 
-    fn expect(&mut self, v: &Node) -> Option<Expect> {
+    fn expect(&mut self, v: &Node, ctx: &StepCtx) -> Option<Expect> {
         let plain = |what| Expect {
             what,
             captures: Vec::new(),
@@ -801,8 +830,15 @@ impl Loader {
                 let lines: Option<Vec<_>> = items.iter().map(|n| self.template(n, "a line")).collect();
                 Some(plain(ExpectWhat::Lines(lines?)))
             }
-            Data::Map(_) => {
-                let f = self.fields(v, EXPECT_KEYS, "expect")?;
+            Data::Map(pairs) => {
+                let structured = ctx.proto.expect_keys();
+                if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
+                    let spec = ctx.proto.parse_expect(v, self)?;
+                    return Some(plain(ExpectWhat::Structured(spec)));
+                }
+                let mut known = EXPECT_KEYS.to_vec();
+                known.extend_from_slice(structured);
+                let f = self.fields(v, &known, "expect")?;
                 let forms = ["line", "lines", "regex", "raw", "hex", "fill", "closed", "silence"];
                 let given: Vec<&str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
                 if given.len() != 1 {

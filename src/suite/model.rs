@@ -149,6 +149,8 @@ pub enum StepKind {
         listener: String,
         /// Name of the accepted connection.
         name: String,
+        /// The step passes only if no connection arrives within its timeout.
+        none: bool,
     },
     /// Start the target client (client-role suites), with `{port}` the listener's port.
     Start {
@@ -208,6 +210,8 @@ pub enum Payload {
     },
     /// Pieces written separately, with pauses between them.
     Pieces(Vec<Piece>),
+    /// A protocol message built from a mapping (an HTTP request).
+    Structured(Arc<dyn crate::proto::StructuredSend>),
 }
 
 /// One piece of a split send.
@@ -245,6 +249,8 @@ pub enum ExpectWhat {
     Closed,
     /// Nothing arrives, and the connection stays open, for this long.
     Silence(Duration),
+    /// The next message passes the protocol's structured check (an HTTP status, headers, body).
+    Structured(Box<dyn crate::proto::StructuredExpect>),
 }
 
 /// A `collect:` step.
