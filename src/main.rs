@@ -192,13 +192,17 @@ async fn cmd_run(args: RunArgs) -> i32 {
     }
     reporters.extend(args.reports.iter().map(ReportSpec::reporter));
     let mut fan = Fanout(reporters);
+    // Install the handlers before any target starts, so no signal can slip in between.
+    let interrupted = interrupted();
+    tokio::pin!(interrupted);
     let summary = tokio::select! {
-        s = run::run(&suites, &opts, &mut fan) => s,
-        signal = interrupted() => {
+        biased;
+        signal = &mut interrupted => {
             // Dropping the run future drops every target, which kills their process groups.
             eprintln!("wirecheck: stopped by {signal}; targets killed");
             return 130;
         }
+        s = run::run(&suites, &opts, &mut fan) => s,
     };
     if let Err(e) = fan.finish(&summary) {
         eprintln!("error: cannot write a report: {e}");
@@ -216,19 +220,25 @@ async fn cmd_run(args: RunArgs) -> i32 {
     summary.exit_code()
 }
 
-/// Resolves on Ctrl-C or SIGTERM (a CI job being cancelled), naming the signal.
-async fn interrupted() -> &'static str {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on Ctrl-C or SIGTERM (a CI job being cancelled), naming the signal. The handlers are
+/// registered when this is called, not when the future is first polled.
+fn interrupted() -> impl std::future::Future<Output = &'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(int) => "Ctrl-C",
+            _ = wait(term) => "SIGTERM",
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "Ctrl-C",
-        _ = term => "SIGTERM",
     }
 }
 

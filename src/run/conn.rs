@@ -205,6 +205,7 @@ impl Conn {
                         ))
                     }
                     Ok(Ok(())) => {
+                        c.codec.peer_sent(bytes);
                         c.rec.event(
                             c.id,
                             EventKind::Data {
@@ -230,6 +231,7 @@ impl Conn {
                 };
                 match r {
                     Ok(_) => {
+                        u.codec.peer_sent(bytes);
                         u.rec.event(
                             u.id,
                             EventKind::Data {

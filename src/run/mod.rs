@@ -256,19 +256,22 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
     let mut failure = outcome.err();
     let mut stderr_tail = None;
     if let Some(p) = &program {
+        if failure.is_some() {
+            // A crashing program is still exiting and writing its traceback: give it a moment.
+            let dying = match &instance {
+                Some(i) => !i.alive(suite.transport).await,
+                None => p.exited().is_some(),
+            };
+            if dying {
+                p.stderr.closed(tokio::time::Instant::now() + Duration::from_millis(500)).await;
+            }
+        }
         if let (Some(f), Some(exit)) = (failure.as_mut(), p.exited()) {
             if was_running || suite.role == Role::Client {
                 f.message.push_str(&format!(" (the target ended with {exit} during this case)"));
             }
         }
         if failure.is_some() {
-            // A crashing program is still writing its traceback: give it a moment to finish.
-            if p.pgid().is_some() {
-                let soon = tokio::time::Instant::now() + Duration::from_millis(300);
-                if p.wait(soon).await.is_some() {
-                    p.stderr.closed(soon + Duration::from_millis(300)).await;
-                }
-            }
             let tail = p.stderr.tail(2000);
             if !tail.trim().is_empty() {
                 stderr_tail = Some(tail);

@@ -159,6 +159,12 @@ struct Group(Pid);
 impl Drop for Group {
     fn drop(&mut self) {
         let _ = killpg(self.0, Signal::SIGKILL);
+        // SIGKILL is delivered asynchronously: wait (bounded) until no member is left running,
+        // so "killed" means gone by the time the harness moves on or exits.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !super::ready::group_members(self.0.as_raw()).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
     }
 }
 

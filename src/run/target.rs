@@ -42,7 +42,7 @@ pub struct Instance {
 impl Instance {
     /// Whether it still runs and still has its port; a program that let go of its port is given
     /// a moment to exit so the next case gets a restarted target, not a dying one.
-    async fn alive(&self, transport: Transport) -> bool {
+    pub async fn alive(&self, transport: Transport) -> bool {
         let Some(p) = &self.program else { return true };
         if p.exited().is_some() {
             return false;
