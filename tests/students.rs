@@ -151,3 +151,116 @@ fn socket_timeout_counts_all() {
         &["served-clients-are-not-strikes"],
     );
 }
+
+/// Runs `cmd` against `suite` with extra arguments (a profile's tags, or one case).
+fn check_with(suite: &str, cmd: &str, extra: &[&str], must_fail: &[&str]) {
+    let mut args = vec![suite, "--exec", cmd];
+    args.extend_from_slice(extra);
+    let (code, out, report) = run_json(&args);
+    let failed = cases_with(&report, "fail");
+    if must_fail.is_empty() {
+        assert_eq!((code, failed.clone()), (0, vec![]), "{cmd} should pass {suite} {extra:?}:\n{out}");
+        assert!(!cases_with(&report, "pass").is_empty(), "no case ran:\n{out}");
+    } else {
+        assert_eq!(code, 1, "{cmd} should fail {suite} {extra:?}:\n{out}");
+        for case in must_fail {
+            assert!(
+                failed.iter().any(|f| f == case),
+                "{cmd} should fail {suite}::{case}; failed: {failed:?}\n{out}"
+            );
+        }
+    }
+}
+
+fn web(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{port}} fixtures/www")
+}
+
+/// The fuller server's profile: everything but the reference's own endpoints.
+const FULL_PROFILE: &[&str] = &[
+    "--tag",
+    "textbook",
+    "--tag",
+    "core",
+    "--tag",
+    "persistent",
+    "--tag",
+    "pipelining",
+    "--tag",
+    "conditional",
+    "--tag",
+    "concurrency",
+    "--tag",
+    "security",
+    "--tag",
+    "robustness",
+    "--tag",
+    "strict",
+    "--tag",
+    "parsing",
+];
+
+#[test]
+fn http_textbook_server_passes_the_textbook_profile() {
+    check_with("http", &web("http_textbook_server"), &["--tag", "textbook"], &[]);
+}
+
+#[test]
+fn http_full_server_passes_its_profile() {
+    check_with("http", &web("http_server"), FULL_PROFILE, &[]);
+}
+
+#[test]
+fn http_buggy_servers_fail_their_cases() {
+    for (file, case) in [
+        ("http_no_blank_line", "get-index"),
+        ("http_length_in_chars", "content-length-utf8"),
+        ("http_head_with_body", "head-no-body"),
+        ("http_single_recv", "split-request"),
+        ("http_404_as_200", "not-found"),
+        ("http_close_no_header", "keep-alive-two"),
+        ("http_traversal", "traversal-dotdot"),
+        ("http_no_threads", "idle-client-does-not-block"),
+        ("http_no_host_check", "missing-host-400"),
+        ("http_crash_on_empty", "empty-connection"),
+    ] {
+        check_with("http", &web(file), &["--case", case], &[case]);
+    }
+}
+
+#[test]
+fn proxy_good_passes_everything() {
+    check("http-proxy", &py("proxy_server"), &[]);
+}
+
+#[test]
+fn proxy_buggy_ones_fail_their_cases() {
+    for (file, case) in [
+        ("proxy_absolute_upstream", "forward-origin-form"),
+        ("proxy_caches_no_store", "no-store-not-cached"),
+        ("proxy_text_mode", "relay-binary"),
+        ("proxy_no_cache", "served-from-cache"),
+        ("proxy_crash_unreachable", "unreachable-502"),
+    ] {
+        check_with("http-proxy", &py(file), &["--case", case], &[case]);
+    }
+}
+
+#[test]
+fn http_failure_shows_request_response_location_and_rfc() {
+    let (out, _) = wirecheck(&[
+        "run",
+        "http",
+        "--case",
+        "content-length-utf8",
+        "--exec",
+        &web("http_length_in_chars"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("step:     suites/http.yaml:"), "{text}");
+    assert!(text.contains("checks:   RFC 9110 §8.6"), "{text}");
+    assert!(text.contains("C→S GET /utf8.html HTTP/1.1"), "the request is shown:\n{text}");
+    assert!(text.contains("S→C HTTP/1.1 200 OK"), "the response is shown:\n{text}");
+    assert!(text.contains("Content-Length:"), "response headers are shown:\n{text}");
+}

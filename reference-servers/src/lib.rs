@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+mod http_origin;
+mod http_proxy;
 mod pinger_client;
 mod socket_timeout;
 mod tcp_upper;
@@ -90,6 +92,14 @@ const SERVERS: &[(&str, &str)] = &[
         socket_timeout::NAME,
         "socket timeouts: serial server that stops after N silent connections",
     ),
+    (
+        http_origin::NAME,
+        "HTTP/1.1 origin server: static files, conditional GET, cookies, uploads",
+    ),
+    (
+        http_proxy::NAME,
+        "caching HTTP proxy (RFC 9111): absolute-form in, origin-form out, revalidation",
+    ),
 ];
 
 const CLIENTS: &[(&str, &str)] = &[(
@@ -114,6 +124,8 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         udp_upper::NAME => udp_upper::start(bind, opts).await,
         udp_pinger::NAME => udp_pinger::start(bind, opts).await,
         socket_timeout::NAME => socket_timeout::start(bind, opts).await,
+        http_origin::NAME => http_origin::start(bind, opts).await,
+        http_proxy::NAME => http_proxy::start(bind, opts).await,
         _ => Err(Error::UnknownServer {
             name: name.to_owned(),
             known: names(SERVERS),

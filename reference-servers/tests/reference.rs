@@ -74,7 +74,10 @@ async fn udp_recv(socket: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
 #[tokio::test]
 async fn registry_lists_everything() {
     let names: Vec<&str> = servers().iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["tcp-upper", "udp-upper", "udp-pinger", "socket-timeout"]);
+    assert_eq!(
+        names,
+        ["tcp-upper", "udp-upper", "udp-pinger", "socket-timeout", "http", "http-proxy"]
+    );
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
     assert_eq!(names, ["udp-pinger"]);
     for (name, _) in servers() {

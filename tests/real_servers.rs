@@ -1,0 +1,18 @@
+//! Servers no one here wrote: the suites must not fail them where the RFCs allow what they do.
+
+mod common;
+use common::*;
+
+#[test]
+fn http_core_profile_passes_python_http_server() {
+    // http.server answers HTTP/1.0 and closes after each response: the core profile must accept that.
+    let (code, out, report) = run_json(&[
+        "http",
+        "--tag",
+        "core",
+        "--exec",
+        "python3 -m http.server {port} --bind 127.0.0.1 --directory fixtures/www",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(cases_with(&report, "pass").len() >= 20, "{out}");
+}
