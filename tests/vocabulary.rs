@@ -7,7 +7,17 @@ use wirecheck::run::{run_one, RunOptions, SuiteTarget, TargetSpec, Verdict};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vocabulary_cases_pass_or_fail_as_tagged() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suites/vocabulary.yaml");
+    run_tagged("tests/suites/vocabulary.yaml").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_findings_fail_musts_and_warn_shoulds() {
+    run_tagged("tests/suites/http-findings.yaml").await;
+}
+
+/// Runs every case of a test suite: `must-fail` cases must fail, `warns` cases must pass with a warning.
+async fn run_tagged(file: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let suite = Arc::new(wirecheck::suite::load_file(&path).unwrap_or_else(|e| panic!("{e}")));
     let target = SuiteTarget::new(suite.clone(), TargetSpec::Reference, Duration::from_secs(5));
     let opts = RunOptions::default();
@@ -16,6 +26,15 @@ async fn vocabulary_cases_pass_or_fail_as_tagged() {
         let (r, _) = run_one(&target, suite.clone(), i, &opts).await;
         let must_fail = case.tags.iter().any(|t| t == "must-fail");
         let want = if must_fail { Verdict::Fail } else { Verdict::Pass };
+        let warns = case.tags.iter().any(|t| t == "warns");
+        if warns != !r.warnings.is_empty() {
+            wrong.push(format!(
+                "{}: warnings {:?}, expected {}",
+                case.id,
+                r.warnings,
+                if warns { "some" } else { "none" }
+            ));
+        }
         if r.verdict != want {
             wrong.push(format!(
                 "{}: {:?}, wanted {want:?}: {:?}\n{}",

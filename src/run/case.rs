@@ -60,8 +60,8 @@ pub struct Env {
     pub target: Option<SocketAddr>,
     /// The target program, if it is one we run (for expect_output / expect_exit).
     pub program: tokio::sync::Mutex<Option<Arc<Program>>>,
-    /// Starts the target client (client-role suites).
-    pub launcher: Option<Launcher>,
+    /// Starts the target client (client-role suites), or why there is none.
+    pub launcher: Option<Result<Launcher, String>>,
     /// Multiplies every timeout.
     pub scale: f64,
     /// The dialogue being recorded.
@@ -403,12 +403,11 @@ impl Ctx {
             .get(&format!("{name}.port"))
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| Failure::at(step, format!("no listener named '{name}'")))?;
-        let launcher = env.launcher.as_ref().ok_or_else(|| {
-            Failure::at(
-                step,
-                "this run has no client to start (client-role suites need --exec or a reference client)",
-            )
-        })?;
+        let launcher = match &env.launcher {
+            Some(Ok(l)) => l,
+            Some(Err(why)) => return Err(Failure::at(step, why.clone())),
+            None => return Err(Failure::at(step, "this suite's target is a server: there is no client to start")),
+        };
         let program = launcher.launch(port).await.map_err(|e| Failure::at(step, e))?;
         *env.program.lock().await = Some(Arc::new(program));
         *env.output_pos.lock().unwrap_or_else(|e| e.into_inner()) = 0;
