@@ -27,7 +27,7 @@ async fn run_tagged(file: &str) {
         let must_fail = case.tags.iter().any(|t| t == "must-fail");
         let want = if must_fail { Verdict::Fail } else { Verdict::Pass };
         let warns = case.tags.iter().any(|t| t == "warns");
-        if warns != !r.warnings.is_empty() {
+        if warns == r.warnings.is_empty() {
             wrong.push(format!(
                 "{}: warnings {:?}, expected {}",
                 case.id,
