@@ -23,6 +23,8 @@ pub struct ConnInfo {
     pub name: String,
     /// tcp or udp.
     pub transport: Transport,
+    /// The protocol spoken on it.
+    pub protocol: String,
     /// Whether the harness is the client on this connection.
     pub harness_is_client: bool,
     /// The harness's address.
@@ -168,6 +170,8 @@ impl Dialogue {
         for ev in &self.events {
             let conn = name(ev.conn);
             let info = self.connections.get(ev.conn);
+            // Each connection is framed with its own protocol (a suite may speak several).
+            let proto = info.and_then(|i| crate::proto::find(&i.protocol)).unwrap_or(proto);
             let mut push = |dir, text| {
                 out.push(Item {
                     t_us: ev.t_us,
@@ -277,6 +281,7 @@ mod tests {
             id: 0,
             name: "c".into(),
             transport: Transport::Tcp,
+            protocol: "line".into(),
             harness_is_client: true,
             local: None,
             peer: None,

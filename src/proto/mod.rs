@@ -5,7 +5,10 @@
 
 pub mod datagram;
 pub mod http;
+pub mod imap;
 pub mod line;
+pub mod pop3;
+pub mod smtp;
 
 use crate::suite::{LoadCx, Node, Template, Transport, Vars};
 
@@ -183,7 +186,15 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
     fn describe(&self) -> String;
 }
 
-static PROTOCOLS: &[&dyn Protocol] = &[&line::Line, &line::LineCrlf, &datagram::Datagram, &http::Http];
+static PROTOCOLS: &[&dyn Protocol] = &[
+    &line::Line,
+    &line::LineCrlf,
+    &datagram::Datagram,
+    &http::Http,
+    &smtp::Smtp,
+    &pop3::Pop3,
+    &imap::Imap,
+];
 
 /// Every protocol, for `protocol:` lookups and suggestions.
 pub fn all() -> &'static [&'static dyn Protocol] {

@@ -106,6 +106,8 @@ pub struct Ctx {
     last: Option<String>,
     last_listener: Option<String>,
     suffix: String,
+    /// Protocol of each connection and listener that is not the suite's.
+    protos: HashMap<String, &'static dyn Protocol>,
 }
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
@@ -162,10 +164,14 @@ impl Ctx {
     fn bytes(&self, env: &Env, step: &Step, p: &Payload) -> Result<Vec<u8>, Failure> {
         Ok(match p {
             Payload::Lines(lines) => {
+                let ending = match self.conn_name(step) {
+                    Ok(c) => self.proto_of(env, &c).line_ending(),
+                    Err(_) => env.proto.line_ending(),
+                };
                 let mut out = Vec::new();
                 for l in lines {
                     out.extend_from_slice(self.render(step, l)?.as_bytes());
-                    out.extend_from_slice(env.proto.line_ending());
+                    out.extend_from_slice(ending);
                 }
                 out
             }
@@ -191,8 +197,24 @@ impl Ctx {
         let _ = env;
     }
 
+    fn set_proto(&mut self, name: &str, protocol: Option<&str>) {
+        match protocol.and_then(crate::proto::find) {
+            Some(p) => {
+                self.protos.insert(name.to_string(), p);
+            }
+            None => {
+                self.protos.remove(name);
+            }
+        }
+    }
+
+    fn proto_of(&self, env: &Env, name: &str) -> &'static dyn Protocol {
+        self.protos.get(name).copied().unwrap_or(env.proto)
+    }
+
     fn info(
         &self,
+        env: &Env,
         name: &str,
         transport: Transport,
         harness_is_client: bool,
@@ -203,6 +225,7 @@ impl Ctx {
             id: 0,
             name: format!("{name}{}", self.suffix),
             transport,
+            protocol: self.proto_of(env, name).name().to_string(),
             harness_is_client,
             local,
             peer,
@@ -226,9 +249,19 @@ impl Ctx {
                     transport,
                     to,
                     refused,
-                } => self.connect(env, step, name, *transport, to.as_ref(), *refused, deadline).await,
-                StepKind::Listen { name, transport } => self.listen(env, step, name, *transport).await,
+                    protocol,
+                } => {
+                    self.set_proto(name, protocol.as_deref());
+                    self.connect(env, step, name, *transport, to.as_ref(), *refused, deadline).await
+                }
+                StepKind::Listen { name, transport, protocol } => {
+                    self.set_proto(name, protocol.as_deref());
+                    self.listen(env, step, name, *transport).await
+                }
                 StepKind::Accept { listener, name, none } => {
+                    if let Some(p) = self.protos.get(listener).copied() {
+                        self.protos.insert(name.clone(), p);
+                    }
                     let (l, _) = self
                         .listeners
                         .get(listener)
@@ -243,16 +276,32 @@ impl Ctx {
                             _ => Ok(()),
                         };
                     }
-                    match tokio::time::timeout_at(deadline, l.accept()).await {
+                    // A client that exits without connecting fails the step now, not at the deadline.
+                    let program = env.program.lock().await.clone();
+                    let exited = async {
+                        match &program {
+                            Some(p) => p.wait(deadline).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let accepted = tokio::select! {
+                        biased;
+                        r = tokio::time::timeout_at(deadline, l.accept()) => r,
+                        Some(exit) = exited => {
+                            let tail = program.as_ref().map(|p| p.stderr.tail(1000)).unwrap_or_default();
+                            return Err(Failure::at(step, format!("the program ended ({exit}) without connecting{}", if tail.is_empty() { String::new() } else { format!(": {tail}") })));
+                        }
+                    };
+                    match accepted {
                         Err(_) => Err(Failure::at(
                             step,
                             format!("the target did not connect within {:?}", self.timeout(env, step)),
                         )),
                         Ok(Err(e)) => Err(Failure::at(step, format!("accept failed: {e}"))),
                         Ok(Ok((stream, peer))) => {
-                            let info = self.info(name, Transport::Tcp, false, stream.local_addr().ok(), Some(peer));
+                            let info = self.info(env, name, Transport::Tcp, false, stream.local_addr().ok(), Some(peer));
                             let id = env.rec.open(info);
-                            let conn = Conn::Tcp(TcpConn::new(id, stream, false, env.proto, env.rec.clone()));
+                            let conn = Conn::Tcp(TcpConn::new(id, stream, false, self.proto_of(env, name), env.rec.clone()));
                             self.register(env, name, conn);
                             Ok(())
                         }
@@ -318,7 +367,7 @@ impl Ctx {
             Transport::Tcp => match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
                 Err(_) => Err(Failure::at(step, format!("connecting to {addr} timed out"))),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    let info = self.info(name, transport, true, None, Some(addr));
+                    let info = self.info(env, name, transport, true, None, Some(addr));
                     let id = env.rec.open(info);
                     env.rec.event(id, EventKind::Refused);
                     if refused {
@@ -339,9 +388,13 @@ impl Ctx {
                         )
                         .with("connection refused", "connection accepted"));
                     }
-                    let info = self.info(name, transport, true, stream.local_addr().ok(), Some(addr));
+                    let info = self.info(env, name, transport, true, stream.local_addr().ok(), Some(addr));
                     let id = env.rec.open(info);
-                    self.register(env, name, Conn::Tcp(TcpConn::new(id, stream, true, env.proto, env.rec.clone())));
+                    self.register(
+                        env,
+                        name,
+                        Conn::Tcp(TcpConn::new(id, stream, true, self.proto_of(env, name), env.rec.clone())),
+                    );
                     Ok(())
                 }
             },
@@ -356,9 +409,13 @@ impl Ctx {
                 sock.connect(addr)
                     .await
                     .map_err(|e| Failure::at(step, format!("cannot address {addr}: {e}")))?;
-                let info = self.info(name, transport, true, sock.local_addr().ok(), Some(addr));
+                let info = self.info(env, name, transport, true, sock.local_addr().ok(), Some(addr));
                 let id = env.rec.open(info);
-                self.register(env, name, Conn::udp(id, sock, true, true, env.proto, env.rec.clone()));
+                self.register(
+                    env,
+                    name,
+                    Conn::udp(id, sock, true, true, self.proto_of(env, name), env.rec.clone()),
+                );
                 Ok(())
             }
         }
@@ -380,9 +437,13 @@ impl Ctx {
                     .await
                     .map_err(|e| Failure::at(step, format!("cannot bind: {e}")))?;
                 let local = sock.local_addr().map_err(|e| Failure::at(step, e.to_string()))?;
-                let info = self.info(name, transport, false, Some(local), None);
+                let info = self.info(env, name, transport, false, Some(local), None);
                 let id = env.rec.open(info);
-                self.register(env, name, Conn::udp(id, sock, false, false, env.proto, env.rec.clone()));
+                self.register(
+                    env,
+                    name,
+                    Conn::udp(id, sock, false, false, self.proto_of(env, name), env.rec.clone()),
+                );
                 local
             }
         };
@@ -611,6 +672,7 @@ impl Ctx {
                 vars: self.vars.clone(),
                 suffix: self.suffix.clone(),
                 last_listener: self.last_listener.clone(),
+                protos: self.protos.clone(),
                 ..Ctx::default()
             };
             let mut names = Vec::new();
@@ -647,6 +709,7 @@ impl Ctx {
         let mut first_err = None;
         for (child, r) in results {
             self.vars.extend(child.vars);
+            self.protos.extend(child.protos);
             self.conns.extend(child.conns);
             self.listeners.extend(child.listeners);
             if child.last.is_some() {
@@ -671,6 +734,7 @@ impl Ctx {
             let mut child = Ctx {
                 vars: self.vars.clone(),
                 suffix: format!("{}#{i}", self.suffix),
+                protos: self.protos.clone(),
                 ..Ctx::default()
             };
             child.vars.insert(r.var.clone(), i.to_string());

@@ -237,11 +237,12 @@ impl Program {
         exit: watch::Receiver<Option<Exit>>,
         task: tokio::task::JoinHandle<()>,
         stdout: Arc<Output>,
+        stderr: Arc<Output>,
     ) -> Program {
         Program {
             label,
             stdout,
-            stderr: Arc::new(Output::default()),
+            stderr,
             exit,
             group: None,
             task: Some(task),

@@ -23,7 +23,7 @@ pub enum TargetSpec {
 }
 
 /// Reference options that name files or folders; relative ones are relative to the suite file.
-pub const PATH_OPTIONS: &[&str] = &["root", "uploads", "zone", "zones", "store"];
+pub const PATH_OPTIONS: &[&str] = &["root", "uploads", "zone", "zones", "store", "seed", "maildir", "message"];
 
 /// A target that could not be started or reached (exit status 3).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -95,7 +95,9 @@ impl Launcher {
                 let (exit_tx, exit_rx) = watch::channel(None);
                 let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
                 let stdout = Arc::new(Output::default());
+                let stderr = Arc::new(Output::default());
                 let out = stdout.clone();
+                let err = stderr.clone();
                 let (name2, opts) = (name.clone(), options.clone());
                 let task = tokio::spawn(async move {
                     let pump = tokio::spawn(async move {
@@ -104,11 +106,24 @@ impl Launcher {
                         }
                         out.close();
                     });
-                    let code = reference_servers::run_client(&name2, addr, &opts, tx).await.unwrap_or(1);
+                    let code = match reference_servers::run_client(&name2, addr, &opts, tx).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            err.push_line(&e.to_string());
+                            1
+                        }
+                    };
+                    err.close();
                     let _ = pump.await;
                     let _ = exit_tx.send(Some(Exit::Code(code)));
                 });
-                Ok(Program::in_process(format!("reference client {name}"), exit_rx, task, stdout))
+                Ok(Program::in_process(
+                    format!("reference client {name}"),
+                    exit_rx,
+                    task,
+                    stdout,
+                    stderr,
+                ))
             }
         }
     }
@@ -238,7 +253,7 @@ impl SuiteTarget {
                         }
                     }
                 });
-                let program = Program::in_process(format!("reference server {name}"), rx, task, Arc::new(Output::default()));
+                let program = Program::in_process(format!("reference server {name}"), rx, task, Arc::default(), Arc::default());
                 Ok(Arc::new(Instance {
                     addr,
                     program: Some(Arc::new(program)),

@@ -80,7 +80,7 @@ impl Scope {
 
     fn uses(&mut self, loc: Loc, t: &Template) {
         for v in t.vars() {
-            if !self.vars.contains(v) {
+            if !self.vars.contains(v) && !v.starts_with("target.") {
                 let help = did_you_mean(v, self.vars.iter().map(String::as_str))
                     .unwrap_or_else(|| "set it first with a capture, a listen step or a repeat var".into());
                 self.problems
@@ -150,7 +150,7 @@ impl Scope {
                 }
                 self.conns.insert(name.clone());
             }
-            StepKind::Listen { name, transport } => {
+            StepKind::Listen { name, transport, .. } => {
                 for v in ["port", "host", "addr"] {
                     self.vars.insert(format!("{name}.{v}"));
                 }

@@ -125,6 +125,25 @@ impl<'a> Fields<'a> {
 struct StepCtx {
     transport: Transport,
     proto: &'static dyn proto::Protocol,
+    /// Protocol of each connection (and `listener:NAME`) opened so far, in file order.
+    conns: std::cell::RefCell<std::collections::HashMap<String, &'static dyn proto::Protocol>>,
+    /// The connection steps use by default (the last one opened).
+    last: std::cell::RefCell<Option<String>>,
+    /// The `on:` of the step being parsed.
+    on: std::cell::RefCell<Option<String>>,
+}
+
+impl StepCtx {
+    /// The protocol of the connection the current step uses.
+    fn step_proto(&self) -> &'static dyn proto::Protocol {
+        let name = self.on.borrow().clone().or_else(|| self.last.borrow().clone());
+        name.and_then(|n| self.conns.borrow().get(&n).copied()).unwrap_or(self.proto)
+    }
+
+    fn opened(&self, name: &str, p: &'static dyn proto::Protocol) {
+        self.conns.borrow_mut().insert(name.to_string(), p);
+        *self.last.borrow_mut() = Some(name.to_string());
+    }
 }
 
 impl LoadCx {
@@ -311,7 +330,13 @@ impl LoadCx {
             Some(n) => self.duration(n, "timeout").unwrap_or(Duration::from_secs(2)),
             None => Duration::from_secs(2),
         };
-        let ctx = StepCtx { transport, proto };
+        let ctx = StepCtx {
+            transport,
+            proto,
+            conns: Default::default(),
+            last: Default::default(),
+            on: Default::default(),
+        };
         let mut cases = Vec::new();
         match f.get("cases") {
             Some(Node {
@@ -491,6 +516,7 @@ impl LoadCx {
             self.err_help(node, "this step has no action", format!("steps are: {}", STEP_KEYWORDS.join(", ")));
             return None;
         };
+        *ctx.on.borrow_mut() = on.clone();
         let kind = self.step_kind(k.as_str().unwrap_or(""), v, ctx)?;
         if matches!(kind, StepKind::Close | StepKind::Shutdown) && on.is_none() {
             on = v.as_str().map(str::to_string);
@@ -506,36 +532,8 @@ impl LoadCx {
     fn step_kind(&mut self, keyword: &str, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
         Some(match keyword {
             "connect" => self.connect(v, ctx)?,
-            "listen" => match &v.data {
-                Data::Map(_) => {
-                    let f = self.fields(v, &["name", "transport"], "listen")?;
-                    let name = f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "srv".into());
-                    let transport = f.get("transport").and_then(|n| self.transport(n)).unwrap_or(ctx.transport);
-                    StepKind::Listen { name, transport }
-                }
-                Data::Null => StepKind::Listen {
-                    name: "srv".into(),
-                    transport: ctx.transport,
-                },
-                _ => StepKind::Listen {
-                    name: self.string(v, "listen")?,
-                    transport: ctx.transport,
-                },
-            },
-            "accept" => match &v.data {
-                Data::Map(_) => {
-                    let f = self.fields(v, &["from", "name", "none"], "accept")?;
-                    let listener = f.get("from").and_then(|n| self.string(n, "from")).unwrap_or_else(|| "srv".into());
-                    let name = f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "c".into());
-                    let none = f.get("none").and_then(|n| self.boolean(n, "none")).unwrap_or(false);
-                    StepKind::Accept { listener, name, none }
-                }
-                _ => StepKind::Accept {
-                    listener: "srv".into(),
-                    name: self.string(v, "accept")?,
-                    none: false,
-                },
-            },
+            "listen" => self.listen(v, ctx)?,
+            "accept" => self.accept(v, ctx)?,
             "start" => StepKind::Start {
                 listener: match &v.data {
                     Data::Null => None,
@@ -671,32 +669,112 @@ impl LoadCx {
     }
 
     fn connect(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
-        Some(match &v.data {
+        let (name, transport, to, refused, protocol) = match &v.data {
             Data::Map(_) => {
-                let f = self.fields(v, &["name", "transport", "to", "refused"], "connect")?;
-                StepKind::Connect {
-                    name: f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "c".into()),
-                    transport: f.get("transport").and_then(|n| self.transport(n)).unwrap_or(ctx.transport),
-                    to: match f.get("to") {
+                let f = self.fields(v, &["name", "transport", "to", "refused", "protocol"], "connect")?;
+                let protocol = match f.get("protocol") {
+                    Some(n) => Some(self.protocol(n)?),
+                    None => None,
+                };
+                let default = protocol.map_or(ctx.transport, |p| p.transport());
+                (
+                    f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "c".into()),
+                    f.get("transport").and_then(|n| self.transport(n)).unwrap_or(default),
+                    match f.get("to") {
                         Some(n) => Some(self.template(n, "to")?),
                         None => None,
                     },
-                    refused: f.get("refused").and_then(|n| self.boolean(n, "refused")).unwrap_or(false),
-                }
+                    f.get("refused").and_then(|n| self.boolean(n, "refused")).unwrap_or(false),
+                    protocol,
+                )
             }
-            Data::Null => StepKind::Connect {
-                name: "c".into(),
-                transport: ctx.transport,
-                to: None,
-                refused: false,
-            },
-            _ => StepKind::Connect {
-                name: self.string(v, "connect")?,
-                transport: ctx.transport,
-                to: None,
-                refused: false,
-            },
+            Data::Null => ("c".into(), ctx.transport, None, false, None),
+            _ => (self.string(v, "connect")?, ctx.transport, None, false, None),
+        };
+        ctx.opened(&name, protocol.unwrap_or(ctx.proto));
+        Some(StepKind::Connect {
+            name,
+            transport,
+            to,
+            refused,
+            protocol: protocol.map(|p| p.name().to_string()),
         })
+    }
+
+    fn listen(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
+        let (name, transport, protocol) = match &v.data {
+            Data::Map(_) => {
+                let f = self.fields(v, &["name", "transport", "protocol"], "listen")?;
+                let protocol = match f.get("protocol") {
+                    Some(n) => Some(self.protocol(n)?),
+                    None => None,
+                };
+                let default = protocol.map_or(ctx.transport, |p| p.transport());
+                (
+                    f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "srv".into()),
+                    f.get("transport").and_then(|n| self.transport(n)).unwrap_or(default),
+                    protocol,
+                )
+            }
+            Data::Null => ("srv".into(), ctx.transport, None),
+            _ => (self.string(v, "listen")?, ctx.transport, None),
+        };
+        let p = protocol.unwrap_or(ctx.proto);
+        ctx.conns.borrow_mut().insert(format!("listener:{name}"), p);
+        if transport == Transport::Udp {
+            ctx.opened(&name, p);
+        }
+        Some(StepKind::Listen {
+            name,
+            transport,
+            protocol: protocol.map(|p| p.name().to_string()),
+        })
+    }
+
+    fn accept(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
+        let kind = match &v.data {
+            Data::Map(_) => {
+                let f = self.fields(v, &["from", "name", "none"], "accept")?;
+                let listener = f.get("from").and_then(|n| self.string(n, "from")).unwrap_or_else(|| "srv".into());
+                let name = f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "c".into());
+                let none = f.get("none").and_then(|n| self.boolean(n, "none")).unwrap_or(false);
+                StepKind::Accept { listener, name, none }
+            }
+            _ => StepKind::Accept {
+                listener: "srv".into(),
+                name: self.string(v, "accept")?,
+                none: false,
+            },
+        };
+        if let StepKind::Accept {
+            listener,
+            name,
+            none: false,
+        } = &kind
+        {
+            let p = ctx
+                .conns
+                .borrow()
+                .get(&format!("listener:{listener}"))
+                .copied()
+                .unwrap_or(ctx.proto);
+            ctx.opened(name, p);
+        }
+        Some(kind)
+    }
+
+    /// A `protocol:` value: a known protocol, with a suggestion when misspelt.
+    fn protocol(&mut self, n: &Node) -> Option<&'static dyn proto::Protocol> {
+        let name = self.string(n, "protocol")?;
+        match proto::find(&name) {
+            Some(p) => Some(p),
+            None => {
+                let known: Vec<&str> = proto::all().iter().map(|p| p.name()).collect();
+                let help = did_you_mean(&name, known.iter().copied()).unwrap_or_else(|| format!("known protocols: {}", known.join(", ")));
+                self.err_help(n, format!("unknown protocol '{name}'"), help);
+                None
+            }
+        }
     }
 
     /// A payload: a line, a list of lines, or a mapping with one byte form.
@@ -708,9 +786,10 @@ impl LoadCx {
                 Some(Payload::Lines(lines?))
             }
             Data::Map(pairs) => {
-                let structured = ctx.proto.send_keys();
+                let p = ctx.step_proto();
+                let structured = p.send_keys();
                 if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
-                    return ctx.proto.parse_send(v, self).map(|s| Payload::Structured(Arc::from(s)));
+                    return p.parse_send(v, self).map(|s| Payload::Structured(Arc::from(s)));
                 }
                 let mut known = vec!["line", "lines", "raw", "hex", "fill", "size", "pieces"];
                 known.extend_from_slice(structured);
@@ -831,9 +910,10 @@ impl LoadCx {
                 Some(plain(ExpectWhat::Lines(lines?)))
             }
             Data::Map(pairs) => {
-                let structured = ctx.proto.expect_keys();
+                let p = ctx.step_proto();
+                let structured = p.expect_keys();
                 if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
-                    let spec = ctx.proto.parse_expect(v, self)?;
+                    let spec = p.parse_expect(v, self)?;
                     return Some(plain(ExpectWhat::Structured(spec)));
                 }
                 let mut known = EXPECT_KEYS.to_vec();

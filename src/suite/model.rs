@@ -135,6 +135,8 @@ pub enum StepKind {
         to: Option<Template>,
         /// The step passes only if the connection is refused.
         refused: bool,
+        /// Protocol of this connection, if not the suite's.
+        protocol: Option<String>,
     },
     /// Open a listening socket on 127.0.0.1, port 0.
     Listen {
@@ -142,6 +144,8 @@ pub enum StepKind {
         name: String,
         /// tcp or udp.
         transport: Transport,
+        /// Protocol of its connections, if not the suite's.
+        protocol: Option<String>,
     },
     /// Accept a connection on a TCP listener.
     Accept {
