@@ -259,11 +259,20 @@ fn cmd_list(names: &[String], format: &str) -> i32 {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        // A closed pipe (`| head`) ends the listing quietly.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
         return 0;
     }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     for s in &suites {
-        println!(
+        let _ = writeln!(
+            out,
             "{} — {} ({} cases, {} points, {} role, {})",
             s.name,
             s.title,
@@ -278,7 +287,9 @@ fn cmd_list(names: &[String], format: &str) -> i32 {
             } else {
                 format!(" [{}]", c.tags.join(", "))
             };
-            println!("  {}::{:<32} {:>4} pts{tags}  {}", s.name, c.id, c.points, c.title);
+            if writeln!(out, "  {}::{:<32} {:>4} pts{tags}  {}", s.name, c.id, c.points, c.title).is_err() {
+                return 0;
+            }
         }
     }
     0
@@ -316,9 +327,11 @@ async fn cmd_serve(name: Option<String>, port: u16, options: Vec<String>, list: 
         server.local_addr(),
         server.transport()
     );
+    let stop = interrupted();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
                 if server.is_finished() {
                     println!("{name} stopped by itself");

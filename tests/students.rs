@@ -264,3 +264,78 @@ fn http_failure_shows_request_response_location_and_rfc() {
     assert!(text.contains("S→C HTTP/1.1 200 OK"), "the response is shown:\n{text}");
     assert!(text.contains("Content-Length:"), "response headers are shown:\n{text}");
 }
+
+const SMTP_PROFILE: &[&str] = &["--tag", "core", "--tag", "ext", "--tag", "strict", "--tag", "robustness"];
+
+#[test]
+fn smtp_good_server_passes_its_profile() {
+    check_with("smtp", &py("smtp_server"), SMTP_PROFILE, &[]);
+}
+
+#[test]
+fn smtp_buggy_servers_fail_their_cases() {
+    for (file, case) in [
+        ("smtp_server_no_503", "rcpt-before-mail-503"),
+        ("smtp_server_single_recv", "pipelining"),
+        ("smtp_server_no_quit_close", "quit-closes"),
+        ("smtp_server_ehlo_no_dash", "ehlo-multiline"),
+    ] {
+        check_with("smtp", &py(file), &["--case", case], &[case]);
+    }
+}
+
+fn pop3(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{port}} fixtures/mail/store")
+}
+
+#[test]
+fn pop3_good_server_passes() {
+    check("pop3", &pop3("pop3_server"), &[]);
+}
+
+#[test]
+fn pop3_buggy_servers_fail_their_cases() {
+    for (file, case) in [
+        ("pop3_server_no_stuffing", "retr-byte-stuffed"),
+        ("pop3_server_dele_at_once", "dele-rset"),
+        ("pop3_server_any_password", "wrong-password"),
+    ] {
+        check_with("pop3", &pop3(file), &["--case", case], &[case]);
+    }
+}
+
+fn mail_client(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py 127.0.0.1 {{port}} fixtures/mail/outgoing.txt")
+}
+
+#[test]
+fn smtp_good_client_passes() {
+    check("smtp-client", &mail_client("smtp_client"), &[]);
+}
+
+#[test]
+fn smtp_buggy_clients_fail_their_cases() {
+    for (file, case) in [
+        ("smtp_client_no_wait", "waits-for-greeting"),
+        ("smtp_client_no_stuffing", "dot-stuffing"),
+        ("smtp_client_lf_only", "crlf-dot-crlf"),
+        ("smtp_client_ignores_550", "stops-on-550"),
+        ("smtp_client_one_recv", "replies-in-pieces"),
+    ] {
+        check_with("smtp-client", &mail_client(file), &["--case", case], &[case]);
+    }
+}
+
+#[test]
+fn mail_failure_shows_dialogue_code_location_and_rfc() {
+    let (out, _) = wirecheck(&["run", "smtp", "--case", "rcpt-before-mail-503", "--exec", &py("smtp_server_no_503")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("step:     suites/smtp.yaml:"), "{text}");
+    assert!(text.contains("checks:   RFC 5321 §4.1.4"), "{text}");
+    assert!(text.contains("expected: reply 503"), "{text}");
+    assert!(
+        text.contains("C→S \"RCPT TO:<bob@hamburger.edu>\""),
+        "the dialogue up to the failing reply:\n{text}"
+    );
+}

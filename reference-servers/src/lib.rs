@@ -23,6 +23,12 @@ mod tcp_upper;
 mod udp_pinger;
 mod udp_upper;
 
+mod imap;
+mod maildir;
+mod pop3;
+mod smtp;
+mod smtp_client;
+
 /// Options are string key/values from a suite file or the CLI (e.g. `"loss" => "0.3"`); unknown keys are an error.
 pub type Options = BTreeMap<String, String>;
 
@@ -100,12 +106,27 @@ const SERVERS: &[(&str, &str)] = &[
         http_proxy::NAME,
         "caching HTTP proxy (RFC 9111): absolute-form in, origin-form out, revalidation",
     ),
+    (
+        smtp::NAME,
+        "SMTP server (RFC 5321): delivers to local users of the mail store, no relaying",
+    ),
+    (
+        pop3::NAME,
+        "POP3 server (RFC 1939, CAPA): USER/PASS, STAT, LIST, RETR, TOP, UIDL, DELE over the mail store",
+    ),
+    (imap::NAME, "IMAP4rev1/rev2 server (RFC 3501/9051 subset) on the shared mail store"),
 ];
 
-const CLIENTS: &[(&str, &str)] = &[(
-    pinger_client::NAME,
-    "UDPPingerClient: sends 10 pings, prints each reply and RTT or a timeout",
-)];
+const CLIENTS: &[(&str, &str)] = &[
+    (
+        pinger_client::NAME,
+        "UDPPingerClient: sends 10 pings, prints each reply and RTT or a timeout",
+    ),
+    (
+        smtp_client::NAME,
+        "SMTP mail client lab: HELO, MAIL, RCPT, DATA (dot-stuffed), QUIT; exit 1 on an unexpected reply",
+    ),
+];
 
 /// (name, one-line description) of every server.
 pub fn servers() -> &'static [(&'static str, &'static str)] {
@@ -126,6 +147,9 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         socket_timeout::NAME => socket_timeout::start(bind, opts).await,
         http_origin::NAME => http_origin::start(bind, opts).await,
         http_proxy::NAME => http_proxy::start(bind, opts).await,
+        smtp::NAME => smtp::start(bind, opts).await,
+        pop3::NAME => pop3::start(bind, opts).await,
+        imap::NAME => imap::start(bind, opts).await,
         _ => Err(Error::UnknownServer {
             name: name.to_owned(),
             known: names(SERVERS),
@@ -142,6 +166,7 @@ pub async fn run_client(
 ) -> Result<i32, Error> {
     match name {
         pinger_client::NAME => pinger_client::run(server, opts, out).await,
+        smtp_client::NAME => smtp_client::run(server, opts, out).await,
         _ => Err(Error::UnknownClient {
             name: name.to_owned(),
             known: names(CLIENTS),
@@ -167,14 +192,26 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     transport: Transport,
     task: JoinHandle<()>,
+    extra_addrs: Vec<(String, SocketAddr)>,
 }
 
 impl RunningServer {
     fn spawn(local_addr: SocketAddr, transport: Transport, server: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self::spawn_with_extras(local_addr, transport, Vec::new(), server)
+    }
+
+    /// Like `spawn`, for a server that also started other listeners (e.g. `smtp` with `with=pop3`).
+    fn spawn_with_extras(
+        local_addr: SocketAddr,
+        transport: Transport,
+        extra_addrs: Vec<(String, SocketAddr)>,
+        server: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
         RunningServer {
             local_addr,
             transport,
             task: tokio::spawn(server),
+            extra_addrs,
         }
     }
 
@@ -186,6 +223,11 @@ impl RunningServer {
     /// The transport the server speaks.
     pub fn transport(&self) -> Transport {
         self.transport
+    }
+
+    /// Other listeners this server started and stops with it, by name (e.g. `("pop3", addr)`); usually empty.
+    pub fn extra_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.extra_addrs
     }
 
     /// True once the server has stopped by itself (e.g. socket-timeout after 3 strikes) or failed.

@@ -76,10 +76,20 @@ async fn registry_lists_everything() {
     let names: Vec<&str> = servers().iter().map(|(name, _)| *name).collect();
     assert_eq!(
         names,
-        ["tcp-upper", "udp-upper", "udp-pinger", "socket-timeout", "http", "http-proxy"]
+        [
+            "tcp-upper",
+            "udp-upper",
+            "udp-pinger",
+            "socket-timeout",
+            "http",
+            "http-proxy",
+            "smtp",
+            "pop3",
+            "imap"
+        ]
     );
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["udp-pinger"]);
+    assert_eq!(names, ["udp-pinger", "smtp-client"]);
     for (name, _) in servers() {
         let server = start(name, &[]).await;
         assert_ne!(server.local_addr().port(), 0);

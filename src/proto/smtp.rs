@@ -70,7 +70,10 @@ impl Protocol for Smtp {
 }
 
 /// Splits off one line ending in LF; returns (line without CR LF, bytes used, bare LF).
-fn line(buf: &[u8]) -> Result<Option<(&[u8], usize, bool)>, CodecError> {
+/// One line: its bytes without the ending, the bytes used, and whether it ended in a bare LF.
+type Line<'a> = (&'a [u8], usize, bool);
+
+fn line(buf: &[u8]) -> Result<Option<Line<'_>>, CodecError> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(i) => {
             let raw = &buf[..i];

@@ -58,6 +58,8 @@ pub struct Env {
     pub proto: &'static dyn Protocol,
     /// The target's address (server-role suites).
     pub target: Option<SocketAddr>,
+    /// Named extra addresses of a bundled target (`${target.pop3}`).
+    pub extra: Vec<(String, SocketAddr)>,
     /// The target program, if it is one we run (for expect_output / expect_exit).
     pub program: tokio::sync::Mutex<Option<Arc<Program>>>,
     /// Starts the target client (client-role suites), or why there is none.
@@ -120,6 +122,11 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
     if let Some(t) = env.target {
         ctx.vars.insert("target.host".into(), t.ip().to_string());
         ctx.vars.insert("target.port".into(), t.port().to_string());
+    }
+    for (name, a) in &env.extra {
+        ctx.vars.insert(format!("target.{name}"), a.to_string());
+        ctx.vars.insert(format!("target.{name}.host"), a.ip().to_string());
+        ctx.vars.insert(format!("target.{name}.port"), a.port().to_string());
     }
     let r = ctx.steps(env, &case.steps).await;
     ctx.close_all(env);

@@ -238,6 +238,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         suite: suite.clone(),
         proto,
         target: instance.as_ref().map(|i| i.addr),
+        extra: instance.as_ref().map(|i| i.extra.clone()).unwrap_or_default(),
         program: tokio::sync::Mutex::new(instance.as_ref().and_then(|i| i.program.clone())),
         launcher,
         scale: opts.timeout_scale,

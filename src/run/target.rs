@@ -34,6 +34,8 @@ pub struct TargetError(pub String);
 pub struct Instance {
     /// Where to connect.
     pub addr: SocketAddr,
+    /// Other listeners a bundled reference started (`pop3`, `imap` next to `smtp`), as `${target.NAME}`.
+    pub extra: Vec<(String, SocketAddr)>,
     /// The program, for expect_output / expect_exit and crash reports.
     pub program: Option<Arc<Program>>,
     server: Arc<Mutex<Option<reference_servers::RunningServer>>>,
@@ -240,6 +242,7 @@ impl SuiteTarget {
                     .await
                     .map_err(|e| TargetError(format!("the reference server '{name}' did not start: {e}")))?;
                 let addr = server.local_addr();
+                let extra = server.extra_addrs().to_vec();
                 let server = Arc::new(Mutex::new(Some(server)));
                 // expect_exit works on a reference server too: it "exits" when it stops by itself.
                 let (tx, rx) = watch::channel(None);
@@ -256,6 +259,7 @@ impl SuiteTarget {
                 let program = Program::in_process(format!("reference server {name}"), rx, task, Arc::default(), Arc::default());
                 Ok(Arc::new(Instance {
                     addr,
+                    extra,
                     program: Some(Arc::new(program)),
                     server,
                 }))
@@ -268,6 +272,7 @@ impl SuiteTarget {
                     .ok_or_else(|| TargetError(format!("cannot resolve target '{a}' (write HOST:PORT, e.g. 127.0.0.1:12000)")))?;
                 Ok(Arc::new(Instance {
                     addr,
+                    extra: Vec::new(),
                     program: None,
                     server: Arc::default(),
                 }))
@@ -299,6 +304,7 @@ impl SuiteTarget {
             if let Some(addr) = found {
                 return Ok(Arc::new(Instance {
                     addr,
+                    extra: Vec::new(),
                     program: Some(Arc::new(program)),
                     server: Arc::default(),
                 }));

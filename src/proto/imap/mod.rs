@@ -125,6 +125,31 @@ pub struct Command {
 pub struct ResponseCodec {
     greeted: bool,
     peer: Peer,
+    /// The selected mailbox's size as the server announced it (EXISTS, less each EXPUNGE).
+    exists: Option<u64>,
+}
+
+/// Follows the mailbox size through a group: a message number the server uses must exist when
+/// the response is sent (RFC 9051 §2.3.1.2), so an EXPUNGE renumbers the messages after it.
+fn track_size(exists: &mut Option<u64>, r: &Response, findings: &mut Vec<Finding>) {
+    if r.kind != Kind::Untagged {
+        return;
+    }
+    let (Some(n), Some(k)) = (r.body.number(), r.body.keyword()) else {
+        return;
+    };
+    match (k.as_str(), *exists) {
+        ("EXISTS", _) => *exists = Some(n),
+        ("EXPUNGE" | "FETCH", Some(size)) if n == 0 || n > size => findings.push(must(
+            if k == "EXPUNGE" { "RFC 9051 §7.5.1" } else { "RFC 9051 §2.3.1.2" },
+            format!(
+                "'{}' names message {n}, but the mailbox has {size} (each EXPUNGE renumbers the messages after it)",
+                r.summary
+            ),
+        )),
+        ("EXPUNGE", Some(size)) => *exists = Some(size - 1),
+        _ => {}
+    }
 }
 
 fn should(rule: &'static str, text: String) -> Finding {
@@ -179,7 +204,7 @@ fn response(raw: &Raw, offset: usize, greeting: bool, findings: &mut Vec<Finding
                     offset,
                     reason: format!(
                         "not an IMAP response: \"{}\" (a response is '* ...', '+ ...' or 'tag OK|NO|BAD ...')",
-                        crate::proto::escape_bytes(first, 120)
+                        parse::display(first, 120)
                     ),
                 })
             }
@@ -222,6 +247,7 @@ impl Codec for ResponseCodec {
         let mut responses = Vec::new();
         let mut findings = Vec::new();
         let mut bare_lf = false;
+        let mut exists = self.exists;
         let end = loop {
             let raw = match parse::scan(&buf[pos..], false) {
                 Ok(Some(raw)) => raw,
@@ -242,6 +268,7 @@ impl Codec for ResponseCodec {
                 }
             };
             let r = response(&raw, pos, !self.greeted, &mut findings)?;
+            track_size(&mut exists, &r, &mut findings);
             bare_lf |= raw.bare_lf;
             pos += raw.len;
             let kind = r.kind.clone();
@@ -265,6 +292,7 @@ impl Codec for ResponseCodec {
         }
         let pending_tags = self.peer.tags();
         self.greeted = true;
+        self.exists = exists;
         match (end, responses.last().map(|r| &r.kind)) {
             (End::Tagged, Some(Kind::Tagged(tag))) => self.peer.answered(Some(tag)),
             (End::UntaggedBad, _) => self.peer.answered(None),
@@ -368,12 +396,12 @@ impl Peer {
                 }
             };
             match parse::literal_marker(&line, true) {
-                Ok(Some((_, n, marker))) => {
+                Ok(Some(m)) => {
                     self.literal = Some(Literal {
                         id,
-                        left: n,
-                        total: n,
-                        sync: !marker.ends_with("+}"),
+                        left: m.len,
+                        total: m.len,
+                        sync: !m.text.ends_with("+}"),
                     });
                     self.continuing = Some(id);
                 }
@@ -553,6 +581,22 @@ mod tests {
         assert!(f[1].text.contains("tagged BYE"), "{}", f[1]);
         let (_, _, f, _, _) = group(&mut c, b"* BYE bye\r\na2 ok done\r\n", false);
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn message_numbers_must_exist() {
+        let mut c = greeted();
+        let (_, _, f, _, _) = group(&mut c, b"* 2 EXISTS\r\na OK\r\n", false);
+        assert!(f.is_empty());
+        let (_, _, f, _, _) = group(&mut c, b"* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n* 0 RECENT\r\nb OK\r\n", false);
+        assert!(f.is_empty(), "{f:?}");
+        let (_, _, f, _, _) = group(&mut c, b"* 2 EXISTS\r\nc OK\r\n* 1 EXPUNGE\r\n* 2 EXPUNGE\r\nd OK\r\n", false);
+        assert!(f.is_empty());
+        let (_, _, f, _, _) = group(&mut c, b"* 1 EXPUNGE\r\n* 2 EXPUNGE\r\nd OK\r\n", false);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].text.contains("names message 2, but the mailbox has 1"), "{}", f[0]);
+        let (_, _, f, _, _) = group(&mut c, b"* 2 FETCH (FLAGS ())\r\ne OK\r\n", false);
+        assert!(f[0].text.contains("message 2, but the mailbox has 1"), "{f:?}");
     }
 
     #[test]

@@ -65,9 +65,9 @@ pub fn scan(buf: &[u8], client: bool) -> Result<Option<Raw>, CodecError> {
         let next = pos + nl + 1;
         let line = &buf[pos..end];
         match literal_marker(line, client).map_err(|(at, reason)| CodecError { offset: pos + at, reason })? {
-            Some((at, n, marker)) => {
+            Some(Marker { at, len: n, text }) => {
                 texts.push(pos..pos + at);
-                markers.push(marker);
+                markers.push(text);
                 if buf.len() < next + n {
                     return Ok(None);
                 }
@@ -88,8 +88,20 @@ pub fn scan(buf: &[u8], client: bool) -> Result<Option<Raw>, CodecError> {
     }
 }
 
-/// The literal announced at the end of `line`: where its marker starts, its length, the marker.
-pub fn literal_marker(line: &[u8], client: bool) -> Result<Option<(usize, usize, String)>, (usize, String)> {
+/// A literal announced at the end of a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// Where the marker starts in the line.
+    pub at: usize,
+    /// The literal's length in octets.
+    pub len: usize,
+    /// The marker as written (`{11}`, `{11+}`, `~{11}`).
+    pub text: String,
+}
+
+/// The literal announced at the end of `line`, if any; a malformed marker is an error with its
+/// offset in the line.
+pub fn literal_marker(line: &[u8], client: bool) -> Result<Option<Marker>, (usize, String)> {
     if !line.ends_with(b"}") {
         return Ok(None);
     }
@@ -124,7 +136,11 @@ pub fn literal_marker(line: &[u8], client: bool) -> Result<Option<(usize, usize,
         .and_then(|d| d.parse::<usize>().ok())
         .filter(|n| *n <= MAX_LITERAL)
         .ok_or_else(|| (open, format!("literal '{marker}' is larger than {} MiB", MAX_LITERAL >> 20)))?;
-    Ok(Some((start, n, marker)))
+    Ok(Some(Marker {
+        at: start,
+        len: n,
+        text: marker,
+    }))
 }
 
 impl Raw {
@@ -147,19 +163,40 @@ impl Raw {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         for (i, t) in self.texts.iter().enumerate() {
-            s.push_str(&escape_bytes(t, 400));
+            s.push_str(&display(t, 400));
             if let (Some(m), Some(l)) = (self.markers.get(i), self.literals.get(i)) {
                 if l.len() <= PREVIEW {
-                    s.push_str(&format!("{m} \"{}\"", escape_bytes(l, PREVIEW)));
+                    s.push_str(&format!("{m} \"{}\"", display(l, PREVIEW)));
                 } else {
-                    let head = String::from_utf8_lossy(&l[..24]);
-                    let head = head.trim_end_matches('\u{fffd}');
-                    s.push_str(&format!("{m} \"{}…\" ({} bytes)", escape_bytes(head.as_bytes(), 40), l.len()));
+                    s.push_str(&format!(
+                        "{m} \"{}…\" ({} bytes)",
+                        display(&l[..24], 40).trim_end_matches('\u{fffd}'),
+                        l.len()
+                    ));
                 }
             }
         }
         s
     }
+}
+
+/// Text for transcripts and messages: control characters escaped as `escape_bytes` does, but
+/// backslashes left alone, since IMAP flags (`\Seen`) are full of them; long text cut short.
+pub fn display(b: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(b);
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\\' => out.push(c),
+            c if c.is_control() || c == '\u{fffd}' => out.push_str(&escape_bytes(c.to_string().as_bytes(), 8)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A value in a response.
@@ -705,6 +742,8 @@ mod tests {
         s.extend_from_slice(b")\r\n");
         let r = raw(&s);
         assert_eq!(r.summary(), "* 1 FETCH (BODY[] {100} \"xxxxxxxxxxxxxxxxxxxxxxxx…\" (100 bytes))");
+        assert_eq!(raw(b"* FLAGS (\\Seen)\r\n").summary(), "* FLAGS (\\Seen)");
+        assert_eq!(display(b"a\r\n\x01\\", 10), "a\\r\\n\\x01\\");
         assert_eq!(raw(b"* 1 FETCH (BODY[] {2}\r\nhi)\r\n").summary(), "* 1 FETCH (BODY[] {2} \"hi\")");
     }
 }

@@ -560,9 +560,10 @@ fn tokens_match(want: &Body, got: &Body) -> bool {
         Some(s) => {
             got.status.as_ref() == Some(s)
                 && want.code.as_ref().is_none_or(|w| {
+                    // Codes and their atoms are case-insensitive; spacing inside the brackets is not significant.
                     got.code.as_ref().is_some_and(|g| {
-                        g.name == w.name && g.value.split_whitespace().eq(w.value.split_whitespace())
-                            || g.text().eq_ignore_ascii_case(&w.text())
+                        let words = |c: &Code| c.text().split_whitespace().map(str::to_ascii_uppercase).collect::<Vec<_>>();
+                        words(g) == words(w)
                     })
                 })
         }
@@ -708,16 +709,6 @@ fn check_value(name: &str, c: &ValueCheck, v: Option<&Token>, cx: &RenderCx) -> 
             }
         }
     }
-    let mut caps = Vec::new();
-    if let Some(p) = &c.regex {
-        match regex_caps(&regex(p, cx)?, &p.names, &text) {
-            Some(more) => caps.extend(more),
-            None => {
-                let src = p.template.render_regex(cx.vars).unwrap_or_default();
-                return Ok(Err(format!("{name} ({}) does not match /{src}/", short(&text))));
-            }
-        }
-    }
     if let Some(t) = &c.length {
         let s = render(t, cx)?;
         let want: usize = s
@@ -727,6 +718,16 @@ fn check_value(name: &str, c: &ValueCheck, v: Option<&Token>, cx: &RenderCx) -> 
         let have = v.bytes().map_or(0, |b| b.len());
         if v.bytes().is_none() || have != want {
             return Ok(Err(format!("{name} has {have} octets, expected {want}")));
+        }
+    }
+    let mut caps = Vec::new();
+    if let Some(p) = &c.regex {
+        match regex_caps(&regex(p, cx)?, &p.names, &text) {
+            Some(more) => caps.extend(more),
+            None => {
+                let src = p.template.render_regex(cx.vars).unwrap_or_default();
+                return Ok(Err(format!("{name} ({}) does not match /{src}/", short(&text))));
+            }
         }
     }
     if let Some(p) = &c.file {
@@ -753,21 +754,8 @@ fn check_value(name: &str, c: &ValueCheck, v: Option<&Token>, cx: &RenderCx) -> 
     Ok(Ok(caps))
 }
 
-/// Text for a one-line message: control characters escaped, backslashes (flags) left alone.
 fn short(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == 80 {
-            out.push('…');
-            break;
-        }
-        match c {
-            '\\' => out.push(c),
-            c if c.is_control() => out.push_str(&crate::proto::escape_bytes(c.to_string().as_bytes(), 4)),
-            c => out.push(c),
-        }
-    }
-    out
+    parse::display(s.as_bytes(), 80)
 }
 
 /// Checks a FETCH item against the group: Ok(Ok(caps)) if it holds, Ok(Err(why)) if not.
@@ -816,7 +804,14 @@ fn check_item(it: &Item, g: &Group, cx: &RenderCx) -> Result<Result<Caps, String
 /// The first untagged response matching an `absent` item, described.
 fn find_absent(it: &Item, g: &Group, cx: &RenderCx) -> Result<Option<String>, Mismatch> {
     if let ItemKind::Fetch { msg, items } = &it.kind {
-        return Ok(check_fetch(msg, items, g, cx)?.ok().map(|_| describe_item(it)));
+        if check_fetch(msg, items, g, cx)?.is_err() {
+            return Ok(None);
+        }
+        let n = render(msg, cx)?.trim().parse::<u64>().ok();
+        let first = g
+            .untagged()
+            .find(|r| r.body.number() == n && r.body.keyword().as_deref() == Some("FETCH"));
+        return Ok(first.map(|r| r.summary.clone()));
     }
     for r in g.untagged() {
         if match_one(&it.kind, r, cx)?.is_some() {
@@ -849,6 +844,7 @@ fn describe_item(it: &Item) -> String {
             lit(&c.name),
             c.value.as_ref().map(|v| format!(" {}", lit(v))).unwrap_or_default()
         ),
+        ItemKind::Fetch { msg, items } if items.is_empty() => format!("'{} FETCH'", lit(msg)),
         ItemKind::Fetch { msg, items } => {
             let names: Vec<&str> = items.iter().map(|(n, _)| n.as_str()).collect();
             format!("'{} FETCH ({})'", lit(msg), names.join(" "))
