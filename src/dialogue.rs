@@ -192,7 +192,7 @@ impl Dialogue {
                 EventKind::Data { dir, bytes } => {
                     let udp = info.is_some_and(|i| i.transport == Transport::Udp);
                     if udp {
-                        let mut codec = proto.codec(*dir);
+                        let mut codec = proto.codec_on(*dir, Transport::Udp);
                         match codec.decode(bytes, true) {
                             Ok(Frame::Message(m, _)) => push(Some(*dir), m.summary),
                             _ => push(Some(*dir), format!("datagram \"{}\"", escape_bytes(bytes, 200))),
@@ -205,10 +205,12 @@ impl Dialogue {
                     };
                     streams
                         .entry((ev.conn, other))
-                        .or_insert_with(|| (Vec::new(), proto.codec(other)))
+                        .or_insert_with(|| (Vec::new(), proto.codec_on(other, Transport::Tcp)))
                         .1
                         .peer_sent(bytes);
-                    let (buf, codec) = streams.entry((ev.conn, *dir)).or_insert_with(|| (Vec::new(), proto.codec(*dir)));
+                    let (buf, codec) = streams
+                        .entry((ev.conn, *dir))
+                        .or_insert_with(|| (Vec::new(), proto.codec_on(*dir, Transport::Tcp)));
                     buf.extend_from_slice(bytes);
                     drain(buf, codec.as_mut(), false, |t| push(Some(*dir), t));
                 }

@@ -127,6 +127,11 @@ pub trait Protocol: Send + Sync {
     fn line_ending(&self) -> &'static [u8];
     /// A fresh decoder for one direction of one connection.
     fn codec(&self, dir: Direction) -> Box<dyn Codec>;
+    /// A decoder for one direction of a connection over `transport` (DNS frames TCP with a length
+    /// prefix and UDP by datagram); by default the same as `codec`.
+    fn codec_on(&self, dir: Direction, _transport: Transport) -> Box<dyn Codec> {
+        self.codec(dir)
+    }
     /// Keys of a structured `send:` mapping (an HTTP request: method, target, headers ...).
     fn send_keys(&self) -> &'static [&'static str] {
         &[]
@@ -153,6 +158,8 @@ pub struct RenderCx<'a> {
     pub vars: &'a Vars,
     /// The suite file's folder: file references are relative to it.
     pub base_dir: &'a std::path::Path,
+    /// The transport of the connection the step uses (DNS adds a length prefix on TCP).
+    pub transport: Transport,
 }
 
 /// Why a structured expectation does not hold.

@@ -274,10 +274,28 @@ impl CommandCodec {
     }
 }
 
+/// Reply codes accepted: exact codes and whole classes (`4xx`).
 #[derive(Debug)]
-enum CodeMatch {
-    Codes(Vec<u16>),
-    Class(u16),
+struct CodeMatch {
+    codes: Vec<u16>,
+    classes: Vec<u16>,
+}
+
+impl CodeMatch {
+    fn accepts(&self, code: u16) -> bool {
+        self.codes.contains(&code) || self.classes.contains(&(code / 100))
+    }
+}
+
+/// `250` or `2xx`.
+fn code_item(n: &Node, cx: &mut LoadCx, m: &mut CodeMatch) -> Option<()> {
+    match n.as_str() {
+        Some(s) if s.len() == 3 && s.ends_with("xx") && (b'2'..=b'5').contains(&s.as_bytes()[0]) => {
+            m.classes.push((s.as_bytes()[0] - b'0') as u16)
+        }
+        _ => m.codes.push(cx.number::<u16>(n, "a reply code (250) or class (2xx)")?),
+    }
+    Some(())
 }
 
 #[derive(Debug)]
@@ -307,19 +325,21 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     )?;
     let code = match f.get("code") {
         None => None,
-        Some(n) => Some(match (&n.data, n.as_str()) {
-            (Data::Seq(items), _) => {
-                let mut codes = Vec::new();
-                for i in items {
-                    codes.push(cx.number::<u16>(i, "a reply code")?);
+        Some(n) => {
+            let mut m = CodeMatch {
+                codes: Vec::new(),
+                classes: Vec::new(),
+            };
+            match &n.data {
+                Data::Seq(items) => {
+                    for i in items {
+                        code_item(i, cx, &mut m)?;
+                    }
                 }
-                CodeMatch::Codes(codes)
+                _ => code_item(n, cx, &mut m)?,
             }
-            (_, Some(s)) if s.len() == 3 && s.ends_with("xx") && (b'2'..=b'5').contains(&s.as_bytes()[0]) => {
-                CodeMatch::Class((s.as_bytes()[0] - b'0') as u16)
-            }
-            _ => CodeMatch::Codes(vec![cx.number::<u16>(n, "code")?]),
-        }),
+            Some(m)
+        }
     };
     let text = match f.get("text") {
         Some(n) => Some(cx.regex(n)?),
@@ -413,11 +433,7 @@ impl StructuredExpect for SmtpExpect {
                     ));
                 }
                 if let Some(c) = &self.code {
-                    let ok = match c {
-                        CodeMatch::Codes(cs) => cs.contains(code),
-                        CodeMatch::Class(k) => code / 100 == *k,
-                    };
-                    if !ok {
+                    if !c.accepts(*code) {
                         return Err(mm(
                             format!("reply code {code}, expected {}", describe_code(c)),
                             self.describe(),
@@ -563,10 +579,9 @@ impl StructuredExpect for SmtpExpect {
 }
 
 fn describe_code(c: &CodeMatch) -> String {
-    match c {
-        CodeMatch::Codes(cs) => cs.iter().map(u16::to_string).collect::<Vec<_>>().join(" or "),
-        CodeMatch::Class(k) => format!("{k}xx"),
-    }
+    let mut all: Vec<String> = c.codes.iter().map(u16::to_string).collect();
+    all.extend(c.classes.iter().map(|k| format!("{k}xx")));
+    all.join(" or ")
 }
 
 #[cfg(test)]

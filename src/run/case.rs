@@ -75,9 +75,9 @@ pub struct Env {
 }
 
 impl Env {
-    fn render_cx<'a>(&'a self, vars: &'a Vars) -> RenderCx<'a> {
+    fn render_cx<'a>(&'a self, vars: &'a Vars, transport: Transport) -> RenderCx<'a> {
         let base_dir = self.suite.source.path.parent().unwrap_or(std::path::Path::new("."));
-        RenderCx { vars, base_dir }
+        RenderCx { vars, base_dir, transport }
     }
 
     /// Records SHOULD findings as warnings; returns the MUST ones.
@@ -194,7 +194,9 @@ impl Ctx {
                 }
                 out
             }
-            Payload::Structured(st) => st.render(&env.render_cx(&self.vars)).map_err(|e| Failure::at(step, e))?,
+            Payload::Structured(st) => st
+                .render(&env.render_cx(&self.vars, self.transport_of(step)))
+                .map_err(|e| Failure::at(step, e))?,
         })
     }
 
@@ -202,6 +204,14 @@ impl Ctx {
         self.conns.insert(name.to_string(), conn);
         self.last = Some(name.to_string());
         let _ = env;
+    }
+
+    /// The transport of the connection `step` uses (TCP when it has none yet).
+    fn transport_of(&self, step: &Step) -> Transport {
+        match self.conn_name(step).ok().and_then(|n| self.conns.get(&n)) {
+            Some(Conn::Udp(_)) => Transport::Udp,
+            _ => Transport::Tcp,
+        }
     }
 
     fn set_proto(&mut self, name: &str, protocol: Option<&str>) {
@@ -261,9 +271,26 @@ impl Ctx {
                     self.set_proto(name, protocol.as_deref());
                     self.connect(env, step, name, *transport, to.as_ref(), *refused, deadline).await
                 }
-                StepKind::Listen { name, transport, protocol } => {
+                StepKind::Listen {
+                    name,
+                    transport,
+                    protocol,
+                    host,
+                    port,
+                } => {
                     self.set_proto(name, protocol.as_deref());
-                    self.listen(env, step, name, *transport).await
+                    let host = match host {
+                        Some(h) => self.render(step, h)?,
+                        None => "127.0.0.1".into(),
+                    };
+                    let port = match port {
+                        Some(p) => self.render(step, p)?,
+                        None => "0".into(),
+                    };
+                    let bind: SocketAddr = format!("{host}:{port}")
+                        .parse()
+                        .map_err(|_| Failure::at(step, format!("'{host}:{port}' is not an address to listen on")))?;
+                    self.listen(env, step, name, *transport, bind).await
                 }
                 StepKind::Accept { listener, name, none } => {
                     if let Some(p) = self.protos.get(listener).copied() {
@@ -314,7 +341,7 @@ impl Ctx {
                         }
                     }
                 }
-                StepKind::Start { listener } => self.start(env, step, listener.as_deref()).await,
+                StepKind::Start { listener, listen } => self.start(env, step, listener.as_deref(), *listen, deadline).await,
                 StepKind::Send(p) => self.send(env, step, p, deadline).await,
                 StepKind::Expect(e) => self.expect(env, step, e, deadline).await,
                 StepKind::Collect(c) => self.collect(step, c).await,
@@ -428,8 +455,7 @@ impl Ctx {
         }
     }
 
-    async fn listen(&mut self, env: &Env, step: &Step, name: &str, transport: Transport) -> Result<(), Failure> {
-        let bind: SocketAddr = "127.0.0.1:0".parse().expect("constant address");
+    async fn listen(&mut self, env: &Env, step: &Step, name: &str, transport: Transport, bind: SocketAddr) -> Result<(), Failure> {
         let local = match transport {
             Transport::Tcp => {
                 let l = TcpListener::bind(bind)
@@ -461,22 +487,38 @@ impl Ctx {
         Ok(())
     }
 
-    async fn start(&mut self, env: &Env, step: &Step, listener: Option<&str>) -> Result<(), Failure> {
-        let name = listener
-            .map(str::to_string)
-            .or_else(|| self.last_listener.clone())
-            .ok_or_else(|| Failure::at(step, "start needs a listener: add a listen step first"))?;
-        let port = self
-            .vars
-            .get(&format!("{name}.port"))
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| Failure::at(step, format!("no listener named '{name}'")))?;
+    async fn start(
+        &mut self,
+        env: &Env,
+        step: &Step,
+        listener: Option<&str>,
+        listen: Option<Transport>,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        // `{port}` is the harness's listener (a client under test connects there); a server under
+        // test (`listen:`) also gets a free port of its own as `{listen_port}`.
+        let port = match listener.map(str::to_string).or_else(|| self.last_listener.clone()) {
+            Some(name) => self
+                .vars
+                .get(&format!("{name}.port"))
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| Failure::at(step, format!("no listener named '{name}'")))?,
+            None if listen.is_some() => 0,
+            None => return Err(Failure::at(step, "start needs a listener: add a listen step first")),
+        };
         let launcher = match &env.launcher {
             Some(Ok(l)) => l,
             Some(Err(why)) => return Err(Failure::at(step, why.clone())),
             None => return Err(Failure::at(step, "this suite's target is a server: there is no client to start")),
         };
-        let program = launcher.launch(port).await.map_err(|e| Failure::at(step, e))?;
+        let (program, listening) = launcher
+            .launch(port, listen, &self.vars, deadline)
+            .await
+            .map_err(|e| Failure::at(step, e))?;
+        if let Some(addr) = listening {
+            self.vars.insert("program.port".into(), addr.port().to_string());
+            self.vars.insert("program.addr".into(), addr.to_string());
+        }
         *env.program.lock().await = Some(Arc::new(program));
         *env.output_pos.lock().unwrap_or_else(|e| e.into_inner()) = 0;
         Ok(())
@@ -595,7 +637,7 @@ impl Ctx {
                     return Err(Failure::at(step, format!("the message breaks the RFC: {}", must.join("; ")))
                         .with(spec.describe(), m.summary.clone()));
                 }
-                match spec.check(&m, &env.render_cx(&self.vars)) {
+                match spec.check(&m, &env.render_cx(&self.vars, self.transport_of(step))) {
                     Ok(caps) => {
                         for (k, v) in caps {
                             self.set_var(step, &k, &v);

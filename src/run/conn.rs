@@ -113,7 +113,7 @@ impl TcpConn {
             eof: false,
             reset: false,
             write_closed: false,
-            codec: proto.codec(incoming),
+            codec: proto.codec_on(incoming, crate::suite::Transport::Tcp),
             incoming,
             rec,
             last_arrival: Instant::now(),
@@ -177,7 +177,7 @@ impl Conn {
             queue: VecDeque::new(),
             incoming,
             rec,
-            codec: proto.codec(incoming),
+            codec: proto.codec_on(incoming, crate::suite::Transport::Udp),
             unreachable: false,
         })
     }

@@ -85,12 +85,71 @@ pub enum Launcher {
 }
 
 impl Launcher {
-    /// Starts the client, telling it the harness listens on `port`.
-    pub async fn launch(&self, port: u16) -> Result<Program, String> {
+    /// Starts the program under test, telling it the harness listens on `port`; with `listen`, it is a
+    /// server given a free port of its own, and this returns once it listens there (or fails).
+    pub async fn launch(
+        &self,
+        port: u16,
+        listen: Option<Transport>,
+        vars: &crate::suite::Vars,
+        deadline: Instant,
+    ) -> Result<(Program, Option<SocketAddr>), String> {
+        let listen = match listen {
+            Some(t) => Some((t, free_port(t).map_err(|e| format!("no free port: {e}"))?)),
+            None => None,
+        };
+        let listen_port = listen.map_or(0, |(_, p)| p);
         match self {
             Launcher::Exec(cmd) => {
-                let cmd = fill(cmd, port);
-                Program::spawn(&cmd, None).map_err(|e| format!("cannot start '{cmd}': {e}"))
+                let cmd = fill(cmd, port, listen_port, vars);
+                let program = Program::spawn(&cmd, None).map_err(|e| format!("cannot start '{cmd}': {e}"))?;
+                let Some((transport, lp)) = listen else {
+                    return Ok((program, None));
+                };
+                let pgid = program.pgid().unwrap_or(0);
+                loop {
+                    if let Some(exit) = program.exited() {
+                        return Err(format!(
+                            "the program ended ({exit}) before it listened on {transport} port {lp}: {}",
+                            program.stderr.tail(1000)
+                        ));
+                    }
+                    let found = if ready::supported() {
+                        ready::ready_addr(pgid, lp, transport)
+                    } else {
+                        poll_connect(lp, transport).await
+                    };
+                    if let Some(addr) = found {
+                        return Ok((program, Some(addr)));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(format!(
+                            "'{cmd}' did not listen on {transport} port {lp} in time (it is given as {{listen_port}})"
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            Launcher::Reference { name, options } if listen.is_some() => {
+                let options: reference_servers::Options =
+                    options.iter().map(|(k, v)| (k.clone(), fill(v, port, listen_port, vars))).collect();
+                let bind = SocketAddr::from(([127, 0, 0, 1], listen_port));
+                let server = reference_servers::start_server(name, bind, &options)
+                    .await
+                    .map_err(|e| format!("the reference server '{name}' did not start: {e}"))?;
+                let addr = server.local_addr();
+                let (tx, rx) = watch::channel(None);
+                // The task owns the server: aborting it (when the case's program is dropped) stops the server.
+                let task = tokio::spawn(async move {
+                    while !server.is_finished() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let _ = tx.send(Some(Exit::Code(0)));
+                });
+                Ok((
+                    Program::in_process(format!("reference server {name}"), rx, task, Arc::default(), Arc::default()),
+                    Some(addr),
+                ))
             }
             Launcher::Reference { name, options } => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -100,7 +159,9 @@ impl Launcher {
                 let stderr = Arc::new(Output::default());
                 let out = stdout.clone();
                 let err = stderr.clone();
-                let (name2, opts) = (name.clone(), options.clone());
+                let options: reference_servers::Options =
+                    options.iter().map(|(k, v)| (k.clone(), fill(v, port, listen_port, vars))).collect();
+                let name2 = name.clone();
                 let task = tokio::spawn(async move {
                     let pump = tokio::spawn(async move {
                         while let Some(l) = rx.recv().await {
@@ -108,7 +169,7 @@ impl Launcher {
                         }
                         out.close();
                     });
-                    let code = match reference_servers::run_client(&name2, addr, &opts, tx).await {
+                    let code = match reference_servers::run_client(&name2, addr, &options, tx).await {
                         Ok(c) => c,
                         Err(e) => {
                             err.push_line(&e.to_string());
@@ -119,20 +180,25 @@ impl Launcher {
                     let _ = pump.await;
                     let _ = exit_tx.send(Some(Exit::Code(code)));
                 });
-                Ok(Program::in_process(
-                    format!("reference client {name}"),
-                    exit_rx,
-                    task,
-                    stdout,
-                    stderr,
+                Ok((
+                    Program::in_process(format!("reference client {name}"), exit_rx, task, stdout, stderr),
+                    None,
                 ))
             }
         }
     }
 }
 
-fn fill(cmd: &str, port: u16) -> String {
-    cmd.replace("{port}", &port.to_string()).replace("{host}", "127.0.0.1")
+/// Fills `{port}`, `{host}`, `{listen_port}` and `{NAME}` for every case variable (`{root.host}`).
+fn fill(cmd: &str, port: u16, listen_port: u16, vars: &crate::suite::Vars) -> String {
+    let mut out = cmd
+        .replace("{port}", &port.to_string())
+        .replace("{host}", "127.0.0.1")
+        .replace("{listen_port}", &listen_port.to_string());
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
 }
 
 /// The target of one suite in one run: started lazily, restarted after a crash.
@@ -284,7 +350,7 @@ impl SuiteTarget {
     async fn start_exec(&self, cmd: &str) -> Result<Arc<Instance>, TargetError> {
         let transport = self.suite.transport;
         let port = free_port(transport).map_err(|e| TargetError(format!("no free port: {e}")))?;
-        let line = fill(cmd, port);
+        let line = fill(cmd, port, port, &Default::default());
         let program = Program::spawn(&line, None).map_err(|e| TargetError(format!("cannot start '{line}': {e}")))?;
         let deadline = Instant::now() + self.ready_timeout;
         let pgid = program.pgid().unwrap_or(0);

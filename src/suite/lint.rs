@@ -150,7 +150,16 @@ impl Scope {
                 }
                 self.conns.insert(name.clone());
             }
-            StepKind::Listen { name, transport, .. } => {
+            StepKind::Listen {
+                name,
+                transport,
+                host,
+                port,
+                ..
+            } => {
+                for t in host.iter().chain(port.iter()) {
+                    self.uses(loc, t);
+                }
                 for v in ["port", "host", "addr"] {
                     self.vars.insert(format!("{name}.{v}"));
                 }
@@ -170,7 +179,12 @@ impl Scope {
                 }
                 self.conns.insert(name.clone());
             }
-            StepKind::Start { .. } => {}
+            StepKind::Start { listen, .. } => {
+                if listen.is_some() {
+                    self.vars.insert("program.port".into());
+                    self.vars.insert("program.addr".into());
+                }
+            }
             StepKind::Send(p) => {
                 self.conn_used(step);
                 self.payload(loc, p);

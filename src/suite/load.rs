@@ -462,7 +462,10 @@ impl LoadCx {
             let kind = match word {
                 "close" => StepKind::Close,
                 "shutdown" => StepKind::Shutdown,
-                "start" => StepKind::Start { listener: None },
+                "start" => StepKind::Start {
+                    listener: None,
+                    listen: None,
+                },
                 _ => {
                     let help = did_you_mean(word, STEP_KEYWORDS.iter().copied())
                         .unwrap_or_else(|| format!("steps are: {}", STEP_KEYWORDS.join(", ")));
@@ -534,10 +537,27 @@ impl LoadCx {
             "connect" => self.connect(v, ctx)?,
             "listen" => self.listen(v, ctx)?,
             "accept" => self.accept(v, ctx)?,
-            "start" => StepKind::Start {
-                listener: match &v.data {
-                    Data::Null => None,
-                    _ => Some(self.string(v, "start")?),
+            "start" => match &v.data {
+                Data::Null => StepKind::Start {
+                    listener: None,
+                    listen: None,
+                },
+                Data::Map(_) => {
+                    let f = self.fields(v, &["listener", "listen"], "start")?;
+                    StepKind::Start {
+                        listener: match f.get("listener") {
+                            Some(n) => Some(self.string(n, "listener")?),
+                            None => None,
+                        },
+                        listen: match f.get("listen") {
+                            Some(n) => Some(self.transport(n)?),
+                            None => None,
+                        },
+                    }
+                }
+                _ => StepKind::Start {
+                    listener: Some(self.string(v, "start")?),
+                    listen: None,
                 },
             },
             "send" => StepKind::Send(self.payload(v, true, ctx)?),
@@ -702,13 +722,20 @@ impl LoadCx {
     }
 
     fn listen(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
+        let (mut host, mut port) = (None, None);
         let (name, transport, protocol) = match &v.data {
             Data::Map(_) => {
-                let f = self.fields(v, &["name", "transport", "protocol"], "listen")?;
+                let f = self.fields(v, &["name", "transport", "protocol", "host", "port"], "listen")?;
                 let protocol = match f.get("protocol") {
                     Some(n) => Some(self.protocol(n)?),
                     None => None,
                 };
+                if let Some(h) = f.get("host") {
+                    host = Some(self.template(h, "host")?);
+                }
+                if let Some(p) = f.get("port") {
+                    port = Some(self.template(p, "port")?);
+                }
                 let default = protocol.map_or(ctx.transport, |p| p.transport());
                 (
                     f.get("name").and_then(|n| self.string(n, "name")).unwrap_or_else(|| "srv".into()),
@@ -728,6 +755,8 @@ impl LoadCx {
             name,
             transport,
             protocol: protocol.map(|p| p.name().to_string()),
+            host,
+            port,
         })
     }
 

@@ -146,6 +146,10 @@ pub enum StepKind {
         transport: Transport,
         /// Protocol of its connections, if not the suite's.
         protocol: Option<String>,
+        /// Address to bind (default 127.0.0.1; any 127.x.y.z for a hierarchy of servers).
+        host: Option<Template>,
+        /// Port to bind (default 0: any free port).
+        port: Option<Template>,
     },
     /// Accept a connection on a TCP listener.
     Accept {
@@ -158,8 +162,10 @@ pub enum StepKind {
     },
     /// Start the target client (client-role suites), with `{port}` the listener's port.
     Start {
-        /// Listener whose port the client is given.
+        /// Listener whose port the client is given as `{port}`.
         listener: Option<String>,
+        /// The program is itself a server: give it a free port as `{listen_port}` and wait until it listens there.
+        listen: Option<Transport>,
     },
     /// Write bytes.
     Send(Payload),
