@@ -45,7 +45,7 @@ enum Command {
     },
     /// Run one reference server on its own, to poke with nc, telnet or your own client.
     #[command(
-        after_help = "Examples:\n  wirecheck serve tcp-upper --port 12000\n  wirecheck serve udp-pinger --port 12000 --option loss=0.5 --option seed=7\n  wirecheck serve socket-timeout --option timeout=10s"
+        after_help = "Examples:\n  wirecheck serve tcp-upper --port 12000\n  wirecheck serve udp-pinger --port 12000 --option loss=0.5 --option seed=7\n  wirecheck serve socket-timeout --option timeout=10s\n  wirecheck serve dns --zone fixtures/dns/example.test.zone --port 5353   (then: dig @127.0.0.1 -p 5353 example.test A)"
     )]
     Serve {
         /// Server name (see `wirecheck serve --list`).
@@ -57,6 +57,9 @@ enum Command {
         /// Server option KEY=VALUE (repeatable).
         #[arg(long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
+        /// A zone file for the dns server (same as --option zone=FILE).
+        #[arg(long, value_name = "FILE")]
+        zone: Option<String>,
         /// List the servers and exit.
         #[arg(long)]
         list: bool,
@@ -113,7 +116,16 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => cmd_run(args).await,
             Command::List { suites, format } => cmd_list(&suites, &format),
-            Command::Serve { name, port, options, list } => cmd_serve(name, port, options, list).await,
+            Command::Serve {
+                name,
+                port,
+                mut options,
+                list,
+                zone,
+            } => {
+                options.extend(zone.map(|z| format!("zone={z}")));
+                cmd_serve(name, port, options, list).await
+            }
         }
     });
     // Background tasks (pipes of killed targets) must not keep the process alive.

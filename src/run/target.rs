@@ -287,7 +287,8 @@ impl SuiteTarget {
         let dir = self.suite.source.path.parent().unwrap_or(std::path::Path::new("."));
         let mut opts = self.suite.reference_options.clone();
         for (k, v) in opts.iter_mut() {
-            if PATH_OPTIONS.contains(&k.as_str()) && std::path::Path::new(v.as_str()).is_relative() {
+            // A value with `{placeholders}` is filled in when the program starts, not a path.
+            if PATH_OPTIONS.contains(&k.as_str()) && !v.contains('{') && std::path::Path::new(v.as_str()).is_relative() {
                 *v = dir.join(&*v).to_string_lossy().into_owned();
             }
         }
