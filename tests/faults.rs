@@ -37,3 +37,72 @@ async fn smtp_roundtrip_cases_catch_a_server_that_keeps_dot_stuffing() {
         "every round trip must catch the fault: {faulty:?}"
     );
 }
+
+/// The reference IMAP server's faults: each is the tag `bug-<fault>` of the suite cases that must
+/// catch it (`reference-servers/src/imap/fault.rs`).
+const IMAP_FAULTS: &[&str] = &[
+    "tag-echo",
+    "any-password",
+    "quoted-strings",
+    "no-continuation",
+    "no-auth-check",
+    "logout-no-bye",
+    "wrong-exists",
+    "examine-writes",
+    "size-lf",
+    "dot-stuffing",
+    "peek-sets-seen",
+    "never-seen",
+    "silent-ignored",
+    "no-renumber",
+    "expunge-numbers",
+    "close-no-expunge",
+    "uid-as-seq",
+    "uidvalidity-changes",
+    "one-recv",
+    "one-line-per-recv",
+    "case-sensitive",
+    "crash-on-garbage",
+    "single-client",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn imap_bug_cases_catch_their_faults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/imap.yaml");
+    let suite = wirecheck::suite::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut tags: Vec<&str> = suite
+        .cases
+        .iter()
+        .flat_map(|c| &c.tags)
+        .filter_map(|t| t.strip_prefix("bug-"))
+        .collect();
+    tags.sort_unstable();
+    tags.dedup();
+    let unknown: Vec<&&str> = tags.iter().filter(|t| !IMAP_FAULTS.contains(t)).collect();
+    assert!(unknown.is_empty(), "bug-* tags without a fault in the reference: {unknown:?}");
+
+    // Each fault in its own reference server, all at once: several of them are caught by a timeout.
+    let mut runs = tokio::task::JoinSet::new();
+    for fault in IMAP_FAULTS {
+        runs.spawn(async move {
+            let tag = format!("bug-{fault}");
+            let good = run_tagged("imap", &tag, "").await;
+            let faulty = run_tagged("imap", &tag, &format!("fault: {fault}")).await;
+            (fault, good, faulty)
+        });
+    }
+    let mut problems = Vec::new();
+    while let Some(run) = runs.join_next().await {
+        let (fault, good, faulty) = run.unwrap();
+        if good.is_empty() {
+            problems.push(format!("{fault}: no case is tagged bug-{fault}"));
+        }
+        for (case, verdict) in good.iter().filter(|(_, v)| *v != Verdict::Pass) {
+            problems.push(format!("{fault}: {case} does not pass the reference ({verdict:?})"));
+        }
+        for (case, verdict) in faulty.iter().filter(|(_, v)| *v != Verdict::Fail) {
+            problems.push(format!("{fault}: {case} does not catch the fault ({verdict:?})"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -10,6 +10,7 @@
 use std::fs;
 use std::time::SystemTime;
 
+use super::fault::{Fault, Faults};
 use super::message::{astring, contains_ci, date_time, envelope, field, fields, header_fields, literal, split};
 use super::parse::{FetchItem, SearchKey, Section, SeqNo, SeqSet, StoreMode};
 use super::session::{flag_list, server_bug, Mailbox, Reply};
@@ -20,7 +21,9 @@ use super::wire::{Conn, Gone};
 const VANISHED: &str = "[EXPUNGEISSUED] Some messages were expunged by another session";
 
 /// Indices of the messages `set` names, or the BAD for a message number that does not exist.
-fn targets(mailbox: &Mailbox, uid: bool, set: &SeqSet) -> Result<Vec<usize>, Reply> {
+fn targets(mailbox: &Mailbox, uid: bool, set: &SeqSet, faults: Faults) -> Result<Vec<usize>, Reply> {
+    // Fault uid-as-seq: a UID set is taken for message numbers.
+    let uid = uid && !faults.has(Fault::UidAsSeq);
     let count = u32::try_from(mailbox.messages.len()).unwrap_or(u32::MAX);
     if !uid {
         // RFC 9051 §2.3.1.2: a message number beyond the mailbox (or `*` in an empty one) is a BAD.
@@ -53,11 +56,17 @@ fn needs_contents(item: &FetchItem) -> bool {
 }
 
 /// Items that set \Seen (RFC 9051 §6.4.5), unless the mailbox is read-only.
-fn sets_seen(item: &FetchItem) -> bool {
-    matches!(
-        item,
-        FetchItem::Rfc822 | FetchItem::Rfc822Text | FetchItem::Body { peek: false, .. }
-    )
+fn sets_seen(item: &FetchItem, faults: Faults) -> bool {
+    match item {
+        // Fault never-seen: nothing sets \Seen.
+        _ if faults.has(Fault::NeverSeen) => false,
+        // Fault peek-sets-seen: BODY.PEEK is taken for BODY.
+        FetchItem::Body { .. } if faults.has(Fault::PeekSetsSeen) => true,
+        _ => matches!(
+            item,
+            FetchItem::Rfc822 | FetchItem::Rfc822Text | FetchItem::Body { peek: false, .. }
+        ),
+    }
 }
 
 /// FETCH and UID FETCH.
@@ -68,8 +77,9 @@ pub(super) async fn fetch(
     uid: bool,
     set: &SeqSet,
     items: &[FetchItem],
+    faults: Faults,
 ) -> Result<Reply, Gone> {
-    let targets = match targets(mailbox, uid, set) {
+    let targets = match targets(mailbox, uid, set, faults) {
         Ok(targets) => targets,
         Err(reply) => return Ok(reply),
     };
@@ -83,7 +93,7 @@ pub(super) async fn fetch(
             wanted.push(item.clone());
         }
     }
-    let set_seen = !mailbox.read_only && wanted.iter().any(sets_seen);
+    let set_seen = !mailbox.read_only && wanted.iter().any(|item| sets_seen(item, faults));
     let mut vanished = false;
     for index in targets {
         let seq = index + 1;
@@ -102,7 +112,7 @@ pub(super) async fn fetch(
                 }
             }
         }
-        match fetch_one(store, &mailbox.dir, entry, &wanted, flags_changed) {
+        match fetch_one(store, &mailbox.dir, entry, &wanted, flags_changed, faults) {
             Some(response) => {
                 conn.push(format!("* {seq} FETCH (").as_bytes());
                 conn.push(&response);
@@ -120,7 +130,14 @@ pub(super) async fn fetch(
 }
 
 /// The inside of one FETCH response, or `None` if the message's file is gone.
-fn fetch_one(store: &Store, dir: &std::path::Path, entry: &mut Entry, wanted: &[FetchItem], flags_changed: bool) -> Option<Vec<u8>> {
+fn fetch_one(
+    store: &Store,
+    dir: &std::path::Path,
+    entry: &mut Entry,
+    wanted: &[FetchItem],
+    flags_changed: bool,
+    faults: Faults,
+) -> Option<Vec<u8>> {
     let needs_file = wanted
         .iter()
         .any(|item| needs_contents(item) || matches!(item, FetchItem::Size | FetchItem::InternalDate));
@@ -134,6 +151,10 @@ fn fetch_one(store: &Store, dir: &std::path::Path, entry: &mut Entry, wanted: &[
         if wanted.iter().any(needs_contents) {
             contents = fs::read(&path).ok()?;
             size = contents.len() as u64;
+        }
+        if faults.has(Fault::SizeLf) {
+            // The fault: the size the message would have with LF line ends.
+            size -= fs::read(&path).ok()?.windows(2).filter(|pair| pair == b"\r\n").count() as u64;
         }
         entry.path = path;
     }
@@ -165,6 +186,11 @@ fn fetch_one(store: &Store, dir: &std::path::Path, entry: &mut Entry, wanted: &[
                     Section::Fields { not, names } => header_fields(header, names, *not),
                 };
                 let (name, data) = body_item(section, *partial, &part);
+                if faults.has(Fault::DotStuffing) {
+                    // The fault: dot-stuffed as a POP3 server would, the literal's length counting the extra dots.
+                    add(&name, &literal(&dot_stuffed(data)));
+                    continue;
+                }
                 add(&name, &literal(data));
             }
         }
@@ -198,6 +224,18 @@ fn body_item<'a>(section: &Section, partial: Option<(u32, u32)>, part: &'a [u8])
     }
 }
 
+/// `data` with a "." added before every line that starts with one (for the fault `dot-stuffing`).
+fn dot_stuffed(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for (i, &byte) in data.iter().enumerate() {
+        if byte == b'.' && (i == 0 || data[i - 1] == b'\n') {
+            out.push(b'.');
+        }
+        out.push(byte);
+    }
+    out
+}
+
 /// STORE and UID STORE.
 #[allow(clippy::too_many_arguments)] // one per part of the command
 pub(super) async fn store(
@@ -209,11 +247,12 @@ pub(super) async fn store(
     mode: StoreMode,
     silent: bool,
     flags: Flags,
+    faults: Faults,
 ) -> Result<Reply, Gone> {
     if mailbox.read_only {
         return Ok(Reply::No("Mailbox is read-only".to_owned()));
     }
-    let targets = match targets(mailbox, uid, set) {
+    let targets = match targets(mailbox, uid, set, faults) {
         Ok(targets) => targets,
         Err(reply) => return Ok(reply),
     };
@@ -236,7 +275,8 @@ pub(super) async fn store(
             }
             Err(e) => return Ok(Reply::No(server_bug(&e))),
         }
-        if !silent {
+        // Fault silent-ignored: .SILENT makes no difference.
+        if !silent || faults.has(Fault::SilentIgnored) {
             let uid_item = if uid { format!("UID {} ", entry.uid) } else { String::new() };
             conn.line(&format!("* {} FETCH ({uid_item}FLAGS {})", index + 1, flag_list(entry)));
             conn.flush_if_full().await?;
@@ -252,17 +292,30 @@ pub(super) async fn store(
 /// EXPUNGE, or the silent expunge of CLOSE when `conn` is `None`. Numbers are
 /// reported as they shift, in ascending order (each EXPUNGE renumbers the
 /// messages after it), as in RFC 9051's example.
-pub(super) fn expunge(store: &Store, mailbox: &mut Mailbox, mut conn: Option<&mut Conn>) -> Reply {
+pub(super) fn expunge(store: &Store, mailbox: &mut Mailbox, mut conn: Option<&mut Conn>, faults: Faults) -> Reply {
     let mut index = 0;
+    let mut removed = 0;
     let mut failure = None;
     while index < mailbox.messages.len() {
         let entry = &mailbox.messages[index];
         match store.expunge(&mailbox.dir, &entry.unique, &entry.path) {
             Ok(Expunged::Removed | Expunged::Vanished) => {
                 if let Some(conn) = conn.as_deref_mut() {
-                    conn.line(&format!("* {} EXPUNGE", index + 1));
+                    // Fault expunge-numbers: the number the message had before this EXPUNGE began.
+                    let number = if faults.has(Fault::ExpungeNumbers) {
+                        index + removed + 1
+                    } else {
+                        index + 1
+                    };
+                    conn.line(&format!("* {number} EXPUNGE"));
+                }
+                if faults.has(Fault::NoRenumber) {
+                    // The fault: the file is gone but its message keeps its number, and the ones after it theirs.
+                    index += 1;
+                    continue;
                 }
                 mailbox.messages.remove(index);
+                removed += 1;
             }
             Ok(Expunged::Kept) => index += 1,
             Err(e) => {

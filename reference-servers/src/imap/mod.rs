@@ -33,6 +33,9 @@
 //!   BAD, the second a `BAD [TOOBIG]` (and, for a LITERAL+ literal whose
 //!   octets are already on the way, BYE and close); a line ending in a bare
 //!   LF gets a BAD; a client silent for `idle` gets `* BYE Autologout`.
+//!
+//! The `fault` option switches on deliberate bugs (`fault.rs`), so the
+//! harness can prove that its suite's cases catch them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +48,7 @@ use tokio::task::JoinSet;
 
 use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
+mod fault;
 mod fetch;
 mod message;
 mod parse;
@@ -52,13 +56,15 @@ mod session;
 mod store;
 mod wire;
 
+use fault::{Fault, Faults};
 use session::{Reply, Session};
 use store::Store;
 use wire::{tag_of, Conn, Gone, Input};
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "imap";
-const OPTIONS: &[&str] = &["idle", "maildir", "seed"];
+/// `fault`: deliberate bugs for proving the suite (see `fault.rs`); none by default.
+const OPTIONS: &[&str] = &["idle", "maildir", "seed", "fault"];
 
 /// What CAPABILITY, the greeting and LOGIN's OK announce.
 const CAPABILITIES: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ UNSELECT";
@@ -75,6 +81,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "60s", parse_duration)?;
+    let faults = opts.get("fault", "", fault::parse)?;
     // A seeded store lives exactly as long as the server task, which owns it.
     let (root, temporary) = match (opts.given("maildir"), opts.given("seed")) {
         (Some(maildir), Some(_)) => {
@@ -107,7 +114,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
     let server = async move {
-        serve(server_socket, store, idle).await;
+        serve(server_socket, store, idle, faults).await;
         drop(temporary);
     };
     Ok(RunningServer::spawn(local_addr, Transport::Tcp, server))
@@ -140,8 +147,9 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn serve(server_socket: TcpListener, store: Arc<Store>, idle: Duration) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn serve(server_socket: TcpListener, store: Arc<Store>, idle: Duration, faults: Faults) {
+    // Fault single-client: one slot, so the next client waits until this one leaves.
+    let slots = Arc::new(Semaphore::new(if faults.has(Fault::SingleClient) { 1 } else { MAX_CONNECTIONS }));
     // Owning the connection tasks here means aborting the server aborts them.
     let mut connections = JoinSet::new();
     loop {
@@ -157,7 +165,7 @@ async fn serve(server_socket: TcpListener, store: Arc<Store>, idle: Duration) {
         };
         let store = store.clone();
         connections.spawn(async move {
-            handle(stream, store, idle).await;
+            handle(stream, store, idle, faults).await;
             drop(slot);
         });
         while connections.try_join_next().is_some() {}
@@ -165,13 +173,13 @@ async fn serve(server_socket: TcpListener, store: Arc<Store>, idle: Duration) {
 }
 
 /// Greets, then answers commands in order until LOGOUT, idleness, or the client going away.
-async fn handle(stream: TcpStream, store: Arc<Store>, idle: Duration) {
-    let mut conn = Conn::new(stream, idle);
+async fn handle(stream: TcpStream, store: Arc<Store>, idle: Duration, faults: Faults) {
+    let mut conn = Conn::new(stream, idle, faults);
     conn.line(&format!("* OK [CAPABILITY {CAPABILITIES}] wirecheck IMAP ready"));
     if conn.flush().await.is_err() {
         return;
     }
-    let mut session = Session::new(store);
+    let mut session = Session::new(store, faults);
     loop {
         let command = match conn.read_command().await {
             Ok(Input::Command(command)) => command,
@@ -193,25 +201,33 @@ async fn handle(stream: TcpStream, store: Arc<Store>, idle: Duration) {
             Err(Gone::Closed) => return,
         };
         let Some(tag) = tag_of(&command).map(str::to_owned) else {
+            if faults.has(Fault::CrashOnGarbage) {
+                return; // the fault: the handler dies, dropping the connection
+            }
             conn.line("* BAD Command lines start with a tag and a space");
             if conn.flush().await.is_err() {
                 return;
             }
             continue;
         };
-        let reply = match parse::command(&command[tag.len() + 1..]) {
+        let reply = match parse::command(&command[tag.len() + 1..], faults) {
             Ok(command) => match session.execute(&mut conn, command).await {
                 Ok(reply) => reply,
                 Err(_) => return,
             },
             Err(parse::Bad(why)) => Reply::Bad(why),
         };
+        // Fault tag-echo: a fixed tag instead of the client's.
+        let tag = if faults.has(Fault::TagEcho) { "A001".to_owned() } else { tag };
         match reply {
             Reply::Ok(text) => conn.line(&format!("{tag} OK {text}")),
             Reply::No(text) => conn.line(&format!("{tag} NO {text}")),
             Reply::Bad(text) => conn.line(&format!("{tag} BAD {text}")),
             Reply::Bye(text, ok) => {
-                conn.line(&format!("* BYE {text}"));
+                // Fault logout-no-bye: LOGOUT (the BYE with a tagged OK) closes without the BYE.
+                if ok.is_none() || !faults.has(Fault::LogoutNoBye) {
+                    conn.line(&format!("* BYE {text}"));
+                }
                 if let Some(ok) = ok {
                     conn.line(&format!("{tag} OK {ok}"));
                 }

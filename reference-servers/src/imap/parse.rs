@@ -3,6 +3,7 @@
 //! removed, with each literal's `{n}` or `{n+}`, CRLF and n octets in place:
 //! the reader has already collected the literals, so parsing never waits.
 
+use super::fault::{Fault, Faults};
 use super::store::Flags;
 
 /// Why a command was rejected; the text goes into the tagged BAD.
@@ -269,10 +270,15 @@ fn is_list_char(b: u8) -> bool {
     is_atom_char(b) || b"%*]".contains(&b)
 }
 
-/// Parses everything after `tag SP`.
-pub(super) fn command(input: &[u8]) -> Parsed<Command> {
+/// Parses everything after `tag SP`, with the parsing `faults` (see `fault.rs`).
+pub(super) fn command(input: &[u8], faults: Faults) -> Parsed<Command> {
     let mut p = Parser { input, at: 0 };
-    let name = p.atom()?.to_ascii_uppercase();
+    // Fault case-sensitive: the name is not upper-cased, so only upper-case names are known.
+    let name = if faults.has(Fault::CaseSensitive) {
+        p.atom()?.to_vec()
+    } else {
+        p.atom()?.to_ascii_uppercase()
+    };
     let command = match name.as_slice() {
         b"CAPABILITY" => Command::Capability,
         b"NOOP" => Command::Noop,
@@ -281,6 +287,12 @@ pub(super) fn command(input: &[u8]) -> Parsed<Command> {
         b"CLOSE" => Command::Close,
         b"UNSELECT" => Command::Unselect,
         b"EXPUNGE" => Command::Expunge,
+        b"LOGIN" if faults.has(Fault::QuotedStrings) => {
+            // The fault: arguments split at spaces, so quotes (and literals) stay in them.
+            let word = |p: &mut Parser<'_>| Ok(p.take_while(|b| b != b' ').to_vec());
+            let user = p.sp_then(word)?;
+            Command::Login(user, p.sp_then(word)?)
+        }
         b"LOGIN" => {
             let user = p.sp_then(Parser::astring)?;
             Command::Login(user, p.sp_then(Parser::astring)?)
@@ -776,7 +788,7 @@ mod tests {
     use super::*;
 
     fn ok(input: &str) -> Command {
-        command(input.as_bytes()).unwrap_or_else(|Bad(why)| panic!("{input:?}: {why}"))
+        command(input.as_bytes(), Faults::default()).unwrap_or_else(|Bad(why)| panic!("{input:?}: {why}"))
     }
 
     #[test]
@@ -795,7 +807,7 @@ mod tests {
             "LOGIN bob x y",
             "LOGIN {9}\r\nbob",
         ] {
-            assert!(command(bad_input.as_bytes()).is_err(), "{bad_input:?}");
+            assert!(command(bad_input.as_bytes(), Faults::default()).is_err(), "{bad_input:?}");
         }
     }
 
@@ -811,7 +823,7 @@ mod tests {
         };
         assert!(set.contains(3, 1) && set.highest() == SeqNo::Number(5));
         for bad_input in ["FETCH 0 FLAGS", "FETCH 1: FLAGS", "FETCH 1,,2 FLAGS", "FETCH 99999999999 FLAGS"] {
-            assert!(command(bad_input.as_bytes()).is_err(), "{bad_input:?}");
+            assert!(command(bad_input.as_bytes(), Faults::default()).is_err(), "{bad_input:?}");
         }
     }
 
@@ -848,7 +860,7 @@ mod tests {
             "FETCH 1 ()",
             "FETCH 1 (FLAGS",
         ] {
-            assert!(command(bad_input.as_bytes()).is_err(), "{bad_input:?}");
+            assert!(command(bad_input.as_bytes(), Faults::default()).is_err(), "{bad_input:?}");
         }
     }
 
@@ -870,8 +882,8 @@ mod tests {
         assert_eq!(charset.as_deref(), Some(&b"UTF-8"[..]));
         let SearchKey::And(keys) = key else { panic!() };
         assert_eq!(keys.len(), 2);
-        assert!(command(format!("SEARCH {}ALL", "NOT ".repeat(40)).as_bytes()).is_err());
-        assert!(command(b"SEARCH").is_err());
+        assert!(command(format!("SEARCH {}ALL", "NOT ".repeat(40)).as_bytes(), Faults::default()).is_err());
+        assert!(command(b"SEARCH", Faults::default()).is_err());
     }
 
     #[test]
@@ -902,7 +914,7 @@ mod tests {
                     _ => input.insert(at, b"(){}[]<>\"\\ *:,.+0\r\n"[rng.usize(..17)]),
                 }
             }
-            let _ = command(&input);
+            let _ = command(&input, Faults::default());
             let _ = super::super::message::envelope(&input);
             let _ = super::super::message::parse_date_time(&input);
         }

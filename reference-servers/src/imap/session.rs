@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use super::fault::{Fault, Faults};
 use super::fetch;
 use super::message::{self, parse_date_time};
 use super::parse::{Command, StatusItem};
@@ -51,6 +53,8 @@ pub(super) struct Session {
     store: Arc<Store>,
     user: Option<String>,
     selected: Option<Mailbox>,
+    /// Deliberate bugs (see `fault.rs`).
+    faults: Faults,
 }
 
 /// The flag list of a message, `(\Seen \Recent)`: \Recent is there when it is recent for this session.
@@ -104,18 +108,20 @@ pub(super) fn server_bug(error: &std::io::Error) -> String {
 
 impl Session {
     /// A new, not yet authenticated session.
-    pub(super) fn new(store: Arc<Store>) -> Session {
+    pub(super) fn new(store: Arc<Store>, faults: Faults) -> Session {
         Session {
             store,
             user: None,
             selected: None,
+            faults,
         }
     }
 
     /// Runs `command`, queuing its untagged responses on `conn`.
     pub(super) async fn execute(&mut self, conn: &mut Conn, command: Command) -> Result<Reply, Gone> {
         use Command as C;
-        let needs_user = !matches!(command, C::Capability | C::Noop | C::Logout | C::Login(..));
+        // Fault no-auth-check: nothing needs a login (the user is then "", the store's root).
+        let needs_user = !self.faults.has(Fault::NoAuthCheck) && !matches!(command, C::Capability | C::Noop | C::Logout | C::Login(..));
         let needs_mailbox = matches!(
             command,
             C::Check | C::Close | C::Unselect | C::Expunge | C::Fetch { .. } | C::Store { .. } | C::Search { .. }
@@ -174,14 +180,15 @@ impl Session {
     /// Runs a command of the selected state.
     async fn in_mailbox(&mut self, conn: &mut Conn, command: Command) -> Result<Reply, Gone> {
         use Command as C;
-        let store = &self.store;
+        let (store, faults) = (&self.store, self.faults);
         let Some(mailbox) = self.selected.as_mut() else {
             return Ok(Reply::Bad("Select a mailbox first".to_owned()));
         };
         Ok(match command {
             C::Close => {
-                if !mailbox.read_only {
-                    fetch::expunge(store, mailbox, None);
+                // Fault close-no-expunge: CLOSE only unselects.
+                if !mailbox.read_only && !faults.has(Fault::CloseNoExpunge) {
+                    fetch::expunge(store, mailbox, None, faults);
                 }
                 self.selected = None;
                 Reply::Ok("CLOSE completed".to_owned())
@@ -195,22 +202,24 @@ impl Session {
                 None => Reply::Ok("CHECK completed".to_owned()),
             },
             C::Expunge if mailbox.read_only => Reply::No("Mailbox is read-only".to_owned()),
-            C::Expunge => fetch::expunge(store, mailbox, Some(conn)),
-            C::Fetch { uid, set, items } => fetch::fetch(store, mailbox, conn, uid, &set, &items).await?,
+            C::Expunge => fetch::expunge(store, mailbox, Some(conn), faults),
+            C::Fetch { uid, set, items } => fetch::fetch(store, mailbox, conn, uid, &set, &items, faults).await?,
             C::Store {
                 uid,
                 set,
                 mode,
                 silent,
                 flags,
-            } => fetch::store(store, mailbox, conn, uid, &set, mode, silent, flags).await?,
+            } => fetch::store(store, mailbox, conn, uid, &set, mode, silent, flags, faults).await?,
             C::Search { uid, charset, key } => fetch::search(store, mailbox, conn, uid, charset.as_deref(), &key),
             _ => Reply::Bad("Unexpected command".to_owned()),
         })
     }
 
     fn login(&mut self, user: &[u8], password: &[u8]) -> Reply {
-        match self.store.authenticate(user, password) {
+        // Fault any-password: the password is not checked.
+        let check_password = !self.faults.has(Fault::AnyPassword);
+        match self.store.authenticate(user, password, check_password) {
             Ok(Some(user)) => {
                 self.user = Some(user);
                 Reply::Ok(format!("[CAPABILITY {CAPABILITIES}] LOGIN completed"))
@@ -252,6 +261,8 @@ impl Session {
     fn select(&mut self, conn: &mut Conn, user: &str, mailbox: &[u8], read_only: bool) -> Reply {
         // A failed SELECT also leaves no mailbox selected (RFC 9051 §6.3.2).
         self.selected = None;
+        // Fault examine-writes: EXAMINE is SELECT.
+        let read_only = read_only && !self.faults.has(Fault::ExamineWrites);
         let Some(name) = mailbox_name(mailbox).ok().filter(|name| self.store.exists(user, name)) else {
             return refusal(Refusal::NonExistent);
         };
@@ -261,7 +272,13 @@ impl Session {
             Err(e) => return Reply::No(server_bug(&e)),
         };
         let messages = snapshot.messages;
-        conn.line(&format!("* {} EXISTS", messages.len()));
+        // Fault wrong-exists: the count is one short (the last message's index, not the number).
+        let exists = if self.faults.has(Fault::WrongExists) {
+            messages.len().saturating_sub(1)
+        } else {
+            messages.len()
+        };
+        conn.line(&format!("* {exists} EXISTS"));
         conn.line(&format!("* {} RECENT", messages.iter().filter(|m| m.recent).count()));
         conn.line("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
         if read_only {
@@ -272,7 +289,14 @@ impl Session {
         if let Some(first) = messages.iter().position(|m| !m.flags.contains(Flags::SEEN)) {
             conn.line(&format!("* OK [UNSEEN {}] First unseen message", first + 1));
         }
-        conn.line(&format!("* OK [UIDVALIDITY {}] UIDs valid", snapshot.validity));
+        // Fault uidvalidity-changes: a new UIDVALIDITY each time, as if UIDs were assigned per session.
+        let validity = if self.faults.has(Fault::UidvalidityChanges) {
+            static SELECTS: AtomicU32 = AtomicU32::new(1);
+            snapshot.validity.wrapping_add(SELECTS.fetch_add(1, Ordering::Relaxed)).max(1)
+        } else {
+            snapshot.validity
+        };
+        conn.line(&format!("* OK [UIDVALIDITY {validity}] UIDs valid"));
         conn.line(&format!("* OK [UIDNEXT {}] Predicted next UID", snapshot.next_uid));
         self.selected = Some(Mailbox {
             dir,

@@ -187,7 +187,8 @@ impl Store {
     }
 
     /// The user's name if `passwd` lists this user with this password; creates their INBOX if missing.
-    pub(super) fn authenticate(&self, user: &[u8], password: &[u8]) -> io::Result<Option<String>> {
+    /// `check_password` is false only for the deliberate bug `any-password` (see `fault.rs`).
+    pub(super) fn authenticate(&self, user: &[u8], password: &[u8], check_password: bool) -> io::Result<Option<String>> {
         let Some(user) = std::str::from_utf8(user).ok().filter(|u| valid_user(u)) else {
             return Ok(None);
         };
@@ -199,7 +200,7 @@ impl Store {
         let known = passwd.split(|&b| b == b'\n').any(|line| {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let colon = line.iter().position(|&b| b == b':');
-            colon.is_some_and(|at| &line[..at] == user.as_bytes() && &line[at + 1..] == password)
+            colon.is_some_and(|at| &line[..at] == user.as_bytes() && (!check_password || &line[at + 1..] == password))
         });
         if !known {
             return Ok(None);

@@ -9,6 +9,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::fault::{Fault, Faults};
 use super::parse::is_tag;
 
 /// Longest line (CRLF included) of a command; literals do not count.
@@ -53,11 +54,13 @@ pub(super) struct Conn {
     writer: OwnedWriteHalf,
     out: Vec<u8>,
     idle: Duration,
+    /// Deliberate bugs (see `fault.rs`).
+    faults: Faults,
 }
 
 impl Conn {
     /// Wraps `stream`; every wait for the client is bounded by `idle`.
-    pub(super) fn new(stream: TcpStream, idle: Duration) -> Conn {
+    pub(super) fn new(stream: TcpStream, idle: Duration, faults: Faults) -> Conn {
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
         Conn {
@@ -65,6 +68,7 @@ impl Conn {
             writer,
             out: Vec::new(),
             idle,
+            faults,
         }
     }
 
@@ -130,7 +134,8 @@ impl Conn {
                 return Ok(refused(&command, "[TOOBIG] Literal too large", !synchronizing));
             }
             command.extend_from_slice(b"\r\n");
-            if synchronizing {
+            // Fault no-continuation: the client waits for a '+' that never comes.
+            if synchronizing && !self.faults.has(Fault::NoContinuation) {
                 self.line("+ Ready for literal data");
                 self.flush().await?;
             }
@@ -155,6 +160,8 @@ impl Conn {
                 Err(_) => return Err(Gone::Idle),
             };
             let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
+                // Fault one-recv: what one read returns is the line, whether it ends in LF or not.
+                _ if self.faults.has(Fault::OneRecv) => (chunk.len(), true),
                 Some(lf) => (lf + 1, true),
                 None => (chunk.len(), false),
             };
@@ -166,7 +173,13 @@ impl Conn {
                     line.truncate(MAX_LINE);
                 }
             }
-            self.reader.consume(used);
+            // Fault one-line-per-recv: the rest of the read (pipelined commands) is dropped.
+            let dropped = if done && self.faults.has(Fault::OneLinePerRecv) {
+                chunk.len()
+            } else {
+                used
+            };
+            self.reader.consume(dropped);
             if done {
                 return Ok((line, too_long));
             }

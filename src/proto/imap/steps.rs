@@ -1106,6 +1106,7 @@ mod tests {
         let cx = RenderCx {
             vars: &vars,
             base_dir: Path::new("suites"),
+            transport: crate::suite::Transport::Tcp,
         };
         e.check(&answer(sent, reply), &cx).map_err(|m| m.message)
     }
@@ -1197,6 +1198,7 @@ mod tests {
         let cx = RenderCx {
             vars: &vars,
             base_dir: Path::new("."),
+            transport: crate::suite::Transport::Tcp,
         };
         assert!(e.check(&m, &cx).is_ok());
         let err = load("{ status: OK }").unwrap().check(&m, &cx).unwrap_err();
