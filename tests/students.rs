@@ -339,3 +339,58 @@ fn mail_failure_shows_dialogue_code_location_and_rfc() {
         "the dialogue up to the failing reply:\n{text}"
     );
 }
+
+fn dns_auth(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{port}} fixtures/dns/example.test.zone")
+}
+
+#[test]
+fn dns_good_auth_server_passes_the_basic_profile() {
+    check_with("dns-auth", &dns_auth("dns_auth_server"), &["--tag", "basic"], &[]);
+}
+
+#[test]
+fn dns_buggy_auth_servers_fail_their_cases() {
+    for (file, case) in [
+        ("dns_auth_wrong_id", "id-echoed"),
+        ("dns_auth_no_qr", "qr-set"),
+        ("dns_auth_no_question", "question-echoed"),
+        ("dns_auth_nxdomain_noerror", "nxdomain"),
+        ("dns_auth_case_sensitive", "case-insensitive"),
+    ] {
+        check_with("dns-auth", &dns_auth(file), &["--case", case], &[case]);
+    }
+}
+
+fn resolver(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{listen_port}} {{root.host}} {{root.port}}")
+}
+
+#[test]
+fn dns_good_resolver_passes() {
+    check("dns-resolver", &resolver("dns_resolver"), &[]);
+}
+
+#[test]
+fn dns_buggy_resolvers_fail_their_cases() {
+    for (file, case) in [("dns_resolver_no_cache", "caches"), ("dns_resolver_ignores_ttl", "ttl-expiry")] {
+        check_with("dns-resolver", &resolver(file), &["--case", case], &[case]);
+    }
+}
+
+#[test]
+fn dns_failure_shows_query_and_response_dig_like_with_differences_marked() {
+    let (out, _) = wirecheck(&[
+        "run",
+        "dns-auth",
+        "--case",
+        "nxdomain",
+        "--exec",
+        &dns_auth("dns_auth_nxdomain_noerror"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("step:     suites/dns-auth.yaml:"), "{text}");
+    assert!(text.contains(";; ->>HEADER<<-"), "dig-like rendering:\n{text}");
+    assert!(text.contains("NXDOMAIN") && text.contains("NOERROR"), "{text}");
+}

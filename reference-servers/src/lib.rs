@@ -29,6 +29,8 @@ mod pop3;
 mod smtp;
 mod smtp_client;
 
+mod dns;
+
 /// Options are string key/values from a suite file or the CLI (e.g. `"loss" => "0.3"`); unknown keys are an error.
 pub type Options = BTreeMap<String, String>;
 
@@ -115,6 +117,11 @@ const SERVERS: &[(&str, &str)] = &[
         "POP3 server (RFC 1939, CAPA): USER/PASS, STAT, LIST, RETR, TOP, UIDL, DELE over the mail store",
     ),
     (imap::NAME, "IMAP4rev1/rev2 server (RFC 3501/9051 subset) on the shared mail store"),
+    (dns::auth::NAME, "authoritative DNS server (RFC 1035) for the zone files given"),
+    (
+        dns::resolver::NAME,
+        "recursive DNS resolver (RFC 1034 §5.3.3) from configurable root hints",
+    ),
 ];
 
 const CLIENTS: &[(&str, &str)] = &[
@@ -150,6 +157,8 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         smtp::NAME => smtp::start(bind, opts).await,
         pop3::NAME => pop3::start(bind, opts).await,
         imap::NAME => imap::start(bind, opts).await,
+        dns::auth::NAME => dns::auth::start(bind, opts).await,
+        dns::resolver::NAME => dns::resolver::start(bind, opts).await,
         _ => Err(Error::UnknownServer {
             name: name.to_owned(),
             known: names(SERVERS),

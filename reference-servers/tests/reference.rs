@@ -85,13 +85,22 @@ async fn registry_lists_everything() {
             "http-proxy",
             "smtp",
             "pop3",
-            "imap"
+            "imap",
+            "dns",
+            "dns-resolver"
         ]
     );
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
     assert_eq!(names, ["udp-pinger", "smtp-client"]);
+    let zones = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/dns");
     for (name, _) in servers() {
-        let server = start(name, &[]).await;
+        // Every server starts with its defaults, except those that cannot have one: zones to serve, a root to ask.
+        let needs: &[(&str, &str)] = match *name {
+            "dns" => &[("zones", zones)],
+            "dns-resolver" => &[("root", "127.0.0.1:9")],
+            _ => &[],
+        };
+        let server = start(name, needs).await;
         assert_ne!(server.local_addr().port(), 0);
         server.shutdown().await;
     }

@@ -4,6 +4,7 @@
 //! the capture decoder all feed it bytes, so one framing serves every mode.
 
 pub mod datagram;
+pub mod dns;
 pub mod http;
 pub mod imap;
 pub mod line;
@@ -201,6 +202,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &smtp::Smtp,
     &pop3::Pop3,
     &imap::Imap,
+    &dns::Dns,
 ];
 
 /// Every protocol, for `protocol:` lookups and suggestions.

@@ -333,10 +333,14 @@ impl Conn {
             }
             Conn::Udp(u) => match u.datagram(until).await {
                 Err(RecvError::Timeout { .. }) => Ok(()),
-                Ok((d, _)) => Err(RecvError::Malformed(format!(
-                    "expected silence, but received a datagram \"{}\"",
-                    escape_bytes(&d, 200)
-                ))),
+                Ok((d, _)) => {
+                    // Show it as its protocol renders it (a DNS query dig-style), not as raw bytes.
+                    let shown = match u.codec.decode(&d, true) {
+                        Ok(Frame::Message(m, _)) => m.summary,
+                        _ => format!("\"{}\"", escape_bytes(&d, 200)),
+                    };
+                    Err(RecvError::Malformed(format!("expected silence, but received a datagram: {shown}")))
+                }
                 Err(e) => Err(e),
             },
         }

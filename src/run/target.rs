@@ -133,7 +133,8 @@ impl Launcher {
             Launcher::Reference { name, options } if listen.is_some() => {
                 let options: reference_servers::Options =
                     options.iter().map(|(k, v)| (k.clone(), fill(v, port, listen_port, vars))).collect();
-                let bind = SocketAddr::from(([127, 0, 0, 1], listen_port));
+                // In-process, the server picks its own port (it can retry until UDP and TCP agree).
+                let bind = SocketAddr::from(([127, 0, 0, 1], 0));
                 let server = reference_servers::start_server(name, bind, &options)
                     .await
                     .map_err(|e| format!("the reference server '{name}' did not start: {e}"))?;
@@ -287,8 +288,9 @@ impl SuiteTarget {
         let dir = self.suite.source.path.parent().unwrap_or(std::path::Path::new("."));
         let mut opts = self.suite.reference_options.clone();
         for (k, v) in opts.iter_mut() {
-            // A value with `{placeholders}` is filled in when the program starts, not a path.
-            if PATH_OPTIONS.contains(&k.as_str()) && !v.contains('{') && std::path::Path::new(v.as_str()).is_relative() {
+            // Option names are the servers' own (the pinger's `seed` is a number, the mail servers' a
+            // folder): a relative value is a path only if it names something next to the suite.
+            if PATH_OPTIONS.contains(&k.as_str()) && std::path::Path::new(v.as_str()).is_relative() && dir.join(&*v).exists() {
                 *v = dir.join(&*v).to_string_lossy().into_owned();
             }
         }
@@ -389,12 +391,23 @@ impl SuiteTarget {
     }
 }
 
-/// A port that was free a moment ago (bound to port 0 and released).
+/// A port that was free a moment ago on both TCP and UDP (a DNS server wants both), bound to
+/// port 0 and released: the program under test binds it next.
 fn free_port(transport: Transport) -> std::io::Result<u16> {
-    Ok(match transport {
-        Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
-        Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
-    })
+    for _ in 0..32 {
+        let port = match transport {
+            Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+            Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
+        };
+        let other_free = match transport {
+            Transport::Tcp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+            Transport::Udp => std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        };
+        if other_free {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("no port free on both TCP and UDP"))
 }
 
 /// Fallback where the OS has no socket tables: a TCP connect probe (UDP cannot be probed).

@@ -1,0 +1,1478 @@
+//! Structured DNS steps. On TCP the two-byte length prefix is added to what is sent.
+//!
+//! ```yaml
+//! # A query (defaults: id 4242, type A, class IN, opcode QUERY, rd false, no EDNS):
+//! - send: { query: { id: 4242, name: www.example.test, type: A, class: IN, rd: true, opcode: QUERY,
+//!                    flags: { cd: true }, edns: { size: 1232, do: false, version: 0 } } }   # or edns: true
+//! # A response, from a harness playing a server (qr set; every other flag clear unless named):
+//! - send: { response: { id: "${q.id}", question: { name: "${q.name}", type: A }, flags: { aa: true, rd: true },
+//!                       rcode: NOERROR, answer: ["www.example.test. 300 IN A 192.0.2.80"], authority: [],
+//!                       additional: [], edns: true } }
+//! # Records are master-file lines: "name [ttl] [class] type rdata" (TTL 3600 and class IN when left
+//! # out; unknown types as "TYPE99 \# 2 abcd"); every value may use ${vars}.
+//! - expect:
+//!     id: 4242                          # or "${q.id}"
+//!     opcode: QUERY                     # a name or a number
+//!     rcode: NXDOMAIN                   # a name, a number, or a list of them
+//!     flags: { qr: true, aa: true, tc: false, rd: true }   # only the named flags are checked
+//!     truncated: true                   # the same as flags: { tc: true }
+//!     question: { name: www.example.test, type: A, class: IN, exact_case: false }   # the echoed question
+//!     question_count: 1
+//!     answer: ["www.example.test. 300 IN A 192.0.2.80", "www.example.test. IN A 192.0.2.81"]
+//!     # exactly these records in any order; a record without a TTL matches any TTL; names in any case
+//!     authority: [...]                  # likewise; additional: [...] (the OPT record is not in it)
+//!     answer_contains: [...]            # these among others (also authority_contains, additional_contains)
+//!     answer_count: 2                   # also authority_count, additional_count (OPT not counted)
+//!     ttl: { min: 1, max: 300 }         # every answer's TTL; or ttl: 300
+//!     edns: { size: { min: 512 }, do: false, version: 0 }   # an OPT record like this; edns: false for none
+//!     query: { name: www.example.test, type: A, class: IN, rd: false, exact_case: false }
+//!     # the harness as a server: a query (QR=0) asking this
+//!     capture: { qid: id, addr: "answer[0].rdata" }
+//!     # paths: id, opcode, rcode, flags, question.name, question.type, question.class, edns.size,
+//!     # answer_count (and the other counts), answer[N] (the record's text), answer[N].name, .ttl,
+//!     # .class, .type, .rdata; likewise authority[N] and additional[N]
+//! ```
+//!
+//! On a mismatch, "expected" and "got" are both dig-like renderings of the message, the expected
+//! one built from the received message with every checked field replaced by what was expected;
+//! the lines that differ start with `>>`.
+
+use super::text::{self, parse_name, parse_record, type_name, RecordSpec, SECTIONS};
+use super::wire::{DnsMessage, Edns, Name, Question, Record, CLASS_IN};
+use super::{for_transport, DnsFrame};
+use crate::proto::{Message, Mismatch, RenderCx, StructuredExpect, StructuredSend};
+use crate::suite::{Data, LoadCx, Node, Template, Vars};
+
+/// Keys of a structured DNS send.
+pub const SEND_KEYS: &[&str] = &["query", "response"];
+/// Keys that make an expect a DNS one (`capture` is allowed with them).
+pub const EXPECT_KEYS: &[&str] = &[
+    "id",
+    "opcode",
+    "rcode",
+    "flags",
+    "truncated",
+    "question",
+    "question_count",
+    "answer",
+    "authority",
+    "additional",
+    "answer_contains",
+    "authority_contains",
+    "additional_contains",
+    "answer_count",
+    "authority_count",
+    "additional_count",
+    "ttl",
+    "edns",
+    "query",
+];
+const FLAGS: &[&str] = &["qr", "aa", "tc", "rd", "ra", "z", "ad", "cd"];
+
+/// A value checked at load time when literal, and again at run time after `${var}`s are filled.
+#[derive(Debug, Clone)]
+struct Val<T> {
+    tmpl: Template,
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T> Val<T> {
+    fn get(&self, vars: &Vars) -> Result<T, String> {
+        let s = self.tmpl.render(vars)?;
+        (self.parse)(&s)
+    }
+
+    fn shown(&self) -> String {
+        self.tmpl.as_literal().map_or_else(|| "${..}".to_string(), str::to_string)
+    }
+}
+
+fn p_u16(s: &str) -> Result<u16, String> {
+    s.trim().parse().map_err(|_| format!("'{s}' is not a number from 0 to 65535"))
+}
+fn p_type(s: &str) -> Result<u16, String> {
+    text::type_from(s.trim()).ok_or_else(|| format!("'{s}' is not a record type (A, AAAA, MX, TYPE99, ...)"))
+}
+fn p_class(s: &str) -> Result<u16, String> {
+    text::class_from(s.trim()).ok_or_else(|| format!("'{s}' is not a class (IN, CH, CLASS5, ...)"))
+}
+fn p_name(s: &str) -> Result<Name, String> {
+    parse_name(s)
+}
+fn p_record(s: &str) -> Result<RecordSpec, String> {
+    parse_record(s)
+}
+
+fn val<T>(node: &Node, what: &str, parse: fn(&str) -> Result<T, String>, cx: &mut LoadCx, help: &str) -> Option<Val<T>> {
+    let tmpl = cx.template(node, what)?;
+    if let Some(lit) = tmpl.as_literal() {
+        if let Err(e) = parse(lit) {
+            cx.err_help(node, format!("{what}: {e}"), help);
+            return None;
+        }
+    }
+    Some(Val { tmpl, parse })
+}
+
+fn opt_val<T>(
+    f: &crate::suite::Fields,
+    key: &str,
+    parse: fn(&str) -> Result<T, String>,
+    cx: &mut LoadCx,
+    help: &str,
+) -> Option<Option<Val<T>>> {
+    match f.get(key) {
+        Some(n) => Some(Some(val(n, key, parse, cx, help)?)),
+        None => Some(None),
+    }
+}
+
+fn records(node: &Node, what: &str, cx: &mut LoadCx) -> Option<Vec<Val<RecordSpec>>> {
+    let items: Vec<&Node> = match &node.data {
+        Data::Seq(items) => items.iter().collect(),
+        Data::Null => Vec::new(),
+        Data::Scalar { .. } => vec![node],
+        Data::Map(_) => {
+            cx.err_help(
+                node,
+                format!("{what} is a list of records"),
+                "e.g. [\"www.example.test. 300 IN A 192.0.2.80\"]",
+            );
+            return None;
+        }
+    };
+    items
+        .into_iter()
+        .map(|n| {
+            val(
+                n,
+                "a record",
+                p_record,
+                cx,
+                "a record is 'name [ttl] [class] type rdata', e.g. 'www.example.test. 300 IN A 192.0.2.80'",
+            )
+        })
+        .collect()
+}
+
+fn flags_map(node: &Node, cx: &mut LoadCx) -> Option<Vec<(&'static str, bool)>> {
+    let f = cx.fields(node, FLAGS, "flags")?;
+    let mut out = Vec::new();
+    for &flag in FLAGS {
+        if let Some(n) = f.get(flag) {
+            out.push((flag, cx.boolean(n, flag)?));
+        }
+    }
+    Some(out)
+}
+
+fn rcode_val(node: &Node, cx: &mut LoadCx) -> Option<u16> {
+    match node.as_str().and_then(text::rcode_from) {
+        Some(r) => Some(r),
+        None => {
+            cx.err_help(
+                node,
+                "not an RCODE",
+                "NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, or a number",
+            );
+            None
+        }
+    }
+}
+
+fn opcode_val(node: &Node, cx: &mut LoadCx) -> Option<u8> {
+    match node.as_str().and_then(text::opcode_from) {
+        Some(o) => Some(o),
+        None => {
+            cx.err_help(
+                node,
+                "not an OPCODE",
+                "QUERY, IQUERY, STATUS, NOTIFY, UPDATE, or a number from 0 to 15",
+            );
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EdnsSend {
+    size: u16,
+    dnssec_ok: bool,
+    version: u8,
+}
+
+fn edns_send(node: &Node, cx: &mut LoadCx) -> Option<Option<EdnsSend>> {
+    let dflt = Edns::default();
+    if let Data::Scalar { .. } = node.data {
+        return Some(cx.boolean(node, "edns")?.then_some(EdnsSend {
+            size: dflt.udp_size,
+            dnssec_ok: false,
+            version: 0,
+        }));
+    }
+    let f = cx.fields(node, &["size", "do", "version"], "edns")?;
+    Some(Some(EdnsSend {
+        size: match f.get("size") {
+            Some(n) => cx.number(n, "size")?,
+            None => dflt.udp_size,
+        },
+        dnssec_ok: match f.get("do") {
+            Some(n) => cx.boolean(n, "do")?,
+            None => false,
+        },
+        version: match f.get("version") {
+            Some(n) => cx.number(n, "version")?,
+            None => 0,
+        },
+    }))
+}
+
+#[derive(Debug, Clone)]
+struct QSpec {
+    name: Val<Name>,
+    qtype: Val<u16>,
+    qclass: Val<u16>,
+}
+
+impl QSpec {
+    fn get(&self, vars: &Vars) -> Result<Question, String> {
+        Ok(Question {
+            name: self.name.get(vars)?,
+            qtype: self.qtype.get(vars)?,
+            qclass: self.qclass.get(vars)?,
+        })
+    }
+}
+
+const TYPE_HELP: &str = "a type like A, AAAA, MX, TXT or TYPE99";
+const NAME_HELP: &str = "a name like www.example.test (the trailing dot is optional)";
+
+fn qspec(f: &crate::suite::Fields, node: &Node, cx: &mut LoadCx) -> Option<QSpec> {
+    let Some(name) = f.get("name") else {
+        cx.err_help(node, "a question needs 'name'", "e.g. { name: www.example.test, type: A }");
+        return None;
+    };
+    Some(QSpec {
+        name: val(name, "name", p_name, cx, NAME_HELP)?,
+        qtype: opt_val(f, "type", p_type, cx, TYPE_HELP)?.unwrap_or(Val {
+            tmpl: Template::literal("A"),
+            parse: p_type,
+        }),
+        qclass: opt_val(f, "class", p_class, cx, "IN, CH, HS or CLASSn")?.unwrap_or(Val {
+            tmpl: Template::literal("IN"),
+            parse: p_class,
+        }),
+    })
+}
+
+/// A query or response built from a mapping.
+#[derive(Debug)]
+struct DnsSend {
+    id: Val<u16>,
+    qr: bool,
+    opcode: u8,
+    flags: Vec<(&'static str, bool)>,
+    rcode: u16,
+    question: Option<QSpec>,
+    sections: [Vec<Val<RecordSpec>>; 3],
+    edns: Option<EdnsSend>,
+}
+
+/// Parses `send: { query: {..} }` or `send: { response: {..} }`.
+pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
+    let f = cx.fields(node, SEND_KEYS, "a DNS send")?;
+    let (inner, response) = match (f.get("query"), f.get("response")) {
+        (Some(q), None) => (q, false),
+        (None, Some(r)) => (r, true),
+        _ => {
+            cx.err_help(node, "give query or response, not both", "one message per send");
+            return None;
+        }
+    };
+    let keys: &[&str] = match response {
+        false => &["id", "name", "type", "class", "opcode", "rd", "cd", "ad", "flags", "edns"],
+        true => &[
+            "id",
+            "opcode",
+            "flags",
+            "rcode",
+            "question",
+            "answer",
+            "authority",
+            "additional",
+            "edns",
+        ],
+    };
+    let what = if response { "a DNS response" } else { "a DNS query" };
+    let f = cx.fields(inner, keys, what)?;
+    let id = opt_val(&f, "id", p_u16, cx, "an ID from 0 to 65535, or \"${var}\"")?.unwrap_or(Val {
+        tmpl: Template::literal("4242"),
+        parse: p_u16,
+    });
+    let opcode = match f.get("opcode") {
+        Some(n) => opcode_val(n, cx)?,
+        None => 0,
+    };
+    let mut flags = Vec::new();
+    for k in ["rd", "cd", "ad"] {
+        if let Some(n) = f.get(k) {
+            flags.push((k, cx.boolean(n, k)?));
+        }
+    }
+    if let Some(n) = f.get("flags") {
+        flags.extend(flags_map(n, cx)?);
+    }
+    let rcode = match f.get("rcode") {
+        Some(n) => rcode_val(n, cx)?,
+        None => 0,
+    };
+    let question = if response {
+        match f.get("question") {
+            Some(q) => {
+                let qf = cx.fields(q, &["name", "type", "class"], "a question")?;
+                Some(qspec(&qf, q, cx)?)
+            }
+            None => None,
+        }
+    } else {
+        Some(qspec(&f, inner, cx)?)
+    };
+    let mut sections: [Vec<Val<RecordSpec>>; 3] = Default::default();
+    for (i, key) in ["answer", "authority", "additional"].iter().enumerate() {
+        if let Some(n) = f.get(key) {
+            sections[i] = records(n, key, cx)?;
+        }
+    }
+    let edns = match f.get("edns") {
+        Some(n) => edns_send(n, cx)?,
+        None => None,
+    };
+    if edns.is_none() && rcode > 15 {
+        cx.err(
+            f.get("rcode").unwrap_or(inner),
+            "an RCODE above 15 needs an OPT record: add edns: true",
+        );
+        return None;
+    }
+    Some(Box::new(DnsSend {
+        id,
+        qr: response,
+        opcode,
+        flags,
+        rcode,
+        question,
+        sections,
+        edns,
+    }))
+}
+
+fn set_flag(m: &mut DnsMessage, flag: &str, on: bool) {
+    match flag {
+        "qr" => m.qr = on,
+        "aa" => m.aa = on,
+        "tc" => m.tc = on,
+        "rd" => m.rd = on,
+        "ra" => m.ra = on,
+        "z" => m.z = on,
+        "ad" => m.ad = on,
+        _ => m.cd = on,
+    }
+}
+
+fn get_flag(m: &DnsMessage, flag: &str) -> bool {
+    match flag {
+        "qr" => m.qr,
+        "aa" => m.aa,
+        "tc" => m.tc,
+        "rd" => m.rd,
+        "ra" => m.ra,
+        "z" => m.z,
+        "ad" => m.ad,
+        _ => m.cd,
+    }
+}
+
+impl DnsSend {
+    fn message(&self, vars: &Vars) -> Result<DnsMessage, String> {
+        let mut m = DnsMessage {
+            id: self.id.get(vars)?,
+            qr: self.qr,
+            opcode: self.opcode,
+            rcode: self.rcode,
+            ..DnsMessage::default()
+        };
+        for (flag, on) in &self.flags {
+            set_flag(&mut m, flag, *on);
+        }
+        if let Some(q) = &self.question {
+            m.questions.push(q.get(vars)?);
+        }
+        for (i, recs) in self.sections.iter().enumerate() {
+            let out = match i {
+                0 => &mut m.answer,
+                1 => &mut m.authority,
+                _ => &mut m.additional,
+            };
+            for r in recs {
+                out.push(r.get(vars)?.rec);
+            }
+        }
+        m.edns = self.edns.as_ref().map(|e| Edns {
+            udp_size: e.size,
+            version: e.version,
+            dnssec_ok: e.dnssec_ok,
+            ..Edns::default()
+        });
+        Ok(m)
+    }
+}
+
+impl StructuredSend for DnsSend {
+    fn render(&self, cx: &RenderCx) -> Result<Vec<u8>, String> {
+        Ok(for_transport(super::wire::emit(&self.message(cx.vars)?), cx.transport))
+    }
+
+    fn templates(&self) -> Vec<&Template> {
+        let mut t = vec![&self.id.tmpl];
+        if let Some(q) = &self.question {
+            t.extend([&q.name.tmpl, &q.qtype.tmpl, &q.qclass.tmpl]);
+        }
+        t.extend(self.sections.iter().flatten().map(|r| &r.tmpl));
+        t
+    }
+}
+
+#[derive(Debug)]
+struct QCheck {
+    name: Option<Val<Name>>,
+    qtype: Option<Val<u16>>,
+    qclass: Option<Val<u16>>,
+    exact_case: bool,
+}
+
+#[derive(Debug, Default)]
+struct SectionCheck {
+    exact: Option<Vec<Val<RecordSpec>>>,
+    contains: Vec<Val<RecordSpec>>,
+    count: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    min: u64,
+    max: u64,
+}
+
+impl Range {
+    fn holds(&self, v: u64) -> bool {
+        (self.min..=self.max).contains(&v)
+    }
+    fn text(&self) -> String {
+        match (self.min, self.max) {
+            (a, b) if a == b => a.to_string(),
+            (a, u64::MAX) => format!(">={a}"),
+            (0, b) => format!("<={b}"),
+            (a, b) => format!("{a}..{b}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum EdnsCheck {
+    Absent,
+    Present {
+        size: Option<Range>,
+        dnssec_ok: Option<bool>,
+        version: Option<u8>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Id,
+    Opcode,
+    Rcode,
+    Flags,
+    QName,
+    QType,
+    QClass,
+    EdnsSize,
+    Count(usize),
+    Rec(usize, usize, Option<&'static str>),
+}
+
+/// Checks on one DNS message.
+#[derive(Debug)]
+struct DnsExpect {
+    id: Option<Val<u16>>,
+    opcode: Option<u8>,
+    rcode: Option<Vec<u16>>,
+    flags: Vec<(&'static str, bool)>,
+    question: Option<QCheck>,
+    question_count: Option<usize>,
+    sections: [SectionCheck; 3],
+    ttl: Option<Range>,
+    edns: Option<EdnsCheck>,
+    captures: Vec<(String, Part)>,
+}
+
+fn range(node: &Node, what: &str, cx: &mut LoadCx) -> Option<Range> {
+    match &node.data {
+        Data::Map(_) => {
+            let f = cx.fields(node, &["min", "max"], what)?;
+            let min = match f.get("min") {
+                Some(n) => cx.number(n, "min")?,
+                None => 0,
+            };
+            let max = match f.get("max") {
+                Some(n) => cx.number(n, "max")?,
+                None => u64::MAX,
+            };
+            Some(Range { min, max })
+        }
+        _ => {
+            let v = cx.number(node, what)?;
+            Some(Range { min: v, max: v })
+        }
+    }
+}
+
+fn capture_part(node: &Node, cx: &mut LoadCx) -> Option<Part> {
+    let s = cx.string(node, "a capture path")?;
+    let part = match s.as_str() {
+        "id" => Some(Part::Id),
+        "opcode" => Some(Part::Opcode),
+        "rcode" => Some(Part::Rcode),
+        "flags" => Some(Part::Flags),
+        "question.name" => Some(Part::QName),
+        "question.type" => Some(Part::QType),
+        "question.class" => Some(Part::QClass),
+        "edns.size" => Some(Part::EdnsSize),
+        "answer_count" => Some(Part::Count(0)),
+        "authority_count" => Some(Part::Count(1)),
+        "additional_count" => Some(Part::Count(2)),
+        other => (|| {
+            let (sec, rest) = other.split_once('[')?;
+            let si = ["answer", "authority", "additional"].iter().position(|x| *x == sec)?;
+            let (idx, field) = rest.split_once(']')?;
+            let idx: usize = idx.parse().ok()?;
+            let field = match field {
+                "" => None,
+                ".name" => Some("name"),
+                ".ttl" => Some("ttl"),
+                ".class" => Some("class"),
+                ".type" => Some("type"),
+                ".rdata" => Some("rdata"),
+                _ => return None,
+            };
+            Some(Part::Rec(si, idx, field))
+        })(),
+    };
+    if part.is_none() {
+        cx.err_help(
+            node,
+            format!("'{s}' is not a capture path"),
+            "id, rcode, opcode, flags, question.name, question.type, question.class, edns.size, answer_count, \
+             answer[0], answer[0].rdata (.name .ttl .class .type; also authority[N], additional[N])",
+        );
+    }
+    part
+}
+
+fn qcheck(qf: &crate::suite::Fields, cx: &mut LoadCx) -> Option<QCheck> {
+    Some(QCheck {
+        name: opt_val(qf, "name", p_name, cx, NAME_HELP)?,
+        qtype: opt_val(qf, "type", p_type, cx, TYPE_HELP)?,
+        qclass: opt_val(qf, "class", p_class, cx, "IN, CH, HS or CLASSn")?,
+        exact_case: match qf.get("exact_case") {
+            Some(b) => cx.boolean(b, "exact_case")?,
+            None => false,
+        },
+    })
+}
+
+/// Parses `expect: { id, rcode, flags, question, answer, ..., capture }`.
+pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+    let mut keys = EXPECT_KEYS.to_vec();
+    keys.push("capture");
+    let f = cx.fields(node, &keys, "a DNS expect")?;
+    let id = opt_val(&f, "id", p_u16, cx, "an ID from 0 to 65535, or \"${var}\"")?;
+    let opcode = match f.get("opcode") {
+        Some(n) => Some(opcode_val(n, cx)?),
+        None => None,
+    };
+    let rcode = match f.get("rcode") {
+        Some(Node {
+            data: Data::Seq(items), ..
+        }) => Some(items.iter().map(|n| rcode_val(n, cx)).collect::<Option<Vec<_>>>()?),
+        Some(n) => Some(vec![rcode_val(n, cx)?]),
+        None => None,
+    };
+    let mut flags = match f.get("flags") {
+        Some(n) => flags_map(n, cx)?,
+        None => Vec::new(),
+    };
+    if let Some(n) = f.get("truncated") {
+        let on = cx.boolean(n, "truncated")?;
+        flags.retain(|(k, _)| *k != "tc");
+        flags.push(("tc", on));
+    }
+    let question = match (f.get("question"), f.get("query")) {
+        (Some(_), Some(q)) => {
+            cx.err_help(
+                q,
+                "give question (in a response) or query (a query received), not both",
+                "query checks the question too",
+            );
+            return None;
+        }
+        (Some(n), None) => {
+            let qf = cx.fields(n, &["name", "type", "class", "exact_case"], "a question")?;
+            Some(qcheck(&qf, cx)?)
+        }
+        (None, Some(n)) => {
+            let qf = cx.fields(n, &["name", "type", "class", "exact_case", "rd", "cd"], "a query")?;
+            let q = qcheck(&qf, cx)?;
+            flags.retain(|(k, _)| *k != "qr");
+            flags.push(("qr", false));
+            for k in ["rd", "cd"] {
+                if let Some(b) = qf.get(k) {
+                    let on = cx.boolean(b, k)?;
+                    flags.retain(|(x, _)| *x != k);
+                    flags.push((k, on));
+                }
+            }
+            Some(q)
+        }
+        (None, None) => None,
+    };
+    let question_count = match f.get("question_count") {
+        Some(n) => Some(cx.number(n, "question_count")?),
+        None => None,
+    };
+    let mut sections: [SectionCheck; 3] = Default::default();
+    for (i, sec) in ["answer", "authority", "additional"].iter().enumerate() {
+        if let Some(n) = f.get(sec) {
+            sections[i].exact = Some(records(n, sec, cx)?);
+        }
+        let key = format!("{sec}_contains");
+        if let Some(n) = f.get(&key) {
+            if sections[i].exact.is_some() {
+                cx.err_help(n, format!("give {sec} (exactly these) or {key} (these among others), not both"), "");
+                return None;
+            }
+            sections[i].contains = records(n, &key, cx)?;
+        }
+        if let Some(n) = f.get(&format!("{sec}_count")) {
+            sections[i].count = Some(cx.number(n, "a count")?);
+        }
+    }
+    let ttl = match f.get("ttl") {
+        Some(n) => Some(range(n, "ttl", cx)?),
+        None => None,
+    };
+    let edns = match f.get("edns") {
+        None => None,
+        Some(
+            n @ Node {
+                data: Data::Scalar { .. }, ..
+            },
+        ) => Some(match cx.boolean(n, "edns")? {
+            true => EdnsCheck::Present {
+                size: None,
+                dnssec_ok: None,
+                version: None,
+            },
+            false => EdnsCheck::Absent,
+        }),
+        Some(n) => {
+            let ef = cx.fields(n, &["size", "do", "version"], "edns")?;
+            Some(EdnsCheck::Present {
+                size: match ef.get("size") {
+                    Some(s) => Some(range(s, "size", cx)?),
+                    None => None,
+                },
+                dnssec_ok: match ef.get("do") {
+                    Some(b) => Some(cx.boolean(b, "do")?),
+                    None => None,
+                },
+                version: match ef.get("version") {
+                    Some(v) => Some(cx.number(v, "version")?),
+                    None => None,
+                },
+            })
+        }
+    };
+    let mut captures = Vec::new();
+    if let Some(c) = f.get("capture") {
+        let Data::Map(pairs) = &c.data else {
+            cx.err_help(
+                c,
+                "capture must be a mapping of variable to path",
+                "e.g. capture: { qid: id, addr: \"answer[0].rdata\" }",
+            );
+            return None;
+        };
+        for (k, v) in pairs {
+            let name = cx.string(k, "a variable name")?;
+            captures.push((name, capture_part(v, cx)?));
+        }
+    }
+    Some(Box::new(DnsExpect {
+        id,
+        opcode,
+        rcode,
+        flags,
+        question,
+        question_count,
+        sections,
+        ttl,
+        edns,
+        captures,
+    }))
+}
+
+/// Pairs expected records with received ones, each used once (Kuhn's augmenting paths: a record
+/// without a TTL must not take the one a TTL-specific record needs).
+fn pair(want: &[RecordSpec], got: &[Record]) -> Vec<Option<usize>> {
+    let ok: Vec<Vec<bool>> = want.iter().map(|w| got.iter().map(|g| w.matches(g)).collect()).collect();
+    let mut owner: Vec<Option<usize>> = vec![None; got.len()];
+    fn augment(w: usize, ok: &[Vec<bool>], owner: &mut [Option<usize>], seen: &mut [bool]) -> bool {
+        for g in 0..owner.len() {
+            if ok[w][g] && !seen[g] {
+                seen[g] = true;
+                if owner[g].is_none_or(|o| augment(o, ok, owner, seen)) {
+                    owner[g] = Some(w);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    for w in 0..want.len() {
+        let mut seen = vec![false; got.len()];
+        augment(w, &ok, &mut owner, &mut seen);
+    }
+    let mut out = vec![None; want.len()];
+    for (g, o) in owner.iter().enumerate() {
+        if let Some(w) = o {
+            out[*w] = Some(g);
+        }
+    }
+    out
+}
+
+/// Two dig-like renderings built side by side; `true` marks a line that differs.
+#[derive(Default)]
+struct Views {
+    want: Vec<(bool, String)>,
+    got: Vec<(bool, String)>,
+}
+
+impl Views {
+    fn line(&mut self, want: Option<String>, got: Option<String>) {
+        let differ = want != got;
+        if let Some(w) = want {
+            self.want.push((differ, w));
+        }
+        if let Some(g) = got {
+            self.got.push((differ, g));
+        }
+    }
+
+    fn both(&mut self, s: String) {
+        self.line(Some(s.clone()), Some(s));
+    }
+
+    fn text(lines: &[(bool, String)]) -> String {
+        lines
+            .iter()
+            .map(|(d, l)| format!("{}{l}", if *d { ">> " } else { "   " }))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn mm(message: String, views: &Views) -> Mismatch {
+    Mismatch {
+        message,
+        expected: Views::text(&views.want),
+        got: Views::text(&views.got),
+    }
+}
+
+fn setup_err(e: String) -> Mismatch {
+    Mismatch {
+        message: e,
+        expected: String::new(),
+        got: String::new(),
+    }
+}
+
+impl DnsExpect {
+    fn resolve(&self, vars: &Vars) -> Result<[(Vec<RecordSpec>, bool); 3], String> {
+        let mut out: [(Vec<RecordSpec>, bool); 3] = Default::default();
+        for (i, s) in self.sections.iter().enumerate() {
+            let (list, exact) = match &s.exact {
+                Some(e) => (e, true),
+                None => (&s.contains, false),
+            };
+            out[i] = (list.iter().map(|r| r.get(vars)).collect::<Result<_, _>>()?, exact);
+        }
+        Ok(out)
+    }
+
+    fn capture(&self, part: &Part, m: &DnsMessage) -> Option<String> {
+        let q = m.questions.first();
+        Some(match part {
+            Part::Id => m.id.to_string(),
+            Part::Opcode => text::opcode_name(m.opcode),
+            Part::Rcode => text::rcode_name(m.rcode),
+            Part::Flags => text::flags_text(m),
+            Part::QName => q?.name.to_string(),
+            Part::QType => type_name(q?.qtype),
+            Part::QClass => text::class_name(q?.qclass),
+            Part::EdnsSize => m.edns.as_ref()?.udp_size.to_string(),
+            Part::Count(i) => text::section(m, *i).len().to_string(),
+            Part::Rec(si, idx, field) => {
+                let r = text::section(m, *si).get(*idx)?;
+                match field {
+                    None => text::record_text(r),
+                    Some("name") => r.name.to_string(),
+                    Some("ttl") => r.ttl.to_string(),
+                    Some("class") => text::class_name(r.class),
+                    Some("type") => type_name(r.rtype),
+                    Some(_) => text::rdata_text(r),
+                }
+            }
+        })
+    }
+}
+
+fn part_text(p: &Part) -> String {
+    match p {
+        Part::Id => "id".into(),
+        Part::Opcode => "opcode".into(),
+        Part::Rcode => "rcode".into(),
+        Part::Flags => "flags".into(),
+        Part::QName => "question.name".into(),
+        Part::QType => "question.type".into(),
+        Part::QClass => "question.class".into(),
+        Part::EdnsSize => "edns.size".into(),
+        Part::Count(i) => format!("{}_count", SECTIONS[*i].to_ascii_lowercase()),
+        Part::Rec(si, idx, f) => format!(
+            "{}[{idx}]{}",
+            SECTIONS[*si].to_ascii_lowercase(),
+            f.map(|f| format!(".{f}")).unwrap_or_default()
+        ),
+    }
+}
+
+impl StructuredExpect for DnsExpect {
+    fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
+        let Some(frame) = msg.detail.as_ref().and_then(|d| d.downcast_ref::<DnsFrame>()) else {
+            return Err(Mismatch {
+                message: "not a DNS message".into(),
+                expected: self.describe(),
+                got: msg.summary.clone(),
+            });
+        };
+        let m = &frame.msg;
+        let mut problems: Vec<String> = Vec::new();
+        let mut v = Views::default();
+
+        // Header: ID, opcode, status.
+        let mut want = m.clone();
+        if let Some(id) = &self.id {
+            want.id = id.get(cx.vars).map_err(setup_err)?;
+            if want.id != m.id {
+                problems.push(format!("id {}, expected {} (a response carries its query's ID)", m.id, want.id));
+            }
+        }
+        if let Some(o) = self.opcode {
+            want.opcode = o;
+            if o != m.opcode {
+                problems.push(format!("opcode {}, expected {}", text::opcode_name(m.opcode), text::opcode_name(o)));
+            }
+        }
+        if let Some(rs) = &self.rcode {
+            if !rs.contains(&m.rcode) {
+                want.rcode = rs[0];
+                let names: Vec<String> = rs.iter().map(|r| text::rcode_name(*r)).collect();
+                problems.push(format!("status {}, expected {}", text::rcode_name(m.rcode), names.join(" or ")));
+            }
+        }
+        v.line(Some(text::header_line(&want)), Some(text::header_line(m)));
+
+        // Flags and counts.
+        for (flag, on) in &self.flags {
+            set_flag(&mut want, flag, *on);
+            if get_flag(m, flag) != *on {
+                let what = match *flag {
+                    "qr" if !on => "a response (QR=1) where a query was expected".to_string(),
+                    _ => format!(
+                        "{flag} is {}, expected {}",
+                        if *on { "clear" } else { "set" },
+                        if *on { "set" } else { "clear" }
+                    ),
+                };
+                problems.push(what);
+            }
+        }
+        let specs = self.resolve(cx.vars).map_err(setup_err)?;
+        let mut pairs: Vec<Vec<Option<usize>>> = Vec::new();
+        let mut want_counts = text::counts(m);
+        if let Some(n) = self.question_count {
+            want_counts[0] = n;
+            if n != m.questions.len() {
+                problems.push(format!("{} questions, expected {n}", m.questions.len()));
+            }
+        } else if self.question.is_some() && m.questions.is_empty() {
+            want_counts[0] = 1;
+        }
+        for (i, (list, exact)) in specs.iter().enumerate() {
+            let got = text::section(m, i);
+            let p = pair(list, got);
+            let name = SECTIONS[i].to_ascii_lowercase();
+            let missing: Vec<String> = list.iter().zip(&p).filter(|(_, g)| g.is_none()).map(|(w, _)| w.text()).collect();
+            if !missing.is_empty() {
+                problems.push(format!("the {name} section lacks {}", missing.join(", ")));
+            }
+            if *exact {
+                let extra: Vec<String> = (0..got.len())
+                    .filter(|g| !p.contains(&Some(*g)))
+                    .map(|g| text::record_text(&got[g]))
+                    .collect();
+                if !extra.is_empty() {
+                    problems.push(format!("the {name} section also has {}", extra.join(", ")));
+                }
+                want_counts[i + 1] = list.len();
+            } else {
+                want_counts[i + 1] = got.len() + missing.len();
+            }
+            if let Some(n) = self.sections[i].count {
+                if n != got.len() {
+                    problems.push(format!("{} {name} records, expected {n}", got.len()));
+                }
+                want_counts[i + 1] = n;
+            }
+            if i == 2 {
+                let opt = match &self.edns {
+                    Some(EdnsCheck::Absent) => false,
+                    Some(EdnsCheck::Present { .. }) => true,
+                    None => m.edns.is_some(),
+                };
+                want_counts[3] += opt as usize;
+            }
+            pairs.push(p);
+        }
+        v.line(
+            Some(text::flags_line(&want, want_counts)),
+            Some(text::flags_line(m, text::counts(m))),
+        );
+
+        // EDNS.
+        let want_edns: Option<Edns> = match &self.edns {
+            None => m.edns.clone(),
+            Some(EdnsCheck::Absent) => {
+                if m.edns.is_some() {
+                    problems.push("an OPT record, expected none".into());
+                }
+                None
+            }
+            Some(EdnsCheck::Present { size, dnssec_ok, version }) => {
+                let mut e = m.edns.clone().unwrap_or_default();
+                match &m.edns {
+                    None => problems.push("no OPT record (RFC 6891 §7: a responder answers EDNS with EDNS)".into()),
+                    Some(got) => {
+                        if let Some(r) = size {
+                            if !r.holds(got.udp_size as u64) {
+                                problems.push(format!("EDNS UDP payload size {}, expected {}", got.udp_size, r.text()));
+                                e.udp_size = r.min.min(u16::MAX as u64) as u16;
+                            }
+                        }
+                        if let Some(d) = dnssec_ok {
+                            if got.dnssec_ok != *d {
+                                problems.push(format!("the DO bit is {}, expected {}", got.dnssec_ok as u8, *d as u8));
+                            }
+                        }
+                        if let Some(ver) = version {
+                            if got.version != *ver {
+                                problems.push(format!("EDNS version {}, expected {ver}", got.version));
+                            }
+                        }
+                    }
+                }
+                if let Some(d) = dnssec_ok {
+                    e.dnssec_ok = *d;
+                }
+                if let Some(ver) = version {
+                    e.version = *ver;
+                }
+                Some(e)
+            }
+        };
+        if want_edns.is_some() || m.edns.is_some() {
+            v.both(";; OPT PSEUDOSECTION:".into());
+            v.line(want_edns.as_ref().map(text::edns_line), m.edns.as_ref().map(text::edns_line));
+        }
+
+        // Question.
+        let mut want_q: Vec<String> = m.questions.iter().map(text::question_line).collect();
+        if let Some(qc) = &self.question {
+            let got = m.questions.first();
+            let mut q = got.cloned().unwrap_or(Question {
+                name: Name::root(),
+                qtype: super::wire::rtype::A,
+                qclass: CLASS_IN,
+            });
+            let mut bad = Vec::new();
+            if let Some(n) = &qc.name {
+                let wn = n.get(cx.vars).map_err(setup_err)?;
+                let same = match qc.exact_case {
+                    true => got.is_some_and(|g| g.name == wn),
+                    false => got.is_some_and(|g| g.name.eq_ignore_case(&wn)),
+                };
+                if !same {
+                    match got {
+                        Some(g) if g.name.eq_ignore_case(&wn) => {
+                            problems.push(format!("the question's name came back as {}, not in the case asked ({wn})", g.name))
+                        }
+                        _ => bad.push(format!("name {wn}")),
+                    }
+                    q.name = wn;
+                }
+            }
+            if let Some(t) = &qc.qtype {
+                let wt = t.get(cx.vars).map_err(setup_err)?;
+                if got.is_none_or(|g| g.qtype != wt) {
+                    bad.push(format!("type {}", type_name(wt)));
+                    q.qtype = wt;
+                }
+            }
+            if let Some(c) = &qc.qclass {
+                let wc = c.get(cx.vars).map_err(setup_err)?;
+                if got.is_none_or(|g| g.qclass != wc) {
+                    bad.push(format!("class {}", text::class_name(wc)));
+                    q.qclass = wc;
+                }
+            }
+            match got {
+                None => problems.push(format!(
+                    "no question section, expected {}",
+                    text::question_line(&q).trim_start_matches(';')
+                )),
+                Some(g) if !bad.is_empty() => problems.push(format!(
+                    "the question is {}, expected {}",
+                    text::question_line(g).trim_start_matches(';'),
+                    bad.join(", ")
+                )),
+                Some(_) => {}
+            }
+            if want_q.is_empty() {
+                want_q.push(text::question_line(&q));
+            } else {
+                want_q[0] = text::question_line(&q);
+            }
+        }
+        if self.question_count == Some(0) {
+            want_q.clear();
+        }
+        if !want_q.is_empty() || !m.questions.is_empty() {
+            v.both(";; QUESTION SECTION:".into());
+            let n = want_q.len().max(m.questions.len());
+            for i in 0..n {
+                v.line(want_q.get(i).cloned(), m.questions.get(i).map(text::question_line));
+            }
+        }
+
+        // Answer, authority, additional.
+        for (i, ((list, exact), p)) in specs.iter().zip(&pairs).enumerate() {
+            let got = text::section(m, i);
+            if got.is_empty() && list.is_empty() {
+                continue;
+            }
+            v.both(format!(";; {} SECTION:", SECTIONS[i]));
+            for (gi, r) in got.iter().enumerate() {
+                let line = text::record_text(r);
+                let expected = p.contains(&Some(gi));
+                let ttl_bad = i == 0 && self.ttl.is_some_and(|t| !t.holds(r.ttl as u64));
+                if ttl_bad {
+                    let t = self.ttl.unwrap_or(Range { min: 0, max: 0 });
+                    problems.push(format!("TTL {} outside {} in {line}", r.ttl, t.text()));
+                    let shown = format!(
+                        "{} {} {} {} {}",
+                        r.name,
+                        t.text(),
+                        text::class_name(r.class),
+                        type_name(r.rtype),
+                        text::rdata_text(r)
+                    );
+                    v.line(Some(shown), Some(line));
+                } else if *exact && !expected {
+                    v.line(None, Some(line));
+                } else {
+                    v.both(line);
+                }
+            }
+            for (w, g) in list.iter().zip(p) {
+                if g.is_none() {
+                    v.line(Some(w.text()), None);
+                }
+            }
+        }
+
+        if !problems.is_empty() {
+            let mut message = problems.join("; ");
+            if let Some(q) = &frame.query {
+                let asked = q
+                    .questions
+                    .first()
+                    .map(|x| text::question_line(x).trim_start_matches(';').to_string());
+                message.push_str(&format!(
+                    " — the query: id {}, {}, flags: {}",
+                    q.id,
+                    asked.unwrap_or_else(|| "no question".into()),
+                    Some(text::flags_text(q)).filter(|f| !f.is_empty()).unwrap_or_else(|| "none".into())
+                ));
+            }
+            return Err(mm(message, &v));
+        }
+        let mut caps = Vec::new();
+        for (var, part) in &self.captures {
+            match self.capture(part, m) {
+                Some(val) => caps.push((var.clone(), val)),
+                None => {
+                    return Err(mm(
+                        format!("nothing to capture into '{var}': the message has no {}", part_text(part)),
+                        &v,
+                    ))
+                }
+            }
+        }
+        Ok(caps)
+    }
+
+    fn templates(&self) -> Vec<&Template> {
+        let mut t: Vec<&Template> = self.id.iter().map(|v| &v.tmpl).collect();
+        if let Some(q) = &self.question {
+            t.extend(q.name.iter().map(|v| &v.tmpl));
+            t.extend(q.qtype.iter().map(|v| &v.tmpl));
+            t.extend(q.qclass.iter().map(|v| &v.tmpl));
+        }
+        for s in &self.sections {
+            t.extend(s.exact.iter().flatten().chain(&s.contains).map(|v| &v.tmpl));
+        }
+        t
+    }
+
+    fn captures(&self) -> Vec<String> {
+        self.captures.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let query = self.flags.iter().any(|(f, on)| *f == "qr" && !on);
+        if let Some(id) = &self.id {
+            parts.push(format!("id {}", id.shown()));
+        }
+        if let Some(rs) = &self.rcode {
+            parts.push(format!(
+                "status {}",
+                rs.iter().map(|r| text::rcode_name(*r)).collect::<Vec<_>>().join(" or ")
+            ));
+        }
+        if !self.flags.is_empty() {
+            let f: Vec<String> = self
+                .flags
+                .iter()
+                .map(|(k, on)| format!("{}{k}", if *on { "+" } else { "-" }))
+                .collect();
+            parts.push(format!("flags {}", f.join(" ")));
+        }
+        if let Some(q) = &self.question {
+            let name = q.name.as_ref().map_or("?".into(), Val::shown);
+            let ty = q.qtype.as_ref().map_or("?".into(), Val::shown);
+            parts.push(format!("question {name} {ty}"));
+        }
+        for (i, s) in self.sections.iter().enumerate() {
+            let sec = SECTIONS[i].to_ascii_lowercase();
+            if let Some(e) = &s.exact {
+                let recs: Vec<String> = e.iter().map(Val::shown).collect();
+                parts.push(format!("{sec} [{}]", recs.join(", ")));
+            }
+            if !s.contains.is_empty() {
+                let recs: Vec<String> = s.contains.iter().map(Val::shown).collect();
+                parts.push(format!("{sec} with [{}]", recs.join(", ")));
+            }
+            if let Some(n) = s.count {
+                parts.push(format!("{n} {sec} records"));
+            }
+        }
+        match &self.edns {
+            Some(EdnsCheck::Absent) => parts.push("no OPT record".into()),
+            Some(EdnsCheck::Present { .. }) => parts.push("an OPT record".into()),
+            None => {}
+        }
+        format!("a DNS {} with {}", if query { "query" } else { "response" }, parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::emit;
+    use super::*;
+    use crate::proto::{Codec, Direction, Frame};
+    use crate::suite::Transport;
+
+    fn load(yaml: &str) -> Result<crate::suite::Suite, String> {
+        crate::suite::load_str(std::path::Path::new("suites/t.yaml"), yaml.to_string()).map_err(|e| e.to_string())
+    }
+
+    fn suite(steps: &str) -> Result<crate::suite::Suite, String> {
+        load(&format!(
+            "suite: t\nprotocol: dns\ncases:\n  - id: a\n    steps:\n      - connect: c\n{steps}"
+        ))
+    }
+
+    fn send_of(s: &crate::suite::Suite, i: usize) -> std::sync::Arc<dyn StructuredSend> {
+        match &s.cases[0].steps[i].kind {
+            crate::suite::StepKind::Send(crate::suite::Payload::Structured(st)) => st.clone(),
+            k => panic!("{k:?}"),
+        }
+    }
+
+    fn expect_of(s: &crate::suite::Suite, i: usize) -> &dyn StructuredExpect {
+        match &s.cases[0].steps[i].kind {
+            crate::suite::StepKind::Expect(crate::suite::Expect {
+                what: crate::suite::ExpectWhat::Structured(e),
+                ..
+            }) => e.as_ref(),
+            k => panic!("{k:?}"),
+        }
+    }
+
+    fn cx(vars: &Vars, transport: Transport) -> RenderCx<'_> {
+        RenderCx {
+            vars,
+            base_dir: std::path::Path::new("."),
+            transport,
+        }
+    }
+
+    fn decode(bytes: &[u8], dir: Direction) -> Message {
+        let mut c = super::super::DnsCodec::new(dir, Transport::Udp);
+        match c.decode(bytes, true).unwrap() {
+            Frame::Message(m, _) => m,
+            Frame::Incomplete => panic!(),
+        }
+    }
+
+    fn response(records: &[&str], rcode: u16) -> DnsMessage {
+        let mut m = DnsMessage {
+            id: 4242,
+            qr: true,
+            aa: true,
+            rcode,
+            questions: vec![Question {
+                name: parse_name("www.example.test").unwrap(),
+                qtype: 1,
+                qclass: 1,
+            }],
+            ..DnsMessage::default()
+        };
+        m.answer = records.iter().map(|r| parse_record(r).unwrap().rec).collect();
+        m
+    }
+
+    #[test]
+    fn a_query_send_renders_with_a_length_prefix_on_tcp() {
+        let s = suite("      - send: { query: { id: 7, name: www.example.test, type: AAAA, rd: true, edns: { size: 4096, do: true } } }\n      - expect: { rcode: NOERROR }\n").unwrap();
+        let st = send_of(&s, 1);
+        let vars = Vars::new();
+        let udp = st.render(&cx(&vars, Transport::Udp)).unwrap();
+        let tcp = st.render(&cx(&vars, Transport::Tcp)).unwrap();
+        assert_eq!(&tcp[..2], &(udp.len() as u16).to_be_bytes());
+        assert_eq!(&tcp[2..], &udp[..]);
+        let m = super::super::wire::parse(&udp).unwrap().msg;
+        assert_eq!((m.id, m.rd, m.qr, m.questions[0].qtype), (7, true, false, 28));
+        assert_eq!(m.edns.map(|e| (e.udp_size, e.dnssec_ok)), Some((4096, true)));
+    }
+
+    #[test]
+    fn a_response_send_uses_captured_variables() {
+        let s = suite(concat!(
+            "      - expect: { query: { name: www.example.test, type: A }, capture: { qid: id, qn: question.name } }\n",
+            "      - send: { response: { id: \"${qid}\", question: { name: \"${qn}\", type: A }, flags: { aa: true },",
+            " answer: [\"${qn} 60 IN A 192.0.2.1\"], edns: true } }\n"
+        ))
+        .unwrap();
+        let q = DnsMessage {
+            id: 999,
+            questions: response(&[], 0).questions,
+            ..DnsMessage::default()
+        };
+        let mut vars = Vars::new();
+        let caps = expect_of(&s, 1)
+            .check(&decode(&emit(&q), Direction::ClientToServer), &cx(&vars, Transport::Udp))
+            .unwrap();
+        vars.extend(caps);
+        assert_eq!(vars["qn"], "www.example.test.");
+        let bytes = send_of(&s, 2).render(&cx(&vars, Transport::Udp)).unwrap();
+        let m = super::super::wire::parse(&bytes).unwrap().msg;
+        assert_eq!((m.id, m.qr, m.aa, m.answer.len(), m.edns.is_some()), (999, true, true, 1, true));
+    }
+
+    #[test]
+    fn answers_match_as_sets_and_mismatches_mark_the_lines() {
+        let s = suite(concat!(
+            "      - send: { query: { name: www.example.test } }\n",
+            "      - expect: { id: 4242, rcode: NOERROR, flags: { qr: true, aa: true }, question: { name: WWW.example.test, type: A },",
+            " answer: [\"www.example.test. IN A 192.0.2.81\", \"www.example.test. 300 IN A 192.0.2.80\"], ttl: { min: 1, max: 300 } }\n"
+        ))
+        .unwrap();
+        let e = expect_of(&s, 2);
+        let vars = Vars::new();
+        let good = response(
+            &["www.example.test. 300 IN A 192.0.2.80", "www.example.test. 300 IN A 192.0.2.81"],
+            0,
+        );
+        e.check(&decode(&emit(&good), Direction::ServerToClient), &cx(&vars, Transport::Udp))
+            .unwrap();
+        let mut bad = response(
+            &["www.example.test. 300 IN A 192.0.2.80", "www.example.test. 300 IN A 192.0.2.99"],
+            3,
+        );
+        bad.aa = false;
+        let mm = e
+            .check(&decode(&emit(&bad), Direction::ServerToClient), &cx(&vars, Transport::Udp))
+            .unwrap_err();
+        assert!(mm.message.contains("status NXDOMAIN, expected NOERROR"), "{}", mm.message);
+        assert!(mm.message.contains("aa is clear, expected set"), "{}", mm.message);
+        assert!(mm.message.contains("lacks www.example.test. IN A 192.0.2.81"), "{}", mm.message);
+        assert!(
+            mm.message.contains("also has www.example.test. 300 IN A 192.0.2.99"),
+            "{}",
+            mm.message
+        );
+        assert_eq!(
+            mm.expected,
+            [
+                ">> ;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4242",
+                ">> ;; flags: qr aa; QUERY: 1, ANSWER: 2, AUTHORITY: 0, ADDITIONAL: 0",
+                "   ;; QUESTION SECTION:",
+                "   ;www.example.test. IN A",
+                "   ;; ANSWER SECTION:",
+                "   www.example.test. 300 IN A 192.0.2.80",
+                ">> www.example.test. IN A 192.0.2.81",
+            ]
+            .join("\n")
+        );
+        assert_eq!(
+            mm.got,
+            [
+                ">> ;; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 4242",
+                ">> ;; flags: qr; QUERY: 1, ANSWER: 2, AUTHORITY: 0, ADDITIONAL: 0",
+                "   ;; QUESTION SECTION:",
+                "   ;www.example.test. IN A",
+                "   ;; ANSWER SECTION:",
+                "   www.example.test. 300 IN A 192.0.2.80",
+                ">> www.example.test. 300 IN A 192.0.2.99",
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
+    fn contains_counts_ttl_edns_and_case() {
+        let s = suite(concat!(
+            "      - send: { query: { name: WwW.ExAmPlE.TeSt } }\n",
+            "      - expect: { question: { name: WwW.ExAmPlE.TeSt, exact_case: true }, answer_contains: [\"www.example.test. A 192.0.2.80\"],",
+            " answer_count: 1, ttl: 60, edns: { size: { min: 512 } }, truncated: false }\n"
+        ))
+        .unwrap();
+        let e = expect_of(&s, 2);
+        let vars = Vars::new();
+        let mut r = response(&["www.example.test. 300 IN A 192.0.2.80"], 0);
+        r.edns = Some(Edns::default());
+        let mm = e
+            .check(&decode(&emit(&r), Direction::ServerToClient), &cx(&vars, Transport::Udp))
+            .unwrap_err();
+        assert!(
+            mm.message
+                .contains("came back as www.example.test., not in the case asked (WwW.ExAmPlE.TeSt.)"),
+            "{}",
+            mm.message
+        );
+        assert!(mm.message.contains("TTL 300 outside 60"), "{}", mm.message);
+        assert!(mm.expected.contains(">> www.example.test. 60 IN A 192.0.2.80"), "{}", mm.expected);
+        r.questions[0].name = parse_name("WwW.ExAmPlE.TeSt").unwrap();
+        r.answer[0].ttl = 60;
+        e.check(&decode(&emit(&r), Direction::ServerToClient), &cx(&vars, Transport::Udp))
+            .unwrap();
+        r.edns = None;
+        let mm = e
+            .check(&decode(&emit(&r), Direction::ServerToClient), &cx(&vars, Transport::Udp))
+            .unwrap_err();
+        assert!(mm.message.contains("no OPT record"), "{}", mm.message);
+        assert!(mm.expected.contains(">> ; EDNS: version: 0"), "{}", mm.expected);
+    }
+
+    #[test]
+    fn captures_read_records_and_fail_when_absent() {
+        let s = suite(concat!(
+            "      - send: { query: { name: www.example.test } }\n",
+            "      - expect: { rcode: 0, capture: { a: \"answer[0].rdata\", t: \"answer[0].ttl\", r: rcode, x: \"answer[1]\" } }\n"
+        ))
+        .unwrap();
+        let e = expect_of(&s, 2);
+        let vars = Vars::new();
+        let r = response(&["www.example.test. 300 IN A 192.0.2.80"], 0);
+        let mm = e
+            .check(&decode(&emit(&r), Direction::ServerToClient), &cx(&vars, Transport::Udp))
+            .unwrap_err();
+        assert!(mm.message.contains("no answer[1]"), "{}", mm.message);
+        let r = response(
+            &["www.example.test. 300 IN A 192.0.2.80", "www.example.test. 300 IN A 192.0.2.81"],
+            0,
+        );
+        let caps = e
+            .check(&decode(&emit(&r), Direction::ServerToClient), &cx(&vars, Transport::Udp))
+            .unwrap();
+        assert_eq!(caps[0], ("a".to_string(), "192.0.2.80".to_string()));
+        assert_eq!(caps[1].1, "300");
+        assert_eq!(caps[2].1, "NOERROR");
+        assert_eq!(caps[3].1, "www.example.test. 300 IN A 192.0.2.81");
+    }
+
+    #[test]
+    fn load_errors_point_at_the_value() {
+        let e = suite("      - send: { query: { name: www.example.test, type: AX } }\n").unwrap_err();
+        assert!(e.contains("7:56: error: type: 'AX' is not a record type"), "{e}");
+        let e = suite("      - expect: { answer: [\"www.example.test. 300 IN A 1.2.3\"] }\n").unwrap_err();
+        assert!(e.contains("is not an IPv4 address"), "{e}");
+        let e = suite("      - expect: { rcode: NXDOMIAN }\n").unwrap_err();
+        assert!(e.contains("not an RCODE"), "{e}");
+        let e = suite("      - expect: { rcode: NOERROR, capture: { x: answer.rdata } }\n").unwrap_err();
+        assert!(e.contains("not a capture path"), "{e}");
+        let e = suite("      - expect: { rcode: NOERROR, flags: { qa: true } }\n").unwrap_err();
+        assert!(e.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn a_query_expect_rejects_a_response() {
+        let s = suite("      - expect: { query: { name: www.example.test, rd: false } }\n").unwrap();
+        let e = expect_of(&s, 1);
+        let vars = Vars::new();
+        let r = response(&[], 0);
+        let mm = e
+            .check(&decode(&emit(&r), Direction::ClientToServer), &cx(&vars, Transport::Udp))
+            .unwrap_err();
+        assert!(
+            mm.message.contains("a response (QR=1) where a query was expected"),
+            "{}",
+            mm.message
+        );
+        assert!(e.describe().starts_with("a DNS query"), "{}", e.describe());
+    }
+}

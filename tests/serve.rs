@@ -1,0 +1,52 @@
+//! `wirecheck serve` runs a reference server that real tools can talk to.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `wirecheck serve ARGS` and returns it with the address it printed.
+fn serve(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .arg("serve")
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("wirecheck serve starts");
+    // The first line says where it listens; reading it is the readiness signal (no sleeping).
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("a line");
+    let addr = line.split_whitespace().nth(3).unwrap_or("").to_string();
+    (child, addr)
+}
+
+#[test]
+fn dig_gets_an_answer_from_serve_dns() {
+    if Command::new("dig").arg("-v").output().is_err() {
+        panic!("dig is not installed: ci/test installs dnsutils; run it, or apt-get install dnsutils");
+    }
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (mut child, addr) = serve(&["dns", "--zone", "fixtures/dns/example.test.zone", "--port", &port.to_string()]);
+    assert_eq!(addr, format!("127.0.0.1:{port}"));
+    let start = Instant::now();
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "example.test", "A", "+time=2", "+tries=1"])
+        .output()
+        .expect("dig runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(text.contains("status: NOERROR"), "{text}");
+    assert!(text.contains("flags: qr aa"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("example.test.") && l.ends_with("192.0.2.1")),
+        "{text}"
+    );
+}
