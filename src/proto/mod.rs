@@ -10,6 +10,7 @@ pub mod imap;
 pub mod line;
 pub mod pop3;
 pub mod smtp;
+pub mod text;
 
 use crate::suite::{LoadCx, Node, Template, Transport, Vars};
 

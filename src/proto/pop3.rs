@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use super::text::{apply_captures, line, mismatch, parse_captures};
 use super::{escape_bytes, Codec, CodecError, Direction, Finding, Frame, Level, Message, Mismatch, Protocol, RenderCx, StructuredExpect};
 use crate::suite::{Data, LoadCx, Node, Template, Transport};
 
-const MAX_LINE: usize = 64 * 1024;
 const MAX_BODY: usize = 64 << 20;
 
 /// The `pop3` protocol.
@@ -63,26 +63,6 @@ impl Protocol for Pop3 {
     }
     fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
         parse_expect(node, cx)
-    }
-}
-
-/// One line: its bytes without the ending, the bytes used, and whether it ended in a bare LF.
-type Line<'a> = (&'a [u8], usize, bool);
-
-fn line(buf: &[u8]) -> Result<Option<Line<'_>>, CodecError> {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(i) => {
-            let raw = &buf[..i];
-            Ok(Some(match raw.strip_suffix(b"\r") {
-                Some(l) => (l, i + 1, false),
-                None => (raw, i + 1, true),
-            }))
-        }
-        None if buf.len() > MAX_LINE => Err(CodecError {
-            offset: MAX_LINE,
-            reason: format!("no line ending within {MAX_LINE} bytes"),
-        }),
-        None => Ok(None),
     }
 }
 
@@ -321,23 +301,10 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             Some(check)
         }
     };
-    let mut captures = Vec::new();
-    if let Some(c) = f.get("capture") {
-        let Data::Map(pairs) = &c.data else {
-            cx.err_help(c, "capture must be a mapping", "e.g. capture: { size: '^\\+OK (\\d+)' }");
-            return None;
-        };
-        for (k, v) in pairs {
-            let name = cx.string(k, "a variable name")?;
-            match v.as_str().map(Regex::new) {
-                Some(Ok(re)) if re.captures_len() >= 2 => captures.push((name, re)),
-                _ => {
-                    cx.err_help(v, "a capture needs a valid regex with a group", "e.g. '(\\d+) messages'");
-                    return None;
-                }
-            }
-        }
-    }
+    let captures = match f.get("capture") {
+        Some(c) => parse_captures(c, cx, "size: '^\\+OK (\\d+)'")?,
+        None => Vec::new(),
+    };
     Some(Box::new(Pop3Expect {
         ok,
         text,
@@ -347,33 +314,25 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     }))
 }
 
-fn mm(message: impl Into<String>, expected: impl Into<String>, got: &Message) -> Mismatch {
-    Mismatch {
-        message: message.into(),
-        expected: expected.into(),
-        got: got.summary.clone(),
-    }
-}
-
 impl StructuredExpect for Pop3Expect {
     fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
         let Some(Pop3Message::Response { ok, text, body }) = msg.detail.as_ref().and_then(|d| d.downcast_ref::<Pop3Message>()) else {
-            return Err(mm("not a POP3 response", self.describe(), msg));
+            return Err(mismatch("not a POP3 response", self.describe(), msg));
         };
         let regex = |t: &Template| -> Result<Regex, Mismatch> {
-            let p = t.render_regex(cx.vars).map_err(|e| mm(e, "", msg))?;
-            Regex::new(&p).map_err(|e| mm(e.to_string(), "", msg))
+            let p = t.render_regex(cx.vars).map_err(|e| mismatch(e, "", msg))?;
+            Regex::new(&p).map_err(|e| mismatch(e.to_string(), "", msg))
         };
         if let Some(want) = self.ok {
             if want != *ok {
                 let (w, g) = if want { ("+OK", "-ERR") } else { ("-ERR", "+OK") };
-                return Err(mm(format!("{g}, expected {w}"), self.describe(), msg));
+                return Err(mismatch(format!("{g}, expected {w}"), self.describe(), msg));
             }
         }
         if let Some(t) = &self.text {
             let re = regex(t)?;
             if !re.is_match(text) {
-                return Err(mm(
+                return Err(mismatch(
                     format!("the status text \"{text}\" does not match /{}/", re.as_str()),
                     self.describe(),
                     msg,
@@ -382,7 +341,7 @@ impl StructuredExpect for Pop3Expect {
         }
         if let Some(ml) = self.multiline {
             if ml != body.is_some() {
-                return Err(mm(
+                return Err(mismatch(
                     if ml {
                         "expected a multi-line response"
                     } else {
@@ -395,7 +354,7 @@ impl StructuredExpect for Pop3Expect {
         }
         if let Some(check) = &self.body {
             let Some(b) = body else {
-                return Err(mm("expected a multi-line body", self.describe(), msg));
+                return Err(mismatch("expected a multi-line body", self.describe(), msg));
             };
             let text = String::from_utf8_lossy(b);
             let lines: Vec<&str> = text
@@ -405,7 +364,8 @@ impl StructuredExpect for Pop3Expect {
                 .filter(|_| !b.is_empty())
                 .collect();
             if let Some(p) = &check.file {
-                let want = std::fs::read(cx.base_dir.join(p)).map_err(|e| mm(format!("cannot read {}: {e}", p.display()), "", msg))?;
+                let want =
+                    std::fs::read(cx.base_dir.join(p)).map_err(|e| mismatch(format!("cannot read {}: {e}", p.display()), "", msg))?;
                 if &want != b {
                     return Err(Mismatch {
                         message: format!("the body differs from {} (after un-stuffing)", p.display()),
@@ -415,7 +375,7 @@ impl StructuredExpect for Pop3Expect {
                 }
             }
             for l in &check.lines_exact {
-                let want = l.render(cx.vars).map_err(|e| mm(e, "", msg))?;
+                let want = l.render(cx.vars).map_err(|e| mismatch(e, "", msg))?;
                 if !lines.contains(&want.as_str()) {
                     return Err(Mismatch {
                         message: format!("the body has no line \"{want}\" (after un-stuffing)"),
@@ -427,7 +387,7 @@ impl StructuredExpect for Pop3Expect {
             if let Some(r) = &check.regex {
                 let re = regex(r)?;
                 if !re.is_match(&text) {
-                    return Err(mm(format!("the body does not match /{}/", re.as_str()), self.describe(), msg));
+                    return Err(mismatch(format!("the body does not match /{}/", re.as_str()), self.describe(), msg));
                 }
             }
             if let Some(n) = check.count {
@@ -441,7 +401,7 @@ impl StructuredExpect for Pop3Expect {
             }
             if let Some(n) = check.length {
                 if b.len() != n {
-                    return Err(mm(
+                    return Err(mismatch(
                         format!("the body has {} bytes, expected {n}", b.len()),
                         format!("{n} bytes"),
                         msg,
@@ -449,20 +409,7 @@ impl StructuredExpect for Pop3Expect {
                 }
             }
         }
-        let mut caps = Vec::new();
-        for (name, re) in &self.captures {
-            match re.captures(&msg.text).and_then(|c| c.get(1)) {
-                Some(v) => caps.push((name.clone(), v.as_str().to_string())),
-                None => {
-                    return Err(mm(
-                        format!("nothing to capture into '{name}' with /{}/", re.as_str()),
-                        self.describe(),
-                        msg,
-                    ))
-                }
-            }
-        }
-        Ok(caps)
+        apply_captures(&self.captures, msg, self.describe())
     }
 
     fn templates(&self) -> Vec<&Template> {

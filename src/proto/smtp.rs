@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use super::text::{apply_captures, line, mismatch, parse_captures};
 use super::{escape_bytes, Codec, CodecError, Direction, Finding, Frame, Level, Message, Mismatch, Protocol, RenderCx, StructuredExpect};
 use crate::suite::{Data, LoadCx, Node, Template, Transport};
 
 /// Longest line framed (RFC 5321 §4.5.3.1 allows 1000 with CRLF; anything far beyond is a flood).
-const MAX_LINE: usize = 64 * 1024;
 /// Largest DATA content framed.
 const MAX_DATA: usize = 64 << 20;
 
@@ -70,25 +70,6 @@ impl Protocol for Smtp {
 }
 
 /// Splits off one line ending in LF; returns (line without CR LF, bytes used, bare LF).
-/// One line: its bytes without the ending, the bytes used, and whether it ended in a bare LF.
-type Line<'a> = (&'a [u8], usize, bool);
-
-fn line(buf: &[u8]) -> Result<Option<Line<'_>>, CodecError> {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(i) => {
-            let raw = &buf[..i];
-            Ok(Some(match raw.strip_suffix(b"\r") {
-                Some(l) => (l, i + 1, false),
-                None => (raw, i + 1, true),
-            }))
-        }
-        None if buf.len() > MAX_LINE => Err(CodecError {
-            offset: MAX_LINE,
-            reason: format!("no line ending within {MAX_LINE} bytes"),
-        }),
-        None => Ok(None),
-    }
-}
 
 fn bare_lf() -> Finding {
     Finding {
@@ -377,24 +358,10 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             data.push(DataCheck::File(p));
         }
     }
-    let mut captures = Vec::new();
-    if let Some(c) = f.get("capture") {
-        let Data::Map(pairs) = &c.data else {
-            cx.err_help(c, "capture must be a mapping", "e.g. capture: { id: 'queued as (\\w+)' }");
-            return None;
-        };
-        for (k, v) in pairs {
-            let name = cx.string(k, "a variable name")?;
-            let pat = cx.string(v, "a regex")?;
-            match Regex::new(&pat) {
-                Ok(re) if re.captures_len() >= 2 => captures.push((name, re)),
-                _ => {
-                    cx.err_help(v, "a capture needs a valid regex with a group", "e.g. '(\\d+) octets'");
-                    return None;
-                }
-            }
-        }
-    }
+    let captures = match f.get("capture") {
+        Some(c) => parse_captures(c, cx, "id: 'queued as (\\w+)'")?,
+        None => Vec::new(),
+    };
     Some(Box::new(SmtpExpect {
         code,
         text,
@@ -406,27 +373,19 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     }))
 }
 
-fn mm(message: impl Into<String>, expected: impl Into<String>, got: &Message) -> Mismatch {
-    Mismatch {
-        message: message.into(),
-        expected: expected.into(),
-        got: got.summary.clone(),
-    }
-}
-
 impl StructuredExpect for SmtpExpect {
     fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
         let Some(m) = msg.detail.as_ref().and_then(|d| d.downcast_ref::<SmtpMessage>()) else {
-            return Err(mm("not an SMTP message", self.describe(), msg));
+            return Err(mismatch("not an SMTP message", self.describe(), msg));
         };
         let regex = |t: &Template| -> Result<Regex, Mismatch> {
-            let p = t.render_regex(cx.vars).map_err(|e| mm(e, "", msg))?;
-            Regex::new(&p).map_err(|e| mm(e.to_string(), "", msg))
+            let p = t.render_regex(cx.vars).map_err(|e| mismatch(e, "", msg))?;
+            Regex::new(&p).map_err(|e| mismatch(e.to_string(), "", msg))
         };
         match m {
             SmtpMessage::Reply { code, lines } => {
                 if self.command.is_some() || !self.data.is_empty() {
-                    return Err(mm(
+                    return Err(mismatch(
                         format!("a reply ({code}) came where a client command was expected"),
                         self.describe(),
                         msg,
@@ -434,7 +393,7 @@ impl StructuredExpect for SmtpExpect {
                 }
                 if let Some(c) = &self.code {
                     if !c.accepts(*code) {
-                        return Err(mm(
+                        return Err(mismatch(
                             format!("reply code {code}, expected {}", describe_code(c)),
                             self.describe(),
                             msg,
@@ -444,22 +403,26 @@ impl StructuredExpect for SmtpExpect {
                 if let Some(ml) = self.multiline {
                     if ml != (lines.len() > 1) {
                         let what = if ml { "a multi-line reply" } else { "a one-line reply" };
-                        return Err(mm(format!("expected {what}, got {} lines", lines.len()), self.describe(), msg));
+                        return Err(mismatch(
+                            format!("expected {what}, got {} lines", lines.len()),
+                            self.describe(),
+                            msg,
+                        ));
                     }
                 }
                 if let Some(t) = &self.text {
                     let re = regex(t)?;
                     if !lines.iter().any(|l| re.is_match(l)) {
-                        return Err(mm(format!("no reply line matches /{}/", re.as_str()), self.describe(), msg));
+                        return Err(mismatch(format!("no reply line matches /{}/", re.as_str()), self.describe(), msg));
                     }
                 }
             }
             SmtpMessage::Command { verb, args } => {
                 if self.code.is_some() {
-                    return Err(mm("a client command came where a reply was expected", self.describe(), msg));
+                    return Err(mismatch("a client command came where a reply was expected", self.describe(), msg));
                 }
                 if !self.data.is_empty() {
-                    return Err(mm(
+                    return Err(mismatch(
                         format!("the command {verb} came where the DATA content was expected"),
                         self.describe(),
                         msg,
@@ -467,7 +430,7 @@ impl StructuredExpect for SmtpExpect {
                 }
                 if let Some(cs) = &self.command {
                     if !cs.contains(verb) {
-                        return Err(mm(
+                        return Err(mismatch(
                             format!("the command is {verb}, expected {}", cs.join(" or ")),
                             self.describe(),
                             msg,
@@ -477,7 +440,7 @@ impl StructuredExpect for SmtpExpect {
                 if let Some(a) = &self.args {
                     let re = regex(a)?;
                     if !re.is_match(args) {
-                        return Err(mm(
+                        return Err(mismatch(
                             format!("the arguments \"{args}\" do not match /{}/", re.as_str()),
                             self.describe(),
                             msg,
@@ -487,15 +450,19 @@ impl StructuredExpect for SmtpExpect {
             }
             SmtpMessage::Data { content } => {
                 if self.code.is_some() || self.command.is_some() {
-                    return Err(mm("DATA content came where a command or reply was expected", self.describe(), msg));
+                    return Err(mismatch(
+                        "DATA content came where a command or reply was expected",
+                        self.describe(),
+                        msg,
+                    ));
                 }
                 let text = String::from_utf8_lossy(content);
                 for d in &self.data {
                     match d {
                         DataCheck::Line(t) => {
-                            let want = t.render(cx.vars).map_err(|e| mm(e, "", msg))?;
+                            let want = t.render(cx.vars).map_err(|e| mismatch(e, "", msg))?;
                             if !text.split("\r\n").any(|l| l == want) {
-                                return Err(mm(
+                                return Err(mismatch(
                                     format!("the message has no line \"{want}\" (after un-stuffing)"),
                                     format!("a line \"{want}\""),
                                     msg,
@@ -505,12 +472,16 @@ impl StructuredExpect for SmtpExpect {
                         DataCheck::Regex(t) => {
                             let re = regex(t)?;
                             if !re.is_match(&text) {
-                                return Err(mm(format!("the message does not match /{}/", re.as_str()), self.describe(), msg));
+                                return Err(mismatch(
+                                    format!("the message does not match /{}/", re.as_str()),
+                                    self.describe(),
+                                    msg,
+                                ));
                             }
                         }
                         DataCheck::File(p) => {
-                            let want =
-                                std::fs::read(cx.base_dir.join(p)).map_err(|e| mm(format!("cannot read {}: {e}", p.display()), "", msg))?;
+                            let want = std::fs::read(cx.base_dir.join(p))
+                                .map_err(|e| mismatch(format!("cannot read {}: {e}", p.display()), "", msg))?;
                             if &want != content {
                                 return Err(Mismatch {
                                     message: format!("the message differs from {}", p.display()),
@@ -523,20 +494,7 @@ impl StructuredExpect for SmtpExpect {
                 }
             }
         }
-        let mut caps = Vec::new();
-        for (name, re) in &self.captures {
-            match re.captures(&msg.text).and_then(|c| c.get(1)) {
-                Some(v) => caps.push((name.clone(), v.as_str().to_string())),
-                None => {
-                    return Err(mm(
-                        format!("nothing to capture into '{name}' with /{}/", re.as_str()),
-                        self.describe(),
-                        msg,
-                    ))
-                }
-            }
-        }
-        Ok(caps)
+        apply_captures(&self.captures, msg, self.describe())
     }
 
     fn templates(&self) -> Vec<&Template> {
