@@ -69,8 +69,7 @@ impl Protocol for Smtp {
     }
 }
 
-/// Splits off one line ending in LF; returns (line without CR LF, bytes used, bare LF).
-
+/// The finding for a line that ends in a bare LF.
 fn bare_lf() -> Finding {
     Finding {
         level: Level::Should,
