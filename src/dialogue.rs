@@ -27,6 +27,9 @@ pub struct ConnInfo {
     pub protocol: String,
     /// Whether the harness is the client on this connection.
     pub harness_is_client: bool,
+    /// Decoded from a capture file: there is no harness on it.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub captured: bool,
     /// The harness's address.
     pub local: Option<SocketAddr>,
     /// The target's address.
@@ -56,6 +59,18 @@ pub enum EventKind {
     Reset,
     /// A connection attempt was refused.
     Refused,
+    /// Bytes of one direction are missing (a decoded capture lost or cut them).
+    Gap {
+        /// Which way.
+        dir: Direction,
+        /// How many bytes are missing.
+        len: u64,
+    },
+    /// Something worth knowing that is not traffic (a capture decoder's remark).
+    Note {
+        /// The remark.
+        text: String,
+    },
 }
 
 /// One event with its time since the case started.
@@ -183,6 +198,7 @@ impl Dialogue {
             match &ev.kind {
                 EventKind::Open => {
                     let text = match info {
+                        Some(i) if i.captured => format!("open {}", i.transport),
                         Some(i) if i.harness_is_client => format!("open {} (harness is client)", i.transport),
                         Some(i) => format!("open {} (harness is server)", i.transport),
                         None => "open".into(),
@@ -222,6 +238,15 @@ impl Dialogue {
                 }
                 EventKind::Reset => push(None, "reset".into()),
                 EventKind::Refused => push(None, "connection refused".into()),
+                EventKind::Gap { dir, len } => {
+                    // Framing cannot continue across missing bytes: flush what was buffered and
+                    // start the direction afresh.
+                    if let Some((mut buf, mut codec)) = streams.remove(&(ev.conn, *dir)) {
+                        drain(&mut buf, codec.as_mut(), true, |t| push(Some(*dir), t));
+                    }
+                    push(Some(*dir), format!("gap: {len} bytes missing"));
+                }
+                EventKind::Note { text } => push(None, format!("note: {text}")),
             }
         }
         // Bytes still unframed at the end were never completed by the peer.
@@ -285,6 +310,7 @@ mod tests {
             transport: Transport::Tcp,
             protocol: "line".into(),
             harness_is_client: true,
+            captured: false,
             local: None,
             peer: None,
         });

@@ -4,6 +4,7 @@
 //! target and records a [`dialogue::Dialogue`]; protocol codecs (`proto`) frame the bytes;
 //! reporters (`report`) turn case results into console, JSON and JUnit output.
 
+pub mod capture;
 pub mod dialogue;
 pub mod proto;
 pub mod report;

@@ -1,5 +1,6 @@
-//! The `wirecheck` command line: run, list, serve.
+//! The `wirecheck` command line: run, list, serve, decode.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,18 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Print the transcript of every conversation in a pcap or pcapng capture.
+    #[command(after_help = "Examples:\n  wirecheck decode trace.pcap\n  wirecheck decode trace.pcapng --port 8888=http --format json")]
+    Decode {
+        /// The capture file (pcap or pcapng).
+        capture: PathBuf,
+        /// Output format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Frame conversations on port N with protocol PROTO (repeatable), e.g. 8888=http.
+        #[arg(long = "port", value_name = "N=PROTO")]
+        ports: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -126,6 +139,7 @@ fn main() -> ExitCode {
                 options.extend(zone.map(|z| format!("zone={z}")));
                 cmd_serve(name, port, options, list).await
             }
+            Command::Decode { capture, format, ports } => cmd_decode(&capture, &format, &ports),
         }
     });
     // Background tasks (pipes of killed targets) must not keep the process alive.
@@ -353,5 +367,50 @@ async fn cmd_serve(name: Option<String>, port: u16, options: Vec<String>, list: 
         }
     }
     server.shutdown().await;
+    0
+}
+
+fn cmd_decode(path: &std::path::Path, format: &str, ports: &[String]) -> i32 {
+    use std::io::Write;
+    use wirecheck::capture;
+    let opts = match capture::Options::from_args(ports) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let cap = match capture::decode_file(path, &opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return 2;
+        }
+    };
+    for w in &cap.warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    let mut out = std::io::stdout().lock();
+    if format == "json" {
+        let doc: Vec<_> = cap
+            .conversations
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "transport": c.transport, "client": c.client.to_string(), "server": c.server.to_string(),
+                    "protocol": c.protocol, "packets": c.packets, "truncated": c.truncated, "start_us": c.start_us,
+                    "dialogue": c.dialogue, "transcript": c.transcript(),
+                })
+            })
+            .collect();
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return 0;
+    }
+    for c in &cap.conversations {
+        // A closed pipe (`| head`) ends the output quietly.
+        if write!(out, "== {}\n{}", c.header(), c.transcript()).is_err() {
+            return 0;
+        }
+    }
     0
 }

@@ -244,6 +244,7 @@ impl Ctx {
             transport,
             protocol: self.proto_of(env, name).name().to_string(),
             harness_is_client,
+            captured: false,
             local,
             peer,
         }

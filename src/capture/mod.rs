@@ -1,0 +1,454 @@
+//! Capture decoding: a pcap or pcapng file → one [`Dialogue`] per conversation.
+//!
+//! `file` streams packets, `packet` strips link, IP and transport headers, `defrag` reassembles
+//! IPv4 fragments, `tcp` puts each connection's bytes in order. Every conversation becomes a
+//! Dialogue of raw bytes, framed by a protocol codec only when rendered, exactly like a live run.
+
+pub mod defrag;
+pub mod file;
+pub mod packet;
+pub mod tcp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::dialogue::{ConnInfo, Dialogue, Event, EventKind};
+use crate::proto::Direction;
+use crate::suite::Transport;
+
+pub use file::{FileError, RawPacket};
+
+/// What the user told the decoder.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--port N=proto`: conversations with this port (either side) speak that protocol.
+    pub ports: Vec<(u16, String)>,
+}
+
+impl Options {
+    /// Parses `N=proto` pairs, checking the protocol exists.
+    pub fn from_args(args: &[String]) -> Result<Options, String> {
+        let mut ports = Vec::new();
+        for a in args {
+            let (n, p) = a.split_once('=').ok_or_else(|| format!("--port '{a}' is not N=PROTO"))?;
+            let n: u16 = n.trim().parse().map_err(|_| format!("--port '{a}': '{n}' is not a port number"))?;
+            if crate::proto::find(p.trim()).is_none() {
+                let names: Vec<_> = crate::proto::all().iter().map(|p| p.name()).collect();
+                return Err(format!("--port '{a}': unknown protocol '{p}' (known: {})", names.join(", ")));
+            }
+            ports.push((n, p.trim().to_string()));
+        }
+        Ok(Options { ports })
+    }
+
+    fn user(&self, port: u16) -> Option<&str> {
+        self.ports.iter().find(|(n, _)| *n == port).map(|(_, p)| p.as_str())
+    }
+}
+
+/// The protocol usually spoken on a server port.
+pub fn well_known(port: u16) -> Option<&'static str> {
+    Some(match port {
+        80 | 8080 | 8000 => "http",
+        25 | 587 | 2525 => "smtp",
+        110 => "pop3",
+        143 => "imap",
+        53 => "dns",
+        _ => return None,
+    })
+}
+
+/// One conversation of a capture.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conversation {
+    /// tcp or udp.
+    pub transport: Transport,
+    /// The SYN sender, else the side with the ephemeral port.
+    pub client: SocketAddr,
+    /// The other side.
+    pub server: SocketAddr,
+    /// The protocol its bytes are framed with.
+    pub protocol: String,
+    /// Packets that belonged to it.
+    pub packets: usize,
+    /// Whether the capture cut some of its packets (snaplen).
+    pub truncated: bool,
+    /// Capture time of its first packet, microseconds since the epoch.
+    pub start_us: u64,
+    /// What each side sent; event times are microseconds since the capture's first packet.
+    pub dialogue: Dialogue,
+}
+
+impl Conversation {
+    /// `tcp 10.0.0.1:51234 -> 10.0.0.2:80 (http), 12 packets`.
+    pub fn header(&self) -> String {
+        format!(
+            "{} {} -> {} ({}), {} packet{}{}",
+            self.transport,
+            self.client,
+            self.server,
+            self.protocol,
+            self.packets,
+            if self.packets == 1 { "" } else { "s" },
+            if self.truncated { ", truncated by the capture" } else { "" }
+        )
+    }
+
+    /// The transcript, framed with the conversation's protocol.
+    pub fn transcript(&self) -> String {
+        let proto = crate::proto::find(&self.protocol).unwrap_or(&crate::proto::datagram::Datagram);
+        self.dialogue.transcript(proto, false)
+    }
+}
+
+/// A decoded capture.
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    /// Conversations in the order their first packet appears.
+    pub conversations: Vec<Conversation>,
+    /// Packets read.
+    pub packets: u64,
+    /// Packets that were not IP, TCP or UDP (ARP, ICMP, …).
+    pub skipped: u64,
+    /// Remarks that did not stop decoding (`packet 17: …`).
+    pub warnings: Vec<String>,
+}
+
+impl Capture {
+    /// Every conversation: a `== header` line, then its transcript.
+    pub fn text(&self) -> String {
+        self.conversations
+            .iter()
+            .map(|c| format!("== {}\n{}", c.header(), c.transcript()))
+            .collect()
+    }
+}
+
+struct Conv {
+    transport: Transport,
+    client: SocketAddr,
+    server: SocketAddr,
+    packets: usize,
+    truncated: bool,
+    first_ts: Duration,
+    tcp: tcp::TcpConn,
+    udp: Vec<(Duration, EventKind)>,
+}
+
+/// (is TCP, lower address, higher address).
+type Key = (bool, SocketAddr, SocketAddr);
+
+fn key(t: Transport, a: SocketAddr, b: SocketAddr) -> Key {
+    let tcp = t == Transport::Tcp;
+    if a <= b {
+        (tcp, a, b)
+    } else {
+        (tcp, b, a)
+    }
+}
+
+/// Decodes the capture at `path`.
+pub fn decode_file(path: &Path, opts: &Options) -> Result<Capture, FileError> {
+    decode(file::open(path)?, opts)
+}
+
+/// Decodes a stream of packets.
+pub fn decode(packets: impl Iterator<Item = Result<RawPacket, FileError>>, opts: &Options) -> Result<Capture, FileError> {
+    let mut d = Decoder {
+        opts,
+        convs: Vec::new(),
+        index: HashMap::new(),
+        defrag: defrag::Defrag::default(),
+        cap: Capture::default(),
+        first: None,
+        last: Duration::ZERO,
+    };
+    for p in packets {
+        let p = p?;
+        d.cap.packets += 1;
+        d.first.get_or_insert(p.ts);
+        d.last = d.last.max(p.ts);
+        d.packet(&p).map_err(|reason| FileError::Packet { number: p.number, reason })?;
+    }
+    Ok(d.finish())
+}
+
+struct Decoder<'o> {
+    opts: &'o Options,
+    convs: Vec<Conv>,
+    index: HashMap<Key, usize>,
+    defrag: defrag::Defrag,
+    cap: Capture,
+    first: Option<Duration>,
+    last: Duration,
+}
+
+impl Decoder<'_> {
+    fn packet(&mut self, p: &RawPacket) -> Result<(), String> {
+        let cut = p.data.len() < p.orig_len as usize;
+        let ip_bytes = match packet::link(p.linktype, &p.data) {
+            Ok(packet::Link::Ip(b)) => b,
+            Ok(packet::Link::NotIp) => {
+                self.cap.skipped += 1;
+                return Ok(());
+            }
+            Err(e) if cut => return self.cut_short(p, e),
+            Err(e) => return Err(e),
+        };
+        let ip = match packet::ip(ip_bytes) {
+            Ok(ip) => ip,
+            Err(e) if cut => return self.cut_short(p, e),
+            Err(e) => return Err(e),
+        };
+        if ip.v6_fragment {
+            self.cap.skipped += 1;
+            self.cap
+                .warnings
+                .push(format!("packet {}: IPv6 fragment skipped (not reassembled)", p.number));
+            return Ok(());
+        }
+        let whole;
+        let mut fragments = 1;
+        let (payload, claimed) = match ip.fragment {
+            Some(f) => {
+                let k = (ip.src, ip.dst, ip.proto, f.id);
+                match self.defrag.add(k, f.offset, f.more, ip.payload) {
+                    Some((w, n)) => {
+                        fragments = n;
+                        whole = w;
+                        (&whole[..], whole.len())
+                    }
+                    None => return Ok(()),
+                }
+            }
+            None => (ip.payload, ip.claimed_len),
+        };
+        let cut = cut || claimed > payload.len();
+        match packet::transport(ip.proto, payload, claimed)? {
+            None => self.cut_short(p, "transport header cut by the capture".into()),
+            Some(packet::Transport::Other) => {
+                self.cap.skipped += 1;
+                Ok(())
+            }
+            Some(packet::Transport::Tcp(seg)) => {
+                let src = SocketAddr::new(ip.src, seg.sport);
+                let dst = SocketAddr::new(ip.dst, seg.dport);
+                let i = self.conv_tcp(src, dst, &seg, p.ts);
+                let c = &mut self.convs[i];
+                c.packets += fragments;
+                c.truncated |= cut;
+                let dir = if src == c.client {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                };
+                c.tcp.segment(dir, &seg, p.ts);
+                Ok(())
+            }
+            Some(packet::Transport::Udp(u)) => {
+                let src = SocketAddr::new(ip.src, u.sport);
+                let dst = SocketAddr::new(ip.dst, u.dport);
+                let i = self.conv(Transport::Udp, src, dst, None, p.ts);
+                let c = &mut self.convs[i];
+                c.packets += fragments;
+                c.truncated |= cut || u.truncated;
+                let dir = if src == c.client {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                };
+                if u.truncated {
+                    c.udp.push((
+                        p.ts,
+                        EventKind::Note {
+                            text: format!("{} datagram cut by the capture", dir.arrow()),
+                        },
+                    ));
+                }
+                c.udp.push((p.ts, EventKind::Data { dir, bytes: u.payload }));
+                Ok(())
+            }
+        }
+    }
+
+    fn cut_short(&mut self, p: &RawPacket, why: String) -> Result<(), String> {
+        self.cap.skipped += 1;
+        self.cap.warnings.push(format!(
+            "packet {}: cut by the capture ({} of {} bytes): {why}",
+            p.number,
+            p.data.len(),
+            p.orig_len
+        ));
+        Ok(())
+    }
+
+    fn conv_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &packet::TcpSegment, ts: Duration) -> usize {
+        let k = key(Transport::Tcp, src, dst);
+        if let Some(&i) = self.index.get(&k) {
+            let c = &mut self.convs[i];
+            if !seg.syn || seg.ack {
+                return i;
+            }
+            if src == c.client {
+                if !c.tcp.is_new_syn(seg.seq) {
+                    return i;
+                }
+            } else if !c.tcp.is_used() && !c.tcp.syn_seen() {
+                // Only bare ACKs so far, and the port guess had the roles the wrong way round.
+                std::mem::swap(&mut c.client, &mut c.server);
+                return i;
+            }
+            // A new connection on the same addresses.
+            self.index.remove(&k);
+        }
+        // A SYN names the client; a SYN-ACK the server.
+        let client_hint = match (seg.syn, seg.ack) {
+            (true, false) => Some(true),
+            (true, true) => Some(false),
+            _ => None,
+        };
+        self.conv(Transport::Tcp, src, dst, client_hint, ts)
+    }
+
+    /// The conversation of `src`→`dst`, created if new; `src_is_client` when the packet says.
+    fn conv(&mut self, t: Transport, src: SocketAddr, dst: SocketAddr, src_is_client: Option<bool>, ts: Duration) -> usize {
+        let k = key(t, src, dst);
+        if let Some(&i) = self.index.get(&k) {
+            return i;
+        }
+        let src_client = src_is_client.unwrap_or_else(|| self.server_score(dst.port()) >= self.server_score(src.port()));
+        let (client, server) = if src_client { (src, dst) } else { (dst, src) };
+        self.convs.push(Conv {
+            transport: t,
+            client,
+            server,
+            packets: 0,
+            truncated: false,
+            first_ts: ts,
+            tcp: tcp::TcpConn::new(),
+            udp: Vec::new(),
+        });
+        self.index.insert(k, self.convs.len() - 1);
+        self.convs.len() - 1
+    }
+
+    /// How much a port looks like a server's (ties: the lower port is the server's).
+    fn server_score(&self, port: u16) -> u32 {
+        let class = if self.opts.user(port).is_some() {
+            3
+        } else if well_known(port).is_some() {
+            2
+        } else if port < 1024 {
+            1
+        } else {
+            0
+        };
+        class * 0x10000 + (0xffff - u32::from(port))
+    }
+
+    fn finish(mut self) -> Capture {
+        let first = self.first.unwrap_or_default();
+        let last = self.last;
+        if self.defrag.unfinished() + self.defrag.dropped > 0 {
+            self.cap.warnings.push(format!(
+                "{} fragmented IPv4 datagram(s) never completed",
+                self.defrag.unfinished() + self.defrag.dropped
+            ));
+        }
+        let opts = self.opts;
+        for mut c in self.convs {
+            let mut evs = match c.transport {
+                Transport::Tcp => {
+                    c.tcp.flush(last);
+                    std::mem::take(&mut c.tcp.events)
+                }
+                Transport::Udp => std::mem::take(&mut c.udp),
+            };
+            if c.truncated {
+                evs.insert(
+                    0,
+                    (
+                        c.first_ts,
+                        EventKind::Note {
+                            text: "some packets were cut by the capture's snaplen".into(),
+                        },
+                    ),
+                );
+            }
+            // Stable: per direction the reassembler already keeps times non-decreasing.
+            evs.sort_by_key(|(t, _)| *t);
+            let protocol = protocol_of(opts, &c, &evs);
+            let dialogue = Dialogue {
+                connections: vec![ConnInfo {
+                    id: 0,
+                    name: "c".into(),
+                    transport: c.transport,
+                    protocol: protocol.clone(),
+                    harness_is_client: true,
+                    captured: true,
+                    local: Some(c.client),
+                    peer: Some(c.server),
+                }],
+                events: evs
+                    .into_iter()
+                    .map(|(t, kind)| Event {
+                        t_us: t.saturating_sub(first).as_micros() as u64,
+                        conn: 0,
+                        kind,
+                    })
+                    .collect(),
+            };
+            self.cap.conversations.push(Conversation {
+                transport: c.transport,
+                client: c.client,
+                server: c.server,
+                protocol,
+                packets: c.packets,
+                truncated: c.truncated,
+                start_us: c.first_ts.as_micros() as u64,
+                dialogue,
+            });
+        }
+        self.cap
+    }
+}
+
+/// The protocol a conversation is framed with: `--port`, else the well-known port, else a guess.
+fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> String {
+    {
+        let (s, cl) = (c.server.port(), c.client.port());
+        if let Some(p) = opts.user(s).or_else(|| opts.user(cl)) {
+            return p.to_string();
+        }
+        if let Some(p) = well_known(s).or_else(|| well_known(cl)) {
+            return p.to_string();
+        }
+        if c.transport == Transport::Udp {
+            return "datagram".into();
+        }
+        let first = evs.iter().find_map(|(_, e)| match e {
+            EventKind::Data { bytes, .. } => Some(bytes.as_slice()),
+            _ => None,
+        });
+        match first {
+            Some(b) if looks_like_text(b) => {
+                if b.windows(2).any(|w| w == b"\r\n") {
+                    "line-crlf".into()
+                } else {
+                    "line".into()
+                }
+            }
+            _ => "datagram".into(),
+        }
+    }
+}
+
+/// Whether the first bytes of a stream look like a text protocol.
+fn looks_like_text(b: &[u8]) -> bool {
+    let head = &b[..b.len().min(256)];
+    !head.is_empty() && std::str::from_utf8(head).is_ok_and(|s| s.chars().all(|c| !c.is_control() || matches!(c, '\r' | '\n' | '\t')))
+}

@@ -1,0 +1,307 @@
+//! Link and network layers: from a captured frame to an IP packet, and from an IP payload to a
+//! TCP segment or UDP datagram. Cut packets (small snaplen) are decoded as far as they go.
+
+use std::net::IpAddr;
+
+use etherparse::{IpNumber, LaxIpSlice};
+
+/// What is wrong with a packet.
+pub type PacketError = String;
+
+/// The link types understood.
+pub const LINK_NULL: u32 = 0;
+/// Ethernet.
+pub const LINK_ETHERNET: u32 = 1;
+/// LINKTYPE_RAW.
+pub const LINK_RAW: u32 = 101;
+/// OpenBSD loopback (like NULL, network byte order).
+pub const LINK_LOOP: u32 = 108;
+/// Linux cooked capture v1.
+pub const LINK_SLL: u32 = 113;
+/// Raw IPv4.
+pub const LINK_IPV4: u32 = 228;
+/// Raw IPv6.
+pub const LINK_IPV6: u32 = 229;
+/// Linux cooked capture v2.
+pub const LINK_SLL2: u32 = 276;
+
+/// The network-layer bytes of a frame, or why there are none.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Link<'a> {
+    /// An IPv4 or IPv6 packet (maybe cut short).
+    Ip(&'a [u8]),
+    /// Something else (ARP, LLDP, …), skipped.
+    NotIp,
+}
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn by_ethertype(t: u16, rest: &[u8]) -> Link<'_> {
+    match t {
+        ETH_IPV4 | ETH_IPV6 => Link::Ip(rest),
+        _ => Link::NotIp,
+    }
+}
+
+/// Strips the link header of `linktype` from `data`.
+pub fn link(linktype: u32, data: &[u8]) -> Result<Link<'_>, PacketError> {
+    match linktype {
+        LINK_ETHERNET => {
+            let mut t = be16(data, 12).ok_or("truncated Ethernet header")?;
+            let mut at = 14;
+            // 802.1Q / QinQ: any number of stacked tags.
+            while ETH_VLAN.contains(&t) {
+                t = be16(data, at + 2).ok_or("truncated 802.1Q tag")?;
+                at += 4;
+            }
+            Ok(by_ethertype(t, &data[at..]))
+        }
+        LINK_NULL | LINK_LOOP => {
+            let h: [u8; 4] = data.get(..4).ok_or("truncated loopback header")?.try_into().unwrap_or_default();
+            // NULL stores the address family in the capturing host's byte order (LOOP: network).
+            let fam = if linktype == LINK_LOOP || (h[0] == 0 && h[1] == 0) {
+                u32::from_be_bytes(h)
+            } else {
+                u32::from_le_bytes(h)
+            };
+            match fam {
+                // AF_INET; AF_INET6 differs by OS (BSD 24, FreeBSD 28, macOS 30, Linux 10).
+                2 | 10 | 24 | 28 | 30 => Ok(Link::Ip(&data[4..])),
+                _ => Ok(Link::NotIp),
+            }
+        }
+        LINK_RAW | LINK_IPV4 | LINK_IPV6 => Ok(Link::Ip(data)),
+        LINK_SLL => {
+            let t = be16(data, 14).ok_or("truncated Linux SLL header")?;
+            Ok(by_ethertype(t, &data[16..]))
+        }
+        LINK_SLL2 => {
+            let t = be16(data, 0).ok_or("truncated Linux SLL2 header")?;
+            if data.len() < 20 {
+                return Err("truncated Linux SLL2 header".into());
+            }
+            Ok(by_ethertype(t, &data[20..]))
+        }
+        other => Err(format!("link type {other} is not supported")),
+    }
+}
+
+/// The IPv4 fragment fields of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment {
+    /// Identification.
+    pub id: u16,
+    /// Offset of this fragment's payload in bytes.
+    pub offset: u32,
+    /// More fragments follow.
+    pub more: bool,
+}
+
+/// An IP packet's addresses and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpPacket<'a> {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Protocol number of the payload (6 TCP, 17 UDP).
+    pub proto: u8,
+    /// The payload as captured.
+    pub payload: &'a [u8],
+    /// How long the header says the payload is (more than `payload.len()` when cut).
+    pub claimed_len: usize,
+    /// IPv4 fragment fields, when this is a fragment.
+    pub fragment: Option<Fragment>,
+    /// An IPv6 fragment (not reassembled).
+    pub v6_fragment: bool,
+}
+
+/// Parses an IPv4 or IPv6 packet, tolerating a cut payload.
+pub fn ip(data: &[u8]) -> Result<IpPacket<'_>, PacketError> {
+    let version = data.first().map(|b| b >> 4);
+    let (slice, _ext_err) = LaxIpSlice::from_slice(data).map_err(|e| match version {
+        Some(4) => format!("truncated or malformed IPv4 header ({e})"),
+        Some(6) => format!("truncated or malformed IPv6 header ({e})"),
+        _ => format!("not an IP packet ({e})"),
+    })?;
+    let payload = slice.payload();
+    let (claimed_len, fragment) = match &slice {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let hl = usize::from(h.ihl()) * 4;
+            let claimed = usize::from(h.total_len()).saturating_sub(hl);
+            let frag = (h.more_fragments() || h.fragments_offset().value() != 0).then(|| Fragment {
+                id: h.identification(),
+                offset: u32::from(h.fragments_offset().value()) * 8,
+                more: h.more_fragments(),
+            });
+            (claimed, frag)
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let ext = v6.extensions().slice().len();
+            (usize::from(h.payload_length()).saturating_sub(ext), None)
+        }
+    };
+    let claimed_len = if payload.incomplete {
+        claimed_len.max(payload.payload.len())
+    } else {
+        payload.payload.len()
+    };
+    Ok(IpPacket {
+        src: slice.source_addr(),
+        dst: slice.destination_addr(),
+        proto: payload.ip_number.0,
+        payload: payload.payload,
+        claimed_len,
+        fragment,
+        v6_fragment: matches!(slice, LaxIpSlice::Ipv6(_)) && payload.fragmented,
+    })
+}
+
+/// A TCP segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSegment {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// SYN flag.
+    pub syn: bool,
+    /// ACK flag.
+    pub ack: bool,
+    /// FIN flag.
+    pub fin: bool,
+    /// RST flag.
+    pub rst: bool,
+    /// The payload bytes captured.
+    pub payload: Vec<u8>,
+    /// Payload bytes the packet carried that the capture cut off.
+    pub missing: u32,
+}
+
+/// A UDP datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpDatagram {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// The payload captured.
+    pub payload: Vec<u8>,
+    /// Whether the capture cut it.
+    pub truncated: bool,
+}
+
+/// The transport layer of a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP.
+    Tcp(TcpSegment),
+    /// UDP.
+    Udp(UdpDatagram),
+    /// Another protocol (ICMP, …), skipped.
+    Other,
+}
+
+/// Parses the transport header of an IP payload; `claimed_len` is how long the IP header says
+/// the payload is. Ok(None): the transport header itself was cut by the capture.
+pub fn transport(proto: u8, payload: &[u8], claimed_len: usize) -> Result<Option<Transport>, PacketError> {
+    let cut = claimed_len > payload.len();
+    match IpNumber(proto) {
+        IpNumber::TCP => {
+            // Ports, sequence number and flags are in the first 14 bytes; a header cut after
+            // them (options lost to the snaplen) still says what the segment did.
+            if payload.len() < if cut { 14 } else { 20 } {
+                return if cut { Ok(None) } else { Err("truncated TCP header".into()) };
+            }
+            let off = usize::from(payload[12] >> 4) * 4;
+            if off < 20 {
+                return Err(format!("TCP data offset {off} is below 20"));
+            }
+            if payload.len() < off && !cut {
+                return Err("truncated TCP options".into());
+            }
+            let flags = payload[13];
+            let seq = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+            let data = payload.get(off..).unwrap_or_default().to_vec();
+            let total = claimed_len.saturating_sub(off);
+            let missing = u32::try_from(total.saturating_sub(data.len())).unwrap_or(u32::MAX);
+            Ok(Some(Transport::Tcp(TcpSegment {
+                sport: u16::from_be_bytes([payload[0], payload[1]]),
+                dport: u16::from_be_bytes([payload[2], payload[3]]),
+                seq,
+                syn: flags & 0x02 != 0,
+                ack: flags & 0x10 != 0,
+                fin: flags & 0x01 != 0,
+                rst: flags & 0x04 != 0,
+                payload: data,
+                missing,
+            })))
+        }
+        IpNumber::UDP => {
+            if payload.len() < 8 {
+                return if cut { Ok(None) } else { Err("truncated UDP header".into()) };
+            }
+            let ulen = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
+            let end = if (8..=payload.len()).contains(&ulen) { ulen } else { payload.len() };
+            Ok(Some(Transport::Udp(UdpDatagram {
+                sport: u16::from_be_bytes([payload[0], payload[1]]),
+                dport: u16::from_be_bytes([payload[2], payload[3]]),
+                payload: payload[8..end].to_vec(),
+                truncated: cut || ulen > payload.len(),
+            })))
+        }
+        _ => Ok(Some(Transport::Other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny deterministic generator (no extra dependency).
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let len = (xorshift(&mut s) % 120) as usize;
+            let mut data: Vec<u8> = (0..len).map(|_| xorshift(&mut s) as u8).collect();
+            // Make many of them look like IP to get past the first check.
+            if len > 0 && xorshift(&mut s) % 2 == 0 {
+                data[0] = if xorshift(&mut s) % 2 == 0 { 0x45 } else { 0x60 };
+            }
+            for lt in [LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_SLL2, LINK_IPV4, 999] {
+                if let Ok(Link::Ip(b)) = link(lt, &data) {
+                    if let Ok(p) = ip(b) {
+                        let _ = transport(p.proto, p.payload, p.claimed_len);
+                    }
+                }
+            }
+            let _ = transport(6, &data, len + (xorshift(&mut s) % 50) as usize);
+            let _ = transport(17, &data, len);
+        }
+    }
+
+    #[test]
+    fn stacked_vlan_tags_are_skipped() {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x81, 0x00, 0, 30, 0x81, 0x00, 0, 20, 0x08, 0x00, 0x45]);
+        assert_eq!(link(LINK_ETHERNET, &f), Ok(Link::Ip(&[0x45][..])));
+    }
+}

@@ -1,0 +1,408 @@
+//! TCP reassembly: one connection, both directions, in sequence order.
+//!
+//! Out-of-order segments wait (bounded) until the bytes before them arrive; retransmissions and
+//! overlaps keep the first copy (a conflicting overlap is noted); bytes never seen become a gap.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::dialogue::EventKind;
+use crate::proto::Direction;
+
+use super::packet::TcpSegment;
+
+/// Out-of-order bytes buffered per direction before the oldest hole is declared a gap.
+pub const MAX_PENDING_BYTES: usize = 4 << 20;
+/// What a buffered piece costs beyond its bytes (so that empty pieces count too).
+const PIECE_OVERHEAD: usize = 64;
+/// Delivered bytes kept per direction to check retransmissions against.
+const RECENT: usize = 64 << 10;
+/// Conflicting-overlap notes per direction.
+const MAX_NOTES: usize = 5;
+
+struct Piece {
+    bytes: Vec<u8>,
+    missing: u32,
+    ts: Duration,
+}
+
+#[derive(Default)]
+struct Half {
+    /// Sequence number of the SYN, if one was seen.
+    isn: Option<u32>,
+    /// Sequence number of stream offset 0.
+    base: Option<u32>,
+    /// Bytes delivered in order (stream offset of the next byte).
+    delivered: u64,
+    pending: BTreeMap<u64, Piece>,
+    pending_bytes: usize,
+    recent: Vec<u8>,
+    fin_at: Option<u64>,
+    closed: bool,
+    last_t: Duration,
+    notes: usize,
+}
+
+impl Half {
+    /// Stream offset of sequence number `seq`, near what was delivered (handles wrap-around).
+    fn offset(&self, seq: u32) -> u64 {
+        let base = self.base.unwrap_or(seq);
+        let expected = base.wrapping_add(self.delivered as u32);
+        let delta = seq.wrapping_sub(expected) as i32 as i64;
+        (self.delivered as i64 + delta).max(0) as u64
+    }
+}
+
+/// One TCP connection being reassembled.
+pub struct TcpConn {
+    halves: [Half; 2],
+    /// Events so far, with capture times (non-decreasing per direction).
+    pub events: Vec<(Duration, EventKind)>,
+    opened: bool,
+    reset: bool,
+    mid_noted: bool,
+}
+
+fn idx(dir: Direction) -> usize {
+    match dir {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+impl Default for TcpConn {
+    fn default() -> Self {
+        TcpConn::new()
+    }
+}
+
+impl TcpConn {
+    /// A connection nothing has been seen of.
+    pub fn new() -> TcpConn {
+        TcpConn {
+            halves: [Half::default(), Half::default()],
+            events: Vec::new(),
+            opened: false,
+            reset: false,
+            mid_noted: false,
+        }
+    }
+
+    /// Whether a SYN from the client with this sequence number would start a new connection
+    /// on the same addresses (rather than repeat or complete this one).
+    pub fn is_new_syn(&self, seq: u32) -> bool {
+        let c = &self.halves[0];
+        match c.isn {
+            Some(isn) => isn != seq,
+            None => self.is_used(),
+        }
+    }
+
+    /// Whether any byte, FIN or RST was seen.
+    pub fn is_used(&self) -> bool {
+        self.reset
+            || self
+                .halves
+                .iter()
+                .any(|h| h.delivered > 0 || !h.pending.is_empty() || h.closed || h.fin_at.is_some())
+    }
+
+    /// Whether a SYN (or SYN-ACK) was seen.
+    pub fn syn_seen(&self) -> bool {
+        self.opened
+    }
+
+    /// Whether either side has finished (RST, or FIN from both).
+    pub fn is_finished(&self) -> bool {
+        self.reset || self.halves.iter().all(|h| h.closed)
+    }
+
+    fn push(&mut self, dir: Option<Direction>, ts: Duration, kind: EventKind) {
+        let t = match dir {
+            Some(d) => {
+                let h = &mut self.halves[idx(d)];
+                h.last_t = h.last_t.max(ts);
+                h.last_t
+            }
+            None => ts,
+        };
+        // Adjacent gaps of one direction read better as one.
+        if let EventKind::Gap { dir: d, len } = &kind {
+            if let Some((_, EventKind::Gap { dir: pd, len: plen })) = self.events.last_mut() {
+                if pd == d {
+                    *plen += len;
+                    return;
+                }
+            }
+        }
+        self.events.push((t, kind));
+    }
+
+    /// Adds a segment sent in direction `dir` at time `ts`.
+    pub fn segment(&mut self, dir: Direction, seg: &TcpSegment, ts: Duration) {
+        let i = idx(dir);
+        if seg.syn {
+            if !self.opened {
+                self.opened = true;
+                self.push(None, ts, EventKind::Open);
+            }
+            let h = &mut self.halves[i];
+            if h.isn.is_none() && h.delivered == 0 && h.pending.is_empty() {
+                h.isn = Some(seg.seq);
+                h.base = Some(seg.seq.wrapping_add(1));
+            }
+        }
+        let data_seq = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
+        let len = seg.payload.len() as u64 + u64::from(seg.missing);
+        if self.halves[i].base.is_none() {
+            if len == 0 && !seg.fin {
+                return;
+            }
+            self.halves[i].base = Some(data_seq);
+            if !self.opened && !self.mid_noted {
+                self.mid_noted = true;
+                self.push(
+                    None,
+                    ts,
+                    EventKind::Note {
+                        text: "capture starts mid-connection (no SYN seen)".into(),
+                    },
+                );
+            }
+        }
+        let off = self.halves[i].offset(data_seq);
+        if seg.fin && self.halves[i].fin_at.is_none() {
+            self.halves[i].fin_at = Some(off + len);
+        }
+        if len > 0 {
+            self.place(dir, off, seg.payload.clone(), seg.missing, ts);
+        }
+        self.check_fin(dir, ts);
+        if seg.rst && !self.reset {
+            self.reset = true;
+            self.flush(ts);
+            self.push(None, ts, EventKind::Reset);
+        }
+    }
+
+    fn check_fin(&mut self, dir: Direction, ts: Duration) {
+        let h = &mut self.halves[idx(dir)];
+        if !h.closed && h.fin_at.is_some_and(|f| f <= h.delivered) {
+            h.closed = true;
+            self.push(Some(dir), ts, EventKind::Closed { dir });
+        }
+    }
+
+    /// Places bytes at stream offset `off`: delivered now if they are next, else buffered.
+    fn place(&mut self, dir: Direction, off: u64, bytes: Vec<u8>, missing: u32, ts: Duration) {
+        let i = idx(dir);
+        let h = &mut self.halves[i];
+        if off > h.delivered {
+            if !h.pending.contains_key(&off) {
+                h.pending_bytes += bytes.len() + PIECE_OVERHEAD;
+                h.pending.insert(off, Piece { bytes, missing, ts });
+            }
+            if self.halves[i].pending_bytes > MAX_PENDING_BYTES {
+                self.skip_to_pending(dir, ts);
+            }
+            return;
+        }
+        self.deliver(dir, off, bytes, missing, ts);
+        self.drain(dir);
+    }
+
+    /// Declares the hole before the first buffered piece a gap and goes on from there.
+    fn skip_to_pending(&mut self, dir: Direction, ts: Duration) {
+        let h = &mut self.halves[idx(dir)];
+        let Some((&first, _)) = h.pending.first_key_value() else { return };
+        if first > h.delivered {
+            let len = first - h.delivered;
+            h.delivered = first;
+            self.push(Some(dir), ts, EventKind::Gap { dir, len });
+        }
+        self.drain(dir);
+    }
+
+    fn drain(&mut self, dir: Direction) {
+        let i = idx(dir);
+        loop {
+            let h = &mut self.halves[i];
+            let Some(entry) = h.pending.first_entry() else { break };
+            if *entry.key() > h.delivered {
+                break;
+            }
+            let (off, p) = entry.remove_entry();
+            h.pending_bytes -= p.bytes.len() + PIECE_OVERHEAD;
+            self.deliver(dir, off, p.bytes, p.missing, p.ts);
+        }
+    }
+
+    /// Delivers the part of a piece at `off` (≤ delivered) beyond what was already delivered.
+    fn deliver(&mut self, dir: Direction, off: u64, bytes: Vec<u8>, missing: u32, ts: Duration) {
+        let i = idx(dir);
+        let h = &mut self.halves[i];
+        let end = off + bytes.len() as u64 + u64::from(missing);
+        if end <= h.delivered {
+            self.compare(dir, off, &bytes, ts);
+            return;
+        }
+        let skip = (h.delivered - off) as usize;
+        self.compare(dir, off, &bytes[..skip.min(bytes.len())], ts);
+        let h = &mut self.halves[i];
+        let (new, gap) = if skip <= bytes.len() {
+            (bytes[skip..].to_vec(), u64::from(missing))
+        } else {
+            (Vec::new(), u64::from(missing) - (skip - bytes.len()) as u64)
+        };
+        h.delivered = end;
+        if !new.is_empty() {
+            h.recent.extend_from_slice(&new);
+            if h.recent.len() > RECENT {
+                let cut = h.recent.len() - RECENT;
+                h.recent.drain(..cut);
+            }
+            self.push(Some(dir), ts, EventKind::Data { dir, bytes: new });
+        }
+        if gap > 0 {
+            // Bytes cut by the capture's snaplen: the stream history no longer matches `recent`.
+            self.halves[i].recent.clear();
+            self.push(Some(dir), ts, EventKind::Gap { dir, len: gap });
+        }
+    }
+
+    /// Checks a retransmitted copy against the bytes delivered first.
+    fn compare(&mut self, dir: Direction, off: u64, bytes: &[u8], ts: Duration) {
+        let h = &mut self.halves[idx(dir)];
+        let recent_start = h.delivered - h.recent.len() as u64;
+        let mut conflict = None;
+        for (k, b) in bytes.iter().enumerate() {
+            let at = off + k as u64;
+            if at >= recent_start && at < h.delivered && h.recent[(at - recent_start) as usize] != *b {
+                conflict = Some(at);
+                break;
+            }
+        }
+        if let Some(at) = conflict {
+            if h.notes < MAX_NOTES {
+                h.notes += 1;
+                let text = format!(
+                    "{} retransmission differs from the first copy at stream byte {at} (first copy kept)",
+                    dir.arrow()
+                );
+                self.push(Some(dir), ts, EventKind::Note { text });
+            }
+        }
+    }
+
+    /// End of the capture (or a reset): buffered pieces are delivered with gaps before them.
+    pub fn flush(&mut self, ts: Duration) {
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            while !self.halves[idx(dir)].pending.is_empty() {
+                self.skip_to_pending(dir, ts);
+            }
+            let h = &mut self.halves[idx(dir)];
+            if let Some(f) = h.fin_at {
+                if !h.closed && f > h.delivered {
+                    let len = f - h.delivered;
+                    h.delivered = f;
+                    self.push(Some(dir), ts, EventKind::Gap { dir, len });
+                }
+            }
+            self.check_fin(dir, ts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Direction::*;
+
+    fn seg(seq: u32, data: &[u8], syn: bool, fin: bool) -> TcpSegment {
+        TcpSegment {
+            sport: 1,
+            dport: 2,
+            seq,
+            syn,
+            ack: !syn,
+            fin,
+            rst: false,
+            payload: data.to_vec(),
+            missing: 0,
+        }
+    }
+
+    fn text(c: &TcpConn) -> Vec<String> {
+        c.events
+            .iter()
+            .map(|(_, e)| match e {
+                EventKind::Data { dir, bytes } => format!("{} {}", dir.arrow(), String::from_utf8_lossy(bytes)),
+                EventKind::Gap { dir, len } => format!("{} gap {len}", dir.arrow()),
+                EventKind::Closed { dir } => format!("{} fin", dir.arrow()),
+                EventKind::Note { text } => format!("note {text}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reorders_dedups_and_marks_gaps() {
+        let t = Duration::ZERO;
+        let mut c = TcpConn::new();
+        c.segment(ClientToServer, &seg(u32::MAX - 2, b"", true, false), t);
+        c.segment(ClientToServer, &seg((u32::MAX - 1).wrapping_add(5), b"world", false, false), t); // wraps around
+        c.segment(ClientToServer, &seg(u32::MAX - 1, b"hello", false, false), t);
+        c.segment(ClientToServer, &seg(u32::MAX - 1, b"hellX", false, false), t); // conflicting copy
+        c.segment(ClientToServer, &seg(20, b"late", false, true), t); // a hole before it
+        c.flush(t);
+        assert_eq!(
+            text(&c),
+            [
+                "Open",
+                "C→S hello",
+                "C→S world",
+                "note C→S retransmission differs from the first copy at stream byte 4 (first copy kept)",
+                "C→S gap 12",
+                "C→S late",
+                "C→S fin"
+            ]
+        );
+    }
+
+    #[test]
+    fn random_segments_never_panic() {
+        let mut s = 0x1234_5678_9abc_def1u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for _ in 0..300 {
+            let mut c = TcpConn::new();
+            let base = next() as u32;
+            for _ in 0..60 {
+                let r = next();
+                let dir = if r & 1 == 0 { ClientToServer } else { ServerToClient };
+                let len = (r >> 8) as usize % 40;
+                let mut sg = seg(base.wrapping_add((r >> 16) as u32 % 300), &vec![b'x'; len], r & 2 != 0, r & 4 != 0);
+                sg.rst = r % 97 == 0;
+                sg.ack = r & 8 != 0;
+                sg.missing = if r % 13 == 0 { (r >> 40) as u32 % 100 } else { 0 };
+                c.segment(dir, &sg, Duration::from_micros(r % 1000));
+                let _ = c.is_new_syn(r as u32);
+            }
+            c.flush(Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn mid_connection_start_still_yields_data() {
+        let t = Duration::ZERO;
+        let mut c = TcpConn::new();
+        c.segment(ServerToClient, &seg(1000, b"abc", false, false), t);
+        c.segment(ServerToClient, &seg(1003, b"def", false, false), t);
+        assert_eq!(text(&c)[1..], ["S→C abc", "S→C def"]);
+        assert!(c.is_new_syn(5));
+    }
+}

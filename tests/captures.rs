@@ -1,0 +1,282 @@
+//! Capture decoding: every sample capture in fixtures/captures/ decodes, its transcript is
+//! snapshotted, the awkward ones recover what they should, and damaged files fail cleanly.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use wirecheck::capture::{self, file, Capture, FileError, Options};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/captures")
+}
+
+fn decode(name: &str) -> Capture {
+    capture::decode_file(&dir().join(name), &Options::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn decode_bytes(bytes: Vec<u8>) -> Result<Capture, FileError> {
+    capture::decode(file::from_reader(Box::new(Cursor::new(bytes)))?, &Options::default())
+}
+
+fn captures() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pcap") || n.ends_with(".pcapng"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_capture_decodes_and_matches_its_snapshot() {
+    let names = captures();
+    assert!(names.len() >= 20, "{names:?}");
+    for name in names {
+        let cap = decode(&name);
+        assert!(!cap.conversations.is_empty(), "{name}: no conversation");
+        insta::assert_snapshot!(name.trim_end_matches(".pcap").to_string(), cap.text());
+    }
+}
+
+#[test]
+fn every_capture_is_credited() {
+    let credits = std::fs::read_to_string(dir().join("CREDITS.md")).unwrap();
+    for name in captures() {
+        assert!(credits.contains(&format!("| {name} |")), "{name} is missing from CREDITS.md");
+    }
+}
+
+fn only(cap: &Capture) -> &capture::Conversation {
+    assert_eq!(cap.conversations.len(), 1, "{}", cap.text());
+    &cap.conversations[0]
+}
+
+#[test]
+fn out_of_order_segments_give_both_exchanges_in_order() {
+    let cap = decode("http-tcp-out-of-order.pcap");
+    let t = only(&cap).transcript();
+    let at = |s: &str| t.find(s).unwrap_or_else(|| panic!("{s} not in\n{t}"));
+    let (get1, r401) = (at("C→S GET /Security/Digest/"), at("S→C HTTP/1.1 401 Unauthorized"));
+    let get2 = get1 + 1 + t[get1 + 1..].find("C→S GET /Security/Digest/").expect("a second GET");
+    let r200 = at("S→C HTTP/1.1 200 OK");
+    assert!(get1 < r401 && r401 < get2 && get2 < r200, "{t}");
+    assert!(!t.contains("gap:") && !t.contains("undecodable"), "{t}");
+}
+
+#[test]
+fn reordered_handshake_still_opens_one_connection() {
+    let cap = decode("http-tcp-handshake-reorder.pcap");
+    let c = only(&cap);
+    assert_eq!(c.client.port(), 59856);
+    assert_eq!(c.server.port(), 80);
+    let t = c.transcript();
+    assert!(t.starts_with("c          open tcp"), "{t}");
+    assert!(t.contains("C→S GET /download/CHANGES.bro-aux.txt HTTP/1.1"), "{t}");
+    assert!(t.contains("body (Content-Length): 4705 bytes"), "{t}");
+}
+
+#[test]
+fn fragmented_request_is_reassembled() {
+    let cap = decode("http-ipv4-fragmented-request.pcap");
+    let t = only(&cap).transcript();
+    assert!(t.contains("C→S GET /convert_data.js?partner_id=29 HTTP/1.1"), "{t}");
+    assert!(t.contains("If-None-Match:"), "the last fragment's header is there too:\n{t}");
+    assert!(cap.warnings.is_empty(), "{:?}", cap.warnings);
+}
+
+#[test]
+fn linux_sll_gives_dns_and_http() {
+    let cap = decode("http-sll-with-dns.pcap");
+    let dns: Vec<_> = cap.conversations.iter().filter(|c| c.protocol == "dns").collect();
+    assert!(dns.len() >= 4, "{}", cap.text());
+    assert!(dns[0].transcript().contains("daisy.ubuntu.com. 600 IN A 162.213.33.164"));
+    let http: Vec<_> = cap.conversations.iter().filter(|c| c.protocol == "http").collect();
+    assert_eq!(http.len(), 1);
+    let t = http[0].transcript();
+    assert!(t.contains("301 Moved Permanently") && t.contains("HTTP/1.1 200 OK"), "{t}");
+}
+
+#[test]
+fn linux_sll2_request_without_response() {
+    let cap = decode("http-sll2-get-only.pcap");
+    let c = only(&cap);
+    assert_eq!(c.packets, 5);
+    assert!(c.transcript().contains("C→S GET /testing HTTP/1.1"), "{}", c.transcript());
+    assert!(!c.transcript().contains("S→C"), "{}", c.transcript());
+}
+
+#[test]
+fn h2c_decodes_without_error() {
+    let cap = decode("http2-h2c-continuation-null.pcap");
+    assert_eq!(only(&cap).server.port(), 8080);
+    assert_eq!(only(&cap).packets, 30);
+}
+
+#[test]
+fn h2c_with_port_override_is_raw() {
+    let opts = Options::from_args(&["8080=datagram".into()]).unwrap();
+    let cap = capture::decode_file(&dir().join("http2-h2c-continuation-null.pcap"), &opts).unwrap();
+    assert_eq!(only(&cap).protocol, "datagram");
+    assert!(only(&cap).transcript().contains("PRI * HTTP/2.0"));
+    assert!(Options::from_args(&["8080=nope".into()]).is_err());
+    assert!(Options::from_args(&["x=http".into()]).is_err());
+}
+
+#[test]
+fn null_loopback_ipv6() {
+    let cap = decode("http-null-loopback-ipv6.pcap");
+    let c = only(&cap);
+    assert_eq!(c.client.to_string(), "[::1]:55717");
+    assert_eq!(c.server.to_string(), "[::1]:8000");
+    let t = c.transcript();
+    assert!(t.contains("C→S GET / HTTP/1.1") && t.contains("S→C HTTP/1.0 200 OK"), "{t}");
+}
+
+#[test]
+fn raw_ip_ipv6_keepalive_has_three_exchanges() {
+    let cap = decode("http-rawip-ipv6-keepalive.pcap");
+    let t = only(&cap).transcript();
+    for path in ["style1.css", "main.html", "header.css"] {
+        assert!(t.contains(&format!("C→S GET /{path}")) || t.contains(path), "{path} missing:\n{t}");
+    }
+    assert_eq!(t.matches("S→C HTTP/1.1 200 OK").count(), 3, "{t}");
+}
+
+#[test]
+fn three_stacked_vlan_tags() {
+    let cap = decode("http-vlan-qinqinq.pcap");
+    let t = only(&cap).transcript();
+    assert!(
+        t.contains("C→S GET /download/CHANGES.bro-aux.txt") && t.contains("S→C HTTP/1.1 200 OK"),
+        "{t}"
+    );
+}
+
+#[test]
+fn snaplen_68_reports_truncation_and_gaps() {
+    let cap = decode("smtp-snaplen68-truncated.pcap");
+    let c = only(&cap);
+    assert!(c.truncated);
+    assert!(c.header().ends_with("truncated by the capture"), "{}", c.header());
+    let t = c.transcript();
+    assert!(t.contains("note: some packets were cut by the capture's snaplen"), "{t}");
+    assert!(t.contains("S→C gap: 84 bytes missing"), "{t}");
+    assert!(!t.contains("undecodable"), "{t}");
+}
+
+/// Rewrites a pcap as a big-endian, nanosecond pcap.
+fn to_nanosecond_big_endian(bytes: &[u8]) -> Vec<u8> {
+    use pcap_file::pcap::{PcapHeader, PcapReader, PcapWriter};
+    let mut rd = PcapReader::new(bytes).unwrap();
+    let header = PcapHeader {
+        ts_resolution: pcap_file::TsResolution::NanoSecond,
+        endianness: pcap_file::Endianness::Big,
+        ..rd.header()
+    };
+    let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
+    while let Some(p) = rd.next_packet() {
+        w.write_packet(&p.unwrap()).unwrap();
+    }
+    w.into_writer()
+}
+
+#[test]
+fn nanosecond_big_endian_pcap_reads_the_same() {
+    let bytes = std::fs::read(dir().join("http-vlan-qinqinq.pcap")).unwrap();
+    let converted = to_nanosecond_big_endian(&bytes);
+    assert_ne!(converted[..4], bytes[..4]);
+    assert_eq!(decode_bytes(converted).unwrap().text(), decode("http-vlan-qinqinq.pcap").text());
+}
+
+#[test]
+fn pcapng_with_two_link_types() {
+    use pcap_file::pcap::PcapReader;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+    let files = ["http-null-loopback-ipv6.pcap", "http-sll2-get-only.pcap"];
+    for name in files {
+        let bytes = std::fs::read(dir().join(name)).unwrap();
+        let rd = PcapReader::new(&bytes[..]).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(rd.header().datalink, 65535))
+            .unwrap();
+    }
+    for (iface, name) in files.iter().enumerate() {
+        let bytes = std::fs::read(dir().join(name)).unwrap();
+        let mut rd = PcapReader::new(&bytes[..]).unwrap();
+        while let Some(p) = rd.next_packet() {
+            let p = p.unwrap();
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: iface as u32,
+                timestamp: p.timestamp,
+                original_len: p.orig_len,
+                data: p.data,
+                options: vec![],
+            })
+            .unwrap();
+        }
+    }
+    let cap = decode_bytes(w.into_inner()).unwrap();
+    let expected = decode(files[0]).text() + &decode(files[1]).text();
+    assert_eq!(cap.text(), expected);
+}
+
+fn assert_clean_error(r: Result<Capture, FileError>, what: &str) {
+    if let Err(e) = r {
+        let msg = e.to_string();
+        assert!(
+            matches!(e, FileError::Packet { number, .. } if number >= 1) || matches!(e, FileError::Open(_)),
+            "{what}: {msg}"
+        );
+        assert!(!msg.is_empty());
+    }
+}
+
+#[test]
+fn truncated_files_name_the_packet_and_never_panic() {
+    let bytes = std::fs::read(dir().join("smtp-pipelining-null.pcap")).unwrap();
+    // Inside the first record's data: packet 1.
+    let e = decode_bytes(bytes[..24 + 16 + 10].to_vec()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "packet 1: the file ends inside this packet (truncated file), or its length field is corrupt"
+    );
+    // Inside a later record's header.
+    let e = decode_bytes(bytes[..bytes.len() - 3].to_vec()).unwrap_err();
+    assert!(matches!(e, FileError::Packet { number: 18, .. }), "{e}");
+    assert!(decode_bytes(bytes[..10].to_vec()).is_err());
+    for name in [
+        "http-tcp-out-of-order.pcap",
+        "http-ipv4-fragmented-request.pcap",
+        "dns-udp-many-rrtypes.pcap",
+    ] {
+        let bytes = std::fs::read(dir().join(name)).unwrap();
+        for cut in (0..bytes.len()).step_by(37) {
+            assert_clean_error(decode_bytes(bytes[..cut].to_vec()), &format!("{name} cut at {cut}"));
+        }
+    }
+}
+
+#[test]
+fn corrupt_bytes_give_errors_not_panics() {
+    let bytes = std::fs::read(dir().join("http-tcp-out-of-order.pcap")).unwrap();
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..400 {
+        let mut b = bytes.clone();
+        for _ in 0..(1 + round % 8) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let at = 24 + (s as usize % (b.len() - 24));
+            b[at] = (s >> 32) as u8;
+        }
+        assert_clean_error(decode_bytes(b), &format!("round {round}"));
+    }
+    // A malformed IPv4 header (IHL 1) in a packet the capture did not cut.
+    let mut b = bytes.clone();
+    b[24 + 16 + 14] = 0x41;
+    let e = decode_bytes(b).unwrap_err();
+    assert!(e.to_string().starts_with("packet 1: truncated or malformed IPv4 header"), "{e}");
+}
