@@ -119,3 +119,23 @@ fn filters_select_cases() {
     let (out, _) = wirecheck(&["run", "tcp-upper", "--case", "nothing-matches"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn decode_prints_transcripts_and_names_the_packet_of_a_corrupt_file() {
+    let (out, _) = wirecheck(&["decode", "fixtures/captures/http-keepalive-5gets.pcap"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("== tcp ") && text.contains("(http)"), "{text}");
+    assert_eq!(text.matches("C→S GET ").count(), 5, "{text}");
+    let (out, _) = wirecheck(&["decode", "fixtures/captures/dns-udp-many-rrtypes.pcap", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(doc.as_array().is_some_and(|a| !a.is_empty()), "{doc}");
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.pcap");
+    let bytes = std::fs::read(root().join("fixtures/captures/http-keepalive-5gets.pcap")).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (out, _) = wirecheck(&["decode", cut.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cut.pcap: packet "), "{err}");
+}

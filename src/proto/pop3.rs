@@ -33,6 +33,11 @@ pub enum Pop3Message {
         /// The multi-line body after un-stuffing (CRLF endings), if any.
         body: Option<Vec<u8>>,
     },
+    /// A SASL continuation request (`+ base64`) during AUTH (RFC 5034 §4).
+    Continuation {
+        /// The text after `+ `.
+        text: String,
+    },
     /// A client command.
     Command {
         /// The keyword, upper-cased.
@@ -73,6 +78,8 @@ pub struct ResponseCodec {
     pending: VecDeque<bool>,
     cmd_buf: Vec<u8>,
     greeted: bool,
+    /// Inside an AUTH exchange: the client's lines are SASL responses, not commands.
+    sasl: bool,
 }
 
 /// Whether a +OK to this command line is multi-line (RFC 1939 §5, RFC 2449 §5).
@@ -82,7 +89,8 @@ fn multi_line(cmd: &str) -> bool {
     let has_arg = words.next().is_some();
     match kw.as_str() {
         "RETR" | "TOP" | "CAPA" => true,
-        "LIST" | "UIDL" => !has_arg,
+        // AUTH without a mechanism lists the mechanisms (a common extension; RFC 5034 leaves it out).
+        "LIST" | "UIDL" | "AUTH" => !has_arg,
         _ => false,
     }
 }
@@ -100,6 +108,20 @@ impl Codec for ResponseCodec {
                 Ok(Frame::Incomplete)
             };
         };
+        if self.greeted && (first == b"+" || first.starts_with(b"+ ")) {
+            // RFC 5034 §4: the server asks for the next SASL response; the AUTH is still pending.
+            self.sasl = true;
+            let text = String::from_utf8_lossy(first.get(2..).unwrap_or(&[])).into_owned();
+            return Ok(Frame::Message(
+                Message {
+                    text: format!("+ {text}"),
+                    summary: format!("+ {text}").trim_end().to_string(),
+                    findings: Vec::new(),
+                    detail: Some(Arc::new(Pop3Message::Continuation { text })),
+                },
+                pos,
+            ));
+        }
         let (ok, rest) = if let Some(r) = first.strip_prefix(b"+OK") {
             (true, r)
         } else if let Some(r) = first.strip_prefix(b"-ERR") {
@@ -171,6 +193,7 @@ impl Codec for ResponseCodec {
             self.pending.pop_front();
         }
         self.greeted = true;
+        self.sasl = false;
         let status = if ok { "+OK" } else { "-ERR" };
         let mut summary = format!("{status} {text}").trim_end().to_string();
         let mut full_text = summary.clone();
@@ -195,7 +218,10 @@ impl Codec for ResponseCodec {
         self.cmd_buf.extend_from_slice(bytes);
         while let Some(i) = self.cmd_buf.iter().position(|&b| b == b'\n') {
             let l: Vec<u8> = self.cmd_buf.drain(..=i).collect();
-            self.pending.push_back(multi_line(&String::from_utf8_lossy(&l)));
+            // A SASL response answers a continuation; it is not a command awaiting a response of its own.
+            if !self.sasl {
+                self.pending.push_back(multi_line(&String::from_utf8_lossy(&l)));
+            }
         }
     }
 }
@@ -244,6 +270,8 @@ struct BodyCheck {
 #[derive(Debug)]
 struct Pop3Expect {
     ok: Option<bool>,
+    /// `status: +`: a SASL continuation request.
+    continuation: bool,
     text: Option<Template>,
     multiline: Option<bool>,
     body: Option<BodyCheck>,
@@ -252,13 +280,18 @@ struct Pop3Expect {
 
 fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
     let f = cx.fields(node, &["status", "text", "multiline", "body", "capture"], "a POP3 expect")?;
+    let mut continuation = false;
     let ok = match f.get("status") {
         None => None,
         Some(n) => match n.as_str().map(|s| s.to_ascii_uppercase()) {
             Some(s) if s == "+OK" || s == "OK" => Some(true),
             Some(s) if s == "-ERR" || s == "ERR" => Some(false),
+            Some(s) if s == "+" => {
+                continuation = true;
+                None
+            }
             _ => {
-                cx.err_help(n, "status is +OK or -ERR", "e.g. status: +OK");
+                cx.err_help(n, "status is +OK, -ERR or + (a SASL continuation)", "e.g. status: +OK");
                 return None;
             }
         },
@@ -307,6 +340,7 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     };
     Some(Box::new(Pop3Expect {
         ok,
+        continuation,
         text,
         multiline,
         body,
@@ -316,9 +350,19 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
 
 impl StructuredExpect for Pop3Expect {
     fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
-        let Some(Pop3Message::Response { ok, text, body }) = msg.detail.as_ref().and_then(|d| d.downcast_ref::<Pop3Message>()) else {
+        let detail = msg.detail.as_ref().and_then(|d| d.downcast_ref::<Pop3Message>());
+        if let Some(Pop3Message::Continuation { .. }) = detail {
+            return match self.continuation {
+                true => Ok(Vec::new()),
+                false => Err(mismatch("a SASL continuation request (+) came, not a status", self.describe(), msg)),
+            };
+        }
+        let Some(Pop3Message::Response { ok, text, body }) = detail else {
             return Err(mismatch("not a POP3 response", self.describe(), msg));
         };
+        if self.continuation {
+            return Err(mismatch("expected a SASL continuation request (+)", self.describe(), msg));
+        }
         let regex = |t: &Template| -> Result<Regex, Mismatch> {
             let p = t.render_regex(cx.vars).map_err(|e| mismatch(e, "", msg))?;
             Regex::new(&p).map_err(|e| mismatch(e.to_string(), "", msg))
@@ -476,6 +520,27 @@ mod tests {
         assert_eq!((body.unwrap(), f.len()), (b".x\r\n".to_vec(), 0));
         let (_, text, body, _, _) = resp(&mut c, b"+OK 2 1410\r\n", false);
         assert_eq!((text.as_str(), body), ("2 1410", None));
+    }
+
+    #[test]
+    fn sasl_continuations_keep_the_auth_pending() {
+        let mut c = ResponseCodec::default();
+        resp(&mut c, b"+OK hi\r\n", false);
+        c.peer_sent(b"AUTH PLAIN\r\n");
+        let Frame::Message(m, used) = c.decode(b"+ \r\n", false).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            m.detail.as_deref().and_then(|d| d.downcast_ref::<Pop3Message>()),
+            Some(Pop3Message::Continuation { .. })
+        ));
+        assert_eq!(used, 4);
+        c.peer_sent(b"AGJvYgBodW5ncnk=\r\n");
+        let (ok, _, body, _, _) = resp(&mut c, b"+OK logged in\r\n", false);
+        assert!(ok && body.is_none());
+        c.peer_sent(b"LIST\r\n");
+        let (_, _, body, _, _) = resp(&mut c, b"+OK 1 messages\r\n1 498\r\n.\r\n", false);
+        assert_eq!(body.unwrap(), b"1 498\r\n");
     }
 
     #[test]
