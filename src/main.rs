@@ -202,6 +202,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
         tags: args.tags,
         case_globs: globs,
         ready_timeout: args.ready_timeout,
+        ..RunOptions::default()
     };
     let selected: usize = suites
         .iter()

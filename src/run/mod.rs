@@ -4,6 +4,7 @@ mod case;
 mod conn;
 pub mod process;
 pub mod ready;
+pub mod sandbox;
 mod target;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub case_globs: Vec<glob::Pattern>,
     /// How long a started target has to open its port.
     pub ready_timeout: Duration,
+    /// How programs started as targets are confined (limits, user, folder).
+    pub sandbox: sandbox::Sandbox,
 }
 
 impl Default for RunOptions {
@@ -45,6 +48,7 @@ impl Default for RunOptions {
             tags: Vec::new(),
             case_globs: Vec::new(),
             ready_timeout: Duration::from_secs(10),
+            sandbox: sandbox::Sandbox::default(),
         }
     }
 }
