@@ -21,6 +21,7 @@ Examples:
   wirecheck run udp-pinger --exec 'python3 client.py 127.0.0.1 {port}'
   wirecheck run tcp-upper --target 127.0.0.1:12000 --case 'split-*'
   wirecheck run --report junit:results.xml --report json:-
+  wirecheck run http --capture captures/          one pcapng per case, open them in Wireshark
   wirecheck list --format json
   wirecheck serve tcp-upper --port 12000";
 
@@ -110,6 +111,25 @@ struct RunArgs {
     /// Show the dialogue of passing cases too.
     #[arg(long, short)]
     verbose: bool,
+    /// Capture every case on the loopback (libpcap; needs root or CAP_NET_RAW) into DIR/<suite>/<case>.pcapng,
+    /// and check that the capture shows what the sockets recorded.
+    #[arg(long, value_name = "DIR")]
+    capture: Option<PathBuf>,
+}
+
+/// Starts the loopback capture for `--capture DIR`; without permission the run goes on without it.
+fn start_capture(dir: PathBuf) -> Option<run::capture::CaptureSink> {
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("warning: --capture: cannot create {}: {e}; running without capture", dir.display());
+        return None;
+    }
+    match wirecheck::capture::live::LiveCapture::start() {
+        Ok(live) => Some(run::capture::CaptureSink { dir, live: Arc::new(live) }),
+        Err(e) => {
+            eprintln!("warning: --capture: {e}; running without capture (results come from the sockets alone)");
+            None
+        }
+    }
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -202,6 +222,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
         tags: args.tags,
         case_globs: globs,
         ready_timeout: args.ready_timeout,
+        capture: args.capture.and_then(start_capture),
         ..RunOptions::default()
     };
     let selected: usize = suites

@@ -4,8 +4,10 @@
 //! IPv4 fragments, `tcp` puts each connection's bytes in order. Every conversation becomes a
 //! Dialogue of raw bytes, framed by a protocol codec only when rendered, exactly like a live run.
 
+pub mod compare;
 pub mod defrag;
 pub mod file;
+pub mod live;
 pub mod packet;
 pub mod tcp;
 

@@ -156,6 +156,12 @@ impl TcpConn {
         let len = seg.payload.len() as u64 + u64::from(seg.missing);
         if self.halves[i].base.is_none() {
             if len == 0 && !seg.fin {
+                if seg.rst && !self.reset {
+                    self.reset = true;
+                    // A reset answering a SYN, from a side that never sent one: nothing listened.
+                    let refused = self.halves[1 - i].isn.is_some() && self.halves[1 - i].delivered == 0;
+                    self.push(None, ts, if refused { EventKind::Refused } else { EventKind::Reset });
+                }
                 return;
             }
             self.halves[i].base = Some(data_seq);
@@ -218,6 +224,9 @@ impl TcpConn {
         if first > h.delivered {
             let len = first - h.delivered;
             h.delivered = first;
+            // `recent` ends where the gap starts: kept, it would be checked against the wrong
+            // stream offsets (a copy of gap bytes would "differ" from bytes before the gap).
+            h.recent.clear();
             self.push(Some(dir), ts, EventKind::Gap { dir, len });
         }
         self.drain(dir);
@@ -305,6 +314,7 @@ impl TcpConn {
                 if !h.closed && f > h.delivered {
                     let len = f - h.delivered;
                     h.delivered = f;
+                    h.recent.clear();
                     self.push(Some(dir), ts, EventKind::Gap { dir, len });
                 }
             }
@@ -394,6 +404,33 @@ mod tests {
             }
             c.flush(Duration::from_secs(1));
         }
+    }
+
+    #[test]
+    fn bytes_after_a_gap_are_not_compared_with_bytes_before_it() {
+        let t = Duration::ZERO;
+        let mut c = TcpConn::new();
+        c.segment(ClientToServer, &seg(99, b"", true, false), t);
+        c.segment(ClientToServer, &seg(100, b"abc", false, false), t);
+        c.segment(ClientToServer, &seg(110, b"xyz", false, false), t);
+        // The reset declares bytes 3..10 a gap; a late copy of gap bytes has nothing to differ
+        // from (before the fix it was compared with "abc" and reported as conflicting).
+        let mut rst = seg(113, b"", false, false);
+        rst.rst = true;
+        c.segment(ClientToServer, &rst, t);
+        c.segment(ClientToServer, &seg(107, b"QQQ", false, false), t);
+        c.segment(ClientToServer, &seg(110, b"xyW", false, false), t);
+        assert_eq!(
+            text(&c),
+            [
+                "Open",
+                "C→S abc",
+                "C→S gap 7",
+                "C→S xyz",
+                "Reset",
+                "note C→S retransmission differs from the first copy at stream byte 12 (first copy kept)"
+            ]
+        );
     }
 
     #[test]

@@ -346,10 +346,21 @@ impl Conn {
         }
     }
 
-    /// Closes our side (recording our FIN unless a shutdown already sent it).
+    /// Closes our side, recording what goes on the wire: our FIN (unless a shutdown already
+    /// sent it), or a reset when bytes the harness never read are waiting (the kernel then
+    /// aborts the connection instead of closing it, RFC 9293 §3.6.1).
     pub fn close(self) {
         if let Conn::Tcp(c) = &self {
-            if !c.write_closed {
+            use nix::sys::socket::{recv, MsgFlags};
+            use std::os::fd::AsRawFd;
+            let mut probe = [0u8; 1];
+            let unread = matches!(
+                recv(c.stream.as_raw_fd(), &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+                Ok(n) if n > 0
+            );
+            if unread && !c.reset {
+                c.rec.event(c.id, EventKind::Reset);
+            } else if !c.write_closed {
                 c.rec.event(
                     c.id,
                     EventKind::Closed {

@@ -1,5 +1,6 @@
 //! The runner: selects cases, leases targets, runs cases concurrently, hands results to reporters.
 
+pub mod capture;
 mod case;
 mod conn;
 pub mod process;
@@ -37,6 +38,8 @@ pub struct RunOptions {
     pub ready_timeout: Duration,
     /// How programs started as targets are confined (limits, user, folder).
     pub sandbox: sandbox::Sandbox,
+    /// `--capture DIR`: record each case on the loopback, save it and check it against the sockets.
+    pub capture: Option<capture::CaptureSink>,
 }
 
 impl Default for RunOptions {
@@ -49,6 +52,7 @@ impl Default for RunOptions {
             case_globs: Vec::new(),
             ready_timeout: Duration::from_secs(10),
             sandbox: sandbox::Sandbox::default(),
+            capture: None,
         }
     }
 }
@@ -184,7 +188,15 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
         .map(|(si, ci)| {
             let suite = suites[si].clone();
             let target = targets[si].clone();
-            async move { run_one(&target, suite, ci, opts).await }
+            async move {
+                let Some(sink) = &opts.capture else {
+                    return run_one(&target, suite, ci, opts).await;
+                };
+                let start = sink.live.begin_case();
+                let (mut result, target_error) = run_one(&target, suite, ci, opts).await;
+                sink.finish_case(start, &mut result).await;
+                (result, target_error)
+            }
         })
         .buffer_unordered(jobs.max(1));
     while let Some((result, target_error)) = results.next().await {

@@ -1,0 +1,340 @@
+//! Does a capture of a case show what the harness's sockets recorded?
+//!
+//! For each connection of the live Dialogue, the capture's conversation between the same two
+//! addresses is rendered as a transcript in the live connection's own terms (its name, its
+//! protocol, the harness's side) and compared item by item with the live transcript. What the
+//! harness sent must all be on the wire. What it received must be the start of what the wire
+//! carried: bytes that arrived after the case's last read (or that were still in flight when it
+//! ended) were never read, so the capture's incoming data is cut at what the harness read.
+
+use std::net::SocketAddr;
+
+use crate::dialogue::{ConnInfo, Dialogue, Event, EventKind};
+use crate::proto::{Direction, Protocol};
+
+use super::Capture;
+
+/// One connection whose capture differs from the live record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The connection's name in the case.
+    pub conn: String,
+    /// What differs.
+    pub text: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection {}: {}", self.conn, self.text)
+    }
+}
+
+fn flip(d: Direction) -> Direction {
+    match d {
+        Direction::ClientToServer => Direction::ServerToClient,
+        Direction::ServerToClient => Direction::ClientToServer,
+    }
+}
+
+/// The live connection `i` as a dialogue of its own.
+fn live_part(live: &Dialogue, i: usize) -> Dialogue {
+    Dialogue {
+        connections: vec![ConnInfo {
+            id: 0,
+            ..live.connections[i].clone()
+        }],
+        events: live
+            .events
+            .iter()
+            .filter(|e| e.conn == i)
+            .map(|e| Event { conn: 0, ..e.clone() })
+            .collect(),
+    }
+}
+
+/// The transcript items of one direction of a one-connection dialogue. Directions are compared
+/// apart: the sockets record an arrival when the harness reads it, the wire when it was sent.
+fn messages(d: &Dialogue, proto: &dyn Protocol, dir: Direction) -> Vec<String> {
+    d.items(proto)
+        .into_iter()
+        .filter(|it| it.dir == Some(dir))
+        .map(|it| it.text)
+        .collect()
+}
+
+/// Compares every connection of `live` with its conversation in `cap`.
+pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    for (i, info) in live.connections.iter().enumerate() {
+        let proto = crate::proto::find(&info.protocol).unwrap_or(&crate::proto::datagram::Datagram);
+        let mine = live_part(live, i);
+        let mut report = |text: String| {
+            out.push(Mismatch {
+                conn: info.name.clone(),
+                text,
+            })
+        };
+        let refused = mine.events.iter().any(|e| matches!(e.kind, EventKind::Refused));
+        let Some(local) = info.local else {
+            if refused {
+                let peer = info.peer;
+                let seen = cap.conversations.iter().any(|c| {
+                    Some(c.server) == peer
+                        && c.dialogue
+                            .events
+                            .iter()
+                            .any(|e| matches!(e.kind, EventKind::Reset | EventKind::Refused))
+                });
+                if !seen {
+                    report("refused, but the capture shows no reset from the target's port".into());
+                }
+            }
+            continue;
+        };
+        let convs: Vec<_> = cap
+            .conversations
+            .iter()
+            .filter(|c| c.transport == info.transport && (c.client == local || c.server == local))
+            .filter(|c| info.peer.is_none_or(|p| c.client == p || c.server == p))
+            .collect();
+        if convs.is_empty() {
+            if mine.events.iter().any(|e| matches!(e.kind, EventKind::Data { .. })) {
+                report(format!("no packets between {local} and {} in the capture", peer_text(info.peer)));
+            }
+            continue;
+        }
+        // Each captured event, seen from the live connection: which way, relative to the harness.
+        let outgoing = if info.harness_is_client {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let mut events: Vec<(u64, EventKind)> = Vec::new();
+        for c in &convs {
+            let sender = |d: Direction| -> SocketAddr {
+                match d {
+                    Direction::ClientToServer => c.client,
+                    Direction::ServerToClient => c.server,
+                }
+            };
+            let orient = |d: Direction| if sender(d) == local { outgoing } else { flip(outgoing) };
+            for e in &c.dialogue.events {
+                let t = c.start_us + e.t_us;
+                let kind = match &e.kind {
+                    EventKind::Data { dir, bytes } => EventKind::Data {
+                        dir: orient(*dir),
+                        bytes: bytes.clone(),
+                    },
+                    EventKind::Closed { dir } => EventKind::Closed { dir: orient(*dir) },
+                    EventKind::Gap { dir, len } => EventKind::Gap {
+                        dir: orient(*dir),
+                        len: *len,
+                    },
+                    other => other.clone(),
+                };
+                events.push((t, kind));
+            }
+        }
+        events.sort_by_key(|(t, _)| *t);
+        let received: usize = mine
+            .events
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Data { dir, bytes } if *dir != outgoing => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        let saw = |f: &dyn Fn(&EventKind) -> bool| mine.events.iter().any(|e| f(&e.kind));
+        let saw_eof = saw(&|k| matches!(k, EventKind::Closed { dir } if *dir != outgoing));
+        let saw_shutdown = saw(&|k| matches!(k, EventKind::Closed { dir } if *dir == outgoing));
+        let saw_reset = saw(&|k| matches!(k, EventKind::Reset));
+        // Cut the wire's incoming side at what the harness read, and keep the connection events
+        // the harness itself observed (a FIN after its last read, or its own close at the end
+        // of the case, is on the wire but not in its record).
+        let mut left = received;
+        let mut kept = Vec::new();
+        let mut fin_out = false;
+        for (t, kind) in events {
+            fin_out |= matches!(kind, EventKind::Closed { dir } if dir == outgoing);
+            // The harness's close races with bytes still arriving: when they land between its
+            // look at the socket and the close itself, the kernel resets instead of sending FIN.
+            if saw_shutdown && !fin_out && matches!(kind, EventKind::Reset) {
+                fin_out = true;
+                kept.push(Event {
+                    t_us: t,
+                    conn: 0,
+                    kind: EventKind::Closed { dir: outgoing },
+                });
+            }
+            let keep = match kind {
+                EventKind::Data { dir, bytes } if dir != outgoing => {
+                    if left == 0 {
+                        None
+                    } else {
+                        let n = bytes.len().min(left);
+                        left -= n;
+                        Some(EventKind::Data {
+                            dir,
+                            bytes: bytes[..n].to_vec(),
+                        })
+                    }
+                }
+                EventKind::Closed { dir } if dir != outgoing => saw_eof.then_some(EventKind::Closed { dir }),
+                EventKind::Closed { dir } => saw_shutdown.then_some(EventKind::Closed { dir }),
+                EventKind::Reset => saw_reset.then_some(EventKind::Reset),
+                EventKind::Open | EventKind::Note { .. } => None,
+                other => Some(other),
+            };
+            if let Some(kind) = keep {
+                kept.push(Event { t_us: t, conn: 0, kind });
+            }
+        }
+        let wire = Dialogue {
+            connections: vec![ConnInfo { id: 0, ..info.clone() }],
+            events: kept,
+        };
+        for dir in [outgoing, flip(outgoing)] {
+            let a = messages(&mine, proto, dir);
+            let b = messages(&wire, proto, dir);
+            if a != b {
+                report(first_difference(dir, &a, &b));
+            }
+        }
+    }
+    out
+}
+
+fn peer_text(p: Option<SocketAddr>) -> String {
+    p.map_or_else(|| "anyone".into(), |p| p.to_string())
+}
+
+fn first_difference(dir: Direction, live: &[String], wire: &[String]) -> String {
+    let show = |m: Option<&String>| match m {
+        Some(t) => format!("{:?}", t.chars().take(300).collect::<String>()),
+        None => "nothing".into(),
+    };
+    let i = live.iter().zip(wire).take_while(|(a, b)| a == b).count();
+    format!(
+        "{} item {} differs: the sockets recorded {} but the capture shows {} ({} items live, {} captured)",
+        dir.arrow(),
+        i + 1,
+        show(live.get(i)),
+        show(wire.get(i)),
+        live.len(),
+        wire.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Conversation;
+    use crate::suite::Transport;
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    fn data(t: u64, dir: Direction, b: &[u8]) -> Event {
+        Event {
+            t_us: t,
+            conn: 0,
+            kind: EventKind::Data { dir, bytes: b.to_vec() },
+        }
+    }
+
+    fn info(captured: bool) -> ConnInfo {
+        ConnInfo {
+            id: 0,
+            name: "c".into(),
+            transport: Transport::Tcp,
+            protocol: "line".into(),
+            harness_is_client: true,
+            captured,
+            local: Some(addr(40000)),
+            peer: Some(addr(12000)),
+        }
+    }
+
+    fn capture(events: Vec<Event>) -> Capture {
+        Capture {
+            conversations: vec![Conversation {
+                transport: Transport::Tcp,
+                client: addr(40000),
+                server: addr(12000),
+                protocol: "line".into(),
+                packets: events.len(),
+                truncated: false,
+                start_us: 0,
+                dialogue: Dialogue {
+                    connections: vec![info(true)],
+                    events,
+                },
+            }],
+            ..Capture::default()
+        }
+    }
+
+    const C2S: Direction = Direction::ClientToServer;
+    const S2C: Direction = Direction::ServerToClient;
+
+    #[test]
+    fn same_bytes_in_other_pieces_and_unread_tail_agree() {
+        let live = Dialogue {
+            connections: vec![info(false)],
+            events: vec![data(1, C2S, b"hello\n"), data(5, S2C, b"HELLO\n")],
+        };
+        // The wire split the request differently and carried a reply the harness never read.
+        let cap = capture(vec![
+            data(1, C2S, b"hel"),
+            data(2, C2S, b"lo\n"),
+            data(3, S2C, b"HELLO\nMORE\n"),
+            Event {
+                t_us: 4,
+                conn: 0,
+                kind: EventKind::Closed { dir: S2C },
+            },
+        ]);
+        assert_eq!(compare(&live, &cap), vec![]);
+    }
+
+    #[test]
+    fn different_bytes_are_reported() {
+        let live = Dialogue {
+            connections: vec![info(false)],
+            events: vec![data(1, C2S, b"hello\n"), data(5, S2C, b"HELLO\n")],
+        };
+        let cap = capture(vec![data(1, C2S, b"hellO\n"), data(3, S2C, b"HELLO\n")]);
+        let m = compare(&live, &cap);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].text.contains("C→S item 1 differs"), "{}", m[0]);
+    }
+
+    #[test]
+    fn a_close_the_wire_never_carried_is_reported() {
+        let live = Dialogue {
+            connections: vec![info(false)],
+            events: vec![
+                data(1, C2S, b"hello\n"),
+                Event {
+                    t_us: 2,
+                    conn: 0,
+                    kind: EventKind::Closed { dir: S2C },
+                },
+            ],
+        };
+        let m = compare(&live, &capture(vec![data(1, C2S, b"hello\n")]));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].text.contains("\"close\""), "{}", m[0]);
+    }
+
+    #[test]
+    fn missing_conversation_is_reported() {
+        let live = Dialogue {
+            connections: vec![info(false)],
+            events: vec![data(1, C2S, b"hello\n")],
+        };
+        let m = compare(&live, &Capture::default());
+        assert!(m[0].text.contains("no packets between"), "{m:?}");
+    }
+}
