@@ -176,23 +176,73 @@ pub struct Item {
     pub text: String,
 }
 
+/// One framed piece of a dialogue: a message with its parsed form, or an event.
+#[derive(Debug, Clone)]
+pub struct Framed {
+    /// Microseconds since the case started.
+    pub t_us: u64,
+    /// Connection index.
+    pub conn: usize,
+    /// Direction, for messages, closes and gaps.
+    pub dir: Option<Direction>,
+    /// What it is.
+    pub what: What,
+}
+
+/// What a [`Framed`] piece is.
+#[derive(Debug, Clone)]
+pub enum What {
+    /// A message the codec framed.
+    Message(crate::proto::Message),
+    /// Bytes the codec rejected: its error and the bytes.
+    Undecodable(String, Vec<u8>),
+    /// Bytes left unframed when the dialogue ended (the sender stopped mid-message).
+    Incomplete(Vec<u8>),
+    /// Anything else (open, close, reset, gap, note), as the transcript shows it.
+    Event(String),
+}
+
+impl Framed {
+    /// The transcript text of this piece.
+    pub fn text(&self) -> String {
+        match &self.what {
+            What::Message(m) => m.summary.clone(),
+            What::Undecodable(e, b) => format!("undecodable ({e}): \"{}\"", escape_bytes(b, 200)),
+            What::Incomplete(b) => format!("incomplete: \"{}\"", escape_bytes(b, 200)),
+            What::Event(t) => t.clone(),
+        }
+    }
+}
+
 impl Dialogue {
     /// Frames the recorded bytes with `proto`'s codec into transcript items.
     pub fn items(&self, proto: &dyn Protocol) -> Vec<Item> {
+        let name = |c: usize| self.connections.get(c).map(|i| i.name.clone()).unwrap_or_default();
+        self.frames(proto)
+            .into_iter()
+            .map(|f| Item {
+                t_us: f.t_us,
+                conn: name(f.conn),
+                dir: f.dir,
+                text: f.text(),
+            })
+            .collect()
+    }
+
+    /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
+    pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
         let mut streams: HashMap<(usize, Direction), Stream> = HashMap::new();
         let mut out = Vec::new();
-        let name = |c: usize| self.connections.get(c).map(|i| i.name.clone()).unwrap_or_default();
         for ev in &self.events {
-            let conn = name(ev.conn);
             let info = self.connections.get(ev.conn);
             // Each connection is framed with its own protocol (a suite may speak several).
             let proto = info.and_then(|i| crate::proto::find(&i.protocol)).unwrap_or(proto);
-            let mut push = |dir, text| {
-                out.push(Item {
+            let mut push = |dir, what| {
+                out.push(Framed {
                     t_us: ev.t_us,
-                    conn: conn.clone(),
+                    conn: ev.conn,
                     dir,
-                    text,
+                    what,
                 })
             };
             match &ev.kind {
@@ -203,15 +253,16 @@ impl Dialogue {
                         Some(i) => format!("open {} (harness is server)", i.transport),
                         None => "open".into(),
                     };
-                    push(None, text);
+                    push(None, What::Event(text));
                 }
                 EventKind::Data { dir, bytes } => {
                     let udp = info.is_some_and(|i| i.transport == Transport::Udp);
                     if udp {
                         let mut codec = proto.codec_on(*dir, Transport::Udp);
                         match codec.decode(bytes, true) {
-                            Ok(Frame::Message(m, _)) => push(Some(*dir), m.summary),
-                            _ => push(Some(*dir), format!("datagram \"{}\"", escape_bytes(bytes, 200))),
+                            Ok(Frame::Message(m, _)) => push(Some(*dir), What::Message(m)),
+                            Err(e) => push(Some(*dir), What::Undecodable(e.to_string(), bytes.clone())),
+                            _ => push(Some(*dir), What::Event(format!("datagram \"{}\"", escape_bytes(bytes, 200)))),
                         }
                         continue;
                     }
@@ -228,36 +279,36 @@ impl Dialogue {
                         .entry((ev.conn, *dir))
                         .or_insert_with(|| (Vec::new(), proto.codec_on(*dir, Transport::Tcp)));
                     buf.extend_from_slice(bytes);
-                    drain(buf, codec.as_mut(), false, |t| push(Some(*dir), t));
+                    drain(buf, codec.as_mut(), false, |w| push(Some(*dir), w));
                 }
                 EventKind::Closed { dir } => {
                     if let Some((buf, codec)) = streams.get_mut(&(ev.conn, *dir)) {
-                        drain(buf, codec.as_mut(), true, |t| push(Some(*dir), t));
+                        drain(buf, codec.as_mut(), true, |w| push(Some(*dir), w));
                     }
-                    push(Some(*dir), "close".into());
+                    push(Some(*dir), What::Event("close".into()));
                 }
-                EventKind::Reset => push(None, "reset".into()),
-                EventKind::Refused => push(None, "connection refused".into()),
+                EventKind::Reset => push(None, What::Event("reset".into())),
+                EventKind::Refused => push(None, What::Event("connection refused".into())),
                 EventKind::Gap { dir, len } => {
                     // Framing cannot continue across missing bytes: flush what was buffered and
                     // start the direction afresh.
                     if let Some((mut buf, mut codec)) = streams.remove(&(ev.conn, *dir)) {
-                        drain(&mut buf, codec.as_mut(), true, |t| push(Some(*dir), t));
+                        drain(&mut buf, codec.as_mut(), true, |w| push(Some(*dir), w));
                     }
-                    push(Some(*dir), format!("gap: {len} bytes missing"));
+                    push(Some(*dir), What::Event(format!("gap: {len} bytes missing")));
                 }
-                EventKind::Note { text } => push(None, format!("note: {text}")),
+                EventKind::Note { text } => push(None, What::Event(format!("note: {text}"))),
             }
         }
         // Bytes still unframed at the end were never completed by the peer.
         let mut rest: Vec<_> = streams.into_iter().filter(|(_, (b, _))| !b.is_empty()).collect();
         rest.sort_by_key(|((c, _), _)| *c);
         for ((c, dir), (buf, _)) in rest {
-            out.push(Item {
+            out.push(Framed {
                 t_us: self.events.last().map_or(0, |e| e.t_us),
-                conn: name(c),
+                conn: c,
                 dir: Some(dir),
-                text: format!("incomplete: \"{}\"", escape_bytes(&buf, 200)),
+                what: What::Incomplete(buf),
             });
         }
         out
@@ -279,17 +330,16 @@ impl Dialogue {
     }
 }
 
-fn drain(buf: &mut Vec<u8>, codec: &mut dyn crate::proto::Codec, eof: bool, mut push: impl FnMut(String)) {
+fn drain(buf: &mut Vec<u8>, codec: &mut dyn crate::proto::Codec, eof: bool, mut push: impl FnMut(What)) {
     loop {
         match codec.decode(buf, eof) {
             Ok(Frame::Message(m, used)) if used > 0 => {
-                push(m.summary);
+                push(What::Message(m));
                 buf.drain(..used);
             }
             Ok(_) => break,
             Err(e) => {
-                push(format!("undecodable ({e}): \"{}\"", escape_bytes(buf, 200)));
-                buf.clear();
+                push(What::Undecodable(e.to_string(), std::mem::take(buf)));
                 break;
             }
         }

@@ -78,6 +78,51 @@ enum Command {
         #[arg(long = "port", value_name = "N=PROTO")]
         ports: Vec<String>,
     },
+    /// Check a capture: each protocol's passive rules, a suite case's expectations, or a stored transcript.
+    #[command(after_help = CHECK_HELP)]
+    Check(CheckArgs),
+}
+
+const CHECK_HELP: &str = "\
+Without --suite, every conversation is checked against its protocol's passive rules: each message
+well-formed (the codec's MUST findings), no sender closing mid-message, and rules over the whole
+conversation (HTTP: one final response per request; SMTP/POP3: one reply per command, greeting
+first; DNS: response ids match a query). SHOULD findings are warnings.
+
+With --suite (and --case), the capture replays the target's side of the dialogue to the case's
+steps, so the verdict is the one `wirecheck run` would give for the same bytes (server suites).
+
+Exit status: 0 clean; 1 a rule, expectation or snapshot failed; 2 a usage or capture-file error.
+
+Examples:
+  wirecheck check my-server.pcapng
+  wirecheck check trace.pcap --port 8888=http --format json
+  wirecheck check smtp-client.pcapng --port 2525=smtp --side client
+  wirecheck check run.pcapng --suite http --case conditional-get-304
+  wirecheck check run.pcapng --snapshot expected.txt     (make one with: wirecheck decode run.pcapng > expected.txt)";
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The capture file (pcap or pcapng).
+    capture: PathBuf,
+    /// Frame conversations on port N with protocol PROTO (repeatable), e.g. 8888=http.
+    #[arg(long = "port", value_name = "N=PROTO")]
+    ports: Vec<String>,
+    /// Check the capture against this suite's cases instead of the passive rules.
+    #[arg(long)]
+    suite: Option<String>,
+    /// With --suite: only this case (id or glob).
+    #[arg(long, requires = "suite")]
+    case: Option<String>,
+    /// Whose messages the passive rules judge.
+    #[arg(long, value_enum, default_value = "server")]
+    side: wirecheck::capture::check::Side,
+    /// Compare the decoded transcript with this file (as `wirecheck decode` prints it).
+    #[arg(long, value_name = "FILE", conflicts_with = "suite")]
+    snapshot: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
 }
 
 #[derive(clap::Args)]
@@ -160,6 +205,7 @@ fn main() -> ExitCode {
                 cmd_serve(name, port, options, list).await
             }
             Command::Decode { capture, format, ports } => cmd_decode(&capture, &format, &ports),
+            Command::Check(args) => cmd_check(args).await,
         }
     });
     // Background tasks (pipes of killed targets) must not keep the process alive.
@@ -392,26 +438,105 @@ async fn cmd_serve(name: Option<String>, port: u16, options: Vec<String>, list: 
     0
 }
 
-fn cmd_decode(path: &std::path::Path, format: &str, ports: &[String]) -> i32 {
-    use std::io::Write;
+/// Decodes a capture for `decode` and `check`, printing its problems; Err is the exit status.
+fn load_capture(path: &std::path::Path, ports: &[String]) -> Result<wirecheck::capture::Capture, i32> {
     use wirecheck::capture;
-    let opts = match capture::Options::from_args(ports) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let cap = match capture::decode_file(path, &opts) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            return 2;
-        }
-    };
+    let opts = capture::Options::from_args(ports).map_err(|e| {
+        eprintln!("error: {e}");
+        2
+    })?;
+    let cap = capture::decode_file(path, &opts).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        2
+    })?;
     for w in &cap.warnings {
         eprintln!("warning: {}: {w}", path.display());
     }
+    Ok(cap)
+}
+
+async fn cmd_check(args: CheckArgs) -> i32 {
+    let cap = match load_capture(&args.capture, &args.ports) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(suite) = &args.suite {
+        return check_against_suite(&args, suite, &cap).await;
+    }
+    if let Some(snap) = &args.snapshot {
+        return check_snapshot(snap, &cap);
+    }
+    let checked = wirecheck::capture::check::check(&cap, args.side);
+    let failed = checked.iter().filter(|c| c.failed()).count();
+    if args.format == "json" {
+        let doc = serde_json::json!({"capture": args.capture, "conversations": checked, "failed": failed});
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        use anstyle::AnsiColor;
+        for c in &checked {
+            let (word, style) = match (c.failed(), c.violations.is_empty()) {
+                (true, _) => ("FAIL", AnsiColor::Red.on_default().bold()),
+                (false, true) => ("ok  ", AnsiColor::Green.on_default().bold()),
+                (false, false) => ("warn", AnsiColor::Yellow.on_default().bold()),
+            };
+            // anstream drops the colour for NO_COLOR and when stdout is not a terminal.
+            anstream::println!("{style}{word}{style:#}  {} ({} messages)", c.conversation, c.messages);
+            for v in &c.violations {
+                let level = if v.level == wirecheck::proto::Level::Must {
+                    "MUST"
+                } else {
+                    "SHOULD"
+                };
+                println!("      {level} {}: {}", v.rule, v.text);
+            }
+        }
+        println!(
+            "wirecheck check: {} conversation(s), {failed} breaking a MUST ({} packets)",
+            checked.len(),
+            cap.packets
+        );
+    }
+    i32::from(failed > 0)
+}
+
+async fn check_against_suite(args: &CheckArgs, suite: &str, cap: &wirecheck::capture::Capture) -> i32 {
+    let _ = (args, suite, cap);
+    eprintln!("error: --suite is not available yet");
+    2
+}
+
+fn check_snapshot(snap: &std::path::Path, cap: &wirecheck::capture::Capture) -> i32 {
+    let want = match std::fs::read_to_string(snap) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "error: {}: {e} (make a snapshot with `wirecheck decode CAPTURE > {}`)",
+                snap.display(),
+                snap.display()
+            );
+            return 2;
+        }
+    };
+    let got = cap.text();
+    if got == want {
+        println!("wirecheck check: the transcript matches {}", snap.display());
+        return 0;
+    }
+    println!(
+        "wirecheck check: the transcript differs from {} (- snapshot, + capture):",
+        snap.display()
+    );
+    let diff = similar::TextDiff::from_lines(&want, &got);
+    print!("{}", diff.unified_diff().context_radius(3));
+    1
+}
+
+fn cmd_decode(path: &std::path::Path, format: &str, ports: &[String]) -> i32 {
+    use std::io::Write;
+    let cap = match load_capture(path, ports) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let mut out = std::io::stdout().lock();
     if format == "json" {
         let doc: Vec<_> = cap

@@ -4,6 +4,7 @@
 //! IPv4 fragments, `tcp` puts each connection's bytes in order. Every conversation becomes a
 //! Dialogue of raw bytes, framed by a protocol codec only when rendered, exactly like a live run.
 
+pub mod check;
 pub mod compare;
 pub mod defrag;
 pub mod file;
@@ -429,6 +430,19 @@ fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> Strin
         if let Some(p) = well_known(s).or_else(|| well_known(cl)) {
             return p.to_string();
         }
+        let first_of = |want: Direction| {
+            evs.iter().find_map(|(_, e)| match e {
+                EventKind::Data { dir, bytes } if *dir == want => Some(bytes.as_slice()),
+                _ => None,
+            })
+        };
+        if let Some(p) = guess(
+            c.transport,
+            first_of(Direction::ClientToServer),
+            first_of(Direction::ServerToClient),
+        ) {
+            return p.into();
+        }
         if c.transport == Transport::Udp {
             return "datagram".into();
         }
@@ -447,6 +461,37 @@ fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> Strin
             _ => "datagram".into(),
         }
     }
+}
+
+/// The protocol the first bytes each way look like (on a port that says nothing).
+fn guess(t: Transport, client: Option<&[u8]>, server: Option<&[u8]>) -> Option<&'static str> {
+    let c = client.unwrap_or_default();
+    let s = server.unwrap_or_default();
+    if t == Transport::Udp {
+        // A DNS header whose question count is 1 and which the codec frames as a query.
+        let dns = crate::proto::find("dns")?;
+        let is_query = c.len() >= 12 && c[2] & 0x80 == 0 && c[4..6] == [0, 1];
+        let framed = matches!(
+            dns.codec_on(Direction::ClientToServer, Transport::Udp).decode(c, true),
+            Ok(crate::proto::Frame::Message(..))
+        );
+        return (is_query && framed).then_some("dns");
+    }
+    let starts = |b: &[u8], p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
+    let request_line = c.iter().position(|&b| b == b'\n').map(|n| &c[..n]).unwrap_or(c);
+    if starts(s, b"HTTP/1.") || request_line.windows(7).any(|w| w == b" HTTP/1") {
+        return Some("http");
+    }
+    if starts(s, b"220") && (starts(c, b"EHLO") || starts(c, b"HELO")) {
+        return Some("smtp");
+    }
+    if starts(s, b"+OK") {
+        return Some("pop3");
+    }
+    if starts(s, b"* OK") || starts(s, b"* PREAUTH") {
+        return Some("imap");
+    }
+    None
 }
 
 /// Whether the first bytes of a stream look like a text protocol.

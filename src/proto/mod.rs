@@ -119,8 +119,24 @@ pub trait Codec: Send + Sync {
     fn peer_sent(&mut self, _bytes: &[u8]) {}
 }
 
+/// One step of a whole conversation, for rules that no single message shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Exchange<'a> {
+    /// A framed message, and who sent it.
+    Message(Direction, &'a Message),
+    /// That side closed (FIN).
+    Closed(Direction),
+    /// Bytes that side sent which did not frame as a message (garbage, or cut short).
+    Unframed(Direction),
+}
+
 /// A protocol: its framing, its defaults and its transcript style.
 pub trait Protocol: Send + Sync {
+    /// Rules over a whole conversation (every request answered once, reply ids matching their
+    /// queries), for `wirecheck check`; per-message rules are the codec's findings.
+    fn conversation_rules(&self, _conv: &[Exchange<'_>]) -> Vec<Finding> {
+        Vec::new()
+    }
     /// Name used in suites (`protocol: line`).
     fn name(&self) -> &'static str;
     /// Default transport of `connect` and `listen`.

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::text::{apply_captures, line, mismatch, parse_captures};
-use super::{escape_bytes, Codec, CodecError, Direction, Finding, Frame, Level, Message, Mismatch, Protocol, RenderCx, StructuredExpect};
+use super::{
+    escape_bytes, Codec, CodecError, Direction, Exchange, Finding, Frame, Level, Message, Mismatch, Protocol, RenderCx, StructuredExpect,
+};
 use crate::suite::{Data, LoadCx, Node, Template, Transport};
 
 const MAX_BODY: usize = 64 << 20;
@@ -48,6 +50,41 @@ pub enum Pop3Message {
 }
 
 impl Protocol for Pop3 {
+    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        // The greeting, then one response per command (RFC 1939 §3, §4).
+        let (mut asked, mut responses) = (1usize, 0usize);
+        for ex in conv {
+            let Exchange::Message(dir, m) = ex else { continue };
+            match (dir, m.detail.as_ref().and_then(|d| d.downcast_ref::<Pop3Message>())) {
+                (Direction::ClientToServer, Some(_)) => asked += 1,
+                (Direction::ServerToClient, Some(Pop3Message::Response { ok, .. })) => {
+                    responses += 1;
+                    if responses == 1 && !ok {
+                        out.push(Finding {
+                            level: Level::Must,
+                            rule: "RFC 1939 §4",
+                            text: "the greeting is -ERR, not +OK".into(),
+                        });
+                    } else if responses > asked {
+                        out.push(Finding {
+                            level: Level::Must,
+                            rule: "RFC 1939 §3",
+                            text: format!(
+                                "response {responses} ({}) answers no command (an unterminated or unstuffed multi-line body reads this way)",
+                                m.text
+                            ),
+                        });
+                        break;
+                    }
+                }
+                (Direction::ServerToClient, Some(Pop3Message::Continuation { .. })) => responses += 1,
+                _ => {}
+            }
+        }
+        out
+    }
+
     fn name(&self) -> &'static str {
         "pop3"
     }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::text::{apply_captures, line, mismatch, parse_captures};
-use super::{escape_bytes, Codec, CodecError, Direction, Finding, Frame, Level, Message, Mismatch, Protocol, RenderCx, StructuredExpect};
+use super::{
+    escape_bytes, Codec, CodecError, Direction, Exchange, Finding, Frame, Level, Message, Mismatch, Protocol, RenderCx, StructuredExpect,
+};
 use crate::suite::{Data, LoadCx, Node, Template, Transport};
 
 /// Longest line framed (RFC 5321 §4.5.3.1 allows 1000 with CRLF; anything far beyond is a flood).
@@ -46,6 +48,40 @@ pub enum SmtpMessage {
 }
 
 impl Protocol for Smtp {
+    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        // The greeting, then one reply per command and per mail content (RFC 5321 §4.2, §4.3.2).
+        let (mut asked, mut replies) = (1usize, 0usize);
+        for ex in conv {
+            let Exchange::Message(dir, m) = ex else { continue };
+            match (dir, m.detail.as_ref().and_then(|d| d.downcast_ref::<SmtpMessage>())) {
+                (Direction::ClientToServer, Some(SmtpMessage::Command { .. } | SmtpMessage::Data { .. })) => asked += 1,
+                (Direction::ServerToClient, Some(SmtpMessage::Reply { code, .. })) => {
+                    replies += 1;
+                    if replies == 1 && ![220, 554].contains(code) {
+                        out.push(Finding {
+                            level: Level::Must,
+                            rule: "RFC 5321 §3.1, §4.3.2",
+                            text: format!("the greeting is {code}, not 220 (or 554)"),
+                        });
+                    } else if replies > asked {
+                        out.push(Finding {
+                            level: Level::Must,
+                            rule: "RFC 5321 §4.2",
+                            text: format!(
+                                "reply {replies} ({}) answers no command: every command gets exactly one reply",
+                                m.text
+                            ),
+                        });
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     fn name(&self) -> &'static str {
         "smtp"
     }

@@ -12,7 +12,7 @@ pub mod wire;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::{Codec, CodecError, Direction, Finding, Frame, Level, Message, Protocol, StructuredExpect, StructuredSend};
+use super::{Codec, CodecError, Direction, Exchange, Finding, Frame, Level, Message, Protocol, StructuredExpect, StructuredSend};
 use crate::suite::{LoadCx, Node, Transport};
 pub use wire::{DnsMessage, Edns, Name, Question, RData, Record};
 
@@ -23,6 +23,40 @@ const REMEMBERED: usize = 64;
 pub struct Dns;
 
 impl Protocol for Dns {
+    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut asked: Vec<u16> = Vec::new();
+        for ex in conv {
+            let Exchange::Message(dir, m) = ex else { continue };
+            let Some(f) = m.detail.as_ref().and_then(|d| d.downcast_ref::<DnsFrame>()) else {
+                continue;
+            };
+            match dir {
+                Direction::ClientToServer => asked.push(f.msg.id),
+                Direction::ServerToClient => {
+                    if !f.msg.qr {
+                        out.push(Finding {
+                            level: Level::Must,
+                            rule: "RFC 1035 §4.1.1",
+                            text: format!("a message from the server has QR=0 (id {})", f.msg.id),
+                        });
+                    }
+                    if !asked.contains(&f.msg.id) {
+                        out.push(Finding {
+                            level: Level::Must,
+                            rule: "RFC 1035 §4.1.1",
+                            text: format!(
+                                "response id {} matches no query sent on this conversation (ids sent: {asked:?})",
+                                f.msg.id
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn name(&self) -> &'static str {
         "dns"
     }

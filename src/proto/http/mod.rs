@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{escape_bytes, Codec, CodecError, Direction, Frame, Message, Protocol, StructuredExpect, StructuredSend};
+use super::{
+    escape_bytes, Codec, CodecError, Direction, Exchange, Finding, Frame, Level, Message, Protocol, StructuredExpect, StructuredSend,
+};
 use crate::suite::{LoadCx, Node, Transport};
 pub use parse::{Framing, HttpMessage, StartLine};
 
@@ -16,6 +18,55 @@ pub use parse::{Framing, HttpMessage, StartLine};
 pub struct Http;
 
 impl Protocol for Http {
+    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        // Totals, not running counts: a request head answered before its body (an error, or
+        // 100-continue refused) only frames once the body or the close arrives.
+        let (mut requests, mut finals) = (0usize, Vec::new());
+        let (mut client_closed, mut server_closed_early) = (false, None);
+        for ex in conv {
+            match ex {
+                // A malformed or unfinished request may still be answered (400, 405, 413 ...).
+                Exchange::Message(Direction::ClientToServer, _) | Exchange::Unframed(Direction::ClientToServer) => requests += 1,
+                Exchange::Message(Direction::ServerToClient, m) => {
+                    let status = m
+                        .detail
+                        .as_ref()
+                        .and_then(|d| d.downcast_ref::<parse::HttpMessage>())
+                        .and_then(|h| h.status());
+                    // 1xx responses are interim: the request still gets its final one.
+                    if status.is_some_and(|s| !(100..200).contains(&s) || s == 101) {
+                        finals.push(m.text.clone());
+                    }
+                }
+                Exchange::Closed(Direction::ClientToServer) => client_closed = true,
+                Exchange::Closed(Direction::ServerToClient) if !client_closed && server_closed_early.is_none() => {
+                    server_closed_early = Some((requests, finals.len()));
+                }
+                _ => {}
+            }
+        }
+        if finals.len() > requests {
+            out.push(Finding {
+                level: Level::Must,
+                rule: "RFC 9110 §15, RFC 9112 §9.3.2",
+                text: format!(
+                    "{} final responses to {requests} request(s): \"{}\" answers none",
+                    finals.len(),
+                    finals[requests]
+                ),
+            });
+        }
+        if let Some((asked, answered)) = server_closed_early.filter(|(a, n)| n < a) {
+            out.push(Finding {
+                level: Level::Should,
+                rule: "RFC 9112 §9.6",
+                text: format!("the server closed with {} of {asked} request(s) unanswered", asked - answered),
+            });
+        }
+        out
+    }
+
     fn name(&self) -> &'static str {
         "http"
     }
