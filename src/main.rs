@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use wirecheck::report::{Console, Fanout, ReportSpec};
+use wirecheck::run::sandbox::{self, Limits, RunAs, Sandbox};
 use wirecheck::run::{self, Reporter, RunOptions, TargetSpec};
 use wirecheck::suite::{self, Suite};
 
@@ -20,6 +21,8 @@ Examples:
   wirecheck run tcp-upper --exec 'python3 server.py {port}'
   wirecheck run udp-pinger --exec 'python3 client.py 127.0.0.1 {port}'
   wirecheck run tcp-upper --target 127.0.0.1:12000 --case 'split-*'
+  wirecheck run tcp-upper --exec 'python3 server.py {port}' --cwd submissions/alice \
+      --limit cpu=2s --limit memory=256M --limit processes=64 --user wirecheck-sandbox --isolate
   wirecheck run --report junit:results.xml --report json:-
   wirecheck list --format json
   wirecheck serve tcp-upper --port 12000";
@@ -110,6 +113,24 @@ struct RunArgs {
     /// Show the dialogue of passing cases too.
     #[arg(long, short)]
     verbose: bool,
+    /// Confine --exec programs (repeatable): cpu=2s, memory=256M, processes=64, open-files=256, file-size=10M.
+    #[arg(long = "limit", value_name = "KEY=VALUE", value_parser = parse_limit)]
+    limits: Vec<String>,
+    /// Run --exec programs as this user (root only; `wirecheck-sandbox` is created when missing).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// The folder --exec programs run in (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Run in a private network namespace with its own loopback (Linux, root): the programs
+    /// under test reach nothing outside, and nothing outside reaches them.
+    #[arg(long)]
+    isolate: bool,
+}
+
+/// Checks one `--limit KEY=VALUE` while clap parses, so a bad one is a usage error naming the flag.
+fn parse_limit(s: &str) -> Result<String, String> {
+    Limits::default().set(s).map(|()| s.to_string()).map_err(|e| e.to_string())
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -118,6 +139,14 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A network namespace belongs to the thread that makes it and the threads it starts after:
+    // enter it before the runtime's threads exist.
+    if let Command::Run(RunArgs { isolate: true, .. }) = &cli.command {
+        if let Err(e) = sandbox::isolate_network() {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -195,6 +224,28 @@ async fn cmd_run(args: RunArgs) -> i32 {
         (_, Some(c)) => TargetSpec::Exec(c),
         _ => TargetSpec::Reference,
     };
+    let mut limits = Limits::default();
+    for l in &args.limits {
+        if let Err(e) = limits.set(l) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
+    if args.user.is_some() && !sandbox::is_root() {
+        eprintln!("wirecheck: note: --user is ignored: only root can run programs as another user");
+    }
+    let sandbox = Sandbox {
+        limits,
+        run_as: args.user.map_or(RunAs::Inherit, RunAs::User),
+        cwd: args.cwd,
+    };
+    // A user that does not exist or cannot read the folder is a usage error, found before any case runs.
+    if matches!(target, TargetSpec::Exec(_)) {
+        if let Err(e) = sandbox.check() {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
     let opts = RunOptions {
         target,
         jobs: args.jobs,
@@ -202,7 +253,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
         tags: args.tags,
         case_globs: globs,
         ready_timeout: args.ready_timeout,
-        ..RunOptions::default()
+        sandbox,
     };
     let selected: usize = suites
         .iter()

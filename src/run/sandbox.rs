@@ -518,6 +518,9 @@ pub fn explain(exit: Option<super::process::Exit>, stderr_tail: &str, limits: &L
     use nix::sys::signal::Signal;
     let sig = match exit {
         Some(Exit::Signal(s)) => Signal::try_from(s).ok(),
+        // A shell between wirecheck and the program (`sh -c`, a pyenv shim) reports a child
+        // killed by signal N as status 128+N.
+        Some(Exit::Code(c)) if c > 128 => Signal::try_from(c - 128).ok(),
         _ => None,
     };
     let cpu = limits.cpu_seconds().map(|s| format!("CPU time limit ({s}s) exceeded"));
@@ -536,6 +539,13 @@ pub fn explain(exit: Option<super::process::Exit>, stderr_tail: &str, limits: &L
     }
     let text = stderr_tail.to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    // What shells print for a child killed by SIGXCPU or SIGXFSZ.
+    if cpu.is_some() && has(&["cpu time limit exceeded"]) {
+        return cpu;
+    }
+    if fsize.is_some() && has(&["file size limit exceeded"]) {
+        return fsize;
+    }
     if fsize.is_some() && has(&["file too large", "efbig"]) {
         return fsize;
     }
@@ -710,6 +720,8 @@ mod tests {
         let e = |exit, tail: &str| explain(exit, tail, &all);
         assert_eq!(e(sig(SIGXCPU), "").as_deref(), Some("CPU time limit (2s) exceeded"));
         assert_eq!(e(sig(SIGXFSZ), "").as_deref(), Some("file size limit (1 MiB) exceeded"));
+        assert_eq!(e(Some(Exit::Code(128 + 24)), "").as_deref(), Some("CPU time limit (2s) exceeded"), "sh's 128+SIGXCPU");
+        assert_eq!(e(None, "sh: 1: CPU time limit exceeded").as_deref(), Some("CPU time limit (2s) exceeded"));
         assert_eq!(
             e(Some(Exit::Code(1)), "OSError: [Errno 27] File too large").as_deref(),
             Some("file size limit (1 MiB) exceeded")
