@@ -130,7 +130,15 @@ struct RunArgs {
 
 /// Checks one `--limit KEY=VALUE` while clap parses, so a bad one is a usage error naming the flag.
 fn parse_limit(s: &str) -> Result<String, String> {
-    Limits::default().set(s).map(|()| s.to_string()).map_err(|e| e.to_string())
+    match Limits::default().set(s) {
+        Ok(()) => Ok(s.to_string()),
+        // clap names the flag and the value already.
+        Err(sandbox::SandboxError::BadLimit { reason, .. }) => Err(format!(
+            "{reason} (accepted: {}; sizes take K, M or G)",
+            sandbox::LIMIT_KEYS
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
