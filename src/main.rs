@@ -133,10 +133,9 @@ fn parse_limit(s: &str) -> Result<String, String> {
     match Limits::default().set(s) {
         Ok(()) => Ok(s.to_string()),
         // clap names the flag and the value already.
-        Err(sandbox::SandboxError::BadLimit { reason, .. }) => Err(format!(
-            "{reason} (accepted: {}; sizes take K, M or G)",
-            sandbox::LIMIT_KEYS
-        )),
+        Err(sandbox::SandboxError::BadLimit { reason, .. }) => {
+            Err(format!("{reason} (accepted: {}; sizes take K, M or G)", sandbox::LIMIT_KEYS))
+        }
         Err(e) => Err(e.to_string()),
     }
 }

@@ -58,7 +58,10 @@ fn assert_stopped_by(exec: &str, extra: &[&str], limit: &str, marker: &str) -> s
     assert_eq!(code, 1, "{out}");
     assert_eq!(cases_with(&report, "fail"), ["exact-reply"], "{out}");
     let msg = failure_message(&report);
-    assert!(msg.contains(&format!("sandbox: {limit}")), "the report does not name the limit '{limit}': {msg}\n{out}");
+    assert!(
+        msg.contains(&format!("sandbox: {limit}")),
+        "the report does not name the limit '{limit}': {msg}\n{out}"
+    );
     assert!(out.contains(limit), "the console does not name the limit: {out}");
     assert!(took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(processes_with(marker), Vec::<String>::new(), "survivors");
@@ -71,7 +74,12 @@ fn cpu_limit_stops_a_spinning_program() {
     let m = marker("sandbox-cpu");
     let exec = format!("python3 {} {{port}} {m}", fixture("spins_cpu.py"));
     // A 2 s step timeout, scaled so that 1 s of CPU always comes first on a busy machine.
-    assert_stopped_by(&exec, &["--limit", "cpu=1s", "--timeout-scale", "5"], "CPU time limit (1s) exceeded", &m);
+    assert_stopped_by(
+        &exec,
+        &["--limit", "cpu=1s", "--timeout-scale", "5"],
+        "CPU time limit (1s) exceeded",
+        &m,
+    );
 }
 
 #[test]
@@ -110,7 +118,9 @@ fn file_size_limit_keeps_the_file_small() {
 #[test]
 fn process_limit_stops_a_fork_bomb_and_nothing_escapes() {
     let _g = serial();
-    let Some(python) = user_python("process_limit_stops_a_fork_bomb_and_nothing_escapes") else { return };
+    let Some(python) = user_python("process_limit_stops_a_fork_bomb_and_nothing_escapes") else {
+        return;
+    };
     let m = marker("sandbox-forks");
     // Its children setsid() out of the process group and double-fork into orphans.
     let exec = format!("{python} {} {{port}} {m}", fixture("fork_bomb.py"));
@@ -127,7 +137,9 @@ fn process_limit_stops_a_fork_bomb_and_nothing_escapes() {
 #[test]
 fn program_runs_as_the_given_user_without_supplementary_groups() {
     let _g = serial();
-    let Some(python) = user_python("program_runs_as_the_given_user_without_supplementary_groups") else { return };
+    let Some(python) = user_python("program_runs_as_the_given_user_without_supplementary_groups") else {
+        return;
+    };
     let m = marker("sandbox-user");
     let exec = format!("id >&2; exec {python} {} {{port}} {m}", fixture("hangs.py"));
     let (code, out, report) = run_json(&[
@@ -143,11 +155,17 @@ fn program_runs_as_the_given_user_without_supplementary_groups() {
     ]);
     assert_eq!(code, 1, "{out}");
     let tail = report["cases"][0]["failure"]["stderr_tail"].as_str().unwrap_or("").to_string();
-    let id = tail.lines().find(|l| l.starts_with("uid=")).unwrap_or_else(|| panic!("no `id` line in: {tail}"));
-    assert!(id.contains(&format!("uid=")) && id.contains(&format!("({USER})")), "{id}");
+    let id = tail
+        .lines()
+        .find(|l| l.starts_with("uid="))
+        .unwrap_or_else(|| panic!("no `id` line in: {tail}"));
+    assert!(id.contains(&format!("({USER})")), "{id}");
     assert!(!id.starts_with("uid=0("), "{id}");
     let groups = id.split("groups=").nth(1).unwrap_or("");
-    assert!(!groups.contains(',') && !groups.contains("(root)"), "supplementary groups kept: {id}");
+    assert!(
+        !groups.contains(',') && !groups.contains("(root)"),
+        "supplementary groups kept: {id}"
+    );
     assert_eq!(processes_with(&m), Vec::<String>::new());
 }
 
@@ -160,7 +178,16 @@ fn a_folder_the_user_cannot_read_is_a_usage_error_that_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let cwd = dir.path().display().to_string();
-    let (out, _) = wirecheck(&["run", "tcp-upper", "--exec", "python3 server.py {port}", "--user", USER, "--cwd", &cwd]);
+    let (out, _) = wirecheck(&[
+        "run",
+        "tcp-upper",
+        "--exec",
+        "python3 server.py {port}",
+        "--user",
+        USER,
+        "--cwd",
+        &cwd,
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("user '{USER}' cannot read {cwd}")), "{err}");
@@ -178,7 +205,10 @@ fn bad_limits_name_the_flag_and_what_is_accepted() {
         let (out, _) = wirecheck(&["run", "tcp-upper", "--limit", bad]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
-        assert!(err.contains("--limit") && err.contains(why) && err.contains("memory=256M"), "{bad}: {err}");
+        assert!(
+            err.contains("--limit") && err.contains(why) && err.contains("memory=256M"),
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -201,7 +231,10 @@ fn isolated_run_serves_its_own_target_and_cannot_reach_outside() {
         return;
     }
     let m = marker("sandbox-isolate");
-    let good = format!("python3 {} {{port}} {m}", root().join("fixtures/students/tcp_upper_server.py").display());
+    let good = format!(
+        "python3 {} {{port}} {m}",
+        root().join("fixtures/students/tcp_upper_server.py").display()
+    );
     let (code, out, _) = run_json(&["tcp-upper", "--isolate", "--exec", &good]);
     assert_eq!(code, 0, "a program inside the namespace passes: {out}");
     assert_eq!(processes_with(&m), Vec::<String>::new());

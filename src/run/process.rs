@@ -8,7 +8,7 @@
 //! process tree. Every program is also started with `WIRECHECK_PROGRAM=<tag>` in its
 //! environment, inherited by what it starts. Killing a program (see [`sweep`]) SIGKILLs, until
 //! none is left (bounded): its process group, its descendants, every process with its tag, and
-//! every orphan wirecheck adopted that is not a program it started itself.
+//! every orphan wirecheck adopted that lost its tag (it cannot be told apart); dead orphans are reaped.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
@@ -221,16 +221,29 @@ fn proc_table() -> HashMap<i32, ProcInfo> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else { return out };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // Fields after the command (which may contain spaces and parentheses) start after the last ')'.
         let Some((_, rest)) = stat.rsplit_once(')') else { continue };
         let f: Vec<&str> = rest.split_whitespace().collect();
         if f.len() < 3 {
             continue;
         }
-        let (Ok(ppid), Ok(pgrp)) = (f[1].parse(), f[2].parse()) else { continue };
-        out.insert(pid, ProcInfo { ppid, pgrp, zombie: f[0] == "Z" || f[0] == "X" });
+        let (Ok(ppid), Ok(pgrp)) = (f[1].parse(), f[2].parse()) else {
+            continue;
+        };
+        out.insert(
+            pid,
+            ProcInfo {
+                ppid,
+                pgrp,
+                zombie: f[0] == "Z" || f[0] == "X",
+            },
+        );
     }
     out
 }
@@ -246,10 +259,11 @@ fn tag_of(pid: i32) -> Option<String> {
 
 /// Kills the program whose `sh` is `root` (also its process group id) and everything it
 /// started, repeating until none is left or `deadline`: its process group, its descendants,
-/// every process tagged `tag`, and every orphan wirecheck adopted that it did not start
-/// (untagged orphans cannot be attributed to a program, so they are killed too: wirecheck starts
-/// no long-lived child of its own). Adopted orphans are reaped. Returns the pids still alive at
-/// the deadline (empty: all gone).
+/// every process tagged `tag`, and every untagged orphan wirecheck adopted that it did not start
+/// (one that dropped its tag cannot be attributed to a program, so any program's sweep kills
+/// it: wirecheck starts no long-lived child of its own). Orphans tagged for another program
+/// are left to that program's sweep. Adopted orphans that died are reaped. Returns the pids
+/// still alive at the deadline (empty: all gone).
 ///
 /// Each round SIGKILLs everything found; a process forked since the last scan is found by the
 /// next one (a killed process forks no more), so a fork bomb is wiped out in a few rounds.
@@ -269,8 +283,11 @@ pub fn sweep(root: i32, tag: &str, deadline: std::time::Instant) -> Vec<i32> {
                 let pid = **pid;
                 pid != me
                     && ((group_ours && (pid == root || p.pgrp == root))
-                        || (p.ppid == me && !registered(&pid))
-                        || (!p.zombie && tag_of(pid).is_some_and(|t| t == tag)))
+                        || match tag_of(pid) {
+                            Some(t) => !p.zombie && t == tag,
+                            // An adopted orphan that cannot be attributed (it dropped its tag).
+                            None => p.ppid == me && !registered(&pid),
+                        })
             })
             .map(|(pid, _)| *pid)
             .collect();
@@ -290,6 +307,7 @@ pub fn sweep(root: i32, tag: &str, deadline: std::time::Instant) -> Vec<i32> {
             let _ = killpg(Pid::from_raw(root), Signal::SIGKILL);
         }
         let mut alive = Vec::new();
+        let mut reaped = 0;
         for &pid in &victims {
             let p = &table[&pid];
             if !p.zombie {
@@ -298,11 +316,14 @@ pub fn sweep(root: i32, tag: &str, deadline: std::time::Instant) -> Vec<i32> {
             } else if p.ppid == me && !registered(&pid) {
                 // An adopted orphan that died: reap it, or it stays a zombie of wirecheck.
                 let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                reaped += 1;
             }
         }
         drop(roots);
-        // Whether the root's own exit was reaped or not, it is "gone" once it is a zombie.
-        if alive.is_empty() {
+        // Done when nothing is alive and no zombie was left to reap (the children of a process
+        // are handed to us when it dies, so one more round finds the zombies among them). The
+        // root's own zombie is tokio's to reap.
+        if alive.is_empty() && reaped == 0 {
             return alive;
         }
         if std::time::Instant::now() >= deadline {
@@ -353,7 +374,10 @@ impl Program {
         let mut child = spawned.map_err(|e| SandboxError::Spawn {
             command: command.to_string(),
             reason: match super::sandbox::explain(None, &e.to_string(), &sandbox.limits) {
-                Some(why) => format!("{e}: {why} (processes of user {} still running?)", sandbox.run_as.name().unwrap_or("running wirecheck")),
+                Some(why) => format!(
+                    "{e}: {why} (processes of user {} still running?)",
+                    sandbox.run_as.name().unwrap_or("running wirecheck")
+                ),
                 None => e.to_string(),
             },
         })?;
@@ -516,5 +540,41 @@ mod tests {
         p.kill().await;
         let left = super::super::ready::group_members(pgid);
         assert!(left.is_empty(), "process group {pgid} still has members {left:?}");
+    }
+
+    /// Live processes whose command line contains `marker`, and zombies whose parent is us.
+    fn marked_and_zombies(marker: &str) -> (Vec<i32>, Vec<i32>) {
+        let me = std::process::id() as i32;
+        let (mut live, mut zombies) = (Vec::new(), Vec::new());
+        for (pid, p) in proc_table() {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if p.zombie && p.ppid == me {
+                zombies.push(pid);
+            } else if !p.zombie && String::from_utf8_lossy(&cmd).contains(marker) {
+                live.push(pid);
+            }
+        }
+        (live, zombies)
+    }
+
+    #[tokio::test]
+    async fn kills_what_left_the_group_with_setsid_and_a_double_fork() {
+        let marker = format!("escape-marker-{}", std::process::id());
+        // The child leaves the group and session, forks, and exits: the grandchild is an orphan
+        // in a session of its own, found only as an adopted orphan / by its tag.
+        let script = "import os, sys, time\n\
+if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(30)\n    os._exit(0)\n\
+time.sleep(30)\n";
+        let p = Program::spawn(&format!("exec python3 -c '{script}' {marker}"), &Sandbox::default()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Both python processes and the orphan: wait (bounded) until the orphan exists.
+        while marked_and_zombies(&marker).0.len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(marked_and_zombies(&marker).0.len() >= 2, "the program never forked");
+        p.kill().await;
+        let (live, zombies) = marked_and_zombies(&marker);
+        assert!(live.is_empty(), "survivors: {live:?}");
+        assert!(zombies.is_empty(), "adopted orphans left unreaped: {zombies:?}");
     }
 }

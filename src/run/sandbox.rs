@@ -133,9 +133,7 @@ pub enum SandboxError {
         reason: String,
     },
     /// `--isolate` was refused by the kernel for want of privileges.
-    #[error(
-        "--isolate needs root (CAP_SYS_ADMIN) to create a network namespace: run wirecheck as root (sudo), or drop --isolate"
-    )]
+    #[error("--isolate needs root (CAP_SYS_ADMIN) to create a network namespace: run wirecheck as root (sudo), or drop --isolate")]
     IsolateNotPermitted,
     /// `--isolate` on a system without network namespaces.
     #[error("--isolate needs Linux network namespaces, which this system does not have: drop --isolate")]
@@ -356,10 +354,7 @@ impl Confinement {
             // nothing can be changed back).
             // SAFETY: plain syscalls with no pointers but a null list of length 0.
             unsafe {
-                if nix::libc::setgroups(0, std::ptr::null()) != 0
-                    || nix::libc::setgid(ids.gid) != 0
-                    || nix::libc::setuid(ids.uid) != 0
-                {
+                if nix::libc::setgroups(0, std::ptr::null()) != 0 || nix::libc::setgid(ids.gid) != 0 || nix::libc::setuid(ids.uid) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -528,9 +523,7 @@ pub fn explain(exit: Option<super::process::Exit>, stderr_tail: &str, limits: &L
     let memory = limits
         .memory
         .map(|b| format!("memory limit ({}) exceeded (allocation failed)", format_size(b)));
-    let procs = limits
-        .processes
-        .map(|n| format!("process limit ({n}) reached (fork failed)"));
+    let procs = limits.processes.map(|n| format!("process limit ({n}) reached (fork failed)"));
     let files = limits.open_files.map(|n| format!("open files limit ({n}) reached"));
     match sig {
         Some(Signal::SIGXCPU) => return cpu,
@@ -720,8 +713,15 @@ mod tests {
         let e = |exit, tail: &str| explain(exit, tail, &all);
         assert_eq!(e(sig(SIGXCPU), "").as_deref(), Some("CPU time limit (2s) exceeded"));
         assert_eq!(e(sig(SIGXFSZ), "").as_deref(), Some("file size limit (1 MiB) exceeded"));
-        assert_eq!(e(Some(Exit::Code(128 + 24)), "").as_deref(), Some("CPU time limit (2s) exceeded"), "sh's 128+SIGXCPU");
-        assert_eq!(e(None, "sh: 1: CPU time limit exceeded").as_deref(), Some("CPU time limit (2s) exceeded"));
+        assert_eq!(
+            e(Some(Exit::Code(128 + 24)), "").as_deref(),
+            Some("CPU time limit (2s) exceeded"),
+            "sh's 128+SIGXCPU"
+        );
+        assert_eq!(
+            e(None, "sh: 1: CPU time limit exceeded").as_deref(),
+            Some("CPU time limit (2s) exceeded")
+        );
         assert_eq!(
             e(Some(Exit::Code(1)), "OSError: [Errno 27] File too large").as_deref(),
             Some("file size limit (1 MiB) exceeded")
@@ -730,7 +730,10 @@ mod tests {
             e(Some(Exit::Code(1)), "Traceback ...\nMemoryError").as_deref(),
             Some("memory limit (256 MiB) exceeded (allocation failed)")
         );
-        assert_eq!(e(sig(SIGSEGV), "").as_deref(), Some("memory limit (256 MiB) exceeded (allocation failed)"));
+        assert_eq!(
+            e(sig(SIGSEGV), "").as_deref(),
+            Some("memory limit (256 MiB) exceeded (allocation failed)")
+        );
         assert_eq!(
             e(
                 Some(Exit::Code(1)),
@@ -744,7 +747,10 @@ mod tests {
             Some("open files limit (256) reached")
         );
         // A non-blocking socket's EAGAIN is not a fork failure.
-        assert_eq!(e(Some(Exit::Code(1)), "BlockingIOError: [Errno 11] Resource temporarily unavailable"), None);
+        assert_eq!(
+            e(Some(Exit::Code(1)), "BlockingIOError: [Errno 11] Resource temporarily unavailable"),
+            None
+        );
         // Limits that were not set explain nothing.
         let none = Limits::default();
         assert_eq!(explain(sig(SIGXCPU), "MemoryError", &none), None);
@@ -753,7 +759,10 @@ mod tests {
             cpu: Some(Duration::from_secs(1)),
             ..Limits::default()
         };
-        assert_eq!(explain(sig(SIGKILL), "", &cpu_only).as_deref(), Some("CPU time limit (1s) exceeded"));
+        assert_eq!(
+            explain(sig(SIGKILL), "", &cpu_only).as_deref(),
+            Some("CPU time limit (1s) exceeded")
+        );
     }
 
     #[test]
@@ -768,7 +777,10 @@ mod tests {
         assert_eq!(check_readable(&inner, someone), Ok(()));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         assert_eq!(check_readable(&inner, someone), Err((dir.path().canonicalize().unwrap(), "enter")));
-        assert_eq!(check_readable(dir.path(), someone), Err((dir.path().canonicalize().unwrap(), "read")));
+        assert_eq!(
+            check_readable(dir.path(), someone),
+            Err((dir.path().canonicalize().unwrap(), "read"))
+        );
     }
 
     #[test]
@@ -793,7 +805,13 @@ mod tests {
         let link = std::fs::symlink_metadata(p.join("leak")).unwrap();
         assert!(link.file_type().is_symlink(), "a link must stay a link");
         if let (RunAs::User(_), Some(ids)) = (&run_as, nobody) {
-            for f in [p.to_path_buf(), p.join("server.py"), p.join("www"), p.join("www/index.html"), p.join("leak")] {
+            for f in [
+                p.to_path_buf(),
+                p.join("server.py"),
+                p.join("www"),
+                p.join("www/index.html"),
+                p.join("leak"),
+            ] {
                 let m = std::fs::symlink_metadata(&f).unwrap();
                 assert_eq!((m.uid(), m.gid()), (ids.uid, ids.gid), "{}", f.display());
             }
