@@ -21,8 +21,8 @@ Examples:
   wirecheck run tcp-upper --exec 'python3 server.py {port}'
   wirecheck run udp-pinger --exec 'python3 client.py 127.0.0.1 {port}'
   wirecheck run tcp-upper --target 127.0.0.1:12000 --case 'split-*'
-  wirecheck run tcp-upper --exec 'python3 server.py {port}' --cwd submissions/alice \
-      --limit cpu=2s --limit memory=256M --limit processes=64 --user wirecheck-sandbox --isolate
+  wirecheck run tcp-upper --exec 'python3 server.py {port}' --limit cpu=2s --limit memory=256M
+      --limit processes=64 --user wirecheck-sandbox --cwd alice/ --isolate   (as root: confined)
   wirecheck run --report junit:results.xml --report json:-
   wirecheck list --format json
   wirecheck serve tcp-upper --port 12000";

@@ -373,12 +373,17 @@ impl Program {
         };
         let mut child = spawned.map_err(|e| SandboxError::Spawn {
             command: command.to_string(),
-            reason: match super::sandbox::explain(None, &e.to_string(), &sandbox.limits) {
-                Some(why) => format!(
-                    "{e}: {why} (processes of user {} still running?)",
-                    sandbox.run_as.name().unwrap_or("running wirecheck")
+            reason: match (e.raw_os_error(), sandbox.limits.processes) {
+                // execve fails with EAGAIN when the user already has as many processes as the
+                // limit allows (the kernel checks it when the uid changes).
+                (Some(nix::libc::EAGAIN), Some(n)) => format!(
+                    "{e}: process limit ({n}) reached before it started: are processes of {} still running?",
+                    sandbox
+                        .run_as
+                        .name()
+                        .map_or("the user running wirecheck".to_string(), |u| format!("user '{u}'"))
                 ),
-                None => e.to_string(),
+                _ => e.to_string(),
             },
         })?;
         let pid = child.id().ok_or_else(|| SandboxError::Spawn {
