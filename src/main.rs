@@ -241,6 +241,12 @@ async fn cmd_run(args: RunArgs) -> i32 {
     if args.user.is_some() && !sandbox::is_root() {
         eprintln!("wirecheck: note: --user is ignored: only root can run programs as another user");
     }
+    if limits.processes.is_some() && (args.user.is_none() || !sandbox::is_root()) {
+        eprintln!(
+            "wirecheck: note: --limit processes counts every process of the user the program runs as, and root is exempt: use it as root with --user {}",
+            sandbox::DEDICATED_USER
+        );
+    }
     let sandbox = Sandbox {
         limits,
         run_as: args.user.map_or(RunAs::Inherit, RunAs::User),
