@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use wirecheck::report::{Console, Fanout, ReportSpec};
+use wirecheck::run::sandbox::{self, Limits, RunAs, Sandbox};
 use wirecheck::run::{self, Reporter, RunOptions, TargetSpec};
 use wirecheck::suite::{self, Suite};
 
@@ -20,6 +21,8 @@ Examples:
   wirecheck run tcp-upper --exec 'python3 server.py {port}'
   wirecheck run udp-pinger --exec 'python3 client.py 127.0.0.1 {port}'
   wirecheck run tcp-upper --target 127.0.0.1:12000 --case 'split-*'
+  wirecheck run tcp-upper --exec 'python3 server.py {port}' --limit cpu=2s --limit memory=256M
+      --limit processes=64 --user wirecheck-sandbox --cwd alice/ --isolate   (as root: confined)
   wirecheck run --report junit:results.xml --report json:-
   wirecheck run http --capture captures/          one pcapng per case, open them in Wireshark
   wirecheck list --format json
@@ -160,6 +163,19 @@ struct RunArgs {
     /// and check that the capture shows what the sockets recorded.
     #[arg(long, value_name = "DIR")]
     capture: Option<PathBuf>,
+    /// Confine --exec programs (repeatable): cpu=2s, memory=256M, processes=64, open-files=256, file-size=10M.
+    #[arg(long = "limit", value_name = "KEY=VALUE", value_parser = parse_limit)]
+    limits: Vec<String>,
+    /// Run --exec programs as this user (root only; `wirecheck-sandbox` is created when missing).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// The folder --exec programs run in (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Run in a private network namespace with its own loopback (Linux, root): the programs
+    /// under test reach nothing outside, and nothing outside reaches them.
+    #[arg(long)]
+    isolate: bool,
 }
 
 /// Starts the loopback capture for `--capture DIR`; without permission the run goes on without it.
@@ -177,12 +193,32 @@ fn start_capture(dir: PathBuf) -> Option<run::capture::CaptureSink> {
     }
 }
 
+/// Checks one `--limit KEY=VALUE` while clap parses, so a bad one is a usage error naming the flag.
+fn parse_limit(s: &str) -> Result<String, String> {
+    match Limits::default().set(s) {
+        Ok(()) => Ok(s.to_string()),
+        // clap names the flag and the value already.
+        Err(sandbox::SandboxError::BadLimit { reason, .. }) => {
+            Err(format!("{reason} (accepted: {}; sizes take K, M or G)", sandbox::LIMIT_KEYS))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn parse_dur(s: &str) -> Result<Duration, String> {
     suite::parse_duration(s)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A network namespace belongs to the thread that makes it and the threads it starts after:
+    // enter it before the runtime's threads exist.
+    if let Command::Run(RunArgs { isolate: true, .. }) = &cli.command {
+        if let Err(e) = sandbox::isolate_network() {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -261,6 +297,34 @@ async fn cmd_run(args: RunArgs) -> i32 {
         (_, Some(c)) => TargetSpec::Exec(c),
         _ => TargetSpec::Reference,
     };
+    let mut limits = Limits::default();
+    for l in &args.limits {
+        if let Err(e) = limits.set(l) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
+    if args.user.is_some() && !sandbox::is_root() {
+        eprintln!("wirecheck: note: --user is ignored: only root can run programs as another user");
+    }
+    if limits.processes.is_some() && (args.user.is_none() || !sandbox::is_root()) {
+        eprintln!(
+            "wirecheck: note: --limit processes counts every process of the user the program runs as, and root is exempt: use it as root with --user {}",
+            sandbox::DEDICATED_USER
+        );
+    }
+    let sandbox = Sandbox {
+        limits,
+        run_as: args.user.map_or(RunAs::Inherit, RunAs::User),
+        cwd: args.cwd,
+    };
+    // A user that does not exist or cannot read the folder is a usage error, found before any case runs.
+    if matches!(target, TargetSpec::Exec(_)) {
+        if let Err(e) = sandbox.check() {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
     let opts = RunOptions {
         target,
         jobs: args.jobs,
@@ -269,7 +333,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
         case_globs: globs,
         ready_timeout: args.ready_timeout,
         capture: args.capture.and_then(start_capture),
-        ..RunOptions::default()
+        sandbox,
     };
     let selected: usize = suites
         .iter()

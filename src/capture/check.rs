@@ -23,11 +23,10 @@ pub enum Side {
 
 impl Side {
     fn judges(self, dir: Option<Direction>) -> bool {
-        match (self, dir) {
-            (Side::Both, _) => true,
-            (Side::Server, Some(Direction::ServerToClient)) | (Side::Client, Some(Direction::ClientToServer)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, dir),
+            (Side::Both, _) | (Side::Server, Some(Direction::ServerToClient)) | (Side::Client, Some(Direction::ClientToServer))
+        )
     }
 }
 

@@ -167,7 +167,7 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
     let started = Instant::now();
     let targets: Vec<Arc<SuiteTarget>> = suites
         .iter()
-        .map(|s| Arc::new(SuiteTarget::new(s.clone(), opts.target.clone(), opts.ready_timeout)))
+        .map(|s| Arc::new(SuiteTarget::new(s.clone(), opts.target.clone(), opts.ready_timeout).with_sandbox(opts.sandbox.clone())))
         .collect();
     let mut work = Vec::new();
     for (si, s) in suites.iter().enumerate() {
@@ -286,8 +286,15 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
                 f.message.push_str(&format!(" (the target ended with {exit} during this case)"));
             }
         }
-        if failure.is_some() {
+        if let Some(f) = failure.as_mut() {
             let tail = p.stderr.tail(2000);
+            // Name the sandbox limit that stopped the program (programs we started only: the
+            // limits apply to nothing else).
+            if p.pgid().is_some() {
+                if let Some(why) = sandbox::explain(p.exited(), &tail, &opts.sandbox.limits) {
+                    f.message.push_str(&format!(" — sandbox: {why}"));
+                }
+            }
             if !tail.trim().is_empty() {
                 stderr_tail = Some(tail);
             }

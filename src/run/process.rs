@@ -1,13 +1,27 @@
-//! Target programs: spawned in their own process group, output kept (bounded), killed whole.
+//! Target programs: spawned in their own process group, confined by a `Sandbox`, output kept
+//! (bounded), killed whole, with everything they started.
+//!
+//! "Killed whole" cannot rely on the process group alone: a child may `setsid()` (or
+//! `setpgid`) its way out of it, and a double fork hands it to init, out of reach of any
+//! parent-child walk. So wirecheck makes itself a *child subreaper* (`PR_SET_CHILD_SUBREAPER`):
+//! an orphan anywhere below it is re-parented to wirecheck instead of init, and stays in its
+//! process tree. Every program is also started with `WIRECHECK_PROGRAM=<tag>` in its
+//! environment, inherited by what it starts. Killing a program (see [`sweep`]) SIGKILLs, until
+//! none is left (bounded): its process group, its descendants, every process with its tag, and
+//! every orphan wirecheck adopted that lost its tag (it cannot be told apart); dead orphans are reaped.
 
+use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{watch, Notify};
+
+use super::sandbox::{Sandbox, SandboxError};
 
 /// Most output kept per stream; beyond it the oldest lines are dropped.
 const MAX_KEPT: usize = 1 << 20;
@@ -153,37 +167,229 @@ pub struct Program {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// A process group that is killed (SIGKILL) when dropped, whatever happened before.
-struct Group(Pid);
+/// A started program's process group (its leader is the `sh` we started, pid = pgid) and its
+/// environment tag; everything it started is killed (SIGKILL) when dropped, whatever happened before.
+struct Group {
+    pid: Pid,
+    tag: String,
+}
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = killpg(self.0, Signal::SIGKILL);
-        // SIGKILL is delivered asynchronously: wait (bounded) until no member is left running,
-        // so "killed" means gone by the time the harness moves on or exits.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while !super::ready::group_members(self.0.as_raw()).is_empty() && std::time::Instant::now() < deadline {
-            std::thread::yield_now();
+        let left = sweep(self.pid.as_raw(), &self.tag, std::time::Instant::now() + Duration::from_secs(2));
+        if !left.is_empty() {
+            eprintln!("wirecheck: warning: processes {left:?} survived SIGKILL for 2 s (uninterruptible sleep?)");
         }
     }
 }
 
+/// The environment variable that tags every process a program starts (see the module docs).
+pub const TAG_VAR: &str = "WIRECHECK_PROGRAM";
+
+/// Pids of the programs wirecheck started and tokio will reap: not orphans to kill or reap.
+/// Counted, because a reaped pid may be reused by the next program before its old entry goes.
+static ROOTS: Mutex<Option<HashMap<i32, usize>>> = Mutex::new(None);
+
+/// Held while a program is forked and registered, and while a sweep looks for orphans: a
+/// child that is not yet registered must not be taken for an adopted orphan. Also held by
+/// anything else that runs a child of wirecheck (`sandbox::ensure_user`'s `useradd`).
+pub(crate) fn spawn_lock() -> MutexGuard<'static, Option<HashMap<i32, usize>>> {
+    ROOTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes wirecheck the child subreaper (once): orphans of its programs come back to it, not
+/// to init, however they detach (`setsid`, double fork).
+fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl with integer arguments only.
+        unsafe {
+            nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
+    });
+}
+
+/// One row of `/proc`: what a sweep needs to know about a process.
+struct ProcInfo {
+    ppid: i32,
+    pgrp: i32,
+    zombie: bool,
+}
+
+fn proc_table() -> HashMap<i32, ProcInfo> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command (which may contain spaces and parentheses) start after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let (Ok(ppid), Ok(pgrp)) = (f[1].parse(), f[2].parse()) else {
+            continue;
+        };
+        out.insert(
+            pid,
+            ProcInfo {
+                ppid,
+                pgrp,
+                zombie: f[0] == "Z" || f[0] == "X",
+            },
+        );
+    }
+    out
+}
+
+/// The value of the tag variable in a process's (initial) environment.
+fn tag_of(pid: i32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let key = format!("{TAG_VAR}=");
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(key.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Kills the program whose `sh` is `root` (also its process group id) and everything it
+/// started, repeating until none is left or `deadline`: its process group, its descendants,
+/// every process tagged `tag`, and every untagged orphan wirecheck adopted that it did not start
+/// (one that dropped its tag cannot be attributed to a program, so any program's sweep kills
+/// it: wirecheck starts no long-lived child of its own). Orphans tagged for another program
+/// are left to that program's sweep. Adopted orphans that died are reaped. Returns the pids
+/// still alive at the deadline (empty: all gone).
+///
+/// Each round SIGKILLs everything found; a process forked since the last scan is found by the
+/// next one (a killed process forks no more), so a fork bomb is wiped out in a few rounds.
+pub fn sweep(root: i32, tag: &str, deadline: std::time::Instant) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    loop {
+        let roots = spawn_lock();
+        let registered = |pid: &i32| roots.as_ref().is_some_and(|r| r.contains_key(pid));
+        let table = proc_table();
+        // Once the root is reaped its pid can be reused, but not while any process still has it
+        // as its process group id: so the group is ours while the root is unreaped or no
+        // process has the root's pid.
+        let group_ours = registered(&root) || !table.contains_key(&root);
+        let mut victims: HashSet<i32> = table
+            .iter()
+            .filter(|(pid, p)| {
+                let pid = **pid;
+                pid != me
+                    && ((group_ours && (pid == root || p.pgrp == root))
+                        || match tag_of(pid) {
+                            Some(t) => !p.zombie && t == tag,
+                            // An adopted orphan that cannot be attributed (it dropped its tag).
+                            None => p.ppid == me && !registered(&pid),
+                        })
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        // Descendants of any of them (fixed point: the table is a snapshot).
+        loop {
+            let more: Vec<i32> = table
+                .iter()
+                .filter(|(pid, p)| victims.contains(&p.ppid) && !victims.contains(pid) && **pid != me)
+                .map(|(pid, _)| *pid)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            victims.extend(more);
+        }
+        if group_ours {
+            let _ = killpg(Pid::from_raw(root), Signal::SIGKILL);
+        }
+        let mut alive = Vec::new();
+        let mut reaped = 0;
+        for &pid in &victims {
+            let p = &table[&pid];
+            if !p.zombie {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                alive.push(pid);
+            } else if p.ppid == me && !registered(&pid) {
+                // An adopted orphan that died: reap it, or it stays a zombie of wirecheck.
+                let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                reaped += 1;
+            }
+        }
+        drop(roots);
+        // Done when nothing is alive and no zombie was left to reap (the children of a process
+        // are handed to us when it dies, so one more round finds the zombies among them). The
+        // root's own zombie is tokio's to reap.
+        if alive.is_empty() && reaped == 0 {
+            return alive;
+        }
+        if std::time::Instant::now() >= deadline {
+            alive.sort_unstable();
+            return alive;
+        }
+        // SIGKILL is delivered asynchronously: give the victims a moment to die.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+static NEXT_TAG: AtomicU64 = AtomicU64::new(0);
+
 impl Program {
-    /// Runs `command` with `sh -c` in a new process group, output captured.
-    pub fn spawn(command: &str, cwd: Option<&std::path::Path>) -> std::io::Result<Program> {
+    /// Runs `command` with `sh -c` in a new process group, output captured, confined by
+    /// `sandbox`: its limits set and its user switched to in the child before `exec`, in its
+    /// folder (`sandbox.cwd`, else wirecheck's). Errors say what to do (an unknown user, a
+    /// folder that user cannot read) or which limit kept the program from starting.
+    pub fn spawn(command: &str, sandbox: &Sandbox) -> Result<Program, SandboxError> {
+        let confinement = sandbox.prepare()?;
+        become_subreaper();
+        let tag = format!("{}-{}", std::process::id(), NEXT_TAG.fetch_add(1, Ordering::Relaxed));
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(command)
+            .env(TAG_VAR, &tag)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        if let Some(d) = cwd {
+        if let Some(d) = &sandbox.cwd {
             cmd.current_dir(d);
         }
-        let mut child = cmd.spawn()?;
-        let pid = child.id().ok_or_else(|| std::io::Error::other("the child exited at once"))?;
+        // SAFETY: `apply` makes only async-signal-safe calls (setrlimit, setgroups, setgid,
+        // setuid) on data computed before the fork, and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || confinement.apply());
+        }
+        let spawned = {
+            let mut roots = spawn_lock();
+            let r = cmd.spawn();
+            if let Some(pid) = r.as_ref().ok().and_then(|c| c.id()) {
+                *roots.get_or_insert_with(HashMap::new).entry(pid as i32).or_default() += 1;
+            }
+            r
+        };
+        let mut child = spawned.map_err(|e| SandboxError::Spawn {
+            command: command.to_string(),
+            reason: match (e.raw_os_error(), sandbox.limits.processes) {
+                // execve fails with EAGAIN when the user already has as many processes as the
+                // limit allows (the kernel checks it when the uid changes).
+                (Some(nix::libc::EAGAIN), Some(n)) => format!(
+                    "{e}: process limit ({n}) reached before it started: are processes of {} still running?",
+                    sandbox
+                        .run_as
+                        .name()
+                        .map_or("the user running wirecheck".to_string(), |u| format!("user '{u}'"))
+                ),
+                _ => e.to_string(),
+            },
+        })?;
+        let pid = child.id().ok_or_else(|| SandboxError::Spawn {
+            command: command.to_string(),
+            reason: "the child exited at once".into(),
+        })?;
         let stdout = Arc::new(Output::default());
         let stderr = Arc::new(Output::default());
         let pump = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>, out: Arc<Output>| {
@@ -204,6 +410,15 @@ impl Program {
         let (tx, rx) = watch::channel(None);
         let task = tokio::spawn(async move {
             let status = child.wait().await;
+            // Reaped: no longer ours to skip in sweeps (its pid may be reused).
+            if let Some(r) = spawn_lock().as_mut() {
+                if let Some(n) = r.get_mut(&(pid as i32)) {
+                    *n -= 1;
+                    if *n == 0 {
+                        r.remove(&(pid as i32));
+                    }
+                }
+            }
             let exit = match status {
                 Ok(st) => {
                     use std::os::unix::process::ExitStatusExt;
@@ -226,7 +441,10 @@ impl Program {
             stdout,
             stderr,
             exit: rx,
-            group: Some(Group(Pid::from_raw(pid as i32))),
+            group: Some(Group {
+                pid: Pid::from_raw(pid as i32),
+                tag,
+            }),
             task: Some(task),
         })
     }
@@ -251,7 +469,7 @@ impl Program {
 
     /// The process group id, for readiness checks.
     pub fn pgid(&self) -> Option<i32> {
-        self.group.as_ref().map(|g| g.0.as_raw())
+        self.group.as_ref().map(|g| g.pid.as_raw())
     }
 
     /// How it ended, if it has.
@@ -269,7 +487,7 @@ impl Program {
     /// Stops it: SIGTERM to the group, then SIGKILL after a grace period (always, for forked stragglers).
     pub async fn kill(mut self) {
         if let Some(group) = self.group.take() {
-            let _ = killpg(group.0, Signal::SIGTERM);
+            let _ = killpg(group.pid, Signal::SIGTERM);
             self.wait(tokio::time::Instant::now() + Duration::from_millis(500)).await;
             drop(group);
             self.wait(tokio::time::Instant::now() + Duration::from_secs(2)).await;
@@ -322,10 +540,46 @@ mod tests {
 
     #[tokio::test]
     async fn kills_the_whole_group_even_when_term_is_ignored() {
-        let p = Program::spawn("trap '' TERM; sleep 30 & sleep 30; wait", None).unwrap();
+        let p = Program::spawn("trap '' TERM; sleep 30 & sleep 30; wait", &Sandbox::default()).unwrap();
         let pgid = p.pgid().unwrap();
         p.kill().await;
         let left = super::super::ready::group_members(pgid);
         assert!(left.is_empty(), "process group {pgid} still has members {left:?}");
+    }
+
+    /// Live processes whose command line contains `marker`, and zombies whose parent is us.
+    fn marked_and_zombies(marker: &str) -> (Vec<i32>, Vec<i32>) {
+        let me = std::process::id() as i32;
+        let (mut live, mut zombies) = (Vec::new(), Vec::new());
+        for (pid, p) in proc_table() {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if p.zombie && p.ppid == me {
+                zombies.push(pid);
+            } else if !p.zombie && String::from_utf8_lossy(&cmd).contains(marker) {
+                live.push(pid);
+            }
+        }
+        (live, zombies)
+    }
+
+    #[tokio::test]
+    async fn kills_what_left_the_group_with_setsid_and_a_double_fork() {
+        let marker = format!("escape-marker-{}", std::process::id());
+        // The child leaves the group and session, forks, and exits: the grandchild is an orphan
+        // in a session of its own, found only as an adopted orphan / by its tag.
+        let script = "import os, sys, time\n\
+if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(30)\n    os._exit(0)\n\
+time.sleep(30)\n";
+        let p = Program::spawn(&format!("exec python3 -c '{script}' {marker}"), &Sandbox::default()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Both python processes and the orphan: wait (bounded) until the orphan exists.
+        while marked_and_zombies(&marker).0.len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(marked_and_zombies(&marker).0.len() >= 2, "the program never forked");
+        p.kill().await;
+        let (live, zombies) = marked_and_zombies(&marker);
+        assert!(live.is_empty(), "survivors: {live:?}");
+        assert!(zombies.is_empty(), "adopted orphans left unreaped: {zombies:?}");
     }
 }

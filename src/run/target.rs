@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::process::{Exit, Output, Program};
 use super::ready;
+use super::sandbox::{self, Sandbox};
 use crate::suite::{Role, Suite, Transport};
 
 /// What the user asked to test.
@@ -80,8 +81,8 @@ pub enum Launcher {
         /// Its options.
         options: reference_servers::Options,
     },
-    /// A command with `{port}`.
-    Exec(String),
+    /// A command with `{port}`, and how to confine it.
+    Exec(String, Sandbox),
 }
 
 impl Launcher {
@@ -100,18 +101,19 @@ impl Launcher {
         };
         let listen_port = listen.map_or(0, |(_, p)| p);
         match self {
-            Launcher::Exec(cmd) => {
+            Launcher::Exec(cmd, sandbox) => {
                 let cmd = fill(cmd, port, listen_port, vars);
-                let program = Program::spawn(&cmd, None).map_err(|e| format!("cannot start '{cmd}': {e}"))?;
+                let program = Program::spawn(&cmd, sandbox).map_err(|e| e.to_string())?;
                 let Some((transport, lp)) = listen else {
                     return Ok((program, None));
                 };
                 let pgid = program.pgid().unwrap_or(0);
                 loop {
                     if let Some(exit) = program.exited() {
+                        let tail = program.stderr.tail(1000);
                         return Err(format!(
-                            "the program ended ({exit}) before it listened on {transport} port {lp}: {}",
-                            program.stderr.tail(1000)
+                            "the program ended ({exit}{}) before it listened on {transport} port {lp}: {tail}",
+                            because(Some(exit), &tail, &sandbox.limits)
                         ));
                     }
                     let found = if ready::supported() {
@@ -190,6 +192,11 @@ impl Launcher {
     }
 }
 
+/// ", sandbox: LIMIT" when a sandbox limit explains how a program ended (else nothing).
+fn because(exit: Option<Exit>, stderr_tail: &str, limits: &sandbox::Limits) -> String {
+    sandbox::explain(exit, stderr_tail, limits).map_or_else(String::new, |why| format!(", sandbox: {why}"))
+}
+
 /// Fills `{port}`, `{host}`, `{listen_port}` and `{NAME}` for every case variable (`{root.host}`).
 fn fill(cmd: &str, port: u16, listen_port: u16, vars: &crate::suite::Vars) -> String {
     let mut out = cmd
@@ -207,6 +214,7 @@ pub struct SuiteTarget {
     suite: Arc<Suite>,
     spec: TargetSpec,
     ready_timeout: Duration,
+    sandbox: Sandbox,
     shared: Mutex<Option<Arc<Instance>>>,
     fatal: std::sync::Mutex<Option<TargetError>>,
 }
@@ -218,15 +226,22 @@ impl SuiteTarget {
             suite,
             spec,
             ready_timeout,
+            sandbox: Sandbox::default(),
             shared: Mutex::new(None),
             fatal: std::sync::Mutex::new(None),
         }
     }
 
+    /// Confines the programs this target starts (`--exec`) with `sandbox`.
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> SuiteTarget {
+        self.sandbox = sandbox;
+        self
+    }
+
     /// The launcher for client-role suites.
     pub fn launcher(&self) -> Result<Launcher, TargetError> {
         match &self.spec {
-            TargetSpec::Exec(c) => Ok(Launcher::Exec(c.clone())),
+            TargetSpec::Exec(c) => Ok(Launcher::Exec(c.clone(), self.sandbox.clone())),
             TargetSpec::Addr(_) => Err(TargetError(format!(
                 "suite '{}' tests a client: give it with --exec \"CMD {{port}}\", not --target",
                 self.suite.name
@@ -339,6 +354,16 @@ impl SuiteTarget {
                     .ok()
                     .and_then(|mut it| it.next())
                     .ok_or_else(|| TargetError(format!("cannot resolve target '{a}' (write HOST:PORT, e.g. 127.0.0.1:12000)")))?;
+                // On this machine we can tell, without a connection that would cost the server
+                // one, whether anything listens there at all (in this network namespace: with
+                // --isolate a server outside is unreachable, and reported so).
+                let transport = self.suite.transport;
+                if addr.ip().is_loopback() && ready::supported() && ready::bound_sockets(addr.port(), transport).is_empty() {
+                    return Err(TargetError(format!(
+                        "nothing listens on {transport} {addr} (no socket is bound to port {} in wirecheck's network namespace): start the server first, or check the port",
+                        addr.port()
+                    )));
+                }
                 Ok(Arc::new(Instance {
                     addr,
                     extra: Vec::new(),
@@ -354,15 +379,16 @@ impl SuiteTarget {
         let transport = self.suite.transport;
         let port = free_port(transport).map_err(|e| TargetError(format!("no free port: {e}")))?;
         let line = fill(cmd, port, port, &Default::default());
-        let program = Program::spawn(&line, None).map_err(|e| TargetError(format!("cannot start '{line}': {e}")))?;
+        let program = Program::spawn(&line, &self.sandbox).map_err(|e| TargetError(e.to_string()))?;
         let deadline = Instant::now() + self.ready_timeout;
         let pgid = program.pgid().unwrap_or(0);
         let what = format!("a {transport} socket bound to port {port} by '{line}'");
         loop {
             if let Some(exit) = program.exited() {
                 let tail = program.stderr.tail(2000);
+                let why = because(Some(exit), &tail, &self.sandbox.limits);
                 return Err(TargetError(format!(
-                    "the target exited ({exit}) before it opened {what}\n--- its stderr ---\n{tail}"
+                    "the target exited ({exit}{why}) before it opened {what}\n--- its stderr ---\n{tail}"
                 )));
             }
             let found = if ready::supported() {
