@@ -1,4 +1,4 @@
-//! The `wirecheck` command line: run, list, serve, decode.
+//! The `wirecheck` command line: run, list, serve, decode, grade, merge.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +77,12 @@ enum Command {
         #[arg(long = "port", value_name = "N=PROTO")]
         ports: Vec<String>,
     },
+    /// Grade submissions against an assignment (ci/assignments/*.yaml) and write reports for grading platforms.
+    #[command(after_help = wirecheck::grade::cli::GRADE_HELP)]
+    Grade(wirecheck::grade::cli::GradeArgs),
+    /// Combine the roster.json files of `grade --shard` jobs into one roster.
+    #[command(after_help = "Example:\n  wirecheck merge shard-1/roster.json shard-2/roster.json --out grades")]
+    Merge(wirecheck::grade::cli::MergeArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +124,15 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A network namespace applies to the calling thread: enter it before the runtime starts threads.
+    if let Command::Grade(args) = &cli.command {
+        if args.isolate {
+            if let Err(e) = wirecheck::grade::cli::isolate() {
+                eprintln!("error: --isolate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -140,6 +155,8 @@ fn main() -> ExitCode {
                 cmd_serve(name, port, options, list).await
             }
             Command::Decode { capture, format, ports } => cmd_decode(&capture, &format, &ports),
+            Command::Grade(args) => wirecheck::grade::cli::cmd_grade(args).await,
+            Command::Merge(args) => wirecheck::grade::cli::cmd_merge(args),
         }
     });
     // Background tasks (pipes of killed targets) must not keep the process alive.
