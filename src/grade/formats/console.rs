@@ -25,8 +25,9 @@ fn word(c: &GradedCase) -> (Style, &'static str) {
 /// One line for a finished case: verdict, name, points (never details, so safe for any audience).
 pub fn live_line(c: &GradedCase) -> String {
     let (style, w) = word(c);
+    let rerun = if c.attempts > 1 { format!(", re-run {}", c.attempts - 1) } else { String::new() };
     format!(
-        "{style}{w:<5}{style:#} {} {DIM}({}/{} pts){DIM:#}\n",
+        "{style}{w:<5}{style:#} {} {DIM}({}/{} pts{rerun}){DIM:#}\n",
         c.name,
         fmt_points(c.score),
         fmt_points(c.max_score)

@@ -141,11 +141,11 @@ pub fn case_text(c: &GradedCase, show: bool) -> String {
         out.push_str(&format!("passed: {}\n", c.title));
     } else {
         out.push_str(&format!("{}: {}\n", c.status.as_str(), c.title));
-        if let Some(r) = &c.reason {
-            out.push_str(&format!("reason: {r}\n"));
-        }
-        if let Some(d) = &c.detail {
-            out.push_str(d);
+        // The failure block starts with the same message; a case that never ran has only the reason.
+        match (&c.detail, &c.reason) {
+            (Some(d), _) => out.push_str(d),
+            (None, Some(r)) => out.push_str(&format!("reason: {r}\n")),
+            (None, None) => {}
         }
     }
     for w in &c.warnings {

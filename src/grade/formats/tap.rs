@@ -29,7 +29,7 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
         match c.status {
             Status::Passed => out.push_str(&format!("ok {n} - {desc}\n")),
             Status::NotRun => out.push_str(&format!(
-                "ok {n} - {desc} # SKIP {}\n",
+                "not ok {n} - {desc} # SKIP {}\n",
                 c.reason.as_deref().unwrap_or("not run").replace('\n', " ")
             )),
             st => {
