@@ -761,9 +761,21 @@ fn apply(cases: &mut [PlannedCase], rule: &Rule, suite: &Suite) {
         if rule.group_total {
             let base: f64 = cases.iter().map(|c| suite.cases[c.index].points).sum();
             let n = cases.len() as f64;
-            for c in cases.iter_mut() {
-                let share = if base > 0.0 { suite.cases[c.index].points / base } else { 1.0 / n };
-                c.points = p * share;
+            // In hundredths, by largest remainder: the shares add up to the group's total exactly.
+            let total = (p * 100.0).round() as i64;
+            let raw: Vec<f64> = cases
+                .iter()
+                .map(|c| total as f64 * if base > 0.0 { suite.cases[c.index].points / base } else { 1.0 / n })
+                .collect();
+            let mut cents: Vec<i64> = raw.iter().map(|r| r.floor() as i64).collect();
+            let mut order: Vec<usize> = (0..raw.len()).collect();
+            order.sort_by(|&a, &b| (raw[b] - raw[b].floor()).total_cmp(&(raw[a] - raw[a].floor())).then(a.cmp(&b)));
+            let left = total - cents.iter().sum::<i64>();
+            for &i in order.iter().take(left.max(0) as usize) {
+                cents[i] += 1;
+            }
+            for (c, cents) in cases.iter_mut().zip(cents) {
+                c.points = cents as f64 / 100.0;
             }
         } else {
             for c in cases.iter_mut() {
@@ -809,4 +821,94 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(v as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Assignment, String> {
+        load_str(Path::new("ci/assignments/x.yaml"), text.to_string()).map_err(|e| e.to_string())
+    }
+
+    const BASE: &str = "assignment: t\nmain: [\"*.py\"]\nparts:\n  - suite: tcp-upper\n    start: \"python3 {main} {port}\"\n";
+
+    #[test]
+    fn a_minimal_assignment_takes_the_suite_points() {
+        let a = load(BASE).unwrap();
+        assert_eq!(a.parts[0].name, "tcp-upper");
+        assert_eq!(a.max_score(), a.parts[0].suite.max_points());
+        assert_eq!(a.user.as_deref(), Some("nobody"));
+        assert_eq!(a.suites_sha256.len(), 64);
+    }
+
+    #[test]
+    fn unknown_keys_point_at_their_line_with_a_suggestion() {
+        let err = load(&format!("{BASE}    per_case:\n      exact-reply: {{ pionts: 3 }}\n")).unwrap_err();
+        assert!(err.contains("ci/assignments/x.yaml:7:22: error: unknown key 'pionts'"), "{err}");
+        assert!(err.contains("did you mean 'points'?"), "{err}");
+        let err = load(&format!("{BASE}    tag: [core]\n")).unwrap_err();
+        assert!(err.contains("x.yaml:6:5: error: unknown key 'tag' in a part") && err.contains("did you mean 'tags'?"), "{err}");
+    }
+
+    #[test]
+    fn names_that_do_not_exist_are_errors() {
+        let err = load(&format!("{BASE}    per_case:\n      exact-replay: {{ points: 3 }}\n")).unwrap_err();
+        assert!(err.contains("no case 'exact-replay'") && err.contains("did you mean 'exact-reply'?"), "{err}");
+        let err = load(&format!("{BASE}    tags: [cor]\n")).unwrap_err();
+        assert!(err.contains("no case of suite 'tcp-upper' has the tag 'cor'") && err.contains("'core'"), "{err}");
+        let err = load("assignment: t\nparts:\n  - suite: tcp-uper\n    start: \"x {port}\"\n").unwrap_err();
+        assert!(err.contains("x.yaml:3:12") && err.contains("did you mean 'tcp-upper'?"), "{err}");
+        let err = load("assignment: t\nparts:\n  - suite: tcp-upper\n    start: \"python3 {mian} {port}\"\n").unwrap_err();
+        assert!(err.contains("unknown placeholder '{mian}'") && err.contains("did you mean 'main'?"), "{err}");
+        let err = load("assignment: t\nparts:\n  - suite: tcp-upper\n    start: \"python3 s.py 12000\"\n").unwrap_err();
+        assert!(err.contains("the start command has no {port}"), "{err}");
+    }
+
+    #[test]
+    fn groups_split_their_total_exactly_and_per_case_settings_win() {
+        let a = load(&format!(
+            "{BASE}    groups:\n      - {{ name: s, tags: [stream], points: 10, visibility: hidden, tier: should }}\n    per_case:\n      split-writes: {{ visibility: visible }}\n"
+        ))
+        .unwrap();
+        let p = &a.parts[0];
+        let stream: Vec<&PlannedCase> = p.cases.iter().filter(|c| p.suite.cases[c.index].tags.contains(&"stream".to_string())).collect();
+        let total: f64 = stream.iter().map(|c| c.points).sum();
+        assert!((total - 10.0).abs() < 1e-9, "{total}");
+        assert!(stream.iter().all(|c| c.tier == Tier::Should && c.max_score == c.points));
+        let split = p.cases.iter().find(|c| c.id == "split-writes").unwrap();
+        assert_eq!(split.visibility, Visibility::Visible);
+        assert!(stream.iter().filter(|c| c.id != "split-writes").all(|c| c.visibility == Visibility::Hidden));
+        let weighted = load(&format!("{BASE}    tier: should\nweights: {{ should: 0 }}\n")).unwrap();
+        assert_eq!(weighted.max_score(), 0.0, "SHOULD-tier cases may be worth nothing");
+    }
+
+    #[test]
+    fn budgets_must_fit_the_platform() {
+        let err = load(&format!("{BASE}budget: {{ case: 1m, total: 10m, platform: 10m }}\n")).unwrap_err();
+        assert!(err.contains("the budgets do not fit the platform's limit"), "{err}");
+        assert!(load(&format!("{BASE}budget: {{ case: 30s, total: 5m, platform: 10m }}\n")).is_ok());
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn every_shipped_assignment_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/assignments");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "yaml") {
+                load_file(&e.path()).unwrap_or_else(|err| panic!("{err}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 6, "only {n} assignments");
+    }
 }
