@@ -102,8 +102,8 @@ fn each_buggy_web_server_scores_less_with_the_lost_case_named() {
         ("webserver-mt", "http_length_in_chars", "content-length-utf8"),
         ("webserver-mt", "http_head_with_body", "head-no-body"),
         ("webserver-mt", "http_close_no_header", "keep-alive-two"),
-        ("webserver-mt", "http_traversal", "traversal-dotdot"),
-        ("webserver-mt", "http_no_threads", "idle-client-does-not-block"),
+        // http_traversal and http_no_threads take 15 s each here (their failures wait out step
+        // timeouts); tests/students.rs checks they fail their cases.
         ("webserver-mt", "http_no_host_check", "missing-host-400"),
     ] {
         let a = format!("ci/assignments/{assignment}.yaml");
@@ -120,7 +120,8 @@ fn each_buggy_web_server_scores_less_with_the_lost_case_named() {
 fn a_submission_that_does_not_build_scores_zero_with_every_case_listed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("WebServer.py"), "def broken(:\n    pass\n").unwrap();
-    let pl = dir.path().join("out/pl.json");
+    let reports = tempfile::tempdir().unwrap();
+    let pl = reports.path().join("pl.json");
     let pl_arg = format!("prairielearn:{}", pl.display());
     let (code, out, gs, js) = grade("ci/assignments/webserver.yaml", dir.path().to_str().unwrap(), &["--report", &pl_arg]);
     assert_eq!(code, 3, "{out}");
@@ -332,8 +333,9 @@ fn fifty_submissions_two_at_a_time_then_shards_and_merge() {
             subs.to_str().unwrap(),
             "--shard",
             &format!("{k}/3"),
+            // Waiting on programs, not computing: more at once than cores is fine here.
             "--jobs",
-            "2",
+            "4",
             "--retries",
             "0",
             "--out",
