@@ -22,7 +22,16 @@ fn grade(assignment: &str, submission: &str, extra: &[&str]) -> (i32, String, Va
     let gs = dir.path().join("results.json");
     let js = dir.path().join("grade.json");
     let (gs_arg, js_arg) = (format!("gradescope:{}", gs.display()), format!("json:{}", js.display()));
-    let mut args = vec!["grade", assignment, "--submission", submission, "--report", &gs_arg, "--report", &js_arg];
+    let mut args = vec![
+        "grade",
+        assignment,
+        "--submission",
+        submission,
+        "--report",
+        &gs_arg,
+        "--report",
+        &js_arg,
+    ];
     args.extend_from_slice(extra);
     let (out, _) = wirecheck(&args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -40,7 +49,12 @@ fn lost(results: &Value) -> Vec<String> {
 }
 
 fn max_score(results: &Value) -> f64 {
-    results["tests"].as_array().unwrap().iter().map(|t| t["max_score"].as_f64().unwrap()).sum()
+    results["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["max_score"].as_f64().unwrap())
+        .sum()
 }
 
 /// Checks a results.json against Gradescope's documented fields and types.
@@ -52,20 +66,37 @@ fn validate_gradescope(r: &Value) {
     assert!(matches!(r["stdout_visibility"].as_str(), Some("hidden" | "visible")));
     for k in obj.keys() {
         assert!(
-            ["score", "execution_time", "output", "output_format", "stdout_visibility", "tests", "extra_data", "visibility"].contains(&k.as_str()),
+            [
+                "score",
+                "execution_time",
+                "output",
+                "output_format",
+                "stdout_visibility",
+                "tests",
+                "extra_data",
+                "visibility"
+            ]
+            .contains(&k.as_str()),
             "unknown top-level key {k}"
         );
     }
     let tests = r["tests"].as_array().expect("tests is a list");
     let mut names = std::collections::HashSet::new();
     for t in tests {
-        assert!(names.insert(t["name"].as_str().expect("name").to_string()), "duplicate test name {}", t["name"]);
+        assert!(
+            names.insert(t["name"].as_str().expect("name").to_string()),
+            "duplicate test name {}",
+            t["name"]
+        );
         assert!(t["number"].is_string());
         let (score, max) = (t["score"].as_f64().expect("score"), t["max_score"].as_f64().expect("max_score"));
         assert!((0.0..=max).contains(&score), "{t}");
         assert!(matches!(t["status"].as_str(), Some("passed" | "failed")), "{t}");
         assert!(t["output"].is_string());
-        assert!(matches!(t["output_format"].as_str(), Some("text" | "html" | "simple_format" | "md" | "ansi")));
+        assert!(matches!(
+            t["output_format"].as_str(),
+            Some("text" | "html" | "simple_format" | "md" | "ansi")
+        ));
         assert!(t["tags"].as_array().is_some_and(|a| a.iter().all(Value::is_string)));
         assert!(matches!(
             t["visibility"].as_str(),
@@ -81,7 +112,11 @@ const STUDENT: &str = "fixtures/students";
 
 #[test]
 fn the_good_web_server_scores_full_marks() {
-    let (code, out, gs, js) = grade("ci/assignments/webserver.yaml", &format!("{STUDENT}/http_textbook_server.py"), &["--student"]);
+    let (code, out, gs, js) = grade(
+        "ci/assignments/webserver.yaml",
+        &format!("{STUDENT}/http_textbook_server.py"),
+        &["--student"],
+    );
     assert_eq!(code, 0, "{out}");
     validate_gradescope(&gs);
     assert_eq!(gs["score"].as_f64(), Some(max_score(&gs)), "{out}");
@@ -123,14 +158,22 @@ fn a_submission_that_does_not_build_scores_zero_with_every_case_listed() {
     let reports = tempfile::tempdir().unwrap();
     let pl = reports.path().join("pl.json");
     let pl_arg = format!("prairielearn:{}", pl.display());
-    let (code, out, gs, js) = grade("ci/assignments/webserver.yaml", dir.path().to_str().unwrap(), &["--report", &pl_arg]);
+    let (code, out, gs, js) = grade(
+        "ci/assignments/webserver.yaml",
+        dir.path().to_str().unwrap(),
+        &["--report", &pl_arg],
+    );
     assert_eq!(code, 3, "{out}");
     validate_gradescope(&gs);
     assert_eq!(gs["score"].as_f64(), Some(0.0));
     let tests = gs["tests"].as_array().unwrap();
     assert_eq!(tests.len(), 9, "every case of the textbook profile is listed");
     assert!(tests.iter().all(|t| t["score"] == 0.0 && t["status"] == "failed"));
-    assert!(gs["output"].as_str().unwrap().contains("SyntaxError"), "the build output is shown: {}", gs["output"]);
+    assert!(
+        gs["output"].as_str().unwrap().contains("SyntaxError"),
+        "the build output is shown: {}",
+        gs["output"]
+    );
     assert_eq!(js["build"]["ok"], false);
     let pl = read_json(&pl);
     assert_eq!(pl["gradable"], false);
@@ -148,23 +191,50 @@ fn hidden_cases_show_no_expectations_to_students() {
     );
     assert_eq!(code, 1, "--student exits non-zero when anything failed: {out}");
     validate_gradescope(&gs);
-    let hidden = gs["tests"].as_array().unwrap().iter().find(|t| t["name"] == "web::empty-connection").unwrap().clone();
+    let hidden = gs["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "web::empty-connection")
+        .unwrap()
+        .clone();
     assert_eq!(hidden["visibility"], "hidden");
     assert_eq!(hidden["output"], "```text\nhidden case failed\n```");
     // What the case checks must not appear anywhere a student reads.
     let (list, _) = wirecheck(&["list", "http", "--format", "json"]);
     let suites: Value = serde_json::from_slice(&list.stdout).unwrap();
-    let case = suites[0]["cases"].as_array().unwrap().iter().find(|c| c["id"] == "empty-connection").unwrap().clone();
+    let case = suites[0]["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "empty-connection")
+        .unwrap()
+        .clone();
     let title = case["title"].as_str().unwrap();
     let suite_text = std::fs::read_to_string(root().join("suites/http.yaml")).unwrap();
     let step_line = suite_text.lines().position(|l| l.contains("id: empty-connection")).unwrap() + 1;
-    for (what, text) in [("console", out.as_str()), ("results.json", &gs.to_string()), ("grade.json", &js.to_string())] {
+    for (what, text) in [
+        ("console", out.as_str()),
+        ("results.json", &gs.to_string()),
+        ("grade.json", &js.to_string()),
+    ] {
         assert!(!text.contains(title), "{what} shows the hidden case's title:\n{text}");
-        assert!(!text.contains(&format!("http.yaml:{}", step_line + 3)), "{what} points into the hidden case");
+        assert!(
+            !text.contains(&format!("http.yaml:{}", step_line + 3)),
+            "{what} points into the hidden case"
+        );
     }
     assert!(out.contains("hidden case failed"), "{out}");
-    let case_json = js["cases"].as_array().unwrap().iter().find(|c| c["case"] == "empty-connection").unwrap();
-    assert!(case_json.get("transcript").is_none() && case_json.get("failure").is_none(), "{case_json}");
+    let case_json = js["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case"] == "empty-connection")
+        .unwrap();
+    assert!(
+        case_json.get("transcript").is_none() && case_json.get("failure").is_none(),
+        "{case_json}"
+    );
 }
 
 #[test]
@@ -193,9 +263,15 @@ fn every_format_lists_every_case() {
     assert_eq!(cases.len(), 9);
     let names: std::collections::HashSet<_> = cases.iter().map(|c| c.attribute("name").unwrap()).collect();
     assert_eq!(names.len(), 9, "unique names");
-    let failing = cases.iter().find(|c| c.attribute("name").unwrap().starts_with("web::not-found [0/2 pts]")).unwrap();
+    let failing = cases
+        .iter()
+        .find(|c| c.attribute("name").unwrap().starts_with("web::not-found [0/2 pts]"))
+        .unwrap();
     let failure = failing.children().find(|n| n.has_tag_name("failure")).unwrap();
-    assert!(failure.text().unwrap_or("").contains("expected"), "failure text is element content for GitLab");
+    assert!(
+        failure.text().unwrap_or("").contains("expected"),
+        "failure text is element content for GitLab"
+    );
     let tap = std::fs::read_to_string(out_dir.join("grade.tap")).unwrap();
     assert!(tap.starts_with("TAP version 14\n1..9\n"), "{tap}");
     assert_eq!(tap.lines().filter(|l| l.starts_with("not ok")).count(), 1, "{tap}");
@@ -203,14 +279,24 @@ fn every_format_lists_every_case() {
     assert_eq!(pl["gradable"], true);
     assert!((pl["score"].as_f64().unwrap() - 16.0 / 18.0).abs() < 1e-6, "{pl}");
     let b64 = std::fs::read_to_string(out_dir.join("classroom.b64")).unwrap();
-    let decoded = Command::new("base64").arg("-d").stdin(std::fs::File::open(out_dir.join("classroom.b64")).unwrap()).output().unwrap();
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(std::fs::File::open(out_dir.join("classroom.b64")).unwrap())
+        .output()
+        .unwrap();
     assert!(decoded.status.success(), "{b64}");
     let cl: Value = serde_json::from_slice(&decoded.stdout).unwrap();
-    assert_eq!((cl["version"].as_u64(), cl["max_score"].as_f64(), cl["status"].as_str()), (Some(1), Some(18.0), Some("fail")));
+    assert_eq!(
+        (cl["version"].as_u64(), cl["max_score"].as_f64(), cl["status"].as_str()),
+        (Some(1), Some(18.0), Some("fail"))
+    );
     let sum: f64 = cl["tests"].as_array().unwrap().iter().map(|t| t["score"].as_f64().unwrap()).sum();
     assert_eq!(sum, 16.0, "the reporter sums test scores");
     let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
-    assert!(md.contains("16 of 18 points") && md.contains("| 1.5 | `web::not-found` | ❌ failed | 0/2 |"), "{md}");
+    assert!(
+        md.contains("16 of 18 points") && md.contains("| 1.5 | `web::not-found` | ❌ failed | 0/2 |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -218,9 +304,20 @@ fn reports_never_overwrite_the_submission() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("WebServer.py"), "print('hi')\n").unwrap();
     let target = format!("json:{}", dir.path().join("grade.json").display());
-    let (o, _) = wirecheck(&["grade", "ci/assignments/webserver.yaml", "--submission", dir.path().to_str().unwrap(), "--report", &target]);
+    let (o, _) = wirecheck(&[
+        "grade",
+        "ci/assignments/webserver.yaml",
+        "--submission",
+        dir.path().to_str().unwrap(),
+        "--report",
+        &target,
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to write"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing to write"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(!dir.path().join("grade.json").exists());
 }
 
@@ -270,7 +367,10 @@ fn a_case_that_passes_on_a_re_run_is_flaky_not_passed() {
     assert_eq!(exact["status"], "flaky", "{out}");
     assert_eq!(exact["attempts"], 2);
     assert_eq!(exact["score"].as_f64(), Some(exact["max_score"].as_f64().unwrap() * 0.5));
-    assert!(!sub.join("ran").exists(), "the program ran in a copy; the original folder is untouched");
+    assert!(
+        !sub.join("ran").exists(),
+        "the program ran in a copy; the original folder is untouched"
+    );
     validate_gradescope(&gs);
 }
 
@@ -313,7 +413,11 @@ fn fifty_submissions_two_at_a_time_then_shards_and_merge() {
             assert_eq!(r["failed"], serde_json::json!(["tcp::non-ascii"]), "{r}");
             assert!(r["score"].as_f64() < r["max"].as_f64());
         } else {
-            assert_eq!((r["score"].as_f64(), r["failed"].as_array().map(Vec::len)), (r["max"].as_f64(), Some(0)), "{r}");
+            assert_eq!(
+                (r["score"].as_f64(), r["failed"].as_array().map(Vec::len)),
+                (r["max"].as_f64(), Some(0)),
+                "{r}"
+            );
         }
         validate_gradescope(&read_json(&full.join(format!("student{i:02}/results.json"))));
     }
@@ -367,13 +471,26 @@ fn fifty_submissions_two_at_a_time_then_shards_and_merge() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["submission"].as_str().unwrap().to_string(), e["score"].as_f64().unwrap(), e["max"].as_f64().unwrap(), e["failed"].clone()))
+            .map(|e| {
+                (
+                    e["submission"].as_str().unwrap().to_string(),
+                    e["score"].as_f64().unwrap(),
+                    e["max"].as_f64().unwrap(),
+                    e["failed"].clone(),
+                )
+            })
             .collect()
     };
     assert_eq!(strip(&merged), strip(&roster), "merge reproduces the full roster (durations aside)");
     assert_eq!(merged["suites_sha256"], roster["suites_sha256"]);
     // Merging a shard twice is refused.
-    let (o, _) = wirecheck(&["merge", shard_rosters[0].to_str().unwrap(), shard_rosters[0].to_str().unwrap(), "--out", dir.path().join("twice").to_str().unwrap()]);
+    let (o, _) = wirecheck(&[
+        "merge",
+        shard_rosters[0].to_str().unwrap(),
+        shard_rosters[0].to_str().unwrap(),
+        "--out",
+        dir.path().join("twice").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("in two rosters"));
 }

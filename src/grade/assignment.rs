@@ -291,11 +291,15 @@ impl Loader<'_> {
         let name = match f.get("assignment") {
             Some(n) => self.cx.string(n, "assignment").unwrap_or_default(),
             None => {
-                self.cx.err_help(root, "the assignment has no name", "start the file with 'assignment: NAME'");
+                self.cx
+                    .err_help(root, "the assignment has no name", "start the file with 'assignment: NAME'");
                 String::new()
             }
         };
-        let title = f.get("title").and_then(|n| self.cx.string(n, "title")).unwrap_or_else(|| name.clone());
+        let title = f
+            .get("title")
+            .and_then(|n| self.cx.string(n, "title"))
+            .unwrap_or_else(|| name.clone());
         let main = f.get("main").map(|n| self.strings(n, "main")).unwrap_or_default();
         let fixtures = f.get("fixtures").map(|n| self.strings(n, "fixtures")).unwrap_or_default();
         let fixtures_dir = suite::suites_dir()
@@ -305,7 +309,8 @@ impl Loader<'_> {
         for (node, fx) in f.get("fixtures").into_iter().flat_map(seq_items).zip(&fixtures) {
             let p = Path::new(fx);
             if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                self.cx.err(node, format!("fixture '{fx}' must be a path inside the fixtures folder"));
+                self.cx
+                    .err(node, format!("fixture '{fx}' must be a path inside the fixtures folder"));
             } else if !fixtures_dir.join(p).exists() {
                 self.cx.err(node, format!("no fixture '{fx}' in {}", fixtures_dir.display()));
             }
@@ -320,16 +325,26 @@ impl Loader<'_> {
             },
         };
         let visibility = f.get("visibility").and_then(|n| self.visibility(n)).unwrap_or(Visibility::Visible);
-        let timeout_scale = f.get("timeout_scale").and_then(|n| self.fraction(n, "timeout_scale", 0.01, 100.0)).unwrap_or(1.0);
+        let timeout_scale = f
+            .get("timeout_scale")
+            .and_then(|n| self.fraction(n, "timeout_scale", 0.01, 100.0))
+            .unwrap_or(1.0);
         let ready_timeout = f
             .get("ready_timeout")
             .and_then(|n| self.cx.duration(n, "ready_timeout"))
             .unwrap_or(Duration::from_secs(10));
         let retries = f.get("retries").and_then(|n| self.cx.number::<u32>(n, "retries")).unwrap_or(0);
         if let Some(n) = f.get("retries").filter(|_| retries > 5) {
-            self.cx.err_help(n, "retries must be at most 5", "a case that needs more retries is broken, not flaky");
+            self.cx.err_help(
+                n,
+                "retries must be at most 5",
+                "a case that needs more retries is broken, not flaky",
+            );
         }
-        let flaky_credit = f.get("flaky_credit").and_then(|n| self.fraction(n, "flaky_credit", 0.0, 1.0)).unwrap_or(0.0);
+        let flaky_credit = f
+            .get("flaky_credit")
+            .and_then(|n| self.fraction(n, "flaky_credit", 0.0, 1.0))
+            .unwrap_or(0.0);
         let budget = match f.get("budget") {
             Some(n) => self.budget(n)?,
             None => Budget {
@@ -363,14 +378,18 @@ impl Loader<'_> {
                 if let Some(n) = gf.get("stdout_visibility") {
                     match n.as_str() {
                         Some(v @ ("hidden" | "visible")) => stdout_visibility = v.to_string(),
-                        _ => self.cx.err_help(n, "stdout_visibility must be hidden or visible", "Gradescope knows only these two"),
+                        _ => self
+                            .cx
+                            .err_help(n, "stdout_visibility must be hidden or visible", "Gradescope knows only these two"),
                     }
                 }
             }
         }
         let mut parts = Vec::new();
         match f.get("parts") {
-            Some(Node { data: Data::Seq(items), .. }) if !items.is_empty() => {
+            Some(Node {
+                data: Data::Seq(items), ..
+            }) if !items.is_empty() => {
                 for item in items {
                     if let Some(p) = self.part(item, visibility, &weights, &main) {
                         if parts.iter().any(|q: &Part| q.name == p.name) {
@@ -385,11 +404,25 @@ impl Loader<'_> {
                 }
             }
             Some(n) => self.cx.err(n, "parts must be a non-empty list of { suite, start, ... }"),
-            None => self.cx.err_help(root, "the assignment has no parts", "add 'parts:' with at least one { suite: NAME, start: CMD }"),
+            None => self.cx.err_help(
+                root,
+                "the assignment has no parts",
+                "add 'parts:' with at least one { suite: NAME, start: CMD }",
+            ),
         }
         let mut files: Vec<(String, &str)> = parts
             .iter()
-            .map(|p| (p.suite.source.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), p.suite.source.text.as_str()))
+            .map(|p| {
+                (
+                    p.suite
+                        .source
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    p.suite.source.text.as_str(),
+                )
+            })
             .collect();
         files.sort();
         files.dedup();
@@ -447,12 +480,19 @@ impl Loader<'_> {
     fn build(&mut self, n: &Node) -> Option<BuildSpec> {
         let f = self.cx.fields(n, &["command", "timeout"], "build")?;
         let Some(c) = f.get("command") else {
-            self.cx.err_help(n, "build has no command", "e.g. build: { command: \"python3 -m py_compile {main}\", timeout: 30s }");
+            self.cx.err_help(
+                n,
+                "build has no command",
+                "e.g. build: { command: \"python3 -m py_compile {main}\", timeout: 30s }",
+            );
             return None;
         };
         let command = self.cx.string(c, "build command")?;
         self.placeholders(c, &command, false);
-        let timeout = f.get("timeout").and_then(|t| self.cx.duration(t, "build timeout")).unwrap_or(Duration::from_secs(60));
+        let timeout = f
+            .get("timeout")
+            .and_then(|t| self.cx.duration(t, "build timeout"))
+            .unwrap_or(Duration::from_secs(60));
         Some(BuildSpec { command, timeout })
     }
 
@@ -470,13 +510,21 @@ impl Loader<'_> {
             }
         }
         if needs_port && !has_port {
-            self.cx.err_help(n, "the start command has no {port}", "the runner picks a free port per run and passes it as {port}");
+            self.cx.err_help(
+                n,
+                "the start command has no {port}",
+                "the runner picks a free port per run and passes it as {port}",
+            );
         }
     }
 
     fn weights(&mut self, n: &Node) -> Option<Weights> {
         let f = self.cx.fields(n, &["must", "should", "should_findings"], "weights")?;
-        let mut get = |k: &str, d: f64, max: f64| f.get(k).and_then(|v| self.fraction(v, &format!("weights.{k}"), 0.0, max)).unwrap_or(d);
+        let mut get = |k: &str, d: f64, max: f64| {
+            f.get(k)
+                .and_then(|v| self.fraction(v, &format!("weights.{k}"), 0.0, max))
+                .unwrap_or(d)
+        };
         Some(Weights {
             must: get("must", 1.0, 100.0),
             should: get("should", 1.0, 100.0),
@@ -486,8 +534,14 @@ impl Loader<'_> {
 
     fn budget(&mut self, n: &Node) -> Option<Budget> {
         let f = self.cx.fields(n, &["case", "total", "platform"], "budget")?;
-        let case = f.get("case").and_then(|v| self.cx.duration(v, "budget.case")).unwrap_or(Duration::from_secs(60));
-        let total = f.get("total").and_then(|v| self.cx.duration(v, "budget.total")).unwrap_or(Duration::from_secs(15 * 60));
+        let case = f
+            .get("case")
+            .and_then(|v| self.cx.duration(v, "budget.case"))
+            .unwrap_or(Duration::from_secs(60));
+        let total = f
+            .get("total")
+            .and_then(|v| self.cx.duration(v, "budget.total"))
+            .unwrap_or(Duration::from_secs(15 * 60));
         let platform = f.get("platform").and_then(|v| self.cx.duration(v, "budget.platform"));
         for (k, d) in [("case", case), ("total", total)] {
             if d.is_zero() {
@@ -500,7 +554,10 @@ impl Loader<'_> {
     }
 
     fn limits(&mut self, n: &Node) -> Limits {
-        let Some(f) = self.cx.fields(n, &["cpu", "memory", "processes", "open_files", "file_size"], "limits") else {
+        let Some(f) = self
+            .cx
+            .fields(n, &["cpu", "memory", "processes", "open_files", "file_size"], "limits")
+        else {
             return Limits::default();
         };
         Limits {
@@ -516,7 +573,8 @@ impl Loader<'_> {
         match n.as_str().map(parse_size) {
             Some(Ok(v)) => Some(v),
             Some(Err(e)) => {
-                self.cx.err_help(n, format!("{what}: {e}"), "write a size like 512MiB, 64MB or 1GiB");
+                self.cx
+                    .err_help(n, format!("{what}: {e}"), "write a size like 512MiB, 64MB or 1GiB");
                 None
             }
             None => {
@@ -534,7 +592,8 @@ impl Loader<'_> {
             Some("after_published") => Visibility::AfterPublished,
             other => {
                 let got = other.unwrap_or("");
-                let help = suite::did_you_mean(got, VISIBILITIES.iter().copied()).unwrap_or_else(|| format!("one of: {}", VISIBILITIES.join(", ")));
+                let help = suite::did_you_mean(got, VISIBILITIES.iter().copied())
+                    .unwrap_or_else(|| format!("one of: {}", VISIBILITIES.join(", ")));
                 self.cx.err_help(n, format!("unknown visibility '{got}'"), help);
                 return None;
             }
@@ -591,7 +650,8 @@ impl Loader<'_> {
     fn part(&mut self, n: &Node, default_vis: Visibility, weights: &Weights, default_main: &[String]) -> Option<Part> {
         let f = self.cx.fields(n, PART_KEYS, "a part")?;
         let Some(sn) = f.get("suite") else {
-            self.cx.err_help(n, "the part names no suite", "add 'suite: NAME' (see `wirecheck list`)");
+            self.cx
+                .err_help(n, "the part names no suite", "add 'suite: NAME' (see `wirecheck list`)");
             return None;
         };
         let suite = self.load_suite(sn);
@@ -604,27 +664,41 @@ impl Loader<'_> {
                 cmd
             }
             None => {
-                self.cx.err_help(n, "the part has no start command", "e.g. start: \"python3 {main} {port}\"");
+                self.cx
+                    .err_help(n, "the part has no start command", "e.g. start: \"python3 {main} {port}\"");
                 None
             }
         };
         let suite = suite?;
-        let name = f.get("name").and_then(|v| self.cx.string(v, "name")).unwrap_or_else(|| suite.name.clone());
+        let name = f
+            .get("name")
+            .and_then(|v| self.cx.string(v, "name"))
+            .unwrap_or_else(|| suite.name.clone());
         let tags = f.get("tags").map(|v| self.strings(v, "tags")).unwrap_or_default();
         let known_tags: Vec<&str> = suite.cases.iter().flat_map(|c| c.tags.iter().map(String::as_str)).collect();
         for (node, t) in f.get("tags").into_iter().flat_map(seq_items).zip(&tags) {
             if !known_tags.contains(&t.as_str()) {
-                let help = suite::did_you_mean(t, known_tags.iter().copied()).unwrap_or_else(|| "see `wirecheck list` for the suite's tags".into());
-                self.cx.err_help(node, format!("no case of suite '{}' has the tag '{t}'", suite.name), help);
+                let help = suite::did_you_mean(t, known_tags.iter().copied())
+                    .unwrap_or_else(|| "see `wirecheck list` for the suite's tags".into());
+                self.cx
+                    .err_help(node, format!("no case of suite '{}' has the tag '{t}'", suite.name), help);
             }
         }
         let case_globs = f.get("cases").map(|v| self.globs(v, &suite)).unwrap_or_default();
-        let main = f.get("main").map(|v| self.strings(v, "main")).unwrap_or_else(|| default_main.to_vec());
+        let main = f
+            .get("main")
+            .map(|v| self.strings(v, "main"))
+            .unwrap_or_else(|| default_main.to_vec());
         if main.is_empty() && start.as_deref().is_some_and(|s| s.contains("{main}")) {
-            self.cx.err_help(n, "the start command uses {main} but no 'main:' patterns are given", "add main: [\"server.py\", \"*.py\"] to the part or the assignment");
+            self.cx.err_help(
+                n,
+                "the start command uses {main} but no 'main:' patterns are given",
+                "add main: [\"server.py\", \"*.py\"] to the part or the assignment",
+            );
         }
         let selected = |c: &suite::Case| {
-            (tags.is_empty() || c.tags.iter().any(|t| tags.contains(t))) && (case_globs.is_empty() || case_globs.iter().any(|g| g.matches(&c.id)))
+            (tags.is_empty() || c.tags.iter().any(|t| tags.contains(t)))
+                && (case_globs.is_empty() || case_globs.iter().any(|g| g.matches(&c.id)))
         };
         let part_vis = f.get("visibility").and_then(|v| self.visibility(v));
         let part_tier = f.get("tier").and_then(|v| self.tier(v));
@@ -638,12 +712,20 @@ impl Loader<'_> {
                 id: c.id.clone(),
                 points: c.points,
                 max_score: 0.0,
-                visibility: if c.hidden { Visibility::Hidden } else { part_vis.unwrap_or(default_vis) },
+                visibility: if c.hidden {
+                    Visibility::Hidden
+                } else {
+                    part_vis.unwrap_or(default_vis)
+                },
                 tier: part_tier.unwrap_or(Tier::Must),
             })
             .collect();
         if cases.is_empty() {
-            self.cx.err_help(n, format!("the part selects no case of suite '{}'", suite.name), "check its tags: and cases: against `wirecheck list`");
+            self.cx.err_help(
+                n,
+                format!("the part selects no case of suite '{}'", suite.name),
+                "check its tags: and cases: against `wirecheck list`",
+            );
         }
         // Groups first, then per-case settings: the more specific rule wins.
         if let Some(g) = f.get("groups") {
@@ -653,7 +735,9 @@ impl Loader<'_> {
                         self.group(item, &suite, &mut cases);
                     }
                 }
-                _ => self.cx.err(g, "groups must be a list of { name, tags or cases, points, visibility, tier }"),
+                _ => self
+                    .cx
+                    .err(g, "groups must be a list of { name, tags or cases, points, visibility, tier }"),
             }
         }
         if let Some(pc) = f.get("per_case") {
@@ -663,9 +747,14 @@ impl Loader<'_> {
                         let id = k.as_str().unwrap_or("");
                         let Some(c) = cases.iter_mut().position(|c| c.id == id) else {
                             let known: Vec<&str> = suite.cases.iter().map(|c| c.id.as_str()).collect();
-                            let why = if known.contains(&id) { " (it exists but this part does not select it)" } else { "" };
+                            let why = if known.contains(&id) {
+                                " (it exists but this part does not select it)"
+                            } else {
+                                ""
+                            };
                             let help = suite::did_you_mean(id, known).unwrap_or_else(|| "see `wirecheck list`".into());
-                            self.cx.err_help(k, format!("no case '{id}' in this part of suite '{}'{why}", suite.name), help);
+                            self.cx
+                                .err_help(k, format!("no case '{id}' in this part of suite '{}'{why}", suite.name), help);
                             continue;
                         };
                         if let Some(rule) = self.rule(v, PER_CASE_KEYS, "a per_case entry", false) {
@@ -673,7 +762,9 @@ impl Loader<'_> {
                         }
                     }
                 }
-                _ => self.cx.err(pc, "per_case must be a mapping of case id to { points, visibility, tier }"),
+                _ => self
+                    .cx
+                    .err(pc, "per_case must be a mapping of case id to { points, visibility, tier }"),
             }
         }
         for c in &mut cases {
@@ -705,8 +796,10 @@ impl Loader<'_> {
             match glob::Pattern::new(&s) {
                 Ok(g) if suite.cases.iter().any(|c| g.matches(&c.id)) => out.push(g),
                 Ok(_) => {
-                    let help = suite::did_you_mean(&s, suite.cases.iter().map(|c| c.id.as_str())).unwrap_or_else(|| "see `wirecheck list`".into());
-                    self.cx.err_help(item, format!("'{s}' matches no case of suite '{}'", suite.name), help);
+                    let help =
+                        suite::did_you_mean(&s, suite.cases.iter().map(|c| c.id.as_str())).unwrap_or_else(|| "see `wirecheck list`".into());
+                    self.cx
+                        .err_help(item, format!("'{s}' matches no case of suite '{}'", suite.name), help);
                 }
                 Err(e) => self.cx.err(item, format!("'{s}' is not a glob: {e}")),
             }
@@ -725,14 +818,19 @@ impl Loader<'_> {
     }
 
     fn group(&mut self, n: &Node, suite: &Suite, cases: &mut [PlannedCase]) {
-        let Some(f) = self.cx.fields(n, GROUP_KEYS, "a group") else { return };
+        let Some(f) = self.cx.fields(n, GROUP_KEYS, "a group") else {
+            return;
+        };
         let tags = f.get("tags").map(|v| self.strings(v, "tags")).unwrap_or_default();
         let globs = f.get("cases").map(|v| self.globs(v, suite)).unwrap_or_default();
         if tags.is_empty() && globs.is_empty() {
-            self.cx.err_help(n, "the group selects nothing", "give it tags: [...] or cases: [...]");
+            self.cx
+                .err_help(n, "the group selects nothing", "give it tags: [...] or cases: [...]");
             return;
         }
-        let Some(rule) = self.rule(n, GROUP_KEYS, "a group", true) else { return };
+        let Some(rule) = self.rule(n, GROUP_KEYS, "a group", true) else {
+            return;
+        };
         let idx: Vec<usize> = cases
             .iter()
             .enumerate()
@@ -848,19 +946,31 @@ mod tests {
         assert!(err.contains("ci/assignments/x.yaml:7:22: error: unknown key 'pionts'"), "{err}");
         assert!(err.contains("did you mean 'points'?"), "{err}");
         let err = load(&format!("{BASE}    tag: [core]\n")).unwrap_err();
-        assert!(err.contains("x.yaml:6:5: error: unknown key 'tag' in a part") && err.contains("did you mean 'tags'?"), "{err}");
+        assert!(
+            err.contains("x.yaml:6:5: error: unknown key 'tag' in a part") && err.contains("did you mean 'tags'?"),
+            "{err}"
+        );
     }
 
     #[test]
     fn names_that_do_not_exist_are_errors() {
         let err = load(&format!("{BASE}    per_case:\n      exact-replay: {{ points: 3 }}\n")).unwrap_err();
-        assert!(err.contains("no case 'exact-replay'") && err.contains("did you mean 'exact-reply'?"), "{err}");
+        assert!(
+            err.contains("no case 'exact-replay'") && err.contains("did you mean 'exact-reply'?"),
+            "{err}"
+        );
         let err = load(&format!("{BASE}    tags: [cor]\n")).unwrap_err();
-        assert!(err.contains("no case of suite 'tcp-upper' has the tag 'cor'") && err.contains("'core'"), "{err}");
+        assert!(
+            err.contains("no case of suite 'tcp-upper' has the tag 'cor'") && err.contains("'core'"),
+            "{err}"
+        );
         let err = load("assignment: t\nparts:\n  - suite: tcp-uper\n    start: \"x {port}\"\n").unwrap_err();
         assert!(err.contains("x.yaml:3:12") && err.contains("did you mean 'tcp-upper'?"), "{err}");
         let err = load("assignment: t\nparts:\n  - suite: tcp-upper\n    start: \"python3 {mian} {port}\"\n").unwrap_err();
-        assert!(err.contains("unknown placeholder '{mian}'") && err.contains("did you mean 'main'?"), "{err}");
+        assert!(
+            err.contains("unknown placeholder '{mian}'") && err.contains("did you mean 'main'?"),
+            "{err}"
+        );
         let err = load("assignment: t\nparts:\n  - suite: tcp-upper\n    start: \"python3 s.py 12000\"\n").unwrap_err();
         assert!(err.contains("the start command has no {port}"), "{err}");
     }
@@ -872,13 +982,20 @@ mod tests {
         ))
         .unwrap();
         let p = &a.parts[0];
-        let stream: Vec<&PlannedCase> = p.cases.iter().filter(|c| p.suite.cases[c.index].tags.contains(&"stream".to_string())).collect();
+        let stream: Vec<&PlannedCase> = p
+            .cases
+            .iter()
+            .filter(|c| p.suite.cases[c.index].tags.contains(&"stream".to_string()))
+            .collect();
         let total: f64 = stream.iter().map(|c| c.points).sum();
         assert!((total - 10.0).abs() < 1e-9, "{total}");
         assert!(stream.iter().all(|c| c.tier == Tier::Should && c.max_score == c.points));
         let split = p.cases.iter().find(|c| c.id == "split-writes").unwrap();
         assert_eq!(split.visibility, Visibility::Visible);
-        assert!(stream.iter().filter(|c| c.id != "split-writes").all(|c| c.visibility == Visibility::Hidden));
+        assert!(stream
+            .iter()
+            .filter(|c| c.id != "split-writes")
+            .all(|c| c.visibility == Visibility::Hidden));
         let weighted = load(&format!("{BASE}    tier: should\nweights: {{ should: 0 }}\n")).unwrap();
         assert_eq!(weighted.max_score(), 0.0, "SHOULD-tier cases may be worth nothing");
     }

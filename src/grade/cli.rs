@@ -186,12 +186,15 @@ fn options(a: &Assignment, args: &GradeArgs, live: bool) -> GradeOptions {
         seed: args.seed.unwrap_or_else(grader::random_seed),
         retries: args.retries.unwrap_or(a.retries),
         user,
-        live: live.then(|| Arc::new(|c: &super::score::GradedCase| print(&live_line(c))) as Arc<dyn Fn(&super::score::GradedCase) + Send + Sync>),
+        live: live
+            .then(|| Arc::new(|c: &super::score::GradedCase| print(&live_line(c))) as Arc<dyn Fn(&super::score::GradedCase) + Send + Sync>),
     }
 }
 
 fn submission_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
 }
 
 /// `wirecheck grade`.
@@ -357,7 +360,11 @@ async fn grade_many(a: &Assignment, args: &GradeArgs, dir: &Path) -> i32 {
                 e.submission,
                 super::score::fmt_points(e.score),
                 super::score::fmt_points(e.max),
-                if e.failed.is_empty() { String::new() } else { format!("; not passed: {}", e.failed.join(", ")) },
+                if e.failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not passed: {}", e.failed.join(", "))
+                },
                 e.duration_s
             );
             entries.push(e);
@@ -377,7 +384,11 @@ async fn grade_many(a: &Assignment, args: &GradeArgs, dir: &Path) -> i32 {
         eprintln!("error: cannot write the roster into {}: {e}", args.out.display());
         return 2;
     }
-    println!("roster: {} and {}", args.out.join("roster.json").display(), args.out.join("roster.csv").display());
+    println!(
+        "roster: {} and {}",
+        args.out.join("roster.json").display(),
+        args.out.join("roster.csv").display()
+    );
     if failed_writes {
         2
     } else {
@@ -404,7 +415,10 @@ pub fn cmd_merge(args: MergeArgs) -> i32 {
     for name in ["roster.json", "roster.csv"] {
         let target = absolute(&args.out.join(name));
         if protected.contains(&target) {
-            eprintln!("error: merging into {} would overwrite an input roster; choose another --out", target.display());
+            eprintln!(
+                "error: merging into {} would overwrite an input roster; choose another --out",
+                target.display()
+            );
             return 2;
         }
     }

@@ -15,6 +15,9 @@ use crate::run::{self, CaseResult, Reporter, RunOptions, Summary, TargetSpec};
 /// Why a case has not run while grading is under way (what an interrupted grade shows).
 pub const UNFINISHED: &str = "not run (grading did not finish)";
 
+/// Called with each case as it finishes (the live console line).
+pub type LiveFn = Arc<dyn Fn(&GradedCase) + Send + Sync>;
+
 /// Choices the command line makes for a grading run.
 #[derive(Clone)]
 pub struct GradeOptions {
@@ -25,7 +28,7 @@ pub struct GradeOptions {
     /// The user programs run as when wirecheck runs as root (None: as wirecheck).
     pub user: Option<String>,
     /// Called as each case finishes (the live console line); must not show hidden details.
-    pub live: Option<Arc<dyn Fn(&GradedCase) + Send + Sync>>,
+    pub live: Option<LiveFn>,
 }
 
 /// A grade that has not started: every case not run.
@@ -232,7 +235,9 @@ struct Collector<'a> {
 impl Reporter for Collector<'_> {
     fn case_finished(&mut self, r: &CaseResult) {
         let part = &self.a.parts[self.part];
-        let Some(k) = part.cases.iter().position(|c| c.index == r.index) else { return };
+        let Some(k) = part.cases.iter().position(|c| c.index == r.index) else {
+            return;
+        };
         let mut g = lock(self.shared);
         let c = &mut g.cases[self.first + k];
         score::record(self.a, c, r);
@@ -251,7 +256,9 @@ impl Reporter for Collector<'_> {
 /// A seed from the clock and process id, for runs not given `--seed`.
 pub fn random_seed() -> u64 {
     use sha2::{Digest, Sha256};
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let h = Sha256::digest(format!("{}:{}", now.as_nanos(), std::process::id()).as_bytes());
     // 53 bits: exact in JSON numbers, so every report shows the seed as given back to --seed.
     u64::from_be_bytes(h[..8].try_into().unwrap_or([0; 8])) >> 11

@@ -32,7 +32,12 @@ impl Entry {
             submission: g.submission.clone(),
             score: g.score(),
             max: g.max_score(),
-            failed: g.cases.iter().filter(|c| c.status != Status::Passed).map(|c| c.name.clone()).collect(),
+            failed: g
+                .cases
+                .iter()
+                .filter(|c| c.status != Status::Passed)
+                .map(|c| c.name.clone())
+                .collect(),
             duration_s: (g.duration.as_secs_f64() * 1000.0).round() / 1000.0,
             build_ok: g.build.ok,
         }
@@ -87,7 +92,11 @@ impl Roster {
 /// Quotes a CSV field when it needs it (RFC 4180); a leading `=+-@` is neutralised so a
 /// spreadsheet never runs a submission's name as a formula.
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -139,7 +148,11 @@ pub fn submissions(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// cover everything, and differ in size by at most one. The same folder gives the same slices on
 /// every machine of a CI matrix.
 pub fn shard<T: Clone>(all: &[T], shard: Shard) -> Vec<T> {
-    all.iter().enumerate().filter(|(i, _)| i % shard.n == shard.k - 1).map(|(_, x)| x.clone()).collect()
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| i % shard.n == shard.k - 1)
+        .map(|(_, x)| x.clone())
+        .collect()
 }
 
 /// Combines shard rosters: same assignment and suites, no submission twice.

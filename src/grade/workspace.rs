@@ -35,7 +35,9 @@ impl Workspace {
         let meta = std::fs::metadata(submission).map_err(|e| format!("cannot read the submission {}: {e}", submission.display()))?;
         let mut budget = Budget::default();
         let single_file = if meta.is_file() {
-            let name = submission.file_name().ok_or_else(|| format!("{} has no file name", submission.display()))?;
+            let name = submission
+                .file_name()
+                .ok_or_else(|| format!("{} has no file name", submission.display()))?;
             let to = dir.join(name);
             copy_file(submission, &to, &mut budget)?;
             Some(to)
@@ -88,7 +90,11 @@ impl Workspace {
         Err(format!(
             "no submitted file matches {} (submitted: {})",
             patterns.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(" or "),
-            if files.is_empty() { "nothing".to_string() } else { files.join(", ") }
+            if files.is_empty() {
+                "nothing".to_string()
+            } else {
+                files.join(", ")
+            }
         ))
     }
 
@@ -190,7 +196,10 @@ mod tests {
         assert!(ws.dir.join("sub/notes.txt").is_file());
         assert!(!ws.dir.join("link").exists(), "symlinks are not copied");
         assert_eq!(std::fs::read_to_string(ws.fixtures.join("www/index.html")).unwrap(), "hi");
-        assert_eq!(ws.find_main(&["server.py".into(), "*.py".into()]).unwrap(), ws.dir.join("server.py"));
+        assert_eq!(
+            ws.find_main(&["server.py".into(), "*.py".into()]).unwrap(),
+            ws.dir.join("server.py")
+        );
         let err = ws.find_main(&["*.py".into()]).unwrap_err();
         assert!(err.contains("helper.py, server.py"), "{err}");
         let err = ws.find_main(&["*.c".into()]).unwrap_err();

@@ -15,7 +15,8 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
         .map(|c| {
             let status = match c.status {
                 Status::Passed => "pass",
-                Status::Error | Status::NotRun if !g.build.ok => "error",
+                // Not run because the build failed is an error of the submission, not a failed test.
+                Status::NotRun if !g.build.ok => "error",
                 Status::Error => "error",
                 _ => "fail",
             };
@@ -73,7 +74,15 @@ pub fn base64(data: &[u8]) -> String {
 mod tests {
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
     }

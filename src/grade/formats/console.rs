@@ -25,7 +25,11 @@ fn word(c: &GradedCase) -> (Style, &'static str) {
 /// One line for a finished case: verdict, name, points (never details, so safe for any audience).
 pub fn live_line(c: &GradedCase) -> String {
     let (style, w) = word(c);
-    let rerun = if c.attempts > 1 { format!(", re-run {}", c.attempts - 1) } else { String::new() };
+    let rerun = if c.attempts > 1 {
+        format!(", re-run {}", c.attempts - 1)
+    } else {
+        String::new()
+    };
     format!(
         "{style}{w:<5}{style:#} {} {DIM}({}/{} pts{rerun}){DIM:#}\n",
         c.name,
@@ -68,7 +72,9 @@ pub fn console_text(g: &Grade, audience: Audience, all: bool) -> String {
         out.push_str(&format!("{RED}error:{RED:#} {}\n", e.replace('\n', "\n       ")));
     }
     if g.budget_exhausted {
-        out.push_str(&format!("{YELLOW}the time budget ran out; the cases not reached score 0{YELLOW:#}\n"));
+        out.push_str(&format!(
+            "{YELLOW}the time budget ran out; the cases not reached score 0{YELLOW:#}\n"
+        ));
     }
     let style = if g.all_passed() { GREEN } else { RED };
     let lost: Vec<&str> = g.lost().map(|c| c.name.as_str()).collect();

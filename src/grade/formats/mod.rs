@@ -88,7 +88,9 @@ impl std::str::FromStr for Format {
             "classroom" => Format::Classroom,
             "markdown" => Format::Markdown,
             _ => {
-                let hint = crate::suite::did_you_mean(s, FORMATS.iter().copied()).map(|h| format!("; {h}")).unwrap_or_default();
+                let hint = crate::suite::did_you_mean(s, FORMATS.iter().copied())
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
                 return Err(format!("unknown report format '{s}' (known: {}){hint}", FORMATS.join(", ")));
             }
         })
@@ -108,7 +110,11 @@ impl std::str::FromStr for ReportSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<ReportSpec, String> {
         let (f, path) = match s.split_once(':') {
-            Some((f, p)) if p.is_empty() => return Err(format!("'{f}:' has no path; give FORMAT alone to write into --out, or '-' for stdout")),
+            Some((f, "")) => {
+                return Err(format!(
+                    "'{f}:' has no path; give FORMAT alone to write into --out, or '-' for stdout"
+                ))
+            }
             Some((f, p)) => (f, Some(PathBuf::from(p))),
             None => (s, None),
         };
@@ -182,7 +188,13 @@ pub fn summary_markdown(g: &Grade) -> String {
         .lost()
         .map(|c| {
             // Names and statuses only: what a hidden case checks stays hidden.
-            format!("`{}` ({}, {}/{})", c.name, c.status.as_str(), fmt_points(c.score), fmt_points(c.max_score))
+            format!(
+                "`{}` ({}, {}/{})",
+                c.name,
+                c.status.as_str(),
+                fmt_points(c.score),
+                fmt_points(c.max_score)
+            )
         })
         .collect();
     if !lost.is_empty() {

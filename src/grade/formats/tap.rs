@@ -25,7 +25,12 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
     for (i, c) in g.cases.iter().enumerate() {
         let n = i + 1;
         // TAP descriptions end at '#': keep names free of it.
-        let desc = format!("{} ({}/{} pts)", c.name.replace('#', "_"), fmt_points(c.score), fmt_points(c.max_score));
+        let desc = format!(
+            "{} ({}/{} pts)",
+            c.name.replace('#', "_"),
+            fmt_points(c.score),
+            fmt_points(c.max_score)
+        );
         match c.status {
             Status::Passed => out.push_str(&format!("ok {n} - {desc}\n")),
             Status::NotRun => out.push_str(&format!(
