@@ -532,3 +532,73 @@ fn run_autograder_writes_valid_results_in_a_fake_autograder_layout() {
     assert_eq!(r["score"].as_f64(), Some(0.0));
     assert!(r["output"].as_str().unwrap().contains("autograder"), "{r}");
 }
+
+#[test]
+fn a_program_that_does_not_start_costs_every_case_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(
+        sub.join("server.py"),
+        "import sys\nprint('cannot bind, giving up', file=sys.stderr)\nsys.exit(4)\n",
+    )
+    .unwrap();
+    let a = tcp_assignment(dir.path(), "ready_timeout: 5s\n");
+    let (code, out, gs, js) = grade(a.to_str().unwrap(), sub.to_str().unwrap(), &[]);
+    assert_eq!(code, 3, "{out}");
+    validate_gradescope(&gs);
+    assert_eq!(gs["score"].as_f64(), Some(0.0));
+    for c in js["cases"].as_array().unwrap() {
+        assert_eq!(c["status"], "error", "{c}");
+    }
+    assert!(out.contains("cannot bind, giving up"), "the program's stderr is shown: {out}");
+}
+
+#[test]
+fn an_interrupted_grading_still_writes_every_case() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    // Answers the first client, then accepts the second and never answers: that case waits out
+    // its step timeout, long enough to be interrupted in.
+    std::fs::write(
+        sub.join("server.py"),
+        "import socket, sys\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(5)\nc, _ = s.accept(); c.recv(1024); c.sendall(b'HELLO WORLD\\n'); c.close()\nheld = []\nwhile True:\n    held.append(s.accept())\n",
+    )
+    .unwrap();
+    let a = tcp_assignment(dir.path(), "timeout_scale: 5\n");
+    let results = dir.path().join("out/results.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(["grade", a.to_str().unwrap(), "--submission", sub.to_str().unwrap()])
+        .arg("--report")
+        .arg(format!("gradescope:{}", results.display()))
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The placeholder report exists before any case runs.
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("grading "), "{first}");
+    assert!(results.is_file(), "placeholder results.json before grading");
+    let passed = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("PASS  tcp::exact-reply"));
+    assert!(passed.is_some());
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let r = read_json(&results);
+    validate_gradescope(&r);
+    let tests = r["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 2);
+    assert_eq!(
+        (tests[0]["status"].as_str(), tests[0]["score"].as_f64()),
+        (Some("passed"), Some(2.0))
+    );
+    assert!(tests[1]["output"].as_str().unwrap().contains("stopped by SIGTERM"), "{}", tests[1]);
+}
