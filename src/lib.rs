@@ -2,10 +2,12 @@
 //!
 //! Suites (`suite`) script dialogues; the runner (`run`) plays them over real sockets against a
 //! target and records a [`dialogue::Dialogue`]; protocol codecs (`proto`) frame the bytes;
-//! reporters (`report`) turn case results into console, JSON and JUnit output.
+//! reporters (`report`) turn case results into console, JSON and JUnit output; `grade` scores
+//! submissions against assignment files and writes reports for grading platforms.
 
 pub mod capture;
 pub mod dialogue;
+pub mod grade;
 pub mod proto;
 pub mod report;
 pub mod run;

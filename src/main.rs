@@ -1,4 +1,4 @@
-//! The `wirecheck` command line: run, list, serve, decode.
+//! The `wirecheck` command line: run, list, serve, decode, grade, merge.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +81,12 @@ enum Command {
         #[arg(long = "port", value_name = "N=PROTO")]
         ports: Vec<String>,
     },
+    /// Grade submissions against an assignment (ci/assignments/*.yaml) and write reports for grading platforms.
+    #[command(after_help = wirecheck::grade::cli::GRADE_HELP)]
+    Grade(wirecheck::grade::cli::GradeArgs),
+    /// Combine the roster.json files of `grade --shard` jobs into one roster.
+    #[command(after_help = "Example:\n  wirecheck merge shard-1/roster.json shard-2/roster.json --out grades")]
+    Merge(wirecheck::grade::cli::MergeArgs),
     /// Check a capture: each protocol's passive rules, a suite case's expectations, or a stored transcript.
     #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
@@ -213,9 +219,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A network namespace belongs to the thread that makes it and the threads it starts after:
     // enter it before the runtime's threads exist.
-    if let Command::Run(RunArgs { isolate: true, .. }) = &cli.command {
+    let isolate = match &cli.command {
+        Command::Run(args) => args.isolate,
+        Command::Grade(args) => args.isolate,
+        _ => false,
+    };
+    if isolate {
         if let Err(e) = sandbox::isolate_network() {
-            eprintln!("error: {e}");
+            eprintln!("error: --isolate: {e}");
             return ExitCode::from(2);
         }
     }
@@ -242,6 +253,8 @@ fn main() -> ExitCode {
             }
             Command::Decode { capture, format, ports } => cmd_decode(&capture, &format, &ports),
             Command::Check(args) => cmd_check(args).await,
+            Command::Grade(args) => wirecheck::grade::cli::cmd_grade(args).await,
+            Command::Merge(args) => wirecheck::grade::cli::cmd_merge(args),
         }
     });
     // Background tasks (pipes of killed targets) must not keep the process alive.
@@ -334,6 +347,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
         ready_timeout: args.ready_timeout,
         capture: args.capture.and_then(start_capture),
         sandbox,
+        ..RunOptions::default()
     };
     let selected: usize = suites
         .iter()

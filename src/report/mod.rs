@@ -7,7 +7,7 @@ mod junit;
 use std::path::{Path, PathBuf};
 
 pub use console::{failure_text, Console};
-pub use json::{Json, SCHEMA};
+pub use json::{case_json, Json, SCHEMA};
 pub use junit::Junit;
 
 use crate::run::{CaseResult, Reporter, Summary};

@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub sandbox: sandbox::Sandbox,
     /// `--capture DIR`: record each case on the loopback, save it and check it against the sockets.
     pub capture: Option<capture::CaptureSink>,
+    /// The most one case may take; a case still running then fails (grading's per-case budget).
+    pub case_budget: Option<Duration>,
+    /// No case starts after this instant (grading's total budget); cases not started are not reported.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for RunOptions {
@@ -53,6 +57,8 @@ impl Default for RunOptions {
             ready_timeout: Duration::from_secs(10),
             sandbox: sandbox::Sandbox::default(),
             capture: None,
+            case_budget: None,
+            deadline: None,
         }
     }
 }
@@ -184,7 +190,10 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
     });
     reporter.start(work.len());
     let mut summary = Summary::default();
+    let deadline = opts.deadline;
     let mut results = futures::stream::iter(work)
+        // Pulled only when a slot frees up, so this checks the deadline as each case is about to start.
+        .take_while(move |_| std::future::ready(deadline.is_none_or(|d| Instant::now() < d)))
         .map(|(si, ci)| {
             let suite = suites[si].clone();
             let target = targets[si].clone();
@@ -266,7 +275,16 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         .as_ref()
         .and_then(|i| i.program.as_ref())
         .is_some_and(|p| p.exited().is_none());
-    let outcome = run_case(&env, case).await;
+    let outcome = match opts.case_budget {
+        Some(budget) => match tokio::time::timeout(budget, run_case(&env, case)).await {
+            Ok(o) => o,
+            Err(_) => Err(Failure {
+                message: format!("the case ran out of its time budget ({budget:?})"),
+                ..Failure::default()
+            }),
+        },
+        None => run_case(&env, case).await,
+    };
     let program = env.program.lock().await.take();
     let mut failure = outcome.err();
     let mut stderr_tail = None;

@@ -147,6 +147,25 @@ impl StepCtx {
 }
 
 impl LoadCx {
+    /// A context for another YAML file that shares these helpers and their `file:line:col`
+    /// errors (the grader's assignment files).
+    pub fn new(source: Arc<SourceFile>) -> LoadCx {
+        LoadCx {
+            source,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The problems found so far, in the order found.
+    pub fn into_errors(self) -> Vec<Diagnostic> {
+        self.errors
+    }
+
+    /// How many problems were found so far.
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     /// The suite file being loaded (file references are relative to its folder).
     pub fn source(&self) -> &SourceFile {
         &self.source

@@ -1,0 +1,42 @@
+//! Markdown for `$GITHUB_STEP_SUMMARY` (and anything else that renders it): the summary, a table
+//! of every case, and a collapsed block per lost case (only its status when hidden).
+
+use super::super::score::{fmt_points, Grade, Status};
+use super::{case_text, fence_safe, shows_details, summary_markdown, Audience};
+
+/// The report's bytes.
+pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
+    let mut out = format!("## {} — {}\n\n", escape(&g.title), escape(&g.submission));
+    out.push_str(&summary_markdown(g));
+    out.push_str("\n| # | case | status | points |\n|---|---|---|---|\n");
+    for c in &g.cases {
+        let mark = match c.status {
+            Status::Passed => "✅ passed",
+            Status::Failed => "❌ failed",
+            Status::Error => "⛔ error",
+            Status::Flaky => "⚠️ flaky",
+            Status::NotRun => "⏭️ not run",
+        };
+        out.push_str(&format!(
+            "| {} | `{}` | {mark} | {}/{} |\n",
+            c.number,
+            c.name,
+            fmt_points(c.score),
+            fmt_points(c.max_score)
+        ));
+    }
+    for c in g.lost().filter(|c| c.status != Status::NotRun) {
+        out.push_str(&format!(
+            "\n<details><summary><code>{}</code>: {}</summary>\n\n```text\n{}\n```\n\n</details>\n",
+            c.name,
+            c.status.as_str(),
+            fence_safe(case_text(c, shows_details(c, audience)).trim_end())
+        ));
+    }
+    out.into_bytes()
+}
+
+/// Keeps table and heading text from being read as markdown syntax.
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('<', "&lt;")
+}

@@ -1,0 +1,220 @@
+//! Report formats for grades: one file per format. Every format lists every planned case, and
+//! none shows a hidden case's expectations to students (see [`shows_details`]).
+
+mod classroom;
+mod console;
+mod gradescope;
+mod json;
+mod junit;
+mod markdown;
+mod prairielearn;
+mod tap;
+
+use std::path::PathBuf;
+
+pub use console::{console_text, live_line};
+
+use super::assignment::Visibility;
+use super::score::{fmt_points, Grade, GradedCase, Status};
+
+/// Who reads a report: staff see everything, students never see hidden cases' details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Course staff.
+    Staff,
+    /// A student (`--student`): hidden, `after_due_date` and `after_published` cases show only passed/failed.
+    Student,
+}
+
+/// A report format of `wirecheck grade`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Gradescope's results.json.
+    Gradescope,
+    /// JUnit XML (GitLab-safe).
+    Junit,
+    /// JSON: the `run` schema plus points.
+    Json,
+    /// TAP 14.
+    Tap,
+    /// PrairieLearn's external grader results.json.
+    Prairielearn,
+    /// The base64 JSON GitHub Classroom's grading reporter sums.
+    Classroom,
+    /// Markdown for `$GITHUB_STEP_SUMMARY`.
+    Markdown,
+}
+
+/// Format names `--report` accepts.
+pub const FORMATS: &[&str] = &["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown"];
+
+impl Format {
+    /// The file a format is written to when no path is given (in `--out`).
+    pub fn default_file(self) -> &'static str {
+        match self {
+            Format::Gradescope => "results.json",
+            Format::Junit => "junit.xml",
+            Format::Json => "grade.json",
+            Format::Tap => "grade.tap",
+            Format::Prairielearn => "prairielearn.json",
+            Format::Classroom => "classroom.b64",
+            Format::Markdown => "summary.md",
+        }
+    }
+
+    /// The report's bytes.
+    pub fn render(self, g: &Grade, audience: Audience) -> Vec<u8> {
+        match self {
+            Format::Gradescope => gradescope::render(g),
+            Format::Junit => junit::render(g, audience),
+            Format::Json => json::render(g, audience),
+            Format::Tap => tap::render(g, audience),
+            Format::Prairielearn => prairielearn::render(g, audience),
+            Format::Classroom => classroom::render(g, audience),
+            Format::Markdown => markdown::render(g, audience),
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Format, String> {
+        Ok(match s {
+            "gradescope" => Format::Gradescope,
+            "junit" => Format::Junit,
+            "json" => Format::Json,
+            "tap" => Format::Tap,
+            "prairielearn" => Format::Prairielearn,
+            "classroom" => Format::Classroom,
+            "markdown" => Format::Markdown,
+            _ => {
+                let hint = crate::suite::did_you_mean(s, FORMATS.iter().copied())
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                return Err(format!("unknown report format '{s}' (known: {}){hint}", FORMATS.join(", ")));
+            }
+        })
+    }
+}
+
+/// A `--report FORMAT[:PATH]` argument of `wirecheck grade`.
+#[derive(Debug, Clone)]
+pub struct ReportSpec {
+    /// The format.
+    pub format: Format,
+    /// Where to write (None: `--out/<default file>`); `-` is stdout.
+    pub path: Option<PathBuf>,
+}
+
+impl std::str::FromStr for ReportSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ReportSpec, String> {
+        let (f, path) = match s.split_once(':') {
+            Some((f, "")) => {
+                return Err(format!(
+                    "'{f}:' has no path; give FORMAT alone to write into --out, or '-' for stdout"
+                ))
+            }
+            Some((f, p)) => (f, Some(PathBuf::from(p))),
+            None => (s, None),
+        };
+        Ok(ReportSpec { format: f.parse()?, path })
+    }
+}
+
+/// Whether `audience` may see `c`'s details (failure text, expectations, title).
+pub fn shows_details(c: &GradedCase, audience: Audience) -> bool {
+    audience == Audience::Staff || c.visibility == Visibility::Visible
+}
+
+/// What a redacted case shows: only whether it passed.
+pub fn redacted_line(c: &GradedCase) -> String {
+    match c.status {
+        Status::Passed => "hidden case passed".into(),
+        Status::NotRun => "hidden case not run".into(),
+        Status::Flaky => "hidden case flaky (failed, then passed on a re-run)".into(),
+        _ => "hidden case failed".into(),
+    }
+}
+
+/// The text shown for one case: the reason and failure block, SHOULD findings, or the redacted line.
+pub fn case_text(c: &GradedCase, show: bool) -> String {
+    if !show {
+        return redacted_line(c);
+    }
+    let mut out = String::new();
+    if c.status == Status::Passed {
+        out.push_str(&format!("passed: {}\n", c.title));
+    } else {
+        out.push_str(&format!("{}: {}\n", c.status.as_str(), c.title));
+        // The failure block starts with the same message; a case that never ran has only the reason.
+        match (&c.detail, &c.reason) {
+            (Some(d), _) => out.push_str(d),
+            (None, Some(r)) => out.push_str(&format!("reason: {r}\n")),
+            (None, None) => {}
+        }
+    }
+    for w in &c.warnings {
+        out.push_str(&format!("warning (SHOULD): {w}\n"));
+    }
+    out
+}
+
+/// The markdown summary Gradescope shows at the top and the markdown format opens with.
+pub fn summary_markdown(g: &Grade) -> String {
+    let mut out = format!(
+        "**{}**: {} of {} points\n\n",
+        g.title,
+        fmt_points(g.score()),
+        fmt_points(g.max_score())
+    );
+    if !g.build.ok {
+        out.push_str(&format!(
+            "The build failed, so no case ran: {}\n\n```text\n{}\n```\n\n",
+            g.build.error.as_deref().unwrap_or("unknown error"),
+            fence_safe(&g.build.output)
+        ));
+    }
+    for n in &g.notes {
+        out.push_str(&format!("- {n}\n"));
+    }
+    for e in &g.target_errors {
+        out.push_str(&format!("- the program could not be tested: {}\n", first_lines(e, 20)));
+    }
+    if g.budget_exhausted {
+        out.push_str("- the time budget ran out; the cases not reached score 0\n");
+    }
+    let lost: Vec<String> = g
+        .lost()
+        .map(|c| {
+            // Names and statuses only: what a hidden case checks stays hidden.
+            format!(
+                "`{}` ({}, {}/{})",
+                c.name,
+                c.status.as_str(),
+                fmt_points(c.score),
+                fmt_points(c.max_score)
+            )
+        })
+        .collect();
+    if !lost.is_empty() {
+        out.push_str(&format!("\nLost points: {}\n", lost.join(", ")));
+    }
+    out.push_str(&format!(
+        "\n<sub>seed {} · suites sha256 {} · assignment sha256 {} · wirecheck {}</sub>\n",
+        g.seed,
+        &g.suites_sha256[..16.min(g.suites_sha256.len())],
+        &g.assignment_sha256[..16.min(g.assignment_sha256.len())],
+        g.version
+    ));
+    out
+}
+
+/// Output that cannot close a markdown code fence early.
+pub fn fence_safe(s: &str) -> String {
+    s.replace("```", "`\u{200b}``")
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    s.lines().take(n).collect::<Vec<_>>().join("\n")
+}

@@ -1,0 +1,53 @@
+//! TAP version 14: `ok`/`not ok` per case with points in the description, a YAML block with the
+//! reason (redacted for hidden cases), `# SKIP` for cases that did not run.
+
+use super::super::score::{fmt_points, Grade, Status};
+use super::{case_text, shows_details, Audience};
+
+/// The report's bytes.
+pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
+    let mut out = String::from("TAP version 14\n");
+    out.push_str(&format!("1..{}\n", g.cases.len()));
+    out.push_str(&format!(
+        "# {}: {} of {} points; seed {}; suites sha256 {}\n",
+        g.title,
+        fmt_points(g.score()),
+        fmt_points(g.max_score()),
+        g.seed,
+        g.suites_sha256
+    ));
+    if !g.build.ok {
+        out.push_str(&format!("# build failed: {}\n", g.build.error.as_deref().unwrap_or("")));
+        for l in g.build.output.lines() {
+            out.push_str(&format!("#   {l}\n"));
+        }
+    }
+    for (i, c) in g.cases.iter().enumerate() {
+        let n = i + 1;
+        // TAP descriptions end at '#': keep names free of it.
+        let desc = format!(
+            "{} ({}/{} pts)",
+            c.name.replace('#', "_"),
+            fmt_points(c.score),
+            fmt_points(c.max_score)
+        );
+        match c.status {
+            Status::Passed => out.push_str(&format!("ok {n} - {desc}\n")),
+            Status::NotRun => out.push_str(&format!(
+                "not ok {n} - {desc} # SKIP {}\n",
+                c.reason.as_deref().unwrap_or("not run").replace('\n', " ")
+            )),
+            st => {
+                out.push_str(&format!("not ok {n} - {desc}\n"));
+                out.push_str("  ---\n");
+                out.push_str(&format!("  status: {}\n", st.as_str()));
+                out.push_str("  message: |\n");
+                for l in case_text(c, shows_details(c, audience)).lines() {
+                    out.push_str(&format!("    {l}\n"));
+                }
+                out.push_str("  ...\n");
+            }
+        }
+    }
+    out.into_bytes()
+}

@@ -1,0 +1,14 @@
+//! Grading: assignment files, the build gate, scoring, per-platform reports, rosters and shards.
+//!
+//! `wirecheck grade` copies a submission into a temporary folder, runs the assignment's build,
+//! runs each part's suite through the ordinary runner (`run::run`) against the started program,
+//! and scores every planned case; reports list every case whatever happened.
+
+pub mod assignment;
+pub mod build;
+pub mod cli;
+pub mod formats;
+pub mod grader;
+pub mod roster;
+pub mod score;
+pub mod workspace;

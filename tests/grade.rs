@@ -1,0 +1,604 @@
+//! `wirecheck grade` and `wirecheck merge` end to end: scores of the sample submissions, the build
+//! gate, hidden cases, every report format, budgets, re-runs, many submissions, shards, the
+//! Gradescope autograder script.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn read_json(p: &Path) -> Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", p.display()))
+}
+
+/// Grades `submission` with `assignment`, writing the Gradescope and JSON reports; returns
+/// (exit code, console output, results.json, grade.json).
+fn grade(assignment: &str, submission: &str, extra: &[&str]) -> (i32, String, Value, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let gs = dir.path().join("results.json");
+    let js = dir.path().join("grade.json");
+    let (gs_arg, js_arg) = (format!("gradescope:{}", gs.display()), format!("json:{}", js.display()));
+    let mut args = vec![
+        "grade",
+        assignment,
+        "--submission",
+        submission,
+        "--report",
+        &gs_arg,
+        "--report",
+        &js_arg,
+    ];
+    args.extend_from_slice(extra);
+    let (out, _) = wirecheck(&args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text, read_json(&gs), read_json(&js))
+}
+
+fn lost(results: &Value) -> Vec<String> {
+    results["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["score"].as_f64() < t["max_score"].as_f64())
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn max_score(results: &Value) -> f64 {
+    results["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["max_score"].as_f64().unwrap())
+        .sum()
+}
+
+/// Checks a results.json against Gradescope's documented fields and types.
+fn validate_gradescope(r: &Value) {
+    let obj = r.as_object().expect("results.json is an object");
+    assert!(r["score"].is_number(), "score: {r}");
+    assert!(r["execution_time"].is_u64(), "execution_time is whole seconds: {r}");
+    assert!(r["output"].is_string());
+    assert!(matches!(r["stdout_visibility"].as_str(), Some("hidden" | "visible")));
+    for k in obj.keys() {
+        assert!(
+            [
+                "score",
+                "execution_time",
+                "output",
+                "output_format",
+                "stdout_visibility",
+                "tests",
+                "extra_data",
+                "visibility"
+            ]
+            .contains(&k.as_str()),
+            "unknown top-level key {k}"
+        );
+    }
+    let tests = r["tests"].as_array().expect("tests is a list");
+    let mut names = std::collections::HashSet::new();
+    for t in tests {
+        assert!(
+            names.insert(t["name"].as_str().expect("name").to_string()),
+            "duplicate test name {}",
+            t["name"]
+        );
+        assert!(t["number"].is_string());
+        let (score, max) = (t["score"].as_f64().expect("score"), t["max_score"].as_f64().expect("max_score"));
+        assert!((0.0..=max).contains(&score), "{t}");
+        assert!(matches!(t["status"].as_str(), Some("passed" | "failed")), "{t}");
+        assert!(t["output"].is_string());
+        assert!(matches!(
+            t["output_format"].as_str(),
+            Some("text" | "html" | "simple_format" | "md" | "ansi")
+        ));
+        assert!(t["tags"].as_array().is_some_and(|a| a.iter().all(Value::is_string)));
+        assert!(matches!(
+            t["visibility"].as_str(),
+            Some("visible" | "hidden" | "after_due_date" | "after_published")
+        ));
+        assert!(t["extra_data"].is_object());
+    }
+    let sum: f64 = tests.iter().map(|t| t["score"].as_f64().unwrap()).sum();
+    assert!((sum - r["score"].as_f64().unwrap()).abs() < 1e-6, "score is the sum of the tests");
+}
+
+const STUDENT: &str = "fixtures/students";
+
+#[test]
+fn the_good_web_server_scores_full_marks() {
+    let (code, out, gs, js) = grade(
+        "ci/assignments/webserver.yaml",
+        &format!("{STUDENT}/http_textbook_server.py"),
+        &["--student"],
+    );
+    assert_eq!(code, 0, "{out}");
+    validate_gradescope(&gs);
+    assert_eq!(gs["score"].as_f64(), Some(max_score(&gs)), "{out}");
+    assert!(max_score(&gs) > 0.0);
+    assert_eq!(js["schema"], "wirecheck.grade/1");
+    assert_eq!(js["seed"], gs["extra_data"]["seed"], "one seed in every report");
+    assert_eq!(js["suites_sha256"].as_str().map(str::len), Some(64));
+    assert!(out.contains(&format!("seed {}", js["seed"])), "the seed is printed: {out}");
+}
+
+#[test]
+fn each_buggy_web_server_scores_less_with_the_lost_case_named() {
+    for (assignment, file, case) in [
+        ("webserver", "http_no_blank_line", "get-index"),
+        ("webserver", "http_404_as_200", "not-found"),
+        ("webserver", "http_single_recv", "split-request"),
+        ("webserver", "http_crash_on_empty", "empty-connection"),
+        ("webserver-mt", "http_length_in_chars", "content-length-utf8"),
+        ("webserver-mt", "http_head_with_body", "head-no-body"),
+        ("webserver-mt", "http_close_no_header", "keep-alive-two"),
+        // http_traversal and http_no_threads take 15 s each here (their failures wait out step
+        // timeouts); tests/students.rs checks they fail their cases.
+        ("webserver-mt", "http_no_host_check", "missing-host-400"),
+    ] {
+        let a = format!("ci/assignments/{assignment}.yaml");
+        let (code, out, gs, _) = grade(&a, &format!("{STUDENT}/{file}.py"), &["--retries", "0"]);
+        assert_eq!(code, 1, "{file}: {out}");
+        assert!(gs["score"].as_f64().unwrap() < max_score(&gs), "{file} scores less: {out}");
+        let lost = lost(&gs);
+        assert!(lost.contains(&format!("web::{case}")), "{file} loses web::{case}; lost {lost:?}");
+        assert!(out.contains(&format!("web::{case}")), "the console names the lost case: {out}");
+    }
+}
+
+#[test]
+fn a_submission_that_does_not_build_scores_zero_with_every_case_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WebServer.py"), "def broken(:\n    pass\n").unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let pl = reports.path().join("pl.json");
+    let pl_arg = format!("prairielearn:{}", pl.display());
+    let (code, out, gs, js) = grade(
+        "ci/assignments/webserver.yaml",
+        dir.path().to_str().unwrap(),
+        &["--report", &pl_arg],
+    );
+    assert_eq!(code, 3, "{out}");
+    validate_gradescope(&gs);
+    assert_eq!(gs["score"].as_f64(), Some(0.0));
+    let tests = gs["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 9, "every case of the textbook profile is listed");
+    assert!(tests.iter().all(|t| t["score"] == 0.0 && t["status"] == "failed"));
+    assert!(
+        gs["output"].as_str().unwrap().contains("SyntaxError"),
+        "the build output is shown: {}",
+        gs["output"]
+    );
+    assert_eq!(js["build"]["ok"], false);
+    let pl = read_json(&pl);
+    assert_eq!(pl["gradable"], false);
+    assert!(pl["format_errors"].as_array().is_some_and(|e| !e.is_empty()));
+    assert!(out.contains("build failed"), "{out}");
+}
+
+#[test]
+fn hidden_cases_show_no_expectations_to_students() {
+    // empty-connection is hidden in webserver.yaml; the sample crashes on it.
+    let (code, out, gs, js) = grade(
+        "ci/assignments/webserver.yaml",
+        &format!("{STUDENT}/http_crash_on_empty.py"),
+        &["--student", "--retries", "0"],
+    );
+    assert_eq!(code, 1, "--student exits non-zero when anything failed: {out}");
+    validate_gradescope(&gs);
+    let hidden = gs["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "web::empty-connection")
+        .unwrap()
+        .clone();
+    assert_eq!(hidden["visibility"], "hidden");
+    assert_eq!(hidden["output"], "```text\nhidden case failed\n```");
+    // What the case checks must not appear anywhere a student reads.
+    let (list, _) = wirecheck(&["list", "http", "--format", "json"]);
+    let suites: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let case = suites[0]["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "empty-connection")
+        .unwrap()
+        .clone();
+    let title = case["title"].as_str().unwrap();
+    let suite_text = std::fs::read_to_string(root().join("suites/http.yaml")).unwrap();
+    let step_line = suite_text.lines().position(|l| l.contains("id: empty-connection")).unwrap() + 1;
+    for (what, text) in [
+        ("console", out.as_str()),
+        ("results.json", &gs.to_string()),
+        ("grade.json", &js.to_string()),
+    ] {
+        assert!(!text.contains(title), "{what} shows the hidden case's title:\n{text}");
+        assert!(
+            !text.contains(&format!("http.yaml:{}", step_line + 3)),
+            "{what} points into the hidden case"
+        );
+    }
+    assert!(out.contains("hidden case failed"), "{out}");
+    let case_json = js["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case"] == "empty-connection")
+        .unwrap();
+    assert!(
+        case_json.get("transcript").is_none() && case_json.get("failure").is_none(),
+        "{case_json}"
+    );
+}
+
+#[test]
+fn every_format_lists_every_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("reports");
+    let mut args = vec![
+        "grade",
+        "ci/assignments/webserver.yaml",
+        "--submission",
+        "fixtures/students/http_404_as_200.py",
+        "--retries",
+        "0",
+        "--student",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown"] {
+        args.extend_from_slice(&["--report", f]);
+    }
+    let (o, _) = wirecheck(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let xml = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    assert_eq!(cases.len(), 9);
+    let names: std::collections::HashSet<_> = cases.iter().map(|c| c.attribute("name").unwrap()).collect();
+    assert_eq!(names.len(), 9, "unique names");
+    let failing = cases
+        .iter()
+        .find(|c| c.attribute("name").unwrap().starts_with("web::not-found [0/2 pts]"))
+        .unwrap();
+    let failure = failing.children().find(|n| n.has_tag_name("failure")).unwrap();
+    assert!(
+        failure.text().unwrap_or("").contains("expected"),
+        "failure text is element content for GitLab"
+    );
+    let tap = std::fs::read_to_string(out_dir.join("grade.tap")).unwrap();
+    assert!(tap.starts_with("TAP version 14\n1..9\n"), "{tap}");
+    assert_eq!(tap.lines().filter(|l| l.starts_with("not ok")).count(), 1, "{tap}");
+    let pl = read_json(&out_dir.join("prairielearn.json"));
+    assert_eq!(pl["gradable"], true);
+    assert!((pl["score"].as_f64().unwrap() - 16.0 / 18.0).abs() < 1e-6, "{pl}");
+    let b64 = std::fs::read_to_string(out_dir.join("classroom.b64")).unwrap();
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(std::fs::File::open(out_dir.join("classroom.b64")).unwrap())
+        .output()
+        .unwrap();
+    assert!(decoded.status.success(), "{b64}");
+    let cl: Value = serde_json::from_slice(&decoded.stdout).unwrap();
+    assert_eq!(
+        (cl["version"].as_u64(), cl["max_score"].as_f64(), cl["status"].as_str()),
+        (Some(1), Some(18.0), Some("fail"))
+    );
+    let sum: f64 = cl["tests"].as_array().unwrap().iter().map(|t| t["score"].as_f64().unwrap()).sum();
+    assert_eq!(sum, 16.0, "the reporter sums test scores");
+    let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains("16 of 18 points") && md.contains("| 1.5 | `web::not-found` | ❌ failed | 0/2 |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn reports_never_overwrite_the_submission() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WebServer.py"), "print('hi')\n").unwrap();
+    let target = format!("json:{}", dir.path().join("grade.json").display());
+    let (o, _) = wirecheck(&[
+        "grade",
+        "ci/assignments/webserver.yaml",
+        "--submission",
+        dir.path().to_str().unwrap(),
+        "--report",
+        &target,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing to write"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!dir.path().join("grade.json").exists());
+}
+
+/// A small assignment over tcp-upper in a temp folder.
+fn tcp_assignment(dir: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("tcp.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "assignment: tcp-small\nmain: [\"*.py\"]\nparts:\n  - suite: tcp-upper\n    name: tcp\n    cases: [exact-reply, non-ascii]\n    start: \"python3 {{main}} {{port}}\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_spent_time_budget_leaves_every_case_listed_as_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = tcp_assignment(dir.path(), "budget: { total: 1us }\n");
+    let (code, out, gs, js) = grade(a.to_str().unwrap(), "fixtures/students/tcp_upper_server.py", &[]);
+    assert_eq!(code, 1, "{out}");
+    validate_gradescope(&gs);
+    assert_eq!(js["budget_exhausted"], true);
+    assert_eq!(gs["tests"].as_array().unwrap().len(), 2);
+    for c in js["cases"].as_array().unwrap() {
+        assert_eq!(c["status"], "not_run", "{c}");
+        assert!(c["reason"].as_str().unwrap().contains("time budget"), "{c}");
+    }
+}
+
+#[test]
+fn a_case_that_passes_on_a_re_run_is_flaky_not_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Answers in lowercase the first time it is started in a folder, correctly afterwards.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(
+        sub.join("server.py"),
+        "import os, socket, sys\nfirst = not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'ran'))\nopen(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'ran'), 'w').close()\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(5)\nwhile True:\n    c, _ = s.accept(); data = b''\n    while not data.endswith(b'\\n'):\n        d = c.recv(1024)\n        if not d: break\n        data += d\n    c.sendall(data if first else data.decode().upper().encode()); c.close()\n",
+    )
+    .unwrap();
+    let a = tcp_assignment(dir.path(), "flaky_credit: 0.5\n");
+    let (code, out, gs, js) = grade(a.to_str().unwrap(), sub.to_str().unwrap(), &["--retries", "2"]);
+    assert_eq!(code, 1, "flaky is not a pass: {out}");
+    let exact = js["cases"].as_array().unwrap().iter().find(|c| c["case"] == "exact-reply").unwrap();
+    assert_eq!(exact["status"], "flaky", "{out}");
+    assert_eq!(exact["attempts"], 2);
+    assert_eq!(exact["score"].as_f64(), Some(exact["max_score"].as_f64().unwrap() * 0.5));
+    assert!(
+        !sub.join("ran").exists(),
+        "the program ran in a copy; the original folder is untouched"
+    );
+    validate_gradescope(&gs);
+}
+
+#[test]
+fn fifty_submissions_two_at_a_time_then_shards_and_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let subs = dir.path().join("class");
+    for i in 0..50 {
+        let d = subs.join(format!("student{i:02}"));
+        std::fs::create_dir_all(&d).unwrap();
+        // Every fifth student submits the ASCII-only server, which fails non-ascii.
+        let file = if i % 5 == 0 { "tcp_upper_ascii.py" } else { "tcp_upper_server.py" };
+        std::fs::copy(root().join(STUDENT).join(file), d.join("TCPServer.py")).unwrap();
+    }
+    let a = tcp_assignment(dir.path(), "");
+    let full = dir.path().join("full");
+    let (o, took) = wirecheck(&[
+        "grade",
+        a.to_str().unwrap(),
+        "--submissions",
+        subs.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--retries",
+        "0",
+        "--out",
+        full.to_str().unwrap(),
+        "--report",
+        "gradescope",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(took.as_secs() < 120, "took {took:?}");
+    let roster = read_json(&full.join("roster.json"));
+    let rows = roster["submissions"].as_array().unwrap();
+    assert_eq!(rows.len(), 50, "{text}");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["submission"], format!("student{i:02}"));
+        if i % 5 == 0 {
+            assert_eq!(r["failed"], serde_json::json!(["tcp::non-ascii"]), "{r}");
+            assert!(r["score"].as_f64() < r["max"].as_f64());
+        } else {
+            assert_eq!(
+                (r["score"].as_f64(), r["failed"].as_array().map(Vec::len)),
+                (r["max"].as_f64(), Some(0)),
+                "{r}"
+            );
+        }
+        validate_gradescope(&read_json(&full.join(format!("student{i:02}/results.json"))));
+    }
+    let csv = std::fs::read_to_string(full.join("roster.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 51);
+    assert!(csv.starts_with("submission,score,max,failed,duration_s\nstudent00,"), "{csv}");
+
+    // Three shards: disjoint, covering, and merged back into the same roster.
+    let mut shard_rosters = Vec::new();
+    let mut seen = Vec::new();
+    for k in 1..=3 {
+        let out = dir.path().join(format!("shard{k}"));
+        let (o, _) = wirecheck(&[
+            "grade",
+            a.to_str().unwrap(),
+            "--submissions",
+            subs.to_str().unwrap(),
+            "--shard",
+            &format!("{k}/3"),
+            // Waiting on programs, not computing: more at once than cores is fine here.
+            "--jobs",
+            "4",
+            "--retries",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let r = read_json(&out.join("roster.json"));
+        assert_eq!(r["shard"], format!("{k}/3"));
+        for row in r["submissions"].as_array().unwrap() {
+            seen.push(row["submission"].as_str().unwrap().to_string());
+        }
+        shard_rosters.push(out.join("roster.json"));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "shards are disjoint");
+    assert_eq!(sorted.len(), 50, "shards cover every submission");
+    let merged_dir = dir.path().join("merged");
+    let mut args = vec!["merge".to_string()];
+    args.extend(shard_rosters.iter().map(|p| p.display().to_string()));
+    args.extend(["--out".to_string(), merged_dir.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (o, _) = wirecheck(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = read_json(&merged_dir.join("roster.json"));
+    let strip = |r: &Value| -> Vec<(String, f64, f64, Value)> {
+        r["submissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["submission"].as_str().unwrap().to_string(),
+                    e["score"].as_f64().unwrap(),
+                    e["max"].as_f64().unwrap(),
+                    e["failed"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(&merged), strip(&roster), "merge reproduces the full roster (durations aside)");
+    assert_eq!(merged["suites_sha256"], roster["suites_sha256"]);
+    // Merging a shard twice is refused.
+    let (o, _) = wirecheck(&[
+        "merge",
+        shard_rosters[0].to_str().unwrap(),
+        shard_rosters[0].to_str().unwrap(),
+        "--out",
+        dir.path().join("twice").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in two rosters"));
+}
+
+#[test]
+fn run_autograder_writes_valid_results_in_a_fake_autograder_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ag = dir.path().join("autograder");
+    for d in ["source", "submission", "results"] {
+        std::fs::create_dir_all(ag.join(d)).unwrap();
+    }
+    // What the Gradescope zip unpacks to: the scripts, the assignment's name, the wirecheck tree.
+    std::os::unix::fs::symlink(root(), ag.join("source/wirecheck")).unwrap();
+    std::fs::write(ag.join("source/ASSIGNMENT"), "ci/assignments/webserver.yaml\n").unwrap();
+    std::fs::copy(root().join(STUDENT).join("http_404_as_200.py"), ag.join("submission/WebServer.py")).unwrap();
+    let run = |ag: &Path| {
+        Command::new("bash")
+            .arg(root().join("ci/gradescope/run_autograder"))
+            .env("AUTOGRADER_ROOT", ag)
+            .env("WIRECHECK", env!("CARGO_BIN_EXE_wirecheck"))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let o = run(&ag);
+    let log = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    let r = read_json(&ag.join("results/results.json"));
+    validate_gradescope(&r);
+    assert_eq!(r["score"].as_f64(), Some(16.0), "{log}");
+    assert_eq!(lost(&r), vec!["web::not-found".to_string()]);
+    assert!(ag.join("submission/WebServer.py").is_file(), "the submission is left in place");
+
+    // A broken assignment still leaves a results.json that says what happened.
+    std::fs::write(ag.join("source/ASSIGNMENT"), "ci/assignments/no-such-lab.yaml\n").unwrap();
+    let o = run(&ag);
+    assert!(o.status.success());
+    let r = read_json(&ag.join("results/results.json"));
+    assert_eq!(r["score"].as_f64(), Some(0.0));
+    assert!(r["output"].as_str().unwrap().contains("autograder"), "{r}");
+}
+
+#[test]
+fn a_program_that_does_not_start_costs_every_case_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(
+        sub.join("server.py"),
+        "import sys\nprint('cannot bind, giving up', file=sys.stderr)\nsys.exit(4)\n",
+    )
+    .unwrap();
+    let a = tcp_assignment(dir.path(), "ready_timeout: 5s\n");
+    let (code, out, gs, js) = grade(a.to_str().unwrap(), sub.to_str().unwrap(), &[]);
+    assert_eq!(code, 3, "{out}");
+    validate_gradescope(&gs);
+    assert_eq!(gs["score"].as_f64(), Some(0.0));
+    for c in js["cases"].as_array().unwrap() {
+        assert_eq!(c["status"], "error", "{c}");
+    }
+    assert!(out.contains("cannot bind, giving up"), "the program's stderr is shown: {out}");
+}
+
+#[test]
+fn an_interrupted_grading_still_writes_every_case() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    // Answers the first client, then accepts the second and never answers: that case waits out
+    // its step timeout, long enough to be interrupted in.
+    std::fs::write(
+        sub.join("server.py"),
+        "import socket, sys\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(5)\nc, _ = s.accept(); c.recv(1024); c.sendall(b'HELLO WORLD\\n'); c.close()\nheld = []\nwhile True:\n    held.append(s.accept())\n",
+    )
+    .unwrap();
+    let a = tcp_assignment(dir.path(), "timeout_scale: 5\n");
+    let results = dir.path().join("out/results.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(["grade", a.to_str().unwrap(), "--submission", sub.to_str().unwrap()])
+        .arg("--report")
+        .arg(format!("gradescope:{}", results.display()))
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The placeholder report exists before any case runs.
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("grading "), "{first}");
+    assert!(results.is_file(), "placeholder results.json before grading");
+    let passed = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("PASS  tcp::exact-reply"));
+    assert!(passed.is_some());
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let r = read_json(&results);
+    validate_gradescope(&r);
+    let tests = r["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 2);
+    assert_eq!(
+        (tests[0]["status"].as_str(), tests[0]["score"].as_f64()),
+        (Some("passed"), Some(2.0))
+    );
+    assert!(tests[1]["output"].as_str().unwrap().contains("stopped by SIGTERM"), "{}", tests[1]);
+}
