@@ -577,10 +577,103 @@ async fn cmd_check(args: CheckArgs) -> i32 {
     i32::from(failed > 0)
 }
 
-async fn check_against_suite(args: &CheckArgs, suite: &str, cap: &wirecheck::capture::Capture) -> i32 {
-    let _ = (args, suite, cap);
-    eprintln!("error: --suite is not available yet");
-    2
+/// `check --suite`: the capture's server side is replayed to the suite's cases (see capture::replay).
+async fn check_against_suite(args: &CheckArgs, name: &str, cap: &wirecheck::capture::Capture) -> i32 {
+    use wirecheck::capture::replay::{self, Replay};
+    let Some(suites) = load(&[name.to_string()]) else { return 2 };
+    let Some(suite) = suites.into_iter().next() else { return 2 };
+    if suite.role == suite::Role::Client {
+        eprintln!(
+            "error: the suite '{}' tests a client; `check --suite` replays a captured server (check a client's capture with --side client)",
+            suite.name
+        );
+        return 2;
+    }
+    let port = args
+        .ports
+        .iter()
+        .find_map(|p| p.split_once('=').and_then(|(n, _)| n.trim().parse().ok()));
+    let convs = replay::pick(&cap.conversations, suite.transport, port);
+    if convs.is_empty() {
+        eprintln!(
+            "error: {}: no conversation to replay (give the server's port with --port N={})",
+            args.capture.display(),
+            suite.protocol
+        );
+        return 2;
+    }
+    let globs = match args.case.as_deref().map(glob::Pattern::new).transpose() {
+        Ok(g) => g.into_iter().collect(),
+        Err(e) => {
+            eprintln!("error: --case: {e}");
+            return 2;
+        }
+    };
+    let n = convs.len();
+    let server = convs[0].server;
+    let replay = match Replay::start(convs).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the replay: {e}");
+            return 2;
+        }
+    };
+    let opts = RunOptions {
+        target: TargetSpec::Addr(replay.addr.to_string()),
+        // Conversations are handed out in order: cases must open them in the order they were captured.
+        jobs: Some(1),
+        case_globs: globs,
+        ..RunOptions::default()
+    };
+    let chosen: Vec<_> = suite.cases.iter().filter(|c| run::selected(&opts, &suite, c)).collect();
+    if chosen.is_empty() {
+        eprintln!(
+            "error: no case of '{}' matches --case (see `wirecheck list {}`)",
+            suite.name, suite.name
+        );
+        return 2;
+    }
+    // A case where the target also connects to the harness (a proxy to its origin) needs the
+    // target's other side too, which a replay of one port cannot play.
+    if let Some(c) = chosen.iter().find(|c| listens(&c.steps)) {
+        eprintln!(
+            "error: {}::{} has the target connect back to the harness (listen); such cases cannot be replayed from a capture, run them live",
+            suite.name, c.id
+        );
+        return 2;
+    }
+    eprintln!("wirecheck check: replaying {n} conversation(s) of {server} to {}", suite.name);
+    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
+    if args.format == "json" {
+        match "json:-".parse::<ReportSpec>() {
+            Ok(spec) => reporters.push(spec.reporter()),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    } else {
+        reporters.push(Box::new(Console::new(false)));
+    }
+    let mut fan = Fanout(reporters);
+    let summary = run::run(&[suite], &opts, &mut fan).await;
+    if let Err(e) = fan.finish(&summary) {
+        eprintln!("error: cannot write a report: {e}");
+        return 2;
+    }
+    let extra = *replay.extra.lock().unwrap_or_else(|e| e.into_inner());
+    if extra > 0 {
+        eprintln!("note: the case(s) opened {extra} connection(s) more than the capture holds; they got no answer");
+    }
+    summary.exit_code()
+}
+
+/// Whether any step (nested ones too) is a `listen`.
+fn listens(steps: &[suite::Step]) -> bool {
+    use suite::StepKind;
+    steps.iter().any(|s| match &s.kind {
+        StepKind::Listen { .. } => true,
+        StepKind::Parallel(branches) => branches.iter().any(|b| listens(b)),
+        StepKind::Repeat(r) => listens(&r.steps),
+        _ => false,
+    })
 }
 
 fn check_snapshot(snap: &std::path::Path, cap: &wirecheck::capture::Capture) -> i32 {

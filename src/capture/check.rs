@@ -74,7 +74,14 @@ fn check_conversation(conv: &Conversation, side: Side) -> Checked {
             .iter()
             .any(|f| f.dir == Some(dir) && matches!(&f.what, What::Event(t) if t == "close"))
     };
+    let mut switched = false;
     for f in &frames {
+        if switched {
+            break;
+        }
+        if let What::Message(m) = &f.what {
+            switched = proto.switches_protocol(m);
+        }
         let arrow = f.dir.map_or("", |d| d.arrow());
         if !side.judges(f.dir) {
             messages += usize::from(matches!(f.what, What::Message(_)));
@@ -110,6 +117,7 @@ fn check_conversation(conv: &Conversation, side: Side) -> Checked {
     }
     let exchanges: Vec<Exchange<'_>> = frames
         .iter()
+        .take_while(|f| !matches!(&f.what, What::Message(m) if proto.switches_protocol(m)))
         .filter_map(|f| match (&f.what, f.dir) {
             (What::Message(m), Some(d)) => Some(Exchange::Message(d, m)),
             (What::Event(t), Some(d)) if t == "close" => Some(Exchange::Closed(d)),

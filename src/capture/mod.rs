@@ -10,6 +10,7 @@ pub mod defrag;
 pub mod file;
 pub mod live;
 pub mod packet;
+pub mod replay;
 pub mod tcp;
 
 use std::collections::HashMap;
@@ -255,7 +256,10 @@ impl Decoder<'_> {
             Some(packet::Transport::Udp(u)) => {
                 let src = SocketAddr::new(ip.src, u.sport);
                 let dst = SocketAddr::new(ip.dst, u.dport);
-                let i = self.conv(Transport::Udp, src, dst, None, p.ts);
+                // Ports that say who serves decide; otherwise the first sender is the client (ephemeral
+                // ports are not always above the server's).
+                let decisive = self.server_score(u.sport) >= 0x10000 || self.server_score(u.dport) >= 0x10000;
+                let i = self.conv(Transport::Udp, src, dst, (!decisive).then_some(true), p.ts);
                 let c = &mut self.convs[i];
                 c.packets += fragments;
                 c.truncated |= cut || u.truncated;

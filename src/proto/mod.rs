@@ -137,6 +137,11 @@ pub trait Protocol: Send + Sync {
     fn conversation_rules(&self, _conv: &[Exchange<'_>]) -> Vec<Finding> {
         Vec::new()
     }
+    /// Whether this message hands the connection over to another protocol (HTTP 101 Switching
+    /// Protocols): what follows is not this protocol's to judge.
+    fn switches_protocol(&self, _m: &Message) -> bool {
+        false
+    }
     /// Name used in suites (`protocol: line`).
     fn name(&self) -> &'static str;
     /// Default transport of `connect` and `listen`.

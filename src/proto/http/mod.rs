@@ -18,6 +18,17 @@ pub use parse::{Framing, HttpMessage, StartLine};
 pub struct Http;
 
 impl Protocol for Http {
+    fn switches_protocol(&self, m: &Message) -> bool {
+        // 101 Switching Protocols (RFC 9110 §15.2.2), or the HTTP/2 preface a client with prior
+        // knowledge opens with (RFC 9113 §3.4): HTTP/2 frames follow, which this codec does not frame.
+        m.text == "PRI * HTTP/2.0"
+            || m.detail
+                .as_ref()
+                .and_then(|d| d.downcast_ref::<parse::HttpMessage>())
+                .and_then(|h| h.status())
+                == Some(101)
+    }
+
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         let mut out = Vec::new();
         // Totals, not running counts: a request head answered before its body (an error, or
