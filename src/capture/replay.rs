@@ -205,18 +205,16 @@ async fn serve_udp(sock: UdpSocket, scripts: Vec<Vec<Step>>, extra: Arc<Mutex<us
     let mut peers: HashMap<SocketAddr, (Vec<Step>, usize, usize)> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     while let Ok((_, from)) = sock.recv_from(&mut buf).await {
-        if !peers.contains_key(&from) {
-            match scripts.next() {
-                Some(s) => {
-                    peers.insert(from, (s, 0, 0));
-                }
+        let (steps, at, got) = match peers.entry(from) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => match scripts.next() {
+                Some(s) => v.insert((s, 0, 0)),
                 None => {
                     *extra.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                     continue;
                 }
-            }
-        }
-        let Some((steps, at, got)) = peers.get_mut(&from) else { continue };
+            },
+        };
         *got += 1;
         while let Some(step) = steps.get(*at) {
             match step {

@@ -204,9 +204,23 @@ impl TcpConn {
         let i = idx(dir);
         let h = &mut self.halves[i];
         if off > h.delivered {
-            if !h.pending.contains_key(&off) {
-                h.pending_bytes += bytes.len() + PIECE_OVERHEAD;
-                h.pending.insert(off, Piece { bytes, missing, ts });
+            match h.pending.get_mut(&off) {
+                None => {
+                    h.pending_bytes += bytes.len() + PIECE_OVERHEAD;
+                    h.pending.insert(off, Piece { bytes, missing, ts });
+                }
+                // Another copy at the same offset: the first copy's bytes are kept, but a longer
+                // copy (a retransmission that coalesces segments) brings bytes beyond it, which
+                // would otherwise be lost for good.
+                Some(p) => {
+                    let end = (p.bytes.len() as u64 + u64::from(p.missing)).max(bytes.len() as u64 + u64::from(missing));
+                    if bytes.len() > p.bytes.len() {
+                        h.pending_bytes += bytes.len() - p.bytes.len();
+                        p.bytes.extend_from_slice(&bytes[p.bytes.len()..]);
+                    }
+                    // Cut bytes are always a piece's tail: what the merged bytes do not reach.
+                    p.missing = u32::try_from(end - p.bytes.len() as u64).unwrap_or(u32::MAX);
+                }
             }
             if self.halves[i].pending_bytes > MAX_PENDING_BYTES {
                 self.skip_to_pending(dir, ts);
@@ -431,6 +445,20 @@ mod tests {
                 "note C→S retransmission differs from the first copy at stream byte 12 (first copy kept)"
             ]
         );
+    }
+
+    #[test]
+    fn a_longer_copy_of_a_waiting_segment_is_not_lost() {
+        let t = Duration::ZERO;
+        let mut c = TcpConn::new();
+        c.segment(ClientToServer, &seg(99, b"", true, false), t);
+        // Bytes 10..15 wait for 0..10; then a retransmission repacketizes 10..30 (as TSO or a
+        // coalescing retransmit does), then 0..10 arrives: nothing is missing.
+        c.segment(ClientToServer, &seg(110, b"KLMNO", false, false), t);
+        c.segment(ClientToServer, &seg(110, b"KLMNOPQRSTUVWXYZ0123", false, true), t);
+        c.segment(ClientToServer, &seg(100, b"ABCDEFGHIJ", false, false), t);
+        c.flush(t);
+        assert_eq!(text(&c), ["Open", "C→S ABCDEFGHIJ", "C→S KLMNO", "C→S PQRSTUVWXYZ0123", "C→S fin"]);
     }
 
     #[test]
