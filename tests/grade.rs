@@ -602,3 +602,26 @@ fn an_interrupted_grading_still_writes_every_case() {
     );
     assert!(tests[1]["output"].as_str().unwrap().contains("stopped by SIGTERM"), "{}", tests[1]);
 }
+
+#[test]
+fn a_submission_over_its_limits_is_stopped_and_the_report_names_the_limit() {
+    // Each misbehaving program, as the whole submission, under an assignment that limits it.
+    for (program, limits, named) in [
+        ("spins_cpu.py", "limits: { cpu: 1s }\n", "CPU time limit"),
+        ("allocates_unbounded.py", "limits: { memory: 256MiB }\n", "memory limit"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let a = tcp_assignment(dir.path(), limits);
+        let sub = dir.path().join("submission");
+        std::fs::create_dir(&sub).unwrap();
+        // A unique file name marks every process of this submission on the command line.
+        let tag = marker(program.trim_end_matches(".py"));
+        std::fs::copy(root().join("fixtures/targets").join(program), sub.join(format!("{tag}.py"))).unwrap();
+        let (code, out, gs, js) = grade(a.to_str().unwrap(), sub.to_str().unwrap(), &[]);
+        assert_eq!(code, 1, "{program}: {out}");
+        validate_gradescope(&gs);
+        let all = serde_json::to_string(&js).unwrap();
+        assert!(all.contains(named), "{program}: the report does not say '{named}':\n{out}");
+        assert_eq!(processes_with(&tag), Vec::<String>::new(), "{program}: survivors after the grade");
+    }
+}
