@@ -1,0 +1,636 @@
+//! Capture decoding throughput and memory: generates a pcap of realistic loopback traffic (HTTP/1.1
+//! keep-alive conversations with varied body sizes, SMTP sessions, DNS over UDP; handshakes, FINs,
+//! delayed ACKs, some out-of-order and retransmitted segments), decodes it to transcripts with
+//! `capture::decode_file` (streaming from disk), and prints MB/s and peak RSS; when `tshark` is on
+//! PATH, also tshark's time on the same file and the ratio.
+//!
+//! ```text
+//! cargo run --release --example bench_decode [-- [--mb N] [--no-tshark] [FILE]]
+//! ```
+//!
+//! FILE: an existing capture is decoded as it is (no generation, no self-check); a missing one is
+//! generated there and kept. Without FILE the capture goes to a temporary directory. `--mb`: size
+//! to generate, default 64.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wirecheck::capture::{self, file, Options};
+use wirecheck::dialogue::EventKind;
+
+/// xorshift64*: deterministic traffic, so two runs measure the same file.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+const SYN: u8 = 0x02;
+const FIN: u8 = 0x01;
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+/// Ethernet MSS (the loopback's 65483 would make a few huge packets, less to measure per byte).
+const MSS: usize = 1448;
+
+/// One TCP packet of a conversation, not yet framed.
+struct Pkt {
+    from_client: bool,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: Vec<u8>,
+}
+
+/// A conversation's packets, in the order they go on the wire.
+struct Conv {
+    client: ([u8; 4], u16),
+    server: ([u8; 4], u16),
+    pkts: VecDeque<Pkt>,
+}
+
+/// Builds one TCP conversation: handshake, exchanges, FINs, with delayed ACKs, some segments
+/// swapped (out of order) and some sent twice (retransmissions).
+struct TcpBuilder<'r> {
+    rng: &'r mut Rng,
+    seq: [u32; 2],
+    pkts: Vec<Pkt>,
+}
+
+impl TcpBuilder<'_> {
+    fn new(rng: &mut Rng) -> TcpBuilder<'_> {
+        let (c, s) = (rng.next() as u32, rng.next() as u32);
+        let mut b = TcpBuilder {
+            rng,
+            seq: [c, s],
+            pkts: Vec::new(),
+        };
+        b.control(true, SYN);
+        b.control(false, SYN | ACK);
+        b.control(true, ACK);
+        b
+    }
+
+    fn control(&mut self, from_client: bool, flags: u8) {
+        let (me, peer) = if from_client { (0, 1) } else { (1, 0) };
+        self.pkts.push(Pkt {
+            from_client,
+            flags,
+            seq: self.seq[me],
+            ack: if flags & ACK != 0 { self.seq[peer] } else { 0 },
+            payload: Vec::new(),
+        });
+        if flags & (SYN | FIN) != 0 {
+            self.seq[me] = self.seq[me].wrapping_add(1);
+        }
+    }
+
+    /// Sends `data` in MSS segments; the peer ACKs every second one.
+    fn send(&mut self, from_client: bool, data: &[u8]) {
+        let (me, peer) = if from_client { (0, 1) } else { (1, 0) };
+        let first = self.pkts.len();
+        for (i, chunk) in data.chunks(MSS).enumerate() {
+            self.pkts.push(Pkt {
+                from_client,
+                flags: ACK | PSH,
+                seq: self.seq[me],
+                ack: self.seq[peer],
+                payload: chunk.to_vec(),
+            });
+            self.seq[me] = self.seq[me].wrapping_add(chunk.len() as u32);
+            if i % 2 == 1 {
+                self.control(!from_client, ACK);
+            }
+        }
+        let n = self.pkts.len();
+        // Reordering and retransmission, as a loaded loopback shows them now and then.
+        if n - first >= 3 && self.rng.chance(3) {
+            let at = first + self.rng.below((n - first - 1) as u64) as usize;
+            self.pkts.swap(at, at + 1);
+        }
+        if self.rng.chance(3) {
+            let at = first + self.rng.below((n - first) as u64) as usize;
+            let p = &self.pkts[at];
+            let dup = Pkt {
+                from_client: p.from_client,
+                flags: p.flags,
+                seq: p.seq,
+                ack: p.ack,
+                payload: p.payload.clone(),
+            };
+            let to = (at + 1 + self.rng.below(3) as usize).min(self.pkts.len());
+            self.pkts.insert(to, dup);
+        }
+        self.control(!from_client, ACK);
+    }
+
+    fn close(mut self) -> VecDeque<Pkt> {
+        self.control(true, FIN | ACK);
+        self.control(false, FIN | ACK);
+        self.control(true, ACK);
+        self.pkts.into()
+    }
+}
+
+/// Text a page or a mail body is made of (the codecs render text differently from binary).
+fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "lorem",
+        "ipsum",
+        "dolor",
+        "sit",
+        "amet",
+        "consectetur",
+        "adipiscing",
+        "elit",
+        "sed",
+        "do",
+        "eiusmod",
+        "tempor",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        out.extend_from_slice(WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes());
+        out.extend_from_slice(if rng.chance(8) { b"\r\n" } else { b" " });
+    }
+    out.truncate(len);
+    out
+}
+
+/// A body size: mostly small pages, some images, a few downloads.
+fn body_size(rng: &mut Rng) -> usize {
+    match rng.below(100) {
+        0..=59 => 200 + rng.below(8_000) as usize,
+        60..=94 => 8_000 + rng.below(60_000) as usize,
+        _ => 100_000 + rng.below(400_000) as usize,
+    }
+}
+
+fn http(rng: &mut Rng, client: ([u8; 4], u16), n: u64) -> Conv {
+    let mut b = TcpBuilder::new(rng);
+    let requests = 1 + b.rng.below(8);
+    for r in 0..requests {
+        let req = format!("GET /site{n}/page{r}.html HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\n\r\n");
+        b.send(true, req.as_bytes());
+        let size = body_size(b.rng);
+        let body = text(b.rng, size);
+        let resp = if b.rng.chance(10) {
+            // Chunked, in 16 KiB chunks.
+            let mut r = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for c in body.chunks(16 << 10) {
+                r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                r.extend_from_slice(c);
+                r.extend_from_slice(b"\r\n");
+            }
+            r.extend_from_slice(b"0\r\n\r\n");
+            r
+        } else {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            [head.as_bytes(), &body].concat()
+        };
+        b.send(false, &resp);
+    }
+    Conv {
+        client,
+        server: ([127, 0, 0, 1], 80),
+        pkts: b.close(),
+    }
+}
+
+fn smtp(rng: &mut Rng, client: ([u8; 4], u16), n: u64) -> Conv {
+    let mut b = TcpBuilder::new(rng);
+    let len = 500 + b.rng.below(20_000) as usize;
+    let mut body = text(b.rng, len);
+    // Lines must not start with a dot (no dot-stuffing to do) and the message ends with CRLF.
+    body.retain(|&c| c != b'.');
+    body.extend_from_slice(b"\r\n.\r\n");
+    let steps: [(bool, Vec<u8>); 13] = [
+        (false, b"220 localhost ESMTP bench\r\n".to_vec()),
+        (true, b"EHLO client.local\r\n".to_vec()),
+        (
+            false,
+            b"250-localhost\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n".to_vec(),
+        ),
+        (true, format!("MAIL FROM:<user{n}@example.org>\r\n").into_bytes()),
+        (false, b"250 2.1.0 Ok\r\n".to_vec()),
+        (true, b"RCPT TO:<bob@example.com>\r\n".to_vec()),
+        (false, b"250 2.1.5 Ok\r\n".to_vec()),
+        (true, b"DATA\r\n".to_vec()),
+        (false, b"354 End data with <CR><LF>.<CR><LF>\r\n".to_vec()),
+        (true, [format!("Subject: message {n}\r\n\r\n").as_bytes(), &body].concat()),
+        (false, b"250 2.0.0 Ok: queued\r\n".to_vec()),
+        (true, b"QUIT\r\n".to_vec()),
+        (false, b"221 2.0.0 Bye\r\n".to_vec()),
+    ];
+    for (from_client, data) in steps {
+        b.send(from_client, &data);
+    }
+    Conv {
+        client,
+        server: ([127, 0, 0, 1], 25),
+        pkts: b.close(),
+    }
+}
+
+/// A DNS query for `hostN.example.com. A` and its answer, wire format.
+fn dns(n: u64, id: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut name = Vec::new();
+    for label in [format!("host{n}"), "example".into(), "com".into()] {
+        name.push(label.len() as u8);
+        name.extend_from_slice(label.as_bytes());
+    }
+    name.push(0);
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    q.extend_from_slice(&name);
+    q.extend_from_slice(&[0, 1, 0, 1]);
+    let mut r = id.to_be_bytes().to_vec();
+    r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    r.extend_from_slice(&name);
+    r.extend_from_slice(&[0, 1, 0, 1]);
+    // The answer's name points back at the question's (offset 12).
+    r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 10, 0, (n >> 8) as u8, n as u8]);
+    (q, r)
+}
+
+/// Writes pcap records (Ethernet, as Linux captures its loopback) as they are made.
+struct PcapOut {
+    w: BufWriter<File>,
+    ts_us: u64,
+    ip_id: u16,
+    bytes: u64,
+    packets: u64,
+}
+
+fn checksum(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+impl PcapOut {
+    fn create(path: &Path) -> std::io::Result<PcapOut> {
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
+        // Microsecond little-endian pcap, snaplen 262144, LINKTYPE_ETHERNET.
+        w.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0])?;
+        Ok(PcapOut {
+            w,
+            ts_us: 1_700_000_000_000_000,
+            ip_id: 0,
+            bytes: 24,
+            packets: 0,
+        })
+    }
+
+    fn ip(&mut self, proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8], rng: &mut Rng) -> std::io::Result<()> {
+        let mut f = Vec::with_capacity(14 + 20 + l4.len());
+        f.extend_from_slice(&[0; 12]);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + l4.len()) as u16;
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let mut h = [0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
+        h[12..16].copy_from_slice(&src);
+        h[16..20].copy_from_slice(&dst);
+        let c = checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&h);
+        f.extend_from_slice(l4);
+        self.ts_us += 1 + rng.below(40);
+        let (sec, usec) = ((self.ts_us / 1_000_000) as u32, (self.ts_us % 1_000_000) as u32);
+        let len = f.len() as u32;
+        for v in [sec, usec, len, len] {
+            self.w.write_all(&v.to_le_bytes())?;
+        }
+        self.w.write_all(&f)?;
+        self.bytes += 16 + u64::from(len);
+        self.packets += 1;
+        Ok(())
+    }
+
+    fn tcp(&mut self, c: &Conv, p: &Pkt, rng: &mut Rng) -> std::io::Result<()> {
+        let ((sa, sp), (da, dp)) = if p.from_client {
+            (c.client, c.server)
+        } else {
+            (c.server, c.client)
+        };
+        let mut t = Vec::with_capacity(20 + p.payload.len());
+        t.extend_from_slice(&sp.to_be_bytes());
+        t.extend_from_slice(&dp.to_be_bytes());
+        t.extend_from_slice(&p.seq.to_be_bytes());
+        t.extend_from_slice(&p.ack.to_be_bytes());
+        // Checksum left 0: nobody checks it on a capture (tshark does not by default either).
+        t.extend_from_slice(&[0x50, p.flags, 0xff, 0xff, 0, 0, 0, 0]);
+        t.extend_from_slice(&p.payload);
+        self.ip(6, sa, da, &t, rng)
+    }
+
+    fn udp(&mut self, src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u8], rng: &mut Rng) -> std::io::Result<()> {
+        let mut u = Vec::with_capacity(8 + payload.len());
+        u.extend_from_slice(&src.1.to_be_bytes());
+        u.extend_from_slice(&dst.1.to_be_bytes());
+        u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(payload);
+        self.ip(17, src.0, dst.0, &u, rng)
+    }
+}
+
+/// What the generator made, to check the decoder's output against.
+#[derive(Default, Debug)]
+struct Made {
+    http: u64,
+    smtp: u64,
+    dns: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+/// Generates at least `target` bytes of traffic, 24 TCP conversations interleaved at a time.
+fn generate(path: &Path, target: u64) -> std::io::Result<Made> {
+    let mut rng = Rng(0x0bad_5eed_1234_5678);
+    let mut out = PcapOut::create(path)?;
+    let mut active: Vec<Conv> = Vec::new();
+    let mut made = Made::default();
+    let mut port: u16 = 20_000;
+    let mut next_port = || {
+        port = if port >= 60_000 { 20_000 } else { port + 1 };
+        port
+    };
+    loop {
+        let filling = out.bytes < target;
+        while filling && active.len() < 24 {
+            let n = made.http + made.smtp + made.dns;
+            let client = ([127, 0, 0, 1], next_port());
+            match rng.below(100) {
+                0..=79 => {
+                    made.http += 1;
+                    active.push(http(&mut rng, client, n));
+                }
+                80..=89 => {
+                    made.smtp += 1;
+                    active.push(smtp(&mut rng, client, n));
+                }
+                _ => {
+                    made.dns += 1;
+                    let (q, r) = dns(n, rng.next() as u16);
+                    let server = ([127, 0, 0, 53], 53);
+                    out.udp(client, server, &q, &mut rng)?;
+                    out.udp(server, client, &r, &mut rng)?;
+                }
+            }
+        }
+        if active.is_empty() {
+            break;
+        }
+        let i = rng.below(active.len() as u64) as usize;
+        // A few packets of one conversation at a time, as a busy host interleaves them.
+        for _ in 0..1 + rng.below(4) {
+            match active[i].pkts.pop_front() {
+                Some(p) => out.tcp(&active[i], &p, &mut rng)?,
+                None => break,
+            }
+        }
+        if active[i].pkts.is_empty() {
+            active.swap_remove(i);
+        }
+    }
+    out.w.flush()?;
+    made.packets = out.packets;
+    made.bytes = out.bytes;
+    Ok(made)
+}
+
+/// `VmHWM` / `VmRSS` of this process in MiB (Linux).
+fn mem(field: &str) -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets the peak RSS so that each phase reports its own (Linux ≥ 4.0: `5` into clear_refs).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn mib(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.1} MiB"))
+}
+
+fn rate(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+/// Runs tshark with `args` on `file`, its standard output counted and dropped; None if it failed.
+fn tshark(file: &Path, args: &[&str]) -> Option<(Duration, u64)> {
+    let start = Instant::now();
+    let mut child = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let n = std::io::copy(&mut child.stdout.take()?, &mut std::io::sink()).ok()?;
+    let ok = child.wait().ok()?.success();
+    ok.then(|| (start.elapsed(), n))
+}
+
+fn main() {
+    let mut mb: u64 = 64;
+    let mut path: Option<PathBuf> = None;
+    let mut use_tshark = true;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--mb" => mb = args.next().and_then(|v| v.parse().ok()).expect("--mb N"),
+            "--no-tshark" => use_tshark = false,
+            "-h" | "--help" => {
+                println!("usage: bench_decode [--mb N] [--no-tshark] [FILE]");
+                return;
+            }
+            _ => path = Some(PathBuf::from(a)),
+        }
+    }
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let path = path.unwrap_or_else(|| tmp.path().join("bench.pcap"));
+    let made = if path.exists() {
+        println!("using {} as it is", path.display());
+        None
+    } else {
+        let start = Instant::now();
+        let made = generate(&path, mb << 20).expect("generate the capture");
+        println!(
+            "generated {}: {} packets, {} HTTP + {} SMTP + {} DNS conversations, in {:.1?}",
+            path.display(),
+            made.packets,
+            made.http,
+            made.smtp,
+            made.dns,
+            start.elapsed()
+        );
+        Some(made)
+    };
+    let size = std::fs::metadata(&path).expect("capture").len();
+    println!("file: {:.1} MB ({size} bytes)", size as f64 / 1e6);
+
+    // 1. Reading alone: what pcap parsing costs, and the reader's own memory.
+    reset_peak();
+    let before = mem("VmRSS:");
+    let start = Instant::now();
+    let mut n = 0u64;
+    for p in file::open(&path).expect("open") {
+        n += p.expect("read").data.len() as u64;
+    }
+    let read = start.elapsed();
+    println!(
+        "read packets:  {:>8.2?}  {:>7.1} MB/s  peak RSS {} (RSS before {}; {n} captured bytes)",
+        read,
+        rate(size, read),
+        mib(mem("VmHWM:")),
+        mib(before)
+    );
+
+    // 2. Decode (read, strip headers, reassemble every connection) into a Capture.
+    reset_peak();
+    let start = Instant::now();
+    let cap = capture::decode_file(&path, &Options::default()).expect("decode");
+    let decode = start.elapsed();
+    let data: u64 = cap
+        .conversations
+        .iter()
+        .flat_map(|c| &c.dialogue.events)
+        .map(|e| match &e.kind {
+            EventKind::Data { bytes, .. } => bytes.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    println!(
+        "decode:        {:>8.2?}  {:>7.1} MB/s  peak RSS {} ({} conversations, {:.1} MB of payload held in the Capture)",
+        decode,
+        rate(size, decode),
+        mib(mem("VmHWM:")),
+        cap.conversations.len(),
+        data as f64 / 1e6
+    );
+
+    // 3. Transcripts, one conversation at a time (the whole text is never held at once).
+    let start = Instant::now();
+    let mut text = 0usize;
+    for c in &cap.conversations {
+        text += c.header().len() + c.transcript().len();
+    }
+    let render = start.elapsed();
+    let total = decode + render;
+    println!(
+        "transcripts:   {:>8.2?}  ({:.1} MB of text); decode + transcripts {:.2?} = {:.1} MB/s, peak RSS {}",
+        render,
+        text as f64 / 1e6,
+        total,
+        rate(size, total),
+        mib(mem("VmHWM:"))
+    );
+
+    // The generator knows what is in the file: the decoder must find exactly that, whole.
+    if let Some(made) = made {
+        let count = |p: &str| cap.conversations.iter().filter(|c| c.protocol == p).count() as u64;
+        let gaps = cap
+            .conversations
+            .iter()
+            .flat_map(|c| &c.dialogue.events)
+            .filter(|e| matches!(e.kind, EventKind::Gap { .. }))
+            .count();
+        let ok = (count("http"), count("smtp"), count("dns"), cap.packets) == (made.http, made.smtp, made.dns, made.packets)
+            && gaps == 0
+            && cap.warnings.is_empty();
+        if !ok {
+            eprintln!(
+                "MISMATCH: decoded {} http, {} smtp, {} dns, {} packets, {gaps} gaps, warnings {:?}; generated {made:?}",
+                count("http"),
+                count("smtp"),
+                count("dns"),
+                cap.packets,
+                &cap.warnings[..cap.warnings.len().min(5)]
+            );
+            std::process::exit(1);
+        }
+        println!("check: every generated conversation decoded whole (no gaps, no warnings)");
+    }
+    drop(cap);
+
+    // 4. tshark on the same file, when installed.
+    if !use_tshark {
+        return;
+    }
+    if Command::new("tshark")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        println!("tshark: not on PATH, no comparison");
+        return;
+    }
+    // Comparable work: dissect every packet, track every TCP stream and print every payload byte
+    // (hex) with its stream index. `-z follow,tcp` would be closer in output but takes one stream
+    // per -z argument (thousands here); `-z conv,tcp` is also run, as the cheapest full pass
+    // (dissection and stream tracking, no payload output): a lower bound on tshark's time.
+    let fields = [
+        "-T",
+        "fields",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "tcp.seq",
+        "-e",
+        "tcp.payload",
+        "-e",
+        "udp.payload",
+    ];
+    match tshark(&path, &fields) {
+        Some((t, out)) => println!(
+            "tshark -T fields -e tcp.stream -e tcp.seq -e tcp.payload -e udp.payload: {:.2?} ({:.1} MB/s, {:.1} MB out); \
+             tshark / wirecheck (decode + transcripts) = {:.1}x",
+            t,
+            rate(size, t),
+            out as f64 / 1e6,
+            t.as_secs_f64() / total.as_secs_f64()
+        ),
+        None => println!("tshark -T fields failed"),
+    }
+    match tshark(&path, &["-q", "-z", "conv,tcp"]) {
+        Some((t, _)) => println!(
+            "tshark -q -z conv,tcp: {:.2?} ({:.1} MB/s); tshark / wirecheck (decode + transcripts) = {:.1}x",
+            t,
+            rate(size, t),
+            t.as_secs_f64() / total.as_secs_f64()
+        ),
+        None => println!("tshark -z conv,tcp failed"),
+    }
+}

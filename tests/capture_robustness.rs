@@ -1,0 +1,317 @@
+//! The capture decoder never panics: every sample capture, truncated at many offsets, with bytes
+//! flipped (deterministic PRNG), with corrupt record lengths and with the wrong link type, decodes
+//! to Ok or to an error; truncation errors name the exact packet the file ends in.
+//!
+//! The stable-toolchain counterpart of the cargo-fuzz targets in `fuzz/` (CI has no nightly).
+
+use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use wirecheck::capture::{self, file, Capture, FileError, Options};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/captures")
+}
+
+/// Every sample capture, (name, bytes), sorted by name.
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 20, "sample captures missing: {}", v.len());
+    v
+}
+
+/// Decodes an in-memory file and renders every transcript (the codecs see the reassembled bytes
+/// too); a panic anywhere is turned into a test failure that names the input.
+fn decode(bytes: &[u8], what: &dyn Fn() -> String) -> Result<Capture, FileError> {
+    let opts = Options::default();
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let cap = capture::decode(file::from_reader(Box::new(Cursor::new(bytes.to_vec())))?, &opts)?;
+        let _ = cap.text();
+        Ok(cap)
+    }));
+    match r {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("decoder panicked on {}: {msg}", what())
+        }
+    }
+}
+
+/// Where each record of a capture starts, and where the last one ends.
+struct Layout {
+    /// Bytes before the first record (pcap global header; pcapng blocks before the first packet).
+    header: usize,
+    /// (start, end) of each packet record, in order; packet n is `records[n - 1]`.
+    records: Vec<(usize, usize)>,
+    /// Whether the file is pcapng.
+    ng: bool,
+}
+
+fn u32_at(b: &[u8], at: usize, big: bool) -> u32 {
+    let w: [u8; 4] = b[at..at + 4].try_into().unwrap();
+    if big {
+        u32::from_be_bytes(w)
+    } else {
+        u32::from_le_bytes(w)
+    }
+}
+
+/// Walks the records of a well-formed pcap or pcapng file (independently of the decoder).
+fn layout(b: &[u8]) -> Layout {
+    if b[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
+        let big = b[8..12] == [0x1a, 0x2b, 0x3c, 0x4d];
+        let (mut at, mut records, mut header) = (0, Vec::new(), None);
+        while at < b.len() {
+            let (kind, len) = (u32_at(b, at, big), u32_at(b, at + 4, big) as usize);
+            // Enhanced, simple and obsolete packet blocks are packets; the rest are not.
+            if matches!(kind, 2 | 3 | 6) {
+                header.get_or_insert(at);
+                records.push((at, at + len));
+            }
+            at += len;
+        }
+        assert_eq!(at, b.len());
+        return Layout {
+            header: header.unwrap_or(b.len()),
+            records,
+            ng: true,
+        };
+    }
+    let big = matches!(b[..4], [0xa1, 0xb2, ..]);
+    let (mut at, mut records) = (24, Vec::new());
+    while at < b.len() {
+        let end = at + 16 + u32_at(b, at + 8, big) as usize;
+        records.push((at, end));
+        at = end;
+    }
+    assert_eq!(at, b.len());
+    Layout {
+        header: 24,
+        records,
+        ng: false,
+    }
+}
+
+/// A pcap rewritten as pcapng (section header, one interface, enhanced packet blocks).
+fn to_pcapng(bytes: &[u8]) -> Vec<u8> {
+    use pcap_file::pcap::PcapReader;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    let mut rd = PcapReader::new(bytes).unwrap();
+    let nanos = rd.header().ts_resolution == pcap_file::TsResolution::NanoSecond;
+    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock::new(rd.header().datalink, 65535))
+        .unwrap();
+    while let Some(p) = rd.next_raw_packet() {
+        let p = p.unwrap();
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: std::time::Duration::new(u64::from(p.ts_sec), if nanos { p.ts_frac } else { p.ts_frac * 1000 }),
+            original_len: p.orig_len,
+            data: p.data,
+            options: vec![],
+        })
+        .unwrap();
+    }
+    w.into_inner()
+}
+
+/// Splits n evenly into at most `k` picks (always the first and last).
+fn spread(n: usize, k: usize) -> Vec<usize> {
+    if n <= k {
+        return (0..n).collect();
+    }
+    let mut v: Vec<usize> = (0..k).map(|i| i * (n - 1) / (k - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// Every cut: at a record boundary the packets before it decode; inside record n the error is
+/// `packet n: … truncated …`; inside the file header it is an Open error.
+fn check_truncations(name: &str, bytes: &[u8]) {
+    let lay = layout(bytes);
+    assert!(!lay.records.is_empty(), "{name}: no packets");
+    let mut cuts: Vec<usize> = vec![0, 1, 3, 4, 5, 12, 23, lay.header];
+    for i in spread(lay.records.len(), 14) {
+        let (start, end) = lay.records[i];
+        // Just after the start, inside the record header, at the header/data border, in the data,
+        // one byte short of the end.
+        cuts.extend([
+            start + 1,
+            start + 8,
+            start + 15,
+            start + 16,
+            start + 17,
+            (start + end) / 2,
+            end - 1,
+            end,
+        ]);
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    for cut in cuts.into_iter().filter(|&c| c <= bytes.len()) {
+        let r = decode(&bytes[..cut], &|| format!("{name} cut at {cut}"));
+        let boundary = lay.records.iter().position(|&(_, end)| end == cut).map(|i| i + 1);
+        let inside = lay.records.iter().position(|&(s, e)| s < cut && cut < e).map(|i| i + 1);
+        match r {
+            Ok(cap) => {
+                // Before the first packet (pcapng: between blocks that hold none) nothing is read.
+                let n = if cut <= lay.header { 0 } else { boundary.unwrap_or(usize::MAX) };
+                assert_eq!(cap.packets as usize, n, "{name} cut at {cut}: decoded instead of failing");
+            }
+            Err(e @ FileError::Open(_)) => {
+                // Only a cut inside the file header (pcapng: the section header block) may fail
+                // as a whole file.
+                let limit = if lay.ng { 28 } else { 24 };
+                assert!(cut < limit, "{name} cut at {cut}: {e}");
+            }
+            Err(FileError::Packet { number, ref reason }) => {
+                let msg = format!("packet {number}: {reason}");
+                // pcapng: a cut in the interface block before packet 1 is reported as packet 1.
+                let want = inside.or(if cut < lay.header { Some(1) } else { None });
+                assert_eq!(Some(number as usize), want, "{name} cut at {cut}: {msg}");
+                assert!(reason.contains("truncated"), "{name} cut at {cut}: {msg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn truncated_pcap_and_pcapng_files_name_the_packet() {
+    for (i, (name, bytes)) in fixtures().iter().enumerate() {
+        check_truncations(name, bytes);
+        // A third of them as pcapng too (the conversion costs a decode's worth of time).
+        if i % 3 == 0 {
+            check_truncations(&format!("{name} as pcapng"), &to_pcapng(bytes));
+        }
+    }
+}
+
+/// xorshift64: deterministic, no dependency, good enough to pick bytes to damage.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn assert_sane(r: &Result<Capture, FileError>, records: usize, what: &str) {
+    match r {
+        Ok(cap) => assert!(cap.packets >= cap.skipped, "{what}"),
+        Err(FileError::Open(m)) => assert!(!m.is_empty(), "{what}"),
+        Err(FileError::Packet { number, reason }) => {
+            // Damage cannot create records, so the failing one exists or is the one after the last.
+            assert!((1..=records as u64 + 1).contains(number), "{what}: packet {number}: {reason}");
+            assert!(!reason.is_empty(), "{what}");
+        }
+    }
+}
+
+#[test]
+fn flipped_bytes_decode_or_fail_cleanly() {
+    let mut rng = Rng(0x5eed_cafe_f00d_d00d);
+    for (name, bytes) in fixtures() {
+        let lay = layout(&bytes);
+        // Fewer rounds for the big files: the runtime stays a few seconds in a debug build.
+        let rounds = (4_000_000 / bytes.len()).clamp(6, 60);
+        for round in 0..rounds {
+            let mut b = bytes.clone();
+            let (start, end) = lay.records[rng.below(lay.records.len())];
+            for _ in 0..1 + rng.below(6) {
+                let at = match rng.below(4) {
+                    // Anywhere in the file (record headers, payloads).
+                    0 => rng.below(b.len()),
+                    // In the headers of one packet: link, IP and TCP/UDP live in the first 80
+                    // bytes of its data, where a flip changes how the rest is read.
+                    1 | 2 => (start + 16 + rng.below(80)).min(end - 1),
+                    // The global header (link type, snaplen, byte order).
+                    _ => rng.below(lay.header.min(24)),
+                };
+                b[at] = rng.next() as u8;
+            }
+            let r = decode(&b, &|| format!("{name} round {round}"));
+            assert_sane(&r, lay.records.len(), &format!("{name} round {round}"));
+        }
+    }
+}
+
+#[test]
+fn corrupt_record_length_names_that_packet() {
+    for (name, bytes) in fixtures() {
+        let lay = layout(&bytes);
+        let big = matches!(bytes[..4], [0xa1, 0xb2, ..]);
+        for k in spread(lay.records.len(), 4) {
+            let (start, _) = lay.records[k];
+            // Beyond the file, beyond the reader's buffer, the largest: all must stop at packet k+1
+            // (the reader does not allocate what a corrupt length claims).
+            for len in [u32::MAX, 0x7fff_ffff, 8_000_001, bytes.len() as u32] {
+                let mut b = bytes.clone();
+                let field = if big { len.to_be_bytes() } else { len.to_le_bytes() };
+                b[start + 8..start + 12].copy_from_slice(&field);
+                let what = format!("{name}: packet {} length {len:#x}", k + 1);
+                match decode(&b, &|| what.clone()) {
+                    Err(FileError::Packet { number, reason }) => {
+                        assert_eq!(number as usize, k + 1, "{what}: {reason}");
+                        assert!(reason.contains("length field is corrupt"), "{what}: {reason}");
+                    }
+                    other => panic!("{what}: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_capture_read_with_every_link_type() {
+    // Frames decoded as another link type than they were captured with: every parser sees
+    // headers where it expects something else.
+    let links = [0u32, 1, 101, 108, 113, 228, 229, 276];
+    for (name, bytes) in fixtures() {
+        let lay = layout(&bytes);
+        let big = matches!(bytes[..4], [0xa1, 0xb2, ..]);
+        for lt in links {
+            let mut b = bytes.clone();
+            b[20..24].copy_from_slice(&if big { lt.to_be_bytes() } else { lt.to_le_bytes() });
+            let what = format!("{name} as link type {lt}");
+            let r = decode(&b, &|| what.clone());
+            assert_sane(&r, lay.records.len(), &what);
+        }
+        // An unsupported link type is an error for its first packet, not a panic or a silent skip
+        // (the decoder only forgives packets the snaplen cut, so: the first whole packet).
+        let mut b = bytes.clone();
+        b[20..24].copy_from_slice(&if big { 147u32.to_be_bytes() } else { 147u32.to_le_bytes() });
+        let whole = lay
+            .records
+            .iter()
+            .position(|&(s, _)| u32_at(&bytes, s + 8, big) == u32_at(&bytes, s + 12, big));
+        let r = decode(&b, &|| format!("{name} as link type 147"));
+        match whole {
+            Some(i) => assert_eq!(
+                r.unwrap_err().to_string(),
+                format!("packet {}: link type 147 is not supported", i + 1),
+                "{name}"
+            ),
+            None => assert!(r.is_ok(), "{name}"),
+        }
+    }
+}
