@@ -1,7 +1,7 @@
 //! Capture decoding throughput and memory: generates a pcap of realistic loopback traffic (HTTP/1.1
 //! keep-alive conversations with varied body sizes, SMTP sessions, DNS over UDP; handshakes, FINs,
 //! delayed ACKs, some out-of-order and retransmitted segments), decodes it to transcripts with
-//! `capture::decode_file` (streaming from disk), and prints MB/s and peak RSS; when `tshark` is on
+//! `capture::decode_each` (streaming: each conversation handed over when it ends), and prints MB/s and peak RSS; when `tshark` is on
 //! PATH, also tshark's time on the same file and the ratio.
 //!
 //! ```text
@@ -516,72 +516,81 @@ fn main() {
         mib(before)
     );
 
-    // 2. Decode (read, strip headers, reassemble every connection) into a Capture.
+    // 2. Decode (read, strip headers, reassemble every connection), streaming: each conversation
+    //    is handed over when it is over and dropped, so memory follows what is open, not the file.
+    #[derive(Default)]
+    struct Tally {
+        convs: u64,
+        payload: u64,
+        gaps: usize,
+        text: usize,
+        by_proto: std::collections::HashMap<String, u64>,
+    }
+    let decode_with = |render: bool| {
+        let mut t = Tally::default();
+        let cap = capture::decode_each(file::open(&path).expect("open"), &Options::default(), |c| {
+            t.convs += 1;
+            *t.by_proto.entry(c.protocol.clone()).or_default() += 1;
+            for e in &c.dialogue.events {
+                match &e.kind {
+                    EventKind::Data { bytes, .. } => t.payload += bytes.len() as u64,
+                    EventKind::Gap { .. } => t.gaps += 1,
+                    _ => {}
+                }
+            }
+            if render {
+                t.text += c.header().len() + c.transcript().len();
+            }
+        })
+        .expect("decode");
+        (cap, t)
+    };
     reset_peak();
     let start = Instant::now();
-    let cap = capture::decode_file(&path, &Options::default()).expect("decode");
+    let (_, t) = decode_with(false);
     let decode = start.elapsed();
-    let data: u64 = cap
-        .conversations
-        .iter()
-        .flat_map(|c| &c.dialogue.events)
-        .map(|e| match &e.kind {
-            EventKind::Data { bytes, .. } => bytes.len() as u64,
-            _ => 0,
-        })
-        .sum();
     println!(
-        "decode:        {:>8.2?}  {:>7.1} MB/s  peak RSS {} ({} conversations, {:.1} MB of payload held in the Capture)",
+        "decode:        {:>8.2?}  {:>7.1} MB/s  peak RSS {} ({} conversations, {:.1} MB of payload, streamed)",
         decode,
         rate(size, decode),
         mib(mem("VmHWM:")),
-        cap.conversations.len(),
-        data as f64 / 1e6
+        t.convs,
+        t.payload as f64 / 1e6
     );
 
-    // 3. Transcripts, one conversation at a time (the whole text is never held at once).
+    // 3. Decode and render every transcript, one conversation at a time.
+    reset_peak();
     let start = Instant::now();
-    let mut text = 0usize;
-    for c in &cap.conversations {
-        text += c.header().len() + c.transcript().len();
-    }
-    let render = start.elapsed();
-    let total = decode + render;
+    let (cap, t) = decode_with(true);
+    let total = start.elapsed();
     println!(
-        "transcripts:   {:>8.2?}  ({:.1} MB of text); decode + transcripts {:.2?} = {:.1} MB/s, peak RSS {}",
-        render,
-        text as f64 / 1e6,
+        "decode + transcripts: {:>8.2?}  {:>7.1} MB/s  peak RSS {} ({:.1} MB of text)",
         total,
         rate(size, total),
-        mib(mem("VmHWM:"))
+        mib(mem("VmHWM:")),
+        t.text as f64 / 1e6
     );
 
     // The generator knows what is in the file: the decoder must find exactly that, whole.
     if let Some(made) = made {
-        let count = |p: &str| cap.conversations.iter().filter(|c| c.protocol == p).count() as u64;
-        let gaps = cap
-            .conversations
-            .iter()
-            .flat_map(|c| &c.dialogue.events)
-            .filter(|e| matches!(e.kind, EventKind::Gap { .. }))
-            .count();
+        let count = |p: &str| t.by_proto.get(p).copied().unwrap_or(0);
         let ok = (count("http"), count("smtp"), count("dns"), cap.packets) == (made.http, made.smtp, made.dns, made.packets)
-            && gaps == 0
+            && t.gaps == 0
             && cap.warnings.is_empty();
         if !ok {
             eprintln!(
-                "MISMATCH: decoded {} http, {} smtp, {} dns, {} packets, {gaps} gaps, warnings {:?}; generated {made:?}",
+                "MISMATCH: decoded {} http, {} smtp, {} dns, {} packets, {} gaps, warnings {:?}; generated {made:?}",
                 count("http"),
                 count("smtp"),
                 count("dns"),
                 cap.packets,
+                t.gaps,
                 &cap.warnings[..cap.warnings.len().min(5)]
             );
             std::process::exit(1);
         }
         println!("check: every generated conversation decoded whole (no gaps, no warnings)");
     }
-    drop(cap);
 
     // 4. tshark on the same file, when installed.
     if !use_tshark {

@@ -259,6 +259,7 @@ mod tests {
     fn capture(events: Vec<Event>) -> Capture {
         Capture {
             conversations: vec![Conversation {
+                number: 1,
                 transport: Transport::Tcp,
                 client: addr(40000),
                 server: addr(12000),

@@ -69,6 +69,8 @@ pub fn well_known(port: u16) -> Option<&'static str> {
 /// One conversation of a capture.
 #[derive(Debug, Clone, Serialize)]
 pub struct Conversation {
+    /// 1-based, in the order of the conversations' first packets.
+    pub number: usize,
     /// tcp or udp.
     pub transport: Transport,
     /// The SYN sender, else the side with the ephemeral port.
@@ -133,6 +135,8 @@ impl Capture {
 }
 
 struct Conv {
+    number: usize,
+    last_ts: Duration,
     transport: Transport,
     client: SocketAddr,
     server: SocketAddr,
@@ -160,16 +164,41 @@ pub fn decode_file(path: &Path, opts: &Options) -> Result<Capture, FileError> {
     decode(file::open(path)?, opts)
 }
 
-/// Decodes a stream of packets.
+/// Decodes a stream of packets, holding every conversation until the end (in the order their
+/// first packets came).
 pub fn decode(packets: impl Iterator<Item = Result<RawPacket, FileError>>, opts: &Options) -> Result<Capture, FileError> {
+    let mut convs = Vec::new();
+    let mut cap = decode_each(packets, opts, |c| convs.push(c))?;
+    convs.sort_by_key(|c| c.number);
+    cap.conversations = convs;
+    Ok(cap)
+}
+
+/// How many packets pass between looks for conversations that are over.
+const SWEEP_EVERY: u64 = 1024;
+/// Finished connections remembered at most (to recognise their stray packets).
+const MAX_DONE: usize = 100_000;
+/// Any conversation silent this long (capture time) is handed over as it stands.
+const IDLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Decodes a stream of packets, handing each conversation to `each` once it is over, so memory
+/// stays bounded by the conversations open at once, not by the file. Returns the capture's
+/// counts and warnings (its `conversations` empty).
+pub fn decode_each(
+    packets: impl Iterator<Item = Result<RawPacket, FileError>>,
+    opts: &Options,
+    mut each: impl FnMut(Conversation),
+) -> Result<Capture, FileError> {
     let mut d = Decoder {
         opts,
         convs: Vec::new(),
         index: HashMap::new(),
+        done: HashMap::new(),
         defrag: defrag::Defrag::default(),
         cap: Capture::default(),
         first: None,
         last: Duration::ZERO,
+        next_number: 1,
     };
     for p in packets {
         let p = p?;
@@ -177,14 +206,23 @@ pub fn decode(packets: impl Iterator<Item = Result<RawPacket, FileError>>, opts:
         d.first.get_or_insert(p.ts);
         d.last = d.last.max(p.ts);
         d.packet(&p).map_err(|reason| FileError::Packet { number: p.number, reason })?;
+        if d.cap.packets % SWEEP_EVERY == 0 {
+            d.sweep(false, &mut each);
+        }
     }
+    d.sweep(true, &mut each);
     Ok(d.finish())
 }
 
 struct Decoder<'o> {
     opts: &'o Options,
-    convs: Vec<Conv>,
+    /// Open conversations; a slot empties when its conversation is handed over.
+    convs: Vec<Option<Conv>>,
     index: HashMap<Key, usize>,
+    /// Connections handed over, with their last packet's time: stray ACKs after the end are
+    /// theirs, not new conversations.
+    done: HashMap<Key, Duration>,
+    next_number: usize,
     defrag: defrag::Defrag,
     cap: Capture,
     first: Option<Duration>,
@@ -241,8 +279,12 @@ impl Decoder<'_> {
             Some(packet::Transport::Tcp(seg)) => {
                 let src = SocketAddr::new(ip.src, seg.sport);
                 let dst = SocketAddr::new(ip.dst, seg.dport);
-                let i = self.conv_tcp(src, dst, &seg, p.ts);
-                let c = &mut self.convs[i];
+                let Some(i) = self.conv_tcp(src, dst, &seg, p.ts) else {
+                    self.cap.skipped += 1;
+                    return Ok(());
+                };
+                let c = self.convs[i].as_mut().expect("indexed conversations are open");
+                c.last_ts = c.last_ts.max(p.ts);
                 c.packets += fragments;
                 c.truncated |= cut;
                 let dir = if src == c.client {
@@ -260,7 +302,8 @@ impl Decoder<'_> {
                 // ports are not always above the server's).
                 let decisive = self.server_score(u.sport) >= 0x10000 || self.server_score(u.dport) >= 0x10000;
                 let i = self.conv(Transport::Udp, src, dst, (!decisive).then_some(true), p.ts);
-                let c = &mut self.convs[i];
+                let c = self.convs[i].as_mut().expect("indexed conversations are open");
+                c.last_ts = c.last_ts.max(p.ts);
                 c.packets += fragments;
                 c.truncated |= cut || u.truncated;
                 let dir = if src == c.client {
@@ -293,21 +336,27 @@ impl Decoder<'_> {
         Ok(())
     }
 
-    fn conv_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &packet::TcpSegment, ts: Duration) -> usize {
+    /// The conversation a segment belongs to; None for a stray ACK of one already handed over.
+    fn conv_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &packet::TcpSegment, ts: Duration) -> Option<usize> {
         let k = key(Transport::Tcp, src, dst);
+        // Late ACKs, a retransmitted FIN, bytes in flight behind a reset: the connection they
+        // belonged to is over and handed over; only a SYN starts a new one on these addresses.
+        if !seg.syn && !self.index.contains_key(&k) && self.done.contains_key(&k) {
+            return None;
+        }
         if let Some(&i) = self.index.get(&k) {
-            let c = &mut self.convs[i];
+            let c = self.convs[i].as_mut().expect("indexed conversations are open");
             if !seg.syn || seg.ack {
-                return i;
+                return Some(i);
             }
             if src == c.client {
                 if !c.tcp.is_new_syn(seg.seq) {
-                    return i;
+                    return Some(i);
                 }
             } else if !c.tcp.is_used() && !c.tcp.syn_seen() {
                 // Only bare ACKs so far, and the port guess had the roles the wrong way round.
                 std::mem::swap(&mut c.client, &mut c.server);
-                return i;
+                return Some(i);
             }
             // A new connection on the same addresses.
             self.index.remove(&k);
@@ -318,7 +367,7 @@ impl Decoder<'_> {
             (true, true) => Some(false),
             _ => None,
         };
-        self.conv(Transport::Tcp, src, dst, client_hint, ts)
+        Some(self.conv(Transport::Tcp, src, dst, client_hint, ts))
     }
 
     /// The conversation of `src`→`dst`, created if new; `src_is_client` when the packet says.
@@ -329,7 +378,10 @@ impl Decoder<'_> {
         }
         let src_client = src_is_client.unwrap_or_else(|| self.server_score(dst.port()) >= self.server_score(src.port()));
         let (client, server) = if src_client { (src, dst) } else { (dst, src) };
-        self.convs.push(Conv {
+        self.next_number += 1;
+        self.convs.push(Some(Conv {
+            number: self.next_number - 1,
+            last_ts: ts,
             transport: t,
             client,
             server,
@@ -338,7 +390,7 @@ impl Decoder<'_> {
             first_ts: ts,
             tcp: tcp::TcpConn::new(),
             udp: Vec::new(),
-        });
+        }));
         self.index.insert(k, self.convs.len() - 1);
         self.convs.len() - 1
     }
@@ -357,70 +409,112 @@ impl Decoder<'_> {
         class * 0x10000 + (0xffff - u32::from(port))
     }
 
+    /// Hands over the conversations that are over (`all`: every one, at the end of the file).
+    fn sweep(&mut self, all: bool, each: &mut impl FnMut(Conversation)) {
+        let now = self.last;
+        for slot in 0..self.convs.len() {
+            let over = self.convs[slot].as_ref().is_some_and(|c| {
+                let quiet = now.saturating_sub(c.last_ts);
+                all || quiet > IDLE_LIMIT || (c.transport == Transport::Tcp && c.tcp.is_finished())
+            });
+            if !over {
+                continue;
+            }
+            let c = self.convs[slot].take().expect("checked above");
+            let k = key(c.transport, c.client, c.server);
+            if self.index.get(&k) == Some(&slot) {
+                self.index.remove(&k);
+            }
+            if c.transport == Transport::Tcp && !all {
+                self.done.insert(k, c.last_ts);
+            }
+            // At the end of the file the last packet's time closes every open stream.
+            let end = if all { now } else { c.last_ts };
+            each(self.complete(c, end));
+        }
+        self.convs.retain(Option::is_some);
+        // Slots moved: renumber the index.
+        self.index = self
+            .convs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (key(c.transport, c.client, c.server), i)))
+            .collect();
+        self.done.retain(|_, t| now.saturating_sub(*t) <= IDLE_LIMIT);
+        if self.done.len() > MAX_DONE {
+            // A flood of short connections: forget the oldest half (their strays become notes).
+            let mut times: Vec<Duration> = self.done.values().copied().collect();
+            times.sort_unstable();
+            let cut = times[times.len() / 2];
+            self.done.retain(|_, t| *t > cut);
+        }
+    }
+
     fn finish(mut self) -> Capture {
-        let first = self.first.unwrap_or_default();
-        let last = self.last;
         if self.defrag.unfinished() + self.defrag.dropped > 0 {
             self.cap.warnings.push(format!(
                 "{} fragmented IPv4 datagram(s) never completed",
                 self.defrag.unfinished() + self.defrag.dropped
             ));
         }
-        let opts = self.opts;
-        for mut c in self.convs {
-            let mut evs = match c.transport {
-                Transport::Tcp => {
-                    c.tcp.flush(last);
-                    std::mem::take(&mut c.tcp.events)
-                }
-                Transport::Udp => std::mem::take(&mut c.udp),
-            };
-            if c.truncated {
-                evs.insert(
-                    0,
-                    (
-                        c.first_ts,
-                        EventKind::Note {
-                            text: "some packets were cut by the capture's snaplen".into(),
-                        },
-                    ),
-                );
-            }
-            // Stable: per direction the reassembler already keeps times non-decreasing.
-            evs.sort_by_key(|(t, _)| *t);
-            let protocol = protocol_of(opts, &c, &evs);
-            let dialogue = Dialogue {
-                connections: vec![ConnInfo {
-                    id: 0,
-                    name: "c".into(),
-                    transport: c.transport,
-                    protocol: protocol.clone(),
-                    harness_is_client: true,
-                    captured: true,
-                    local: Some(c.client),
-                    peer: Some(c.server),
-                }],
-                events: evs
-                    .into_iter()
-                    .map(|(t, kind)| Event {
-                        t_us: t.saturating_sub(first).as_micros() as u64,
-                        conn: 0,
-                        kind,
-                    })
-                    .collect(),
-            };
-            self.cap.conversations.push(Conversation {
-                transport: c.transport,
-                client: c.client,
-                server: c.server,
-                protocol,
-                packets: c.packets,
-                truncated: c.truncated,
-                start_us: c.first_ts.as_micros() as u64,
-                dialogue,
-            });
-        }
         self.cap
+    }
+
+    /// A conversation as the caller sees it; `end` is the time its open streams end at.
+    fn complete(&self, mut c: Conv, end: Duration) -> Conversation {
+        let first = self.first.unwrap_or_default();
+        let mut evs = match c.transport {
+            Transport::Tcp => {
+                c.tcp.flush(end);
+                std::mem::take(&mut c.tcp.events)
+            }
+            Transport::Udp => std::mem::take(&mut c.udp),
+        };
+        if c.truncated {
+            evs.insert(
+                0,
+                (
+                    c.first_ts,
+                    EventKind::Note {
+                        text: "some packets were cut by the capture's snaplen".into(),
+                    },
+                ),
+            );
+        }
+        // Stable: per direction the reassembler already keeps times non-decreasing.
+        evs.sort_by_key(|(t, _)| *t);
+        let protocol = protocol_of(self.opts, &c, &evs);
+        let dialogue = Dialogue {
+            connections: vec![ConnInfo {
+                id: 0,
+                name: "c".into(),
+                transport: c.transport,
+                protocol: protocol.clone(),
+                harness_is_client: true,
+                captured: true,
+                local: Some(c.client),
+                peer: Some(c.server),
+            }],
+            events: evs
+                .into_iter()
+                .map(|(t, kind)| Event {
+                    t_us: t.saturating_sub(first).as_micros() as u64,
+                    conn: 0,
+                    kind,
+                })
+                .collect(),
+        };
+        Conversation {
+            number: c.number,
+            transport: c.transport,
+            client: c.client,
+            server: c.server,
+            protocol,
+            packets: c.packets,
+            truncated: c.truncated,
+            start_us: c.first_ts.as_micros() as u64,
+            dialogue,
+        }
     }
 }
 

@@ -238,6 +238,7 @@ mod tests {
         let a: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:12000".parse().unwrap();
         Conversation {
+            number: 1,
             transport: Transport::Tcp,
             client: a,
             server: b,
