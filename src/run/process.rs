@@ -572,11 +572,20 @@ if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(
 time.sleep(30)\n";
         let p = Program::spawn(&format!("exec python3 -c '{script}' {marker}"), &Sandbox::default()).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        // Both python processes and the orphan: wait (bounded) until the orphan exists.
-        while marked_and_zombies(&marker).0.len() < 2 && std::time::Instant::now() < deadline {
+        // Wait (bounded) for the orphan itself: a marked process adopted by us. Counting marked
+        // processes races with the middle child's exit (an exiting process has no command line).
+        let me = std::process::id() as i32;
+        let adopted = || {
+            let table = proc_table();
+            marked_and_zombies(&marker)
+                .0
+                .into_iter()
+                .any(|pid| table.get(&pid).is_some_and(|q| q.ppid == me && Some(pid) != p.pgid()))
+        };
+        while !adopted() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(marked_and_zombies(&marker).0.len() >= 2, "the program never forked");
+        assert!(adopted(), "no orphan was adopted: {:?}", marked_and_zombies(&marker));
         p.kill().await;
         let (live, zombies) = marked_and_zombies(&marker);
         assert!(live.is_empty(), "survivors: {live:?}");
