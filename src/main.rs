@@ -365,7 +365,7 @@ async fn cmd_run(args: RunArgs) -> i32 {
     reporters.extend(args.reports.iter().map(ReportSpec::reporter));
     let mut fan = Fanout(reporters);
     // Install the handlers before any target starts, so no signal can slip in between.
-    let interrupted = interrupted();
+    let interrupted = run::interrupted();
     tokio::pin!(interrupted);
     let summary = tokio::select! {
         biased;
@@ -390,28 +390,6 @@ async fn cmd_run(args: RunArgs) -> i32 {
         }
     }
     summary.exit_code()
-}
-
-/// Resolves on Ctrl-C or SIGTERM (a CI job being cancelled), naming the signal. The handlers are
-/// registered when this is called, not when the future is first polled.
-fn interrupted() -> impl std::future::Future<Output = &'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate()).ok();
-    let int = signal(SignalKind::interrupt()).ok();
-    async move {
-        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
-            match s {
-                Some(mut s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = wait(int) => "Ctrl-C",
-            _ = wait(term) => "SIGTERM",
-        }
-    }
 }
 
 fn cmd_list(names: &[String], format: &str) -> i32 {
@@ -499,7 +477,7 @@ async fn cmd_serve(name: Option<String>, port: u16, options: Vec<String>, list: 
         server.local_addr(),
         server.transport()
     );
-    let stop = interrupted();
+    let stop = run::interrupted();
     tokio::pin!(stop);
     loop {
         tokio::select! {

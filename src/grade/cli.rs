@@ -79,28 +79,6 @@ Examples:
   wirecheck grade ci/assignments/proxy.yaml --submissions class/ --shard 2/4 --out grades-2
   wirecheck merge grades-*/roster.json --out grades";
 
-/// Resolves on Ctrl-C or SIGTERM (a CI job cancelled, Gradescope's timeout), naming the signal;
-/// the handlers are registered when this is called, before any program starts.
-fn interrupted() -> impl std::future::Future<Output = &'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate()).ok();
-    let int = signal(SignalKind::interrupt()).ok();
-    async move {
-        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
-            match s {
-                Some(mut s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = wait(int) => "Ctrl-C",
-            _ = wait(term) => "SIGTERM",
-        }
-    }
-}
-
 fn load(path: &Path) -> Option<Assignment> {
     match assignment::load_file(path) {
         Ok(a) => Some(a),
@@ -246,7 +224,7 @@ async fn grade_one(a: &Assignment, args: &GradeArgs, submission: &Path) -> i32 {
             a.suites_sha256
         ));
     }
-    let interrupted = interrupted();
+    let interrupted = crate::run::interrupted();
     tokio::pin!(interrupted);
     let (g, code) = tokio::select! {
         biased;
@@ -316,7 +294,7 @@ async fn grade_many(a: &Assignment, args: &GradeArgs, dir: &Path) -> i32 {
         opts.seed,
         a.suites_sha256
     );
-    let interrupted = interrupted();
+    let interrupted = crate::run::interrupted();
     tokio::pin!(interrupted);
     let mut entries: Vec<Entry> = Vec::new();
     let mut failed_writes = false;
