@@ -314,6 +314,26 @@ impl Dialogue {
         out
     }
 
+    /// The transcript in a form that is the same on every run, for snapshots: each connection
+    /// (by name) and direction on its own, since the interleaving of connections and of the two
+    /// directions depends on scheduling; ports, dates, times, DNS ids, ETags and other
+    /// generated values replaced by placeholders.
+    pub fn stable_transcript(&self, proto: &dyn Protocol) -> String {
+        let mut groups: std::collections::BTreeMap<(String, &'static str), Vec<String>> = std::collections::BTreeMap::new();
+        for it in self.items(proto) {
+            let side = it.dir.map_or("events", Direction::arrow);
+            groups.entry((it.conn, side)).or_default().push(normalize(&it.text));
+        }
+        let mut s = String::new();
+        for ((conn, side), texts) in groups {
+            s.push_str(&format!("{conn} {side}\n"));
+            for t in texts {
+                s.push_str(&format!("  {}\n", t.replace('\n', "\n  ")));
+            }
+        }
+        s
+    }
+
     /// Renders the transcript, one line per item; `times` adds `+12.3ms` stamps.
     pub fn transcript(&self, proto: &dyn Protocol, times: bool) -> String {
         let mut s = String::new();
@@ -328,6 +348,38 @@ impl Dialogue {
         }
         s
     }
+}
+
+/// Replaces what differs from run to run (ports, dates, clock readings, generated ids) with placeholders.
+pub fn normalize(text: &str) -> String {
+    static RULES: std::sync::OnceLock<Vec<(regex::Regex, &'static str)>> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        [
+            (r"\b(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d+", "$1:PORT"),
+            (
+                r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d (GMT|[+-]\d{4})",
+                "DATE",
+            ),
+            (r"\b\d{1,2}-\w{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}", "DATE"),
+            // Seconds since the epoch with a fraction (the pinger's timestamps).
+            (r"\b1\d{9}\.\d+", "TIME"),
+            (r"\bid: \d+", "id: ID"),
+            (r"\b(UIDVALIDITY|APPENDUID|COPYUID) \d+", "$1 N"),
+            (r#"(?i)\b(ETag|If-None-Match|If-Match): (W/)?"[^"]*""#, r#"$1: "ETAG""#),
+            // A dig-style record's TTL counts down in a cache.
+            (r"(?m)^(\s*\S+\.)\s+\d+\s+(IN|CH|HS)\s", "$1 TTL $2 "),
+        ]
+        .into_iter()
+        .map(|(re, to)| (regex::Regex::new(re).expect("a valid pattern"), to))
+        .collect()
+    });
+    let mut out = text.to_string();
+    for (re, to) in rules {
+        if re.is_match(&out) {
+            out = re.replace_all(&out, *to).into_owned();
+        }
+    }
+    out
 }
 
 fn drain(buf: &mut Vec<u8>, codec: &mut dyn crate::proto::Codec, eof: bool, mut push: impl FnMut(What)) {
@@ -349,6 +401,21 @@ fn drain(buf: &mut Vec<u8>, codec: &mut dyn crate::proto::Codec, eof: bool, mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalize_replaces_what_changes_between_runs() {
+        let t = "Host: 127.0.0.1:40123\nDate: Sat, 21 Nov 2026 20:28:29 GMT\nETag: \"18ea-1fa\"\n\
+                 ;; id: 4711\n  www.example.test. 299 IN A 10.0.0.1\nPing 3 1795292919.843008\n* OK [UIDVALIDITY 1795292912]";
+        assert_eq!(
+            normalize(t),
+            "Host: 127.0.0.1:PORT\nDate: DATE\nETag: \"ETAG\"\n;; id: ID\n  www.example.test. TTL IN A 10.0.0.1\nPing 3 TIME\n* OK [UIDVALIDITY N]"
+        );
+        // What a case checks stays: status codes, sizes, names.
+        assert_eq!(
+            normalize("HTTP/1.1 304 Not Modified\nContent-Length: 506"),
+            "HTTP/1.1 304 Not Modified\nContent-Length: 506"
+        );
+    }
     use crate::proto;
 
     #[test]

@@ -46,11 +46,20 @@ fn run_case(suite: Arc<Suite>, index: usize) -> Result<(), Failed> {
     rt.block_on(async {
         let opts = RunOptions::default();
         let target = SuiteTarget::new(suite.clone(), TargetSpec::Reference, Duration::from_secs(10));
-        let (result, _) = run_one(&target, suite, index, &opts).await;
+        let (result, _) = run_one(&target, suite.clone(), index, &opts).await;
         target.stop().await;
-        match result.verdict {
-            Verdict::Pass => Ok(()),
-            _ => Err(Failed::from(failure_text(&result, false))),
+        if result.verdict != Verdict::Pass {
+            return Err(Failed::from(failure_text(&result, false)));
         }
+        // A change in what a reference server says shows up as a snapshot to review.
+        let proto = wirecheck::proto::find(&suite.protocol).ok_or("unknown protocol")?;
+        let text = result.dialogue.stable_transcript(proto);
+        let name = format!("{}__{}", suite.name, suite.cases[index].id);
+        std::panic::catch_unwind(|| insta::assert_snapshot!(name, text)).map_err(|_| {
+            Failed::from(format!(
+                "the transcript of {}::{} changed: review with `cargo insta review`",
+                suite.name, suite.cases[index].id
+            ))
+        })
     })
 }
