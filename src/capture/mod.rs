@@ -238,7 +238,8 @@ impl Decoder<'_> {
                 self.cap.skipped += 1;
                 return Ok(());
             }
-            Err(e) if cut => return self.cut_short(p, e),
+            // A cut frame is forgiven; a link type nobody can read is an error however short.
+            Err(e) if cut && packet::supported(p.linktype) => return self.cut_short(p, e),
             Err(e) => return Err(e),
         };
         let ip = match packet::ip(ip_bytes) {

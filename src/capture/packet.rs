@@ -49,6 +49,14 @@ fn by_ethertype(t: u16, rest: &[u8]) -> Link<'_> {
     }
 }
 
+/// Whether [`link`] understands `linktype`.
+pub fn supported(linktype: u32) -> bool {
+    matches!(
+        linktype,
+        LINK_ETHERNET | LINK_NULL | LINK_LOOP | LINK_RAW | LINK_IPV4 | LINK_IPV6 | LINK_SLL | LINK_SLL2
+    )
+}
+
 /// Strips the link header of `linktype` from `data`.
 pub fn link(linktype: u32, data: &[u8]) -> Result<Link<'_>, PacketError> {
     match linktype {
