@@ -330,8 +330,50 @@ pub fn sweep(root: i32, tag: &str, deadline: std::time::Instant) -> Vec<i32> {
             alive.sort_unstable();
             return alive;
         }
-        // SIGKILL is delivered asynchronously: give the victims a moment to die.
-        std::thread::sleep(Duration::from_millis(2));
+        // SIGKILL is delivered asynchronously: wait until the victims have died, then look again.
+        wait_exited(&alive, deadline);
+    }
+}
+
+/// Waits (until `deadline`) for the processes `pids` to exit, on pidfds: no polling interval.
+/// Where pidfds are missing (Linux before 5.3) it only yields, and the caller looks again.
+fn wait_exited(pids: &[i32], deadline: std::time::Instant) {
+    use nix::libc;
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    for &pid in pids {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        if fd >= 0 {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH) {
+            std::thread::yield_now();
+        }
+    }
+    // A pidfd is readable once its process has exited; wait until every one is.
+    while !fds.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n <= 0 {
+            break;
+        }
+        fds.retain(|p| {
+            let done = p.revents != 0;
+            if done {
+                // SAFETY: the descriptor was opened above and is closed once.
+                unsafe { libc::close(p.fd) };
+            }
+            !done
+        });
+    }
+    for p in fds {
+        // SAFETY: as above, each remaining descriptor is closed once.
+        unsafe { libc::close(p.fd) };
     }
 }
 
