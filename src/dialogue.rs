@@ -198,7 +198,9 @@ pub enum What {
     Undecodable(String, Vec<u8>),
     /// Bytes left unframed when the dialogue ended (the sender stopped mid-message).
     Incomplete(Vec<u8>),
-    /// Anything else (open, close, reset, gap, note), as the transcript shows it.
+    /// The sender closed its side (FIN).
+    Closed,
+    /// Anything else (open, reset, gap, note), as the transcript shows it.
     Event(String),
 }
 
@@ -209,6 +211,7 @@ impl Framed {
             What::Message(m) => m.summary.clone(),
             What::Undecodable(e, b) => format!("undecodable ({e}): \"{}\"", escape_bytes(b, 200)),
             What::Incomplete(b) => format!("incomplete: \"{}\"", escape_bytes(b, 200)),
+            What::Closed => "close".into(),
             What::Event(t) => t.clone(),
         }
     }
@@ -266,10 +269,7 @@ impl Dialogue {
                         }
                         continue;
                     }
-                    let other = match dir {
-                        Direction::ClientToServer => Direction::ServerToClient,
-                        Direction::ServerToClient => Direction::ClientToServer,
-                    };
+                    let other = dir.opposite();
                     streams
                         .entry((ev.conn, other))
                         .or_insert_with(|| (Vec::new(), proto.codec_on(other, Transport::Tcp)))
@@ -285,7 +285,7 @@ impl Dialogue {
                     if let Some((buf, codec)) = streams.get_mut(&(ev.conn, *dir)) {
                         drain(buf, codec.as_mut(), true, |w| push(Some(*dir), w));
                     }
-                    push(Some(*dir), What::Event("close".into()));
+                    push(Some(*dir), What::Closed);
                 }
                 EventKind::Reset => push(None, What::Event("reset".into())),
                 EventKind::Refused => push(None, What::Event("connection refused".into())),

@@ -613,7 +613,10 @@ async fn check_against_suite(args: &CheckArgs, name: &str, cap: &wirecheck::capt
     }
     // A case where the target also connects to the harness (a proxy to its origin) needs the
     // target's other side too, which a replay of one port cannot play.
-    if let Some(c) = chosen.iter().find(|c| listens(&c.steps)) {
+    if let Some(c) = chosen
+        .iter()
+        .find(|c| suite::any_step(&c.steps, &|k| matches!(k, suite::StepKind::Listen { .. })))
+    {
         eprintln!(
             "error: {}::{} has the target connect back to the harness (listen); such cases cannot be replayed from a capture, run them live",
             suite.name, c.id
@@ -641,17 +644,6 @@ async fn check_against_suite(args: &CheckArgs, name: &str, cap: &wirecheck::capt
         eprintln!("note: the case(s) opened {extra} connection(s) more than the capture holds; they got no answer");
     }
     summary.exit_code()
-}
-
-/// Whether any step (nested ones too) is a `listen`.
-fn listens(steps: &[suite::Step]) -> bool {
-    use suite::StepKind;
-    steps.iter().any(|s| match &s.kind {
-        StepKind::Listen { .. } => true,
-        StepKind::Parallel(branches) => branches.iter().any(|b| listens(b)),
-        StepKind::Repeat(r) => listens(&r.steps),
-        _ => false,
-    })
 }
 
 fn check_snapshot(snap: &std::path::Path, cap: &wirecheck::capture::Capture) -> i32 {

@@ -69,11 +69,7 @@ fn check_conversation(conv: &Conversation, side: Side) -> Checked {
     let frames = conv.dialogue.frames(proto);
     let mut violations = Vec::new();
     let mut messages = 0;
-    let closed = |dir: Direction| {
-        frames
-            .iter()
-            .any(|f| f.dir == Some(dir) && matches!(&f.what, What::Event(t) if t == "close"))
-    };
+    let closed = |dir: Direction| frames.iter().any(|f| f.dir == Some(dir) && matches!(f.what, What::Closed));
     let mut switched = false;
     for f in &frames {
         if switched {
@@ -120,7 +116,7 @@ fn check_conversation(conv: &Conversation, side: Side) -> Checked {
         .take_while(|f| !matches!(&f.what, What::Message(m) if proto.switches_protocol(m)))
         .filter_map(|f| match (&f.what, f.dir) {
             (What::Message(m), Some(d)) => Some(Exchange::Message(d, m)),
-            (What::Event(t), Some(d)) if t == "close" => Some(Exchange::Closed(d)),
+            (What::Closed, Some(d)) => Some(Exchange::Closed(d)),
             (What::Undecodable(..) | What::Incomplete(_), Some(d)) => Some(Exchange::Unframed(d)),
             _ => None,
         })

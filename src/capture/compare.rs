@@ -29,13 +29,6 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
-fn flip(d: Direction) -> Direction {
-    match d {
-        Direction::ClientToServer => Direction::ServerToClient,
-        Direction::ServerToClient => Direction::ClientToServer,
-    }
-}
-
 /// The live connection `i` as a dialogue of its own.
 fn live_part(live: &Dialogue, i: usize) -> Dialogue {
     Dialogue {
@@ -117,7 +110,7 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
                     Direction::ServerToClient => c.server,
                 }
             };
-            let orient = |d: Direction| if sender(d) == local { outgoing } else { flip(outgoing) };
+            let orient = |d: Direction| if sender(d) == local { outgoing } else { outgoing.opposite() };
             for e in &c.dialogue.events {
                 let t = c.start_us + e.t_us;
                 let kind = match &e.kind {
@@ -193,7 +186,7 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
             connections: vec![ConnInfo { id: 0, ..info.clone() }],
             events: kept,
         };
-        for dir in [outgoing, flip(outgoing)] {
+        for dir in [outgoing, outgoing.opposite()] {
             let a = messages(&mine, proto, dir);
             let b = messages(&wire, proto, dir);
             if a != b {

@@ -26,6 +26,14 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The other way.
+    pub fn opposite(self) -> Direction {
+        match self {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        }
+    }
+
     /// Arrow for transcripts.
     pub fn arrow(self) -> &'static str {
         match self {

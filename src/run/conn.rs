@@ -218,10 +218,7 @@ impl Conn {
                 }
             }
             Conn::Udp(u) => {
-                let out = match u.incoming {
-                    Direction::ServerToClient => Direction::ClientToServer,
-                    Direction::ClientToServer => Direction::ServerToClient,
-                };
+                let out = u.incoming.opposite();
                 let r = if u.connected {
                     u.sock.send(bytes).await
                 } else if let Some(peer) = u.peer {
@@ -386,10 +383,7 @@ impl Conn {
 
 impl TcpConn {
     fn incoming_opposite(&self) -> Direction {
-        match self.incoming {
-            Direction::ServerToClient => Direction::ClientToServer,
-            Direction::ClientToServer => Direction::ServerToClient,
-        }
+        self.incoming.opposite()
     }
 }
 

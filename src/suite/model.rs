@@ -187,6 +187,18 @@ pub enum StepKind {
     ExpectExit(ExitExpect),
 }
 
+/// Whether `pred` holds for any of `steps`, nested ones (parallel branches, repeat bodies) included.
+pub fn any_step(steps: &[Step], pred: &dyn Fn(&StepKind) -> bool) -> bool {
+    steps.iter().any(|s| {
+        pred(&s.kind)
+            || match &s.kind {
+                StepKind::Parallel(branches) => branches.iter().any(|b| any_step(b, pred)),
+                StepKind::Repeat(r) => any_step(&r.steps, pred),
+                _ => false,
+            }
+    })
+}
+
 /// A `repeat:` block.
 #[derive(Debug)]
 pub struct Repeat {
