@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::proto::Transport;
 use crate::proto::{escape_bytes, Direction, Frame, Protocol};
-use crate::suite::Transport;
 
 /// One connection (or UDP socket) of a dialogue.
 #[derive(Debug, Clone, Serialize)]

@@ -65,7 +65,7 @@ pub fn check(cap: &Capture, side: Side) -> Vec<Checked> {
 }
 
 fn check_conversation(conv: &Conversation, side: Side) -> Checked {
-    let proto = crate::proto::find(&conv.protocol).unwrap_or(&crate::proto::datagram::Datagram);
+    let proto = crate::proto::find_or_raw(&conv.protocol);
     let frames = conv.dialogue.frames(proto);
     let mut violations = Vec::new();
     let mut messages = 0;

@@ -59,7 +59,7 @@ fn messages(d: &Dialogue, proto: &dyn Protocol, dir: Direction) -> Vec<String> {
 pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
     let mut out = Vec::new();
     for (i, info) in live.connections.iter().enumerate() {
-        let proto = crate::proto::find(&info.protocol).unwrap_or(&crate::proto::datagram::Datagram);
+        let proto = crate::proto::find_or_raw(&info.protocol);
         let mine = live_part(live, i);
         let mut report = |text: String| {
             out.push(Mismatch {
@@ -222,7 +222,7 @@ fn first_difference(dir: Direction, live: &[String], wire: &[String]) -> String 
 mod tests {
     use super::*;
     use crate::capture::Conversation;
-    use crate::suite::Transport;
+    use crate::proto::Transport;
 
     fn addr(p: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], p))

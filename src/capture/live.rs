@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::dialogue::Dialogue;
-use crate::suite::Transport;
+use crate::proto::Transport;
 
 use super::file::RawPacket;
 use super::packet;

@@ -21,8 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::dialogue::{ConnInfo, Dialogue, Event, EventKind};
-use crate::proto::Direction;
-use crate::suite::Transport;
+use crate::proto::{self, Direction, Transport};
 
 pub use file::{FileError, RawPacket};
 
@@ -52,18 +51,6 @@ impl Options {
     fn user(&self, port: u16) -> Option<&str> {
         self.ports.iter().find(|(n, _)| *n == port).map(|(_, p)| p.as_str())
     }
-}
-
-/// The protocol usually spoken on a server port.
-pub fn well_known(port: u16) -> Option<&'static str> {
-    Some(match port {
-        80 | 8080 | 8000 => "http",
-        25 | 587 | 2525 => "smtp",
-        110 => "pop3",
-        143 => "imap",
-        53 => "dns",
-        _ => return None,
-    })
 }
 
 /// One conversation of a capture.
@@ -106,7 +93,7 @@ impl Conversation {
 
     /// The transcript, framed with the conversation's protocol.
     pub fn transcript(&self) -> String {
-        let proto = crate::proto::find(&self.protocol).unwrap_or(&crate::proto::datagram::Datagram);
+        let proto = proto::find_or_raw(&self.protocol);
         self.dialogue.transcript(proto, false)
     }
 }
@@ -400,7 +387,7 @@ impl Decoder<'_> {
     fn server_score(&self, port: u16) -> u32 {
         let class = if self.opts.user(port).is_some() {
             3
-        } else if well_known(port).is_some() {
+        } else if proto::by_port(port).is_some() {
             2
         } else if port < 1024 {
             1
@@ -521,80 +508,29 @@ impl Decoder<'_> {
 
 /// The protocol a conversation is framed with: `--port`, else the well-known port, else a guess.
 fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> String {
-    {
-        let (s, cl) = (c.server.port(), c.client.port());
-        if let Some(p) = opts.user(s).or_else(|| opts.user(cl)) {
-            return p.to_string();
-        }
-        if let Some(p) = well_known(s).or_else(|| well_known(cl)) {
-            return p.to_string();
-        }
-        let first_of = |want: Direction| {
-            evs.iter().find_map(|(_, e)| match e {
-                EventKind::Data { dir, bytes } if *dir == want => Some(bytes.as_slice()),
-                _ => None,
-            })
-        };
-        if let Some(p) = guess(
-            c.transport,
-            first_of(Direction::ClientToServer),
-            first_of(Direction::ServerToClient),
-        ) {
-            return p.into();
-        }
-        if c.transport == Transport::Udp {
-            return "datagram".into();
-        }
-        let first = evs.iter().find_map(|(_, e)| match e {
-            EventKind::Data { bytes, .. } => Some(bytes.as_slice()),
+    let (s, cl) = (c.server.port(), c.client.port());
+    if let Some(p) = opts.user(s).or_else(|| opts.user(cl)) {
+        return p.to_string();
+    }
+    if let Some(p) = proto::by_port(s).or_else(|| proto::by_port(cl)) {
+        return p.name().to_string();
+    }
+    let first_of = |want: Direction| {
+        evs.iter().find_map(|(_, e)| match e {
+            EventKind::Data { dir, bytes } if *dir == want => Some(bytes.as_slice()),
             _ => None,
-        });
-        match first {
-            Some(b) if looks_like_text(b) => {
-                if b.windows(2).any(|w| w == b"\r\n") {
-                    "line-crlf".into()
-                } else {
-                    "line".into()
-                }
-            }
-            _ => "datagram".into(),
-        }
-    }
-}
-
-/// The protocol the first bytes each way look like (on a port that says nothing).
-fn guess(t: Transport, client: Option<&[u8]>, server: Option<&[u8]>) -> Option<&'static str> {
-    let c = client.unwrap_or_default();
-    let s = server.unwrap_or_default();
-    if t == Transport::Udp {
-        // A DNS header whose question count is 1 and which the codec frames as a query.
-        let dns = crate::proto::find("dns")?;
-        let is_query = c.len() >= 12 && c[2] & 0x80 == 0 && c[4..6] == [0, 1];
-        let framed = matches!(
-            dns.codec_on(Direction::ClientToServer, Transport::Udp).decode(c, true),
-            Ok(crate::proto::Frame::Message(..))
-        );
-        return (is_query && framed).then_some("dns");
-    }
-    let starts = |b: &[u8], p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
-    let request_line = c.iter().position(|&b| b == b'\n').map(|n| &c[..n]).unwrap_or(c);
-    if starts(s, b"HTTP/1.") || request_line.windows(7).any(|w| w == b" HTTP/1") {
-        return Some("http");
-    }
-    if starts(s, b"220") && (starts(c, b"EHLO") || starts(c, b"HELO")) {
-        return Some("smtp");
-    }
-    if starts(s, b"+OK") {
-        return Some("pop3");
-    }
-    if starts(s, b"* OK") || starts(s, b"* PREAUTH") {
-        return Some("imap");
-    }
-    None
-}
-
-/// Whether the first bytes of a stream look like a text protocol.
-fn looks_like_text(b: &[u8]) -> bool {
-    let head = &b[..b.len().min(256)];
-    !head.is_empty() && std::str::from_utf8(head).is_ok_and(|s| s.chars().all(|c| !c.is_control() || matches!(c, '\r' | '\n' | '\t')))
+        })
+    };
+    let first = evs.iter().find_map(|(_, e)| match e {
+        EventKind::Data { bytes, .. } => Some(bytes.as_slice()),
+        _ => None,
+    });
+    proto::identify(
+        c.transport,
+        first_of(Direction::ClientToServer),
+        first_of(Direction::ServerToClient),
+        first,
+    )
+    .name()
+    .to_string()
 }

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::dialogue::EventKind;
 use crate::proto::Direction;
-use crate::suite::Transport;
+use crate::proto::Transport;
 
 use super::Conversation;
 

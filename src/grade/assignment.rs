@@ -10,7 +10,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::run::sandbox::Limits;
-use crate::suite::{self, Data, Diagnostic, LoadCx, Loc, Node, SourceFile, Suite, SuiteErrors};
+use crate::suite::{self, Suite};
+use crate::syntax::{self, Data, Diagnostic, LoadCx, Loc, Node, SourceFile, SuiteErrors};
 
 /// Who may see a case's details (Gradescope's values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -228,7 +229,7 @@ pub fn load_str(path: &Path, text: String) -> Result<Assignment, SuiteErrors> {
         text,
     });
     let mut cx = LoadCx::new(source.clone());
-    let root = match suite::yaml::parse(&source.text) {
+    let root = match syntax::yaml::parse(&source.text) {
         Ok(n) => n,
         Err((loc, msg)) => {
             let mut d = diag(&source, loc, format!("YAML syntax: {msg}"));

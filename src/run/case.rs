@@ -17,6 +17,7 @@ use super::target::Launcher;
 use crate::dialogue::{ConnInfo, EventKind, Recorder};
 use crate::proto::{escape_bytes, Level, Protocol, RenderCx};
 use crate::suite::*;
+use crate::syntax::unescape;
 
 /// Why a case failed: the step, what was expected and what came.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -2,9 +2,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::diagnostic::{did_you_mean, Diagnostic};
 use super::model::*;
-use super::template::Template;
+use crate::proto::Transport;
+use crate::syntax::Template;
+use crate::syntax::{did_you_mean, Diagnostic, Loc};
 
 /// Variables every case has.
 pub const BUILTIN_VARS: &[&str] = &["target.host", "target.port", "suite", "case"];

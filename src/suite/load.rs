@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::diagnostic::{did_you_mean, Diagnostic, SuiteErrors};
 use super::model::*;
-use super::template::Template;
-use super::yaml::{self, Data, Node};
-use crate::proto;
+use crate::proto::{self, Transport};
+use crate::syntax::yaml::{self, Data, Node};
+use crate::syntax::{did_you_mean, first_line, parse_hex, unescape, Diagnostic, Fields, LoadCx, Loc, SourceFile, SuiteErrors};
 
 /// Every step keyword, for suggestions and the README.
 pub const STEP_KEYWORDS: &[&str] = &[
@@ -81,43 +80,23 @@ pub fn load_str(path: &Path, text: String) -> Result<Suite, SuiteErrors> {
         path: path.to_path_buf(),
         text,
     });
-    let mut ld = LoadCx {
-        source: source.clone(),
-        errors: Vec::new(),
-    };
+    let mut ld = LoadCx::new(source.clone());
     let root = match yaml::parse(&source.text) {
         Ok(n) => n,
         Err((loc, msg)) => {
             ld.err_at(loc, format!("YAML syntax: {msg}"), None);
-            return Err(SuiteErrors(ld.errors));
+            return Err(SuiteErrors(ld.into_errors()));
         }
     };
     let suite = ld.suite(&root);
     if let Some(suite) = &suite {
-        ld.errors.extend(super::lint::lint(suite));
+        for d in super::lint::lint(suite) {
+            ld.push(d);
+        }
     }
     match suite {
-        Some(s) if ld.errors.is_empty() => Ok(s),
-        _ => Err(SuiteErrors(ld.errors)),
-    }
-}
-
-/// Loading context: the file and the problems found so far; protocol plug-ins parse their
-/// structured steps with its helpers so their errors point into the suite too.
-pub struct LoadCx {
-    source: Arc<SourceFile>,
-    errors: Vec<Diagnostic>,
-}
-
-/// A mapping whose keys were checked against a known list.
-pub struct Fields<'a> {
-    pairs: &'a [(Node, Node)],
-}
-
-impl<'a> Fields<'a> {
-    /// The value of `key`, if present.
-    pub fn get(&self, key: &str) -> Option<&'a Node> {
-        self.pairs.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        Some(s) if ld.error_count() == 0 => Ok(s),
+        _ => Err(SuiteErrors(ld.into_errors())),
     }
 }
 
@@ -147,139 +126,6 @@ impl StepCtx {
 }
 
 impl LoadCx {
-    /// A context for another YAML file that shares these helpers and their `file:line:col`
-    /// errors (the grader's assignment files).
-    pub fn new(source: Arc<SourceFile>) -> LoadCx {
-        LoadCx {
-            source,
-            errors: Vec::new(),
-        }
-    }
-
-    /// The problems found so far, in the order found.
-    pub fn into_errors(self) -> Vec<Diagnostic> {
-        self.errors
-    }
-
-    /// How many problems were found so far.
-    pub fn error_count(&self) -> usize {
-        self.errors.len()
-    }
-
-    /// The suite file being loaded (file references are relative to its folder).
-    pub fn source(&self) -> &SourceFile {
-        &self.source
-    }
-
-    fn err_at(&mut self, loc: Loc, message: String, help: Option<String>) {
-        self.errors.push(Diagnostic {
-            source: self.source.clone(),
-            loc,
-            message,
-            help,
-        });
-    }
-
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn err(&mut self, node: &Node, message: impl Into<String>) {
-        self.err_at(node.loc, message.into(), None);
-    }
-
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn err_help(&mut self, node: &Node, message: impl Into<String>, help: impl Into<String>) {
-        self.err_at(node.loc, message.into(), Some(help.into()));
-    }
-
-    /// Checks `node` is a mapping with only `known` keys; unknown ones get a suggestion.
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn fields<'a>(&mut self, node: &'a Node, known: &[&str], what: &str) -> Option<Fields<'a>> {
-        let Data::Map(pairs) = &node.data else {
-            self.err(node, format!("{what} must be a mapping, found {}", node.kind()));
-            return None;
-        };
-        for (k, _) in pairs {
-            let name = k.as_str().unwrap_or("");
-            if !known.contains(&name) {
-                let help = did_you_mean(name, known.iter().copied()).unwrap_or_else(|| format!("{what} takes: {}", known.join(", ")));
-                self.err_help(k, format!("unknown key '{name}' in {what}"), help);
-            }
-        }
-        Some(Fields { pairs })
-    }
-
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match node.as_str() {
-            Some(s) => Some(s.to_string()),
-            None => {
-                self.err(node, format!("{what} must be a text value, found {}", node.kind()));
-                None
-            }
-        }
-    }
-
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
-        let s = self.string(node, what)?;
-        match Template::parse(&s) {
-            Ok(t) => Some(t),
-            Err((_, msg)) => {
-                self.err(node, msg);
-                None
-            }
-        }
-    }
-
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match node.as_str() {
-            Some("true" | "yes") => Some(true),
-            Some("false" | "no") => Some(false),
-            _ => {
-                self.err(node, format!("{what} must be true or false"));
-                None
-            }
-        }
-    }
-
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn number<T: std::str::FromStr>(&mut self, node: &Node, what: &str) -> Option<T> {
-        match node.as_str().and_then(|s| s.parse().ok()) {
-            Some(v) => Some(v),
-            None => {
-                self.err(node, format!("{what} must be a number"));
-                None
-            }
-        }
-    }
-
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
-        match node.as_str().map(parse_duration) {
-            Some(Ok(d)) => Some(d),
-            Some(Err(e)) => {
-                self.err_help(node, format!("{what}: {e}"), "write a duration like 300ms, 2s or 1.5s");
-                None
-            }
-            None => {
-                self.err(node, format!("{what} must be a duration like 300ms or 2s"));
-                None
-            }
-        }
-    }
-
-    /// See the module docs: a helper for protocol plug-ins.
-    pub fn regex(&mut self, node: &Node) -> Option<Template> {
-        let t = self.template(node, "regex")?;
-        // Variables are filled in at run time; check the pattern with a stand-in value now.
-        let probe: super::template::Vars = t.vars().map(|v| (v.to_string(), "x".to_string())).collect();
-        if let Err(e) = Regex::new(&t.render_regex(&probe).unwrap_or_default()) {
-            self.err_help(node, "invalid regex", first_line(&e.to_string()));
-            return None;
-        }
-        Some(t)
-    }
-
     fn suite(&mut self, root: &Node) -> Option<Suite> {
         let f = self.fields(root, SUITE_KEYS, "the suite")?;
         let name = match f.get("suite") {
@@ -381,7 +227,7 @@ impl LoadCx {
             reference_options,
             timeout,
             cases,
-            source: self.source.clone(),
+            source: self.source_arc(),
         })
     }
 
@@ -835,9 +681,9 @@ impl LoadCx {
             }
             Data::Map(pairs) => {
                 let p = ctx.step_proto();
-                let structured = p.send_keys();
+                let structured = p.steps().send_keys();
                 if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
-                    return p.parse_send(v, self).map(|s| Payload::Structured(Arc::from(s)));
+                    return p.steps().parse_send(v, self).map(|s| Payload::Structured(Arc::from(s)));
                 }
                 let mut known = vec!["line", "lines", "raw", "hex", "fill", "size", "pieces"];
                 known.extend_from_slice(structured);
@@ -959,9 +805,9 @@ impl LoadCx {
             }
             Data::Map(pairs) => {
                 let p = ctx.step_proto();
-                let structured = p.expect_keys();
+                let structured = p.steps().expect_keys();
                 if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
-                    let spec = p.parse_expect(v, self)?;
+                    let spec = p.steps().parse_expect(v, self)?;
                     return Some(plain(ExpectWhat::Structured(spec)));
                 }
                 let mut known = EXPECT_KEYS.to_vec();
@@ -1059,82 +905,16 @@ impl LoadCx {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().last().unwrap_or(s).trim().to_string()
-}
-
 fn valid_tag(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-/// Parses `300ms`, `2s`, `1.5s`, `2m`, `250us`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "us" | "µs" => n / 1_000_000.0,
-        "" => return Err(format!("'{s}' has no unit")),
-        u => return Err(format!("unknown unit '{u}'")),
-    };
-    if !(0.0..=86_400.0).contains(&secs) {
-        return Err(format!("'{s}' is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Resolves `\r \n \t \0 \\ \xHH` in raw payloads.
-pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut buf = [0; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        match chars.next() {
-            Some('r') => out.push(b'\r'),
-            Some('n') => out.push(b'\n'),
-            Some('t') => out.push(b'\t'),
-            Some('0') => out.push(0),
-            Some('\\') => out.push(b'\\'),
-            Some('x') => {
-                let h: String = chars.by_ref().take(2).collect();
-                let b = u8::from_str_radix(&h, 16).map_err(|_| format!("bad escape '\\x{h}'"))?;
-                out.push(b);
-            }
-            Some(o) => return Err(format!("unknown escape '\\{o}'")),
-            None => return Err("a lone '\\' at the end".into()),
-        }
-    }
-    Ok(out)
-}
-
-/// Parses hex digits, ignoring spaces, colons and newlines.
-pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let digits: Vec<u8> = s.bytes().filter(|b| !matches!(b, b' ' | b':' | b'\n' | b'\t')).collect();
-    if digits.len() % 2 != 0 {
-        return Err("an odd number of hex digits".into());
-    }
-    digits
-        .chunks(2)
-        .map(|p| {
-            let pair = String::from_utf8_lossy(p);
-            u8::from_str_radix(&pair, 16).map_err(|_| format!("'{pair}' is not a hex byte"))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syntax::parse_duration;
 
     fn load(text: &str) -> Result<Suite, String> {
         load_str(Path::new("suites/t.yaml"), text.to_string()).map_err(|e| e.to_string())
@@ -1174,6 +954,16 @@ mod tests {
         assert!(e.contains("did you mean 'title'?"), "{e}");
         let e = load("suite: t\nprotocl: line\ncases: []\n").unwrap_err();
         assert!(e.contains("did you mean 'protocol'?"), "{e}");
+    }
+
+    #[test]
+    fn templates_inside_structured_steps_are_linted() {
+        // The IMAP vocabulary declares ${m}; the linter sees it used before anything sets it.
+        let e = load(
+            "suite: t\nprotocol: imap\ncases:\n  - id: a\n    steps:\n      - connect: c\n      - expect: { status: OK, untagged: [{ fetch: '${m}', items: { UID: { capture: uid } } }] }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("${m}") || e.contains("'m'"), "{e}");
     }
 
     #[test]

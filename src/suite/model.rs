@@ -1,34 +1,13 @@
 //! The suite model: what a YAML suite says, with the location of every step.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
 
-use super::template::Template;
-
-/// A suite file's path (as the user named it) and text, kept for error snippets.
-#[derive(Debug)]
-pub struct SourceFile {
-    /// Path as shown to the user (relative where possible).
-    pub path: PathBuf,
-    /// The whole file.
-    pub text: String,
-}
-
-/// A position in a suite file: 1-based line and column (in characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct Loc {
-    /// 1-based line.
-    pub line: u32,
-    /// 1-based column, in characters.
-    pub col: u32,
-    /// Length of the marked text in characters (at least 1 when shown).
-    #[serde(skip)]
-    pub len: u32,
-}
+use crate::proto::Transport;
+use crate::syntax::{Loc, SourceFile, Template};
 
 /// Which side the harness plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -38,25 +17,6 @@ pub enum Role {
     Server,
     /// The target is a client; the harness is its server.
     Client,
-}
-
-/// Transport of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// A TCP byte stream.
-    Tcp,
-    /// UDP datagrams.
-    Udp,
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        })
-    }
 }
 
 /// One loaded suite.

@@ -37,11 +37,11 @@
 //! one built from the received message with every checked field replaced by what was expected;
 //! the lines that differ start with `>>`.
 
+use super::codec::{for_transport, DnsFrame};
 use super::text::{self, parse_name, parse_record, type_name, RecordSpec, SECTIONS};
 use super::wire::{DnsMessage, Edns, Name, Question, Record, CLASS_IN};
-use super::{for_transport, DnsFrame};
-use crate::proto::{Message, Mismatch, RenderCx, StructuredExpect, StructuredSend};
-use crate::suite::{Data, LoadCx, Node, Template, Vars};
+use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
+use crate::syntax::{Data, LoadCx, Node, Template, Vars};
 
 /// Keys of a structured DNS send.
 pub const SEND_KEYS: &[&str] = &["query", "response"];
@@ -115,7 +115,7 @@ fn val<T>(node: &Node, what: &str, parse: fn(&str) -> Result<T, String>, cx: &mu
 }
 
 fn opt_val<T>(
-    f: &crate::suite::Fields,
+    f: &crate::syntax::Fields,
     key: &str,
     parse: fn(&str) -> Result<T, String>,
     cx: &mut LoadCx,
@@ -247,7 +247,7 @@ impl QSpec {
 const TYPE_HELP: &str = "a type like A, AAAA, MX, TXT or TYPE99";
 const NAME_HELP: &str = "a name like www.example.test (the trailing dot is optional)";
 
-fn qspec(f: &crate::suite::Fields, node: &Node, cx: &mut LoadCx) -> Option<QSpec> {
+fn qspec(f: &crate::syntax::Fields, node: &Node, cx: &mut LoadCx) -> Option<QSpec> {
     let Some(name) = f.get("name") else {
         cx.err_help(node, "a question needs 'name'", "e.g. { name: www.example.test, type: A }");
         return None;
@@ -276,6 +276,24 @@ struct DnsSend {
     question: Option<QSpec>,
     sections: [Vec<Val<RecordSpec>>; 3],
     edns: Option<EdnsSend>,
+}
+
+/// The structured `send:`/`expect:` keys of DNS.
+pub struct DnsSteps;
+
+impl Steps for DnsSteps {
+    fn send_keys(&self) -> &'static [&'static str] {
+        SEND_KEYS
+    }
+    fn expect_keys(&self) -> &'static [&'static str] {
+        EXPECT_KEYS
+    }
+    fn parse_send(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
+        parse_send(node, cx)
+    }
+    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+        parse_expect(node, cx)
+    }
 }
 
 /// Parses `send: { query: {..} }` or `send: { response: {..} }`.
@@ -579,7 +597,7 @@ fn capture_part(node: &Node, cx: &mut LoadCx) -> Option<Part> {
     part
 }
 
-fn qcheck(qf: &crate::suite::Fields, cx: &mut LoadCx) -> Option<QCheck> {
+fn qcheck(qf: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<QCheck> {
     Some(QCheck {
         name: opt_val(qf, "name", p_name, cx, NAME_HELP)?,
         qtype: opt_val(qf, "type", p_type, cx, TYPE_HELP)?,
@@ -1222,33 +1240,47 @@ impl StructuredExpect for DnsExpect {
 mod tests {
     use super::super::wire::emit;
     use super::*;
+    use crate::proto::Transport;
     use crate::proto::{Codec, Direction, Frame};
-    use crate::suite::Transport;
 
-    fn load(yaml: &str) -> Result<crate::suite::Suite, String> {
-        crate::suite::load_str(std::path::Path::new("suites/t.yaml"), yaml.to_string()).map_err(|e| e.to_string())
+    use crate::proto::steps::testing;
+
+    /// The structured steps of a list of `- send: ...` / `- expect: ...` lines, at the indexes a
+    /// case gives them after its `connect` (index 0).
+    #[derive(Debug)]
+    struct Parsed(Vec<Option<Parsed1>>);
+    #[derive(Debug)]
+    enum Parsed1 {
+        Send(std::sync::Arc<dyn StructuredSend>),
+        Expect(Box<dyn StructuredExpect>),
     }
 
-    fn suite(steps: &str) -> Result<crate::suite::Suite, String> {
-        load(&format!(
-            "suite: t\nprotocol: dns\ncases:\n  - id: a\n    steps:\n      - connect: c\n{steps}"
-        ))
+    fn suite(steps: &str) -> Result<Parsed, String> {
+        let mut out = vec![None];
+        for line in steps.lines() {
+            let line = line.trim_start().trim_start_matches("- ");
+            if let Some(y) = line.strip_prefix("send: ") {
+                out.push(Some(Parsed1::Send(std::sync::Arc::from(testing::send(&DnsSteps, y)?))));
+            } else if let Some(y) = line.strip_prefix("expect: ") {
+                out.push(Some(Parsed1::Expect(testing::expect(&DnsSteps, y)?)));
+            } else {
+                return Err(format!("not a send or expect step: {line}"));
+            }
+        }
+        Ok(Parsed(out))
     }
 
-    fn send_of(s: &crate::suite::Suite, i: usize) -> std::sync::Arc<dyn StructuredSend> {
-        match &s.cases[0].steps[i].kind {
-            crate::suite::StepKind::Send(crate::suite::Payload::Structured(st)) => st.clone(),
-            k => panic!("{k:?}"),
+    fn send_of(s: &Parsed, i: usize) -> std::sync::Arc<dyn StructuredSend> {
+        match &s.0[i] {
+            Some(Parsed1::Send(st)) => st.clone(),
+            _ => panic!("step {i} is not a send"),
         }
     }
 
-    fn expect_of(s: &crate::suite::Suite, i: usize) -> &dyn StructuredExpect {
-        match &s.cases[0].steps[i].kind {
-            crate::suite::StepKind::Expect(crate::suite::Expect {
-                what: crate::suite::ExpectWhat::Structured(e),
-                ..
-            }) => e.as_ref(),
-            k => panic!("{k:?}"),
+    fn expect_of(s: &Parsed, i: usize) -> &dyn StructuredExpect {
+        match &s.0[i] {
+            Some(Parsed1::Expect(e)) => e.as_ref(),
+            _ => panic!("step {i} is not an expect"),
         }
     }
 
@@ -1261,7 +1293,7 @@ mod tests {
     }
 
     fn decode(bytes: &[u8], dir: Direction) -> Message {
-        let mut c = super::super::DnsCodec::new(dir, Transport::Udp);
+        let mut c = crate::proto::dns::DnsCodec::new(dir, Transport::Udp);
         match c.decode(bytes, true).unwrap() {
             Frame::Message(m, _) => m,
             Frame::Incomplete => panic!(),
@@ -1448,7 +1480,7 @@ mod tests {
     #[test]
     fn load_errors_point_at_the_value() {
         let e = suite("      - send: { query: { name: www.example.test, type: AX } }\n").unwrap_err();
-        assert!(e.contains("7:56: error: type: 'AX' is not a record type"), "{e}");
+        assert!(e.contains("t.yaml:1:42: error: type: 'AX' is not a record type"), "{e}");
         let e = suite("      - expect: { answer: [\"www.example.test. 300 IN A 1.2.3\"] }\n").unwrap_err();
         assert!(e.contains("is not an IPv4 address"), "{e}");
         let e = suite("      - expect: { rcode: NXDOMIAN }\n").unwrap_err();

@@ -364,7 +364,7 @@ fn rdata_from(rt: u16, class: u16, args: &[&str]) -> Result<RData, String> {
     if args.first() == Some(&"\\#") {
         let len: usize = num(args.get(1).ok_or("'\\#' needs a length")?, "the RDATA length")?;
         let hex: String = args[2..].concat();
-        let bytes = crate::suite::parse_hex(&hex)?;
+        let bytes = crate::syntax::parse_hex(&hex)?;
         if bytes.len() != len {
             return Err(format!("'\\# {len}' but {} bytes of hex follow", bytes.len()));
         }

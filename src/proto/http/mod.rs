@@ -1,83 +1,18 @@
 //! HTTP/1.x (RFC 9110, 9112): the codec, and structured `send`/`expect` for suites.
 
+pub mod codec;
 pub mod parse;
-mod steps;
+pub mod rules;
+pub mod steps;
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-
-use sha2::{Digest, Sha256};
-
-use super::{
-    escape_bytes, Codec, CodecError, Direction, Exchange, Finding, Frame, Level, Message, Protocol, StructuredExpect, StructuredSend,
-};
-use crate::suite::{LoadCx, Node, Transport};
+use crate::proto::{Codec, Direction, Exchange, Finding, Message, Protocol, Steps, Transport};
+pub use codec::{body_summary, render, sha256_hex, start_line, HttpCodec};
 pub use parse::{Framing, HttpMessage, StartLine};
 
 /// The `http` protocol.
 pub struct Http;
 
 impl Protocol for Http {
-    fn switches_protocol(&self, m: &Message) -> bool {
-        // 101 Switching Protocols (RFC 9110 §15.2.2), or the HTTP/2 preface a client with prior
-        // knowledge opens with (RFC 9113 §3.4): HTTP/2 frames follow, which this codec does not frame.
-        m.text == "PRI * HTTP/2.0"
-            || m.detail
-                .as_ref()
-                .and_then(|d| d.downcast_ref::<parse::HttpMessage>())
-                .and_then(|h| h.status())
-                == Some(101)
-    }
-
-    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
-        let mut out = Vec::new();
-        // Totals, not running counts: a request head answered before its body (an error, or
-        // 100-continue refused) only frames once the body or the close arrives.
-        let (mut requests, mut finals) = (0usize, Vec::new());
-        let (mut client_closed, mut server_closed_early) = (false, None);
-        for ex in conv {
-            match ex {
-                // A malformed or unfinished request may still be answered (400, 405, 413 ...).
-                Exchange::Message(Direction::ClientToServer, _) | Exchange::Unframed(Direction::ClientToServer) => requests += 1,
-                Exchange::Message(Direction::ServerToClient, m) => {
-                    let status = m
-                        .detail
-                        .as_ref()
-                        .and_then(|d| d.downcast_ref::<parse::HttpMessage>())
-                        .and_then(|h| h.status());
-                    // 1xx responses are interim: the request still gets its final one.
-                    if status.is_some_and(|s| !(100..200).contains(&s) || s == 101) {
-                        finals.push(m.text.clone());
-                    }
-                }
-                Exchange::Closed(Direction::ClientToServer) => client_closed = true,
-                Exchange::Closed(Direction::ServerToClient) if !client_closed && server_closed_early.is_none() => {
-                    server_closed_early = Some((requests, finals.len()));
-                }
-                _ => {}
-            }
-        }
-        if finals.len() > requests {
-            out.push(Finding {
-                level: Level::Must,
-                rule: "RFC 9110 §15, RFC 9112 §9.3.2",
-                text: format!(
-                    "{} final responses to {requests} request(s): \"{}\" answers none",
-                    finals.len(),
-                    finals[requests]
-                ),
-            });
-        }
-        if let Some((asked, answered)) = server_closed_early.filter(|(a, n)| n < a) {
-            out.push(Finding {
-                level: Level::Should,
-                rule: "RFC 9112 §9.6",
-                text: format!("the server closed with {} of {asked} request(s) unanswered", asked - answered),
-            });
-        }
-        out
-    }
-
     fn name(&self) -> &'static str {
         "http"
     }
@@ -90,281 +25,21 @@ impl Protocol for Http {
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         Box::new(HttpCodec::new(dir == Direction::ClientToServer))
     }
-    fn send_keys(&self) -> &'static [&'static str] {
-        steps::SEND_KEYS
+    fn steps(&self) -> &'static dyn Steps {
+        &steps::HttpSteps
     }
-    fn expect_keys(&self) -> &'static [&'static str] {
-        steps::EXPECT_KEYS
+    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        rules::conversation(conv)
     }
-    fn parse_send(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
-        steps::parse_send(node, cx)
+    fn switches_protocol(&self, m: &Message) -> bool {
+        rules::switches_protocol(m)
     }
-    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
-        steps::parse_expect(node, cx)
+    fn ports(&self) -> &'static [u16] {
+        &[80, 8080, 8000]
     }
-}
-
-/// Frames requests (client to server) or responses (server to client).
-pub struct HttpCodec {
-    request: bool,
-    /// Methods of requests sent the other way and not yet answered (a HEAD response has no body).
-    pending: VecDeque<String>,
-    peer_buf: Vec<u8>,
-}
-
-impl HttpCodec {
-    /// A codec for requests (`request`) or responses.
-    pub fn new(request: bool) -> HttpCodec {
-        HttpCodec {
-            request,
-            pending: VecDeque::new(),
-            peer_buf: Vec::new(),
-        }
-    }
-}
-
-impl Codec for HttpCodec {
-    fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
-        let Some(mut head) = parse::parse_head(buf, self.request)? else {
-            if eof && buf.iter().any(|b| !b.is_ascii_whitespace()) {
-                return Err(CodecError {
-                    offset: buf.len(),
-                    reason: "the connection closed in the middle of a message head".into(),
-                });
-            }
-            return Ok(Frame::Incomplete);
-        };
-        let head_request = !self.request && self.pending.front().is_some_and(|m| m == "HEAD");
-        let framing = parse::framing(&mut head, self.request, head_request)?;
-        let rest = &buf[head.len..];
-        let (body, trailers, used) = match framing {
-            Framing::None => (Vec::new(), Vec::new(), 0),
-            Framing::Length(n) if rest.len() >= n => (rest[..n].to_vec(), Vec::new(), n),
-            Framing::Length(n) => {
-                if eof {
-                    return Err(CodecError {
-                        offset: buf.len(),
-                        reason: format!(
-                            "the connection closed after {} of the {n} body bytes Content-Length announced",
-                            rest.len()
-                        ),
-                    });
-                }
-                return Ok(Frame::Incomplete);
-            }
-            Framing::Chunked => match parse::dechunk(rest).map_err(|e| CodecError {
-                offset: head.len + e.offset,
-                reason: e.reason,
-            })? {
-                Some((b, t, used)) => (b, t, used),
-                None if eof => {
-                    return Err(CodecError {
-                        offset: buf.len(),
-                        reason: "the connection closed before the last chunk".into(),
-                    })
-                }
-                None => return Ok(Frame::Incomplete),
-            },
-            Framing::Close if eof => (rest.to_vec(), Vec::new(), rest.len()),
-            Framing::Close => {
-                if rest.len() > parse::MAX_BODY {
-                    return Err(CodecError {
-                        offset: buf.len(),
-                        reason: "a close-delimited body over the size limit".into(),
-                    });
-                }
-                return Ok(Frame::Incomplete);
-            }
-        };
-        let msg = HttpMessage {
-            start: head.start,
-            version: head.version,
-            fields: head.fields,
-            body,
-            framing,
-            trailers,
-        };
-        if !self.request && !msg.status().is_some_and(|s| (100..200).contains(&s) && s != 101) {
-            self.pending.pop_front();
-        }
-        let text = start_line(&msg);
-        let summary = render(&msg);
-        Ok(Frame::Message(
-            Message {
-                text,
-                summary,
-                findings: head.findings,
-                detail: Some(Arc::new(msg)),
-            },
-            head.len + used,
-        ))
-    }
-
-    fn peer_sent(&mut self, bytes: &[u8]) {
-        if self.request {
-            return;
-        }
-        self.peer_buf.extend_from_slice(bytes);
-        let mut requests = HttpCodec::new(true);
-        loop {
-            match requests.decode(&self.peer_buf, false) {
-                Ok(Frame::Message(m, used)) => {
-                    let method = m
-                        .detail
-                        .as_ref()
-                        .and_then(|d| d.downcast_ref::<HttpMessage>())
-                        .map(|h| match &h.start {
-                            StartLine::Request { method, .. } => method.clone(),
-                            StartLine::Response { .. } => String::new(),
-                        });
-                    self.pending.push_back(method.unwrap_or_default());
-                    self.peer_buf.drain(..used);
-                }
-                Ok(Frame::Incomplete) => break,
-                Err(_) => {
-                    // Deliberately malformed requests still get one response each.
-                    self.pending.push_back(String::new());
-                    self.peer_buf.clear();
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// The start line as text.
-pub fn start_line(m: &HttpMessage) -> String {
-    let (maj, min) = m.version;
-    match &m.start {
-        StartLine::Request { method, target } => format!("{method} {target} HTTP/{maj}.{min}"),
-        StartLine::Response { status, reason } => format!("HTTP/{maj}.{min} {status} {reason}").trim_end().to_string(),
-    }
-}
-
-/// A body as one line: short text quoted, anything else by size and digest.
-pub fn body_summary(body: &[u8]) -> String {
-    match std::str::from_utf8(body) {
-        Ok(t) if t.chars().count() <= 300 => format!("\"{}\"", escape_bytes(body, 300)),
-        _ => format!("{} bytes, sha256 {}", body.len(), &sha256_hex(body)[..16]),
-    }
-}
-
-/// Hex SHA-256 of `b`.
-pub fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Start line, fields and body, one per line, for transcripts and failures.
-pub fn render(m: &HttpMessage) -> String {
-    let mut s = start_line(m);
-    for (n, v) in &m.fields {
-        s.push_str(&format!("\n  {n}: {v}"));
-    }
-    let framing = match m.framing {
-        Framing::None => "",
-        Framing::Length(_) => " (Content-Length)",
-        Framing::Chunked => " (chunked)",
-        Framing::Close => " (until close)",
-    };
-    if !m.body.is_empty() || matches!(m.framing, Framing::Length(_) | Framing::Chunked) {
-        s.push_str(&format!("\n  body{framing}: {}", body_summary(&m.body)));
-    }
-    for (n, v) in &m.trailers {
-        s.push_str(&format!("\n  trailer {n}: {v}"));
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn one(c: &mut HttpCodec, buf: &[u8], eof: bool) -> (HttpMessage, usize, Vec<crate::proto::Finding>) {
-        match c.decode(buf, eof).unwrap() {
-            Frame::Message(m, used) => {
-                let h = m.detail.unwrap().downcast_ref::<HttpMessage>().unwrap().clone();
-                (h, used, m.findings)
-            }
-            Frame::Incomplete => panic!("incomplete"),
-        }
-    }
-
-    #[test]
-    fn pipelined_responses_frame_one_by_one() {
-        let mut c = HttpCodec::new(false);
-        c.peer_sent(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
-        let stream = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-        let (m, used, _) = one(&mut c, stream, false);
-        assert_eq!((m.status(), m.body.as_slice(), used), (Some(200), &b"ab"[..], 40));
-        let (m, used, _) = one(&mut c, &stream[40..], false);
-        assert_eq!((m.status(), used), (Some(404), 45));
-    }
-
-    #[test]
-    fn head_response_has_no_body_even_with_content_length() {
-        let mut c = HttpCodec::new(false);
-        c.peer_sent(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
-        let (m, used, _) = one(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false);
-        assert_eq!((m.body.len(), used), (0, 39));
-    }
-
-    #[test]
-    fn interim_responses_do_not_answer_the_request() {
-        let mut c = HttpCodec::new(false);
-        c.peer_sent(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
-        one(&mut c, b"HTTP/1.1 100 Continue\r\n\r\n", false);
-        let (m, _, _) = one(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false);
-        assert!(m.body.is_empty());
-    }
-
-    #[test]
-    fn close_delimited_needs_eof() {
-        let mut c = HttpCodec::new(false);
-        let buf = b"HTTP/1.0 200 OK\r\n\r\nhello";
-        assert!(matches!(c.decode(buf, false).unwrap(), Frame::Incomplete));
-        let (m, used, _) = one(&mut c, buf, true);
-        assert_eq!((m.body.as_slice(), m.framing, used), (&b"hello"[..], Framing::Close, buf.len()));
-    }
-
-    #[test]
-    fn truncated_bodies_are_errors_at_eof() {
-        let mut c = HttpCodec::new(false);
-        let e = c.decode(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", true).unwrap_err();
-        assert!(e.reason.contains("3 of the 10"), "{e}");
-        assert!(c
-            .decode(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", true)
-            .is_err());
-        assert!(c.decode(b"HTTP/1.1 200 O", true).is_err());
-    }
-
-    #[test]
-    fn requests_with_bodies_and_garbage_peers() {
-        let mut c = HttpCodec::new(true);
-        let (m, used, _) = one(
-            &mut c,
-            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET",
-            false,
-        );
-        assert_eq!((m.body.as_slice(), used), (&b"abc"[..], 73));
-        let mut r = HttpCodec::new(false);
-        r.peer_sent(b"\x00\x01 garbage\r\n\r\n");
-        let (m, _, _) = one(&mut r, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad", false);
-        assert_eq!(m.body, b"bad");
-    }
-
-    #[test]
-    fn summary_shows_fields_and_body() {
-        let mut c = HttpCodec::new(false);
-        let Frame::Message(m, _) = c
-            .decode(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", false)
-            .unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(m.text, "HTTP/1.1 200 OK");
-        assert_eq!(
-            m.summary,
-            "HTTP/1.1 200 OK\n  Content-Type: text/plain\n  Content-Length: 2\n  body (Content-Length): \"hi\""
-        );
+    fn detect(&self, transport: Transport, client: &[u8], server: &[u8]) -> bool {
+        let request_line = client.iter().position(|&b| b == b'\n').map(|n| &client[..n]).unwrap_or(client);
+        transport == Transport::Tcp
+            && ((server.len() >= 7 && server[..7].eq_ignore_ascii_case(b"HTTP/1.")) || request_line.windows(7).any(|w| w == b" HTTP/1"))
     }
 }

@@ -1,14 +1,12 @@
 //! Structured HTTP steps: `send: { method, target, headers, body }` and
 //! `expect: { status, version, headers, body }` with header captures.
 
-use std::path::PathBuf;
-
 use regex::Regex;
 
+use super::codec::{body_summary, render, sha256_hex};
 use super::parse::{HttpMessage, StartLine};
-use super::{body_summary, render, sha256_hex};
-use crate::proto::{Message, Mismatch, RenderCx, StructuredExpect, StructuredSend};
-use crate::suite::{Data, LoadCx, Node, Template};
+use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
+use crate::syntax::{Data, Fixture, LoadCx, Node, Template};
 
 /// Keys of a structured HTTP send.
 pub const SEND_KEYS: &[&str] = &["method", "target", "version", "headers", "body", "body_file", "chunked"];
@@ -18,7 +16,7 @@ pub const EXPECT_KEYS: &[&str] = &["status", "version", "headers", "body", "meth
 #[derive(Debug)]
 enum BodySrc {
     Text(Template),
-    File(PathBuf),
+    File(Fixture),
 }
 
 /// An HTTP request (or response, from a harness playing the server) built from a mapping.
@@ -37,10 +35,7 @@ struct HttpSend {
 fn read_body(cx: &RenderCx, b: &BodySrc) -> Result<Vec<u8>, String> {
     match b {
         BodySrc::Text(t) => Ok(t.render(cx.vars)?.into_bytes()),
-        BodySrc::File(p) => {
-            let path = cx.base_dir.join(p);
-            std::fs::read(&path).map_err(|e| format!("cannot read body file {}: {e}", path.display()))
-        }
+        BodySrc::File(f) => Ok(f.bytes.to_vec()),
     }
 }
 
@@ -104,19 +99,27 @@ impl StructuredSend for HttpSend {
 
 fn body_src(node: &Node, file: Option<&Node>, cx: &mut LoadCx) -> Option<BodySrc> {
     if let Some(f) = file {
-        let p = PathBuf::from(cx.string(f, "body_file")?);
-        let base = cx.source().path.parent().map(|d| d.join(&p)).unwrap_or_else(|| p.clone());
-        if !base.is_file() {
-            cx.err_help(
-                f,
-                format!("no file {}", base.display()),
-                "paths are relative to the suite file's folder",
-            );
-            return None;
-        }
-        return Some(BodySrc::File(p));
+        return Some(BodySrc::File(cx.fixture(f, "body_file")?));
     }
     Some(BodySrc::Text(cx.template(node, "body")?))
+}
+
+/// The structured `send:`/`expect:` keys of HTTP.
+pub struct HttpSteps;
+
+impl Steps for HttpSteps {
+    fn send_keys(&self) -> &'static [&'static str] {
+        SEND_KEYS
+    }
+    fn expect_keys(&self) -> &'static [&'static str] {
+        EXPECT_KEYS
+    }
+    fn parse_send(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
+        parse_send(node, cx)
+    }
+    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+        parse_expect(node, cx)
+    }
 }
 
 /// Parses `send: { method, target, version, headers, body | body_file, chunked }` (or `status` for a response).
@@ -211,7 +214,7 @@ struct HeaderMatch {
 #[derive(Debug)]
 enum BodyMatch {
     Exact(Template),
-    File(PathBuf),
+    File(Fixture),
     Sha256(String),
     Regex(Template),
     Length(usize),
@@ -328,17 +331,7 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
             Data::Map(_) => {
                 let bf = cx.fields(b, &["file", "sha256", "regex", "length", "none"], "a body check")?;
                 if let Some(file) = bf.get("file") {
-                    let p = PathBuf::from(cx.string(file, "file")?);
-                    let full = cx.source().path.parent().map(|d| d.join(&p)).unwrap_or_else(|| p.clone());
-                    if !full.is_file() {
-                        cx.err_help(
-                            file,
-                            format!("no file {}", full.display()),
-                            "paths are relative to the suite file's folder",
-                        );
-                        return None;
-                    }
-                    BodyMatch::File(p)
+                    BodyMatch::File(cx.fixture(file, "file")?)
                 } else if let Some(h) = bf.get("sha256") {
                     BodyMatch::Sha256(cx.string(h, "sha256")?.to_ascii_lowercase())
                 } else if let Some(r) = bf.get("regex") {
@@ -546,11 +539,7 @@ fn check_body(b: &BodyMatch, body: &[u8], cx: &RenderCx, got: &str) -> Result<()
             t.render(cx.vars).map_err(|e| mismatch(e, "", ""))?.as_bytes(),
             "the expected text".into(),
         ),
-        BodyMatch::File(p) => {
-            let path = cx.base_dir.join(p);
-            let want = std::fs::read(&path).map_err(|e| mismatch(format!("cannot read {}: {e}", path.display()), "", ""))?;
-            compare(&want, p.display().to_string())
-        }
+        BodyMatch::File(p) => compare(&p.bytes, p.display().to_string()),
         BodyMatch::Sha256(h) => {
             let have = sha256_hex(body);
             if &have == h {

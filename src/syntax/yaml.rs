@@ -3,7 +3,7 @@
 use saphyr::{MarkedYaml, YamlData, YamlLoader};
 use saphyr_parser::Parser;
 
-use super::model::Loc;
+use super::source::Loc;
 
 /// A YAML node and where it starts.
 #[derive(Debug, Clone)]

@@ -1,25 +1,6 @@
-//! UDP datagrams: each datagram is one message, its whole payload the text.
+//! Framing for datagrams: each datagram is one message, its whole payload the text.
 
-use super::{escape_bytes, Codec, CodecError, Direction, Frame, Message, Protocol};
-use crate::suite::Transport;
-
-/// The `datagram` protocol.
-pub struct Datagram;
-
-impl Protocol for Datagram {
-    fn name(&self) -> &'static str {
-        "datagram"
-    }
-    fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-    fn line_ending(&self) -> &'static [u8] {
-        b""
-    }
-    fn codec(&self, _dir: Direction) -> Box<dyn Codec> {
-        Box::new(DatagramCodec)
-    }
-}
+use crate::proto::{escape_bytes, Codec, CodecError, Frame, Message};
 
 /// Takes the whole buffer as one message: callers hand it exactly one datagram.
 pub struct DatagramCodec;
@@ -37,7 +18,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_datagram_is_one_message_even_empty() {
+    fn parses_one_datagram_as_one_message_even_empty() {
         let Frame::Message(m, used) = DatagramCodec.decode(b"PING 1", false).unwrap() else {
             panic!()
         };
@@ -46,5 +27,22 @@ mod tests {
             panic!()
         };
         assert_eq!((m.text.as_str(), used), ("", 0));
+    }
+
+    #[test]
+    fn parses_binary_payloads_with_an_escaped_summary() {
+        let Frame::Message(m, _) = DatagramCodec.decode(b"\x00\xff", false).unwrap() else {
+            panic!()
+        };
+        assert!(m.summary.starts_with("datagram 2 bytes"), "{}", m.summary);
+        assert!(m.summary.contains("\\x00"), "{}", m.summary);
+    }
+
+    #[test]
+    fn round_trip_a_payload_is_its_own_text() {
+        let Frame::Message(m, used) = DatagramCodec.decode(b"hello", true).unwrap() else {
+            panic!()
+        };
+        assert_eq!((m.text.as_bytes(), used), (&b"hello"[..], 5));
     }
 }

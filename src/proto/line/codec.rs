@@ -1,46 +1,9 @@
-//! Text lines over TCP: `line` (sends LF) and `line-crlf` (sends CRLF); both accept either ending.
+//! Framing for text lines: one line per message, LF or CRLF, a final unterminated line at EOF.
 
-use super::{escape_bytes, Codec, CodecError, Direction, Frame, Message, Protocol};
-use crate::suite::Transport;
+use crate::proto::{escape_bytes, Codec, CodecError, Frame, Message};
 
 /// Longest line the codec frames; a peer that sends more without a newline is flooding.
 pub const MAX_LINE: usize = 1 << 20;
-
-/// Lines ending in LF (CR before it is tolerated and stripped).
-pub struct Line;
-
-/// Lines ending in CRLF (a bare LF is still accepted when reading).
-pub struct LineCrlf;
-
-impl Protocol for Line {
-    fn name(&self) -> &'static str {
-        "line"
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn line_ending(&self) -> &'static [u8] {
-        b"\n"
-    }
-    fn codec(&self, _dir: Direction) -> Box<dyn Codec> {
-        Box::new(LineCodec)
-    }
-}
-
-impl Protocol for LineCrlf {
-    fn name(&self) -> &'static str {
-        "line-crlf"
-    }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn line_ending(&self) -> &'static [u8] {
-        b"\r\n"
-    }
-    fn codec(&self, _dir: Direction) -> Box<dyn Codec> {
-        Box::new(LineCodec)
-    }
-}
 
 /// Frames one line per message; at EOF a final unterminated line is a message too.
 pub struct LineCodec;
@@ -79,7 +42,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_lf_and_crlf_lines() {
+    fn parses_lf_and_crlf_lines() {
         let Frame::Message(m, used) = dec(b"HELLO\r\nnext", false) else {
             panic!()
         };
@@ -89,7 +52,13 @@ mod tests {
     }
 
     #[test]
-    fn waits_for_the_ending_unless_eof() {
+    fn parses_non_utf8_lossily() {
+        let Frame::Message(m, _) = dec(b"h\xffi\n", false) else { panic!() };
+        assert_eq!(m.text, "h\u{fffd}i");
+    }
+
+    #[test]
+    fn incomplete_until_the_ending_unless_eof() {
         assert!(matches!(dec(b"HEL", false), Frame::Incomplete));
         let Frame::Message(m, used) = dec(b"HEL", true) else { panic!() };
         assert_eq!((m.text.as_str(), used), ("HEL", 3));
@@ -98,10 +67,18 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_is_kept_lossy_and_overlong_lines_are_errors() {
-        let Frame::Message(m, _) = dec(b"h\xffi\n", false) else { panic!() };
-        assert_eq!(m.text, "h\u{fffd}i");
+    fn rejects_overlong_lines() {
         let big = vec![b'a'; MAX_LINE + 1];
-        assert!(LineCodec.decode(&big, false).is_err());
+        assert_eq!(LineCodec.decode(&big, false).unwrap_err().offset, MAX_LINE);
+    }
+
+    #[test]
+    fn round_trip_sent_lines_frame_back() {
+        for ending in [&b"\n"[..], b"\r\n"] {
+            let mut wire = b"hello world".to_vec();
+            wire.extend_from_slice(ending);
+            let Frame::Message(m, used) = dec(&wire, false) else { panic!() };
+            assert_eq!((m.text.as_str(), used), ("hello world", wire.len()));
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::model::{Loc, SourceFile};
+use super::source::{Loc, SourceFile};
 
 /// One problem in a suite file.
 #[derive(Debug, Clone)]

@@ -1,0 +1,211 @@
+//! What every codec shares: messages, findings, the `Codec` trait and its errors.
+//!
+//! A codec never touches a socket or a clock. The live runner, the transcript renderer and the
+//! capture decoder all feed it bytes, so one framing serves every mode.
+
+/// Transport of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// A TCP byte stream.
+    Tcp,
+    /// UDP datagrams.
+    Udp,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        })
+    }
+}
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Direction {
+    /// From the client to the server.
+    #[serde(rename = "c2s")]
+    ClientToServer,
+    /// From the server to the client.
+    #[serde(rename = "s2c")]
+    ServerToClient,
+}
+
+impl Direction {
+    /// The other way.
+    pub fn opposite(self) -> Direction {
+        match self {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        }
+    }
+
+    /// Arrow for transcripts.
+    pub fn arrow(self) -> &'static str {
+        match self {
+            Direction::ClientToServer => "C→S",
+            Direction::ServerToClient => "S→C",
+        }
+    }
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// A MUST was broken: the expectation reading this message fails.
+    Must,
+    /// A SHOULD was not followed: a warning that costs no points.
+    Should,
+}
+
+/// A deviation from the RFC noticed while framing a message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// MUST or SHOULD.
+    pub level: Level,
+    /// The rule, e.g. "RFC 9112 §2.2".
+    pub rule: &'static str,
+    /// What was seen.
+    pub text: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = match self.level {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+        };
+        write!(f, "{} ({level}): {}", self.rule, self.text)
+    }
+}
+
+/// One framed message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The text generic matchers see (a line without its ending, a datagram, an HTTP start line).
+    pub text: String,
+    /// Rendering for transcripts; may span lines (continuation lines are indented).
+    pub summary: String,
+    /// RFC deviations noticed while framing.
+    pub findings: Vec<Finding>,
+    /// The protocol's parsed form, for its structured matchers.
+    pub detail: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Message {
+    /// A message with no findings and no parsed form.
+    pub fn plain(text: String, summary: String) -> Message {
+        Message {
+            text,
+            summary,
+            findings: Vec::new(),
+            detail: None,
+        }
+    }
+}
+
+/// What a codec makes of the bytes it was given.
+#[derive(Debug)]
+pub enum Frame {
+    /// Not a whole message yet: give more bytes.
+    Incomplete,
+    /// A message and how many bytes of the input it used.
+    Message(Message, usize),
+}
+
+/// Bytes that cannot be framed, with the offset of the offending byte.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("byte {offset}: {reason}")]
+pub struct CodecError {
+    /// Offset into the bytes given.
+    pub offset: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A sans-IO decoder for one direction of one connection.
+pub trait Codec: Send + Sync {
+    /// Frames the next message from `buf`; `eof` says no more bytes will come.
+    fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError>;
+    /// Bytes that went the other way on this connection (a response parser needs to know a
+    /// request was HEAD); called in the order the bytes were sent.
+    fn peer_sent(&mut self, _bytes: &[u8]) {}
+}
+
+/// One step of a whole conversation, for rules that no single message shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Exchange<'a> {
+    /// A framed message, and who sent it.
+    Message(Direction, &'a Message),
+    /// That side closed (FIN).
+    Closed(Direction),
+    /// Bytes that side sent which did not frame as a message (garbage, or cut short).
+    Unframed(Direction),
+}
+
+/// Longest line framed; anything longer is a flood, not a line.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// One line: its bytes without the ending, the bytes used, and whether it ended in a bare LF.
+pub type Line<'a> = (&'a [u8], usize, bool);
+
+/// Splits off the first line of `buf` (LF-terminated; a CR before the LF is dropped).
+pub fn line(buf: &[u8]) -> Result<Option<Line<'_>>, CodecError> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(i) => {
+            let raw = &buf[..i];
+            Ok(Some(match raw.strip_suffix(b"\r") {
+                Some(l) => (l, i + 1, false),
+                None => (raw, i + 1, true),
+            }))
+        }
+        None if buf.len() > MAX_LINE => Err(CodecError {
+            offset: MAX_LINE,
+            reason: format!("no line ending within {MAX_LINE} bytes"),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Renders bytes as readable text for transcripts and failures: printable UTF-8 as is,
+/// everything else escaped, long data cut in the middle.
+pub fn escape_bytes(b: &[u8], max: usize) -> String {
+    let s = String::from_utf8_lossy(b);
+    let mut out = String::new();
+    let total = s.chars().count();
+    let (head, tail) = if total > max { (max * 3 / 4, max / 4) } else { (total, 0) };
+    for (i, c) in s.chars().enumerate() {
+        if i == head && tail > 0 {
+            out.push_str(&format!("…[{} more chars]…", total - head - tail));
+        }
+        if i >= head && i < total - tail {
+            continue;
+        }
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            '\u{fffd}' => out.push_str("\\x??"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_controls_and_cuts_long_data() {
+        assert_eq!(escape_bytes(b"a\r\n\x01", 80), "a\\r\\n\\x01");
+        let long = vec![b'a'; 1000];
+        let e = escape_bytes(&long, 40);
+        assert!(e.contains("[960 more chars]"), "{e}");
+    }
+}

@@ -1,0 +1,41 @@
+//! POP3 (RFC 1939, RFC 2449): `+OK`/`-ERR` responses, multi-line bodies ending in `.`, byte-stuffing.
+
+pub mod codec;
+pub mod rules;
+pub mod steps;
+
+use crate::proto::{Codec, Direction, Exchange, Finding, Protocol, Steps, Transport};
+pub use codec::{CommandCodec, Pop3Message, ResponseCodec};
+
+/// The `pop3` protocol.
+pub struct Pop3;
+
+impl Protocol for Pop3 {
+    fn name(&self) -> &'static str {
+        "pop3"
+    }
+    fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+    fn line_ending(&self) -> &'static [u8] {
+        b"\r\n"
+    }
+    fn codec(&self, dir: Direction) -> Box<dyn Codec> {
+        match dir {
+            Direction::ServerToClient => Box::new(ResponseCodec::default()),
+            Direction::ClientToServer => Box::new(CommandCodec),
+        }
+    }
+    fn steps(&self) -> &'static dyn Steps {
+        &steps::Pop3Steps
+    }
+    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        rules::conversation(conv)
+    }
+    fn ports(&self) -> &'static [u16] {
+        &[110]
+    }
+    fn detect(&self, transport: Transport, _client: &[u8], server: &[u8]) -> bool {
+        transport == Transport::Tcp && server.len() >= 3 && server[..3].eq_ignore_ascii_case(b"+OK")
+    }
+}

@@ -1,0 +1,331 @@
+//! SMTP framing (RFC 5321): replies (three-digit codes, multi-line `250-`), commands, and the
+//! DATA content after a 354, un-stuffed.
+
+use std::sync::Arc;
+
+use crate::proto::codec::line;
+use crate::proto::{escape_bytes, Codec, CodecError, Finding, Frame, Level, Message};
+
+/// Largest DATA content framed.
+const MAX_DATA: usize = 64 << 20;
+
+/// A parsed SMTP message.
+#[derive(Debug, Clone)]
+pub enum SmtpMessage {
+    /// A server reply.
+    Reply {
+        /// The code of the reply.
+        code: u16,
+        /// The text of each line (after the code and separator).
+        lines: Vec<String>,
+    },
+    /// A client command line.
+    Command {
+        /// The verb, upper-cased.
+        verb: String,
+        /// Everything after the verb and one space.
+        args: String,
+    },
+    /// The message content after DATA, un-stuffed, without the final `.` line.
+    Data {
+        /// The content with CRLF line endings.
+        content: Vec<u8>,
+    },
+}
+
+impl SmtpMessage {
+    /// The parsed form of a message this codec framed.
+    pub fn of(m: &Message) -> Option<&SmtpMessage> {
+        m.detail.as_ref().and_then(|d| d.downcast_ref::<SmtpMessage>())
+    }
+}
+
+/// The finding for a line that ends in a bare LF.
+fn bare_lf() -> Finding {
+    Finding {
+        level: Level::Should,
+        rule: "RFC 5321 §2.3.8",
+        text: "a line ends in a bare LF; SMTP lines end in CRLF".into(),
+    }
+}
+
+/// Frames replies: lines `ddd-text` up to the line `ddd text` (or `ddd`).
+pub struct ReplyCodec;
+
+impl Codec for ReplyCodec {
+    fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
+        let mut pos = 0;
+        let mut lines = Vec::new();
+        let mut findings = Vec::new();
+        let mut code = None;
+        loop {
+            let Some((l, used, lf)) = line(&buf[pos..])? else {
+                if eof && (pos < buf.len() || !lines.is_empty()) {
+                    return Err(CodecError {
+                        offset: buf.len(),
+                        reason: "the connection closed in the middle of a reply".into(),
+                    });
+                }
+                return Ok(Frame::Incomplete);
+            };
+            if lf && findings.is_empty() {
+                findings.push(bare_lf());
+            }
+            let digits = l.len() >= 3 && l[..3].iter().all(u8::is_ascii_digit) && (b'2'..=b'5').contains(&l[0]);
+            if !digits || l.get(3).is_some_and(|&b| b != b' ' && b != b'-') {
+                return Err(CodecError {
+                    offset: pos,
+                    reason: format!(
+                        "not an SMTP reply line (three digits, then space or '-'): \"{}\"",
+                        escape_bytes(l, 120)
+                    ),
+                });
+            }
+            let c = (l[0] - b'0') as u16 * 100 + (l[1] - b'0') as u16 * 10 + (l[2] - b'0') as u16;
+            if code.is_some_and(|first| first != c) {
+                findings.push(Finding {
+                    level: Level::Must,
+                    rule: "RFC 5321 §4.2.1",
+                    text: format!("a multi-line reply changes its code from {} to {c}", code.unwrap_or(0)),
+                });
+            }
+            code.get_or_insert(c);
+            lines.push(String::from_utf8_lossy(l.get(4..).unwrap_or(&[])).into_owned());
+            pos += used;
+            if l.get(3) != Some(&b'-') {
+                break;
+            }
+        }
+        let code = code.unwrap_or(0);
+        let text = lines
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{code}{}{t}", if i + 1 < lines.len() { "-" } else { " " }))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let summary = text.replace('\n', "\n  ");
+        Ok(Frame::Message(
+            Message {
+                text,
+                summary,
+                findings,
+                detail: Some(Arc::new(SmtpMessage::Reply { code, lines })),
+            },
+            pos,
+        ))
+    }
+}
+
+/// Frames commands, and after `DATA` and a 354 reply the content up to CRLF.CRLF.
+#[derive(Default)]
+pub struct CommandCodec {
+    /// A DATA command was framed and its reply is not known yet.
+    data_asked: bool,
+    /// The server said 354: the next message is the content.
+    in_data: bool,
+    /// Reply bytes seen, not yet a whole line.
+    reply_buf: Vec<u8>,
+}
+
+impl Codec for CommandCodec {
+    fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
+        if self.in_data {
+            return self.decode_data(buf, eof);
+        }
+        let Some((l, used, lf)) = line(buf)? else {
+            if eof && !buf.is_empty() {
+                return Err(CodecError {
+                    offset: buf.len(),
+                    reason: "the connection closed in the middle of a command".into(),
+                });
+            }
+            return Ok(Frame::Incomplete);
+        };
+        let text = String::from_utf8_lossy(l).into_owned();
+        let (verb, args) = match text.split_once(' ') {
+            Some((v, a)) => (v.to_ascii_uppercase(), a.to_string()),
+            None => (text.to_ascii_uppercase(), String::new()),
+        };
+        if verb == "DATA" {
+            self.data_asked = true;
+        }
+        let findings = if lf { vec![bare_lf()] } else { Vec::new() };
+        let summary = format!("\"{}\"", escape_bytes(l, 200));
+        Ok(Frame::Message(
+            Message {
+                text,
+                summary,
+                findings,
+                detail: Some(Arc::new(SmtpMessage::Command { verb, args })),
+            },
+            used,
+        ))
+    }
+
+    fn peer_sent(&mut self, bytes: &[u8]) {
+        self.reply_buf.extend_from_slice(bytes);
+        while let Some(i) = self.reply_buf.iter().position(|&b| b == b'\n') {
+            let l: Vec<u8> = self.reply_buf.drain(..=i).collect();
+            if self.data_asked && l.len() >= 4 && l[3] != b'-' {
+                self.data_asked = false;
+                self.in_data = l.starts_with(b"354");
+            }
+        }
+    }
+}
+
+impl CommandCodec {
+    fn decode_data(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
+        // The content ends with a line that is exactly "." (RFC 5321 §4.1.1.4: CRLF.CRLF).
+        let mut pos = 0;
+        let mut content = Vec::new();
+        let mut lines = 0;
+        loop {
+            let Some(rel) = buf[pos..].windows(2).position(|w| w == b"\r\n") else {
+                if buf.len() > MAX_DATA {
+                    return Err(CodecError {
+                        offset: MAX_DATA,
+                        reason: "DATA content over the size limit".into(),
+                    });
+                }
+                if eof {
+                    return Err(CodecError {
+                        offset: buf.len(),
+                        reason: "the connection closed before the end of DATA (a line with only \".\" after CRLF)".into(),
+                    });
+                }
+                return Ok(Frame::Incomplete);
+            };
+            let l = &buf[pos..pos + rel];
+            pos += rel + 2;
+            if l == b"." {
+                break;
+            }
+            // RFC 5321 §4.5.2: a leading "." was added by the sender; remove one.
+            content.extend_from_slice(l.strip_prefix(b".").unwrap_or(l));
+            content.extend_from_slice(b"\r\n");
+            lines += 1;
+        }
+        self.in_data = false;
+        let text = String::from_utf8_lossy(&content).into_owned();
+        let summary = format!(
+            "DATA content, {lines} lines, {} bytes: \"{}\"",
+            content.len(),
+            escape_bytes(&content, 200)
+        );
+        Ok(Frame::Message(
+            Message {
+                text,
+                summary,
+                findings: Vec::new(),
+                detail: Some(Arc::new(SmtpMessage::Data { content })),
+            },
+            pos,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(buf: &[u8]) -> (u16, Vec<String>, usize, Vec<Finding>) {
+        match ReplyCodec.decode(buf, false).unwrap() {
+            Frame::Message(m, used) => match m.detail.as_ref().unwrap().downcast_ref::<SmtpMessage>().unwrap() {
+                SmtpMessage::Reply { code, lines } => (*code, lines.clone(), used, m.findings),
+                _ => panic!(),
+            },
+            Frame::Incomplete => panic!("incomplete"),
+        }
+    }
+
+    #[test]
+    fn parses_multi_line_replies_whole_and_incomplete_until_the_last_line() {
+        let (code, lines, used, f) = reply(b"250-hamburger.edu\r\n250-SIZE 1000\r\n250 HELP\r\n221 bye\r\n");
+        assert_eq!((code, lines.len(), used, f.len()), (250, 3, 44, 0));
+        assert_eq!(lines[1], "SIZE 1000");
+        assert!(matches!(
+            ReplyCodec.decode(b"250-hamburger.edu\r\n250-SI", false).unwrap(),
+            Frame::Incomplete
+        ));
+    }
+
+    #[test]
+    fn parses_bare_codes_and_rejects_malformed_replies() {
+        let (code, lines, _, _) = reply(b"250\r\n");
+        assert_eq!((code, lines), (250, vec![String::new()]));
+        let (_, _, _, f) = reply(b"250-a\r\n251 b\r\n");
+        assert_eq!(f[0].level, Level::Must);
+        let (_, _, _, f) = reply(b"220 hi\n");
+        assert_eq!(f[0].level, Level::Should);
+        assert!(ReplyCodec.decode(b"hello\r\n", false).is_err());
+        assert!(ReplyCodec.decode(b"250+x\r\n", false).is_err());
+        assert!(ReplyCodec.decode(b"250-a\r\n", true).is_err());
+    }
+
+    fn frame(c: &mut CommandCodec, buf: &[u8]) -> (SmtpMessage, usize) {
+        match c.decode(buf, false).unwrap() {
+            Frame::Message(m, used) => (m.detail.unwrap().downcast_ref::<SmtpMessage>().unwrap().clone(), used),
+            Frame::Incomplete => panic!("incomplete"),
+        }
+    }
+
+    #[test]
+    fn parses_data_content_after_354_as_one_unstuffed_message() {
+        let mut c = CommandCodec::default();
+        let (m, used) = frame(&mut c, b"mail FROM:<a@b>\r\n");
+        assert!(matches!(m, SmtpMessage::Command { ref verb, ref args } if verb == "MAIL" && args == "FROM:<a@b>"));
+        assert_eq!(used, 17);
+        frame(&mut c, b"DATA\r\n");
+        c.peer_sent(b"354 go ahead\r\n");
+        let stream = b"Subject: x\r\n\r\n..leading dot\r\n.\r\nQUIT\r\n";
+        let (m, used) = frame(&mut c, stream);
+        let SmtpMessage::Data { content } = m else { panic!() };
+        assert_eq!(content, b"Subject: x\r\n\r\n.leading dot\r\n");
+        assert_eq!(used, 32);
+        let (m, _) = frame(&mut c, &stream[used..]);
+        assert!(matches!(m, SmtpMessage::Command { ref verb, .. } if verb == "QUIT"));
+    }
+
+    #[test]
+    fn incomplete_data_refused_stays_in_command_mode_and_lf_dot_lf_is_not_an_end() {
+        let mut c = CommandCodec::default();
+        frame(&mut c, b"DATA\r\n");
+        c.peer_sent(b"503 need RCPT\r\n");
+        let (m, _) = frame(&mut c, b"QUIT\r\n");
+        assert!(matches!(m, SmtpMessage::Command { .. }));
+        frame(&mut c, b"DATA\r\n");
+        c.peer_sent(b"354-first\r\n354 go\r\n");
+        assert!(matches!(c.decode(b"body\n.\n", false).unwrap(), Frame::Incomplete));
+        assert!(c.decode(b"body\n.\n", true).is_err());
+        // Split at every position, the end is found once it has all arrived.
+        let full = b"a\r\n..b\r\n.\r\n";
+        for cut in 0..full.len() {
+            let mut c = CommandCodec {
+                in_data: true,
+                ..CommandCodec::default()
+            };
+            assert!(matches!(c.decode(&full[..cut], false).unwrap(), Frame::Incomplete), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn round_trip_a_dot_stuffed_body_frames_back_unstuffed() {
+        let body = b"line one\r\n.starts with a dot\r\n..two dots\r\n";
+        let mut wire = Vec::new();
+        for l in body.split_inclusive(|&b| b == b'\n') {
+            if l.starts_with(b".") {
+                wire.push(b'.');
+            }
+            wire.extend_from_slice(l);
+        }
+        wire.extend_from_slice(b".\r\n");
+        let mut c = CommandCodec {
+            in_data: true,
+            ..CommandCodec::default()
+        };
+        let (m, used) = frame(&mut c, &wire);
+        let SmtpMessage::Data { content } = m else { panic!() };
+        assert_eq!((content.as_slice(), used), (&body[..], wire.len()));
+    }
+}

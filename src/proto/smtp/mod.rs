@@ -1,0 +1,42 @@
+//! SMTP (RFC 5321): replies (three-digit codes, multi-line `250-`), commands, and DATA content.
+
+pub mod codec;
+pub mod rules;
+pub mod steps;
+
+use crate::proto::{Codec, Direction, Exchange, Finding, Protocol, Steps, Transport};
+pub use codec::{CommandCodec, ReplyCodec, SmtpMessage};
+
+/// The `smtp` protocol.
+pub struct Smtp;
+
+impl Protocol for Smtp {
+    fn name(&self) -> &'static str {
+        "smtp"
+    }
+    fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+    fn line_ending(&self) -> &'static [u8] {
+        b"\r\n"
+    }
+    fn codec(&self, dir: Direction) -> Box<dyn Codec> {
+        match dir {
+            Direction::ServerToClient => Box::new(ReplyCodec),
+            Direction::ClientToServer => Box::new(CommandCodec::default()),
+        }
+    }
+    fn steps(&self) -> &'static dyn Steps {
+        &steps::SmtpSteps
+    }
+    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        rules::conversation(conv)
+    }
+    fn ports(&self) -> &'static [u16] {
+        &[25, 587, 2525]
+    }
+    fn detect(&self, transport: Transport, client: &[u8], server: &[u8]) -> bool {
+        let starts = |b: &[u8], p: &[u8]| b.len() >= p.len() && b[..p.len()].eq_ignore_ascii_case(p);
+        transport == Transport::Tcp && starts(server, b"220") && (starts(client, b"EHLO") || starts(client, b"HELO"))
+    }
+}

@@ -1,0 +1,157 @@
+//! The structured step vocabulary: what a protocol's `steps.rs` implements so suites can write
+//! `send:`/`expect:` as mappings (an HTTP request, an SMTP reply code) instead of raw lines.
+//!
+//! This is the only part of `proto` that reads YAML, and it does so through `syntax`, never
+//! through the suite model: the loader calls down into it, nothing here calls up.
+
+use regex::Regex;
+
+use super::codec::{Message, Transport};
+use crate::syntax::{Data, LoadCx, Node, Template, Vars};
+
+/// A protocol's structured `send:`/`expect:` keys and their parsers.
+pub trait Steps: Send + Sync {
+    /// Keys of a structured `send:` mapping (an HTTP request: method, target, headers ...).
+    fn send_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Keys of a structured `expect:` mapping (status, headers, body ...).
+    fn expect_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Parses a structured `send:` mapping (called only when it has one of `send_keys`).
+    fn parse_send(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
+        cx.err(node, "this protocol has no structured send");
+        None
+    }
+    /// Parses a structured `expect:` mapping (called only when it has one of `expect_keys`).
+    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+        cx.err(node, "this protocol has no structured expect");
+        None
+    }
+}
+
+/// What structured steps see at run time.
+pub struct RenderCx<'a> {
+    /// Variables of the case.
+    pub vars: &'a Vars,
+    /// The suite file's folder: file references are relative to it.
+    pub base_dir: &'a std::path::Path,
+    /// The transport of the connection the step uses (DNS adds a length prefix on TCP).
+    pub transport: Transport,
+}
+
+/// Why a structured expectation does not hold.
+#[derive(Debug, Clone)]
+pub struct Mismatch {
+    /// What is wrong, in a sentence.
+    pub message: String,
+    /// What was expected.
+    pub expected: String,
+    /// What arrived.
+    pub got: String,
+}
+
+/// A protocol message built from a suite mapping.
+pub trait StructuredSend: std::fmt::Debug + Send + Sync {
+    /// The bytes to send.
+    fn render(&self, cx: &RenderCx) -> Result<Vec<u8>, String>;
+    /// Templates it uses (the linter checks their variables).
+    fn templates(&self) -> Vec<&Template>;
+}
+
+/// A check of a framed message built from a suite mapping.
+pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
+    /// Checks `msg`; returns the variables it captures.
+    fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch>;
+    /// Templates it uses.
+    fn templates(&self) -> Vec<&Template>;
+    /// Variables it sets.
+    fn captures(&self) -> Vec<String>;
+    /// A short description of what it expects (for "expected:" when nothing arrives).
+    fn describe(&self) -> String;
+}
+
+/// Parses `capture: { var: regex-with-a-group }`.
+pub fn parse_captures(c: &Node, cx: &mut LoadCx, example: &str) -> Option<Vec<(String, Regex)>> {
+    let Data::Map(pairs) = &c.data else {
+        cx.err_help(c, "capture must be a mapping", format!("e.g. capture: {{ {example} }}"));
+        return None;
+    };
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        let name = cx.string(k, "a variable name")?;
+        match v.as_str().map(Regex::new) {
+            Some(Ok(re)) if re.captures_len() >= 2 => out.push((name, re)),
+            _ => {
+                cx.err_help(
+                    v,
+                    "a capture needs a valid regex with a group",
+                    "put what to keep in parentheses: '(\\d+) octets'",
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Applies captures to a message's text.
+pub fn apply_captures(captures: &[(String, Regex)], msg: &Message, expected: String) -> Result<Vec<(String, String)>, Mismatch> {
+    let mut out = Vec::new();
+    for (name, re) in captures {
+        match re.captures(&msg.text).and_then(|c| c.get(1)) {
+            Some(v) => out.push((name.clone(), v.as_str().to_string())),
+            None => {
+                return Err(mismatch(
+                    format!("nothing to capture into '{name}' with /{}/", re.as_str()),
+                    expected,
+                    msg,
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A mismatch whose "got" is the message as the transcript shows it.
+pub fn mismatch(message: impl Into<String>, expected: impl Into<String>, got: &Message) -> Mismatch {
+    Mismatch {
+        message: message.into(),
+        expected: expected.into(),
+        got: got.summary.clone(),
+    }
+}
+
+/// Parsing one step's mapping the way the suite loader does, for the protocols' own unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::{Steps, StructuredExpect, StructuredSend};
+    use crate::syntax::{yaml, LoadCx, Node, SourceFile, SuiteErrors};
+
+    fn parse<T>(text: &str, f: impl FnOnce(&Node, &mut LoadCx) -> Option<T>) -> Result<T, String> {
+        let source = Arc::new(SourceFile {
+            path: "suites/t.yaml".into(),
+            text: text.to_string(),
+        });
+        let node = yaml::parse(text).map_err(|(_, e)| e)?;
+        let mut cx = LoadCx::new(source);
+        let out = f(&node, &mut cx);
+        match out {
+            Some(v) if cx.error_count() == 0 => Ok(v),
+            _ => Err(SuiteErrors(cx.into_errors()).to_string()),
+        }
+    }
+
+    /// A structured `send:` written as YAML.
+    pub fn send(steps: &dyn Steps, text: &str) -> Result<Box<dyn StructuredSend>, String> {
+        parse(text, |n, cx| steps.parse_send(n, cx))
+    }
+
+    /// A structured `expect:` written as YAML.
+    pub fn expect(steps: &dyn Steps, text: &str) -> Result<Box<dyn StructuredExpect>, String> {
+        parse(text, |n, cx| steps.parse_expect(n, cx))
+    }
+}
