@@ -139,3 +139,24 @@ fn decode_prints_transcripts_and_names_the_packet_of_a_corrupt_file() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("cut.pcap: packet "), "{err}");
 }
+
+#[test]
+fn a_failing_header_check_points_at_the_header_line() {
+    // Golden: the failure block down to the dialogue (which carries timings). Regenerate with
+    // WIRECHECK_BLESS=1 after a deliberate change, and review the diff.
+    let (out, _) = wirecheck(&["run", "tests/suites/header-location.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let block: String = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("  step:"))
+        .take_while(|l| !l.starts_with("  dialogue:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let golden = root().join("tests/golden/header-location.txt");
+    if std::env::var_os("WIRECHECK_BLESS").is_some() {
+        std::fs::write(&golden, &block).unwrap();
+    }
+    assert_eq!(block, std::fs::read_to_string(&golden).unwrap(), "{stdout}");
+    assert!(block.contains("at:       tests/suites/header-location.yaml:23:13"), "{block}");
+}

@@ -7,7 +7,7 @@
 use regex::Regex;
 
 use super::codec::{Message, Transport};
-use crate::syntax::{Data, LoadCx, Node, Template, Vars};
+use crate::syntax::{Data, LoadCx, Loc, Node, Template, Vars};
 
 /// A protocol's structured `send:`/`expect:` keys and their parsers.
 pub trait Steps: Send + Sync {
@@ -50,6 +50,16 @@ pub struct Mismatch {
     pub expected: String,
     /// What arrived.
     pub got: String,
+    /// The key in the suite whose check failed (a header's own line), when narrower than the step.
+    pub at: Option<Loc>,
+}
+
+impl Mismatch {
+    /// Points the mismatch at the suite key whose check failed.
+    pub fn at(mut self, loc: Loc) -> Mismatch {
+        self.at = Some(loc);
+        self
+    }
 }
 
 /// A protocol message built from a suite mapping.
@@ -120,6 +130,7 @@ pub fn mismatch(message: impl Into<String>, expected: impl Into<String>, got: &M
         message: message.into(),
         expected: expected.into(),
         got: got.summary.clone(),
+        at: None,
     }
 }
 

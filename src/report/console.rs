@@ -148,6 +148,17 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
             out.push_str(&format!("            {dim}{}{dim:#}\n", line.trim()));
         }
     }
+    if let Some(at) = f.at {
+        out.push_str(&format!(
+            "  {bold}at:{bold:#}       {}:{}:{}\n",
+            r.suite.source.path.display(),
+            at.line,
+            at.col
+        ));
+        if let Some(snip) = crate::syntax::snippet(&r.suite.source, at, Some("this check failed")) {
+            out.push_str(&indent(&snip, "    "));
+        }
+    }
     if let Some(rfc) = &case.rfc {
         out.push_str(&format!("  {bold}checks:{bold:#}   {rfc} — {}\n", case.title));
     }

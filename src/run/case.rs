@@ -28,6 +28,8 @@ pub struct Failure {
     pub loc: Option<Loc>,
     /// The failing step's keyword.
     pub keyword: Option<&'static str>,
+    /// The key inside the step whose check failed (a header's own line), when narrower.
+    pub at: Option<Loc>,
     /// What the step expected.
     pub expected: Option<String>,
     /// What arrived instead.
@@ -645,7 +647,11 @@ impl Ctx {
                             self.set_var(step, &k, &v);
                         }
                     }
-                    Err(mm) => return Err(Failure::at(step, mm.message).with(mm.expected, mm.got)),
+                    Err(mm) => {
+                        let mut f = Failure::at(step, mm.message).with(mm.expected, mm.got);
+                        f.at = mm.at;
+                        return Err(f);
+                    }
                 }
                 check_not_before(step, e, started, at)?;
                 m.text

@@ -37,24 +37,29 @@ impl fmt::Display for SuiteErrors {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.source.path.display();
-        let Loc { line, col, len } = self.loc;
+        let Loc { line, col, .. } = self.loc;
         writeln!(f, "{path}:{line}:{col}: error: {}", self.message)?;
-        if let Some(text) = self.source.text.lines().nth(line.saturating_sub(1) as usize) {
-            let gutter = line.to_string().len();
-            let text = text.replace('\t', " ");
-            writeln!(f, "{:gutter$} |", "")?;
-            writeln!(f, "{line} | {text}")?;
-            let pad = " ".repeat(col.saturating_sub(1) as usize);
-            let carets = "^".repeat(len.max(1) as usize);
-            match &self.help {
-                Some(h) => writeln!(f, "{:gutter$} | {pad}{carets} {h}", "")?,
-                None => writeln!(f, "{:gutter$} | {pad}{carets}", "")?,
-            }
-        } else if let Some(h) = &self.help {
-            writeln!(f, "  help: {h}")?;
+        match snippet(&self.source, self.loc, self.help.as_deref()) {
+            Some(s) => f.write_str(&s),
+            None => match &self.help {
+                Some(h) => writeln!(f, "  help: {h}"),
+                None => Ok(()),
+            },
         }
-        Ok(())
     }
+}
+
+/// The source line at `loc` with a gutter and carets under the marked text (and `note` after
+/// them): the one rendering of a place in a suite file, for load errors and run failures alike.
+pub fn snippet(source: &SourceFile, loc: Loc, note: Option<&str>) -> Option<String> {
+    let Loc { line, col, len } = loc;
+    let text = source.text.lines().nth(line.checked_sub(1)? as usize)?;
+    let gutter = line.to_string().len();
+    let text = text.replace('\t', " ");
+    let pad = " ".repeat(col.saturating_sub(1) as usize);
+    let carets = "^".repeat(len.max(1) as usize);
+    let tail = note.map(|n| format!(" {n}")).unwrap_or_default();
+    Some(format!("{:gutter$} |\n{line} | {text}\n{:gutter$} | {pad}{carets}{tail}\n", "", ""))
 }
 
 /// The closest of `known` to `got`, phrased as a suggestion, if any is close enough.

@@ -816,6 +816,7 @@ fn mm(message: String, views: &Views) -> Mismatch {
         message,
         expected: Views::text(&views.want),
         got: Views::text(&views.got),
+        at: None,
     }
 }
 
@@ -824,6 +825,7 @@ fn setup_err(e: String) -> Mismatch {
         message: e,
         expected: String::new(),
         got: String::new(),
+        at: None,
     }
 }
 
@@ -893,6 +895,7 @@ impl StructuredExpect for DnsExpect {
                 message: "not a DNS message".into(),
                 expected: self.describe(),
                 got: msg.summary.clone(),
+                at: None,
             });
         };
         let m = &frame.msg;

@@ -6,7 +6,7 @@ use regex::Regex;
 use super::codec::{body_summary, render, sha256_hex};
 use super::parse::{HttpMessage, StartLine};
 use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
-use crate::syntax::{Data, Fixture, LoadCx, Node, Template};
+use crate::syntax::{Data, Fixture, LoadCx, Loc, Node, Template};
 
 /// Keys of a structured HTTP send.
 pub const SEND_KEYS: &[&str] = &["method", "target", "version", "headers", "body", "body_file", "chunked"];
@@ -207,6 +207,8 @@ enum HeaderCheck {
 #[derive(Debug)]
 struct HeaderMatch {
     name: String,
+    /// The header's key in the suite, so a failure points at its own line.
+    loc: Loc,
     check: HeaderCheck,
     capture: Option<String>,
 }
@@ -225,6 +227,9 @@ enum BodyMatch {
 #[derive(Debug)]
 struct HttpExpect {
     status: Option<StatusMatch>,
+    /// Where `status` and `body` are written, for failures that point at the key.
+    status_at: Option<Loc>,
+    body_at: Option<Loc>,
     method: Option<Template>,
     target: Option<Template>,
     version: Option<Template>,
@@ -322,7 +327,12 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
                 }
                 _ => (HeaderCheck::Equals(cx.template(v, "a header value")?), None),
             };
-            headers.push(HeaderMatch { name, check, capture });
+            headers.push(HeaderMatch {
+                name,
+                loc: k.loc,
+                check,
+                capture,
+            });
         }
     }
     let body = match f.get("body") {
@@ -358,6 +368,8 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
     };
     Some(Box::new(HttpExpect {
         status,
+        status_at: f.get("status").map(|n| n.loc),
+        body_at: f.get("body").map(|n| n.loc),
         method,
         target,
         version,
@@ -371,6 +383,7 @@ fn mismatch(message: impl Into<String>, expected: impl Into<String>, got: impl I
         message: message.into(),
         expected: expected.into(),
         got: got.into(),
+        at: None,
     }
 }
 
@@ -387,11 +400,11 @@ impl StructuredExpect for HttpExpect {
                 StatusMatch::Class(c) => status / 100 == *c,
             };
             if !ok {
-                return Err(mismatch(
-                    format!("status {status}, expected {}", describe_status(s)),
-                    self.describe(),
-                    got,
-                ));
+                let m = mismatch(format!("status {status}, expected {}", describe_status(s)), self.describe(), got);
+                return Err(match self.status_at {
+                    Some(at) => m.at(at),
+                    None => m,
+                });
             }
         }
         if let StartLine::Request { method, target } = &m.start {
@@ -414,7 +427,7 @@ impl StructuredExpect for HttpExpect {
         let mut caps = Vec::new();
         for h in &self.headers {
             let value = m.field(&h.name);
-            let fail = |why: String| mismatch(why, format!("{}: {}", h.name, describe_check(&h.check)), got.clone());
+            let fail = |why: String| mismatch(why, format!("{}: {}", h.name, describe_check(&h.check)), got.clone()).at(h.loc);
             let text = match (&h.check, &value) {
                 (HeaderCheck::Absent, Some(v)) => return Err(fail(format!("{} is present ('{v}'), expected absent", h.name))),
                 (HeaderCheck::Absent, None) => continue,
@@ -444,7 +457,10 @@ impl StructuredExpect for HttpExpect {
             }
         }
         if let Some(b) = &self.body {
-            check_body(b, &m.body, cx, &got)?;
+            check_body(b, &m.body, cx, &got).map_err(|m| match self.body_at {
+                Some(at) => m.at(at),
+                None => m,
+            })?;
         }
         Ok(caps)
     }

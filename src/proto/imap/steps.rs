@@ -494,6 +494,7 @@ fn mismatch(message: impl Into<String>, expected: impl Into<String>, got: impl I
         message: message.into(),
         expected: expected.into(),
         got: got.into(),
+        at: None,
     }
 }
 

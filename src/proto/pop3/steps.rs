@@ -178,6 +178,7 @@ impl StructuredExpect for Pop3Expect {
                         message: format!("the body differs from {} (after un-stuffing)", p.display()),
                         expected: String::from_utf8_lossy(want).into_owned(),
                         got: text.into_owned(),
+                        at: None,
                     });
                 }
             }
@@ -188,6 +189,7 @@ impl StructuredExpect for Pop3Expect {
                         message: format!("the body has no line \"{want}\" (after un-stuffing)"),
                         expected: format!("a line \"{want}\""),
                         got: lines.join("\n"),
+                        at: None,
                     });
                 }
             }
@@ -203,6 +205,7 @@ impl StructuredExpect for Pop3Expect {
                         message: format!("the body has {} lines, expected {n}", lines.len()),
                         expected: format!("{n} lines"),
                         got: lines.join("\n"),
+                        at: None,
                     });
                 }
             }

@@ -254,6 +254,7 @@ impl StructuredExpect for SmtpExpect {
                                     message: format!("the message differs from {}", p.display()),
                                     expected: String::from_utf8_lossy(want).into_owned(),
                                     got: text.into_owned(),
+                                    at: None,
                                 });
                             }
                         }
