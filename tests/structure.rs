@@ -185,19 +185,16 @@ fn paths_in(code: &str, module: &[String]) -> Vec<Vec<String>> {
         } else if rest.starts_with(b"super::") || rest.starts_with(b"self::") {
             // Front doors are never sources, so `super` of a file is always its folder.
             let mut m = module.to_vec();
-            let mut used = 0;
-            let mut r = rest;
-            if r.starts_with(b"self::") {
-                used += 6;
-                r = &r[6..];
+            if rest.starts_with(b"self::") {
+                Some((m, 6))
             } else {
-                while r.starts_with(b"super::") {
+                let mut used = 0;
+                while rest[used..].starts_with(b"super::") {
                     m.pop();
                     used += 7;
-                    r = &r[7..];
                 }
+                Some((m, used))
             }
-            Some((m, used))
         } else {
             None
         };

@@ -170,6 +170,33 @@ pub fn line(buf: &[u8]) -> Result<Option<Line<'_>>, CodecError> {
     }
 }
 
+/// The next command line of a client (SMTP, POP3): like [`line`], but a close in the middle of
+/// one is an error rather than a wait.
+pub fn command_line(buf: &[u8], eof: bool) -> Result<Option<Line<'_>>, CodecError> {
+    match line(buf)? {
+        Some(l) => Ok(Some(l)),
+        None if eof && !buf.is_empty() => Err(CodecError {
+            offset: buf.len(),
+            reason: "the connection closed in the middle of a command".into(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Emits a multi-line body the way SMTP DATA and POP3 send it: a line starting with `.` gets one
+/// more, and a line holding only `.` ends it (RFC 5321 §4.5.2, RFC 1939 §3). `body` ends in CRLF.
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(body.len() + 8);
+    for l in body.split_inclusive(|&b| b == b'\n') {
+        if l.starts_with(b".") {
+            wire.push(b'.');
+        }
+        wire.extend_from_slice(l);
+    }
+    wire.extend_from_slice(b".\r\n");
+    wire
+}
+
 /// Renders bytes as readable text for transcripts and failures: printable UTF-8 as is,
 /// everything else escaped, long data cut in the middle.
 pub fn escape_bytes(b: &[u8], max: usize) -> String {

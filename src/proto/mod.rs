@@ -28,10 +28,14 @@ pub use steps::{Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 pub trait Protocol: Send + Sync {
     /// Name used in suites (`protocol: line`).
     fn name(&self) -> &'static str;
-    /// Default transport of `connect` and `listen`.
-    fn transport(&self) -> Transport;
-    /// Appended to each line of `send: [lines]`.
-    fn line_ending(&self) -> &'static [u8];
+    /// Default transport of `connect` and `listen`; most application protocols run over TCP.
+    fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+    /// Appended to each line of `send: [lines]`; the Internet's text protocols end lines in CRLF.
+    fn line_ending(&self) -> &'static [u8] {
+        b"\r\n"
+    }
     /// A fresh decoder for one direction of one connection.
     fn codec(&self, dir: Direction) -> Box<dyn Codec>;
     /// A decoder for one direction of a connection over `transport` (DNS frames TCP with a length
@@ -40,7 +44,7 @@ pub trait Protocol: Send + Sync {
         self.codec(dir)
     }
     /// The structured `send:`/`expect:` vocabulary (the protocol's `steps.rs`).
-    fn steps(&self) -> &'static dyn Steps;
+    fn steps(&self) -> &'static Steps;
     /// Rules over a whole conversation (every request answered once, reply ids matching their
     /// queries), for `wirecheck check`; per-message rules are the codec's findings.
     fn conversation_rules(&self, _conv: &[Exchange<'_>]) -> Vec<Finding> {

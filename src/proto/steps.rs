@@ -7,28 +7,34 @@
 use regex::Regex;
 
 use super::codec::{Message, Transport};
-use crate::syntax::{Data, LoadCx, Loc, Node, Template, Vars};
+use crate::syntax::{LoadCx, Loc, Node, Template, Vars};
 
-/// A protocol's structured `send:`/`expect:` keys and their parsers.
-pub trait Steps: Send + Sync {
+/// A protocol's structured `send:`/`expect:` keys and their parsers: each `steps.rs` declares one.
+pub struct Steps {
     /// Keys of a structured `send:` mapping (an HTTP request: method, target, headers ...).
-    fn send_keys(&self) -> &'static [&'static str] {
-        &[]
-    }
+    pub send_keys: &'static [&'static str],
     /// Keys of a structured `expect:` mapping (status, headers, body ...).
-    fn expect_keys(&self) -> &'static [&'static str] {
-        &[]
-    }
+    pub expect_keys: &'static [&'static str],
     /// Parses a structured `send:` mapping (called only when it has one of `send_keys`).
-    fn parse_send(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
-        cx.err(node, "this protocol has no structured send");
-        None
-    }
+    pub parse_send: fn(&Node, &mut LoadCx) -> Option<Box<dyn StructuredSend>>,
     /// Parses a structured `expect:` mapping (called only when it has one of `expect_keys`).
-    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
-        cx.err(node, "this protocol has no structured expect");
-        None
-    }
+    pub parse_expect: fn(&Node, &mut LoadCx) -> Option<Box<dyn StructuredExpect>>,
+}
+
+impl Steps {
+    /// No structured vocabulary: such a protocol's steps use the generic keywords only.
+    pub const NONE: Steps = Steps {
+        send_keys: &[],
+        expect_keys: &[],
+        parse_send: |n, cx| {
+            cx.err(n, "this protocol has no structured send");
+            None
+        },
+        parse_expect: |n, cx| {
+            cx.err(n, "this protocol has no structured expect");
+            None
+        },
+    };
 }
 
 /// What structured steps see at run time.
@@ -84,10 +90,7 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
 
 /// Parses `capture: { var: regex-with-a-group }`.
 pub fn parse_captures(c: &Node, cx: &mut LoadCx, example: &str) -> Option<Vec<(String, Regex)>> {
-    let Data::Map(pairs) = &c.data else {
-        cx.err_help(c, "capture must be a mapping", format!("e.g. capture: {{ {example} }}"));
-        return None;
-    };
+    let pairs = cx.mapping(c, "capture must be a mapping", format!("e.g. capture: {{ {example} }}"))?;
     let mut out = Vec::new();
     for (k, v) in pairs {
         let name = cx.string(k, "a variable name")?;
@@ -157,12 +160,12 @@ pub(crate) mod testing {
     }
 
     /// A structured `send:` written as YAML.
-    pub fn send(steps: &dyn Steps, text: &str) -> Result<Box<dyn StructuredSend>, String> {
-        parse(text, |n, cx| steps.parse_send(n, cx))
+    pub fn send(steps: &Steps, text: &str) -> Result<Box<dyn StructuredSend>, String> {
+        parse(text, |n, cx| (steps.parse_send)(n, cx))
     }
 
     /// A structured `expect:` written as YAML.
-    pub fn expect(steps: &dyn Steps, text: &str) -> Result<Box<dyn StructuredExpect>, String> {
-        parse(text, |n, cx| steps.parse_expect(n, cx))
+    pub fn expect(steps: &Steps, text: &str) -> Result<Box<dyn StructuredExpect>, String> {
+        parse(text, |n, cx| (steps.parse_expect)(n, cx))
     }
 }

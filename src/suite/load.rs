@@ -681,9 +681,9 @@ impl LoadCx {
             }
             Data::Map(pairs) => {
                 let p = ctx.step_proto();
-                let structured = p.steps().send_keys();
+                let structured = p.steps().send_keys;
                 if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
-                    return p.steps().parse_send(v, self).map(|s| Payload::Structured(Arc::from(s)));
+                    return (p.steps().parse_send)(v, self).map(|s| Payload::Structured(Arc::from(s)));
                 }
                 let mut known = vec!["line", "lines", "raw", "hex", "fill", "size", "pieces"];
                 known.extend_from_slice(structured);
@@ -805,9 +805,9 @@ impl LoadCx {
             }
             Data::Map(pairs) => {
                 let p = ctx.step_proto();
-                let structured = p.steps().expect_keys();
+                let structured = p.steps().expect_keys;
                 if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
-                    let spec = p.steps().parse_expect(v, self)?;
+                    let spec = (p.steps().parse_expect)(v, self)?;
                     return Some(plain(ExpectWhat::Structured(spec)));
                 }
                 let mut known = EXPECT_KEYS.to_vec();

@@ -121,6 +121,26 @@ impl LoadCx {
         Some(Fields { pairs })
     }
 
+    /// `f`'s value for `key` read with `read`: `Some(None)` when the key is absent, `None` when it
+    /// is there but wrong (the problem is recorded).
+    pub fn optional<T>(&mut self, f: &Fields, key: &str, read: impl FnOnce(&mut LoadCx, &Node) -> Option<T>) -> Option<Option<T>> {
+        match f.get(key) {
+            Some(n) => read(self, n).map(Some),
+            None => Some(None),
+        }
+    }
+
+    /// The pairs of a mapping, in file order; anything else is recorded as `message` with `help`.
+    pub fn mapping<'a>(&mut self, node: &'a Node, message: &str, help: impl Into<String>) -> Option<&'a [(Node, Node)]> {
+        match &node.data {
+            Data::Map(pairs) => Some(pairs),
+            _ => {
+                self.err_help(node, message, help);
+                None
+            }
+        }
+    }
+
     /// See the module docs: a helper for protocol plug-ins.
     pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match node.as_str() {

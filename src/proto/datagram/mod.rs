@@ -23,7 +23,7 @@ impl Protocol for Datagram {
     fn codec(&self, _dir: Direction) -> Box<dyn Codec> {
         Box::new(DatagramCodec)
     }
-    fn steps(&self) -> &'static dyn Steps {
-        &steps::DatagramSteps
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
     }
 }

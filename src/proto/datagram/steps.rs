@@ -3,7 +3,5 @@
 
 use crate::proto::Steps;
 
-/// The (empty) structured vocabulary of `datagram`.
-pub struct DatagramSteps;
-
-impl Steps for DatagramSteps {}
+/// No structured vocabulary.
+pub static STEPS: Steps = Steps::NONE;

@@ -30,8 +30,8 @@ impl Protocol for Dns {
     fn codec_on(&self, dir: Direction, transport: Transport) -> Box<dyn Codec> {
         Box::new(DnsCodec::new(dir, transport))
     }
-    fn steps(&self) -> &'static dyn Steps {
-        &steps::DnsSteps
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)

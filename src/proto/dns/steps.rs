@@ -279,22 +279,12 @@ struct DnsSend {
 }
 
 /// The structured `send:`/`expect:` keys of DNS.
-pub struct DnsSteps;
-
-impl Steps for DnsSteps {
-    fn send_keys(&self) -> &'static [&'static str] {
-        SEND_KEYS
-    }
-    fn expect_keys(&self) -> &'static [&'static str] {
-        EXPECT_KEYS
-    }
-    fn parse_send(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
-        parse_send(node, cx)
-    }
-    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
-        parse_expect(node, cx)
-    }
-}
+pub static STEPS: Steps = Steps {
+    send_keys: SEND_KEYS,
+    expect_keys: EXPECT_KEYS,
+    parse_send,
+    parse_expect,
+};
 
 /// Parses `send: { query: {..} }` or `send: { response: {..} }`.
 pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
@@ -1263,9 +1253,9 @@ mod tests {
         for line in steps.lines() {
             let line = line.trim_start().trim_start_matches("- ");
             if let Some(y) = line.strip_prefix("send: ") {
-                out.push(Some(Parsed1::Send(std::sync::Arc::from(testing::send(&DnsSteps, y)?))));
+                out.push(Some(Parsed1::Send(std::sync::Arc::from(testing::send(&STEPS, y)?))));
             } else if let Some(y) = line.strip_prefix("expect: ") {
-                out.push(Some(Parsed1::Expect(testing::expect(&DnsSteps, y)?)));
+                out.push(Some(Parsed1::Expect(testing::expect(&STEPS, y)?)));
             } else {
                 return Err(format!("not a send or expect step: {line}"));
             }

@@ -16,17 +16,11 @@ impl Protocol for Http {
     fn name(&self) -> &'static str {
         "http"
     }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn line_ending(&self) -> &'static [u8] {
-        b"\r\n"
-    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         Box::new(HttpCodec::new(dir == Direction::ClientToServer))
     }
-    fn steps(&self) -> &'static dyn Steps {
-        &steps::HttpSteps
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)

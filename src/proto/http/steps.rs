@@ -105,36 +105,20 @@ fn body_src(node: &Node, file: Option<&Node>, cx: &mut LoadCx) -> Option<BodySrc
 }
 
 /// The structured `send:`/`expect:` keys of HTTP.
-pub struct HttpSteps;
-
-impl Steps for HttpSteps {
-    fn send_keys(&self) -> &'static [&'static str] {
-        SEND_KEYS
-    }
-    fn expect_keys(&self) -> &'static [&'static str] {
-        EXPECT_KEYS
-    }
-    fn parse_send(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
-        parse_send(node, cx)
-    }
-    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
-        parse_expect(node, cx)
-    }
-}
+pub static STEPS: Steps = Steps {
+    send_keys: SEND_KEYS,
+    expect_keys: EXPECT_KEYS,
+    parse_send,
+    parse_expect,
+};
 
 /// Parses `send: { method, target, version, headers, body | body_file, chunked }` (or `status` for a response).
 pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
     let mut keys = SEND_KEYS.to_vec();
     keys.push("status");
     let f = cx.fields(node, &keys, "an HTTP send")?;
-    let method = match f.get("method") {
-        Some(n) => Some(cx.template(n, "method")?),
-        None => None,
-    };
-    let status = match f.get("status") {
-        Some(n) => Some(cx.template(n, "status")?),
-        None => None,
-    };
+    let method = cx.optional(&f, "method", |cx, n| cx.template(n, "method"))?;
+    let status = cx.optional(&f, "status", |cx, n| cx.template(n, "status"))?;
     if method.is_none() && status.is_none() {
         cx.err_help(
             node,
@@ -153,10 +137,7 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
     };
     let mut headers = Vec::new();
     if let Some(h) = f.get("headers") {
-        let Data::Map(pairs) = &h.data else {
-            cx.err_help(h, "headers must be a mapping", "e.g. headers: { Connection: close }");
-            return None;
-        };
+        let pairs = cx.mapping(h, "headers must be a mapping", "e.g. headers: { Connection: close }")?;
         for (k, v) in pairs {
             let name = cx.string(k, "a header name")?;
             let value = match v.data {
@@ -280,14 +261,11 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
     let version = tmpl("version", cx)?;
     let mut headers = Vec::new();
     if let Some(h) = f.get("headers") {
-        let Data::Map(pairs) = &h.data else {
-            cx.err_help(
-                h,
-                "headers must be a mapping of name to check",
-                "e.g. headers: { Content-Type: { regex: '^text/html' } }",
-            );
-            return None;
-        };
+        let pairs = cx.mapping(
+            h,
+            "headers must be a mapping of name to check",
+            "e.g. headers: { Content-Type: { regex: '^text/html' } }",
+        )?;
         for (k, v) in pairs {
             let name = cx.string(k, "a header name")?;
             let (check, capture) = match &v.data {

@@ -15,20 +15,14 @@ impl Protocol for Imap {
     fn name(&self) -> &'static str {
         "imap"
     }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn line_ending(&self) -> &'static [u8] {
-        b"\r\n"
-    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         match dir {
             Direction::ServerToClient => Box::new(ResponseCodec::default()),
             Direction::ClientToServer => Box::new(CommandCodec),
         }
     }
-    fn steps(&self) -> &'static dyn Steps {
-        &steps::ImapSteps
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
     }
     fn ports(&self) -> &'static [u16] {
         &[143]

@@ -357,14 +357,11 @@ fn item(node: &Node, in_absent: bool, cx: &mut LoadCx) -> Option<Item> {
             }
             let mut items = Vec::new();
             if let Some(i) = f.get("items") {
-                let Data::Map(pairs) = &i.data else {
-                    cx.err_help(
-                        i,
-                        "items must be a mapping of FETCH item to check",
-                        "e.g. items: { UID: { capture: uid } }",
-                    );
-                    return None;
-                };
+                let pairs = cx.mapping(
+                    i,
+                    "items must be a mapping of FETCH item to check",
+                    "e.g. items: { UID: { capture: uid } }",
+                )?;
                 for (k, val) in pairs {
                     let name = parse::normalize_item(&cx.string(k, "a FETCH item name")?);
                     if let Some(peek) = name.strip_prefix("BODY.PEEK") {
@@ -414,16 +411,12 @@ fn items(node: &Node, in_absent: bool, cx: &mut LoadCx) -> Option<Vec<Item>> {
 }
 
 /// The structured `expect:` keys of IMAP.
-pub struct ImapSteps;
-
-impl Steps for ImapSteps {
-    fn expect_keys(&self) -> &'static [&'static str] {
-        EXPECT_KEYS
-    }
-    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
-        parse_expect(node, cx)
-    }
-}
+pub static STEPS: Steps = Steps {
+    send_keys: &[],
+    expect_keys: EXPECT_KEYS,
+    parse_send: Steps::NONE.parse_send,
+    parse_expect,
+};
 
 /// Parses `expect: { greeting | status | continuation, tag, code, text, untagged, absent }`.
 pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn crate::proto::StructuredExpect>> {
@@ -1069,7 +1062,7 @@ mod tests {
     use crate::syntax::Vars;
 
     fn load(expect: &str) -> Result<Box<dyn StructuredExpect>, String> {
-        testing::expect(&ImapSteps, expect)
+        testing::expect(&STEPS, expect)
     }
 
     /// The group the server sends after the greeting, in answer to `sent`.

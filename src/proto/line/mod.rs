@@ -4,7 +4,7 @@ pub mod codec;
 pub mod rules;
 pub mod steps;
 
-use crate::proto::{Codec, Direction, Protocol, Steps, Transport};
+use crate::proto::{Codec, Direction, Protocol, Steps};
 pub use codec::{LineCodec, MAX_LINE};
 
 /// Lines ending in LF (CR before it is tolerated and stripped).
@@ -17,17 +17,14 @@ impl Protocol for Line {
     fn name(&self) -> &'static str {
         "line"
     }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
     fn line_ending(&self) -> &'static [u8] {
         b"\n"
     }
     fn codec(&self, _dir: Direction) -> Box<dyn Codec> {
         Box::new(LineCodec)
     }
-    fn steps(&self) -> &'static dyn Steps {
-        &steps::LineSteps
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
     }
 }
 
@@ -35,17 +32,11 @@ impl Protocol for LineCrlf {
     fn name(&self) -> &'static str {
         "line-crlf"
     }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn line_ending(&self) -> &'static [u8] {
-        b"\r\n"
-    }
     fn codec(&self, _dir: Direction) -> Box<dyn Codec> {
         Box::new(LineCodec)
     }
-    fn steps(&self) -> &'static dyn Steps {
-        &steps::LineSteps
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
     }
 }
 

@@ -3,7 +3,5 @@
 
 use crate::proto::Steps;
 
-/// The (empty) structured vocabulary of `line` and `line-crlf`.
-pub struct LineSteps;
-
-impl Steps for LineSteps {}
+/// No structured vocabulary.
+pub static STEPS: Steps = Steps::NONE;

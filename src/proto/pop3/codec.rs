@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::proto::codec::line;
+use crate::proto::codec::{command_line, line};
 use crate::proto::{escape_bytes, Codec, CodecError, Finding, Frame, Level, Message};
 
 const MAX_BODY: usize = 64 << 20;
@@ -205,13 +205,7 @@ pub struct CommandCodec;
 
 impl Codec for CommandCodec {
     fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
-        let Some((l, used, _)) = line(buf)? else {
-            if eof && !buf.is_empty() {
-                return Err(CodecError {
-                    offset: buf.len(),
-                    reason: "the connection closed in the middle of a command".into(),
-                });
-            }
+        let Some((l, used, _)) = command_line(buf, eof)? else {
             return Ok(Frame::Incomplete);
         };
         let text = String::from_utf8_lossy(l).into_owned();
@@ -321,13 +315,7 @@ mod tests {
     fn round_trip_a_byte_stuffed_body_frames_back_unstuffed() {
         let body = b"a\r\n.dot\r\n..two\r\n";
         let mut wire = b"+OK\r\n".to_vec();
-        for l in body.split_inclusive(|&b| b == b'\n') {
-            if l.starts_with(b".") {
-                wire.push(b'.');
-            }
-            wire.extend_from_slice(l);
-        }
-        wire.extend_from_slice(b".\r\n");
+        wire.extend_from_slice(&crate::proto::codec::dot_stuff(body));
         let mut c = ResponseCodec {
             greeted: true,
             pending: [true].into(),

@@ -14,20 +14,14 @@ impl Protocol for Pop3 {
     fn name(&self) -> &'static str {
         "pop3"
     }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn line_ending(&self) -> &'static [u8] {
-        b"\r\n"
-    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         match dir {
             Direction::ServerToClient => Box::new(ResponseCodec::default()),
             Direction::ClientToServer => Box::new(CommandCodec),
         }
     }
-    fn steps(&self) -> &'static dyn Steps {
-        &steps::Pop3Steps
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)

@@ -10,16 +10,12 @@ use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect};
 use crate::syntax::{Data, Fixture, LoadCx, Node, Template};
 
 /// The structured `expect:` keys of POP3.
-pub struct Pop3Steps;
-
-impl Steps for Pop3Steps {
-    fn expect_keys(&self) -> &'static [&'static str] {
-        &["status", "text", "multiline", "body"]
-    }
-    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
-        parse_expect(node, cx)
-    }
-}
+pub static STEPS: Steps = Steps {
+    send_keys: &[],
+    expect_keys: &["status", "text", "multiline", "body"],
+    parse_send: Steps::NONE.parse_send,
+    parse_expect,
+};
 
 #[derive(Debug, Default)]
 struct BodyCheck {
@@ -60,14 +56,8 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             }
         },
     };
-    let text = match f.get("text") {
-        Some(n) => Some(cx.regex(n)?),
-        None => None,
-    };
-    let multiline = match f.get("multiline") {
-        Some(n) => Some(cx.boolean(n, "multiline")?),
-        None => None,
-    };
+    let text = cx.optional(&f, "text", LoadCx::regex)?;
+    let multiline = cx.optional(&f, "multiline", |cx, n| cx.boolean(n, "multiline"))?;
     let body = match f.get("body") {
         None => None,
         Some(b) => {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::proto::codec::line;
+use crate::proto::codec::{command_line, line};
 use crate::proto::{escape_bytes, Codec, CodecError, Finding, Frame, Level, Message};
 
 /// Largest DATA content framed.
@@ -132,13 +132,7 @@ impl Codec for CommandCodec {
         if self.in_data {
             return self.decode_data(buf, eof);
         }
-        let Some((l, used, lf)) = line(buf)? else {
-            if eof && !buf.is_empty() {
-                return Err(CodecError {
-                    offset: buf.len(),
-                    reason: "the connection closed in the middle of a command".into(),
-                });
-            }
+        let Some((l, used, lf)) = command_line(buf, eof)? else {
             return Ok(Frame::Incomplete);
         };
         let text = String::from_utf8_lossy(l).into_owned();
@@ -312,14 +306,7 @@ mod tests {
     #[test]
     fn round_trip_a_dot_stuffed_body_frames_back_unstuffed() {
         let body = b"line one\r\n.starts with a dot\r\n..two dots\r\n";
-        let mut wire = Vec::new();
-        for l in body.split_inclusive(|&b| b == b'\n') {
-            if l.starts_with(b".") {
-                wire.push(b'.');
-            }
-            wire.extend_from_slice(l);
-        }
-        wire.extend_from_slice(b".\r\n");
+        let wire = crate::proto::codec::dot_stuff(body);
         let mut c = CommandCodec {
             in_data: true,
             ..CommandCodec::default()

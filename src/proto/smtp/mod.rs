@@ -14,20 +14,14 @@ impl Protocol for Smtp {
     fn name(&self) -> &'static str {
         "smtp"
     }
-    fn transport(&self) -> Transport {
-        Transport::Tcp
-    }
-    fn line_ending(&self) -> &'static [u8] {
-        b"\r\n"
-    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         match dir {
             Direction::ServerToClient => Box::new(ReplyCodec),
             Direction::ClientToServer => Box::new(CommandCodec::default()),
         }
     }
-    fn steps(&self) -> &'static dyn Steps {
-        &steps::SmtpSteps
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)

@@ -13,16 +13,12 @@ use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect};
 use crate::syntax::{Data, Fixture, LoadCx, Node, Template};
 
 /// The structured `expect:` keys of SMTP.
-pub struct SmtpSteps;
-
-impl Steps for SmtpSteps {
-    fn expect_keys(&self) -> &'static [&'static str] {
-        &["code", "text", "multiline", "command", "args", "data"]
-    }
-    fn parse_expect(&self, node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
-        parse_expect(node, cx)
-    }
-}
+pub static STEPS: Steps = Steps {
+    send_keys: &[],
+    expect_keys: &["code", "text", "multiline", "command", "args", "data"],
+    parse_send: Steps::NONE.parse_send,
+    parse_expect,
+};
 
 /// Reply codes accepted: exact codes and whole classes (`4xx`).
 #[derive(Debug)]
@@ -91,14 +87,8 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             Some(m)
         }
     };
-    let text = match f.get("text") {
-        Some(n) => Some(cx.regex(n)?),
-        None => None,
-    };
-    let multiline = match f.get("multiline") {
-        Some(n) => Some(cx.boolean(n, "multiline")?),
-        None => None,
-    };
+    let text = cx.optional(&f, "text", LoadCx::regex)?;
+    let multiline = cx.optional(&f, "multiline", |cx, n| cx.boolean(n, "multiline"))?;
     let command = match f.get("command") {
         None => None,
         Some(n) => Some(match &n.data {
@@ -109,10 +99,7 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             _ => vec![cx.string(n, "command")?.to_ascii_uppercase()],
         }),
     };
-    let args = match f.get("args") {
-        Some(n) => Some(cx.regex(n)?),
-        None => None,
-    };
+    let args = cx.optional(&f, "args", LoadCx::regex)?;
     let mut data = Vec::new();
     if let Some(d) = f.get("data") {
         let df = cx.fields(d, &["line", "regex", "file"], "a DATA check")?;
