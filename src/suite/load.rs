@@ -957,6 +957,16 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_fixture_is_a_located_load_error() {
+        let e = load(
+            "suite: t\nprotocol: http\ncases:\n  - id: a\n    steps:\n      - connect: c\n      - send: { method: POST, target: /, body_file: no-such-file.bin }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("suites/t.yaml:7:53: error: no file suites/no-such-file.bin"), "{e}");
+        assert!(e.contains("paths are relative to the suite file's folder"), "{e}");
+    }
+
+    #[test]
     fn templates_inside_structured_steps_are_linted() {
         // The IMAP vocabulary declares ${m}; the linter sees it used before anything sets it.
         let e = load(

@@ -195,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn pipelined_responses_frame_one_by_one() {
+    fn parses_pipelined_responses_one_by_one() {
         let mut c = HttpCodec::new(false);
         c.peer_sent(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
         let stream = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
@@ -206,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn head_response_has_no_body_even_with_content_length() {
+    fn parses_a_head_response_without_a_body_even_with_content_length() {
         let mut c = HttpCodec::new(false);
         c.peer_sent(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
         let (m, used, _) = one(&mut c, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false);
@@ -214,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn interim_responses_do_not_answer_the_request() {
+    fn parses_interim_responses_that_do_not_answer_the_request() {
         let mut c = HttpCodec::new(false);
         c.peer_sent(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
         one(&mut c, b"HTTP/1.1 100 Continue\r\n\r\n", false);
@@ -223,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn close_delimited_needs_eof() {
+    fn incomplete_close_delimited_bodies_until_eof() {
         let mut c = HttpCodec::new(false);
         let buf = b"HTTP/1.0 200 OK\r\n\r\nhello";
         assert!(matches!(c.decode(buf, false).unwrap(), Frame::Incomplete));
@@ -232,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn truncated_bodies_are_errors_at_eof() {
+    fn rejects_truncated_bodies_at_eof() {
         let mut c = HttpCodec::new(false);
         let e = c.decode(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", true).unwrap_err();
         assert!(e.reason.contains("3 of the 10"), "{e}");
@@ -243,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn requests_with_bodies_and_garbage_peers() {
+    fn parses_requests_with_bodies_and_answers_to_garbage() {
         let mut c = HttpCodec::new(true);
         let (m, used, _) = one(
             &mut c,
@@ -258,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn summary_shows_fields_and_body() {
+    fn parses_into_a_summary_with_fields_and_body() {
         let mut c = HttpCodec::new(false);
         let Frame::Message(m, _) = c
             .decode(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", false)
@@ -271,5 +271,23 @@ mod tests {
             m.summary,
             "HTTP/1.1 200 OK\n  Content-Type: text/plain\n  Content-Length: 2\n  body (Content-Length): \"hi\""
         );
+    }
+
+    #[test]
+    fn round_trip_a_decoded_request_emits_back_to_the_same_message() {
+        let wire = b"PUT /a%20b?q=1 HTTP/1.1\r\nHost: x\r\nX-Two: a\r\nX-Two: b\r\nContent-Length: 5\r\n\r\nhello";
+        let (m, used, f) = one(&mut HttpCodec::new(true), wire, false);
+        assert_eq!((used, f.len()), (wire.len(), 0));
+        let StartLine::Request { method, target } = &m.start else {
+            panic!()
+        };
+        let mut again = format!("{method} {target} HTTP/{}.{}\r\n", m.version.0, m.version.1);
+        for (n, v) in &m.fields {
+            again.push_str(&format!("{n}: {v}\r\n"));
+        }
+        let mut again = again.into_bytes();
+        again.extend_from_slice(b"\r\n");
+        again.extend_from_slice(&m.body);
+        assert_eq!(again, wire);
     }
 }

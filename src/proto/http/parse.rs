@@ -428,7 +428,7 @@ mod tests {
     }
 
     #[test]
-    fn request_and_response_heads() {
+    fn parses_request_and_response_heads() {
         let h = head(b"GET /a HTTP/1.1\r\nHost: x\r\nAccept:  */* \r\n\r\nrest", true);
         assert_eq!(
             h.start,
@@ -458,14 +458,14 @@ mod tests {
     }
 
     #[test]
-    fn bare_lf_is_a_should_finding() {
+    fn parses_bare_lf_with_a_should_finding() {
         let h = head(b"HTTP/1.1 200 OK\nContent-Length: 0\n\n", false);
         assert_eq!(h.findings.len(), 1);
         assert_eq!((h.findings[0].level, h.findings[0].rule), (Level::Should, "RFC 9112 §2.2"));
     }
 
     #[test]
-    fn whitespace_before_colon_and_obs_fold_are_must_findings() {
+    fn parses_whitespace_before_colon_and_obs_fold_as_must_findings() {
         let h = head(b"HTTP/1.1 200 OK\r\nX-A : 1\r\nX-B: one\r\n two\r\n\r\n", false);
         let rules: Vec<_> = h.findings.iter().map(|f| (f.level, f.rule)).collect();
         assert_eq!(rules, vec![(Level::Must, "RFC 9112 §5.1"), (Level::Must, "RFC 9112 §5.2")]);
@@ -473,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_reason_is_tolerated_but_noted() {
+    fn parses_a_missing_reason_with_a_note() {
         let h = head(b"HTTP/1.1 200\r\n\r\n", false);
         assert_eq!(
             h.start,
@@ -486,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_start_lines_are_errors() {
+    fn rejects_malformed_start_lines() {
         assert!(parse_head(b"HTTP/1.1 20 OK\r\n\r\n", false).is_err());
         assert!(parse_head(b"HTTP/x 200 OK\r\n\r\n", false).is_err());
         assert!(parse_head(b"GET /\r\n\r\n", true).is_err());
@@ -496,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn leading_empty_lines_before_a_request_are_skipped() {
+    fn parses_past_leading_empty_lines_before_a_request() {
         let h = head(b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", true);
         assert_eq!(h.len, 29);
     }
@@ -507,7 +507,7 @@ mod tests {
     }
 
     #[test]
-    fn body_length_rules() {
+    fn parses_body_length_rules() {
         assert_eq!(
             framing_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, false).unwrap(),
             Framing::Length(5)
@@ -541,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn framing_findings() {
+    fn parses_framing_findings() {
         let mut h = head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", false);
         assert_eq!(framing(&mut h, false, false).unwrap(), Framing::Chunked);
         assert_eq!(h.findings[0].rule, "RFC 9112 §6.1");
@@ -554,7 +554,7 @@ mod tests {
     }
 
     #[test]
-    fn chunked_with_extensions_and_trailers() {
+    fn parses_chunked_with_extensions_and_trailers() {
         let (body, trailers, used) = dechunk(b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-T: y\r\n\r\nNEXT")
             .unwrap()
             .unwrap();
