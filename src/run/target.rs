@@ -18,8 +18,8 @@ use crate::suite::{Role, Suite, Transport};
 pub enum TargetSpec {
     /// The suite's bundled reference implementation.
     Reference,
-    /// A server already running at HOST:PORT.
-    Addr(String),
+    /// A server already running at this address (the command line resolved `--target HOST:PORT`).
+    Addr(SocketAddr),
     /// A command to start, with `{port}` (and `{host}`) filled in.
     Exec(String),
 }
@@ -57,9 +57,6 @@ pub enum TargetError {
         #[source]
         source: Arc<reference_servers::Error>,
     },
-    /// `--target HOST:PORT` names no address.
-    #[error("cannot resolve target '{0}' (write HOST:PORT, e.g. 127.0.0.1:12000)")]
-    Unresolved(String),
     /// Nothing is bound to the loopback port `--target` names (seen without connecting).
     #[error(
         "nothing listens on {transport} {addr} (no socket is bound to port {port} in wirecheck's network namespace): start the server first, or check the port",
@@ -482,12 +479,8 @@ impl SuiteTarget {
                     server,
                 }))
             }
-            TargetSpec::Addr(a) => {
-                let addr = tokio::net::lookup_host(a.as_str())
-                    .await
-                    .ok()
-                    .and_then(|mut it| it.next())
-                    .ok_or_else(|| TargetError::Unresolved(a.clone()))?;
+            TargetSpec::Addr(addr) => {
+                let addr = *addr;
                 // On this machine we can tell, without a connection that would cost the server
                 // one, whether anything listens there at all (in this network namespace: with
                 // --isolate a server outside is unreachable, and reported so).
