@@ -58,7 +58,7 @@ async fn through_runner(addr: std::net::SocketAddr, n: usize) -> Duration {
     );
     let suite = Arc::new(wirecheck::suite::load_str(Path::new("bench.yaml"), text).expect("suite loads"));
     let opts = RunOptions::default();
-    let target = SuiteTarget::new(suite.clone(), TargetSpec::Addr(addr.to_string()), Duration::from_secs(5));
+    let target = SuiteTarget::new(suite.clone(), TargetSpec::Addr(addr), Duration::from_secs(5));
     let start = Instant::now();
     let (result, _) = run_one(&target, suite, 0, &opts).await;
     let took = start.elapsed();

@@ -1,4 +1,4 @@
-//! The command line: suite errors (exit 2), reports that parse back, list, filters.
+//! The command line: suite and option errors (exit 2), reports that parse back, list, filters.
 
 mod common;
 use common::*;
@@ -46,6 +46,36 @@ fn unknown_suite_name_gets_a_suggestion() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("did you mean 'tcp-upper'?"), "{err}");
+}
+
+/// Runs `wirecheck run tcp-upper --target TARGET` with a JSON report; asserts it stopped with
+/// exit status 2 before any case ran (no report, no case line), and returns its stderr.
+fn bad_target(target: &str) -> String {
+    let (code, out, report) = run_json(&["tcp-upper", "--target", target]);
+    assert_eq!(code, 2, "{out}");
+    assert!(report.is_null(), "a report was written, so cases ran: {report}");
+    for word in ["PASS", "FAIL", "ERROR", "passed"] {
+        assert!(!out.contains(word), "{out}");
+    }
+    out
+}
+
+#[test]
+fn target_without_a_port_exits_2_before_any_case() {
+    let err = bad_target("localhost");
+    assert!(
+        err.contains("error: --target 'localhost': no port; write HOST:PORT, e.g. 127.0.0.1:12000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn target_with_an_unknown_host_exits_2_before_any_case() {
+    let err = bad_target("nosuchhost.invalid:1");
+    assert!(
+        err.contains("error: --target 'nosuchhost.invalid:1': cannot resolve host 'nosuchhost.invalid'"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -625,3 +625,32 @@ fn a_submission_over_its_limits_is_stopped_and_the_report_names_the_limit() {
         assert_eq!(processes_with(&tag), Vec::<String>::new(), "{program}: survivors after the grade");
     }
 }
+
+#[test]
+fn an_unknown_user_stops_grading_before_the_submission_is_touched() {
+    // Only root switches users, so only as root does the user matter (and get checked).
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("an_unknown_user_stops_grading_before_the_submission_is_touched: skipped: not root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("server.py"), "print('never started')\n").unwrap();
+    let a = tcp_assignment(dir.path(), "");
+    let report = dir.path().join("out/grade.json");
+    let (o, _) = wirecheck(&[
+        "grade",
+        a.to_str().unwrap(),
+        "--submission",
+        sub.to_str().unwrap(),
+        "--user",
+        "no-such-user-wc",
+        "--report",
+        &format!("json:{}", report.display()),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("error: user 'no-such-user-wc' does not exist"), "{err}");
+    assert!(!report.exists(), "nothing is graded, so no report is written");
+}

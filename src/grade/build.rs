@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::assignment::BuildSpec;
 use super::score::BuildOutcome;
-use crate::run::process::{Exit, Program};
+use crate::run::child::Exit;
+use crate::run::process::Program;
 use crate::run::sandbox::Sandbox;
 
 /// Most build output kept in reports (the tail: compilers put the first error last often enough

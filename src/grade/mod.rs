@@ -6,7 +6,6 @@
 
 pub mod assignment;
 pub mod build;
-pub mod cli;
 pub mod formats;
 pub mod grader;
 pub mod roster;

@@ -1,6 +1,7 @@
 //! A graded submission: every planned case with its status and score, whatever happened (a build
 //! that failed, a budget that ran out, an interrupted run all still list every case).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::assignment::{Assignment, Tier, Visibility};
@@ -64,8 +65,9 @@ pub struct GradedCase {
     pub max_score: f64,
     /// Why it did not pass, in a sentence (the failure message or why it did not run).
     pub reason: Option<String>,
-    /// The full failure block (step, expected/got, dialogue, stderr tail): never shown for hidden cases.
-    pub detail: Option<String>,
+    /// The last attempt that did not pass, which reports render as the failure block (step,
+    /// expected/got, dialogue, stderr tail); never shown for hidden cases.
+    pub failed: Option<Arc<CaseResult>>,
     /// SHOULD findings.
     pub warnings: Vec<String>,
     /// Runs it took (1 plus re-runs).
@@ -73,7 +75,7 @@ pub struct GradedCase {
     /// Wall time of the last attempt.
     pub duration: Duration,
     /// The last attempt's raw result (dialogue, failure), for the JSON report.
-    pub result: Option<CaseResult>,
+    pub result: Option<Arc<CaseResult>>,
 }
 
 /// How the build gate went.
@@ -182,7 +184,7 @@ pub fn planned(a: &Assignment, reason: &str) -> Vec<GradedCase> {
                 score: 0.0,
                 max_score: round(c.max_score),
                 reason: Some(reason.to_string()),
-                detail: None,
+                failed: None,
                 warnings: Vec::new(),
                 attempts: 0,
                 duration: Duration::ZERO,
@@ -214,18 +216,19 @@ pub fn record(a: &Assignment, g: &mut GradedCase, r: &CaseResult) {
         Status::Flaky => round(g.max_score * a.flaky_credit),
         _ => 0.0,
     };
+    let r = Arc::new(r.clone());
     if passed {
         if g.status == Status::Flaky {
             g.reason = Some(format!("failed, then passed on re-run {} (flaky)", g.attempts - 1));
         } else {
             g.reason = None;
-            g.detail = None;
+            g.failed = None;
         }
     } else {
         g.reason = r.failure.as_ref().map(|f| f.message.clone());
-        g.detail = Some(crate::report::failure_text(r, false));
+        g.failed = Some(r.clone());
     }
-    g.result = Some(r.clone());
+    g.result = Some(r);
 }
 
 #[cfg(test)]

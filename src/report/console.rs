@@ -91,7 +91,7 @@ impl Reporter for Console {
         }
         let mut text = String::new();
         for e in &s.target_errors {
-            text.push_str(&format!("{RED}error:{RED:#} {}\n", e.replace('\n', "\n       ")));
+            text.push_str(&format!("{RED}error:{RED:#} {}\n", e.to_string().replace('\n', "\n       ")));
         }
         let style = if s.failed + s.errors == 0 && s.target_errors.is_empty() {
             GREEN

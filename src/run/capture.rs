@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::capture::live::{self, LiveCapture};
 use crate::capture::{compare, Options};
 
-use super::CaseResult;
+use super::result::CaseResult;
 
 /// Where captures go and the capture that feeds them.
 #[derive(Clone)]

@@ -11,9 +11,10 @@ use regex::Regex;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::Instant;
 
+use super::child::Exit;
 use super::conn::{Conn, RecvError, TcpConn};
-use super::process::{Exit, Program};
-use super::target::Launcher;
+use super::process::Program;
+use super::target::{Launcher, TargetError};
 use crate::dialogue::{ConnInfo, EventKind, Recorder};
 use crate::proto::{escape_bytes, Level, Protocol, RenderCx};
 use crate::suite::*;
@@ -66,7 +67,7 @@ pub struct Env {
     /// The target program, if it is one we run (for expect_output / expect_exit).
     pub program: tokio::sync::Mutex<Option<Arc<Program>>>,
     /// Starts the target client (client-role suites), or why there is none.
-    pub launcher: Option<Result<Launcher, String>>,
+    pub launcher: Option<Result<Launcher, TargetError>>,
     /// Multiplies every timeout.
     pub scale: f64,
     /// The dialogue being recorded.
@@ -512,13 +513,13 @@ impl Ctx {
         };
         let launcher = match &env.launcher {
             Some(Ok(l)) => l,
-            Some(Err(why)) => return Err(Failure::at(step, why.clone())),
+            Some(Err(why)) => return Err(Failure::at(step, why.to_string())),
             None => return Err(Failure::at(step, "this suite's target is a server: there is no client to start")),
         };
         let (program, listening) = launcher
             .launch(port, listen, &self.vars, deadline)
             .await
-            .map_err(|e| Failure::at(step, e))?;
+            .map_err(|e| Failure::at(step, e.to_string()))?;
         if let Some(addr) = listening {
             self.vars.insert("program.port".into(), addr.port().to_string());
             self.vars.insert("program.addr".into(), addr.to_string());
@@ -535,14 +536,20 @@ impl Ctx {
                     Piece::Pause(d) => tokio::time::sleep(*d).await,
                     Piece::Data(d) => {
                         let bytes = self.bytes(env, step, d)?;
-                        self.conn(step)?.send(&bytes, deadline).await.map_err(|e| Failure::at(step, e))?;
+                        self.conn(step)?
+                            .send(&bytes, deadline)
+                            .await
+                            .map_err(|e| Failure::at(step, e.to_string()))?;
                     }
                 }
             }
             return Ok(());
         }
         let bytes = self.bytes(env, step, p)?;
-        self.conn(step)?.send(&bytes, deadline).await.map_err(|e| Failure::at(step, e))
+        self.conn(step)?
+            .send(&bytes, deadline)
+            .await
+            .map_err(|e| Failure::at(step, e.to_string()))
     }
 
     async fn expect(&mut self, env: &Env, step: &Step, e: &Expect, deadline: Instant) -> Result<(), Failure> {

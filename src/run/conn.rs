@@ -8,20 +8,26 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::dialogue::{EventKind, Recorder};
-use crate::proto::{escape_bytes, Codec, Direction, Frame, Message, Protocol};
+use crate::proto::{escape_bytes, Codec, CodecError, Direction, Frame, Message, Protocol};
 
 /// Most unread bytes a connection may hold; a target that sends more without a message floods.
 pub const MAX_BUFFERED: usize = 16 << 20;
 
-/// Why nothing (or not enough) arrived.
-#[derive(Debug)]
+/// Why nothing (or not enough, or something unwanted) arrived.
+#[derive(Debug, thiserror::Error)]
 pub enum RecvError {
     /// The deadline passed; `partial` is what had arrived.
+    #[error("timed out; had received {}", shown(partial))]
     Timeout {
         /// Unframed bytes received so far.
         partial: Vec<u8>,
     },
     /// The peer closed (FIN or reset) first.
+    #[error(
+        "the target {}; had received {}",
+        if *reset { "reset the connection" } else { "closed the connection" },
+        shown(partial)
+    )]
     Closed {
         /// Unframed bytes received before the close.
         partial: Vec<u8>,
@@ -29,35 +35,75 @@ pub enum RecvError {
         reset: bool,
     },
     /// Over `MAX_BUFFERED` bytes without a complete message.
+    #[error("the target sent over {} MiB without a complete message", MAX_BUFFERED >> 20)]
     Flood,
     /// Bytes the codec cannot frame.
-    Malformed(String),
+    #[error("malformed data: {0}")]
+    Malformed(#[source] CodecError),
+    /// A datagram the codec wants more of: a datagram is all there is.
+    #[error("malformed data: incomplete datagram")]
+    IncompleteDatagram,
+    /// `expect: closed` on UDP, which has no connection to close (the linter rejects it).
+    #[error("UDP has no connection to close; use silence")]
+    NoConnection,
+    /// Silence was expected, but unread bytes were already waiting.
+    #[error("expected silence, but \"{}\" was already waiting", escape_bytes(.0, 200))]
+    AlreadyWaiting(Vec<u8>),
+    /// Silence was expected, but bytes arrived.
+    #[error("expected silence, but received \"{}\"", escape_bytes(.0, 200))]
+    NotSilent(Vec<u8>),
+    /// Silence was expected, but a datagram arrived (shown as its protocol renders it).
+    #[error("expected silence, but received a datagram: {0}")]
+    DatagramNotSilent(String),
     /// A UDP send got ICMP port unreachable back: nothing listens there.
+    #[error("ICMP port unreachable: nothing is listening on that UDP port")]
     Unreachable,
     /// Another socket error.
-    Io(std::io::Error),
+    #[error("socket error: {0}")]
+    Io(#[source] std::io::Error),
 }
 
-impl std::fmt::Display for RecvError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let partial = |p: &Vec<u8>| {
-            if p.is_empty() {
-                "nothing".to_string()
-            } else {
-                format!("\"{}\"", escape_bytes(p, 300))
-            }
-        };
-        match self {
-            RecvError::Timeout { partial: p } => write!(f, "timed out; had received {}", partial(p)),
-            RecvError::Closed { partial: p, reset } => {
-                let how = if *reset { "reset the connection" } else { "closed the connection" };
-                write!(f, "the target {how}; had received {}", partial(p))
-            }
-            RecvError::Flood => write!(f, "the target sent over {} MiB without a complete message", MAX_BUFFERED >> 20),
-            RecvError::Malformed(e) => write!(f, "malformed data: {e}"),
-            RecvError::Unreachable => write!(f, "ICMP port unreachable: nothing is listening on that UDP port"),
-            RecvError::Io(e) => write!(f, "socket error: {e}"),
-        }
+/// Why bytes could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// A `shutdown` step already sent our FIN.
+    #[error("this connection was already shut down for writing")]
+    ShutDown,
+    /// The deadline passed with bytes still unsent.
+    #[error("could not write {len} bytes in time: the target is not reading")]
+    Stalled {
+        /// How many bytes the step sends.
+        len: usize,
+    },
+    /// The peer went away (reset, or closed and then reset our data).
+    #[error(
+        "write failed: {source}: the target closed the connection before reading everything{}",
+        if said.is_empty() { String::new() } else { format!("; it had sent \"{}\"", escape_bytes(said, 300)) }
+    )]
+    PeerGone {
+        /// The write's error.
+        #[source]
+        source: std::io::Error,
+        /// What the target had sent before it went away: usually the reason.
+        said: Vec<u8>,
+    },
+    /// A harness-side UDP listener has no peer to reply to yet.
+    #[error("nothing has been received on this UDP socket yet, so there is no one to reply to")]
+    NoPeer,
+    /// A UDP send got ICMP port unreachable back: nothing listens there.
+    #[error("ICMP port unreachable: nothing is listening on that UDP port")]
+    Unreachable,
+    /// Another socket error.
+    #[error("send failed: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// Received bytes for a message: quoted and escaped, or "nothing".
+fn shown(partial: &[u8]) -> String {
+    if partial.is_empty() {
+        "nothing".to_string()
+    } else {
+        format!("\"{}\"", escape_bytes(partial, 300))
     }
 }
 
@@ -183,26 +229,21 @@ impl Conn {
     }
 
     /// Writes all of `bytes` (one datagram for UDP).
-    pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), String> {
+    pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), SendError> {
         match self {
             Conn::Tcp(c) => {
                 if c.write_closed {
-                    return Err("this connection was already shut down for writing".into());
+                    return Err(SendError::ShutDown);
                 }
                 let out = c.incoming_opposite();
                 match tokio::time::timeout_at(deadline, c.stream.write_all(bytes)).await {
-                    Err(_) => Err(format!("could not write {} bytes in time: the target is not reading", bytes.len())),
-                    Ok(Err(e)) => {
-                        // Show what the target said before it went away: usually the reason.
+                    Err(_) => Err(SendError::Stalled { len: bytes.len() }),
+                    Ok(Err(source)) => {
                         let _ = c.fill(Instant::now() + std::time::Duration::from_millis(100)).await;
-                        let said = if c.buf.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; it had sent \"{}\"", escape_bytes(&c.buf, 300))
-                        };
-                        Err(format!(
-                            "write failed: {e}: the target closed the connection before reading everything{said}"
-                        ))
+                        Err(SendError::PeerGone {
+                            source,
+                            said: c.buf.clone(),
+                        })
                     }
                     Ok(Ok(())) => {
                         c.codec.peer_sent(bytes);
@@ -224,7 +265,7 @@ impl Conn {
                 } else if let Some(peer) = u.peer {
                     u.sock.send_to(bytes, peer).await
                 } else {
-                    return Err("nothing has been received on this UDP socket yet, so there is no one to reply to".into());
+                    return Err(SendError::NoPeer);
                 };
                 match r {
                     Ok(_) => {
@@ -240,9 +281,9 @@ impl Conn {
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                         u.unreachable = true;
-                        Err(RecvError::Unreachable.to_string())
+                        Err(SendError::Unreachable)
                     }
-                    Err(e) => Err(format!("send failed: {e}")),
+                    Err(e) => Err(SendError::Io(e)),
                 }
             }
         }
@@ -258,7 +299,7 @@ impl Conn {
                         return Ok((m, c.last_arrival));
                     }
                     Ok(Frame::Incomplete) => {}
-                    Err(e) => return Err(RecvError::Malformed(e.to_string())),
+                    Err(e) => return Err(RecvError::Malformed(e)),
                 }
                 if c.eof {
                     return Err(c.closed_err());
@@ -269,8 +310,8 @@ impl Conn {
                 let (d, at) = u.datagram(deadline).await?;
                 match u.codec.decode(&d, true) {
                     Ok(Frame::Message(m, _)) => Ok((m, at)),
-                    Ok(Frame::Incomplete) => Err(RecvError::Malformed("incomplete datagram".into())),
-                    Err(e) => Err(RecvError::Malformed(e.to_string())),
+                    Ok(Frame::Incomplete) => Err(RecvError::IncompleteDatagram),
+                    Err(e) => Err(RecvError::Malformed(e)),
                 }
             }
         }
@@ -304,7 +345,7 @@ impl Conn {
                     Ok(Ok(()))
                 }
             }
-            Conn::Udp(_) => Err(RecvError::Malformed("UDP has no connection to close; use silence".into())),
+            Conn::Udp(_) => Err(RecvError::NoConnection),
         }
     }
 
@@ -313,17 +354,11 @@ impl Conn {
         match self {
             Conn::Tcp(c) => {
                 if !c.buf.is_empty() {
-                    return Err(RecvError::Malformed(format!(
-                        "expected silence, but \"{}\" was already waiting",
-                        escape_bytes(&c.buf, 200)
-                    )));
+                    return Err(RecvError::AlreadyWaiting(c.buf.clone()));
                 }
                 match c.fill(until).await {
                     Err(RecvError::Timeout { .. }) => Ok(()),
-                    Ok(true) => Err(RecvError::Malformed(format!(
-                        "expected silence, but received \"{}\"",
-                        escape_bytes(&c.buf, 200)
-                    ))),
+                    Ok(true) => Err(RecvError::NotSilent(c.buf.clone())),
                     Ok(false) => Err(c.closed_err()),
                     Err(e) => Err(e),
                 }
@@ -336,7 +371,7 @@ impl Conn {
                         Ok(Frame::Message(m, _)) => m.summary,
                         _ => format!("\"{}\"", escape_bytes(&d, 200)),
                     };
-                    Err(RecvError::Malformed(format!("expected silence, but received a datagram: {shown}")))
+                    Err(RecvError::DatagramNotSilent(shown))
                 }
                 Err(e) => Err(e),
             },

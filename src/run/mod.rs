@@ -2,9 +2,11 @@
 
 pub mod capture;
 mod case;
+pub mod child;
 mod conn;
 pub mod process;
 pub mod ready;
+mod result;
 pub mod sandbox;
 mod target;
 
@@ -15,6 +17,7 @@ use futures::StreamExt;
 
 pub use case::Failure;
 use case::{run_case, Env};
+pub use result::{CaseResult, Reporter, Summary, Verdict};
 pub use target::{Launcher, SuiteTarget, TargetError, TargetSpec};
 
 use crate::dialogue::{Dialogue, Recorder};
@@ -61,103 +64,6 @@ impl Default for RunOptions {
             deadline: None,
         }
     }
-}
-
-/// A case's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Every step held.
-    Pass,
-    /// A step did not hold.
-    Fail,
-    /// The case could not run (the target could not be started or reached).
-    Error,
-}
-
-/// The result of one case.
-#[derive(Debug, Clone)]
-pub struct CaseResult {
-    /// The suite.
-    pub suite: Arc<Suite>,
-    /// Index of the case in the suite.
-    pub index: usize,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Points earned.
-    pub points: f64,
-    /// Wall time.
-    pub duration: Duration,
-    /// Why it failed.
-    pub failure: Option<Failure>,
-    /// Everything sent and received.
-    pub dialogue: Dialogue,
-    /// The last of the target's stderr, for failures of programs we started.
-    pub stderr_tail: Option<String>,
-    /// SHOULD-level findings: reported, worth no points.
-    pub warnings: Vec<String>,
-}
-
-impl CaseResult {
-    /// The case.
-    pub fn case(&self) -> &Case {
-        &self.suite.cases[self.index]
-    }
-
-    /// `suite::case`.
-    pub fn name(&self) -> String {
-        format!("{}::{}", self.suite.name, self.case().id)
-    }
-
-    /// The dialogue as a transcript (with times when `times`).
-    pub fn transcript(&self, times: bool) -> String {
-        match proto::find(&self.suite.protocol) {
-            Some(p) => self.dialogue.transcript(p, times),
-            None => String::new(),
-        }
-    }
-}
-
-/// Totals of a run.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Summary {
-    /// Cases that passed.
-    pub passed: usize,
-    /// Cases that failed.
-    pub failed: usize,
-    /// Cases that could not run.
-    pub errors: usize,
-    /// Points earned.
-    pub points: f64,
-    /// Points available.
-    pub max_points: f64,
-    /// Wall time in milliseconds.
-    pub duration_ms: u64,
-    /// Targets that could not be started or reached.
-    pub target_errors: Vec<String>,
-}
-
-impl Summary {
-    /// Exit status per the CLI contract: 0 all passed, 1 a case failed, 3 a target failed.
-    pub fn exit_code(&self) -> i32 {
-        if !self.target_errors.is_empty() {
-            3
-        } else if self.failed > 0 || self.errors > 0 {
-            1
-        } else {
-            0
-        }
-    }
-}
-
-/// Receives results as cases finish (console, JSON, JUnit ...).
-pub trait Reporter: Send {
-    /// The run is about to start `total` cases.
-    fn start(&mut self, _total: usize) {}
-    /// A case finished.
-    fn case_finished(&mut self, result: &CaseResult);
-    /// The run is over; write files now.
-    fn finish(&mut self, summary: &Summary) -> std::io::Result<()>;
 }
 
 /// Whether `case` of `suite` is selected by the tag and glob filters.
@@ -217,7 +123,7 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
             Verdict::Error => summary.errors += 1,
         }
         if let Some(e) = target_error {
-            if !summary.target_errors.contains(&e) {
+            if !summary.target_errors.iter().any(|known| known.to_string() == e.to_string()) {
                 summary.target_errors.push(e);
             }
         }
@@ -232,7 +138,7 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
 }
 
 /// Runs one case against its suite's target.
-pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts: &RunOptions) -> (CaseResult, Option<String>) {
+pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts: &RunOptions) -> (CaseResult, Option<TargetError>) {
     let case = &suite.cases[index];
     let started = Instant::now();
     let rec = Recorder::new();
@@ -254,10 +160,10 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
     let (instance, launcher) = match suite.role {
         Role::Server => match target.lease(case.fresh_server).await {
             Ok(i) => (Some(i), None),
-            Err(e) => return (fail(e.0.clone()), Some(e.0)),
+            Err(e) => return (fail(e.to_string()), Some(e)),
         },
         // Only a `start` step needs the client: a suite where the harness plays both sides runs without one.
-        Role::Client => (None, Some(target.launcher().map_err(|e| e.0))),
+        Role::Client => (None, Some(target.launcher())),
     };
     let env = Env {
         suite: suite.clone(),

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -21,31 +21,11 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{watch, Notify};
 
+use super::child::{spawn_lock, Exit};
 use super::sandbox::{Sandbox, SandboxError};
 
 /// Most output kept per stream; beyond it the oldest lines are dropped.
 const MAX_KEPT: usize = 1 << 20;
-
-/// How a program ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Exited with this code.
-    Code(i32),
-    /// Killed by this signal.
-    Signal(i32),
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Exit::Code(c) => write!(f, "exit status {c}"),
-            Exit::Signal(s) => {
-                let name = Signal::try_from(*s).map(|s| s.as_str()).unwrap_or("?");
-                write!(f, "signal {s} ({name})")
-            }
-        }
-    }
-}
 
 /// A program's output stream, kept as lines, capped in bytes.
 #[derive(Default)]
@@ -185,17 +165,6 @@ impl Drop for Group {
 
 /// The environment variable that tags every process a program starts (see the module docs).
 pub const TAG_VAR: &str = "WIRECHECK_PROGRAM";
-
-/// Pids of the programs wirecheck started and tokio will reap: not orphans to kill or reap.
-/// Counted, because a reaped pid may be reused by the next program before its old entry goes.
-static ROOTS: Mutex<Option<HashMap<i32, usize>>> = Mutex::new(None);
-
-/// Held while a program is forked and registered, and while a sweep looks for orphans: a
-/// child that is not yet registered must not be taken for an adopted orphan. Also held by
-/// anything else that runs a child of wirecheck (`sandbox::ensure_user`'s `useradd`).
-pub(crate) fn spawn_lock() -> MutexGuard<'static, Option<HashMap<i32, usize>>> {
-    ROOTS.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Makes wirecheck the child subreaper (once): orphans of its programs come back to it, not
 /// to init, however they detach (`setsid`, double fork).

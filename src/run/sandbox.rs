@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use nix::sys::resource::Resource;
 
+use super::child::{spawn_lock, Exit};
+
 /// Resource limits applied (setrlimit) to every program a target starts; `None` leaves a limit as inherited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
@@ -288,7 +290,7 @@ pub fn ensure_user(name: &str) -> Result<Ids, SandboxError> {
     }
     // No target may be killed-as-an-orphan while useradd runs as our child (process::sweep).
     let out = {
-        let _lock = super::process::spawn_lock();
+        let _lock = spawn_lock();
         std::process::Command::new("useradd")
             .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
             .stdin(std::process::Stdio::null())
@@ -508,8 +510,7 @@ fn copy_tree(src: &Path, dst: &Path, ids: Option<Ids>) -> std::io::Result<()> {
 /// SIGXFSZ and raises `OSError: File too large`, turns a failed allocation into `MemoryError`
 /// and a failed fork into `BlockingIOError`). A SIGKILL or SIGSEGV with a memory limit is
 /// taken as an allocation that failed where the program could not handle it.
-pub fn explain(exit: Option<super::process::Exit>, stderr_tail: &str, limits: &Limits) -> Option<String> {
-    use super::process::Exit;
+pub fn explain(exit: Option<Exit>, stderr_tail: &str, limits: &Limits) -> Option<String> {
     use nix::sys::signal::Signal;
     let sig = match exit {
         Some(Exit::Signal(s)) => Signal::try_from(s).ok(),
@@ -641,7 +642,6 @@ fn loopback_up() -> Result<(), SandboxError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::process::Exit;
     use super::*;
 
     #[test]

@@ -7,9 +7,10 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
-use super::process::{Exit, Output, Program};
+use super::child::Exit;
+use super::process::{Output, Program};
 use super::ready;
-use super::sandbox::{self, Sandbox};
+use super::sandbox::{self, Sandbox, SandboxError};
 use crate::suite::{Role, Suite, Transport};
 
 /// What the user asked to test.
@@ -17,8 +18,8 @@ use crate::suite::{Role, Suite, Transport};
 pub enum TargetSpec {
     /// The suite's bundled reference implementation.
     Reference,
-    /// A server already running at HOST:PORT.
-    Addr(String),
+    /// A server already running at this address (the command line resolved `--target HOST:PORT`).
+    Addr(SocketAddr),
     /// A command to start, with `{port}` (and `{host}`) filled in.
     Exec(String),
 }
@@ -28,8 +29,147 @@ pub const PATH_OPTIONS: &[&str] = &["root", "uploads", "zone", "zones", "store",
 
 /// A target that could not be started or reached (exit status 3).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct TargetError(pub String);
+pub enum TargetError {
+    /// A client-role suite was given an address: only a program we start can be a client.
+    #[error("suite '{suite}' tests a client: give it with --exec \"CMD {{port}}\", not --target")]
+    ClientAtAddress {
+        /// The suite.
+        suite: String,
+    },
+    /// A client-role suite without `--exec` and without a bundled reference client.
+    #[error("suite '{suite}' has no reference client; use --exec")]
+    NoReferenceClient {
+        /// The suite.
+        suite: String,
+    },
+    /// A server-role suite without `--target`/`--exec` and without a bundled reference server.
+    #[error("suite '{suite}' has no reference server; use --target or --exec")]
+    NoReferenceServer {
+        /// The suite.
+        suite: String,
+    },
+    /// The bundled reference server refused its options or could not bind.
+    #[error("the reference server '{name}' did not start: {source}")]
+    ReferenceServer {
+        /// The server's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: Arc<reference_servers::Error>,
+    },
+    /// Nothing is bound to the loopback port `--target` names (seen without connecting).
+    #[error(
+        "nothing listens on {transport} {addr} (no socket is bound to port {port} in wirecheck's network namespace): start the server first, or check the port",
+        port = addr.port()
+    )]
+    NothingListens {
+        /// The suite's transport.
+        transport: Transport,
+        /// The address given.
+        addr: SocketAddr,
+    },
+    /// No port was free for an `--exec` program.
+    #[error("no free port: {0}")]
+    NoFreePort(#[source] Arc<std::io::Error>),
+    /// The `--exec` command could not be started (or confined) at all.
+    #[error(transparent)]
+    Spawn(Arc<SandboxError>),
+    /// The `--exec` program ended before it bound its port.
+    #[error(
+        "the target exited ({exit}{}) before it opened {}\n--- its stderr ---\n{stderr_tail}",
+        limit_note(limit.as_deref()),
+        socket(*transport, *port, command)
+    )]
+    ExitedBeforeReady {
+        /// How it ended.
+        exit: Exit,
+        /// The sandbox limit that explains the end, if one does.
+        limit: Option<String>,
+        /// The suite's transport.
+        transport: Transport,
+        /// The port it was given as `{port}`.
+        port: u16,
+        /// The command line, placeholders filled.
+        command: String,
+        /// The end of its stderr.
+        stderr_tail: String,
+    },
+    /// The `--exec` program did not bind its port within `--ready-timeout` (it was killed).
+    #[error(
+        "the target never opened {} within {ready_timeout:?}; it must listen on the port it is given as {{port}}\n--- its stderr ---\n{stderr_tail}",
+        socket(*transport, *port, command)
+    )]
+    NeverReady {
+        /// The suite's transport.
+        transport: Transport,
+        /// The port it was given as `{port}`.
+        port: u16,
+        /// The command line, placeholders filled.
+        command: String,
+        /// `--ready-timeout`.
+        ready_timeout: Duration,
+        /// The end of its stderr.
+        stderr_tail: String,
+    },
+}
+
+/// Why a client (or a server a case starts with `start: {listen: ...}`) could not be started;
+/// the case fails at its `start` step with this.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// No port was free for the program's `{listen_port}`.
+    #[error("no free port: {0}")]
+    NoFreePort(#[source] std::io::Error),
+    /// The command could not be started (or confined) at all.
+    #[error(transparent)]
+    Spawn(#[from] SandboxError),
+    /// The program ended before it bound `{listen_port}`.
+    #[error(
+        "the program ended ({exit}{}) before it listened on {transport} port {port}: {stderr_tail}",
+        limit_note(limit.as_deref())
+    )]
+    EndedBeforeListening {
+        /// How it ended.
+        exit: Exit,
+        /// The sandbox limit that explains the end, if one does.
+        limit: Option<String>,
+        /// The transport it was to listen on.
+        transport: Transport,
+        /// Its `{listen_port}`.
+        port: u16,
+        /// The end of its stderr.
+        stderr_tail: String,
+    },
+    /// The program did not bind `{listen_port}` before the step's deadline.
+    #[error("'{command}' did not listen on {transport} port {port} in time (it is given as {{listen_port}})")]
+    NotListening {
+        /// The command line, placeholders filled.
+        command: String,
+        /// The transport it was to listen on.
+        transport: Transport,
+        /// Its `{listen_port}`.
+        port: u16,
+    },
+    /// The bundled reference server refused its options or could not bind.
+    #[error("the reference server '{name}' did not start: {source}")]
+    ReferenceServer {
+        /// The server's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: reference_servers::Error,
+    },
+}
+
+/// ", sandbox: LIMIT" when a sandbox limit explains how a program ended (else nothing).
+fn limit_note(limit: Option<&str>) -> String {
+    limit.map_or_else(String::new, |why| format!(", sandbox: {why}"))
+}
+
+/// "a tcp socket bound to port N by 'CMD'": what an `--exec` target has to open.
+fn socket(transport: Transport, port: u16, command: &str) -> String {
+    format!("a {transport} socket bound to port {port} by '{command}'")
+}
 
 /// One running server instance that cases connect to.
 pub struct Instance {
@@ -94,42 +234,36 @@ impl Launcher {
         listen: Option<Transport>,
         vars: &crate::suite::Vars,
         deadline: Instant,
-    ) -> Result<(Program, Option<SocketAddr>), String> {
+    ) -> Result<(Program, Option<SocketAddr>), LaunchError> {
         let listen = match listen {
-            Some(t) => Some((t, free_port(t).map_err(|e| format!("no free port: {e}"))?)),
+            Some(t) => Some((t, free_port(t).map_err(LaunchError::NoFreePort)?)),
             None => None,
         };
         let listen_port = listen.map_or(0, |(_, p)| p);
         match self {
             Launcher::Exec(cmd, sandbox) => {
                 let cmd = fill(cmd, port, listen_port, vars);
-                let program = Program::spawn(&cmd, sandbox).map_err(|e| e.to_string())?;
-                let Some((transport, lp)) = listen else {
+                let program = Program::spawn(&cmd, sandbox)?;
+                let Some((transport, port)) = listen else {
                     return Ok((program, None));
                 };
-                let pgid = program.pgid().unwrap_or(0);
-                loop {
-                    if let Some(exit) = program.exited() {
-                        let tail = program.stderr.tail(1000);
-                        return Err(format!(
-                            "the program ended ({exit}{}) before it listened on {transport} port {lp}: {tail}",
-                            because(Some(exit), &tail, &sandbox.limits)
-                        ));
+                match wait_ready(&program, port, transport, deadline).await {
+                    Ok(addr) => Ok((program, Some(addr))),
+                    Err(NotReady::Exited(exit)) => {
+                        let stderr_tail = program.stderr.tail(1000);
+                        Err(LaunchError::EndedBeforeListening {
+                            exit,
+                            limit: sandbox::explain(Some(exit), &stderr_tail, &sandbox.limits),
+                            transport,
+                            port,
+                            stderr_tail,
+                        })
                     }
-                    let found = if ready::supported() {
-                        ready::ready_addr(pgid, lp, transport)
-                    } else {
-                        poll_connect(lp, transport).await
-                    };
-                    if let Some(addr) = found {
-                        return Ok((program, Some(addr)));
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(format!(
-                            "'{cmd}' did not listen on {transport} port {lp} in time (it is given as {{listen_port}})"
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Err(NotReady::TimedOut) => Err(LaunchError::NotListening {
+                        command: cmd,
+                        transport,
+                        port,
+                    }),
                 }
             }
             Launcher::Reference { name, options } if listen.is_some() => {
@@ -137,9 +271,13 @@ impl Launcher {
                     options.iter().map(|(k, v)| (k.clone(), fill(v, port, listen_port, vars))).collect();
                 // In-process, the server picks its own port (it can retry until UDP and TCP agree).
                 let bind = SocketAddr::from(([127, 0, 0, 1], 0));
-                let server = reference_servers::start_server(name, bind, &options)
-                    .await
-                    .map_err(|e| format!("the reference server '{name}' did not start: {e}"))?;
+                let server =
+                    reference_servers::start_server(name, bind, &options)
+                        .await
+                        .map_err(|source| LaunchError::ReferenceServer {
+                            name: name.clone(),
+                            source,
+                        })?;
                 let addr = server.local_addr();
                 let (tx, rx) = watch::channel(None);
                 // The task owns the server: aborting it (when the case's program is dropped) stops the server.
@@ -192,11 +330,6 @@ impl Launcher {
     }
 }
 
-/// ", sandbox: LIMIT" when a sandbox limit explains how a program ended (else nothing).
-fn because(exit: Option<Exit>, stderr_tail: &str, limits: &sandbox::Limits) -> String {
-    sandbox::explain(exit, stderr_tail, limits).map_or_else(String::new, |why| format!(", sandbox: {why}"))
-}
-
 /// Fills `{port}`, `{host}`, `{listen_port}` and `{NAME}` for every case variable (`{root.host}`).
 fn fill(cmd: &str, port: u16, listen_port: u16, vars: &crate::suite::Vars) -> String {
     let mut out = cmd
@@ -242,19 +375,17 @@ impl SuiteTarget {
     pub fn launcher(&self) -> Result<Launcher, TargetError> {
         match &self.spec {
             TargetSpec::Exec(c) => Ok(Launcher::Exec(c.clone(), self.sandbox.clone())),
-            TargetSpec::Addr(_) => Err(TargetError(format!(
-                "suite '{}' tests a client: give it with --exec \"CMD {{port}}\", not --target",
-                self.suite.name
-            ))),
+            TargetSpec::Addr(_) => Err(TargetError::ClientAtAddress {
+                suite: self.suite.name.clone(),
+            }),
             TargetSpec::Reference => match &self.suite.reference {
                 Some(name) => Ok(Launcher::Reference {
                     name: name.clone(),
                     options: self.reference_options(),
                 }),
-                None => Err(TargetError(format!(
-                    "suite '{}' has no reference client; use --exec",
-                    self.suite.name
-                ))),
+                None => Err(TargetError::NoReferenceClient {
+                    suite: self.suite.name.clone(),
+                }),
             },
         }
     }
@@ -316,15 +447,15 @@ impl SuiteTarget {
         debug_assert_eq!(self.suite.role, Role::Server);
         match &self.spec {
             TargetSpec::Reference => {
-                let name = self.suite.reference.as_deref().ok_or_else(|| {
-                    TargetError(format!(
-                        "suite '{}' has no reference server; use --target or --exec",
-                        self.suite.name
-                    ))
+                let name = self.suite.reference.as_deref().ok_or_else(|| TargetError::NoReferenceServer {
+                    suite: self.suite.name.clone(),
                 })?;
                 let server = reference_servers::start_server(name, SocketAddr::from(([127, 0, 0, 1], 0)), &self.reference_options())
                     .await
-                    .map_err(|e| TargetError(format!("the reference server '{name}' did not start: {e}")))?;
+                    .map_err(|e| TargetError::ReferenceServer {
+                        name: name.to_string(),
+                        source: Arc::new(e),
+                    })?;
                 let addr = server.local_addr();
                 let extra = server.extra_addrs().to_vec();
                 let server = Arc::new(Mutex::new(Some(server)));
@@ -348,21 +479,14 @@ impl SuiteTarget {
                     server,
                 }))
             }
-            TargetSpec::Addr(a) => {
-                let addr = tokio::net::lookup_host(a.as_str())
-                    .await
-                    .ok()
-                    .and_then(|mut it| it.next())
-                    .ok_or_else(|| TargetError(format!("cannot resolve target '{a}' (write HOST:PORT, e.g. 127.0.0.1:12000)")))?;
+            TargetSpec::Addr(addr) => {
+                let addr = *addr;
                 // On this machine we can tell, without a connection that would cost the server
                 // one, whether anything listens there at all (in this network namespace: with
                 // --isolate a server outside is unreachable, and reported so).
                 let transport = self.suite.transport;
                 if addr.ip().is_loopback() && ready::supported() && ready::bound_sockets(addr.port(), transport).is_empty() {
-                    return Err(TargetError(format!(
-                        "nothing listens on {transport} {addr} (no socket is bound to port {} in wirecheck's network namespace): start the server first, or check the port",
-                        addr.port()
-                    )));
+                    return Err(TargetError::NothingListens { transport, addr });
                 }
                 Ok(Arc::new(Instance {
                     addr,
@@ -377,43 +501,72 @@ impl SuiteTarget {
 
     async fn start_exec(&self, cmd: &str) -> Result<Arc<Instance>, TargetError> {
         let transport = self.suite.transport;
-        let port = free_port(transport).map_err(|e| TargetError(format!("no free port: {e}")))?;
-        let line = fill(cmd, port, port, &Default::default());
-        let program = Program::spawn(&line, &self.sandbox).map_err(|e| TargetError(e.to_string()))?;
-        let deadline = Instant::now() + self.ready_timeout;
-        let pgid = program.pgid().unwrap_or(0);
-        let what = format!("a {transport} socket bound to port {port} by '{line}'");
-        loop {
-            if let Some(exit) = program.exited() {
-                let tail = program.stderr.tail(2000);
-                let why = because(Some(exit), &tail, &self.sandbox.limits);
-                return Err(TargetError(format!(
-                    "the target exited ({exit}{why}) before it opened {what}\n--- its stderr ---\n{tail}"
-                )));
+        let port = free_port(transport).map_err(|e| TargetError::NoFreePort(Arc::new(e)))?;
+        let command = fill(cmd, port, port, &Default::default());
+        let program = Program::spawn(&command, &self.sandbox).map_err(|e| TargetError::Spawn(Arc::new(e)))?;
+        match wait_ready(&program, port, transport, Instant::now() + self.ready_timeout).await {
+            Ok(addr) => Ok(Arc::new(Instance {
+                addr,
+                extra: Vec::new(),
+                program: Some(Arc::new(program)),
+                server: Arc::default(),
+            })),
+            Err(NotReady::Exited(exit)) => {
+                let stderr_tail = program.stderr.tail(2000);
+                Err(TargetError::ExitedBeforeReady {
+                    exit,
+                    limit: sandbox::explain(Some(exit), &stderr_tail, &self.sandbox.limits),
+                    transport,
+                    port,
+                    command,
+                    stderr_tail,
+                })
             }
-            let found = if ready::supported() {
-                ready::ready_addr(pgid, port, transport)
-            } else {
-                poll_connect(port, transport).await
-            };
-            if let Some(addr) = found {
-                return Ok(Arc::new(Instance {
-                    addr,
-                    extra: Vec::new(),
-                    program: Some(Arc::new(program)),
-                    server: Arc::default(),
-                }));
-            }
-            if Instant::now() >= deadline {
-                let tail = program.stderr.tail(2000);
+            Err(NotReady::TimedOut) => {
+                let stderr_tail = program.stderr.tail(2000);
                 program.kill().await;
-                return Err(TargetError(format!(
-                    "the target never opened {what} within {:?}; it must listen on the port it is given as {{port}}\n--- its stderr ---\n{tail}",
-                    self.ready_timeout
-                )));
+                Err(TargetError::NeverReady {
+                    transport,
+                    port,
+                    command,
+                    ready_timeout: self.ready_timeout,
+                    stderr_tail,
+                })
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// Why a started program is not ready to be tested.
+enum NotReady {
+    /// It ended first.
+    Exited(Exit),
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Waits until `program` has a `transport` socket bound to `port` (seen in the socket tables,
+/// without a connection that would cost a one-client server its client), ends, or `deadline`
+/// passes; the address it listens on.
+async fn wait_ready(program: &Program, port: u16, transport: Transport, deadline: Instant) -> Result<SocketAddr, NotReady> {
+    let pgid = program.pgid().unwrap_or(0);
+    loop {
+        if let Some(exit) = program.exited() {
+            return Err(NotReady::Exited(exit));
+        }
+        let found = if ready::supported() {
+            ready::ready_addr(pgid, port, transport)
+        } else {
+            poll_connect(port, transport).await
+        };
+        if let Some(addr) = found {
+            return Ok(addr);
+        }
+        if Instant::now() >= deadline {
+            return Err(NotReady::TimedOut);
+        }
+        // The socket tables have no change notification: look again shortly.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -11,9 +11,10 @@ use std::fs;
 use std::time::SystemTime;
 
 use super::fault::{Fault, Faults};
+use super::mailbox::{flag_list, Mailbox};
 use super::message::{astring, contains_ci, date_time, envelope, field, fields, header_fields, literal, split};
 use super::parse::{FetchItem, SearchKey, Section, SeqNo, SeqSet, StoreMode};
-use super::session::{flag_list, server_bug, Mailbox, Reply};
+use super::reply::{server_bug, Reply};
 use super::store::{Entry, Expunged, Flags, Store};
 use super::wire::{Conn, Gone};
 

@@ -50,14 +50,17 @@ use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport}
 
 mod fault;
 mod fetch;
+mod mailbox;
 mod message;
 mod parse;
+mod reply;
 mod session;
 mod store;
 mod wire;
 
 use fault::{Fault, Faults};
-use session::{Reply, Session};
+use reply::{Reply, CAPABILITIES};
+use session::Session;
 use store::Store;
 use wire::{tag_of, Conn, Gone, Input};
 
@@ -66,8 +69,6 @@ pub(crate) const NAME: &str = "imap";
 /// `fault`: deliberate bugs for proving the suite (see `fault.rs`); none by default.
 const OPTIONS: &[&str] = &["idle", "maildir", "seed", "fault"];
 
-/// What CAPABILITY, the greeting and LOGIN's OK announce.
-const CAPABILITIES: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ UNSELECT";
 /// The default seed store, relative to the current directory.
 const DEFAULT_SEED: &str = "fixtures/mail/store";
 /// The repository's seed store, for a default seed when run from elsewhere (e.g. `cargo test`).

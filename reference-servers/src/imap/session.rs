@@ -3,50 +3,17 @@
 //! and returns the tagged one.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::fault::{Fault, Faults};
 use super::fetch;
+use super::mailbox::{flag_list, Mailbox};
 use super::message::{self, parse_date_time};
 use super::parse::{Command, StatusItem};
+use super::reply::{server_bug, Reply, CAPABILITIES};
 use super::store::{children, mailbox_name, Entry, Flags, Refusal, Store, DELIMITER, INBOX};
 use super::wire::{Conn, Gone};
-use super::CAPABILITIES;
-
-/// The tagged response to a command (or, for `Bye`, the end of the session).
-#[derive(Debug)]
-pub(super) enum Reply {
-    /// `tag OK text`
-    Ok(String),
-    /// `tag NO text`
-    No(String),
-    /// `tag BAD text`
-    Bad(String),
-    /// `* BYE text`, then `tag OK text2` if the second text is given, then close.
-    Bye(String, Option<String>),
-}
-
-/// The selected mailbox, as this session sees it: message sequence numbers are indices + 1.
-#[derive(Debug)]
-pub(super) struct Mailbox {
-    /// Its directory.
-    pub(super) dir: PathBuf,
-    /// Selected with EXAMINE.
-    pub(super) read_only: bool,
-    /// Its UIDVALIDITY.
-    pub(super) validity: u32,
-    /// The messages, by sequence number; `recent` is this session's \Recent.
-    pub(super) messages: Vec<Entry>,
-}
-
-impl Mailbox {
-    /// The UID of the last message, 0 if none: what `*` means in a UID set.
-    pub(super) fn max_uid(&self) -> u32 {
-        self.messages.last().map_or(0, |m| m.uid)
-    }
-}
 
 /// A session's state and what it needs.
 pub(super) struct Session {
@@ -55,15 +22,6 @@ pub(super) struct Session {
     selected: Option<Mailbox>,
     /// Deliberate bugs (see `fault.rs`).
     faults: Faults,
-}
-
-/// The flag list of a message, `(\Seen \Recent)`: \Recent is there when it is recent for this session.
-pub(super) fn flag_list(entry: &Entry) -> String {
-    let mut names: Vec<&str> = entry.flags.names().collect();
-    if entry.recent {
-        names.push("\\Recent");
-    }
-    format!("({})", names.join(" "))
 }
 
 /// A mailbox name as it goes into a response.
@@ -98,12 +56,6 @@ fn refusal(refusal: Refusal) -> Reply {
         Refusal::Cannot(why) => format!("[CANNOT] {why}"),
         Refusal::Io(e) => server_bug(&e),
     })
-}
-
-/// The text of a NO for a failure of the store itself.
-pub(super) fn server_bug(error: &std::io::Error) -> String {
-    let text: String = error.to_string().chars().filter(|c| !c.is_control()).collect();
-    format!("[SERVERBUG] Mail store error: {text}")
 }
 
 impl Session {

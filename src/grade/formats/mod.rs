@@ -148,8 +148,8 @@ pub fn case_text(c: &GradedCase, show: bool) -> String {
     } else {
         out.push_str(&format!("{}: {}\n", c.status.as_str(), c.title));
         // The failure block starts with the same message; a case that never ran has only the reason.
-        match (&c.detail, &c.reason) {
-            (Some(d), _) => out.push_str(d),
+        match (&c.failed, &c.reason) {
+            (Some(r), _) => out.push_str(&crate::report::failure_text(r, false)),
             (None, Some(r)) => out.push_str(&format!("reason: {r}\n")),
             (None, None) => {}
         }

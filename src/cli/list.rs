@@ -1,0 +1,67 @@
+//! `wirecheck list`: suites and their cases, as text or JSON.
+
+use std::io::Write;
+
+use super::load;
+use crate::suite;
+
+/// Arguments of `wirecheck list`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Suite names (under suites/) or paths; none means all.
+    pub suites: Vec<String>,
+    /// Output format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
+}
+
+/// `wirecheck list`: exit 0, or 2 when a suite does not load.
+pub fn list(args: ListArgs) -> i32 {
+    let suites = match load::suites(&args.suites) {
+        Ok(s) => s,
+        Err(e) => return e.report(),
+    };
+    // A closed pipe (`| head`) ends the listing quietly.
+    let mut out = std::io::stdout().lock();
+    if args.format == "json" {
+        let doc: Vec<_> = suites
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "suite": s.name, "title": s.title, "file": s.source.path.display().to_string(),
+                    "protocol": s.protocol, "role": s.role, "port": s.port, "reference": s.reference,
+                    "max_points": s.max_points(),
+                    "cases": s.cases.iter().map(|c| serde_json::json!({
+                        "id": c.id, "title": c.title, "rfc": c.rfc, "tags": c.tags, "points": c.points,
+                        "hidden": c.hidden, "fresh_server": c.fresh_server,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return 0;
+    }
+    for s in &suites {
+        let _ = writeln!(
+            out,
+            "{} — {} ({} cases, {} points, {} role, {})",
+            s.name,
+            s.title,
+            s.cases.len(),
+            s.max_points(),
+            if s.role == suite::Role::Server { "server" } else { "client" },
+            s.source.path.display()
+        );
+        for c in &s.cases {
+            let tags = if c.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", c.tags.join(", "))
+            };
+            if writeln!(out, "  {}::{:<32} {:>4} pts{tags}  {}", s.name, c.id, c.points, c.title).is_err() {
+                return 0;
+            }
+        }
+    }
+    0
+}
