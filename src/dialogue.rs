@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::proto::Transport;
-use crate::proto::{escape_bytes, Direction, Frame, Protocol};
+use crate::proto::{escape_bytes, Direction, Frame, Framer, Protocol};
 
 /// One connection (or UDP socket) of a dialogue.
 #[derive(Debug, Clone, Serialize)]
@@ -160,9 +160,6 @@ impl Default for Recorder {
     }
 }
 
-/// Unframed bytes of one direction of one connection, and its decoder.
-type Stream = (Vec<u8>, Box<dyn crate::proto::Codec>);
-
 /// One rendered transcript item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
@@ -234,7 +231,7 @@ impl Dialogue {
 
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
     pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
-        let mut streams: HashMap<(usize, Direction), Stream> = HashMap::new();
+        let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
         let mut out = Vec::new();
         for ev in &self.events {
             let info = self.connections.get(ev.conn);
@@ -272,18 +269,17 @@ impl Dialogue {
                     let other = dir.opposite();
                     streams
                         .entry((ev.conn, other))
-                        .or_insert_with(|| (Vec::new(), proto.codec_on(other, Transport::Tcp)))
-                        .1
+                        .or_insert_with(|| Framer::new(proto.codec_on(other, Transport::Tcp)))
                         .peer_sent(bytes);
-                    let (buf, codec) = streams
+                    let framer = streams
                         .entry((ev.conn, *dir))
-                        .or_insert_with(|| (Vec::new(), proto.codec_on(*dir, Transport::Tcp)));
-                    buf.extend_from_slice(bytes);
-                    drain(buf, codec.as_mut(), false, |w| push(Some(*dir), w));
+                        .or_insert_with(|| Framer::new(proto.codec_on(*dir, Transport::Tcp)));
+                    framer.push(bytes);
+                    drain(framer, false, |w| push(Some(*dir), w));
                 }
                 EventKind::Closed { dir } => {
-                    if let Some((buf, codec)) = streams.get_mut(&(ev.conn, *dir)) {
-                        drain(buf, codec.as_mut(), true, |w| push(Some(*dir), w));
+                    if let Some(framer) = streams.get_mut(&(ev.conn, *dir)) {
+                        drain(framer, true, |w| push(Some(*dir), w));
                     }
                     push(Some(*dir), What::Closed);
                 }
@@ -292,8 +288,8 @@ impl Dialogue {
                 EventKind::Gap { dir, len } => {
                     // Framing cannot continue across missing bytes: flush what was buffered and
                     // start the direction afresh.
-                    if let Some((mut buf, mut codec)) = streams.remove(&(ev.conn, *dir)) {
-                        drain(&mut buf, codec.as_mut(), true, |w| push(Some(*dir), w));
+                    if let Some(mut framer) = streams.remove(&(ev.conn, *dir)) {
+                        drain(&mut framer, true, |w| push(Some(*dir), w));
                     }
                     push(Some(*dir), What::Event(format!("gap: {len} bytes missing")));
                 }
@@ -301,14 +297,14 @@ impl Dialogue {
             }
         }
         // Bytes still unframed at the end were never completed by the peer.
-        let mut rest: Vec<_> = streams.into_iter().filter(|(_, (b, _))| !b.is_empty()).collect();
+        let mut rest: Vec<_> = streams.into_iter().filter(|(_, f)| !f.pending().is_empty()).collect();
         rest.sort_by_key(|((c, _), _)| *c);
-        for ((c, dir), (buf, _)) in rest {
+        for ((c, dir), mut framer) in rest {
             out.push(Framed {
                 t_us: self.events.last().map_or(0, |e| e.t_us),
                 conn: c,
                 dir: Some(dir),
-                what: What::Incomplete(buf),
+                what: What::Incomplete(framer.take_all()),
             });
         }
         out
@@ -382,16 +378,14 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
-fn drain(buf: &mut Vec<u8>, codec: &mut dyn crate::proto::Codec, eof: bool, mut push: impl FnMut(What)) {
+/// Frames every whole message `framer` holds; bytes its codec rejects end the stream's framing.
+fn drain(framer: &mut Framer, eof: bool, mut push: impl FnMut(What)) {
     loop {
-        match codec.decode(buf, eof) {
-            Ok(Frame::Message(m, used)) if used > 0 => {
-                push(What::Message(m));
-                buf.drain(..used);
-            }
-            Ok(_) => break,
+        match framer.next(eof) {
+            Ok(Some(m)) => push(What::Message(m)),
+            Ok(None) => break,
             Err(e) => {
-                push(What::Undecodable(e.to_string(), std::mem::take(buf)));
+                push(What::Undecodable(e.to_string(), framer.take_all()));
                 break;
             }
         }

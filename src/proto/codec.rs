@@ -135,6 +135,62 @@ pub trait Codec: Send + Sync {
     fn peer_sent(&mut self, _bytes: &[u8]) {}
 }
 
+/// One direction's unframed bytes and the codec that frames them. The live connection and the
+/// transcript renderer both hold a stream this way, so they cannot frame it differently.
+pub struct Framer {
+    buf: Vec<u8>,
+    codec: Box<dyn Codec>,
+}
+
+impl Framer {
+    /// An empty buffer framed by `codec`.
+    pub fn new(codec: Box<dyn Codec>) -> Framer {
+        Framer { buf: Vec::new(), codec }
+    }
+
+    /// Bytes that arrived and are not part of a framed message yet.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The buffer itself, for a socket to read into.
+    pub fn buffer_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Adds bytes that arrived.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Tells the codec what went the other way (see [`Codec::peer_sent`]).
+    pub fn peer_sent(&mut self, bytes: &[u8]) {
+        self.codec.peer_sent(bytes);
+    }
+
+    /// The next whole message, its bytes removed; `Ok(None)` until one is complete. A message that
+    /// used no bytes is not one: framing it again would never end.
+    pub fn next(&mut self, eof: bool) -> Result<Option<Message>, CodecError> {
+        match self.codec.decode(&self.buf, eof)? {
+            Frame::Message(m, used) if used > 0 => {
+                self.buf.drain(..used);
+                Ok(Some(m))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The first `n` pending bytes, taken unframed.
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
+        self.buf.drain(..n.min(self.buf.len())).collect()
+    }
+
+    /// Every pending byte, taken unframed.
+    pub fn take_all(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
 /// One step of a whole conversation, for rules that no single message shows.
 #[derive(Debug, Clone, Copy)]
 pub enum Exchange<'a> {
@@ -234,5 +290,38 @@ mod tests {
         let long = vec![b'a'; 1000];
         let e = escape_bytes(&long, 40);
         assert!(e.contains("[960 more chars]"), "{e}");
+    }
+
+    /// Frames one line per message, for the framer's tests.
+    struct Lines;
+    impl Codec for Lines {
+        fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
+            match line(buf)? {
+                Some((l, used, _)) => Ok(Frame::Message(
+                    Message::plain(String::from_utf8_lossy(l).into(), String::new()),
+                    used,
+                )),
+                None if eof && !buf.is_empty() => Err(CodecError {
+                    offset: buf.len(),
+                    reason: "cut".into(),
+                }),
+                None => Ok(Frame::Incomplete),
+            }
+        }
+    }
+
+    #[test]
+    fn a_framer_keeps_what_did_not_frame_yet() {
+        let mut f = Framer::new(Box::new(Lines));
+        f.push(b"one\r\ntw");
+        assert_eq!(f.next(false).unwrap().unwrap().text, "one");
+        assert!(f.next(false).unwrap().is_none());
+        assert_eq!(f.pending(), b"tw");
+        f.push(b"o\nthree");
+        assert_eq!(f.next(false).unwrap().unwrap().text, "two");
+        assert_eq!(f.next(true).unwrap_err().offset, 5);
+        assert_eq!(f.take(2), b"th");
+        assert_eq!(f.take_all(), b"ree");
+        assert!(f.pending().is_empty());
     }
 }

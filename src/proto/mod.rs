@@ -21,7 +21,7 @@ pub mod line;
 pub mod pop3;
 pub mod smtp;
 
-pub use codec::{escape_bytes, Codec, CodecError, Direction, Exchange, Finding, Frame, Level, Message, Transport};
+pub use codec::{escape_bytes, Codec, CodecError, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transport};
 pub use steps::{Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 
 /// A protocol: its framing, its defaults, its vocabulary and its rules.

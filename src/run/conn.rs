@@ -8,7 +8,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::dialogue::{EventKind, Recorder};
-use crate::proto::{escape_bytes, Codec, CodecError, Direction, Frame, Message, Protocol};
+use crate::proto::{escape_bytes, Codec, CodecError, Direction, Frame, Framer, Message, Protocol};
 
 /// Most unread bytes a connection may hold; a target that sends more without a message floods.
 pub const MAX_BUFFERED: usize = 16 << 20;
@@ -111,11 +111,11 @@ fn shown(partial: &[u8]) -> String {
 pub struct TcpConn {
     id: usize,
     stream: TcpStream,
-    buf: Vec<u8>,
+    /// What arrived and is not read yet, with the codec that frames it.
+    framer: Framer,
     eof: bool,
     reset: bool,
     write_closed: bool,
-    codec: Box<dyn Codec>,
     incoming: Direction,
     rec: Recorder,
     last_arrival: Instant,
@@ -155,11 +155,10 @@ impl TcpConn {
         TcpConn {
             id,
             stream,
-            buf: Vec::new(),
+            framer: Framer::new(proto.codec_on(incoming, crate::proto::Transport::Tcp)),
             eof: false,
             reset: false,
             write_closed: false,
-            codec: proto.codec_on(incoming, crate::suite::Transport::Tcp),
             incoming,
             rec,
             last_arrival: Instant::now(),
@@ -171,13 +170,16 @@ impl TcpConn {
         if self.eof {
             return Ok(false);
         }
-        if self.buf.len() > MAX_BUFFERED {
+        if self.framer.pending().len() > MAX_BUFFERED {
             return Err(RecvError::Flood);
         }
-        let before = self.buf.len();
-        self.buf.reserve(64 * 1024);
-        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-            Err(_) => Err(RecvError::Timeout { partial: self.buf.clone() }),
+        let before = self.framer.pending().len();
+        let buf = self.framer.buffer_mut();
+        buf.reserve(64 * 1024);
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(buf)).await {
+            Err(_) => Err(RecvError::Timeout {
+                partial: self.framer.pending().to_vec(),
+            }),
             Ok(Ok(0)) => {
                 self.eof = true;
                 self.rec.event(self.id, EventKind::Closed { dir: self.incoming });
@@ -185,7 +187,7 @@ impl TcpConn {
             }
             Ok(Ok(_)) => {
                 self.last_arrival = Instant::now();
-                let bytes = self.buf[before..].to_vec();
+                let bytes = self.framer.pending()[before..].to_vec();
                 self.rec.event(self.id, EventKind::Data { dir: self.incoming, bytes });
                 Ok(true)
             }
@@ -201,7 +203,7 @@ impl TcpConn {
 
     fn closed_err(&self) -> RecvError {
         RecvError::Closed {
-            partial: self.buf.clone(),
+            partial: self.framer.pending().to_vec(),
             reset: self.reset,
         }
     }
@@ -223,7 +225,7 @@ impl Conn {
             queue: VecDeque::new(),
             incoming,
             rec,
-            codec: proto.codec_on(incoming, crate::suite::Transport::Udp),
+            codec: proto.codec_on(incoming, crate::proto::Transport::Udp),
             unreachable: false,
         })
     }
@@ -242,11 +244,11 @@ impl Conn {
                         let _ = c.fill(Instant::now() + std::time::Duration::from_millis(100)).await;
                         Err(SendError::PeerGone {
                             source,
-                            said: c.buf.clone(),
+                            said: c.framer.pending().to_vec(),
                         })
                     }
                     Ok(Ok(())) => {
-                        c.codec.peer_sent(bytes);
+                        c.framer.peer_sent(bytes);
                         c.rec.event(
                             c.id,
                             EventKind::Data {
@@ -293,12 +295,9 @@ impl Conn {
     pub async fn message(&mut self, deadline: Instant) -> Result<(Message, Instant), RecvError> {
         match self {
             Conn::Tcp(c) => loop {
-                match c.codec.decode(&c.buf, c.eof) {
-                    Ok(Frame::Message(m, used)) => {
-                        c.buf.drain(..used);
-                        return Ok((m, c.last_arrival));
-                    }
-                    Ok(Frame::Incomplete) => {}
+                match c.framer.next(c.eof) {
+                    Ok(Some(m)) => return Ok((m, c.last_arrival)),
+                    Ok(None) => {}
                     Err(e) => return Err(RecvError::Malformed(e)),
                 }
                 if c.eof {
@@ -321,12 +320,12 @@ impl Conn {
     pub async fn bytes(&mut self, n: usize, deadline: Instant) -> Result<Vec<u8>, RecvError> {
         match self {
             Conn::Tcp(c) => {
-                while c.buf.len() < n {
+                while c.framer.pending().len() < n {
                     if !c.fill(deadline).await? {
                         return Err(c.closed_err());
                     }
                 }
-                Ok(c.buf.drain(..n).collect())
+                Ok(c.framer.take(n))
             }
             Conn::Udp(u) => u.datagram(deadline).await.map(|(d, _)| d),
         }
@@ -336,11 +335,11 @@ impl Conn {
     pub async fn closed(&mut self, deadline: Instant) -> Result<Result<(), Vec<u8>>, RecvError> {
         match self {
             Conn::Tcp(c) => {
-                if !c.buf.is_empty() {
-                    return Ok(Err(c.buf.clone()));
+                if !c.framer.pending().is_empty() {
+                    return Ok(Err(c.framer.pending().to_vec()));
                 }
                 if c.fill(deadline).await? {
-                    Ok(Err(c.buf.clone()))
+                    Ok(Err(c.framer.pending().to_vec()))
                 } else {
                     Ok(Ok(()))
                 }
@@ -353,12 +352,12 @@ impl Conn {
     pub async fn silence(&mut self, until: Instant) -> Result<(), RecvError> {
         match self {
             Conn::Tcp(c) => {
-                if !c.buf.is_empty() {
-                    return Err(RecvError::AlreadyWaiting(c.buf.clone()));
+                if !c.framer.pending().is_empty() {
+                    return Err(RecvError::AlreadyWaiting(c.framer.pending().to_vec()));
                 }
                 match c.fill(until).await {
                     Err(RecvError::Timeout { .. }) => Ok(()),
-                    Ok(true) => Err(RecvError::NotSilent(c.buf.clone())),
+                    Ok(true) => Err(RecvError::NotSilent(c.framer.pending().to_vec())),
                     Ok(false) => Err(c.closed_err()),
                     Err(e) => Err(e),
                 }
