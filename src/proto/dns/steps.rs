@@ -38,8 +38,8 @@
 //! the lines that differ start with `>>`.
 
 use super::codec::{for_transport, DnsFrame};
-use super::text::{self, parse_name, parse_record, type_name, RecordSpec, SECTIONS};
-use super::wire::{DnsMessage, Edns, Name, Question, Record, CLASS_IN};
+use super::text::{self, parse_name, parse_record, RecordSpec, SECTIONS};
+use super::wire::{type_from, type_name, DnsMessage, Edns, Name, Question, Record, CLASS_IN};
 use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 use crate::syntax::{Data, LoadCx, Node, Template, Vars};
 
@@ -91,7 +91,7 @@ fn p_u16(s: &str) -> Result<u16, String> {
     s.trim().parse().map_err(|_| format!("'{s}' is not a number from 0 to 65535"))
 }
 fn p_type(s: &str) -> Result<u16, String> {
-    text::type_from(s.trim()).ok_or_else(|| format!("'{s}' is not a record type (A, AAAA, MX, TYPE99, ...)"))
+    type_from(s.trim()).ok_or_else(|| format!("'{s}' is not a record type (A, AAAA, MX, TYPE99, ...)"))
 }
 fn p_class(s: &str) -> Result<u16, String> {
     text::class_from(s.trim()).ok_or_else(|| format!("'{s}' is not a class (IN, CH, CLASS5, ...)"))

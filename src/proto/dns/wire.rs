@@ -41,6 +41,68 @@ pub mod rtype {
     pub const ANY: u16 = 255;
 }
 
+/// Numbers with mnemonics; the others have a generic form like `TYPE1234` (RFC 3597 §5).
+#[derive(Debug)]
+pub struct Mnemonics {
+    /// The prefix of the generic form.
+    pub generic: &'static str,
+    /// The numbers that have a mnemonic.
+    pub table: &'static [(u16, &'static str)],
+}
+
+impl Mnemonics {
+    /// `v`'s mnemonic, or its generic form.
+    pub fn name(&self, v: u16) -> String {
+        match self.table.iter().find(|(n, _)| *n == v) {
+            Some((_, s)) => s.to_string(),
+            None => format!("{}{v}", self.generic),
+        }
+    }
+
+    /// A number from its mnemonic in any case, its generic form or decimal.
+    pub fn number(&self, s: &str) -> Option<u16> {
+        if let Some((n, _)) = self.table.iter().find(|(_, m)| m.eq_ignore_ascii_case(s)) {
+            return Some(*n);
+        }
+        let upper = s.to_ascii_uppercase();
+        upper.strip_prefix(self.generic).unwrap_or(&upper).parse().ok()
+    }
+}
+
+/// Type mnemonics, also of types whose RDATA this codec keeps raw.
+pub const TYPES: Mnemonics = Mnemonics {
+    generic: "TYPE",
+    table: &[
+        (rtype::A, "A"),
+        (rtype::NS, "NS"),
+        (rtype::CNAME, "CNAME"),
+        (rtype::SOA, "SOA"),
+        (rtype::PTR, "PTR"),
+        (13, "HINFO"),
+        (rtype::MX, "MX"),
+        (rtype::TXT, "TXT"),
+        (rtype::AAAA, "AAAA"),
+        (rtype::SRV, "SRV"),
+        (rtype::OPT, "OPT"),
+        (43, "DS"),
+        (46, "RRSIG"),
+        (47, "NSEC"),
+        (48, "DNSKEY"),
+        (252, "AXFR"),
+        (rtype::ANY, "ANY"),
+    ],
+};
+
+/// A type's mnemonic, or `TYPE1234` (RFC 3597 §5).
+pub fn type_name(t: u16) -> String {
+    TYPES.name(t)
+}
+
+/// A type from its mnemonic, `TYPEn` or a number.
+pub fn type_from(s: &str) -> Option<u16> {
+    TYPES.number(s)
+}
+
 /// The Internet class.
 pub const CLASS_IN: u16 = 1;
 
@@ -544,7 +606,7 @@ fn record(r: &mut Reader) -> Result<Record, CodecError> {
             d.pos,
             format!(
                 "RDLENGTH is {rdlength} but the {} fields end after {}",
-                super::text::type_name(rtype),
+                type_name(rtype),
                 d.pos - start
             ),
         ));
