@@ -39,7 +39,7 @@
 
 use super::codec::{for_transport, DnsFrame};
 use super::text::{self, parse_name, parse_record, RecordSpec, SECTIONS};
-use super::wire::{type_from, type_name, DnsMessage, Edns, Name, Question, Record, CLASS_IN};
+use super::wire::{type_from, type_name, DnsMessage, Edns, Flag, Name, Question, Record, AD, CD, CLASS_IN, FLAGS, QR, RD, TC};
 use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 use crate::syntax::{Data, LoadCx, Node, Template, Vars};
 
@@ -67,7 +67,6 @@ pub const EXPECT_KEYS: &[&str] = &[
     "edns",
     "query",
 ];
-const FLAGS: &[&str] = &["qr", "aa", "tc", "rd", "ra", "z", "ad", "cd"];
 
 /// A value checked at load time when literal, and again at run time after `${var}`s are filled.
 #[derive(Debug, Clone)]
@@ -155,12 +154,13 @@ fn records(node: &Node, what: &str, cx: &mut LoadCx) -> Option<Vec<Val<RecordSpe
         .collect()
 }
 
-fn flags_map(node: &Node, cx: &mut LoadCx) -> Option<Vec<(&'static str, bool)>> {
-    let f = cx.fields(node, FLAGS, "flags")?;
+fn flags_map(node: &Node, cx: &mut LoadCx) -> Option<Vec<(Flag, bool)>> {
+    let names: Vec<&str> = FLAGS.iter().map(|f| f.name).collect();
+    let f = cx.fields(node, &names, "flags")?;
     let mut out = Vec::new();
-    for &flag in FLAGS {
-        if let Some(n) = f.get(flag) {
-            out.push((flag, cx.boolean(n, flag)?));
+    for flag in FLAGS {
+        if let Some(n) = f.get(flag.name) {
+            out.push((flag, cx.boolean(n, flag.name)?));
         }
     }
     Some(out)
@@ -271,7 +271,7 @@ struct DnsSend {
     id: Val<u16>,
     qr: bool,
     opcode: u8,
-    flags: Vec<(&'static str, bool)>,
+    flags: Vec<(Flag, bool)>,
     rcode: u16,
     question: Option<QSpec>,
     sections: [Vec<Val<RecordSpec>>; 3],
@@ -332,9 +332,9 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
         None => 0,
     };
     let mut flags = Vec::new();
-    for k in ["rd", "cd", "ad"] {
-        if let Some(n) = f.get(k) {
-            flags.push((k, cx.boolean(n, k)?));
+    for flag in [RD, CD, AD] {
+        if let Some(n) = f.get(flag.name) {
+            flags.push((flag, cx.boolean(n, flag.name)?));
         }
     }
     if let Some(n) = f.get("flags") {
@@ -384,32 +384,6 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
     }))
 }
 
-fn set_flag(m: &mut DnsMessage, flag: &str, on: bool) {
-    match flag {
-        "qr" => m.qr = on,
-        "aa" => m.aa = on,
-        "tc" => m.tc = on,
-        "rd" => m.rd = on,
-        "ra" => m.ra = on,
-        "z" => m.z = on,
-        "ad" => m.ad = on,
-        _ => m.cd = on,
-    }
-}
-
-fn get_flag(m: &DnsMessage, flag: &str) -> bool {
-    match flag {
-        "qr" => m.qr,
-        "aa" => m.aa,
-        "tc" => m.tc,
-        "rd" => m.rd,
-        "ra" => m.ra,
-        "z" => m.z,
-        "ad" => m.ad,
-        _ => m.cd,
-    }
-}
-
 impl DnsSend {
     fn message(&self, vars: &Vars) -> Result<DnsMessage, String> {
         let mut m = DnsMessage {
@@ -420,7 +394,7 @@ impl DnsSend {
             ..DnsMessage::default()
         };
         for (flag, on) in &self.flags {
-            set_flag(&mut m, flag, *on);
+            flag.set(&mut m, *on);
         }
         if let Some(q) = &self.question {
             m.questions.push(q.get(vars)?);
@@ -525,7 +499,7 @@ struct DnsExpect {
     id: Option<Val<u16>>,
     opcode: Option<u8>,
     rcode: Option<Vec<u16>>,
-    flags: Vec<(&'static str, bool)>,
+    flags: Vec<(Flag, bool)>,
     question: Option<QCheck>,
     question_count: Option<usize>,
     sections: [SectionCheck; 3],
@@ -632,8 +606,8 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
     };
     if let Some(n) = f.get("truncated") {
         let on = cx.boolean(n, "truncated")?;
-        flags.retain(|(k, _)| *k != "tc");
-        flags.push(("tc", on));
+        flags.retain(|(f, _)| *f != TC);
+        flags.push((TC, on));
     }
     let question = match (f.get("question"), f.get("query")) {
         (Some(_), Some(q)) => {
@@ -651,13 +625,13 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         (None, Some(n)) => {
             let qf = cx.fields(n, &["name", "type", "class", "exact_case", "rd", "cd"], "a query")?;
             let q = qcheck(&qf, cx)?;
-            flags.retain(|(k, _)| *k != "qr");
-            flags.push(("qr", false));
-            for k in ["rd", "cd"] {
-                if let Some(b) = qf.get(k) {
-                    let on = cx.boolean(b, k)?;
-                    flags.retain(|(x, _)| *x != k);
-                    flags.push((k, on));
+            flags.retain(|(f, _)| *f != QR);
+            flags.push((QR, false));
+            for flag in [RD, CD] {
+                if let Some(b) = qf.get(flag.name) {
+                    let on = cx.boolean(b, flag.name)?;
+                    flags.retain(|(f, _)| *f != flag);
+                    flags.push((flag, on));
                 }
             }
             Some(q)
@@ -924,12 +898,13 @@ impl StructuredExpect for DnsExpect {
 
         // Flags and counts.
         for (flag, on) in &self.flags {
-            set_flag(&mut want, flag, *on);
-            if get_flag(m, flag) != *on {
-                let what = match *flag {
-                    "qr" if !on => "a response (QR=1) where a query was expected".to_string(),
+            flag.set(&mut want, *on);
+            if flag.get(m) != *on {
+                let what = match flag {
+                    f if *f == QR && !on => "a response (QR=1) where a query was expected".to_string(),
                     _ => format!(
-                        "{flag} is {}, expected {}",
+                        "{} is {}, expected {}",
+                        flag.name,
                         if *on { "clear" } else { "set" },
                         if *on { "set" } else { "clear" }
                     ),
@@ -1190,7 +1165,7 @@ impl StructuredExpect for DnsExpect {
 
     fn describe(&self) -> String {
         let mut parts = Vec::new();
-        let query = self.flags.iter().any(|(f, on)| *f == "qr" && !on);
+        let query = self.flags.iter().any(|(f, on)| *f == QR && !on);
         if let Some(id) = &self.id {
             parts.push(format!("id {}", id.shown()));
         }
@@ -1204,7 +1179,7 @@ impl StructuredExpect for DnsExpect {
             let f: Vec<String> = self
                 .flags
                 .iter()
-                .map(|(k, on)| format!("{}{k}", if *on { "+" } else { "-" }))
+                .map(|(f, on)| format!("{}{}", if *on { "+" } else { "-" }, f.name))
                 .collect();
             parts.push(format!("flags {}", f.join(" ")));
         }

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::wire::{rtype, type_from, type_name, DnsMessage, Mnemonics, Name, RData, Record, CLASS_IN, MAX_LABEL, MAX_NAME};
+use super::wire::{rtype, type_from, type_name, DnsMessage, Mnemonics, Name, RData, Record, CLASS_IN, FLAGS, MAX_LABEL, MAX_NAME};
 
 const CLASSES: Mnemonics = Mnemonics {
     generic: "CLASS",
@@ -418,17 +418,7 @@ fn rdata_from(rt: u16, class: u16, args: &[&str]) -> Result<RData, String> {
 
 /// The flags that are set, in dig's order and spelling.
 pub fn flags_text(m: &DnsMessage) -> String {
-    let all = [
-        (m.qr, "qr"),
-        (m.aa, "aa"),
-        (m.tc, "tc"),
-        (m.rd, "rd"),
-        (m.ra, "ra"),
-        (m.z, "z"),
-        (m.ad, "ad"),
-        (m.cd, "cd"),
-    ];
-    all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect::<Vec<_>>().join(" ")
+    FLAGS.iter().filter(|f| f.get(m)).map(|f| f.name).collect::<Vec<_>>().join(" ")
 }
 
 /// The header line of a dig rendering.

@@ -1,5 +1,6 @@
 //! The DNS wire format (RFC 1035 §4, RFC 6891 OPT, RFC 3596 AAAA, RFC 2782 SRV): a parser that
-//! checks every bound and names the offending byte, and an encoder with name compression.
+//! checks every bound and names the offending byte, an encoder with name compression, and the
+//! tables of header flags and type mnemonics that the text forms and suite steps share.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -277,6 +278,78 @@ pub struct DnsMessage {
     pub edns: Option<Edns>,
 }
 
+/// A header flag bit (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD and CD) and the field it sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    /// dig's spelling, which is also the key in suites.
+    pub name: &'static str,
+    /// The bit in the header's flags word (bytes 2 and 3).
+    pub mask: u16,
+    /// What the bit says when set.
+    pub description: &'static str,
+    get: fn(&DnsMessage) -> bool,
+    set: fn(&mut DnsMessage, bool),
+}
+
+impl Flag {
+    /// Whether the flag is set in `m`.
+    pub fn get(&self, m: &DnsMessage) -> bool {
+        (self.get)(m)
+    }
+
+    /// Sets or clears the flag in `m`.
+    pub fn set(&self, m: &mut DnsMessage, on: bool) {
+        (self.set)(m, on)
+    }
+}
+
+// The bit is the flag's identity; the accessors are fn pointers, whose addresses are not.
+impl PartialEq for Flag {
+    fn eq(&self, other: &Flag) -> bool {
+        self.mask == other.mask
+    }
+}
+
+impl Eq for Flag {}
+
+// One line per flag: dig's name is the field's name, so the accessors cannot pair the wrong field.
+macro_rules! flag {
+    ($field:ident, $mask:expr, $description:expr) => {
+        Flag {
+            name: stringify!($field),
+            mask: $mask,
+            description: $description,
+            get: |m| m.$field,
+            set: |m, on| m.$field = on,
+        }
+    };
+}
+
+/// QR: the message is a response.
+pub const QR: Flag = flag!(qr, 0x8000, "a response, not a query");
+/// AA: an authoritative answer.
+pub const AA: Flag = flag!(aa, 0x0400, "an authoritative answer");
+/// TC: truncated.
+pub const TC: Flag = flag!(tc, 0x0200, "truncated to fit the transport");
+/// RD: recursion desired.
+pub const RD: Flag = flag!(rd, 0x0100, "recursion desired");
+/// RA: recursion available.
+pub const RA: Flag = flag!(ra, 0x0080, "recursion available");
+/// Z: the reserved bit.
+pub const Z: Flag = flag!(z, 0x0040, "reserved, zero in every message");
+/// AD: authentic data (RFC 4035 §3.2.3).
+pub const AD: Flag = flag!(ad, 0x0020, "authentic data, validated by the resolver");
+/// CD: checking disabled (RFC 4035 §3.2.2).
+pub const CD: Flag = flag!(cd, 0x0010, "checking disabled: the client validates");
+/// Every header flag, in wire order (which is also the order dig prints them in).
+pub const FLAGS: [Flag; 8] = [QR, AA, TC, RD, RA, Z, AD, CD];
+
+/// The flags word of the header: every flag, the OPCODE and the low four bits of the RCODE.
+fn flags_word(msg: &DnsMessage) -> u16 {
+    let fields = ((msg.opcode as u16 & 0xf) << 11) | (msg.rcode & 0xf);
+    FLAGS.iter().filter(|f| f.get(msg)).fold(fields, |w, f| w | f.mask)
+}
+
 /// A parsed message and what was odd about it.
 #[derive(Debug)]
 pub struct Parsed {
@@ -427,18 +500,13 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, CodecError> {
     let counts = [r.u16("QDCOUNT")?, r.u16("ANCOUNT")?, r.u16("NSCOUNT")?, r.u16("ARCOUNT")?];
     let mut msg = DnsMessage {
         id,
-        qr: flags & 0x8000 != 0,
         opcode: ((flags >> 11) & 0xf) as u8,
-        aa: flags & 0x0400 != 0,
-        tc: flags & 0x0200 != 0,
-        rd: flags & 0x0100 != 0,
-        ra: flags & 0x0080 != 0,
-        z: flags & 0x0040 != 0,
-        ad: flags & 0x0020 != 0,
-        cd: flags & 0x0010 != 0,
         rcode: flags & 0xf,
         ..DnsMessage::default()
     };
+    for f in &FLAGS {
+        f.set(&mut msg, flags & f.mask != 0);
+    }
     let mut findings = Vec::new();
     for i in 0..counts[0] {
         if r.pos >= buf.len() {
@@ -730,17 +798,7 @@ pub fn emit(msg: &DnsMessage) -> Vec<u8> {
         seen: HashMap::new(),
     };
     e.u16(msg.id);
-    let flags = (msg.qr as u16) << 15
-        | ((msg.opcode as u16 & 0xf) << 11)
-        | (msg.aa as u16) << 10
-        | (msg.tc as u16) << 9
-        | (msg.rd as u16) << 8
-        | (msg.ra as u16) << 7
-        | (msg.z as u16) << 6
-        | (msg.ad as u16) << 5
-        | (msg.cd as u16) << 4
-        | (msg.rcode & 0xf);
-    e.u16(flags);
+    e.u16(flags_word(msg));
     e.u16(msg.questions.len() as u16);
     e.u16(msg.answer.len() as u16);
     e.u16(msg.authority.len() as u16);
