@@ -469,14 +469,18 @@ impl Range {
     }
 }
 
+/// The OPT record an expect asks for; a field left out is not checked.
+#[derive(Debug, Default)]
+struct EdnsWant {
+    size: Option<Range>,
+    dnssec_ok: Option<bool>,
+    version: Option<u8>,
+}
+
 #[derive(Debug)]
 enum EdnsCheck {
     Absent,
-    Present {
-        size: Option<Range>,
-        dnssec_ok: Option<bool>,
-        version: Option<u8>,
-    },
+    Present(EdnsWant),
 }
 
 #[derive(Debug, Clone)]
@@ -670,16 +674,12 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
                 data: Data::Scalar { .. }, ..
             },
         ) => Some(match cx.boolean(n, "edns")? {
-            true => EdnsCheck::Present {
-                size: None,
-                dnssec_ok: None,
-                version: None,
-            },
+            true => EdnsCheck::Present(EdnsWant::default()),
             false => EdnsCheck::Absent,
         }),
         Some(n) => {
             let ef = cx.fields(n, &["size", "do", "version"], "edns")?;
-            Some(EdnsCheck::Present {
+            Some(EdnsCheck::Present(EdnsWant {
                 size: match ef.get("size") {
                     Some(s) => Some(range(s, "size", cx)?),
                     None => None,
@@ -692,7 +692,7 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
                     Some(v) => Some(cx.number(v, "version")?),
                     None => None,
                 },
-            })
+            }))
         }
     };
     let mut captures = Vec::new();
@@ -801,15 +801,171 @@ fn setup_err(e: String) -> Mismatch {
     }
 }
 
+/// One record section's expected records, each paired with the received record it matched.
+#[derive(Default)]
+struct Paired {
+    want: Vec<RecordSpec>,
+    /// Whether the section must hold nothing else.
+    exact: bool,
+    pairs: Vec<Option<usize>>,
+}
+
+impl Paired {
+    /// The expected records that no received one matched.
+    fn missing(&self) -> impl Iterator<Item = &RecordSpec> {
+        self.want.iter().zip(&self.pairs).filter(|(_, g)| g.is_none()).map(|(w, _)| w)
+    }
+
+    /// Whether received record `g` matched an expected one.
+    fn matched(&self, g: usize) -> bool {
+        self.pairs.contains(&Some(g))
+    }
+}
+
+/// What a check has found so far: the problems in the order found, and the renderings.
+#[derive(Default)]
+struct Report {
+    problems: Vec<String>,
+    views: Views,
+}
+
+impl QCheck {
+    /// The question expected, built from the one received; problems for what differs.
+    fn check(&self, got: Option<&Question>, vars: &Vars, problems: &mut Vec<String>) -> Result<Question, Mismatch> {
+        let mut q = got.cloned().unwrap_or(Question {
+            name: Name::root(),
+            qtype: super::wire::rtype::A,
+            qclass: CLASS_IN,
+        });
+        let mut bad = Vec::new();
+        if let Some(n) = &self.name {
+            let wn = n.get(vars).map_err(setup_err)?;
+            self.check_name(got, wn, &mut q, &mut bad, problems);
+        }
+        if let Some(t) = &self.qtype {
+            let wt = t.get(vars).map_err(setup_err)?;
+            if got.is_none_or(|g| g.qtype != wt) {
+                bad.push(format!("type {}", type_name(wt)));
+                q.qtype = wt;
+            }
+        }
+        if let Some(c) = &self.qclass {
+            let wc = c.get(vars).map_err(setup_err)?;
+            if got.is_none_or(|g| g.qclass != wc) {
+                bad.push(format!("class {}", text::class_name(wc)));
+                q.qclass = wc;
+            }
+        }
+        problems.extend(question_problem(got, &q, &bad));
+        Ok(q)
+    }
+
+    /// The name; one that differs only in case is its own problem, not a wrong question.
+    fn check_name(&self, got: Option<&Question>, wn: Name, q: &mut Question, bad: &mut Vec<String>, problems: &mut Vec<String>) {
+        let same = match self.exact_case {
+            true => got.is_some_and(|g| g.name == wn),
+            false => got.is_some_and(|g| g.name.eq_ignore_case(&wn)),
+        };
+        if same {
+            return;
+        }
+        match got {
+            Some(g) if g.name.eq_ignore_case(&wn) => {
+                problems.push(format!("the question's name came back as {}, not in the case asked ({wn})", g.name))
+            }
+            _ => bad.push(format!("name {wn}")),
+        }
+        q.name = wn;
+    }
+}
+
+/// What is wrong with the question received, given the parts of it that were not as expected.
+fn question_problem(got: Option<&Question>, want: &Question, bad: &[String]) -> Option<String> {
+    match got {
+        None => Some(format!(
+            "no question section, expected {}",
+            text::question_line(want).trim_start_matches(';')
+        )),
+        Some(g) if !bad.is_empty() => Some(format!(
+            "the question is {}, expected {}",
+            text::question_line(g).trim_start_matches(';'),
+            bad.join(", ")
+        )),
+        Some(_) => None,
+    }
+}
+
+impl EdnsWant {
+    /// The OPT record expected, built from the one received; problems for what differs.
+    fn check(&self, got: Option<&Edns>, problems: &mut Vec<String>) -> Edns {
+        let mut e = got.cloned().unwrap_or_default();
+        match got {
+            None => problems.push("no OPT record (RFC 6891 §7: a responder answers EDNS with EDNS)".into()),
+            Some(got) => {
+                if let Some(r) = self.size.filter(|r| !r.holds(got.udp_size as u64)) {
+                    problems.push(format!("EDNS UDP payload size {}, expected {}", got.udp_size, r.text()));
+                    e.udp_size = r.min.min(u16::MAX as u64) as u16;
+                }
+                if let Some(d) = self.dnssec_ok.filter(|d| got.dnssec_ok != *d) {
+                    problems.push(format!("the DO bit is {}, expected {}", got.dnssec_ok as u8, d as u8));
+                }
+                if let Some(ver) = self.version.filter(|v| got.version != *v) {
+                    problems.push(format!("EDNS version {}, expected {ver}", got.version));
+                }
+            }
+        }
+        if let Some(d) = self.dnssec_ok {
+            e.dnssec_ok = d;
+        }
+        if let Some(ver) = self.version {
+            e.version = ver;
+        }
+        e
+    }
+}
+
+/// A record's line with the expected TTL range in place of its TTL.
+fn with_ttl(r: &Record, t: Range) -> String {
+    format!(
+        "{} {} {} {} {}",
+        r.name,
+        t.text(),
+        text::class_name(r.class),
+        type_name(r.rtype),
+        text::rdata_text(r)
+    )
+}
+
+/// The problems as one message; a response's also shows the query it answers.
+fn failure_message(problems: &[String], query: Option<&DnsMessage>) -> String {
+    let mut message = problems.join("; ");
+    if let Some(q) = query {
+        let asked = q
+            .questions
+            .first()
+            .map(|x| text::question_line(x).trim_start_matches(';').to_string());
+        message.push_str(&format!(
+            " — the query: id {}, {}, flags: {}",
+            q.id,
+            asked.unwrap_or_else(|| "no question".into()),
+            Some(text::flags_text(q)).filter(|f| !f.is_empty()).unwrap_or_else(|| "none".into())
+        ));
+    }
+    message
+}
+
 impl DnsExpect {
-    fn resolve(&self, vars: &Vars) -> Result<[(Vec<RecordSpec>, bool); 3], String> {
-        let mut out: [(Vec<RecordSpec>, bool); 3] = Default::default();
+    /// Each section's expected records with `${var}`s filled, paired with those of `m`.
+    fn resolve(&self, m: &DnsMessage, vars: &Vars) -> Result<[Paired; 3], Mismatch> {
+        let mut out: [Paired; 3] = Default::default();
         for (i, s) in self.sections.iter().enumerate() {
             let (list, exact) = match &s.exact {
                 Some(e) => (e, true),
                 None => (&s.contains, false),
             };
-            out[i] = (list.iter().map(|r| r.get(vars)).collect::<Result<_, _>>()?, exact);
+            let want: Vec<RecordSpec> = list.iter().map(|r| r.get(vars)).collect::<Result<_, _>>().map_err(setup_err)?;
+            let pairs = pair(&want, text::section(m, i));
+            out[i] = Paired { want, exact, pairs };
         }
         Ok(out)
     }
@@ -839,6 +995,207 @@ impl DnsExpect {
             }
         })
     }
+
+    /// The message's DNS frame, which the codec attaches to every message it decodes.
+    fn frame<'m>(&self, msg: &'m Message) -> Result<&'m DnsFrame, Mismatch> {
+        msg.detail
+            .as_ref()
+            .and_then(|d| d.downcast_ref::<DnsFrame>())
+            .ok_or_else(|| Mismatch {
+                message: "not a DNS message".into(),
+                expected: self.describe(),
+                got: msg.summary.clone(),
+            })
+    }
+
+    /// ID, opcode and status, and the header line of the renderings.
+    fn check_header(&self, m: &DnsMessage, want: &mut DnsMessage, vars: &Vars, r: &mut Report) -> Result<(), Mismatch> {
+        if let Some(id) = &self.id {
+            want.id = id.get(vars).map_err(setup_err)?;
+            if want.id != m.id {
+                r.problems
+                    .push(format!("id {}, expected {} (a response carries its query's ID)", m.id, want.id));
+            }
+        }
+        if let Some(o) = self.opcode {
+            want.opcode = o;
+            if o != m.opcode {
+                r.problems
+                    .push(format!("opcode {}, expected {}", text::opcode_name(m.opcode), text::opcode_name(o)));
+            }
+        }
+        self.check_rcode(m, want, r);
+        r.views.line(Some(text::header_line(want)), Some(text::header_line(m)));
+        Ok(())
+    }
+
+    /// The status: any of those listed; the expected rendering shows the first.
+    fn check_rcode(&self, m: &DnsMessage, want: &mut DnsMessage, r: &mut Report) {
+        let Some(rs) = &self.rcode else { return };
+        if !rs.contains(&m.rcode) {
+            if let Some(&first) = rs.first() {
+                want.rcode = first;
+            }
+            let names: Vec<String> = rs.iter().map(|r| text::rcode_name(*r)).collect();
+            r.problems
+                .push(format!("status {}, expected {}", text::rcode_name(m.rcode), names.join(" or ")));
+        }
+    }
+
+    /// The flags named; the others are not checked.
+    fn check_flags(&self, m: &DnsMessage, want: &mut DnsMessage, r: &mut Report) {
+        for (flag, on) in &self.flags {
+            flag.set(want, *on);
+            if flag.get(m) != *on {
+                let what = match flag {
+                    f if *f == QR && !on => "a response (QR=1) where a query was expected".to_string(),
+                    _ => format!(
+                        "{} is {}, expected {}",
+                        flag.name,
+                        if *on { "clear" } else { "set" },
+                        if *on { "set" } else { "clear" }
+                    ),
+                };
+                r.problems.push(what);
+            }
+        }
+    }
+
+    /// The number of questions, when given.
+    fn check_question_count(&self, m: &DnsMessage, r: &mut Report) {
+        if let Some(n) = self.question_count {
+            if n != m.questions.len() {
+                r.problems.push(format!("{} questions, expected {n}", m.questions.len()));
+            }
+        }
+    }
+
+    /// Section `i` (answer, authority or additional): records it lacks, records it should not
+    /// have, and its count.
+    fn check_section(&self, i: usize, m: &DnsMessage, s: &Paired, r: &mut Report) {
+        let got = text::section(m, i);
+        let name = SECTIONS[i].to_ascii_lowercase();
+        let missing: Vec<String> = s.missing().map(RecordSpec::text).collect();
+        if !missing.is_empty() {
+            r.problems.push(format!("the {name} section lacks {}", missing.join(", ")));
+        }
+        if s.exact {
+            let extra: Vec<String> = (0..got.len())
+                .filter(|g| !s.matched(*g))
+                .map(|g| text::record_text(&got[g]))
+                .collect();
+            if !extra.is_empty() {
+                r.problems.push(format!("the {name} section also has {}", extra.join(", ")));
+            }
+        }
+        if let Some(n) = self.sections[i].count {
+            if n != got.len() {
+                r.problems.push(format!("{} {name} records, expected {n}", got.len()));
+            }
+        }
+    }
+
+    /// The counts the expected rendering shows: as received, except where something was expected.
+    fn want_counts(&self, m: &DnsMessage, sections: &[Paired; 3]) -> [usize; 4] {
+        let mut counts = text::counts(m);
+        if let Some(n) = self.question_count {
+            counts[0] = n;
+        } else if self.question.is_some() && m.questions.is_empty() {
+            counts[0] = 1;
+        }
+        for (i, s) in sections.iter().enumerate() {
+            counts[i + 1] = match self.sections[i].count {
+                Some(n) => n,
+                None if s.exact => s.want.len(),
+                None => text::section(m, i).len() + s.missing().count(),
+            };
+        }
+        let opt = match &self.edns {
+            Some(EdnsCheck::Absent) => false,
+            Some(EdnsCheck::Present(_)) => true,
+            None => m.edns.is_some(),
+        };
+        counts[3] += opt as usize;
+        counts
+    }
+
+    /// The OPT record, and the OPT pseudosection of the renderings.
+    fn check_edns(&self, m: &DnsMessage, r: &mut Report) {
+        let want = match &self.edns {
+            None => m.edns.clone(),
+            Some(EdnsCheck::Absent) => {
+                if m.edns.is_some() {
+                    r.problems.push("an OPT record, expected none".into());
+                }
+                None
+            }
+            Some(EdnsCheck::Present(w)) => Some(w.check(m.edns.as_ref(), &mut r.problems)),
+        };
+        if want.is_some() || m.edns.is_some() {
+            r.views.both(";; OPT PSEUDOSECTION:".into());
+            r.views
+                .line(want.as_ref().map(text::edns_line), m.edns.as_ref().map(text::edns_line));
+        }
+    }
+
+    /// The question, and the question section of the renderings.
+    fn check_question(&self, m: &DnsMessage, vars: &Vars, r: &mut Report) -> Result<(), Mismatch> {
+        let mut want: Vec<String> = m.questions.iter().map(text::question_line).collect();
+        if let Some(qc) = &self.question {
+            let line = text::question_line(&qc.check(m.questions.first(), vars, &mut r.problems)?);
+            match want.first_mut() {
+                Some(first) => *first = line,
+                None => want.push(line),
+            }
+        }
+        if self.question_count == Some(0) {
+            want.clear();
+        }
+        if !want.is_empty() || !m.questions.is_empty() {
+            r.views.both(";; QUESTION SECTION:".into());
+            for i in 0..want.len().max(m.questions.len()) {
+                r.views.line(want.get(i).cloned(), m.questions.get(i).map(text::question_line));
+            }
+        }
+        Ok(())
+    }
+
+    /// Section `i` in the renderings, and the answers whose TTL is out of range.
+    fn show_section(&self, i: usize, m: &DnsMessage, s: &Paired, r: &mut Report) {
+        let got = text::section(m, i);
+        if got.is_empty() && s.want.is_empty() {
+            return;
+        }
+        r.views.both(format!(";; {} SECTION:", SECTIONS[i]));
+        for (gi, rec) in got.iter().enumerate() {
+            let line = text::record_text(rec);
+            match self.ttl.filter(|t| i == 0 && !t.holds(rec.ttl as u64)) {
+                Some(t) => {
+                    r.problems.push(format!("TTL {} outside {} in {line}", rec.ttl, t.text()));
+                    r.views.line(Some(with_ttl(rec, t)), Some(line));
+                }
+                None if s.exact && !s.matched(gi) => r.views.line(None, Some(line)),
+                None => r.views.both(line),
+            }
+        }
+        for w in s.missing() {
+            r.views.line(Some(w.text()), None);
+        }
+    }
+
+    /// The captured values; a path the message lacks fails the check.
+    fn captured(&self, m: &DnsMessage, views: &Views) -> Result<Vec<(String, String)>, Mismatch> {
+        self.captures
+            .iter()
+            .map(|(var, part)| match self.capture(part, m) {
+                Some(val) => Ok((var.clone(), val)),
+                None => Err(mm(
+                    format!("nothing to capture into '{var}': the message has no {}", part_text(part)),
+                    views,
+                )),
+            })
+            .collect()
+    }
 }
 
 fn part_text(p: &Part) -> String {
@@ -862,288 +1219,31 @@ fn part_text(p: &Part) -> String {
 
 impl StructuredExpect for DnsExpect {
     fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
-        let Some(frame) = msg.detail.as_ref().and_then(|d| d.downcast_ref::<DnsFrame>()) else {
-            return Err(Mismatch {
-                message: "not a DNS message".into(),
-                expected: self.describe(),
-                got: msg.summary.clone(),
-            });
-        };
+        let frame = self.frame(msg)?;
         let m = &frame.msg;
-        let mut problems: Vec<String> = Vec::new();
-        let mut v = Views::default();
-
-        // Header: ID, opcode, status.
+        let mut r = Report::default();
+        // The expected rendering is the received message with every checked field as expected,
+        // so that only the lines that differ are marked.
         let mut want = m.clone();
-        if let Some(id) = &self.id {
-            want.id = id.get(cx.vars).map_err(setup_err)?;
-            if want.id != m.id {
-                problems.push(format!("id {}, expected {} (a response carries its query's ID)", m.id, want.id));
-            }
+        self.check_header(m, &mut want, cx.vars, &mut r)?;
+        self.check_flags(m, &mut want, &mut r);
+        self.check_question_count(m, &mut r);
+        let sections = self.resolve(m, cx.vars)?;
+        for (i, s) in sections.iter().enumerate() {
+            self.check_section(i, m, s, &mut r);
         }
-        if let Some(o) = self.opcode {
-            want.opcode = o;
-            if o != m.opcode {
-                problems.push(format!("opcode {}, expected {}", text::opcode_name(m.opcode), text::opcode_name(o)));
-            }
+        let counts = self.want_counts(m, &sections);
+        r.views
+            .line(Some(text::flags_line(&want, counts)), Some(text::flags_line(m, text::counts(m))));
+        self.check_edns(m, &mut r);
+        self.check_question(m, cx.vars, &mut r)?;
+        for (i, s) in sections.iter().enumerate() {
+            self.show_section(i, m, s, &mut r);
         }
-        if let Some(rs) = &self.rcode {
-            if !rs.contains(&m.rcode) {
-                want.rcode = rs[0];
-                let names: Vec<String> = rs.iter().map(|r| text::rcode_name(*r)).collect();
-                problems.push(format!("status {}, expected {}", text::rcode_name(m.rcode), names.join(" or ")));
-            }
+        if !r.problems.is_empty() {
+            return Err(mm(failure_message(&r.problems, frame.query.as_ref()), &r.views));
         }
-        v.line(Some(text::header_line(&want)), Some(text::header_line(m)));
-
-        // Flags and counts.
-        for (flag, on) in &self.flags {
-            flag.set(&mut want, *on);
-            if flag.get(m) != *on {
-                let what = match flag {
-                    f if *f == QR && !on => "a response (QR=1) where a query was expected".to_string(),
-                    _ => format!(
-                        "{} is {}, expected {}",
-                        flag.name,
-                        if *on { "clear" } else { "set" },
-                        if *on { "set" } else { "clear" }
-                    ),
-                };
-                problems.push(what);
-            }
-        }
-        let specs = self.resolve(cx.vars).map_err(setup_err)?;
-        let mut pairs: Vec<Vec<Option<usize>>> = Vec::new();
-        let mut want_counts = text::counts(m);
-        if let Some(n) = self.question_count {
-            want_counts[0] = n;
-            if n != m.questions.len() {
-                problems.push(format!("{} questions, expected {n}", m.questions.len()));
-            }
-        } else if self.question.is_some() && m.questions.is_empty() {
-            want_counts[0] = 1;
-        }
-        for (i, (list, exact)) in specs.iter().enumerate() {
-            let got = text::section(m, i);
-            let p = pair(list, got);
-            let name = SECTIONS[i].to_ascii_lowercase();
-            let missing: Vec<String> = list.iter().zip(&p).filter(|(_, g)| g.is_none()).map(|(w, _)| w.text()).collect();
-            if !missing.is_empty() {
-                problems.push(format!("the {name} section lacks {}", missing.join(", ")));
-            }
-            if *exact {
-                let extra: Vec<String> = (0..got.len())
-                    .filter(|g| !p.contains(&Some(*g)))
-                    .map(|g| text::record_text(&got[g]))
-                    .collect();
-                if !extra.is_empty() {
-                    problems.push(format!("the {name} section also has {}", extra.join(", ")));
-                }
-                want_counts[i + 1] = list.len();
-            } else {
-                want_counts[i + 1] = got.len() + missing.len();
-            }
-            if let Some(n) = self.sections[i].count {
-                if n != got.len() {
-                    problems.push(format!("{} {name} records, expected {n}", got.len()));
-                }
-                want_counts[i + 1] = n;
-            }
-            if i == 2 {
-                let opt = match &self.edns {
-                    Some(EdnsCheck::Absent) => false,
-                    Some(EdnsCheck::Present { .. }) => true,
-                    None => m.edns.is_some(),
-                };
-                want_counts[3] += opt as usize;
-            }
-            pairs.push(p);
-        }
-        v.line(
-            Some(text::flags_line(&want, want_counts)),
-            Some(text::flags_line(m, text::counts(m))),
-        );
-
-        // EDNS.
-        let want_edns: Option<Edns> = match &self.edns {
-            None => m.edns.clone(),
-            Some(EdnsCheck::Absent) => {
-                if m.edns.is_some() {
-                    problems.push("an OPT record, expected none".into());
-                }
-                None
-            }
-            Some(EdnsCheck::Present { size, dnssec_ok, version }) => {
-                let mut e = m.edns.clone().unwrap_or_default();
-                match &m.edns {
-                    None => problems.push("no OPT record (RFC 6891 §7: a responder answers EDNS with EDNS)".into()),
-                    Some(got) => {
-                        if let Some(r) = size {
-                            if !r.holds(got.udp_size as u64) {
-                                problems.push(format!("EDNS UDP payload size {}, expected {}", got.udp_size, r.text()));
-                                e.udp_size = r.min.min(u16::MAX as u64) as u16;
-                            }
-                        }
-                        if let Some(d) = dnssec_ok {
-                            if got.dnssec_ok != *d {
-                                problems.push(format!("the DO bit is {}, expected {}", got.dnssec_ok as u8, *d as u8));
-                            }
-                        }
-                        if let Some(ver) = version {
-                            if got.version != *ver {
-                                problems.push(format!("EDNS version {}, expected {ver}", got.version));
-                            }
-                        }
-                    }
-                }
-                if let Some(d) = dnssec_ok {
-                    e.dnssec_ok = *d;
-                }
-                if let Some(ver) = version {
-                    e.version = *ver;
-                }
-                Some(e)
-            }
-        };
-        if want_edns.is_some() || m.edns.is_some() {
-            v.both(";; OPT PSEUDOSECTION:".into());
-            v.line(want_edns.as_ref().map(text::edns_line), m.edns.as_ref().map(text::edns_line));
-        }
-
-        // Question.
-        let mut want_q: Vec<String> = m.questions.iter().map(text::question_line).collect();
-        if let Some(qc) = &self.question {
-            let got = m.questions.first();
-            let mut q = got.cloned().unwrap_or(Question {
-                name: Name::root(),
-                qtype: super::wire::rtype::A,
-                qclass: CLASS_IN,
-            });
-            let mut bad = Vec::new();
-            if let Some(n) = &qc.name {
-                let wn = n.get(cx.vars).map_err(setup_err)?;
-                let same = match qc.exact_case {
-                    true => got.is_some_and(|g| g.name == wn),
-                    false => got.is_some_and(|g| g.name.eq_ignore_case(&wn)),
-                };
-                if !same {
-                    match got {
-                        Some(g) if g.name.eq_ignore_case(&wn) => {
-                            problems.push(format!("the question's name came back as {}, not in the case asked ({wn})", g.name))
-                        }
-                        _ => bad.push(format!("name {wn}")),
-                    }
-                    q.name = wn;
-                }
-            }
-            if let Some(t) = &qc.qtype {
-                let wt = t.get(cx.vars).map_err(setup_err)?;
-                if got.is_none_or(|g| g.qtype != wt) {
-                    bad.push(format!("type {}", type_name(wt)));
-                    q.qtype = wt;
-                }
-            }
-            if let Some(c) = &qc.qclass {
-                let wc = c.get(cx.vars).map_err(setup_err)?;
-                if got.is_none_or(|g| g.qclass != wc) {
-                    bad.push(format!("class {}", text::class_name(wc)));
-                    q.qclass = wc;
-                }
-            }
-            match got {
-                None => problems.push(format!(
-                    "no question section, expected {}",
-                    text::question_line(&q).trim_start_matches(';')
-                )),
-                Some(g) if !bad.is_empty() => problems.push(format!(
-                    "the question is {}, expected {}",
-                    text::question_line(g).trim_start_matches(';'),
-                    bad.join(", ")
-                )),
-                Some(_) => {}
-            }
-            if want_q.is_empty() {
-                want_q.push(text::question_line(&q));
-            } else {
-                want_q[0] = text::question_line(&q);
-            }
-        }
-        if self.question_count == Some(0) {
-            want_q.clear();
-        }
-        if !want_q.is_empty() || !m.questions.is_empty() {
-            v.both(";; QUESTION SECTION:".into());
-            let n = want_q.len().max(m.questions.len());
-            for i in 0..n {
-                v.line(want_q.get(i).cloned(), m.questions.get(i).map(text::question_line));
-            }
-        }
-
-        // Answer, authority, additional.
-        for (i, ((list, exact), p)) in specs.iter().zip(&pairs).enumerate() {
-            let got = text::section(m, i);
-            if got.is_empty() && list.is_empty() {
-                continue;
-            }
-            v.both(format!(";; {} SECTION:", SECTIONS[i]));
-            for (gi, r) in got.iter().enumerate() {
-                let line = text::record_text(r);
-                let expected = p.contains(&Some(gi));
-                let ttl_bad = i == 0 && self.ttl.is_some_and(|t| !t.holds(r.ttl as u64));
-                if ttl_bad {
-                    let t = self.ttl.unwrap_or(Range { min: 0, max: 0 });
-                    problems.push(format!("TTL {} outside {} in {line}", r.ttl, t.text()));
-                    let shown = format!(
-                        "{} {} {} {} {}",
-                        r.name,
-                        t.text(),
-                        text::class_name(r.class),
-                        type_name(r.rtype),
-                        text::rdata_text(r)
-                    );
-                    v.line(Some(shown), Some(line));
-                } else if *exact && !expected {
-                    v.line(None, Some(line));
-                } else {
-                    v.both(line);
-                }
-            }
-            for (w, g) in list.iter().zip(p) {
-                if g.is_none() {
-                    v.line(Some(w.text()), None);
-                }
-            }
-        }
-
-        if !problems.is_empty() {
-            let mut message = problems.join("; ");
-            if let Some(q) = &frame.query {
-                let asked = q
-                    .questions
-                    .first()
-                    .map(|x| text::question_line(x).trim_start_matches(';').to_string());
-                message.push_str(&format!(
-                    " — the query: id {}, {}, flags: {}",
-                    q.id,
-                    asked.unwrap_or_else(|| "no question".into()),
-                    Some(text::flags_text(q)).filter(|f| !f.is_empty()).unwrap_or_else(|| "none".into())
-                ));
-            }
-            return Err(mm(message, &v));
-        }
-        let mut caps = Vec::new();
-        for (var, part) in &self.captures {
-            match self.capture(part, m) {
-                Some(val) => caps.push((var.clone(), val)),
-                None => {
-                    return Err(mm(
-                        format!("nothing to capture into '{var}': the message has no {}", part_text(part)),
-                        &v,
-                    ))
-                }
-            }
-        }
-        Ok(caps)
+        self.captured(m, &r.views)
     }
 
     fn templates(&self) -> Vec<&Template> {
@@ -1204,7 +1304,7 @@ impl StructuredExpect for DnsExpect {
         }
         match &self.edns {
             Some(EdnsCheck::Absent) => parts.push("no OPT record".into()),
-            Some(EdnsCheck::Present { .. }) => parts.push("an OPT record".into()),
+            Some(EdnsCheck::Present(_)) => parts.push("an OPT record".into()),
             None => {}
         }
         format!("a DNS {} with {}", if query { "query" } else { "response" }, parts.join(", "))
