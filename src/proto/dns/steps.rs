@@ -296,6 +296,23 @@ impl Steps for DnsSteps {
     }
 }
 
+/// Keys of `send: { query: {..} }`.
+const QUERY_KEYS: &[&str] = &["id", "name", "type", "class", "opcode", "rd", "cd", "ad", "flags", "edns"];
+/// Keys of `send: { response: {..} }`.
+const RESPONSE_KEYS: &[&str] = &[
+    "id",
+    "opcode",
+    "flags",
+    "rcode",
+    "question",
+    "answer",
+    "authority",
+    "additional",
+    "edns",
+];
+/// The record sections' keys, in wire order.
+const SECTION_KEYS: [&str; 3] = ["answer", "authority", "additional"];
+
 /// Parses `send: { query: {..} }` or `send: { response: {..} }`.
 pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
     let f = cx.fields(node, SEND_KEYS, "a DNS send")?;
@@ -307,22 +324,10 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
             return None;
         }
     };
-    let keys: &[&str] = match response {
-        false => &["id", "name", "type", "class", "opcode", "rd", "cd", "ad", "flags", "edns"],
-        true => &[
-            "id",
-            "opcode",
-            "flags",
-            "rcode",
-            "question",
-            "answer",
-            "authority",
-            "additional",
-            "edns",
-        ],
+    let f = match response {
+        false => cx.fields(inner, QUERY_KEYS, "a DNS query")?,
+        true => cx.fields(inner, RESPONSE_KEYS, "a DNS response")?,
     };
-    let what = if response { "a DNS response" } else { "a DNS query" };
-    let f = cx.fields(inner, keys, what)?;
     let id = opt_val(&f, "id", p_u16, cx, "an ID from 0 to 65535, or \"${var}\"")?.unwrap_or(Val {
         tmpl: Template::literal("4242"),
         parse: p_u16,
@@ -331,36 +336,13 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
         Some(n) => opcode_val(n, cx)?,
         None => 0,
     };
-    let mut flags = Vec::new();
-    for flag in [RD, CD, AD] {
-        if let Some(n) = f.get(flag.name) {
-            flags.push((flag, cx.boolean(n, flag.name)?));
-        }
-    }
-    if let Some(n) = f.get("flags") {
-        flags.extend(flags_map(n, cx)?);
-    }
+    let flags = send_flags(&f, cx)?;
     let rcode = match f.get("rcode") {
         Some(n) => rcode_val(n, cx)?,
         None => 0,
     };
-    let question = if response {
-        match f.get("question") {
-            Some(q) => {
-                let qf = cx.fields(q, &["name", "type", "class"], "a question")?;
-                Some(qspec(&qf, q, cx)?)
-            }
-            None => None,
-        }
-    } else {
-        Some(qspec(&f, inner, cx)?)
-    };
-    let mut sections: [Vec<Val<RecordSpec>>; 3] = Default::default();
-    for (i, key) in ["answer", "authority", "additional"].iter().enumerate() {
-        if let Some(n) = f.get(key) {
-            sections[i] = records(n, key, cx)?;
-        }
-    }
+    let question = send_question(&f, inner, response, cx)?;
+    let sections = send_sections(&f, cx)?;
     let edns = match f.get("edns") {
         Some(n) => edns_send(n, cx)?,
         None => None,
@@ -382,6 +364,45 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
         sections,
         edns,
     }))
+}
+
+/// The flags a send sets: a query's `rd`, `cd` and `ad` shorthands, then `flags: {..}`.
+fn send_flags(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<Vec<(Flag, bool)>> {
+    let mut flags = Vec::new();
+    for flag in [RD, CD, AD] {
+        if let Some(n) = f.get(flag.name) {
+            flags.push((flag, cx.boolean(n, flag.name)?));
+        }
+    }
+    if let Some(n) = f.get("flags") {
+        flags.extend(flags_map(n, cx)?);
+    }
+    Some(flags)
+}
+
+/// The question a send carries: a query's is its own fields; a response's is `question:`, if any.
+fn send_question(f: &crate::syntax::Fields, inner: &Node, response: bool, cx: &mut LoadCx) -> Option<Option<QSpec>> {
+    if !response {
+        return Some(Some(qspec(f, inner, cx)?));
+    }
+    match f.get("question") {
+        Some(q) => {
+            let qf = cx.fields(q, &["name", "type", "class"], "a question")?;
+            Some(Some(qspec(&qf, q, cx)?))
+        }
+        None => Some(None),
+    }
+}
+
+/// The records a send puts in each section.
+fn send_sections(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<[Vec<Val<RecordSpec>>; 3]> {
+    let mut sections: [Vec<Val<RecordSpec>>; 3] = Default::default();
+    for (i, key) in SECTION_KEYS.iter().enumerate() {
+        if let Some(n) = f.get(key) {
+            sections[i] = records(n, key, cx)?;
+        }
+    }
+    Some(sections)
 }
 
 impl DnsSend {
@@ -549,7 +570,7 @@ fn capture_part(node: &Node, cx: &mut LoadCx) -> Option<Part> {
         "additional_count" => Some(Part::Count(2)),
         other => (|| {
             let (sec, rest) = other.split_once('[')?;
-            let si = ["answer", "authority", "additional"].iter().position(|x| *x == sec)?;
+            let si = SECTION_KEYS.iter().position(|x| *x == sec)?;
             let (idx, field) = rest.split_once(']')?;
             let idx: usize = idx.parse().ok()?;
             let field = match field {
@@ -598,118 +619,32 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         None => None,
     };
     let rcode = match f.get("rcode") {
-        Some(Node {
-            data: Data::Seq(items), ..
-        }) => Some(items.iter().map(|n| rcode_val(n, cx)).collect::<Option<Vec<_>>>()?),
-        Some(n) => Some(vec![rcode_val(n, cx)?]),
+        Some(n) => Some(rcodes(n, cx)?),
         None => None,
     };
-    let mut flags = match f.get("flags") {
-        Some(n) => flags_map(n, cx)?,
-        None => Vec::new(),
-    };
-    if let Some(n) = f.get("truncated") {
-        let on = cx.boolean(n, "truncated")?;
-        flags.retain(|(f, _)| *f != TC);
-        flags.push((TC, on));
-    }
-    let question = match (f.get("question"), f.get("query")) {
-        (Some(_), Some(q)) => {
-            cx.err_help(
-                q,
-                "give question (in a response) or query (a query received), not both",
-                "query checks the question too",
-            );
-            return None;
-        }
-        (Some(n), None) => {
-            let qf = cx.fields(n, &["name", "type", "class", "exact_case"], "a question")?;
-            Some(qcheck(&qf, cx)?)
-        }
-        (None, Some(n)) => {
-            let qf = cx.fields(n, &["name", "type", "class", "exact_case", "rd", "cd"], "a query")?;
-            let q = qcheck(&qf, cx)?;
-            flags.retain(|(f, _)| *f != QR);
-            flags.push((QR, false));
-            for flag in [RD, CD] {
-                if let Some(b) = qf.get(flag.name) {
-                    let on = cx.boolean(b, flag.name)?;
-                    flags.retain(|(f, _)| *f != flag);
-                    flags.push((flag, on));
-                }
-            }
-            Some(q)
-        }
-        (None, None) => None,
-    };
+    let mut flags = expect_flags(&f, cx)?;
+    let question = expect_question(&f, &mut flags, cx)?;
     let question_count = match f.get("question_count") {
         Some(n) => Some(cx.number(n, "question_count")?),
         None => None,
     };
-    let mut sections: [SectionCheck; 3] = Default::default();
-    for (i, sec) in ["answer", "authority", "additional"].iter().enumerate() {
-        if let Some(n) = f.get(sec) {
-            sections[i].exact = Some(records(n, sec, cx)?);
-        }
-        let key = format!("{sec}_contains");
-        if let Some(n) = f.get(&key) {
-            if sections[i].exact.is_some() {
-                cx.err_help(n, format!("give {sec} (exactly these) or {key} (these among others), not both"), "");
-                return None;
-            }
-            sections[i].contains = records(n, &key, cx)?;
-        }
-        if let Some(n) = f.get(&format!("{sec}_count")) {
-            sections[i].count = Some(cx.number(n, "a count")?);
-        }
-    }
+    let sections = [
+        section_check(&f, SECTION_KEYS[0], cx)?,
+        section_check(&f, SECTION_KEYS[1], cx)?,
+        section_check(&f, SECTION_KEYS[2], cx)?,
+    ];
     let ttl = match f.get("ttl") {
         Some(n) => Some(range(n, "ttl", cx)?),
         None => None,
     };
     let edns = match f.get("edns") {
+        Some(n) => Some(edns_check(n, cx)?),
         None => None,
-        Some(
-            n @ Node {
-                data: Data::Scalar { .. }, ..
-            },
-        ) => Some(match cx.boolean(n, "edns")? {
-            true => EdnsCheck::Present(EdnsWant::default()),
-            false => EdnsCheck::Absent,
-        }),
-        Some(n) => {
-            let ef = cx.fields(n, &["size", "do", "version"], "edns")?;
-            Some(EdnsCheck::Present(EdnsWant {
-                size: match ef.get("size") {
-                    Some(s) => Some(range(s, "size", cx)?),
-                    None => None,
-                },
-                dnssec_ok: match ef.get("do") {
-                    Some(b) => Some(cx.boolean(b, "do")?),
-                    None => None,
-                },
-                version: match ef.get("version") {
-                    Some(v) => Some(cx.number(v, "version")?),
-                    None => None,
-                },
-            }))
-        }
     };
-    let mut captures = Vec::new();
-    if let Some(c) = f.get("capture") {
-        let Data::Map(pairs) = &c.data else {
-            cx.err_help(
-                c,
-                "capture must be a mapping of variable to path",
-                "e.g. capture: { qid: id, addr: \"answer[0].rdata\" }",
-            );
-            return None;
-        };
-        for (k, v) in pairs {
-            let name = cx.string(k, "a variable name")?;
-            captures.push((name, capture_part(v, cx)?));
-        }
-    }
+    let captures = match f.get("capture") {
+        Some(c) => capture_map(c, cx)?,
+        None => Vec::new(),
+    };
     Some(Box::new(DnsExpect {
         id,
         opcode,
@@ -722,6 +657,130 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         edns,
         captures,
     }))
+}
+
+/// One RCODE or a list of them.
+fn rcodes(node: &Node, cx: &mut LoadCx) -> Option<Vec<u16>> {
+    match &node.data {
+        Data::Seq(items) => items.iter().map(|n| rcode_val(n, cx)).collect(),
+        _ => Some(vec![rcode_val(node, cx)?]),
+    }
+}
+
+/// Sets `flag` in an expect's list, replacing what an earlier key said about it.
+fn put_flag(flags: &mut Vec<(Flag, bool)>, flag: Flag, on: bool) {
+    flags.retain(|(f, _)| *f != flag);
+    flags.push((flag, on));
+}
+
+/// The flags an expect checks: `flags: {..}`, then `truncated`.
+fn expect_flags(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<Vec<(Flag, bool)>> {
+    let mut flags = match f.get("flags") {
+        Some(n) => flags_map(n, cx)?,
+        None => Vec::new(),
+    };
+    if let Some(n) = f.get("truncated") {
+        let on = cx.boolean(n, "truncated")?;
+        put_flag(&mut flags, TC, on);
+    }
+    Some(flags)
+}
+
+/// `question` (of a response) or `query` (a query received, which also checks QR, RD and CD).
+fn expect_question(f: &crate::syntax::Fields, flags: &mut Vec<(Flag, bool)>, cx: &mut LoadCx) -> Option<Option<QCheck>> {
+    match (f.get("question"), f.get("query")) {
+        (Some(_), Some(q)) => {
+            cx.err_help(
+                q,
+                "give question (in a response) or query (a query received), not both",
+                "query checks the question too",
+            );
+            None
+        }
+        (Some(n), None) => {
+            let qf = cx.fields(n, &["name", "type", "class", "exact_case"], "a question")?;
+            Some(Some(qcheck(&qf, cx)?))
+        }
+        (None, Some(n)) => Some(Some(query_check(n, flags, cx)?)),
+        (None, None) => Some(None),
+    }
+}
+
+/// `query: {..}`: the question, and the flags a query has.
+fn query_check(n: &Node, flags: &mut Vec<(Flag, bool)>, cx: &mut LoadCx) -> Option<QCheck> {
+    let qf = cx.fields(n, &["name", "type", "class", "exact_case", "rd", "cd"], "a query")?;
+    let q = qcheck(&qf, cx)?;
+    put_flag(flags, QR, false);
+    for flag in [RD, CD] {
+        if let Some(b) = qf.get(flag.name) {
+            let on = cx.boolean(b, flag.name)?;
+            put_flag(flags, flag, on);
+        }
+    }
+    Some(q)
+}
+
+/// `sec`, `sec_contains` and `sec_count` for one record section.
+fn section_check(f: &crate::syntax::Fields, sec: &str, cx: &mut LoadCx) -> Option<SectionCheck> {
+    let mut check = SectionCheck::default();
+    if let Some(n) = f.get(sec) {
+        check.exact = Some(records(n, sec, cx)?);
+    }
+    let key = format!("{sec}_contains");
+    if let Some(n) = f.get(&key) {
+        if check.exact.is_some() {
+            cx.err_help(n, format!("give {sec} (exactly these) or {key} (these among others), not both"), "");
+            return None;
+        }
+        check.contains = records(n, &key, cx)?;
+    }
+    if let Some(n) = f.get(&format!("{sec}_count")) {
+        check.count = Some(cx.number(n, "a count")?);
+    }
+    Some(check)
+}
+
+/// `edns: true`, `edns: false`, or the fields the OPT record must have.
+fn edns_check(n: &Node, cx: &mut LoadCx) -> Option<EdnsCheck> {
+    if let Data::Scalar { .. } = n.data {
+        return Some(match cx.boolean(n, "edns")? {
+            true => EdnsCheck::Present(EdnsWant::default()),
+            false => EdnsCheck::Absent,
+        });
+    }
+    let ef = cx.fields(n, &["size", "do", "version"], "edns")?;
+    Some(EdnsCheck::Present(EdnsWant {
+        size: match ef.get("size") {
+            Some(s) => Some(range(s, "size", cx)?),
+            None => None,
+        },
+        dnssec_ok: match ef.get("do") {
+            Some(b) => Some(cx.boolean(b, "do")?),
+            None => None,
+        },
+        version: match ef.get("version") {
+            Some(v) => Some(cx.number(v, "version")?),
+            None => None,
+        },
+    }))
+}
+
+/// `capture: { var: path, .. }`.
+fn capture_map(c: &Node, cx: &mut LoadCx) -> Option<Vec<(String, Part)>> {
+    let Data::Map(pairs) = &c.data else {
+        cx.err_help(
+            c,
+            "capture must be a mapping of variable to path",
+            "e.g. capture: { qid: id, addr: \"answer[0].rdata\" }",
+        );
+        return None;
+    };
+    let mut captures = Vec::new();
+    for (k, v) in pairs {
+        let name = cx.string(k, "a variable name")?;
+        captures.push((name, capture_part(v, cx)?));
+    }
+    Some(captures)
 }
 
 /// Pairs expected records with received ones, each used once (Kuhn's augmenting paths: a record
