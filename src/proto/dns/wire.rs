@@ -495,6 +495,27 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, CodecError> {
         ));
     }
     let mut r = Reader { buf, pos: 0 };
+    let (mut msg, counts) = header(&mut r)?;
+    let mut findings = Vec::new();
+    msg.questions = questions(&mut r, counts[0])?;
+    let opts = record_sections(&mut r, counts, &mut msg, &mut findings)?;
+    opt_record(opts, &mut msg, &mut findings)?;
+    if r.pos < buf.len() {
+        findings.push(Finding {
+            level: Level::Should,
+            rule: "RFC 1035 §4.1",
+            text: format!(
+                "{} bytes after the last record (byte {} on): the header's counts do not cover them",
+                buf.len() - r.pos,
+                r.pos
+            ),
+        });
+    }
+    Ok(Parsed { msg, findings })
+}
+
+/// The fixed header: a message with its ID, flags, OPCODE and RCODE set, and the four counts.
+fn header(r: &mut Reader) -> Result<(DnsMessage, [u16; 4]), CodecError> {
     let id = r.u16("ID")?;
     let flags = r.u16("flags")?;
     let counts = [r.u16("QDCOUNT")?, r.u16("ANCOUNT")?, r.u16("NSCOUNT")?, r.u16("ARCOUNT")?];
@@ -507,32 +528,45 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, CodecError> {
     for f in &FLAGS {
         f.set(&mut msg, flags & f.mask != 0);
     }
-    let mut findings = Vec::new();
-    for i in 0..counts[0] {
-        if r.pos >= buf.len() {
-            return Err(err(
-                r.pos,
-                format!("QDCOUNT is {} but the message ends after {i} questions", counts[0]),
-            ));
+    Ok((msg, counts))
+}
+
+/// The `count` entries of the question section.
+fn questions(r: &mut Reader, count: u16) -> Result<Vec<Question>, CodecError> {
+    let mut questions = Vec::new();
+    for i in 0..count {
+        if r.pos >= r.buf.len() {
+            return Err(err(r.pos, format!("QDCOUNT is {count} but the message ends after {i} questions")));
         }
         let name = r.name()?;
         let qtype = r.u16("QTYPE")?;
         let qclass = r.u16("QCLASS")?;
-        msg.questions.push(Question { name, qtype, qclass });
+        questions.push(Question { name, qtype, qclass });
     }
+    Ok(questions)
+}
+
+/// The answer, authority and additional sections into `msg`; the additional section's OPT
+/// records are returned instead, with their offsets.
+fn record_sections(
+    r: &mut Reader,
+    counts: [u16; 4],
+    msg: &mut DnsMessage,
+    findings: &mut Vec<Finding>,
+) -> Result<Vec<(usize, Record)>, CodecError> {
     let sections = [("ANCOUNT", "answer"), ("NSCOUNT", "authority"), ("ARCOUNT", "additional")];
     let mut opts: Vec<(usize, Record)> = Vec::new();
     for (si, (count_name, section)) in sections.iter().enumerate() {
         let count = counts[si + 1];
         for i in 0..count {
-            if r.pos >= buf.len() {
+            if r.pos >= r.buf.len() {
                 return Err(err(
                     r.pos,
                     format!("{count_name} is {count} but the message ends after {i} records"),
                 ));
             }
             let at = r.pos;
-            let rec = record(&mut r)?;
+            let rec = record(r)?;
             if rec.rtype == rtype::OPT {
                 if si != 2 {
                     findings.push(Finding {
@@ -552,6 +586,11 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, CodecError> {
             }
         }
     }
+    Ok(opts)
+}
+
+/// The first OPT record (found at the offsets given) into `msg.edns` and the upper RCODE bits.
+fn opt_record(opts: Vec<(usize, Record)>, msg: &mut DnsMessage, findings: &mut Vec<Finding>) -> Result<(), CodecError> {
     if opts.len() > 1 {
         findings.push(Finding {
             level: Level::Must,
@@ -559,49 +598,46 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, CodecError> {
             text: format!("{} OPT records (at most one; a responder answers FORMERR)", opts.len()),
         });
     }
-    if let Some((at, opt)) = opts.into_iter().next() {
-        if !opt.name.labels.is_empty() {
-            findings.push(Finding {
-                level: Level::Must,
-                rule: "RFC 6891 §6.1.2",
-                text: format!("the OPT record at byte {at} is not owned by the root name"),
-            });
-        }
-        let data: &[u8] = match &opt.data {
-            RData::Raw(d) => d,
-            _ => &[],
-        };
-        let mut options = Vec::new();
-        let mut o = Reader { buf: data, pos: 0 };
-        while o.pos < data.len() {
-            let code = o.u16("an EDNS option code").map_err(|e| err(at + e.offset, e.reason))?;
-            let len = o.u16("an EDNS option length").map_err(|e| err(at + e.offset, e.reason))?;
-            let value = o.take(len as usize, "an EDNS option").map_err(|e| err(at + e.offset, e.reason))?;
-            options.push((code, value.to_vec()));
-        }
-        msg.rcode |= ((opt.ttl >> 24) as u16) << 4;
-        msg.edns = Some(Edns {
-            udp_size: opt.class,
-            version: (opt.ttl >> 16) as u8,
-            dnssec_ok: opt.ttl & 0x8000 != 0,
-            z: (opt.ttl & 0x7fff) as u16,
-            options,
-        });
-    }
-    if r.pos < buf.len() {
+    let Some((at, opt)) = opts.into_iter().next() else {
+        return Ok(());
+    };
+    if !opt.name.labels.is_empty() {
         findings.push(Finding {
-            level: Level::Should,
-            rule: "RFC 1035 §4.1",
-            text: format!(
-                "{} bytes after the last record (byte {} on): the header's counts do not cover them",
-                buf.len() - r.pos,
-                r.pos
-            ),
+            level: Level::Must,
+            rule: "RFC 6891 §6.1.2",
+            text: format!("the OPT record at byte {at} is not owned by the root name"),
         });
     }
-    Ok(Parsed { msg, findings })
+    let data: &[u8] = match &opt.data {
+        RData::Raw(d) => d,
+        _ => &[],
+    };
+    let options = edns_options(data, at)?;
+    msg.rcode |= ((opt.ttl >> 24) as u16) << 4;
+    msg.edns = Some(Edns {
+        udp_size: opt.class,
+        version: (opt.ttl >> 16) as u8,
+        dnssec_ok: opt.ttl & 0x8000 != 0,
+        z: (opt.ttl & 0x7fff) as u16,
+        options,
+    });
+    Ok(())
 }
 
+/// The options in an OPT record's RDATA, as (code, data); errors are placed from `at`.
+fn edns_options(data: &[u8], at: usize) -> Result<Vec<(u16, Vec<u8>)>, CodecError> {
+    let mut options = Vec::new();
+    let mut o = Reader { buf: data, pos: 0 };
+    while o.pos < data.len() {
+        let code = o.u16("an EDNS option code").map_err(|e| err(at + e.offset, e.reason))?;
+        let len = o.u16("an EDNS option length").map_err(|e| err(at + e.offset, e.reason))?;
+        let value = o.take(len as usize, "an EDNS option").map_err(|e| err(at + e.offset, e.reason))?;
+        options.push((code, value.to_vec()));
+    }
+    Ok(options)
+}
+
+/// One resource record, whose RDATA must end where its RDLENGTH says.
 fn record(r: &mut Reader) -> Result<Record, CodecError> {
     let name = r.name()?;
     let rtype = r.u16("TYPE")?;
@@ -625,50 +661,7 @@ fn record(r: &mut Reader) -> Result<Record, CodecError> {
         buf: &r.buf[..end],
         pos: start,
     };
-    let data = match (rtype, class) {
-        (rtype::A, CLASS_IN) => {
-            fixed(rdlength, 4, "an A record", len_at)?;
-            let b = d.take(4, "an IPv4 address")?;
-            RData::A(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-        }
-        (rtype::AAAA, CLASS_IN) => {
-            fixed(rdlength, 16, "an AAAA record", len_at)?;
-            let b: [u8; 16] = d.take(16, "an IPv6 address")?.try_into().unwrap_or([0; 16]);
-            RData::Aaaa(Ipv6Addr::from(b))
-        }
-        (rtype::NS | rtype::CNAME | rtype::PTR, _) => RData::Name(d.name()?),
-        (rtype::MX, _) => RData::Mx {
-            preference: d.u16("PREFERENCE")?,
-            exchange: d.name()?,
-        },
-        (rtype::TXT, _) => {
-            let mut strings = Vec::new();
-            while d.pos < end {
-                let n = d.u8("a character-string length")? as usize;
-                strings.push(d.take(n, "a character-string")?.to_vec());
-            }
-            if strings.is_empty() {
-                return Err(err(len_at, "a TXT record needs at least one character-string (RDLENGTH 0)"));
-            }
-            RData::Txt(strings)
-        }
-        (rtype::SOA, _) => RData::Soa {
-            mname: d.name()?,
-            rname: d.name()?,
-            serial: d.u32("SERIAL")?,
-            refresh: d.u32("REFRESH")?,
-            retry: d.u32("RETRY")?,
-            expire: d.u32("EXPIRE")?,
-            minimum: d.u32("MINIMUM")?,
-        },
-        (rtype::SRV, CLASS_IN) => RData::Srv {
-            priority: d.u16("priority")?,
-            weight: d.u16("weight")?,
-            port: d.u16("port")?,
-            target: d.name()?,
-        },
-        _ => RData::Raw(d.take(rdlength, "RDATA")?.to_vec()),
-    };
+    let data = rdata(&mut d, rtype, class, len_at)?;
     if d.pos != end {
         return Err(err(
             d.pos,
@@ -687,6 +680,58 @@ fn record(r: &mut Reader) -> Result<Record, CodecError> {
         ttl,
         data,
     })
+}
+
+/// The RDATA that `d` holds up to its end; `len_at` is where RDLENGTH is, for errors about it.
+fn rdata(d: &mut Reader, rtype: u16, class: u16, len_at: usize) -> Result<RData, CodecError> {
+    let rdlength = d.buf.len() - d.pos;
+    Ok(match (rtype, class) {
+        (rtype::A, CLASS_IN) => {
+            fixed(rdlength, 4, "an A record", len_at)?;
+            let b = d.take(4, "an IPv4 address")?;
+            RData::A(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        }
+        (rtype::AAAA, CLASS_IN) => {
+            fixed(rdlength, 16, "an AAAA record", len_at)?;
+            let b: [u8; 16] = d.take(16, "an IPv6 address")?.try_into().unwrap_or([0; 16]);
+            RData::Aaaa(Ipv6Addr::from(b))
+        }
+        (rtype::NS | rtype::CNAME | rtype::PTR, _) => RData::Name(d.name()?),
+        (rtype::MX, _) => RData::Mx {
+            preference: d.u16("PREFERENCE")?,
+            exchange: d.name()?,
+        },
+        (rtype::TXT, _) => txt(d, len_at)?,
+        (rtype::SOA, _) => RData::Soa {
+            mname: d.name()?,
+            rname: d.name()?,
+            serial: d.u32("SERIAL")?,
+            refresh: d.u32("REFRESH")?,
+            retry: d.u32("RETRY")?,
+            expire: d.u32("EXPIRE")?,
+            minimum: d.u32("MINIMUM")?,
+        },
+        (rtype::SRV, CLASS_IN) => RData::Srv {
+            priority: d.u16("priority")?,
+            weight: d.u16("weight")?,
+            port: d.u16("port")?,
+            target: d.name()?,
+        },
+        _ => RData::Raw(d.take(rdlength, "RDATA")?.to_vec()),
+    })
+}
+
+/// TXT RDATA: the character-strings up to the end of `d`, at least one.
+fn txt(d: &mut Reader, len_at: usize) -> Result<RData, CodecError> {
+    let mut strings = Vec::new();
+    while d.pos < d.buf.len() {
+        let n = d.u8("a character-string length")? as usize;
+        strings.push(d.take(n, "a character-string")?.to_vec());
+    }
+    if strings.is_empty() {
+        return Err(err(len_at, "a TXT record needs at least one character-string (RDLENGTH 0)"));
+    }
+    Ok(RData::Txt(strings))
 }
 
 fn fixed(have: usize, want: usize, what: &str, at: usize) -> Result<(), CodecError> {
