@@ -326,15 +326,37 @@ pub fn parse_record(s: &str) -> Result<RecordSpec, String> {
     })
 }
 
+/// RDATA in the generic form `\# LENGTH HEX` (RFC 3597 §5); `args` starts with the `\#`.
+fn generic_rdata(args: &[&str]) -> Result<RData, String> {
+    let len: usize = num(args.get(1).ok_or("'\\#' needs a length")?, "the RDATA length")?;
+    let hex: String = args[2..].concat();
+    let bytes = crate::syntax::parse_hex(&hex)?;
+    if bytes.len() != len {
+        return Err(format!("'\\# {len}' but {} bytes of hex follow", bytes.len()));
+    }
+    Ok(RData::Raw(bytes))
+}
+
+/// TXT RDATA: one or more strings, quoted or bare.
+fn txt_from(args: &[&str]) -> Result<RData, String> {
+    if args.is_empty() {
+        return Err("TXT RDATA needs at least one string".into());
+    }
+    let mut strings = Vec::new();
+    for a in args {
+        let inner = a.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(a);
+        let s = unescape_split(inner, None)?.concat();
+        if s.len() > 255 {
+            return Err(format!("a TXT string of {} octets (at most 255)", s.len()));
+        }
+        strings.push(s);
+    }
+    Ok(RData::Txt(strings))
+}
+
 fn rdata_from(rt: u16, class: u16, args: &[&str]) -> Result<RData, String> {
     if args.first() == Some(&"\\#") {
-        let len: usize = num(args.get(1).ok_or("'\\#' needs a length")?, "the RDATA length")?;
-        let hex: String = args[2..].concat();
-        let bytes = crate::syntax::parse_hex(&hex)?;
-        if bytes.len() != len {
-            return Err(format!("'\\# {len}' but {} bytes of hex follow", bytes.len()));
-        }
-        return Ok(RData::Raw(bytes));
+        return generic_rdata(args);
     }
     let want = |n: usize, form: &str| -> Result<(), String> {
         if args.len() == n {
@@ -371,21 +393,7 @@ fn rdata_from(rt: u16, class: u16, args: &[&str]) -> Result<RData, String> {
                 exchange: parse_name(args[1])?,
             }
         }
-        (rtype::TXT, _) => {
-            if args.is_empty() {
-                return Err("TXT RDATA needs at least one string".into());
-            }
-            let mut strings = Vec::new();
-            for a in args {
-                let inner = a.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(a);
-                let s = unescape_split(inner, None)?.concat();
-                if s.len() > 255 {
-                    return Err(format!("a TXT string of {} octets (at most 255)", s.len()));
-                }
-                strings.push(s);
-            }
-            RData::Txt(strings)
-        }
+        (rtype::TXT, _) => txt_from(args)?,
         (rtype::SOA, _) => {
             want(7, "MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM")?;
             RData::Soa {
