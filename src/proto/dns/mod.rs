@@ -41,7 +41,7 @@ impl Protocol for Dns {
     }
     fn detect(&self, transport: Transport, client: &[u8], _server: &[u8]) -> bool {
         // A query header (QR clear, one question) that the codec frames as a whole message.
-        let is_query = client.len() >= 12 && client[2] & 0x80 == 0 && client[4..6] == [0, 1];
+        let is_query = client.len() >= 12 && u16::from_be_bytes([client[2], client[3]]) & wire::QR.mask == 0 && client[4..6] == [0, 1];
         transport == Transport::Udp
             && is_query
             && matches!(

@@ -38,8 +38,8 @@
 //! the lines that differ start with `>>`.
 
 use super::codec::{for_transport, DnsFrame};
-use super::text::{self, parse_name, parse_record, type_name, RecordSpec, SECTIONS};
-use super::wire::{DnsMessage, Edns, Name, Question, Record, CLASS_IN};
+use super::text::{self, parse_name, parse_record, RecordSpec, SECTIONS};
+use super::wire::{type_from, type_name, DnsMessage, Edns, Flag, Name, Question, Record, AD, CD, CLASS_IN, FLAGS, QR, RD, TC};
 use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 use crate::syntax::{Data, LoadCx, Node, Template, Vars};
 
@@ -67,7 +67,6 @@ pub const EXPECT_KEYS: &[&str] = &[
     "edns",
     "query",
 ];
-const FLAGS: &[&str] = &["qr", "aa", "tc", "rd", "ra", "z", "ad", "cd"];
 
 /// A value checked at load time when literal, and again at run time after `${var}`s are filled.
 #[derive(Debug, Clone)]
@@ -91,7 +90,7 @@ fn p_u16(s: &str) -> Result<u16, String> {
     s.trim().parse().map_err(|_| format!("'{s}' is not a number from 0 to 65535"))
 }
 fn p_type(s: &str) -> Result<u16, String> {
-    text::type_from(s.trim()).ok_or_else(|| format!("'{s}' is not a record type (A, AAAA, MX, TYPE99, ...)"))
+    type_from(s.trim()).ok_or_else(|| format!("'{s}' is not a record type (A, AAAA, MX, TYPE99, ...)"))
 }
 fn p_class(s: &str) -> Result<u16, String> {
     text::class_from(s.trim()).ok_or_else(|| format!("'{s}' is not a class (IN, CH, CLASS5, ...)"))
@@ -155,12 +154,13 @@ fn records(node: &Node, what: &str, cx: &mut LoadCx) -> Option<Vec<Val<RecordSpe
         .collect()
 }
 
-fn flags_map(node: &Node, cx: &mut LoadCx) -> Option<Vec<(&'static str, bool)>> {
-    let f = cx.fields(node, FLAGS, "flags")?;
+fn flags_map(node: &Node, cx: &mut LoadCx) -> Option<Vec<(Flag, bool)>> {
+    let names: Vec<&str> = FLAGS.iter().map(|f| f.name).collect();
+    let f = cx.fields(node, &names, "flags")?;
     let mut out = Vec::new();
-    for &flag in FLAGS {
-        if let Some(n) = f.get(flag) {
-            out.push((flag, cx.boolean(n, flag)?));
+    for flag in FLAGS {
+        if let Some(n) = f.get(flag.name) {
+            out.push((flag, cx.boolean(n, flag.name)?));
         }
     }
     Some(out)
@@ -271,7 +271,7 @@ struct DnsSend {
     id: Val<u16>,
     qr: bool,
     opcode: u8,
-    flags: Vec<(&'static str, bool)>,
+    flags: Vec<(Flag, bool)>,
     rcode: u16,
     question: Option<QSpec>,
     sections: [Vec<Val<RecordSpec>>; 3],
@@ -286,6 +286,23 @@ pub static STEPS: Steps = Steps {
     parse_expect,
 };
 
+/// Keys of `send: { query: {..} }`.
+const QUERY_KEYS: &[&str] = &["id", "name", "type", "class", "opcode", "rd", "cd", "ad", "flags", "edns"];
+/// Keys of `send: { response: {..} }`.
+const RESPONSE_KEYS: &[&str] = &[
+    "id",
+    "opcode",
+    "flags",
+    "rcode",
+    "question",
+    "answer",
+    "authority",
+    "additional",
+    "edns",
+];
+/// The record sections' keys, in wire order.
+const SECTION_KEYS: [&str; 3] = ["answer", "authority", "additional"];
+
 /// Parses `send: { query: {..} }` or `send: { response: {..} }`.
 pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
     let f = cx.fields(node, SEND_KEYS, "a DNS send")?;
@@ -297,22 +314,10 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
             return None;
         }
     };
-    let keys: &[&str] = match response {
-        false => &["id", "name", "type", "class", "opcode", "rd", "cd", "ad", "flags", "edns"],
-        true => &[
-            "id",
-            "opcode",
-            "flags",
-            "rcode",
-            "question",
-            "answer",
-            "authority",
-            "additional",
-            "edns",
-        ],
+    let f = match response {
+        false => cx.fields(inner, QUERY_KEYS, "a DNS query")?,
+        true => cx.fields(inner, RESPONSE_KEYS, "a DNS response")?,
     };
-    let what = if response { "a DNS response" } else { "a DNS query" };
-    let f = cx.fields(inner, keys, what)?;
     let id = opt_val(&f, "id", p_u16, cx, "an ID from 0 to 65535, or \"${var}\"")?.unwrap_or(Val {
         tmpl: Template::literal("4242"),
         parse: p_u16,
@@ -321,36 +326,13 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
         Some(n) => opcode_val(n, cx)?,
         None => 0,
     };
-    let mut flags = Vec::new();
-    for k in ["rd", "cd", "ad"] {
-        if let Some(n) = f.get(k) {
-            flags.push((k, cx.boolean(n, k)?));
-        }
-    }
-    if let Some(n) = f.get("flags") {
-        flags.extend(flags_map(n, cx)?);
-    }
+    let flags = send_flags(&f, cx)?;
     let rcode = match f.get("rcode") {
         Some(n) => rcode_val(n, cx)?,
         None => 0,
     };
-    let question = if response {
-        match f.get("question") {
-            Some(q) => {
-                let qf = cx.fields(q, &["name", "type", "class"], "a question")?;
-                Some(qspec(&qf, q, cx)?)
-            }
-            None => None,
-        }
-    } else {
-        Some(qspec(&f, inner, cx)?)
-    };
-    let mut sections: [Vec<Val<RecordSpec>>; 3] = Default::default();
-    for (i, key) in ["answer", "authority", "additional"].iter().enumerate() {
-        if let Some(n) = f.get(key) {
-            sections[i] = records(n, key, cx)?;
-        }
-    }
+    let question = send_question(&f, inner, response, cx)?;
+    let sections = send_sections(&f, cx)?;
     let edns = match f.get("edns") {
         Some(n) => edns_send(n, cx)?,
         None => None,
@@ -374,30 +356,43 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
     }))
 }
 
-fn set_flag(m: &mut DnsMessage, flag: &str, on: bool) {
-    match flag {
-        "qr" => m.qr = on,
-        "aa" => m.aa = on,
-        "tc" => m.tc = on,
-        "rd" => m.rd = on,
-        "ra" => m.ra = on,
-        "z" => m.z = on,
-        "ad" => m.ad = on,
-        _ => m.cd = on,
+/// The flags a send sets: a query's `rd`, `cd` and `ad` shorthands, then `flags: {..}`.
+fn send_flags(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<Vec<(Flag, bool)>> {
+    let mut flags = Vec::new();
+    for flag in [RD, CD, AD] {
+        if let Some(n) = f.get(flag.name) {
+            flags.push((flag, cx.boolean(n, flag.name)?));
+        }
+    }
+    if let Some(n) = f.get("flags") {
+        flags.extend(flags_map(n, cx)?);
+    }
+    Some(flags)
+}
+
+/// The question a send carries: a query's is its own fields; a response's is `question:`, if any.
+fn send_question(f: &crate::syntax::Fields, inner: &Node, response: bool, cx: &mut LoadCx) -> Option<Option<QSpec>> {
+    if !response {
+        return Some(Some(qspec(f, inner, cx)?));
+    }
+    match f.get("question") {
+        Some(q) => {
+            let qf = cx.fields(q, &["name", "type", "class"], "a question")?;
+            Some(Some(qspec(&qf, q, cx)?))
+        }
+        None => Some(None),
     }
 }
 
-fn get_flag(m: &DnsMessage, flag: &str) -> bool {
-    match flag {
-        "qr" => m.qr,
-        "aa" => m.aa,
-        "tc" => m.tc,
-        "rd" => m.rd,
-        "ra" => m.ra,
-        "z" => m.z,
-        "ad" => m.ad,
-        _ => m.cd,
+/// The records a send puts in each section.
+fn send_sections(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<[Vec<Val<RecordSpec>>; 3]> {
+    let mut sections: [Vec<Val<RecordSpec>>; 3] = Default::default();
+    for (i, key) in SECTION_KEYS.iter().enumerate() {
+        if let Some(n) = f.get(key) {
+            sections[i] = records(n, key, cx)?;
+        }
     }
+    Some(sections)
 }
 
 impl DnsSend {
@@ -410,7 +405,7 @@ impl DnsSend {
             ..DnsMessage::default()
         };
         for (flag, on) in &self.flags {
-            set_flag(&mut m, flag, *on);
+            flag.set(&mut m, *on);
         }
         if let Some(q) = &self.question {
             m.questions.push(q.get(vars)?);
@@ -485,14 +480,18 @@ impl Range {
     }
 }
 
+/// The OPT record an expect asks for; a field left out is not checked.
+#[derive(Debug, Default)]
+struct EdnsWant {
+    size: Option<Range>,
+    dnssec_ok: Option<bool>,
+    version: Option<u8>,
+}
+
 #[derive(Debug)]
 enum EdnsCheck {
     Absent,
-    Present {
-        size: Option<Range>,
-        dnssec_ok: Option<bool>,
-        version: Option<u8>,
-    },
+    Present(EdnsWant),
 }
 
 #[derive(Debug, Clone)]
@@ -515,7 +514,7 @@ struct DnsExpect {
     id: Option<Val<u16>>,
     opcode: Option<u8>,
     rcode: Option<Vec<u16>>,
-    flags: Vec<(&'static str, bool)>,
+    flags: Vec<(Flag, bool)>,
     question: Option<QCheck>,
     question_count: Option<usize>,
     sections: [SectionCheck; 3],
@@ -561,7 +560,7 @@ fn capture_part(node: &Node, cx: &mut LoadCx) -> Option<Part> {
         "additional_count" => Some(Part::Count(2)),
         other => (|| {
             let (sec, rest) = other.split_once('[')?;
-            let si = ["answer", "authority", "additional"].iter().position(|x| *x == sec)?;
+            let si = SECTION_KEYS.iter().position(|x| *x == sec)?;
             let (idx, field) = rest.split_once(']')?;
             let idx: usize = idx.parse().ok()?;
             let field = match field {
@@ -610,122 +609,32 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         None => None,
     };
     let rcode = match f.get("rcode") {
-        Some(Node {
-            data: Data::Seq(items), ..
-        }) => Some(items.iter().map(|n| rcode_val(n, cx)).collect::<Option<Vec<_>>>()?),
-        Some(n) => Some(vec![rcode_val(n, cx)?]),
+        Some(n) => Some(rcodes(n, cx)?),
         None => None,
     };
-    let mut flags = match f.get("flags") {
-        Some(n) => flags_map(n, cx)?,
-        None => Vec::new(),
-    };
-    if let Some(n) = f.get("truncated") {
-        let on = cx.boolean(n, "truncated")?;
-        flags.retain(|(k, _)| *k != "tc");
-        flags.push(("tc", on));
-    }
-    let question = match (f.get("question"), f.get("query")) {
-        (Some(_), Some(q)) => {
-            cx.err_help(
-                q,
-                "give question (in a response) or query (a query received), not both",
-                "query checks the question too",
-            );
-            return None;
-        }
-        (Some(n), None) => {
-            let qf = cx.fields(n, &["name", "type", "class", "exact_case"], "a question")?;
-            Some(qcheck(&qf, cx)?)
-        }
-        (None, Some(n)) => {
-            let qf = cx.fields(n, &["name", "type", "class", "exact_case", "rd", "cd"], "a query")?;
-            let q = qcheck(&qf, cx)?;
-            flags.retain(|(k, _)| *k != "qr");
-            flags.push(("qr", false));
-            for k in ["rd", "cd"] {
-                if let Some(b) = qf.get(k) {
-                    let on = cx.boolean(b, k)?;
-                    flags.retain(|(x, _)| *x != k);
-                    flags.push((k, on));
-                }
-            }
-            Some(q)
-        }
-        (None, None) => None,
-    };
+    let mut flags = expect_flags(&f, cx)?;
+    let question = expect_question(&f, &mut flags, cx)?;
     let question_count = match f.get("question_count") {
         Some(n) => Some(cx.number(n, "question_count")?),
         None => None,
     };
-    let mut sections: [SectionCheck; 3] = Default::default();
-    for (i, sec) in ["answer", "authority", "additional"].iter().enumerate() {
-        if let Some(n) = f.get(sec) {
-            sections[i].exact = Some(records(n, sec, cx)?);
-        }
-        let key = format!("{sec}_contains");
-        if let Some(n) = f.get(&key) {
-            if sections[i].exact.is_some() {
-                cx.err_help(n, format!("give {sec} (exactly these) or {key} (these among others), not both"), "");
-                return None;
-            }
-            sections[i].contains = records(n, &key, cx)?;
-        }
-        if let Some(n) = f.get(&format!("{sec}_count")) {
-            sections[i].count = Some(cx.number(n, "a count")?);
-        }
-    }
+    let sections = [
+        section_check(&f, SECTION_KEYS[0], cx)?,
+        section_check(&f, SECTION_KEYS[1], cx)?,
+        section_check(&f, SECTION_KEYS[2], cx)?,
+    ];
     let ttl = match f.get("ttl") {
         Some(n) => Some(range(n, "ttl", cx)?),
         None => None,
     };
     let edns = match f.get("edns") {
+        Some(n) => Some(edns_check(n, cx)?),
         None => None,
-        Some(
-            n @ Node {
-                data: Data::Scalar { .. }, ..
-            },
-        ) => Some(match cx.boolean(n, "edns")? {
-            true => EdnsCheck::Present {
-                size: None,
-                dnssec_ok: None,
-                version: None,
-            },
-            false => EdnsCheck::Absent,
-        }),
-        Some(n) => {
-            let ef = cx.fields(n, &["size", "do", "version"], "edns")?;
-            Some(EdnsCheck::Present {
-                size: match ef.get("size") {
-                    Some(s) => Some(range(s, "size", cx)?),
-                    None => None,
-                },
-                dnssec_ok: match ef.get("do") {
-                    Some(b) => Some(cx.boolean(b, "do")?),
-                    None => None,
-                },
-                version: match ef.get("version") {
-                    Some(v) => Some(cx.number(v, "version")?),
-                    None => None,
-                },
-            })
-        }
     };
-    let mut captures = Vec::new();
-    if let Some(c) = f.get("capture") {
-        let Data::Map(pairs) = &c.data else {
-            cx.err_help(
-                c,
-                "capture must be a mapping of variable to path",
-                "e.g. capture: { qid: id, addr: \"answer[0].rdata\" }",
-            );
-            return None;
-        };
-        for (k, v) in pairs {
-            let name = cx.string(k, "a variable name")?;
-            captures.push((name, capture_part(v, cx)?));
-        }
-    }
+    let captures = match f.get("capture") {
+        Some(c) => capture_map(c, cx)?,
+        None => Vec::new(),
+    };
     Some(Box::new(DnsExpect {
         id,
         opcode,
@@ -738,6 +647,130 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         edns,
         captures,
     }))
+}
+
+/// One RCODE or a list of them.
+fn rcodes(node: &Node, cx: &mut LoadCx) -> Option<Vec<u16>> {
+    match &node.data {
+        Data::Seq(items) => items.iter().map(|n| rcode_val(n, cx)).collect(),
+        _ => Some(vec![rcode_val(node, cx)?]),
+    }
+}
+
+/// Sets `flag` in an expect's list, replacing what an earlier key said about it.
+fn put_flag(flags: &mut Vec<(Flag, bool)>, flag: Flag, on: bool) {
+    flags.retain(|(f, _)| *f != flag);
+    flags.push((flag, on));
+}
+
+/// The flags an expect checks: `flags: {..}`, then `truncated`.
+fn expect_flags(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<Vec<(Flag, bool)>> {
+    let mut flags = match f.get("flags") {
+        Some(n) => flags_map(n, cx)?,
+        None => Vec::new(),
+    };
+    if let Some(n) = f.get("truncated") {
+        let on = cx.boolean(n, "truncated")?;
+        put_flag(&mut flags, TC, on);
+    }
+    Some(flags)
+}
+
+/// `question` (of a response) or `query` (a query received, which also checks QR, RD and CD).
+fn expect_question(f: &crate::syntax::Fields, flags: &mut Vec<(Flag, bool)>, cx: &mut LoadCx) -> Option<Option<QCheck>> {
+    match (f.get("question"), f.get("query")) {
+        (Some(_), Some(q)) => {
+            cx.err_help(
+                q,
+                "give question (in a response) or query (a query received), not both",
+                "query checks the question too",
+            );
+            None
+        }
+        (Some(n), None) => {
+            let qf = cx.fields(n, &["name", "type", "class", "exact_case"], "a question")?;
+            Some(Some(qcheck(&qf, cx)?))
+        }
+        (None, Some(n)) => Some(Some(query_check(n, flags, cx)?)),
+        (None, None) => Some(None),
+    }
+}
+
+/// `query: {..}`: the question, and the flags a query has.
+fn query_check(n: &Node, flags: &mut Vec<(Flag, bool)>, cx: &mut LoadCx) -> Option<QCheck> {
+    let qf = cx.fields(n, &["name", "type", "class", "exact_case", "rd", "cd"], "a query")?;
+    let q = qcheck(&qf, cx)?;
+    put_flag(flags, QR, false);
+    for flag in [RD, CD] {
+        if let Some(b) = qf.get(flag.name) {
+            let on = cx.boolean(b, flag.name)?;
+            put_flag(flags, flag, on);
+        }
+    }
+    Some(q)
+}
+
+/// `sec`, `sec_contains` and `sec_count` for one record section.
+fn section_check(f: &crate::syntax::Fields, sec: &str, cx: &mut LoadCx) -> Option<SectionCheck> {
+    let mut check = SectionCheck::default();
+    if let Some(n) = f.get(sec) {
+        check.exact = Some(records(n, sec, cx)?);
+    }
+    let key = format!("{sec}_contains");
+    if let Some(n) = f.get(&key) {
+        if check.exact.is_some() {
+            cx.err_help(n, format!("give {sec} (exactly these) or {key} (these among others), not both"), "");
+            return None;
+        }
+        check.contains = records(n, &key, cx)?;
+    }
+    if let Some(n) = f.get(&format!("{sec}_count")) {
+        check.count = Some(cx.number(n, "a count")?);
+    }
+    Some(check)
+}
+
+/// `edns: true`, `edns: false`, or the fields the OPT record must have.
+fn edns_check(n: &Node, cx: &mut LoadCx) -> Option<EdnsCheck> {
+    if let Data::Scalar { .. } = n.data {
+        return Some(match cx.boolean(n, "edns")? {
+            true => EdnsCheck::Present(EdnsWant::default()),
+            false => EdnsCheck::Absent,
+        });
+    }
+    let ef = cx.fields(n, &["size", "do", "version"], "edns")?;
+    Some(EdnsCheck::Present(EdnsWant {
+        size: match ef.get("size") {
+            Some(s) => Some(range(s, "size", cx)?),
+            None => None,
+        },
+        dnssec_ok: match ef.get("do") {
+            Some(b) => Some(cx.boolean(b, "do")?),
+            None => None,
+        },
+        version: match ef.get("version") {
+            Some(v) => Some(cx.number(v, "version")?),
+            None => None,
+        },
+    }))
+}
+
+/// `capture: { var: path, .. }`.
+fn capture_map(c: &Node, cx: &mut LoadCx) -> Option<Vec<(String, Part)>> {
+    let Data::Map(pairs) = &c.data else {
+        cx.err_help(
+            c,
+            "capture must be a mapping of variable to path",
+            "e.g. capture: { qid: id, addr: \"answer[0].rdata\" }",
+        );
+        return None;
+    };
+    let mut captures = Vec::new();
+    for (k, v) in pairs {
+        let name = cx.string(k, "a variable name")?;
+        captures.push((name, capture_part(v, cx)?));
+    }
+    Some(captures)
 }
 
 /// Pairs expected records with received ones, each used once (Kuhn's augmenting paths: a record
@@ -819,15 +852,171 @@ fn setup_err(e: String) -> Mismatch {
     }
 }
 
+/// One record section's expected records, each paired with the received record it matched.
+#[derive(Default)]
+struct Paired {
+    want: Vec<RecordSpec>,
+    /// Whether the section must hold nothing else.
+    exact: bool,
+    pairs: Vec<Option<usize>>,
+}
+
+impl Paired {
+    /// The expected records that no received one matched.
+    fn missing(&self) -> impl Iterator<Item = &RecordSpec> {
+        self.want.iter().zip(&self.pairs).filter(|(_, g)| g.is_none()).map(|(w, _)| w)
+    }
+
+    /// Whether received record `g` matched an expected one.
+    fn matched(&self, g: usize) -> bool {
+        self.pairs.contains(&Some(g))
+    }
+}
+
+/// What a check has found so far: the problems in the order found, and the renderings.
+#[derive(Default)]
+struct Report {
+    problems: Vec<String>,
+    views: Views,
+}
+
+impl QCheck {
+    /// The question expected, built from the one received; problems for what differs.
+    fn check(&self, got: Option<&Question>, vars: &Vars, problems: &mut Vec<String>) -> Result<Question, Mismatch> {
+        let mut q = got.cloned().unwrap_or(Question {
+            name: Name::root(),
+            qtype: super::wire::rtype::A,
+            qclass: CLASS_IN,
+        });
+        let mut bad = Vec::new();
+        if let Some(n) = &self.name {
+            let wn = n.get(vars).map_err(setup_err)?;
+            self.check_name(got, wn, &mut q, &mut bad, problems);
+        }
+        if let Some(t) = &self.qtype {
+            let wt = t.get(vars).map_err(setup_err)?;
+            if got.is_none_or(|g| g.qtype != wt) {
+                bad.push(format!("type {}", type_name(wt)));
+                q.qtype = wt;
+            }
+        }
+        if let Some(c) = &self.qclass {
+            let wc = c.get(vars).map_err(setup_err)?;
+            if got.is_none_or(|g| g.qclass != wc) {
+                bad.push(format!("class {}", text::class_name(wc)));
+                q.qclass = wc;
+            }
+        }
+        problems.extend(question_problem(got, &q, &bad));
+        Ok(q)
+    }
+
+    /// The name; one that differs only in case is its own problem, not a wrong question.
+    fn check_name(&self, got: Option<&Question>, wn: Name, q: &mut Question, bad: &mut Vec<String>, problems: &mut Vec<String>) {
+        let same = match self.exact_case {
+            true => got.is_some_and(|g| g.name == wn),
+            false => got.is_some_and(|g| g.name.eq_ignore_case(&wn)),
+        };
+        if same {
+            return;
+        }
+        match got {
+            Some(g) if g.name.eq_ignore_case(&wn) => {
+                problems.push(format!("the question's name came back as {}, not in the case asked ({wn})", g.name))
+            }
+            _ => bad.push(format!("name {wn}")),
+        }
+        q.name = wn;
+    }
+}
+
+/// What is wrong with the question received, given the parts of it that were not as expected.
+fn question_problem(got: Option<&Question>, want: &Question, bad: &[String]) -> Option<String> {
+    match got {
+        None => Some(format!(
+            "no question section, expected {}",
+            text::question_line(want).trim_start_matches(';')
+        )),
+        Some(g) if !bad.is_empty() => Some(format!(
+            "the question is {}, expected {}",
+            text::question_line(g).trim_start_matches(';'),
+            bad.join(", ")
+        )),
+        Some(_) => None,
+    }
+}
+
+impl EdnsWant {
+    /// The OPT record expected, built from the one received; problems for what differs.
+    fn check(&self, got: Option<&Edns>, problems: &mut Vec<String>) -> Edns {
+        let mut e = got.cloned().unwrap_or_default();
+        match got {
+            None => problems.push("no OPT record (RFC 6891 §7: a responder answers EDNS with EDNS)".into()),
+            Some(got) => {
+                if let Some(r) = self.size.filter(|r| !r.holds(got.udp_size as u64)) {
+                    problems.push(format!("EDNS UDP payload size {}, expected {}", got.udp_size, r.text()));
+                    e.udp_size = r.min.min(u16::MAX as u64) as u16;
+                }
+                if let Some(d) = self.dnssec_ok.filter(|d| got.dnssec_ok != *d) {
+                    problems.push(format!("the DO bit is {}, expected {}", got.dnssec_ok as u8, d as u8));
+                }
+                if let Some(ver) = self.version.filter(|v| got.version != *v) {
+                    problems.push(format!("EDNS version {}, expected {ver}", got.version));
+                }
+            }
+        }
+        if let Some(d) = self.dnssec_ok {
+            e.dnssec_ok = d;
+        }
+        if let Some(ver) = self.version {
+            e.version = ver;
+        }
+        e
+    }
+}
+
+/// A record's line with the expected TTL range in place of its TTL.
+fn with_ttl(r: &Record, t: Range) -> String {
+    format!(
+        "{} {} {} {} {}",
+        r.name,
+        t.text(),
+        text::class_name(r.class),
+        type_name(r.rtype),
+        text::rdata_text(r)
+    )
+}
+
+/// The problems as one message; a response's also shows the query it answers.
+fn failure_message(problems: &[String], query: Option<&DnsMessage>) -> String {
+    let mut message = problems.join("; ");
+    if let Some(q) = query {
+        let asked = q
+            .questions
+            .first()
+            .map(|x| text::question_line(x).trim_start_matches(';').to_string());
+        message.push_str(&format!(
+            " — the query: id {}, {}, flags: {}",
+            q.id,
+            asked.unwrap_or_else(|| "no question".into()),
+            Some(text::flags_text(q)).filter(|f| !f.is_empty()).unwrap_or_else(|| "none".into())
+        ));
+    }
+    message
+}
+
 impl DnsExpect {
-    fn resolve(&self, vars: &Vars) -> Result<[(Vec<RecordSpec>, bool); 3], String> {
-        let mut out: [(Vec<RecordSpec>, bool); 3] = Default::default();
+    /// Each section's expected records with `${var}`s filled, paired with those of `m`.
+    fn resolve(&self, m: &DnsMessage, vars: &Vars) -> Result<[Paired; 3], Mismatch> {
+        let mut out: [Paired; 3] = Default::default();
         for (i, s) in self.sections.iter().enumerate() {
             let (list, exact) = match &s.exact {
                 Some(e) => (e, true),
                 None => (&s.contains, false),
             };
-            out[i] = (list.iter().map(|r| r.get(vars)).collect::<Result<_, _>>()?, exact);
+            let want: Vec<RecordSpec> = list.iter().map(|r| r.get(vars)).collect::<Result<_, _>>().map_err(setup_err)?;
+            let pairs = pair(&want, text::section(m, i));
+            out[i] = Paired { want, exact, pairs };
         }
         Ok(out)
     }
@@ -857,6 +1046,208 @@ impl DnsExpect {
             }
         })
     }
+
+    /// The message's DNS frame, which the codec attaches to every message it decodes.
+    fn frame<'m>(&self, msg: &'m Message) -> Result<&'m DnsFrame, Mismatch> {
+        msg.detail
+            .as_ref()
+            .and_then(|d| d.downcast_ref::<DnsFrame>())
+            .ok_or_else(|| Mismatch {
+                message: "not a DNS message".into(),
+                expected: self.describe(),
+                got: msg.summary.clone(),
+                at: None,
+            })
+    }
+
+    /// ID, opcode and status, and the header line of the renderings.
+    fn check_header(&self, m: &DnsMessage, want: &mut DnsMessage, vars: &Vars, r: &mut Report) -> Result<(), Mismatch> {
+        if let Some(id) = &self.id {
+            want.id = id.get(vars).map_err(setup_err)?;
+            if want.id != m.id {
+                r.problems
+                    .push(format!("id {}, expected {} (a response carries its query's ID)", m.id, want.id));
+            }
+        }
+        if let Some(o) = self.opcode {
+            want.opcode = o;
+            if o != m.opcode {
+                r.problems
+                    .push(format!("opcode {}, expected {}", text::opcode_name(m.opcode), text::opcode_name(o)));
+            }
+        }
+        self.check_rcode(m, want, r);
+        r.views.line(Some(text::header_line(want)), Some(text::header_line(m)));
+        Ok(())
+    }
+
+    /// The status: any of those listed; the expected rendering shows the first.
+    fn check_rcode(&self, m: &DnsMessage, want: &mut DnsMessage, r: &mut Report) {
+        let Some(rs) = &self.rcode else { return };
+        if !rs.contains(&m.rcode) {
+            if let Some(&first) = rs.first() {
+                want.rcode = first;
+            }
+            let names: Vec<String> = rs.iter().map(|r| text::rcode_name(*r)).collect();
+            r.problems
+                .push(format!("status {}, expected {}", text::rcode_name(m.rcode), names.join(" or ")));
+        }
+    }
+
+    /// The flags named; the others are not checked.
+    fn check_flags(&self, m: &DnsMessage, want: &mut DnsMessage, r: &mut Report) {
+        for (flag, on) in &self.flags {
+            flag.set(want, *on);
+            if flag.get(m) != *on {
+                let what = match flag {
+                    f if *f == QR && !on => "a response (QR=1) where a query was expected".to_string(),
+                    _ => format!(
+                        "{} is {}, expected {}",
+                        flag.name,
+                        if *on { "clear" } else { "set" },
+                        if *on { "set" } else { "clear" }
+                    ),
+                };
+                r.problems.push(what);
+            }
+        }
+    }
+
+    /// The number of questions, when given.
+    fn check_question_count(&self, m: &DnsMessage, r: &mut Report) {
+        if let Some(n) = self.question_count {
+            if n != m.questions.len() {
+                r.problems.push(format!("{} questions, expected {n}", m.questions.len()));
+            }
+        }
+    }
+
+    /// Section `i` (answer, authority or additional): records it lacks, records it should not
+    /// have, and its count.
+    fn check_section(&self, i: usize, m: &DnsMessage, s: &Paired, r: &mut Report) {
+        let got = text::section(m, i);
+        let name = SECTIONS[i].to_ascii_lowercase();
+        let missing: Vec<String> = s.missing().map(RecordSpec::text).collect();
+        if !missing.is_empty() {
+            r.problems.push(format!("the {name} section lacks {}", missing.join(", ")));
+        }
+        if s.exact {
+            let extra: Vec<String> = (0..got.len())
+                .filter(|g| !s.matched(*g))
+                .map(|g| text::record_text(&got[g]))
+                .collect();
+            if !extra.is_empty() {
+                r.problems.push(format!("the {name} section also has {}", extra.join(", ")));
+            }
+        }
+        if let Some(n) = self.sections[i].count {
+            if n != got.len() {
+                r.problems.push(format!("{} {name} records, expected {n}", got.len()));
+            }
+        }
+    }
+
+    /// The counts the expected rendering shows: as received, except where something was expected.
+    fn want_counts(&self, m: &DnsMessage, sections: &[Paired; 3]) -> [usize; 4] {
+        let mut counts = text::counts(m);
+        if let Some(n) = self.question_count {
+            counts[0] = n;
+        } else if self.question.is_some() && m.questions.is_empty() {
+            counts[0] = 1;
+        }
+        for (i, s) in sections.iter().enumerate() {
+            counts[i + 1] = match self.sections[i].count {
+                Some(n) => n,
+                None if s.exact => s.want.len(),
+                None => text::section(m, i).len() + s.missing().count(),
+            };
+        }
+        let opt = match &self.edns {
+            Some(EdnsCheck::Absent) => false,
+            Some(EdnsCheck::Present(_)) => true,
+            None => m.edns.is_some(),
+        };
+        counts[3] += opt as usize;
+        counts
+    }
+
+    /// The OPT record, and the OPT pseudosection of the renderings.
+    fn check_edns(&self, m: &DnsMessage, r: &mut Report) {
+        let want = match &self.edns {
+            None => m.edns.clone(),
+            Some(EdnsCheck::Absent) => {
+                if m.edns.is_some() {
+                    r.problems.push("an OPT record, expected none".into());
+                }
+                None
+            }
+            Some(EdnsCheck::Present(w)) => Some(w.check(m.edns.as_ref(), &mut r.problems)),
+        };
+        if want.is_some() || m.edns.is_some() {
+            r.views.both(";; OPT PSEUDOSECTION:".into());
+            r.views
+                .line(want.as_ref().map(text::edns_line), m.edns.as_ref().map(text::edns_line));
+        }
+    }
+
+    /// The question, and the question section of the renderings.
+    fn check_question(&self, m: &DnsMessage, vars: &Vars, r: &mut Report) -> Result<(), Mismatch> {
+        let mut want: Vec<String> = m.questions.iter().map(text::question_line).collect();
+        if let Some(qc) = &self.question {
+            let line = text::question_line(&qc.check(m.questions.first(), vars, &mut r.problems)?);
+            match want.first_mut() {
+                Some(first) => *first = line,
+                None => want.push(line),
+            }
+        }
+        if self.question_count == Some(0) {
+            want.clear();
+        }
+        if !want.is_empty() || !m.questions.is_empty() {
+            r.views.both(";; QUESTION SECTION:".into());
+            for i in 0..want.len().max(m.questions.len()) {
+                r.views.line(want.get(i).cloned(), m.questions.get(i).map(text::question_line));
+            }
+        }
+        Ok(())
+    }
+
+    /// Section `i` in the renderings, and the answers whose TTL is out of range.
+    fn show_section(&self, i: usize, m: &DnsMessage, s: &Paired, r: &mut Report) {
+        let got = text::section(m, i);
+        if got.is_empty() && s.want.is_empty() {
+            return;
+        }
+        r.views.both(format!(";; {} SECTION:", SECTIONS[i]));
+        for (gi, rec) in got.iter().enumerate() {
+            let line = text::record_text(rec);
+            match self.ttl.filter(|t| i == 0 && !t.holds(rec.ttl as u64)) {
+                Some(t) => {
+                    r.problems.push(format!("TTL {} outside {} in {line}", rec.ttl, t.text()));
+                    r.views.line(Some(with_ttl(rec, t)), Some(line));
+                }
+                None if s.exact && !s.matched(gi) => r.views.line(None, Some(line)),
+                None => r.views.both(line),
+            }
+        }
+        for w in s.missing() {
+            r.views.line(Some(w.text()), None);
+        }
+    }
+
+    /// The captured values; a path the message lacks fails the check.
+    fn captured(&self, m: &DnsMessage, views: &Views) -> Result<Vec<(String, String)>, Mismatch> {
+        self.captures
+            .iter()
+            .map(|(var, part)| match self.capture(part, m) {
+                Some(val) => Ok((var.clone(), val)),
+                None => Err(mm(
+                    format!("nothing to capture into '{var}': the message has no {}", part_text(part)),
+                    views,
+                )),
+            })
+            .collect()
+    }
 }
 
 fn part_text(p: &Part) -> String {
@@ -880,288 +1271,31 @@ fn part_text(p: &Part) -> String {
 
 impl StructuredExpect for DnsExpect {
     fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
-        let Some(frame) = msg.detail.as_ref().and_then(|d| d.downcast_ref::<DnsFrame>()) else {
-            return Err(Mismatch {
-                message: "not a DNS message".into(),
-                expected: self.describe(),
-                got: msg.summary.clone(),
-                at: None,
-            });
-        };
+        let frame = self.frame(msg)?;
         let m = &frame.msg;
-        let mut problems: Vec<String> = Vec::new();
-        let mut v = Views::default();
-
-        // Header: ID, opcode, status.
+        let mut r = Report::default();
+        // The expected rendering is the received message with every checked field as expected,
+        // so that only the lines that differ are marked.
         let mut want = m.clone();
-        if let Some(id) = &self.id {
-            want.id = id.get(cx.vars).map_err(setup_err)?;
-            if want.id != m.id {
-                problems.push(format!("id {}, expected {} (a response carries its query's ID)", m.id, want.id));
-            }
+        self.check_header(m, &mut want, cx.vars, &mut r)?;
+        self.check_flags(m, &mut want, &mut r);
+        self.check_question_count(m, &mut r);
+        let sections = self.resolve(m, cx.vars)?;
+        for (i, s) in sections.iter().enumerate() {
+            self.check_section(i, m, s, &mut r);
         }
-        if let Some(o) = self.opcode {
-            want.opcode = o;
-            if o != m.opcode {
-                problems.push(format!("opcode {}, expected {}", text::opcode_name(m.opcode), text::opcode_name(o)));
-            }
+        let counts = self.want_counts(m, &sections);
+        r.views
+            .line(Some(text::flags_line(&want, counts)), Some(text::flags_line(m, text::counts(m))));
+        self.check_edns(m, &mut r);
+        self.check_question(m, cx.vars, &mut r)?;
+        for (i, s) in sections.iter().enumerate() {
+            self.show_section(i, m, s, &mut r);
         }
-        if let Some(rs) = &self.rcode {
-            if !rs.contains(&m.rcode) {
-                want.rcode = rs[0];
-                let names: Vec<String> = rs.iter().map(|r| text::rcode_name(*r)).collect();
-                problems.push(format!("status {}, expected {}", text::rcode_name(m.rcode), names.join(" or ")));
-            }
+        if !r.problems.is_empty() {
+            return Err(mm(failure_message(&r.problems, frame.query.as_ref()), &r.views));
         }
-        v.line(Some(text::header_line(&want)), Some(text::header_line(m)));
-
-        // Flags and counts.
-        for (flag, on) in &self.flags {
-            set_flag(&mut want, flag, *on);
-            if get_flag(m, flag) != *on {
-                let what = match *flag {
-                    "qr" if !on => "a response (QR=1) where a query was expected".to_string(),
-                    _ => format!(
-                        "{flag} is {}, expected {}",
-                        if *on { "clear" } else { "set" },
-                        if *on { "set" } else { "clear" }
-                    ),
-                };
-                problems.push(what);
-            }
-        }
-        let specs = self.resolve(cx.vars).map_err(setup_err)?;
-        let mut pairs: Vec<Vec<Option<usize>>> = Vec::new();
-        let mut want_counts = text::counts(m);
-        if let Some(n) = self.question_count {
-            want_counts[0] = n;
-            if n != m.questions.len() {
-                problems.push(format!("{} questions, expected {n}", m.questions.len()));
-            }
-        } else if self.question.is_some() && m.questions.is_empty() {
-            want_counts[0] = 1;
-        }
-        for (i, (list, exact)) in specs.iter().enumerate() {
-            let got = text::section(m, i);
-            let p = pair(list, got);
-            let name = SECTIONS[i].to_ascii_lowercase();
-            let missing: Vec<String> = list.iter().zip(&p).filter(|(_, g)| g.is_none()).map(|(w, _)| w.text()).collect();
-            if !missing.is_empty() {
-                problems.push(format!("the {name} section lacks {}", missing.join(", ")));
-            }
-            if *exact {
-                let extra: Vec<String> = (0..got.len())
-                    .filter(|g| !p.contains(&Some(*g)))
-                    .map(|g| text::record_text(&got[g]))
-                    .collect();
-                if !extra.is_empty() {
-                    problems.push(format!("the {name} section also has {}", extra.join(", ")));
-                }
-                want_counts[i + 1] = list.len();
-            } else {
-                want_counts[i + 1] = got.len() + missing.len();
-            }
-            if let Some(n) = self.sections[i].count {
-                if n != got.len() {
-                    problems.push(format!("{} {name} records, expected {n}", got.len()));
-                }
-                want_counts[i + 1] = n;
-            }
-            if i == 2 {
-                let opt = match &self.edns {
-                    Some(EdnsCheck::Absent) => false,
-                    Some(EdnsCheck::Present { .. }) => true,
-                    None => m.edns.is_some(),
-                };
-                want_counts[3] += opt as usize;
-            }
-            pairs.push(p);
-        }
-        v.line(
-            Some(text::flags_line(&want, want_counts)),
-            Some(text::flags_line(m, text::counts(m))),
-        );
-
-        // EDNS.
-        let want_edns: Option<Edns> = match &self.edns {
-            None => m.edns.clone(),
-            Some(EdnsCheck::Absent) => {
-                if m.edns.is_some() {
-                    problems.push("an OPT record, expected none".into());
-                }
-                None
-            }
-            Some(EdnsCheck::Present { size, dnssec_ok, version }) => {
-                let mut e = m.edns.clone().unwrap_or_default();
-                match &m.edns {
-                    None => problems.push("no OPT record (RFC 6891 §7: a responder answers EDNS with EDNS)".into()),
-                    Some(got) => {
-                        if let Some(r) = size {
-                            if !r.holds(got.udp_size as u64) {
-                                problems.push(format!("EDNS UDP payload size {}, expected {}", got.udp_size, r.text()));
-                                e.udp_size = r.min.min(u16::MAX as u64) as u16;
-                            }
-                        }
-                        if let Some(d) = dnssec_ok {
-                            if got.dnssec_ok != *d {
-                                problems.push(format!("the DO bit is {}, expected {}", got.dnssec_ok as u8, *d as u8));
-                            }
-                        }
-                        if let Some(ver) = version {
-                            if got.version != *ver {
-                                problems.push(format!("EDNS version {}, expected {ver}", got.version));
-                            }
-                        }
-                    }
-                }
-                if let Some(d) = dnssec_ok {
-                    e.dnssec_ok = *d;
-                }
-                if let Some(ver) = version {
-                    e.version = *ver;
-                }
-                Some(e)
-            }
-        };
-        if want_edns.is_some() || m.edns.is_some() {
-            v.both(";; OPT PSEUDOSECTION:".into());
-            v.line(want_edns.as_ref().map(text::edns_line), m.edns.as_ref().map(text::edns_line));
-        }
-
-        // Question.
-        let mut want_q: Vec<String> = m.questions.iter().map(text::question_line).collect();
-        if let Some(qc) = &self.question {
-            let got = m.questions.first();
-            let mut q = got.cloned().unwrap_or(Question {
-                name: Name::root(),
-                qtype: super::wire::rtype::A,
-                qclass: CLASS_IN,
-            });
-            let mut bad = Vec::new();
-            if let Some(n) = &qc.name {
-                let wn = n.get(cx.vars).map_err(setup_err)?;
-                let same = match qc.exact_case {
-                    true => got.is_some_and(|g| g.name == wn),
-                    false => got.is_some_and(|g| g.name.eq_ignore_case(&wn)),
-                };
-                if !same {
-                    match got {
-                        Some(g) if g.name.eq_ignore_case(&wn) => {
-                            problems.push(format!("the question's name came back as {}, not in the case asked ({wn})", g.name))
-                        }
-                        _ => bad.push(format!("name {wn}")),
-                    }
-                    q.name = wn;
-                }
-            }
-            if let Some(t) = &qc.qtype {
-                let wt = t.get(cx.vars).map_err(setup_err)?;
-                if got.is_none_or(|g| g.qtype != wt) {
-                    bad.push(format!("type {}", type_name(wt)));
-                    q.qtype = wt;
-                }
-            }
-            if let Some(c) = &qc.qclass {
-                let wc = c.get(cx.vars).map_err(setup_err)?;
-                if got.is_none_or(|g| g.qclass != wc) {
-                    bad.push(format!("class {}", text::class_name(wc)));
-                    q.qclass = wc;
-                }
-            }
-            match got {
-                None => problems.push(format!(
-                    "no question section, expected {}",
-                    text::question_line(&q).trim_start_matches(';')
-                )),
-                Some(g) if !bad.is_empty() => problems.push(format!(
-                    "the question is {}, expected {}",
-                    text::question_line(g).trim_start_matches(';'),
-                    bad.join(", ")
-                )),
-                Some(_) => {}
-            }
-            if want_q.is_empty() {
-                want_q.push(text::question_line(&q));
-            } else {
-                want_q[0] = text::question_line(&q);
-            }
-        }
-        if self.question_count == Some(0) {
-            want_q.clear();
-        }
-        if !want_q.is_empty() || !m.questions.is_empty() {
-            v.both(";; QUESTION SECTION:".into());
-            let n = want_q.len().max(m.questions.len());
-            for i in 0..n {
-                v.line(want_q.get(i).cloned(), m.questions.get(i).map(text::question_line));
-            }
-        }
-
-        // Answer, authority, additional.
-        for (i, ((list, exact), p)) in specs.iter().zip(&pairs).enumerate() {
-            let got = text::section(m, i);
-            if got.is_empty() && list.is_empty() {
-                continue;
-            }
-            v.both(format!(";; {} SECTION:", SECTIONS[i]));
-            for (gi, r) in got.iter().enumerate() {
-                let line = text::record_text(r);
-                let expected = p.contains(&Some(gi));
-                let ttl_bad = i == 0 && self.ttl.is_some_and(|t| !t.holds(r.ttl as u64));
-                if ttl_bad {
-                    let t = self.ttl.unwrap_or(Range { min: 0, max: 0 });
-                    problems.push(format!("TTL {} outside {} in {line}", r.ttl, t.text()));
-                    let shown = format!(
-                        "{} {} {} {} {}",
-                        r.name,
-                        t.text(),
-                        text::class_name(r.class),
-                        type_name(r.rtype),
-                        text::rdata_text(r)
-                    );
-                    v.line(Some(shown), Some(line));
-                } else if *exact && !expected {
-                    v.line(None, Some(line));
-                } else {
-                    v.both(line);
-                }
-            }
-            for (w, g) in list.iter().zip(p) {
-                if g.is_none() {
-                    v.line(Some(w.text()), None);
-                }
-            }
-        }
-
-        if !problems.is_empty() {
-            let mut message = problems.join("; ");
-            if let Some(q) = &frame.query {
-                let asked = q
-                    .questions
-                    .first()
-                    .map(|x| text::question_line(x).trim_start_matches(';').to_string());
-                message.push_str(&format!(
-                    " — the query: id {}, {}, flags: {}",
-                    q.id,
-                    asked.unwrap_or_else(|| "no question".into()),
-                    Some(text::flags_text(q)).filter(|f| !f.is_empty()).unwrap_or_else(|| "none".into())
-                ));
-            }
-            return Err(mm(message, &v));
-        }
-        let mut caps = Vec::new();
-        for (var, part) in &self.captures {
-            match self.capture(part, m) {
-                Some(val) => caps.push((var.clone(), val)),
-                None => {
-                    return Err(mm(
-                        format!("nothing to capture into '{var}': the message has no {}", part_text(part)),
-                        &v,
-                    ))
-                }
-            }
-        }
-        Ok(caps)
+        self.captured(m, &r.views)
     }
 
     fn templates(&self) -> Vec<&Template> {
@@ -1183,7 +1317,7 @@ impl StructuredExpect for DnsExpect {
 
     fn describe(&self) -> String {
         let mut parts = Vec::new();
-        let query = self.flags.iter().any(|(f, on)| *f == "qr" && !on);
+        let query = self.flags.iter().any(|(f, on)| *f == QR && !on);
         if let Some(id) = &self.id {
             parts.push(format!("id {}", id.shown()));
         }
@@ -1197,7 +1331,7 @@ impl StructuredExpect for DnsExpect {
             let f: Vec<String> = self
                 .flags
                 .iter()
-                .map(|(k, on)| format!("{}{k}", if *on { "+" } else { "-" }))
+                .map(|(f, on)| format!("{}{}", if *on { "+" } else { "-" }, f.name))
                 .collect();
             parts.push(format!("flags {}", f.join(" ")));
         }
@@ -1222,7 +1356,7 @@ impl StructuredExpect for DnsExpect {
         }
         match &self.edns {
             Some(EdnsCheck::Absent) => parts.push("no OPT record".into()),
-            Some(EdnsCheck::Present { .. }) => parts.push("an OPT record".into()),
+            Some(EdnsCheck::Present(_)) => parts.push("an OPT record".into()),
             None => {}
         }
         format!("a DNS {} with {}", if query { "query" } else { "response" }, parts.join(", "))

@@ -1,100 +1,66 @@
-//! DNS text forms: mnemonics for types, classes, opcodes and rcodes, names and records in master
-//! file syntax (RFC 1035 §5.1, RFC 3597 §5 for unknown types), and dig-like renderings.
+//! DNS text forms: mnemonics for classes, opcodes and rcodes (type mnemonics are the wire
+//! format's), names and records in master file syntax (RFC 1035 §5.1, RFC 3597 §5 for unknown
+//! types), and dig-like renderings.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::wire::{rtype, DnsMessage, Name, RData, Record, CLASS_IN, MAX_LABEL, MAX_NAME};
+use super::wire::{rtype, type_from, type_name, DnsMessage, Mnemonics, Name, RData, Record, CLASS_IN, FLAGS, MAX_LABEL, MAX_NAME};
 
-const TYPES: &[(u16, &str)] = &[
-    (rtype::A, "A"),
-    (rtype::NS, "NS"),
-    (rtype::CNAME, "CNAME"),
-    (rtype::SOA, "SOA"),
-    (rtype::PTR, "PTR"),
-    (13, "HINFO"),
-    (rtype::MX, "MX"),
-    (rtype::TXT, "TXT"),
-    (rtype::AAAA, "AAAA"),
-    (rtype::SRV, "SRV"),
-    (rtype::OPT, "OPT"),
-    (43, "DS"),
-    (46, "RRSIG"),
-    (47, "NSEC"),
-    (48, "DNSKEY"),
-    (252, "AXFR"),
-    (rtype::ANY, "ANY"),
-];
-const CLASSES: &[(u16, &str)] = &[(CLASS_IN, "IN"), (3, "CH"), (4, "HS"), (254, "NONE"), (255, "ANY")];
-const RCODES: &[(u16, &str)] = &[
-    (0, "NOERROR"),
-    (1, "FORMERR"),
-    (2, "SERVFAIL"),
-    (3, "NXDOMAIN"),
-    (4, "NOTIMP"),
-    (5, "REFUSED"),
-    (6, "YXDOMAIN"),
-    (7, "YXRRSET"),
-    (8, "NXRRSET"),
-    (9, "NOTAUTH"),
-    (10, "NOTZONE"),
-    (16, "BADVERS"),
-];
-const OPCODES: &[(u16, &str)] = &[(0, "QUERY"), (1, "IQUERY"), (2, "STATUS"), (4, "NOTIFY"), (5, "UPDATE")];
-
-fn mnemonic(table: &[(u16, &str)], v: u16, generic: &str) -> String {
-    match table.iter().find(|(n, _)| *n == v) {
-        Some((_, s)) => s.to_string(),
-        None => format!("{generic}{v}"),
-    }
-}
-
-fn from_mnemonic(table: &[(u16, &str)], s: &str, generic: &str) -> Option<u16> {
-    if let Some((n, _)) = table.iter().find(|(_, m)| m.eq_ignore_ascii_case(s)) {
-        return Some(*n);
-    }
-    let upper = s.to_ascii_uppercase();
-    upper.strip_prefix(generic).unwrap_or(&upper).parse().ok()
-}
-
-/// A type's mnemonic, or `TYPE1234` (RFC 3597 §5).
-pub fn type_name(t: u16) -> String {
-    mnemonic(TYPES, t, "TYPE")
-}
-
-/// A type from its mnemonic, `TYPEn` or a number.
-pub fn type_from(s: &str) -> Option<u16> {
-    from_mnemonic(TYPES, s, "TYPE")
-}
+const CLASSES: Mnemonics = Mnemonics {
+    generic: "CLASS",
+    table: &[(CLASS_IN, "IN"), (3, "CH"), (4, "HS"), (254, "NONE"), (255, "ANY")],
+};
+const RCODES: Mnemonics = Mnemonics {
+    generic: "RCODE",
+    table: &[
+        (0, "NOERROR"),
+        (1, "FORMERR"),
+        (2, "SERVFAIL"),
+        (3, "NXDOMAIN"),
+        (4, "NOTIMP"),
+        (5, "REFUSED"),
+        (6, "YXDOMAIN"),
+        (7, "YXRRSET"),
+        (8, "NXRRSET"),
+        (9, "NOTAUTH"),
+        (10, "NOTZONE"),
+        (16, "BADVERS"),
+    ],
+};
+const OPCODES: Mnemonics = Mnemonics {
+    generic: "OPCODE",
+    table: &[(0, "QUERY"), (1, "IQUERY"), (2, "STATUS"), (4, "NOTIFY"), (5, "UPDATE")],
+};
 
 /// A class's mnemonic, or `CLASS5`.
 pub fn class_name(c: u16) -> String {
-    mnemonic(CLASSES, c, "CLASS")
+    CLASSES.name(c)
 }
 
 /// A class from its mnemonic, `CLASSn` or a number.
 pub fn class_from(s: &str) -> Option<u16> {
-    from_mnemonic(CLASSES, s, "CLASS")
+    CLASSES.number(s)
 }
 
 /// An RCODE's name (dig's spelling), or `RCODE23`.
 pub fn rcode_name(r: u16) -> String {
-    mnemonic(RCODES, r, "RCODE")
+    RCODES.name(r)
 }
 
 /// An RCODE from its name or number.
 pub fn rcode_from(s: &str) -> Option<u16> {
-    from_mnemonic(RCODES, s, "RCODE").filter(|&r| r < 4096)
+    RCODES.number(s).filter(|&r| r < 4096)
 }
 
 /// An OPCODE's name, or `OPCODE15`.
 pub fn opcode_name(o: u8) -> String {
-    mnemonic(OPCODES, o as u16, "OPCODE")
+    OPCODES.name(o as u16)
 }
 
 /// An OPCODE from its name or number.
 pub fn opcode_from(s: &str) -> Option<u8> {
-    from_mnemonic(OPCODES, s, "OPCODE").filter(|&o| o < 16).map(|o| o as u8)
+    OPCODES.number(s).filter(|&o| o < 16).map(|o| o as u8)
 }
 
 impl std::fmt::Display for Name {
@@ -360,15 +326,37 @@ pub fn parse_record(s: &str) -> Result<RecordSpec, String> {
     })
 }
 
+/// RDATA in the generic form `\# LENGTH HEX` (RFC 3597 §5); `args` starts with the `\#`.
+fn generic_rdata(args: &[&str]) -> Result<RData, String> {
+    let len: usize = num(args.get(1).ok_or("'\\#' needs a length")?, "the RDATA length")?;
+    let hex: String = args[2..].concat();
+    let bytes = crate::syntax::parse_hex(&hex)?;
+    if bytes.len() != len {
+        return Err(format!("'\\# {len}' but {} bytes of hex follow", bytes.len()));
+    }
+    Ok(RData::Raw(bytes))
+}
+
+/// TXT RDATA: one or more strings, quoted or bare.
+fn txt_from(args: &[&str]) -> Result<RData, String> {
+    if args.is_empty() {
+        return Err("TXT RDATA needs at least one string".into());
+    }
+    let mut strings = Vec::new();
+    for a in args {
+        let inner = a.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(a);
+        let s = unescape_split(inner, None)?.concat();
+        if s.len() > 255 {
+            return Err(format!("a TXT string of {} octets (at most 255)", s.len()));
+        }
+        strings.push(s);
+    }
+    Ok(RData::Txt(strings))
+}
+
 fn rdata_from(rt: u16, class: u16, args: &[&str]) -> Result<RData, String> {
     if args.first() == Some(&"\\#") {
-        let len: usize = num(args.get(1).ok_or("'\\#' needs a length")?, "the RDATA length")?;
-        let hex: String = args[2..].concat();
-        let bytes = crate::syntax::parse_hex(&hex)?;
-        if bytes.len() != len {
-            return Err(format!("'\\# {len}' but {} bytes of hex follow", bytes.len()));
-        }
-        return Ok(RData::Raw(bytes));
+        return generic_rdata(args);
     }
     let want = |n: usize, form: &str| -> Result<(), String> {
         if args.len() == n {
@@ -405,21 +393,7 @@ fn rdata_from(rt: u16, class: u16, args: &[&str]) -> Result<RData, String> {
                 exchange: parse_name(args[1])?,
             }
         }
-        (rtype::TXT, _) => {
-            if args.is_empty() {
-                return Err("TXT RDATA needs at least one string".into());
-            }
-            let mut strings = Vec::new();
-            for a in args {
-                let inner = a.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(a);
-                let s = unescape_split(inner, None)?.concat();
-                if s.len() > 255 {
-                    return Err(format!("a TXT string of {} octets (at most 255)", s.len()));
-                }
-                strings.push(s);
-            }
-            RData::Txt(strings)
-        }
+        (rtype::TXT, _) => txt_from(args)?,
         (rtype::SOA, _) => {
             want(7, "MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM")?;
             RData::Soa {
@@ -452,17 +426,7 @@ fn rdata_from(rt: u16, class: u16, args: &[&str]) -> Result<RData, String> {
 
 /// The flags that are set, in dig's order and spelling.
 pub fn flags_text(m: &DnsMessage) -> String {
-    let all = [
-        (m.qr, "qr"),
-        (m.aa, "aa"),
-        (m.tc, "tc"),
-        (m.rd, "rd"),
-        (m.ra, "ra"),
-        (m.z, "z"),
-        (m.ad, "ad"),
-        (m.cd, "cd"),
-    ];
-    all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect::<Vec<_>>().join(" ")
+    FLAGS.iter().filter(|f| f.get(m)).map(|f| f.name).collect::<Vec<_>>().join(" ")
 }
 
 /// The header line of a dig rendering.

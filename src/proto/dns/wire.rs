@@ -1,5 +1,6 @@
 //! The DNS wire format (RFC 1035 §4, RFC 6891 OPT, RFC 3596 AAAA, RFC 2782 SRV): a parser that
-//! checks every bound and names the offending byte, and an encoder with name compression.
+//! checks every bound and names the offending byte, an encoder with name compression, and the
+//! tables of header flags and type mnemonics that the text forms and suite steps share.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -39,6 +40,68 @@ pub mod rtype {
     pub const OPT: u16 = 41;
     /// Every type (queries only).
     pub const ANY: u16 = 255;
+}
+
+/// Numbers with mnemonics; the others have a generic form like `TYPE1234` (RFC 3597 §5).
+#[derive(Debug)]
+pub struct Mnemonics {
+    /// The prefix of the generic form.
+    pub generic: &'static str,
+    /// The numbers that have a mnemonic.
+    pub table: &'static [(u16, &'static str)],
+}
+
+impl Mnemonics {
+    /// `v`'s mnemonic, or its generic form.
+    pub fn name(&self, v: u16) -> String {
+        match self.table.iter().find(|(n, _)| *n == v) {
+            Some((_, s)) => s.to_string(),
+            None => format!("{}{v}", self.generic),
+        }
+    }
+
+    /// A number from its mnemonic in any case, its generic form or decimal.
+    pub fn number(&self, s: &str) -> Option<u16> {
+        if let Some((n, _)) = self.table.iter().find(|(_, m)| m.eq_ignore_ascii_case(s)) {
+            return Some(*n);
+        }
+        let upper = s.to_ascii_uppercase();
+        upper.strip_prefix(self.generic).unwrap_or(&upper).parse().ok()
+    }
+}
+
+/// Type mnemonics, also of types whose RDATA this codec keeps raw.
+pub const TYPES: Mnemonics = Mnemonics {
+    generic: "TYPE",
+    table: &[
+        (rtype::A, "A"),
+        (rtype::NS, "NS"),
+        (rtype::CNAME, "CNAME"),
+        (rtype::SOA, "SOA"),
+        (rtype::PTR, "PTR"),
+        (13, "HINFO"),
+        (rtype::MX, "MX"),
+        (rtype::TXT, "TXT"),
+        (rtype::AAAA, "AAAA"),
+        (rtype::SRV, "SRV"),
+        (rtype::OPT, "OPT"),
+        (43, "DS"),
+        (46, "RRSIG"),
+        (47, "NSEC"),
+        (48, "DNSKEY"),
+        (252, "AXFR"),
+        (rtype::ANY, "ANY"),
+    ],
+};
+
+/// A type's mnemonic, or `TYPE1234` (RFC 3597 §5).
+pub fn type_name(t: u16) -> String {
+    TYPES.name(t)
+}
+
+/// A type from its mnemonic, `TYPEn` or a number.
+pub fn type_from(s: &str) -> Option<u16> {
+    TYPES.number(s)
 }
 
 /// The Internet class.
@@ -215,6 +278,78 @@ pub struct DnsMessage {
     pub edns: Option<Edns>,
 }
 
+/// A header flag bit (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD and CD) and the field it sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    /// dig's spelling, which is also the key in suites.
+    pub name: &'static str,
+    /// The bit in the header's flags word (bytes 2 and 3).
+    pub mask: u16,
+    /// What the bit says when set.
+    pub description: &'static str,
+    get: fn(&DnsMessage) -> bool,
+    set: fn(&mut DnsMessage, bool),
+}
+
+impl Flag {
+    /// Whether the flag is set in `m`.
+    pub fn get(&self, m: &DnsMessage) -> bool {
+        (self.get)(m)
+    }
+
+    /// Sets or clears the flag in `m`.
+    pub fn set(&self, m: &mut DnsMessage, on: bool) {
+        (self.set)(m, on)
+    }
+}
+
+// The bit is the flag's identity; the accessors are fn pointers, whose addresses are not.
+impl PartialEq for Flag {
+    fn eq(&self, other: &Flag) -> bool {
+        self.mask == other.mask
+    }
+}
+
+impl Eq for Flag {}
+
+// One line per flag: dig's name is the field's name, so the accessors cannot pair the wrong field.
+macro_rules! flag {
+    ($field:ident, $mask:expr, $description:expr) => {
+        Flag {
+            name: stringify!($field),
+            mask: $mask,
+            description: $description,
+            get: |m| m.$field,
+            set: |m, on| m.$field = on,
+        }
+    };
+}
+
+/// QR: the message is a response.
+pub const QR: Flag = flag!(qr, 0x8000, "a response, not a query");
+/// AA: an authoritative answer.
+pub const AA: Flag = flag!(aa, 0x0400, "an authoritative answer");
+/// TC: truncated.
+pub const TC: Flag = flag!(tc, 0x0200, "truncated to fit the transport");
+/// RD: recursion desired.
+pub const RD: Flag = flag!(rd, 0x0100, "recursion desired");
+/// RA: recursion available.
+pub const RA: Flag = flag!(ra, 0x0080, "recursion available");
+/// Z: the reserved bit.
+pub const Z: Flag = flag!(z, 0x0040, "reserved, zero in every message");
+/// AD: authentic data (RFC 4035 §3.2.3).
+pub const AD: Flag = flag!(ad, 0x0020, "authentic data, validated by the resolver");
+/// CD: checking disabled (RFC 4035 §3.2.2).
+pub const CD: Flag = flag!(cd, 0x0010, "checking disabled: the client validates");
+/// Every header flag, in wire order (which is also the order dig prints them in).
+pub const FLAGS: [Flag; 8] = [QR, AA, TC, RD, RA, Z, AD, CD];
+
+/// The flags word of the header: every flag, the OPCODE and the low four bits of the RCODE.
+fn flags_word(msg: &DnsMessage) -> u16 {
+    let fields = ((msg.opcode as u16 & 0xf) << 11) | (msg.rcode & 0xf);
+    FLAGS.iter().filter(|f| f.get(msg)).fold(fields, |w, f| w | f.mask)
+}
+
 /// A parsed message and what was odd about it.
 #[derive(Debug)]
 pub struct Parsed {
@@ -360,49 +495,78 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, CodecError> {
         ));
     }
     let mut r = Reader { buf, pos: 0 };
+    let (mut msg, counts) = header(&mut r)?;
+    let mut findings = Vec::new();
+    msg.questions = questions(&mut r, counts[0])?;
+    let opts = record_sections(&mut r, counts, &mut msg, &mut findings)?;
+    opt_record(opts, &mut msg, &mut findings)?;
+    if r.pos < buf.len() {
+        findings.push(Finding {
+            level: Level::Should,
+            rule: "RFC 1035 §4.1",
+            text: format!(
+                "{} bytes after the last record (byte {} on): the header's counts do not cover them",
+                buf.len() - r.pos,
+                r.pos
+            ),
+        });
+    }
+    Ok(Parsed { msg, findings })
+}
+
+/// The fixed header: a message with its ID, flags, OPCODE and RCODE set, and the four counts.
+fn header(r: &mut Reader) -> Result<(DnsMessage, [u16; 4]), CodecError> {
     let id = r.u16("ID")?;
     let flags = r.u16("flags")?;
     let counts = [r.u16("QDCOUNT")?, r.u16("ANCOUNT")?, r.u16("NSCOUNT")?, r.u16("ARCOUNT")?];
     let mut msg = DnsMessage {
         id,
-        qr: flags & 0x8000 != 0,
         opcode: ((flags >> 11) & 0xf) as u8,
-        aa: flags & 0x0400 != 0,
-        tc: flags & 0x0200 != 0,
-        rd: flags & 0x0100 != 0,
-        ra: flags & 0x0080 != 0,
-        z: flags & 0x0040 != 0,
-        ad: flags & 0x0020 != 0,
-        cd: flags & 0x0010 != 0,
         rcode: flags & 0xf,
         ..DnsMessage::default()
     };
-    let mut findings = Vec::new();
-    for i in 0..counts[0] {
-        if r.pos >= buf.len() {
-            return Err(err(
-                r.pos,
-                format!("QDCOUNT is {} but the message ends after {i} questions", counts[0]),
-            ));
+    for f in &FLAGS {
+        f.set(&mut msg, flags & f.mask != 0);
+    }
+    Ok((msg, counts))
+}
+
+/// The `count` entries of the question section.
+fn questions(r: &mut Reader, count: u16) -> Result<Vec<Question>, CodecError> {
+    let mut questions = Vec::new();
+    for i in 0..count {
+        if r.pos >= r.buf.len() {
+            return Err(err(r.pos, format!("QDCOUNT is {count} but the message ends after {i} questions")));
         }
         let name = r.name()?;
         let qtype = r.u16("QTYPE")?;
         let qclass = r.u16("QCLASS")?;
-        msg.questions.push(Question { name, qtype, qclass });
+        questions.push(Question { name, qtype, qclass });
     }
+    Ok(questions)
+}
+
+/// The answer, authority and additional sections into `msg`; the additional section's OPT
+/// records are returned instead, with their offsets.
+fn record_sections(
+    r: &mut Reader,
+    counts: [u16; 4],
+    msg: &mut DnsMessage,
+    findings: &mut Vec<Finding>,
+) -> Result<Vec<(usize, Record)>, CodecError> {
     let sections = [("ANCOUNT", "answer"), ("NSCOUNT", "authority"), ("ARCOUNT", "additional")];
     let mut opts: Vec<(usize, Record)> = Vec::new();
     for (si, (count_name, section)) in sections.iter().enumerate() {
         let count = counts[si + 1];
         for i in 0..count {
-            if r.pos >= buf.len() {
+            if r.pos >= r.buf.len() {
                 return Err(err(
                     r.pos,
                     format!("{count_name} is {count} but the message ends after {i} records"),
                 ));
             }
             let at = r.pos;
-            let rec = record(&mut r)?;
+            let rec = record(r)?;
             if rec.rtype == rtype::OPT {
                 if si != 2 {
                     findings.push(Finding {
@@ -422,6 +586,11 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, CodecError> {
             }
         }
     }
+    Ok(opts)
+}
+
+/// The first OPT record (found at the offsets given) into `msg.edns` and the upper RCODE bits.
+fn opt_record(opts: Vec<(usize, Record)>, msg: &mut DnsMessage, findings: &mut Vec<Finding>) -> Result<(), CodecError> {
     if opts.len() > 1 {
         findings.push(Finding {
             level: Level::Must,
@@ -429,49 +598,46 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, CodecError> {
             text: format!("{} OPT records (at most one; a responder answers FORMERR)", opts.len()),
         });
     }
-    if let Some((at, opt)) = opts.into_iter().next() {
-        if !opt.name.labels.is_empty() {
-            findings.push(Finding {
-                level: Level::Must,
-                rule: "RFC 6891 §6.1.2",
-                text: format!("the OPT record at byte {at} is not owned by the root name"),
-            });
-        }
-        let data: &[u8] = match &opt.data {
-            RData::Raw(d) => d,
-            _ => &[],
-        };
-        let mut options = Vec::new();
-        let mut o = Reader { buf: data, pos: 0 };
-        while o.pos < data.len() {
-            let code = o.u16("an EDNS option code").map_err(|e| err(at + e.offset, e.reason))?;
-            let len = o.u16("an EDNS option length").map_err(|e| err(at + e.offset, e.reason))?;
-            let value = o.take(len as usize, "an EDNS option").map_err(|e| err(at + e.offset, e.reason))?;
-            options.push((code, value.to_vec()));
-        }
-        msg.rcode |= ((opt.ttl >> 24) as u16) << 4;
-        msg.edns = Some(Edns {
-            udp_size: opt.class,
-            version: (opt.ttl >> 16) as u8,
-            dnssec_ok: opt.ttl & 0x8000 != 0,
-            z: (opt.ttl & 0x7fff) as u16,
-            options,
-        });
-    }
-    if r.pos < buf.len() {
+    let Some((at, opt)) = opts.into_iter().next() else {
+        return Ok(());
+    };
+    if !opt.name.labels.is_empty() {
         findings.push(Finding {
-            level: Level::Should,
-            rule: "RFC 1035 §4.1",
-            text: format!(
-                "{} bytes after the last record (byte {} on): the header's counts do not cover them",
-                buf.len() - r.pos,
-                r.pos
-            ),
+            level: Level::Must,
+            rule: "RFC 6891 §6.1.2",
+            text: format!("the OPT record at byte {at} is not owned by the root name"),
         });
     }
-    Ok(Parsed { msg, findings })
+    let data: &[u8] = match &opt.data {
+        RData::Raw(d) => d,
+        _ => &[],
+    };
+    let options = edns_options(data, at)?;
+    msg.rcode |= ((opt.ttl >> 24) as u16) << 4;
+    msg.edns = Some(Edns {
+        udp_size: opt.class,
+        version: (opt.ttl >> 16) as u8,
+        dnssec_ok: opt.ttl & 0x8000 != 0,
+        z: (opt.ttl & 0x7fff) as u16,
+        options,
+    });
+    Ok(())
 }
 
+/// The options in an OPT record's RDATA, as (code, data); errors are placed from `at`.
+fn edns_options(data: &[u8], at: usize) -> Result<Vec<(u16, Vec<u8>)>, CodecError> {
+    let mut options = Vec::new();
+    let mut o = Reader { buf: data, pos: 0 };
+    while o.pos < data.len() {
+        let code = o.u16("an EDNS option code").map_err(|e| err(at + e.offset, e.reason))?;
+        let len = o.u16("an EDNS option length").map_err(|e| err(at + e.offset, e.reason))?;
+        let value = o.take(len as usize, "an EDNS option").map_err(|e| err(at + e.offset, e.reason))?;
+        options.push((code, value.to_vec()));
+    }
+    Ok(options)
+}
+
+/// One resource record, whose RDATA must end where its RDLENGTH says.
 fn record(r: &mut Reader) -> Result<Record, CodecError> {
     let name = r.name()?;
     let rtype = r.u16("TYPE")?;
@@ -495,7 +661,31 @@ fn record(r: &mut Reader) -> Result<Record, CodecError> {
         buf: &r.buf[..end],
         pos: start,
     };
-    let data = match (rtype, class) {
+    let data = rdata(&mut d, rtype, class, len_at)?;
+    if d.pos != end {
+        return Err(err(
+            d.pos,
+            format!(
+                "RDLENGTH is {rdlength} but the {} fields end after {}",
+                type_name(rtype),
+                d.pos - start
+            ),
+        ));
+    }
+    r.pos = end;
+    Ok(Record {
+        name,
+        rtype,
+        class,
+        ttl,
+        data,
+    })
+}
+
+/// The RDATA that `d` holds up to its end; `len_at` is where RDLENGTH is, for errors about it.
+fn rdata(d: &mut Reader, rtype: u16, class: u16, len_at: usize) -> Result<RData, CodecError> {
+    let rdlength = d.buf.len() - d.pos;
+    Ok(match (rtype, class) {
         (rtype::A, CLASS_IN) => {
             fixed(rdlength, 4, "an A record", len_at)?;
             let b = d.take(4, "an IPv4 address")?;
@@ -511,17 +701,7 @@ fn record(r: &mut Reader) -> Result<Record, CodecError> {
             preference: d.u16("PREFERENCE")?,
             exchange: d.name()?,
         },
-        (rtype::TXT, _) => {
-            let mut strings = Vec::new();
-            while d.pos < end {
-                let n = d.u8("a character-string length")? as usize;
-                strings.push(d.take(n, "a character-string")?.to_vec());
-            }
-            if strings.is_empty() {
-                return Err(err(len_at, "a TXT record needs at least one character-string (RDLENGTH 0)"));
-            }
-            RData::Txt(strings)
-        }
+        (rtype::TXT, _) => txt(d, len_at)?,
         (rtype::SOA, _) => RData::Soa {
             mname: d.name()?,
             rname: d.name()?,
@@ -538,25 +718,20 @@ fn record(r: &mut Reader) -> Result<Record, CodecError> {
             target: d.name()?,
         },
         _ => RData::Raw(d.take(rdlength, "RDATA")?.to_vec()),
-    };
-    if d.pos != end {
-        return Err(err(
-            d.pos,
-            format!(
-                "RDLENGTH is {rdlength} but the {} fields end after {}",
-                super::text::type_name(rtype),
-                d.pos - start
-            ),
-        ));
-    }
-    r.pos = end;
-    Ok(Record {
-        name,
-        rtype,
-        class,
-        ttl,
-        data,
     })
+}
+
+/// TXT RDATA: the character-strings up to the end of `d`, at least one.
+fn txt(d: &mut Reader, len_at: usize) -> Result<RData, CodecError> {
+    let mut strings = Vec::new();
+    while d.pos < d.buf.len() {
+        let n = d.u8("a character-string length")? as usize;
+        strings.push(d.take(n, "a character-string")?.to_vec());
+    }
+    if strings.is_empty() {
+        return Err(err(len_at, "a TXT record needs at least one character-string (RDLENGTH 0)"));
+    }
+    Ok(RData::Txt(strings))
 }
 
 fn fixed(have: usize, want: usize, what: &str, at: usize) -> Result<(), CodecError> {
@@ -668,17 +843,7 @@ pub fn emit(msg: &DnsMessage) -> Vec<u8> {
         seen: HashMap::new(),
     };
     e.u16(msg.id);
-    let flags = (msg.qr as u16) << 15
-        | ((msg.opcode as u16 & 0xf) << 11)
-        | (msg.aa as u16) << 10
-        | (msg.tc as u16) << 9
-        | (msg.rd as u16) << 8
-        | (msg.ra as u16) << 7
-        | (msg.z as u16) << 6
-        | (msg.ad as u16) << 5
-        | (msg.cd as u16) << 4
-        | (msg.rcode & 0xf);
-    e.u16(flags);
+    e.u16(flags_word(msg));
     e.u16(msg.questions.len() as u16);
     e.u16(msg.answer.len() as u16);
     e.u16(msg.authority.len() as u16);
