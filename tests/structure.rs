@@ -124,8 +124,9 @@ impl Crate {
         self.files.iter().find(|(_, p)| p.as_path() == f).unwrap().0.clone()
     }
 
+    /// A folder's entry point: `mod.rs`, `lib.rs`, or `x.rs` beside its children's folder `x/`.
     fn is_front_door(p: &Path) -> bool {
-        matches!(p.file_name().and_then(|n| n.to_str()), Some("mod.rs" | "lib.rs"))
+        matches!(p.file_name().and_then(|n| n.to_str()), Some("mod.rs" | "lib.rs")) || p.with_extension("").is_dir()
     }
 
     /// The file a path names: the longest module prefix, following a folder's `pub use` re-export
@@ -284,7 +285,8 @@ fn use_tree(s: &str) -> (Vec<Vec<String>>, usize) {
 }
 
 /// Files that import each other, directly or round a circle (a folder's `mod.rs` is its front
-/// door, not a participant: it declares and re-exports its children by design).
+/// door, not a participant: it declares and re-exports its children by design; so is `x.rs` with a
+/// folder `x/`).
 fn cycles(src: &Path) -> Vec<Vec<String>> {
     let krate = Crate::new(src);
     let mut edges: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();
