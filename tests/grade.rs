@@ -654,3 +654,16 @@ fn an_unknown_user_stops_grading_before_the_submission_is_touched() {
     assert!(err.contains("error: user 'no-such-user-wc' does not exist"), "{err}");
     assert!(!report.exists(), "nothing is graded, so no report is written");
 }
+
+#[test]
+fn the_textbook_socket_servers_as_printed_score_full_marks() {
+    // One recv(1024) / recvfrom(2048), exactly as the slides print them: the labs' default
+    // grading must give every point (byte-stream and size cases are opt-in tags).
+    for (assignment, file) in [("tcp-upper", "tcp_upper_textbook"), ("udp-upper", "udp_upper_textbook")] {
+        let a = format!("ci/assignments/{assignment}.yaml");
+        let (code, out, gs, _) = grade(&a, &format!("{STUDENT}/{file}.py"), &["--retries", "0"]);
+        assert_eq!(code, 0, "{file}: {out}");
+        assert!(lost(&gs).is_empty(), "{file} loses {:?}: {out}", lost(&gs));
+        assert!(max_score(&gs) > 0.0, "{out}");
+    }
+}

@@ -394,3 +394,25 @@ fn dns_failure_shows_query_and_response_dig_like_with_differences_marked() {
     assert!(text.contains(";; ->>HEADER<<-"), "dig-like rendering:\n{text}");
     assert!(text.contains("NXDOMAIN") && text.contains("NOERROR"), "{text}");
 }
+
+#[test]
+fn the_textbook_socket_servers_pass_the_textbook_profile_and_fail_the_byte_stream_cases() {
+    let tcp = "python3 fixtures/students/tcp_upper_textbook.py {port}";
+    check_with("tcp-upper", tcp, &["--tag", "textbook"], &[]);
+    // One read per connection is the lab as printed, not a byte-stream server.
+    check_with("tcp-upper", tcp, &["--tag", "stream"], &["split-writes", "large-message"]);
+    let udp = "python3 fixtures/students/udp_upper_textbook.py {port}";
+    check_with("udp-upper", udp, &["--tag", "textbook"], &[]);
+    check_with("udp-upper", udp, &["--tag", "size"], &["large-datagram"]);
+}
+
+#[test]
+fn a_pinger_with_a_date_for_time_and_rtt_in_ms_passes_the_textbook_profile() {
+    // The lab says "Ping sequence_number time" and "print the RTT": no format for either.
+    check_with(
+        "udp-pinger",
+        "python3 fixtures/students/udp_pinger_client_textbook.py 127.0.0.1 {port}",
+        &["--tag", "textbook"],
+        &[],
+    );
+}
