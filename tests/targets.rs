@@ -129,3 +129,29 @@ fn sigterm_to_wirecheck_kills_its_targets() {
     assert_eq!(status.code(), Some(130));
     assert_eq!(processes_with(&m), Vec::<String>::new());
 }
+
+#[test]
+fn a_target_listening_on_another_port_is_told_where_it_listens() {
+    let m = marker("elsewhere");
+    let (out, _) = wirecheck(&[
+        "run",
+        "tcp-upper",
+        "--exec",
+        &target("listens_elsewhere", &m),
+        "--ready-timeout",
+        "1500ms",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let said = text.lines().find(|l| l.contains("listening on")).expect("its stdout or stderr");
+    let port = said.split_whitespace().nth(2).unwrap();
+    assert!(
+        text.contains(&format!("the program listens on tcp port {port}, not on the port it was given")),
+        "{text}"
+    );
+    assert!(text.contains("read the port from the command line"), "{text}");
+    // Explained once, with its stderr; every other case says it could not run.
+    assert_eq!(text.matches("listening on").count(), 1, "{text}");
+    assert!(text.contains("the same as above: the case could not run"), "{text}");
+    assert_eq!(processes_with(&m), Vec::<String>::new());
+}

@@ -17,6 +17,9 @@ pub struct Console {
     out: anstream::AutoStream<std::io::Stdout>,
     bar: Option<indicatif::ProgressBar>,
     verbose: bool,
+    /// Why cases could not run, as already shown: a program that does not start is explained
+    /// once, with its stderr, not again for every case.
+    shown_errors: std::collections::HashSet<String>,
 }
 
 impl Console {
@@ -26,6 +29,7 @@ impl Console {
             out: anstream::stdout(),
             bar: None,
             verbose,
+            shown_errors: std::collections::HashSet::new(),
         }
     }
 
@@ -69,7 +73,10 @@ impl Reporter for Console {
             case.points,
             r.duration
         );
-        if r.verdict != Verdict::Pass {
+        let repeated = r.verdict == Verdict::Error && r.failure.as_ref().is_some_and(|f| !self.shown_errors.insert(f.message.clone()));
+        if repeated {
+            s.push_str(&format!("  {BOLD}error:{BOLD:#}    the same as above: the case could not run\n"));
+        } else if r.verdict != Verdict::Pass {
             s.push_str(&failure_text(r, true));
             s.push('\n');
         } else if self.verbose {
@@ -91,7 +98,13 @@ impl Reporter for Console {
         }
         let mut text = String::new();
         for e in &s.target_errors {
-            text.push_str(&format!("{RED}error:{RED:#} {}\n", e.to_string().replace('\n', "\n       ")));
+            let e = e.to_string();
+            // Shown in full on the first case it stopped: here its first line is enough.
+            let e = match self.shown_errors.contains(&e) {
+                true => e.lines().next().unwrap_or_default().to_string(),
+                false => e,
+            };
+            text.push_str(&format!("{RED}error:{RED:#} {}\n", e.replace('\n', "\n       ")));
         }
         let style = if s.failed + s.errors == 0 && s.target_errors.is_empty() {
             GREEN

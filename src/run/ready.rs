@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::suite::Transport;
+use crate::proto::Transport;
 
 /// A bound socket found in the kernel's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,11 @@ pub struct BoundSocket {
 
 /// Sockets bound to `port`: listening TCP sockets, or any UDP socket.
 pub fn bound_sockets(port: u16, transport: Transport) -> Vec<BoundSocket> {
+    all_bound(transport).into_iter().filter(|s| s.local.port() == port).collect()
+}
+
+/// Every listening TCP socket, or every bound UDP socket.
+fn all_bound(transport: Transport) -> Vec<BoundSocket> {
     let (files, state) = match transport {
         Transport::Tcp => (["/proc/net/tcp", "/proc/net/tcp6"], "0A"),
         Transport::Udp => (["/proc/net/udp", "/proc/net/udp6"], "07"),
@@ -27,10 +32,24 @@ pub fn bound_sockets(port: u16, transport: Transport) -> Vec<BoundSocket> {
     let mut out = Vec::new();
     for f in files {
         if let Ok(text) = std::fs::read_to_string(f) {
-            out.extend(parse_table(&text, state).into_iter().filter(|s| s.local.port() == port));
+            out.extend(parse_table(&text, state));
         }
     }
     out
+}
+
+/// The ports process group `pgid` listens on (TCP) or has bound (UDP), sorted: when a program
+/// never opens the port it was given, this says where it listens instead.
+pub fn ports_of(pgid: i32, transport: Transport) -> Vec<u16> {
+    let held = socket_inodes(&group_members(pgid));
+    let mut ports: Vec<u16> = all_bound(transport)
+        .into_iter()
+        .filter(|s| held.contains(&s.inode))
+        .map(|s| s.local.port())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 /// Parses a `/proc/net/{tcp,udp}[6]` table, keeping rows in `state`.

@@ -96,8 +96,9 @@ pub enum TargetError {
     },
     /// The `--exec` program did not bind its port within `--ready-timeout` (it was killed).
     #[error(
-        "the target never opened {} within {ready_timeout:?}; it must listen on the port it is given as {{port}}\n--- its stderr ---\n{stderr_tail}",
-        socket(*transport, *port, command)
+        "the target never opened {} within {ready_timeout:?}{}\n--- its stderr ---\n{stderr_tail}",
+        socket(*transport, *port, command),
+        elsewhere_hint(*transport, *port, elsewhere, "port")
     )]
     NeverReady {
         /// The suite's transport.
@@ -108,9 +109,26 @@ pub enum TargetError {
         command: String,
         /// `--ready-timeout`.
         ready_timeout: Duration,
+        /// The ports it listens on instead, if any.
+        elsewhere: Vec<u16>,
         /// The end of its stderr.
         stderr_tail: String,
     },
+}
+
+/// What to say about a program that never opened `port`: where it listens instead (a port
+/// written into the program, the commonest cause), or that it must use the one it was given.
+fn elsewhere_hint(transport: Transport, port: u16, elsewhere: &[u16], placeholder: &str) -> String {
+    let list = elsewhere.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    match elsewhere {
+        [] => format!("; it must listen on the port it is given as {{{placeholder}}}"),
+        [_] => format!(
+            ": the program listens on {transport} port {list}, not on the port it was given ({port}); read the port from the command line ({{{placeholder}}})"
+        ),
+        _ => format!(
+            ": the program listens on {transport} ports {list}, not on the port it was given ({port}); read the port from the command line ({{{placeholder}}})"
+        ),
+    }
 }
 
 /// Why a client (or a server a case starts with `start: {listen: ...}`) could not be started;
@@ -141,7 +159,7 @@ pub enum LaunchError {
         stderr_tail: String,
     },
     /// The program did not bind `{listen_port}` before the step's deadline.
-    #[error("'{command}' did not listen on {transport} port {port} in time (it is given as {{listen_port}})")]
+    #[error("'{command}' did not listen on {transport} port {port} in time{}", elsewhere_hint(*transport, *port, elsewhere, "listen_port"))]
     NotListening {
         /// The command line, placeholders filled.
         command: String,
@@ -149,6 +167,8 @@ pub enum LaunchError {
         transport: Transport,
         /// Its `{listen_port}`.
         port: u16,
+        /// The ports it listens on instead, if any.
+        elsewhere: Vec<u16>,
     },
     /// The bundled reference server refused its options or could not bind.
     #[error("the reference server '{name}' did not start: {source}")]
@@ -259,10 +279,11 @@ impl Launcher {
                             stderr_tail,
                         })
                     }
-                    Err(NotReady::TimedOut) => Err(LaunchError::NotListening {
+                    Err(NotReady::TimedOut(elsewhere)) => Err(LaunchError::NotListening {
                         command: cmd,
                         transport,
                         port,
+                        elsewhere,
                     }),
                 }
             }
@@ -522,7 +543,7 @@ impl SuiteTarget {
                     stderr_tail,
                 })
             }
-            Err(NotReady::TimedOut) => {
+            Err(NotReady::TimedOut(elsewhere)) => {
                 let stderr_tail = program.stderr.tail(2000);
                 program.kill().await;
                 Err(TargetError::NeverReady {
@@ -530,6 +551,7 @@ impl SuiteTarget {
                     port,
                     command,
                     ready_timeout: self.ready_timeout,
+                    elsewhere,
                     stderr_tail,
                 })
             }
@@ -541,8 +563,8 @@ impl SuiteTarget {
 enum NotReady {
     /// It ended first.
     Exited(Exit),
-    /// The deadline passed.
-    TimedOut,
+    /// The deadline passed; the ports it listens on instead, if any.
+    TimedOut(Vec<u16>),
 }
 
 /// Waits until `program` has a `transport` socket bound to `port` (seen in the socket tables,
@@ -563,7 +585,12 @@ async fn wait_ready(program: &Program, port: u16, transport: Transport, deadline
             return Ok(addr);
         }
         if Instant::now() >= deadline {
-            return Err(NotReady::TimedOut);
+            let elsewhere = if ready::supported() {
+                ready::ports_of(pgid, transport)
+            } else {
+                Vec::new()
+            };
+            return Err(NotReady::TimedOut(elsewhere));
         }
         // The socket tables have no change notification: look again shortly.
         tokio::time::sleep(Duration::from_millis(10)).await;
