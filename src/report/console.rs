@@ -176,6 +176,9 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
         out.push_str(&format!("  {bold}checks:{bold:#}   {rfc} — {}\n", case.title));
     }
     out.push_str(&format!("  {bold}error:{bold:#}    {}\n", f.message));
+    for h in &f.hints {
+        out.push_str(&format!("  {bold}hint:{bold:#}     {h}\n"));
+    }
     if let (Some(e), Some(g)) = (&f.expected, &f.got) {
         if e.contains('\n') || g.contains('\n') {
             out.push_str(&format!("  {bold}diff:{bold:#}     {red}- expected{red:#} {green}+ got{green:#}\n"));

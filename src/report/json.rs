@@ -37,6 +37,7 @@ pub fn case_json(r: &CaseResult) -> Value {
             "at": f.at.map(|l| json!({ "line": l.line, "col": l.col })),
             "expected": f.expected,
             "got": f.got,
+            "hints": f.hints,
             "stderr_tail": r.stderr_tail,
         })
     });

@@ -1,5 +1,9 @@
 //! Runs one case's steps: the interpreter behind every suite keyword.
 
+// A step returns its whole explanation (`Failure`: where, what was expected and what came, the
+// hints) by value; it is built at most once per case, so its size is never on a hot path.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use super::child::Exit;
-use super::conn::{Conn, RecvError, TcpConn};
+use super::conn::{Conn, RecvError, SendError, TcpConn};
 use super::process::Program;
 use super::target::{Launcher, TargetError};
 use crate::dialogue::{ConnInfo, EventKind, Recorder};
@@ -35,6 +39,11 @@ pub struct Failure {
     pub expected: Option<String>,
     /// What arrived instead.
     pub got: Option<String>,
+    /// Likely causes the record shows, in plain words with the rule and the fix.
+    pub hints: Vec<String>,
+    /// The failing step was a send the program cut short by going away.
+    #[serde(skip)]
+    pub send_cut_short: bool,
 }
 
 impl Failure {
@@ -52,6 +61,13 @@ impl Failure {
         self.got = Some(got.into());
         self
     }
+}
+
+/// A send that failed; one the program cut short by going away is marked, for the hints.
+fn send_failure(step: &Step, e: SendError) -> Failure {
+    let mut f = Failure::at(step, e.to_string());
+    f.send_cut_short = matches!(e, SendError::PeerGone { .. });
+    f
 }
 
 /// What a case runs against: fixed for the whole case.
@@ -405,7 +421,12 @@ impl Ctx {
         match transport {
             Transport::Tcp => match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
                 Err(_) => Err(Failure::at(step, format!("connecting to {addr} timed out"))),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                // A listener that closes with our SYN still in its queue resets it: to a client
+                // that expects the server to have stopped listening, that is the same refusal.
+                Ok(Err(e))
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        || (refused && e.kind() == std::io::ErrorKind::ConnectionReset) =>
+                {
                     let info = self.info(env, name, transport, true, None, Some(addr));
                     let id = env.rec.open(info);
                     env.rec.event(id, EventKind::Refused);
@@ -536,20 +557,14 @@ impl Ctx {
                     Piece::Pause(d) => tokio::time::sleep(*d).await,
                     Piece::Data(d) => {
                         let bytes = self.bytes(env, step, d)?;
-                        self.conn(step)?
-                            .send(&bytes, deadline)
-                            .await
-                            .map_err(|e| Failure::at(step, e.to_string()))?;
+                        self.conn(step)?.send(&bytes, deadline).await.map_err(|e| send_failure(step, e))?;
                     }
                 }
             }
             return Ok(());
         }
         let bytes = self.bytes(env, step, p)?;
-        self.conn(step)?
-            .send(&bytes, deadline)
-            .await
-            .map_err(|e| Failure::at(step, e.to_string()))
+        self.conn(step)?.send(&bytes, deadline).await.map_err(|e| send_failure(step, e))
     }
 
     async fn expect(&mut self, env: &Env, step: &Step, e: &Expect, deadline: Instant) -> Result<(), Failure> {

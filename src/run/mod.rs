@@ -4,6 +4,7 @@ pub mod capture;
 mod case;
 pub mod child;
 mod conn;
+mod diagnose;
 pub mod process;
 pub mod ready;
 mod result;
@@ -237,6 +238,14 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
             i.stop().await;
         }
     }
+    let dialogue = rec.snapshot();
+    if let Some(f) = failure.as_mut() {
+        let failed = diagnose::Failed {
+            expected: f.expected.as_deref(),
+            send_cut_short: f.send_cut_short,
+        };
+        f.hints = diagnose::hints(&dialogue, failed);
+    }
     let verdict = if failure.is_none() { Verdict::Pass } else { Verdict::Fail };
     let result = CaseResult {
         suite: suite.clone(),
@@ -245,7 +254,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         points: if verdict == Verdict::Pass { case.points } else { 0.0 },
         duration: started.elapsed(),
         failure,
-        dialogue: rec.snapshot(),
+        dialogue,
         stderr_tail,
         warnings: env.warnings.lock().map(|w| w.clone()).unwrap_or_default(),
     };
