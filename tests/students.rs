@@ -21,8 +21,52 @@ fn check(suite: &str, cmd: &str, must_fail: &[&str]) {
                 failed.iter().any(|f| f == case),
                 "{cmd} should fail {suite}::{case}; failed: {failed:?}\n{out}"
             );
+            golden(cmd, suite, case, &report);
         }
     }
+}
+
+/// The failure a buggy sample gets on the case aimed at its bug, stored and reviewed like a
+/// snapshot (`tests/snapshots/students__SAMPLE__CASE.snap`): a change in what a student reads
+/// shows up in review. Ports, dates and clock readings are placeholders.
+fn golden(cmd: &str, suite: &str, case: &str, report: &serde_json::Value) {
+    let sample = cmd
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("fixtures/students/"))
+        .map(|f| f.trim_end_matches(".py").to_string())
+        .unwrap_or_else(|| panic!("{cmd}: not a sample in fixtures/students"));
+    let c = report["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["case"] == case)
+        .unwrap_or_else(|| panic!("{suite}::{case} did not run"));
+    let f = &c["failure"];
+    let mut text = format!("{suite}::{case}\n");
+    if let Some(step) = f["step"].as_object() {
+        text.push_str(&format!(
+            "step: {}:{}:{} ({})\n",
+            step["file"].as_str().unwrap_or(""),
+            step["line"],
+            step["col"],
+            step["keyword"].as_str().unwrap_or("")
+        ));
+    }
+    text.push_str(&format!("error: {}\n", f["message"].as_str().unwrap_or("")));
+    for h in f["hints"].as_array().into_iter().flatten() {
+        text.push_str(&format!("hint: {}\n", h.as_str().unwrap_or("")));
+    }
+    for k in ["expected", "got"] {
+        if let Some(v) = f[k].as_str() {
+            text.push_str(&format!("{k}: {v}\n"));
+        }
+    }
+    let text = wirecheck::dialogue::normalize(&text);
+    let text = regex::Regex::new(r"\bport \d+")
+        .unwrap()
+        .replace_all(&text, "port PORT")
+        .into_owned();
+    insta::assert_snapshot!(format!("{sample}__{case}"), text);
 }
 
 fn py(file: &str) -> String {
@@ -168,6 +212,7 @@ fn check_with(suite: &str, cmd: &str, extra: &[&str], must_fail: &[&str]) {
                 failed.iter().any(|f| f == case),
                 "{cmd} should fail {suite}::{case}; failed: {failed:?}\n{out}"
             );
+            golden(cmd, suite, case, &report);
         }
     }
 }
