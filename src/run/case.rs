@@ -44,6 +44,9 @@ pub struct Failure {
     /// The failing step was a send the program cut short by going away.
     #[serde(skip)]
     pub send_cut_short: bool,
+    /// The server under test exited by itself, with status 0, during the case.
+    #[serde(skip)]
+    pub server_exited_cleanly: bool,
 }
 
 impl Failure {

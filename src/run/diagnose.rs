@@ -12,15 +12,54 @@ pub struct Failed<'a> {
     pub expected: Option<&'a str>,
     /// It was a send that the program cut short by going away.
     pub send_cut_short: bool,
+    /// The server under test exited cleanly (status 0) during the case.
+    pub server_exited_cleanly: bool,
 }
 
 /// What a failed case's record suggests, each in plain words with the rule broken and the fix.
 pub fn hints(d: &Dialogue, failed: Failed) -> Vec<String> {
-    d.connections
+    let mut out: Vec<String> = d
+        .connections
         .iter()
         .filter(|c| c.transport == Transport::Tcp && !c.captured)
         .filter_map(|c| read_once(d, c.id, c.harness_is_client, &c.name, failed))
-        .collect()
+        .collect();
+    out.extend(no_accept_loop(d, failed));
+    out
+}
+
+/// A server that exited by itself, cleanly, after answering a connection: it has no loop around
+/// `accept`.
+fn no_accept_loop(d: &Dialogue, failed: Failed) -> Option<String> {
+    if !failed.server_exited_cleanly {
+        return None;
+    }
+    let answered = d
+        .connections
+        .iter()
+        .filter(|c| c.harness_is_client && c.transport == Transport::Tcp)
+        .filter(|c| {
+            d.events.iter().any(|e| {
+                e.conn == c.id
+                    && matches!(
+                        &e.kind,
+                        EventKind::Data {
+                            dir: Direction::ServerToClient,
+                            ..
+                        }
+                    )
+            })
+        })
+        .count();
+    let connections = match answered {
+        0 => return None,
+        1 => "one connection".to_string(),
+        n => format!("{n} connections"),
+    };
+    Some(format!(
+        "the program exited by itself (status 0) after answering {connections}: a server keeps accepting connections \
+         until it is stopped; put accept and the reply in a loop (the textbook's `while True:`, K&R 2.7.2)"
+    ))
 }
 
 /// A program that answered a prefix of what it was sent and closed: it read once, as if one
@@ -121,6 +160,27 @@ mod tests {
             ..Failed::default()
         };
         assert_eq!(hints(&d, cut).len(), 1);
+        assert!(hints(&d, Failed::default()).is_empty());
+    }
+
+    #[test]
+    fn a_server_that_exits_after_one_answer_has_no_accept_loop() {
+        use Direction::*;
+        let d = dialogue(vec![
+            data(ClientToServer, b"one\n"),
+            data(ServerToClient, b"ONE\n"),
+            EventKind::Closed { dir: ServerToClient },
+        ]);
+        let exited = Failed {
+            server_exited_cleanly: true,
+            ..Failed::default()
+        };
+        let h = hints(&d, exited);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(
+            h[0].contains("after answering one connection") && h[0].contains("while True"),
+            "{h:?}"
+        );
         assert!(hints(&d, Failed::default()).is_empty());
     }
 

@@ -210,6 +210,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
             if was_running || suite.role == Role::Client {
                 f.message.push_str(&format!(" (the target ended with {exit} during this case)"));
             }
+            f.server_exited_cleanly = was_running && suite.role == Role::Server && exit == child::Exit::Code(0);
         }
         if let Some(f) = failure.as_mut() {
             let tail = p.stderr.tail(2000);
@@ -243,6 +244,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         let failed = diagnose::Failed {
             expected: f.expected.as_deref(),
             send_cut_short: f.send_cut_short,
+            server_exited_cleanly: f.server_exited_cleanly,
         };
         f.hints = diagnose::hints(&dialogue, failed);
     }
