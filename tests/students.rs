@@ -349,6 +349,12 @@ fn smtp_good_client_passes() {
     check("smtp-client", &mail_client("smtp_client"), &[]);
 }
 
+/// A client that aborts a refused transaction with RSET before QUIT gets 250 to its RSET, then 221.
+#[test]
+fn smtp_client_that_sends_rset_passes() {
+    check("smtp-client", &mail_client("smtp_client_rset"), &[]);
+}
+
 /// The lab's client sends a message of its own and no file: the transaction cases must pass it.
 #[test]
 fn smtp_client_with_its_own_message_passes_core() {
