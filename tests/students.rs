@@ -320,11 +320,33 @@ fn http_failure_shows_request_response_location_and_rfc() {
     assert!(text.contains("Content-Length:"), "response headers are shown:\n{text}");
 }
 
-const SMTP_PROFILE: &[&str] = &["--tag", "core", "--tag", "ext", "--tag", "strict", "--tag", "robustness"];
+const SMTP_PROFILE: &[&str] = &[
+    "--tag",
+    "core",
+    "--tag",
+    "ext",
+    "--tag",
+    "strict",
+    "--tag",
+    "robustness",
+    "--tag",
+    "pipelining",
+    "--tag",
+    "recipients",
+    "--tag",
+    "relay",
+];
 
 #[test]
 fn smtp_good_server_passes_its_profile() {
     check_with("smtp", &py("smtp_server"), SMTP_PROFILE, &[]);
+}
+
+/// A textbook server that takes every recipient and announces no extension does what RFC 5321
+/// requires of every server: core and robustness must not fail it.
+#[test]
+fn smtp_textbook_server_passes_core() {
+    check_with("smtp", &py("smtp_server_textbook"), &["--tag", "core", "--tag", "robustness"], &[]);
 }
 
 #[test]
@@ -334,6 +356,7 @@ fn smtp_buggy_servers_fail_their_cases() {
         ("smtp_server_single_recv", "pipelining"),
         ("smtp_server_no_quit_close", "quit-closes"),
         ("smtp_server_ehlo_no_dash", "ehlo-multiline"),
+        ("smtp_server_lf_dot", "bare-lf-dot-not-end"),
     ] {
         check_with("smtp", &py(file), &["--case", case], &[case]);
     }
@@ -346,6 +369,19 @@ fn pop3(file: &str) -> String {
 #[test]
 fn pop3_good_server_passes() {
     check("pop3", &pop3("pop3_server"), &[]);
+}
+
+/// A server without the optional TOP and UIDL (RFC 1939 §7) passes everything but the optional cases.
+#[test]
+fn pop3_server_without_optional_commands_passes_the_rest() {
+    let tags = ["--tag", "core", "--tag", "two-users", "--tag", "ext", "--tag", "strict"];
+    check_with("pop3", &pop3("pop3_server_minimal"), &tags, &[]);
+    check_with(
+        "pop3",
+        &pop3("pop3_server_minimal"),
+        &["--tag", "optional"],
+        &["top", "top-lines", "uidl", "uidl-stable"],
+    );
 }
 
 #[test]
@@ -366,6 +402,23 @@ fn mail_client(file: &str) -> String {
 #[test]
 fn smtp_good_client_passes() {
     check("smtp-client", &mail_client("smtp_client"), &[]);
+}
+
+/// A client that aborts a refused transaction with RSET before QUIT gets 250 to its RSET, then 221.
+#[test]
+fn smtp_client_that_sends_rset_passes() {
+    check("smtp-client", &mail_client("smtp_client_rset"), &[]);
+}
+
+/// The lab's client sends a message of its own and no file: the transaction cases must pass it.
+#[test]
+fn smtp_client_with_its_own_message_passes_core() {
+    check_with(
+        "smtp-client",
+        &client("smtp_client_own_message"),
+        &["--tag", "core", "--tag", "strict"],
+        &[],
+    );
 }
 
 #[test]

@@ -160,6 +160,16 @@ impl Ctx {
     fn steps<'a>(&'a mut self, env: &'a Env, steps: &'a [Step]) -> StepFuture<'a> {
         Box::pin(async move {
             for s in steps {
+                if let Some((var, want)) = &s.when {
+                    let want = want.render(&self.vars).map_err(|e| Failure::at(s, e))?;
+                    let have = self
+                        .vars
+                        .get(var)
+                        .ok_or_else(|| Failure::at(s, format!("variable '{var}' is not set")))?;
+                    if !have.eq_ignore_ascii_case(&want) {
+                        continue;
+                    }
+                }
                 self.step(env, s).await?;
             }
             Ok(())

@@ -144,6 +144,12 @@ impl Scope {
 
     fn step(&mut self, step: &Step) {
         let loc = step.loc;
+        if let Some((var, want)) = &step.when {
+            self.uses(loc, want);
+            if let Ok(t) = Template::parse(&format!("${{{var}}}")) {
+                self.uses(loc, &t);
+            }
+        }
         match &step.kind {
             StepKind::Connect { name, to, .. } => {
                 if let Some(t) = to {

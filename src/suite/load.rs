@@ -28,7 +28,7 @@ pub const STEP_KEYWORDS: &[&str] = &[
     "expect_output",
     "expect_exit",
 ];
-const STEP_MODIFIERS: &[&str] = &["on", "timeout"];
+const STEP_MODIFIERS: &[&str] = &["on", "timeout", "when"];
 const SUITE_KEYS: &[&str] = &[
     "suite",
     "title",
@@ -342,6 +342,7 @@ impl LoadCx {
                 kind,
                 on: None,
                 timeout: None,
+                when: None,
                 loc: node.loc,
             });
         }
@@ -355,6 +356,7 @@ impl LoadCx {
         let mut keyword: Option<(&Node, &Node)> = None;
         let mut on = None;
         let mut timeout = None;
+        let mut when = None;
         for (k, v) in pairs {
             let name = k.as_str().unwrap_or("");
             if STEP_KEYWORDS.contains(&name) {
@@ -372,6 +374,8 @@ impl LoadCx {
                 on = self.string(v, "on");
             } else if name == "timeout" {
                 timeout = self.duration(v, "timeout");
+            } else if name == "when" {
+                when = Some(self.when(v)?);
             } else {
                 let known = STEP_KEYWORDS.iter().chain(STEP_MODIFIERS).copied();
                 let help = did_you_mean(name, known).unwrap_or_else(|| format!("steps are: {}", STEP_KEYWORDS.join(", ")));
@@ -393,8 +397,19 @@ impl LoadCx {
             kind,
             on,
             timeout,
+            when,
             loc: k.loc,
         })
+    }
+
+    /// `when: { var: value }`: one variable and the value it must have.
+    fn when(&mut self, v: &Node) -> Option<(String, crate::syntax::Template)> {
+        let pairs = self.mapping(v, "when must be a mapping", "e.g. when: { verb: RSET }")?;
+        let [(name, value)] = pairs else {
+            self.err_help(v, "when names one variable", "e.g. when: { verb: RSET }");
+            return None;
+        };
+        Some((self.string(name, "a variable name")?, self.template(value, "when")?))
     }
 
     fn step_kind(&mut self, keyword: &str, v: &Node, ctx: &StepCtx) -> Option<StepKind> {

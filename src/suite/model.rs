@@ -78,6 +78,9 @@ pub struct Step {
     pub on: Option<String>,
     /// Per-step timeout override.
     pub timeout: Option<Duration>,
+    /// `when: { var: value }`: the step runs only when the variable has this value (ASCII case
+    /// ignored), so a script can follow either of the legal paths a peer may take.
+    pub when: Option<(String, Template)>,
     /// Where the step's keyword is.
     pub loc: Loc,
 }

@@ -2,7 +2,8 @@
 //!
 //! Structured expect keys: on replies `code` (250, [250, 251], 2xx), `text` (a regex any reply
 //! line must match), `multiline`; on commands (the harness playing the server) `command`, `args`
-//! (a regex), and `data` (the message after un-stuffing: `line`, `regex`, `file`); `capture`
+//! (a regex), and `data` (the message after un-stuffing: `line`, `regex`, `file`; `data: {}` takes
+//! any message, for a client that sends its own); `capture`
 //! takes `{ var: regex-with-a-group }` over the reply or command text.
 
 use regex::Regex;
@@ -59,6 +60,8 @@ struct SmtpExpect {
     multiline: Option<bool>,
     command: Option<Vec<String>>,
     args: Option<Template>,
+    /// DATA content is expected (with `data` checks, or none for any message).
+    wants_data: bool,
     data: Vec<DataCheck>,
     captures: Vec<(String, Regex)>,
 }
@@ -101,6 +104,7 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     };
     let args = cx.optional(&f, "args", LoadCx::regex)?;
     let mut data = Vec::new();
+    let wants_data = f.get("data").is_some();
     if let Some(d) = f.get("data") {
         let df = cx.fields(d, &["line", "regex", "file"], "a DATA check")?;
         if let Some(l) = df.get("line") {
@@ -123,6 +127,7 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
         multiline,
         command,
         args,
+        wants_data,
         data,
         captures,
     }))
@@ -139,7 +144,7 @@ impl StructuredExpect for SmtpExpect {
         };
         match m {
             SmtpMessage::Reply { code, lines } => {
-                if self.command.is_some() || !self.data.is_empty() {
+                if self.command.is_some() || self.wants_data {
                     return Err(mismatch(
                         format!("a reply ({code}) came where a client command was expected"),
                         self.describe(),
@@ -176,7 +181,7 @@ impl StructuredExpect for SmtpExpect {
                 if self.code.is_some() {
                     return Err(mismatch("a client command came where a reply was expected", self.describe(), msg));
                 }
-                if !self.data.is_empty() {
+                if self.wants_data {
                     return Err(mismatch(
                         format!("the command {verb} came where the DATA content was expected"),
                         self.describe(),
@@ -279,6 +284,9 @@ impl StructuredExpect for SmtpExpect {
         }
         if self.multiline == Some(true) {
             parts.push("multi-line".into());
+        }
+        if self.wants_data && self.data.is_empty() {
+            parts.push("DATA content".into());
         }
         for d in &self.data {
             parts.push(match d {
