@@ -9,6 +9,7 @@ use crate::run::{CaseResult, Reporter, Summary, Verdict};
 const RED: Style = AnsiColor::Red.on_default().bold();
 const GREEN: Style = AnsiColor::Green.on_default().bold();
 const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const CYAN: Style = AnsiColor::Cyan.on_default().bold();
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
 
@@ -62,6 +63,7 @@ impl Reporter for Console {
             Verdict::Pass => (GREEN, "PASS"),
             Verdict::Fail => (RED, "FAIL"),
             Verdict::Error => (YELLOW, "ERROR"),
+            Verdict::NotApplicable => (CYAN, "N/A"),
         };
         let mut s = format!(
             "{style}{word:<5}{style:#} {} {DIM}({} pts, {:.0?}){DIM:#}\n",
@@ -69,7 +71,12 @@ impl Reporter for Console {
             case.points,
             r.duration
         );
-        if r.verdict != Verdict::Pass {
+        if let Some(premise) = r.premise() {
+            s.push_str(&not_applicable_text(r, premise, true));
+            if self.verbose {
+                s.push_str(&indent(&r.transcript(true), "    "));
+            }
+        } else if r.verdict != Verdict::Pass {
             s.push_str(&failure_text(r, true));
             s.push('\n');
         } else if self.verbose {
@@ -106,6 +113,10 @@ impl Reporter for Console {
                 format!(", {} errors", s.errors)
             } else {
                 String::new()
+            } + &if s.not_applicable > 0 {
+                format!(", {} n/a", s.not_applicable)
+            } else {
+                String::new()
             },
             fmt_points(s.points),
             fmt_points(s.max_points),
@@ -126,6 +137,29 @@ fn fmt_points(p: f64) -> String {
 
 fn indent(s: &str, by: &str) -> String {
     s.lines().map(|l| format!("{by}{l}\n")).collect()
+}
+
+/// Why a case does not apply: its premise, the step, and what arrived instead (no dialogue: nothing
+/// is wrong with the program).
+pub fn not_applicable_text(r: &CaseResult, premise: &str, color: bool) -> String {
+    let bold = if color { BOLD } else { Style::new() };
+    let mut out = format!("  {bold}n/a:{bold:#}      the program does not offer: {premise} (costs no points)\n");
+    if let Some(f) = &r.failure {
+        if let Some(loc) = f.loc {
+            out.push_str(&format!(
+                "  {bold}step:{bold:#}     {}:{}:{} ({})\n",
+                r.suite.source.path.display(),
+                loc.line,
+                loc.col,
+                f.keyword.unwrap_or("step")
+            ));
+        }
+        out.push_str(&format!("  {bold}because:{bold:#}  {}\n", f.message));
+        if let Some(g) = &f.got {
+            out.push_str(&format!("  {bold}got:{bold:#}      {}\n", g.lines().next().unwrap_or("")));
+        }
+    }
+    out
 }
 
 /// The failure block: step location, what it checks, expected vs got (a diff when multi-line),

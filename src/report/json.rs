@@ -38,6 +38,7 @@ pub fn case_json(r: &CaseResult) -> Value {
             "expected": f.expected,
             "got": f.got,
             "stderr_tail": r.stderr_tail,
+            "premise": f.premise,
         })
     });
     json!({
@@ -50,7 +51,8 @@ pub fn case_json(r: &CaseResult) -> Value {
         "hidden": case.hidden,
         "verdict": r.verdict,
         "points": r.points,
-        "max_points": case.points,
+        "max_points": r.max_points(),
+        "not_applicable": r.premise(),
         "duration_ms": r.duration.as_millis() as u64,
         "failure": failure,
         "warnings": r.warnings,

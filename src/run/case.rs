@@ -35,6 +35,9 @@ pub struct Failure {
     pub expected: Option<String>,
     /// What arrived instead.
     pub got: Option<String>,
+    /// Set when the step that did not hold carries a `premise:` and the message arrived but did
+    /// not match: the program does not offer what the case needs, so the case does not apply.
+    pub premise: Option<String>,
 }
 
 impl Failure {
@@ -45,6 +48,12 @@ impl Failure {
             keyword: Some(step.kind.keyword()),
             ..Failure::default()
         }
+    }
+
+    /// A mismatch of a message that arrived: with a `premise:` on the step, the case does not apply.
+    fn unmet(mut self, step: &Step) -> Failure {
+        self.premise = step.premise.clone();
+        self
     }
 
     fn with(mut self, expected: impl Into<String>, got: impl Into<String>) -> Failure {
@@ -571,7 +580,9 @@ impl Ctx {
                     .await
                     .map_err(|err| recv_fail(err, quote(&want)))?;
                 if m.text != want {
-                    return Err(Failure::at(step, "the reply differs").with(quote(&want), quote(&m.text)));
+                    return Err(Failure::at(step, "the reply differs")
+                        .with(quote(&want), quote(&m.text))
+                        .unmet(step));
                 }
                 check_not_before(step, e, started, at)?;
                 m.text
@@ -586,7 +597,9 @@ impl Ctx {
                     }
                 }
                 if got != want {
-                    return Err(Failure::at(step, "the lines differ").with(want.join("\n"), got.join("\n")));
+                    return Err(Failure::at(step, "the lines differ")
+                        .with(want.join("\n"), got.join("\n"))
+                        .unmet(step));
                 }
                 got.join("\n")
             }
@@ -599,7 +612,9 @@ impl Ctx {
                     .await
                     .map_err(|err| recv_fail(err, format!("a message matching /{pattern}/")))?;
                 let Some(caps) = re.captures(&m.text) else {
-                    return Err(Failure::at(step, "the reply does not match").with(format!("/{pattern}/"), quote(&m.text)));
+                    return Err(Failure::at(step, "the reply does not match")
+                        .with(format!("/{pattern}/"), quote(&m.text))
+                        .unmet(step));
                 };
                 check_not_before(step, e, started, at)?;
                 for name in re.capture_names().flatten() {
@@ -619,7 +634,8 @@ impl Ctx {
                 if got != want {
                     let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
                     return Err(Failure::at(step, format!("the bytes differ at offset {at}"))
-                        .with(escape_bytes(&want, 300), escape_bytes(&got, 300)));
+                        .with(escape_bytes(&want, 300), escape_bytes(&got, 300))
+                        .unmet(step));
                 }
                 String::from_utf8_lossy(&got).into_owned()
             }
@@ -655,7 +671,7 @@ impl Ctx {
                         }
                     }
                     Err(mm) => {
-                        let mut f = Failure::at(step, mm.message).with(mm.expected, mm.got);
+                        let mut f = Failure::at(step, mm.message).with(mm.expected, mm.got).unmet(step);
                         f.at = mm.at;
                         return Err(f);
                     }
@@ -675,9 +691,9 @@ impl Ctx {
             match re.captures(&text).and_then(|c| c.get(1)) {
                 Some(m) => self.set_var(step, name, m.as_str()),
                 None => {
-                    return Err(
-                        Failure::at(step, format!("nothing to capture into '{name}'")).with(format!("/{}/", re.as_str()), quote(&text))
-                    )
+                    return Err(Failure::at(step, format!("nothing to capture into '{name}'"))
+                        .with(format!("/{}/", re.as_str()), quote(&text))
+                        .unmet(step))
                 }
             }
         }
@@ -779,8 +795,11 @@ impl Ctx {
             if child.last.is_some() {
                 self.last = child.last;
             }
-            if let (Err(e), None) = (r, &first_err) {
-                first_err = Some(e);
+            // A branch that failed outright outweighs one whose premise did not hold.
+            match (r, &first_err) {
+                (Err(e), None) => first_err = Some(e),
+                (Err(e), Some(f)) if f.premise.is_some() && e.premise.is_none() => first_err = Some(e),
+                _ => {}
             }
         }
         first_err.map_or(Ok(()), Err)

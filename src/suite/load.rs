@@ -28,7 +28,7 @@ pub const STEP_KEYWORDS: &[&str] = &[
     "expect_output",
     "expect_exit",
 ];
-const STEP_MODIFIERS: &[&str] = &["on", "timeout"];
+const STEP_MODIFIERS: &[&str] = &["on", "timeout", "premise"];
 const SUITE_KEYS: &[&str] = &[
     "suite",
     "title",
@@ -342,6 +342,7 @@ impl LoadCx {
                 kind,
                 on: None,
                 timeout: None,
+                premise: None,
                 loc: node.loc,
             });
         }
@@ -355,6 +356,7 @@ impl LoadCx {
         let mut keyword: Option<(&Node, &Node)> = None;
         let mut on = None;
         let mut timeout = None;
+        let mut premise: Option<(&Node, String)> = None;
         for (k, v) in pairs {
             let name = k.as_str().unwrap_or("");
             if STEP_KEYWORDS.contains(&name) {
@@ -372,6 +374,8 @@ impl LoadCx {
                 on = self.string(v, "on");
             } else if name == "timeout" {
                 timeout = self.duration(v, "timeout");
+            } else if name == "premise" {
+                premise = self.string(v, "premise").map(|p| (k, p));
             } else {
                 let known = STEP_KEYWORDS.iter().chain(STEP_MODIFIERS).copied();
                 let help = did_you_mean(name, known).unwrap_or_else(|| format!("steps are: {}", STEP_KEYWORDS.join(", ")));
@@ -389,12 +393,39 @@ impl LoadCx {
         if matches!(kind, StepKind::Close | StepKind::Shutdown) && on.is_none() {
             on = v.as_str().map(str::to_string);
         }
+        if let Some((pk, p)) = &premise {
+            self.check_premise(pk, p, &kind);
+        }
         Some(Step {
             kind,
             on,
             timeout,
+            premise: premise.map(|(_, p)| p),
             loc: k.loc,
         })
+    }
+
+    /// A premise names what the case needs, on an expectation a message can miss: not on other
+    /// steps, not on `closed` or `silence` (nothing arrives there to lack a feature).
+    fn check_premise(&mut self, k: &Node, premise: &str, kind: &StepKind) {
+        match kind {
+            _ if premise.trim().is_empty() => self.err_help(
+                k,
+                "the premise is empty",
+                "name what the case needs, with the RFC's word for it: premise: \"ETag (RFC 9110 §8.8.3)\"",
+            ),
+            StepKind::Expect(e) if matches!(e.what, ExpectWhat::Closed | ExpectWhat::Silence(_)) => self.err_help(
+                k,
+                "a premise needs a message to check: not on 'expect: closed' or 'silence'",
+                "put it on the expect that reads the reply offering the feature",
+            ),
+            StepKind::Expect(_) => {}
+            other => self.err_help(
+                k,
+                format!("'premise' goes on an expect step, not on '{}'", other.keyword()),
+                "put it on the expect that reads the reply offering the feature",
+            ),
+        }
     }
 
     fn step_kind(&mut self, keyword: &str, v: &Node, ctx: &StepCtx) -> Option<StepKind> {

@@ -78,6 +78,10 @@ pub struct Step {
     pub on: Option<String>,
     /// Per-step timeout override.
     pub timeout: Option<Duration>,
+    /// `premise:` (expect steps only): what the case needs of the program, in the RFC's words. A
+    /// message that arrives but does not match makes the case not applicable (`n/a`) instead of
+    /// failed; a timeout, a close or a MUST finding still fails it.
+    pub premise: Option<String>,
     /// Where the step's keyword is.
     pub loc: Loc,
 }
@@ -284,6 +288,27 @@ impl StepKind {
             StepKind::ExpectOutput(_) => "expect_output",
             StepKind::ExpectExit(_) => "expect_exit",
         }
+    }
+}
+
+impl Case {
+    /// The premises of the case's steps (nested ones included), in file order.
+    pub fn premises(&self) -> Vec<&str> {
+        fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a str>) {
+            for s in steps {
+                if let Some(p) = &s.premise {
+                    out.push(p);
+                }
+                match &s.kind {
+                    StepKind::Parallel(branches) => branches.iter().for_each(|b| walk(b, out)),
+                    StepKind::Repeat(r) => walk(&r.steps, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        out
     }
 }
 
