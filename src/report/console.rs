@@ -65,8 +65,9 @@ impl Reporter for Console {
             Verdict::Error => (YELLOW, "ERROR"),
             Verdict::NotApplicable => (CYAN, "N/A"),
         };
+        let not_counted = if r.verdict == Verdict::NotApplicable { " not counted" } else { "" };
         let mut s = format!(
-            "{style}{word:<5}{style:#} {} {DIM}({} pts, {:.0?}){DIM:#}\n",
+            "{style}{word:<5}{style:#} {} {DIM}({} pts{not_counted}, {:.0?}){DIM:#}\n",
             r.name(),
             case.points,
             r.duration

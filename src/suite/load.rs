@@ -1008,6 +1008,27 @@ mod tests {
     }
 
     #[test]
+    fn premise_is_a_modifier_of_expect_steps() {
+        let s = load(&format!(
+            "{HEAD}      - connect: c\n      - expect: {{ regex: ETAG }}\n        premise: an ETag (RFC 9110 §8.8.3)\n"
+        ))
+        .unwrap();
+        assert_eq!(s.cases[0].steps[1].premise.as_deref(), Some("an ETag (RFC 9110 §8.8.3)"));
+        assert_eq!(s.cases[0].premises(), ["an ETag (RFC 9110 §8.8.3)"]);
+        let e = load(&format!("{HEAD}      - connect: c\n        premise: ETag\n      - expect: x\n")).unwrap_err();
+        assert!(e.contains("7:9: error: 'premise' goes on an expect step, not on 'connect'"), "{e}");
+        let e = load(&format!(
+            "{HEAD}      - connect: c\n      - expect: closed\n        premise: ETag\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("not on 'expect: closed' or 'silence'"), "{e}");
+        let e = load(&format!("{HEAD}      - connect: c\n      - expect: x\n        premise: ' '\n")).unwrap_err();
+        assert!(e.contains("the premise is empty"), "{e}");
+        let e = load(&format!("{HEAD}      - connect: c\n      - expect: x\n        premsie: ETag\n")).unwrap_err();
+        assert!(e.contains("did you mean 'premise'?"), "{e}");
+    }
+
+    #[test]
     fn unknown_protocol_is_an_error() {
         let e = load("suite: t\nprotocol: lien\ncases: []\n").unwrap_err();
         assert!(e.contains("2:11: error: unknown protocol 'lien'"), "{e}");
