@@ -1023,6 +1023,29 @@ mod tests {
     }
 
     #[test]
+    fn require_names_cases_of_the_part_that_have_a_premise() {
+        let premise = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/suites/premise.yaml");
+        let head = format!("assignment: t\nmain: [\"*.py\"]\nparts:\n  - suite: {premise}\n    start: \"python3 {{main}} {{port}}\"\n");
+        let a = load(&format!("{head}    require: [premise-not-offered]\n")).unwrap();
+        let required: Vec<&str> = a.parts[0].cases.iter().filter(|c| c.required).map(|c| c.id.as_str()).collect();
+        assert_eq!(required, ["premise-not-offered"]);
+        let a = load(&format!("{head}    require: all\n")).unwrap();
+        assert!(
+            a.parts[0].cases.iter().all(|c| c.required),
+            "every case of that suite has a premise"
+        );
+        let err = load(&format!("{head}    require: [premise-not-offerd]\n")).unwrap_err();
+        assert!(err.contains("did you mean 'premise-not-offered'?"), "{err}");
+        let err = load(&format!("{BASE}    require: [exact-reply]\n")).unwrap_err();
+        assert!(
+            err.contains("6:15: error: case 'exact-reply' has no premise, so requiring it changes nothing"),
+            "{err}"
+        );
+        let err = load(&format!("{BASE}    require: exact-reply\n")).unwrap_err();
+        assert!(err.contains("require must be a list of case ids, or 'all'"), "{err}");
+    }
+
+    #[test]
     fn groups_split_their_total_exactly_and_per_case_settings_win() {
         let a = load(&format!(
             "{BASE}    groups:\n      - {{ name: s, tags: [stream], points: 10, visibility: hidden, tier: should }}\n    per_case:\n      split-writes: {{ visibility: visible }}\n"

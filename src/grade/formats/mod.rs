@@ -156,6 +156,11 @@ pub fn case_text(c: &GradedCase, show: bool) -> String {
         out.push_str(&format!("{}: {}\n", c.status.as_str(), c.title));
         // The failure block starts with the same message; a case that never ran has only the reason.
         match (&c.failed, &c.reason) {
+            (Some(r), Some(why)) if r.premise().is_some() => {
+                // Required, and not offered: the failure block, after what the assignment asked for.
+                out.push_str(&format!("  required: {why}\n"));
+                out.push_str(&crate::report::failure_text(r, false));
+            }
             (Some(r), _) => out.push_str(&crate::report::failure_text(r, false)),
             (None, Some(r)) => out.push_str(&format!("reason: {r}\n")),
             (None, None) => {}
