@@ -183,7 +183,7 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
             out.push_str(&format!("            {dim}{}{dim:#}\n", line.trim()));
         }
     }
-    if let Some(at) = f.at {
+    if let Some(at) = f.at.as_deref().copied() {
         out.push_str(&format!(
             "  {bold}at:{bold:#}       {}:{}:{}\n",
             r.suite.source.path.display(),

@@ -34,11 +34,11 @@ pub fn case_json(r: &CaseResult) -> Value {
                 "line": l.line,
                 "col": l.col,
             })),
-            "at": f.at.map(|l| json!({ "line": l.line, "col": l.col })),
+            "at": f.at.as_deref().map(|l| json!({ "line": l.line, "col": l.col })),
             "expected": f.expected,
             "got": f.got,
             "stderr_tail": r.stderr_tail,
-            "premise": f.premise,
+            "premise": f.premise.as_deref(),
         })
     });
     json!({

@@ -29,15 +29,18 @@ pub struct Failure {
     pub loc: Option<Loc>,
     /// The failing step's keyword.
     pub keyword: Option<&'static str>,
-    /// The key inside the step whose check failed (a header's own line), when narrower.
-    pub at: Option<Loc>,
+    /// The key inside the step whose check failed (a header's own line), when narrower (boxed:
+    /// rarely set, and `Failure` travels in every step's `Result`).
+    pub at: Option<Box<Loc>>,
     /// What the step expected.
     pub expected: Option<String>,
     /// What arrived instead.
     pub got: Option<String>,
     /// Set when the step that did not hold carries a `premise:` and the message arrived but did
     /// not match: the program does not offer what the case needs, so the case does not apply.
-    pub premise: Option<String>,
+    /// (Shared with the step: a thin pointer keeps `Failure` small.)
+    #[serde(skip)]
+    pub premise: Option<Arc<String>>,
 }
 
 impl Failure {
@@ -672,7 +675,7 @@ impl Ctx {
                     }
                     Err(mm) => {
                         let mut f = Failure::at(step, mm.message).with(mm.expected, mm.got).unmet(step);
-                        f.at = mm.at;
+                        f.at = mm.at.map(Box::new);
                         return Err(f);
                     }
                 }

@@ -70,7 +70,7 @@ impl CaseResult {
     /// Why the case does not apply: the premise that did not hold (`n/a` results only).
     pub fn premise(&self) -> Option<&str> {
         match self.verdict {
-            Verdict::NotApplicable => self.failure.as_ref().and_then(|f| f.premise.as_deref()),
+            Verdict::NotApplicable => self.failure.as_ref().and_then(|f| f.premise.as_deref()).map(String::as_str),
             _ => None,
         }
     }

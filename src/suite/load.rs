@@ -400,7 +400,7 @@ impl LoadCx {
             kind,
             on,
             timeout,
-            premise: premise.map(|(_, p)| p),
+            premise: premise.map(|(_, p)| Arc::new(p)),
             loc: k.loc,
         })
     }
@@ -1013,7 +1013,10 @@ mod tests {
             "{HEAD}      - connect: c\n      - expect: {{ regex: ETAG }}\n        premise: an ETag (RFC 9110 §8.8.3)\n"
         ))
         .unwrap();
-        assert_eq!(s.cases[0].steps[1].premise.as_deref(), Some("an ETag (RFC 9110 §8.8.3)"));
+        assert_eq!(
+            s.cases[0].steps[1].premise.as_deref().map(String::as_str),
+            Some("an ETag (RFC 9110 §8.8.3)")
+        );
         assert_eq!(s.cases[0].premises(), ["an ETag (RFC 9110 §8.8.3)"]);
         let e = load(&format!("{HEAD}      - connect: c\n        premise: ETag\n      - expect: x\n")).unwrap_err();
         assert!(e.contains("7:9: error: 'premise' goes on an expect step, not on 'connect'"), "{e}");

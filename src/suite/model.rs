@@ -81,7 +81,7 @@ pub struct Step {
     /// `premise:` (expect steps only): what the case needs of the program, in the RFC's words. A
     /// message that arrives but does not match makes the case not applicable (`n/a`) instead of
     /// failed; a timeout, a close or a MUST finding still fails it.
-    pub premise: Option<String>,
+    pub premise: Option<Arc<String>>,
     /// Where the step's keyword is.
     pub loc: Loc,
 }
@@ -297,7 +297,7 @@ impl Case {
         fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a str>) {
             for s in steps {
                 if let Some(p) = &s.premise {
-                    out.push(p);
+                    out.push(p.as_str());
                 }
                 match &s.kind {
                     StepKind::Parallel(branches) => branches.iter().for_each(|b| walk(b, out)),
