@@ -131,6 +131,57 @@ fn junit_failure_text_is_element_content() {
 }
 
 #[test]
+fn not_applicable_cases_show_in_every_run_report_and_do_not_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let junit = dir.path().join("r.xml");
+    let (out, _) = wirecheck(&[
+        "run",
+        "tests/suites/premise.yaml",
+        "--case",
+        "premise-*offered",
+        "--report",
+        &format!("json:{}", json.display()),
+        "--report",
+        &format!("junit:{}", junit.display()),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "n/a is not a failure: {stdout}");
+    assert!(stdout.contains("N/A   premise::premise-not-offered (2 pts not counted"), "{stdout}");
+    assert!(stdout.contains("the program does not offer: an ETag (RFC 9110 §8.8.3)"), "{stdout}");
+    assert!(stdout.contains("1 passed, 0 failed, 1 n/a; 2 of 2 points"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "NO_COLOR is set: {stdout}");
+
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["summary"]["not_applicable"], 1);
+    assert_eq!(doc["summary"]["max_points"], 2.0);
+    let na = doc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case"] == "premise-not-offered")
+        .unwrap();
+    assert_eq!(na["verdict"], "n/a");
+    assert_eq!((na["points"].as_f64(), na["max_points"].as_f64()), (Some(0.0), Some(0.0)));
+    assert_eq!(na["not_applicable"], "an ETag (RFC 9110 §8.8.3)");
+    assert_eq!(na["failure"]["premise"], "an ETag (RFC 9110 §8.8.3)");
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let parsed = roxmltree::Document::parse(&xml).unwrap();
+    let skipped = parsed.descendants().find(|n| n.has_tag_name("skipped")).expect("a skipped element");
+    assert_eq!(skipped.attribute("message"), Some("n/a: an ETag (RFC 9110 §8.8.3)"));
+    assert!(parsed.descendants().all(|n| !n.has_tag_name("failure")), "{xml}");
+}
+
+#[test]
+fn a_premise_step_that_times_out_fails_the_run() {
+    let (out, _) = wirecheck(&["run", "tests/suites/premise.yaml", "--case", "premise-timeout-fails"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  premise::premise-timeout-fails"), "{stdout}");
+}
+
+#[test]
 fn list_json_has_every_case() {
     let (out, _) = wirecheck(&["list", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));

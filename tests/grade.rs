@@ -299,6 +299,140 @@ fn every_format_lists_every_case() {
     );
 }
 
+/// An assignment over the premise test suite: one case whose premise holds, one whose does not.
+fn premise_assignment(dir: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("premise.yaml");
+    let suite = root().join("tests/suites/premise.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "assignment: premise-small\nmain: [\"*.py\"]\nparts:\n  - suite: {}\n    name: p\n    cases: [premise-offered, premise-not-offered]\n    start: \"python3 {{main}} {{port}}\"\n{extra}",
+            suite.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn grade_every_format(assignment: &Path, out_dir: &Path) -> (i32, String) {
+    let mut args = vec![
+        "grade",
+        assignment.to_str().unwrap(),
+        "--submission",
+        "fixtures/students/tcp_upper_server.py",
+        "--student",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown"] {
+        args.extend_from_slice(&["--report", f]);
+    }
+    let (o, _) = wirecheck(&args);
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn classroom(out_dir: &Path) -> Value {
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(std::fs::File::open(out_dir.join("classroom.b64")).unwrap())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&decoded.stdout).unwrap()
+}
+
+#[test]
+fn a_case_that_does_not_apply_costs_nothing_and_shows_as_n_a_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("reports");
+    let (code, out) = grade_every_format(&premise_assignment(dir.path(), ""), &out_dir);
+    assert_eq!(code, 0, "n/a is not a failure: {out}");
+    assert!(out.contains("N/A   p::premise-not-offered (n/a: 2 pts not counted)"), "{out}");
+    assert!(
+        out.contains("score: 2 of 2 points; n/a (not counted): p::premise-not-offered"),
+        "{out}"
+    );
+
+    let gs = read_json(&out_dir.join("results.json"));
+    validate_gradescope(&gs);
+    assert_eq!((gs["score"].as_f64(), max_score(&gs)), (Some(2.0), 2.0));
+    let na = &gs["tests"][1];
+    assert_eq!(
+        (na["status"].as_str(), na["score"].as_f64(), na["max_score"].as_f64()),
+        (Some("passed"), Some(0.0), Some(0.0))
+    );
+    assert_eq!(na["extra_data"]["wirecheck_status"], "n/a");
+    assert!(
+        na["output"].as_str().unwrap().contains("does not offer: an ETag (RFC 9110 §8.8.3)"),
+        "{na}"
+    );
+
+    let js = read_json(&out_dir.join("grade.json"));
+    assert_eq!((js["score"].as_f64(), js["max_score"].as_f64()), (Some(2.0), Some(2.0)));
+    assert_eq!(js["summary"]["not_applicable"], 1);
+    assert_eq!(
+        (js["cases"][1]["status"].as_str(), js["cases"][1]["verdict"].as_str()),
+        (Some("n/a"), Some("n/a"))
+    );
+
+    let xml = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let skipped = doc.descendants().find(|n| n.has_tag_name("skipped")).expect("n/a is skipped");
+    assert!(skipped.attribute("message").unwrap().starts_with("n/a: "), "{xml}");
+    assert!(doc.descendants().all(|n| !n.has_tag_name("failure")), "{xml}");
+
+    let tap = std::fs::read_to_string(out_dir.join("grade.tap")).unwrap();
+    assert!(tap.contains("\nok 2 - p::premise-not-offered (0/0 pts) # SKIP n/a: "), "{tap}");
+    assert!(!tap.contains("not ok"), "{tap}");
+
+    let pl = read_json(&out_dir.join("prairielearn.json"));
+    assert_eq!(pl["score"].as_f64(), Some(1.0), "{pl}");
+    assert_eq!(pl["tests"][1]["max_points"].as_f64(), Some(0.0));
+    assert!(pl["tests"][1]["message"].as_str().unwrap().starts_with("n/a: "), "{pl}");
+
+    let cl = classroom(&out_dir);
+    assert_eq!((cl["max_score"].as_f64(), cl["status"].as_str()), (Some(2.0), Some("pass")), "{cl}");
+    assert!(cl["tests"][1]["message"].as_str().unwrap().starts_with("n/a: "), "{cl}");
+
+    let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains("2 of 2 points") && md.contains("| 1.2 | `p::premise-not-offered` | ➖ n/a | 0/0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Does not apply (n/a): `p::premise-not-offered` (2 points not counted)"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_required_premise_that_is_not_offered_fails_the_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("reports");
+    let a = premise_assignment(dir.path(), "    require: [premise-not-offered]\n");
+    let (code, out) = grade_every_format(&a, &out_dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL  p::premise-not-offered (0/2 pts)"), "{out}");
+    assert!(out.contains("score: 2 of 4 points; not passed: p::premise-not-offered"), "{out}");
+    let js = read_json(&out_dir.join("grade.json"));
+    assert_eq!((js["score"].as_f64(), js["max_score"].as_f64()), (Some(2.0), Some(4.0)));
+    let c = &js["cases"][1];
+    assert_eq!(c["status"], "failed");
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the assignment requires an ETag (RFC 9110 §8.8.3)"),
+        "{c}"
+    );
+    let gs = read_json(&out_dir.join("results.json"));
+    assert_eq!(gs["tests"][1]["status"], "failed");
+    assert!(lost(&gs).contains(&"p::premise-not-offered".to_string()));
+    let tap = std::fs::read_to_string(out_dir.join("grade.tap")).unwrap();
+    assert!(tap.contains("not ok 2 - p::premise-not-offered (0/2 pts)\n"), "{tap}");
+    assert!(tap.contains("required: the assignment requires"), "{tap}");
+    assert_eq!(classroom(&out_dir)["status"], "fail");
+}
+
 #[test]
 fn reports_never_overwrite_the_submission() {
     let dir = tempfile::tempdir().unwrap();

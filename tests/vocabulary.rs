@@ -15,7 +15,18 @@ async fn http_findings_fail_musts_and_warn_shoulds() {
     run_tagged("tests/suites/http-findings.yaml").await;
 }
 
-/// Runs every case of a test suite: `must-fail` cases must fail, `warns` cases must pass with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmet_premises_are_not_applicable_and_broken_answers_fail() {
+    run_tagged("tests/suites/premise.yaml").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmet_structured_premise_is_not_applicable_but_a_must_finding_fails() {
+    run_tagged("tests/suites/premise-http.yaml").await;
+}
+
+/// Runs every case of a test suite: `must-fail` cases must fail, `na` cases must be n/a (their
+/// premise not offered: no points, none counted), `warns` cases must pass with a warning.
 async fn run_tagged(file: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let suite = Arc::new(wirecheck::suite::load_file(&path).unwrap_or_else(|e| panic!("{e}")));
@@ -25,7 +36,15 @@ async fn run_tagged(file: &str) {
     for (i, case) in suite.cases.iter().enumerate() {
         let (r, _) = run_one(&target, suite.clone(), i, &opts).await;
         let must_fail = case.tags.iter().any(|t| t == "must-fail");
-        let want = if must_fail { Verdict::Fail } else { Verdict::Pass };
+        let na = case.tags.iter().any(|t| t == "na");
+        let want = match (must_fail, na) {
+            (true, _) => Verdict::Fail,
+            (_, true) => Verdict::NotApplicable,
+            _ => Verdict::Pass,
+        };
+        if na && (r.premise().is_none() || r.points != 0.0 || r.max_points() != 0.0) {
+            wrong.push(format!("{}: n/a without its premise, or with points: {:?}", case.id, r.failure));
+        }
         let warns = case.tags.iter().any(|t| t == "warns");
         if warns == r.warnings.is_empty() {
             wrong.push(format!(

@@ -33,7 +33,7 @@ pub fn list(args: ListArgs) -> i32 {
                     "max_points": s.max_points(),
                     "cases": s.cases.iter().map(|c| serde_json::json!({
                         "id": c.id, "title": c.title, "rfc": c.rfc, "tags": c.tags, "points": c.points,
-                        "hidden": c.hidden, "fresh_server": c.fresh_server,
+                        "hidden": c.hidden, "fresh_server": c.fresh_server, "premises": c.premises(),
                     })).collect::<Vec<_>>(),
                 })
             })

@@ -116,6 +116,8 @@ pub struct PlannedCase {
     pub visibility: Visibility,
     /// Its tier.
     pub tier: Tier,
+    /// Listed in the part's `require:`: the program must offer the case's premise (`n/a` fails).
+    pub required: bool,
 }
 
 /// A loaded assignment.
@@ -198,6 +200,7 @@ const PART_KEYS: &[&str] = &[
     "tier",
     "per_case",
     "groups",
+    "require",
 ];
 const GROUP_KEYS: &[&str] = &["name", "tags", "cases", "points", "visibility", "tier"];
 const PER_CASE_KEYS: &[&str] = &["points", "visibility", "tier"];
@@ -719,6 +722,7 @@ impl Loader<'_> {
                     part_vis.unwrap_or(default_vis)
                 },
                 tier: part_tier.unwrap_or(Tier::Must),
+                required: false,
             })
             .collect();
         if cases.is_empty() {
@@ -768,6 +772,9 @@ impl Loader<'_> {
                     .err(pc, "per_case must be a mapping of case id to { points, visibility, tier }"),
             }
         }
+        if let Some(r) = f.get("require") {
+            self.require(r, &suite, &mut cases);
+        }
         for c in &mut cases {
             c.max_score = c.points
                 * match c.tier {
@@ -784,6 +791,45 @@ impl Loader<'_> {
             main,
             cases,
         })
+    }
+
+    /// `require: [CASE, ...]` or `require: all`: the cases whose premise the program must offer
+    /// (their `n/a` counts as failed). Each must be selected by the part and have a premise.
+    fn require(&mut self, n: &Node, suite: &Suite, cases: &mut [PlannedCase]) {
+        let has_premise = |i: usize| !suite.cases[i].premises().is_empty();
+        if n.is_keyword("all") {
+            for c in cases.iter_mut() {
+                c.required = has_premise(c.index);
+            }
+            return;
+        }
+        let Data::Seq(items) = &n.data else {
+            self.cx.err_help(
+                n,
+                "require must be a list of case ids, or 'all'",
+                "e.g. require: [if-none-match-same]: those cases fail, not n/a, when the program lacks their premise",
+            );
+            return;
+        };
+        for item in items {
+            let Some(id) = self.cx.string(item, "require") else { continue };
+            let Some(c) = cases.iter_mut().find(|c| c.id == id) else {
+                let known: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+                let help = suite::did_you_mean(&id, known).unwrap_or_else(|| "see `wirecheck list`".into());
+                self.cx
+                    .err_help(item, format!("no case '{id}' in this part of suite '{}'", suite.name), help);
+                continue;
+            };
+            if !has_premise(c.index) {
+                self.cx.err_help(
+                    item,
+                    format!("case '{id}' has no premise, so requiring it changes nothing"),
+                    "only cases with a 'premise:' step can be n/a; see `wirecheck list`",
+                );
+                continue;
+            }
+            c.required = true;
+        }
     }
 
     fn globs(&mut self, n: &Node, suite: &Suite) -> Vec<glob::Pattern> {
@@ -974,6 +1020,29 @@ mod tests {
         );
         let err = load("assignment: t\nparts:\n  - suite: tcp-upper\n    start: \"python3 s.py 12000\"\n").unwrap_err();
         assert!(err.contains("the start command has no {port}"), "{err}");
+    }
+
+    #[test]
+    fn require_names_cases_of_the_part_that_have_a_premise() {
+        let premise = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/suites/premise.yaml");
+        let head = format!("assignment: t\nmain: [\"*.py\"]\nparts:\n  - suite: {premise}\n    start: \"python3 {{main}} {{port}}\"\n");
+        let a = load(&format!("{head}    require: [premise-not-offered]\n")).unwrap();
+        let required: Vec<&str> = a.parts[0].cases.iter().filter(|c| c.required).map(|c| c.id.as_str()).collect();
+        assert_eq!(required, ["premise-not-offered"]);
+        let a = load(&format!("{head}    require: all\n")).unwrap();
+        assert!(
+            a.parts[0].cases.iter().all(|c| c.required),
+            "every case of that suite has a premise"
+        );
+        let err = load(&format!("{head}    require: [premise-not-offerd]\n")).unwrap_err();
+        assert!(err.contains("did you mean 'premise-not-offered'?"), "{err}");
+        let err = load(&format!("{BASE}    require: [exact-reply]\n")).unwrap_err();
+        assert!(
+            err.contains("6:15: error: case 'exact-reply' has no premise, so requiring it changes nothing"),
+            "{err}"
+        );
+        let err = load(&format!("{BASE}    require: exact-reply\n")).unwrap_err();
+        assert!(err.contains("require must be a list of case ids, or 'all'"), "{err}");
     }
 
     #[test]

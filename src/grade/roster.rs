@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::score::{Grade, Status};
+use super::score::Grade;
 
 /// The schema identifier of roster.json.
 pub const SCHEMA: &str = "wirecheck.roster/1";
@@ -32,12 +32,7 @@ impl Entry {
             submission: g.submission.clone(),
             score: g.score(),
             max: g.max_score(),
-            failed: g
-                .cases
-                .iter()
-                .filter(|c| c.status != Status::Passed)
-                .map(|c| c.name.clone())
-                .collect(),
+            failed: g.cases.iter().filter(|c| !c.status.is_ok()).map(|c| c.name.clone()).collect(),
             duration_s: (g.duration.as_secs_f64() * 1000.0).round() / 1000.0,
             build_ok: g.build.ok,
         }

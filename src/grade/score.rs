@@ -21,9 +21,18 @@ pub enum Status {
     Flaky,
     /// Never ran (the build failed, the time budget ran out, grading was interrupted).
     NotRun,
+    /// The program does not offer what the case needs (its premise): no points lost, and its
+    /// points leave the total. Under the part's `require:` it is `Failed` instead.
+    #[serde(rename = "n/a")]
+    NotApplicable,
 }
 
 impl Status {
+    /// Passed, or did not apply: nothing lost.
+    pub fn is_ok(self) -> bool {
+        matches!(self, Status::Passed | Status::NotApplicable)
+    }
+
     /// The word reports use.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +41,7 @@ impl Status {
             Status::Error => "error",
             Status::Flaky => "flaky",
             Status::NotRun => "not run",
+            Status::NotApplicable => "n/a",
         }
     }
 }
@@ -57,12 +67,16 @@ pub struct GradedCase {
     pub visibility: Visibility,
     /// Its tier.
     pub tier: Tier,
+    /// The assignment requires its premise (`require:`): `n/a` counts as failed.
+    pub required: bool,
     /// The outcome.
     pub status: Status,
     /// Points earned.
     pub score: f64,
-    /// Points available.
+    /// Points available (0 when the case does not apply).
     pub max_score: f64,
+    /// Points the assignment planned for it (`max_score` unless it does not apply).
+    pub worth: f64,
     /// Why it did not pass, in a sentence (the failure message or why it did not run).
     pub reason: Option<String>,
     /// The last attempt that did not pass, which reports render as the failure block (step,
@@ -137,14 +151,19 @@ impl Grade {
         round(self.cases.iter().map(|c| c.max_score).sum())
     }
 
-    /// Cases that did not pass (failed, error, flaky, not run) and were worth something or failed.
+    /// Cases that did not pass (failed, error, flaky, not run); `n/a` ones lost nothing.
     pub fn lost(&self) -> impl Iterator<Item = &GradedCase> {
-        self.cases.iter().filter(|c| c.status != Status::Passed)
+        self.cases.iter().filter(|c| !c.status.is_ok())
     }
 
-    /// Whether everything passed (the `--student` exit status).
+    /// Cases that do not apply (their points left the total).
+    pub fn not_applicable(&self) -> impl Iterator<Item = &GradedCase> {
+        self.cases.iter().filter(|c| c.status == Status::NotApplicable)
+    }
+
+    /// Whether everything passed or did not apply (the `--student` exit status).
     pub fn all_passed(&self) -> bool {
-        self.build.ok && self.cases.iter().all(|c| c.status == Status::Passed)
+        self.build.ok && self.cases.iter().all(|c| c.status.is_ok())
     }
 }
 
@@ -180,9 +199,11 @@ pub fn planned(a: &Assignment, reason: &str) -> Vec<GradedCase> {
                 tags: case.tags.clone(),
                 visibility: c.visibility,
                 tier: c.tier,
+                required: c.required,
                 status: Status::NotRun,
                 score: 0.0,
                 max_score: round(c.max_score),
+                worth: round(c.max_score),
                 reason: Some(reason.to_string()),
                 failed: None,
                 warnings: Vec::new(),
@@ -207,6 +228,13 @@ pub fn record(a: &Assignment, g: &mut GradedCase, r: &CaseResult) {
         (Verdict::Pass, _) => Status::Passed,
         (Verdict::Fail, _) => Status::Failed,
         (Verdict::Error, _) => Status::Error,
+        (Verdict::NotApplicable, _) if g.required => Status::Failed,
+        (Verdict::NotApplicable, _) => Status::NotApplicable,
+    };
+    // A case that does not apply is worth nothing either way: its points leave the total.
+    g.max_score = match g.status {
+        Status::NotApplicable => 0.0,
+        _ => g.worth,
     };
     g.score = match g.status {
         Status::Passed => {
@@ -224,6 +252,13 @@ pub fn record(a: &Assignment, g: &mut GradedCase, r: &CaseResult) {
             g.reason = None;
             g.failed = None;
         }
+    } else if let Some(premise) = r.premise() {
+        g.reason = Some(if g.required {
+            format!("the assignment requires {premise}, and the program does not offer it")
+        } else {
+            format!("n/a: the program does not offer {premise} (costs no points)")
+        });
+        g.failed = Some(r.clone());
     } else {
         g.reason = r.failure.as_ref().map(|f| f.message.clone());
         g.failed = Some(r.clone());

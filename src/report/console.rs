@@ -9,6 +9,7 @@ use crate::run::{CaseResult, Reporter, Summary, Verdict};
 const RED: Style = AnsiColor::Red.on_default().bold();
 const GREEN: Style = AnsiColor::Green.on_default().bold();
 const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const CYAN: Style = AnsiColor::Cyan.on_default().bold();
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
 
@@ -66,9 +67,11 @@ impl Reporter for Console {
             Verdict::Pass => (GREEN, "PASS"),
             Verdict::Fail => (RED, "FAIL"),
             Verdict::Error => (YELLOW, "ERROR"),
+            Verdict::NotApplicable => (CYAN, "N/A"),
         };
+        let not_counted = if r.verdict == Verdict::NotApplicable { " not counted" } else { "" };
         let mut s = format!(
-            "{style}{word:<5}{style:#} {} {DIM}({} pts, {:.0?}){DIM:#}\n",
+            "{style}{word:<5}{style:#} {} {DIM}({} pts{not_counted}, {:.0?}){DIM:#}\n",
             r.name(),
             case.points,
             r.duration
@@ -76,6 +79,11 @@ impl Reporter for Console {
         let repeated = r.verdict == Verdict::Error && r.failure.as_ref().is_some_and(|f| !self.shown_errors.insert(f.message.clone()));
         if repeated {
             s.push_str(&format!("  {BOLD}error:{BOLD:#}    the same as above: the case could not run\n"));
+        } else if let Some(premise) = r.premise() {
+            s.push_str(&not_applicable_text(r, premise, true));
+            if self.verbose {
+                s.push_str(&indent(&r.transcript(true), "    "));
+            }
         } else if r.verdict != Verdict::Pass {
             s.push_str(&failure_text(r, true));
             s.push('\n');
@@ -119,6 +127,10 @@ impl Reporter for Console {
                 format!(", {} errors", s.errors)
             } else {
                 String::new()
+            } + &if s.not_applicable > 0 {
+                format!(", {} n/a", s.not_applicable)
+            } else {
+                String::new()
             },
             fmt_points(s.points),
             fmt_points(s.max_points),
@@ -141,6 +153,29 @@ fn indent(s: &str, by: &str) -> String {
     s.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
+/// Why a case does not apply: its premise, the step, and what arrived instead (no dialogue: nothing
+/// is wrong with the program).
+pub fn not_applicable_text(r: &CaseResult, premise: &str, color: bool) -> String {
+    let bold = if color { BOLD } else { Style::new() };
+    let mut out = format!("  {bold}n/a:{bold:#}      the program does not offer: {premise} (costs no points)\n");
+    if let Some(f) = &r.failure {
+        if let Some(loc) = f.loc {
+            out.push_str(&format!(
+                "  {bold}step:{bold:#}     {}:{}:{} ({})\n",
+                r.suite.source.path.display(),
+                loc.line,
+                loc.col,
+                f.keyword.unwrap_or("step")
+            ));
+        }
+        out.push_str(&format!("  {bold}because:{bold:#}  {}\n", f.message));
+        if let Some(g) = &f.got {
+            out.push_str(&format!("  {bold}got:{bold:#}      {}\n", g.lines().next().unwrap_or("")));
+        }
+    }
+    out
+}
+
 /// The failure block: step location, what it checks, expected vs got (a diff when multi-line),
 /// the dialogue up to the failure and the target's stderr tail.
 pub fn failure_text(r: &CaseResult, color: bool) -> String {
@@ -161,7 +196,7 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
             out.push_str(&format!("            {dim}{}{dim:#}\n", line.trim()));
         }
     }
-    if let Some(at) = f.at {
+    if let Some(at) = f.at.as_deref().copied() {
         out.push_str(&format!(
             "  {bold}at:{bold:#}       {}:{}:{}\n",
             r.suite.source.path.display(),

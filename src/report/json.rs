@@ -34,11 +34,12 @@ pub fn case_json(r: &CaseResult) -> Value {
                 "line": l.line,
                 "col": l.col,
             })),
-            "at": f.at.map(|l| json!({ "line": l.line, "col": l.col })),
+            "at": f.at.as_deref().map(|l| json!({ "line": l.line, "col": l.col })),
             "expected": f.expected,
             "got": f.got,
             "hints": f.hints,
             "stderr_tail": r.stderr_tail,
+            "premise": f.premise.as_deref(),
         })
     });
     json!({
@@ -51,7 +52,8 @@ pub fn case_json(r: &CaseResult) -> Value {
         "hidden": case.hidden,
         "verdict": r.verdict,
         "points": r.points,
-        "max_points": case.points,
+        "max_points": r.max_points(),
+        "not_applicable": r.premise(),
         "duration_ms": r.duration.as_millis() as u64,
         "failure": failure,
         "warnings": r.warnings,

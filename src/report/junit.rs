@@ -30,6 +30,12 @@ impl Reporter for Junit {
         let case = r.case();
         let status = match r.verdict {
             Verdict::Pass => TestCaseStatus::success(),
+            Verdict::NotApplicable => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(format!("n/a: {}", r.premise().unwrap_or("the case does not apply")));
+                s.set_description(super::console::not_applicable_text(r, r.premise().unwrap_or(""), false));
+                s
+            }
             v => {
                 let kind = if v == Verdict::Fail {
                     NonSuccessKind::Failure
@@ -51,7 +57,8 @@ impl Reporter for Junit {
             tc.add_property(("rfc", rfc.as_str()));
         }
         tc.add_property(("points", r.points.to_string().as_str()));
-        tc.add_property(("max_points", case.points.to_string().as_str()));
+        tc.add_property(("max_points", r.max_points().to_string().as_str()));
+        tc.add_property(("verdict", r.verdict.as_str()));
         self.suites.entry(r.suite.name.clone()).or_default().push(tc);
     }
 

@@ -6,7 +6,7 @@ mod junit;
 
 use std::path::{Path, PathBuf};
 
-pub use console::{failure_text, Console};
+pub use console::{failure_text, not_applicable_text, Console};
 pub use json::{case_json, Json, SCHEMA};
 pub use junit::Junit;
 

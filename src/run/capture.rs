@@ -36,7 +36,11 @@ impl CaptureSink {
         if let Some(f) = &result.failure {
             let file = result.suite.source.path.display();
             let at = f.loc.map(|l| format!("{file}:{}:{}: ", l.line, l.col)).unwrap_or_default();
-            comments.insert(usize::MAX, format!("wirecheck: failed at {at}{}", f.message));
+            let what = match result.premise() {
+                Some(p) => format!("n/a (the program does not offer {p}) at"),
+                None => "failed at".into(),
+            };
+            comments.insert(usize::MAX, format!("wirecheck: {what} {at}{}", f.message));
         }
         // Waiting for the capture thread and writing the file block: keep them off the runtime.
         let warnings = tokio::task::spawn_blocking(move || {

@@ -33,8 +33,9 @@ pub struct Failure {
     pub loc: Option<Loc>,
     /// The failing step's keyword.
     pub keyword: Option<&'static str>,
-    /// The key inside the step whose check failed (a header's own line), when narrower.
-    pub at: Option<Loc>,
+    /// The key inside the step whose check failed (a header's own line), when narrower (boxed:
+    /// rarely set, and `Failure` travels in every step's `Result`).
+    pub at: Option<Box<Loc>>,
     /// What the step expected.
     pub expected: Option<String>,
     /// What arrived instead.
@@ -47,6 +48,11 @@ pub struct Failure {
     /// The server under test exited by itself, with status 0, during the case.
     #[serde(skip)]
     pub server_exited_cleanly: bool,
+    /// Set when the step that did not hold carries a `premise:` and the message arrived but did
+    /// not match: the program does not offer what the case needs, so the case does not apply.
+    /// (Shared with the step: a thin pointer keeps `Failure` small.)
+    #[serde(skip)]
+    pub premise: Option<Arc<String>>,
 }
 
 impl Failure {
@@ -57,6 +63,12 @@ impl Failure {
             keyword: Some(step.kind.keyword()),
             ..Failure::default()
         }
+    }
+
+    /// A mismatch of a message that arrived: with a `premise:` on the step, the case does not apply.
+    fn unmet(mut self, step: &Step) -> Failure {
+        self.premise = step.premise.clone();
+        self
     }
 
     fn with(mut self, expected: impl Into<String>, got: impl Into<String>) -> Failure {
@@ -599,7 +611,9 @@ impl Ctx {
                     .await
                     .map_err(|err| recv_fail(err, quote(&want)))?;
                 if m.text != want {
-                    return Err(Failure::at(step, "the reply differs").with(quote(&want), quote(&m.text)));
+                    return Err(Failure::at(step, "the reply differs")
+                        .with(quote(&want), quote(&m.text))
+                        .unmet(step));
                 }
                 check_not_before(step, e, started, at)?;
                 m.text
@@ -614,7 +628,9 @@ impl Ctx {
                     }
                 }
                 if got != want {
-                    return Err(Failure::at(step, "the lines differ").with(want.join("\n"), got.join("\n")));
+                    return Err(Failure::at(step, "the lines differ")
+                        .with(want.join("\n"), got.join("\n"))
+                        .unmet(step));
                 }
                 got.join("\n")
             }
@@ -627,7 +643,9 @@ impl Ctx {
                     .await
                     .map_err(|err| recv_fail(err, format!("a message matching /{pattern}/")))?;
                 let Some(caps) = re.captures(&m.text) else {
-                    return Err(Failure::at(step, "the reply does not match").with(format!("/{pattern}/"), quote(&m.text)));
+                    return Err(Failure::at(step, "the reply does not match")
+                        .with(format!("/{pattern}/"), quote(&m.text))
+                        .unmet(step));
                 };
                 check_not_before(step, e, started, at)?;
                 for name in re.capture_names().flatten() {
@@ -647,7 +665,8 @@ impl Ctx {
                 if got != want {
                     let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
                     return Err(Failure::at(step, format!("the bytes differ at offset {at}"))
-                        .with(escape_bytes(&want, 300), escape_bytes(&got, 300)));
+                        .with(escape_bytes(&want, 300), escape_bytes(&got, 300))
+                        .unmet(step));
                 }
                 String::from_utf8_lossy(&got).into_owned()
             }
@@ -683,8 +702,8 @@ impl Ctx {
                         }
                     }
                     Err(mm) => {
-                        let mut f = Failure::at(step, mm.message).with(mm.expected, mm.got);
-                        f.at = mm.at;
+                        let mut f = Failure::at(step, mm.message).with(mm.expected, mm.got).unmet(step);
+                        f.at = mm.at.map(Box::new);
                         return Err(f);
                     }
                 }
@@ -703,9 +722,9 @@ impl Ctx {
             match re.captures(&text).and_then(|c| c.get(1)) {
                 Some(m) => self.set_var(step, name, m.as_str()),
                 None => {
-                    return Err(
-                        Failure::at(step, format!("nothing to capture into '{name}'")).with(format!("/{}/", re.as_str()), quote(&text))
-                    )
+                    return Err(Failure::at(step, format!("nothing to capture into '{name}'"))
+                        .with(format!("/{}/", re.as_str()), quote(&text))
+                        .unmet(step))
                 }
             }
         }
@@ -807,8 +826,11 @@ impl Ctx {
             if child.last.is_some() {
                 self.last = child.last;
             }
-            if let (Err(e), None) = (r, &first_err) {
-                first_err = Some(e);
+            // A branch that failed outright outweighs one whose premise did not hold.
+            match (r, &first_err) {
+                (Err(e), None) => first_err = Some(e),
+                (Err(e), Some(f)) if f.premise.is_some() && e.premise.is_none() => first_err = Some(e),
+                _ => {}
             }
         }
         first_err.map_or(Ok(()), Err)

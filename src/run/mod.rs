@@ -18,6 +18,7 @@ use futures::StreamExt;
 
 pub use case::Failure;
 use case::{run_case, Env};
+use child::Exit;
 pub use result::{CaseResult, Reporter, Summary, Verdict};
 pub use target::{Launcher, SuiteTarget, TargetError, TargetSpec};
 
@@ -116,12 +117,13 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
         })
         .buffer_unordered(jobs.max(1));
     while let Some((result, target_error)) = results.next().await {
-        summary.max_points += result.case().points;
+        summary.max_points += result.max_points();
         summary.points += result.points;
         match result.verdict {
             Verdict::Pass => summary.passed += 1,
             Verdict::Fail => summary.failed += 1,
             Verdict::Error => summary.errors += 1,
+            Verdict::NotApplicable => summary.not_applicable += 1,
         }
         if let Some(e) = target_error {
             if !summary.target_errors.iter().any(|known| known.to_string() == e.to_string()) {
@@ -195,6 +197,8 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
     let program = env.program.lock().await.take();
     let mut failure = outcome.err();
     let mut stderr_tail = None;
+    // A program that ended during the case is broken, whatever premise the failing step had.
+    let mut ended = false;
     if let Some(p) = &program {
         if failure.is_some() {
             // A crashing program is still exiting and writing its traceback: give it a moment.
@@ -208,6 +212,8 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         }
         if let (Some(f), Some(exit)) = (failure.as_mut(), p.exited()) {
             if was_running || suite.role == Role::Client {
+                // A server that ended, or a client that crashed; a client may exit 0 when done.
+                ended = was_running || exit != Exit::Code(0);
                 f.message.push_str(&format!(" (the target ended with {exit} during this case)"));
             }
             f.server_exited_cleanly = was_running && suite.role == Role::Server && exit == child::Exit::Code(0);
@@ -248,7 +254,11 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         };
         f.hints = diagnose::hints(&dialogue, failed);
     }
-    let verdict = if failure.is_none() { Verdict::Pass } else { Verdict::Fail };
+    let verdict = match &failure {
+        None => Verdict::Pass,
+        Some(f) if f.premise.is_some() && !ended => Verdict::NotApplicable,
+        Some(_) => Verdict::Fail,
+    };
     let result = CaseResult {
         suite: suite.clone(),
         index,

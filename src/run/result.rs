@@ -20,6 +20,22 @@ pub enum Verdict {
     Fail,
     /// The case could not run (the target could not be started or reached).
     Error,
+    /// The program does not offer what the case needs (a `premise:` step's message arrived but did
+    /// not match): not a failure, and its points leave the total.
+    #[serde(rename = "n/a")]
+    NotApplicable,
+}
+
+impl Verdict {
+    /// The word reports use: `pass`, `fail`, `error`, `n/a`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Error => "error",
+            Verdict::NotApplicable => "n/a",
+        }
+    }
 }
 
 /// The result of one case.
@@ -51,6 +67,22 @@ impl CaseResult {
         &self.suite.cases[self.index]
     }
 
+    /// Why the case does not apply: the premise that did not hold (`n/a` results only).
+    pub fn premise(&self) -> Option<&str> {
+        match self.verdict {
+            Verdict::NotApplicable => self.failure.as_ref().and_then(|f| f.premise.as_deref()).map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// Points the case is worth in this run: none when it does not apply.
+    pub fn max_points(&self) -> f64 {
+        match self.verdict {
+            Verdict::NotApplicable => 0.0,
+            _ => self.case().points,
+        }
+    }
+
     /// `suite::case`.
     pub fn name(&self) -> String {
         format!("{}::{}", self.suite.name, self.case().id)
@@ -74,9 +106,11 @@ pub struct Summary {
     pub failed: usize,
     /// Cases that could not run.
     pub errors: usize,
+    /// Cases that do not apply (a premise the program does not offer); not failures.
+    pub not_applicable: usize,
     /// Points earned.
     pub points: f64,
-    /// Points available.
+    /// Points available (cases that do not apply are left out).
     pub max_points: f64,
     /// Wall time in milliseconds.
     pub duration_ms: u64,

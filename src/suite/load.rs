@@ -28,7 +28,7 @@ pub const STEP_KEYWORDS: &[&str] = &[
     "expect_output",
     "expect_exit",
 ];
-const STEP_MODIFIERS: &[&str] = &["on", "timeout", "when"];
+const STEP_MODIFIERS: &[&str] = &["on", "timeout", "when", "premise"];
 const SUITE_KEYS: &[&str] = &[
     "suite",
     "title",
@@ -343,6 +343,7 @@ impl LoadCx {
                 on: None,
                 timeout: None,
                 when: None,
+                premise: None,
                 loc: node.loc,
             });
         }
@@ -357,6 +358,7 @@ impl LoadCx {
         let mut on = None;
         let mut timeout = None;
         let mut when = None;
+        let mut premise: Option<(&Node, String)> = None;
         for (k, v) in pairs {
             let name = k.as_str().unwrap_or("");
             if STEP_KEYWORDS.contains(&name) {
@@ -376,6 +378,8 @@ impl LoadCx {
                 timeout = self.duration(v, "timeout");
             } else if name == "when" {
                 when = Some(self.when(v)?);
+            } else if name == "premise" {
+                premise = self.string(v, "premise").map(|p| (k, p));
             } else {
                 let known = STEP_KEYWORDS.iter().chain(STEP_MODIFIERS).copied();
                 let help = did_you_mean(name, known).unwrap_or_else(|| format!("steps are: {}", STEP_KEYWORDS.join(", ")));
@@ -393,11 +397,15 @@ impl LoadCx {
         if matches!(kind, StepKind::Close | StepKind::Shutdown) && on.is_none() {
             on = v.as_str().map(str::to_string);
         }
+        if let Some((pk, p)) = &premise {
+            self.check_premise(pk, p, &kind);
+        }
         Some(Step {
             kind,
             on,
             timeout,
             when,
+            premise: premise.map(|(_, p)| Arc::new(p)),
             loc: k.loc,
         })
     }
@@ -410,6 +418,29 @@ impl LoadCx {
             return None;
         };
         Some((self.string(name, "a variable name")?, self.template(value, "when")?))
+    }
+
+    /// A premise names what the case needs, on an expectation a message can miss: not on other
+    /// steps, not on `closed` or `silence` (nothing arrives there to lack a feature).
+    fn check_premise(&mut self, k: &Node, premise: &str, kind: &StepKind) {
+        match kind {
+            _ if premise.trim().is_empty() => self.err_help(
+                k,
+                "the premise is empty",
+                "name what the case needs, with the RFC's word for it: premise: \"ETag (RFC 9110 §8.8.3)\"",
+            ),
+            StepKind::Expect(e) if matches!(e.what, ExpectWhat::Closed | ExpectWhat::Silence(_)) => self.err_help(
+                k,
+                "a premise needs a message to check: not on 'expect: closed' or 'silence'",
+                "put it on the expect that reads the reply offering the feature",
+            ),
+            StepKind::Expect(_) => {}
+            other => self.err_help(
+                k,
+                format!("'premise' goes on an expect step, not on '{}'", other.keyword()),
+                "put it on the expect that reads the reply offering the feature",
+            ),
+        }
     }
 
     fn step_kind(&mut self, keyword: &str, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
@@ -989,6 +1020,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("${m}") || e.contains("'m'"), "{e}");
+    }
+
+    #[test]
+    fn premise_is_a_modifier_of_expect_steps() {
+        let s = load(&format!(
+            "{HEAD}      - connect: c\n      - expect: {{ regex: ETAG }}\n        premise: an ETag (RFC 9110 §8.8.3)\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.cases[0].steps[1].premise.as_deref().map(String::as_str),
+            Some("an ETag (RFC 9110 §8.8.3)")
+        );
+        assert_eq!(s.cases[0].premises(), ["an ETag (RFC 9110 §8.8.3)"]);
+        let e = load(&format!("{HEAD}      - connect: c\n        premise: ETag\n      - expect: x\n")).unwrap_err();
+        assert!(e.contains("7:9: error: 'premise' goes on an expect step, not on 'connect'"), "{e}");
+        let e = load(&format!(
+            "{HEAD}      - connect: c\n      - expect: closed\n        premise: ETag\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("not on 'expect: closed' or 'silence'"), "{e}");
+        let e = load(&format!("{HEAD}      - connect: c\n      - expect: x\n        premise: ' '\n")).unwrap_err();
+        assert!(e.contains("the premise is empty"), "{e}");
+        let e = load(&format!("{HEAD}      - connect: c\n      - expect: x\n        premsie: ETag\n")).unwrap_err();
+        assert!(e.contains("did you mean 'premise'?"), "{e}");
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct Step {
     /// `when: { var: value }`: the step runs only when the variable has this value (ASCII case
     /// ignored), so a script can follow either of the legal paths a peer may take.
     pub when: Option<(String, Template)>,
+    /// `premise:` (expect steps only): what the case needs of the program, in the RFC's words. A
+    /// message that arrives but does not match makes the case not applicable (`n/a`) instead of
+    /// failed; a timeout, a close or a MUST finding still fails it.
+    pub premise: Option<Arc<String>>,
     /// Where the step's keyword is.
     pub loc: Loc,
 }
@@ -287,6 +291,27 @@ impl StepKind {
             StepKind::ExpectOutput(_) => "expect_output",
             StepKind::ExpectExit(_) => "expect_exit",
         }
+    }
+}
+
+impl Case {
+    /// The premises of the case's steps (nested ones included), in file order.
+    pub fn premises(&self) -> Vec<&str> {
+        fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a str>) {
+            for s in steps {
+                if let Some(p) = &s.premise {
+                    out.push(p.as_str());
+                }
+                match &s.kind {
+                    StepKind::Parallel(branches) => branches.iter().for_each(|b| walk(b, out)),
+                    StepKind::Repeat(r) => walk(&r.steps, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        out
     }
 }
 

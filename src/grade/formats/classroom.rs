@@ -14,7 +14,8 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
         .iter()
         .map(|c| {
             let status = match c.status {
-                Status::Passed => "pass",
+                // n/a is not a failure (0 of 0 points); the message says n/a.
+                Status::Passed | Status::NotApplicable => "pass",
                 // Not run because the build failed is an error of the submission, not a failed test.
                 Status::NotRun if !g.build.ok => "error",
                 Status::Error => "error",

@@ -9,6 +9,7 @@ use super::{case_text, shows_details, Audience};
 const RED: Style = AnsiColor::Red.on_default().bold();
 const GREEN: Style = AnsiColor::Green.on_default().bold();
 const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const CYAN: Style = AnsiColor::Cyan.on_default().bold();
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
 
@@ -19,6 +20,7 @@ fn word(c: &GradedCase) -> (Style, &'static str) {
         Status::Error => (YELLOW, "ERROR"),
         Status::Flaky => (YELLOW, "FLAKY"),
         Status::NotRun => (DIM, "SKIP"),
+        Status::NotApplicable => (CYAN, "N/A"),
     }
 }
 
@@ -30,6 +32,13 @@ pub fn live_line(c: &GradedCase) -> String {
     } else {
         String::new()
     };
+    if c.status == Status::NotApplicable {
+        return format!(
+            "{style}{w:<5}{style:#} {} {DIM}(n/a: {} pts not counted){DIM:#}\n",
+            c.name,
+            fmt_points(c.worth)
+        );
+    }
     format!(
         "{style}{w:<5}{style:#} {} {DIM}({}/{} pts{rerun}){DIM:#}\n",
         c.name,
@@ -78,14 +87,20 @@ pub fn console_text(g: &Grade, audience: Audience, all: bool) -> String {
     }
     let style = if g.all_passed() { GREEN } else { RED };
     let lost: Vec<&str> = g.lost().map(|c| c.name.as_str()).collect();
+    let na: Vec<&str> = g.not_applicable().map(|c| c.name.as_str()).collect();
     out.push_str(&format!(
-        "{style}score: {} of {} points{style:#}{}\n",
+        "{style}score: {} of {} points{style:#}{}{}\n",
         fmt_points(g.score()),
         fmt_points(g.max_score()),
         if lost.is_empty() {
             String::new()
         } else {
             format!("; not passed: {}", lost.join(", "))
+        },
+        if na.is_empty() {
+            String::new()
+        } else {
+            format!("; n/a (not counted): {}", na.join(", "))
         }
     ));
     out.push_str(&format!(

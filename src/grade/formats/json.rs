@@ -65,6 +65,7 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
         "summary": {
             "passed": count(Status::Passed), "failed": count(Status::Failed), "errors": count(Status::Error),
             "flaky": count(Status::Flaky), "not_run": count(Status::NotRun),
+            "not_applicable": count(Status::NotApplicable),
         },
         "cases": cases,
     });

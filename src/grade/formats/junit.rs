@@ -32,6 +32,16 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
                 s.set_message(c.reason.clone().unwrap_or_default());
                 s
             }
+            Status::NotApplicable => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(if show {
+                    c.reason.clone().unwrap_or_default()
+                } else {
+                    super::redacted_line(c)
+                });
+                s.set_description(case_text(c, show));
+                s
+            }
             st => {
                 let kind = if st == Status::Error {
                     NonSuccessKind::Error

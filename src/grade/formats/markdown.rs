@@ -16,6 +16,7 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
             Status::Error => "⛔ error",
             Status::Flaky => "⚠️ flaky",
             Status::NotRun => "⏭️ not run",
+            Status::NotApplicable => "➖ n/a",
         };
         out.push_str(&format!(
             "| {} | `{}` | {mark} | {}/{} |\n",
@@ -25,7 +26,7 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
             fmt_points(c.max_score)
         ));
     }
-    for c in g.lost().filter(|c| c.status != Status::NotRun) {
+    for c in g.cases.iter().filter(|c| !matches!(c.status, Status::Passed | Status::NotRun)) {
         out.push_str(&format!(
             "\n<details><summary><code>{}</code>: {}</summary>\n\n```text\n{}\n```\n\n</details>\n",
             c.name,

@@ -132,6 +132,7 @@ pub fn redacted_line(c: &GradedCase) -> String {
     match c.status {
         Status::Passed => "hidden case passed".into(),
         Status::NotRun => "hidden case not run".into(),
+        Status::NotApplicable => "hidden case does not apply (n/a, not counted)".into(),
         Status::Flaky => "hidden case flaky (failed, then passed on a re-run)".into(),
         _ => "hidden case failed".into(),
     }
@@ -145,10 +146,21 @@ pub fn case_text(c: &GradedCase, show: bool) -> String {
     let mut out = String::new();
     if c.status == Status::Passed {
         out.push_str(&format!("passed: {}\n", c.title));
+    } else if c.status == Status::NotApplicable {
+        out.push_str(&format!("n/a: {}\n", c.title));
+        match c.failed.as_deref().and_then(|r| r.premise().map(|p| (r, p))) {
+            Some((r, p)) => out.push_str(&crate::report::not_applicable_text(r, p, false)),
+            None => out.push_str(&format!("reason: {}\n", c.reason.as_deref().unwrap_or("does not apply"))),
+        }
     } else {
         out.push_str(&format!("{}: {}\n", c.status.as_str(), c.title));
         // The failure block starts with the same message; a case that never ran has only the reason.
         match (&c.failed, &c.reason) {
+            (Some(r), Some(why)) if r.premise().is_some() => {
+                // Required, and not offered: the failure block, after what the assignment asked for.
+                out.push_str(&format!("  required: {why}\n"));
+                out.push_str(&crate::report::failure_text(r, false));
+            }
             (Some(r), _) => out.push_str(&crate::report::failure_text(r, false)),
             (None, Some(r)) => out.push_str(&format!("reason: {r}\n")),
             (None, None) => {}
@@ -199,6 +211,13 @@ pub fn summary_markdown(g: &Grade) -> String {
         .collect();
     if !lost.is_empty() {
         out.push_str(&format!("\nLost points: {}\n", lost.join(", ")));
+    }
+    let na: Vec<String> = g
+        .not_applicable()
+        .map(|c| format!("`{}` ({} points not counted)", c.name, fmt_points(c.worth)))
+        .collect();
+    if !na.is_empty() {
+        out.push_str(&format!("\nDoes not apply (n/a): {}\n", na.join(", ")));
     }
     out.push_str(&format!(
         "\n<sub>seed {} · suites sha256 {} · assignment sha256 {} · wirecheck {}</sub>\n",

@@ -33,6 +33,15 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
         );
         match c.status {
             Status::Passed => out.push_str(&format!("ok {n} - {desc}\n")),
+            // Not a failure: ok, skipped with why (the premise, unless the case is hidden).
+            Status::NotApplicable => {
+                let why = if shows_details(c, audience) {
+                    c.reason.as_deref().unwrap_or("n/a").replace('\n', " ")
+                } else {
+                    super::redacted_line(c)
+                };
+                out.push_str(&format!("ok {n} - {desc} # SKIP {}\n", why.replace('#', "_")));
+            }
             Status::NotRun => out.push_str(&format!(
                 "not ok {n} - {desc} # SKIP {}\n",
                 c.reason.as_deref().unwrap_or("not run").replace('\n', " ")

@@ -16,6 +16,9 @@
 //!     rcode: NXDOMAIN                   # a name, a number, or a list of them
 //!     flags: { qr: true, aa: true, tc: false, rd: true }   # only the named flags are checked
 //!     truncated: true                   # the same as flags: { tc: true }
+//!     truncated: allowed                # TC may be set (a responder may cap its UDP size below the
+//!                                       # requestor's, RFC 6891 §6.2.5); if it is, the sections, counts
+//!                                       # and TTLs are not checked (a truncated message is incomplete)
 //!     question: { name: www.example.test, type: A, class: IN, exact_case: false }   # the echoed question
 //!     question_count: 1
 //!     answer: ["www.example.test. 300 IN A 192.0.2.80", "www.example.test. IN A 192.0.2.81"]
@@ -515,6 +518,8 @@ struct DnsExpect {
     opcode: Option<u8>,
     rcode: Option<Vec<u16>>,
     flags: Vec<(Flag, bool)>,
+    /// `truncated: allowed`: a message with TC set passes without its sections checked.
+    tc_allowed: bool,
     question: Option<QCheck>,
     question_count: Option<usize>,
     sections: [SectionCheck; 3],
@@ -612,6 +617,7 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         Some(n) => Some(rcodes(n, cx)?),
         None => None,
     };
+    let tc_allowed = f.get("truncated").is_some_and(|n| n.is_keyword("allowed"));
     let mut flags = expect_flags(&f, cx)?;
     let question = expect_question(&f, &mut flags, cx)?;
     let question_count = match f.get("question_count") {
@@ -640,6 +646,7 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         opcode,
         rcode,
         flags,
+        tc_allowed,
         question,
         question_count,
         sections,
@@ -669,8 +676,19 @@ fn expect_flags(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<Vec<(Flag,
         Some(n) => flags_map(n, cx)?,
         None => Vec::new(),
     };
-    if let Some(n) = f.get("truncated") {
-        let on = cx.boolean(n, "truncated")?;
+    if let Some(n) = f.get("truncated").filter(|n| !n.is_keyword("allowed")) {
+        let on = match n.as_str() {
+            Some("true" | "yes") => true,
+            Some("false" | "no") => false,
+            _ => {
+                cx.err_help(
+                    n,
+                    "truncated must be true, false or allowed",
+                    "allowed: TC may be set, and then the sections are not checked (RFC 6891 §6.2.5)",
+                );
+                return None;
+            }
+        };
         put_flag(&mut flags, TC, on);
     }
     Some(flags)
@@ -1280,16 +1298,19 @@ impl StructuredExpect for DnsExpect {
         self.check_header(m, &mut want, cx.vars, &mut r)?;
         self.check_flags(m, &mut want, &mut r);
         self.check_question_count(m, &mut r);
-        let sections = self.resolve(m, cx.vars)?;
-        for (i, s) in sections.iter().enumerate() {
+        // `truncated: allowed` and TC set: what came is incomplete by design, so only the header,
+        // the question and EDNS are checked.
+        let cut = self.tc_allowed && TC.get(m);
+        let sections = if cut { Default::default() } else { self.resolve(m, cx.vars)? };
+        for (i, s) in sections.iter().enumerate().filter(|_| !cut) {
             self.check_section(i, m, s, &mut r);
         }
-        let counts = self.want_counts(m, &sections);
+        let counts = if cut { text::counts(m) } else { self.want_counts(m, &sections) };
         r.views
             .line(Some(text::flags_line(&want, counts)), Some(text::flags_line(m, text::counts(m))));
         self.check_edns(m, &mut r);
         self.check_question(m, cx.vars, &mut r)?;
-        for (i, s) in sections.iter().enumerate() {
+        for (i, s) in sections.iter().enumerate().filter(|_| !cut) {
             self.show_section(i, m, s, &mut r);
         }
         if !r.problems.is_empty() {
@@ -1480,6 +1501,30 @@ mod tests {
         let bytes = send_of(&s, 2).render(&cx(&vars, Transport::Udp)).unwrap();
         let m = super::super::wire::parse(&bytes).unwrap().msg;
         assert_eq!((m.id, m.qr, m.aa, m.answer.len(), m.edns.is_some()), (999, true, true, 1, true));
+    }
+
+    #[test]
+    fn truncated_allowed_takes_tc_without_sections_but_not_a_short_answer_without_tc() {
+        let s = suite("      - expect: { id: 4242, rcode: NOERROR, truncated: allowed, answer_count: 2, ttl: 300 }\n").unwrap();
+        let e = expect_of(&s, 1);
+        let vars = Vars::new();
+        let check = |m: &DnsMessage| e.check(&decode(&emit(m), Direction::ServerToClient), &cx(&vars, Transport::Udp));
+        let whole = response(
+            &["www.example.test. 300 IN A 192.0.2.80", "www.example.test. 300 IN A 192.0.2.81"],
+            0,
+        );
+        check(&whole).unwrap();
+        let mut cut = response(&[], 0);
+        cut.tc = true;
+        check(&cut).unwrap();
+        let short = response(&["www.example.test. 300 IN A 192.0.2.80"], 0);
+        let mm = check(&short).unwrap_err();
+        assert!(mm.message.contains("1 answer records, expected 2"), "{}", mm.message);
+        let mut wrong = response(&[], 2);
+        wrong.tc = true;
+        assert!(check(&wrong).is_err(), "the header is still checked");
+        let err = suite("      - expect: { truncated: maybe }\n").unwrap_err();
+        assert!(err.contains("truncated must be true, false or allowed"), "{err}");
     }
 
     #[test]
