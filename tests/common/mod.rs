@@ -114,7 +114,11 @@ pub fn exclusions(suite: &str, server: &str) -> Vec<Exclusion> {
             continue;
         }
         let mut parts = line.splitn(3, char::is_whitespace);
-        let (case, verdict, reason) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or("").trim());
+        let (case, verdict, reason) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("").trim(),
+        );
         assert!(
             ["fail", "n/a"].contains(&verdict),
             "{}:{}: the verdict is fail or n/a, not '{verdict}'",
@@ -154,17 +158,28 @@ pub fn check_expected(suite: &str, server: &str, report: &serde_json::Value, out
     }
     for e in &excluded {
         assert!(
-            report["cases"].as_array().into_iter().flatten().any(|c| c["case"] == e.case.as_str()),
+            report["cases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["case"] == e.case.as_str()),
             "tests/real/{suite}.{server}.expected names '{}', which did not run",
             e.case
         );
     }
     assert!(total > 0, "no case ran: {out}");
-    assert!(unexpected.is_empty(), "{suite} against {server}: unexpected verdicts:\n  {}\n{out}", unexpected.join("\n  "));
+    assert!(
+        unexpected.is_empty(),
+        "{suite} against {server}: unexpected verdicts:\n  {}\n{out}",
+        unexpected.join("\n  ")
+    );
     let passed = total - excluded.len();
     let mut row = format!("{passed} of {total} pass");
     if !excluded.is_empty() {
-        let list: Vec<String> = excluded.iter().map(|e| format!("`{}` ({}: {})", e.case, e.verdict, e.reason)).collect();
+        let list: Vec<String> = excluded
+            .iter()
+            .map(|e| format!("`{}` ({}: {})", e.case, e.verdict, e.reason))
+            .collect();
         row.push_str(&format!("; out of scope: {}", list.join("; ")));
     }
     row
