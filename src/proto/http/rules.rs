@@ -24,9 +24,9 @@ pub fn announces_close(m: &Message) -> Option<&'static str> {
         return None;
     }
     if h.has_token("Connection", "close") {
-        Some("the response says Connection: close (RFC 9112 §9.6)")
+        Some("the response says Connection: close, RFC 9112 §9.6")
     } else if h.version < (1, 1) && !h.has_token("Connection", "keep-alive") {
-        Some("an HTTP/1.0 response without keep-alive ends the connection (RFC 9112 §9.3)")
+        Some("an HTTP/1.0 response without keep-alive ends its connection, RFC 9112 §9.3")
     } else {
         None
     }
