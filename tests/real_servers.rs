@@ -15,7 +15,7 @@ fn real(suite: &str, server: &str, exec: &str, label: &str) {
 
 #[test]
 fn http_suite_against_nginx() {
-    if peer_installed("nginx", "nginx-light") {
+    if peer_installed("/usr/sbin/nginx", "nginx-light") {
         real("http", "nginx", "tests/peers/nginx {port}", "nginx (Debian `nginx-light`)");
     }
 }
@@ -48,7 +48,7 @@ fn http_suite_against_python_http_server_1_1() {
 #[test]
 fn http_proxy_suite_against_squid() {
     // squid in front of the suite's scripted origins.
-    if peer_installed("squid", "squid") {
+    if peer_installed("/usr/sbin/squid", "squid") {
         real("http-proxy", "squid", "tests/peers/squid {port}", "squid (Debian `squid`)");
     }
 }
