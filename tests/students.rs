@@ -274,6 +274,7 @@ fn http_buggy_servers_fail_their_cases() {
         ("http_single_recv", "split-request"),
         ("http_404_as_200", "not-found"),
         ("http_close_no_header", "keep-alive-two"),
+        ("http_close_no_header", "close-announced"),
         ("http_traversal", "traversal-dotdot"),
         ("http_no_threads", "idle-client-does-not-block"),
         ("http_no_host_check", "missing-host-400"),
@@ -281,6 +282,54 @@ fn http_buggy_servers_fail_their_cases() {
     ] {
         check_with("http", &web(file), &["--case", case], &[case]);
     }
+}
+
+#[test]
+fn http_bare_lf_fails_only_the_crlf_case() {
+    // A bare LF is a warning in every other case (RFC 9112 §2.2 lets recipients accept it).
+    let (code, out, report) = run_json(&[&["http", "--exec", &web("http_bare_lf")], FULL_PROFILE].concat());
+    assert_eq!(
+        (code, cases_with(&report, "fail")),
+        (1, vec!["crlf-line-endings".to_string()]),
+        "{out}"
+    );
+}
+
+#[test]
+fn http10_server_that_closes_after_each_response_passes_all_but_persistence() {
+    // HTTP/1.0 responses end their connection (RFC 9112 §9.3): only the persistent and
+    // pipelining profiles are out of its scope.
+    let tags: Vec<&str> = FULL_PROFILE
+        .chunks(2)
+        .filter(|t| !["persistent", "pipelining"].contains(&t[1]))
+        .flatten()
+        .copied()
+        .chain(["--tag", "etag"])
+        .collect();
+    check_with("http", &web("http10_server"), &tags, &[]);
+}
+
+#[test]
+fn http_server_without_etags_saying_keep_alive_passes_its_profile() {
+    // ETag is a SHOULD (RFC 9110 §8.8.3); Connection: keep-alive is allowed (RFC 9110 §7.6.1).
+    check_with("http", &web("http_no_etag"), FULL_PROFILE, &[]);
+}
+
+#[test]
+fn proxy_get_only_without_revalidation_passes_all_but_post_and_revalidation() {
+    let tags = [
+        "--tag",
+        "basic",
+        "--tag",
+        "cache",
+        "--tag",
+        "errors",
+        "--tag",
+        "concurrency",
+        "--tag",
+        "strict",
+    ];
+    check_with("http-proxy", &py("proxy_get_only"), &tags, &[]);
 }
 
 #[test]
@@ -296,6 +345,7 @@ fn proxy_buggy_ones_fail_their_cases() {
         ("proxy_text_mode", "relay-binary"),
         ("proxy_no_cache", "served-from-cache"),
         ("proxy_crash_unreachable", "unreachable-502"),
+        ("proxy_cache_ignores_query", "query-in-cache-key"),
     ] {
         check_with("http-proxy", &py(file), &["--case", case], &[case]);
     }

@@ -55,6 +55,13 @@ pub trait Protocol: Send + Sync {
     fn switches_protocol(&self, _m: &Message) -> bool {
         false
     }
+    /// Why the connection ends after `m`, a message read from the peer, if `m` says so (HTTP: a
+    /// response with `Connection: close`, or HTTP/1.0 without keep-alive, RFC 9112 §9.3). The
+    /// runner then sends nothing more on it (RFC 9112 §9.6: a client MUST NOT send further
+    /// requests) and `expect: { open_unless_announced }` accepts the close.
+    fn announces_close(&self, _m: &Message) -> Option<&'static str> {
+        None
+    }
     /// Server ports this protocol is usually spoken on (capture decoding reads them first).
     fn ports(&self) -> &'static [u16] {
         &[]

@@ -138,6 +138,8 @@ impl Env {
 #[derive(Default)]
 pub struct Ctx {
     conns: HashMap<String, Conn>,
+    /// Connections whose peer announced that they end (the protocol's `announces_close`), and why.
+    closing: HashMap<String, &'static str>,
     listeners: HashMap<String, (TcpListener, SocketAddr)>,
     vars: Vars,
     last: Option<String>,
@@ -247,6 +249,7 @@ impl Ctx {
 
     fn register(&mut self, env: &Env, name: &str, conn: Conn) {
         self.conns.insert(name.to_string(), conn);
+        self.closing.remove(name);
         self.last = Some(name.to_string());
         let _ = env;
     }
@@ -576,6 +579,13 @@ impl Ctx {
     }
 
     async fn send(&mut self, env: &Env, step: &Step, p: &Payload, deadline: Instant) -> Result<(), Failure> {
+        // The harness keeps the rules it checks: nothing more on a connection the peer said it ends.
+        if let Some(why) = self.conn_name(step).ok().and_then(|n| self.closing.get(&n)) {
+            return Err(Failure::at(
+                step,
+                format!("the peer announced the end of this connection: {why}; a client sends nothing more on it (RFC 9112 §9.6), so this step needs a persistent connection"),
+            ));
+        }
         if let Payload::Pieces(pieces) = p {
             for piece in pieces {
                 match piece {
@@ -691,6 +701,7 @@ impl Ctx {
                     .await
                     .map_err(|err| recv_fail(err, spec.describe()))?;
                 let must = env.triage(&m);
+                self.note_close(env, step, &m);
                 if !must.is_empty() {
                     return Err(Failure::at(step, format!("the message breaks the RFC: {}", must.join("; ")))
                         .with(spec.describe(), m.summary.clone()));
@@ -709,6 +720,25 @@ impl Ctx {
                 }
                 check_not_before(step, e, started, at)?;
                 m.text
+            }
+            ExpectWhat::OpenUnlessAnnounced(d) => {
+                let announced = self.conn_name(step).ok().and_then(|n| self.closing.get(&n).copied());
+                match self.conn(step)?.silence(Instant::now() + *d).await {
+                    Ok(()) => {}
+                    Err(RecvError::Closed { .. }) if announced.is_some() => {}
+                    Err(err) => {
+                        let why = match &err {
+                            RecvError::Closed { .. } => "the connection closed although the last response did not announce it (RFC 9112 §9.3: persistent unless Connection: close or HTTP/1.0; §9.6: a server that closes MUST send close)".to_string(),
+                            _ => err.to_string(),
+                        };
+                        let want = match announced {
+                            Some(_) => format!("nothing for {d:?}, or the announced close"),
+                            None => format!("the connection open and silent for {d:?}"),
+                        };
+                        return Err(Failure::at(step, why).with(want, err.to_string()));
+                    }
+                }
+                String::new()
             }
             ExpectWhat::Silence(d) => {
                 self.conn(step)?
@@ -729,6 +759,15 @@ impl Ctx {
             }
         }
         Ok(())
+    }
+
+    /// Remembers that the peer ended the connection with `m`, when its protocol says so.
+    fn note_close(&mut self, env: &Env, step: &Step, m: &crate::proto::Message) {
+        if let Ok(name) = self.conn_name(step) {
+            if let Some(why) = self.proto_of(env, &name).announces_close(m) {
+                self.closing.insert(name, why);
+            }
+        }
     }
 
     fn set_var(&mut self, step: &Step, name: &str, value: &str) {

@@ -206,7 +206,7 @@ impl Scope {
                         self.define_groups(step, t);
                     }
                     ExpectWhat::Bytes(p) => self.payload(loc, p),
-                    ExpectWhat::Closed | ExpectWhat::Silence(_) => {}
+                    ExpectWhat::Closed | ExpectWhat::Silence(_) | ExpectWhat::OpenUnlessAnnounced(_) => {}
                     ExpectWhat::Structured(st) => {
                         st.templates().into_iter().for_each(|t| self.uses(loc, t));
                         for name in st.captures() {

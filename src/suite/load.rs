@@ -53,6 +53,7 @@ const EXPECT_KEYS: &[&str] = &[
     "size",
     "closed",
     "silence",
+    "open_unless_announced",
     "capture",
     "not_before",
 ];
@@ -859,7 +860,17 @@ impl LoadCx {
                 let mut known = EXPECT_KEYS.to_vec();
                 known.extend_from_slice(structured);
                 let f = self.fields(v, &known, "expect")?;
-                let forms = ["line", "lines", "regex", "raw", "hex", "fill", "closed", "silence"];
+                let forms = [
+                    "line",
+                    "lines",
+                    "regex",
+                    "raw",
+                    "hex",
+                    "fill",
+                    "closed",
+                    "silence",
+                    "open_unless_announced",
+                ];
                 let given: Vec<&str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
                 if given.len() != 1 {
                     self.err_help(
@@ -893,6 +904,7 @@ impl LoadCx {
                         ExpectWhat::Closed
                     }
                     "silence" => ExpectWhat::Silence(self.duration(n, "silence")?),
+                    "open_unless_announced" => ExpectWhat::OpenUnlessAnnounced(self.duration(n, "open_unless_announced")?),
                     _ => return None,
                 };
                 let mut captures = Vec::new();

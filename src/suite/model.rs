@@ -238,6 +238,9 @@ pub enum ExpectWhat {
     Closed,
     /// Nothing arrives, and the connection stays open, for this long.
     Silence(Duration),
+    /// Like `Silence`, but a close is also right when the last message read on the connection
+    /// announced it (the protocol's `announces_close`: HTTP's `Connection: close` or HTTP/1.0).
+    OpenUnlessAnnounced(Duration),
     /// The next message passes the protocol's structured check (an HTTP status, headers, body).
     Structured(Box<dyn crate::proto::StructuredExpect>),
 }

@@ -28,6 +28,9 @@ impl Protocol for Http {
     fn switches_protocol(&self, m: &Message) -> bool {
         rules::switches_protocol(m)
     }
+    fn announces_close(&self, m: &Message) -> Option<&'static str> {
+        rules::announces_close(m)
+    }
     fn ports(&self) -> &'static [u16] {
         &[80, 8080, 8000]
     }

@@ -106,6 +106,10 @@ pub struct Head {
     pub findings: Vec<Finding>,
 }
 
+/// The finding a head with bare-LF line endings gets: a warning, except where a case asks for
+/// CRLF (`expect: { crlf: true }`).
+pub const BARE_LF: &str = "lines end in a bare LF; a sender generates CRLF";
+
 fn must(rule: &'static str, text: impl Into<String>) -> Finding {
     Finding {
         level: Level::Must,
@@ -174,7 +178,7 @@ pub fn parse_head(buf: &[u8], request: bool) -> Result<Option<Head>, CodecError>
         lines.push((start, line));
     };
     if bare_lf {
-        findings.push(should("RFC 9112 §2.2", "lines end in a bare LF; a sender generates CRLF"));
+        findings.push(should("RFC 9112 §2.2", BARE_LF));
     }
     let Some(&(off, first)) = lines.first() else {
         return Err(err(0, "an empty line where the start line should be"));

@@ -15,6 +15,23 @@ pub fn switches_protocol(m: &Message) -> bool {
             == Some(101)
 }
 
+/// Why a response ends its connection, if it does (RFC 9112 §9.3): it lists `close` in
+/// Connection, or it is HTTP/1.0 without `keep-alive`. Requests and interim responses never do.
+pub fn announces_close(m: &Message) -> Option<&'static str> {
+    let h = m.detail.as_ref()?.downcast_ref::<parse::HttpMessage>()?;
+    let status = h.status()?;
+    if (100..200).contains(&status) && status != 101 {
+        return None;
+    }
+    if h.has_token("Connection", "close") {
+        Some("the response says Connection: close, RFC 9112 §9.6")
+    } else if h.version < (1, 1) && !h.has_token("Connection", "keep-alive") {
+        Some("an HTTP/1.0 response without keep-alive ends its connection, RFC 9112 §9.3")
+    } else {
+        None
+    }
+}
+
 /// Findings over one HTTP/1 conversation: one final response per request (RFC 9110 §15,
 /// RFC 9112 §9.3.2); a server closing with requests unanswered is a SHOULD (RFC 9112 §9.6).
 pub fn conversation(conv: &[Exchange<'_>]) -> Vec<Finding> {

@@ -11,7 +11,7 @@ use crate::syntax::{Data, Fixture, LoadCx, Loc, Node, Template};
 /// Keys of a structured HTTP send.
 pub const SEND_KEYS: &[&str] = &["method", "target", "version", "headers", "body", "body_file", "chunked"];
 /// Keys of a structured HTTP expect.
-pub const EXPECT_KEYS: &[&str] = &["status", "version", "headers", "body", "method", "target"];
+pub const EXPECT_KEYS: &[&str] = &["status", "version", "headers", "body", "method", "target", "crlf"];
 
 #[derive(Debug)]
 enum BodySrc {
@@ -49,6 +49,16 @@ impl StructuredSend for HttpSend {
         }
         .into_bytes();
         let has = |name: &str| self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        // The harness as origin keeps the rules it checks: an origin with a clock MUST send Date
+        // (RFC 9110 §6.6.1); `Date: null` leaves it out on purpose.
+        let code = self.status.as_ref().map(|s| s.render(cx.vars)).transpose()?;
+        let code: Option<u16> = code
+            .as_deref()
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|c| c.parse().ok());
+        if self.status.is_some() && !has("date") {
+            out.extend_from_slice(format!("Date: {}\r\n", httpdate::fmt_http_date(std::time::SystemTime::now())).as_bytes());
+        }
         if self.status.is_none() && !has("host") && version == "HTTP/1.1" {
             if let (Some(h), Some(p)) = (cx.vars.get("target.host"), cx.vars.get("target.port")) {
                 out.extend_from_slice(format!("Host: {h}:{p}\r\n").as_bytes());
@@ -75,7 +85,10 @@ impl StructuredSend for HttpSend {
             }
             out.extend_from_slice(b"0\r\n\r\n");
         } else {
-            let needs_length = !body.is_empty() || self.status.is_some();
+            // 1xx, 204 and 304 responses have no body and a 304 no Content-Length of its own
+            // (RFC 9110 §8.6, §15.4.5: it would be the 200's, not 0).
+            let bodiless = code.is_some_and(|c| (100..200).contains(&c) || c == 204 || c == 304);
+            let needs_length = !body.is_empty() || (self.status.is_some() && !bodiless);
             if needs_length && !has("content-length") {
                 out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
             }
@@ -183,6 +196,8 @@ enum HeaderCheck {
     Regex(Template),
     Present,
     Absent,
+    /// A comma-separated list (Connection, Cache-Control) without this token; absent is fine.
+    Lacks(String),
 }
 
 #[derive(Debug)]
@@ -216,6 +231,9 @@ struct HttpExpect {
     version: Option<Template>,
     headers: Vec<HeaderMatch>,
     body: Option<BodyMatch>,
+    /// `crlf: true`: the head's lines end in CRLF, as the grammar says (RFC 9112 §2.1; a sender
+    /// MUST NOT generate what does not match it, RFC 9110 §2.2). Elsewhere a bare LF is a warning.
+    crlf: bool,
 }
 
 fn status_match(n: &Node, cx: &mut LoadCx) -> Option<StatusMatch> {
@@ -270,7 +288,7 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
             let name = cx.string(k, "a header name")?;
             let (check, capture) = match &v.data {
                 Data::Map(_) => {
-                    let hf = cx.fields(v, &["equals", "regex", "present", "absent", "capture"], "a header check")?;
+                    let hf = cx.fields(v, &["equals", "regex", "present", "absent", "lacks", "capture"], "a header check")?;
                     let capture = match hf.get("capture") {
                         Some(c) => Some(cx.string(c, "capture")?),
                         None => None,
@@ -279,6 +297,8 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
                         HeaderCheck::Equals(cx.template(e, "equals")?)
                     } else if let Some(r) = hf.get("regex") {
                         HeaderCheck::Regex(cx.regex(r)?)
+                    } else if let Some(t) = hf.get("lacks") {
+                        HeaderCheck::Lacks(cx.string(t, "lacks")?)
                     } else if let Some(a) = hf.get("absent") {
                         if !cx.boolean(a, "absent")? {
                             cx.err(a, "absent: false checks nothing; use present: true");
@@ -344,7 +364,18 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
             _ => BodyMatch::Exact(cx.template(b, "body")?),
         }),
     };
+    let crlf = match f.get("crlf") {
+        Some(n) => {
+            if !cx.boolean(n, "crlf")? {
+                cx.err(n, "crlf: false checks nothing (a bare LF is a warning anyway)");
+                return None;
+            }
+            true
+        }
+        None => false,
+    };
     Some(Box::new(HttpExpect {
+        crlf,
         status,
         status_at: f.get("status").map(|n| n.loc),
         body_at: f.get("body").map(|n| n.loc),
@@ -402,13 +433,21 @@ impl StructuredExpect for HttpExpect {
                 return Err(mismatch(format!("version {have}, expected {w}"), self.describe(), got));
             }
         }
+        if self.crlf && msg.findings.iter().any(|f| f.text == super::parse::BARE_LF) {
+            return Err(mismatch(
+                "the head's lines end in a bare LF: HTTP/1.1's grammar ends them in CRLF (RFC 9112 §2.1), and a sender MUST NOT generate anything else (RFC 9110 §2.2)",
+                self.describe(),
+                got,
+            ));
+        }
         let mut caps = Vec::new();
         for h in &self.headers {
             let value = m.field(&h.name);
             let fail = |why: String| mismatch(why, format!("{}: {}", h.name, describe_check(&h.check)), got.clone()).at(h.loc);
             let text = match (&h.check, &value) {
                 (HeaderCheck::Absent, Some(v)) => return Err(fail(format!("{} is present ('{v}'), expected absent", h.name))),
-                (HeaderCheck::Absent, None) => continue,
+                (HeaderCheck::Absent | HeaderCheck::Lacks(_), None) => continue,
+                (HeaderCheck::Lacks(t), Some(v)) if m.has_token(&h.name, t) => return Err(fail(format!("{} lists '{t}' ('{v}')", h.name))),
                 (_, None) => return Err(fail(format!("no {} header", h.name))),
                 (_, Some(v)) => v.clone(),
             };
@@ -428,7 +467,7 @@ impl StructuredExpect for HttpExpect {
                         None => return Err(fail(format!("{} is '{text}', which does not match /{p}/", h.name))),
                     }
                 }
-                HeaderCheck::Present | HeaderCheck::Absent => {}
+                HeaderCheck::Present | HeaderCheck::Absent | HeaderCheck::Lacks(_) => {}
             }
             if let Some(var) = &h.capture {
                 caps.push((var.clone(), captured));
@@ -487,6 +526,9 @@ impl StructuredExpect for HttpExpect {
                 BodyMatch::Empty => "no body".into(),
             });
         }
+        if self.crlf {
+            parts.push("CRLF line endings".into());
+        }
         format!("an HTTP message with {}", parts.join(", "))
     }
 }
@@ -504,6 +546,7 @@ fn describe_check(c: &HeaderCheck) -> String {
         HeaderCheck::Regex(t) => format!("/{}/", t.as_literal().unwrap_or("${..}")),
         HeaderCheck::Present => "present".into(),
         HeaderCheck::Absent => "absent".into(),
+        HeaderCheck::Lacks(t) => format!("without '{t}'"),
     }
 }
 
