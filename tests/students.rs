@@ -293,6 +293,7 @@ fn http_bare_lf_fails_only_the_crlf_case() {
         (1, vec!["crlf-line-endings".to_string()]),
         "{out}"
     );
+    golden(&web("http_bare_lf"), "http", "crlf-line-endings", &report);
 }
 
 #[test]
