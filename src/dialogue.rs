@@ -36,6 +36,23 @@ pub struct ConnInfo {
     pub peer: Option<SocketAddr>,
 }
 
+#[cfg(test)]
+impl ConnInfo {
+    /// A TCP `line` connection named `c` where the harness is the client, for unit tests.
+    pub(crate) fn test_tcp(captured: bool) -> ConnInfo {
+        ConnInfo {
+            id: 0,
+            name: "c".into(),
+            transport: Transport::Tcp,
+            protocol: "line".into(),
+            harness_is_client: true,
+            captured,
+            local: None,
+            peer: None,
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -415,16 +432,7 @@ mod tests {
     #[test]
     fn frames_split_stream_into_lines() {
         let rec = Recorder::new();
-        let c = rec.open(ConnInfo {
-            id: 0,
-            name: "c".into(),
-            transport: Transport::Tcp,
-            protocol: "line".into(),
-            harness_is_client: true,
-            captured: false,
-            local: None,
-            peer: None,
-        });
+        let c = rec.open(ConnInfo::test_tcp(false));
         let data = |dir, b: &[u8]| EventKind::Data { dir, bytes: b.to_vec() };
         rec.event(c, data(Direction::ClientToServer, b"hel"));
         rec.event(c, data(Direction::ClientToServer, b"lo\n"));

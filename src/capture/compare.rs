@@ -238,14 +238,9 @@ mod tests {
 
     fn info(captured: bool) -> ConnInfo {
         ConnInfo {
-            id: 0,
-            name: "c".into(),
-            transport: Transport::Tcp,
-            protocol: "line".into(),
-            harness_is_client: true,
-            captured,
             local: Some(addr(40000)),
             peer: Some(addr(12000)),
+            ..ConnInfo::test_tcp(captured)
         }
     }
 

@@ -248,14 +248,9 @@ mod tests {
             start_us: 0,
             dialogue: Dialogue {
                 connections: vec![ConnInfo {
-                    id: 0,
-                    name: "c".into(),
-                    transport: Transport::Tcp,
-                    protocol: "line".into(),
-                    harness_is_client: true,
-                    captured: true,
                     local: Some(a),
                     peer: Some(b),
+                    ..ConnInfo::test_tcp(true)
                 }],
                 events: events
                     .into_iter()

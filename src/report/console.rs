@@ -6,12 +6,18 @@ use anstyle::{AnsiColor, Style};
 
 use crate::run::{CaseResult, Reporter, Summary, Verdict};
 
-const RED: Style = AnsiColor::Red.on_default().bold();
-const GREEN: Style = AnsiColor::Green.on_default().bold();
-const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
-const CYAN: Style = AnsiColor::Cyan.on_default().bold();
-const DIM: Style = Style::new().dimmed();
-const BOLD: Style = Style::new().bold();
+/// The console's palette, shared with the grade console so a verdict looks the same in both.
+pub(crate) const RED: Style = AnsiColor::Red.on_default().bold();
+/// Passed.
+pub(crate) const GREEN: Style = AnsiColor::Green.on_default().bold();
+/// Could not run; warnings.
+pub(crate) const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+/// Does not apply.
+pub(crate) const CYAN: Style = AnsiColor::Cyan.on_default().bold();
+/// Timings and transcripts.
+pub(crate) const DIM: Style = Style::new().dimmed();
+/// Labels.
+pub(crate) const BOLD: Style = Style::new().bold();
 
 /// Prints results to stdout (colour per NO_COLOR/terminal); a progress bar on a terminal only.
 pub struct Console {
@@ -153,21 +159,27 @@ fn indent(s: &str, by: &str) -> String {
     s.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
+/// `  step:     suites/x.yaml:L:C (keyword)`, or nothing when the failure has no step.
+fn step_line(r: &CaseResult, f: &crate::run::Failure, bold: Style) -> String {
+    match f.loc {
+        Some(loc) => format!(
+            "  {bold}step:{bold:#}     {}:{}:{} ({})\n",
+            r.suite.source.path.display(),
+            loc.line,
+            loc.col,
+            f.keyword.unwrap_or("step")
+        ),
+        None => String::new(),
+    }
+}
+
 /// Why a case does not apply: its premise, the step, and what arrived instead (no dialogue: nothing
 /// is wrong with the program).
 pub fn not_applicable_text(r: &CaseResult, premise: &str, color: bool) -> String {
     let bold = if color { BOLD } else { Style::new() };
     let mut out = format!("  {bold}n/a:{bold:#}      the program does not offer: {premise} (costs no points)\n");
     if let Some(f) = &r.failure {
-        if let Some(loc) = f.loc {
-            out.push_str(&format!(
-                "  {bold}step:{bold:#}     {}:{}:{} ({})\n",
-                r.suite.source.path.display(),
-                loc.line,
-                loc.col,
-                f.keyword.unwrap_or("step")
-            ));
-        }
+        out.push_str(&step_line(r, f, bold));
         out.push_str(&format!("  {bold}because:{bold:#}  {}\n", f.message));
         if let Some(g) = &f.got {
             out.push_str(&format!("  {bold}got:{bold:#}      {}\n", g.lines().next().unwrap_or("")));
@@ -184,14 +196,8 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
     let case = r.case();
     let mut out = String::new();
     let Some(f) = &r.failure else { return out };
+    out.push_str(&step_line(r, f, bold));
     if let Some(loc) = f.loc {
-        out.push_str(&format!(
-            "  {bold}step:{bold:#}     {}:{}:{} ({})\n",
-            r.suite.source.path.display(),
-            loc.line,
-            loc.col,
-            f.keyword.unwrap_or("step")
-        ));
         if let Some(line) = r.suite.source.text.lines().nth(loc.line.saturating_sub(1) as usize) {
             out.push_str(&format!("            {dim}{}{dim:#}\n", line.trim()));
         }

@@ -1,6 +1,6 @@
 //! Reporters: results flow here as cases finish (console, JSON, JUnit).
 
-mod console;
+pub(crate) mod console;
 mod json;
 mod junit;
 

@@ -113,16 +113,7 @@ mod tests {
 
     fn dialogue(events: Vec<EventKind>) -> Dialogue {
         Dialogue {
-            connections: vec![ConnInfo {
-                id: 0,
-                name: "c".into(),
-                transport: Transport::Tcp,
-                protocol: "line".into(),
-                harness_is_client: true,
-                captured: false,
-                local: None,
-                peer: None,
-            }],
+            connections: vec![ConnInfo::test_tcp(false)],
             events: events.into_iter().map(|kind| Event { t_us: 0, conn: 0, kind }).collect(),
         }
     }

@@ -750,17 +750,8 @@ impl LoadCx {
 
     fn payload_fields(&mut self, v: &Node, f: &Fields) -> Option<Payload> {
         let forms = ["line", "lines", "raw", "hex", "fill", "pieces"];
-        let given: Vec<&str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
-        if given.len() != 1 {
-            self.err_help(
-                v,
-                format!("give exactly one of {}", forms.join(", ")),
-                "e.g. { raw: \"GET /\\r\\n\" }",
-            );
-            return None;
-        }
-        let n = f.get(given[0])?;
-        Some(match given[0] {
+        let (form, n) = self.one_of(v, f, &forms, "give exactly one of", "e.g. { raw: \"GET /\\r\\n\" }")?;
+        Some(match form {
             "line" => Payload::Lines(vec![self.template(n, "line")?]),
             "lines" => match &n.data {
                 Data::Seq(items) => Payload::Lines(items.iter().map(|i| self.template(i, "a line")).collect::<Option<_>>()?),
@@ -871,17 +862,8 @@ impl LoadCx {
                     "silence",
                     "open_unless_announced",
                 ];
-                let given: Vec<&str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
-                if given.len() != 1 {
-                    self.err_help(
-                        v,
-                        format!("expect one thing: one of {}", forms.join(", ")),
-                        "e.g. expect: { regex: '^HELLO' }",
-                    );
-                    return None;
-                }
-                let n = f.get(given[0])?;
-                let what = match given[0] {
+                let (form, n) = self.one_of(v, &f, &forms, "expect one thing: one of", "e.g. expect: { regex: '^HELLO' }")?;
+                let what = match form {
                     "line" => ExpectWhat::Line(self.template(n, "line")?),
                     "lines" => match &n.data {
                         Data::Seq(items) => ExpectWhat::Lines(items.iter().map(|i| self.template(i, "a line")).collect::<Option<_>>()?),

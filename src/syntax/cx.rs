@@ -130,6 +130,26 @@ impl LoadCx {
         }
     }
 
+    /// The one key of `forms` that `f` has, and its value; none or several is a problem at `node`:
+    /// "`lead` a, b, c" with `help`.
+    pub fn one_of<'a>(
+        &mut self,
+        node: &Node,
+        f: &Fields<'a>,
+        forms: &[&'static str],
+        lead: &str,
+        help: &str,
+    ) -> Option<(&'static str, &'a Node)> {
+        let given: Vec<&'static str> = forms.iter().copied().filter(|k| f.get(k).is_some()).collect();
+        match given[..] {
+            [one] => Some((one, f.get(one)?)),
+            _ => {
+                self.err_help(node, format!("{lead} {}", forms.join(", ")), help);
+                None
+            }
+        }
+    }
+
     /// The pairs of a mapping, in file order; anything else is recorded as `message` with `help`.
     pub fn mapping<'a>(&mut self, node: &'a Node, message: &str, help: impl Into<String>) -> Option<&'a [(Node, Node)]> {
         match &node.data {

@@ -1,17 +1,11 @@
 //! The terminal: a line per case as it finishes, then the grade with every lost case explained
 //! (hidden ones only named, for students). Colour goes through anstream, which honours NO_COLOR.
 
-use anstyle::{AnsiColor, Style};
+use anstyle::Style;
 
 use super::super::score::{fmt_points, Grade, GradedCase, Status};
 use super::{case_text, shows_details, Audience};
-
-const RED: Style = AnsiColor::Red.on_default().bold();
-const GREEN: Style = AnsiColor::Green.on_default().bold();
-const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
-const CYAN: Style = AnsiColor::Cyan.on_default().bold();
-const DIM: Style = Style::new().dimmed();
-const BOLD: Style = Style::new().bold();
+use crate::report::console::{BOLD, CYAN, DIM, GREEN, RED, YELLOW};
 
 fn word(c: &GradedCase) -> (Style, &'static str) {
     match c.status {
