@@ -67,11 +67,13 @@ fn golden(cmd: &str, suite: &str, case: &str, report: &serde_json::Value) {
             text.push_str(&format!("hint: {h}\n"));
         }
     }
-    // What a run draws at random or measures: a free port, a random DNS id, a time taken.
+    // What a run draws at random or measures: a free port, a random DNS id, a time taken, which
+    // ping survives a simulated loss.
     let mut text = wirecheck::dialogue::normalize(&text);
     for (re, to) in [
         (r"\bport \d+", "port PORT"),
         (r"\bid \d+", "id N"),
+        (r#""Ping \d+ abc\.def""#, r#""Ping N abc.def""#),
         (r"\b\d+(\.\d+)?(ms|µs)\b", "T"),
     ] {
         text = regex::Regex::new(re).unwrap().replace_all(&text, to).into_owned();
