@@ -790,10 +790,14 @@ fn an_unknown_user_stops_grading_before_the_submission_is_touched() {
 }
 
 #[test]
-fn the_textbook_socket_servers_as_printed_score_full_marks() {
-    // One recv(1024) / recvfrom(2048), exactly as the slides print them: the labs' default
-    // grading must give every point (byte-stream and size cases are opt-in tags).
-    for (assignment, file) in [("tcp-upper", "tcp_upper_textbook"), ("udp-upper", "udp_upper_textbook")] {
+fn the_textbook_programs_as_printed_score_full_marks() {
+    // One recv(1024) / recvfrom(2048), exactly as the slides and the lab skeletons have them: the
+    // labs' default grading must give every point (byte-stream and size cases are opt-in tags).
+    for (assignment, file) in [
+        ("tcp-upper", "tcp_upper_textbook"),
+        ("udp-upper", "udp_upper_textbook"),
+        ("smtp-client", "smtp_client_textbook"),
+    ] {
         let a = format!("ci/assignments/{assignment}.yaml");
         let (code, out, gs, _) = grade(&a, &format!("{STUDENT}/{file}.py"), &["--retries", "0"]);
         assert_eq!(code, 0, "{file}: {out}");
