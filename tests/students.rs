@@ -473,18 +473,12 @@ fn smtp_client_with_its_own_message_passes_core() {
 }
 
 /// The lab's skeleton filled in (one recv(1024) per reply, printing instead of stopping on a
-/// refusal) is what the lab asks: it passes the textbook profile and fails only the opt-in ones.
+/// refusal) is what the lab asks: it passes the textbook profile. (Whether its single reads trip
+/// over a reply in pieces depends on timing; smtp_client_one_recv fails that case for sure.)
 #[test]
 fn smtp_client_as_the_lab_skeleton_passes_the_textbook_profile() {
     let cmd = mail_client("smtp_client_textbook");
     check_with("smtp-client", &cmd, &["--tag", "textbook"], &[]);
-    // Where a reply read in pieces derails it depends on timing: no golden text for this one.
-    let (code, out, report) = run_json(&["smtp-client", "--exec", &cmd, "--tag", "stream"]);
-    assert_eq!(
-        (code, cases_with(&report, "fail")),
-        (1, vec!["replies-in-pieces".to_string()]),
-        "{out}"
-    );
 }
 
 #[test]
