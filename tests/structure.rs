@@ -78,24 +78,25 @@ fn capture_names_no_protocol() {
 #[test]
 fn every_protocol_is_a_folder_of_the_same_four_files() {
     let dir = root().join("src/proto");
-    let mut folders = 0;
+    let mut protocols = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
         if p.is_dir() {
-            folders += 1;
+            // `common/` holds what the protocols share, in the same shape.
+            protocols += usize::from(name != "common");
             for f in ["mod.rs", "codec.rs", "steps.rs", "rules.rs"] {
                 assert!(p.join(f).is_file(), "{} has no {f}", p.display());
             }
         } else {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(
-                ["mod.rs", "codec.rs", "steps.rs", "rules.rs"].contains(&name.as_str()),
-                "{name}: a protocol is a folder, and what protocols share is codec.rs, steps.rs or rules.rs"
-            );
+            assert_eq!(name, "mod.rs", "a protocol is a folder, and what protocols share is in common/");
         }
     }
     // Every registered protocol lives in one of the folders (line and line-crlf share one).
-    assert!(folders >= 7 && folders <= wirecheck::proto::all().len(), "{folders} folders");
+    assert!(
+        protocols >= 7 && protocols <= wirecheck::proto::all().len(),
+        "{protocols} protocol folders"
+    );
 }
 
 /// A crate's files by module path (`["proto", "dns", "wire"]`), and the module path of each file.
@@ -130,20 +131,20 @@ impl Crate {
     }
 
     /// The file a path names: the longest module prefix, following a folder's `pub use` re-export
-    /// of the next segment to the file that defines it.
+    /// of the next segment (an item, or a module) into the child that holds it.
     fn resolve(&self, path: &[String]) -> Option<PathBuf> {
-        for n in (0..=path.len()).rev() {
-            let Some(f) = self.files.get(&path[..n]) else { continue };
-            if Self::is_front_door(f) && n < path.len() {
-                if let Some(child) = reexported_from(f, &path[n]) {
-                    let mut p = path[..n].to_vec();
-                    p.push(child);
-                    if let Some(g) = self.files.get(&p) {
-                        return Some(g.clone());
-                    }
-                }
+        let mut path = path.to_vec();
+        // Re-exports can chain (`proto` re-exports `common`'s modules); a few hops are plenty.
+        for _ in 0..4 {
+            let n = (0..=path.len()).rev().find(|&n| self.files.contains_key(&path[..n]))?;
+            let f = &self.files[&path[..n]];
+            if !(Self::is_front_door(f) && n < path.len()) {
+                return Some(f.clone());
             }
-            return Some(f.clone());
+            match reexported_from(f, &path[n]) {
+                Some(child) if child != path[n] => path.insert(n, child),
+                _ => return Some(f.clone()),
+            }
         }
         None
     }

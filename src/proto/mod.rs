@@ -6,12 +6,12 @@
 //! - `rules.rs`: passive rules over a whole conversation, for `wirecheck check`;
 //! - `mod.rs`: the registry entry (name, transport, ports, first-bytes detection).
 //!
-//! The live runner, the transcript renderer and the capture decoder all frame with the codec;
-//! nothing outside a protocol's folder names it except the `PROTOCOLS` list below.
+//! What they all share is `common/`, in the same four files. The live runner, the transcript
+//! renderer and the capture decoder all frame with the codec; nothing outside a protocol's folder
+//! names it except the `PROTOCOLS` list below.
 
-pub mod codec;
-pub mod rules;
-pub mod steps;
+mod common;
+pub use common::{codec, rules, steps};
 
 pub mod datagram;
 pub mod dns;
