@@ -9,6 +9,26 @@ use sha2::{Digest, Sha256};
 use super::parse::{self, Framing, HttpMessage, StartLine};
 use crate::proto::{escape_bytes, Codec, CodecError, Frame, Message};
 
+/// The first line after the start line that cannot be a field line (no colon), when the head never
+/// ended: 1-based line number, its offset, and the line. A body sent without the empty line that
+/// ends the head reads this way (`<!DOCTYPE html>` where a field was due).
+fn unended_head(buf: &[u8]) -> Option<(usize, usize, &[u8])> {
+    let mut offset = 0;
+    // Only whole lines: the last piece, after the last LF, may just be cut short.
+    let whole = buf.iter().rposition(|&b| b == b'\n').map_or(&buf[..0], |n| &buf[..n]);
+    for (i, line) in whole.split(|&b| b == b'\n').enumerate() {
+        let text = line.strip_suffix(b"\r").unwrap_or(line);
+        // Line 1 is the start line; a continuation (obs-fold) starts with white space.
+        if i > 0 && !text.is_empty() && !text.contains(&b':') && !text[0].is_ascii_whitespace() {
+            // Binary (another protocol's frames) is not a body that lost its empty line.
+            let is_text = text.iter().all(|&b| b >= 0x20 && b != 0x7f || b == b'\t');
+            return is_text.then_some((i + 1, offset, text));
+        }
+        offset += line.len() + 1;
+    }
+    None
+}
+
 /// Frames requests (client to server) or responses (server to client).
 pub struct HttpCodec {
     request: bool,
@@ -32,9 +52,19 @@ impl Codec for HttpCodec {
     fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
         let Some(mut head) = parse::parse_head(buf, self.request)? else {
             if eof && buf.iter().any(|b| !b.is_ascii_whitespace()) {
-                return Err(CodecError {
-                    offset: buf.len(),
-                    reason: "the connection closed in the middle of a message head".into(),
+                return Err(match unended_head(buf) {
+                    Some((n, offset, line)) => CodecError {
+                        offset,
+                        reason: format!(
+                            "no empty line after the header section: line {n} \"{}\" has no colon, so the head never \
+                             ended (RFC 9112 §2.1: the header section ends with an empty line, CRLF CRLF)",
+                            escape_bytes(line, 80)
+                        ),
+                    },
+                    None => CodecError {
+                        offset: buf.len(),
+                        reason: "the connection closed in the middle of a message head".into(),
+                    },
                 });
             }
             return Ok(Frame::Incomplete);
@@ -289,5 +319,25 @@ mod tests {
         again.extend_from_slice(b"\r\n");
         again.extend_from_slice(&m.body);
         assert_eq!(again, wire);
+    }
+
+    #[test]
+    fn rejects_a_head_that_never_ended_naming_the_line_without_a_colon() {
+        let mut c = HttpCodec::new(false);
+        c.peer_sent(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let e = c
+            .decode(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n<!DOCTYPE html>\r\n<p>hi</p>\r\n",
+                true,
+            )
+            .unwrap_err();
+        assert!(
+            e.reason
+                .starts_with("no empty line after the header section: line 3 \"<!DOCTYPE html>\" has no colon"),
+            "{e}"
+        );
+        assert_eq!(e.offset, 42);
+        let e = HttpCodec::new(false).decode(b"HTTP/1.1 200 OK\r\nContent-Ty", true).unwrap_err();
+        assert!(e.reason.contains("closed in the middle of a message head"), "{e}");
     }
 }
