@@ -790,13 +790,15 @@ fn an_unknown_user_stops_grading_before_the_submission_is_touched() {
 }
 
 #[test]
-fn the_textbook_programs_as_printed_score_full_marks() {
+fn the_textbook_programs_as_the_labs_ask_score_full_marks() {
     // One recv(1024) / recvfrom(2048), exactly as the slides and the lab skeletons have them: the
     // labs' default grading must give every point (byte-stream and size cases are opt-in tags).
     for (assignment, file) in [
         ("tcp-upper", "tcp_upper_textbook"),
         ("udp-upper", "udp_upper_textbook"),
         ("smtp-client", "smtp_client_textbook"),
+        // The proxy lab as asked: GET only, a stale entry refetched rather than revalidated.
+        ("proxy", "proxy_get_only"),
     ] {
         let a = format!("ci/assignments/{assignment}.yaml");
         let (code, out, gs, _) = grade(&a, &format!("{STUDENT}/{file}.py"), &["--retries", "0"]);
