@@ -47,12 +47,13 @@ fn golden(cmd: &str, suite: &str, case: &str, report: &serde_json::Value) {
     if hints.is_empty() {
         if let Some(step) = f["step"].as_object() {
             let keyword = step["keyword"].as_str().unwrap_or("");
-            text.push_str(&format!(
-                "step: {}:{}:{} ({keyword})\n",
-                step["file"].as_str().unwrap_or(""),
-                step["line"],
-                step["col"]
-            ));
+            // The step's own text, not its line number: a golden should not change when an
+            // unrelated case above it is edited.
+            let file = step["file"].as_str().unwrap_or("");
+            let line = step["line"].as_u64().unwrap_or(0) as usize;
+            let source = std::fs::read_to_string(root().join(file)).unwrap_or_default();
+            let at = source.lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
+            text.push_str(&format!("step: {file} ({keyword}) {at}\n"));
         }
         text.push_str(&format!("error: {}\n", f["message"].as_str().unwrap_or("")));
         for k in ["expected", "got"] {
