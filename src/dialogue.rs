@@ -30,6 +30,9 @@ pub struct ConnInfo {
     /// Decoded from a capture file: there is no harness on it.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub captured: bool,
+    /// A conversation of one of the case's actors (the harness serves it by rules).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub actor: bool,
     /// The harness's address.
     pub local: Option<SocketAddr>,
     /// The target's address.
@@ -47,6 +50,7 @@ impl ConnInfo {
             protocol: "line".into(),
             harness_is_client: true,
             captured,
+            actor: false,
             local: None,
             peer: None,
         }
@@ -333,9 +337,25 @@ impl Dialogue {
     /// generated values replaced by placeholders.
     pub fn stable_transcript(&self, proto: &dyn Protocol) -> String {
         let mut groups: std::collections::BTreeMap<(String, &'static str), Vec<String>> = std::collections::BTreeMap::new();
+        // An actor answers whatever arrives, from as many source ports and with as many retries
+        // as the program's timing makes: what is stable is the set of distinct messages it saw and
+        // sent, not their number or its conversations.
+        let actors: std::collections::HashSet<&str> = self.connections.iter().filter(|c| c.actor).map(|c| c.name.as_str()).collect();
         for it in self.items(proto) {
-            let side = it.dir.map_or("events", Direction::arrow);
-            groups.entry((it.conn, side)).or_default().push(normalize(&it.text));
+            let is_actor = actors.contains(it.conn.as_str());
+            let Some(side) = it.dir.map(Direction::arrow).or((!is_actor).then_some("events")) else {
+                continue;
+            };
+            let texts = groups.entry((it.conn, side)).or_default();
+            let text = normalize(&it.text);
+            if !is_actor || !texts.contains(&text) {
+                texts.push(text);
+            }
+        }
+        for ((conn, _), texts) in groups.iter_mut() {
+            if actors.contains(conn.as_str()) {
+                texts.sort();
+            }
         }
         let mut s = String::new();
         for ((conn, side), texts) in groups {

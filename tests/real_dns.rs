@@ -1,7 +1,8 @@
-//! NSD, an authoritative name server no one here wrote, as a standing oracle for `dns-auth`:
-//! the suite must not fail it where the RFCs allow what it does (tests/real/dns-auth.nsd.expected
-//! lists what is out of its scope, with the RFC reason). `tests/peers/nsd` starts it on the
-//! runner's port with the suite's zones from fixtures/dns.
+//! Name servers no one here wrote as standing oracles: NSD for `dns-auth` (started by
+//! `tests/peers/nsd` on the runner's port with the zones of fixtures/dns), Unbound for
+//! `dns-resolver` (started by `tests/peers/unbound` with root hints only, under `--isolate` so the
+//! harness's hierarchy owns port 53). The suites must not fail them where the RFCs allow what they
+//! do (tests/real/SUITE.SERVER.expected lists what is out of scope, with the RFC reason).
 
 mod common;
 use common::*;
@@ -18,4 +19,22 @@ fn dns_auth_passes_nsd() {
     // comes over TCP, which the suite accepts (RFC 6891 §6.2.5).
     assert!(cases_with(&report, "pass").contains(&"edns-large-answer".to_string()), "{out}");
     readme_row("NSD (Debian `nsd`)", "dns-auth", &result);
+}
+
+#[test]
+fn dns_resolver_passes_unbound() {
+    if !peer_installed("/usr/sbin/unbound", "unbound") {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "the Unbound test needs root for --isolate");
+        eprintln!("skipped: --isolate (a private network namespace with port 53) needs root");
+        return;
+    }
+    let (_, out, report) = run_json(&["dns-resolver", "--isolate", "--exec", "tests/peers/unbound {listen_port}"]);
+    let result = check_expected("dns-resolver", "unbound", &report, &out);
+    // The priming query and what else Unbound asks are accepted: the root saw more than the
+    // stub's question, and the cases still passed.
+    assert!(cases_with(&report, "pass").contains(&"follows-referrals".to_string()), "{out}");
+    readme_row("Unbound (Debian `unbound`, root hints only, `--isolate`)", "dns-resolver", &result);
 }

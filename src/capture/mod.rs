@@ -480,6 +480,7 @@ impl Decoder<'_> {
                 protocol: protocol.clone(),
                 harness_is_client: true,
                 captured: true,
+                actor: false,
                 local: Some(c.client),
                 peer: Some(c.server),
             }],

@@ -128,6 +128,9 @@ impl RunArgs {
             case_globs,
             ready_timeout: self.ready_timeout,
             sandbox,
+            // In a private network namespace the actors own port 53, as real name servers do, so
+            // a resolver is tested with its stock settings.
+            actor_port: self.isolate.then_some(53),
             ..RunOptions::default()
         };
         let selected = suites.iter().any(|s| s.cases.iter().any(|c| run::selected(&options, s, c)));

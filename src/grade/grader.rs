@@ -179,6 +179,8 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
             case_budget: Some(a.budget.case),
             deadline: Some(deadline),
             capture: None,
+            // Student resolvers are given the hierarchy's address and port ({root.host} {root.port}).
+            actor_port: None,
         };
         let mut collector = Collector {
             a,

@@ -11,7 +11,7 @@
 //! names it except the `PROTOCOLS` list below.
 
 mod common;
-pub use common::{codec, rules, steps};
+pub use common::{actor, codec, rules, steps};
 
 pub mod datagram;
 pub mod dns;
@@ -60,6 +60,10 @@ pub trait Protocol: Send + Sync {
     /// runner then sends nothing more on it (RFC 9112 §9.6: a client MUST NOT send further
     /// requests) and `expect: { open_unless_announced }` accepts the close.
     fn announces_close(&self, _m: &Message) -> Option<&'static str> {
+        None
+    }
+    /// The actor the harness can play for this protocol (`actors:` in a suite), if any.
+    fn actor(&self) -> Option<&'static actor::ActorKind> {
         None
     }
     /// Server ports this protocol is usually spoken on (capture decoding reads them first).

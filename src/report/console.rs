@@ -213,7 +213,10 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
             out.push_str(&indent(&snip, "    "));
         }
     }
-    if let Some(rfc) = &case.rfc {
+    // The failing step's own rule is the one that broke; the case's reference names its topic.
+    if let Some(rule) = &f.rule {
+        out.push_str(&format!("  {bold}checks:{bold:#}   {rule}\n"));
+    } else if let Some(rfc) = &case.rfc {
         out.push_str(&format!("  {bold}checks:{bold:#}   {rfc} — {}\n", case.title));
     }
     out.push_str(&format!("  {bold}error:{bold:#}    {}\n", f.message));

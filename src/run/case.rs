@@ -53,6 +53,13 @@ pub struct Failure {
     /// (Shared with the step: a thin pointer keeps `Failure` small.)
     #[serde(skip)]
     pub premise: Option<Arc<String>>,
+    /// The failing step's own `rule:` (the rule it checks, quoted), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rule_text")]
+    pub rule: Option<Arc<String>>,
+}
+
+fn rule_text<S: serde::Serializer>(rule: &Option<Arc<String>>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(rule.as_deref().map(String::as_str).unwrap_or_default())
 }
 
 impl Failure {
@@ -61,6 +68,7 @@ impl Failure {
             message: message.into(),
             loc: Some(step.loc),
             keyword: Some(step.kind.keyword()),
+            rule: step.rule.clone(),
             ..Failure::default()
         }
     }
@@ -107,6 +115,8 @@ pub struct Env {
     pub output_pos: std::sync::Mutex<usize>,
     /// SHOULD-level findings in messages the case read (they cost no points).
     pub warnings: std::sync::Mutex<Vec<String>>,
+    /// The port actors listen on (None: a free one they share).
+    pub actor_port: Option<u16>,
 }
 
 impl Env {
@@ -147,6 +157,8 @@ pub struct Ctx {
     suffix: String,
     /// Protocol of each connection and listener that is not the suite's.
     protos: HashMap<String, &'static dyn Protocol>,
+    /// The case's running actors (shared with parallel branches; stopped when the case ends).
+    actors: Arc<std::sync::Mutex<Vec<super::actors::RunningActor>>>,
 }
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
@@ -167,6 +179,8 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
     }
     let r = ctx.steps(env, &case.steps).await;
     ctx.close_all(env);
+    // The actors stop with the case (branches share them, so only the case's own context does).
+    ctx.actors.lock().unwrap_or_else(|e| e.into_inner()).clear();
     r
 }
 
@@ -293,9 +307,87 @@ impl Ctx {
             protocol: self.proto_of(env, name).name().to_string(),
             harness_is_client,
             captured: false,
+            actor: false,
             local,
             peer,
         }
+    }
+
+    /// A UDP expect that timed out: when the reply went to another of the case's UDP ports, say
+    /// so; otherwise name the port the reply should have come back to.
+    fn udp_misdelivered(&mut self, step: &Step, mut f: Failure) -> Failure {
+        let Ok(name) = self.conn_name(step) else { return f };
+        let Some(here) = self.conns.get(&name).and_then(Conn::udp_client_local) else {
+            return f;
+        };
+        let mut names: Vec<String> = self.conns.keys().filter(|n| **n != name).cloned().collect();
+        names.sort();
+        for other in names {
+            let Some(c) = self.conns.get_mut(&other) else { continue };
+            let Some(there) = c.udp_client_local() else { continue };
+            if let Some(d) = c.take_unread().first() {
+                f.message = format!(
+                    "no reply came back to {here}, the port the request came from; a datagram ({}) arrived at {there}, \
+                     the port of '{other}', instead: a UDP server answers the address recvfrom returned with the \
+                     request (RFC 768: the source port is where a reply goes)",
+                    escape_bytes(d, 60)
+                );
+                return f;
+            }
+        }
+        f.message = format!(
+            "no datagram came back to {here}, the port the request came from (a UDP server replies to the address \
+             recvfrom returned; RFC 768)"
+        );
+        f
+    }
+
+    async fn serve(&mut self, env: &Env, step: &Step, s: &crate::suite::Serve) -> Result<(), Failure> {
+        let decls: Vec<&crate::suite::ActorDecl> = s
+            .actors
+            .iter()
+            .filter_map(|n| env.suite.actors.iter().find(|a| a.name == *n))
+            .collect();
+        let running = super::actors::start(&decls, &s.faults, env.actor_port, &env.rec)
+            .await
+            .map_err(|e| Failure::at(step, e))?;
+        for a in &running {
+            self.vars.insert(format!("{}.port", a.name), a.addr.port().to_string());
+            self.vars.insert(format!("{}.host", a.name), a.addr.ip().to_string());
+            self.vars.insert(format!("{}.addr", a.name), a.addr.to_string());
+        }
+        self.actors.lock().unwrap_or_else(|e| e.into_inner()).extend(running);
+        Ok(())
+    }
+
+    fn saw(&mut self, env: &Env, step: &Step, s: &crate::suite::Saw) -> Result<(), Failure> {
+        let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(a) = actors.iter().find(|a| a.name == s.actor) else {
+            return Err(Failure::at(
+                step,
+                format!("the actor '{}' is not running: start it with a 'serve' step first", s.actor),
+            ));
+        };
+        let cx = env.render_cx(&self.vars, s.over.unwrap_or(Transport::Udp));
+        let (n, all) = a.count(s.spec.as_ref(), s.over, &cx);
+        if n >= s.min && s.max.is_none_or(|m| n <= m) {
+            return Ok(());
+        }
+        let want = match (s.min, s.max) {
+            (lo, Some(hi)) if lo == hi => format!("exactly {lo}"),
+            (0, Some(hi)) => format!("at most {hi}"),
+            (lo, None) => format!("at least {lo}"),
+            (lo, Some(hi)) => format!("{lo} to {hi}"),
+        };
+        let got = match all.is_empty() {
+            true => "nothing".to_string(),
+            false => all.join("\n"),
+        };
+        Err(Failure::at(
+            step,
+            format!("{} received {n} matching message(s); the case expects {want}", s.actor),
+        )
+        .with(format!("{want}: {}", s.spec.describe()), got))
     }
 
     fn close_all(&mut self, env: &Env) {
@@ -392,7 +484,10 @@ impl Ctx {
                 }
                 StepKind::Start { listener, listen } => self.start(env, step, listener.as_deref(), *listen, deadline).await,
                 StepKind::Send(p) => self.send(env, step, p, deadline).await,
-                StepKind::Expect(e) => self.expect(env, step, e, deadline).await,
+                StepKind::Expect(e) => match self.expect(env, step, e, deadline).await {
+                    Err(f) if f.message.starts_with("timed out") => Err(self.udp_misdelivered(step, f)),
+                    r => r,
+                },
                 StepKind::Collect(c) => self.collect(step, c).await,
                 StepKind::Close if step.on.as_ref().is_some_and(|n| self.listeners.contains_key(n)) => {
                     // Closing a listener frees its port: nothing listens there any more.
@@ -416,6 +511,8 @@ impl Ctx {
                 StepKind::Repeat(r) => self.repeat(env, r).await,
                 StepKind::ExpectOutput(o) => self.expect_output(env, step, o, deadline).await,
                 StepKind::ExpectExit(x) => self.expect_exit(env, step, *x, deadline).await,
+                StepKind::Serve(s) => self.serve(env, step, s).await,
+                StepKind::Saw(s) => self.saw(env, step, s),
             }
         })
     }
@@ -697,7 +794,7 @@ impl Ctx {
             ExpectWhat::Structured(spec) => {
                 let (m, at) = self
                     .conn(step)?
-                    .message(deadline)
+                    .message_resending(deadline, step.resend)
                     .await
                     .map_err(|err| recv_fail(err, spec.describe()))?;
                 let must = env.triage(&m);
@@ -823,6 +920,7 @@ impl Ctx {
                 suffix: self.suffix.clone(),
                 last_listener: self.last_listener.clone(),
                 protos: self.protos.clone(),
+                actors: self.actors.clone(),
                 ..Ctx::default()
             };
             let mut names = Vec::new();
@@ -888,6 +986,7 @@ impl Ctx {
                 vars: self.vars.clone(),
                 suffix: format!("{}#{i}", self.suffix),
                 protos: self.protos.clone(),
+                actors: self.actors.clone(),
                 ..Ctx::default()
             };
             child.vars.insert(r.var.clone(), i.to_string());

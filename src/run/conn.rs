@@ -132,6 +132,8 @@ pub struct UdpConn {
     rec: Recorder,
     codec: Box<dyn Codec>,
     unreachable: bool,
+    /// The last datagram sent, for `resend:`.
+    last_sent: Option<Vec<u8>>,
 }
 
 /// Either kind of connection.
@@ -227,6 +229,7 @@ impl Conn {
             rec,
             codec: proto.codec_on(incoming, crate::proto::Transport::Udp),
             unreachable: false,
+            last_sent: None,
         })
     }
 
@@ -271,6 +274,7 @@ impl Conn {
                 };
                 match r {
                     Ok(_) => {
+                        u.last_sent = Some(bytes.to_vec());
                         u.codec.peer_sent(bytes);
                         u.rec.event(
                             u.id,
@@ -287,6 +291,35 @@ impl Conn {
                     }
                     Err(e) => Err(SendError::Io(e)),
                 }
+            }
+        }
+    }
+
+    /// The next framed message, sending the last datagram again every `every` while none comes
+    /// (a stub resolver's retransmission, RFC 1035 §4.2.1); TCP ignores `every`.
+    pub async fn message_resending(
+        &mut self,
+        deadline: Instant,
+        every: Option<std::time::Duration>,
+    ) -> Result<(Message, Instant), RecvError> {
+        let Some(every) = every.filter(|_| matches!(self, Conn::Udp(_))) else {
+            return self.message(deadline).await;
+        };
+        loop {
+            let until = deadline.min(Instant::now() + every);
+            match self.message(until).await {
+                Err(RecvError::Timeout { .. }) if until < deadline => {
+                    let last = match self {
+                        Conn::Udp(u) => u.last_sent.clone(),
+                        Conn::Tcp(_) => None,
+                    };
+                    if let Some(d) = last {
+                        self.send(&d, deadline)
+                            .await
+                            .map_err(|e| RecvError::Io(std::io::Error::other(e.to_string())))?;
+                    }
+                }
+                r => return r,
             }
         }
     }
@@ -399,6 +432,40 @@ impl Conn {
                     },
                 );
             }
+        }
+    }
+
+    /// UDP only: the datagrams that have arrived but no step read, taken without waiting (at most
+    /// 8) and recorded. A reply the program sent to the wrong one of the case's ports waits here.
+    pub fn take_unread(&mut self) -> Vec<Vec<u8>> {
+        let Conn::Udp(u) = self else { return Vec::new() };
+        let mut out: Vec<Vec<u8>> = u.queue.drain(..).map(|(d, _)| d).collect();
+        let mut buf = vec![0u8; 65536];
+        while out.len() < 8 {
+            match u.sock.try_recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    let d = buf[..n].to_vec();
+                    u.rec.event(
+                        u.id,
+                        EventKind::Data {
+                            dir: u.incoming,
+                            bytes: d.clone(),
+                        },
+                    );
+                    out.push(d);
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// The local address of a UDP socket the harness sends requests from as a client (where a
+    /// reply is expected); None for TCP and for the harness's own servers.
+    pub fn udp_client_local(&self) -> Option<SocketAddr> {
+        match self {
+            Conn::Udp(u) if u.connected => u.sock.local_addr().ok(),
+            _ => None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The runner: selects cases, leases targets, runs cases concurrently, hands results to reporters.
 
+mod actors;
 pub mod capture;
 mod case;
 pub mod child;
@@ -49,6 +50,9 @@ pub struct RunOptions {
     pub case_budget: Option<Duration>,
     /// No case starts after this instant (grading's total budget); cases not started are not reported.
     pub deadline: Option<Instant>,
+    /// The port every actor listens on (53 in a private network namespace, where a resolver with
+    /// stock settings can reach them); None: a free port they share.
+    pub actor_port: Option<u16>,
 }
 
 impl Default for RunOptions {
@@ -64,6 +68,7 @@ impl Default for RunOptions {
             capture: None,
             case_budget: None,
             deadline: None,
+            actor_port: None,
         }
     }
 }
@@ -179,6 +184,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         rec: rec.clone(),
         output_pos: std::sync::Mutex::new(0),
         warnings: std::sync::Mutex::default(),
+        actor_port: opts.actor_port,
     };
     let was_running = instance
         .as_ref()

@@ -257,6 +257,14 @@ impl Scope {
                 OutputExpect::Sequence(ts) => ts.iter().for_each(|t| self.uses(loc, t)),
             },
             StepKind::ExpectExit(_) => {}
+            StepKind::Serve(s) => {
+                for name in &s.actors {
+                    for v in ["port", "host", "addr"] {
+                        self.vars.insert(format!("{name}.{v}"));
+                    }
+                }
+            }
+            StepKind::Saw(s) => s.spec.templates().into_iter().for_each(|t| self.uses(loc, t)),
         }
     }
 }

@@ -27,8 +27,10 @@ pub const STEP_KEYWORDS: &[&str] = &[
     "repeat",
     "expect_output",
     "expect_exit",
+    "serve",
+    "saw",
 ];
-const STEP_MODIFIERS: &[&str] = &["on", "timeout", "when", "premise"];
+const STEP_MODIFIERS: &[&str] = &["on", "timeout", "when", "premise", "rule", "resend"];
 const SUITE_KEYS: &[&str] = &[
     "suite",
     "title",
@@ -40,6 +42,7 @@ const SUITE_KEYS: &[&str] = &[
     "reference",
     "reference_options",
     "timeout",
+    "actors",
     "cases",
 ];
 const CASE_KEYS: &[&str] = &["id", "title", "rfc", "points", "tags", "hidden", "needs", "steps"];
@@ -111,6 +114,8 @@ struct StepCtx {
     last: std::cell::RefCell<Option<String>>,
     /// The `on:` of the step being parsed.
     on: std::cell::RefCell<Option<String>>,
+    /// The suite's actors: name and protocol.
+    actors: Vec<(String, &'static dyn proto::Protocol)>,
 }
 
 impl StepCtx {
@@ -196,12 +201,17 @@ impl LoadCx {
             Some(n) => self.duration(n, "timeout").unwrap_or(Duration::from_secs(2)),
             None => Duration::from_secs(2),
         };
+        let actors = match f.get("actors") {
+            Some(n) => self.actors(n),
+            None => Vec::new(),
+        };
         let ctx = StepCtx {
             transport,
             proto,
             conns: Default::default(),
             last: Default::default(),
             on: Default::default(),
+            actors: actors.iter().map(|a| (a.name.clone(), proto::find_or_raw(&a.protocol))).collect(),
         };
         let mut cases = Vec::new();
         match f.get("cases") {
@@ -227,9 +237,219 @@ impl LoadCx {
             reference,
             reference_options,
             timeout,
+            actors,
             cases,
             source: self.source_arc(),
         })
+    }
+
+    /// `actors:`: a list of `{ name, host, <protocol>: {...} }`, each protocol's key from its
+    /// actor vocabulary.
+    fn actors(&mut self, n: &Node) -> Vec<ActorDecl> {
+        let Data::Seq(items) = &n.data else {
+            self.err_help(
+                n,
+                "actors must be a list",
+                "e.g. actors: [{ name: root, host: 127.0.0.2, dns: { zones: [root.zone] } }]",
+            );
+            return Vec::new();
+        };
+        let kinds: Vec<(&'static dyn proto::Protocol, &'static proto::actor::ActorKind)> =
+            proto::all().iter().filter_map(|p| Some((*p, p.actor()?))).collect();
+        let mut keys = vec!["name", "host"];
+        keys.extend(kinds.iter().map(|(_, k)| k.key));
+        let mut out: Vec<ActorDecl> = Vec::new();
+        for item in items {
+            let Some(f) = self.fields(item, &keys, "an actor") else { continue };
+            let Some(name) = f.get("name").and_then(|n| self.string(n, "name")) else {
+                self.err_help(item, "the actor has no name", "add 'name: root'");
+                continue;
+            };
+            if out.iter().any(|a| a.name == name) {
+                self.err(item, format!("two actors are named '{name}'"));
+                continue;
+            }
+            let host = match f.get("host") {
+                Some(h) => match self.string(h, "host").map(|s| s.parse::<std::net::IpAddr>()) {
+                    Some(Ok(ip)) if ip.is_loopback() => ip,
+                    Some(_) => {
+                        self.err_help(h, "an actor listens on a loopback address", "e.g. host: 127.0.0.2");
+                        continue;
+                    }
+                    None => continue,
+                },
+                None => std::net::IpAddr::from([127, 0, 0, 1]),
+            };
+            let chosen: Vec<_> = kinds.iter().filter(|(_, k)| f.get(k.key).is_some()).collect();
+            let [(p, kind)] = chosen.as_slice() else {
+                let names: Vec<&str> = kinds.iter().map(|(_, k)| k.key).collect();
+                self.err_help(
+                    item,
+                    "an actor is one kind of peer",
+                    format!("give exactly one of: {}", names.join(", ")),
+                );
+                continue;
+            };
+            let body = f.get(kind.key).expect("chosen by key");
+            let Some(spec) = (kind.parse)(body, self) else { continue };
+            out.push(ActorDecl {
+                name,
+                host,
+                protocol: p.name().to_string(),
+                spec,
+                loc: item.loc,
+            });
+        }
+        out
+    }
+
+    /// `serve: all`, `serve: [a, b]`, or `serve: { actors: ..., faults: { a: silent } }`.
+    fn serve(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
+        if ctx.actors.is_empty() {
+            self.err_help(
+                v,
+                "this suite declares no actors",
+                "declare them under 'actors:' at the top of the suite",
+            );
+            return None;
+        }
+        let (which, faults) = match &v.data {
+            Data::Map(_) => {
+                let f = self.fields(v, &["actors", "faults"], "serve")?;
+                (f.get("actors"), f.get("faults"))
+            }
+            _ => (Some(v), None),
+        };
+        let all: Vec<String> = ctx.actors.iter().map(|(n, _)| n.clone()).collect();
+        let mut actors = match which {
+            None => all.clone(),
+            Some(n) if n.is_keyword("all") => all.clone(),
+            Some(Node {
+                data: Data::Seq(items), ..
+            }) => {
+                let mut names = Vec::new();
+                for i in items {
+                    let name = self.string(i, "an actor's name")?;
+                    if !all.contains(&name) {
+                        let help = did_you_mean(&name, all.iter().map(String::as_str))
+                            .unwrap_or_else(|| format!("the suite's actors: {}", all.join(", ")));
+                        self.err_help(i, format!("no actor named '{name}'"), help);
+                        return None;
+                    }
+                    names.push(name);
+                }
+                names
+            }
+            Some(n) => {
+                self.err_help(n, "serve takes 'all' or a list of actor names", "e.g. serve: [root, tld, auth]");
+                return None;
+            }
+        };
+        actors.sort_by_key(|a| all.iter().position(|x| x == a));
+        let mut out = Vec::new();
+        if let Some(fnode) = faults {
+            let pairs = self.mapping(fnode, "faults must be a mapping", "e.g. faults: { auth: silent }")?;
+            for (k, v) in pairs {
+                let name = self.string(k, "an actor's name")?;
+                let Some((_, p)) = ctx.actors.iter().find(|(n, _)| *n == name) else {
+                    self.err_help(
+                        k,
+                        format!("no actor named '{name}'"),
+                        format!("the suite's actors: {}", all.join(", ")),
+                    );
+                    return None;
+                };
+                if !actors.contains(&name) {
+                    self.err(k, format!("'{name}' is not among the actors this step starts"));
+                    return None;
+                }
+                let known = p.actor().map(|a| a.faults).unwrap_or_default();
+                let items: Vec<&Node> = match &v.data {
+                    Data::Seq(s) => s.iter().collect(),
+                    _ => vec![v],
+                };
+                let mut list = Vec::new();
+                for i in items {
+                    let fault = self.string(i, "a fault")?;
+                    if !known.iter().any(|(f, _)| *f == fault) {
+                        let names: Vec<String> = known.iter().map(|(f, what)| format!("{f} ({what})")).collect();
+                        self.err_help(
+                            i,
+                            format!("no fault '{fault}' for a {} actor", p.name()),
+                            format!("faults: {}", names.join("; ")),
+                        );
+                        return None;
+                    }
+                    list.push(fault);
+                }
+                out.push((name, list));
+            }
+        }
+        Some(StepKind::Serve(Serve { actors, faults: out }))
+    }
+
+    /// `saw: { actor: NAME, count: N | { min, max }, over: udp|tcp, <the protocol's expect keys> }`.
+    fn saw(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
+        let Data::Map(pairs) = &v.data else {
+            self.err_help(
+                v,
+                "saw takes a mapping",
+                "e.g. saw: { actor: auth, count: { max: 1 }, query: { name: www.example.test } }",
+            );
+            return None;
+        };
+        let Some(name_node) = pairs.iter().find(|(k, _)| k.as_str() == Some("actor")).map(|(_, v)| v) else {
+            self.err_help(
+                v,
+                "saw needs 'actor'",
+                "e.g. saw: { actor: auth, query: { name: www.example.test } }",
+            );
+            return None;
+        };
+        let actor = self.string(name_node, "an actor's name")?;
+        let Some((_, p)) = ctx.actors.iter().find(|(n, _)| *n == actor) else {
+            let all: Vec<&str> = ctx.actors.iter().map(|(n, _)| n.as_str()).collect();
+            self.err_help(
+                name_node,
+                format!("no actor named '{actor}'"),
+                format!("the suite's actors: {}", all.join(", ")),
+            );
+            return None;
+        };
+        let (mut min, mut max, mut over) = (1, None, None);
+        if let Some((_, c)) = pairs.iter().find(|(k, _)| k.as_str() == Some("count")) {
+            match &c.data {
+                Data::Map(_) => {
+                    let f = self.fields(c, &["min", "max"], "count")?;
+                    min = f.get("min").and_then(|n| self.number(n, "min")).unwrap_or(0);
+                    max = f.get("max").and_then(|n| self.number(n, "max"));
+                }
+                _ => {
+                    let n: u32 = self.number(c, "count")?;
+                    (min, max) = (n, Some(n));
+                }
+            }
+        }
+        if let Some((_, o)) = pairs.iter().find(|(k, _)| k.as_str() == Some("over")) {
+            over = Some(self.transport(o)?);
+        }
+        let rest: Vec<(Node, Node)> = pairs
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), Some("actor" | "count" | "over")))
+            .cloned()
+            .collect();
+        let matcher = Node {
+            data: Data::Map(rest),
+            loc: v.loc,
+        };
+        let spec = (p.steps().parse_expect)(&matcher, self)?;
+        Some(StepKind::Saw(Saw {
+            actor,
+            spec,
+            min,
+            max,
+            over,
+        }))
     }
 
     fn transport(&mut self, n: &Node) -> Option<Transport> {
@@ -345,6 +565,8 @@ impl LoadCx {
                 timeout: None,
                 when: None,
                 premise: None,
+                rule: None,
+                resend: None,
                 loc: node.loc,
             });
         }
@@ -360,6 +582,8 @@ impl LoadCx {
         let mut timeout = None;
         let mut when = None;
         let mut premise: Option<(&Node, String)> = None;
+        let mut rule = None;
+        let mut resend = None;
         for (k, v) in pairs {
             let name = k.as_str().unwrap_or("");
             if STEP_KEYWORDS.contains(&name) {
@@ -381,6 +605,10 @@ impl LoadCx {
                 when = Some(self.when(v)?);
             } else if name == "premise" {
                 premise = self.string(v, "premise").map(|p| (k, p));
+            } else if name == "resend" {
+                resend = self.duration(v, "resend");
+            } else if name == "rule" {
+                rule = self.string(v, "rule").map(Arc::new);
             } else {
                 let known = STEP_KEYWORDS.iter().chain(STEP_MODIFIERS).copied();
                 let help = did_you_mean(name, known).unwrap_or_else(|| format!("steps are: {}", STEP_KEYWORDS.join(", ")));
@@ -407,6 +635,8 @@ impl LoadCx {
             timeout,
             when,
             premise: premise.map(|(_, p)| Arc::new(p)),
+            rule,
+            resend,
             loc: k.loc,
         })
     }
@@ -473,6 +703,8 @@ impl LoadCx {
                 },
             },
             "send" => StepKind::Send(self.payload(v, true, ctx)?),
+            "serve" => self.serve(v, ctx)?,
+            "saw" => self.saw(v, ctx)?,
             "expect" => StepKind::Expect(self.expect(v, ctx)?),
             "collect" => {
                 let f = self.fields(v, &["for", "min", "max", "each"], "collect")?;

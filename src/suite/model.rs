@@ -40,10 +40,27 @@ pub struct Suite {
     pub reference_options: BTreeMap<String, String>,
     /// Default per-step timeout.
     pub timeout: Duration,
+    /// Actors the cases can start (`actors:`), in file order.
+    pub actors: Vec<ActorDecl>,
     /// The cases, in file order.
     pub cases: Vec<Case>,
     /// The file the suite came from.
     pub source: Arc<SourceFile>,
+}
+
+/// An actor a suite declares: a peer the harness plays by rules (`actors:`).
+#[derive(Debug)]
+pub struct ActorDecl {
+    /// Its name (`${root.port}`, `saw: { actor: root }`).
+    pub name: String,
+    /// The loopback address it listens on (name servers: 127.0.0.2 and up).
+    pub host: std::net::IpAddr,
+    /// The protocol whose actor it is.
+    pub protocol: String,
+    /// The parsed declaration, ready to start.
+    pub spec: Arc<dyn crate::proto::actor::ActorSpec>,
+    /// Where it is declared.
+    pub loc: Loc,
 }
 
 /// One test case.
@@ -85,6 +102,12 @@ pub struct Step {
     /// message that arrives but does not match makes the case not applicable (`n/a`) instead of
     /// failed; a timeout, a close or a MUST finding still fails it.
     pub premise: Option<Arc<String>>,
+    /// The rule this step checks, quoted from its RFC, when narrower than the case's `rfc:`: a
+    /// failure here names it on the `checks:` line.
+    pub rule: Option<Arc<String>>,
+    /// `resend: 1s` (UDP expects): while waiting, send the connection's last datagram again at
+    /// this interval, as a stub resolver does (RFC 1035 §4.2.1).
+    pub resend: Option<Duration>,
     /// Where the step's keyword is.
     pub loc: Loc,
 }
@@ -152,6 +175,34 @@ pub enum StepKind {
     ExpectOutput(OutputExpect),
     /// Wait for the target to exit and check its status.
     ExpectExit(ExitExpect),
+    /// Start the suite's actors (all, or the named ones), with faults switched on per actor.
+    Serve(Serve),
+    /// Check what an actor saw: how many of its incoming messages match.
+    Saw(Saw),
+}
+
+/// A `serve:` step.
+#[derive(Debug)]
+pub struct Serve {
+    /// The actors to start, by name, in the suite's order.
+    pub actors: Vec<String>,
+    /// Faults switched on, per actor.
+    pub faults: Vec<(String, Vec<String>)>,
+}
+
+/// A `saw:` step.
+#[derive(Debug)]
+pub struct Saw {
+    /// The actor whose record is checked.
+    pub actor: String,
+    /// The protocol's matcher for one message.
+    pub spec: Box<dyn crate::proto::StructuredExpect>,
+    /// At least this many messages match.
+    pub min: u32,
+    /// At most this many (none: no upper bound).
+    pub max: Option<u32>,
+    /// Only messages that came over this transport.
+    pub over: Option<Transport>,
 }
 
 /// Whether `pred` holds for any of `steps`, nested ones (parallel branches, repeat bodies) included.
@@ -293,6 +344,8 @@ impl StepKind {
             StepKind::Repeat(_) => "repeat",
             StepKind::ExpectOutput(_) => "expect_output",
             StepKind::ExpectExit(_) => "expect_exit",
+            StepKind::Serve(_) => "serve",
+            StepKind::Saw(_) => "saw",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! one protocol keeps (greeting, then one reply per command). The registry is `proto`'s own
 //! `mod.rs`; this folder names no protocol.
 
+pub mod actor;
 pub mod codec;
 pub mod rules;
 pub mod steps;

@@ -1,6 +1,7 @@
 //! DNS (RFC 1035, RFC 6891 EDNS0, RFC 7766 over TCP): the codec, dig-like renderings, and
 //! structured `send: { query | response }` / `expect: { rcode, flags, answer, ... }` for suites.
 
+pub mod actor;
 pub mod codec;
 pub mod rules;
 pub mod steps;
@@ -32,6 +33,9 @@ impl Protocol for Dns {
     }
     fn steps(&self) -> &'static Steps {
         &steps::STEPS
+    }
+    fn actor(&self) -> Option<&'static crate::proto::actor::ActorKind> {
+        Some(&actor::ACTOR)
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)

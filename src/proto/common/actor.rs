@@ -1,0 +1,78 @@
+//! Actors: peers the harness plays by rules instead of by script (a DNS hierarchy, an HTTP
+//! origin). A suite declares them once (`actors:`); a case starts them (`serve:`), each on its own
+//! address, and asserts over what they saw (`saw:`). A protocol offers an actor through
+//! [`crate::proto::Protocol::actor`]: a key (`dns:`), a parser for its declaration, the faults a
+//! case may switch on, and `start`, which binds and serves until the case drops the handle.
+//!
+//! Actors answer whatever arrives, in any order, any number of times: that is what lets a suite
+//! accept every legal behaviour of a client (priming queries, retries, parallel queries) while it
+//! still judges the outcome.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::proto::codec::{Direction, Transport};
+use crate::syntax::{LoadCx, Node};
+
+/// Where an actor writes what it saw and sent: the runner records it into the case's dialogue, so
+/// actor traffic shows in transcripts, captures and reports like any connection.
+pub trait ActorLog: Send + Sync {
+    /// A new conversation with `peer` (a TCP connection, or the first datagram from a UDP peer);
+    /// returns its id.
+    fn open(&self, transport: Transport, local: SocketAddr, peer: SocketAddr) -> usize;
+    /// Bytes that went one way on conversation `conv`.
+    fn data(&self, conv: usize, dir: Direction, bytes: &[u8]);
+    /// The conversation ended (TCP).
+    fn closed(&self, conv: usize);
+}
+
+/// A declared actor, ready to start (one per `actors:` entry; shared by every case).
+pub trait ActorSpec: std::fmt::Debug + Send + Sync {
+    /// Transports it serves on its address (a DNS server: both).
+    fn transports(&self) -> &'static [Transport];
+    /// Starts serving on `addr` with the named `faults` switched on; sockets are already bound.
+    /// The returned handle stops every task when dropped.
+    fn start(&self, sockets: Bound, faults: &[String], log: Arc<dyn ActorLog>) -> ActorHandle;
+}
+
+/// Sockets bound for an actor before it starts (bound by the runner, so that every actor of a case
+/// shares one port, as name servers share port 53).
+#[derive(Debug, Default)]
+pub struct Bound {
+    /// The UDP socket, when the actor serves UDP.
+    pub udp: Option<tokio::net::UdpSocket>,
+    /// The TCP listener, when the actor serves TCP.
+    pub tcp: Option<tokio::net::TcpListener>,
+}
+
+/// A running actor: its tasks end when this is dropped.
+#[derive(Debug, Default)]
+pub struct ActorHandle {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ActorHandle {
+    /// A handle owning `tasks`.
+    pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>) -> ActorHandle {
+        ActorHandle { tasks }
+    }
+}
+
+impl Drop for ActorHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A protocol's actor vocabulary: the key its declarations use and how to read them.
+pub struct ActorKind {
+    /// The key of a declaration (`dns:` in `actors: [{ name: root, dns: {...} }]`).
+    pub key: &'static str,
+    /// The faults a case may switch on (`serve: { faults: { auth: silent } }`), each with what it
+    /// does, for error messages and the README.
+    pub faults: &'static [(&'static str, &'static str)],
+    /// Reads a declaration's body; records problems in `cx` with their location.
+    pub parse: fn(&Node, &mut LoadCx) -> Option<Arc<dyn ActorSpec>>,
+}

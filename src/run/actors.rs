@@ -1,0 +1,213 @@
+//! Running a case's actors (`serve:`): their sockets bound on one shared port (as name servers
+//! share port 53), their traffic recorded into the case's dialogue, and what they saw counted
+//! for `saw:` with the protocol's own matcher.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::dialogue::{ConnInfo, EventKind, Recorder};
+use crate::proto::actor::{ActorHandle, ActorLog, Bound};
+use crate::proto::{Direction, Framer, Message, Protocol, RenderCx, StructuredExpect, Transport};
+use crate::suite::ActorDecl;
+
+/// How many times a free port shared by every actor is looked for before giving up.
+const PORT_TRIES: usize = 32;
+/// Messages an actor keeps for `saw:` (what a flooding client sends past this is not counted).
+const MAX_SEEN: usize = 10_000;
+
+/// One incoming message an actor saw, as bytes.
+#[derive(Debug, Clone)]
+struct Seen {
+    transport: Transport,
+    bytes: Vec<u8>,
+}
+
+/// A started actor of a case; its tasks stop when this is dropped.
+pub struct RunningActor {
+    /// Its name.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    protocol: &'static dyn Protocol,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _handle: ActorHandle,
+}
+
+/// Records an actor's conversations into the case's dialogue, and keeps its incoming messages.
+struct Log {
+    rec: Recorder,
+    name: String,
+    protocol: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    transports: Mutex<Vec<Transport>>,
+}
+
+impl ActorLog for Log {
+    fn open(&self, transport: Transport, local: SocketAddr, peer: SocketAddr) -> usize {
+        let id = self.rec.open(ConnInfo {
+            id: 0,
+            name: self.name.clone(),
+            transport,
+            protocol: self.protocol.clone(),
+            harness_is_client: false,
+            captured: false,
+            actor: true,
+            local: Some(local),
+            peer: Some(peer),
+        });
+        let mut t = self.transports.lock().unwrap_or_else(|e| e.into_inner());
+        if t.len() <= id {
+            t.resize(id + 1, Transport::Udp);
+        }
+        t[id] = transport;
+        id
+    }
+
+    fn data(&self, conv: usize, dir: Direction, bytes: &[u8]) {
+        self.rec.event(
+            conv,
+            EventKind::Data {
+                dir,
+                bytes: bytes.to_vec(),
+            },
+        );
+        if dir == Direction::ClientToServer {
+            let transport = self
+                .transports
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(conv)
+                .copied()
+                .unwrap_or(Transport::Udp);
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.len() < MAX_SEEN {
+                seen.push(Seen {
+                    transport,
+                    bytes: bytes.to_vec(),
+                });
+            }
+        }
+    }
+
+    fn closed(&self, conv: usize) {
+        self.rec.event(
+            conv,
+            EventKind::Closed {
+                dir: Direction::ClientToServer,
+            },
+        );
+    }
+}
+
+/// Binds every actor of `decls` on one port (`port`, or a free one all of them can have) and
+/// starts them; `faults` are per actor name.
+pub async fn start(
+    decls: &[&ActorDecl],
+    faults: &[(String, Vec<String>)],
+    port: Option<u16>,
+    rec: &Recorder,
+) -> Result<Vec<RunningActor>, String> {
+    let mut last_err = String::new();
+    for _ in 0..if port.is_some() { 1 } else { PORT_TRIES } {
+        match bind_all(decls, port).await {
+            Ok(bound) => {
+                let mut out = Vec::new();
+                for (decl, (addr, sockets)) in decls.iter().zip(bound) {
+                    let protocol = crate::proto::find_or_raw(&decl.protocol);
+                    let seen = Arc::new(Mutex::new(Vec::new()));
+                    let log = Arc::new(Log {
+                        rec: rec.clone(),
+                        name: decl.name.clone(),
+                        protocol: decl.protocol.clone(),
+                        seen: seen.clone(),
+                        transports: Mutex::new(Vec::new()),
+                    });
+                    let on = faults
+                        .iter()
+                        .find(|(n, _)| *n == decl.name)
+                        .map(|(_, f)| f.as_slice())
+                        .unwrap_or_default();
+                    let handle = decl.spec.start(sockets, on, log);
+                    out.push(RunningActor {
+                        name: decl.name.clone(),
+                        addr,
+                        protocol,
+                        seen,
+                        _handle: handle,
+                    });
+                }
+                return Ok(out);
+            }
+            Err(e) => last_err = e,
+        }
+    }
+    Err(last_err)
+}
+
+async fn bind_all(decls: &[&ActorDecl], port: Option<u16>) -> Result<Vec<(SocketAddr, Bound)>, String> {
+    let mut port = port.unwrap_or(0);
+    let mut out = Vec::new();
+    for d in decls {
+        let mut bound = Bound::default();
+        let mut addr = SocketAddr::new(d.host, port);
+        for t in d.spec.transports() {
+            let what = |e: std::io::Error| format!("actor '{}' cannot listen on {t} {addr}: {e}", d.name);
+            match t {
+                Transport::Udp => {
+                    let s = tokio::net::UdpSocket::bind(addr).await.map_err(what)?;
+                    addr = s.local_addr().map_err(what)?;
+                    bound.udp = Some(s);
+                }
+                Transport::Tcp => {
+                    let s = tcp_listener(addr).map_err(what)?;
+                    addr = s.local_addr().map_err(what)?;
+                    bound.tcp = Some(s);
+                }
+            }
+        }
+        port = addr.port();
+        out.push((addr, bound));
+    }
+    Ok(out)
+}
+
+/// A TCP listener with SO_REUSEADDR: the previous case's connections on the same fixed port (53
+/// under --isolate) may still be in TIME_WAIT. On Linux it never lets two listeners share a port.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(128)
+}
+
+impl RunningActor {
+    /// How many of the messages this actor received match `spec` (over `over` only, when given),
+    /// and a one-line summary of each message it received, for the failure text.
+    pub fn count(&self, spec: &dyn StructuredExpect, over: Option<Transport>, cx: &RenderCx) -> (u32, Vec<String>) {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (mut n, mut all) = (0, Vec::new());
+        for s in seen.iter().filter(|s| over.is_none_or(|t| t == s.transport)) {
+            for m in frame(self.protocol, s) {
+                if spec.check(&m, cx).is_ok() {
+                    n += 1;
+                }
+                all.push(format!("over {}: {}", s.transport, m.text));
+            }
+        }
+        (n, all)
+    }
+}
+
+/// The messages in one received chunk, framed by the protocol's codec.
+fn frame(p: &dyn Protocol, s: &Seen) -> Vec<Message> {
+    let mut framer = Framer::new(p.codec_on(Direction::ClientToServer, s.transport));
+    framer.push(&s.bytes);
+    let mut out = Vec::new();
+    while let Ok(Some(m)) = framer.next(true) {
+        out.push(m);
+    }
+    out
+}
