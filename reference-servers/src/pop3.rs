@@ -34,7 +34,9 @@
 //! - APOP and AUTH are not offered; CAPA lists USER, TOP, UIDL, PIPELINING;
 //! - an idle session is closed without a reply and without deleting anything
 //!   (RFC 1939 §3 wants at least 10 minutes; `idle` defaults to 60s, as for the
-//!   other reference servers, so a stuck suite does not wait that long).
+//!   other reference servers, so a stuck suite does not wait that long); so is
+//!   a command still incomplete `line_timeout` after its first byte, and the
+//!   idlest session when a newcomer finds `max_connections` open (see `guard`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -29,8 +29,10 @@
 //!   bare LF is kept as part of the line); a line over 1000 octets (§4.5.3.1.6)
 //!   or a message over `max_size` is read to its end, then refused (500, 552);
 //! - command lines may end in CRLF or a bare LF and are limited to 512 octets;
-//! - an idle connection gets `421` and is closed; a dropped one delivers nothing
-//!   of the transaction it was in.
+//! - an idle connection gets `421` and is closed; so does a command or message
+//!   incomplete `line_timeout` after its first byte, and the idlest connection
+//!   when a newcomer finds `max_connections` open (see `guard`); a dropped one
+//!   delivers nothing of the transaction it was in.
 //!
 //! Option `with=pop3,imap` starts those servers too, on 127.0.0.1 and sharing
 //! this server's store: SMTP in, POP3 or IMAP out.

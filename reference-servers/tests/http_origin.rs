@@ -416,7 +416,10 @@ async fn at_max_connections_the_idlest_makes_room() {
     assert_eq!(second.reply().await.status, 200);
     let mut byte = [0u8; 1];
     let closed = timeout(Duration::from_secs(2), first.stream.read(&mut byte)).await;
-    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the idle connection was not closed: {closed:?}");
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection was not closed: {closed:?}"
+    );
 }
 
 // ---------------------------------------------------------------- conditional GET

@@ -11,7 +11,8 @@
 //! What both share lives here: reading a query off the wire without trusting
 //! it, building the response header, fitting a response into the size the
 //! client can take (RFC 1035 §4.2.1, RFC 6891), and serving UDP and TCP on one
-//! port (RFC 7766: 2-byte length framing, several queries per connection).
+//! port (RFC 7766: 2-byte length framing, several queries per connection;
+//! connections within `guard`'s `max_connections` and `line_timeout`).
 //!
 //! Reading a query:
 //! - fewer than 2 octets, or QR=1 (a response: answering it could start a

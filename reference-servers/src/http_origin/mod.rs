@@ -32,8 +32,10 @@
 //!   used; otherwise the final response comes at once and the connection is
 //!   closed, since the client may or may not send the body;
 //! - any other expectation is 417, a transfer coding other than chunked is 501;
-//! - a request stalled mid-way for `idle` gets 408; an idle connection between
-//!   requests is just closed;
+//! - a request stalled mid-way for `idle`, or not complete `line_timeout`
+//!   after its first byte (a trickle), gets 408; an idle connection between
+//!   requests is just closed, and so is the idlest one when a newcomer finds
+//!   `max_connections` open (see `guard`);
 //! - every response says `HTTP/1.1`; after 400, 408, 413, 414, 417, 431, 505
 //!   and a framing 501, the response says `Connection: close` and the
 //!   connection is closed.

@@ -32,7 +32,9 @@
 //! - a line is at most 8 KiB, a literal at most 10 MiB: the first gets a
 //!   BAD, the second a `BAD [TOOBIG]` (and, for a LITERAL+ literal whose
 //!   octets are already on the way, BYE and close); a line ending in a bare
-//!   LF gets a BAD; a client silent for `idle` gets `* BYE Autologout`.
+//!   LF gets a BAD; a client silent for `idle` gets `* BYE Autologout`, and so
+//!   does one whose command is incomplete `line_timeout` after its first byte
+//!   or the idlest one when a newcomer finds `max_connections` open (see `guard`).
 //!
 //! The `fault` option switches on deliberate bugs (`fault.rs`), so the
 //! harness can prove that its suite's cases catch them.
