@@ -1,9 +1,10 @@
 //! The reference servers stay available under abuse: with 300 slowloris
 //! connections (a byte at a time, never finishing a line) and 2000 silent
 //! ones open, a normal client is still served within a second, by every TCP
-//! reference. A line that trickles in is cut off with the protocol's goodbye,
-//! and the proxy reference refuses destinations that are not loopback with a
-//! 403, without connecting to them.
+//! reference. A line that trickles in is cut off with the protocol's goodbye;
+//! at the connection cap the idlest connection is closed (with the goodbye)
+//! for a newcomer; and the proxy reference refuses destinations that are not
+//! loopback with a 403, without connecting to them.
 //!
 //! Timing is scaled down from the attack as measured (a byte every 5 s): the
 //! slowloris clients here send a byte every second, and the goodbye test sets
@@ -507,4 +508,65 @@ async fn the_proxy_forwards_only_to_loopback() {
     assert_eq!(connections.load(Ordering::SeqCst), 5, "the origin was contacted");
     restricted.shutdown().await;
     origin_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_the_idlest_connection_is_told_why_and_the_newcomer_served() {
+    let mut checks = JoinSet::new();
+    for reference in REFERENCES {
+        checks.spawn(async move {
+            let server = start_reference(reference, &[("max_connections", "1")]).await;
+            let addr = server.local_addr();
+            let outcome = timeout(Duration::from_secs(5), async {
+                let mut idle = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+                // Greeted (if the protocol greets) and then idle: its server waits for it.
+                let mut said = Vec::new();
+                let mut chunk = [0u8; 1024];
+                if matches!(reference.exchange, Exchange::Greeted(..)) {
+                    let n = idle.read(&mut chunk).await.map_err(|e| format!("greeting: {e}"))?;
+                    said.extend_from_slice(&chunk[..n]);
+                }
+                // Without a greeting nothing shows when the server has begun waiting for the
+                // idle connection; until it has, the newcomer is turned away, so it retries (bounded).
+                let mut attempts = 0;
+                loop {
+                    match exchange(addr, reference.exchange, None).await {
+                        Ok(()) => break,
+                        // An origin-form request is the proxy's 400: an answer all the same.
+                        Err(why) if reference.name == "http-proxy" && why.contains("got \"HTTP/1.1 400") => break,
+                        Err(_) if attempts < 50 => attempts += 1,
+                        Err(why) => return Err(why),
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = idle.read_to_end(&mut said).await;
+                Ok::<String, String>(String::from_utf8_lossy(&said).into_owned())
+            })
+            .await;
+            server.shutdown().await;
+            let problem = match outcome {
+                Err(_) => Some("the idle connection was not closed within 5 s".to_owned()),
+                Ok(Err(why)) => Some(format!("the newcomer was not served: {why}")),
+                Ok(Ok(said)) => {
+                    let last = said.trim_end().rsplit("\r\n").next().unwrap_or_default().to_owned();
+                    eprintln!("{:<10} the idle connection was closed, last words {last:?}", reference.name);
+                    let expected = match reference.name {
+                        "smtp" => Some("421 "),
+                        "imap" => Some("* BYE "),
+                        _ => None,
+                    };
+                    expected
+                        .filter(|e| !last.starts_with(e))
+                        .map(|e| format!("goodbye {last:?}, expected {e:?}…"))
+                }
+            };
+            (reference.name, problem)
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(done) = checks.join_next().await {
+        let (name, problem) = done.expect("check task");
+        failures.extend(problem.map(|p| format!("{name}: {p}")));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
