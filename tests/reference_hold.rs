@@ -570,3 +570,20 @@ async fn at_the_cap_the_idlest_connection_is_told_why_and_the_newcomer_served() 
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_is_turned_away_with_a_goodbye_when_no_connection_is_idle() {
+    // A greeting delay keeps the only slot busy (the server is not yet waiting for its client).
+    let server = start("smtp", &[("max_connections", "1"), ("greeting_delay", "2s")]).await;
+    let _busy = TcpStream::connect(server.local_addr()).await.expect("connect");
+    let said = timeout(Duration::from_secs(1), async {
+        let mut newcomer = TcpStream::connect(server.local_addr()).await.expect("connect");
+        let mut said = Vec::new();
+        let _ = newcomer.read_to_end(&mut said).await;
+        String::from_utf8_lossy(&said).into_owned()
+    })
+    .await
+    .expect("the newcomer was neither served nor turned away within 1 s");
+    assert!(said.starts_with("421 ") && said.contains("try again later"), "{said:?}");
+    server.shutdown().await;
+}

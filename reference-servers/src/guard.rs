@@ -271,9 +271,11 @@ where
         };
         while connections.try_join_next().is_some() {}
         if slot.is_none() && !make_room(&open, limits.max_connections) {
-            if let Some(words) = goodbye(Reason::Busy) {
-                // A fresh socket has room for a few bytes; if not, the newcomer just sees the close.
-                let _ = stream.try_write(&words);
+            if let (Some(words), Ok(stream)) = (goodbye(Reason::Busy), stream.into_std()) {
+                // Written straight to the (non-blocking) socket: tokio's `try_write` would wait
+                // for a readiness event a fresh socket has not had yet. A fresh socket has room
+                // for a few bytes; if not, the newcomer just sees the close.
+                let _ = std::io::Write::write(&mut &stream, &words);
             }
             continue;
         }
