@@ -35,9 +35,14 @@
 //! - `private="field"` and `no-cache="field"` count as their unqualified forms;
 //! - requests for the same URI are not collapsed: concurrent misses each go to the origin.
 //!
+//! Only loopback origins are reached (option `allow`: other ranges, see
+//! `allow.rs`); a request for anywhere else, by name or by number, is
+//! answered 403 without a connection being made.
+//!
 //! A request for the proxy's own address cannot loop: it arrives in
 //! origin-form, which the proxy answers with 400.
 
+mod allow;
 mod cache;
 mod message;
 mod upstream;
@@ -47,27 +52,31 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 use tokio::time::{timeout, Instant};
 
+use self::allow::Allow;
 use self::cache::{Cache, Directives, Entry};
 use self::message::{
     has, parse_request_head, request_framing, tokens, write_head, Conn, Framing, ReadError, Request, Response, MAX_BODY, TRANSFER_LIMIT,
 };
 use self::upstream::{Exchange, Gateway, Target};
+use crate::guard::{self, Goodbye, Limits, Reason, Stream};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 pub(crate) const NAME: &str = "http-proxy";
-const OPTIONS: &[&str] = &["idle", "max_entries", "max_object", "origin_timeout"];
+const OPTIONS: &[&str] = &[
+    "idle",
+    "max_entries",
+    "max_object",
+    "origin_timeout",
+    "allow",
+    guard::OPTIONS[0],
+    guard::OPTIONS[1],
+];
 
 /// The received-by pseudonym in `Via` (RFC 9110 §7.6.3).
 const VIA_NAME: &str = "wirecheck-proxy";
-/// Client connections served at once; see `tcp_upper` for why the rest wait in the backlog.
-const MAX_CONNECTIONS: usize = 256;
-/// See `tcp_upper::ACCEPT_BACKOFF`.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// See `tcp_upper::linger`.
 const LINGER: Duration = Duration::from_secs(1);
 /// Methods whose success does not invalidate the cache (RFC 9110 §9.2.1).
@@ -77,6 +86,7 @@ const CONDITIONALS: &[&str] = &["if-match", "if-none-match", "if-modified-since"
 
 struct Proxy {
     origin_timeout: Duration,
+    allow: Allow,
     idle: Duration,
     cache: Mutex<Cache>,
 }
@@ -85,17 +95,24 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let origin_timeout = opts.get("origin_timeout", "5s", parse_duration)?;
     let idle = opts.get("idle", "10s", parse_duration)?;
+    let limits = Limits::from_options(&opts)?;
     let max_entries = opts.get("max_entries", "1000", |v| parse_count(v, 0, 1_000_000))?;
     let max_object = opts.get("max_object", "10MiB", parse_size)?;
+    let allow = opts.get("allow", allow::LOOPBACK, Allow::parse)?;
     let proxy = Proxy {
         origin_timeout,
+        allow,
         idle,
         // At most a million, so the cast cannot truncate.
         cache: Mutex::new(Cache::new(max_entries as usize, max_object)),
     };
     let listener = TcpListener::bind(bind).await?;
     let local_addr = listener.local_addr()?;
-    Ok(RunningServer::spawn(local_addr, Transport::Tcp, serve(listener, Arc::new(proxy))))
+    Ok(RunningServer::spawn(
+        local_addr,
+        Transport::Tcp,
+        serve(listener, Arc::new(proxy), limits),
+    ))
 }
 
 /// Parses a byte count such as `65536`, `512KiB` or `10MiB`, at most `MAX_BODY`.
@@ -113,32 +130,28 @@ fn parse_size(text: &str) -> Result<usize, String> {
     number.checked_mul(unit).filter(|&n| n <= MAX_BODY).ok_or_else(why)
 }
 
-async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    // Owning the connection tasks here means aborting the server aborts them.
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return; // unreachable: the semaphore is never closed
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _addr)) => stream,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let proxy = proxy.clone();
-        connections.spawn(async move {
-            serve_client(stream, proxy).await;
-            drop(slot);
-        });
-        while connections.try_join_next().is_some() {}
-    }
+/// Serves every client connection within `limits` (see `guard`).
+async fn serve(listener: TcpListener, proxy: Arc<Proxy>, limits: Limits) {
+    guard::serve(listener, limits, goodbye(), move |stream, _addr| {
+        serve_client(stream, proxy.clone())
+    })
+    .await;
+}
+
+/// RFC 9110 §15.5.9: 408 for a request that did not arrive complete in time,
+/// then close (RFC 9112 §9.6); a connection with no request under way is
+/// owed nothing and is just closed.
+fn goodbye() -> Goodbye {
+    Arc::new(|reason| {
+        (reason == Reason::Slow).then(|| {
+            let response = own(408, "the request did not arrive complete in time");
+            render(Reply::Own(response), "GET", 1, false)
+        })
+    })
 }
 
 /// Answers one client's requests in order until it closes, idles, or breaks the protocol.
-async fn serve_client(stream: TcpStream, proxy: Arc<Proxy>) {
+async fn serve_client(stream: Stream, proxy: Arc<Proxy>) {
     let mut client = Conn::new(stream, proxy.idle);
     loop {
         let request = match read_request(&mut client, proxy.idle).await {
@@ -299,12 +312,13 @@ impl Proxy {
     }
 
     async fn forward(&self, request: &Request, target: &Target, conditions: &[(&str, Vec<u8>)]) -> Result<Exchange, Gateway> {
-        upstream::exchange(target, request, conditions, self.origin_timeout).await
+        upstream::exchange(target, request, conditions, self.origin_timeout, &self.allow).await
     }
 
     fn gateway_error(&self, failure: Gateway) -> Response {
         match failure {
             Gateway::Unreachable(why) => own(502, &format!("cannot connect to the origin {why}")),
+            Gateway::Forbidden(why) => own(403, &why),
             Gateway::Timeout => own(504, &format!("the origin did not respond within {:?}", self.origin_timeout)),
             Gateway::Bad(why) => own(502, &format!("bad response from the origin: {why}")),
         }
@@ -325,6 +339,7 @@ fn bypasses_cache(request: &Request) -> bool {
 fn own(status: u16, text: &str) -> Response {
     let reason = match status {
         400 => "Bad Request",
+        403 => "Forbidden",
         408 => "Request Timeout",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",

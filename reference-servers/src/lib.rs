@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+mod guard;
 mod http_origin;
 mod http_proxy;
 mod pinger_client;

@@ -34,15 +34,17 @@
 //! - APOP and AUTH are not offered; CAPA lists USER, TOP, UIDL, PIPELINING;
 //! - an idle session is closed without a reply and without deleting anything
 //!   (RFC 1939 §3 wants at least 10 minutes; `idle` defaults to 60s, as for the
-//!   other reference servers, so a stuck suite does not wait that long).
+//!   other reference servers, so a stuck suite does not wait that long); so is
+//!   a command still incomplete `line_timeout` after its first byte, and the
+//!   idlest session when a newcomer finds `max_connections` open (see `guard`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
+
+use crate::guard::{self, Goodbye, Limits, Reason, Stream};
 
 use crate::maildir::{self, MaildropLock, MessageFile, Store, MAX_MESSAGE_FILE};
 use crate::smtp::{parse_domain, LineConn};
@@ -50,14 +52,10 @@ use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport}
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "pop3";
-const OPTIONS: &[&str] = &["seed", "maildir", "idle", "domain"];
+const OPTIONS: &[&str] = &["seed", "maildir", "idle", "domain", guard::OPTIONS[0], guard::OPTIONS[1]];
 
-/// Connections served at once; see `tcp_upper::MAX_CONNECTIONS`.
-const MAX_CONNECTIONS: usize = 256;
 /// RFC 2449 §4: a command line, CRLF included.
 const MAX_COMMAND_LINE: usize = 255;
-/// See `tcp_upper::ACCEPT_BACKOFF`.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 const WRONG_STATE: &str = "-ERR command not valid in this state";
 
@@ -65,46 +63,43 @@ const WRONG_STATE: &str = "-ERR command not valid in this state";
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "60s", parse_duration)?;
+    let limits = Limits::from_options(&opts)?;
     // Accepted so that one set of options fits every mail server; POP3 has no use for it.
     opts.get("domain", "hamburger.edu", parse_domain)?;
     let (store, temporary) = maildir::open(&opts)?;
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
     let server = async move {
-        serve(server_socket, store, idle).await;
+        serve(server_socket, store, idle, limits).await;
         drop(temporary);
     };
     Ok(RunningServer::spawn(local_addr, Transport::Tcp, server))
 }
 
-/// Accepts while fewer than `MAX_CONNECTIONS` are open; the rest wait in the listen backlog.
-async fn serve(server_socket: TcpListener, store: Store, idle: Duration) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    // Owning the connection tasks here means aborting the server aborts them.
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return; // unreachable: the semaphore is never closed
-        };
-        let stream = match server_socket.accept().await {
-            Ok((stream, _peer)) => stream,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+/// Serves every connection within `limits` (see `guard`).
+async fn serve(server_socket: TcpListener, store: Store, idle: Duration, limits: Limits) {
+    guard::serve(server_socket, limits, goodbye(), move |stream, _peer| {
         let store = store.clone();
-        connections.spawn(async move {
-            handle(stream, &store, idle).await;
-            drop(slot);
-        });
-        while connections.try_join_next().is_some() {}
-    }
+        async move { handle(stream, &store, idle).await }
+    })
+    .await;
+}
+
+/// RFC 1939 §3: when the autologout timer expires the server closes
+/// "without removing any messages or sending any response to the client";
+/// a connection cut for trickling a command or for being the idlest at the
+/// cap is closed the same way. A newcomer turned away gets a `-ERR`
+/// greeting instead of `+OK`, which is all POP3 has for "not now".
+fn goodbye() -> Goodbye {
+    Arc::new(|reason| match reason {
+        Reason::Slow | Reason::Evicted => None,
+        Reason::Busy => Some(b"-ERR too many connections, try again later\r\n".to_vec()),
+    })
 }
 
 /// One POP3 session. Dropping it (connection gone, idle, server stopped)
 /// releases the maildrop lock and deletes nothing.
-async fn handle(stream: TcpStream, store: &Store, idle: Duration) {
+async fn handle(stream: Stream, store: &Store, idle: Duration) {
     let mut conn = LineConn::new(stream, idle);
     if conn.send("+OK POP3 server ready").await.is_err() {
         return;

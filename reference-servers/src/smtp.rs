@@ -29,8 +29,10 @@
 //!   bare LF is kept as part of the line); a line over 1000 octets (§4.5.3.1.6)
 //!   or a message over `max_size` is read to its end, then refused (500, 552);
 //! - command lines may end in CRLF or a bare LF and are limited to 512 octets;
-//! - an idle connection gets `421` and is closed; a dropped one delivers nothing
-//!   of the transaction it was in.
+//! - an idle connection gets `421` and is closed; so does a command or message
+//!   incomplete `line_timeout` after its first byte, and the idlest connection
+//!   when a newcomer finds `max_connections` open (see `guard`); a dropped one
+//!   delivers nothing of the transaction it was in.
 //!
 //! Option `with=pop3,imap` starts those servers too, on 127.0.0.1 and sharing
 //! this server's store: SMTP in, POP3 or IMAP out.
@@ -42,10 +44,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 use tokio::time::timeout;
+
+use crate::guard::{self, Goodbye, Limits, Reason, Stream};
 
 use crate::maildir::{self, Store};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
@@ -54,10 +56,18 @@ use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServe
 pub(crate) const NAME: &str = "smtp";
 /// `fault=no-unstuff` stores data lines without removing the leading "." of dot-stuffing: a
 /// deliberate bug, so the harness can prove its round-trip cases catch it.
-const OPTIONS: &[&str] = &["seed", "maildir", "idle", "domain", "max_size", "greeting_delay", "with", "fault"];
-
-/// Connections served at once; see `tcp_upper::MAX_CONNECTIONS`.
-const MAX_CONNECTIONS: usize = 256;
+const OPTIONS: &[&str] = &[
+    "seed",
+    "maildir",
+    "idle",
+    "domain",
+    "max_size",
+    "greeting_delay",
+    "with",
+    "fault",
+    guard::OPTIONS[0],
+    guard::OPTIONS[1],
+];
 /// RFC 5321 §4.5.3.1.4: a command line, CRLF included.
 const MAX_COMMAND_LINE: usize = 512;
 /// RFC 5321 §4.5.3.1.6: a text line, CRLF included.
@@ -68,8 +78,6 @@ const MAX_RECIPIENTS: usize = 100;
 const LARGEST_MAX_SIZE: u64 = 256 << 20;
 /// See `tcp_upper::LINGER`.
 const LINGER: Duration = Duration::from_secs(1);
-/// See `tcp_upper::ACCEPT_BACKOFF`.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What every connection needs to know.
 #[derive(Debug)]
@@ -94,6 +102,7 @@ struct Keep {
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "60s", parse_duration)?;
+    let limits = Limits::from_options(&opts)?;
     let domain = opts.get("domain", "hamburger.edu", parse_domain)?;
     let max_size = opts.get("max_size", "10485760", |v| parse_count(v, 1, LARGEST_MAX_SIZE))?;
     let greeting_delay = opts.get("greeting_delay", "0ms", parse_delay)?;
@@ -136,7 +145,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
         keep_stuffing,
     });
     let server = async move {
-        serve(server_socket, config).await;
+        serve(server_socket, config, limits).await;
         drop(keep);
     };
     Ok(RunningServer::spawn_with_extras(local_addr, Transport::Tcp, extra_addrs, server))
@@ -188,33 +197,32 @@ fn parse_with(text: &str) -> Result<Vec<&'static str>, String> {
     Ok(names)
 }
 
-/// Accepts while fewer than `MAX_CONNECTIONS` are open; the rest wait in the listen backlog.
-async fn serve(server_socket: TcpListener, config: Arc<Config>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    // Owning the connection tasks here means aborting the server aborts them.
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return; // unreachable: the semaphore is never closed
-        };
-        let (stream, peer) = match server_socket.accept().await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+/// Serves every connection within `limits` (see `guard`).
+async fn serve(server_socket: TcpListener, config: Arc<Config>, limits: Limits) {
+    let goodbye = goodbye(config.domain.clone());
+    guard::serve(server_socket, limits, goodbye, move |stream, peer| {
         let config = config.clone();
-        connections.spawn(async move {
-            handle(stream, peer.ip(), &config).await;
-            drop(slot);
-        });
-        while connections.try_join_next().is_some() {}
-    }
+        async move { handle(stream, peer.ip(), &config).await }
+    })
+    .await;
+}
+
+/// RFC 5321 §3.8: a server that must close says 421 first ("Service not
+/// available, closing transmission channel"), and a client treats it as a
+/// temporary failure; the text says which limit was hit.
+fn goodbye(domain: String) -> Goodbye {
+    Arc::new(move |reason| {
+        let why = match reason {
+            Reason::Slow => "Command or message not completed in time",
+            Reason::Evicted => "Too many connections; this one was idle longest",
+            Reason::Busy => "Too many connections, try again later",
+        };
+        Some(format!("421 {domain} Service not available, closing transmission channel: {why}\r\n").into_bytes())
+    })
 }
 
 /// One SMTP session, from greeting to QUIT (or a drop, or an idle timeout).
-async fn handle(stream: TcpStream, peer: IpAddr, config: &Config) {
+async fn handle(stream: Stream, peer: IpAddr, config: &Config) {
     let mut conn = LineConn::new(stream, config.idle);
     if !config.greeting_delay.is_zero() {
         tokio::time::sleep(config.greeting_delay).await;
@@ -574,7 +582,7 @@ pub(crate) enum Stop {
 /// commands are answered in order, with every read bounded in time and size.
 /// POP3 reads its commands the same way.
 pub(crate) struct LineConn {
-    stream: TcpStream,
+    stream: Stream,
     idle: Duration,
     buf: Vec<u8>,
     /// Where the next line starts in `buf`.
@@ -585,7 +593,7 @@ pub(crate) struct LineConn {
 
 impl LineConn {
     /// Wraps an accepted connection; `idle` bounds every read and write.
-    pub(crate) fn new(stream: TcpStream, idle: Duration) -> Self {
+    pub(crate) fn new(stream: Stream, idle: Duration) -> Self {
         LineConn {
             stream,
             idle,

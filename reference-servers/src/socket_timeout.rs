@@ -34,7 +34,7 @@ const OPTIONS: &[&str] = &["strikes", "timeout"];
 
 /// Like the slide's `recv(1024)`.
 const MAX_REPORT: usize = 1024;
-/// See `tcp_upper::ACCEPT_BACKOFF`.
+/// See `guard::ACCEPT_BACKOFF`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {

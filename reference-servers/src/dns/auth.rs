@@ -38,11 +38,12 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::zone::{self, Lookup, Zone};
 use super::{bind_udp_and_tcp, serve, Handler, Pending, Reply, Request, Via};
+use crate::guard::{self, Limits};
 use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "dns";
-const OPTIONS: &[&str] = &["zone", "zones", "idle", "log"];
+const OPTIONS: &[&str] = &["zone", "zones", "idle", "log", guard::OPTIONS[0], guard::OPTIONS[1]];
 /// CNAME links followed within our zones.
 const MAX_CHAIN: usize = 8;
 
@@ -57,6 +58,7 @@ struct Authority {
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "10s", parse_duration)?;
+    let limits = Limits::from_options(&opts)?;
     let mut files: Vec<(&str, PathBuf)> = Vec::new();
     if let Some(file) = opts.given("zone") {
         files.push(("zone", PathBuf::from(file)));
@@ -99,7 +101,11 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let (udp, tcp) = bind_udp_and_tcp(bind).await?;
     let local_addr = udp.local_addr()?;
     let authority = Arc::new(Authority { zones, log });
-    Ok(RunningServer::spawn(local_addr, Transport::Udp, serve(udp, tcp, authority, idle)))
+    Ok(RunningServer::spawn(
+        local_addr,
+        Transport::Udp,
+        serve(udp, tcp, authority, idle, limits),
+    ))
 }
 
 /// The `*.zone` files in `dir`, sorted by name.

@@ -11,7 +11,8 @@
 //! What both share lives here: reading a query off the wire without trusting
 //! it, building the response header, fitting a response into the size the
 //! client can take (RFC 1035 §4.2.1, RFC 6891), and serving UDP and TCP on one
-//! port (RFC 7766: 2-byte length framing, several queries per connection).
+//! port (RFC 7766: 2-byte length framing, several queries per connection;
+//! connections within `guard`'s `max_connections` and `line_timeout`).
 //!
 //! Reading a query:
 //! - fewer than 2 octets, or QR=1 (a response: answering it could start a
@@ -41,10 +42,12 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{Name, Record};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
+
+use crate::guard::{self, Limits, Stream};
 
 /// The UDP payload size we advertise in our OPT records (RFC 6891 §6.2.5; the
 /// value of DNS Flag Day 2020, which avoids IP fragmentation).
@@ -55,16 +58,12 @@ pub(crate) const CLASSIC_UDP_LIMIT: usize = 512;
 pub(crate) const TCP_LIMIT: usize = 65535;
 /// Big enough for any UDP datagram.
 const MAX_DATAGRAM: usize = 65535;
-/// TCP connections served at once; more wait in the listen backlog.
-const MAX_TCP_CONNECTIONS: usize = 256;
 /// UDP queries being answered at once (they matter for the resolver, whose
 /// answers take round trips); while all are busy, datagrams wait in the
 /// socket's receive buffer, and the kernel drops what does not fit.
 const MAX_UDP_IN_FLIGHT: usize = 256;
 /// Attempts at finding a port free for both UDP and TCP when asked for port 0.
 const BIND_ATTEMPTS: usize = 8;
-/// See `tcp_upper::ACCEPT_BACKOFF`.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The number of labels of `name`, the root not counted (`Name::num_labels` does not count a leading `*`).
 pub(crate) fn label_count(name: &Name) -> usize {
@@ -260,9 +259,9 @@ pub(crate) async fn bind_udp_and_tcp(bind: SocketAddr) -> std::io::Result<(UdpSo
     }
 }
 
-/// Serves `handler` on both sockets until aborted.
-pub(crate) async fn serve<H: Handler>(udp: UdpSocket, tcp: TcpListener, handler: Arc<H>, idle: Duration) {
-    tokio::join!(serve_udp(udp, handler.clone()), serve_tcp(tcp, handler, idle));
+/// Serves `handler` on both sockets until aborted; TCP connections within `limits` (see `guard`).
+pub(crate) async fn serve<H: Handler>(udp: UdpSocket, tcp: TcpListener, handler: Arc<H>, idle: Duration, limits: Limits) {
+    tokio::join!(serve_udp(udp, handler.clone()), serve_tcp(tcp, handler, idle, limits));
 }
 
 async fn serve_udp<H: Handler>(socket: UdpSocket, handler: Arc<H>) {
@@ -301,33 +300,19 @@ async fn serve_udp<H: Handler>(socket: UdpSocket, handler: Arc<H>) {
     }
 }
 
-async fn serve_tcp<H: Handler>(listener: TcpListener, handler: Arc<H>, idle: Duration) {
-    let slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return; // unreachable: the semaphore is never closed
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let handler = handler.clone();
-        connections.spawn(async move {
-            serve_connection(stream, peer, handler, idle).await;
-            drop(slot);
-        });
-        while connections.try_join_next().is_some() {}
-    }
+/// DNS has no words for "goodbye": RFC 7766 §6.2.3 lets a server close a
+/// connection (idle, or to free resources) and the client retries.
+async fn serve_tcp<H: Handler>(listener: TcpListener, handler: Arc<H>, idle: Duration, limits: Limits) {
+    guard::serve(listener, limits, guard::silent(), move |stream, peer| {
+        serve_connection(stream, peer, handler.clone(), idle)
+    })
+    .await;
 }
 
 /// One TCP connection: length-prefixed queries, answered one after the other
 /// in the order they came (RFC 7766 §6.2.1.1 allows that), until the client
 /// closes, sends a message cut short, or is silent for `idle`.
-async fn serve_connection<H: Handler>(mut stream: TcpStream, peer: SocketAddr, handler: Arc<H>, idle: Duration) {
+async fn serve_connection<H: Handler>(mut stream: Stream, peer: SocketAddr, handler: Arc<H>, idle: Duration) {
     let mut message = vec![0u8; TCP_LIMIT];
     loop {
         let mut prefix = [0u8; 2];

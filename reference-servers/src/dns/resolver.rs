@@ -51,11 +51,12 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 
 use super::{bind_udp_and_tcp, label_count, serve, Handler, Pending, Reply, Request, Via, EDNS_PAYLOAD, TCP_LIMIT};
+use crate::guard::{self, Limits};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "dns-resolver";
-const OPTIONS: &[&str] = &["root", "port", "timeout", "retries", "idle"];
+const OPTIONS: &[&str] = &["root", "port", "timeout", "retries", "idle", guard::OPTIONS[0], guard::OPTIONS[1]];
 /// CNAME links followed for one client query.
 const MAX_CHAIN: usize = 8;
 /// Referrals followed for one name.
@@ -103,6 +104,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let timeout = opts.get("timeout", "1s", parse_duration)?;
     let retries = opts.get("retries", "2", |text| parse_count(text, 0, 10))?;
     let idle = opts.get("idle", "10s", parse_duration)?;
+    let limits = Limits::from_options(&opts)?;
     let (udp, tcp) = bind_udp_and_tcp(bind).await?;
     let local_addr = udp.local_addr()?;
     let resolver = Arc::new(Resolver {
@@ -112,7 +114,11 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
         retries,
         cache: Mutex::new(Cache::default()),
     });
-    Ok(RunningServer::spawn(local_addr, Transport::Udp, serve(udp, tcp, resolver, idle)))
+    Ok(RunningServer::spawn(
+        local_addr,
+        Transport::Udp,
+        serve(udp, tcp, resolver, idle, limits),
+    ))
 }
 
 impl Handler for Resolver {

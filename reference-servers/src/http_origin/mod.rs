@@ -32,8 +32,10 @@
 //!   used; otherwise the final response comes at once and the connection is
 //!   closed, since the client may or may not send the body;
 //! - any other expectation is 417, a transfer coding other than chunked is 501;
-//! - a request stalled mid-way for `idle` gets 408; an idle connection between
-//!   requests is just closed;
+//! - a request stalled mid-way for `idle`, or not complete `line_timeout`
+//!   after its first byte (a trickle), gets 408; an idle connection between
+//!   requests is just closed, and so is the idlest one when a newcomer finds
+//!   `max_connections` open (see `guard`);
 //! - every response says `HTTP/1.1`; after 400, 408, 413, 414, 417, 431, 505
 //!   and a framing 501, the response says `Connection: close` and the
 //!   connection is closed.
@@ -43,11 +45,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 
-use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
+use crate::guard::{self, Goodbye, Limits, Reason, Stream};
+use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 mod request;
 mod response;
@@ -59,20 +60,18 @@ use routes::Site;
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "http";
-const OPTIONS: &[&str] = &["idle", "max_connections", "root", "uploads"];
+const OPTIONS: &[&str] = &["idle", "root", "uploads", guard::OPTIONS[0], guard::OPTIONS[1]];
 
 /// The default root, relative to the current directory.
 const DEFAULT_ROOT: &str = "fixtures/www";
 /// The repository's web root, for a default root when run from elsewhere (e.g. `cargo test`).
 const CHECKOUT_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/www");
-/// See `tcp_upper::ACCEPT_BACKOFF`.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Checks the options, binds, and starts serving.
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "10s", parse_duration)?;
-    let max_connections = opts.get("max_connections", "256", |v| parse_count(v, 1, 65_536))?;
+    let limits = Limits::from_options(&opts)?;
     let root = match opts.given("root") {
         Some(root) => opts.parse("root", root, |r| directory(Path::new(r), false))?,
         None => directory(Path::new(DEFAULT_ROOT), false)
@@ -97,7 +96,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
     let server = async move {
-        serve(server_socket, site, idle, max_connections as usize).await;
+        serve(server_socket, site, idle, limits).await;
         drop(temporary);
     };
     Ok(RunningServer::spawn(local_addr, Transport::Tcp, server))
@@ -115,33 +114,35 @@ fn directory(path: &Path, create: bool) -> Result<PathBuf, String> {
     Ok(canonical)
 }
 
-/// Accepts while fewer than `max_connections` are open; the rest wait in the listen backlog.
-async fn serve(server_socket: TcpListener, site: Arc<Site>, idle: Duration, max_connections: usize) {
-    let slots = Arc::new(Semaphore::new(max_connections));
-    // Owning the connection tasks here means aborting the server aborts them.
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return; // unreachable: the semaphore is never closed
-        };
-        let stream = match server_socket.accept().await {
-            Ok((stream, _addr)) => stream,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+/// Serves every connection within `limits` (see `guard`).
+async fn serve(server_socket: TcpListener, site: Arc<Site>, idle: Duration, limits: Limits) {
+    guard::serve(server_socket, limits, goodbye(), move |stream, _addr| {
         let site = site.clone();
-        connections.spawn(async move {
-            handle(stream, &site, idle).await;
-            drop(slot);
-        });
-        while connections.try_join_next().is_some() {}
-    }
+        async move { handle(stream, &site, idle).await }
+    })
+    .await;
+}
+
+/// RFC 9110 §15.5.9: 408 when a request did not arrive complete in time, with
+/// `Connection: close` since the server is closing (RFC 9112 §9.6). A
+/// connection with no request under way is owed nothing and is just closed
+/// (RFC 9112 §9.5), like one between requests that idles out.
+fn goodbye() -> Goodbye {
+    Arc::new(|reason| {
+        (reason == Reason::Slow).then(|| {
+            let body = "the request did not arrive complete in time\n";
+            format!(
+                "HTTP/1.1 408 Request Timeout\r\nDate: {}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                httpdate::fmt_http_date(std::time::SystemTime::now()),
+                body.len()
+            )
+            .into_bytes()
+        })
+    })
 }
 
 /// Serves requests on one connection, in order, until either side is done with it.
-async fn handle(stream: TcpStream, site: &Site, idle: Duration) {
+async fn handle(stream: Stream, site: &Site, idle: Duration) {
     let mut conn = Conn::new(stream, idle);
     loop {
         let head = match conn.read_head().await {

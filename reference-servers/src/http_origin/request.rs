@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use crate::guard::Stream;
 
 /// Longest request line, line terminator excluded (else 414).
 pub(super) const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -80,14 +81,14 @@ pub(super) enum Stop {
 
 /// One client connection: the socket plus the bytes read but not yet used.
 pub(super) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     idle: Duration,
 }
 
 impl Conn {
     /// Wraps an accepted socket; every read and write waits at most `idle`.
-    pub(super) fn new(stream: TcpStream, idle: Duration) -> Self {
+    pub(super) fn new(stream: Stream, idle: Duration) -> Self {
         Conn {
             stream,
             buf: Vec::new(),

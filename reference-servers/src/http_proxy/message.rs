@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
+
+use crate::guard::Stream;
 
 /// Largest request or response head (start line and header fields).
 pub(super) const MAX_HEAD: usize = 16 * 1024;
@@ -99,7 +100,7 @@ pub(super) enum Framing {
 /// A socket with the bytes read from it but not yet consumed.
 pub(super) struct Conn {
     /// The socket, for writing.
-    pub stream: TcpStream,
+    pub stream: Stream,
     buf: Vec<u8>,
     /// Longest silence tolerated while a body is arriving.
     stall: Duration,
@@ -107,7 +108,7 @@ pub(super) struct Conn {
 
 impl Conn {
     /// Wraps `stream`; `stall` bounds each wait for more body bytes.
-    pub fn new(stream: TcpStream, stall: Duration) -> Self {
+    pub fn new(stream: Stream, stall: Duration) -> Self {
         Conn {
             stream,
             buf: Vec::new(),

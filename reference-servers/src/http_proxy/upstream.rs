@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::net::TcpStream;
+use tokio::net::{lookup_host, TcpStream};
 use tokio::time::{timeout_at, Instant};
 
+use super::allow::Allow;
 use super::message::{
     end_to_end, field, parse_response_head, response_framing, write_head, Conn, ReadError, Request, Response, MAX_BODY, TRANSFER_LIMIT,
 };
 use super::VIA_NAME;
+use crate::guard::Stream;
 
 /// Where an absolute-form request goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -124,6 +126,8 @@ pub(super) struct Exchange {
 pub(super) enum Gateway {
     /// Could not connect (refused, unresolvable...).
     Unreachable(String),
+    /// The target is not somewhere this proxy forwards to: why, for a 403.
+    Forbidden(String),
     /// No response head, or not the whole body, in time.
     Timeout,
     /// The origin's response is not HTTP or was cut short.
@@ -132,21 +136,40 @@ pub(super) enum Gateway {
 
 /// Sends `request` (plus the `conditions` header fields) to `target` over a
 /// new connection and reads the response; the connect, the request and the
-/// response head must all fit in `wait`.
+/// response head must all fit in `wait`. The target's addresses must all be
+/// ones `allow` permits, or nothing is sent.
 pub(super) async fn exchange(
     target: &Target,
     request: &Request,
     conditions: &[(&str, Vec<u8>)],
     wait: Duration,
+    allow: &Allow,
 ) -> Result<Exchange, Gateway> {
     let deadline = Instant::now() + wait;
     let request_time = SystemTime::now();
-    let stream = match timeout_at(deadline, TcpStream::connect((target.host.as_str(), target.port))).await {
+    let addresses = match timeout_at(deadline, lookup_host((target.host.as_str(), target.port))).await {
+        Ok(Ok(addresses)) => addresses.collect::<Vec<_>>(),
+        Ok(Err(e)) => return Err(Gateway::Unreachable(format!("{}:{}: {e}", target.host, target.port))),
+        Err(_) => return Err(Gateway::Timeout),
+    };
+    // Every address must pass, not just one: which one a connect would use is
+    // up to the resolver's order, and a name half pointing elsewhere is refused whole.
+    if let Some(outside) = addresses.iter().find(|address| !allow.permits(address.ip())) {
+        let named = if target.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == outside.ip()) {
+            format!("{} is not one of them", outside.ip())
+        } else {
+            format!("{} is {}, which is not one of them", target.host, outside.ip())
+        };
+        return Err(Gateway::Forbidden(format!("{}; {named}", allow.describe())));
+    }
+    // Connecting to the addresses just checked, not to the name: resolving
+    // it again could give an address that was never checked.
+    let stream = match timeout_at(deadline, TcpStream::connect(&addresses[..])).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(Gateway::Unreachable(format!("{}:{}: {e}", target.host, target.port))),
         Err(_) => return Err(Gateway::Timeout),
     };
-    let mut origin = Conn::new(stream, wait);
+    let mut origin = Conn::new(Stream::plain(stream), wait);
     // A failed write is not the end: the origin may have answered early
     // (e.g. 413) and closed; reading tells.
     if let Err(ReadError::Timeout) = origin.send(&origin_form(request, target, conditions), deadline).await {

@@ -32,7 +32,9 @@
 //! - a line is at most 8 KiB, a literal at most 10 MiB: the first gets a
 //!   BAD, the second a `BAD [TOOBIG]` (and, for a LITERAL+ literal whose
 //!   octets are already on the way, BYE and close); a line ending in a bare
-//!   LF gets a BAD; a client silent for `idle` gets `* BYE Autologout`.
+//!   LF gets a BAD; a client silent for `idle` gets `* BYE Autologout`, and so
+//!   does one whose command is incomplete `line_timeout` after its first byte
+//!   or the idlest one when a newcomer finds `max_connections` open (see `guard`).
 //!
 //! The `fault` option switches on deliberate bugs (`fault.rs`), so the
 //! harness can prove that its suite's cases catch them.
@@ -42,10 +44,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 
+use crate::guard::{self, Goodbye, Limits, Reason, Stream};
 use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 mod fault;
@@ -67,22 +68,24 @@ use wire::{tag_of, Conn, Gone, Input};
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "imap";
 /// `fault`: deliberate bugs for proving the suite (see `fault.rs`); none by default.
-const OPTIONS: &[&str] = &["idle", "maildir", "seed", "fault"];
+const OPTIONS: &[&str] = &["idle", "maildir", "seed", "fault", guard::OPTIONS[0], guard::OPTIONS[1]];
 
 /// The default seed store, relative to the current directory.
 const DEFAULT_SEED: &str = "fixtures/mail/store";
 /// The repository's seed store, for a default seed when run from elsewhere (e.g. `cargo test`).
 const CHECKOUT_SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/mail/store");
-/// Connections served at once; the rest wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 256;
-/// See `tcp_upper::ACCEPT_BACKOFF`.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Checks the options, prepares the store, binds, and starts serving.
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "60s", parse_duration)?;
     let faults = opts.get("fault", "", fault::parse)?;
+    let mut limits = Limits::from_options(&opts)?;
+    if faults.has(Fault::SingleClient) {
+        // The fault: one slot, so the next client waits until this one leaves.
+        limits.max_connections = 1;
+        limits.queue = true;
+    }
     // A seeded store lives exactly as long as the server task, which owns it.
     let (root, temporary) = match (opts.given("maildir"), opts.given("seed")) {
         (Some(maildir), Some(_)) => {
@@ -115,7 +118,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
     let server = async move {
-        serve(server_socket, store, idle, faults).await;
+        serve(server_socket, store, idle, faults, limits).await;
         drop(temporary);
     };
     Ok(RunningServer::spawn(local_addr, Transport::Tcp, server))
@@ -148,33 +151,29 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn serve(server_socket: TcpListener, store: Arc<Store>, idle: Duration, faults: Faults) {
-    // Fault single-client: one slot, so the next client waits until this one leaves.
-    let slots = Arc::new(Semaphore::new(if faults.has(Fault::SingleClient) { 1 } else { MAX_CONNECTIONS }));
-    // Owning the connection tasks here means aborting the server aborts them.
-    let mut connections = JoinSet::new();
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return; // unreachable: the semaphore is never closed
+/// Serves every connection within `limits` (see `guard`).
+async fn serve(server_socket: TcpListener, store: Arc<Store>, idle: Duration, faults: Faults, limits: Limits) {
+    guard::serve(server_socket, limits, goodbye(), move |stream, _addr| {
+        handle(stream, store.clone(), idle, faults)
+    })
+    .await;
+}
+
+/// RFC 9051 §7.1.5 (RFC 3501 §7.1.5): BYE announces an autologout, and as a
+/// greeting it says the server will not take this client; the text says which.
+fn goodbye() -> Goodbye {
+    Arc::new(|reason| {
+        let text = match reason {
+            Reason::Slow => "* BYE Autologout; command not completed in time",
+            Reason::Evicted => "* BYE Autologout; too many connections and this one was idle longest",
+            Reason::Busy => "* BYE Too many connections, try again later",
         };
-        let stream = match server_socket.accept().await {
-            Ok((stream, _addr)) => stream,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let store = store.clone();
-        connections.spawn(async move {
-            handle(stream, store, idle, faults).await;
-            drop(slot);
-        });
-        while connections.try_join_next().is_some() {}
-    }
+        Some(format!("{text}\r\n").into_bytes())
+    })
 }
 
 /// Greets, then answers commands in order until LOGOUT, idleness, or the client going away.
-async fn handle(stream: TcpStream, store: Arc<Store>, idle: Duration, faults: Faults) {
+async fn handle(stream: Stream, store: Arc<Store>, idle: Duration, faults: Faults) {
     let mut conn = Conn::new(stream, idle, faults);
     conn.line(&format!("* OK [CAPABILITY {CAPABILITIES}] wirecheck IMAP ready"));
     if conn.flush().await.is_err() {

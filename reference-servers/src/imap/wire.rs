@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::time::timeout;
 
 use super::fault::{Fault, Faults};
 use super::parse::is_tag;
+use crate::guard::Stream;
 
 /// Longest line (CRLF included) of a command; literals do not count.
 pub(super) const MAX_LINE: usize = 8 * 1024;
@@ -50,8 +49,8 @@ pub(super) enum Gone {
 
 /// A connection: buffered reader, writer, and pending output.
 pub(super) struct Conn {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<ReadHalf<Stream>>,
+    writer: WriteHalf<Stream>,
     out: Vec<u8>,
     idle: Duration,
     /// Deliberate bugs (see `fault.rs`).
@@ -60,9 +59,9 @@ pub(super) struct Conn {
 
 impl Conn {
     /// Wraps `stream`; every wait for the client is bounded by `idle`.
-    pub(super) fn new(stream: TcpStream, idle: Duration, faults: Faults) -> Conn {
+    pub(super) fn new(stream: Stream, idle: Duration, faults: Faults) -> Conn {
         let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = tokio::io::split(stream);
         Conn {
             reader: BufReader::new(reader),
             writer,
