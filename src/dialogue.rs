@@ -399,6 +399,8 @@ pub fn normalize(text: &str) -> String {
             (r"\bid: \d+", "id: ID"),
             (r"\b(UIDVALIDITY|APPENDUID|COPYUID) \d+", "$1 N"),
             (r#"(?i)\b(ETag|If-None-Match|If-Match): (W/)?"[^"]*""#, r#"$1: "ETAG""#),
+            // A cache's Age counts the seconds a response has been stored (RFC 9111 §5.1).
+            (r"(?mi)^(\s*Age): \d+", "$1: AGE"),
             // A dig-style record's TTL counts down in a cache.
             (r"(?m)^(\s*\S+\.)\s+\d+\s+(IN|CH|HS)\s", "$1 TTL $2 "),
         ]

@@ -332,6 +332,10 @@ fn proxy_get_only_without_revalidation_passes_all_but_post_and_revalidation() {
         "concurrency",
         "--tag",
         "strict",
+        "--tag",
+        "rfc9111",
+        "--tag",
+        "textbook",
     ];
     check_with("http-proxy", &py("proxy_get_only"), &tags, &[]);
 }

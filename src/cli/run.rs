@@ -130,7 +130,7 @@ impl RunArgs {
             sandbox,
             // In a private network namespace the actors own port 53, as real name servers do, so
             // a resolver is tested with its stock settings.
-            actor_port: self.isolate.then_some(53),
+            well_known_ports: self.isolate,
             ..RunOptions::default()
         };
         let selected = suites.iter().any(|s| s.cases.iter().any(|c| run::selected(&options, s, c)));

@@ -180,7 +180,7 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
             deadline: Some(deadline),
             capture: None,
             // Student resolvers are given the hierarchy's address and port ({root.host} {root.port}).
-            actor_port: None,
+            well_known_ports: false,
         };
         let mut collector = Collector {
             a,

@@ -18,6 +18,7 @@ const MAX_SEEN: usize = 10_000;
 /// One incoming message an actor saw, as bytes.
 #[derive(Debug, Clone)]
 struct Seen {
+    conv: usize,
     transport: Transport,
     bytes: Vec<u8>,
 }
@@ -82,6 +83,7 @@ impl ActorLog for Log {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if seen.len() < MAX_SEEN {
                 seen.push(Seen {
+                    conv,
                     transport,
                     bytes: bytes.to_vec(),
                 });
@@ -99,17 +101,17 @@ impl ActorLog for Log {
     }
 }
 
-/// Binds every actor of `decls` on one port (`port`, or a free one all of them can have) and
-/// starts them; `faults` are per actor name.
+/// Binds every actor of `decls` (each on its protocol's well-known port when `well_known`, else
+/// all on one free port, as name servers share port 53) and starts them; `faults` are per actor.
 pub async fn start(
     decls: &[&ActorDecl],
     faults: &[(String, Vec<String>)],
-    port: Option<u16>,
+    well_known: bool,
     rec: &Recorder,
 ) -> Result<Vec<RunningActor>, String> {
     let mut last_err = String::new();
-    for _ in 0..if port.is_some() { 1 } else { PORT_TRIES } {
-        match bind_all(decls, port).await {
+    for _ in 0..if well_known { 1 } else { PORT_TRIES } {
+        match bind_all(decls, well_known).await {
             Ok(bound) => {
                 let mut out = Vec::new();
                 for (decl, (addr, sockets)) in decls.iter().zip(bound) {
@@ -144,11 +146,14 @@ pub async fn start(
     Err(last_err)
 }
 
-async fn bind_all(decls: &[&ActorDecl], port: Option<u16>) -> Result<Vec<(SocketAddr, Bound)>, String> {
-    let mut port = port.unwrap_or(0);
+async fn bind_all(decls: &[&ActorDecl], well_known: bool) -> Result<Vec<(SocketAddr, Bound)>, String> {
+    let mut port = 0;
     let mut out = Vec::new();
     for d in decls {
         let mut bound = Bound::default();
+        if well_known {
+            port = d.spec.well_known_port();
+        }
         let mut addr = SocketAddr::new(d.host, port);
         for t in d.spec.transports() {
             let what = |e: std::io::Error| format!("actor '{}' cannot listen on {t} {addr}: {e}", d.name);
@@ -188,8 +193,17 @@ impl RunningActor {
     /// and a one-line summary of each message it received, for the failure text.
     pub fn count(&self, spec: &dyn StructuredExpect, over: Option<Transport>, cx: &RenderCx) -> (u32, Vec<String>) {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // A TCP message may have come in several reads: each conversation is framed as one
+        // stream; a UDP datagram is a message of its own.
+        let mut streams: Vec<Seen> = Vec::new();
+        for s in seen.into_iter().filter(|s| over.is_none_or(|t| t == s.transport)) {
+            match streams.iter_mut().find(|x| x.conv == s.conv && s.transport == Transport::Tcp) {
+                Some(x) => x.bytes.extend_from_slice(&s.bytes),
+                None => streams.push(s),
+            }
+        }
         let (mut n, mut all) = (0, Vec::new());
-        for s in seen.iter().filter(|s| over.is_none_or(|t| t == s.transport)) {
+        for s in &streams {
             for m in frame(self.protocol, s) {
                 if spec.check(&m, cx).is_ok() {
                     n += 1;

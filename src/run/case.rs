@@ -115,8 +115,8 @@ pub struct Env {
     pub output_pos: std::sync::Mutex<usize>,
     /// SHOULD-level findings in messages the case read (they cost no points).
     pub warnings: std::sync::Mutex<Vec<String>>,
-    /// The port actors listen on (None: a free one they share).
-    pub actor_port: Option<u16>,
+    /// Actors listen on their well-known ports (under --isolate), not a free shared one.
+    pub well_known_ports: bool,
 }
 
 impl Env {
@@ -348,7 +348,7 @@ impl Ctx {
             .iter()
             .filter_map(|n| env.suite.actors.iter().find(|a| a.name == *n))
             .collect();
-        let running = super::actors::start(&decls, &s.faults, env.actor_port, &env.rec)
+        let running = super::actors::start(&decls, &s.faults, env.well_known_ports, &env.rec)
             .await
             .map_err(|e| Failure::at(step, e))?;
         for a in &running {

@@ -50,9 +50,9 @@ pub struct RunOptions {
     pub case_budget: Option<Duration>,
     /// No case starts after this instant (grading's total budget); cases not started are not reported.
     pub deadline: Option<Instant>,
-    /// The port every actor listens on (53 in a private network namespace, where a resolver with
-    /// stock settings can reach them); None: a free port they share.
-    pub actor_port: Option<u16>,
+    /// Actors listen on their protocols' well-known ports (53, 80): in a private network
+    /// namespace, where a program with stock settings reaches them. Otherwise on a free port they share.
+    pub well_known_ports: bool,
 }
 
 impl Default for RunOptions {
@@ -68,7 +68,7 @@ impl Default for RunOptions {
             capture: None,
             case_budget: None,
             deadline: None,
-            actor_port: None,
+            well_known_ports: false,
         }
     }
 }
@@ -184,7 +184,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         rec: rec.clone(),
         output_pos: std::sync::Mutex::new(0),
         warnings: std::sync::Mutex::default(),
-        actor_port: opts.actor_port,
+        well_known_ports: opts.well_known_ports,
     };
     let was_running = instance
         .as_ref()

@@ -30,6 +30,9 @@ pub trait ActorLog: Send + Sync {
 pub trait ActorSpec: std::fmt::Debug + Send + Sync {
     /// Transports it serves on its address (a DNS server: both).
     fn transports(&self) -> &'static [Transport];
+    /// The port its protocol's servers listen on (53, 80): used in a private network namespace,
+    /// where a program under test may reach its peers with its stock settings.
+    fn well_known_port(&self) -> u16;
     /// Starts serving on `addr` with the named `faults` switched on; sockets are already bound.
     /// The returned handle stops every task when dropped.
     fn start(&self, sockets: Bound, faults: &[String], log: Arc<dyn ActorLog>) -> ActorHandle;

@@ -411,6 +411,10 @@ impl ActorSpec for Zones {
         &[Transport::Udp, Transport::Tcp]
     }
 
+    fn well_known_port(&self) -> u16 {
+        53
+    }
+
     fn start(&self, sockets: Bound, faults: &[String], log: Arc<dyn ActorLog>) -> ActorHandle {
         let on = |f: &str| faults.iter().any(|x| x == f);
         let faults = Faults {

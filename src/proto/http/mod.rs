@@ -1,5 +1,6 @@
 //! HTTP/1.x (RFC 9110, 9112): the codec, and structured `send`/`expect` for suites.
 
+pub mod actor;
 pub mod codec;
 pub mod parse;
 pub mod rules;
@@ -21,6 +22,9 @@ impl Protocol for Http {
     }
     fn steps(&self) -> &'static Steps {
         &steps::STEPS
+    }
+    fn actor(&self) -> Option<&'static crate::proto::actor::ActorKind> {
+        Some(&actor::ACTOR)
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
