@@ -986,6 +986,50 @@ fn program_output_cannot_forge_any_report_format() {
     assert_every_format_inert(&out_dir, &console);
     let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
     assert!(md.contains("program output (stderr, last lines, verbatim):"), "{md}");
+    forged_goldens("failed", &out_dir, &console);
+}
+
+/// Times, seeds, hashes, ports and temporary paths out of a report, so it can be a golden.
+fn normalise(s: &str) -> String {
+    let rules = [
+        (r"/tmp/[^\s'\x22<]+( \d+)?", "<tmp>"),
+        (r"seed \d+", "seed <seed>"),
+        (r"\b[0-9a-f]{16,64}\b", "<sha256>"),
+        (r"port \d+", "port <port>"),
+        // Times are right-aligned: their padding changes with their width.
+        (r" +\d+(\.\d+)?(ms|s)\b", " <time>"),
+        (r"\b\d+(\.\d+)?(ms|s)\b", "<time>"),
+        (r"(time|timestamp)=\x22[^\x22]*\x22", "$1=\x22<time>\x22"),
+    ];
+    let mut s = s.to_string();
+    for (re, to) in rules {
+        s = regex::Regex::new(re).unwrap().replace_all(&s, to).into_owned();
+    }
+    s
+}
+
+/// Compares each format's rendering of the forging program with `tests/golden/forged-KIND.*`.
+/// Regenerate with WIRECHECK_BLESS=1 after a deliberate change, and review the diff.
+fn forged_goldens(kind: &str, out_dir: &Path, console: &str) {
+    let gs = read_json(&out_dir.join("results.json"));
+    let read = |f: &str| std::fs::read_to_string(out_dir.join(f)).unwrap();
+    let console: String = console.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    for (name, text) in [
+        ("gradescope-output.md", gs["output"].as_str().unwrap().to_string()),
+        ("gradescope-test.md", gs["tests"][0]["output"].as_str().unwrap().to_string()),
+        ("summary.md", read("summary.md")),
+        ("junit.xml", read("junit.xml")),
+        ("grade.tap", read("grade.tap")),
+        ("console.txt", console),
+    ] {
+        let golden = root().join(format!("tests/golden/forged-{kind}.{name}"));
+        let text = normalise(&text);
+        if std::env::var_os("WIRECHECK_BLESS").is_some() {
+            std::fs::write(&golden, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        assert_eq!(text, want, "{name} differs from {}", golden.display());
+    }
 }
 
 #[test]
@@ -996,4 +1040,5 @@ fn a_target_error_quoting_the_program_cannot_forge_any_report_format() {
     assert_every_format_inert(&out_dir, &console);
     let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
     assert!(md.contains("The program could not be tested (its output quoted verbatim):"), "{md}");
+    forged_goldens("target-error", &out_dir, &console);
 }
