@@ -321,3 +321,15 @@ fn a_suite_over_the_size_limit_exits_2_naming_file_size_and_limit() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("a.yaml: error: the assignment file is 17.0 MiB"), "{err}");
 }
+
+#[test]
+fn a_suite_with_thousands_of_errors_shows_the_first_fifty_quickly() {
+    let case = "  - id: same\n    steps: [connect: c, expect: closed]\n";
+    let text = format!("suite: t\nprotocol: line\ncases:\n{}", case.repeat(5_000));
+    let start = std::time::Instant::now();
+    let (code, err) = with_file("many.yaml", &text, &["list", "{}"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("duplicate case id 'same'").count(), 50, "{err}");
+    assert!(err.contains("... and 4949 more errors not shown; fix these first"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(30), "{:?}", start.elapsed());
+}

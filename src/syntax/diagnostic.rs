@@ -22,13 +22,24 @@ pub struct Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub struct SuiteErrors(pub Vec<Diagnostic>);
 
+/// The most problems shown at once: a generated file can have one per case, and each snippet
+/// looks its line up in the file.
+const MAX_SHOWN: usize = 50;
+
 impl fmt::Display for SuiteErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.0.iter().take(MAX_SHOWN).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{d}")?;
+        }
+        if self.0.len() > MAX_SHOWN {
+            writeln!(
+                f,
+                "\n... and {} more errors not shown; fix these first and load again",
+                self.0.len() - MAX_SHOWN
+            )?;
         }
         Ok(())
     }
