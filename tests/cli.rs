@@ -333,3 +333,30 @@ fn a_suite_with_thousands_of_errors_shows_the_first_fifty_quickly() {
     assert!(err.contains("... and 4949 more errors not shown; fix these first"), "{err}");
     assert!(start.elapsed() < std::time::Duration::from_secs(30), "{:?}", start.elapsed());
 }
+
+#[test]
+fn run_reports_show_a_programs_control_sequences_without_playing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let forger = root().join("fixtures/targets/forges_report.py");
+    for extra in ["", " --exit"] {
+        let exec = format!("python3 {} {{port}}{extra}", forger.display());
+        // Colours forced on: a console that strips every escape sequence would hide a missing escape.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+            .args(["run", "tcp-upper", "--case", "exact-reply", "--exec", &exec])
+            .args(["--ready-timeout", "5s", "--report", &format!("junit:{}", junit.display())])
+            .current_dir(root())
+            .env_remove("NO_COLOR")
+            .env("CLICOLOR_FORCE", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !text.contains("\x1b[2J") && !text.contains("\x1b]0;"),
+            "{extra}: raw escapes:\n{text}"
+        );
+        assert!(text.contains("\\x1b[2J"), "{extra}: the escapes are shown:\n{text}");
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{extra}: {e}\n{xml}"));
+    }
+}

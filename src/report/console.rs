@@ -112,7 +112,8 @@ impl Reporter for Console {
         }
         let mut text = String::new();
         for e in &s.target_errors {
-            let e = e.to_string();
+            // It may quote the program's stderr: shown, never played, on the terminal.
+            let e = super::escape::visible_controls(&e.to_string()).into_owned();
             // Shown in full on the first case it stopped: here its first line is enough.
             let e = match self.shown_errors.contains(&e) {
                 true => e.lines().next().unwrap_or_default().to_string(),
