@@ -241,3 +241,122 @@ fn a_failing_header_check_points_at_the_header_line() {
     assert_eq!(block, std::fs::read_to_string(&golden).unwrap(), "{stdout}");
     assert!(block.contains("at:       tests/suites/header-location.yaml:23:13"), "{block}");
 }
+
+/// Writes `text` as `name` in a temporary folder and runs wirecheck with `args`, where `{}` is
+/// the file's path; returns the exit status and stderr.
+fn with_file(name: &str, text: &str, args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let p = path.to_str().unwrap();
+    let args: Vec<&str> = args.iter().map(|a| if *a == "{}" { p } else { a }).collect();
+    let (out, _) = wirecheck(&args);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Ten thousand levels, in flow style (`[[[`, `{a: {a:`) and block style (`- - -`, nested keys).
+fn deep_files() -> Vec<(&'static str, String)> {
+    let n = 10_000;
+    let head = "suite: deep\nprotocol: line\ncases: ";
+    vec![
+        ("flow sequences", format!("{head}{}{}\n", "[".repeat(n), "]".repeat(n))),
+        ("flow mappings", format!("{head}{}x{}\n", "{a: ".repeat(n), "}".repeat(n))),
+        ("block sequences", format!("{head}\n{}x\n", "- ".repeat(n))),
+        // Block mappings need an indent per level; 2,000 levels keep the file small.
+        (
+            "block mappings",
+            format!(
+                "{head}\n{}",
+                (0..2_000).map(|i| format!("{}k:\n", " ".repeat(i + 1))).collect::<String>()
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn deeply_nested_suites_exit_2_with_a_location_not_a_stack_overflow() {
+    for (what, text) in deep_files() {
+        for cmd in [&["list", "{}"][..], &["run", "{}"][..]] {
+            let (code, err) = with_file("deep.yaml", &text, cmd);
+            assert_eq!(code, 2, "{what}, {cmd:?}: {err}");
+            assert!(err.contains("nested more than 128 levels deep"), "{what}, {cmd:?}: {err}");
+            let located = err.lines().next().unwrap_or("");
+            assert!(
+                located.contains("deep.yaml:") && located.split(':').nth(1).is_some_and(|l| l.parse::<u32>().is_ok()),
+                "{what}: no file:line:col in {located}"
+            );
+            assert!(err.len() < 2_000, "{what}: the snippet shows the whole line: {} bytes", err.len());
+        }
+    }
+}
+
+#[test]
+fn deeply_nested_assignment_exits_2_with_a_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    for (what, text) in deep_files() {
+        let text = text.replace("suite: deep\nprotocol: line\ncases:", "assignment: deep\nparts:");
+        let (code, err) = with_file("deep.yaml", &text, &["grade", "{}", "--submission", sub.to_str().unwrap()]);
+        assert_eq!(code, 2, "{what}: {err}");
+        assert!(
+            err.contains("deep.yaml:") && err.contains("nested more than 128 levels deep"),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_suite_over_the_size_limit_exits_2_naming_file_size_and_limit() {
+    // Valid YAML, just too much of it: a comment line repeated past 16 MiB.
+    let line = format!("# {}\n", "x".repeat(1021));
+    let text = format!("suite: big\nprotocol: line\n{}", line.repeat(17 * 1024));
+    let (code, err) = with_file("big.yaml", &text, &["list", "{}"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("big.yaml: error: the suite file is 17.0 MiB"), "{err}");
+    assert!(err.contains("over the 16.0 MiB limit"), "{err}");
+    let text = text.replace("suite: big\nprotocol: line\n", "assignment: big\n");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = with_file("a.yaml", &text, &["grade", "{}", "--submission", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a.yaml: error: the assignment file is 17.0 MiB"), "{err}");
+}
+
+#[test]
+fn a_suite_with_thousands_of_errors_shows_the_first_fifty_quickly() {
+    let case = "  - id: same\n    steps: [connect: c, expect: closed]\n";
+    let text = format!("suite: t\nprotocol: line\ncases:\n{}", case.repeat(5_000));
+    let start = std::time::Instant::now();
+    let (code, err) = with_file("many.yaml", &text, &["list", "{}"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("duplicate case id 'same'").count(), 50, "{err}");
+    assert!(err.contains("... and 4949 more errors not shown; fix these first"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(30), "{:?}", start.elapsed());
+}
+
+#[test]
+fn run_reports_show_a_programs_control_sequences_without_playing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let forger = root().join("fixtures/targets/forges_report.py");
+    for extra in ["", " --exit"] {
+        let exec = format!("python3 {} {{port}}{extra}", forger.display());
+        // Colours forced on: a console that strips every escape sequence would hide a missing escape.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+            .args(["run", "tcp-upper", "--case", "exact-reply", "--exec", &exec])
+            .args(["--ready-timeout", "5s", "--report", &format!("junit:{}", junit.display())])
+            .current_dir(root())
+            .env_remove("NO_COLOR")
+            .env("CLICOLOR_FORCE", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !text.contains("\x1b[2J") && !text.contains("\x1b]0;"),
+            "{extra}: raw escapes:\n{text}"
+        );
+        assert!(text.contains("\\x1b[2J"), "{extra}: the escapes are shown:\n{text}");
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{extra}: {e}\n{xml}"));
+    }
+}

@@ -832,3 +832,238 @@ fn the_textbook_programs_as_the_labs_ask_score_full_marks() {
         assert!(max_score(&gs) > 0.0, "{out}");
     }
 }
+
+/// What `fixtures/targets/forges_report.py` writes that would act if a report let it through:
+/// markup, a fake score, TAP lines, XML and terminal control sequences.
+const FORGERIES: &[&str] = &[
+    "Total: 20/20 points",
+    "20 of 20 points",
+    "<h1>",
+    "<img",
+    "<script",
+    "![x](http://evil.example",
+    "[regrade](http://evil.example",
+    "| forged |",
+    "<!--",
+    "]]>",
+    "ok 1 - fake",
+    "Bail out!",
+];
+
+/// The parts of a markdown text outside code blocks (fenced with ``` or ~~~, per CommonMark: a
+/// block closes only at a fence of its own character at least as long, or at the end).
+fn md_outside_code(md: &str) -> String {
+    let mut out = String::new();
+    let mut open: Option<(char, usize)> = None;
+    for line in md.lines() {
+        let t = line.trim_start_matches(' ');
+        let indent = line.len() - t.len();
+        let fence = t
+            .chars()
+            .next()
+            .filter(|c| *c == '`' || *c == '~')
+            .map(|c| (c, t.chars().take_while(|x| *x == c).count()));
+        match (open, fence) {
+            (None, Some((c, n))) if n >= 3 && indent < 4 => open = Some((c, n)),
+            (Some((c, n)), Some((c2, n2))) if c == c2 && n2 >= n && indent < 4 && t.trim_end().chars().all(|x| x == c) => open = None,
+            (None, _) => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn assert_md_inert(what: &str, md: &str) {
+    let outside = md_outside_code(md);
+    for f in FORGERIES {
+        assert!(!outside.contains(f), "{what}: '{f}' is outside a code block:\n{outside}");
+    }
+    assert!(!md.contains('\x1b'), "{what}: a raw escape character:\n{md}");
+}
+
+/// Grades `fixtures/targets/forges_report.py` in every format (staff view, so failure text shows).
+fn grade_forger(start_args: &str) -> (tempfile::TempDir, PathBuf, i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::copy(root().join("fixtures/targets/forges_report.py"), sub.join("server.py")).unwrap();
+    let a = dir.path().join("tcp.yaml");
+    std::fs::write(
+        &a,
+        format!("assignment: tcp-small\nmain: [\"*.py\"]\nready_timeout: 5s\nparts:\n  - suite: tcp-upper\n    name: tcp\n    cases: [exact-reply, non-ascii]\n    start: \"python3 {{main}} {{port}}{start_args}\"\n"),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let mut args = vec![
+        "grade",
+        a.to_str().unwrap(),
+        "--submission",
+        sub.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown"] {
+        args.extend_from_slice(&["--report", f]);
+    }
+    // Colours forced on: a console that strips every escape sequence would hide a missing escape.
+    let o = Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+        .args(&args)
+        .current_dir(root())
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    (dir, out_dir, o.status.code().unwrap_or(-1), console)
+}
+
+fn assert_every_format_inert(out_dir: &Path, console: &str) {
+    let read = |f: &str| std::fs::read_to_string(out_dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+
+    // Gradescope: "md" output, at the top and per test; the real score is 0.
+    let gs = read_json(&out_dir.join("results.json"));
+    validate_gradescope(&gs);
+    assert_eq!(gs["score"].as_f64(), Some(0.0));
+    let top = gs["output"].as_str().unwrap();
+    assert_md_inert("results.json output", top);
+    assert!(md_outside_code(top).contains(": 0 of 3 points"), "{top}");
+    for t in gs["tests"].as_array().unwrap() {
+        assert_eq!(t["output_format"], "md");
+        assert_md_inert("results.json test output", t["output"].as_str().unwrap());
+    }
+
+    // Markdown: the score, the table and the lost points stay the grader's; the program is quoted.
+    let md = read("summary.md");
+    assert_md_inert("summary.md", &md);
+    let outside = md_outside_code(&md);
+    assert!(outside.contains(": 0 of 3 points"), "{md}");
+    assert!(outside.contains("Lost points: `tcp::exact-reply`"), "{md}");
+    assert!(outside.contains("| 1.1 | `tcp::exact-reply` | "), "{md}");
+
+    // JUnit: well-formed XML 1.0, the program's text as text (no raw control characters).
+    let xml = read("junit.xml");
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("junit.xml: {e}\n{xml}"));
+    assert!(!xml.contains("]]>") && !xml.contains("<!--") && !xml.contains("<img"), "{xml}");
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure") || n.has_tag_name("error"))
+        .unwrap();
+    let text = failure.text().unwrap_or("");
+    assert!(
+        text.contains("Total: 20/20 points") && text.contains("]]>") && text.contains("\\x1b[2J"),
+        "{text}"
+    );
+
+    // TAP: every line a consumer parses is the grader's; the program's lines are marked.
+    let tap = read("grade.tap");
+    let mut plans = 0;
+    for l in tap.lines() {
+        let t = l.trim_start();
+        if l.starts_with(' ') {
+            for f in ["ok ", "not ok ", "1..", "Bail out!", "TAP version", "# "] {
+                assert!(
+                    !t.starts_with(f) || !t.contains("fake") && !t.contains("Bail"),
+                    "a program line reads as TAP: {l:?}\n{tap}"
+                );
+            }
+            assert!(t != "..." || l == "  ...", "a program line ends the YAML block: {l:?}\n{tap}");
+            continue;
+        }
+        plans += usize::from(l.starts_with("1.."));
+        assert!(
+            ["TAP version 14", "1..", "ok ", "not ok ", "#"].iter().any(|p| l.starts_with(p)),
+            "not a TAP line: {l:?}\n{tap}"
+        );
+        assert!(!l.contains("fake") && !l.starts_with("Bail out!"), "{l:?}\n{tap}");
+    }
+    assert_eq!(plans, 1, "{tap}");
+    assert!(
+        tap.contains("| ok 1 - fake") || tap.contains("|   ok 1 - fake") || tap.contains("program output"),
+        "{tap}"
+    );
+    assert!(!tap.contains('\x1b'), "{tap}");
+
+    // JSON formats: they parse (serde escapes), and PrairieLearn's message is markdown.
+    let js = read_json(&out_dir.join("grade.json"));
+    assert_eq!(js["score"].as_f64().or(js["points"].as_f64()), Some(0.0), "{js}");
+    let pl = read_json(&out_dir.join("prairielearn.json"));
+    assert_md_inert("prairielearn message", pl["message"].as_str().unwrap());
+    classroom(out_dir);
+
+    // Console: the program cannot clear, recolour or retitle the grader's terminal.
+    for raw in ["\x1b[2J", "\x1b[31mRED", "\x1b]0;", "\x07", "\r overwritten"] {
+        assert!(!console.contains(raw), "raw {raw:?} on the console:\n{console}");
+    }
+    assert!(
+        console.contains("\\x1b[2J"),
+        "the program's escapes are shown, not played:\n{console}"
+    );
+}
+
+#[test]
+fn program_output_cannot_forge_any_report_format() {
+    // Replies and stderr in failure blocks.
+    let (_dir, out_dir, code, console) = grade_forger("");
+    assert_eq!(code, 1, "{console}");
+    assert_every_format_inert(&out_dir, &console);
+    let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(md.contains("program output (stderr, last lines, verbatim):"), "{md}");
+    forged_goldens("failed", &out_dir, &console);
+}
+
+/// Times, seeds, hashes, ports and temporary paths out of a report, so it can be a golden.
+fn normalise(s: &str) -> String {
+    let rules = [
+        (r"/tmp/[^\s'\x22<]+( \d+)?", "<tmp>"),
+        (r"seed \d+", "seed <seed>"),
+        (r"\b[0-9a-f]{16,64}\b", "<sha256>"),
+        (r"port \d+", "port <port>"),
+        // Times are right-aligned: their padding changes with their width.
+        (r" +\d+(\.\d+)?(ms|s)\b", " <time>"),
+        (r"\b\d+(\.\d+)?(ms|s)\b", "<time>"),
+        (r"(time|timestamp)=\x22[^\x22]*\x22", "$1=\x22<time>\x22"),
+    ];
+    let mut s = s.to_string();
+    for (re, to) in rules {
+        s = regex::Regex::new(re).unwrap().replace_all(&s, to).into_owned();
+    }
+    s
+}
+
+/// Compares each format's rendering of the forging program with `tests/golden/forged-KIND.*`.
+/// Regenerate with WIRECHECK_BLESS=1 after a deliberate change, and review the diff.
+fn forged_goldens(kind: &str, out_dir: &Path, console: &str) {
+    let gs = read_json(&out_dir.join("results.json"));
+    let read = |f: &str| std::fs::read_to_string(out_dir.join(f)).unwrap();
+    let console: String = console.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    for (name, text) in [
+        ("gradescope-output.md", gs["output"].as_str().unwrap().to_string()),
+        ("gradescope-test.md", gs["tests"][0]["output"].as_str().unwrap().to_string()),
+        ("summary.md", read("summary.md")),
+        ("junit.xml", read("junit.xml")),
+        ("grade.tap", read("grade.tap")),
+        ("console.txt", console),
+    ] {
+        let golden = root().join(format!("tests/golden/forged-{kind}.{name}"));
+        let text = normalise(&text);
+        if std::env::var_os("WIRECHECK_BLESS").is_some() {
+            std::fs::write(&golden, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        assert_eq!(text, want, "{name} differs from {}", golden.display());
+    }
+}
+
+#[test]
+fn a_target_error_quoting_the_program_cannot_forge_any_report_format() {
+    // Its stderr in the target error of a program that never listened.
+    let (_dir, out_dir, code, console) = grade_forger(" --exit");
+    assert_eq!(code, 3, "{console}");
+    assert_every_format_inert(&out_dir, &console);
+    let md = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(md.contains("The program could not be tested (its output quoted verbatim):"), "{md}");
+    forged_goldens("target-error", &out_dir, &console);
+}

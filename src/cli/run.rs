@@ -237,7 +237,7 @@ pub async fn execute(config: RunConfig) -> i32 {
             summary.passed, summary.failed, summary.points, summary.max_points
         );
         for e in &summary.target_errors {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::report::escape::visible_controls(&e.to_string()));
         }
     }
     summary.exit_code()

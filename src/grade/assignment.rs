@@ -210,15 +210,19 @@ pub const PLACEHOLDERS: &[&str] = &["dir", "main", "fixtures", "seed", "port", "
 
 /// Reads and loads an assignment file.
 pub fn load_file(path: &Path) -> Result<Assignment, SuiteErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = syntax::read_source(path, "assignment").map_err(|e| {
+        let (message, help) = match e {
+            syntax::ReadError::Unreadable(m) => (m, "assignments live in ci/assignments/ (see ci/assignments/README.md)"),
+            syntax::ReadError::TooLarge(m) => (m, "an assignment names its suites; keep the cases in the suite files"),
+        };
         SuiteErrors(vec![Diagnostic {
             source: Arc::new(SourceFile {
                 path: path.to_path_buf(),
                 text: String::new(),
             }),
             loc: Loc::default(),
-            message: format!("cannot read the assignment file: {e}"),
-            help: Some("assignments live in ci/assignments/ (see ci/assignments/README.md)".into()),
+            message,
+            help: Some(help.into()),
         }])
     })?;
     load_str(path, text)

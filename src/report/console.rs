@@ -112,7 +112,8 @@ impl Reporter for Console {
         }
         let mut text = String::new();
         for e in &s.target_errors {
-            let e = e.to_string();
+            // It may quote the program's stderr: shown, never played, on the terminal.
+            let e = super::escape::visible_controls(&e.to_string()).into_owned();
             // Shown in full on the first case it stopped: here its first line is enough.
             let e = match self.shown_errors.contains(&e) {
                 true => e.lines().next().unwrap_or_default().to_string(),
@@ -219,9 +220,12 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
     } else if let Some(rfc) = &case.rfc {
         out.push_str(&format!("  {bold}checks:{bold:#}   {rfc} — {}\n", case.title));
     }
-    out.push_str(&format!("  {bold}error:{bold:#}    {}\n", f.message));
+    // From here on the text may quote the program (what it sent, what it wrote to stderr): its
+    // control sequences are shown, never played, on the terminal or in any report.
+    let quoted = |s: &str| super::escape::visible_controls(s).into_owned();
+    out.push_str(&format!("  {bold}error:{bold:#}    {}\n", quoted(&f.message)));
     for h in &f.hints {
-        out.push_str(&format!("  {bold}hint:{bold:#}     {h}\n"));
+        out.push_str(&format!("  {bold}hint:{bold:#}     {}\n", quoted(h)));
     }
     if let (Some(e), Some(g)) = (&f.expected, &f.got) {
         if e.contains('\n') || g.contains('\n') {
@@ -233,11 +237,11 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
                     similar::ChangeTag::Insert => ("+", green),
                     similar::ChangeTag::Equal => (" ", Style::new()),
                 };
-                out.push_str(&format!("    {s}{sign} {}{s:#}\n", change.value().trim_end_matches('\n')));
+                out.push_str(&format!("    {s}{sign} {}{s:#}\n", quoted(change.value().trim_end_matches('\n'))));
             }
         } else {
-            out.push_str(&format!("  {bold}expected:{bold:#} {green}{e}{green:#}\n"));
-            out.push_str(&format!("  {bold}got:{bold:#}      {red}{g}{red:#}\n"));
+            out.push_str(&format!("  {bold}expected:{bold:#} {green}{}{green:#}\n", quoted(e)));
+            out.push_str(&format!("  {bold}got:{bold:#}      {red}{}{red:#}\n", quoted(g)));
         }
     }
     let transcript = r.transcript(true);
@@ -249,12 +253,12 @@ pub fn failure_text(r: &CaseResult, color: bool) -> String {
             if shown.len() < lines.len() { " (last 30 events)" } else { "" }
         ));
         for l in shown {
-            out.push_str(&format!("    {dim}{l}{dim:#}\n"));
+            out.push_str(&format!("    {dim}{}{dim:#}\n", quoted(l)));
         }
     }
     if let Some(tail) = &r.stderr_tail {
-        out.push_str(&format!("  {bold}target stderr (tail):{bold:#}\n"));
-        out.push_str(&indent(tail, "    "));
+        out.push_str(&format!("  {bold}program output (stderr, last lines, verbatim):{bold:#}\n"));
+        out.push_str(&indent(&quoted(tail), "    | "));
     }
     out
 }

@@ -32,8 +32,10 @@ impl Reporter for Junit {
             Verdict::Pass => TestCaseStatus::success(),
             Verdict::NotApplicable => {
                 let mut s = TestCaseStatus::skipped();
-                s.set_message(format!("n/a: {}", r.premise().unwrap_or("the case does not apply")));
-                s.set_description(super::console::not_applicable_text(r, r.premise().unwrap_or(""), false));
+                // XML 1.0 forbids most control characters, which a program's bytes may hold.
+                let xml = |s: &str| super::escape::visible_controls(s).into_owned();
+                s.set_message(xml(&format!("n/a: {}", r.premise().unwrap_or("the case does not apply"))));
+                s.set_description(xml(&super::console::not_applicable_text(r, r.premise().unwrap_or(""), false)));
                 s
             }
             v => {
@@ -44,7 +46,7 @@ impl Reporter for Junit {
                 };
                 let mut s = TestCaseStatus::non_success(kind);
                 if let Some(f) = &r.failure {
-                    s.set_message(f.message.clone());
+                    s.set_message(super::escape::visible_controls(&f.message).into_owned());
                 }
                 s.set_description(failure_text(r, false));
                 s

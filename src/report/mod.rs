@@ -1,6 +1,8 @@
-//! Reporters: results flow here as cases finish (console, JSON, JUnit).
+//! Reporters: results flow here as cases finish (console, JSON, JUnit); `escape` makes what a
+//! program wrote inert in every report.
 
 pub(crate) mod console;
+pub mod escape;
 mod json;
 mod junit;
 

@@ -76,7 +76,7 @@ pub enum TargetError {
     Spawn(Arc<SandboxError>),
     /// The `--exec` program ended before it bound its port.
     #[error(
-        "the target exited ({exit}{}) before it opened {}\n--- its stderr ---\n{stderr_tail}",
+        "the target exited ({exit}{}) before it opened {}\n--- program output (stderr, last lines, verbatim) ---\n{stderr_tail}",
         limit_note(limit.as_deref()),
         socket(*transport, *port, command)
     )]
@@ -96,7 +96,7 @@ pub enum TargetError {
     },
     /// The `--exec` program did not bind its port within `--ready-timeout` (it was killed).
     #[error(
-        "the target never opened {} within {ready_timeout:?}{}\n--- its stderr ---\n{stderr_tail}",
+        "the target never opened {} within {ready_timeout:?}{}\n--- program output (stderr, last lines, verbatim) ---\n{stderr_tail}",
         socket(*transport, *port, command),
         elsewhere_hint(*transport, *port, elsewhere, "port")
     )]

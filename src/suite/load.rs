@@ -10,7 +10,7 @@ use regex::Regex;
 use super::model::*;
 use crate::proto::{self, Transport};
 use crate::syntax::yaml::{self, Data, Node};
-use crate::syntax::{did_you_mean, first_line, parse_hex, unescape, Diagnostic, Fields, LoadCx, Loc, SourceFile, SuiteErrors};
+use crate::syntax::{did_you_mean, first_line, parse_hex, unescape, Diagnostic, Fields, LoadCx, Loc, ReadError, SourceFile, SuiteErrors};
 
 /// Every step keyword, for suggestions and the README.
 pub const STEP_KEYWORDS: &[&str] = &[
@@ -63,7 +63,11 @@ const EXPECT_KEYS: &[&str] = &[
 
 /// Reads and loads the suite at `path`.
 pub fn load_file(path: &Path) -> Result<Suite, SuiteErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::syntax::read_source(path, "suite").map_err(|e| {
+        let (message, help) = match e {
+            ReadError::Unreadable(m) => (m, "check the path, or run `wirecheck list` to see the suites"),
+            ReadError::TooLarge(m) => (m, "one suite per protocol or lab; move groups of cases into suites of their own"),
+        };
         let source = Arc::new(SourceFile {
             path: path.to_path_buf(),
             text: String::new(),
@@ -71,8 +75,8 @@ pub fn load_file(path: &Path) -> Result<Suite, SuiteErrors> {
         SuiteErrors(vec![Diagnostic {
             source,
             loc: Loc { line: 0, col: 0, len: 0 },
-            message: format!("cannot read the suite file: {e}"),
-            help: Some("check the path, or run `wirecheck list` to see the suites".into()),
+            message,
+            help: Some(help.into()),
         }])
     })?;
     load_str(path, text)

@@ -22,13 +22,24 @@ pub struct Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub struct SuiteErrors(pub Vec<Diagnostic>);
 
+/// The most problems shown at once: a generated file can have one per case, and each snippet
+/// looks its line up in the file.
+const MAX_SHOWN: usize = 50;
+
 impl fmt::Display for SuiteErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.0.iter().take(MAX_SHOWN).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{d}")?;
+        }
+        if self.0.len() > MAX_SHOWN {
+            writeln!(
+                f,
+                "\n... and {} more errors not shown; fix these first and load again",
+                self.0.len() - MAX_SHOWN
+            )?;
         }
         Ok(())
     }
@@ -38,7 +49,12 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.source.path.display();
         let Loc { line, col, .. } = self.loc;
-        writeln!(f, "{path}:{line}:{col}: error: {}", self.message)?;
+        if line == 0 {
+            // About the whole file (unreadable, too large): there is no line to point at.
+            writeln!(f, "{path}: error: {}", self.message)?;
+        } else {
+            writeln!(f, "{path}:{line}:{col}: error: {}", self.message)?;
+        }
         match snippet(&self.source, self.loc, self.help.as_deref()) {
             Some(s) => f.write_str(&s),
             None => match &self.help {
@@ -49,6 +65,9 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// The most characters of a source line a snippet shows.
+const MAX_SNIPPET: usize = 120;
+
 /// The source line at `loc` with a gutter and carets under the marked text (and `note` after
 /// them): the one rendering of a place in a suite file, for load errors and run failures alike.
 pub fn snippet(source: &SourceFile, loc: Loc, note: Option<&str>) -> Option<String> {
@@ -56,7 +75,20 @@ pub fn snippet(source: &SourceFile, loc: Loc, note: Option<&str>) -> Option<Stri
     let text = source.text.lines().nth(line.checked_sub(1)? as usize)?;
     let gutter = line.to_string().len();
     let text = text.replace('\t', " ");
-    let pad = " ".repeat(col.saturating_sub(1) as usize);
+    // A generated or minified file can have a line of megabytes: show the part around the mark.
+    let chars: Vec<char> = text.chars().collect();
+    let at = (col.saturating_sub(1) as usize).min(chars.len());
+    let (text, at) = if chars.len() > MAX_SNIPPET {
+        let start = at.saturating_sub(MAX_SNIPPET / 2);
+        let end = (start + MAX_SNIPPET).min(chars.len());
+        let lead = if start > 0 { "…" } else { "" };
+        let trail = if end < chars.len() { "…" } else { "" };
+        let part: String = chars[start..end].iter().collect();
+        (format!("{lead}{part}{trail}"), at - start + lead.chars().count())
+    } else {
+        (text, at)
+    };
+    let pad = " ".repeat(at);
     let carets = "^".repeat(len.max(1) as usize);
     let tail = note.map(|n| format!(" {n}")).unwrap_or_default();
     Some(format!("{:gutter$} |\n{line} | {text}\n{:gutter$} | {pad}{carets}{tail}\n", "", ""))

@@ -12,6 +12,6 @@ pub mod yaml;
 
 pub use cx::{first_line, parse_duration, parse_hex, unescape, Fields, Fixture, LoadCx, MAX_FIXTURE};
 pub use diagnostic::{did_you_mean, snippet, Diagnostic, SuiteErrors};
-pub use source::{Loc, SourceFile};
+pub use source::{read_source, Loc, ReadError, SourceFile, MAX_SOURCE};
 pub use template::{Template, Vars};
 pub use yaml::{Data, Node};

@@ -4,7 +4,7 @@
 use anstyle::Style;
 
 use super::super::score::{fmt_points, Grade, GradedCase, Status};
-use super::{case_text, shows_details, Audience};
+use super::{case_text, shows_details, terminal_text, Audience};
 use crate::report::console::{BOLD, CYAN, DIM, GREEN, RED, YELLOW};
 
 fn word(c: &GradedCase) -> (Style, &'static str) {
@@ -45,18 +45,18 @@ pub fn live_line(c: &GradedCase) -> String {
 /// lines showed every case), each with why.
 pub fn console_text(g: &Grade, audience: Audience, all: bool) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{BOLD}{}{BOLD:#} — {}\n", g.title, g.submission));
+    out.push_str(&format!("{BOLD}{}{BOLD:#} — {}\n", g.title, terminal_text(&g.submission)));
     if !g.build.ok {
         out.push_str(&format!(
             "{RED}build failed:{RED:#} {}\n",
-            g.build.error.as_deref().unwrap_or("unknown error")
+            terminal_text(g.build.error.as_deref().unwrap_or("unknown error"))
         ));
-        for l in g.build.output.lines() {
+        for l in terminal_text(&g.build.output).lines() {
             out.push_str(&format!("    {DIM}{l}{DIM:#}\n"));
         }
     }
     for n in &g.notes {
-        out.push_str(&format!("{YELLOW}note:{YELLOW:#} {n}\n"));
+        out.push_str(&format!("{YELLOW}note:{YELLOW:#} {}\n", terminal_text(n)));
     }
     for c in &g.cases {
         if c.status == Status::Passed && c.warnings.is_empty() {
@@ -72,7 +72,7 @@ pub fn console_text(g: &Grade, audience: Audience, all: bool) -> String {
         }
     }
     for e in &g.target_errors {
-        out.push_str(&format!("{RED}error:{RED:#} {}\n", e.replace('\n', "\n       ")));
+        out.push_str(&format!("{RED}error:{RED:#} {}\n", terminal_text(e).replace('\n', "\n       ")));
     }
     if g.budget_exhausted {
         out.push_str(&format!(

@@ -27,7 +27,8 @@ pub fn render(g: &Grade) -> Vec<u8> {
                 "max_score": c.max_score,
                 // n/a is not a failure: "passed" with 0 of 0 points, the output says n/a.
                 "status": if c.status.is_ok() { "passed" } else { "failed" },
-                "output": format!("```text\n{}\n```", super::fence_safe(text.trim_end())),
+                // Gradescope renders "md" output as markdown (with HTML): the text goes in a code block.
+                "output": super::md_case_block(&text),
                 "output_format": "md",
                 "tags": c.tags,
                 "visibility": c.visibility.as_str(),

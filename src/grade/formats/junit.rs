@@ -7,7 +7,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::super::score::{fmt_points, Grade, Status};
-use super::{case_text, shows_details, Audience};
+use super::{case_text, shows_details, xml_text, Audience};
 
 /// The report's bytes.
 pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
@@ -17,8 +17,8 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
     if !g.build.ok {
         let mut ts = TestSuite::new("build");
         let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        st.set_message(g.build.error.clone().unwrap_or_default());
-        st.set_description(g.build.output.clone());
+        st.set_message(xml_text(g.build.error.as_deref().unwrap_or_default()));
+        st.set_description(xml_text(&g.build.output));
         ts.add_test_case(TestCase::new("build", st));
         suites.push(("build".into(), ts));
     }
@@ -29,13 +29,13 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
             Status::Passed => TestCaseStatus::success(),
             Status::NotRun => {
                 let mut s = TestCaseStatus::skipped();
-                s.set_message(c.reason.clone().unwrap_or_default());
+                s.set_message(xml_text(c.reason.as_deref().unwrap_or_default()));
                 s
             }
             Status::NotApplicable => {
                 let mut s = TestCaseStatus::skipped();
                 s.set_message(if show {
-                    c.reason.clone().unwrap_or_default()
+                    xml_text(c.reason.as_deref().unwrap_or_default())
                 } else {
                     super::redacted_line(c)
                 });
@@ -50,7 +50,7 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
                 };
                 let mut s = TestCaseStatus::non_success(kind);
                 s.set_message(if show {
-                    c.reason.clone().unwrap_or_default()
+                    xml_text(c.reason.as_deref().unwrap_or_default())
                 } else {
                     super::redacted_line(c)
                 });

@@ -2,11 +2,11 @@
 //! of every case, and a collapsed block per lost case (only its status when hidden).
 
 use super::super::score::{fmt_points, Grade, Status};
-use super::{case_text, fence_safe, shows_details, summary_markdown, Audience};
+use super::{case_text, md_case_block, md_inline, md_name, shows_details, summary_markdown, Audience};
 
 /// The report's bytes.
 pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
-    let mut out = format!("## {} — {}\n\n", escape(&g.title), escape(&g.submission));
+    let mut out = format!("## {} — {}\n\n", md_inline(&g.title), md_inline(&g.submission));
     out.push_str(&summary_markdown(g));
     out.push_str("\n| # | case | status | points |\n|---|---|---|---|\n");
     for c in &g.cases {
@@ -19,25 +19,25 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
             Status::NotApplicable => "➖ n/a",
         };
         out.push_str(&format!(
-            "| {} | `{}` | {mark} | {}/{} |\n",
+            "| {} | {} | {mark} | {}/{} |\n",
             c.number,
-            c.name,
+            md_name(&c.name).replace('|', "\\|"),
             fmt_points(c.score),
             fmt_points(c.max_score)
         ));
     }
     for c in g.cases.iter().filter(|c| !matches!(c.status, Status::Passed | Status::NotRun)) {
         out.push_str(&format!(
-            "\n<details><summary><code>{}</code>: {}</summary>\n\n```text\n{}\n```\n\n</details>\n",
-            c.name,
+            "\n<details><summary><code>{}</code>: {}</summary>\n\n{}\n\n</details>\n",
+            html_text(&c.name),
             c.status.as_str(),
-            fence_safe(case_text(c, shows_details(c, audience)).trim_end())
+            md_case_block(&case_text(c, shows_details(c, audience)))
         ));
     }
     out.into_bytes()
 }
 
-/// Keeps table and heading text from being read as markdown syntax.
-fn escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('<', "&lt;")
+/// Text inside the HTML of a `<summary>`.
+fn html_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

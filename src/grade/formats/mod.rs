@@ -16,6 +16,7 @@ pub use console::{console_text, live_line};
 
 use super::assignment::Visibility;
 use super::score::{fmt_points, Grade, GradedCase, Status};
+use crate::report::escape;
 
 /// Who reads a report: staff see everything, students never see hidden cases' details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,40 +170,45 @@ pub fn case_text(c: &GradedCase, show: bool) -> String {
     for w in &c.warnings {
         out.push_str(&format!("warning (SHOULD): {w}\n"));
     }
-    out
+    // The failure block quotes the program (what it sent, its stderr): no format shows its controls.
+    escape::visible_controls(&out).into_owned()
 }
 
-/// The markdown summary Gradescope shows at the top and the markdown format opens with.
+/// The markdown summary Gradescope shows at the top and the markdown format opens with. Text a
+/// program wrote (build output, its stderr in a target error) is only ever inside a code block.
 pub fn summary_markdown(g: &Grade) -> String {
     let mut out = format!(
         "**{}**: {} of {} points\n\n",
-        g.title,
+        escape::md_inline(&g.title),
         fmt_points(g.score()),
         fmt_points(g.max_score())
     );
     if !g.build.ok {
         out.push_str(&format!(
-            "The build failed, so no case ran: {}\n\n```text\n{}\n```\n\n",
-            g.build.error.as_deref().unwrap_or("unknown error"),
-            fence_safe(&g.build.output)
+            "The build failed, so no case ran: {}\n\nBuild output (the program's, verbatim):\n\n{}\n\n",
+            escape::md_inline(g.build.error.as_deref().unwrap_or("unknown error")),
+            escape::md_code_block(&g.build.output)
         ));
     }
     for n in &g.notes {
-        out.push_str(&format!("- {n}\n"));
+        out.push_str(&format!("- {}\n", escape::md_inline(n)));
     }
     for e in &g.target_errors {
-        out.push_str(&format!("- the program could not be tested: {}\n", first_lines(e, 20)));
+        out.push_str(&format!(
+            "\nThe program could not be tested (its output quoted verbatim):\n\n{}\n",
+            escape::md_code_block(&first_lines(e, 20))
+        ));
     }
     if g.budget_exhausted {
-        out.push_str("- the time budget ran out; the cases not reached score 0\n");
+        out.push_str("\n- the time budget ran out; the cases not reached score 0\n");
     }
     let lost: Vec<String> = g
         .lost()
         .map(|c| {
             // Names and statuses only: what a hidden case checks stays hidden.
             format!(
-                "`{}` ({}, {}/{})",
-                c.name,
+                "{} ({}, {}/{})",
+                md_name(&c.name),
                 c.status.as_str(),
                 fmt_points(c.score),
                 fmt_points(c.max_score)
@@ -214,7 +220,7 @@ pub fn summary_markdown(g: &Grade) -> String {
     }
     let na: Vec<String> = g
         .not_applicable()
-        .map(|c| format!("`{}` ({} points not counted)", c.name, fmt_points(c.worth)))
+        .map(|c| format!("{} ({} points not counted)", md_name(&c.name), fmt_points(c.worth)))
         .collect();
     if !na.is_empty() {
         out.push_str(&format!("\nDoes not apply (n/a): {}\n", na.join(", ")));
@@ -224,14 +230,44 @@ pub fn summary_markdown(g: &Grade) -> String {
         g.seed,
         &g.suites_sha256[..16.min(g.suites_sha256.len())],
         &g.assignment_sha256[..16.min(g.assignment_sha256.len())],
-        g.version
+        escape::md_inline(g.version)
     ));
     out
 }
 
-/// Output that cannot close a markdown code fence early.
-pub fn fence_safe(s: &str) -> String {
-    s.replace("```", "`\u{200b}``")
+/// A case's text as the markdown formats show it: in a code block, marked as the report's
+/// quotation of what happened (which includes what the program sent and wrote).
+pub fn md_case_block(text: &str) -> String {
+    escape::md_code_block(text)
+}
+
+/// A case name in markdown: as code, unless it holds a backtick, then escaped text.
+pub fn md_name(name: &str) -> String {
+    if name.contains('`') || name.contains('\n') {
+        escape::md_inline(name)
+    } else {
+        format!("`{name}`")
+    }
+}
+
+/// Text for markdown lines and table cells (see [`escape::md_inline`]).
+pub fn md_inline(s: &str) -> String {
+    escape::md_inline(s)
+}
+
+/// Text that is valid in XML 1.0 (see [`escape::xml_text`]).
+pub fn xml_text(s: &str) -> String {
+    escape::xml_text(s)
+}
+
+/// A line of a TAP YAML block (see [`escape::tap_line`]).
+pub fn tap_line(l: &str) -> String {
+    escape::tap_line(l)
+}
+
+/// Text for a terminal (see [`escape::visible_controls`]).
+pub fn terminal_text(s: &str) -> String {
+    escape::visible_controls(s).into_owned()
 }
 
 fn first_lines(s: &str, n: usize) -> String {

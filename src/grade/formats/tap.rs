@@ -2,7 +2,7 @@
 //! reason (redacted for hidden cases), `# SKIP` for cases that did not run.
 
 use super::super::score::{fmt_points, Grade, Status};
-use super::{case_text, shows_details, Audience};
+use super::{case_text, shows_details, tap_line, terminal_text, Audience};
 
 /// The report's bytes.
 pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
@@ -17,8 +17,13 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
         g.suites_sha256
     ));
     if !g.build.ok {
-        out.push_str(&format!("# build failed: {}\n", g.build.error.as_deref().unwrap_or("")));
-        for l in g.build.output.lines() {
+        out.push_str(&format!(
+            "# build failed: {}\n",
+            terminal_text(g.build.error.as_deref().unwrap_or("")).replace('\n', " ")
+        ));
+        // Comment lines: whatever the build printed, a TAP consumer skips them.
+        out.push_str("# build output (the program's, verbatim):\n");
+        for l in terminal_text(&g.build.output).lines() {
             out.push_str(&format!("#   {l}\n"));
         }
     }
@@ -36,7 +41,7 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
             // Not a failure: ok, skipped with why (the premise, unless the case is hidden).
             Status::NotApplicable => {
                 let why = if shows_details(c, audience) {
-                    c.reason.as_deref().unwrap_or("n/a").replace('\n', " ")
+                    terminal_text(c.reason.as_deref().unwrap_or("n/a")).replace('\n', " ")
                 } else {
                     super::redacted_line(c)
                 };
@@ -44,7 +49,7 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
             }
             Status::NotRun => out.push_str(&format!(
                 "not ok {n} - {desc} # SKIP {}\n",
-                c.reason.as_deref().unwrap_or("not run").replace('\n', " ")
+                terminal_text(c.reason.as_deref().unwrap_or("not run")).replace('\n', " ")
             )),
             st => {
                 out.push_str(&format!("not ok {n} - {desc}\n"));
@@ -52,7 +57,7 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
                 out.push_str(&format!("  status: {}\n", st.as_str()));
                 out.push_str("  message: |\n");
                 for l in case_text(c, shows_details(c, audience)).lines() {
-                    out.push_str(&format!("    {l}\n"));
+                    out.push_str(&format!("    {}\n", tap_line(l)));
                 }
                 out.push_str("  ...\n");
             }
