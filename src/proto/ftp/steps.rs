@@ -14,23 +14,28 @@
 //!                                         # ${data.host} and ${data.port}
 //! - expect: { epsv: dport }               # a 229 reply `(|||port|)`; sets ${dport}
 //! - expect: { code: 257, capture: { dir: '"(.*)"' } }   # regex groups over the reply's text
-//! # Commands, when the harness plays the server:
-//! - expect: { command: [PORT, EPRT], arg: '^\d' }     # verbs in any case; arg is a regex
+//! # The harness as the server: commands checked, replies sent.
+//! - expect: { command: [STOR, APPE], arg: '^up' }      # verbs in any case; arg is a regex
+//! - expect: { port: act }                 # a PORT command; sets ${act} = "h.h.h.h:port",
+//!                                         # ${act.host} and ${act.port}; eprt: act for EPRT
+//! - send: { code: 230, text: [Welcome, "to the lab", "Login ok"] }   # a list is a multi-line reply
+//! - send: { pasv_of: "${data.addr}" }     # 227 Entering Passive Mode (h1,h2,h3,h4,p1,p2).
+//! - send: { epsv_of: "${data.port}" }     # 229 Entering Extended Passive Mode (|||port|)
 //! ```
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use regex::Regex;
 
-use super::codec::{command_bytes, eprt_arg, parse_epsv, parse_pasv, port_arg, FtpMessage};
+use super::codec::{command_bytes, eprt_arg, parse_eprt_arg, parse_epsv, parse_pasv, parse_port_arg, port_arg, reply_bytes, FtpMessage};
 use crate::proto::steps::{apply_captures, mismatch, parse_captures};
 use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 use crate::syntax::{Data, LoadCx, Loc, Node, Template};
 
 /// The structured `send:`/`expect:` keys of FTP.
 pub static STEPS: Steps = Steps {
-    send_keys: &["command", "arg", "port_of", "eprt_of"],
-    expect_keys: &["code", "text", "multiline", "pasv", "epsv", "command", "arg"],
+    send_keys: &["command", "arg", "port_of", "eprt_of", "code", "text", "pasv_of", "epsv_of"],
+    expect_keys: &["code", "text", "multiline", "pasv", "epsv", "command", "arg", "port", "eprt"],
     parse_send,
     parse_expect,
 };
@@ -49,7 +54,13 @@ enum SendArg {
     EprtOf(Template),
 }
 
+const REPLY_KEYS: &[&str] = &["code", "text", "pasv_of", "epsv_of"];
+
 fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
+    let is_reply = matches!(&node.data, Data::Map(pairs) if pairs.iter().any(|(k, _)| REPLY_KEYS.contains(&k.as_str().unwrap_or(""))));
+    if is_reply {
+        return parse_reply_send(node, cx);
+    }
     let f = cx.fields(node, &["command", "arg", "port_of", "eprt_of"], "an FTP command")?;
     let given: Vec<&str> = ["arg", "port_of", "eprt_of"].into_iter().filter(|k| f.get(k).is_some()).collect();
     if given.len() > 1 {
@@ -134,6 +145,107 @@ impl StructuredSend for FtpSend {
     }
 }
 
+/// A reply built from a mapping, when the harness plays the server.
+#[derive(Debug)]
+struct ReplySend {
+    code: u16,
+    body: ReplyBody,
+}
+
+#[derive(Debug)]
+enum ReplyBody {
+    /// One line, or the lines of a multi-line reply.
+    Lines(Vec<Template>),
+    /// 227 with `(h1,h2,h3,h4,p1,p2)` for an address.
+    PasvOf(Template),
+    /// 229 with `(|||port|)` for an address or a port.
+    EpsvOf(Template),
+}
+
+fn parse_reply_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
+    let f = cx.fields(node, REPLY_KEYS, "an FTP reply")?;
+    let given: Vec<&str> = ["text", "pasv_of", "epsv_of"].into_iter().filter(|k| f.get(k).is_some()).collect();
+    if given.len() > 1 {
+        cx.err_help(
+            node,
+            format!("an FTP reply has one text, not {}", given.join(" and ")),
+            "pasv_of and epsv_of write the text themselves",
+        );
+        return None;
+    }
+    let body = match given.first().copied() {
+        Some("pasv_of") => ReplyBody::PasvOf(address(cx, f.get("pasv_of")?, true)?),
+        Some("epsv_of") => ReplyBody::EpsvOf(cx.template(f.get("epsv_of")?, "an address or a port")?),
+        Some(_) => {
+            let n = f.get("text")?;
+            match &n.data {
+                Data::Seq(items) if !items.is_empty() => items
+                    .iter()
+                    .map(|i| cx.template(i, "a line"))
+                    .collect::<Option<Vec<_>>>()
+                    .map(ReplyBody::Lines)?,
+                _ => ReplyBody::Lines(vec![cx.template(n, "text")?]),
+            }
+        }
+        None => ReplyBody::Lines(vec![Template::literal("")]),
+    };
+    let code = match (f.get("code"), &body) {
+        (Some(n), _) => match cx.number::<u16>(n, "a reply code")? {
+            c @ 100..=599 => c,
+            _ => {
+                cx.err_help(
+                    n,
+                    "a reply code is 100 to 599 (RFC 959 §4.2.1)",
+                    "send a raw line to break the rule",
+                );
+                return None;
+            }
+        },
+        (None, ReplyBody::PasvOf(_)) => 227,
+        (None, ReplyBody::EpsvOf(_)) => 229,
+        (None, ReplyBody::Lines(_)) => {
+            cx.err_help(node, "an FTP reply needs a code", "e.g. send: { code: 220, text: ready }");
+            return None;
+        }
+    };
+    Some(Box::new(ReplySend { code, body }))
+}
+
+impl StructuredSend for ReplySend {
+    fn render(&self, cx: &RenderCx) -> Result<Vec<u8>, String> {
+        let lines = match &self.body {
+            ReplyBody::Lines(ls) => ls.iter().map(|l| l.render(cx.vars)).collect::<Result<Vec<_>, _>>()?,
+            ReplyBody::PasvOf(t) => vec![format!("Entering Passive Mode ({}).", render_addr(&t.render(cx.vars)?, true)?)],
+            ReplyBody::EpsvOf(t) => {
+                let s = t.render(cx.vars)?;
+                let port = match s.parse::<u16>() {
+                    Ok(p) => p,
+                    Err(_) => s
+                        .parse::<SocketAddr>()
+                        .map_err(|_| format!("'{s}' is neither a port nor an address"))?
+                        .port(),
+                };
+                vec![format!("Entering Extended Passive Mode (|||{port}|)")]
+            }
+        };
+        if lines.iter().any(|l| l.contains(['\r', '\n'])) {
+            return Err(format!(
+                "a line of the {} reply holds a line break; give the lines as a list",
+                self.code
+            ));
+        }
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        Ok(reply_bytes(self.code, &lines))
+    }
+
+    fn templates(&self) -> Vec<&Template> {
+        match &self.body {
+            ReplyBody::Lines(ls) => ls.iter().collect(),
+            ReplyBody::PasvOf(t) | ReplyBody::EpsvOf(t) => vec![t],
+        }
+    }
+}
+
 /// Reply codes accepted: exact codes and whole classes (`4xx`).
 #[derive(Debug, Default)]
 struct CodeMatch {
@@ -187,6 +299,8 @@ struct FtpExpect {
     epsv: Option<CaptureTo>,
     command: Option<Vec<String>>,
     arg: Option<(Template, Loc)>,
+    port: Option<CaptureTo>,
+    eprt: Option<CaptureTo>,
     captures: Vec<(String, Regex)>,
 }
 
@@ -207,7 +321,18 @@ fn variable(cx: &mut LoadCx, n: &Node, key: &str) -> Option<CaptureTo> {
 fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
     let f = cx.fields(
         node,
-        &["code", "text", "multiline", "pasv", "epsv", "command", "arg", "capture"],
+        &[
+            "code",
+            "text",
+            "multiline",
+            "pasv",
+            "epsv",
+            "command",
+            "arg",
+            "port",
+            "eprt",
+            "capture",
+        ],
         "an FTP expect",
     )?;
     let code = match f.get("code") {
@@ -246,17 +371,23 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
         Some(n) => Some((cx.regex(n)?, n.loc)),
         None => None,
     };
+    let port = cx.optional(&f, "port", |cx, n| variable(cx, n, "port"))?;
+    let eprt = cx.optional(&f, "eprt", |cx, n| variable(cx, n, "eprt"))?;
     let reply_keys = code.is_some() || text.is_some() || multiline.is_some() || pasv.is_some() || epsv.is_some();
-    if reply_keys && (command.is_some() || arg.is_some()) {
+    if reply_keys && (command.is_some() || arg.is_some() || port.is_some() || eprt.is_some()) {
         cx.err_help(
             node,
             "an FTP expect checks a reply or a command, not both",
-            "code, text, multiline, pasv and epsv check replies; command and arg check commands",
+            "code, text, multiline, pasv and epsv check replies; command, arg, port and eprt check commands",
         );
         return None;
     }
     if pasv.is_some() && epsv.is_some() {
         cx.err(node, "a reply is a 227 (pasv) or a 229 (epsv), not both");
+        return None;
+    }
+    if port.is_some() && eprt.is_some() {
+        cx.err(node, "a command is a PORT or an EPRT, not both");
         return None;
     }
     let captures = match f.get("capture") {
@@ -271,13 +402,15 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
         epsv,
         command,
         arg,
+        port,
+        eprt,
         captures,
     }))
 }
 
 impl FtpExpect {
     fn wants_command(&self) -> bool {
-        self.command.is_some() || self.arg.is_some()
+        self.command.is_some() || self.arg.is_some() || self.port.is_some() || self.eprt.is_some()
     }
 
     fn check_reply(&self, code: u16, lines: &[String], msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
@@ -324,7 +457,7 @@ impl FtpExpect {
                 let m = "the 227 reply has no address h1,h2,h3,h4,p1,p2 with numbers 0 to 255 (RFC 959 §4.1.2, RFC 1123 §4.1.2.6)";
                 return Err(mismatch(m, self.describe(), msg).at(p.at));
             };
-            out.extend(address_vars(&p.var, a));
+            out.extend(address_vars(&p.var, SocketAddr::V4(a)));
         }
         if let Some(e) = &self.epsv {
             if code != 229 {
@@ -340,7 +473,7 @@ impl FtpExpect {
         Ok(out)
     }
 
-    fn check_command(&self, verb: &str, arg: Option<&str>, msg: &Message, cx: &RenderCx) -> Result<(), Mismatch> {
+    fn check_command(&self, verb: &str, arg: Option<&str>, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
         if !self.wants_command() {
             return Err(mismatch(
                 format!("the client command {verb} came where a reply was expected"),
@@ -376,7 +509,32 @@ impl FtpExpect {
                 .at(*at));
             }
         }
-        Ok(())
+        let mut out = Vec::new();
+        let wanted = [
+            ("PORT", &self.port, "RFC 959 §4.1.2: h1,h2,h3,h4,p1,p2"),
+            ("EPRT", &self.eprt, "RFC 2428 §2: |1|h.h.h.h|port| or |2|ipv6|port|"),
+        ];
+        for (want, into, syntax) in wanted {
+            let Some(into) = into else { continue };
+            if verb != want {
+                return Err(mismatch(format!("the command is {verb}, expected {want}"), self.describe(), msg).at(into.at));
+            }
+            let a = arg.unwrap_or_default();
+            let addr = match want {
+                "PORT" => parse_port_arg(a).map(SocketAddr::V4),
+                _ => parse_eprt_arg(a),
+            };
+            let Some(addr) = addr else {
+                return Err(mismatch(
+                    format!("the {verb} argument \"{a}\" is not an address ({syntax})"),
+                    self.describe(),
+                    msg,
+                )
+                .at(into.at));
+            };
+            out.extend(address_vars(&into.var, addr));
+        }
+        Ok(out)
     }
 }
 
@@ -386,7 +544,7 @@ fn regex(t: &Template, cx: &RenderCx, msg: &Message) -> Result<Regex, Mismatch> 
 }
 
 /// `${v}` = "h.h.h.h:port", `${v.host}` and `${v.port}`.
-fn address_vars(var: &str, a: SocketAddrV4) -> [(String, String); 3] {
+fn address_vars(var: &str, a: SocketAddr) -> [(String, String); 3] {
     [
         (var.to_string(), a.to_string()),
         (format!("{var}.host"), a.ip().to_string()),
@@ -398,10 +556,7 @@ impl StructuredExpect for FtpExpect {
     fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
         let mut out = match FtpMessage::of(msg) {
             Some(FtpMessage::Reply { code, lines }) => self.check_reply(*code, lines, msg, cx)?,
-            Some(FtpMessage::Command { verb, arg }) => {
-                self.check_command(verb, arg.as_deref(), msg, cx)?;
-                Vec::new()
-            }
+            Some(FtpMessage::Command { verb, arg }) => self.check_command(verb, arg.as_deref(), msg, cx)?,
             Some(FtpMessage::NoCode { .. }) => {
                 return Err(mismatch(
                     "a line without a reply code came (RFC 959 §4.2: a reply starts with three digits)",
@@ -421,8 +576,8 @@ impl StructuredExpect for FtpExpect {
 
     fn captures(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        if let Some(p) = &self.pasv {
-            out.extend(address_vars(&p.var, SocketAddrV4::new([0, 0, 0, 0].into(), 0)).map(|(k, _)| k));
+        for into in [&self.pasv, &self.port, &self.eprt].into_iter().flatten() {
+            out.extend(address_vars(&into.var, SocketAddr::from(([0, 0, 0, 0], 0))).map(|(k, _)| k));
         }
         out.extend(self.epsv.iter().map(|e| e.var.clone()));
         out.extend(self.captures.iter().map(|(n, _)| n.clone()));
@@ -442,6 +597,12 @@ impl StructuredExpect for FtpExpect {
         }
         if let Some(c) = &self.command {
             parts.push(format!("command {}", c.join(" or ")));
+        }
+        if let Some(p) = &self.port {
+            parts.push(format!("PORT with an address into ${{{}}}", p.var));
+        }
+        if let Some(e) = &self.eprt {
+            parts.push(format!("EPRT with an address into ${{{}}}", e.var));
         }
         if let Some((t, _)) = &self.arg {
             parts.push(format!("an argument matching /{}/", t.as_literal().unwrap_or("..")));
@@ -584,6 +745,48 @@ mod tests {
     }
 
     #[test]
+    fn port_and_eprt_commands_set_the_client_address() {
+        let caps = command("{ port: act }", "PORT 127,0,0,1,156,64\r\n").unwrap();
+        let want = [("act", "127.0.0.1:40000"), ("act.host", "127.0.0.1"), ("act.port", "40000")];
+        assert_eq!(caps, want.map(|(k, v)| (k.to_string(), v.to_string())));
+        let caps = command("{ eprt: act }", "eprt |2|::1|6275|\r\n").unwrap();
+        assert_eq!(caps[0], ("act".to_string(), "[::1]:6275".to_string()));
+        assert_eq!(caps[1], ("act.host".to_string(), "::1".to_string()));
+        let err = command("{ port: act }", "PORT 127,0,0,1,256,1\r\n").unwrap_err();
+        assert!(err.contains("not an address (RFC 959 §4.1.2"), "{err}");
+        let err = command("{ port: act }", "EPRT |1|127.0.0.1|6275|\r\n").unwrap_err();
+        assert_eq!(err, "the command is EPRT, expected PORT");
+        let e = testing::expect(&STEPS, "{ eprt: act, capture: { all: '(.*)' } }").unwrap();
+        assert_eq!(e.captures(), ["act", "act.host", "act.port", "all"]);
+    }
+
+    #[test]
+    fn sends_replies_as_the_server() {
+        assert_eq!(send("{ code: 220, text: ready }", &[]).unwrap(), "220 ready\r\n");
+        let multi = send("{ code: 230, text: [Welcome, '2 files here', Login ok] }", &[]).unwrap();
+        assert_eq!(multi, "230-Welcome\r\n 2 files here\r\n230 Login ok\r\n");
+        let data = [("data.addr", "127.0.0.1:51215"), ("data.port", "51215")];
+        let pasv = send("{ pasv_of: '${data.addr}' }", &data).unwrap();
+        assert_eq!(pasv, "227 Entering Passive Mode (127,0,0,1,200,15).\r\n");
+        assert_eq!(parse_pasv(&pasv).unwrap().to_string(), "127.0.0.1:51215");
+        let epsv = send("{ epsv_of: '${data.port}' }", &data).unwrap();
+        assert_eq!(epsv, "229 Entering Extended Passive Mode (|||51215|)\r\n");
+        assert_eq!(send("{ code: 229, epsv_of: '${data.addr}' }", &data).unwrap(), epsv);
+        assert!(send("{ code: 220, text: '${t}' }", &[("t", "a\nb")])
+            .unwrap_err()
+            .contains("line break"));
+        for (yaml, why) in [
+            ("{ text: hi }", "needs a code"),
+            ("{ code: 99, text: hi }", "100 to 599"),
+            ("{ code: 227, text: hi, pasv_of: '1.2.3.4:5' }", "one text"),
+            ("{ code: 220, arg: x }", "unknown key 'arg'"),
+        ] {
+            let err = testing::send(&STEPS, yaml).unwrap_err();
+            assert!(err.contains(why), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_vocabulary_at_load() {
         let bad = [
             ("{ arg: x }", "needs a command"),
@@ -600,6 +803,8 @@ mod tests {
             ("{ code: 600 }", "100 to 599"),
             ("{ code: 2x }", "a reply code"),
             ("{ code: 200, command: NOOP }", "not both"),
+            ("{ code: 200, port: a }", "not both"),
+            ("{ port: a, eprt: b }", "not both"),
             ("{ pasv: d, epsv: p }", "not both"),
             ("{ pasv: 'a b' }", "names a variable"),
             ("{ code: 200, colour: red }", "unknown key 'colour'"),
