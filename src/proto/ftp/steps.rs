@@ -89,18 +89,18 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
     };
     let arg = match given.first().copied() {
         Some("arg") => Some(SendArg::Text(cx.template(f.get("arg")?, "arg")?)),
-        Some("port_of") => Some(SendArg::PortOf(address(cx, f.get("port_of")?, true)?)),
-        Some("eprt_of") => Some(SendArg::EprtOf(address(cx, f.get("eprt_of")?, false)?)),
+        Some("port_of") => Some(SendArg::PortOf(address(cx, f.get("port_of")?, AddrForm::Port)?)),
+        Some("eprt_of") => Some(SendArg::EprtOf(address(cx, f.get("eprt_of")?, AddrForm::Eprt)?)),
         _ => None,
     };
     Some(Box::new(FtpSend { verb, arg }))
 }
 
 /// A template for an address (`${act.addr}`), checked now when it has no variables.
-fn address(cx: &mut LoadCx, n: &Node, v4: bool) -> Option<Template> {
+fn address(cx: &mut LoadCx, n: &Node, form: AddrForm) -> Option<Template> {
     let t = cx.template(n, "an address")?;
     if let Some(s) = t.as_literal() {
-        if let Err(e) = render_addr(s, v4) {
+        if let Err(e) = render_addr(s, form) {
             cx.err_help(n, e, "e.g. \"${act.addr}\", the address of a listen step");
             return None;
         }
@@ -108,14 +108,25 @@ fn address(cx: &mut LoadCx, n: &Node, v4: bool) -> Option<Template> {
     Some(t)
 }
 
-fn render_addr(s: &str, v4: bool) -> Result<String, String> {
+/// How an address is written: `h1,h2,h3,h4,p1,p2` for PORT and 227, `|1|host|port|` for EPRT.
+#[derive(Debug, Clone, Copy)]
+enum AddrForm {
+    Port,
+    Pasv,
+    Eprt,
+}
+
+fn render_addr(s: &str, form: AddrForm) -> Result<String, String> {
     let a: SocketAddr = s.parse().map_err(|_| format!("'{s}' is not an address (host:port)"))?;
-    match (v4, a) {
-        (true, SocketAddr::V4(a)) => Ok(port_arg(a)),
-        (true, SocketAddr::V6(_)) => Err(format!(
+    match (form, a) {
+        (AddrForm::Eprt, a) => Ok(eprt_arg(a)),
+        (_, SocketAddr::V4(a)) => Ok(port_arg(a)),
+        (AddrForm::Port, SocketAddr::V6(_)) => Err(format!(
             "PORT carries an IPv4 address (RFC 959 §4.1.2), '{s}' is IPv6: use eprt_of (RFC 2428 §2)"
         )),
-        (false, a) => Ok(eprt_arg(a)),
+        (AddrForm::Pasv, SocketAddr::V6(_)) => Err(format!(
+            "a 227 reply carries an IPv4 address (RFC 959 §4.1.2), '{s}' is IPv6: use epsv_of (RFC 2428 §3)"
+        )),
     }
 }
 
@@ -124,8 +135,8 @@ impl StructuredSend for FtpSend {
         let arg = match &self.arg {
             None => None,
             Some(SendArg::Text(t)) => Some(t.render(cx.vars)?),
-            Some(SendArg::PortOf(t)) => Some(render_addr(&t.render(cx.vars)?, true)?),
-            Some(SendArg::EprtOf(t)) => Some(render_addr(&t.render(cx.vars)?, false)?),
+            Some(SendArg::PortOf(t)) => Some(render_addr(&t.render(cx.vars)?, AddrForm::Port)?),
+            Some(SendArg::EprtOf(t)) => Some(render_addr(&t.render(cx.vars)?, AddrForm::Eprt)?),
         };
         // A structured command keeps the rules it checks; raw sends are for breaking them.
         if arg.as_deref().is_some_and(|a| a.contains(['\r', '\n'])) {
@@ -174,7 +185,7 @@ fn parse_reply_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSe
         return None;
     }
     let body = match given.first().copied() {
-        Some("pasv_of") => ReplyBody::PasvOf(address(cx, f.get("pasv_of")?, true)?),
+        Some("pasv_of") => ReplyBody::PasvOf(address(cx, f.get("pasv_of")?, AddrForm::Pasv)?),
         Some("epsv_of") => ReplyBody::EpsvOf(cx.template(f.get("epsv_of")?, "an address or a port")?),
         Some(_) => {
             let n = f.get("text")?;
@@ -215,7 +226,10 @@ impl StructuredSend for ReplySend {
     fn render(&self, cx: &RenderCx) -> Result<Vec<u8>, String> {
         let lines = match &self.body {
             ReplyBody::Lines(ls) => ls.iter().map(|l| l.render(cx.vars)).collect::<Result<Vec<_>, _>>()?,
-            ReplyBody::PasvOf(t) => vec![format!("Entering Passive Mode ({}).", render_addr(&t.render(cx.vars)?, true)?)],
+            ReplyBody::PasvOf(t) => vec![format!(
+                "Entering Passive Mode ({}).",
+                render_addr(&t.render(cx.vars)?, AddrForm::Pasv)?
+            )],
             ReplyBody::EpsvOf(t) => {
                 let s = t.render(cx.vars)?;
                 let port = match s.parse::<u16>() {
@@ -225,6 +239,9 @@ impl StructuredSend for ReplySend {
                         .map_err(|_| format!("'{s}' is neither a port nor an address"))?
                         .port(),
                 };
+                if port == 0 {
+                    return Err("a 229 reply carries a port from 1 to 65535 (RFC 2428 §3), not 0".into());
+                }
                 vec![format!("Entering Extended Passive Mode (|||{port}|)")]
             }
         };
@@ -282,7 +299,7 @@ fn code_item(n: &Node, cx: &mut LoadCx, m: &mut CodeMatch) -> Option<()> {
     Some(())
 }
 
-/// A variable a reply's data address is captured into, and where the suite names it.
+/// The variable a data address or port is captured into, and where the suite names it.
 #[derive(Debug)]
 struct CaptureTo {
     var: String,
@@ -780,6 +797,7 @@ mod tests {
             ("{ code: 99, text: hi }", "100 to 599"),
             ("{ code: 227, text: hi, pasv_of: '1.2.3.4:5' }", "one text"),
             ("{ code: 220, arg: x }", "unknown key 'arg'"),
+            ("{ pasv_of: '[::1]:21' }", "use epsv_of"),
         ] {
             let err = testing::send(&STEPS, yaml).unwrap_err();
             assert!(err.contains(why), "{yaml}: {err}");
