@@ -181,7 +181,7 @@ impl Codec for CommandCodec {
         let Some((l, used, lf)) = command_line(buf, eof)? else {
             return Ok(Frame::Incomplete);
         };
-        let text = text_of(l);
+        let text = text_of(after_telnet_commands(l));
         let (verb, arg) = match text.split_once(' ') {
             Some((v, a)) => (v.to_ascii_uppercase(), Some(a.to_string())),
             None => (text.to_ascii_uppercase(), None),
@@ -197,6 +197,20 @@ impl Codec for CommandCodec {
             },
             used,
         ))
+    }
+}
+
+/// The line after the Telnet commands that may lead it: a client aborting a transfer sends IAC IP
+/// and IAC DM before ABOR (RFC 959 §4.1.3), and those bytes are no part of the verb.
+fn after_telnet_commands(mut l: &[u8]) -> &[u8] {
+    const IAC: u8 = 255;
+    loop {
+        l = match l {
+            // WILL, WONT, DO and DONT name an option in a third byte.
+            [IAC, 251..=254, _, rest @ ..] => rest,
+            [IAC, 240..=250, rest @ ..] => rest,
+            _ => return l,
+        };
     }
 }
 
@@ -434,6 +448,22 @@ mod tests {
             }
         );
         assert_eq!((f[0].level, f[0].rule), (Level::Must, "RFC 959 §5.3.1"));
+    }
+
+    #[test]
+    fn parses_abor_after_telnet_interrupt_and_synch() {
+        let Frame::Message(m, used) = CommandCodec.decode(b"\xff\xf4\xff\xf2ABOR\r\n", false).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            FtpMessage::of(&m).unwrap(),
+            &FtpMessage::Command {
+                verb: "ABOR".into(),
+                arg: None
+            }
+        );
+        assert_eq!((m.text.as_str(), used), ("ABOR", 10));
+        assert!(m.summary.contains("\\x??"), "the transcript shows the bytes: {}", m.summary);
     }
 
     #[test]
