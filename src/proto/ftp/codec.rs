@@ -680,7 +680,7 @@ mod tests {
         }
 
         #[test]
-        fn any_bytes_frame_or_fail_without_panicking(b in prop::collection::vec(any::<u8>(), 0..200), eof in any::<bool>()) {
+        fn rejects_or_frames_any_bytes_without_panicking(b in prop::collection::vec(any::<u8>(), 0..200), eof in any::<bool>()) {
             let _ = ReplyCodec.decode(&b, eof);
             let _ = CommandCodec.decode(&b, eof);
         }
