@@ -15,6 +15,7 @@ pub use common::{actor, codec, rules, steps};
 
 pub mod datagram;
 pub mod dns;
+pub mod ftp;
 pub mod http;
 pub mod imap;
 pub mod line;
@@ -86,6 +87,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &pop3::Pop3,
     &imap::Imap,
     &dns::Dns,
+    &ftp::Ftp,
 ];
 
 /// Every protocol, for `protocol:` lookups and suggestions.
