@@ -680,7 +680,7 @@ impl Ctx {
         if let Some(why) = self.conn_name(step).ok().and_then(|n| self.closing.get(&n)) {
             return Err(Failure::at(
                 step,
-                format!("the peer announced the end of this connection: {why}; a client sends nothing more on it (RFC 9112 §9.6), so this step needs a persistent connection"),
+                format!("the peer announced the end of this connection ({why}), so nothing more is sent on it: this step needs a connection that stays open"),
             ));
         }
         if let Payload::Pieces(pieces) = p {

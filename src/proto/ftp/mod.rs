@@ -34,6 +34,9 @@ impl Protocol for Ftp {
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
     }
+    fn announces_close(&self, m: &crate::proto::Message) -> Option<&'static str> {
+        rules::announces_close(m)
+    }
     fn ports(&self) -> &'static [u16] {
         &[21]
     }

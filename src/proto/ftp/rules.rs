@@ -145,3 +145,32 @@ mod tests {
         assert!(f[0].contains("preliminary 150 reply to the greeting"), "{f:?}");
     }
 }
+
+/// Whether a reply ends the control connection: 221 answers QUIT and the server closes (RFC 959
+/// §4.1.1 QUIT, §5.4), 421 says the service is closing (RFC 959 §4.2).
+pub fn announces_close(m: &crate::proto::Message) -> Option<&'static str> {
+    // A multi-line reply (`221-` ... `221 `) announces it as well.
+    if !matches!(m.text.as_bytes().get(3), Some(b' ' | b'-')) {
+        return None;
+    }
+    match m.text.get(..3)? {
+        "221" => Some("a 221 reply to QUIT: the server closes the control connection, RFC 959 §4.1.1"),
+        "421" => Some("a 421 reply: the service is closing the control connection, RFC 959 §4.2"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod close_tests {
+    use super::*;
+
+    #[test]
+    fn a_221_or_421_announces_the_close_and_other_replies_do_not() {
+        let m = |t: &str| crate::proto::Message::plain(t.to_string(), t.to_string());
+        assert!(announces_close(&m("221 Goodbye.")).is_some());
+        assert!(announces_close(&m("421 Timeout.")).is_some());
+        assert!(announces_close(&m("221-Thanks\n221 Goodbye.")).is_some());
+        assert!(announces_close(&m("226 Transfer complete.")).is_none());
+        assert!(announces_close(&m("2210 odd")).is_none());
+    }
+}
