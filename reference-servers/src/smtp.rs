@@ -624,6 +624,9 @@ impl LineConn {
                 let end = if crlf { lf - 1 } else { lf };
                 return Ok(Some(&self.buf[line_start..end]));
             }
+            // Everything up to here has been searched; a long line's start can move past
+            // the old mark below, which must not then be left behind it.
+            self.scanned = self.buf.len();
             if self.buf.len() - self.start > max {
                 // Keep the last byte: it may be the CR of the CRLF that ends the line.
                 too_long = true;
