@@ -449,8 +449,9 @@ impl<'a> Session<'a> {
         if !clean {
             return reply("501 Arguments must be UTF-8");
         }
-        if arg.contains('\0') {
-            return reply("501 Arguments may not contain NUL");
+        // A CR or NUL in a file name would break every listing that shows it.
+        if arg.chars().any(char::is_control) {
+            return reply("501 Arguments may not contain control characters");
         }
         let logged_in = self.logged_in.is_some();
         match verb.as_str() {

@@ -668,6 +668,9 @@ async fn garbage_and_long_lines_are_answered_and_survived() {
     c.send(b"USER \xff\xfe\r\n").await;
     let reply = c.reply().await;
     assert!(reply.starts_with("501 "), "{reply}");
+    c.send(b"MKD a\rb\x00c\r\n").await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with("501 "), "{reply}");
     c.send(b"NOOP\nNOOP\r\n").await;
     assert!(c.reply().await.starts_with("200 "));
     assert!(c.reply().await.starts_with("200 "));
