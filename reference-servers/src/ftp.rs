@@ -11,7 +11,7 @@
 //! C: PASV
 //! S: 227 Entering Passive Mode (127,0,0,1,195,80)
 //! C: RETR lines.txt
-//! S: 150 Opening ASCII mode data connection for lines.txt
+//! S: 150 Opening ASCII mode data connection for /lines.txt
 //! S: 226 Transfer complete
 //! C: QUIT
 //! S: 221 Goodbye
