@@ -585,6 +585,25 @@ async fn abor_stops_an_upload_with_426_then_226() {
 }
 
 #[tokio::test]
+async fn abor_stops_a_download_the_client_stopped_reading() {
+    let server = start(&[("writable", "true"), ("max_file_size", "67108864")]).await;
+    let mut c = Client::login(server.local_addr()).await;
+    c.expect("TYPE I", "200 ").await;
+    // More than the kernel buffers on both sides hold, so the download is still running.
+    let big = vec![0x5au8; 16 << 20];
+    c.upload("STOR big.bin", &big).await;
+    let _data = c.pasv().await;
+    c.expect("RETR big.bin", "150 ").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.cmd("ABOR").await;
+    let aborted = c.reply().await;
+    assert!(aborted.starts_with("426 "), "{aborted}");
+    let done = c.reply().await;
+    assert!(done.starts_with("226 "), "{done}");
+    c.expect("SIZE big.bin", "213 16777216").await;
+}
+
+#[tokio::test]
 async fn commands_sent_during_a_transfer_are_answered_after_it() {
     let server = start(&[("writable", "true")]).await;
     let mut c = Client::login(server.local_addr()).await;
