@@ -17,7 +17,13 @@
 //! S: 221 Goodbye
 //! ```
 //!
-//! The root defaults to `fixtures/ftp/` (see its `README.md`). Choices where
+//! Options: `root` (default `fixtures/ftp/`, see its `README.md`), `users` (a
+//! file of `user:password` lines, `*` for any password; default anonymous and
+//! `ftp` with any password, and the seeds' `bob`/`hungry`), `writable`
+//! (default false), `idle` (60s), `max_file_size` (octets, 16 MiB),
+//! `pasv_ports` (`LOW-HIGH`; default any free port), `data_timeout` (how long
+//! a data connection may take to open, 10s), and the guard's
+//! `max_connections` and `line_timeout`. Choices where
 //! the RFCs leave room, made for the strict and safe side:
 //! - every path stays inside the root: `..` above it, and any path whose
 //!   symlinks lead outside it (or nowhere), is 550; absolute paths start at
@@ -35,7 +41,9 @@
 //! - STAT with a path answers 212 for a folder and 213 for a file;
 //! - REST holds until the next RETR or STOR (or APPE, LIST, NLST, which drop it);
 //! - ABOR during a transfer gets 426 then 226; other commands sent during a
-//!   transfer are answered after it;
+//!   transfer are answered after it. Since the control connection is read
+//!   for ABOR meanwhile, the guard counts a session in a transfer as waiting
+//!   for its client: at the cap it may be the one closed;
 //! - a line over 4096 octets is 500 and dropped; an idle session gets 421 and
 //!   is closed, as is one trickling a command past `line_timeout` or the
 //!   idlest when a newcomer finds `max_connections` open (see `guard`).
