@@ -691,6 +691,27 @@ mod tests {
         assert_eq!(mailbox("bob@"), None);
     }
 
+    #[tokio::test]
+    async fn a_long_line_arriving_in_pieces_is_dropped_and_the_next_one_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let mut conn = LineConn::new(Stream::plain(server), Duration::from_secs(5));
+        let writer = tokio::spawn(async move {
+            // Each piece is read on its own: the line outgrows the limit between reads.
+            for piece in [vec![b'x'; 3000], vec![b'x'; 3000], b"x\r\nNOOP\r\n".to_vec()] {
+                client.write_all(&piece).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            client
+        });
+        assert_eq!(conn.read_line(4096, true).await, Ok(None));
+        assert_eq!(conn.read_line(4096, true).await, Ok(Some(&b"NOOP"[..])));
+        drop(writer.await);
+    }
+
     #[test]
     fn delays() {
         assert_eq!(parse_delay("0ms"), Ok(Duration::ZERO));
