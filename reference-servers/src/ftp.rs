@@ -1032,11 +1032,15 @@ impl<'a> Session<'a> {
         let mode = if self.ascii { "ASCII" } else { "BINARY" };
         conn.send(&format!("150 Opening {mode} mode data connection {}", job.what()))
             .await?;
-        let Some(data) = open_data(setup, self.peer.ip(), self.config.data_timeout).await else {
-            job.abandon().await;
-            return conn.send("425 Cannot open data connection").await;
+        let (client, ascii, config) = (self.peer.ip(), self.ascii, self.config);
+        // Watched from the 150 on, so an ABOR also ends the wait for a data connection.
+        let work = async move {
+            let Some(data) = open_data(setup, client, config.data_timeout).await else {
+                job.abandon().await;
+                return "425 Cannot open data connection".to_owned();
+            };
+            run_job(data, job, ascii, config).await
         };
-        let work = run_job(data, job, self.ascii, self.config);
         let words = watch_control(conn, work, queued).await?;
         conn.send(&words).await
     }

@@ -604,6 +604,20 @@ async fn abor_stops_a_download_the_client_stopped_reading() {
 }
 
 #[tokio::test]
+async fn abor_ends_the_wait_for_a_data_connection() {
+    // The default data_timeout (10 s) is longer than any wait here: only ABOR can end it.
+    let server = start(&[]).await;
+    let mut c = Client::login(server.local_addr()).await;
+    c.expect("PASV", "227 ").await;
+    c.expect("RETR lines.txt", "150 ").await;
+    c.cmd("ABOR").await;
+    let aborted = c.reply().await;
+    assert!(aborted.starts_with("426 "), "{aborted}");
+    let done = c.reply().await;
+    assert!(done.starts_with("226 "), "{done}");
+}
+
+#[tokio::test]
 async fn commands_sent_during_a_transfer_are_answered_after_it() {
     let server = start(&[("writable", "true")]).await;
     let mut c = Client::login(server.local_addr()).await;
