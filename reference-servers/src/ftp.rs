@@ -603,8 +603,8 @@ impl<'a> Session<'a> {
         let meta = match path.canonicalize() {
             Ok(target) if target.starts_with(root) => Some(std::fs::metadata(&target).ok()?),
             Ok(_) => return None,
-            // A dangling symlink: writing through it could create a file anywhere.
             Err(e) if e.kind() == ErrorKind::NotFound && std::fs::symlink_metadata(&path).is_err() => None,
+            // A dangling symlink among them: writing through it could create a file anywhere.
             Err(_) => return None,
         };
         Some(Place {
@@ -1304,11 +1304,28 @@ fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     (year, month, day, rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
+/// The permission bits `ls -l` shows.
+#[cfg(unix)]
+fn mode(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode()
+}
+
+/// The permission bits `ls -l` shows, made up from what the platform tells.
+#[cfg(not(unix))]
+fn mode(meta: &std::fs::Metadata) -> u32 {
+    let read_write = if meta.permissions().readonly() { 0o444 } else { 0o644 };
+    if meta.is_dir() {
+        read_write | 0o111
+    } else {
+        read_write
+    }
+}
+
 /// One `ls -l` line: type and mode, links, owner, group, size, date, name.
 fn long_line(name: &str, meta: &std::fs::Metadata) -> String {
-    use std::os::unix::fs::PermissionsExt;
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let mode = meta.permissions().mode();
+    let mode = mode(meta);
     let mut kind = String::with_capacity(10);
     kind.push(if meta.is_dir() { 'd' } else { '-' });
     for (bit, letter) in [
