@@ -40,7 +40,7 @@ enum Command {
     List(ListArgs),
     /// Run one reference server on its own, to poke with nc, telnet or your own client.
     #[command(
-        after_help = "Examples:\n  wirecheck serve tcp-upper --port 12000\n  wirecheck serve udp-pinger --port 12000 --option loss=0.5 --option seed=7\n  wirecheck serve socket-timeout --option timeout=10s\n  wirecheck serve dns --zone fixtures/dns/example.test.zone --port 5353   (then: dig @127.0.0.1 -p 5353 example.test A)"
+        after_help = "Examples:\n  wirecheck serve tcp-upper --port 12000\n  wirecheck serve udp-pinger --port 12000 --option loss=0.5 --option seed=7\n  wirecheck serve socket-timeout --option timeout=10s\n  wirecheck serve dns --zone fixtures/dns/example.test.zone --port 5353   (then: dig @127.0.0.1 -p 5353 example.test A)\n  wirecheck serve ftp --root fixtures/ftp --port 2121   (then: curl ftp://127.0.0.1:2121/lines.txt)"
     )]
     Serve(ServeArgs),
     /// Print the transcript of every conversation in a pcap or pcapng capture.

@@ -257,6 +257,13 @@ const REFERENCES: &[Reference] = &[
         goodbye: Some("* BYE "),
     },
     Reference {
+        name: "ftp",
+        options: &[],
+        exchange: Exchange::Greeted("220 ", "NOOP\r\n", "200 "),
+        trickle: b'a',
+        goodbye: Some("421 "),
+    },
+    Reference {
         name: "http",
         options: &[],
         exchange: Exchange::Http("localhost"),
@@ -551,7 +558,7 @@ async fn at_the_cap_the_idlest_connection_is_told_why_and_the_newcomer_served() 
                     let last = said.trim_end().rsplit("\r\n").next().unwrap_or_default().to_owned();
                     eprintln!("{:<10} the idle connection was closed, last words {last:?}", reference.name);
                     let expected = match reference.name {
-                        "smtp" => Some("421 "),
+                        "smtp" | "ftp" => Some("421 "),
                         "imap" => Some("* BYE "),
                         _ => None,
                     };

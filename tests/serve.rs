@@ -53,3 +53,36 @@ fn dig_gets_an_answer_from_serve_dns() {
         "{text}"
     );
 }
+
+#[test]
+fn serve_ftp_takes_root() {
+    use std::io::{Read, Write};
+    let (mut child, addr) = serve(&["ftp", "--root", "fixtures/ftp/pub", "--port", "0"]);
+    let addr: std::net::SocketAddr = addr.parse().unwrap_or_else(|_| panic!("serve printed no address: '{addr}'"));
+    let mut control = std::net::TcpStream::connect(addr).expect("connect");
+    control.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut said = String::new();
+    // Each reply is one short line: read until as many CRLFs as replies have arrived.
+    let mut exchange = |command: &str, replies: usize| {
+        if !command.is_empty() {
+            control.write_all(format!("{command}\r\n").as_bytes()).expect("write");
+        }
+        while said.matches("\r\n").count() < replies {
+            let mut buf = [0u8; 512];
+            let n = control.read(&mut buf).expect("a reply in time");
+            assert!(n > 0, "closed early: {said}");
+            said.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    exchange("", 1);
+    exchange("USER anonymous", 2);
+    exchange("PASS guest@example.com", 3);
+    exchange("TYPE I", 4);
+    exchange("SIZE nested.txt", 5);
+    let _ = child.kill();
+    let _ = child.wait();
+    let replies: Vec<&str> = said.split_terminator("\r\n").collect();
+    assert!(replies[0].starts_with("220 "), "{said}");
+    assert!(replies[2].starts_with("230 "), "{said}");
+    assert_eq!(replies[4], "213 24", "the root given is served: {said}");
+}

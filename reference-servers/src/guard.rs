@@ -184,6 +184,11 @@ impl Stream {
         Stream { inner, activity: None }
     }
 
+    /// See `TcpStream::local_addr`.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
     /// See `TcpStream::set_nodelay`.
     pub(crate) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.inner.set_nodelay(nodelay)

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+mod ftp;
 mod guard;
 mod http_origin;
 mod http_proxy;
@@ -118,6 +119,10 @@ const SERVERS: &[(&str, &str)] = &[
         "POP3 server (RFC 1939, CAPA): USER/PASS, STAT, LIST, RETR, TOP, UIDL, DELE over the mail store",
     ),
     (imap::NAME, "IMAP4rev1/rev2 server (RFC 3501/9051 subset) on the shared mail store"),
+    (
+        ftp::NAME,
+        "FTP server (RFC 959, EPSV/EPRT, SIZE/MDTM/REST, FEAT) over a folder, confined to it",
+    ),
     (dns::auth::NAME, "authoritative DNS server (RFC 1035) for the zone files given"),
     (
         dns::resolver::NAME,
@@ -158,6 +163,7 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         smtp::NAME => smtp::start(bind, opts).await,
         pop3::NAME => pop3::start(bind, opts).await,
         imap::NAME => imap::start(bind, opts).await,
+        ftp::NAME => ftp::start(bind, opts).await,
         dns::auth::NAME => dns::auth::start(bind, opts).await,
         dns::resolver::NAME => dns::resolver::start(bind, opts).await,
         _ => Err(Error::UnknownServer {

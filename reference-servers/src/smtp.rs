@@ -589,6 +589,10 @@ pub(crate) struct LineConn {
     start: usize,
     /// How far `buf` has been searched for a line ending.
     scanned: usize,
+    /// The line being read is already over its limit (kept here, not in
+    /// `read_line`, so that a read dropped midway, as FTP does when a transfer
+    /// ends, does not later serve the tail of a long line as a line of its own).
+    too_long: bool,
 }
 
 impl LineConn {
@@ -600,6 +604,7 @@ impl LineConn {
             buf: Vec::with_capacity(4096),
             start: 0,
             scanned: 0,
+            too_long: false,
         }
     }
 
@@ -607,7 +612,6 @@ impl LineConn {
     /// `bare_lf`. `None` for a line longer than `max` octets (ending
     /// included), which is read to its end and dropped.
     pub(crate) async fn read_line(&mut self, max: usize, bare_lf: bool) -> Result<Option<&[u8]>, Stop> {
-        let mut too_long = false;
         loop {
             while let Some(offset) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
                 let lf = self.scanned + offset;
@@ -618,15 +622,18 @@ impl LineConn {
                 }
                 let line_start = self.start;
                 self.start = lf + 1;
-                if too_long || lf + 1 - line_start > max {
+                if std::mem::take(&mut self.too_long) || lf + 1 - line_start > max {
                     return Ok(None);
                 }
                 let end = if crlf { lf - 1 } else { lf };
                 return Ok(Some(&self.buf[line_start..end]));
             }
+            // Everything up to here has been searched; a long line's start can move past
+            // the old mark below, which must not then be left behind it.
+            self.scanned = self.buf.len();
             if self.buf.len() - self.start > max {
                 // Keep the last byte: it may be the CR of the CRLF that ends the line.
-                too_long = true;
+                self.too_long = true;
                 self.start = self.buf.len() - 1;
             }
             if self.start > 0 {
@@ -686,6 +693,33 @@ mod tests {
         assert_eq!(mailbox("@relay.example:bob@hamburger.edu"), Some(("bob", "hamburger.edu")));
         assert_eq!(mailbox("bob"), None);
         assert_eq!(mailbox("bob@"), None);
+    }
+
+    #[tokio::test]
+    async fn a_long_line_arriving_in_pieces_is_dropped_and_the_next_one_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let mut conn = LineConn::new(Stream::plain(server), Duration::from_secs(5));
+        let (go_on, resume) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(async move {
+            // Each piece is read on its own: the line outgrows the limit between reads.
+            for piece in [vec![b'x'; 3000], vec![b'x'; 3000]] {
+                client.write_all(&piece).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = resume.await;
+            client.write_all(b"x\r\nNOOP\r\n").await.expect("write");
+            client
+        });
+        // A read dropped midway (FTP drops one when a transfer ends) loses nothing.
+        assert!(timeout(Duration::from_millis(300), conn.read_line(4096, true)).await.is_err());
+        let _ = go_on.send(());
+        assert_eq!(conn.read_line(4096, true).await, Ok(None));
+        assert_eq!(conn.read_line(4096, true).await, Ok(Some(&b"NOOP"[..])));
+        drop(writer.await);
     }
 
     #[test]

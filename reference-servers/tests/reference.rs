@@ -86,6 +86,7 @@ async fn registry_lists_everything() {
             "smtp",
             "pop3",
             "imap",
+            "ftp",
             "dns",
             "dns-resolver"
         ]

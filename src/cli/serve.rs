@@ -20,13 +20,16 @@ pub struct ServeArgs {
     /// A zone file for the dns server (same as --option zone=FILE).
     #[arg(long, value_name = "FILE")]
     pub zone: Option<String>,
+    /// The folder a file-serving reference serves, `http` or `ftp` (same as --option root=DIR).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<String>,
     /// List the servers and exit.
     #[arg(long)]
     pub list: bool,
 }
 
 impl ServeArgs {
-    /// The server's options: every `--option KEY=VALUE`, and `--zone` as `zone`.
+    /// The server's options: every `--option KEY=VALUE`, `--zone` as `zone` and `--root` as `root`.
     pub fn server_options(&self) -> Result<reference_servers::Options, UsageError> {
         let mut opts = reference_servers::Options::new();
         for o in &self.options {
@@ -35,6 +38,9 @@ impl ServeArgs {
         }
         if let Some(z) = &self.zone {
             opts.insert("zone".to_string(), z.clone());
+        }
+        if let Some(r) = &self.root {
+            opts.insert("root".to_string(), r.clone());
         }
         Ok(opts)
     }
