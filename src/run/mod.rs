@@ -101,6 +101,12 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
         TargetSpec::Exec(_) | TargetSpec::Addr(_) => 1,
         TargetSpec::Reference => std::thread::available_parallelism().map_or(2, |n| n.get()),
     });
+    // Actors on their well-known ports (53, 80) are one set per machine: cases that start them
+    // cannot run side by side.
+    let jobs = match opts.well_known_ports && suites.iter().any(|s| !s.actors.is_empty()) {
+        true => 1,
+        false => jobs,
+    };
     reporter.start(work.len());
     let mut summary = Summary::default();
     let deadline = opts.deadline;
