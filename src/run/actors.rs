@@ -31,7 +31,7 @@ pub struct RunningActor {
     pub addr: SocketAddr,
     protocol: &'static dyn Protocol,
     seen: Arc<Mutex<Vec<Seen>>>,
-    _handle: ActorHandle,
+    handle: ActorHandle,
 }
 
 /// Records an actor's conversations into the case's dialogue, and keeps its incoming messages.
@@ -135,7 +135,7 @@ pub async fn start(
                         addr,
                         protocol,
                         seen,
-                        _handle: handle,
+                        handle,
                     });
                 }
                 return Ok(out);
@@ -189,6 +189,11 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 impl RunningActor {
+    /// Stops the actor and waits until its sockets are closed.
+    pub async fn stop(self) {
+        self.handle.stop().await;
+    }
+
     /// How many of the messages this actor received match `spec` (over `over` only, when given),
     /// and a one-line summary of each message it received, for the failure text.
     pub fn count(&self, spec: &dyn StructuredExpect, over: Option<Transport>, cx: &RenderCx) -> (u32, Vec<String>) {

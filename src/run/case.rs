@@ -179,8 +179,12 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
     }
     let r = ctx.steps(env, &case.steps).await;
     ctx.close_all(env);
-    // The actors stop with the case (branches share them, so only the case's own context does).
-    ctx.actors.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    // The actors stop with the case (branches share them, so only the case's own context does),
+    // and their ports are free again before the next case starts.
+    let actors = std::mem::take(&mut *ctx.actors.lock().unwrap_or_else(|e| e.into_inner()));
+    for a in actors {
+        a.stop().await;
+    }
     r
 }
 

@@ -59,6 +59,15 @@ impl ActorHandle {
     pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>) -> ActorHandle {
         ActorHandle { tasks }
     }
+
+    /// Stops every task and waits until they are gone, so their sockets are closed and the next
+    /// case can bind the same well-known port (an abort alone only schedules the drop).
+    pub async fn stop(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
 }
 
 impl Drop for ActorHandle {
