@@ -414,6 +414,16 @@ pub fn normalize(text: &str) -> String {
                 "MTIME",
             ),
             (r"(?m)^213 \d{14}(\.\d+)?$", "213 MTIME"),
+            // A listing's permission bits follow the checkout's umask, and a folder's size its
+            // file system (4096 on ext4, other numbers on tmpfs or btrfs).
+            (
+                r#"(?m)(^|[\s"])d[-rwxsStT]{9}(\s+\d+\s+\S+\s+\S+\s+)\d+(\s+MTIME)"#,
+                "${1}dMODE${2}SIZE${3}",
+            ),
+            (
+                r#"(?m)(^|[\s"])([-l])[-rwxsStT]{9}(\s+\d+\s+\S+\s+\S+\s+\d+\s+MTIME)"#,
+                "${1}${2}MODE${3}",
+            ),
         ]
         .into_iter()
         .map(|(re, to)| (regex::Regex::new(re).expect("a valid pattern"), to))
@@ -455,8 +465,8 @@ mod tests {
             "Host: 127.0.0.1:PORT\nDate: DATE\nETag: \"ETAG\"\n;; id: ID\n  www.example.test. TTL IN A 10.0.0.1\nPing 3 TIME\n* OK [UIDVALIDITY N]"
         );
         assert_eq!(
-            normalize("PORT 127,0,0,1,195,80\n227 Entering Passive Mode (127,0,0,1,4,1).\nEPRT |1|127.0.0.1|50000|\n229 ok (|||6446|)\n-rw-r--r-- 1 ftp ftp 123 Dec  6 16:32 lines.txt\n213 20261206163200"),
-            "PORT 127,0,0,1,P1,P2\n227 Entering Passive Mode (127,0,0,1,P1,P2).\nEPRT |1|127.0.0.1|PORT|\n229 ok (|||PORT|)\n-rw-r--r-- 1 ftp ftp 123 MTIME lines.txt\n213 MTIME"
+            normalize("PORT 127,0,0,1,195,80\n227 Entering Passive Mode (127,0,0,1,4,1).\nEPRT |1|127.0.0.1|50000|\n229 ok (|||6446|)\n-rw-r--r-- 1 ftp ftp 123 Dec  6 16:32 lines.txt\n\"drwxrwxr-x 1 ftp ftp   60 Jan 15  2025 pub\"\n213 20261206163200"),
+            "PORT 127,0,0,1,P1,P2\n227 Entering Passive Mode (127,0,0,1,P1,P2).\nEPRT |1|127.0.0.1|PORT|\n229 ok (|||PORT|)\n-MODE 1 ftp ftp 123 MTIME lines.txt\n\"dMODE 1 ftp ftp   SIZE MTIME pub\"\n213 MTIME"
         );
         // What a case checks stays: status codes, sizes, names.
         assert_eq!(
