@@ -407,6 +407,27 @@ pub fn normalize(text: &str) -> String {
             (r"(?mi)^(\s*Age): \d+", "$1: AGE"),
             // A dig-style record's TTL counts down in a cache.
             (r"(?m)^(\s*\S+\.)\s+\d+\s+(IN|CH|HS)\s", "$1 TTL $2 "),
+            // FTP data ports are whatever was free: PORT and 227's h1,h2,h3,h4,p1,p2 (RFC 959
+            // §4.1.2), EPRT's |1|host|port| and 229's (|||port|) (RFC 2428).
+            (r"\b(\d{1,3},\d{1,3},\d{1,3},\d{1,3}),\d{1,3},\d{1,3}\b", "$1,P1,P2"),
+            (r"\|([12])\|([0-9a-fA-F.:]+)\|\d+\|", "|$1|$2|PORT|"),
+            (r"\(\|\|\|\d+\|\)", "(|||PORT|)"),
+            // A listing's and MDTM's times are the files' (those of the checkout).
+            (
+                r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d ( \d{4}|\d\d:\d\d)\b",
+                "MTIME",
+            ),
+            (r"(?m)^213 \d{14}(\.\d+)?$", "213 MTIME"),
+            // A listing's permission bits follow the checkout's umask, and a folder's size its
+            // file system (4096 on ext4, other numbers on tmpfs or btrfs).
+            (
+                r#"(?m)(^|[\s"])d[-rwxsStT]{9}(\s+\d+\s+\S+\s+\S+\s+)\d+(\s+MTIME)"#,
+                "${1}dMODE${2}SIZE${3}",
+            ),
+            (
+                r#"(?m)(^|[\s"])([-l])[-rwxsStT]{9}(\s+\d+\s+\S+\s+\S+\s+\d+\s+MTIME)"#,
+                "${1}${2}MODE${3}",
+            ),
         ]
         .into_iter()
         .map(|(re, to)| (regex::Regex::new(re).expect("a valid pattern"), to))
@@ -446,6 +467,10 @@ mod tests {
         assert_eq!(
             normalize(t),
             "Host: 127.0.0.1:PORT\nDate: DATE\nETag: \"ETAG\"\n;; id: ID\n  www.example.test. TTL IN A 10.0.0.1\nPing 3 TIME\n* OK [UIDVALIDITY N]"
+        );
+        assert_eq!(
+            normalize("PORT 127,0,0,1,195,80\n227 Entering Passive Mode (127,0,0,1,4,1).\nEPRT |1|127.0.0.1|50000|\n229 ok (|||6446|)\n-rw-r--r-- 1 ftp ftp 123 Dec  6 16:32 lines.txt\n\"drwxrwxr-x 1 ftp ftp   60 Jan 15  2025 pub\"\n213 20261206163200"),
+            "PORT 127,0,0,1,P1,P2\n227 Entering Passive Mode (127,0,0,1,P1,P2).\nEPRT |1|127.0.0.1|PORT|\n229 ok (|||PORT|)\n-MODE 1 ftp ftp 123 MTIME lines.txt\n\"dMODE 1 ftp ftp   SIZE MTIME pub\"\n213 MTIME"
         );
         // What a case checks stays: status codes, sizes, names.
         assert_eq!(

@@ -886,12 +886,21 @@ impl Ctx {
             }
             None => None,
         };
+        let mut some = Vec::new();
+        for t in &c.some {
+            let p = t.render_regex(&self.vars).map_err(|m| Failure::at(step, m))?;
+            some.push(Regex::new(&p).map_err(|e| Failure::at(step, format!("invalid regex: {e}")))?);
+        }
+        let mut seen = vec![false; some.len()];
         let until = Instant::now() + c.duration;
         let mut n = 0;
         loop {
             match self.conn(step)?.message(until).await {
                 Ok((m, _)) => {
                     n += 1;
+                    for (re, seen) in some.iter().zip(seen.iter_mut()) {
+                        *seen |= re.is_match(&m.text);
+                    }
                     if let Some(re) = &each {
                         if !re.is_match(&m.text) {
                             return Err(
@@ -911,6 +920,11 @@ impl Ctx {
         if n < c.min {
             return Err(Failure::at(step, format!("only {n} messages arrived in {:?}", c.duration))
                 .with(format!("at least {}", c.min), n.to_string()));
+        }
+        if let Some(re) = some.iter().zip(&seen).find_map(|(re, seen)| (!seen).then_some(re)) {
+            return Err(
+                Failure::at(step, format!("none of the {n} messages matches")).with(format!("/{}/", re.as_str()), "no such message")
+            );
         }
         Ok(())
     }

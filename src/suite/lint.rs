@@ -223,6 +223,7 @@ impl Scope {
                 if let Some(t) = &c.each {
                     self.uses(loc, t);
                 }
+                c.some.iter().for_each(|t| self.uses(loc, t));
             }
             StepKind::Close if step.on.as_ref().is_some_and(|n| self.conns.contains(&format!("listener:{n}"))) => {}
             StepKind::Close | StepKind::Shutdown => self.conn_used(step),

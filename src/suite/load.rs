@@ -54,6 +54,7 @@ const EXPECT_KEYS: &[&str] = &[
     "hex",
     "fill",
     "size",
+    "file",
     "closed",
     "silence",
     "open_unless_announced",
@@ -711,7 +712,7 @@ impl LoadCx {
             "saw" => self.saw(v, ctx)?,
             "expect" => StepKind::Expect(self.expect(v, ctx)?),
             "collect" => {
-                let f = self.fields(v, &["for", "min", "max", "each"], "collect")?;
+                let f = self.fields(v, &["for", "min", "max", "each", "some"], "collect")?;
                 let duration = match f.get("for") {
                     Some(n) => self.duration(n, "for")?,
                     None => {
@@ -726,6 +727,13 @@ impl LoadCx {
                     each: match f.get("each") {
                         Some(n) => Some(self.regex(n)?),
                         None => None,
+                    },
+                    some: match f.get("some") {
+                        Some(Node {
+                            data: Data::Seq(items), ..
+                        }) => items.iter().map(|i| self.regex(i)).collect::<Option<_>>()?,
+                        Some(n) => vec![self.regex(n)?],
+                        None => Vec::new(),
                     },
                 })
             }
@@ -968,7 +976,7 @@ impl LoadCx {
                 if pairs.iter().any(|(k, _)| structured.contains(&k.as_str().unwrap_or(""))) {
                     return (p.steps().parse_send)(v, self).map(|s| Payload::Structured(Arc::from(s)));
                 }
-                let mut known = vec!["line", "lines", "raw", "hex", "fill", "size", "pieces"];
+                let mut known = vec!["line", "lines", "raw", "hex", "fill", "size", "file", "pieces"];
                 known.extend_from_slice(structured);
                 let f = self.fields(v, &known, "send")?;
                 self.payload_fields(v, &f)
@@ -985,7 +993,7 @@ impl LoadCx {
     }
 
     fn payload_fields(&mut self, v: &Node, f: &Fields) -> Option<Payload> {
-        let forms = ["line", "lines", "raw", "hex", "fill", "pieces"];
+        let forms = ["line", "lines", "raw", "hex", "fill", "file", "pieces"];
         let (form, n) = self.one_of(v, f, &forms, "give exactly one of", "e.g. { raw: \"GET /\\r\\n\" }")?;
         Some(match form {
             "line" => Payload::Lines(vec![self.template(n, "line")?]),
@@ -1013,6 +1021,9 @@ impl LoadCx {
                     return None;
                 }
             },
+            // Read now, like every file a suite names: a missing one is a load error, not a
+            // failed case. A data connection's bytes (FTP) compare with it byte for byte.
+            "file" => Payload::Hex(self.fixture(n, "file")?.bytes.to_vec()),
             "fill" => {
                 let pattern = self.string(n, "fill")?;
                 let pattern = match unescape(&pattern) {
@@ -1094,6 +1105,7 @@ impl LoadCx {
                     "raw",
                     "hex",
                     "fill",
+                    "file",
                     "closed",
                     "silence",
                     "open_unless_announced",
@@ -1109,7 +1121,7 @@ impl LoadCx {
                         }
                     },
                     "regex" => ExpectWhat::Regex(self.regex(n)?),
-                    "raw" | "hex" | "fill" => ExpectWhat::Bytes(self.payload_fields(v, &f)?),
+                    "raw" | "hex" | "fill" | "file" => ExpectWhat::Bytes(self.payload_fields(v, &f)?),
                     "closed" => {
                         if !self.boolean(n, "closed")? {
                             self.err_help(
@@ -1214,6 +1226,35 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn file_form_reads_the_bytes_when_the_suite_loads() {
+        let s = load(&format!(
+            "{HEAD}      - connect: c\n      - send: {{ file: ../fixtures/ftp/lines.txt }}\n      - expect: {{ file: ../fixtures/ftp/lines.txt }}\n"
+        ))
+        .unwrap();
+        let want = std::fs::read("fixtures/ftp/lines.txt").unwrap();
+        assert!(matches!(&s.cases[0].steps[1].kind, StepKind::Send(Payload::Hex(b)) if *b == want));
+        assert!(
+            matches!(&s.cases[0].steps[2].kind, StepKind::Expect(Expect { what: ExpectWhat::Bytes(Payload::Hex(b)), .. }) if *b == want)
+        );
+        let e = load(&format!(
+            "{HEAD}      - connect: c\n      - expect: {{ file: ../fixtures/ftp/missing.bin }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("no file") && e.contains(":7:"), "{e}");
+    }
+
+    #[test]
+    fn collect_some_takes_one_regex_or_a_list() {
+        let s = load(&format!(
+            "{HEAD}      - connect: c\n      - collect: {{ for: 1s, some: ['a\\.txt', pub] }}\n      - collect: {{ for: 1s, some: x }}\n"
+        ))
+        .unwrap();
+        assert!(matches!(&s.cases[0].steps[1].kind, StepKind::Collect(c) if c.some.len() == 2));
+        assert!(matches!(&s.cases[0].steps[2].kind, StepKind::Collect(c) if c.some.len() == 1));
+        assert!(load(&format!("{HEAD}      - connect: c\n      - collect: {{ for: 1s, some: ['('] }}\n")).is_err());
     }
 
     #[test]

@@ -239,7 +239,7 @@ pub enum Payload {
     Lines(Vec<Template>),
     /// Text with backslash escapes, sent as is.
     Raw(Template),
-    /// Bytes from hex digits.
+    /// Bytes as given: from hex digits, or a file's (`file:`, read when the suite loads).
     Hex(Vec<u8>),
     /// `pattern` repeated to exactly `size` bytes.
     Fill {
@@ -307,6 +307,8 @@ pub struct Collect {
     pub max: usize,
     /// Each message's text must match this.
     pub each: Option<Template>,
+    /// Each of these must match some message's text, in any order (a listing's names).
+    pub some: Vec<Template>,
 }
 
 /// An `expect_output:` step.
