@@ -451,6 +451,15 @@ fn pop3_buggy_servers_fail_their_cases() {
     }
 }
 
+fn ftp(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{port}} fixtures/ftp")
+}
+
+#[test]
+fn ftp_textbook_server_passes_the_textbook_profile() {
+    check_with("ftp", &ftp("ftp_server_textbook"), &["--tag", "textbook"], &[]);
+}
+
 fn mail_client(file: &str) -> String {
     format!("python3 fixtures/students/{file}.py 127.0.0.1 {{port}} fixtures/mail/outgoing.txt")
 }
@@ -619,6 +628,7 @@ fn every_suite_has_a_textbook_profile_that_the_textbook_program_passes() {
         ("smtp", py("smtp_server_textbook")),
         ("smtp-client", mail_client("smtp_client_textbook")),
         ("pop3", pop3("pop3_server_minimal")),
+        ("ftp", ftp("ftp_server_textbook")),
         ("dns-auth", dns_auth("dns_auth_server")),
         ("dns-resolver", resolver("dns_resolver")),
         ("socket-timeout", timeout_server("socket_timeout_textbook")),
