@@ -592,9 +592,14 @@ async fn abor_stops_a_download_the_client_stopped_reading() {
     // More than the kernel buffers on both sides hold, so the download is still running.
     let big = vec![0x5au8; 16 << 20];
     c.upload("STOR big.bin", &big).await;
-    let _data = c.pasv().await;
+    let mut data = c.pasv().await;
     c.expect("RETR big.bin", "150 ").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first bytes show the transfer is under way; the rest stay unread, so it cannot finish.
+    let mut first = [0u8; 1];
+    timeout(Duration::from_secs(5), data.read_exact(&mut first))
+        .await
+        .expect("data in time")
+        .expect("read");
     c.cmd("ABOR").await;
     let aborted = c.reply().await;
     assert!(aborted.starts_with("426 "), "{aborted}");
