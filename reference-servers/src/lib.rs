@@ -86,6 +86,14 @@ pub enum Error {
         /// Comma-separated names of its options, or `(none)`.
         known: String,
     },
+    /// Command-line arguments a client cannot use.
+    #[error("{client}: {why}")]
+    BadArgs {
+        /// The client the arguments were given to.
+        client: String,
+        /// What is wrong and what it takes.
+        why: String,
+    },
     /// Binding or otherwise setting up a socket failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -173,13 +181,22 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
     }
 }
 
-/// Runs reference client `name` against `server`; each line it would print goes to `out` (without newline); returns its exit code (0 ok).
+/// Runs reference client `name` against `server` with the command-line arguments `args` (a case's
+/// `start: { args }`); each line it would print goes to `out` (without newline); returns its exit
+/// code (0 ok).
 pub async fn run_client(
     name: &str,
     server: SocketAddr,
     opts: &Options,
+    args: &[String],
     out: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<i32, Error> {
+    if !args.is_empty() && [pinger_client::NAME, smtp_client::NAME].contains(&name) {
+        return Err(Error::BadArgs {
+            client: name.to_owned(),
+            why: "takes no arguments".into(),
+        });
+    }
     match name {
         pinger_client::NAME => pinger_client::run(server, opts, out).await,
         smtp_client::NAME => smtp_client::run(server, opts, out).await,

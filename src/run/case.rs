@@ -667,7 +667,7 @@ impl Ctx {
             None => return Err(Failure::at(step, "this suite's target is a server: there is no client to start")),
         };
         let (program, listening) = launcher
-            .launch(port, listen, &self.vars, deadline)
+            .launch(port, listen, &[], &self.vars, deadline)
             .await
             .map_err(|e| Failure::at(step, e.to_string()))?;
         if let Some(addr) = listening {

@@ -248,10 +248,12 @@ pub enum Launcher {
 impl Launcher {
     /// Starts the program under test, telling it the harness listens on `port`; with `listen`, it is a
     /// server given a free port of its own, and this returns once it listens there (or fails).
+    /// `args` (a case's `start: { args }`) go where the command says `{args}`, else at its end.
     pub async fn launch(
         &self,
         port: u16,
         listen: Option<Transport>,
+        args: &[String],
         vars: &crate::suite::Vars,
         deadline: Instant,
     ) -> Result<(Program, Option<SocketAddr>), LaunchError> {
@@ -262,7 +264,7 @@ impl Launcher {
         let listen_port = listen.map_or(0, |(_, p)| p);
         match self {
             Launcher::Exec(cmd, sandbox) => {
-                let cmd = fill(cmd, port, listen_port, vars);
+                let cmd = with_args(&fill(cmd, port, listen_port, vars), args);
                 let program = Program::spawn(&cmd, sandbox)?;
                 let Some((transport, port)) = listen else {
                     return Ok((program, None));
@@ -324,6 +326,7 @@ impl Launcher {
                 let options: reference_servers::Options =
                     options.iter().map(|(k, v)| (k.clone(), fill(v, port, listen_port, vars))).collect();
                 let name2 = name.clone();
+                let args = args.to_vec();
                 let task = tokio::spawn(async move {
                     let pump = tokio::spawn(async move {
                         while let Some(l) = rx.recv().await {
@@ -331,7 +334,7 @@ impl Launcher {
                         }
                         out.close();
                     });
-                    let code = match reference_servers::run_client(&name2, addr, &options, tx).await {
+                    let code = match reference_servers::run_client(&name2, addr, &options, &args, tx).await {
                         Ok(c) => c,
                         Err(e) => {
                             err.push_line(&e.to_string());
@@ -349,6 +352,28 @@ impl Launcher {
             }
         }
     }
+}
+
+/// `cmd` with `args` quoted for `sh -c`: where it says `{args}`, else appended.
+fn with_args(cmd: &str, args: &[String]) -> String {
+    let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    let quoted = quoted.join(" ");
+    if cmd.contains("{args}") {
+        return cmd.replace("{args}", &quoted);
+    }
+    match quoted.is_empty() {
+        true => cmd.to_string(),
+        false => format!("{cmd} {quoted}"),
+    }
+}
+
+/// One word for `sh`, whatever it holds: plain words as they are, the rest in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Fills `{port}`, `{host}`, `{listen_port}` and `{NAME}` for every case variable (`{root.host}`).

@@ -24,6 +24,25 @@ pub trait ActorLog: Send + Sync {
     fn data(&self, conv: usize, dir: Direction, bytes: &[u8]);
     /// The conversation ended (TCP).
     fn closed(&self, conv: usize);
+    /// A conversation in another protocol than the actor's own (an FTP data connection carries
+    /// raw bytes), opened by the peer or, with `actor_connected`, by the actor; `saw:` does not
+    /// count its messages.
+    fn open_other(
+        &self,
+        transport: Transport,
+        local: SocketAddr,
+        peer: SocketAddr,
+        protocol: &str,
+        actor_connected: bool,
+    ) -> usize {
+        let _ = (protocol, actor_connected);
+        self.open(transport, local, peer)
+    }
+    /// A file the peer handed over (an FTP upload): the runner keeps it in the case's folder as
+    /// `ACTOR/NAME`, where `expect_file` finds it. `name` is a plain file name.
+    fn stored(&self, name: &str, bytes: &[u8]) {
+        let _ = (name, bytes);
+    }
 }
 
 /// A declared actor, ready to start (one per `actors:` entry; shared by every case).
