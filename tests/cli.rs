@@ -360,3 +360,25 @@ fn run_reports_show_a_programs_control_sequences_without_playing_them() {
         roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{extra}: {e}\n{xml}"));
     }
 }
+
+/// `start: { args }` reaches the program quoted for the shell, `{ out: NAME }` is in a folder of
+/// the case's own, and `expect_file` passes the same bytes only (tests/suites/client-args.yaml,
+/// run with `cp` as the client: its cases tagged must-fail must fail, the others pass).
+#[test]
+fn start_arguments_and_expect_file_pass_and_fail_as_tagged() {
+    let path = root().join("tests/suites/client-args.yaml");
+    let suite = wirecheck::suite::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut must_fail: Vec<String> = suite
+        .cases
+        .iter()
+        .filter(|c| c.tags.iter().any(|t| t == "must-fail"))
+        .map(|c| c.id.clone())
+        .collect();
+    let (code, out, report) = run_json(&["tests/suites/client-args.yaml", "--exec", "cp"]);
+    assert_eq!(code, 1, "{out}");
+    let mut failed = cases_with(&report, "fail");
+    failed.sort();
+    must_fail.sort();
+    assert_eq!(failed, must_fail, "{out}");
+    assert_eq!(cases_with(&report, "pass").len(), suite.cases.len() - must_fail.len(), "{out}");
+}

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use super::folder::CaseFolder;
 use crate::dialogue::{ConnInfo, EventKind, Recorder};
 use crate::proto::actor::{ActorHandle, ActorLog, Bound};
 use crate::proto::{Direction, Framer, Message, Protocol, RenderCx, StructuredExpect, Transport};
@@ -40,17 +41,23 @@ struct Log {
     name: String,
     protocol: String,
     seen: Arc<Mutex<Vec<Seen>>>,
-    transports: Mutex<Vec<Transport>>,
+    /// Per conversation id: its transport, or None for one in another protocol (not counted).
+    transports: Mutex<Vec<Option<Transport>>>,
+    folder: Arc<CaseFolder>,
 }
 
-impl ActorLog for Log {
-    fn open(&self, transport: Transport, local: SocketAddr, peer: SocketAddr) -> usize {
+impl Log {
+    fn open_as(&self, transport: Transport, local: SocketAddr, peer: SocketAddr, protocol: &str, actor_connected: bool) -> usize {
+        let own = protocol == self.protocol;
         let id = self.rec.open(ConnInfo {
             id: 0,
-            name: self.name.clone(),
+            name: match own {
+                true => self.name.clone(),
+                false => format!("{}.{protocol}", self.name),
+            },
             transport,
-            protocol: self.protocol.clone(),
-            harness_is_client: false,
+            protocol: protocol.to_string(),
+            harness_is_client: actor_connected,
             captured: false,
             actor: true,
             local: Some(local),
@@ -58,10 +65,26 @@ impl ActorLog for Log {
         });
         let mut t = self.transports.lock().unwrap_or_else(|e| e.into_inner());
         if t.len() <= id {
-            t.resize(id + 1, Transport::Udp);
+            t.resize(id + 1, None);
         }
-        t[id] = transport;
+        t[id] = own.then_some(transport);
         id
+    }
+}
+
+impl ActorLog for Log {
+    fn open(&self, transport: Transport, local: SocketAddr, peer: SocketAddr) -> usize {
+        self.open_as(transport, local, peer, &self.protocol.clone(), false)
+    }
+
+    fn open_other(&self, transport: Transport, local: SocketAddr, peer: SocketAddr, protocol: &str, actor_connected: bool) -> usize {
+        self.open_as(transport, local, peer, protocol, actor_connected)
+    }
+
+    fn stored(&self, name: &str, bytes: &[u8]) {
+        // A name the actor should have refused, or a full disk, leaves the file out: the
+        // `expect_file` step that looks for it then says it is missing.
+        let _ = self.folder.keep(&self.name, name, bytes);
     }
 
     fn data(&self, conv: usize, dir: Direction, bytes: &[u8]) {
@@ -72,14 +95,14 @@ impl ActorLog for Log {
                 bytes: bytes.to_vec(),
             },
         );
-        if dir == Direction::ClientToServer {
-            let transport = self
-                .transports
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(conv)
-                .copied()
-                .unwrap_or(Transport::Udp);
+        let transport = self
+            .transports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(conv)
+            .copied()
+            .flatten();
+        if let (Direction::ClientToServer, Some(transport)) = (dir, transport) {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if seen.len() < MAX_SEEN {
                 seen.push(Seen {
@@ -108,6 +131,7 @@ pub async fn start(
     faults: &[(String, Vec<String>)],
     well_known: bool,
     rec: &Recorder,
+    folder: &Arc<CaseFolder>,
 ) -> Result<Vec<RunningActor>, String> {
     let mut last_err = String::new();
     for _ in 0..if well_known { 1 } else { PORT_TRIES } {
@@ -123,6 +147,7 @@ pub async fn start(
                         protocol: decl.protocol.clone(),
                         seen: seen.clone(),
                         transports: Mutex::new(Vec::new()),
+                        folder: folder.clone(),
                     });
                     let on = faults
                         .iter()

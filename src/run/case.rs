@@ -117,6 +117,8 @@ pub struct Env {
     pub warnings: std::sync::Mutex<Vec<String>>,
     /// Actors listen on their well-known ports (under --isolate), not a free shared one.
     pub well_known_ports: bool,
+    /// The case's own folder (files a client saves, files actors were handed).
+    pub folder: Arc<super::folder::CaseFolder>,
 }
 
 impl Env {
@@ -352,7 +354,7 @@ impl Ctx {
             .iter()
             .filter_map(|n| env.suite.actors.iter().find(|a| a.name == *n))
             .collect();
-        let running = super::actors::start(&decls, &s.faults, env.well_known_ports, &env.rec)
+        let running = super::actors::start(&decls, &s.faults, env.well_known_ports, &env.rec, &env.folder)
             .await
             .map_err(|e| Failure::at(step, e))?;
         for a in &running {
@@ -486,7 +488,8 @@ impl Ctx {
                         }
                     }
                 }
-                StepKind::Start { listener, listen } => self.start(env, step, listener.as_deref(), *listen, deadline).await,
+                StepKind::Start { listener, listen, args } => self.start(env, step, listener.as_deref(), *listen, args, deadline).await,
+                StepKind::ExpectFile(x) => expect_file(env, step, x),
                 StepKind::Send(p) => self.send(env, step, p, deadline).await,
                 StepKind::Expect(e) => match self.expect(env, step, e, deadline).await {
                     Err(f) if f.message.starts_with("timed out") => Err(self.udp_misdelivered(step, f)),
@@ -648,8 +651,21 @@ impl Ctx {
         step: &Step,
         listener: Option<&str>,
         listen: Option<Transport>,
+        args: &[StartArg],
         deadline: Instant,
     ) -> Result<(), Failure> {
+        let args = args
+            .iter()
+            .map(|a| match a {
+                StartArg::Word(t) => t.render(&self.vars).map_err(|e| Failure::at(step, e)),
+                StartArg::Out(name) => env
+                    .folder
+                    .join(name)
+                    .map(|p| p.display().to_string())
+                    .map_err(|e| Failure::at(step, e)),
+                StartArg::File(p) => Ok(p.display().to_string()),
+            })
+            .collect::<Result<Vec<String>, Failure>>()?;
         // `{port}` is the harness's listener (a client under test connects there); a server under
         // test (`listen:`) also gets a free port of its own as `{listen_port}`.
         let port = match listener.map(str::to_string).or_else(|| self.last_listener.clone()) {
@@ -667,7 +683,7 @@ impl Ctx {
             None => return Err(Failure::at(step, "this suite's target is a server: there is no client to start")),
         };
         let (program, listening) = launcher
-            .launch(port, listen, &[], &self.vars, deadline)
+            .launch(port, listen, &args, &self.vars, deadline)
             .await
             .map_err(|e| Failure::at(step, e.to_string()))?;
         if let Some(addr) = listening {
@@ -1172,4 +1188,83 @@ fn first_needs_conn(steps: &[Step]) -> bool {
         }
         None => false,
     }
+}
+
+/// `expect_file`: a file in the case's folder holds what the step wants (checked as it is now:
+/// the step goes after the program's `expect_exit`).
+fn expect_file(env: &Env, step: &Step, x: &FileExpect) -> Result<(), Failure> {
+    let path = env.folder.join(&x.path).map_err(|e| Failure::at(step, e))?;
+    let read = std::fs::File::open(&path).and_then(|f| {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        f.take(super::folder::MAX_KEPT_FILE as u64 + 1).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    });
+    let got = match (read, &x.want) {
+        (Err(e), FileWant::Absent) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        (Ok(_), FileWant::Absent) => {
+            return Err(Failure::at(step, format!("{} exists; the case expects no such file", x.path)));
+        }
+        (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::at(step, format!("{} was not saved: there is no such file", x.path)));
+        }
+        (Err(e), _) => return Err(Failure::at(step, format!("cannot read {}: {e}", x.path))),
+        (Ok(b), _) => b,
+    };
+    let (want_len, want_hash, fixture) = match &x.want {
+        FileWant::Same(f) => (Some(f.bytes.len()), sha256_hex(&f.bytes), Some(f)),
+        FileWant::Sha256(h) => (None, h.clone(), None),
+        FileWant::Absent => unreachable!("handled above"),
+    };
+    let got_hash = sha256_hex(&got);
+    if got_hash == want_hash {
+        return Ok(());
+    }
+    let what = match fixture {
+        Some(f) => format!("the bytes of {} ({} bytes)", f.display(), f.bytes.len()),
+        None => format!("sha256 {want_hash}"),
+    };
+    let mut message = format!("{} differs from {what}", x.path);
+    if let Some(f) = fixture {
+        let first = got.iter().zip(f.bytes.iter()).position(|(a, b)| a != b);
+        message.push_str(&match (first, got.len().cmp(&f.bytes.len())) {
+            (Some(i), _) => format!(
+                ": they differ first at byte {i} (0x{:02x} where the file has 0x{:02x})",
+                got[i], f.bytes[i]
+            ),
+            (None, std::cmp::Ordering::Less) => format!(
+                ": {} of {} bytes were saved (the rest of the file is missing)",
+                got.len(),
+                f.bytes.len()
+            ),
+            (None, _) => format!(": {} bytes more than the file has were saved", got.len() - f.bytes.len()),
+        });
+        if got == to_crlf(&f.bytes) {
+            message.push_str(
+                "; it is the file with every LF turned into CR LF: it was transferred in ASCII mode (TYPE I first keeps the bytes)",
+            );
+        }
+    }
+    let _ = want_len;
+    Err(Failure::at(step, message).with(
+        format!("{} bytes, sha256 {want_hash}", want_len.map_or("?".into(), |n| n.to_string())),
+        format!("{} bytes, sha256 {got_hash}", got.len()),
+    ))
+}
+
+/// `bytes` as an ASCII-mode (NVT) transfer writes them: each bare LF as CR LF.
+fn to_crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 16);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

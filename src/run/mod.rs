@@ -6,6 +6,7 @@ mod case;
 pub mod child;
 mod conn;
 mod diagnose;
+mod folder;
 pub mod process;
 pub mod ready;
 mod result;
@@ -179,6 +180,11 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         // Only a `start` step needs the client: a suite where the harness plays both sides runs without one.
         Role::Client => (None, Some(target.launcher())),
     };
+    // The program under test writes in the case's folder: it belongs to the user it runs as.
+    let owner = match &launcher {
+        Some(Ok(target::Launcher::Exec(_, sandbox))) => sandbox.run_as.resolve().ok().flatten(),
+        _ => None,
+    };
     let env = Env {
         suite: suite.clone(),
         proto,
@@ -191,6 +197,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         output_pos: std::sync::Mutex::new(0),
         warnings: std::sync::Mutex::default(),
         well_known_ports: opts.well_known_ports,
+        folder: Arc::new(folder::CaseFolder::new(owner)),
     };
     let was_running = instance
         .as_ref()

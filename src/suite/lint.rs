@@ -57,7 +57,12 @@ pub fn lint(suite: &Suite) -> Vec<Diagnostic> {
 
 fn checks_something(step: &Step) -> bool {
     match &step.kind {
-        StepKind::Expect(_) | StepKind::Collect(_) | StepKind::ExpectOutput(_) | StepKind::ExpectExit(_) => true,
+        StepKind::Expect(_)
+        | StepKind::Collect(_)
+        | StepKind::ExpectOutput(_)
+        | StepKind::ExpectExit(_)
+        | StepKind::ExpectFile(_)
+        | StepKind::Saw(_) => true,
         StepKind::Connect { refused, .. } => *refused,
         StepKind::Accept { none, .. } => *none,
         StepKind::Parallel(branches) => branches.iter().flatten().any(checks_something),
@@ -186,7 +191,12 @@ impl Scope {
                 }
                 self.conns.insert(name.clone());
             }
-            StepKind::Start { listen, .. } => {
+            StepKind::Start { listen, args, .. } => {
+                for a in args {
+                    if let StartArg::Word(t) = a {
+                        self.uses(loc, t);
+                    }
+                }
                 if listen.is_some() {
                     self.vars.insert("program.port".into());
                     self.vars.insert("program.addr".into());
@@ -257,7 +267,7 @@ impl Scope {
                 OutputExpect::Regex(t) => self.uses(loc, t),
                 OutputExpect::Sequence(ts) => ts.iter().for_each(|t| self.uses(loc, t)),
             },
-            StepKind::ExpectExit(_) => {}
+            StepKind::ExpectExit(_) | StepKind::ExpectFile(_) => {}
             StepKind::Serve(s) => {
                 for name in &s.actors {
                     for v in ["port", "host", "addr"] {

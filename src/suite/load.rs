@@ -29,6 +29,7 @@ pub const STEP_KEYWORDS: &[&str] = &[
     "expect_exit",
     "serve",
     "saw",
+    "expect_file",
 ];
 const STEP_MODIFIERS: &[&str] = &["on", "timeout", "when", "premise", "rule", "resend"];
 const SUITE_KEYS: &[&str] = &[
@@ -309,6 +310,97 @@ impl LoadCx {
     }
 
     /// `serve: all`, `serve: [a, b]`, or `serve: { actors: ..., faults: { a: silent } }`.
+    /// `args: [get, "${name}", { out: got.bin }, { file: ../fixtures/x }]`.
+    fn start_args(&mut self, v: &Node) -> Option<Vec<StartArg>> {
+        let Data::Seq(items) = &v.data else {
+            self.err_help(v, "args is a list", "e.g. args: [get, binary.bin, { out: got.bin }]");
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let arg = match &item.data {
+                Data::Map(_) => {
+                    let f = self.fields(item, &["out", "file"], "an argument")?;
+                    match (f.get("out"), f.get("file")) {
+                        (Some(n), None) => {
+                            let name = self.string(n, "out")?;
+                            if super::model::in_case_folder(&name) {
+                                StartArg::Out(name)
+                            } else {
+                                self.err_help(
+                                    n,
+                                    format!("'{name}' is not a path inside the case's folder"),
+                                    "a relative path without '..', e.g. out: got.bin",
+                                );
+                                return None;
+                            }
+                        }
+                        (None, Some(n)) => {
+                            let fixture = self.fixture(n, "file")?;
+                            let dir = self.source().path.parent().unwrap_or(std::path::Path::new("."));
+                            let full = dir.join(&fixture.path);
+                            StartArg::File(std::fs::canonicalize(&full).unwrap_or(full))
+                        }
+                        _ => {
+                            self.err_help(
+                                item,
+                                "an argument is a word, { out: NAME } or { file: PATH }",
+                                "e.g. { out: got.bin }",
+                            );
+                            return None;
+                        }
+                    }
+                }
+                _ => StartArg::Word(self.template(item, "an argument")?),
+            };
+            out.push(arg);
+        }
+        Some(out)
+    }
+
+    /// `expect_file: { path: got.bin, file: ../fixtures/ftp/binary.bin }` (or `sha256:`, `absent: true`).
+    fn expect_file(&mut self, v: &Node) -> Option<FileExpect> {
+        let f = self.fields(v, &["path", "file", "sha256", "absent"], "expect_file")?;
+        let Some(p) = f.get("path") else {
+            self.err_help(
+                v,
+                "expect_file needs 'path'",
+                "e.g. expect_file: { path: got.bin, file: ../fixtures/ftp/binary.bin }",
+            );
+            return None;
+        };
+        let path = self.string(p, "path")?;
+        if !super::model::in_case_folder(&path) {
+            self.err_help(
+                p,
+                format!("'{path}' is not a path inside the case's folder"),
+                "a relative path without '..', e.g. got.bin or srv/up.bin",
+            );
+            return None;
+        }
+        let want = match (f.get("file"), f.get("sha256"), f.get("absent")) {
+            (Some(n), None, None) => FileWant::Same(self.fixture(n, "file")?),
+            (None, Some(n), None) => {
+                let h = self.string(n, "sha256")?.to_ascii_lowercase();
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    self.err(n, "sha256 is 64 hex digits");
+                    return None;
+                }
+                FileWant::Sha256(h)
+            }
+            (None, None, Some(n)) if n.is_keyword("true") => FileWant::Absent,
+            _ => {
+                self.err_help(
+                    v,
+                    "expect_file takes one of file, sha256 or absent: true",
+                    "e.g. expect_file: { path: got.bin, file: ../fixtures/ftp/binary.bin }",
+                );
+                return None;
+            }
+        };
+        Some(FileExpect { path, want })
+    }
+
     fn serve(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
         if ctx.actors.is_empty() {
             self.err_help(
@@ -556,6 +648,7 @@ impl LoadCx {
                 "start" => StepKind::Start {
                     listener: None,
                     listen: None,
+                    args: Vec::new(),
                 },
                 _ => {
                     let help = did_you_mean(word, STEP_KEYWORDS.iter().copied())
@@ -688,9 +781,10 @@ impl LoadCx {
                 Data::Null => StepKind::Start {
                     listener: None,
                     listen: None,
+                    args: Vec::new(),
                 },
                 Data::Map(_) => {
-                    let f = self.fields(v, &["listener", "listen"], "start")?;
+                    let f = self.fields(v, &["listener", "listen", "args"], "start")?;
                     StepKind::Start {
                         listener: match f.get("listener") {
                             Some(n) => Some(self.string(n, "listener")?),
@@ -700,13 +794,19 @@ impl LoadCx {
                             Some(n) => Some(self.transport(n)?),
                             None => None,
                         },
+                        args: match f.get("args") {
+                            Some(n) => self.start_args(n)?,
+                            None => Vec::new(),
+                        },
                     }
                 }
                 _ => StepKind::Start {
                     listener: Some(self.string(v, "start")?),
                     listen: None,
+                    args: Vec::new(),
                 },
             },
+            "expect_file" => StepKind::ExpectFile(self.expect_file(v)?),
             "send" => StepKind::Send(self.payload(v, true, ctx)?),
             "serve" => self.serve(v, ctx)?,
             "saw" => self.saw(v, ctx)?,

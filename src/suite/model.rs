@@ -156,6 +156,8 @@ pub enum StepKind {
         listener: Option<String>,
         /// The program is itself a server: give it a free port as `{listen_port}` and wait until it listens there.
         listen: Option<Transport>,
+        /// Command-line arguments for this case, appended to the command (or where it says `{args}`).
+        args: Vec<StartArg>,
     },
     /// Write bytes.
     Send(Payload),
@@ -179,6 +181,45 @@ pub enum StepKind {
     Serve(Serve),
     /// Check what an actor saw: how many of its incoming messages match.
     Saw(Saw),
+    /// Check a file in the case's folder: one the program saved, or one an actor was handed.
+    ExpectFile(FileExpect),
+}
+
+/// Whether `rel` names something inside a case's folder: relative, without `..`.
+pub fn in_case_folder(rel: &str) -> bool {
+    use std::path::{Component, Path};
+    !rel.is_empty() && Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// One command-line argument of a `start` step.
+#[derive(Debug)]
+pub enum StartArg {
+    /// A word, with `${var}`s.
+    Word(crate::syntax::Template),
+    /// `{ out: NAME }`: the path of NAME in the case's folder (where the program saves a file).
+    Out(String),
+    /// `{ file: PATH }`: a file of the suite's, by its absolute path (checked when the suite loads).
+    File(std::path::PathBuf),
+}
+
+/// An `expect_file:` step.
+#[derive(Debug)]
+pub struct FileExpect {
+    /// The file, relative to the case's folder (`got.bin`, `srv/up.bin` for actor `srv`).
+    pub path: String,
+    /// What it must hold.
+    pub want: FileWant,
+}
+
+/// What an `expect_file` wants.
+#[derive(Debug)]
+pub enum FileWant {
+    /// Exactly the bytes of a suite fixture (`file:`).
+    Same(crate::syntax::Fixture),
+    /// Bytes whose SHA-256 is this (lowercase hex).
+    Sha256(String),
+    /// No such file.
+    Absent,
 }
 
 /// A `serve:` step.
@@ -346,6 +387,7 @@ impl StepKind {
             StepKind::Repeat(_) => "repeat",
             StepKind::ExpectOutput(_) => "expect_output",
             StepKind::ExpectExit(_) => "expect_exit",
+            StepKind::ExpectFile(_) => "expect_file",
             StepKind::Serve(_) => "serve",
             StepKind::Saw(_) => "saw",
         }
