@@ -815,6 +815,7 @@ fn the_textbook_programs_as_the_labs_ask_score_full_marks() {
         ("dns-auth", file("dns_auth_server")),
         ("dns-resolver", file("dns_resolver")),
         ("socket-timeout", file("socket_timeout_textbook")),
+        ("ftp-server", file("ftp_server_textbook")),
     ];
     let mut files: Vec<String> = std::fs::read_dir("ci/assignments")
         .unwrap()
