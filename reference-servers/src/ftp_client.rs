@@ -467,9 +467,9 @@ impl Client<'_> {
         let reply = self.reply().await?;
         let started = reply.code / 100 == 1;
         self.check(&reply, verb, |code| code == 125 || code == 150)?;
-        let stream = match data {
-            Data::Passive(stream) => Some(stream),
-            Data::Active(listener) => self.accept(&listener).await?,
+        let (stream, early) = match data {
+            Data::Passive(stream) => (Some(stream), None),
+            Data::Active(listener) => self.accept(&listener, verb).await?,
         };
         let Some(mut stream) = stream else {
             if self.faults.has(Fault::IgnoreErrors) {
@@ -492,21 +492,53 @@ impl Client<'_> {
             // Only `ignore-errors` gets here: after a refusal no completion reply is coming.
             return Ok((bytes, Ending::Quit));
         }
-        let reply = self.reply().await?;
+        let reply = match early {
+            Some(reply) => reply,
+            None => self.reply().await?,
+        };
         self.check(&reply, verb, |code| code == 226 || code == 250)?;
         Ok((bytes, Ending::Quit))
     }
 
     /// The server's connection to the active data port, from the server's own host (RFC 2577 §3's
-    /// concern seen from the client); `None` when none came in time.
-    async fn accept(&self, listener: &TcpListener) -> Result<Option<TcpStream>, Failure> {
+    /// concern seen from the client), or `None` when none came in time; with it, a reply that
+    /// arrived meanwhile. The control connection is watched too, so that a 425 ends the wait, and
+    /// a 226 sent before the connection was accepted (a small file, a fast server) is kept.
+    async fn accept(&mut self, listener: &TcpListener, verb: &str) -> Result<(Option<TcpStream>, Option<Reply>), Failure> {
         let deadline = Instant::now() + self.wait;
+        let mut early = None;
         loop {
-            match timeout_at(deadline, listener.accept()).await {
-                Ok(Ok((stream, from))) if from.ip().to_canonical() == self.peer.ip().to_canonical() => return Ok(Some(stream)),
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => return Err(Failure::Refused(format!("cannot accept the data connection: {e}"))),
-                Err(_) => return Ok(None),
+            let control_ready = early.is_none() && self.buf.contains(&b'\n');
+            let event = match control_ready {
+                true => Ok(None),
+                false => {
+                    let watch = early.is_none();
+                    timeout_at(deadline, async {
+                        tokio::select! {
+                            biased;
+                            accepted = listener.accept() => Some(accepted),
+                            // Cancel-safe: only readiness is awaited here, the reply is read below.
+                            _ = self.control.readable(), if watch => None,
+                        }
+                    })
+                    .await
+                }
+            };
+            match event {
+                Ok(Some(Ok((stream, from)))) if from.ip().to_canonical() == self.peer.ip().to_canonical() => {
+                    return Ok((Some(stream), early));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(Failure::Refused(format!("cannot accept the data connection: {e}"))),
+                Ok(None) => {
+                    let reply = self.reply().await?;
+                    if reply.code >= 400 {
+                        self.check(&reply, verb, |_| false)?;
+                        return Ok((None, None));
+                    }
+                    early = Some(reply);
+                }
+                Err(_) => return Ok((None, early)),
             }
         }
     }
@@ -793,6 +825,9 @@ mod tests {
         bare_227: bool,
         /// Every reply is sent in two writes, split mid-line, and the greeting is multi-line.
         split: bool,
+        /// The 226 goes with the 150, before the data connection: what a client sees when a fast
+        /// server's reply overtakes the connection it has not accepted yet.
+        eager: bool,
     }
 
     /// What the test server saw: the commands, and an upload.
@@ -878,7 +913,12 @@ mod tests {
                         say(&mut write, split, "550 No such file").await;
                         continue;
                     }
-                    say(&mut write, split, "150 opening").await;
+                    say(
+                        &mut write,
+                        split,
+                        if script.eager { "150 opening\r\n226 done" } else { "150 opening" },
+                    )
+                    .await;
                     let data = match (passive.take(), active.take()) {
                         (Some(listener), _) => timeout(Duration::from_secs(2), listener.accept())
                             .await
@@ -911,6 +951,9 @@ mod tests {
                         }
                     }
                     drop(data);
+                    if script.eager {
+                        continue;
+                    }
                     "226 done".to_owned()
                 }
                 "QUIT" => {
@@ -1075,6 +1118,21 @@ mod tests {
         })
         .await;
         assert_eq!(client(addr, "one-recv", &["ls"]).await.0, 1, "a split greeting desynchronises it");
+    }
+
+    #[tokio::test]
+    async fn a_226_before_the_active_connection_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = dir.path().join("got");
+        let local = local.to_str().expect("utf-8");
+        let (addr, seen) = serve(Script {
+            eager: true,
+            ..Script::default()
+        })
+        .await;
+        assert_eq!(client(addr, "", &["get", "file.bin", local]).await, (0, vec![]));
+        assert_eq!(std::fs::read(local).expect("saved"), FILE);
+        assert_eq!(commands(&seen).last().map(String::as_str), Some("QUIT"));
     }
 
     #[tokio::test]
