@@ -68,7 +68,7 @@ const RECV_SIZE: usize = 1024;
 /// One deliberate bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
-    /// `port-swapped`: PORT gives the listening port's two bytes in the wrong order.
+    /// `port-swapped`: PORT gives the listening port's two bytes in the wrong order (seen once EPRT is refused, or without `extended`).
     PortSwapped,
     /// `no-greeting-wait`: USER is sent at once, before the 220 arrives.
     NoGreetingWait,
@@ -80,7 +80,7 @@ enum Fault {
     IgnoreErrors,
     /// `no-quit`: the connection is closed without QUIT.
     NoQuit,
-    /// `pasv-parens-only`: the numbers of a 227 are looked for only inside parentheses.
+    /// `pasv-parens-only`: the numbers of a 227 are looked for only inside parentheses (seen once EPSV is refused, or without `extended`).
     PasvParensOnly,
     /// `no-fallback`: EPSV and EPRT only; a 500 or 502 to them ends the session.
     NoFallback,
@@ -90,7 +90,7 @@ enum Fault {
     No226Wait,
     /// `pass-always`: PASS is sent even after USER got 230.
     PassAlways,
-    /// `wrong-host`: the data socket listens on every address and PORT (or EPRT) names 0.0.0.0.
+    /// `wrong-host`: in active mode the data socket listens on every address, and PORT (or EPRT) names 0.0.0.0.
     WrongHost,
 }
 
