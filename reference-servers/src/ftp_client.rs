@@ -8,13 +8,19 @@
 //! ```
 //!
 //! ```text
-//! S: 220 ready                     C: USER anonymous
-//! S: 331 send your e-mail address  C: PASS guest@example.com
-//! S: 230 logged in                 C: TYPE I
-//! S: 200 binary                    C: EPRT |1|127.0.0.1|40211|    (PORT if refused with 500/502)
-//! S: 200 ok                        C: RETR lines.txt
-//! S: 150 opening                   (the server connects to 40211 and sends the file, then closes)
-//! S: 226 done                      C: QUIT
+//! S: 220 ready
+//! C: USER anonymous
+//! S: 331 send your e-mail address
+//! C: PASS guest@example.com
+//! S: 230 logged in
+//! C: TYPE I
+//! S: 200 binary
+//! C: EPRT |1|127.0.0.1|40211|        (PORT 127,0,0,1,157,19 if refused with 500 or 502)
+//! S: 200 ok
+//! C: RETR lines.txt
+//! S: 150 opening                     (the server connects to port 40211, sends the file, closes)
+//! S: 226 done
+//! C: QUIT
 //! S: 221 bye
 //! ```
 //!
@@ -25,7 +31,8 @@
 //! `--passive` connects where 229 or 227 says, the six numbers of a 227 found
 //! anywhere in its text (RFC 1123 §4.1.2.6); the data connection is read
 //! until the server closes it, then the 226 (or 250) is awaited; LOCAL is
-//! written only after it. A refusal (4xx, 5xx or an unexpected code) still
+//! written only after it (a relative LOCAL is relative to the current
+//! directory: the harness's, since the client runs inside it). A refusal (4xx, 5xx or an unexpected code) still
 //! ends with QUIT, and exit code 1; errors are printed as `error: ...`.
 //!
 //! Options: `timeout` (every wait, 5s), `max_file_size` (octets a download,
