@@ -187,7 +187,8 @@ fn goodbye() -> Goodbye {
     })
 }
 
-fn parse_bool(text: &str) -> Result<bool, String> {
+/// `true` or `false`.
+pub(crate) fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim() {
         "true" => Ok(true),
         "false" => Ok(false),

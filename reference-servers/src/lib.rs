@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 mod ftp;
+mod ftp_client;
 mod guard;
 mod http_origin;
 mod http_proxy;
@@ -147,6 +148,10 @@ const CLIENTS: &[(&str, &str)] = &[
         smtp_client::NAME,
         "SMTP mail client lab: HELO, MAIL, RCPT, DATA (dot-stuffed), QUIT; exit 1 on an unexpected reply",
     ),
+    (
+        ftp_client::NAME,
+        "FTP client: [--passive] get REMOTE LOCAL | put LOCAL REMOTE | ls [PATH], anonymous, TYPE I, QUIT; exit 1 on a refusal",
+    ),
 ];
 
 /// (name, one-line description) of every server.
@@ -200,6 +205,7 @@ pub async fn run_client(
     match name {
         pinger_client::NAME => pinger_client::run(server, opts, out).await,
         smtp_client::NAME => smtp_client::run(server, opts, out).await,
+        ftp_client::NAME => ftp_client::run(server, opts, args, out).await,
         _ => Err(Error::UnknownClient {
             name: name.to_owned(),
             known: names(CLIENTS),
