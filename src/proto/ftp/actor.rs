@@ -1353,3 +1353,692 @@ async fn accept_from(l: &TcpListener, client: IpAddr) -> Result<TcpStream, (u16,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    use super::super::codec::{eprt_arg, parse_epsv, parse_pasv, port_arg};
+    use super::*;
+
+    /// Every wait of a test.
+    const T: Duration = Duration::from_secs(5);
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Call {
+        Open(usize),
+        Other {
+            conv: usize,
+            protocol: String,
+            actor_connected: bool,
+        },
+        Data(usize, Direction, Vec<u8>),
+        Closed(usize),
+        Stored(String, Vec<u8>),
+    }
+
+    /// An `ActorLog` that keeps every call.
+    #[derive(Default)]
+    struct TestLog {
+        calls: Mutex<Vec<Call>>,
+        next: AtomicUsize,
+    }
+
+    impl ActorLog for TestLog {
+        fn open(&self, _: Transport, _: SocketAddr, _: SocketAddr) -> usize {
+            let id = self.next.fetch_add(1, Ordering::SeqCst);
+            self.calls.lock().unwrap().push(Call::Open(id));
+            id
+        }
+        fn data(&self, conv: usize, dir: Direction, bytes: &[u8]) {
+            self.calls.lock().unwrap().push(Call::Data(conv, dir, bytes.to_vec()));
+        }
+        fn closed(&self, conv: usize) {
+            self.calls.lock().unwrap().push(Call::Closed(conv));
+        }
+        fn open_other(&self, _: Transport, _: SocketAddr, _: SocketAddr, protocol: &str, actor_connected: bool) -> usize {
+            let conv = self.next.fetch_add(1, Ordering::SeqCst);
+            self.calls.lock().unwrap().push(Call::Other {
+                conv,
+                protocol: protocol.into(),
+                actor_connected,
+            });
+            conv
+        }
+        fn stored(&self, name: &str, bytes: &[u8]) {
+            self.calls.lock().unwrap().push(Call::Stored(name.into(), bytes.to_vec()));
+        }
+    }
+
+    impl TestLog {
+        fn calls(&self) -> Vec<Call> {
+            self.calls.lock().unwrap().clone()
+        }
+        /// The data conversations, with whether the actor connected.
+        fn others(&self) -> Vec<(usize, bool)> {
+            self.calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Other {
+                        conv,
+                        protocol,
+                        actor_connected,
+                    } if protocol == "raw" => Some((conv, actor_connected)),
+                    _ => None,
+                })
+                .collect()
+        }
+        /// Each piece recorded on `conv` going `dir`.
+        fn pieces(&self, conv: usize, dir: Direction) -> Vec<Vec<u8>> {
+            self.calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Data(c, d, b) if c == conv && d == dir => Some(b),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn binary() -> Vec<u8> {
+        (0..1000u32).map(|i| (i * 7 % 256) as u8).collect()
+    }
+
+    fn tree() -> Arc<Tree> {
+        let mut files = BTreeMap::new();
+        files.insert("/binary.bin".to_string(), Arc::new(binary()));
+        files.insert("/lines.txt".to_string(), Arc::new(b"one\r\ntwo\nthree\n".to_vec()));
+        files.insert("/pub/nested.txt".to_string(), Arc::new(b"nested\n".to_vec()));
+        Arc::new(Tree {
+            files,
+            dirs: BTreeSet::from(["/".to_string(), "/pub".to_string()]),
+        })
+    }
+
+    async fn start(faults: &[&str]) -> (ActorHandle, SocketAddr, Arc<TestLog>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(TestLog::default());
+        let faults: Vec<String> = faults.iter().map(|f| f.to_string()).collect();
+        let actor = FtpActor { tree: tree() };
+        let bound = Bound {
+            udp: None,
+            tcp: Some(listener),
+        };
+        (actor.start(bound, &faults, log.clone()), addr, log)
+    }
+
+    struct Client {
+        rd: BufReader<OwnedReadHalf>,
+        wr: OwnedWriteHalf,
+    }
+
+    impl Client {
+        async fn connect(addr: SocketAddr) -> Client {
+            let s = timeout(T, TcpStream::connect(addr)).await.unwrap().unwrap();
+            let (rd, wr) = s.into_split();
+            Client {
+                rd: BufReader::new(rd),
+                wr,
+            }
+        }
+
+        /// Connects and reads the greeting.
+        async fn greeted(addr: SocketAddr) -> Client {
+            let mut c = Client::connect(addr).await;
+            assert_eq!(c.reply().await.0, 220);
+            c
+        }
+
+        async fn line(&mut self) -> String {
+            let mut l = String::new();
+            timeout(T, self.rd.read_line(&mut l)).await.unwrap().unwrap();
+            assert!(l.ends_with("\r\n"), "a reply line ends in CRLF: {l:?}");
+            l.truncate(l.len() - 2);
+            l
+        }
+
+        /// One reply: its code and its lines joined by `\n`.
+        async fn reply(&mut self) -> (u16, String) {
+            let first = self.line().await;
+            let code: u16 = first[..3].parse().unwrap();
+            let mut text = first.clone();
+            if first.as_bytes().get(3) == Some(&b'-') {
+                loop {
+                    let l = self.line().await;
+                    text.push('\n');
+                    text.push_str(&l);
+                    if l.starts_with(&format!("{code} ")) {
+                        break;
+                    }
+                }
+            }
+            (code, text)
+        }
+
+        async fn send(&mut self, bytes: &[u8]) {
+            timeout(T, self.wr.write_all(bytes)).await.unwrap().unwrap();
+        }
+
+        async fn cmd(&mut self, line: &str) -> (u16, String) {
+            self.send(format!("{line}\r\n").as_bytes()).await;
+            self.reply().await
+        }
+
+        async fn login(&mut self) {
+            assert_eq!(self.cmd("USER bob").await.0, 331);
+            assert_eq!(self.cmd("PASS hungry").await.0, 230);
+        }
+
+        /// PASV, and a connection to the address it names.
+        async fn pasv(&mut self) -> TcpStream {
+            let (code, text) = self.cmd("PASV").await;
+            assert_eq!(code, 227, "{text}");
+            let addr = parse_pasv(&text).unwrap();
+            timeout(T, TcpStream::connect(addr)).await.unwrap().unwrap()
+        }
+
+        /// The end of the connection: EOF within the bound.
+        async fn closed(&mut self) {
+            let mut rest = Vec::new();
+            timeout(T, self.rd.read_to_end(&mut rest)).await.unwrap().unwrap();
+            assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        }
+    }
+
+    async fn read_all(mut s: TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        timeout(T, s.read_to_end(&mut got)).await.unwrap().unwrap();
+        got
+    }
+
+    async fn write_all(mut s: TcpStream, bytes: &[u8]) {
+        timeout(T, s.write_all(bytes)).await.unwrap().unwrap();
+        timeout(T, s.shutdown()).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn serves_a_binary_file_over_pasv_byte_for_byte() {
+        let (_h, addr, log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        assert_eq!(c.cmd("TYPE I").await.0, 200);
+        let data = c.pasv().await;
+        let (code, text) = c.cmd("RETR binary.bin").await;
+        assert_eq!(code, 150, "{text}");
+        assert_eq!(read_all(data).await, binary());
+        assert_eq!(c.reply().await.0, 226);
+        let others = log.others();
+        assert_eq!(others.len(), 1);
+        let (conv, actor_connected) = others[0];
+        assert!(!actor_connected, "the client connected in passive mode");
+        assert_eq!(log.pieces(conv, Direction::ServerToClient).concat(), binary());
+        assert!(log.calls().contains(&Call::Closed(conv)));
+        let control = log.pieces(0, Direction::ClientToServer).concat();
+        assert!(String::from_utf8_lossy(&control).contains("RETR binary.bin\r\n"));
+        assert_eq!(c.cmd("QUIT").await.0, 221);
+        c.closed().await;
+    }
+
+    #[tokio::test]
+    async fn connects_to_the_address_of_port_and_eprt() {
+        let (_h, addr, log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        c.cmd("TYPE I").await;
+        for extended in [false, true] {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let at = l.local_addr().unwrap();
+            let SocketAddr::V4(v4) = at else { unreachable!() };
+            let command = if extended {
+                format!("EPRT {}", eprt_arg(at))
+            } else {
+                format!("PORT {}", port_arg(v4))
+            };
+            let (code, text) = c.cmd(&command).await;
+            assert_eq!(code, 200, "{text}");
+            assert!(text.contains(&at.to_string()), "{text}");
+            c.send(b"RETR binary.bin\r\n").await;
+            let (s, _) = timeout(T, l.accept()).await.unwrap().unwrap();
+            assert_eq!(c.reply().await.0, 150);
+            assert_eq!(read_all(s).await, binary());
+            assert_eq!(c.reply().await.0, 226);
+        }
+        assert_eq!(log.others().iter().filter(|(_, a)| *a).count(), 2, "the actor connected");
+    }
+
+    #[tokio::test]
+    async fn type_a_turns_lf_into_crlf_on_retr_and_crlf_into_lf_on_stor() {
+        let (_h, addr, log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        let data = c.pasv().await;
+        assert_eq!(c.cmd("RETR lines.txt").await.0, 150);
+        assert_eq!(read_all(data).await, b"one\r\ntwo\r\nthree\r\n");
+        assert_eq!(c.reply().await.0, 226);
+        let data = c.pasv().await;
+        assert_eq!(c.cmd("STOR up.txt").await.0, 150);
+        write_all(data, b"a\r\nb\r\n").await;
+        assert_eq!(c.reply().await.0, 226);
+        assert!(log.calls().contains(&Call::Stored("up.txt".into(), b"a\nb\n".to_vec())));
+        assert_eq!(c.cmd("TYPE I").await.0, 200);
+        let data = c.pasv().await;
+        assert_eq!(c.cmd("RETR lines.txt").await.0, 150);
+        assert_eq!(read_all(data).await, b"one\r\ntwo\nthree\n");
+        assert_eq!(c.reply().await.0, 226);
+    }
+
+    #[tokio::test]
+    async fn keeps_uploads_for_the_case_and_hands_them_over() {
+        let (_h, addr, log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        c.cmd("TYPE I").await;
+        let data = c.pasv().await;
+        assert_eq!(c.cmd("STOR up.bin").await.0, 150);
+        write_all(data, &binary()).await;
+        assert_eq!(c.reply().await.0, 226);
+        assert!(log.calls().contains(&Call::Stored("up.bin".into(), binary())));
+        let (conv, _) = log.others()[0];
+        assert_eq!(log.pieces(conv, Direction::ClientToServer).concat(), binary());
+        assert_eq!(c.cmd("SIZE up.bin").await, (213, "213 1000".to_string()));
+        let data = c.pasv().await;
+        c.cmd("APPE up.bin").await;
+        write_all(data, b"+").await;
+        assert_eq!(c.reply().await.0, 226);
+        let data = c.pasv().await;
+        assert_eq!(c.cmd("RETR up.bin").await.0, 150);
+        assert_eq!(read_all(data).await, [binary(), b"+".to_vec()].concat());
+        assert_eq!(c.reply().await.0, 226);
+        let data = c.pasv().await;
+        c.cmd("NLST").await;
+        assert_eq!(read_all(data).await, b"binary.bin\r\nlines.txt\r\npub\r\nup.bin\r\n");
+        assert_eq!(c.reply().await.0, 226);
+        assert_eq!(c.cmd("DELE up.bin").await.0, 250);
+        assert_eq!(c.cmd("SIZE up.bin").await.0, 550);
+        assert_eq!(c.cmd("DELE binary.bin").await.0, 550);
+        for bad in ["../x", "a/b", ".."] {
+            c.pasv().await;
+            assert_eq!(c.cmd(&format!("STOR {bad}")).await.0, 553, "{bad}");
+        }
+        c.pasv().await;
+        assert_eq!(c.cmd("STOR binary.bin").await.0, 550, "served files are read-only");
+    }
+
+    #[tokio::test]
+    async fn lists_long_and_names_only_and_moves_between_folders() {
+        let (_h, addr, _log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        let data = c.pasv().await;
+        assert_eq!(c.cmd("LIST").await.0, 150);
+        let listing = String::from_utf8(read_all(data).await).unwrap();
+        assert_eq!(c.reply().await.0, 226);
+        let lines: Vec<&str> = listing.split_terminator("\r\n").collect();
+        assert_eq!(lines.len(), 3, "{listing}");
+        assert!(lines[0].starts_with("-rw-r--r--") && lines[0].ends_with(" 1000 Jan  1  2024 binary.bin"));
+        assert!(lines[2].starts_with("drwxr-xr-x") && lines[2].ends_with(" pub"));
+        assert!(!listing.replace("\r\n", "").contains('\n'));
+        assert_eq!(c.cmd("CWD pub").await.0, 250);
+        assert_eq!(c.cmd("PWD").await, (257, "257 \"/pub\" is the current directory".into()));
+        let data = c.pasv().await;
+        c.cmd("NLST").await;
+        assert_eq!(read_all(data).await, b"nested.txt\r\n");
+        assert_eq!(c.reply().await.0, 226);
+        let data = c.pasv().await;
+        c.cmd("LIST -la ../lines.txt").await;
+        assert!(String::from_utf8(read_all(data).await).unwrap().ends_with(" lines.txt\r\n"));
+        assert_eq!(c.reply().await.0, 226);
+        assert_eq!(c.cmd("CDUP").await.0, 250);
+        assert_eq!(c.cmd("CWD ../../..").await.0, 250, "above the root is the root");
+        assert_eq!(c.cmd("XPWD").await.1, "257 \"/\" is the current directory");
+        assert_eq!(c.cmd("CWD nowhere").await.0, 550);
+        c.pasv().await;
+        assert_eq!(c.cmd("LIST nowhere").await.0, 550);
+    }
+
+    #[tokio::test]
+    async fn explains_data_connections_it_cannot_open() {
+        let (_h, addr, log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        assert_eq!(c.cmd("RETR binary.bin").await, (425, "425 Use PORT or PASV first".into()));
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let arg = format!("127,0,0,1,{},{}", port >> 8, port & 0xff);
+        assert_eq!(c.cmd(&format!("PORT {arg}")).await.0, 200);
+        let (code, text) = c.cmd("RETR binary.bin").await;
+        assert_eq!(code, 425, "{text}");
+        assert!(
+            text.contains(&format!("127.0.0.1:{port} (PORT {arg}): nothing listens there")),
+            "{text}"
+        );
+        assert!(text.contains("p1,p2 are the high and low byte"), "{text}");
+        let (code, text) = c.cmd("PORT 10,0,0,1,4,1").await;
+        assert_eq!(code, 501);
+        assert!(text.contains("RFC 2577") && text.contains("10.0.0.1"), "{text}");
+        assert_eq!(c.cmd("EPRT |1|10.0.0.1|1025|").await.0, 501);
+        assert_eq!(c.cmd("EPRT |3|x|1025|").await.0, 522);
+        assert_eq!(c.cmd("PORT 1,2,3").await.0, 501);
+        assert!(log.others().is_empty());
+    }
+
+    #[tokio::test]
+    async fn answers_housekeeping_and_keeps_the_order_of_login() {
+        let (_h, addr, _log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        assert_eq!(c.cmd("PWD").await.0, 530);
+        assert_eq!(c.cmd("PASV").await.0, 530);
+        assert_eq!(c.cmd("PASS x").await.0, 503);
+        assert_eq!(c.cmd("SYST").await, (215, "215 UNIX Type: L8".into()));
+        let (code, feat) = c.cmd("FEAT").await;
+        assert_eq!(code, 211);
+        for f in ["EPSV", "EPRT", "SIZE", "MDTM", "REST STREAM", "UTF8", "PASV"] {
+            assert!(feat.lines().any(|l| l.trim() == f), "{f} in {feat}");
+        }
+        assert_eq!(c.cmd("OPTS UTF8 ON").await.0, 200);
+        assert_eq!(c.cmd("HELP").await.0, 214);
+        assert_eq!(c.cmd("noop").await.0, 200);
+        assert_eq!(c.cmd("USER bob").await.0, 331);
+        assert_eq!(c.cmd("PASS wrong").await.0, 530);
+        assert_eq!(c.cmd("user anonymous").await.0, 331);
+        assert_eq!(c.cmd("pass me@x").await.0, 230);
+        assert_eq!(c.cmd("ACCT x").await.0, 202);
+        assert_eq!(c.cmd("RNTO x").await.0, 503);
+        assert_eq!(c.cmd("RNFR lines.txt").await.0, 350);
+        assert_eq!(c.cmd("RNTO y").await.0, 550);
+        assert_eq!(c.cmd("FROB").await.0, 500);
+        assert_eq!(c.cmd("SITE CHMOD 600 x").await.0, 502);
+        assert_eq!(c.cmd("TYPE E").await.0, 504);
+        assert_eq!(c.cmd("TYPE L 8").await.0, 200);
+        assert_eq!(c.cmd("TYPE A N").await.0, 200);
+        assert_eq!(c.cmd("MODE S").await.0, 200);
+        assert_eq!(c.cmd("MODE B").await.0, 504);
+        assert_eq!(c.cmd("STRU F").await.0, 200);
+        assert_eq!(c.cmd("SIZE binary.bin").await.1, "213 1000");
+        assert_eq!(c.cmd("MDTM binary.bin").await.1, "213 20240101120000");
+        assert_eq!(c.cmd("REST x").await.0, 501);
+        assert_eq!(c.cmd("REST 990").await.0, 350);
+        c.cmd("TYPE I").await;
+        let data = c.pasv().await;
+        assert_eq!(c.cmd("RETR binary.bin").await.0, 150);
+        assert_eq!(read_all(data).await, binary()[990..]);
+        assert_eq!(c.reply().await.0, 226);
+        assert_eq!(c.cmd("STAT").await.0, 211);
+        assert_eq!(c.cmd("STAT pub").await.0, 212);
+        assert_eq!(c.cmd("ABOR").await.0, 226);
+        assert_eq!(c.cmd("MKD new").await.0, 550);
+        assert_eq!(c.cmd("RMD pub").await.0, 550);
+        let (code, text) = c.cmd("EPSV").await;
+        assert_eq!(code, 229);
+        assert!(parse_epsv(&text).is_some());
+        assert_eq!(c.cmd("EPSV ALL").await.0, 200);
+        assert_eq!(c.cmd("PASV").await.0, 503);
+        assert_eq!(c.cmd("QUIT").await.0, 221);
+        c.closed().await;
+    }
+
+    #[tokio::test]
+    async fn abor_during_a_transfer_closes_it_with_426_then_226() {
+        let (_h, addr, log) = start(&["slow-data"]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        c.cmd("TYPE I").await;
+        let mut data = c.pasv().await;
+        assert_eq!(c.cmd("RETR binary.bin").await.0, 150);
+        let mut first = [0u8; 1];
+        timeout(T, data.read_exact(&mut first)).await.unwrap().unwrap();
+        c.send(b"\xff\xf4\xff\xf2ABOR\r\n").await;
+        assert_eq!(c.reply().await.0, 426);
+        assert_eq!(c.reply().await.0, 226);
+        let rest = read_all(data).await;
+        assert!(rest.len() + 1 < binary().len(), "the transfer stopped early");
+        let (conv, _) = log.others()[0];
+        assert!(log.calls().contains(&Call::Closed(conv)));
+        assert_eq!(c.cmd("NOOP").await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn fault_multiline_sends_greeting_230_150_and_226_in_several_lines() {
+        let (_h, addr, _log) = start(&["multiline"]).await;
+        let mut c = Client::connect(addr).await;
+        let (code, text) = c.reply().await;
+        assert!(code == 220 && text.starts_with("220-") && text.lines().count() > 1, "{text}");
+        assert_eq!(c.cmd("USER bob").await.0, 331);
+        let (code, text) = c.cmd("PASS hungry").await;
+        assert!(code == 230 && text.starts_with("230-"), "{text}");
+        let data = c.pasv().await;
+        let (code, text) = c.cmd("RETR lines.txt").await;
+        assert!(code == 150 && text.starts_with("150-"), "{text}");
+        read_all(data).await;
+        let (code, text) = c.reply().await;
+        assert!(code == 226 && text.starts_with("226-"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn fault_split_writes_replies_in_small_pieces() {
+        let (_h, addr, log) = start(&["split"]).await;
+        let mut c = Client::greeted(addr).await;
+        assert_eq!(c.cmd("NOOP").await.0, 200);
+        let pieces = log.pieces(0, Direction::ServerToClient);
+        assert!(pieces.len() > 10 && pieces.iter().all(|p| p.len() <= SPLIT_PIECE), "{pieces:?}");
+    }
+
+    #[tokio::test]
+    async fn fault_slow_greeting_answers_an_early_command_with_421() {
+        let (_h, addr, _log) = start(&["slow-greeting"]).await;
+        let began = Instant::now();
+        let mut c = Client::greeted(addr).await;
+        assert!(began.elapsed() >= Duration::from_millis(500));
+        assert_eq!(c.cmd("NOOP").await.0, 200);
+        let mut early = Client::connect(addr).await;
+        early.send(b"USER bob\r\n").await;
+        let (code, text) = early.reply().await;
+        assert_eq!(code, 421);
+        assert!(text.contains("command before the greeting (RFC 959 §5.4: wait for 220)"), "{text}");
+        early.closed().await;
+    }
+
+    #[tokio::test]
+    async fn fault_slow_data_writes_the_file_in_chunks() {
+        let (_h, addr, log) = start(&["slow-data"]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        c.cmd("TYPE I").await;
+        let data = c.pasv().await;
+        c.cmd("RETR binary.bin").await;
+        assert_eq!(read_all(data).await, binary());
+        assert_eq!(c.reply().await.0, 226);
+        let (conv, _) = log.others()[0];
+        let pieces = log.pieces(conv, Direction::ServerToClient);
+        assert!(pieces.len() == 2 && pieces[0].len() == SLOW_CHUNK, "{}", pieces.len());
+    }
+
+    #[tokio::test]
+    async fn fault_user_230_and_refuse_login() {
+        let (_h, addr, _log) = start(&["user-230"]).await;
+        let mut c = Client::greeted(addr).await;
+        assert_eq!(c.cmd("USER anonymous").await.0, 230);
+        assert_eq!(c.cmd("PASS x").await.0, 503);
+        assert_eq!(c.cmd("PWD").await.0, 257);
+        let (_h, addr, _log) = start(&["refuse-login"]).await;
+        let mut c = Client::greeted(addr).await;
+        assert_eq!(c.cmd("USER bob").await.0, 331);
+        assert_eq!(c.cmd("PASS hungry").await.0, 530);
+        assert_eq!(c.cmd("PWD").await.0, 530);
+    }
+
+    #[tokio::test]
+    async fn fault_refuse_data_and_disk_full() {
+        let (_h, addr, log) = start(&["refuse-data"]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        for command in ["RETR binary.bin", "LIST", "NLST", "STOR x"] {
+            c.pasv().await;
+            assert_eq!(c.cmd(command).await.0, 425, "{command}");
+        }
+        assert!(log.others().is_empty());
+        let (_h, addr, log) = start(&["disk-full"]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        for command in ["STOR x", "APPE x"] {
+            c.pasv().await;
+            assert_eq!(c.cmd(command).await.0, 452, "{command}");
+        }
+        assert!(!log.calls().iter().any(|c| matches!(c, Call::Stored(..))));
+    }
+
+    #[tokio::test]
+    async fn fault_no_extended_and_pasv_bare() {
+        let (_h, addr, _log) = start(&["no-extended", "pasv-bare"]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        assert_eq!(c.cmd("EPSV").await.0, 502);
+        assert_eq!(c.cmd("EPRT |1|127.0.0.1|1025|").await.0, 502);
+        assert!(!c.cmd("FEAT").await.1.contains("EPSV"));
+        let (code, text) = c.cmd("PASV").await;
+        assert_eq!(code, 227);
+        assert!(
+            !text.contains('(') && text.starts_with("227 Entering Passive Mode 127,0,0,1,"),
+            "{text}"
+        );
+        let data = timeout(T, TcpStream::connect(parse_pasv(&text).unwrap())).await.unwrap().unwrap();
+        assert_eq!(c.cmd("RETR pub/nested.txt").await.0, 150);
+        assert_eq!(read_all(data).await, b"nested\r\n");
+        assert_eq!(c.reply().await.0, 226);
+    }
+
+    #[tokio::test]
+    async fn fault_close_early_says_421_after_the_230() {
+        let (_h, addr, log) = start(&["close-early"]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        assert_eq!(c.reply().await.0, 421);
+        c.closed().await;
+        let closed = async {
+            while !log.calls().contains(&Call::Closed(0)) {
+                tokio::task::yield_now().await;
+            }
+        };
+        timeout(T, closed).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn garbage_never_stops_the_actor() {
+        let (_h, addr, _log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        let mut x: u32 = 0x2545_F491;
+        let mut junk = Vec::new();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            junk.push((x >> 24) as u8);
+        }
+        c.send(&junk).await;
+        for line in [
+            "USER bob",
+            "PASS hungry",
+            "PORT 999,1,1,1,1,1",
+            "PORT",
+            "EPRT",
+            "EPRT |2|::1|0|",
+            "EPSV 7",
+            "REST -1",
+            "TYPE",
+            "CWD",
+            "RETR",
+            "STOR",
+            "LIST -",
+            "SIZE",
+            "STAT ../..",
+            "RNFR",
+            "\u{0}\u{1}",
+            "OPTS",
+            "APPE /",
+            "RETR \u{7f}",
+        ] {
+            c.send(format!("{line}\r\n").as_bytes()).await;
+        }
+        c.send(b"\r\nNOOP\r\n").await;
+        let ended = async {
+            loop {
+                let mut l = String::new();
+                let n = c.rd.read_line(&mut l).await.unwrap();
+                if n == 0 || l.starts_with("200 NOOP") {
+                    return n;
+                }
+            }
+        };
+        assert!(timeout(T, ended).await.unwrap() > 0, "the session goes on");
+        let mut again = Client::greeted(addr).await;
+        assert_eq!(again.cmd("NOOP").await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn a_line_past_the_cap_gets_500_and_the_session_goes_on() {
+        let (_h, addr, _log) = start(&[]).await;
+        let mut c = Client::greeted(addr).await;
+        c.send(&vec![b'A'; 100_000]).await;
+        c.send(b"\r\n").await;
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 500);
+        assert!(text.contains("Line too long"), "{text}");
+        assert_eq!(c.cmd("NOOP").await.0, 200);
+    }
+
+    fn declare(text: &str) -> Result<Arc<dyn ActorSpec>, String> {
+        let source = Arc::new(crate::syntax::SourceFile {
+            path: "suites/t.yaml".into(),
+            text: text.to_string(),
+        });
+        let node = crate::syntax::yaml::parse(text).map_err(|(_, e)| e)?;
+        let mut cx = LoadCx::new(source);
+        match parse(&node, &mut cx) {
+            Some(s) if cx.error_count() == 0 => Ok(s),
+            _ => Err(crate::syntax::SuiteErrors(cx.into_errors()).to_string()),
+        }
+    }
+
+    #[test]
+    fn parses_a_declaration_with_subfolders() {
+        let spec = declare("root: ../fixtures/ftp\n").unwrap();
+        let d = format!("{spec:?}");
+        assert!(d.contains("FtpActor") && !d.contains("files: 0"), "{d}");
+        let e = declare("root: ../no/such/folder\n").unwrap_err();
+        assert!(e.contains("no folder") && e.contains("1:"), "{e}");
+        assert!(declare("{}\n").unwrap_err().contains("needs the folder"));
+        assert!(declare("root: x\nzones: y\n").is_err());
+    }
+
+    #[test]
+    fn rejects_a_root_over_the_size_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/big"), vec![0u8; MAX_ROOT + 1]).unwrap();
+        let e = declare(&format!("root: {}\n", dir.path().display())).unwrap_err();
+        assert!(e.contains("more than"), "{e}");
+    }
+
+    #[test]
+    fn every_declared_fault_switches_something() {
+        for (name, _) in ACTOR.faults {
+            let on = format!("{:?}", Faults::of(&[name.to_string()]));
+            assert_ne!(on, format!("{:?}", Faults::default()), "{name}");
+        }
+    }
+
+    #[test]
+    fn resolves_paths_and_converts_line_endings() {
+        assert_eq!(resolve("/pub", "../a/./b"), "/a/b");
+        assert_eq!(resolve("/", "../../x"), "/x");
+        assert_eq!(resolve("/pub", "/y"), "/y");
+        assert_eq!(to_crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc");
+        assert_eq!(from_crlf(b"a\r\nb\rc\n"), b"a\nb\rc\n");
+        assert_eq!(quoted("a\rb"), "a?b");
+    }
+}
