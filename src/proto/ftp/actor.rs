@@ -731,6 +731,7 @@ impl Session {
                 let text = format!("\"{}\" is the current directory", self.cwd.replace('"', "\"\""));
                 self.reply(257, &text).await
             }
+            "CWD" | "XCWD" if arg_text.is_empty() => self.reply(501, "CWD needs a folder").await,
             "CWD" | "XCWD" => {
                 let to = resolve(&self.cwd, arg_text);
                 if self.srv.is_dir(&to) {
@@ -1153,9 +1154,10 @@ impl Session {
                 r = &mut job => break r,
                 got = self.fill(), if watch => {
                     if !got {
-                        // The client hung up: the transfer has no one to report to.
+                        // A client may close its side after its last command (RETR, QUIT): the
+                        // transfer goes on, and the commands read are answered after it.
                         control_open = false;
-                        break Err((426, String::new()));
+                        continue;
                     }
                     if self.take_abor() {
                         drop(job);
@@ -1167,9 +1169,6 @@ impl Session {
                 }
             }
         };
-        if !control_open {
-            return Flow::Quit;
-        }
         match outcome {
             Ok(received) => {
                 if let (Some((name, path, append)), Some(raw)) = (upload, received) {
@@ -1449,6 +1448,8 @@ mod tests {
     fn tree() -> Arc<Tree> {
         let mut files = BTreeMap::new();
         files.insert("/binary.bin".to_string(), Arc::new(binary()));
+        // Long enough under slow-data (400 chunks 5 ms apart) for an ABOR to arrive mid-transfer.
+        files.insert("/big.bin".to_string(), Arc::new(vec![7u8; 200 * SLOW_CHUNK]));
         files.insert("/lines.txt".to_string(), Arc::new(b"one\r\ntwo\nthree\n".to_vec()));
         files.insert("/pub/nested.txt".to_string(), Arc::new(b"nested\n".to_vec()));
         Arc::new(Tree {
@@ -1654,7 +1655,7 @@ mod tests {
         assert_eq!(c.reply().await.0, 226);
         let data = c.pasv().await;
         c.cmd("NLST").await;
-        assert_eq!(read_all(data).await, b"binary.bin\r\nlines.txt\r\npub\r\nup.bin\r\n");
+        assert_eq!(read_all(data).await, b"big.bin\r\nbinary.bin\r\nlines.txt\r\npub\r\nup.bin\r\n");
         assert_eq!(c.reply().await.0, 226);
         assert_eq!(c.cmd("DELE up.bin").await.0, 250);
         assert_eq!(c.cmd("SIZE up.bin").await.0, 550);
@@ -1677,9 +1678,9 @@ mod tests {
         let listing = String::from_utf8(read_all(data).await).unwrap();
         assert_eq!(c.reply().await.0, 226);
         let lines: Vec<&str> = listing.split_terminator("\r\n").collect();
-        assert_eq!(lines.len(), 3, "{listing}");
-        assert!(lines[0].starts_with("-rw-r--r--") && lines[0].ends_with(" 1000 Jan  1  2024 binary.bin"));
-        assert!(lines[2].starts_with("drwxr-xr-x") && lines[2].ends_with(" pub"));
+        assert_eq!(lines.len(), 4, "{listing}");
+        assert!(lines[1].starts_with("-rw-r--r--") && lines[1].ends_with(" 1000 Jan  1  2024 binary.bin"));
+        assert!(lines[3].starts_with("drwxr-xr-x") && lines[3].ends_with(" pub"));
         assert!(!listing.replace("\r\n", "").contains('\n'));
         assert_eq!(c.cmd("CWD pub").await.0, 250);
         assert_eq!(c.cmd("PWD").await, (257, "257 \"/pub\" is the current directory".into()));
@@ -1695,6 +1696,7 @@ mod tests {
         assert_eq!(c.cmd("CWD ../../..").await.0, 250, "above the root is the root");
         assert_eq!(c.cmd("XPWD").await.1, "257 \"/\" is the current directory");
         assert_eq!(c.cmd("CWD nowhere").await.0, 550);
+        assert_eq!(c.cmd("CWD").await.0, 501);
         c.pasv().await;
         assert_eq!(c.cmd("LIST nowhere").await.0, 550);
     }
@@ -1789,17 +1791,33 @@ mod tests {
         c.login().await;
         c.cmd("TYPE I").await;
         let mut data = c.pasv().await;
-        assert_eq!(c.cmd("RETR binary.bin").await.0, 150);
+        assert_eq!(c.cmd("RETR big.bin").await.0, 150);
         let mut first = [0u8; 1];
         timeout(T, data.read_exact(&mut first)).await.unwrap().unwrap();
         c.send(b"\xff\xf4\xff\xf2ABOR\r\n").await;
         assert_eq!(c.reply().await.0, 426);
         assert_eq!(c.reply().await.0, 226);
         let rest = read_all(data).await;
-        assert!(rest.len() + 1 < binary().len(), "the transfer stopped early");
+        assert!(rest.len() + 1 < 200 * SLOW_CHUNK, "the transfer stopped early");
         let (conv, _) = log.others()[0];
         assert!(log.calls().contains(&Call::Closed(conv)));
         assert_eq!(c.cmd("NOOP").await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_its_side_after_quit_still_gets_the_file() {
+        let (_h, addr, _log) = start(&["slow-data"]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        c.cmd("TYPE I").await;
+        let data = c.pasv().await;
+        c.send(b"RETR big.bin\r\nQUIT\r\n").await;
+        timeout(T, c.wr.shutdown()).await.unwrap().unwrap();
+        assert_eq!(c.reply().await.0, 150);
+        assert_eq!(read_all(data).await.len(), 200 * SLOW_CHUNK);
+        assert_eq!(c.reply().await.0, 226);
+        assert_eq!(c.reply().await.0, 221);
+        c.closed().await;
     }
 
     #[tokio::test]
