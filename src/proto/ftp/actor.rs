@@ -76,9 +76,9 @@ pub static ACTOR: ActorKind = ActorKind {
     faults: &[
         (
             "multiline",
-            "sends the greeting, 230, 150 and 226 as multi-line replies (legal, RFC 959 §4.2)",
+            "sends the greeting, 230, 150 and 226 as multi-line replies, legal by RFC 959 §4.2",
         ),
-        ("split", "writes every reply in 3-byte pieces 20 ms apart (TCP is a byte stream)"),
+        ("split", "writes every reply in 3-byte pieces 20 ms apart: TCP is a byte stream"),
         ("slow-greeting", "sends the 220 greeting after 600 ms"),
         (
             "slow-data",
@@ -86,21 +86,21 @@ pub static ACTOR: ActorKind = ActorKind {
         ),
         (
             "user-230",
-            "answers USER with 230 at once, no password needed (legal, RFC 959 §5.4); a later PASS gets 503",
+            "answers USER with 230 at once, no password needed, legal by RFC 959 §5.4; a later PASS gets 503",
         ),
         ("refuse-login", "answers every PASS with 530"),
         (
             "refuse-data",
             "answers RETR, STOR, APPE, LIST and NLST with 425 and opens no data connection",
         ),
-        ("disk-full", "answers STOR and APPE with 452 (insufficient storage space)"),
+        ("disk-full", "answers STOR and APPE with 452, insufficient storage space"),
         (
             "no-extended",
-            "answers EPSV and EPRT with 502, like a server older than RFC 2428 (clients fall back to PASV and PORT)",
+            "answers EPSV and EPRT with 502, like a server older than RFC 2428: clients fall back to PASV and PORT",
         ),
         (
             "pasv-bare",
-            "writes the 227 reply without parentheses (RFC 1123 §4.1.2.6: the client scans for the numbers)",
+            "writes the 227 reply without parentheses; RFC 1123 §4.1.2.6: the client scans for the numbers",
         ),
         ("close-early", "closes the control connection with 421 right after the 230"),
     ],
