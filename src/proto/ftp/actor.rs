@@ -1059,6 +1059,8 @@ impl Session {
     }
 
     async fn list(&mut self, arg: &str, names_only: bool) -> Flow {
+        // RFC 3659 §5.3: REST is for the transfer command right after it; a listing drops it.
+        self.rest = 0;
         let setup = match self.take_setup().await {
             Ok(s) => s,
             Err(flow) => return flow,
