@@ -1,6 +1,7 @@
 //! FTP's control connection (RFC 959, RFC 2428): replies (three-digit codes, multi-line `123-`
 //! up to `123 `), commands, and the data addresses PASV, EPSV, PORT and EPRT carry.
 
+pub mod actor;
 pub mod codec;
 pub mod rules;
 pub mod steps;
@@ -30,6 +31,9 @@ impl Protocol for Ftp {
     }
     fn steps(&self) -> &'static Steps {
         &steps::STEPS
+    }
+    fn actor(&self) -> Option<&'static crate::proto::actor::ActorKind> {
+        Some(&actor::ACTOR)
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
