@@ -41,8 +41,11 @@ struct Log {
     name: String,
     protocol: String,
     seen: Arc<Mutex<Vec<Seen>>>,
-    /// Per conversation id: its transport, or None for one in another protocol (not counted).
-    transports: Mutex<Vec<Option<Transport>>>,
+    /// Per conversation id: its transport (None for one in another protocol: not counted), and
+    /// whether the actor opened it. Actors say which way bytes went by their part in the protocol
+    /// (an FTP server's RETR data goes to the client), the dialogue by TCP's: a connection the
+    /// actor opened has them flipped.
+    convs: Mutex<Vec<(Option<Transport>, bool)>>,
     folder: Arc<CaseFolder>,
 }
 
@@ -63,11 +66,11 @@ impl Log {
             local: Some(local),
             peer: Some(peer),
         });
-        let mut t = self.transports.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.convs.lock().unwrap_or_else(|e| e.into_inner());
         if t.len() <= id {
-            t.resize(id + 1, None);
+            t.resize(id + 1, (None, false));
         }
-        t[id] = own.then_some(transport);
+        t[id] = (own.then_some(transport), actor_connected);
         id
     }
 }
@@ -88,20 +91,19 @@ impl ActorLog for Log {
     }
 
     fn data(&self, conv: usize, dir: Direction, bytes: &[u8]) {
+        let (transport, flip) = self.convs.lock().unwrap_or_else(|e| e.into_inner()).get(conv).copied().unwrap_or((None, false));
+        let tcp_dir = match (flip, dir) {
+            (false, d) => d,
+            (true, Direction::ClientToServer) => Direction::ServerToClient,
+            (true, Direction::ServerToClient) => Direction::ClientToServer,
+        };
         self.rec.event(
             conv,
             EventKind::Data {
-                dir,
+                dir: tcp_dir,
                 bytes: bytes.to_vec(),
             },
         );
-        let transport = self
-            .transports
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(conv)
-            .copied()
-            .flatten();
         if let (Direction::ClientToServer, Some(transport)) = (dir, transport) {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if seen.len() < MAX_SEEN {
@@ -146,7 +148,7 @@ pub async fn start(
                         name: decl.name.clone(),
                         protocol: decl.protocol.clone(),
                         seen: seen.clone(),
-                        transports: Mutex::new(Vec::new()),
+                        convs: Mutex::new(Vec::new()),
                         folder: folder.clone(),
                     });
                     let on = faults
