@@ -308,12 +308,11 @@ pub fn transfers(conv: &[Exchange<'_>], times: &[u64], transfers: &[Transfer]) -
             _ => {}
         }
         // ABOR while the transfer is under way (its final reply not yet sent, its data
-        // connection still open) aborts it: 426 for the transfer, then 226 for ABOR.
+        // connection still open) aborts it: 426 for the transfer, then 226 for ABOR. A server
+        // closes the data connection as ABOR arrives, so a close just after it is no excuse.
         let pending_at = |a: usize| a > i && r.last.is_none_or(|(_, j)| j > a);
         if let Some(&a) = aborts.iter().find(|&&a| pending_at(a)) {
-            let open = data
-                .iter()
-                .find(|d| d.opened_us <= at(a) && d.closed_us.is_none_or(|c| c > at(a) + CROSSING_US));
+            let open = data.iter().find(|d| d.opened_us <= at(a) && d.closed_us.is_none_or(|c| c > at(a)));
             if let (Some(d), Some((code, _))) = (open, done) {
                 report(
                     "RFC 959 §4.1.3",
