@@ -894,14 +894,17 @@ fn make_control(opts: &Options, c: &mut Conv) -> bool {
             true
         }
         _ => {
-            // Detection reads each side's first bytes: once both have spoken, the answer is final.
+            // A port decides for good; detection reads each side's first bytes, so it decides
+            // once both have spoken.
+            let ports = [c.client.port(), c.server.port()];
+            let by_port = ports.iter().any(|&p| opts.user(p).is_some() || proto::by_port(p).is_some());
             let spoke = |d: Direction| {
                 c.tcp
                     .events
                     .iter()
                     .any(|(_, e)| matches!(e, EventKind::Data { dir, .. } if *dir == d))
             };
-            c.not_control = spoke(Direction::ClientToServer) && spoke(Direction::ServerToClient);
+            c.not_control = by_port || (spoke(Direction::ClientToServer) && spoke(Direction::ServerToClient));
             false
         }
     }

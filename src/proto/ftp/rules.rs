@@ -335,8 +335,14 @@ mod tests {
 
     /// The findings over a conversation written as `S: line` / `C: line` rows.
     fn check(rows: &[&str]) -> Vec<String> {
-        let msgs: Vec<(Direction, Message)> = rows
-            .iter()
+        let msgs = messages(rows);
+        let conv: Vec<Exchange> = msgs.iter().map(|(d, m)| Exchange::Message(*d, m)).collect();
+        conversation(&conv).into_iter().map(|f| format!("{}: {}", f.rule, f.text)).collect()
+    }
+
+    /// The messages of `S: line` / `C: line` rows (`|` separates a reply's lines).
+    fn messages(rows: &[&str]) -> Vec<(Direction, Message)> {
+        rows.iter()
             .map(|r| {
                 let (dir, wire) = match r.split_at(3) {
                     ("S: ", w) => (Direction::ServerToClient, w),
@@ -350,9 +356,114 @@ mod tests {
                 let Ok(Frame::Message(m, _)) = m else { panic!("{r}") };
                 (dir, m)
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn data_channels_come_from_227_229_port_and_eprt_and_go_to_the_transfer_taken_on() {
+        let msgs = messages(&[
+            "S: 220 hi",
+            "C: PASV",
+            "S: 227 Entering Passive Mode (10,0,0,2,117,49).",
+            "C: RETR missing",
+            "S: 550 no such file",
+            "C: RETR there",
+            "S: 150 opening",
+            "S: 226 done",
+            "C: EPSV",
+            "S: 229 Entering Extended Passive Mode (!!!30002!)",
+            "C: PORT 10,0,0,1,117,51",
+            "S: 200 ok",
+            "C: NLST",
+            "S: 150 here",
+            "S: 226 sent",
+            "C: EPRT !2!::1!30004!",
+            "S: 200 ok",
+        ]);
         let conv: Vec<Exchange> = msgs.iter().map(|(d, m)| Exchange::Message(*d, m)).collect();
-        conversation(&conv).into_iter().map(|f| format!("{}: {}", f.rule, f.text)).collect()
+        let got: Vec<(usize, Direction, Option<String>, u16, Option<usize>)> = data_channels(&conv)
+            .into_iter()
+            .map(|c| (c.at, c.announced_by, c.host.map(|h| h.to_string()), c.port, c.command))
+            .collect();
+        use Direction::*;
+        assert_eq!(
+            got,
+            [
+                (2, ServerToClient, Some("10.0.0.2".into()), 30001, Some(5)),
+                // EPSV names no address, and PORT came before any transfer used it.
+                (9, ServerToClient, None, 30002, None),
+                (10, ClientToServer, Some("10.0.0.1".into()), 30003, Some(12)),
+                (15, ClientToServer, Some("::1".into()), 30004, None),
+            ]
+        );
+    }
+
+    /// The transfer findings of `rows` (times: the row's index in ms) with one data connection
+    /// through the first channel: (opened, first byte, closed) in ms.
+    fn transfer_findings(rows: &[&str], data: Option<(u64, Option<u64>, Option<u64>)>) -> Vec<String> {
+        let msgs = messages(rows);
+        let conv: Vec<Exchange> = msgs.iter().map(|(d, m)| Exchange::Message(*d, m)).collect();
+        let times: Vec<u64> = (0..conv.len() as u64).map(|i| i * 1000).collect();
+        let data: Vec<Transfer> = data
+            .into_iter()
+            .map(|(open, first, closed)| Transfer {
+                channel: 0,
+                conversation: 2,
+                opened_us: open * 1000,
+                first_byte_us: first.map(|t| t * 1000),
+                closed_us: closed.map(|t| t * 1000),
+                refused: false,
+                bytes: u64::from(first.is_some()) * 77,
+            })
+            .collect();
+        transfers(&conv, &times, &data).into_iter().map(|f| f.text).collect()
+    }
+
+    #[test]
+    fn transfer_order_rules_allow_what_crosses_on_the_way_and_find_the_rest() {
+        let session = |last: &'static str| {
+            [
+                "S: 220 hi",
+                "C: PASV",
+                "S: 227 (10,0,0,2,117,49)",
+                "C: RETR a",
+                "S: 150 opening",
+                "S: 226 done",
+                "C: QUIT",
+                "S: 221 bye",
+            ]
+            .map(|r| if r == "S: 226 done" { last } else { r })
+        };
+        // Data and its close between the 150 (4 ms) and the 226 (5 ms); the first byte 4 ms
+        // before the 150 is more than crossing allows, 1 µs less would be too.
+        assert!(transfer_findings(&session("S: 226 done"), Some((3, Some(4), Some(5)))).is_empty());
+        assert_eq!(
+            transfer_findings(&session("S: 226 done"), Some((3, Some(3), Some(5)))),
+            Vec::<String>::new(),
+            "1 ms early is within crossing"
+        );
+        let f = transfer_findings(&session("S: 226 done"), Some((3, Some(4), Some(60))));
+        assert_eq!(
+            f,
+            ["RETR a: 226 came 55.0 ms before the data connection (conversation 2) closed: 226 and 250 come after it closes"]
+        );
+        let f = transfer_findings(&session("S: 226 done"), Some((3, Some(4), None)));
+        assert!(
+            f[0].contains("226 while the data connection (conversation 2) is still open"),
+            "{f:?}"
+        );
+        let f = transfer_findings(&session("S: 425 no connection"), Some((3, Some(4), Some(5))));
+        assert_eq!(
+            f,
+            ["RETR a: 425 (can't open data connection), yet the data connection (conversation 2) carried 77 bytes"]
+        );
+        // Without any data connection in the capture, a missing one is not judged.
+        assert!(transfer_findings(&session("S: 226 done"), None).is_empty());
+        let no_150 = ["S: 220 hi", "C: PASV", "S: 227 (10,0,0,2,117,49)", "C: RETR a", "S: 226 done"];
+        assert_eq!(
+            transfer_findings(&no_150, None),
+            ["RETR a: a 226 reply with no 150 or 125 before it: a transfer is announced before its data flows"]
+        );
     }
 
     #[test]
