@@ -381,19 +381,22 @@ mod tests {
             "S: 200 ok",
         ]);
         let conv: Vec<Exchange> = msgs.iter().map(|(d, m)| Exchange::Message(*d, m)).collect();
-        let got: Vec<(usize, Direction, Option<String>, u16, Option<usize>)> = data_channels(&conv)
-            .into_iter()
-            .map(|c| (c.at, c.announced_by, c.host.map(|h| h.to_string()), c.port, c.command))
-            .collect();
         use Direction::*;
+        let ch = |at, announced_by, host: Option<&str>, port, command| DataChannel {
+            at,
+            announced_by,
+            host: host.map(|h| h.parse().unwrap()),
+            port,
+            command,
+        };
         assert_eq!(
-            got,
+            data_channels(&conv),
             [
-                (2, ServerToClient, Some("10.0.0.2".into()), 30001, Some(5)),
+                ch(2, ServerToClient, Some("10.0.0.2"), 30001, Some(5)),
                 // EPSV names no address, and PORT came before any transfer used it.
-                (9, ServerToClient, None, 30002, None),
-                (10, ClientToServer, Some("10.0.0.1".into()), 30003, Some(12)),
-                (15, ClientToServer, Some("::1".into()), 30004, None),
+                ch(9, ServerToClient, None, 30002, None),
+                ch(10, ClientToServer, Some("10.0.0.1"), 30003, Some(12)),
+                ch(15, ClientToServer, Some("::1"), 30004, None),
             ]
         );
     }
