@@ -189,6 +189,17 @@ fn check_pcap(pcap: &Pcap) -> (i32, String) {
 }
 
 #[test]
+fn public_ftp_captures_pass_every_ftp_rule_with_their_data_connections_attributed() {
+    for file in ["ftp-passive-download", "ftp-mixed-pasv-port"] {
+        let (code, out) = check(&[&format!("fixtures/captures/{file}.pcap")]);
+        assert_eq!(code, 0, "{file}:\n{out}");
+        let finding = |l: &str| l.trim_start().starts_with("MUST ") || l.trim_start().starts_with("SHOULD ");
+        assert!(!out.lines().any(finding), "{file}:\n{out}");
+        assert!(out.contains("(ftp-data)") && !out.contains("(line"), "{file}:\n{out}");
+    }
+}
+
+#[test]
 fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding() {
     let clean = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR robots.txt");
