@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use wirecheck::capture::{self, file, Capture, FileError, Options};
 
 mod common;
-use common::pcap::{From, Ftp, Pcap};
+use common::pcap::{End, Ftp, Pcap};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/captures")
@@ -364,10 +364,10 @@ fn streamed_sessions() -> Pcap {
         let data = ftp.pcap.connect(t0 + 4.0, &format!("10.0.0.1:{}", 41000 + i), "10.0.0.2:30001");
         ftp.cmd(t0 + 5.0, "RETR robots.txt");
         ftp.reply(t0 + 6.0, "150 Opening");
-        ftp.pcap.send(t0 + 7.0, data, From::Server, ROBOTS);
+        ftp.pcap.send(t0 + 7.0, data, End::Server, ROBOTS);
         let close_data = |p: &mut Pcap, t: f64| {
-            p.close(t, data, From::Server);
-            p.close(t + 0.5, data, From::Client);
+            p.close(t, data, End::Server);
+            p.close(t + 0.5, data, End::Client);
         };
         if !control_first {
             close_data(ftp.pcap, t0 + 8.0);
@@ -376,8 +376,8 @@ fn streamed_sessions() -> Pcap {
         ftp.reply(t0 + 300.0, "226 Transfer complete.");
         ftp.cmd(t0 + 301.0, "QUIT");
         ftp.reply(t0 + 302.0, "221 bye");
-        pcap.close(t0 + 303.0, conn, From::Server);
-        pcap.close(t0 + 303.5, conn, From::Client);
+        pcap.close(t0 + 303.0, conn, End::Server);
+        pcap.close(t0 + 303.5, conn, End::Client);
         if control_first {
             pcap.noise(t0 + 310.0, 1100);
             close_data(&mut pcap, t0 + 400.0);

@@ -154,7 +154,7 @@ fn suites_whose_target_connects_back_are_refused() {
     assert!(text.contains("cannot be replayed"), "{text}");
 }
 
-use common::pcap::{From, Ftp, Pcap};
+use common::pcap::{End, Ftp, Pcap};
 
 /// A PASV session: login, PASV (port 30001), the data connection opened, then `transfer` (from
 /// 10 ms, with the control connection and the data connection), then QUIT at 200 ms.
@@ -173,8 +173,8 @@ fn pasv_session(transfer: impl FnOnce(&mut Ftp, usize)) -> Pcap {
     transfer(&mut ftp, data);
     ftp.cmd(200.0, "QUIT");
     ftp.reply(201.0, "221 bye");
-    pcap.close(202.0, conn, From::Server);
-    pcap.close(202.5, conn, From::Client);
+    pcap.close(202.0, conn, End::Server);
+    pcap.close(202.5, conn, End::Client);
     pcap
 }
 
@@ -204,9 +204,9 @@ fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding()
     let clean = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR robots.txt");
         ftp.reply(11.0, "150 Opening BINARY mode data connection for robots.txt (77 bytes).");
-        ftp.pcap.send(12.0, data, From::Server, ROBOTS);
-        ftp.pcap.close(13.0, data, From::Server);
-        ftp.pcap.close(13.5, data, From::Client);
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.pcap.close(13.0, data, End::Server);
+        ftp.pcap.close(13.5, data, End::Client);
         ftp.reply(14.0, "226 Transfer complete.");
     });
     let (code, out) = check_pcap(&clean);
@@ -216,10 +216,10 @@ fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding()
     let early_226 = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR robots.txt");
         ftp.reply(11.0, "150 Opening");
-        ftp.pcap.send(12.0, data, From::Server, ROBOTS);
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
         ftp.reply(14.0, "226 Transfer complete.");
-        ftp.pcap.close(100.0, data, From::Server);
-        ftp.pcap.close(100.5, data, From::Client);
+        ftp.pcap.close(100.0, data, End::Server);
+        ftp.pcap.close(100.5, data, End::Client);
     });
     let (code, out) = check_pcap(&early_226);
     assert_eq!(code, 1, "{out}");
@@ -230,9 +230,9 @@ fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding()
 
     let no_150 = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR robots.txt");
-        ftp.pcap.send(12.0, data, From::Server, ROBOTS);
-        ftp.pcap.close(13.0, data, From::Server);
-        ftp.pcap.close(13.5, data, From::Client);
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.pcap.close(13.0, data, End::Server);
+        ftp.pcap.close(13.5, data, End::Client);
         ftp.reply(14.0, "226 Transfer complete.");
     });
     let (code, out) = check_pcap(&no_150);
@@ -246,10 +246,10 @@ fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding()
 
     let late_150 = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR robots.txt");
-        ftp.pcap.send(12.0, data, From::Server, ROBOTS);
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
         ftp.reply(40.0, "150 Opening");
-        ftp.pcap.close(41.0, data, From::Server);
-        ftp.pcap.close(41.5, data, From::Client);
+        ftp.pcap.close(41.0, data, End::Server);
+        ftp.pcap.close(41.5, data, End::Client);
         ftp.reply(42.0, "226 Transfer complete.");
     });
     let (code, out) = check_pcap(&late_150);
@@ -261,9 +261,9 @@ fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding()
 
     let bytes_after_425 = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR robots.txt");
-        ftp.pcap.send(12.0, data, From::Server, ROBOTS);
-        ftp.pcap.close(13.0, data, From::Server);
-        ftp.pcap.close(13.5, data, From::Client);
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.pcap.close(13.0, data, End::Server);
+        ftp.pcap.close(13.5, data, End::Client);
         ftp.reply(14.0, "425 Can't open data connection.");
     });
     let (code, out) = check_pcap(&bytes_after_425);
@@ -276,10 +276,10 @@ fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding()
     let abort_answered_226 = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR big.bin");
         ftp.reply(11.0, "150 Opening");
-        ftp.pcap.send(12.0, data, From::Server, &[7; 1000]);
+        ftp.pcap.send(12.0, data, End::Server, &[7; 1000]);
         ftp.cmd(20.0, "ABOR");
-        ftp.pcap.close(21.0, data, From::Server);
-        ftp.pcap.close(21.5, data, From::Client);
+        ftp.pcap.close(21.0, data, End::Server);
+        ftp.pcap.close(21.5, data, End::Client);
         ftp.reply(22.0, "226 Transfer complete.");
         ftp.reply(23.0, "226 ABOR command successful.");
     });
@@ -292,10 +292,10 @@ fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding()
     let abort_answered_426 = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR big.bin");
         ftp.reply(11.0, "150 Opening");
-        ftp.pcap.send(12.0, data, From::Server, &[7; 1000]);
+        ftp.pcap.send(12.0, data, End::Server, &[7; 1000]);
         ftp.cmd(20.0, "ABOR");
-        ftp.pcap.close(21.0, data, From::Server);
-        ftp.pcap.close(21.5, data, From::Client);
+        ftp.pcap.close(21.0, data, End::Server);
+        ftp.pcap.close(21.5, data, End::Client);
         ftp.reply(22.0, "426 Connection closed; transfer aborted.");
         ftp.reply(23.0, "226 ABOR command successful.");
     });
@@ -308,9 +308,9 @@ fn a_transfer_answered_without_its_data_connection_is_a_finding() {
     let pcap = pasv_session(|ftp, data| {
         ftp.cmd(10.0, "RETR robots.txt");
         ftp.reply(11.0, "150 Opening");
-        ftp.pcap.send(12.0, data, From::Server, ROBOTS);
-        ftp.pcap.close(13.0, data, From::Server);
-        ftp.pcap.close(13.5, data, From::Client);
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.pcap.close(13.0, data, End::Server);
+        ftp.pcap.close(13.5, data, End::Client);
         ftp.reply(14.0, "226 Transfer complete.");
         ftp.cmd(20.0, "PASV");
         ftp.reply(21.0, "227 Entering Passive Mode (10,0,0,2,117,50).");

@@ -23,7 +23,7 @@ pub struct Pcap {
 
 /// Which end sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
+pub enum End {
     /// The end that connected.
     Client,
     /// The end that listened.
@@ -36,11 +36,11 @@ impl Pcap {
         Pcap::default()
     }
 
-    fn frame(&mut self, ms: f64, c: usize, from: From, flags: &str, payload: &[u8]) {
+    fn frame(&mut self, ms: f64, c: usize, from: End, flags: &str, payload: &[u8]) {
         let conn = &self.conns[c];
         let (src, dst, me) = match from {
-            From::Client => (conn.client, conn.server, 0),
-            From::Server => (conn.server, conn.client, 1),
+            End::Client => (conn.client, conn.server, 0),
+            End::Server => (conn.server, conn.client, 1),
         };
         let (seq, ack) = (conn.seq[me], conn.seq[1 - me]);
         let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
@@ -73,21 +73,21 @@ impl Pcap {
             seq: [1000, 50_000],
         });
         let c = self.conns.len() - 1;
-        self.frame(ms, c, From::Client, "S", b"");
-        self.frame(ms, c, From::Server, "SA", b"");
-        self.frame(ms, c, From::Client, "A", b"");
+        self.frame(ms, c, End::Client, "S", b"");
+        self.frame(ms, c, End::Server, "SA", b"");
+        self.frame(ms, c, End::Client, "A", b"");
         c
     }
 
     /// `bytes` from one end of connection `c` at `ms`, acknowledged at once.
-    pub fn send(&mut self, ms: f64, c: usize, from: From, bytes: &[u8]) {
+    pub fn send(&mut self, ms: f64, c: usize, from: End, bytes: &[u8]) {
         self.frame(ms, c, from, "A", bytes);
-        let other = if from == From::Client { From::Server } else { From::Client };
+        let other = if from == End::Client { End::Server } else { End::Client };
         self.frame(ms, c, other, "A", b"");
     }
 
     /// A FIN from one end of connection `c` at `ms`.
-    pub fn close(&mut self, ms: f64, c: usize, from: From) {
+    pub fn close(&mut self, ms: f64, c: usize, from: End) {
         self.frame(ms, c, from, "FA", b"");
     }
 
@@ -134,11 +134,11 @@ pub struct Ftp<'p> {
 impl Ftp<'_> {
     /// A command line from the client at `ms`.
     pub fn cmd(&mut self, ms: f64, line: &str) {
-        self.pcap.send(ms, self.conn, From::Client, format!("{line}\r\n").as_bytes());
+        self.pcap.send(ms, self.conn, End::Client, format!("{line}\r\n").as_bytes());
     }
 
     /// A reply line from the server at `ms`.
     pub fn reply(&mut self, ms: f64, line: &str) {
-        self.pcap.send(ms, self.conn, From::Server, format!("{line}\r\n").as_bytes());
+        self.pcap.send(ms, self.conn, End::Server, format!("{line}\r\n").as_bytes());
     }
 }
