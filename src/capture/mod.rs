@@ -145,9 +145,10 @@ impl Conversation {
             .collect();
         let sent = if sent.is_empty() { "0 bytes".to_string() } else { sent.join("; ") };
         let command = of.command.as_deref().unwrap_or("(no transfer command)");
+        let name = self.dialogue.connections.first().map_or("c", |c| c.name.as_str());
         let mut s = format!(
-            "{:<6}     {command} -> data {} <- {}, {sent} (conversation {}, announced by \"{}\")\n",
-            "c", self.server, self.client, of.control, of.announced
+            "{name:<6}     {command} -> data {} <- {}, {sent} (conversation {}, announced by \"{}\")\n",
+            self.server, self.client, of.control, of.announced
         );
         let mut shown = [false; 2];
         for e in &self.dialogue.events {
@@ -166,7 +167,7 @@ impl Conversation {
                 EventKind::Gap { dir, len } => (Some(*dir), format!("gap: {len} bytes missing")),
                 EventKind::Note { text } => (None, format!("note: {text}")),
             };
-            s.push_str(&format!("{:<6} {} {text}\n", "c", dir.map_or("   ", Direction::arrow)));
+            s.push_str(&format!("{name:<6} {} {text}\n", dir.map_or("   ", Direction::arrow)));
         }
         s
     }

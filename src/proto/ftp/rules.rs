@@ -292,7 +292,7 @@ pub fn transfers(conv: &[Exchange<'_>], times: &[u64], transfers: &[Transfer]) -
             }
             // Only a capture that holds some data connection of the session shows this one
             // missing; one filtered to the control port holds none.
-            _ if data.is_empty() && !transfers.is_empty() && (r.preliminary.is_some() || done.is_some()) => {
+            _ if data.iter().all(|d| d.refused) && !transfers.is_empty() && (r.preliminary.is_some() || done.is_some()) => {
                 if let Some(ch) = used.first() {
                     let code = r.preliminary.or(done).map_or(0, |(c, _)| c);
                     report(
