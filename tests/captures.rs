@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use wirecheck::capture::{self, file, Capture, FileError, Options};
 
+mod common;
+use common::pcap::{End, Ftp, Pcap};
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/captures")
 }
@@ -279,4 +282,138 @@ fn corrupt_bytes_give_errors_not_panics() {
     b[24 + 16 + 14] = 0x41;
     let e = decode_bytes(b).unwrap_err();
     assert!(e.to_string().starts_with("packet 1: truncated or malformed IPv4 header"), "{e}");
+}
+
+/// (command, bytes) of each data connection, in the capture's order; panics on one not attributed.
+fn transfers(cap: &Capture) -> Vec<(String, u64, String)> {
+    let control = cap
+        .conversations
+        .iter()
+        .find(|c| c.protocol == "ftp")
+        .expect("a control conversation");
+    cap.conversations
+        .iter()
+        .filter(|c| c.number != control.number)
+        .map(|c| {
+            let of = c
+                .data_of
+                .as_ref()
+                .unwrap_or_else(|| panic!("{} is not attributed:\n{}", c.header(), cap.text()));
+            assert_eq!(of.control, control.number);
+            assert_eq!(c.protocol, "ftp-data", "{}", c.header());
+            let bytes = c
+                .dialogue
+                .events
+                .iter()
+                .map(|e| match &e.kind {
+                    wirecheck::dialogue::EventKind::Data { bytes, .. } => bytes.len() as u64,
+                    _ => 0,
+                })
+                .sum();
+            (of.command.clone().unwrap_or_default(), bytes, of.announced.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn ftp_passive_download_ties_every_data_connection_to_its_command() {
+    let cap = decode("ftp-passive-download.pcap");
+    let got: Vec<(String, u64)> = transfers(&cap).into_iter().map(|(c, b, _)| (c, b)).collect();
+    let want = [("NLST", 25), ("RETR index.html", 39), ("NLST", 25)];
+    assert_eq!(got, want.map(|(c, b)| (c.to_string(), b)));
+    let t = cap.text();
+    assert!(
+        t.contains("RETR index.html -> data 172.23.0.2:21008 <- 172.23.0.3:46274, 39 bytes, sha256 "),
+        "{t}"
+    );
+}
+
+#[test]
+fn ftp_passive_and_active_transfers_are_each_tied_to_their_command() {
+    let cap = decode("ftp-mixed-pasv-port.pcap");
+    let got = transfers(&cap);
+    let want = [
+        ("LIST", 342, "227 Entering Passive Mode (199,233,217,249,221,90)"),
+        ("RETR robots.txt", 77, "227 Entering Passive Mode (199,233,217,249,221,91)"),
+        ("LIST", 342, "PORT 141,142,220,235,131,46"),
+        ("RETR robots.txt", 77, "PORT 141,142,220,235,147,203"),
+    ];
+    assert_eq!(got, want.map(|(c, b, a)| (c.to_string(), b, a.to_string())));
+    // In active mode the server connects to the address the client's PORT gave.
+    let active = cap
+        .conversations
+        .iter()
+        .find(|c| c.server.port() == 147 * 256 + 203)
+        .expect("the active RETR");
+    assert_eq!(active.client.ip().to_string(), "199.233.217.249");
+}
+
+/// A PASV download of `ROBOTS` (77 bytes) whose data connection ends while the control connection
+/// is still open, then one whose control connection ends first; noise between them lets the
+/// streaming decoder hand each over as soon as it is over.
+fn streamed_sessions() -> Pcap {
+    const ROBOTS: &[u8] = b"User-agent: *\nDisallow: *.tgz\nDisallow: *.gz\nDisallow: *.tbz\nDisallow: *.bz2\n";
+    let mut pcap = Pcap::new();
+    for (i, control_first) in [false, true].into_iter().enumerate() {
+        let t0 = i as f64 * 1000.0;
+        let conn = pcap.connect(t0, &format!("10.0.0.1:{}", 40000 + i), "10.0.0.2:21");
+        let mut ftp = Ftp { pcap: &mut pcap, conn };
+        ftp.reply(t0 + 1.0, "220 ready");
+        ftp.cmd(t0 + 2.0, "PASV");
+        ftp.reply(t0 + 3.0, "227 Entering Passive Mode (10,0,0,2,117,49).");
+        let data = ftp.pcap.connect(t0 + 4.0, &format!("10.0.0.1:{}", 41000 + i), "10.0.0.2:30001");
+        ftp.cmd(t0 + 5.0, "RETR robots.txt");
+        ftp.reply(t0 + 6.0, "150 Opening");
+        ftp.pcap.send(t0 + 7.0, data, End::Server, ROBOTS);
+        let close_data = |p: &mut Pcap, t: f64| {
+            p.close(t, data, End::Server);
+            p.close(t + 0.5, data, End::Client);
+        };
+        if !control_first {
+            close_data(ftp.pcap, t0 + 8.0);
+            ftp.pcap.noise(t0 + 10.0, 1100);
+        }
+        ftp.reply(t0 + 300.0, "226 Transfer complete.");
+        ftp.cmd(t0 + 301.0, "QUIT");
+        ftp.reply(t0 + 302.0, "221 bye");
+        pcap.close(t0 + 303.0, conn, End::Server);
+        pcap.close(t0 + 303.5, conn, End::Client);
+        if control_first {
+            pcap.noise(t0 + 310.0, 1100);
+            close_data(&mut pcap, t0 + 400.0);
+        }
+    }
+    pcap
+}
+
+#[test]
+fn streaming_decode_ties_data_connections_handed_over_before_or_after_their_control() {
+    let bytes = streamed_sessions().bytes();
+    let mut order = Vec::new();
+    let packets = file::from_reader(Box::new(Cursor::new(bytes.clone()))).unwrap();
+    capture::decode_each(packets, &Options::default(), |c| {
+        order.push((c.number, c.data_of.clone().and_then(|of| of.command.map(|cmd| (of.control, cmd)))))
+    })
+    .unwrap();
+    let data: Vec<_> = order.iter().filter(|(_, of)| of.is_some()).collect();
+    assert_eq!(
+        data,
+        [
+            &(2, Some((1, "RETR robots.txt".to_string()))),
+            &(5, Some((4, "RETR robots.txt".to_string())))
+        ],
+        "{order:?}"
+    );
+    let pos = |n: usize| order.iter().position(|(m, _)| *m == n).unwrap();
+    assert!(
+        pos(2) < pos(1),
+        "the first data connection is handed over before its control: {order:?}"
+    );
+    assert!(pos(4) < pos(5), "the second after its control: {order:?}");
+    let cap = decode_bytes(bytes).unwrap();
+    for n in [2, 5] {
+        let t = cap.conversations.iter().find(|c| c.number == n).unwrap().transcript();
+        assert!(t.contains("RETR robots.txt -> data 10.0.0.2:30001 <- 10.0.0.1:4100"), "{t}");
+        assert!(t.contains(", 77 bytes, sha256 "), "{t}");
+    }
 }

@@ -153,3 +153,175 @@ fn suites_whose_target_connects_back_are_refused() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("cannot be replayed"), "{text}");
 }
+
+use common::pcap::{End, Ftp, Pcap};
+
+/// A PASV session: login, PASV (port 30001), the data connection opened, then `transfer` (from
+/// 10 ms, with the control connection and the data connection), then QUIT at 200 ms.
+fn pasv_session(transfer: impl FnOnce(&mut Ftp, usize)) -> Pcap {
+    let mut pcap = Pcap::new();
+    let conn = pcap.connect(0.0, "10.0.0.1:40000", "10.0.0.2:21");
+    let mut ftp = Ftp { pcap: &mut pcap, conn };
+    ftp.reply(1.0, "220 ready");
+    ftp.cmd(2.0, "USER anonymous");
+    ftp.reply(3.0, "331 password");
+    ftp.cmd(4.0, "PASS guest@example.com");
+    ftp.reply(5.0, "230 in");
+    ftp.cmd(6.0, "PASV");
+    ftp.reply(7.0, "227 Entering Passive Mode (10,0,0,2,117,49).");
+    let data = ftp.pcap.connect(8.0, "10.0.0.1:40001", "10.0.0.2:30001");
+    transfer(&mut ftp, data);
+    ftp.cmd(200.0, "QUIT");
+    ftp.reply(201.0, "221 bye");
+    pcap.close(202.0, conn, End::Server);
+    pcap.close(202.5, conn, End::Client);
+    pcap
+}
+
+const ROBOTS: &[u8] = b"User-agent: *\nDisallow: *.tgz\nDisallow: *.gz\nDisallow: *.tbz\nDisallow: *.bz2\n";
+
+/// `check` of a synthetic capture: its exit status and output.
+fn check_pcap(pcap: &Pcap) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("session.pcap");
+    std::fs::write(&path, pcap.bytes()).expect("written");
+    check(&[path.to_str().expect("utf-8")])
+}
+
+#[test]
+fn public_ftp_captures_pass_every_ftp_rule_with_their_data_connections_attributed() {
+    for file in ["ftp-passive-download", "ftp-mixed-pasv-port"] {
+        let (code, out) = check(&[&format!("fixtures/captures/{file}.pcap")]);
+        assert_eq!(code, 0, "{file}:\n{out}");
+        let finding = |l: &str| l.trim_start().starts_with("MUST ") || l.trim_start().starts_with("SHOULD ");
+        assert!(!out.lines().any(finding), "{file}:\n{out}");
+        assert!(out.contains("(ftp-data)") && !out.contains("(line"), "{file}:\n{out}");
+    }
+}
+
+#[test]
+fn a_clean_synthetic_ftp_transfer_passes_and_each_order_violation_is_a_finding() {
+    let clean = pasv_session(|ftp, data| {
+        ftp.cmd(10.0, "RETR robots.txt");
+        ftp.reply(11.0, "150 Opening BINARY mode data connection for robots.txt (77 bytes).");
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.pcap.close(13.0, data, End::Server);
+        ftp.pcap.close(13.5, data, End::Client);
+        ftp.reply(14.0, "226 Transfer complete.");
+    });
+    let (code, out) = check_pcap(&clean);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(ftp-data)"), "{out}");
+
+    let early_226 = pasv_session(|ftp, data| {
+        ftp.cmd(10.0, "RETR robots.txt");
+        ftp.reply(11.0, "150 Opening");
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.reply(14.0, "226 Transfer complete.");
+        ftp.pcap.close(100.0, data, End::Server);
+        ftp.pcap.close(100.5, data, End::Client);
+    });
+    let (code, out) = check_pcap(&early_226);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("MUST RFC 959 §5.4: RETR robots.txt: 226 came 86.0 ms before the data connection (conversation 2) closed"),
+        "{out}"
+    );
+
+    let no_150 = pasv_session(|ftp, data| {
+        ftp.cmd(10.0, "RETR robots.txt");
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.pcap.close(13.0, data, End::Server);
+        ftp.pcap.close(13.5, data, End::Client);
+        ftp.reply(14.0, "226 Transfer complete.");
+    });
+    let (code, out) = check_pcap(&no_150);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "MUST RFC 959 §5.4: RETR robots.txt: data flowed on the data connection (conversation 2) with no 150 or 125 reply before it"
+        ),
+        "{out}"
+    );
+
+    let late_150 = pasv_session(|ftp, data| {
+        ftp.cmd(10.0, "RETR robots.txt");
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.reply(40.0, "150 Opening");
+        ftp.pcap.close(41.0, data, End::Server);
+        ftp.pcap.close(41.5, data, End::Client);
+        ftp.reply(42.0, "226 Transfer complete.");
+    });
+    let (code, out) = check_pcap(&late_150);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("data flowed on the data connection (conversation 2) 28.0 ms before the 150 reply"),
+        "{out}"
+    );
+
+    let bytes_after_425 = pasv_session(|ftp, data| {
+        ftp.cmd(10.0, "RETR robots.txt");
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.pcap.close(13.0, data, End::Server);
+        ftp.pcap.close(13.5, data, End::Client);
+        ftp.reply(14.0, "425 Can't open data connection.");
+    });
+    let (code, out) = check_pcap(&bytes_after_425);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("RETR robots.txt: 425 (can't open data connection), yet the data connection (conversation 2) carried 77 bytes"),
+        "{out}"
+    );
+
+    let abort_answered_226 = pasv_session(|ftp, data| {
+        ftp.cmd(10.0, "RETR big.bin");
+        ftp.reply(11.0, "150 Opening");
+        ftp.pcap.send(12.0, data, End::Server, &[7; 1000]);
+        ftp.cmd(20.0, "ABOR");
+        ftp.pcap.close(21.0, data, End::Server);
+        ftp.pcap.close(21.5, data, End::Client);
+        ftp.reply(22.0, "226 Transfer complete.");
+        ftp.reply(23.0, "226 ABOR command successful.");
+    });
+    let (code, out) = check_pcap(&abort_answered_226);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("MUST RFC 959 §4.1.3: RETR big.bin: ABOR came while the data connection (conversation 2) was open, yet the transfer was answered 226"),
+        "{out}"
+    );
+    let abort_answered_426 = pasv_session(|ftp, data| {
+        ftp.cmd(10.0, "RETR big.bin");
+        ftp.reply(11.0, "150 Opening");
+        ftp.pcap.send(12.0, data, End::Server, &[7; 1000]);
+        ftp.cmd(20.0, "ABOR");
+        ftp.pcap.close(21.0, data, End::Server);
+        ftp.pcap.close(21.5, data, End::Client);
+        ftp.reply(22.0, "426 Connection closed; transfer aborted.");
+        ftp.reply(23.0, "226 ABOR command successful.");
+    });
+    let (code, out) = check_pcap(&abort_answered_426);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_transfer_answered_without_its_data_connection_is_a_finding() {
+    let pcap = pasv_session(|ftp, data| {
+        ftp.cmd(10.0, "RETR robots.txt");
+        ftp.reply(11.0, "150 Opening");
+        ftp.pcap.send(12.0, data, End::Server, ROBOTS);
+        ftp.pcap.close(13.0, data, End::Server);
+        ftp.pcap.close(13.5, data, End::Client);
+        ftp.reply(14.0, "226 Transfer complete.");
+        ftp.cmd(20.0, "PASV");
+        ftp.reply(21.0, "227 Entering Passive Mode (10,0,0,2,117,50).");
+        ftp.cmd(22.0, "LIST");
+        ftp.reply(23.0, "150 Here comes the listing.");
+        ftp.reply(24.0, "226 Directory send OK.");
+    });
+    let (code, out) = check_pcap(&pcap);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("LIST: answered 150, but no data connection came to port 30002 (announced by \"227 Entering Passive Mode (10,0,0,2,117,50).\"): without one the reply is 425"),
+        "{out}"
+    );
+}

@@ -1,11 +1,12 @@
 //! Passive rules over a decoded capture (`wirecheck check`): what each message's codec found
-//! (MUST / SHOULD), bytes no codec could frame, a sender that closed mid-message, and each
-//! protocol's rules over the whole conversation (`Protocol::conversation_rules`).
+//! (MUST / SHOULD), bytes no codec could frame, a sender that closed mid-message, each
+//! protocol's rules over the whole conversation (`Protocol::conversation_rules`), and over a
+//! control conversation together with its data connections (`Protocol::transfer_rules`).
 
 use serde::Serialize;
 
-use crate::dialogue::What;
-use crate::proto::{Direction, Exchange, Level};
+use crate::dialogue::{EventKind, What};
+use crate::proto::{Direction, Exchange, Level, Transfer};
 
 use super::{Capture, Conversation};
 
@@ -61,10 +62,40 @@ impl Checked {
 
 /// Applies the passive rules to every conversation of `cap`, judging `side`.
 pub fn check(cap: &Capture, side: Side) -> Vec<Checked> {
-    cap.conversations.iter().map(|c| check_conversation(c, side)).collect()
+    cap.conversations.iter().map(|c| check_conversation(cap, c, side)).collect()
 }
 
-fn check_conversation(conv: &Conversation, side: Side) -> Checked {
+/// What `data` did, as its control conversation's rules see it.
+fn transfer(data: &Conversation, channel: usize) -> Transfer {
+    let evs = &data.dialogue.events;
+    let first = |f: &dyn Fn(&EventKind) -> bool| evs.iter().find(|e| f(&e.kind)).map(|e| e.t_us);
+    Transfer {
+        channel,
+        conversation: data.number,
+        opened_us: evs.first().map_or(0, |e| e.t_us),
+        first_byte_us: first(&|k| matches!(k, EventKind::Data { .. })),
+        closed_us: first(&|k| matches!(k, EventKind::Closed { .. } | EventKind::Reset)),
+        refused: first(&|k| matches!(k, EventKind::Refused)).is_some(),
+        bytes: evs
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Data { bytes, .. } => bytes.len() as u64,
+                _ => 0,
+            })
+            .sum(),
+    }
+}
+
+fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked {
+    // A data connection's bytes are the file's, in no protocol's syntax; what its control
+    // conversation said about it is judged there.
+    if conv.data_of.is_some() {
+        return Checked {
+            conversation: conv.header(),
+            messages: 0,
+            violations: Vec::new(),
+        };
+    }
     let proto = crate::proto::find_or_raw(&conv.protocol);
     let frames = conv.dialogue.frames(proto);
     let mut violations = Vec::new();
@@ -111,20 +142,34 @@ fn check_conversation(conv: &Conversation, side: Side) -> Checked {
             _ => {}
         }
     }
-    let exchanges: Vec<Exchange<'_>> = frames
+    let (times, exchanges): (Vec<u64>, Vec<Exchange<'_>>) = frames
         .iter()
         .take_while(|f| !matches!(&f.what, What::Message(m) if proto.switches_protocol(m)))
         .filter_map(|f| match (&f.what, f.dir) {
-            (What::Message(m), Some(d)) => Some(Exchange::Message(d, m)),
-            (What::Closed, Some(d)) => Some(Exchange::Closed(d)),
-            (What::Undecodable(..) | What::Incomplete(_), Some(d)) => Some(Exchange::Unframed(d)),
+            (What::Message(m), Some(d)) => Some((f.t_us, Exchange::Message(d, m))),
+            (What::Closed, Some(d)) => Some((f.t_us, Exchange::Closed(d))),
+            (What::Undecodable(..) | What::Incomplete(_), Some(d)) => Some((f.t_us, Exchange::Unframed(d))),
             _ => None,
         })
-        .collect();
+        .unzip();
     let rules = if side == Side::Client {
         Vec::new()
     } else {
-        proto.conversation_rules(&exchanges)
+        let mut rules = proto.conversation_rules(&exchanges);
+        if proto.data_protocol().is_some() {
+            let channels = proto.data_channels(&exchanges);
+            let transfers: Vec<Transfer> = cap
+                .conversations
+                .iter()
+                .filter_map(|d| {
+                    let of = d.data_of.as_ref().filter(|of| of.control == conv.number)?;
+                    let channel = channels.iter().position(|c| c.at == of.announced_at)?;
+                    Some(transfer(d, channel))
+                })
+                .collect();
+            rules.extend(proto.transfer_rules(&exchanges, &times, &transfers));
+        }
+        rules
     };
     violations.extend(rules.into_iter().map(|x| Violation {
         level: x.level,

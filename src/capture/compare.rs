@@ -255,6 +255,7 @@ mod tests {
                 packets: events.len(),
                 truncated: false,
                 start_us: 0,
+                data_of: None,
                 dialogue: Dialogue {
                     connections: vec![info(true)],
                     events,

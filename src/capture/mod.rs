@@ -13,15 +13,15 @@ pub mod packet;
 pub mod replay;
 pub mod tcp;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::dialogue::{ConnInfo, Dialogue, Event, EventKind};
-use crate::proto::{self, Direction, Transport};
+use crate::proto::{self, DataChannel, Direction, Exchange, Framer, Message, Protocol, Transport};
 
 pub use file::{FileError, RawPacket};
 
@@ -74,6 +74,23 @@ pub struct Conversation {
     pub start_us: u64,
     /// What each side sent; event times are microseconds since the capture's first packet.
     pub dialogue: Dialogue,
+    /// For a data connection: the control conversation and the command it belongs to.
+    pub data_of: Option<DataOf>,
+}
+
+/// Where a data connection came from: the control conversation that announced its address, and
+/// the command that used it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataOf {
+    /// The control conversation's number.
+    pub control: usize,
+    /// The index of the announcing message among the control conversation's exchanges (its
+    /// messages, closes and unframed bytes, in order), as `Protocol::data_channels` counts them.
+    pub announced_at: usize,
+    /// The announcing message's first line (`227 Entering Passive Mode (…)`, `PORT …`).
+    pub announced: String,
+    /// The command that used it (`RETR robots.txt`), when the capture shows one.
+    pub command: Option<String>,
 }
 
 impl Conversation {
@@ -91,10 +108,68 @@ impl Conversation {
         )
     }
 
-    /// The transcript, framed with the conversation's protocol.
+    /// The transcript, framed with the conversation's protocol; a data connection's bytes are
+    /// counted and hashed, not framed.
     pub fn transcript(&self) -> String {
-        let proto = proto::find_or_raw(&self.protocol);
-        self.dialogue.transcript(proto, false)
+        match &self.data_of {
+            Some(of) => self.data_transcript(of),
+            None => self.dialogue.transcript(proto::find_or_raw(&self.protocol), false),
+        }
+    }
+
+    /// `RETR a -> data <listener> <- <connector>, 77 bytes, sha256 …`, then the events with each
+    /// direction's bytes as one count.
+    fn data_transcript(&self, of: &DataOf) -> String {
+        use sha2::{Digest, Sha256};
+        let dirs = [Direction::ClientToServer, Direction::ServerToClient];
+        let mut totals = [0u64; 2];
+        let mut hashes = [Sha256::new(), Sha256::new()];
+        for e in &self.dialogue.events {
+            if let EventKind::Data { dir, bytes } = &e.kind {
+                let i = usize::from(*dir == Direction::ServerToClient);
+                totals[i] += bytes.len() as u64;
+                hashes[i].update(bytes);
+            }
+        }
+        let hex = |h: Sha256| h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let sent: Vec<String> = dirs
+            .iter()
+            .zip(totals)
+            .zip(hashes)
+            .filter(|((_, n), _)| *n > 0)
+            .map(|((d, n), h)| (d, n, hex(h)))
+            .map(|(d, n, h)| match totals.iter().filter(|t| **t > 0).count() {
+                1 => format!("{n} bytes, sha256 {h}"),
+                _ => format!("{n} bytes {}, sha256 {h}", d.arrow()),
+            })
+            .collect();
+        let sent = if sent.is_empty() { "0 bytes".to_string() } else { sent.join("; ") };
+        let command = of.command.as_deref().unwrap_or("(no transfer command)");
+        let name = self.dialogue.connections.first().map_or("c", |c| c.name.as_str());
+        let mut s = format!(
+            "{name:<6}     {command} -> data {} <- {}, {sent} (conversation {}, announced by \"{}\")\n",
+            self.server, self.client, of.control, of.announced
+        );
+        let mut shown = [false; 2];
+        for e in &self.dialogue.events {
+            let (dir, text) = match &e.kind {
+                EventKind::Open => (None, format!("open {}", self.transport)),
+                EventKind::Data { dir, .. } => {
+                    let i = usize::from(*dir == Direction::ServerToClient);
+                    if std::mem::replace(&mut shown[i], true) {
+                        continue;
+                    }
+                    (Some(*dir), format!("{} bytes", totals[i]))
+                }
+                EventKind::Closed { dir } => (Some(*dir), "close".into()),
+                EventKind::Reset => (None, "reset".into()),
+                EventKind::Refused => (None, "connection refused".into()),
+                EventKind::Gap { dir, len } => (Some(*dir), format!("gap: {len} bytes missing")),
+                EventKind::Note { text } => (None, format!("note: {text}")),
+            };
+            s.push_str(&format!("{name:<6} {} {text}\n", dir.map_or("   ", Direction::arrow)));
+        }
+        s
     }
 }
 
@@ -132,6 +207,176 @@ struct Conv {
     first_ts: Duration,
     tcp: tcp::TcpConn,
     udp: Vec<(Duration, EventKind)>,
+    /// Followed as a control conversation: its protocol announces data connections.
+    control: Option<Box<Control>>,
+    /// Its protocol was found to open no data connections.
+    not_control: bool,
+    /// A data connection: where it came from.
+    data_of: Option<DataOf>,
+    /// What its control conversation's protocol calls data connections.
+    data_label: Option<&'static str>,
+}
+
+/// Exchanges of a control conversation kept for its protocol's `data_channels`: a data connection
+/// opens a few messages after its announcement, so the recent ones are enough and memory stays
+/// bounded however long the session.
+const WINDOW: usize = 256;
+
+/// A control conversation framed as its packets come, so a data connection is tied to its
+/// announcement when it opens: the announcement always comes before the data connection's SYN,
+/// while the control conversation itself is usually over only after its data connections.
+struct Control {
+    proto: &'static dyn Protocol,
+    /// One framer per direction (`Direction` as index 0 client, 1 server).
+    framers: [Option<Framer>; 2],
+    /// How many of the reassembler's events are framed.
+    seen: usize,
+    /// The latest exchanges, with their times; `first` is the oldest one's index in the whole
+    /// conversation.
+    window: VecDeque<(Duration, Owned)>,
+    first: usize,
+    /// Exchanges came since `channels` was last brought up to date.
+    stale: bool,
+    /// Announcements seen (at most `WINDOW`), oldest first, indices counted over the whole
+    /// conversation.
+    channels: VecDeque<Announced>,
+}
+
+/// An exchange as the control conversation keeps it.
+enum Owned {
+    Message(Direction, Message),
+    Closed(Direction),
+    Unframed(Direction),
+}
+
+/// One announcement of a data address.
+struct Announced {
+    t: Duration,
+    channel: DataChannel,
+    text: String,
+    command: Option<String>,
+}
+
+fn side(dir: Direction) -> usize {
+    usize::from(dir == Direction::ServerToClient)
+}
+
+impl Control {
+    fn new(proto: &'static dyn Protocol) -> Control {
+        Control {
+            proto,
+            framers: [None, None],
+            seen: 0,
+            window: VecDeque::new(),
+            first: 0,
+            stale: false,
+            channels: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, t: Duration, ex: Owned) {
+        self.window.push_back((t, ex));
+        if self.window.len() > WINDOW {
+            self.window.pop_front();
+            self.first += 1;
+        }
+        self.stale = true;
+    }
+
+    /// Frames one direction's whole messages; bytes the codec rejects end that stream's framing,
+    /// as in `Dialogue::frames`, so exchanges are counted the same way.
+    fn drain(&mut self, dir: Direction, t: Duration, eof: bool) {
+        loop {
+            let Some(framer) = self.framers[side(dir)].as_mut() else { return };
+            match framer.next(eof) {
+                Ok(Some(m)) => self.push(t, Owned::Message(dir, m)),
+                Ok(None) => return,
+                Err(_) => {
+                    framer.take_all();
+                    self.push(t, Owned::Unframed(dir));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Frames the reassembler's events not seen yet.
+    fn feed(&mut self, events: &[(Duration, EventKind)]) {
+        for (t, ev) in events.get(self.seen..).unwrap_or_default() {
+            match ev {
+                EventKind::Data { dir, bytes } => {
+                    let proto = self.proto;
+                    let other = dir.opposite();
+                    self.framers[side(other)]
+                        .get_or_insert_with(|| Framer::new(proto.codec_on(other, Transport::Tcp)))
+                        .peer_sent(bytes);
+                    self.framers[side(*dir)]
+                        .get_or_insert_with(|| Framer::new(proto.codec_on(*dir, Transport::Tcp)))
+                        .push(bytes);
+                    self.drain(*dir, *t, false);
+                }
+                EventKind::Closed { dir } => {
+                    self.drain(*dir, *t, true);
+                    self.push(*t, Owned::Closed(*dir));
+                }
+                EventKind::Gap { dir, .. } => {
+                    self.drain(*dir, *t, true);
+                    self.framers[side(*dir)] = None;
+                }
+                _ => {}
+            }
+        }
+        self.seen = events.len();
+    }
+
+    /// Asks the protocol for the announcements in the window and records what is new.
+    fn refresh(&mut self) {
+        if !self.stale {
+            return;
+        }
+        self.stale = false;
+        let exchanges: Vec<Exchange<'_>> = self
+            .window
+            .iter()
+            .map(|(_, ex)| match ex {
+                Owned::Message(d, m) => Exchange::Message(*d, m),
+                Owned::Closed(d) => Exchange::Closed(*d),
+                Owned::Unframed(d) => Exchange::Unframed(*d),
+            })
+            .collect();
+        let line = |i: usize| match exchanges.get(i) {
+            Some(Exchange::Message(_, m)) => m.text.lines().next().unwrap_or_default().to_string(),
+            _ => String::new(),
+        };
+        for mut ch in self.proto.data_channels(&exchanges) {
+            let text = line(ch.at);
+            let command = ch.command.map(line);
+            let t = self.window[ch.at].0;
+            ch.at += self.first;
+            ch.command = ch.command.map(|c| c + self.first);
+            match self.channels.iter_mut().find(|a| a.channel.at == ch.at) {
+                Some(a) => {
+                    a.command = command.or(a.command.take());
+                    a.channel = ch;
+                }
+                None => {
+                    let at = self.channels.partition_point(|a| a.channel.at < ch.at);
+                    self.channels.insert(
+                        at,
+                        Announced {
+                            t,
+                            channel: ch,
+                            text,
+                            command,
+                        },
+                    );
+                }
+            }
+        }
+        while self.channels.len() > WINDOW {
+            self.channels.pop_front();
+        }
+    }
 }
 
 /// (is TCP, lower address, higher address).
@@ -180,6 +425,8 @@ pub fn decode_each(
         opts,
         convs: Vec::new(),
         index: HashMap::new(),
+        by_hosts: HashMap::new(),
+        slot_of: HashMap::new(),
         done: HashMap::new(),
         defrag: defrag::Defrag::default(),
         cap: Capture::default(),
@@ -206,6 +453,11 @@ struct Decoder<'o> {
     /// Open conversations; a slot empties when its conversation is handed over.
     convs: Vec<Option<Conv>>,
     index: HashMap<Key, usize>,
+    /// Open TCP conversations by their two hosts (numbers): where a data connection looks for its
+    /// control conversation.
+    by_hosts: HashMap<(IpAddr, IpAddr), Vec<usize>>,
+    /// Open conversations' slots by number.
+    slot_of: HashMap<usize, usize>,
     /// Connections handed over, with their last packet's time: stray ACKs after the end are
     /// theirs, not new conversations.
     done: HashMap<Key, Duration>,
@@ -355,7 +607,75 @@ impl Decoder<'_> {
             (true, true) => Some(false),
             _ => None,
         };
-        Some(self.conv(Transport::Tcp, src, dst, client_hint, ts))
+        let i = self.conv(Transport::Tcp, src, dst, client_hint, ts);
+        self.link(i, client_hint.is_some());
+        Some(i)
+    }
+
+    /// Ties a new TCP conversation to the announcement it answers: the latest one before it, by
+    /// an open control conversation between the same two hosts, of the address and port one of
+    /// its ends listens on. `roles_known`: a SYN said who connected (else the ends may swap).
+    fn link(&mut self, slot: usize, roles_known: bool) {
+        let Some(c) = self.convs[slot].as_ref() else { return };
+        let (client, server, t) = (c.client, c.server, c.first_ts);
+        // The user's `--port` frames it as they said.
+        if self.opts.user(client.port()).or(self.opts.user(server.port())).is_some() {
+            return;
+        }
+        let mut best: Option<(Duration, DataOf, &'static str, bool)> = None;
+        for n in self.by_hosts.get(&hosts(client.ip(), server.ip())).cloned().unwrap_or_default() {
+            let Some(cs) = self.slot_of.get(&n).copied().filter(|&cs| cs != slot) else {
+                continue;
+            };
+            let Some(ctl) = self.convs[cs].as_mut() else { continue };
+            if !make_control(self.opts, ctl) {
+                continue;
+            }
+            let (cc, cserver) = (ctl.client, ctl.server);
+            let Some(control) = ctl.control.as_mut() else { continue };
+            control.feed(&ctl.tcp.events);
+            control.refresh();
+            for a in control.channels.iter().filter(|a| a.t <= t) {
+                let listener = match a.channel.announced_by {
+                    Direction::ServerToClient => cserver,
+                    Direction::ClientToServer => cc,
+                };
+                let swap = if server.ip() == listener.ip() && server.port() == a.channel.port {
+                    false
+                } else if !roles_known && client.ip() == listener.ip() && client.port() == a.channel.port {
+                    true
+                } else {
+                    continue;
+                };
+                if best.as_ref().is_none_or(|(bt, ..)| a.t >= *bt) {
+                    let of = DataOf {
+                        control: n,
+                        announced_at: a.channel.at,
+                        announced: a.text.clone(),
+                        command: a.command.clone(),
+                    };
+                    let label = control.proto.data_protocol().unwrap_or_default();
+                    best = Some((a.t, of, label, swap));
+                }
+            }
+        }
+        let Some((_, of, label, swap)) = best else { return };
+        let Some(c) = self.convs[slot].as_mut() else { return };
+        if swap {
+            std::mem::swap(&mut c.client, &mut c.server);
+        }
+        c.data_of = Some(of);
+        c.data_label = Some(label);
+    }
+
+    /// The command that used announcement `at` of control conversation `control`, if it is open
+    /// and shows one by now.
+    fn command_of(&mut self, control: usize, at: usize) -> Option<String> {
+        let c = self.convs[*self.slot_of.get(&control)?].as_mut()?;
+        let ctl = c.control.as_mut()?;
+        ctl.feed(&c.tcp.events);
+        ctl.refresh();
+        ctl.channels.iter().find(|a| a.channel.at == at)?.command.clone()
     }
 
     /// The conversation of `src`→`dst`, created if new; `src_is_client` when the packet says.
@@ -378,9 +698,21 @@ impl Decoder<'_> {
             first_ts: ts,
             tcp: tcp::TcpConn::new(),
             udp: Vec::new(),
+            control: None,
+            not_control: false,
+            data_of: None,
+            data_label: None,
         }));
-        self.index.insert(k, self.convs.len() - 1);
-        self.convs.len() - 1
+        let slot = self.convs.len() - 1;
+        self.index.insert(k, slot);
+        self.slot_of.insert(self.next_number - 1, slot);
+        if t == Transport::Tcp {
+            self.by_hosts
+                .entry(hosts(src.ip(), dst.ip()))
+                .or_default()
+                .push(self.next_number - 1);
+        }
+        slot
     }
 
     /// How much a port looks like a server's (ties: the lower port is the server's).
@@ -408,7 +740,7 @@ impl Decoder<'_> {
             if !over {
                 continue;
             }
-            let c = self.convs[slot].take().expect("checked above");
+            let mut c = self.convs[slot].take().expect("checked above");
             let k = key(c.transport, c.client, c.server);
             if self.index.get(&k) == Some(&slot) {
                 self.index.remove(&k);
@@ -418,16 +750,46 @@ impl Decoder<'_> {
             }
             // At the end of the file the last packet's time closes every open stream.
             let end = if all { now } else { c.last_ts };
-            each(self.complete(c, end));
+            if c.transport == Transport::Tcp {
+                c.tcp.flush(end);
+                if let Some(hs) = self.by_hosts.get_mut(&hosts(c.client.ip(), c.server.ip())) {
+                    hs.retain(|n| *n != c.number);
+                }
+            }
+            if let Some(ctl) = c.control.as_mut() {
+                // Its data connections still open learn their commands from the whole session.
+                ctl.feed(&c.tcp.events);
+                ctl.refresh();
+                for d in self.convs.iter_mut().flatten() {
+                    if let Some(of) = d.data_of.as_mut().filter(|of| of.control == c.number) {
+                        if let Some(a) = ctl.channels.iter().find(|a| a.channel.at == of.announced_at) {
+                            of.command = a.command.clone().or(of.command.take());
+                        }
+                    }
+                }
+            }
+            if let Some((control, at)) = c.data_of.as_ref().map(|of| (of.control, of.announced_at)) {
+                if let Some(cmd) = self.command_of(control, at) {
+                    c.data_of.as_mut().expect("just read").command = Some(cmd);
+                }
+            }
+            each(self.complete(c));
         }
         self.convs.retain(Option::is_some);
-        // Slots moved: renumber the index.
+        // Slots moved: renumber the indexes.
         self.index = self
             .convs
             .iter()
             .enumerate()
             .filter_map(|(i, c)| c.as_ref().map(|c| (key(c.transport, c.client, c.server), i)))
             .collect();
+        self.slot_of = self
+            .convs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (c.number, i)))
+            .collect();
+        self.by_hosts.retain(|_, v| !v.is_empty());
         self.done.retain(|_, t| now.saturating_sub(*t) <= IDLE_LIMIT);
         if self.done.len() > MAX_DONE {
             // A flood of short connections: forget the oldest half (their strays become notes).
@@ -448,14 +810,12 @@ impl Decoder<'_> {
         self.cap
     }
 
-    /// A conversation as the caller sees it; `end` is the time its open streams end at.
-    fn complete(&self, mut c: Conv, end: Duration) -> Conversation {
+    /// A conversation as the caller sees it (its TCP streams flushed).
+    fn complete(&self, mut c: Conv) -> Conversation {
         let first = self.first.unwrap_or_default();
         let mut evs = match c.transport {
-            Transport::Tcp => {
-                c.tcp.flush(end);
-                std::mem::take(&mut c.tcp.events)
-            }
+            // The sweep flushed it at `end`.
+            Transport::Tcp => std::mem::take(&mut c.tcp.events),
             Transport::Udp => std::mem::take(&mut c.udp),
         };
         if c.truncated {
@@ -471,7 +831,10 @@ impl Decoder<'_> {
         }
         // Stable: per direction the reassembler already keeps times non-decreasing.
         evs.sort_by_key(|(t, _)| *t);
-        let protocol = protocol_of(self.opts, &c, &evs);
+        let protocol = match c.data_label {
+            Some(label) => label.to_string(),
+            None => protocol_of(self.opts, &c, &evs),
+        };
         let dialogue = Dialogue {
             connections: vec![ConnInfo {
                 id: 0,
@@ -503,6 +866,47 @@ impl Decoder<'_> {
             truncated: c.truncated,
             start_us: c.first_ts.as_micros() as u64,
             dialogue,
+            data_of: c.data_of,
+        }
+    }
+}
+
+/// Two hosts in a fixed order.
+fn hosts(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// Whether `c` is followed as a control conversation, starting to follow it if its protocol (as
+/// far as its bytes so far tell) opens data connections.
+fn make_control(opts: &Options, c: &mut Conv) -> bool {
+    if c.control.is_some() {
+        return true;
+    }
+    if c.not_control || c.data_of.is_some() || c.transport != Transport::Tcp {
+        return false;
+    }
+    match proto::find(&protocol_of(opts, c, &c.tcp.events)) {
+        Some(p) if p.data_protocol().is_some() => {
+            c.control = Some(Box::new(Control::new(p)));
+            true
+        }
+        _ => {
+            // A port decides for good; detection reads each side's first bytes, so it decides
+            // once both have spoken.
+            let ports = [c.client.port(), c.server.port()];
+            let by_port = ports.iter().any(|&p| opts.user(p).is_some() || proto::by_port(p).is_some());
+            let spoke = |d: Direction| {
+                c.tcp
+                    .events
+                    .iter()
+                    .any(|(_, e)| matches!(e, EventKind::Data { dir, .. } if *dir == d))
+            };
+            c.not_control = by_port || (spoke(Direction::ClientToServer) && spoke(Direction::ServerToClient));
+            false
         }
     }
 }

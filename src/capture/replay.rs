@@ -246,6 +246,7 @@ mod tests {
             packets: 0,
             truncated: false,
             start_us: 0,
+            data_of: None,
             dialogue: Dialogue {
                 connections: vec![ConnInfo {
                     local: Some(a),

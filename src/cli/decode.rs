@@ -33,7 +33,7 @@ pub fn decode(args: DecodeArgs) -> i32 {
                 serde_json::json!({
                     "transport": c.transport, "client": c.client.to_string(), "server": c.server.to_string(),
                     "protocol": c.protocol, "packets": c.packets, "truncated": c.truncated, "start_us": c.start_us,
-                    "dialogue": c.dialogue, "transcript": c.transcript(),
+                    "data_of": c.data_of, "dialogue": c.dialogue, "transcript": c.transcript(),
                 })
             })
             .collect();

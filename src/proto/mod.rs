@@ -22,7 +22,9 @@ pub mod line;
 pub mod pop3;
 pub mod smtp;
 
-pub use codec::{escape_bytes, Codec, CodecError, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transport};
+pub use codec::{
+    escape_bytes, Codec, CodecError, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transfer, Transport,
+};
 pub use steps::{Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 
 /// A protocol: its framing, its defaults, its vocabulary and its rules.
@@ -66,6 +68,23 @@ pub trait Protocol: Send + Sync {
     /// The actor the harness can play for this protocol (`actors:` in a suite), if any.
     fn actor(&self) -> Option<&'static actor::ActorKind> {
         None
+    }
+    /// What the data connections its control conversations open are called in a capture (FTP:
+    /// `ftp-data`), for a protocol that opens any; they carry raw bytes, framed by no codec.
+    fn data_protocol(&self) -> Option<&'static str> {
+        None
+    }
+    /// The data connections a control conversation announced so far, in order, each with the
+    /// command that used it (FTP: 227 and 229 replies, PORT and EPRT commands, then the next
+    /// RETR, STOR, LIST ...).
+    fn data_channels(&self, _control: &[Exchange<'_>]) -> Vec<DataChannel> {
+        Vec::new()
+    }
+    /// Rules over a control conversation and what its data connections did (FTP: 150 before the
+    /// data, 226 after the close), for `wirecheck check`. `times` holds each exchange's capture
+    /// time, on the clock of the transfers' times.
+    fn transfer_rules(&self, _control: &[Exchange<'_>], _times: &[u64], _transfers: &[Transfer]) -> Vec<Finding> {
+        Vec::new()
     }
     /// Server ports this protocol is usually spoken on (capture decoding reads them first).
     fn ports(&self) -> &'static [u16] {

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the `wirecheck` binary.
 #![allow(dead_code)]
 
+pub mod pcap;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

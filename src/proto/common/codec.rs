@@ -202,6 +202,42 @@ pub enum Exchange<'a> {
     Unframed(Direction),
 }
 
+/// A data connection a control conversation announced (FTP: a 227 or 229 reply, a PORT or EPRT
+/// command), with the command that used it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChannel {
+    /// The index of the announcing message in the conversation.
+    pub at: usize,
+    /// Who sent the announcement, and so listens for the connection: `ServerToClient` the
+    /// server (FTP passive mode), `ClientToServer` the client (FTP active mode).
+    pub announced_by: Direction,
+    /// The address announced, when the message names one.
+    pub host: Option<std::net::IpAddr>,
+    /// The port announced.
+    pub port: u16,
+    /// The index of the command that used it, once one came.
+    pub command: Option<usize>,
+}
+
+/// What a capture saw of one data connection, on the control conversation's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The channel it came through: an index into `Protocol::data_channels`' answer.
+    pub channel: usize,
+    /// Its conversation's number in the capture, for findings to name.
+    pub conversation: usize,
+    /// When its first packet went.
+    pub opened_us: u64,
+    /// When its first byte of data went, if one did.
+    pub first_byte_us: Option<u64>,
+    /// When it ended: the first FIN, or the reset.
+    pub closed_us: Option<u64>,
+    /// Whether the listener refused it.
+    pub refused: bool,
+    /// Bytes it carried, both ways together.
+    pub bytes: u64,
+}
+
 /// Longest line framed; anything longer is a flood, not a line.
 pub const MAX_LINE: usize = 64 * 1024;
 

@@ -6,7 +6,7 @@ pub mod codec;
 pub mod rules;
 pub mod steps;
 
-use crate::proto::{Codec, Direction, Exchange, Finding, Protocol, Steps, Transport};
+use crate::proto::{Codec, DataChannel, Direction, Exchange, Finding, Protocol, Steps, Transfer, Transport};
 pub use codec::{parse_eprt_arg, parse_epsv, parse_pasv, parse_port_arg, CommandCodec, FtpMessage, ReplyCodec};
 
 /// The `ftp` protocol.
@@ -40,6 +40,15 @@ impl Protocol for Ftp {
     }
     fn announces_close(&self, m: &crate::proto::Message) -> Option<&'static str> {
         rules::announces_close(m)
+    }
+    fn data_protocol(&self) -> Option<&'static str> {
+        Some("ftp-data")
+    }
+    fn data_channels(&self, control: &[Exchange<'_>]) -> Vec<DataChannel> {
+        rules::data_channels(control)
+    }
+    fn transfer_rules(&self, control: &[Exchange<'_>], times: &[u64], transfers: &[Transfer]) -> Vec<Finding> {
+        rules::transfers(control, times, transfers)
     }
     fn ports(&self) -> &'static [u16] {
         &[21]

@@ -1,0 +1,144 @@
+//! Synthetic TCP captures: connections opened, bytes sent and closes at chosen times, written as
+//! an Ethernet pcap file, for tests that need an order no real server shows.
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use etherparse::PacketBuilder;
+
+/// One connection of a synthetic capture.
+struct Conn {
+    client: SocketAddrV4,
+    server: SocketAddrV4,
+    /// Next sequence number of the client, then of the server.
+    seq: [u32; 2],
+}
+
+/// A capture under construction; times are milliseconds from its start.
+#[derive(Default)]
+pub struct Pcap {
+    conns: Vec<Conn>,
+    packets: Vec<(Duration, Vec<u8>)>,
+}
+
+/// Which end sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The end that connected.
+    Client,
+    /// The end that listened.
+    Server,
+}
+
+impl Pcap {
+    /// An empty capture.
+    pub fn new() -> Pcap {
+        Pcap::default()
+    }
+
+    fn frame(&mut self, ms: f64, c: usize, from: End, flags: &str, payload: &[u8]) {
+        let conn = &self.conns[c];
+        let (src, dst, me) = match from {
+            End::Client => (conn.client, conn.server, 0),
+            End::Server => (conn.server, conn.client, 1),
+        };
+        let (seq, ack) = (conn.seq[me], conn.seq[1 - me]);
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src.ip().octets(), dst.ip().octets(), 64)
+            .tcp(src.port(), dst.port(), seq, 65535);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('A') {
+            b = b.ack(ack);
+        }
+        if flags.contains('F') {
+            b = b.fin();
+        }
+        if !payload.is_empty() {
+            b = b.psh();
+        }
+        let mut out = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut out, payload).expect("a frame");
+        let used = payload.len() as u32 + u32::from(flags.contains('S')) + u32::from(flags.contains('F'));
+        self.conns[c].seq[me] = seq.wrapping_add(used);
+        self.packets.push((Duration::from_micros((ms * 1000.0) as u64), out));
+    }
+
+    /// A connection from `client` to `server` (`"10.0.0.1:40000"`), its handshake at `ms`.
+    pub fn connect(&mut self, ms: f64, client: &str, server: &str) -> usize {
+        self.conns.push(Conn {
+            client: client.parse().expect("client address"),
+            server: server.parse().expect("server address"),
+            seq: [1000, 50_000],
+        });
+        let c = self.conns.len() - 1;
+        self.frame(ms, c, End::Client, "S", b"");
+        self.frame(ms, c, End::Server, "SA", b"");
+        self.frame(ms, c, End::Client, "A", b"");
+        c
+    }
+
+    /// `bytes` from one end of connection `c` at `ms`, acknowledged at once.
+    pub fn send(&mut self, ms: f64, c: usize, from: End, bytes: &[u8]) {
+        self.frame(ms, c, from, "A", bytes);
+        let other = if from == End::Client { End::Server } else { End::Client };
+        self.frame(ms, c, other, "A", b"");
+    }
+
+    /// A FIN from one end of connection `c` at `ms`.
+    pub fn close(&mut self, ms: f64, c: usize, from: End) {
+        self.frame(ms, c, from, "FA", b"");
+    }
+
+    /// Unrelated UDP datagrams from `ms` on, one every 10 µs.
+    pub fn noise(&mut self, ms: f64, count: usize) {
+        for i in 0..count {
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
+                .ipv4([192, 0, 2, 7], [192, 0, 2, 8], 64)
+                .udp(5000, 5001);
+            let mut out = Vec::new();
+            b.write(&mut out, b"noise").expect("a frame");
+            self.packets
+                .push((Duration::from_micros((ms * 1000.0) as u64 + i as u64 * 10), out));
+        }
+    }
+
+    /// The capture as pcap bytes, packets in time order (those at the same time as added).
+    pub fn bytes(&self) -> Vec<u8> {
+        use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+        let mut packets: Vec<&(Duration, Vec<u8>)> = self.packets.iter().collect();
+        packets.sort_by_key(|(t, _)| *t);
+        let header = PcapHeader {
+            datalink: pcap_file::DataLink::ETHERNET,
+            ..PcapHeader::default()
+        };
+        let mut w = PcapWriter::with_header(Vec::new(), header).expect("a pcap header");
+        let start = Duration::from_secs(1_700_000_000);
+        for (t, data) in packets {
+            w.write_packet(&PcapPacket::new(start + *t, data.len() as u32, data))
+                .expect("a packet");
+        }
+        w.into_writer()
+    }
+}
+
+/// Lines of an FTP control connection, one call per message.
+pub struct Ftp<'p> {
+    /// The capture.
+    pub pcap: &'p mut Pcap,
+    /// The control connection.
+    pub conn: usize,
+}
+
+impl Ftp<'_> {
+    /// A command line from the client at `ms`.
+    pub fn cmd(&mut self, ms: f64, line: &str) {
+        self.pcap.send(ms, self.conn, End::Client, format!("{line}\r\n").as_bytes());
+    }
+
+    /// A reply line from the server at `ms`.
+    pub fn reply(&mut self, ms: f64, line: &str) {
+        self.pcap.send(ms, self.conn, End::Server, format!("{line}\r\n").as_bytes());
+    }
+}
