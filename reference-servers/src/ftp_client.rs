@@ -99,6 +99,14 @@ enum Fault {
     PassAlways,
     /// `wrong-host`: in active mode the data socket listens on every address, and PORT (or EPRT) names 0.0.0.0.
     WrongHost,
+    /// `no-pass`: PASS is never sent, even when USER gets 331.
+    NoPass,
+    /// `first-line-only`: a multi-line reply ends at its first line (`230-`), so its other lines are read as the next replies.
+    FirstLineOnly,
+    /// `first-word`: a remote name is cut at its first space (`RETR with` for "with space.txt").
+    FirstWord,
+    /// `ls-no-path`: ls sends LIST without the path it was given.
+    LsNoPath,
 }
 
 /// Each fault's name, as the `fault` option takes it.
@@ -115,6 +123,10 @@ const FAULTS: &[(&str, Fault)] = &[
     ("no-226-wait", Fault::No226Wait),
     ("pass-always", Fault::PassAlways),
     ("wrong-host", Fault::WrongHost),
+    ("no-pass", Fault::NoPass),
+    ("first-line-only", Fault::FirstLineOnly),
+    ("first-word", Fault::FirstWord),
+    ("ls-no-path", Fault::LsNoPath),
 ];
 
 /// The faults switched on: one bit per `Fault`.
@@ -340,18 +352,19 @@ impl Client<'_> {
         let data = self.data().await?;
         match command {
             Command::Get { remote, local } => {
-                let (bytes, ending) = self.transfer(&format!("RETR {remote}"), data, None).await?;
+                let (bytes, ending) = self.transfer(&format!("RETR {}", self.name(remote)), data, None).await?;
                 tokio::fs::write(local, &bytes)
                     .await
                     .map_err(|e| Failure::Refused(format!("cannot write {}: {e}", local.display())))?;
                 Ok(ending)
             }
             Command::Put { remote, .. } => {
-                let (_, ending) = self.transfer(&format!("STOR {remote}"), data, upload).await?;
+                let (_, ending) = self.transfer(&format!("STOR {}", self.name(remote)), data, upload).await?;
                 Ok(ending)
             }
             Command::Ls { path } => {
-                let command = path.as_ref().map_or_else(|| "LIST".to_owned(), |path| format!("LIST {path}"));
+                let path = path.as_ref().filter(|_| !self.faults.has(Fault::LsNoPath));
+                let command = path.map_or_else(|| "LIST".to_owned(), |path| format!("LIST {path}"));
                 let (listing, ending) = self.transfer(&command, data, None).await?;
                 let listing = listing.strip_suffix(b"\n").unwrap_or(&listing);
                 if !listing.is_empty() {
@@ -362,6 +375,14 @@ impl Client<'_> {
                 }
                 Ok(ending)
             }
+        }
+    }
+
+    /// A remote name as sent: whole, or up to its first space under the `first-word` fault.
+    fn name<'n>(&self, remote: &'n str) -> &'n str {
+        match self.faults.has(Fault::FirstWord) {
+            true => remote.split(' ').next().unwrap_or(remote),
+            false => remote,
         }
     }
 
@@ -383,8 +404,10 @@ impl Client<'_> {
             230 if !self.faults.has(Fault::PassAlways) => Ok(()),
             230 => {
                 self.send(&format!("PASS {PASSWORD}")).await?;
-                self.reply().await.map(drop)
+                let reply = self.reply().await?;
+                self.check(&reply, "PASS", |code| code == 230 || code == 202)
             }
+            331 if self.faults.has(Fault::NoPass) => Ok(()),
             331 => {
                 self.send(&format!("PASS {PASSWORD}")).await?;
                 let reply = self.reply().await?;
@@ -607,7 +630,8 @@ impl Client<'_> {
     /// Prints why the session failed; the exit code.
     fn report(&self, failure: Failure) -> i32 {
         match failure {
-            Failure::Refused(_) if self.faults.has(Fault::IgnoreErrors) => 0,
+            // The fault's client takes any ending, a closed connection included, for success.
+            _ if self.faults.has(Fault::IgnoreErrors) => 0,
             Failure::Refused(why) | Failure::Broken(why) => {
                 (self.print)(format!("error: {why}"));
                 1
@@ -640,7 +664,7 @@ impl Client<'_> {
         let first = self.line().await?;
         let code = reply_code(&first).ok_or_else(|| Failure::Broken(format!("not an FTP reply: {first:?}")))?;
         let mut lines = vec![first];
-        if lines[0].as_bytes().get(3) != Some(&b'-') {
+        if lines[0].as_bytes().get(3) != Some(&b'-') || self.faults.has(Fault::FirstLineOnly) {
             return Ok(Reply { code, lines });
         }
         let end = format!("{code:03} ");
