@@ -27,14 +27,7 @@ pub trait ActorLog: Send + Sync {
     /// A conversation in another protocol than the actor's own (an FTP data connection carries
     /// raw bytes), opened by the peer or, with `actor_connected`, by the actor; `saw:` does not
     /// count its messages.
-    fn open_other(
-        &self,
-        transport: Transport,
-        local: SocketAddr,
-        peer: SocketAddr,
-        protocol: &str,
-        actor_connected: bool,
-    ) -> usize {
+    fn open_other(&self, transport: Transport, local: SocketAddr, peer: SocketAddr, protocol: &str, actor_connected: bool) -> usize {
         let _ = (protocol, actor_connected);
         self.open(transport, local, peer)
     }
