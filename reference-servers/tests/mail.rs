@@ -820,7 +820,7 @@ async fn smtp_with_pop3_same_bytes_out() {
 
 async fn client_run(server: SocketAddr, pairs: &[(&str, &str)]) -> (i32, Vec<String>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let code = timeout(LIMIT, run_client("smtp-client", server, &opts(pairs), tx))
+    let code = timeout(LIMIT, run_client("smtp-client", server, &opts(pairs), &[], tx))
         .await
         .expect("client timed out")
         .expect("client failed to start");
@@ -868,11 +868,12 @@ async fn client_message_option_and_bad_options() {
         "smtp-client",
         server.local_addr(),
         &opts(&[("message", "/nonexistent/m.txt")]),
+        &[],
         tx.clone(),
     )
     .await;
     assert!(matches!(missing, Err(Error::BadOption { .. })));
-    let unknown = run_client("smtp-client", server.local_addr(), &opts(&[("to", "x")]), tx).await;
+    let unknown = run_client("smtp-client", server.local_addr(), &opts(&[("to", "x")]), &[], tx).await;
     assert!(matches!(unknown, Err(Error::UnknownOption { .. })));
 }
 

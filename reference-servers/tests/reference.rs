@@ -132,9 +132,9 @@ async fn unknown_names_and_options_are_errors() {
     }
 
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let err = run_client("tcp-upper", loopback(), &none, tx.clone()).await.err();
+    let err = run_client("tcp-upper", loopback(), &none, &[], tx.clone()).await.err();
     assert!(matches!(err, Some(Error::UnknownClient { .. })), "{err:?}");
-    let err = run_client("udp-pinger", loopback(), &opts(&[("loss", "1")]), tx).await.err();
+    let err = run_client("udp-pinger", loopback(), &opts(&[("loss", "1")]), &[], tx).await.err();
     assert!(matches!(err, Some(Error::UnknownOption { .. })), "{err:?}");
 }
 
@@ -411,7 +411,7 @@ async fn socket_timeout_serves_one_connection_at_a_time() {
 
 async fn run_pinger(server: SocketAddr, pairs: &[(&str, &str)]) -> (i32, Vec<String>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let code = timeout(LIMIT, run_client("udp-pinger", server, &opts(pairs), tx))
+    let code = timeout(LIMIT, run_client("udp-pinger", server, &opts(pairs), &[], tx))
         .await
         .expect("client timed out")
         .expect("client failed to start");
