@@ -22,8 +22,9 @@
 //! `ftp` with any password, and the seeds' `bob`/`hungry`), `writable`
 //! (default false), `idle` (60s), `max_file_size` (octets, 16 MiB),
 //! `pasv_ports` (`LOW-HIGH`; default any free port), `data_timeout` (how long
-//! a data connection may take to open, 10s), and the guard's
-//! `max_connections` and `line_timeout`. Choices where
+//! a data connection may take to open, 10s), `fault` (deliberate bugs, none
+//! by default; see below), and the guard's `max_connections` and
+//! `line_timeout`. Choices where
 //! the RFCs leave room, made for the strict and safe side:
 //! - every path stays inside the root: `..` above it, and any path whose
 //!   symlinks lead outside it (or nowhere), is 550; absolute paths start at
