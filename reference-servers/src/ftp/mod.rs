@@ -503,6 +503,7 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Answers one command line, but for the fault `errors-450`, which rewrites the answer.
     async fn answer(&mut self, line: &[u8]) -> Action {
         // A client interrupting a transfer may send Telnet IP and Synch (RFC 959 §4.1.3) before ABOR.
         let start = line.iter().position(|b| (0x20..0x80).contains(b)).unwrap_or(line.len());
@@ -518,15 +519,14 @@ impl<'a> Session<'a> {
             verb.to_ascii_uppercase()
         };
         let rename_from = self.rename_from.take();
-        if verb.is_empty() || verb.len() > 4 || !verb.bytes().all(|b| b.is_ascii_alphabetic()) || !clean {
-            if self.has(Fault::CrashOnGarbage) {
-                return Action::Hangup;
-            }
-            if self.has(Fault::Unknown200) {
-                return reply("200 OK");
-            }
+        let no_verb = verb.is_empty() || verb.len() > 4 || !verb.bytes().all(|b| b.is_ascii_alphabetic());
+        if (no_verb || !clean) && self.has(Fault::CrashOnGarbage) {
+            return Action::Hangup;
         }
-        if verb.is_empty() || verb.len() > 4 || !verb.bytes().all(|b| b.is_ascii_alphabetic()) {
+        if no_verb && self.has(Fault::Unknown200) {
+            return reply("200 OK");
+        }
+        if no_verb {
             return reply("500 Unknown command");
         }
         if !clean {
