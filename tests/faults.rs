@@ -14,6 +14,10 @@ async fn run_tagged(suite: &str, tag: &str, extra: &str) -> Vec<(String, Verdict
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites").join(format!("{suite}.yaml"));
     let mut text = std::fs::read_to_string(&path).unwrap();
     if !extra.is_empty() {
+        assert!(
+            text.contains("reference_options: { "),
+            "{suite}: no reference_options to add {extra} to"
+        );
         text = text.replacen("reference_options: { ", &format!("reference_options: {{ {extra}, "), 1);
     }
     let suite = Arc::new(wirecheck::suite::load_str(&path, text).unwrap_or_else(|e| panic!("{e}")));
@@ -188,11 +192,13 @@ async fn ftp_cases_are_each_proven() {
         unproven.is_empty(),
         "cases neither failed by a sample nor tagged bug-<fault>: {unproven:?}"
     );
-    for (_, case) in common::FTP_BUGGY_SAMPLES {
+    for (sample, case) in common::FTP_BUGGY_SAMPLES {
         assert!(
             suite.cases.iter().any(|c| c.id == *case),
-            "a sample's case {case} is not in the suite"
+            "{sample}'s case {case} is not in the suite"
         );
+        let file = common::root().join(format!("fixtures/students/{sample}.py"));
+        assert!(file.is_file(), "no sample {}", file.display());
     }
 
     // Each fault in its own reference servers, all at once: many are caught by a timeout.
@@ -223,6 +229,6 @@ async fn ftp_cases_are_each_proven() {
     if tokio::time::timeout(FTP_BUDGET, all).await.is_err() {
         problems.push(format!("the faults were not all proven within {FTP_BUDGET:?}"));
     }
-    eprintln!("{} faults proven in {:.1?}", FTP_FAULTS.len(), started.elapsed());
+    eprintln!("{} faults ran in {:.1?}", FTP_FAULTS.len(), started.elapsed());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
