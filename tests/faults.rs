@@ -1,9 +1,11 @@
 //! Cases that only the bundled reference can run are proven with its fault switches: each must
 //! pass the reference and fail the reference with the fault on.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wirecheck::run::{run_one, RunOptions, SuiteTarget, TargetSpec, Verdict};
 
@@ -12,6 +14,10 @@ async fn run_tagged(suite: &str, tag: &str, extra: &str) -> Vec<(String, Verdict
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites").join(format!("{suite}.yaml"));
     let mut text = std::fs::read_to_string(&path).unwrap();
     if !extra.is_empty() {
+        assert!(
+            text.contains("reference_options: { "),
+            "{suite}: no reference_options to add {extra} to"
+        );
         text = text.replacen("reference_options: { ", &format!("reference_options: {{ {extra}, "), 1);
     }
     let suite = Arc::new(wirecheck::suite::load_str(&path, text).unwrap_or_else(|e| panic!("{e}")));
@@ -104,5 +110,125 @@ async fn imap_bug_cases_catch_their_faults() {
             problems.push(format!("{fault}: {case} does not catch the fault ({verdict:?})"));
         }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The reference FTP server's faults: each is the tag `bug-<fault>` of the suite cases that must
+/// catch it (`reference-servers/src/ftp/fault.rs`).
+const FTP_FAULTS: &[&str] = &[
+    "no-greeting",
+    "no-password",
+    "quit-no-close",
+    "type-swapped",
+    "basename-only",
+    "split-on-spaces",
+    "textbook-only",
+    "list-ignores-path",
+    "list-folders-only",
+    "close-after-transfer",
+    "port-ignored",
+    "epsv-bare-port",
+    "epsv-all-ignored",
+    "rest-off-by-one",
+    "rest-sticky",
+    "size-ascii",
+    "errors-450",
+    "appe-overwrites",
+    "dele-ignored",
+    "rnfr-no-350",
+    "no-quotes",
+    "rmd-rmtree",
+    "stor-no-truncate",
+    "case-sensitive",
+    "no-530",
+    "no-503",
+    "unknown-200",
+    "no-425",
+    "no-syntax-errors",
+    "traversal",
+    "bounce-allowed",
+    "crash-on-garbage",
+    "one-recv",
+    "crash-on-disconnect",
+    "single-client",
+];
+
+/// How long proving the whole suite may take: its slowest faults are caught by 5 s timeouts, a
+/// few cases in a row, and every fault runs at once.
+const FTP_BUDGET: Duration = Duration::from_secs(240);
+
+/// Every case of the `ftp` suite can fail: a buggy student sample fails it
+/// (`common::FTP_BUGGY_SAMPLES`, run by `tests/students.rs`), or it is tagged `bug-<fault>` and
+/// passes the reference, then fails it with each such fault on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ftp_cases_are_each_proven() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/ftp.yaml");
+    let suite = wirecheck::suite::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+
+    // The test's list is the server's: an unknown name is refused with the names it knows.
+    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
+    let refused = match reference_servers::start_server("ftp", "127.0.0.1:0".parse().unwrap(), &opts).await {
+        Ok(_) => panic!("the ftp reference took an unknown fault"),
+        Err(e) => e.to_string(),
+    };
+    let known = refused.rsplit("the faults are ").next().unwrap_or_default();
+    assert_eq!(known.split(", ").collect::<Vec<_>>(), FTP_FAULTS, "{refused}");
+
+    let by_sample: Vec<&str> = common::FTP_BUGGY_SAMPLES.iter().map(|(_, case)| *case).collect();
+    let mut unproven = Vec::new();
+    for case in &suite.cases {
+        let faults: Vec<&str> = case.tags.iter().filter_map(|t| t.strip_prefix("bug-")).collect();
+        if faults.is_empty() && !by_sample.contains(&case.id.as_str()) {
+            unproven.push(case.id.as_str());
+        }
+        let unknown: Vec<&&str> = faults.iter().filter(|f| !FTP_FAULTS.contains(f)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{}: bug-* tags without a fault in the reference: {unknown:?}",
+            case.id
+        );
+    }
+    assert!(
+        unproven.is_empty(),
+        "cases neither failed by a sample nor tagged bug-<fault>: {unproven:?}"
+    );
+    for (sample, case) in common::FTP_BUGGY_SAMPLES {
+        assert!(
+            suite.cases.iter().any(|c| c.id == *case),
+            "{sample}'s case {case} is not in the suite"
+        );
+        let file = common::root().join(format!("fixtures/students/{sample}.py"));
+        assert!(file.is_file(), "no sample {}", file.display());
+    }
+
+    // Each fault in its own reference servers, all at once: many are caught by a timeout.
+    let started = Instant::now();
+    let mut runs = tokio::task::JoinSet::new();
+    for fault in FTP_FAULTS {
+        runs.spawn(async move {
+            let (tag, option) = (format!("bug-{fault}"), format!("fault: {fault}"));
+            let (good, faulty) = tokio::join!(run_tagged("ftp", &tag, ""), run_tagged("ftp", &tag, &option));
+            (fault, good, faulty)
+        });
+    }
+    let mut problems = Vec::new();
+    let all = async {
+        while let Some(run) = runs.join_next().await {
+            let (fault, good, faulty) = run.unwrap();
+            if good.is_empty() {
+                problems.push(format!("{fault}: no case is tagged bug-{fault}"));
+            }
+            for (case, verdict) in good.iter().filter(|(_, v)| *v != Verdict::Pass) {
+                problems.push(format!("{fault}: {case} does not pass the reference ({verdict:?})"));
+            }
+            for (case, verdict) in faulty.iter().filter(|(_, v)| *v != Verdict::Fail) {
+                problems.push(format!("{fault}: {case} does not catch the fault ({verdict:?})"));
+            }
+        }
+    };
+    if tokio::time::timeout(FTP_BUDGET, all).await.is_err() {
+        problems.push(format!("the faults were not all proven within {FTP_BUDGET:?}"));
+    }
+    eprintln!("{} faults ran in {:.1?}", FTP_FAULTS.len(), started.elapsed());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -462,14 +462,7 @@ fn ftp_textbook_server_passes_the_textbook_profile() {
 
 #[test]
 fn ftp_buggy_servers_fail_their_cases() {
-    for (file, case) in [
-        ("ftp_server_pasv_swapped", "pasv-reply-format"),
-        ("ftp_server_list_on_control", "list-passive"),
-        ("ftp_server_no_226", "retr-passive"),
-        ("ftp_server_no_150", "retr-passive"),
-        ("ftp_server_ascii_binary", "type-i-keeps-lf"),
-        ("ftp_server_traversal", "cwd-above-root"),
-    ] {
+    for (file, case) in FTP_BUGGY_SAMPLES {
         check_with("ftp", &ftp(file), &["--case", case], &[case]);
     }
 }

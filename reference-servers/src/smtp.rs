@@ -650,6 +650,31 @@ impl LineConn {
         }
     }
 
+    /// What has arrived and not been read, or else what the next read brings,
+    /// without a final line ending: how a server that takes each read for a
+    /// whole command sees its input (the FTP fault `one-recv`).
+    pub(crate) async fn read_chunk(&mut self) -> Result<Vec<u8>, Stop> {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            self.scanned = 0;
+            self.buf.reserve(8192);
+            match timeout(self.idle, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(Stop::Gone),
+                Ok(Ok(_)) => {}
+                Err(_) => return Err(Stop::Idle),
+            }
+        }
+        let mut chunk = self.buf.split_off(self.start);
+        self.buf.clear();
+        self.start = 0;
+        self.scanned = 0;
+        while chunk.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            chunk.pop();
+        }
+        Ok(chunk)
+    }
+
     /// Sends `reply` (one or more lines, CRLF-separated) and a final CRLF.
     pub(crate) async fn send(&mut self, reply: &str) -> Result<(), Stop> {
         let mut bytes = Vec::with_capacity(reply.len() + 2);

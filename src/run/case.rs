@@ -154,6 +154,8 @@ pub struct Ctx {
     closing: HashMap<String, &'static str>,
     listeners: HashMap<String, (TcpListener, SocketAddr)>,
     vars: Vars,
+    /// What the expectation that captured an address says of it, for when connecting there is refused.
+    if_refused: HashMap<SocketAddr, String>,
     last: Option<String>,
     last_listener: Option<String>,
     suffix: String,
@@ -565,10 +567,11 @@ impl Ctx {
                     if refused {
                         Ok(())
                     } else {
-                        Err(Failure::at(
-                            step,
-                            format!("connection refused: nothing is listening on {addr} (did the server stop or crash?)"),
-                        ))
+                        let why = match self.if_refused.get(&addr) {
+                            Some(note) => format!("connection refused: nothing is listening on {addr}; {note}"),
+                            None => format!("connection refused: nothing is listening on {addr} (did the server stop or crash?)"),
+                        };
+                        Err(Failure::at(step, why))
                     }
                 }
                 Ok(Err(e)) => Err(Failure::at(step, format!("cannot connect to {addr}: {e}"))),
@@ -826,6 +829,9 @@ impl Ctx {
                 match spec.check(&m, &env.render_cx(&self.vars, self.transport_of(step))) {
                     Ok(caps) => {
                         for (k, v) in caps {
+                            if let Some(note) = v.parse().ok().and_then(|a| Some((a, spec.if_refused(a)?))) {
+                                self.if_refused.insert(note.0, note.1);
+                            }
                             self.set_var(step, &k, &v);
                         }
                     }
@@ -951,6 +957,7 @@ impl Ctx {
         for b in branches {
             let mut child = Ctx {
                 vars: self.vars.clone(),
+                if_refused: self.if_refused.clone(),
                 suffix: self.suffix.clone(),
                 last_listener: self.last_listener.clone(),
                 protos: self.protos.clone(),
@@ -991,6 +998,7 @@ impl Ctx {
         let mut first_err = None;
         for (child, r) in results {
             self.vars.extend(child.vars);
+            self.if_refused.extend(child.if_refused);
             self.protos.extend(child.protos);
             self.conns.extend(child.conns);
             self.listeners.extend(child.listeners);
@@ -1018,6 +1026,7 @@ impl Ctx {
         let futs = (r.from..=r.to).map(|i| {
             let mut child = Ctx {
                 vars: self.vars.clone(),
+                if_refused: self.if_refused.clone(),
                 suffix: format!("{}#{i}", self.suffix),
                 protos: self.protos.clone(),
                 actors: self.actors.clone(),

@@ -7,6 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+/// The buggy FTP student samples (`fixtures/students/<sample>.py`) and the `ftp` case each must
+/// fail: these cases are proven by a sample, the others by a fault switch of the reference.
+pub const FTP_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("ftp_server_pasv_swapped", "pasv-reply-format"),
+    ("ftp_server_list_on_control", "list-passive"),
+    ("ftp_server_no_226", "retr-passive"),
+    ("ftp_server_no_150", "retr-passive"),
+    ("ftp_server_ascii_binary", "type-i-keeps-lf"),
+    ("ftp_server_traversal", "cwd-above-root"),
+];
+
 /// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

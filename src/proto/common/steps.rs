@@ -4,6 +4,8 @@
 //! This is the only part of `proto` that reads YAML, and it does so through `syntax`, never
 //! through the suite model: the loader calls down into it, nothing here calls up.
 
+use std::net::SocketAddr;
+
 use regex::Regex;
 
 use super::codec::{Message, Transport};
@@ -86,6 +88,11 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
     fn captures(&self) -> Vec<String>;
     /// A short description of what it expects (for "expected:" when nothing arrives).
     fn describe(&self) -> String;
+    /// What to tell when connecting to `addr`, an address it captured, is refused: how the
+    /// message carried it, so a mistake in writing it can be told from a server that stopped.
+    fn if_refused(&self, _addr: SocketAddr) -> Option<String> {
+        None
+    }
 }
 
 /// Parses `capture: { var: regex-with-a-group }`.

@@ -634,6 +634,20 @@ impl StructuredExpect for FtpExpect {
         }
         parts.join(", ")
     }
+
+    fn if_refused(&self, addr: SocketAddr) -> Option<String> {
+        self.pasv.as_ref()?;
+        let mut note =
+            "it is the 227 reply's address, where p1,p2 are the port's high byte then its low byte (RFC 959 §4.1.2: port = p1*256+p2)"
+                .to_string();
+        // The commonest mistake, the bytes the other way round, named with the port it leads to.
+        let [high, low] = addr.port().to_be_bytes();
+        let swapped = u16::from_be_bytes([low, high]);
+        if swapped != addr.port() {
+            note.push_str(&format!("; a server listening on port {swapped} sent them the other way round"));
+        }
+        Some(note)
+    }
 }
 
 #[cfg(test)]
@@ -714,6 +728,17 @@ mod tests {
         assert!(err.contains("expected 227") && err.contains("RFC 959 §4.1.2"), "{err}");
         let err = reply("{ pasv: data }", "227 Entering Passive Mode (127,0,0,1,300,15)\r\n").unwrap_err();
         assert!(err.contains("RFC 1123 §4.1.2.6"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_pasv_address_names_the_port_with_its_bytes_swapped() {
+        let e = testing::expect(&STEPS, "{ pasv: data }").unwrap();
+        let note = e.if_refused("127.0.0.1:4040".parse().unwrap()).unwrap();
+        assert!(note.contains("p1*256+p2") && note.contains("port 51215 sent them"), "{note}");
+        let same = e.if_refused("127.0.0.1:257".parse().unwrap()).unwrap();
+        assert!(!same.contains("other way round"), "{same}");
+        let e = testing::expect(&STEPS, "{ epsv: dport }").unwrap();
+        assert_eq!(e.if_refused("127.0.0.1:4040".parse().unwrap()), None);
     }
 
     #[test]

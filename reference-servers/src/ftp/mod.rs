@@ -22,8 +22,9 @@
 //! `ftp` with any password, and the seeds' `bob`/`hungry`), `writable`
 //! (default false), `idle` (60s), `max_file_size` (octets, 16 MiB),
 //! `pasv_ports` (`LOW-HIGH`; default any free port), `data_timeout` (how long
-//! a data connection may take to open, 10s), and the guard's
-//! `max_connections` and `line_timeout`. Choices where
+//! a data connection may take to open, 10s), `fault` (deliberate bugs, none
+//! by default; see below), and the guard's `max_connections` and
+//! `line_timeout`. Choices where
 //! the RFCs leave room, made for the strict and safe side:
 //! - every path stays inside the root: `..` above it, and any path whose
 //!   symlinks lead outside it (or nowhere), is 550; absolute paths start at
@@ -47,6 +48,9 @@
 //! - a line over 4096 octets is 500 and dropped; an idle session gets 421 and
 //!   is closed, as is one trickling a command past `line_timeout` or the
 //!   idlest when a newcomer finds `max_connections` open (see `guard`).
+//!
+//! The `fault` option switches on deliberate bugs (`fault.rs`), so the
+//! harness can prove that its suite's cases catch them.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -65,6 +69,10 @@ use crate::guard::{self, Goodbye, Limits, Reason, Stream};
 use crate::smtp::{LineConn, Stop};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
+mod fault;
+
+use fault::{Fault, Faults};
+
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "ftp";
 const OPTIONS: &[&str] = &[
@@ -75,6 +83,7 @@ const OPTIONS: &[&str] = &[
     "max_file_size",
     "pasv_ports",
     "data_timeout",
+    "fault",
     guard::OPTIONS[0],
     guard::OPTIONS[1],
 ];
@@ -107,6 +116,8 @@ const NO_FILE: &str = "550 No such file or folder";
 struct Config {
     /// The served folder, canonical.
     root: PathBuf,
+    /// The folder named by `root`, canonical: the served one unless that is a writable copy.
+    origin: PathBuf,
     /// Accounts; a password of `None` accepts any (anonymous).
     users: Vec<(String, Option<String>)>,
     writable: bool,
@@ -114,6 +125,15 @@ struct Config {
     data_timeout: Duration,
     max_file_size: u64,
     pasv_ports: Option<(u16, u16)>,
+    faults: Faults,
+    /// Ends the whole server (the fault `crash-on-disconnect`).
+    crash: Arc<tokio::sync::Notify>,
+}
+
+impl Config {
+    fn has(&self, fault: Fault) -> bool {
+        self.faults.has(fault)
+    }
 }
 
 /// Checks the options, prepares the root, binds, and starts serving.
@@ -121,7 +141,13 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "60s", parse_duration)?;
     let data_timeout = opts.get("data_timeout", "10s", parse_duration)?;
-    let limits = Limits::from_options(&opts)?;
+    let faults = opts.get("fault", "", fault::parse)?;
+    let mut limits = Limits::from_options(&opts)?;
+    if faults.has(Fault::SingleClient) {
+        // The fault: one slot, so the next client waits until this one leaves.
+        limits.max_connections = 1;
+        limits.queue = true;
+    }
     let max_file_size = opts.get("max_file_size", "16777216", |v| parse_count(v, 0, u64::MAX))?;
     let writable = opts.get("writable", "false", parse_bool)?;
     let pasv_ports = match opts.given("pasv_ports") {
@@ -145,6 +171,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     };
     // Uploads land in a copy that lives exactly as long as the server task,
     // so neither the fixtures nor a folder someone named are ever changed.
+    let origin = root.clone();
     let (root, temporary) = if writable {
         let copy = tempfile::Builder::new().prefix("wirecheck-ftp-").tempdir()?;
         copy_tree(&root, copy.path(), 0)?;
@@ -152,23 +179,31 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     } else {
         (root, None)
     };
+    let crash = Arc::new(tokio::sync::Notify::new());
     let config = Arc::new(Config {
         root,
+        origin,
         users,
         writable,
         idle,
         data_timeout,
         max_file_size,
         pasv_ports,
+        faults,
+        crash: crash.clone(),
     });
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
     let server = async move {
-        guard::serve(server_socket, limits, goodbye(), move |stream, peer| {
+        let serve = guard::serve(server_socket, limits, goodbye(), move |stream, peer| {
             let config = config.clone();
             async move { handle(stream, peer, &config).await }
-        })
-        .await;
+        });
+        // Dropping the accept loop drops every session with it, as a crashed process would.
+        tokio::select! {
+            () = serve => {}
+            () = crash.notified() => {}
+        }
         drop(temporary);
     };
     Ok(RunningServer::spawn(local_addr, Transport::Tcp, server))
@@ -277,28 +312,37 @@ async fn handle(stream: Stream, peer: SocketAddr, config: &Config) {
         return;
     };
     let mut conn = LineConn::new(stream, config.idle);
-    if conn.send("220 wirecheck FTP reference ready").await.is_err() {
+    if !config.has(Fault::NoGreeting) && conn.send("220 wirecheck FTP reference ready").await.is_err() {
         return;
     }
     let mut session = Session::new(config, peer, local);
     // Commands that arrived during a transfer, answered after it (`None`: a line too long).
     let mut queued: VecDeque<Option<Vec<u8>>> = VecDeque::new();
     loop {
-        let line = match queued.pop_front() {
-            Some(line) => line,
-            None => match conn.read_line(MAX_COMMAND_LINE, true).await {
-                Ok(line) => line.map(<[u8]>::to_vec),
-                Err(Stop::Idle) => {
-                    let _ = conn.send("421 Idle timeout, closing control connection").await;
-                    return conn.close().await;
+        let read = match queued.pop_front() {
+            Some(line) => Ok(line),
+            None if config.has(Fault::OneRecv) => conn.read_chunk().await.map(Some),
+            None => conn.read_line(MAX_COMMAND_LINE, true).await.map(|line| line.map(<[u8]>::to_vec)),
+        };
+        let line = match read {
+            Ok(line) => line,
+            Err(Stop::Idle) => {
+                let _ = conn.send("421 Idle timeout, closing control connection").await;
+                return conn.close().await;
+            }
+            Err(Stop::Gone) => {
+                if config.has(Fault::CrashOnDisconnect) {
+                    config.crash.notify_one();
                 }
-                Err(Stop::Gone) => return,
-            },
+                return;
+            }
         };
         let action = match line {
             Some(line) => session.command(&line).await,
+            None if config.has(Fault::CrashOnGarbage) => Action::Hangup,
             None => Action::Reply("500 Command line too long".to_owned()),
         };
+        let transferred = matches!(action, Action::Transfer(_));
         let sent = match action {
             Action::Reply(reply) => conn.send(&reply).await,
             Action::Close(reply) => {
@@ -308,9 +352,13 @@ async fn handle(stream: Stream, peer: SocketAddr, config: &Config) {
                 return;
             }
             Action::Transfer(job) => session.transfer(&mut conn, *job, &mut queued).await,
+            Action::Hangup => return,
         };
         if sent.is_err() {
             return;
+        }
+        if transferred && config.has(Fault::CloseAfterTransfer) {
+            return conn.close().await;
         }
     }
 }
@@ -323,6 +371,8 @@ enum Action {
     Close(String),
     /// A transfer over the data connection.
     Transfer(Box<Job>),
+    /// The connection dropped without a word, as by a handler that crashed (faults only).
+    Hangup,
 }
 
 /// A transfer, prepared (file opened, listing made) before the 150.
@@ -409,7 +459,8 @@ struct Session<'a> {
     data: Data,
     /// After EPSV ALL, only EPSV may set up a data connection (RFC 2428 §4).
     epsv_all: bool,
-    rest: u64,
+    /// The offset REST gave, until the transfer it is for.
+    rest: Option<u64>,
     rename_from: Option<PathBuf>,
 }
 
@@ -435,13 +486,26 @@ impl<'a> Session<'a> {
             ascii: true,
             data: Data::None,
             epsv_all: false,
-            rest: 0,
+            rest: None,
             rename_from: None,
         }
     }
 
+    fn has(&self, fault: Fault) -> bool {
+        self.config.has(fault)
+    }
+
     /// Answers one command line.
     async fn command(&mut self, line: &[u8]) -> Action {
+        let action = self.answer(line).await;
+        match action {
+            Action::Reply(text) if self.has(Fault::Errors450) && text.starts_with("550") => Action::Reply(format!("450{}", &text[3..])),
+            action => action,
+        }
+    }
+
+    /// Answers one command line, but for the fault `errors-450`, which rewrites the answer.
+    async fn answer(&mut self, line: &[u8]) -> Action {
         // A client interrupting a transfer may send Telnet IP and Synch (RFC 959 §4.1.3) before ABOR.
         let start = line.iter().position(|b| (0x20..0x80).contains(b)).unwrap_or(line.len());
         let line = &line[start..];
@@ -450,9 +514,20 @@ impl<'a> Session<'a> {
             Err(_) => (String::from_utf8_lossy(line).into_owned(), false),
         };
         let (verb, arg) = text.split_once(' ').unwrap_or((&text, ""));
-        let verb = verb.to_ascii_uppercase();
+        let verb = if self.has(Fault::CaseSensitive) {
+            verb.to_owned()
+        } else {
+            verb.to_ascii_uppercase()
+        };
         let rename_from = self.rename_from.take();
-        if verb.is_empty() || verb.len() > 4 || !verb.bytes().all(|b| b.is_ascii_alphabetic()) {
+        let no_verb = verb.is_empty() || verb.len() > 4 || !verb.bytes().all(|b| b.is_ascii_alphabetic());
+        if (no_verb || !clean) && self.has(Fault::CrashOnGarbage) {
+            return Action::Hangup;
+        }
+        if no_verb && self.has(Fault::Unknown200) {
+            return reply("200 OK");
+        }
+        if no_verb {
             return reply("500 Unknown command");
         }
         if !clean {
@@ -462,10 +537,17 @@ impl<'a> Session<'a> {
         if arg.chars().any(char::is_control) {
             return reply("501 Arguments may not contain control characters");
         }
-        let logged_in = self.logged_in.is_some();
+        if self.has(Fault::SplitOnSpaces) && arg.contains(' ') {
+            return reply("501 Too many arguments");
+        }
+        if self.has(Fault::TextbookOnly) && !fault::TEXTBOOK.contains(&verb.as_str()) {
+            return reply(format!("502 {verb} not implemented"));
+        }
+        let logged_in = self.logged_in.is_some() || self.has(Fault::No530);
         match verb.as_str() {
             "USER" => self.user_command(arg),
             "PASS" => self.pass(arg),
+            "QUIT" if self.has(Fault::QuitNoClose) => reply("221 Goodbye"),
             "QUIT" => Action::Close("221 Goodbye".to_owned()),
             "NOOP" => reply("200 NOOP ok"),
             "ACCT" => reply("202 ACCT not needed here"),
@@ -480,6 +562,12 @@ impl<'a> Session<'a> {
                  214 Help OK",
             ),
             "REIN" | "SMNT" | "STOU" | "SITE" | "AUTH" | "PBSZ" | "PROT" | "ADAT" | "CCC" | "MIC" | "CONF" | "ENC" | "LANG" | "MLST"
+            | "MLSD" | "LPRT" | "LPSV" | "HOST"
+                if self.has(Fault::Unknown200) =>
+            {
+                reply("200 OK")
+            }
+            "REIN" | "SMNT" | "STOU" | "SITE" | "AUTH" | "PBSZ" | "PROT" | "ADAT" | "CCC" | "MIC" | "CONF" | "ENC" | "LANG" | "MLST"
             | "MLSD" | "LPRT" | "LPSV" | "HOST" => reply(format!("502 {verb} not implemented")),
             "CWD" | "XCWD" | "CDUP" | "XCUP" | "PWD" | "XPWD" | "TYPE" | "MODE" | "STRU" | "PASV" | "EPSV" | "PORT" | "EPRT" | "LIST"
             | "NLST" | "RETR" | "STOR" | "APPE" | "DELE" | "MKD" | "XMKD" | "RMD" | "XRMD" | "RNFR" | "RNTO" | "SIZE" | "MDTM" | "REST"
@@ -490,17 +578,19 @@ impl<'a> Session<'a> {
             }
             "CWD" | "XCWD" => self.cwd_command(arg),
             "CDUP" | "XCUP" => self.cwd_command(".."),
-            "PWD" | "XPWD" => reply(format!("257 {} is the current folder", quoted(&shown(&self.cwd)))),
+            "PWD" | "XPWD" => reply(format!("257 {} is the current folder", self.quoted(&shown(&self.cwd)))),
             "TYPE" => self.type_command(arg),
-            "MODE" => letter(arg, "S", "BC", "MODE"),
-            "STRU" => letter(arg, "F", "RP", "STRU"),
+            "MODE" => letter(arg, "S", "BC", "MODE", self.has(Fault::NoSyntaxErrors)),
+            "STRU" => letter(arg, "F", "RP", "STRU", self.has(Fault::NoSyntaxErrors)),
             "ALLO" => reply("202 ALLO not needed here"),
             "PASV" => self.passive(false, arg).await,
             "EPSV" => self.passive(true, arg).await,
             "PORT" => self.port(arg),
             "EPRT" => self.eprt(arg),
             "LIST" | "NLST" => {
-                self.rest = 0;
+                if !self.has(Fault::RestSticky) {
+                    self.rest = None;
+                }
                 self.list(arg, verb == "NLST")
             }
             "RETR" => self.retr(arg).await,
@@ -514,7 +604,7 @@ impl<'a> Session<'a> {
             "MDTM" => self.mdtm(arg),
             "REST" => match arg.trim().parse::<u64>() {
                 Ok(offset) => {
-                    self.rest = offset;
+                    self.rest = Some(offset);
                     reply(format!("350 Restarting at {offset}. Send STOR or RETR"))
                 }
                 Err(_) => reply("501 REST needs a number of octets"),
@@ -525,14 +615,37 @@ impl<'a> Session<'a> {
                 self.data = Data::None;
                 reply("226 ABOR successful, no transfer in progress")
             }
+            _ if self.has(Fault::Unknown200) => reply("200 OK"),
             _ => reply("500 Unknown command"),
+        }
+    }
+
+    /// `"path"` as 257 replies give it, or bare with the fault `no-quotes`.
+    fn quoted(&self, path: &str) -> String {
+        if self.has(Fault::NoQuotes) {
+            path.to_owned()
+        } else {
+            quoted(path)
+        }
+    }
+
+    /// The REST offset for this transfer; it is used up unless the fault `rest-sticky` keeps it.
+    fn take_rest(&mut self) -> Option<u64> {
+        if self.has(Fault::RestSticky) {
+            self.rest
+        } else {
+            self.rest.take()
         }
     }
 
     fn user_command(&mut self, arg: &str) -> Action {
         let name = arg.trim();
-        if name.is_empty() {
+        if name.is_empty() && !self.has(Fault::NoSyntaxErrors) {
             return reply("501 USER needs a name");
+        }
+        if self.has(Fault::NoPassword) {
+            self.logged_in = Some(name.to_owned());
+            return reply(format!("230 User {name} logged in"));
         }
         self.logged_in = None;
         self.user = Some(name.to_owned());
@@ -552,6 +665,9 @@ impl<'a> Session<'a> {
             return reply("503 Already logged in");
         }
         let Some(name) = self.user.take() else {
+            if self.has(Fault::No503) {
+                return reply("530 Login incorrect");
+            }
             return reply("503 Login with USER first");
         };
         let known = self
@@ -572,12 +688,14 @@ impl<'a> Session<'a> {
     }
 
     /// Where `arg` leads from the working folder, as names below the root;
-    /// `None` if it climbs above the root.
+    /// `None` if it climbs above the root (with the fault `traversal`, names
+    /// that climb begin with `..`).
     fn names(&self, arg: &str) -> Option<Vec<String>> {
         let mut names = if arg.starts_with('/') { Vec::new() } else { self.cwd.clone() };
         for name in arg.split('/') {
             match name {
                 "" | "." => {}
+                ".." if self.has(Fault::Traversal) && names.last().is_none_or(|last| last == "..") => names.push("..".to_owned()),
                 ".." => {
                     names.pop()?;
                 }
@@ -589,7 +707,17 @@ impl<'a> Session<'a> {
 
     /// The place `arg` names, if it is inside the root (existing or not).
     fn place(&self, arg: &str) -> Option<Place> {
-        let names = self.names(arg)?;
+        if self.has(Fault::Traversal) {
+            if let Some(place) = self.escape(arg) {
+                return Some(place);
+            }
+        }
+        let names = if self.has(Fault::BasenameOnly) {
+            let last = arg.rsplit('/').find(|name| !["", ".", ".."].contains(name));
+            last.map(|name| vec![name.to_owned()]).unwrap_or_default()
+        } else {
+            self.names(arg)?
+        };
         let root = &self.config.root;
         let Some((last, parents)) = names.split_last() else {
             return Some(Place {
@@ -612,6 +740,31 @@ impl<'a> Session<'a> {
             shown: shown(&names),
             path,
             meta,
+        })
+    }
+
+    /// Where `arg` leads when it is not confined (the fault `traversal`), if it
+    /// leaves the root: an absolute path is the machine's own, and `..` climbs
+    /// from the folder `root` named, as from a server serving it in place.
+    fn escape(&self, arg: &str) -> Option<Place> {
+        let (shown, path) = if arg.starts_with('/') {
+            (arg.to_owned(), PathBuf::from(arg))
+        } else {
+            let names = self.names(arg)?;
+            let ups = names.iter().take_while(|name| *name == "..").count();
+            if ups == 0 {
+                return None;
+            }
+            let mut base = self.config.origin.clone();
+            for _ in 0..ups {
+                base.pop();
+            }
+            (shown(&names), names[ups..].iter().fold(base, |path, name| path.join(name)))
+        };
+        Some(Place {
+            shown,
+            meta: std::fs::metadata(&path).ok(),
+            path,
         })
     }
 
@@ -644,13 +797,14 @@ impl<'a> Session<'a> {
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         match words[..] {
             ["A"] | ["A", "N"] => {
-                self.ascii = true;
+                self.ascii = !self.has(Fault::TypeSwapped);
                 reply("200 Type set to A")
             }
             ["I"] => {
-                self.ascii = false;
+                self.ascii = self.has(Fault::TypeSwapped);
                 reply("200 Type set to I")
             }
+            _ if self.has(Fault::NoSyntaxErrors) => reply(format!("200 Type set to {}", arg.trim())),
             ["A", "T" | "C"] | ["E"] | ["E", "N" | "T" | "C"] | ["L", _] => reply("504 Only TYPE A and I are supported"),
             _ => reply("501 TYPE needs A or I"),
         }
@@ -664,7 +818,7 @@ impl<'a> Session<'a> {
         let local = self.local.ip().to_canonical();
         if extended {
             if arg.eq_ignore_ascii_case("ALL") {
-                self.epsv_all = true;
+                self.epsv_all = !self.has(Fault::EpsvAllIgnored);
                 return reply("200 EPSV ALL ok");
             }
             let family = if local.is_ipv4() { "1" } else { "2" };
@@ -695,6 +849,7 @@ impl<'a> Session<'a> {
         self.data = Data::Passive(listener);
         let port = addr.port();
         match (extended, ip) {
+            (true, _) if self.has(Fault::EpsvBarePort) => reply(format!("229 Entering Extended Passive Mode ({port})")),
             (true, _) => reply(format!("229 Entering Extended Passive Mode (|||{port}|)")),
             (false, IpAddr::V4(v4)) => {
                 let [a, b, c, d] = v4.octets();
@@ -710,6 +865,9 @@ impl<'a> Session<'a> {
         }
         let numbers: Option<Vec<u8>> = arg.trim().split(',').map(|n| n.trim().parse::<u8>().ok()).collect();
         let Some([a, b, c, d, high, low]) = numbers.as_deref().and_then(|n| <[u8; 6]>::try_from(n).ok()) else {
+            if self.has(Fault::NoSyntaxErrors) {
+                return reply("200 PORT command successful");
+            }
             return reply("501 PORT needs h1,h2,h3,h4,p1,p2");
         };
         let addr = SocketAddr::from(([a, b, c, d], u16::from_be_bytes([high, low])));
@@ -721,6 +879,16 @@ impl<'a> Session<'a> {
             return reply("503 Only EPSV after EPSV ALL");
         }
         let arg = arg.trim();
+        if self.has(Fault::NoSyntaxErrors) {
+            // The fault: the address and port are read wherever they are, the rest unchecked.
+            let fields: Vec<&str> = arg.split(|c: char| !c.is_ascii_alphanumeric() && c != '.' && c != ':').collect();
+            let ip = fields.iter().find_map(|f| f.parse::<IpAddr>().ok());
+            let port = fields.iter().rev().find_map(|f| f.parse::<u16>().ok());
+            if let (Some(ip), Some(port)) = (ip, port) {
+                return self.active(SocketAddr::new(ip, port), "200 EPRT command successful");
+            }
+            return reply("200 EPRT command successful");
+        }
         let Some(delimiter) = arg.chars().next().filter(|c| ('!'..='~').contains(c)) else {
             return reply("501 EPRT needs |protocol|address|port|");
         };
@@ -741,11 +909,15 @@ impl<'a> Session<'a> {
 
     /// RFC 2577 §3: a data connection only to the client itself, and not to a privileged port.
     fn active(&mut self, addr: SocketAddr, ok: &str) -> Action {
+        if self.has(Fault::PortIgnored) {
+            return reply(ok);
+        }
         self.data = Data::None;
-        if addr.ip().to_canonical() != self.peer.ip().to_canonical() {
+        let checked = !self.has(Fault::BounceAllowed);
+        if checked && addr.ip().to_canonical() != self.peer.ip().to_canonical() {
             return reply("504 Data connections go only to the client's own address");
         }
-        if addr.port() < 1024 {
+        if checked && addr.port() < 1024 {
             return reply("504 Data connections go only to ports from 1024 up");
         }
         self.data = Data::Active(addr);
@@ -760,12 +932,16 @@ impl<'a> Session<'a> {
             .collect::<Vec<_>>()
             .join(" ");
         let place = match path.as_str() {
+            _ if self.has(Fault::ListIgnoresPath) => self.place("."),
             "" => self.place("."),
             path => self.place(path),
         };
         let Some(place) = place.filter(|p| p.meta.is_some()) else {
             return reply(NO_FILE);
         };
+        if self.has(Fault::ListFoldersOnly) && !place.is_dir() {
+            return reply("550 Not a folder");
+        }
         let lines = match self.entries(&place) {
             Ok(lines) => lines,
             Err(error) => return error,
@@ -805,7 +981,10 @@ impl<'a> Session<'a> {
     }
 
     async fn retr(&mut self, arg: &str) -> Action {
-        let offset = std::mem::take(&mut self.rest);
+        let offset = match self.take_rest() {
+            Some(offset) if self.has(Fault::RestOffByOne) => offset + 1,
+            offset => offset.unwrap_or(0),
+        };
         let place = match self.existing(arg) {
             Ok(place) => place,
             Err(error) => return error,
@@ -824,7 +1003,10 @@ impl<'a> Session<'a> {
     }
 
     async fn stor(&mut self, arg: &str, append: bool) -> Action {
-        let offset = std::mem::take(&mut self.rest);
+        let offset = self.take_rest().unwrap_or(0);
+        // The fault `appe-overwrites`: APPE opens the file for writing from its start, not creating it.
+        let overwrite = append && self.has(Fault::AppeOverwrites);
+        let append = append && !overwrite;
         if !self.config.writable {
             return reply(READ_ONLY);
         }
@@ -839,10 +1021,10 @@ impl<'a> Session<'a> {
         }
         let existed = place.meta.is_some();
         let mut options = tokio::fs::OpenOptions::new();
-        options.write(true).create(true);
+        options.write(true).create(!overwrite);
         if append {
             options.append(true);
-        } else if offset == 0 {
+        } else if offset == 0 && !overwrite && !self.has(Fault::StorNoTruncate) {
             options.truncate(true);
         }
         let Ok(mut file) = options.open(&place.path).await else {
@@ -871,6 +1053,9 @@ impl<'a> Session<'a> {
         if !self.config.writable {
             return reply(READ_ONLY);
         }
+        if self.has(Fault::DeleIgnored) {
+            return reply(format!("250 Deleted {arg}"));
+        }
         let place = match self.existing(arg) {
             Ok(place) => place,
             Err(error) => return error,
@@ -898,7 +1083,7 @@ impl<'a> Session<'a> {
             return reply("550 Already exists");
         }
         match tokio::fs::create_dir(&place.path).await {
-            Ok(()) => reply(format!("257 {} created", quoted(&place.shown))),
+            Ok(()) => reply(format!("257 {} created", self.quoted(&place.shown))),
             Err(_) => reply("550 Cannot create the folder"),
         }
     }
@@ -906,6 +1091,12 @@ impl<'a> Session<'a> {
     async fn rmd(&mut self, arg: &str) -> Action {
         if !self.config.writable {
             return reply(READ_ONLY);
+        }
+        if self.has(Fault::RmdRmtree) {
+            if let Some(place) = self.place(arg).filter(|place| place.path != self.config.root) {
+                let _ = tokio::fs::remove_dir_all(&place.path).await;
+            }
+            return reply(format!("250 Removed {arg}"));
         }
         let place = match self.existing(arg) {
             Ok(place) => place,
@@ -927,6 +1118,10 @@ impl<'a> Session<'a> {
         if !self.config.writable {
             return reply(READ_ONLY);
         }
+        if self.has(Fault::RnfrNo350) {
+            self.rename_from = self.place(arg).map(|place| place.path);
+            return reply("250 Ready for RNTO");
+        }
         let place = match self.existing(arg) {
             Ok(place) => place,
             Err(error) => return error,
@@ -940,6 +1135,9 @@ impl<'a> Session<'a> {
 
     async fn rnto(&mut self, arg: &str, from: Option<PathBuf>) -> Action {
         let Some(from) = from else {
+            if self.has(Fault::No503) {
+                return reply("550 Rename failed");
+            }
             return reply("503 RNFR first");
         };
         if arg.is_empty() {
@@ -968,7 +1166,7 @@ impl<'a> Session<'a> {
         let Some(meta) = place.meta.as_ref().filter(|m| m.is_file()) else {
             return reply("550 Not a plain file");
         };
-        if !self.ascii {
+        if !self.ascii && !self.has(Fault::SizeAscii) {
             return reply(format!("213 {}", meta.len()));
         }
         match ascii_size(&place.path).await {
@@ -1028,6 +1226,9 @@ impl<'a> Session<'a> {
         let setup = std::mem::replace(&mut self.data, Data::None);
         if matches!(setup, Data::None) {
             job.abandon().await;
+            if self.config.has(Fault::No425) {
+                return Err(Stop::Gone);
+            }
             return conn.send("425 Use PORT, PASV, EPRT or EPSV first").await;
         }
         let mode = if self.ascii { "ASCII" } else { "BINARY" };
@@ -1063,11 +1264,12 @@ fn opts(arg: &str) -> Action {
     }
 }
 
-/// MODE and STRU: the one letter supported, the letters known but not supported (504), or 501.
-fn letter(arg: &str, supported: &str, known: &str, command: &str) -> Action {
+/// MODE and STRU: the one letter supported, the letters known but not supported (504), or 501;
+/// any letter is taken when `unchecked` (the fault `no-syntax-errors`).
+fn letter(arg: &str, supported: &str, known: &str, command: &str, unchecked: bool) -> Action {
     let arg = arg.trim().to_ascii_uppercase();
-    if arg == supported {
-        reply(format!("200 {command} set to {supported}"))
+    if arg == supported || unchecked {
+        reply(format!("200 {command} set to {arg}"))
     } else if arg.len() == 1 && known.contains(&arg) {
         reply(format!("504 Only {command} {supported} is supported"))
     } else {
