@@ -253,9 +253,50 @@ impl Dialogue {
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
     pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
         let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
+        // A data connection (FTP's) carries a file, not messages: its bytes each way are counted
+        // and hashed, and shown once, when that direction ends.
+        let mut counted: HashMap<(usize, Direction), (u64, sha2::Sha256)> = HashMap::new();
+        let count_line = |(n, h): (u64, sha2::Sha256)| {
+            use sha2::Digest;
+            let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            What::Event(format!("{n} bytes, sha256 {hex}"))
+        };
         let mut out = Vec::new();
         for ev in &self.events {
             let info = self.connections.get(ev.conn);
+            if info.is_some_and(|i| crate::proto::is_data_protocol(&i.protocol)) {
+                let mut push = |dir, what| {
+                    out.push(Framed {
+                        t_us: ev.t_us,
+                        conn: ev.conn,
+                        dir,
+                        what,
+                    })
+                };
+                match &ev.kind {
+                    EventKind::Data { dir, bytes } => {
+                        use sha2::Digest;
+                        let (n, h) = counted.entry((ev.conn, *dir)).or_default();
+                        *n += bytes.len() as u64;
+                        h.update(bytes);
+                    }
+                    EventKind::Closed { dir } => {
+                        if let Some(c) = counted.remove(&(ev.conn, *dir)) {
+                            push(Some(*dir), count_line(c));
+                        }
+                        push(Some(*dir), What::Closed);
+                    }
+                    EventKind::Open => {
+                        let who = match info.is_some_and(|i| i.harness_is_client) {
+                            true => "harness is client",
+                            false => "harness is server",
+                        };
+                        push(None, What::Event(format!("open tcp ({who})")));
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             // Each connection is framed with its own protocol (a suite may speak several).
             let proto = info.and_then(|i| crate::proto::find(&i.protocol)).unwrap_or(proto);
             let mut push = |dir, what| {
@@ -316,6 +357,16 @@ impl Dialogue {
                 }
                 EventKind::Note { text } => push(None, What::Event(format!("note: {text}"))),
             }
+        }
+        let mut left: Vec<_> = counted.into_iter().collect();
+        left.sort_by_key(|((c, d), _)| (*c, *d == Direction::ServerToClient));
+        for ((c, dir), totals) in left {
+            out.push(Framed {
+                t_us: self.events.last().map_or(0, |e| e.t_us),
+                conn: c,
+                dir: Some(dir),
+                what: count_line(totals),
+            });
         }
         // Bytes still unframed at the end were never completed by the peer.
         let mut rest: Vec<_> = streams.into_iter().filter(|(_, f)| !f.pending().is_empty()).collect();

@@ -162,26 +162,66 @@ const FTP_BUDGET: Duration = Duration::from_secs(240);
 /// passes the reference, then fails it with each such fault on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ftp_cases_are_each_proven() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/ftp.yaml");
-    let suite = wirecheck::suite::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
-
     // The test's list is the server's: an unknown name is refused with the names it knows.
     let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
     let refused = match reference_servers::start_server("ftp", "127.0.0.1:0".parse().unwrap(), &opts).await {
         Ok(_) => panic!("the ftp reference took an unknown fault"),
         Err(e) => e.to_string(),
     };
-    let known = refused.rsplit("the faults are ").next().unwrap_or_default();
-    assert_eq!(known.split(", ").collect::<Vec<_>>(), FTP_FAULTS, "{refused}");
+    each_case_proven("ftp", &refused, FTP_FAULTS, common::FTP_BUGGY_SAMPLES).await;
+}
 
-    let by_sample: Vec<&str> = common::FTP_BUGGY_SAMPLES.iter().map(|(_, case)| *case).collect();
+/// The faults of the reference FTP client (`reference-servers/src/ftp_client.rs`).
+const FTP_CLIENT_FAULTS: &[&str] = &[
+    "port-swapped",
+    "no-greeting-wait",
+    "no-type",
+    "one-recv",
+    "ignore-errors",
+    "no-quit",
+    "pasv-parens-only",
+    "no-fallback",
+    "read-once",
+    "no-226-wait",
+    "pass-always",
+    "wrong-host",
+    "no-pass",
+    "first-line-only",
+    "first-word",
+    "ls-no-path",
+    "basename",
+];
+
+/// The same for the `ftp-client` suite, with the reference client's faults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ftp_client_cases_are_each_proven() {
+    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let args = ["ls".to_string()];
+    let refused = match reference_servers::run_client("ftp-client", "127.0.0.1:9".parse().unwrap(), &opts, &args, tx).await {
+        Ok(code) => panic!("the ftp-client reference took an unknown fault (exit {code})"),
+        Err(e) => e.to_string(),
+    };
+    each_case_proven("ftp-client", &refused, FTP_CLIENT_FAULTS, common::FTP_CLIENT_BUGGY_SAMPLES).await;
+}
+
+/// Checks that `faults` is the list the reference's refusal (`refused`) names, that every case of
+/// `suite` is failed by a sample of `samples` or tagged `bug-<fault>`, and runs every fault at once:
+/// its cases pass the reference and fail it with the fault on.
+async fn each_case_proven(suite_name: &'static str, refused: &str, faults: &'static [&'static str], samples: &[(&str, &str)]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("suites/{suite_name}.yaml"));
+    let suite = wirecheck::suite::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let known = refused.rsplit("the faults are ").next().unwrap_or_default();
+    assert_eq!(known.split(", ").collect::<Vec<_>>(), faults, "{refused}");
+
+    let by_sample: Vec<&str> = samples.iter().map(|(_, case)| *case).collect();
     let mut unproven = Vec::new();
     for case in &suite.cases {
-        let faults: Vec<&str> = case.tags.iter().filter_map(|t| t.strip_prefix("bug-")).collect();
-        if faults.is_empty() && !by_sample.contains(&case.id.as_str()) {
+        let tagged: Vec<&str> = case.tags.iter().filter_map(|t| t.strip_prefix("bug-")).collect();
+        if tagged.is_empty() && !by_sample.contains(&case.id.as_str()) {
             unproven.push(case.id.as_str());
         }
-        let unknown: Vec<&&str> = faults.iter().filter(|f| !FTP_FAULTS.contains(f)).collect();
+        let unknown: Vec<&&str> = tagged.iter().filter(|f| !faults.contains(f)).collect();
         assert!(
             unknown.is_empty(),
             "{}: bug-* tags without a fault in the reference: {unknown:?}",
@@ -192,7 +232,7 @@ async fn ftp_cases_are_each_proven() {
         unproven.is_empty(),
         "cases neither failed by a sample nor tagged bug-<fault>: {unproven:?}"
     );
-    for (sample, case) in common::FTP_BUGGY_SAMPLES {
+    for (sample, case) in samples {
         assert!(
             suite.cases.iter().any(|c| c.id == *case),
             "{sample}'s case {case} is not in the suite"
@@ -201,13 +241,13 @@ async fn ftp_cases_are_each_proven() {
         assert!(file.is_file(), "no sample {}", file.display());
     }
 
-    // Each fault in its own reference servers, all at once: many are caught by a timeout.
+    // Each fault in its own reference, all at once: many are caught by a timeout.
     let started = Instant::now();
     let mut runs = tokio::task::JoinSet::new();
-    for fault in FTP_FAULTS {
+    for fault in faults {
         runs.spawn(async move {
             let (tag, option) = (format!("bug-{fault}"), format!("fault: {fault}"));
-            let (good, faulty) = tokio::join!(run_tagged("ftp", &tag, ""), run_tagged("ftp", &tag, &option));
+            let (good, faulty) = tokio::join!(run_tagged(suite_name, &tag, ""), run_tagged(suite_name, &tag, &option));
             (fault, good, faulty)
         });
     }
@@ -229,6 +269,6 @@ async fn ftp_cases_are_each_proven() {
     if tokio::time::timeout(FTP_BUDGET, all).await.is_err() {
         problems.push(format!("the faults were not all proven within {FTP_BUDGET:?}"));
     }
-    eprintln!("{} faults ran in {:.1?}", FTP_FAULTS.len(), started.elapsed());
+    eprintln!("{suite_name}: {} faults ran in {:.1?}", faults.len(), started.elapsed());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

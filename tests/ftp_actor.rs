@@ -32,7 +32,7 @@ impl ActorLog for Log {
     fn data(&self, _: usize, _: Direction, _: &[u8]) {}
     fn closed(&self, _: usize) {}
     fn open_other(&self, _: Transport, _: SocketAddr, _: SocketAddr, protocol: &str, actor_connected: bool) -> usize {
-        assert_eq!(protocol, "raw");
+        assert_eq!(protocol, wirecheck::proto::ftp::DATA);
         self.data_opened_by_actor.lock().unwrap().push(actor_connected);
         self.next.fetch_add(1, Ordering::SeqCst)
     }

@@ -816,6 +816,7 @@ fn the_textbook_programs_as_the_labs_ask_score_full_marks() {
         ("dns-resolver", file("dns_resolver")),
         ("socket-timeout", file("socket_timeout_textbook")),
         ("ftp-server", file("ftp_server_textbook")),
+        ("ftp-client", file("ftp_client_textbook")),
     ];
     let mut files: Vec<String> = std::fs::read_dir("ci/assignments")
         .unwrap()

@@ -50,3 +50,22 @@ fn ftp_suite_against_pyftpdlib() {
     let result = check_expected("ftp", "pyftpdlib", &report, &out);
     readme_row("pyftpdlib 2.2 (PyPI), anonymous and bob / hungry", "ftp", &result);
 }
+
+/// The `ftp-client` suite against FTP clients no one here wrote: curl, and Python's ftplib, each
+/// behind a wrapper in `tests/peers/` that maps the suite's `[--passive] get|put|ls` to it.
+#[test]
+fn ftp_client_suite_against_curl() {
+    if !peer_installed("curl", "curl") {
+        return;
+    }
+    let (_, out, report) = run_json(&["ftp-client", "--exec", "tests/peers/curl-ftp-client {host} {port}"]);
+    let result = check_expected("ftp-client", "curl", &report, &out);
+    readme_row("curl (Debian `curl`) as the client", "ftp-client", &result);
+}
+
+#[test]
+fn ftp_client_suite_against_ftplib() {
+    let (_, out, report) = run_json(&["ftp-client", "--exec", "tests/peers/ftplib-client {host} {port}"]);
+    let result = check_expected("ftp-client", "ftplib", &report, &out);
+    readme_row("Python's ftplib as the client", "ftp-client", &result);
+}

@@ -467,6 +467,22 @@ fn ftp_buggy_servers_fail_their_cases() {
     }
 }
 
+fn ftp_client(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{host}} {{port}}")
+}
+
+#[test]
+fn ftp_textbook_client_passes_every_case() {
+    check("ftp-client", &ftp_client("ftp_client_textbook"), &[]);
+}
+
+#[test]
+fn ftp_buggy_clients_fail_their_cases() {
+    for (file, case) in FTP_CLIENT_BUGGY_SAMPLES {
+        check_with("ftp-client", &ftp_client(file), &["--case", case], &[case]);
+    }
+}
+
 fn mail_client(file: &str) -> String {
     format!("python3 fixtures/students/{file}.py 127.0.0.1 {{port}} fixtures/mail/outgoing.txt")
 }
@@ -636,6 +652,7 @@ fn every_suite_has_a_textbook_profile_that_the_textbook_program_passes() {
         ("smtp-client", mail_client("smtp_client_textbook")),
         ("pop3", pop3("pop3_server_minimal")),
         ("ftp", ftp("ftp_server_textbook")),
+        ("ftp-client", ftp_client("ftp_client_textbook")),
         ("dns-auth", dns_auth("dns_auth_server")),
         ("dns-resolver", resolver("dns_resolver")),
         ("socket-timeout", timeout_server("socket_timeout_textbook")),

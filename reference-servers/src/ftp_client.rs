@@ -107,6 +107,8 @@ enum Fault {
     FirstWord,
     /// `ls-no-path`: ls sends LIST without the path it was given.
     LsNoPath,
+    /// `basename`: a remote path is cut to its last name (`RETR nested.txt` for pub/nested.txt).
+    Basename,
 }
 
 /// Each fault's name, as the `fault` option takes it.
@@ -127,6 +129,7 @@ const FAULTS: &[(&str, Fault)] = &[
     ("first-line-only", Fault::FirstLineOnly),
     ("first-word", Fault::FirstWord),
     ("ls-no-path", Fault::LsNoPath),
+    ("basename", Fault::Basename),
 ];
 
 /// The faults switched on: one bit per `Fault`.
@@ -378,8 +381,12 @@ impl Client<'_> {
         }
     }
 
-    /// A remote name as sent: whole, or up to its first space under the `first-word` fault.
+    /// A remote name as sent: whole, or cut by the `basename` and `first-word` faults.
     fn name<'n>(&self, remote: &'n str) -> &'n str {
+        let remote = match self.faults.has(Fault::Basename) {
+            true => remote.rsplit('/').next().unwrap_or(remote),
+            false => remote,
+        };
         match self.faults.has(Fault::FirstWord) {
             true => remote.split(' ').next().unwrap_or(remote),
             false => remote,

@@ -125,6 +125,11 @@ pub fn find_or_raw(name: &str) -> &'static dyn Protocol {
     find(name).unwrap_or(&datagram::Datagram)
 }
 
+/// Whether `name` is some protocol's data connections (`ftp-data`): raw bytes, framed by no codec.
+pub fn is_data_protocol(name: &str) -> bool {
+    PROTOCOLS.iter().any(|p| p.data_protocol() == Some(name))
+}
+
 /// The protocol usually spoken on a server port.
 pub fn by_port(port: u16) -> Option<&'static dyn Protocol> {
     PROTOCOLS.iter().copied().find(|p| p.ports().contains(&port))

@@ -91,7 +91,13 @@ impl ActorLog for Log {
     }
 
     fn data(&self, conv: usize, dir: Direction, bytes: &[u8]) {
-        let (transport, flip) = self.convs.lock().unwrap_or_else(|e| e.into_inner()).get(conv).copied().unwrap_or((None, false));
+        let (transport, flip) = self
+            .convs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(conv)
+            .copied()
+            .unwrap_or((None, false));
         let tcp_dir = match (flip, dir) {
             (false, d) => d,
             (true, Direction::ClientToServer) => Direction::ServerToClient,
@@ -123,6 +129,15 @@ impl ActorLog for Log {
                 dir: Direction::ClientToServer,
             },
         );
+    }
+
+    fn closed_by_actor(&self, conv: usize) {
+        let opened_it = self.convs.lock().unwrap_or_else(|e| e.into_inner()).get(conv).is_some_and(|c| c.1);
+        let dir = match opened_it {
+            true => Direction::ClientToServer,
+            false => Direction::ServerToClient,
+        };
+        self.rec.event(conv, EventKind::Closed { dir });
     }
 }
 

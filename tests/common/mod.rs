@@ -18,6 +18,14 @@ pub const FTP_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("ftp_server_traversal", "cwd-above-root"),
 ];
 
+/// The buggy FTP client samples and the `ftp-client` case each must fail (`tests/students.rs`).
+pub const FTP_CLIENT_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("ftp_client_port_swapped", "get-active"),
+    ("ftp_client_no_data", "get-active"),
+    ("ftp_client_no_data", "ls-passive"),
+    ("ftp_client_ignores_550", "get-missing-550"),
+];
+
 /// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

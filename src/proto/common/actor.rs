@@ -22,8 +22,13 @@ pub trait ActorLog: Send + Sync {
     fn open(&self, transport: Transport, local: SocketAddr, peer: SocketAddr) -> usize;
     /// Bytes that went one way on conversation `conv`.
     fn data(&self, conv: usize, dir: Direction, bytes: &[u8]);
-    /// The conversation ended (TCP).
+    /// The conversation ended (TCP): the peer closed it, or the actor after it did.
     fn closed(&self, conv: usize);
+    /// The actor ended the conversation on its own (an FTP server after QUIT or its 421): what
+    /// the wire shows is the actor's FIN (or a reset, when the peer's bytes were still unread).
+    fn closed_by_actor(&self, conv: usize) {
+        self.closed(conv)
+    }
     /// A conversation in another protocol than the actor's own (an FTP data connection carries
     /// raw bytes), opened by the peer or, with `actor_connected`, by the actor; `saw:` does not
     /// count its messages.

@@ -103,6 +103,10 @@ pub static ACTOR: ActorKind = ActorKind {
             "writes the 227 reply without parentheses; RFC 1123 §4.1.2.6: the client scans for the numbers",
         ),
         ("close-early", "closes the control connection with 421 right after the 230"),
+        (
+            "fail-after-data",
+            "ends every transfer with 451 (local error in processing) instead of 226, after the data connection closed",
+        ),
     ],
     parse,
 };
@@ -217,6 +221,7 @@ struct Faults {
     no_extended: bool,
     pasv_bare: bool,
     close_early: bool,
+    fail_after_data: bool,
 }
 
 impl Faults {
@@ -234,6 +239,7 @@ impl Faults {
             no_extended: on("no-extended"),
             pasv_bare: on("pasv-bare"),
             close_early: on("close-early"),
+            fail_after_data: on("fail-after-data"),
         }
     }
 }
@@ -391,13 +397,18 @@ impl ActorSpec for FtpActor {
                     let conv = srv.log.open(Transport::Tcp, local, peer);
                     let (rd, wr) = stream.into_split();
                     let mut s = Session::new(srv, conv, rd, wr, local, peer);
-                    if full {
-                        let _ = s.reply(421, "Too many connections; try again later").await;
-                    } else {
-                        s.run().await;
-                    }
+                    let peer_closed = match full {
+                        true => {
+                            let _ = s.reply(421, "Too many connections; try again later").await;
+                            false
+                        }
+                        false => s.run().await,
+                    };
                     let _ = timeout(WRITE, s.wr.shutdown()).await;
-                    s.srv.log.closed(conv);
+                    match peer_closed {
+                        true => s.srv.log.closed(conv),
+                        false => s.srv.log.closed_by_actor(conv),
+                    }
                 });
             }
         });
@@ -475,6 +486,8 @@ struct Session {
     rest: usize,
     rnfr: bool,
     epsv_all: bool,
+    /// The client closed the control connection (rather than the actor ending the session).
+    peer_gone: bool,
 }
 
 impl Session {
@@ -496,12 +509,14 @@ impl Session {
             rest: 0,
             rnfr: false,
             epsv_all: false,
+            peer_gone: false,
         }
     }
 
-    async fn run(&mut self) {
+    /// Serves the session; true when it ended because the client closed the connection.
+    async fn run(&mut self) -> bool {
         if self.greet().await == Flow::Quit {
-            return;
+            return self.peer_gone;
         }
         loop {
             let flow = match self.next_command().await {
@@ -516,10 +531,13 @@ impl Session {
                         .await;
                     Flow::Quit
                 }
-                Next::Closed => Flow::Quit,
+                Next::Closed => {
+                    self.peer_gone = true;
+                    Flow::Quit
+                }
             };
             if flow == Flow::Quit {
-                return;
+                return self.peer_gone;
             }
         }
     }
@@ -530,6 +548,7 @@ impl Session {
                 _ = sleep(SLOW_GREETING) => {}
                 got = self.fill() => {
                     if !got {
+                        self.peer_gone = true;
                         return Flow::Quit;
                     }
                     let _ = self
@@ -1172,6 +1191,9 @@ impl Session {
             }
         };
         match outcome {
+            // The transfer's bytes all went, but the server says it failed (RFC 959 §5.4: RETR,
+            // STOR may end in 451): the client must not take the close for success.
+            Ok(_) if self.srv.faults.fail_after_data => self.reply(451, "Requested action aborted: local error in processing").await,
             Ok(received) => {
                 if let (Some((name, path, append)), Some(raw)) = (upload, received) {
                     let bytes = if self.ascii { from_crlf(&raw) } else { raw };
@@ -1281,7 +1303,7 @@ async fn data_job(
         return Err((426, "Connection closed; transfer aborted".into()));
     };
     let conv = DataConv {
-        conv: log.open_other(Transport::Tcp, local, peer, "raw", actor_connected),
+        conv: log.open_other(Transport::Tcp, local, peer, super::DATA, actor_connected),
         log: log.clone(),
     };
     let broken = |e: String| (426, format!("Connection closed; transfer aborted: {e}"));
@@ -1426,7 +1448,7 @@ mod tests {
                         conv,
                         protocol,
                         actor_connected,
-                    } if protocol == "raw" => Some((conv, actor_connected)),
+                    } if protocol == crate::proto::ftp::DATA => Some((conv, actor_connected)),
                     _ => None,
                 })
                 .collect()
@@ -1945,6 +1967,27 @@ mod tests {
             }
         };
         timeout(T, closed).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn fault_fail_after_data_ends_the_transfer_with_451_and_keeps_no_upload() {
+        let (_h, addr, log) = start(&["fail-after-data"]).await;
+        let mut c = Client::greeted(addr).await;
+        c.login().await;
+        assert_eq!(c.cmd("TYPE I").await.0, 200);
+        let data = c.pasv().await;
+        assert_eq!(c.cmd("RETR binary.bin").await.0, 150);
+        assert_eq!(read_all(data).await, binary());
+        assert_eq!(c.reply().await.0, 451);
+        let mut data = c.pasv().await;
+        assert_eq!(c.cmd("STOR up.bin").await.0, 150);
+        data.write_all(b"abc").await.unwrap();
+        drop(data);
+        assert_eq!(c.reply().await.0, 451);
+        assert!(
+            !log.calls().iter().any(|call| matches!(call, Call::Stored(..))),
+            "a failed upload is not kept"
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,9 @@ pub use codec::{parse_eprt_arg, parse_epsv, parse_pasv, parse_port_arg, CommandC
 /// The `ftp` protocol.
 pub struct Ftp;
 
+/// The name data connections go by in transcripts: raw bytes, counted, not framed.
+pub const DATA: &str = "ftp-data";
+
 /// Commands a client may open with that an SMTP client never sends first (it starts with EHLO).
 const OPENING_COMMANDS: &[&[u8]] = &[b"USER ", b"AUTH TLS", b"AUTH SSL", b"FEAT", b"SYST", b"OPTS "];
 
@@ -42,7 +45,7 @@ impl Protocol for Ftp {
         rules::announces_close(m)
     }
     fn data_protocol(&self) -> Option<&'static str> {
-        Some("ftp-data")
+        Some(DATA)
     }
     fn data_channels(&self, control: &[Exchange<'_>]) -> Vec<DataChannel> {
         rules::data_channels(control)
