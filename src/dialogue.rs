@@ -264,15 +264,15 @@ impl Dialogue {
         let mut out = Vec::new();
         for ev in &self.events {
             let info = self.connections.get(ev.conn);
+            let mut push = |dir, what| {
+                out.push(Framed {
+                    t_us: ev.t_us,
+                    conn: ev.conn,
+                    dir,
+                    what,
+                })
+            };
             if info.is_some_and(|i| crate::proto::is_data_protocol(&i.protocol)) {
-                let mut push = |dir, what| {
-                    out.push(Framed {
-                        t_us: ev.t_us,
-                        conn: ev.conn,
-                        dir,
-                        what,
-                    })
-                };
                 match &ev.kind {
                     EventKind::Data { dir, bytes } => {
                         use sha2::Digest;
@@ -299,14 +299,6 @@ impl Dialogue {
             }
             // Each connection is framed with its own protocol (a suite may speak several).
             let proto = info.and_then(|i| crate::proto::find(&i.protocol)).unwrap_or(proto);
-            let mut push = |dir, what| {
-                out.push(Framed {
-                    t_us: ev.t_us,
-                    conn: ev.conn,
-                    dir,
-                    what,
-                })
-            };
             match &ev.kind {
                 EventKind::Open => {
                     let text = match info {

@@ -144,17 +144,8 @@ impl Faults {
 
 /// Parses the `fault` option: fault names separated by commas.
 fn parse_faults(text: &str) -> Result<Faults, String> {
-    let mut faults = Faults::default();
-    for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
-        match FAULTS.iter().find(|(known, _)| *known == name) {
-            Some(&(_, fault)) => faults.0 |= 1 << fault as u32,
-            None => {
-                let known: Vec<&str> = FAULTS.iter().map(|(known, _)| *known).collect();
-                return Err(format!("unknown fault {name:?}; the faults are {}", known.join(", ")));
-            }
-        }
-    }
-    Ok(faults)
+    let names = crate::faults::parse_names(text, FAULTS)?;
+    Ok(Faults(names.into_iter().fold(0, |bits, fault| bits | 1 << fault as u32)))
 }
 
 /// What the command line asks for.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+mod faults;
 mod ftp;
 mod ftp_client;
 mod guard;

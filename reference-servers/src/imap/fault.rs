@@ -101,17 +101,8 @@ impl Faults {
 
 /// Parses the `fault` option: fault names separated by commas (spaces around them allowed).
 pub(super) fn parse(text: &str) -> Result<Faults, String> {
-    let mut faults = Faults::default();
-    for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
-        match FAULTS.iter().find(|(known, _)| *known == name) {
-            Some(&(_, fault)) => faults = faults.with(fault),
-            None => {
-                let known: Vec<&str> = FAULTS.iter().map(|(known, _)| *known).collect();
-                return Err(format!("unknown fault {name:?}; the faults are {}", known.join(", ")));
-            }
-        }
-    }
-    Ok(faults)
+    let names = crate::faults::parse_names(text, FAULTS)?;
+    Ok(names.into_iter().fold(Faults::default(), Faults::with))
 }
 
 #[cfg(test)]
