@@ -335,4 +335,84 @@ mod tests {
             assert!(matches!(Hpack::new().decode(bad), Err(HpackError::Malformed(_))), "{bad:x?}");
         }
     }
+
+    /// The hpack-test-case stories in fixtures/hpack/ (see its CREDITS.md): each story's cases
+    /// share one decoder, as a connection's header blocks do.
+    #[test]
+    fn round_trip_hpack_test_case_stories() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hpack");
+        let mut stories = 0;
+        let mut cases = 0;
+        for dir in std::fs::read_dir(&root).unwrap() {
+            let dir = dir.unwrap().path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&dir).unwrap() {
+                let file = file.unwrap().path();
+                let story: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+                let mut h = Hpack::new();
+                for (seq, case) in story["cases"].as_array().unwrap().iter().enumerate() {
+                    if let Some(size) = case["header_table_size"].as_u64() {
+                        h.allow_table(size as usize);
+                    }
+                    let want: Vec<(String, String)> = case["headers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(|o| o.as_object().unwrap().iter())
+                        .map(|(n, v)| (n.clone(), v.as_str().unwrap().to_string()))
+                        .collect();
+                    let got = h
+                        .decode(&hex(case["wire"].as_str().unwrap()))
+                        .unwrap_or_else(|e| panic!("{} case {seq}: {e}", file.display()));
+                    assert_eq!(text(&got), want, "{} case {seq}", file.display());
+                    cases += 1;
+                }
+                stories += 1;
+            }
+        }
+        assert!(stories >= 28 && cases >= 175, "{stories} stories, {cases} cases");
+    }
+
+    proptest::proptest! {
+        /// What `fluke-hpack`'s encoder makes of varied header lists (repeated names and values,
+        /// so the dynamic table fills and evicts) decodes to the same lists, block after block.
+        #[test]
+        fn round_trip_encoded_header_lists(
+            blocks in proptest::collection::vec(
+                proptest::collection::vec(("[a-z:][a-z0-9-]{0,12}", "[ -~]{0,60}"), 0..12),
+                1..12,
+            ),
+            table in proptest::option::of(0usize..8192),
+        ) {
+            let mut enc = fluke_hpack::Encoder::new();
+            let mut h = Hpack::new();
+            let mut first = true;
+            for fields in &blocks {
+                let mut wire = Vec::new();
+                if let (Some(size), true) = (table, std::mem::take(&mut first)) {
+                    // A size update, as an encoder sends after the peer's SETTINGS_HEADER_TABLE_SIZE.
+                    enc.set_max_table_size(size);
+                    h.allow_table(size);
+                    wire.extend(fluke_hpack::encoder::encode_integer(size, 5));
+                    wire[0] |= 0x20;
+                }
+                wire.extend(enc.encode(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))));
+                let got = h.decode(&wire).unwrap();
+                proptest::prop_assert_eq!(text(&got), fields.clone());
+            }
+        }
+
+        /// Random bytes never panic the decoder, whatever the table held before.
+        #[test]
+        fn never_panics_on_random_blocks(
+            blocks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 1..6),
+        ) {
+            let mut h = Hpack::new();
+            for b in &blocks {
+                let _ = h.decode(b);
+            }
+        }
+    }
 }

@@ -186,3 +186,171 @@ pub fn conversation(conv: &[Exchange<'_>]) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::http2::codec::{Http2Codec, PREFACE};
+    use crate::proto::{Codec, Frame};
+
+    const C: Direction = Direction::ClientToServer;
+    const S: Direction = Direction::ServerToClient;
+
+    fn fr(kind: u8, flag_bits: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let n = payload.len();
+        let mut b = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flag_bits];
+        b.extend_from_slice(&stream.to_be_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// A step of a scripted connection: a frame one side sent, or its close.
+    enum Step {
+        Send(Direction, Vec<u8>),
+        Close(Direction),
+    }
+    use Step::*;
+
+    fn settings(d: Direction) -> Step {
+        Send(d, fr(4, 0, 0, b""))
+    }
+    fn ack(d: Direction) -> Step {
+        Send(d, fr(4, 1, 0, b""))
+    }
+    /// HEADERS with one indexed field (`:method: GET` or `:status: 200`), so no table is involved.
+    fn headers(d: Direction, stream: u32, end: bool) -> Step {
+        let field = if d == C { 0x82 } else { 0x88 };
+        Send(d, fr(1, 4 | u8::from(end), stream, &[field]))
+    }
+    fn data(d: Direction, stream: u32, end: bool) -> Step {
+        Send(d, fr(0, u8::from(end), stream, b"x"))
+    }
+
+    /// The rules of what the conversation's rules find.
+    fn judge(steps: Vec<Step>) -> Vec<String> {
+        let mut codecs = [Http2Codec::new(true), Http2Codec::new(false)];
+        let mut msgs = Vec::new();
+        let Frame::Message(m, _) = codecs[0].decode(PREFACE, false).unwrap() else {
+            panic!()
+        };
+        msgs.push((C, Some(m)));
+        for step in steps {
+            match step {
+                Send(d, bytes) => {
+                    let i = usize::from(d == S);
+                    let Frame::Message(m, _) = codecs[i].decode(&bytes, false).unwrap() else {
+                        panic!()
+                    };
+                    msgs.push((d, Some(m)));
+                }
+                Close(d) => msgs.push((d, None)),
+            }
+        }
+        let conv: Vec<Exchange<'_>> = msgs
+            .iter()
+            .map(|(d, m)| match m {
+                Some(m) => Exchange::Message(*d, m),
+                None => Exchange::Closed(*d),
+            })
+            .collect();
+        conversation(&conv).into_iter().map(|f| format!("{}: {}", f.rule, f.text)).collect()
+    }
+
+    fn opening() -> Vec<Step> {
+        vec![settings(C), settings(S), ack(S), ack(C)]
+    }
+
+    #[test]
+    fn parses_a_clean_connection_without_findings() {
+        let mut s = opening();
+        s.extend([
+            headers(C, 1, true),
+            headers(C, 3, true),
+            Send(S, fr(8, 0, 0, &100u32.to_be_bytes())),
+            headers(S, 1, false),
+            data(S, 1, true),
+            // Frames that cross a close on the wire are the other side's to tolerate.
+            Send(C, fr(8, 0, 1, &100u32.to_be_bytes())),
+            Send(C, fr(3, 0, 1, &8u32.to_be_bytes())),
+            Send(C, fr(2, 0, 1, &[0, 0, 0, 0, 15])),
+            headers(S, 3, false),
+            Send(S, fr(3, 0, 3, &8u32.to_be_bytes())),
+            Send(S, fr(2, 0, 3, &[0, 0, 0, 0, 15])),
+            Send(S, fr(6, 0, 0, b"12345678")),
+            Send(C, fr(6, 1, 0, b"12345678")),
+            settings(S),
+            ack(C),
+            Close(C),
+            Close(S),
+        ]);
+        assert_eq!(judge(s), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rejects_a_first_frame_that_is_not_settings() {
+        let got = judge(vec![settings(C), Send(S, fr(8, 0, 0, &1u32.to_be_bytes())), settings(S)]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("RFC 9113 §3.4: S→C the server's first frame is WINDOW_UPDATE"),
+            "{got:?}"
+        );
+        let got = judge(vec![headers(C, 1, true)]);
+        assert!(
+            got[0].starts_with("RFC 9113 §3.4: C→S the client's first frame is HEADERS"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_even_and_falling_client_streams_and_odd_promises() {
+        let mut s = opening();
+        s.extend([headers(C, 2, true), headers(C, 5, true), headers(C, 3, true)]);
+        s.push(Send(S, fr(5, 4, 5, &[&3u32.to_be_bytes()[..], &[0x82]].concat())));
+        let got = judge(s);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].contains("client streams MUST be odd"), "{got:?}");
+        assert!(got[1].contains("opened stream 3 after stream 5"), "{got:?}");
+        assert!(got[2].contains("server streams MUST be even"), "{got:?}");
+    }
+
+    #[test]
+    fn rejects_frames_a_side_sends_on_streams_it_closed() {
+        let mut s = opening();
+        s.extend([
+            headers(C, 1, true),
+            data(C, 1, false),
+            headers(S, 1, false),
+            Send(S, fr(3, 0, 1, &0u32.to_be_bytes())),
+            data(S, 1, true),
+            data(S, 7, false),
+        ]);
+        let got = judge(s);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got[0].starts_with("RFC 9113 §5.1: C→S DATA on stream 1 after the client ended it"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with("RFC 9113 §5.1: S→C DATA on stream 1 after the server reset it"),
+            "{got:?}"
+        );
+        assert!(
+            got[2].contains("DATA on stream 7, which no HEADERS or PUSH_PROMISE opened"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_settings_left_unacknowledged_by_a_side_that_went_on() {
+        let got = judge(vec![settings(C), settings(S), headers(C, 1, true), headers(S, 1, true), Close(S)]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("RFC 9113 §6.5.3: S→C the server acknowledged 0 of the 1"),
+            "{got:?}"
+        );
+        // Not once the server tore the connection down on an error, nor while it stays open.
+        let goaway = Send(S, fr(7, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(judge(vec![settings(C), settings(S), goaway, Close(S)]).is_empty());
+        assert!(judge(vec![settings(C), settings(S), headers(C, 1, true), headers(S, 1, true)]).is_empty());
+    }
+}
