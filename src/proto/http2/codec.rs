@@ -506,6 +506,7 @@ impl Http2Codec {
             return Ok(Frame::Incomplete);
         }
         self.preface_done = true;
+        // The preface is no frame: its body says what it is, and no rule reads its kind.
         let f = H2Frame {
             kind: Kind::Unknown(0xff),
             flags: 0,
@@ -966,7 +967,7 @@ fn check_fields(fields: &[(Vec<u8>, Vec<u8>)], role: Role, out: &mut Vec<Finding
             );
         }
     }
-    let has = |p: &str| pseudo.iter().any(|n| *n == p.as_bytes());
+    let has = |p: &str| pseudo.contains(&p.as_bytes());
     match role {
         Role::Trailers => {
             if !pseudo.is_empty() {
@@ -1294,7 +1295,8 @@ mod tests {
 
     #[test]
     fn rejects_field_rules_of_requests_responses_and_trailers() {
-        let cases: &[(bool, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (bool, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (
                 true,
                 &[(":method", "GET"), ("accept", "*/*"), (":scheme", "http"), (":path", "/")],

@@ -26,6 +26,9 @@ pub enum HpackError {
     Lost,
 }
 
+/// A decoded field block: names and values as sent, in order.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One direction's HPACK decoder.
 pub struct Hpack {
     decoder: fluke_hpack::Decoder<'static>,
@@ -63,7 +66,7 @@ impl Hpack {
     }
 
     /// Decodes one whole field block (HEADERS or PUSH_PROMISE with its CONTINUATIONs, joined).
-    pub fn decode(&mut self, block: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, HpackError> {
+    pub fn decode(&mut self, block: &[u8]) -> Result<Fields, HpackError> {
         if self.lost {
             return Err(HpackError::Lost);
         }
@@ -308,7 +311,7 @@ mod tests {
     #[test]
     fn parses_a_block_of_size_updates_only() {
         let mut h = Hpack::new();
-        assert_eq!(h.decode(&[0x20, 0x3f, 0xe1, 0x1f]).unwrap(), Vec::<(Vec<u8>, Vec<u8>)>::new());
+        assert_eq!(h.decode(&[0x20, 0x3f, 0xe1, 0x1f]).unwrap(), Fields::new());
         assert_eq!(text(&h.decode(&[0x82]).unwrap()), pairs(&[(":method", "GET")]));
     }
 
