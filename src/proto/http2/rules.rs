@@ -4,7 +4,8 @@
 //!
 //! Only what a side does with its own streams is judged: frames of the two sides cross on the
 //! wire, so what one side sends after the other closed a stream (WINDOW_UPDATE, RST_STREAM, §5.1)
-//! is never held against it. WINDOW_UPDATE, PING, PRIORITY and SETTINGS may come at any time.
+//! is never held against it. WINDOW_UPDATE, PING, PRIORITY and SETTINGS may come at any time. A server pushes nothing once
+//! the client disabled push.
 
 use std::collections::BTreeSet;
 
@@ -39,6 +40,7 @@ pub fn conversation(conv: &[Exchange<'_>]) -> Vec<Finding> {
         })
     };
     let mut first = [true; 2];
+    let mut push_enabled = true;
     // Per side: SETTINGS sent, ACKs sent, and the other side's SETTINGS it had seen by its last frame.
     let (mut settings, mut acks, mut seen_by_last) = ([0usize; 2], [0usize; 2], [0usize; 2]);
     let mut closed = [false; 2];
@@ -75,6 +77,20 @@ pub fn conversation(conv: &[Exchange<'_>]) -> Vec<Finding> {
             } else {
                 settings[me] += 1;
             }
+        }
+        if let (Body::Settings(params), 0) = (&f.body, me) {
+            if let Some(&(_, v)) = params.iter().rev().find(|(id, _)| *id == 2) {
+                push_enabled = v != 0;
+            }
+        }
+        // The client's SETTINGS follow its preface, so a server has them before any request it
+        // could push for: no crossing on the wire excuses a push after ENABLE_PUSH=0.
+        if f.kind == Kind::PushPromise && me == 1 && !push_enabled {
+            must(
+                "RFC 9113 §8.4",
+                dir,
+                format!("PUSH_PROMISE on stream {} after the client set ENABLE_PUSH=0", f.stream),
+            );
         }
         seen_by_last[me] = settings[peer];
         if let Body::GoAway { code, .. } = f.body {
@@ -338,6 +354,21 @@ mod tests {
             got[2].contains("DATA on stream 7, which no HEADERS or PUSH_PROMISE opened"),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn rejects_a_push_after_the_client_disabled_it() {
+        let promise = |p: u32| Send(S, fr(5, 4, 1, &[&p.to_be_bytes()[..], &[0x82]].concat()));
+        let no_push = Send(C, fr(4, 0, 0, &[0, 2, 0, 0, 0, 0]));
+        let got = judge(vec![no_push, settings(S), ack(S), headers(C, 1, true), promise(2)]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("RFC 9113 §8.4: S→C PUSH_PROMISE on stream 1 after the client set ENABLE_PUSH=0"),
+            "{got:?}"
+        );
+        let mut s = opening();
+        s.extend([headers(C, 1, true), promise(2)]);
+        assert_eq!(judge(s), Vec::<String>::new());
     }
 
     #[test]
