@@ -253,6 +253,7 @@ impl Dialogue {
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
     pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
         let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
+        let mut current: HashMap<usize, &dyn Protocol> = HashMap::new();
         // A data connection (FTP's) carries a file, not messages: its bytes each way are counted
         // and hashed, and shown once, when that direction ends.
         let mut counted: HashMap<(usize, Direction), (u64, sha2::Sha256)> = HashMap::new();
@@ -297,8 +298,12 @@ impl Dialogue {
                 }
                 continue;
             }
-            // Each connection is framed with its own protocol (a suite may speak several).
-            let proto = info.and_then(|i| crate::proto::find(&i.protocol)).unwrap_or(proto);
+            // Each connection is framed with its own protocol (a suite may speak several), or the
+            // one a message of it handed the connection over to.
+            let proto = match current.get(&ev.conn) {
+                Some(p) => *p,
+                None => info.and_then(|i| crate::proto::find(&i.protocol)).unwrap_or(proto),
+            };
             match &ev.kind {
                 EventKind::Open => {
                     let text = match info {
@@ -325,15 +330,32 @@ impl Dialogue {
                         .entry((ev.conn, other))
                         .or_insert_with(|| Framer::new(proto.codec_on(other, Transport::Tcp)))
                         .peer_sent(bytes);
-                    let framer = streams
-                        .entry((ev.conn, *dir))
-                        .or_insert_with(|| Framer::new(proto.codec_on(*dir, Transport::Tcp)));
-                    framer.push(bytes);
-                    drain(framer, false, |w| push(Some(*dir), w));
+                    let mut proto = proto;
+                    let mut first = true;
+                    loop {
+                        let framer = streams
+                            .entry((ev.conn, *dir))
+                            .or_insert_with(|| Framer::new(proto.codec_on(*dir, Transport::Tcp)));
+                        if std::mem::take(&mut first) {
+                            framer.push(bytes);
+                        }
+                        let Some(next) = drain(framer, false, proto, |w| push(Some(*dir), w)) else {
+                            break;
+                        };
+                        hand_over(&mut streams, ev.conn, *dir, next);
+                        current.insert(ev.conn, next);
+                        proto = next;
+                    }
                 }
                 EventKind::Closed { dir } => {
-                    if let Some(framer) = streams.get_mut(&(ev.conn, *dir)) {
-                        drain(framer, true, |w| push(Some(*dir), w));
+                    let mut proto = proto;
+                    while let Some(framer) = streams.get_mut(&(ev.conn, *dir)) {
+                        let Some(next) = drain(framer, true, proto, |w| push(Some(*dir), w)) else {
+                            break;
+                        };
+                        hand_over(&mut streams, ev.conn, *dir, next);
+                        current.insert(ev.conn, next);
+                        proto = next;
                     }
                     push(Some(*dir), What::Closed);
                 }
@@ -343,7 +365,7 @@ impl Dialogue {
                     // Framing cannot continue across missing bytes: flush what was buffered and
                     // start the direction afresh.
                     if let Some(mut framer) = streams.remove(&(ev.conn, *dir)) {
-                        drain(&mut framer, true, |w| push(Some(*dir), w));
+                        drain(&mut framer, true, proto, |w| push(Some(*dir), w));
                     }
                     push(Some(*dir), What::Event(format!("gap: {len} bytes missing")));
                 }
@@ -486,15 +508,40 @@ pub fn normalize(text: &str) -> String {
 }
 
 /// Frames every whole message `framer` holds; bytes its codec rejects end the stream's framing.
-fn drain(framer: &mut Framer, eof: bool, mut push: impl FnMut(What)) {
+/// Stops after a message that hands the connection to another protocol, and returns that one.
+fn drain(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: impl FnMut(What)) -> Option<&'static dyn Protocol> {
     loop {
         match framer.next(eof) {
-            Ok(Some(m)) => push(What::Message(m)),
-            Ok(None) => break,
+            Ok(Some(m)) => {
+                let next = crate::proto::hands_over(proto, &m);
+                push(What::Message(m));
+                if next.is_some() {
+                    return next;
+                }
+            }
+            Ok(None) => return None,
             Err(e) => {
                 push(What::Undecodable(e.to_string(), framer.take_all()));
-                break;
+                return None;
             }
+        }
+    }
+}
+
+/// Gives both directions of connection `conn` codecs of `next`, keeping their unframed bytes:
+/// what each side sent after the switch is framed by `next` and told to the other side's codec.
+fn hand_over(streams: &mut HashMap<(usize, Direction), Framer>, conn: usize, dir: Direction, next: &dyn Protocol) {
+    let mut rest = Vec::new();
+    for d in [dir, dir.opposite()] {
+        let pending = streams.remove(&(conn, d)).map(|mut f| f.take_all()).unwrap_or_default();
+        let mut f = Framer::new(next.codec_on(d, Transport::Tcp));
+        f.push(&pending);
+        streams.insert((conn, d), f);
+        rest.push(pending);
+    }
+    for (d, bytes) in [(dir.opposite(), &rest[0]), (dir, &rest[1])] {
+        if let Some(f) = streams.get_mut(&(conn, d)) {
+            f.peer_sent(bytes);
         }
     }
 }

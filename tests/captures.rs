@@ -110,10 +110,47 @@ fn linux_sll2_request_without_response() {
 }
 
 #[test]
-fn h2c_decodes_without_error() {
+fn h2c_prior_knowledge_decodes_frame_by_frame_with_headers() {
     let cap = decode("http2-h2c-continuation-null.pcap");
-    assert_eq!(only(&cap).server.port(), 8080);
-    assert_eq!(only(&cap).packets, 30);
+    let c = only(&cap);
+    assert_eq!(c.server.port(), 8080);
+    assert_eq!(c.packets, 30);
+    // The preface decides, not port 8080 (HTTP/1's).
+    assert_eq!(c.protocol, "http2");
+    let t = c.transcript();
+    for line in [
+        "C→S PREFACE PRI * HTTP/2.0",
+        "C→S HEADERS stream=1 header block continues (35 bytes so far)",
+        "C→S CONTINUATION stream=1 [END_HEADERS] :method: GET, :path: /tata, :scheme: http, :authority: 127.0.0.1:8080",
+        "S→C HEADERS stream=1 [END_HEADERS] :status: 200",
+        "S→C DATA stream=1 [END_STREAM] 13 bytes \"Hello, /tata\\n\"",
+        "S→C SETTINGS [ACK]",
+    ] {
+        assert!(t.contains(line), "{line} not in\n{t}");
+    }
+    assert!(!t.contains("undecodable") && !t.contains("incomplete"), "{t}");
+    let checked = capture::check::check(&cap, capture::check::Side::Server);
+    assert!(!checked[0].failed(), "{:?}", checked[0].violations);
+}
+
+#[test]
+fn h2c_upgrade_hands_over_to_http2_after_the_101() {
+    let cap = decode_bytes(common::pcap::h2c_upgrade(true).bytes()).unwrap();
+    let c = only(&cap);
+    assert_eq!(c.protocol, "http");
+    let t = c.transcript();
+    insta::assert_snapshot!("h2c-upgrade", t);
+    let at = |s: &str| t.find(s).unwrap_or_else(|| panic!("{s} not in\n{t}"));
+    assert!(at("S→C HTTP/1.1 101 Switching Protocols") < at("S→C SETTINGS MAX_CONCURRENT_STREAMS=100"));
+    assert!(at("C→S PREFACE PRI * HTTP/2.0") < at("S→C HEADERS stream=1 [END_HEADERS] :status: 200"));
+    assert!(!t.contains("undecodable"), "{t}");
+    let checked = capture::check::check(&cap, capture::check::Side::Both);
+    assert!(checked[0].violations.is_empty(), "{:?}", checked[0].violations);
+    // After the hand-over HTTP/2's rules judge: its first frame must be SETTINGS.
+    let cap = decode_bytes(common::pcap::h2c_upgrade(false).bytes()).unwrap();
+    let checked = capture::check::check(&cap, capture::check::Side::Server);
+    let rules: Vec<&str> = checked[0].violations.iter().map(|v| v.rule.as_str()).collect();
+    assert_eq!(rules, ["RFC 9113 §3.4"], "{:?}", checked[0].violations);
 }
 
 #[test]

@@ -49,6 +49,18 @@ fn passive_rules_pass_clean_captures() {
 }
 
 #[test]
+fn http2_after_an_h2c_upgrade_is_judged_by_http2_rules() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (settings_first, code) in [(true, 0), (false, 1)] {
+        let path = dir.path().join(format!("h2c-{settings_first}.pcap"));
+        std::fs::write(&path, common::pcap::h2c_upgrade(settings_first).bytes()).unwrap();
+        let (got, out) = check(&[path.to_str().unwrap(), "--side", "both"]);
+        assert_eq!(got, code, "{out}");
+        assert_eq!(out.contains("MUST RFC 9113 §3.4"), code == 1, "{out}");
+    }
+}
+
+#[test]
 fn json_output_lists_violations() {
     let (code, out) = check(&[&seeded("dns-wrong-id"), "--format", "json"]);
     assert_eq!(code, 1);

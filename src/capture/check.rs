@@ -101,13 +101,36 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
     let mut violations = Vec::new();
     let mut messages = 0;
     let closed = |dir: Direction| frames.iter().any(|f| f.dir == Some(dir) && matches!(f.what, What::Closed));
-    let mut switched = false;
+    // A message may hand the connection to another protocol (HTTP/1.1's 101 to h2c): what
+    // follows is judged by that one's codec findings and rules. One that hands it to none ends
+    // the judging: the rest is no registered protocol's.
+    let mut current = proto;
+    let mut stopped = false;
+    let mut segments: Vec<(&dyn crate::proto::Protocol, Vec<u64>, Vec<Exchange<'_>>)> = vec![(proto, Vec::new(), Vec::new())];
     for f in &frames {
-        if switched {
+        if stopped {
             break;
         }
+        let mut switch = None;
         if let What::Message(m) = &f.what {
-            switched = proto.switches_protocol(m);
+            switch = crate::proto::hands_over(current, m);
+            stopped = switch.is_none() && current.switches_protocol(m);
+        }
+        let exchange = match (&f.what, f.dir) {
+            _ if switch.is_some() || stopped => None,
+            (What::Message(m), Some(d)) => Some(Exchange::Message(d, m)),
+            (What::Closed, Some(d)) => Some(Exchange::Closed(d)),
+            (What::Undecodable(..) | What::Incomplete(_), Some(d)) => Some(Exchange::Unframed(d)),
+            _ => None,
+        };
+        if let (Some(x), Some(seg)) = (exchange, segments.last_mut()) {
+            seg.1.push(f.t_us);
+            seg.2.push(x);
+        }
+        let name = current.name();
+        if let Some(next) = switch {
+            current = next;
+            segments.push((next, Vec::new(), Vec::new()));
         }
         let arrow = f.dir.map_or("", |d| d.arrow());
         if !side.judges(f.dir) {
@@ -125,14 +148,14 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
             }
             What::Undecodable(e, _) => violations.push(Violation {
                 level: Level::Must,
-                rule: format!("{} message syntax", conv.protocol),
+                rule: format!("{name} message syntax"),
                 text: format!("{arrow} cannot be framed: {e}"),
             }),
             // A sender that closed with half a message sent broke the framing; a capture that
             // simply ends (no FIN) says nothing either way.
             What::Incomplete(b) if f.dir.is_some_and(closed) => violations.push(Violation {
                 level: Level::Must,
-                rule: format!("{} message framing", conv.protocol),
+                rule: format!("{name} message framing"),
                 text: format!(
                     "{arrow} the sender closed the connection in the middle of a message ({} bytes unterminated: \"{}\")",
                     b.len(),
@@ -142,32 +165,25 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
             _ => {}
         }
     }
-    let (times, exchanges): (Vec<u64>, Vec<Exchange<'_>>) = frames
-        .iter()
-        .take_while(|f| !matches!(&f.what, What::Message(m) if proto.switches_protocol(m)))
-        .filter_map(|f| match (&f.what, f.dir) {
-            (What::Message(m), Some(d)) => Some((f.t_us, Exchange::Message(d, m))),
-            (What::Closed, Some(d)) => Some((f.t_us, Exchange::Closed(d))),
-            (What::Undecodable(..) | What::Incomplete(_), Some(d)) => Some((f.t_us, Exchange::Unframed(d))),
-            _ => None,
-        })
-        .unzip();
     let rules = if side == Side::Client {
         Vec::new()
     } else {
-        let mut rules = proto.conversation_rules(&exchanges);
-        if proto.data_protocol().is_some() {
-            let channels = proto.data_channels(&exchanges);
-            let transfers: Vec<Transfer> = cap
-                .conversations
-                .iter()
-                .filter_map(|d| {
-                    let of = d.data_of.as_ref().filter(|of| of.control == conv.number)?;
-                    let channel = channels.iter().position(|c| c.at == of.announced_at)?;
-                    Some(transfer(d, channel))
-                })
-                .collect();
-            rules.extend(proto.transfer_rules(&exchanges, &times, &transfers));
+        let mut rules = Vec::new();
+        for (i, (p, times, exchanges)) in segments.iter().enumerate() {
+            rules.extend(p.conversation_rules(exchanges));
+            if i == 0 && p.data_protocol().is_some() {
+                let channels = p.data_channels(exchanges);
+                let transfers: Vec<Transfer> = cap
+                    .conversations
+                    .iter()
+                    .filter_map(|d| {
+                        let of = d.data_of.as_ref().filter(|of| of.control == conv.number)?;
+                        let channel = channels.iter().position(|c| c.at == of.announced_at)?;
+                        Some(transfer(d, channel))
+                    })
+                    .collect();
+                rules.extend(p.transfer_rules(exchanges, times, &transfers));
+            }
         }
         rules
     };

@@ -911,11 +911,32 @@ fn make_control(opts: &Options, c: &mut Conv) -> bool {
     }
 }
 
-/// The protocol a conversation is framed with: `--port`, else the well-known port, else a guess.
+/// How many of the client's first bytes are read for a protocol's fixed preface.
+const PREFACE_BYTES: usize = 64;
+
+/// The protocol a conversation is framed with: `--port`, else a client preface that names one
+/// (HTTP/2's), else the well-known port, else a guess.
 fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> String {
     let (s, cl) = (c.server.port(), c.client.port());
     if let Some(p) = opts.user(s).or_else(|| opts.user(cl)) {
         return p.to_string();
+    }
+    // The preface may arrive over several segments.
+    let mut opening = Vec::new();
+    for (_, e) in evs {
+        if opening.len() >= PREFACE_BYTES {
+            break;
+        }
+        if let EventKind::Data {
+            dir: Direction::ClientToServer,
+            bytes,
+        } = e
+        {
+            opening.extend_from_slice(&bytes[..bytes.len().min(PREFACE_BYTES - opening.len())]);
+        }
+    }
+    if let Some(p) = proto::by_preface(&opening) {
+        return p.name().to_string();
     }
     if let Some(p) = proto::by_port(s).or_else(|| proto::by_port(cl)) {
         return p.name().to_string();

@@ -17,6 +17,7 @@ pub mod datagram;
 pub mod dns;
 pub mod ftp;
 pub mod http;
+pub mod http2;
 pub mod imap;
 pub mod line;
 pub mod pop3;
@@ -57,6 +58,17 @@ pub trait Protocol: Send + Sync {
     /// Protocols): what follows is not this protocol's to judge.
     fn switches_protocol(&self, _m: &Message) -> bool {
         false
+    }
+    /// The protocol that carries on after `m`, a message that switches protocols, when one in the
+    /// registry frames it (HTTP/1.1's 101 to `Upgrade: h2c`: `http2`). Both directions are framed
+    /// by its codecs from the byte after `m`, and judged by its rules.
+    fn next_protocol(&self, _m: &Message) -> Option<&'static str> {
+        None
+    }
+    /// The fixed bytes every client of this protocol opens a connection with (HTTP/2's connection
+    /// preface): a conversation opening with them is this protocol whatever its port.
+    fn preface(&self) -> Option<&'static [u8]> {
+        None
     }
     /// Why the connection ends after `m`, a message read from the peer, if `m` says so (HTTP: a
     /// response with `Connection: close`, or HTTP/1.0 without keep-alive, RFC 9112 §9.3). The
@@ -102,6 +114,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &line::LineCrlf,
     &datagram::Datagram,
     &http::Http,
+    &http2::Http2,
     &smtp::Smtp,
     &pop3::Pop3,
     &imap::Imap,
@@ -128,6 +141,20 @@ pub fn find_or_raw(name: &str) -> &'static dyn Protocol {
 /// Whether `name` is some protocol's data connections (`ftp-data`): raw bytes, framed by no codec.
 pub fn is_data_protocol(name: &str) -> bool {
     PROTOCOLS.iter().any(|p| p.data_protocol() == Some(name))
+}
+
+/// The protocol whose client preface `client` (a conversation's first client bytes) opens with.
+pub fn by_preface(client: &[u8]) -> Option<&'static dyn Protocol> {
+    PROTOCOLS
+        .iter()
+        .copied()
+        .find(|p| p.preface().is_some_and(|pre| client.starts_with(pre)))
+}
+
+/// The protocol that takes the connection over after `m`, which `proto` framed (see
+/// [`Protocol::next_protocol`]).
+pub fn hands_over(proto: &dyn Protocol, m: &Message) -> Option<&'static dyn Protocol> {
+    proto.next_protocol(m).and_then(find)
 }
 
 /// The protocol usually spoken on a server port.
@@ -185,6 +212,12 @@ mod tests {
         assert_eq!(id(Transport::Tcp, b"EHLO x\r\n", b"220 hi\r\n"), "smtp");
         assert_eq!(id(Transport::Tcp, b"", b"+OK ready\r\n"), "pop3");
         assert_eq!(id(Transport::Tcp, b"", b"* OK ready\r\n"), "imap");
+        assert_eq!(id(Transport::Tcp, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b""), "http2");
+        assert_eq!(
+            by_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04").map(|p| p.name()),
+            Some("http2")
+        );
+        assert!(by_preface(b"GET / HTTP/1.1\r\n").is_none());
         assert_eq!(id(Transport::Tcp, b"hello\r\n", b""), "line-crlf");
         assert_eq!(id(Transport::Tcp, b"hello\n", b""), "line");
         assert_eq!(id(Transport::Tcp, b"\x00\x01", b""), "datagram");

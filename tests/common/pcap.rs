@@ -142,3 +142,50 @@ impl Ftp<'_> {
         self.pcap.send(ms, self.conn, End::Server, format!("{line}\r\n").as_bytes());
     }
 }
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+pub fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len();
+    let mut b = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    b.extend_from_slice(&stream.to_be_bytes());
+    b.extend_from_slice(payload);
+    b
+}
+
+/// An HTTP/1.1 request upgraded to h2c (RFC 7540 §3.2) on port 80: the 101, then HTTP/2 both
+/// ways, the response to the upgraded request on stream 1. With `settings_first` false the server's
+/// first HTTP/2 frame is a WINDOW_UPDATE, breaking RFC 9113 §3.4.
+pub fn h2c_upgrade(settings_first: bool) -> Pcap {
+    let mut pcap = Pcap::new();
+    let c = pcap.connect(0.0, "10.0.0.1:41000", "10.0.0.2:80");
+    pcap.send(
+        1.0,
+        c,
+        End::Client,
+        b"GET /h2 HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n",
+    );
+    let mut server = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    let window = h2_frame(8, 0, 0, &1000u32.to_be_bytes());
+    let settings = h2_frame(4, 0, 0, &[0, 3, 0, 0, 0, 100]);
+    if settings_first {
+        server.extend(settings);
+        server.extend(window);
+    } else {
+        server.extend(window);
+        server.extend(settings);
+    }
+    pcap.send(2.0, c, End::Server, &server);
+    let mut client = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    client.extend(h2_frame(4, 0, 0, b""));
+    client.extend(h2_frame(4, 1, 0, b""));
+    pcap.send(3.0, c, End::Client, &client);
+    // :status: 200 is entry 8 of HPACK's static table.
+    let mut reply = h2_frame(4, 1, 0, b"");
+    reply.extend(h2_frame(1, 4, 1, &[0x88]));
+    reply.extend(h2_frame(0, 1, 1, b"hello"));
+    reply.extend(h2_frame(7, 0, 0, &[0; 8]));
+    pcap.send(4.0, c, End::Server, &reply);
+    pcap.close(5.0, c, End::Server);
+    pcap.close(5.5, c, End::Client);
+    pcap
+}

@@ -32,6 +32,9 @@ impl Protocol for Http {
     fn switches_protocol(&self, m: &Message) -> bool {
         rules::switches_protocol(m)
     }
+    fn next_protocol(&self, m: &Message) -> Option<&'static str> {
+        rules::next_protocol(m)
+    }
     fn announces_close(&self, m: &Message) -> Option<&'static str> {
         rules::announces_close(m)
     }

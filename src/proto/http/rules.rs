@@ -6,13 +6,21 @@ use crate::proto::{Direction, Exchange, Finding, Level, Message};
 /// Whether this message hands the connection over to another protocol.
 pub fn switches_protocol(m: &Message) -> bool {
     // 101 Switching Protocols (RFC 9110 §15.2.2), or the HTTP/2 preface a client with prior
-    // knowledge opens with (RFC 9113 §3.4): HTTP/2 frames follow, which this codec does not frame.
+    // knowledge opens with (RFC 9113 §3.4), met here only when a conversation opening with it was
+    // framed as HTTP/1 on purpose: HTTP/2 frames follow.
     m.text == "PRI * HTTP/2.0"
         || m.detail
             .as_ref()
             .and_then(|d| d.downcast_ref::<parse::HttpMessage>())
             .and_then(|h| h.status())
             == Some(101)
+}
+
+/// The protocol a 101 response hands the connection to, when the registry frames it: `h2c` is
+/// HTTP/2 over cleartext TCP (RFC 7540 §3.2; RFC 9113 §3.1 keeps the token's meaning).
+pub fn next_protocol(m: &Message) -> Option<&'static str> {
+    let h = m.detail.as_ref()?.downcast_ref::<parse::HttpMessage>()?;
+    (h.status() == Some(101) && h.has_token("Upgrade", "h2c")).then_some("http2")
 }
 
 /// Why a response ends its connection, if it does (RFC 9112 §9.3): it lists `close` in
