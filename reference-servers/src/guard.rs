@@ -117,6 +117,8 @@ struct State {
     started: Option<Instant>,
     /// When the server last answered (or accepted): older is idler.
     progress: Instant,
+    /// Whether `line_timeout` applies: off once a protocol bounds its own messages.
+    timed: bool,
 }
 
 impl Activity {
@@ -126,6 +128,7 @@ impl Activity {
                 waiting: false,
                 started: None,
                 progress: Instant::now(),
+                timed: true,
             }),
             changed: Notify::new(),
             evict: Notify::new(),
@@ -158,8 +161,8 @@ impl Activity {
     /// When the message under way runs out of time, if the server is waiting for it.
     fn deadline(&self, line_timeout: Duration) -> Option<Instant> {
         let state = self.state();
-        match (state.waiting, state.started) {
-            (true, Some(started)) => Some(started + line_timeout),
+        match (state.timed, state.waiting, state.started) {
+            (true, true, Some(started)) => Some(started + line_timeout),
             _ => None,
         }
     }
@@ -187,6 +190,16 @@ impl Stream {
     /// See `TcpStream::local_addr`.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+
+    /// Stops `line_timeout` on this connection, for a protocol that bounds its own messages
+    /// from here on (HTTP/2, whose client may send a frame the server has no answer to).
+    pub(crate) fn untimed(&self) {
+        if let Some(activity) = &self.activity {
+            activity.state().timed = false;
+            // The watcher may be sleeping towards a deadline that no longer exists.
+            activity.changed.notify_one();
+        }
     }
 
     /// See `TcpStream::set_nodelay`.
@@ -413,6 +426,18 @@ mod tests {
         );
         activity.wrote();
         assert_eq!(activity.deadline(line), None, "an answer ends the message");
+    }
+
+    #[test]
+    fn an_untimed_connection_has_no_message_deadline() {
+        let activity = Activity::new();
+        let line = Duration::from_secs(10);
+        activity.read(false, true);
+        activity.read(true, false);
+        assert!(activity.deadline(line).is_some());
+        activity.state().timed = false;
+        assert_eq!(activity.deadline(line), None, "a frame the server need not answer is no trickle");
+        assert!(activity.idle_since().is_some(), "it can still make room at the cap");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod faults;
 mod ftp;
 mod ftp_client;
 mod guard;
+mod http2;
 mod http_origin;
 mod http_proxy;
 mod pinger_client;
@@ -121,6 +122,10 @@ const SERVERS: &[(&str, &str)] = &[
         "caching HTTP proxy (RFC 9111): absolute-form in, origin-form out, revalidation",
     ),
     (
+        http2::NAME,
+        "HTTP/2 origin (RFC 9113, h2c prior knowledge; HTTP/1.1 on the same port): files, interleaved streams, push",
+    ),
+    (
         smtp::NAME,
         "SMTP server (RFC 5321): delivers to local users of the mail store, no relaying",
     ),
@@ -174,6 +179,7 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         socket_timeout::NAME => socket_timeout::start(bind, opts).await,
         http_origin::NAME => http_origin::start(bind, opts).await,
         http_proxy::NAME => http_proxy::start(bind, opts).await,
+        http2::NAME => http2::start(bind, opts).await,
         smtp::NAME => smtp::start(bind, opts).await,
         pop3::NAME => pop3::start(bind, opts).await,
         imap::NAME => imap::start(bind, opts).await,

@@ -83,6 +83,7 @@ async fn registry_lists_everything() {
             "socket-timeout",
             "http",
             "http-proxy",
+            "http2",
             "smtp",
             "pop3",
             "imap",

@@ -20,7 +20,7 @@ pub struct ServeArgs {
     /// A zone file for the dns server (same as --option zone=FILE).
     #[arg(long, value_name = "FILE")]
     pub zone: Option<String>,
-    /// The folder a file-serving reference serves, `http` or `ftp` (same as --option root=DIR).
+    /// The folder a file-serving reference serves, `http`, `http2` or `ftp` (same as --option root=DIR).
     #[arg(long, value_name = "DIR")]
     pub root: Option<String>,
     /// List the servers and exit.

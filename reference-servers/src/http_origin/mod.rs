@@ -10,6 +10,7 @@
 //! | `utf8.html` | ~280-byte page of non-ASCII UTF-8 text: Content-Length counts bytes |
 //! | `image.bin` | 300,000 bytes of xorshift32 output (seed 0x2545F491, top byte of each step): every byte value, NUL, CR and LF included |
 //! | `notes.txt` | a few lines of text/plain |
+//! | `styled.html`, `style.css` | a page whose one linked asset is the stylesheet (what `http2` pushes with `push=true`) |
 //! | `sub/page.html`, `sub/index.html` | a page in a subdirectory, and that directory's index (for `/sub/` and the `/sub` redirect) |
 //!
 //! Endpoints besides the files: `GET /moved` (301 to `/index.html`),
