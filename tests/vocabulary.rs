@@ -67,3 +67,32 @@ async fn run_tagged(file: &str) {
     target.stop().await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_frames_pass_and_fail_as_tagged() {
+    run_tagged("tests/suites/http2-vocabulary.yaml").await;
+}
+
+/// A structured HTTP/2 send keeps RFC 9113 §8.2 unless the step says it breaks it on purpose.
+#[test]
+fn an_http2_field_the_rfc_forbids_is_a_load_error_unless_invalid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suites/t.yaml");
+    let suite = |headers: &str| {
+        format!(
+            "suite: t\nprotocol: http2\nreference: http2\ncases:\n  - id: a\n    steps:\n      - connect: c\n      - send: {{ request: {{ path: /, headers: {headers} }} }}\n      - expect: {{ frame: SETTINGS }}\n"
+        )
+    };
+    for (headers, why) in [
+        ("{ X-Upper: \"1\" }", "uppercase"),
+        ("{ connection: close }", "connection-specific"),
+        ("{ te: gzip }", "TE other than"),
+    ] {
+        let err = wirecheck::suite::load_str(&path, suite(headers))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(why) && err.contains("invalid: true"), "{headers}: {err}");
+        let ok = suite(headers).replace("headers:", "invalid: true, headers:");
+        assert!(wirecheck::suite::load_str(&path, ok).is_ok(), "{headers} with invalid: true");
+    }
+}

@@ -93,6 +93,10 @@ fn send_failure(step: &Step, e: SendError) -> Failure {
     f
 }
 
+/// Messages one structured expectation reads past (`StructuredExpect::skips`) before it judges
+/// the next one anyway.
+const MAX_PASSED_OVER: usize = 1000;
+
 /// What a case runs against: fixed for the whole case.
 pub struct Env {
     /// The suite.
@@ -815,17 +819,37 @@ impl Ctx {
                 String::new()
             }
             ExpectWhat::Structured(spec) => {
-                let (m, at) = self
-                    .conn(step)?
-                    .message_resending(deadline, step.resend)
-                    .await
-                    .map_err(|err| recv_fail(err, spec.describe()))?;
-                let must = env.triage(&m);
-                self.note_close(env, step, &m);
-                if !must.is_empty() {
-                    return Err(Failure::at(step, format!("the message breaks the RFC: {}", must.join("; ")))
-                        .with(spec.describe(), m.summary.clone()));
-                }
+                let mut passed_over: Vec<String> = Vec::new();
+                let (m, at) = loop {
+                    let got = match self.conn(step)?.message_resending(deadline, step.resend).await {
+                        Err(RecvError::Closed { .. }) if spec.accepts_close() => return Ok(()),
+                        Err(err) if !passed_over.is_empty() => {
+                            let shown = passed_over.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join("\n");
+                            return Err(Failure::at(
+                                step,
+                                format!(
+                                    "{err}; before that it read past {} message(s) that were not what it waits for",
+                                    passed_over.len()
+                                ),
+                            )
+                            .with(spec.describe(), shown));
+                        }
+                        got => got.map_err(|err| recv_fail(err, spec.describe()))?,
+                    };
+                    let must = env.triage(&got.0);
+                    self.note_close(env, step, &got.0);
+                    if !must.is_empty() {
+                        return Err(Failure::at(step, format!("the message breaks the RFC: {}", must.join("; ")))
+                            .with(spec.describe(), got.0.summary.clone()));
+                    }
+                    // Frames a peer may send at any time are read past, up to a bound: a peer
+                    // that floods them still ends the step.
+                    if spec.skips(&got.0) && passed_over.len() < MAX_PASSED_OVER {
+                        passed_over.push(got.0.summary.clone());
+                        continue;
+                    }
+                    break got;
+                };
                 match spec.check(&m, &env.render_cx(&self.vars, self.transport_of(step))) {
                     Ok(caps) => {
                         for (k, v) in caps {

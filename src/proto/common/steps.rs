@@ -93,6 +93,16 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
     fn if_refused(&self, _addr: SocketAddr) -> Option<String> {
         None
     }
+    /// Whether `msg` is one the peer may send at any time and this expectation passes over
+    /// (HTTP/2's SETTINGS, PING, WINDOW_UPDATE): the step reads the next message instead.
+    fn skips(&self, _msg: &Message) -> bool {
+        false
+    }
+    /// Whether the connection closing meets this expectation (an HTTP/2 connection error may
+    /// be reported by closing, RFC 9113 §5.4.1).
+    fn accepts_close(&self) -> bool {
+        false
+    }
 }
 
 /// Parses `capture: { var: regex-with-a-group }`.
