@@ -278,6 +278,14 @@ const REFERENCES: &[Reference] = &[
         goodbye: Some("HTTP/1.1 408 "),
     },
     Reference {
+        name: "http2",
+        options: &[],
+        // HTTP/1.1 and HTTP/2 share its port: a normal HTTP/1.1 client is still served.
+        exchange: Exchange::Http("localhost"),
+        trickle: b'a',
+        goodbye: Some("HTTP/1.1 408 "),
+    },
+    Reference {
         name: "dns",
         options: &[("zone", "fixtures/dns/example.test.zone")],
         exchange: Exchange::Dns,
