@@ -1,5 +1,5 @@
-//! SMTP framing (RFC 5321): replies (three-digit codes, multi-line `250-`), commands, and the
-//! DATA content after a 354, un-stuffed.
+//! SMTP framing (RFC 5321): replies (three-digit codes, multi-line `250-`), commands, the
+//! DATA content after a 354, un-stuffed, and the chunks that follow BDAT (RFC 3030).
 
 use std::sync::Arc;
 
@@ -8,6 +8,10 @@ use crate::proto::{escape_bytes, Codec, CodecError, Finding, Frame, Level, Messa
 
 /// Largest DATA content framed.
 const MAX_DATA: usize = 64 << 20;
+
+/// Largest piece of a BDAT chunk framed as one message: a chunk may announce any size, and a
+/// bigger one is framed in pieces rather than held whole.
+pub const MAX_CHUNK_PIECE: usize = 1 << 20;
 
 /// A parsed SMTP message.
 #[derive(Debug, Clone)]
@@ -30,6 +34,16 @@ pub enum SmtpMessage {
     Data {
         /// The content with CRLF line endings.
         content: Vec<u8>,
+    },
+    /// Octets of the chunk a BDAT command announced (RFC 3030 §2), or a piece of a chunk over
+    /// [`MAX_CHUNK_PIECE`]; taken as they are, with no stuffing and no end line.
+    Chunk {
+        /// The octets.
+        content: Vec<u8>,
+        /// Where they start in their chunk.
+        offset: u64,
+        /// The size the BDAT command announced.
+        size: u64,
     },
 }
 
@@ -125,10 +139,26 @@ pub struct CommandCodec {
     in_data: bool,
     /// Reply bytes seen, not yet a whole line.
     reply_buf: Vec<u8>,
+    /// The BDAT chunk under way: its announced size and how many of its octets are framed.
+    chunk: Option<(u64, u64)>,
+}
+
+/// The chunk size of `BDAT <size> [LAST]` (RFC 3030 §2: `bdat-cmd ::= "BDAT" SP chunk-size [ SP end-marker ] CR LF`).
+fn chunk_size(args: &str) -> Option<u64> {
+    let mut words = args.split(' ');
+    let size = words.next().filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))?;
+    match (words.next(), words.next()) {
+        (None, _) => size.parse().ok(),
+        (Some(last), None) if last.eq_ignore_ascii_case("LAST") => size.parse().ok(),
+        _ => None,
+    }
 }
 
 impl Codec for CommandCodec {
     fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
+        if let Some((size, done)) = self.chunk {
+            return self.decode_chunk(buf, eof, size, done);
+        }
         if self.in_data {
             return self.decode_data(buf, eof);
         }
@@ -140,10 +170,23 @@ impl Codec for CommandCodec {
             Some((v, a)) => (v.to_ascii_uppercase(), a.to_string()),
             None => (text.to_ascii_uppercase(), String::new()),
         };
+        let mut findings = if lf { vec![bare_lf()] } else { Vec::new() };
         if verb == "DATA" {
             self.data_asked = true;
         }
-        let findings = if lf { vec![bare_lf()] } else { Vec::new() };
+        if verb == "BDAT" {
+            // The chunk's octets follow the command line whatever the reply (RFC 3030 §2, §4.2):
+            // a server that refuses BDAT still reads them, so they are never commands.
+            match chunk_size(&args) {
+                Some(0) => {}
+                Some(size) => self.chunk = Some((size, 0)),
+                None => findings.push(Finding {
+                    level: Level::Must,
+                    rule: "RFC 3030 §2",
+                    text: "BDAT takes a chunk size in octets, then optionally LAST".into(),
+                }),
+            }
+        }
         let summary = format!("\"{}\"", escape_bytes(l, 200));
         Ok(Frame::Message(
             Message {
@@ -169,6 +212,44 @@ impl Codec for CommandCodec {
 }
 
 impl CommandCodec {
+    /// The next piece of a BDAT chunk of `size` octets, `done` of them framed already.
+    fn decode_chunk(&mut self, buf: &[u8], eof: bool, size: u64, done: u64) -> Result<Frame, CodecError> {
+        let want = (size - done).min(MAX_CHUNK_PIECE as u64) as usize;
+        if buf.len() < want {
+            if eof {
+                return Err(CodecError {
+                    offset: buf.len(),
+                    reason: format!(
+                        "the connection closed {} octets into a BDAT chunk of {size}",
+                        done + buf.len() as u64
+                    ),
+                });
+            }
+            return Ok(Frame::Incomplete);
+        }
+        let content = buf[..want].to_vec();
+        self.chunk = ((done + want as u64) < size).then_some((size, done + want as u64));
+        let text = String::from_utf8_lossy(&content).into_owned();
+        let range = match want as u64 == size {
+            true => String::new(),
+            false => format!(", octets {} to {} of {size}", done + 1, done + want as u64),
+        };
+        let summary = format!("[{want} bytes of message data{range}]: \"{}\"", escape_bytes(&content, 200));
+        Ok(Frame::Message(
+            Message {
+                text,
+                summary,
+                findings: Vec::new(),
+                detail: Some(Arc::new(SmtpMessage::Chunk {
+                    content,
+                    offset: done,
+                    size,
+                })),
+            },
+            want,
+        ))
+    }
+
     fn decode_data(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
         // The content ends with a line that is exactly "." (RFC 5321 §4.1.1.4: CRLF.CRLF).
         let mut pos = 0;
@@ -301,6 +382,95 @@ mod tests {
             };
             assert!(matches!(c.decode(&full[..cut], false).unwrap(), Frame::Incomplete), "cut {cut}");
         }
+    }
+
+    /// Frames `stream` arriving in two parts cut at `cut`, the peer's bytes told first.
+    fn frames_cut(stream: &[u8], cut: usize) -> Vec<String> {
+        let mut f = crate::proto::Framer::new(Box::new(CommandCodec::default()));
+        let mut out = Vec::new();
+        for (part, eof) in [(&stream[..cut], false), (&stream[cut..], true)] {
+            f.push(part);
+            while let Some(m) = f.next(eof).unwrap() {
+                out.push(match SmtpMessage::of(&m).unwrap() {
+                    SmtpMessage::Chunk { offset, size, .. } => format!("chunk {offset}/{size} {}", m.text),
+                    _ => m.text,
+                });
+            }
+        }
+        assert!(f.pending().is_empty(), "cut {cut}");
+        out
+    }
+
+    #[test]
+    fn parses_bdat_chunks_as_data_at_every_split() {
+        // The chunks hold CRLFs, a "." line and command-like text: none of it is a command.
+        let stream = b"BDAT 13\r\nQUIT\r\n.\r\nRSETBDAT 3 last\r\nx\r\nNOOP\r\nbdat 0 LAST\r\nQUIT\r\n";
+        let want = [
+            "BDAT 13",
+            "chunk 0/13 QUIT\r\n.\r\nRSET",
+            "BDAT 3 last",
+            "chunk 0/3 x\r\n",
+            "NOOP",
+            "bdat 0 LAST",
+            "QUIT",
+        ];
+        for cut in 0..=stream.len() {
+            assert_eq!(frames_cut(stream, cut), want, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn parses_a_bdat_chunk_over_the_cap_in_pieces_and_renders_its_size() {
+        let size = MAX_CHUNK_PIECE * 2 + 5;
+        let mut c = CommandCodec::default();
+        let cmd = format!("BDAT {size} LAST\r\n");
+        frame(&mut c, cmd.as_bytes());
+        let body = vec![b'a'; size];
+        let mut at = 0;
+        let mut pieces = Vec::new();
+        while at < size {
+            // Less than a piece waits; a piece never holds more than the cap.
+            if size - at >= MAX_CHUNK_PIECE {
+                assert!(matches!(c.decode(&body[at..at + 10], false).unwrap(), Frame::Incomplete));
+            }
+            let Frame::Message(m, used) = c.decode(&body[at..], false).unwrap() else {
+                panic!("incomplete at {at}")
+            };
+            assert!(used <= MAX_CHUNK_PIECE);
+            pieces.push(m.summary.split(']').next().unwrap().to_string());
+            at += used;
+        }
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(
+            pieces[2],
+            format!("[5 bytes of message data, octets {} to {size} of {size}", size - 4)
+        );
+        let mut c = CommandCodec::default();
+        frame(&mut c, b"BDAT 4 LAST\r\n");
+        let Frame::Message(m, _) = c.decode(b"ab\r\n", false).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.summary, "[4 bytes of message data]: \"ab\\r\\n\"");
+        assert!(c.decode(b"QUIT\r\n", false).is_ok());
+    }
+
+    #[test]
+    fn rejects_a_close_inside_a_bdat_chunk_and_flags_a_bad_size() {
+        let mut c = CommandCodec::default();
+        frame(&mut c, b"BDAT 10\r\n");
+        assert!(matches!(c.decode(b"abc", false).unwrap(), Frame::Incomplete));
+        assert!(c
+            .decode(b"abc", true)
+            .unwrap_err()
+            .reason
+            .contains("3 octets into a BDAT chunk of 10"));
+        let mut c = CommandCodec::default();
+        let Frame::Message(m, _) = c.decode(b"BDAT ten\r\nQUIT\r\n", false).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.findings[0].rule, "RFC 3030 §2");
+        let (m, _) = frame(&mut c, b"QUIT\r\n");
+        assert!(matches!(m, SmtpMessage::Command { .. }));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! SMTP's conversation rules: the greeting, then one reply per command and per mail content
-//! (RFC 5321 §4.2, §4.3.2).
+//! (RFC 5321 §4.2, §4.3.2); a BDAT command and its chunk get one reply together (RFC 3030 §2).
 
 use super::codec::SmtpMessage;
 use crate::proto::rules::{greeting_then_one_reply_each, GreetingRules, Turn};
