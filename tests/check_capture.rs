@@ -398,3 +398,40 @@ fn bdat_chunks_are_message_data_and_get_one_reply_per_bdat() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("RFC 5321 §4.2") && out.contains("250 again"), "{out}");
 }
+
+#[test]
+fn content_sent_before_the_354_is_content_and_a_client_finding() {
+    use End::{Client as C, Server as S};
+    let mail = |early: bool| {
+        let mut msgs: Vec<(End, &[u8])> = vec![
+            (S, b"220 mx.test ESMTP\r\n"),
+            (C, b"EHLO c.test\r\n"),
+            (S, b"250-mx.test\r\n250 PIPELINING\r\n"),
+            (C, b"MAIL FROM:<a@c.test>\r\nRCPT TO:<b@mx.test>\r\nDATA\r\n"),
+        ];
+        let content: &[u8] = b"Subject: early\r\n\r\nQUIT is only text\r\n.\r\n";
+        if early {
+            msgs.extend([(C, content), (S, &b"250 ok\r\n250 ok\r\n354 go on\r\n"[..])]);
+        } else {
+            msgs.extend([(S, &b"250 ok\r\n250 ok\r\n354 go on\r\n"[..]), (C, content)]);
+        }
+        let end: [(End, &[u8]); 3] = [(S, b"250 queued\r\n"), (C, b"QUIT\r\n"), (S, b"221 bye\r\n")];
+        msgs.extend(end);
+        session(25, false, &msgs)
+    };
+    for early in [true, false] {
+        let p = mail(early);
+        let t = decode_pcap(&p);
+        assert!(t.contains("C→S DATA content, 3 lines"), "{t}");
+        assert!(!t.contains("\"QUIT is only text\""), "{t}");
+        // The server answered every command once either way.
+        let (code, out) = check_pcap(&p);
+        assert_eq!(code, 0, "{out}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("session.pcap");
+        std::fs::write(&path, p.bytes()).expect("written");
+        let (code, out) = check(&[path.to_str().expect("utf-8"), "--side", "client"]);
+        assert_eq!(code, i32::from(early), "{out}");
+        assert_eq!(out.contains("MUST RFC 5321 §4.3.1, RFC 2920 §3.1"), early, "{out}");
+    }
+}

@@ -1,6 +1,7 @@
 //! SMTP framing (RFC 5321): replies (three-digit codes, multi-line `250-`), commands, the
 //! DATA content after a 354, un-stuffed, and the chunks that follow BDAT (RFC 3030).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::proto::codec::{command_line, line};
@@ -130,13 +131,28 @@ impl Codec for ReplyCodec {
     }
 }
 
+/// Messages remembered while their replies are outstanding; a client that sends more without
+/// reading any is flooding, and only the newest matter for finding DATA's reply.
+const MAX_UNANSWERED: usize = 1024;
+
 /// Frames commands, and after `DATA` and a 354 reply the content up to CRLF.CRLF.
+///
+/// Content begins when the server has answered DATA with 354 (RFC 5321 §4.1.1.4), which the codec
+/// learns from the replies (`peer_sent`); bytes after DATA wait for that reply. When no reply was
+/// ever seen (a capture of the client's side only) or the client closed first, what follows DATA
+/// is taken for the content it was meant to be.
 #[derive(Default)]
 pub struct CommandCodec {
-    /// A DATA command was framed and its reply is not known yet.
-    data_asked: bool,
+    /// For each message framed and not answered yet, oldest first: whether it was DATA.
+    unanswered: VecDeque<bool>,
     /// The server said 354: the next message is the content.
     in_data: bool,
+    /// The client sent bytes after DATA before DATA's reply came.
+    early: bool,
+    /// Replies were seen, so DATA's reply can be waited for.
+    heard: bool,
+    /// The first reply came (the greeting, unless a command came first).
+    greeted: bool,
     /// Reply bytes seen, not yet a whole line.
     reply_buf: Vec<u8>,
     /// The BDAT chunk under way: its announced size and how many of its octets are framed.
@@ -162,6 +178,24 @@ impl Codec for CommandCodec {
         if self.in_data {
             return self.decode_data(buf, eof);
         }
+        if self.unanswered.contains(&true) && !buf.is_empty() {
+            if self.heard && !eof {
+                self.early = true;
+                if buf.len() > MAX_DATA {
+                    return Err(CodecError {
+                        offset: MAX_DATA,
+                        reason: "DATA content over the size limit, sent before the reply to DATA".into(),
+                    });
+                }
+                return Ok(Frame::Incomplete);
+            }
+            self.early |= self.heard;
+            if let Some(d) = self.unanswered.iter_mut().rev().find(|d| **d) {
+                *d = false;
+            }
+            self.in_data = true;
+            return self.decode_data(buf, eof);
+        }
         let Some((l, used, lf)) = command_line(buf, eof)? else {
             return Ok(Frame::Incomplete);
         };
@@ -171,9 +205,11 @@ impl Codec for CommandCodec {
             None => (text.to_ascii_uppercase(), String::new()),
         };
         let mut findings = if lf { vec![bare_lf()] } else { Vec::new() };
-        if verb == "DATA" {
-            self.data_asked = true;
+        if verb == "DATA" && used < buf.len() && self.heard {
+            // Nothing told of a reply yet, so these bytes left the client before any reply to DATA.
+            self.early = true;
         }
+        self.asked(verb == "DATA");
         if verb == "BDAT" {
             // The chunk's octets follow the command line whatever the reply (RFC 3030 §2, §4.2):
             // a server that refuses BDAT still reads them, so they are never commands.
@@ -200,18 +236,42 @@ impl Codec for CommandCodec {
     }
 
     fn peer_sent(&mut self, bytes: &[u8]) {
+        self.heard |= !bytes.is_empty();
         self.reply_buf.extend_from_slice(bytes);
         while let Some(i) = self.reply_buf.iter().position(|&b| b == b'\n') {
             let l: Vec<u8> = self.reply_buf.drain(..=i).collect();
-            if self.data_asked && l.len() >= 4 && l[3] != b'-' {
-                self.data_asked = false;
-                self.in_data = l.starts_with(b"354");
+            if l.len() < 4 || l[3] == b'-' {
+                continue;
+            }
+            let code = &l[..3];
+            if !std::mem::replace(&mut self.greeted, true) && [&b"220"[..], b"421", b"554"].contains(&code) {
+                continue;
+            }
+            if code == b"354" {
+                // Replies to commands pipelined before DATA may be missing; a 354 answers DATA only.
+                if let Some(i) = self.unanswered.iter().position(|d| *d) {
+                    self.unanswered.drain(..=i);
+                    self.in_data = true;
+                }
+                continue;
+            }
+            if self.unanswered.pop_front() == Some(true) {
+                // DATA refused: the server reads whatever followed it as commands.
+                self.early = false;
             }
         }
     }
 }
 
 impl CommandCodec {
+    /// Records a message that expects a reply; `data` when it is DATA.
+    fn asked(&mut self, data: bool) {
+        self.unanswered.push_back(data);
+        if self.unanswered.len() > MAX_UNANSWERED {
+            self.unanswered.pop_front();
+        }
+    }
+
     /// The next piece of a BDAT chunk of `size` octets, `done` of them framed already.
     fn decode_chunk(&mut self, buf: &[u8], eof: bool, size: u64, done: u64) -> Result<Frame, CodecError> {
         let want = (size - done).min(MAX_CHUNK_PIECE as u64) as usize;
@@ -282,6 +342,18 @@ impl CommandCodec {
             lines += 1;
         }
         self.in_data = false;
+        self.asked(false);
+        let mut findings = Vec::new();
+        if std::mem::take(&mut self.early) {
+            findings.push(Finding {
+                level: Level::Must,
+                rule: "RFC 5321 §4.3.1, RFC 2920 §3.1",
+                text: "the content was sent before the reply to DATA: \"the sender MUST wait for this response \
+                       before sending further commands\" (RFC 5321 §4.3.1), and with PIPELINING \"DATA [...] can \
+                       only appear as the last command in a group\" (RFC 2920 §3.1)"
+                    .into(),
+            });
+        }
         let text = String::from_utf8_lossy(&content).into_owned();
         let summary = format!(
             "DATA content, {lines} lines, {} bytes: \"{}\"",
@@ -292,7 +364,7 @@ impl CommandCodec {
             Message {
                 text,
                 summary,
-                findings: Vec::new(),
+                findings,
                 detail: Some(Arc::new(SmtpMessage::Data { content })),
             },
             pos,
@@ -382,6 +454,80 @@ mod tests {
             };
             assert!(matches!(c.decode(&full[..cut], false).unwrap(), Frame::Incomplete), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn parses_content_sent_before_the_354_as_content_once_the_354_comes() {
+        let mut c = CommandCodec::default();
+        c.peer_sent(b"220 hi\r\n");
+        frame(&mut c, b"MAIL FROM:<a@b>\r\n");
+        frame(&mut c, b"RCPT TO:<c@d>\r\n");
+        let stream = b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+        let (_, used) = frame(&mut c, stream);
+        let rest = &stream[used..];
+        // The replies to MAIL and RCPT are not DATA's: still waiting.
+        assert!(matches!(c.decode(rest, false).unwrap(), Frame::Incomplete));
+        c.peer_sent(b"250 ok\r\n250 ok\r\n");
+        assert!(matches!(c.decode(rest, false).unwrap(), Frame::Incomplete));
+        c.peer_sent(b"354 go\r\n");
+        let Frame::Message(m, used) = c.decode(rest, false).unwrap() else {
+            panic!()
+        };
+        let Some(SmtpMessage::Data { content }) = SmtpMessage::of(&m) else {
+            panic!()
+        };
+        assert_eq!(content, b"Subject: x\r\n\r\nbody\r\n");
+        assert_eq!(
+            (m.findings[0].level, m.findings[0].rule),
+            (Level::Must, "RFC 5321 §4.3.1, RFC 2920 §3.1")
+        );
+        let (m, _) = frame(&mut c, &rest[used..]);
+        assert!(matches!(m, SmtpMessage::Command { ref verb, .. } if verb == "QUIT"));
+    }
+
+    #[test]
+    fn parses_content_after_a_354_the_client_waited_for_without_findings() {
+        let mut c = CommandCodec::default();
+        c.peer_sent(b"220 hi\r\n");
+        frame(&mut c, b"DATA\r\n");
+        c.peer_sent(b"354 go\r\n");
+        let Frame::Message(m, _) = c.decode(b"x\r\n.\r\n", false).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(SmtpMessage::of(&m), Some(SmtpMessage::Data { .. })));
+        assert!(m.findings.is_empty(), "{:?}", m.findings);
+    }
+
+    #[test]
+    fn parses_lines_after_data_as_content_without_the_server_side_or_at_the_close() {
+        // A capture of the client's side alone: no reply will tell, the content is what it meant.
+        let mut c = CommandCodec::default();
+        frame(&mut c, b"DATA\r\n");
+        let (m, _) = frame(&mut c, b"RSET is text here\r\n.\r\n");
+        assert!(matches!(m, SmtpMessage::Data { .. }));
+        // The client closed before the reply came: nothing else can follow DATA.
+        let mut c = CommandCodec::default();
+        c.peer_sent(b"220 hi\r\n");
+        frame(&mut c, b"DATA\r\n");
+        let Frame::Message(m, _) = c.decode(b"x\r\n.\r\n", true).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.findings.len(), 1);
+        // A 354 that comes after the content was framed opens nothing more.
+        c.peer_sent(b"354 go\r\n");
+        assert!(matches!(frame(&mut c, b"QUIT\r\n").0, SmtpMessage::Command { .. }));
+    }
+
+    #[test]
+    fn parses_bytes_after_a_refused_data_as_commands() {
+        let mut c = CommandCodec::default();
+        c.peer_sent(b"220 hi\r\n");
+        let stream = b"DATA\r\nNOOP\r\n";
+        let (_, used) = frame(&mut c, stream);
+        assert!(matches!(c.decode(&stream[used..], false).unwrap(), Frame::Incomplete));
+        c.peer_sent(b"554 no valid recipients\r\n");
+        let (m, _) = frame(&mut c, &stream[used..]);
+        assert!(matches!(m, SmtpMessage::Command { ref verb, .. } if verb == "NOOP"));
     }
 
     /// Frames `stream` arriving in two parts cut at `cut`, the peer's bytes told first.
