@@ -250,8 +250,30 @@ impl Dialogue {
             .collect()
     }
 
+    /// Whether the capture of connection `conn` began after the connection did: bytes came
+    /// before any handshake was seen.
+    pub fn joined_late(&self, conn: usize) -> bool {
+        self.connections
+            .get(conn)
+            .is_some_and(|c| c.captured && c.transport == Transport::Tcp)
+            && self
+                .events
+                .iter()
+                .filter(|e| e.conn == conn)
+                .find(|e| !matches!(e.kind, EventKind::Note { .. }))
+                .is_some_and(|e| matches!(e.kind, EventKind::Data { .. } | EventKind::Closed { .. } | EventKind::Gap { .. }))
+    }
+
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
     pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
+        let late: Vec<usize> = (0..self.connections.len()).filter(|&c| self.joined_late(c)).collect();
+        let fresh = |conn: usize, p: &dyn Protocol, dir: Direction| {
+            let mut codec = p.codec_on(dir, Transport::Tcp);
+            if late.contains(&conn) {
+                codec.joined_late();
+            }
+            Framer::new(codec)
+        };
         let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
         let mut current: HashMap<usize, &dyn Protocol> = HashMap::new();
         // A data connection (FTP's) carries a file, not messages: its bytes each way are counted
@@ -328,14 +350,12 @@ impl Dialogue {
                     let other = dir.opposite();
                     streams
                         .entry((ev.conn, other))
-                        .or_insert_with(|| Framer::new(proto.codec_on(other, Transport::Tcp)))
+                        .or_insert_with(|| fresh(ev.conn, proto, other))
                         .peer_sent(bytes);
                     let mut proto = proto;
                     let mut first = true;
                     loop {
-                        let framer = streams
-                            .entry((ev.conn, *dir))
-                            .or_insert_with(|| Framer::new(proto.codec_on(*dir, Transport::Tcp)));
+                        let framer = streams.entry((ev.conn, *dir)).or_insert_with(|| fresh(ev.conn, proto, *dir));
                         if std::mem::take(&mut first) {
                             framer.push(bytes);
                         }

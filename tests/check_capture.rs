@@ -435,3 +435,57 @@ fn content_sent_before_the_354_is_content_and_a_client_finding() {
         assert_eq!(out.contains("MUST RFC 5321 §4.3.1, RFC 2920 §3.1"), early, "{out}");
     }
 }
+
+#[test]
+fn conversations_captured_after_their_greeting_pair_replies_by_kind() {
+    use End::{Client as C, Server as S};
+    // POP3 from after the greeting, then from between STAT and its reply.
+    let pop3: [(End, &[u8]); 12] = [
+        (C, b"USER bob\r\n"),
+        (S, b"+OK\r\n"),
+        (C, b"PASS hungry\r\n"),
+        (S, b"+OK 2 messages\r\n"),
+        (C, b"STAT\r\n"),
+        (S, b"+OK 2 320\r\n"),
+        (C, b"LIST\r\n"),
+        (S, b"+OK 2 messages\r\n1 120\r\n2 200\r\n.\r\n"),
+        (C, b"RETR 1\r\n"),
+        (S, b"+OK 120 octets\r\nSubject: hi\r\n\r\n..dot\r\n.\r\n"),
+        (C, b"QUIT\r\n"),
+        (S, b"+OK bye\r\n"),
+    ];
+    for from in [0, 5] {
+        let p = session(110, true, &pop3[from..]);
+        let t = decode_pcap(&p);
+        assert!(t.contains("(2 lines, 14 bytes): \"1 120\\r\\n2 200\\r\\n\""), "{t}");
+        assert!(t.contains("\"Subject: hi\\r\\n\\r\\n.dot\\r\\n\""), "{t}");
+        let (code, out) = check_pcap(&p);
+        assert_eq!(code, 0, "POP3 from message {from}:\n{out}");
+    }
+    // SMTP from after the greeting, then from between MAIL and its reply.
+    let smtp: [(End, &[u8]); 13] = [
+        (C, b"EHLO c.test\r\n"),
+        (S, b"250-mx.test\r\n250 8BITMIME\r\n"),
+        (C, b"MAIL FROM:<a@c.test>\r\n"),
+        (S, b"250 ok\r\n"),
+        (C, b"RCPT TO:<b@mx.test>\r\n"),
+        (S, b"250 ok\r\n"),
+        (C, b"DATA\r\n"),
+        (S, b"354 go on\r\n"),
+        (C, b"Subject: late\r\n\r\nhi\r\n.\r\n"),
+        (S, b"250 queued\r\n"),
+        (C, b"QUIT\r\n"),
+        (S, b"221 bye\r\n"),
+        (S, b"221 and again\r\n"),
+    ];
+    for from in [0, 3] {
+        let p = session(25, true, &smtp[from..12]);
+        assert!(decode_pcap(&p).contains("C→S DATA content, 3 lines"));
+        let (code, out) = check_pcap(&p);
+        assert_eq!(code, 0, "SMTP from message {from}:\n{out}");
+    }
+    // Once replies and commands are paired again, an extra reply is still a finding.
+    let (code, out) = check_pcap(&session(25, true, &smtp[3..]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("MUST RFC 5321 §4.2") && out.contains("221 and again"), "{out}");
+}

@@ -153,6 +153,8 @@ pub struct CommandCodec {
     heard: bool,
     /// The first reply came (the greeting, unless a command came first).
     greeted: bool,
+    /// The conversation's start was not seen: a 354 may answer a DATA never seen.
+    late: bool,
     /// Reply bytes seen, not yet a whole line.
     reply_buf: Vec<u8>,
     /// The BDAT chunk under way: its announced size and how many of its octets are framed.
@@ -235,6 +237,11 @@ impl Codec for CommandCodec {
         ))
     }
 
+    fn joined_late(&mut self) {
+        self.greeted = true;
+        self.late = true;
+    }
+
     fn peer_sent(&mut self, bytes: &[u8]) {
         self.heard |= !bytes.is_empty();
         self.reply_buf.extend_from_slice(bytes);
@@ -253,6 +260,7 @@ impl Codec for CommandCodec {
                     self.unanswered.drain(..=i);
                     self.in_data = true;
                 }
+                self.in_data |= self.late;
                 continue;
             }
             if self.unanswered.pop_front() == Some(true) {
@@ -528,6 +536,16 @@ mod tests {
         c.peer_sent(b"554 no valid recipients\r\n");
         let (m, _) = frame(&mut c, &stream[used..]);
         assert!(matches!(m, SmtpMessage::Command { ref verb, .. } if verb == "NOOP"));
+    }
+
+    #[test]
+    fn parses_content_after_a_354_to_a_data_the_capture_missed() {
+        let mut c = CommandCodec::default();
+        c.joined_late();
+        c.peer_sent(b"354 go\r\n");
+        let (m, used) = frame(&mut c, b"Subject: x\r\n.\r\nQUIT\r\n");
+        assert!(matches!(m, SmtpMessage::Data { .. }));
+        assert_eq!(used, 15);
     }
 
     /// Frames `stream` arriving in two parts cut at `cut`, the peer's bytes told first.
