@@ -213,7 +213,7 @@ impl Codec for CommandCodec {
         }
         self.asked(verb == "DATA");
         if verb == "BDAT" {
-            // The chunk's octets follow the command line whatever the reply (RFC 3030 §2, §4.2):
+            // The chunk's octets follow the command line whatever the reply (RFC 3030 §2):
             // a server that refuses BDAT still reads them, so they are never commands.
             match chunk_size(&args) {
                 Some(0) => {}
@@ -548,7 +548,7 @@ mod tests {
         assert_eq!(used, 15);
     }
 
-    /// Frames `stream` arriving in two parts cut at `cut`, the peer's bytes told first.
+    /// Frames `stream` arriving in two parts cut at `cut`.
     fn frames_cut(stream: &[u8], cut: usize) -> Vec<String> {
         let mut f = crate::proto::Framer::new(Box::new(CommandCodec::default()));
         let mut out = Vec::new();
