@@ -250,8 +250,30 @@ impl Dialogue {
             .collect()
     }
 
+    /// Whether the capture of connection `conn` began after the connection did: bytes came
+    /// before any handshake was seen.
+    pub fn joined_late(&self, conn: usize) -> bool {
+        self.connections
+            .get(conn)
+            .is_some_and(|c| c.captured && c.transport == Transport::Tcp)
+            && self
+                .events
+                .iter()
+                .filter(|e| e.conn == conn)
+                .find(|e| !matches!(e.kind, EventKind::Note { .. }))
+                .is_some_and(|e| matches!(e.kind, EventKind::Data { .. } | EventKind::Closed { .. } | EventKind::Gap { .. }))
+    }
+
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
     pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
+        let late: Vec<usize> = (0..self.connections.len()).filter(|&c| self.joined_late(c)).collect();
+        let fresh = |conn: usize, p: &dyn Protocol, dir: Direction| {
+            let mut codec = p.codec_on(dir, Transport::Tcp);
+            if late.contains(&conn) {
+                codec.joined_late();
+            }
+            Framer::new(codec)
+        };
         let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
         let mut current: HashMap<usize, &dyn Protocol> = HashMap::new();
         // A data connection (FTP's) carries a file, not messages: its bytes each way are counted
@@ -328,23 +350,35 @@ impl Dialogue {
                     let other = dir.opposite();
                     streams
                         .entry((ev.conn, other))
-                        .or_insert_with(|| Framer::new(proto.codec_on(other, Transport::Tcp)))
+                        .or_insert_with(|| fresh(ev.conn, proto, other))
                         .peer_sent(bytes);
                     let mut proto = proto;
                     let mut first = true;
                     loop {
-                        let framer = streams
-                            .entry((ev.conn, *dir))
-                            .or_insert_with(|| Framer::new(proto.codec_on(*dir, Transport::Tcp)));
+                        let framer = streams.entry((ev.conn, *dir)).or_insert_with(|| fresh(ev.conn, proto, *dir));
                         if std::mem::take(&mut first) {
                             framer.push(bytes);
                         }
-                        let Some(next) = drain(framer, false, proto, |w| push(Some(*dir), w)) else {
+                        let step = frame_next(framer, false, proto, |w| push(Some(*dir), w));
+                        if let Next::HandsOver(next) = step {
+                            hand_over(&mut streams, ev.conn, *dir, next);
+                            current.insert(ev.conn, next);
+                            proto = next;
+                        }
+                        // Bytes the other side sent may have waited for this message (SMTP
+                        // content sent before the 354 is content once the 354 came), and come
+                        // before the next one.
+                        while let Some(framer) = streams.get_mut(&(ev.conn, other)).filter(|f| !f.pending().is_empty()) {
+                            let Some(next) = drain(framer, false, proto, |w| push(Some(other), w)) else {
+                                break;
+                            };
+                            hand_over(&mut streams, ev.conn, other, next);
+                            current.insert(ev.conn, next);
+                            proto = next;
+                        }
+                        if matches!(step, Next::Nothing) {
                             break;
-                        };
-                        hand_over(&mut streams, ev.conn, *dir, next);
-                        current.insert(ev.conn, next);
-                        proto = next;
+                        }
                     }
                 }
                 EventKind::Closed { dir } => {
@@ -507,23 +541,40 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
+/// What framing one message gave.
+enum Next {
+    /// No whole message (or bytes the codec rejected, which end the stream's framing).
+    Nothing,
+    /// A message.
+    Framed,
+    /// A message that hands the connection to this protocol.
+    HandsOver(&'static dyn Protocol),
+}
+
+/// Frames the next whole message `framer` holds.
+fn frame_next(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: impl FnMut(What)) -> Next {
+    match framer.next(eof) {
+        Ok(Some(m)) => {
+            let next = crate::proto::hands_over(proto, &m);
+            push(What::Message(m));
+            next.map_or(Next::Framed, Next::HandsOver)
+        }
+        Ok(None) => Next::Nothing,
+        Err(e) => {
+            push(What::Undecodable(e.to_string(), framer.take_all()));
+            Next::Nothing
+        }
+    }
+}
+
 /// Frames every whole message `framer` holds; bytes its codec rejects end the stream's framing.
 /// Stops after a message that hands the connection to another protocol, and returns that one.
 fn drain(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: impl FnMut(What)) -> Option<&'static dyn Protocol> {
     loop {
-        match framer.next(eof) {
-            Ok(Some(m)) => {
-                let next = crate::proto::hands_over(proto, &m);
-                push(What::Message(m));
-                if next.is_some() {
-                    return next;
-                }
-            }
-            Ok(None) => return None,
-            Err(e) => {
-                push(What::Undecodable(e.to_string(), framer.take_all()));
-                return None;
-            }
+        match frame_next(framer, eof, proto, &mut push) {
+            Next::Nothing => return None,
+            Next::Framed => {}
+            Next::HandsOver(next) => return Some(next),
         }
     }
 }

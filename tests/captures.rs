@@ -100,6 +100,30 @@ fn linux_sll_gives_dns_and_http() {
     assert!(t.contains("301 Moved Permanently") && t.contains("HTTP/1.1 200 OK"), "{t}");
 }
 
+/// A NetBIOS name query (RFC 1002 §4.2.12) for `WORKGROUP<1d>`: a DNS-like header, the name in
+/// first-level encoding, type NB.
+fn nbns_query() -> Vec<u8> {
+    let mut name = *b"WORKGROUP      \x1d";
+    name[15] = 0x1d;
+    let mut p = vec![0x81, 0x02, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 0, 32];
+    p.extend(name.iter().flat_map(|b| [b'A' + (b >> 4), b'A' + (b & 0x0f)]));
+    p.extend([0, 0, 0x20, 0, 1]);
+    p
+}
+
+#[test]
+fn netbios_name_service_is_not_decoded_as_dns() {
+    let mut p = Pcap::new();
+    p.udp(0.0, "10.0.0.5:137", "10.0.0.255:137", &nbns_query());
+    p.udp(1.0, "10.0.0.6:54000", "10.0.0.7:137", &nbns_query());
+    let cap = decode_bytes(p.bytes()).unwrap();
+    assert_eq!(cap.conversations.len(), 2, "{}", cap.text());
+    for c in &cap.conversations {
+        assert_ne!(c.protocol, "dns", "{}", cap.text());
+        assert!(!c.transcript().contains("QUESTION"), "{}", c.transcript());
+    }
+}
+
 #[test]
 fn linux_sll2_request_without_response() {
     let cap = decode("http-sll2-get-only.pcap");

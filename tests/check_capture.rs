@@ -337,3 +337,155 @@ fn a_transfer_answered_without_its_data_connection_is_a_finding() {
         "{out}"
     );
 }
+
+/// A TCP session with a server on `port`: each message sent 1 ms after the one before, then both
+/// ends close. `joined`: the capture starts after the handshake (no SYN), as if it began mid-way.
+fn session(port: u16, joined: bool, msgs: &[(End, &[u8])]) -> Pcap {
+    let mut p = Pcap::new();
+    let (client, server) = ("10.0.0.1:40000", format!("10.0.0.2:{port}"));
+    let c = match joined {
+        true => p.joined(client, &server),
+        false => p.connect(0.0, client, &server),
+    };
+    for (i, (from, bytes)) in msgs.iter().enumerate() {
+        p.send(1.0 + i as f64, c, *from, bytes);
+    }
+    let end = 2.0 + msgs.len() as f64;
+    p.close(end, c, End::Client);
+    p.close(end, c, End::Server);
+    p
+}
+
+/// `wirecheck decode` of a synthetic capture.
+fn decode_pcap(pcap: &Pcap) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("session.pcap");
+    std::fs::write(&path, pcap.bytes()).expect("written");
+    let (out, _) = wirecheck(&["decode", path.to_str().expect("utf-8")]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn bdat_chunks_are_message_data_and_get_one_reply_per_bdat() {
+    use End::{Client as C, Server as S};
+    let chunked = |second_reply: &'static [u8]| {
+        let mut msgs: Vec<(End, &[u8])> = vec![
+            (S, b"220 mx.test ESMTP\r\n"),
+            (C, b"EHLO c.test\r\n"),
+            (S, b"250-mx.test\r\n250 CHUNKING\r\n"),
+            (C, b"MAIL FROM:<a@c.test>\r\n"),
+            (S, b"250 ok\r\n"),
+            (C, b"RCPT TO:<b@mx.test>\r\n"),
+            (S, b"250 ok\r\n"),
+            // Three lines of data and one cut in the middle: none of them is a command.
+            (C, b"BDAT 34\r\nSubject: chunks\r\n\r\nfirst line\r\nsec"),
+            (S, b"250 34 octets\r\n"),
+            (C, b"BDAT 8 LAST\r\nond\r\nQ\r\n"),
+        ];
+        msgs.extend([(S, second_reply), (C, b"QUIT\r\n"), (S, b"221 bye\r\n")]);
+        session(25, false, &msgs)
+    };
+    let clean = chunked(b"250 queued\r\n");
+    let t = decode_pcap(&clean);
+    assert!(t.contains("C→S \"BDAT 34\""), "{t}");
+    assert!(t.contains("C→S [34 bytes of message data]: \"Subject: chunks"), "{t}");
+    assert!(t.contains("C→S [8 bytes of message data]: \"ond\\r\\nQ\\r\\n\""), "{t}");
+    assert!(!t.contains("\"first line\""), "a chunk's line framed as a command:\n{t}");
+    let (code, out) = check_pcap(&clean);
+    assert_eq!(code, 0, "{out}");
+    // Two replies to the last BDAT: the second answers nothing.
+    let (code, out) = check_pcap(&chunked(b"250 queued\r\n250 again\r\n"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("RFC 5321 §4.2") && out.contains("250 again"), "{out}");
+}
+
+#[test]
+fn content_sent_before_the_354_is_content_and_a_client_finding() {
+    use End::{Client as C, Server as S};
+    let mail = |early: bool| {
+        let mut msgs: Vec<(End, &[u8])> = vec![
+            (S, b"220 mx.test ESMTP\r\n"),
+            (C, b"EHLO c.test\r\n"),
+            (S, b"250-mx.test\r\n250 PIPELINING\r\n"),
+            (C, b"MAIL FROM:<a@c.test>\r\nRCPT TO:<b@mx.test>\r\nDATA\r\n"),
+        ];
+        let content: &[u8] = b"Subject: early\r\n\r\nQUIT is only text\r\n.\r\n";
+        if early {
+            msgs.extend([(C, content), (S, &b"250 ok\r\n250 ok\r\n354 go on\r\n"[..])]);
+        } else {
+            msgs.extend([(S, &b"250 ok\r\n250 ok\r\n354 go on\r\n"[..]), (C, content)]);
+        }
+        let end: [(End, &[u8]); 3] = [(S, b"250 queued\r\n"), (C, b"QUIT\r\n"), (S, b"221 bye\r\n")];
+        msgs.extend(end);
+        session(25, false, &msgs)
+    };
+    for early in [true, false] {
+        let p = mail(early);
+        let t = decode_pcap(&p);
+        assert!(t.contains("C→S DATA content, 3 lines"), "{t}");
+        assert!(!t.contains("\"QUIT is only text\""), "{t}");
+        // The server answered every command once either way.
+        let (code, out) = check_pcap(&p);
+        assert_eq!(code, 0, "{out}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("session.pcap");
+        std::fs::write(&path, p.bytes()).expect("written");
+        let (code, out) = check(&[path.to_str().expect("utf-8"), "--side", "client"]);
+        assert_eq!(code, i32::from(early), "{out}");
+        assert_eq!(out.contains("MUST RFC 5321 §4.3.1, RFC 2920 §3.1"), early, "{out}");
+    }
+}
+
+#[test]
+fn conversations_captured_after_their_greeting_pair_replies_by_kind() {
+    use End::{Client as C, Server as S};
+    // POP3 from after the greeting, then from between STAT and its reply.
+    let pop3: [(End, &[u8]); 12] = [
+        (C, b"USER bob\r\n"),
+        (S, b"+OK\r\n"),
+        (C, b"PASS hungry\r\n"),
+        (S, b"+OK 2 messages\r\n"),
+        (C, b"STAT\r\n"),
+        (S, b"+OK 2 320\r\n"),
+        (C, b"LIST\r\n"),
+        (S, b"+OK 2 messages\r\n1 120\r\n2 200\r\n.\r\n"),
+        (C, b"RETR 1\r\n"),
+        (S, b"+OK 120 octets\r\nSubject: hi\r\n\r\n..dot\r\n.\r\n"),
+        (C, b"QUIT\r\n"),
+        (S, b"+OK bye\r\n"),
+    ];
+    for from in [0, 5] {
+        let p = session(110, true, &pop3[from..]);
+        let t = decode_pcap(&p);
+        assert!(t.contains("(2 lines, 14 bytes): \"1 120\\r\\n2 200\\r\\n\""), "{t}");
+        assert!(t.contains("\"Subject: hi\\r\\n\\r\\n.dot\\r\\n\""), "{t}");
+        let (code, out) = check_pcap(&p);
+        assert_eq!(code, 0, "POP3 from message {from}:\n{out}");
+    }
+    // SMTP from after the greeting, then from between MAIL and its reply.
+    let smtp: [(End, &[u8]); 13] = [
+        (C, b"EHLO c.test\r\n"),
+        (S, b"250-mx.test\r\n250 8BITMIME\r\n"),
+        (C, b"MAIL FROM:<a@c.test>\r\n"),
+        (S, b"250 ok\r\n"),
+        (C, b"RCPT TO:<b@mx.test>\r\n"),
+        (S, b"250 ok\r\n"),
+        (C, b"DATA\r\n"),
+        (S, b"354 go on\r\n"),
+        (C, b"Subject: late\r\n\r\nhi\r\n.\r\n"),
+        (S, b"250 queued\r\n"),
+        (C, b"QUIT\r\n"),
+        (S, b"221 bye\r\n"),
+        (S, b"221 and again\r\n"),
+    ];
+    for from in [0, 3] {
+        let p = session(25, true, &smtp[from..12]);
+        assert!(decode_pcap(&p).contains("C→S DATA content, 3 lines"));
+        let (code, out) = check_pcap(&p);
+        assert_eq!(code, 0, "SMTP from message {from}:\n{out}");
+    }
+    // Once replies and commands are paired again, an extra reply is still a finding.
+    let (code, out) = check_pcap(&session(25, true, &smtp[3..]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("MUST RFC 5321 §4.2") && out.contains("221 and again"), "{out}");
+}

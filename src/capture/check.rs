@@ -169,8 +169,12 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
         Vec::new()
     } else {
         let mut rules = Vec::new();
+        let late = conv.dialogue.joined_late(0);
         for (i, (p, times, exchanges)) in segments.iter().enumerate() {
-            rules.extend(p.conversation_rules(exchanges));
+            rules.extend(match i == 0 && late {
+                true => p.conversation_rules_from_middle(exchanges),
+                false => p.conversation_rules(exchanges),
+            });
             if i == 0 && p.data_protocol().is_some() {
                 let channels = p.data_channels(exchanges);
                 let transfers: Vec<Transfer> = cap

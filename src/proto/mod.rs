@@ -54,6 +54,12 @@ pub trait Protocol: Send + Sync {
     fn conversation_rules(&self, _conv: &[Exchange<'_>]) -> Vec<Finding> {
         Vec::new()
     }
+    /// The same rules over a conversation whose start the capture missed
+    /// (`Dialogue::joined_late`): a greeting and the replies to commands sent before it are not
+    /// there to judge. By default the rules as they are.
+    fn conversation_rules_from_middle(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        self.conversation_rules(conv)
+    }
     /// Whether this message hands the connection over to another protocol (HTTP 101 Switching
     /// Protocols): what follows is not this protocol's to judge.
     fn switches_protocol(&self, _m: &Message) -> bool {

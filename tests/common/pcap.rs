@@ -91,6 +91,28 @@ impl Pcap {
         self.frame(ms, c, from, "FA", b"");
     }
 
+    /// One UDP datagram from `from` to `to` (`"10.0.0.1:137"`) at `ms`.
+    pub fn udp(&mut self, ms: f64, from: &str, to: &str, payload: &[u8]) {
+        let (src, dst): (SocketAddrV4, SocketAddrV4) = (from.parse().expect("source"), to.parse().expect("destination"));
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src.ip().octets(), dst.ip().octets(), 64)
+            .udp(src.port(), dst.port());
+        let mut out = Vec::new();
+        b.write(&mut out, payload).expect("a frame");
+        self.packets.push((Duration::from_micros((ms * 1000.0) as u64), out));
+    }
+
+    /// A connection from `client` to `server` whose start the capture missed: no handshake, the
+    /// first packets carry data.
+    pub fn joined(&mut self, client: &str, server: &str) -> usize {
+        self.conns.push(Conn {
+            client: client.parse().expect("client address"),
+            server: server.parse().expect("server address"),
+            seq: [1000, 50_000],
+        });
+        self.conns.len() - 1
+    }
+
     /// Unrelated UDP datagrams from `ms` on, one every 10 µs.
     pub fn noise(&mut self, ms: f64, count: usize) {
         for i in 0..count {

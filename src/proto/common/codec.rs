@@ -133,6 +133,9 @@ pub trait Codec: Send + Sync {
     /// Bytes that went the other way on this connection (a response parser needs to know a
     /// request was HEAD); called in the order the bytes were sent.
     fn peer_sent(&mut self, _bytes: &[u8]) {}
+    /// The connection's beginning was not seen (a capture that started mid-connection): what was
+    /// said before, a greeting included, is unknown, and replies may answer commands never seen.
+    fn joined_late(&mut self) {}
 }
 
 /// One direction's unframed bytes and the codec that frames them. The live connection and the

@@ -27,6 +27,9 @@ pub struct GreetingRules {
     pub reply_rule: &'static str,
     /// The finding's text for reply number `n` that answers no command.
     pub extra_reply: fn(usize, &Message) -> String,
+    /// Whether `reply` is one only `command` gets (SMTP: a 354 answers DATA): where a
+    /// conversation captured from its middle pairs replies with commands again.
+    pub answers: fn(command: &Message, reply: &Message) -> bool,
 }
 
 /// The server greets first, then answers each command exactly once (SMTP, POP3): a bad greeting
@@ -67,6 +70,43 @@ pub fn greeting_then_one_reply_each(
     out
 }
 
+/// [`greeting_then_one_reply_each`] over a conversation whose start the capture missed: the
+/// greeting and the replies to commands sent before the capture are not there, so nothing is
+/// judged until a reply only one waiting command can get (`answers`) pairs the two sides again;
+/// the commands before that one were answered, or were never seen. From there on each command
+/// gets exactly one reply.
+pub fn one_reply_each_from_middle(
+    conv: &[Exchange<'_>],
+    turn: impl Fn(Direction, &Message) -> Turn,
+    rules: &GreetingRules,
+) -> Vec<Finding> {
+    let mut waiting: std::collections::VecDeque<&Message> = std::collections::VecDeque::new();
+    let (mut synced, mut replies) = (false, 0usize);
+    for ex in conv {
+        let Exchange::Message(dir, m) = ex else { continue };
+        match turn(*dir, m) {
+            Turn::Ask => waiting.push_back(m),
+            Turn::Answer { .. } | Turn::Counted => {
+                replies += 1;
+                if synced {
+                    if waiting.pop_front().is_none() {
+                        return vec![Finding {
+                            level: Level::Must,
+                            rule: rules.reply_rule,
+                            text: (rules.extra_reply)(replies, m),
+                        }];
+                    }
+                } else if let Some(i) = waiting.iter().position(|c| (rules.answers)(c, m)) {
+                    waiting.drain(..=i);
+                    synced = true;
+                }
+            }
+            Turn::Other => {}
+        }
+    }
+    Vec::new()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +116,7 @@ mod tests {
         bad_greeting: |m| format!("bad greeting {}", m.text),
         reply_rule: "R",
         extra_reply: |n, m| format!("reply {n} ({}) answers nothing", m.text),
+        answers: |c, r| c.text == "data" && r.text == "go",
     };
 
     fn turn(dir: Direction, m: &Message) -> Turn {
@@ -106,6 +147,44 @@ mod tests {
         ])
         .is_empty());
         assert!(run(&[(ServerToClient, "hi"), (ClientToServer, "a"), (ServerToClient, "ok")]).is_empty());
+    }
+
+    fn run_from_middle(msgs: &[(Direction, &str)]) -> Vec<String> {
+        let ms: Vec<Message> = msgs.iter().map(|(_, t)| Message::plain(t.to_string(), t.to_string())).collect();
+        let conv: Vec<Exchange> = msgs.iter().zip(&ms).map(|((d, _), m)| Exchange::Message(*d, m)).collect();
+        one_reply_each_from_middle(&conv, turn, &RULES)
+            .into_iter()
+            .map(|f| format!("{}: {}", f.rule, f.text))
+            .collect()
+    }
+
+    #[test]
+    fn from_the_middle_replies_pair_again_at_a_reply_only_one_command_gets() {
+        use Direction::*;
+        // No greeting, and replies to commands the capture never saw: nothing to judge.
+        assert!(run_from_middle(&[
+            (ServerToClient, "ok"),
+            (ClientToServer, "a"),
+            (ServerToClient, "ok"),
+            (ServerToClient, "ok"),
+            (ClientToServer, "data"),
+            (ServerToClient, "ok"),
+            (ServerToClient, "go"),
+            (ClientToServer, "b"),
+            (ServerToClient, "ok"),
+        ])
+        .is_empty());
+        // Once paired, an extra reply is one.
+        assert_eq!(
+            run_from_middle(&[
+                (ClientToServer, "data"),
+                (ServerToClient, "go"),
+                (ClientToServer, "b"),
+                (ServerToClient, "ok"),
+                (ServerToClient, "again")
+            ]),
+            ["R: reply 3 (again) answers nothing"]
+        );
     }
 
     #[test]

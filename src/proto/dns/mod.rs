@@ -48,9 +48,72 @@ impl Protocol for Dns {
         let is_query = client.len() >= 12 && u16::from_be_bytes([client[2], client[3]]) & wire::QR.mask == 0 && client[4..6] == [0, 1];
         transport == Transport::Udp
             && is_query
+            && !is_netbios(client)
             && matches!(
                 DnsCodec::new(Direction::ClientToServer, Transport::Udp).decode(client, true),
                 Ok(Frame::Message(..))
             )
+    }
+}
+
+/// NetBIOS name service type NB (RFC 1002 §4.2.1.3); in DNS 0x20 is NIMLOC, hardly ever asked.
+const NBNS_NB: u16 = 0x20;
+/// NetBIOS name service type NBSTAT; in DNS 0x21 is SRV, so the name must decide too.
+const NBNS_NBSTAT: u16 = 0x21;
+
+/// Whether `packet`, which has a DNS-like header, is NetBIOS name service (RFC 1002, UDP 137):
+/// its questions ask for NB or NBSTAT of names in NetBIOS first-level encoding (RFC 1001 §14.1:
+/// the 16-byte NetBIOS name as 32 letters 'A' to 'P', one per half-byte, then an optional scope).
+/// Its header and names parse as DNS, so only this tells the two apart.
+pub fn is_netbios(packet: &[u8]) -> bool {
+    let Ok(parsed) = wire::parse(packet) else { return false };
+    let qs = &parsed.msg.questions;
+    let encoded = |l: &[u8]| l.len() == 32 && l.iter().all(|b| (b'A'..=b'P').contains(b));
+    !qs.is_empty()
+        && qs
+            .iter()
+            .all(|q| [NBNS_NB, NBNS_NBSTAT].contains(&q.qtype) && q.name.labels.first().is_some_and(|l| encoded(l)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A NetBIOS name query (RFC 1002 §4.2.12) for `name` padded to 15 bytes plus `suffix`.
+    fn nbns_query(name: &str, suffix: u8, qtype: u16) -> Vec<u8> {
+        let mut nb = [b' '; 16];
+        nb[..name.len()].copy_from_slice(name.as_bytes());
+        nb[15] = suffix;
+        let mut p = vec![0x12, 0x34, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 0, 32];
+        p.extend(nb.iter().flat_map(|b| [b'A' + (b >> 4), b'A' + (b & 0x0f)]));
+        p.push(0);
+        p.extend(qtype.to_be_bytes());
+        p.extend([0, 1]);
+        p
+    }
+
+    #[test]
+    fn detection_refuses_netbios_name_service_queries() {
+        let nb = nbns_query("WORKGROUP", 0x1d, NBNS_NB);
+        assert!(is_netbios(&nb));
+        assert!(!Dns.detect(Transport::Udp, &nb, b""));
+        let stat = nbns_query("*", 0, NBNS_NBSTAT);
+        assert!(!Dns.detect(Transport::Udp, &stat, b""));
+        assert_eq!(
+            crate::proto::identify(Transport::Udp, Some(&nb), None, Some(&nb)).name(),
+            "datagram"
+        );
+        assert!(crate::proto::by_port(137).is_none_or(|p| p.name() != "dns"));
+    }
+
+    #[test]
+    fn detection_keeps_dns_queries_even_of_srv_or_long_labels() {
+        let mut q = nbns_query("WORKGROUP", 0x1d, 1);
+        assert!(Dns.detect(Transport::Udp, &q, b""), "type A of an odd name is DNS");
+        // SRV is 0x21 too: a lowercase or non-'A'..'P' label is a DNS name.
+        let n = q.len();
+        q[n - 4..n - 2].copy_from_slice(&NBNS_NBSTAT.to_be_bytes());
+        q[13] = b'a';
+        assert!(Dns.detect(Transport::Udp, &q, b""));
     }
 }

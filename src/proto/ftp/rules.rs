@@ -26,6 +26,8 @@ const RULES: GreetingRules = GreetingRules {
             m.text.lines().next().unwrap_or_default()
         )
     },
+    // Only a conversation judged from its middle pairs by reply kinds, and FTP's is not.
+    answers: |_, _| false,
 };
 
 /// Commands §5.4 lists with a preliminary reply (125 or 150 before the transfer, 120 for REIN);

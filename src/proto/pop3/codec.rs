@@ -54,10 +54,20 @@ pub struct ResponseCodec {
     greeted: bool,
     /// Inside an AUTH exchange: the client's lines are SASL responses, not commands.
     sasl: bool,
+    /// The conversation's start was not seen: a response may answer a command never seen.
+    late: bool,
+    /// The response under way began when no command was waiting for one (only when `late`):
+    /// whether it has a body is read from the lines that follow it.
+    orphan: bool,
+}
+
+/// Whether `l` opens a response rather than continuing a body.
+fn is_status(l: &[u8]) -> bool {
+    l.starts_with(b"+OK") || l.starts_with(b"-ERR") || l == b"+" || l.starts_with(b"+ ")
 }
 
 /// Whether a +OK to this command line is multi-line (RFC 1939 §5, RFC 2449 §5).
-fn multi_line(cmd: &str) -> bool {
+pub fn multi_line(cmd: &str) -> bool {
     let mut words = cmd.split_whitespace();
     let kw = words.next().unwrap_or("").to_ascii_uppercase();
     let has_arg = words.next().is_some();
@@ -75,6 +85,7 @@ impl Codec for ResponseCodec {
             offset: buf.len(),
             reason: format!("the connection closed in the middle of {what}"),
         };
+        self.orphan |= self.late && self.pending.is_empty() && !buf.is_empty();
         let Some((first, mut pos, lf)) = line(buf)? else {
             return if eof && !buf.is_empty() {
                 Err(closed("a response"))
@@ -85,6 +96,7 @@ impl Codec for ResponseCodec {
         if self.greeted && (first == b"+" || first.starts_with(b"+ ")) {
             // RFC 5034 §4: the server asks for the next SASL response; the AUTH is still pending.
             self.sasl = true;
+            self.orphan = false;
             let text = String::from_utf8_lossy(first.get(2..).unwrap_or(&[])).into_owned();
             return Ok(Frame::Message(
                 Message {
@@ -122,7 +134,13 @@ impl Codec for ResponseCodec {
             });
         }
         let text = String::from_utf8_lossy(rest).trim_start().to_string();
-        let wants_body = if self.greeted {
+        let wants_body = if self.orphan {
+            match line(&buf[pos..])? {
+                Some((next, _, _)) => !is_status(next),
+                None if eof => false,
+                None => return Ok(Frame::Incomplete),
+            }
+        } else if self.greeted {
             self.pending.front().copied().unwrap_or(false)
         } else {
             false
@@ -163,7 +181,7 @@ impl Codec for ResponseCodec {
             }
             body = Some(b);
         }
-        if self.greeted {
+        if self.greeted && !std::mem::take(&mut self.orphan) {
             self.pending.pop_front();
         }
         self.greeted = true;
@@ -186,6 +204,11 @@ impl Codec for ResponseCodec {
             },
             pos,
         ))
+    }
+
+    fn joined_late(&mut self) {
+        self.greeted = true;
+        self.late = true;
     }
 
     fn peer_sent(&mut self, bytes: &[u8]) {
@@ -303,6 +326,28 @@ mod tests {
         assert_eq!(body.unwrap(), b"bad\r\nok\r\n");
         assert_eq!(f[0].level, Level::Must);
         assert!(ResponseCodec::default().decode(b"OK ready\r\n", false).is_err());
+    }
+
+    #[test]
+    fn parses_responses_of_a_conversation_joined_late_by_their_commands_or_their_lines() {
+        let mut c = ResponseCodec::default();
+        c.joined_late();
+        // The reply to a STAT sent before the capture: no greeting, no command; the next line
+        // tells whether it has a body, so it waits for one.
+        let stream = b"+OK 2 320\r\n+OK 2 messages\r\n1 100\r\n2 220\r\n.\r\n";
+        assert!(matches!(c.decode(&stream[..11], false).unwrap(), Frame::Incomplete));
+        c.peer_sent(b"LIST\r\n");
+        let (_, text, body, used, _) = resp(&mut c, stream, false);
+        assert_eq!((text.as_str(), body), ("2 320", None));
+        let (_, _, body, _, _) = resp(&mut c, &stream[used..], false);
+        assert_eq!(body.unwrap(), b"1 100\r\n2 220\r\n");
+        // A RETR never seen: its body is read from its lines.
+        let mut c = ResponseCodec::default();
+        c.joined_late();
+        let (_, _, body, _, _) = resp(&mut c, b"+OK 9 octets\r\nSubject\r\n.\r\n", false);
+        assert_eq!(body.unwrap(), b"Subject\r\n");
+        let (_, _, body, _, _) = resp(&mut c, b"+OK bye\r\n", true);
+        assert!(body.is_none());
     }
 
     #[test]

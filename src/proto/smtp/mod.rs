@@ -26,6 +26,9 @@ impl Protocol for Smtp {
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
     }
+    fn conversation_rules_from_middle(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        rules::from_middle(conv)
+    }
     fn ports(&self) -> &'static [u16] {
         &[25, 587, 2525]
     }

@@ -208,7 +208,7 @@ impl StructuredExpect for SmtpExpect {
                     }
                 }
             }
-            SmtpMessage::Data { content } => {
+            SmtpMessage::Data { content } | SmtpMessage::Chunk { content, .. } => {
                 if self.code.is_some() || self.command.is_some() {
                     return Err(mismatch(
                         "DATA content came where a command or reply was expected",
