@@ -1,13 +1,17 @@
-//! TAP version 14: `ok`/`not ok` per case with points in the description, a YAML block with the
-//! reason (redacted for hidden cases), `# SKIP` for cases that did not run.
+//! TAP version 13 (what Perl's `prove` and most consumers read; 14 adds nothing used here):
+//! `ok`/`not ok` per case with points in the description, a YAML block with the reason
+//! (redacted for hidden cases), `# SKIP` for cases that did not run, and a failed build as a
+//! test of its own that fails, with the build's output.
 
 use super::super::score::{fmt_points, Grade, Status};
 use super::{case_text, shows_details, tap_line, terminal_text, Audience};
 
 /// The report's bytes.
 pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
-    let mut out = String::from("TAP version 14\n");
-    out.push_str(&format!("1..{}\n", g.cases.len()));
+    let mut out = String::from("TAP version 13\n");
+    // A build that failed is a test that failed: skipped cases alone would read as a pass.
+    let build_test = usize::from(!g.build.ok);
+    out.push_str(&format!("1..{}\n", g.cases.len() + build_test));
     out.push_str(&format!(
         "# {}: {} of {} points; seed {}; suites sha256 {}\n",
         g.title,
@@ -17,18 +21,20 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
         g.suites_sha256
     ));
     if !g.build.ok {
+        out.push_str("not ok 1 - build\n  ---\n  status: build failed\n  message: |\n");
         out.push_str(&format!(
-            "# build failed: {}\n",
-            terminal_text(g.build.error.as_deref().unwrap_or("")).replace('\n', " ")
+            "    {}\n",
+            tap_line(&terminal_text(g.build.error.as_deref().unwrap_or("the build failed")).replace('\n', " "))
         ));
-        // Comment lines: whatever the build printed, a TAP consumer skips them.
-        out.push_str("# build output (the program's, verbatim):\n");
+        // What the build printed, inside the YAML block, where a TAP consumer does not read it as TAP.
+        out.push_str("  output: |\n");
         for l in terminal_text(&g.build.output).lines() {
-            out.push_str(&format!("#   {l}\n"));
+            out.push_str(&format!("    {}\n", tap_line(l)));
         }
+        out.push_str("  ...\n");
     }
     for (i, c) in g.cases.iter().enumerate() {
-        let n = i + 1;
+        let n = i + 1 + build_test;
         // TAP descriptions end at '#': keep names free of it.
         let desc = format!(
             "{} ({}/{} pts)",
