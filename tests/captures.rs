@@ -194,6 +194,28 @@ fn three_stacked_vlan_tags() {
 }
 
 #[test]
+fn identical_addresses_on_two_vlans_are_two_conversations() {
+    let mut pcap = Pcap::new();
+    let a = pcap.connect_on(0.0, "10.0.0.1:40000", "10.0.0.2:80", Some(10));
+    let b = pcap.connect_on(0.5, "10.0.0.1:40000", "10.0.0.2:80", Some(20));
+    pcap.send(1.0, a, End::Client, b"GET /ten HTTP/1.1\r\nHost: a\r\n\r\n");
+    pcap.send(1.5, b, End::Client, b"GET /twenty HTTP/1.1\r\nHost: a\r\n\r\n");
+    pcap.send(2.0, a, End::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    pcap.send(2.5, b, End::Server, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    let cap = decode_bytes(pcap.bytes()).unwrap();
+    assert_eq!(cap.conversations.len(), 2, "{}", cap.text());
+    let (ten, twenty) = (&cap.conversations[0], &cap.conversations[1]);
+    assert!(ten.header().ends_with(", vlan 10"), "{}", ten.header());
+    assert!(twenty.header().ends_with(", vlan 20"), "{}", twenty.header());
+    let (t10, t20) = (ten.transcript(), twenty.transcript());
+    assert!(
+        t10.contains("GET /ten") && t10.contains("200 OK") && !t10.contains("twenty"),
+        "{t10}"
+    );
+    assert!(t20.contains("GET /twenty") && t20.contains("404") && !t20.contains("/ten"), "{t20}");
+}
+
+#[test]
 fn snaplen_68_reports_truncation_and_gaps() {
     let cap = decode("smtp-snaplen68-truncated.pcap");
     let c = only(&cap);
@@ -259,8 +281,13 @@ fn pcapng_with_two_link_types() {
         }
     }
     let cap = decode_bytes(w.into_inner()).unwrap();
-    let expected = decode(files[0]).text() + &decode(files[1]).text();
-    assert_eq!(cap.text(), expected);
+    // The second file's packets come from interface 1, which their headers say.
+    let second: String = decode(files[1])
+        .conversations
+        .iter()
+        .map(|c| format!("== {}, interface 1\n{}", c.header(), c.transcript()))
+        .collect();
+    assert_eq!(cap.text(), decode(files[0]).text() + &second);
 }
 
 fn assert_clean_error(r: Result<Capture, FileError>, what: &str) {

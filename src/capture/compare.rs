@@ -251,6 +251,7 @@ mod tests {
                 transport: Transport::Tcp,
                 client: addr(40000),
                 server: addr(12000),
+                scope: Default::default(),
                 protocol: "line".into(),
                 packets: events.len(),
                 truncated: false,

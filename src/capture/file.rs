@@ -15,6 +15,8 @@ pub struct RawPacket {
     pub number: u64,
     /// Capture time since the epoch.
     pub ts: Duration,
+    /// pcapng interface id (0 in pcap files): the same addresses on two interfaces are two networks.
+    pub interface: u32,
     /// Link type (LINKTYPE_* number) of the interface it was captured on.
     pub linktype: u32,
     /// Length on the wire (more than `data.len()` when the snaplen cut it).
@@ -142,6 +144,7 @@ impl<R: Read> Iterator for CaptureReader<R> {
                 Some(Ok(RawPacket {
                     number: self.number,
                     ts: Duration::new(u64::from(p.ts_sec), frac),
+                    interface: 0,
                     linktype: link,
                     orig_len: p.orig_len.max(p.incl_len),
                     data: p.data.into_owned(),
@@ -175,6 +178,7 @@ impl<R: Read> Iterator for CaptureReader<R> {
                 return Some(Ok(RawPacket {
                     number: self.number,
                     ts,
+                    interface: iface,
                     linktype,
                     orig_len,
                     data,

@@ -309,6 +309,7 @@ pub fn raw_packets(packets: &[Packet]) -> impl Iterator<Item = Result<RawPacket,
         Ok(RawPacket {
             number: i as u64 + 1,
             ts: p.ts,
+            interface: 0,
             linktype: packet::LINK_ETHERNET,
             orig_len: p.orig_len,
             data: p.data.clone(),

@@ -64,6 +64,8 @@ pub struct Conversation {
     pub client: SocketAddr,
     /// The other side.
     pub server: SocketAddr,
+    /// The interface and VLANs it was seen on.
+    pub scope: Scope,
     /// The protocol its bytes are framed with.
     pub protocol: String,
     /// Packets that belonged to it.
@@ -97,13 +99,14 @@ impl Conversation {
     /// `tcp 10.0.0.1:51234 -> 10.0.0.2:80 (http), 12 packets`.
     pub fn header(&self) -> String {
         format!(
-            "{} {} -> {} ({}), {} packet{}{}",
+            "{} {} -> {} ({}), {} packet{}{}{}",
             self.transport,
             self.client,
             self.server,
             self.protocol,
             self.packets,
             if self.packets == 1 { "" } else { "s" },
+            self.scope.label(),
             if self.truncated { ", truncated by the capture" } else { "" }
         )
     }
@@ -198,6 +201,7 @@ impl Capture {
 
 struct Conv {
     number: usize,
+    scope: Scope,
     last_ts: Duration,
     transport: Transport,
     client: SocketAddr,
@@ -379,15 +383,40 @@ impl Control {
     }
 }
 
-/// (is TCP, lower address, higher address).
-type Key = (bool, SocketAddr, SocketAddr);
+/// Where a packet was seen: the pcapng interface and the VLAN ids of its tags, outermost first.
+/// The same addresses in two scopes are two networks, so two conversations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Scope {
+    /// pcapng interface id (0 in pcap files).
+    pub interface: u32,
+    /// 802.1Q VLAN ids, outermost first.
+    pub vlans: Vec<u16>,
+}
 
-fn key(t: Transport, a: SocketAddr, b: SocketAddr) -> Key {
+impl Scope {
+    /// `, vlan 100/200, interface 1`: what tells apart conversations with the same addresses.
+    fn label(&self) -> String {
+        let mut s = String::new();
+        if !self.vlans.is_empty() {
+            let ids: Vec<String> = self.vlans.iter().map(u16::to_string).collect();
+            s.push_str(&format!(", vlan {}", ids.join("/")));
+        }
+        if self.interface != 0 {
+            s.push_str(&format!(", interface {}", self.interface));
+        }
+        s
+    }
+}
+
+/// (scope, is TCP, lower address, higher address).
+type Key = (Scope, bool, SocketAddr, SocketAddr);
+
+fn key(scope: &Scope, t: Transport, a: SocketAddr, b: SocketAddr) -> Key {
     let tcp = t == Transport::Tcp;
     if a <= b {
-        (tcp, a, b)
+        (scope.clone(), tcp, a, b)
     } else {
-        (tcp, b, a)
+        (scope.clone(), tcp, b, a)
     }
 }
 
@@ -455,7 +484,7 @@ struct Decoder<'o> {
     index: HashMap<Key, usize>,
     /// Open TCP conversations by their two hosts (numbers): where a data connection looks for its
     /// control conversation.
-    by_hosts: HashMap<(IpAddr, IpAddr), Vec<usize>>,
+    by_hosts: HashMap<Hosts, Vec<usize>>,
     /// Open conversations' slots by number.
     slot_of: HashMap<usize, usize>,
     /// Connections handed over, with their last packet's time: stray ACKs after the end are
@@ -471,9 +500,15 @@ struct Decoder<'o> {
 impl Decoder<'_> {
     fn packet(&mut self, p: &RawPacket) -> Result<(), String> {
         let cut = p.data.len() < p.orig_len as usize;
-        let ip_bytes = match packet::link(p.linktype, &p.data) {
-            Ok(packet::Link::Ip(b)) => b,
-            Ok(packet::Link::NotIp) => {
+        let (ip_bytes, scope) = match packet::link_tagged(p.linktype, &p.data) {
+            Ok((packet::Link::Ip(b), vlans)) => (
+                b,
+                Scope {
+                    interface: p.interface,
+                    vlans,
+                },
+            ),
+            Ok((packet::Link::NotIp, _)) => {
                 self.cap.skipped += 1;
                 return Ok(());
             }
@@ -519,7 +554,7 @@ impl Decoder<'_> {
             Some(packet::Transport::Tcp(seg)) => {
                 let src = SocketAddr::new(ip.src, seg.sport);
                 let dst = SocketAddr::new(ip.dst, seg.dport);
-                let Some(i) = self.conv_tcp(src, dst, &seg, p.ts) else {
+                let Some(i) = self.conv_tcp(&scope, src, dst, &seg, p.ts) else {
                     self.cap.skipped += 1;
                     return Ok(());
                 };
@@ -541,7 +576,7 @@ impl Decoder<'_> {
                 // Ports that say who serves decide; otherwise the first sender is the client (ephemeral
                 // ports are not always above the server's).
                 let decisive = self.server_score(u.sport) >= 0x10000 || self.server_score(u.dport) >= 0x10000;
-                let i = self.conv(Transport::Udp, src, dst, (!decisive).then_some(true), p.ts);
+                let i = self.conv(&scope, Transport::Udp, src, dst, (!decisive).then_some(true), p.ts);
                 let c = self.convs[i].as_mut().expect("indexed conversations are open");
                 c.last_ts = c.last_ts.max(p.ts);
                 c.packets += fragments;
@@ -577,8 +612,8 @@ impl Decoder<'_> {
     }
 
     /// The conversation a segment belongs to; None for a stray ACK of one already handed over.
-    fn conv_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &packet::TcpSegment, ts: Duration) -> Option<usize> {
-        let k = key(Transport::Tcp, src, dst);
+    fn conv_tcp(&mut self, scope: &Scope, src: SocketAddr, dst: SocketAddr, seg: &packet::TcpSegment, ts: Duration) -> Option<usize> {
+        let k = key(scope, Transport::Tcp, src, dst);
         // Late ACKs, a retransmitted FIN, bytes in flight behind a reset: the connection they
         // belonged to is over and handed over; only a SYN starts a new one on these addresses.
         if !seg.syn && !self.index.contains_key(&k) && self.done.contains_key(&k) {
@@ -607,7 +642,7 @@ impl Decoder<'_> {
             (true, true) => Some(false),
             _ => None,
         };
-        let i = self.conv(Transport::Tcp, src, dst, client_hint, ts);
+        let i = self.conv(scope, Transport::Tcp, src, dst, client_hint, ts);
         self.link(i, client_hint.is_some());
         Some(i)
     }
@@ -617,13 +652,18 @@ impl Decoder<'_> {
     /// its ends listens on. `roles_known`: a SYN said who connected (else the ends may swap).
     fn link(&mut self, slot: usize, roles_known: bool) {
         let Some(c) = self.convs[slot].as_ref() else { return };
-        let (client, server, t) = (c.client, c.server, c.first_ts);
+        let (client, server, t, scope) = (c.client, c.server, c.first_ts, c.scope.clone());
         // The user's `--port` frames it as they said.
         if self.opts.user(client.port()).or(self.opts.user(server.port())).is_some() {
             return;
         }
         let mut best: Option<(Duration, DataOf, &'static str, bool)> = None;
-        for n in self.by_hosts.get(&hosts(client.ip(), server.ip())).cloned().unwrap_or_default() {
+        for n in self
+            .by_hosts
+            .get(&hosts(&scope, client.ip(), server.ip()))
+            .cloned()
+            .unwrap_or_default()
+        {
             let Some(cs) = self.slot_of.get(&n).copied().filter(|&cs| cs != slot) else {
                 continue;
             };
@@ -679,8 +719,8 @@ impl Decoder<'_> {
     }
 
     /// The conversation of `src`→`dst`, created if new; `src_is_client` when the packet says.
-    fn conv(&mut self, t: Transport, src: SocketAddr, dst: SocketAddr, src_is_client: Option<bool>, ts: Duration) -> usize {
-        let k = key(t, src, dst);
+    fn conv(&mut self, scope: &Scope, t: Transport, src: SocketAddr, dst: SocketAddr, src_is_client: Option<bool>, ts: Duration) -> usize {
+        let k = key(scope, t, src, dst);
         if let Some(&i) = self.index.get(&k) {
             return i;
         }
@@ -689,6 +729,7 @@ impl Decoder<'_> {
         self.next_number += 1;
         self.convs.push(Some(Conv {
             number: self.next_number - 1,
+            scope: scope.clone(),
             last_ts: ts,
             transport: t,
             client,
@@ -708,7 +749,7 @@ impl Decoder<'_> {
         self.slot_of.insert(self.next_number - 1, slot);
         if t == Transport::Tcp {
             self.by_hosts
-                .entry(hosts(src.ip(), dst.ip()))
+                .entry(hosts(scope, src.ip(), dst.ip()))
                 .or_default()
                 .push(self.next_number - 1);
         }
@@ -741,7 +782,7 @@ impl Decoder<'_> {
                 continue;
             }
             let mut c = self.convs[slot].take().expect("checked above");
-            let k = key(c.transport, c.client, c.server);
+            let k = key(&c.scope, c.transport, c.client, c.server);
             if self.index.get(&k) == Some(&slot) {
                 self.index.remove(&k);
             }
@@ -752,7 +793,7 @@ impl Decoder<'_> {
             let end = if all { now } else { c.last_ts };
             if c.transport == Transport::Tcp {
                 c.tcp.flush(end);
-                if let Some(hs) = self.by_hosts.get_mut(&hosts(c.client.ip(), c.server.ip())) {
+                if let Some(hs) = self.by_hosts.get_mut(&hosts(&c.scope, c.client.ip(), c.server.ip())) {
                     hs.retain(|n| *n != c.number);
                 }
             }
@@ -781,7 +822,7 @@ impl Decoder<'_> {
             .convs
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|c| (key(c.transport, c.client, c.server), i)))
+            .filter_map(|(i, c)| c.as_ref().map(|c| (key(&c.scope, c.transport, c.client, c.server), i)))
             .collect();
         self.slot_of = self
             .convs
@@ -861,6 +902,7 @@ impl Decoder<'_> {
             transport: c.transport,
             client: c.client,
             server: c.server,
+            scope: c.scope,
             protocol,
             packets: c.packets,
             truncated: c.truncated,
@@ -871,12 +913,15 @@ impl Decoder<'_> {
     }
 }
 
-/// Two hosts in a fixed order.
-fn hosts(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
+/// Two hosts of one scope, in a fixed order.
+type Hosts = (Scope, IpAddr, IpAddr);
+
+/// Two hosts of `scope` in a fixed order.
+fn hosts(scope: &Scope, a: IpAddr, b: IpAddr) -> Hosts {
     if a <= b {
-        (a, b)
+        (scope.clone(), a, b)
     } else {
-        (b, a)
+        (scope.clone(), b, a)
     }
 }
 

@@ -57,18 +57,32 @@ pub fn supported(linktype: u32) -> bool {
     )
 }
 
+/// VLAN tags kept per frame; deeper stacks share their innermost ids' key.
+pub const MAX_VLANS: usize = 8;
+
 /// Strips the link header of `linktype` from `data`.
 pub fn link(linktype: u32, data: &[u8]) -> Result<Link<'_>, PacketError> {
-    match linktype {
+    link_tagged(linktype, data).map(|(l, _)| l)
+}
+
+/// Strips the link header of `linktype` from `data`, with the VLAN ids of its 802.1Q tags,
+/// outermost first: the same addresses on two VLANs are two networks.
+pub fn link_tagged(linktype: u32, data: &[u8]) -> Result<(Link<'_>, Vec<u16>), PacketError> {
+    let mut vlans = Vec::new();
+    let l = match linktype {
         LINK_ETHERNET => {
             let mut t = be16(data, 12).ok_or("truncated Ethernet header")?;
             let mut at = 14;
             // 802.1Q / QinQ: any number of stacked tags.
             while ETH_VLAN.contains(&t) {
+                let tci = be16(data, at).ok_or("truncated 802.1Q tag")?;
+                if vlans.len() < MAX_VLANS {
+                    vlans.push(tci & 0x0fff);
+                }
                 t = be16(data, at + 2).ok_or("truncated 802.1Q tag")?;
                 at += 4;
             }
-            Ok(by_ethertype(t, &data[at..]))
+            by_ethertype(t, &data[at..])
         }
         LINK_NULL | LINK_LOOP => {
             let h: [u8; 4] = data.get(..4).ok_or("truncated loopback header")?.try_into().unwrap_or_default();
@@ -80,24 +94,25 @@ pub fn link(linktype: u32, data: &[u8]) -> Result<Link<'_>, PacketError> {
             };
             match fam {
                 // AF_INET; AF_INET6 differs by OS (BSD 24, FreeBSD 28, macOS 30, Linux 10).
-                2 | 10 | 24 | 28 | 30 => Ok(Link::Ip(&data[4..])),
-                _ => Ok(Link::NotIp),
+                2 | 10 | 24 | 28 | 30 => Link::Ip(&data[4..]),
+                _ => Link::NotIp,
             }
         }
-        LINK_RAW | LINK_IPV4 | LINK_IPV6 => Ok(Link::Ip(data)),
+        LINK_RAW | LINK_IPV4 | LINK_IPV6 => Link::Ip(data),
         LINK_SLL => {
             let t = be16(data, 14).ok_or("truncated Linux SLL header")?;
-            Ok(by_ethertype(t, &data[16..]))
+            by_ethertype(t, &data[16..])
         }
         LINK_SLL2 => {
             let t = be16(data, 0).ok_or("truncated Linux SLL2 header")?;
             if data.len() < 20 {
                 return Err("truncated Linux SLL2 header".into());
             }
-            Ok(by_ethertype(t, &data[20..]))
+            by_ethertype(t, &data[20..])
         }
-        other => Err(format!("link type {other} is not supported")),
-    }
+        other => return Err(format!("link type {other} is not supported")),
+    };
+    Ok((l, vlans))
 }
 
 /// The IPv4 fragment fields of a packet.
@@ -311,5 +326,6 @@ mod tests {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x81, 0x00, 0, 30, 0x81, 0x00, 0, 20, 0x08, 0x00, 0x45]);
         assert_eq!(link(LINK_ETHERNET, &f), Ok(Link::Ip(&[0x45][..])));
+        assert_eq!(link_tagged(LINK_ETHERNET, &f), Ok((Link::Ip(&[0x45][..]), vec![30, 20])));
     }
 }

@@ -12,6 +12,8 @@ struct Conn {
     server: SocketAddrV4,
     /// Next sequence number of the client, then of the server.
     seq: [u32; 2],
+    /// 802.1Q tag its frames carry, if any.
+    vlan: Option<u16>,
 }
 
 /// A capture under construction; times are milliseconds from its start.
@@ -43,9 +45,14 @@ impl Pcap {
             End::Server => (conn.server, conn.client, 1),
         };
         let (seq, ack) = (conn.seq[me], conn.seq[1 - me]);
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4(src.ip().octets(), dst.ip().octets(), 64)
-            .tcp(src.port(), dst.port(), seq, 65535);
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = match conn.vlan {
+            Some(id) => eth
+                .single_vlan(etherparse::VlanId::try_new(id).expect("a VLAN id"))
+                .ipv4(src.ip().octets(), dst.ip().octets(), 64),
+            None => eth.ipv4(src.ip().octets(), dst.ip().octets(), 64),
+        };
+        let mut b = ip.tcp(src.port(), dst.port(), seq, 65535);
         if flags.contains('S') {
             b = b.syn();
         }
@@ -67,10 +74,16 @@ impl Pcap {
 
     /// A connection from `client` to `server` (`"10.0.0.1:40000"`), its handshake at `ms`.
     pub fn connect(&mut self, ms: f64, client: &str, server: &str) -> usize {
+        self.connect_on(ms, client, server, None)
+    }
+
+    /// A connection like [`Pcap::connect`]'s whose frames carry the 802.1Q tag `vlan`.
+    pub fn connect_on(&mut self, ms: f64, client: &str, server: &str, vlan: Option<u16>) -> usize {
         self.conns.push(Conn {
             client: client.parse().expect("client address"),
             server: server.parse().expect("server address"),
             seq: [1000, 50_000],
+            vlan,
         });
         let c = self.conns.len() - 1;
         self.frame(ms, c, End::Client, "S", b"");
