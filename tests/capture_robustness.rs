@@ -285,7 +285,7 @@ fn corrupt_record_length_names_that_packet() {
 fn every_capture_read_with_every_link_type() {
     // Frames decoded as another link type than they were captured with: every parser sees
     // headers where it expects something else.
-    let links = [0u32, 1, 101, 108, 113, 228, 229, 276];
+    let links = [0u32, 1, 101, 108, 113, 228, 229, 239, 276];
     for (name, bytes) in fixtures() {
         let lay = layout(&bytes);
         let big = matches!(bytes[..4], [0xa1, 0xb2, ..]);

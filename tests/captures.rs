@@ -216,6 +216,19 @@ fn identical_addresses_on_two_vlans_are_two_conversations() {
 }
 
 #[test]
+fn nflog_payload_attributes_are_read() {
+    let mut pcap = Pcap::new();
+    let c = pcap.connect(0.0, "10.0.0.1:40000", "10.0.0.2:80");
+    pcap.send(1.0, c, End::Client, b"GET /logged HTTP/1.1\r\nHost: a\r\n\r\n");
+    pcap.send(2.0, c, End::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    pcap.close(3.0, c, End::Client);
+    pcap.close(3.0, c, End::Server);
+    let nflog = decode_bytes(pcap.nflog_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(nflog.text(), decode_bytes(pcap.bytes()).unwrap().text());
+    assert!(nflog.text().contains("C→S GET /logged HTTP/1.1"), "{}", nflog.text());
+}
+
+#[test]
 fn snaplen_68_reports_truncation_and_gaps() {
     let cap = decode("smtp-snaplen68-truncated.pcap");
     let c = only(&cap);

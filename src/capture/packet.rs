@@ -24,6 +24,11 @@ pub const LINK_IPV4: u32 = 228;
 pub const LINK_IPV6: u32 = 229;
 /// Linux cooked capture v2.
 pub const LINK_SLL2: u32 = 276;
+/// Linux netfilter log messages (NFLOG): a header, then type-length-value attributes.
+pub const LINK_NFLOG: u32 = 239;
+
+/// The NFLOG attribute that carries the packet, network header first (NFULA_PAYLOAD).
+const NFULA_PAYLOAD: u16 = 9;
 
 /// The network-layer bytes of a frame, or why there are none.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,7 +58,7 @@ fn by_ethertype(t: u16, rest: &[u8]) -> Link<'_> {
 pub fn supported(linktype: u32) -> bool {
     matches!(
         linktype,
-        LINK_ETHERNET | LINK_NULL | LINK_LOOP | LINK_RAW | LINK_IPV4 | LINK_IPV6 | LINK_SLL | LINK_SLL2
+        LINK_ETHERNET | LINK_NULL | LINK_LOOP | LINK_RAW | LINK_IPV4 | LINK_IPV6 | LINK_SLL | LINK_SLL2 | LINK_NFLOG
     )
 }
 
@@ -110,9 +115,48 @@ pub fn link_tagged(linktype: u32, data: &[u8]) -> Result<(Link<'_>, Vec<u16>), P
             }
             by_ethertype(t, &data[20..])
         }
+        LINK_NFLOG => nflog(data)?,
         other => return Err(format!("link type {other} is not supported")),
     };
     Ok((l, vlans))
+}
+
+/// The IP packet of an NFLOG message: its payload attribute, when the header's address family
+/// is IPv4 or IPv6.
+fn nflog(data: &[u8]) -> Result<Link<'_>, PacketError> {
+    let family = *data.first().ok_or("truncated NFLOG header")?;
+    if data.len() < 4 {
+        return Err("truncated NFLOG header".into());
+    }
+    // AF_INET and Linux's AF_INET6: NFLOG is Linux's.
+    if family != 2 && family != 10 {
+        return Ok(Link::NotIp);
+    }
+    // Attribute lengths and types are in the capturing host's byte order; every type is
+    // below 256, which tells the order from the first attribute's type.
+    let little = *data.get(7).ok_or("truncated NFLOG attribute")? == 0;
+    let read16 = |at: usize| {
+        let b = [*data.get(at)?, *data.get(at + 1)?];
+        Some(if little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) })
+    };
+    let mut at = 4;
+    while at < data.len() {
+        let (Some(len), Some(kind)) = (read16(at), read16(at + 2)) else {
+            return Err("truncated NFLOG attribute".into());
+        };
+        let len = usize::from(len);
+        if len < 4 {
+            return Err(format!("NFLOG attribute length {len} is below 4"));
+        }
+        if kind == NFULA_PAYLOAD {
+            // A payload cut by the snaplen ends where the captured bytes do.
+            let end = (at + len).min(data.len());
+            return Ok(Link::Ip(&data[at + 4..end]));
+        }
+        // Attributes are padded to 4 bytes.
+        at += len.div_ceil(4) * 4;
+    }
+    Ok(Link::NotIp)
 }
 
 /// The IPv4 fragment fields of a packet.
@@ -309,7 +353,7 @@ mod tests {
             if len > 0 && xorshift(&mut s) % 2 == 0 {
                 data[0] = if xorshift(&mut s) % 2 == 0 { 0x45 } else { 0x60 };
             }
-            for lt in [LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_SLL2, LINK_IPV4, 999] {
+            for lt in [LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_NFLOG, 999] {
                 if let Ok(Link::Ip(b)) = link(lt, &data) {
                     if let Ok(p) = ip(b) {
                         let _ = transport(p.proto, p.payload, p.claimed_len);
@@ -327,5 +371,20 @@ mod tests {
         f.extend_from_slice(&[0x81, 0x00, 0, 30, 0x81, 0x00, 0, 20, 0x08, 0x00, 0x45]);
         assert_eq!(link(LINK_ETHERNET, &f), Ok(Link::Ip(&[0x45][..])));
         assert_eq!(link_tagged(LINK_ETHERNET, &f), Ok((Link::Ip(&[0x45][..]), vec![30, 20])));
+    }
+
+    #[test]
+    fn nflog_payload_in_either_byte_order() {
+        let ip = [0x45, 0, 0, 20];
+        // Big-endian attributes: a 5-byte prefix (padded to 8), then the payload.
+        let mut be = vec![2, 0, 0, 1, 0, 9, 0, 10, b'p', b'r', b'e', 0, 0, 0, 0, 0];
+        be.extend_from_slice(&[0, 8, 0, 9]);
+        be.extend_from_slice(&ip);
+        assert_eq!(link(LINK_NFLOG, &be), Ok(Link::Ip(&ip[..])));
+        let le = [10, 0, 0, 1, 8, 0, 9, 0, 0x60, 0, 0, 0];
+        assert_eq!(link(LINK_NFLOG, &le), Ok(Link::Ip(&[0x60, 0, 0, 0][..])));
+        // Not an IP family, and no payload attribute: nothing to decode.
+        assert_eq!(link(LINK_NFLOG, &[7, 0, 0, 1, 8, 0, 9, 0, 1, 2, 3, 4]), Ok(Link::NotIp));
+        assert_eq!(link(LINK_NFLOG, &[2, 0, 0, 1, 8, 0, 1, 0, 1, 2, 3, 4]), Ok(Link::NotIp));
     }
 }

@@ -119,16 +119,41 @@ impl Pcap {
 
     /// The capture as pcap bytes, packets in time order (those at the same time as added).
     pub fn bytes(&self) -> Vec<u8> {
+        Self::write(pcap_file::DataLink::ETHERNET, self.packets.iter().cloned())
+    }
+
+    /// The capture as Linux NFLOG messages (link type 239, attributes little-endian): each
+    /// untagged frame's IP packet in a payload attribute, after a packet header and a prefix.
+    pub fn nflog_bytes(&self) -> Vec<u8> {
+        let tlv = |kind: u16, value: &[u8]| {
+            let mut b = ((value.len() + 4) as u16).to_le_bytes().to_vec();
+            b.extend_from_slice(&kind.to_le_bytes());
+            b.extend_from_slice(value);
+            b.resize(b.len().div_ceil(4) * 4, 0);
+            b
+        };
+        let packets = self.packets.iter().map(|(t, frame)| {
+            let family = if frame[12..14] == [0x86, 0xdd] { 10 } else { 2 };
+            let mut b = vec![family, 0, 0, 7];
+            b.extend(tlv(1, &[0x08, 0x00, 3, 0]));
+            b.extend(tlv(10, b"wirecheck\0"));
+            b.extend(tlv(9, &frame[14..]));
+            (*t, b)
+        });
+        Self::write(pcap_file::DataLink::from(239), packets)
+    }
+
+    fn write(datalink: pcap_file::DataLink, packets: impl Iterator<Item = (Duration, Vec<u8>)>) -> Vec<u8> {
         use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-        let mut packets: Vec<&(Duration, Vec<u8>)> = self.packets.iter().collect();
+        let mut packets: Vec<(Duration, Vec<u8>)> = packets.collect();
         packets.sort_by_key(|(t, _)| *t);
         let header = PcapHeader {
-            datalink: pcap_file::DataLink::ETHERNET,
+            datalink,
             ..PcapHeader::default()
         };
         let mut w = PcapWriter::with_header(Vec::new(), header).expect("a pcap header");
         let start = Duration::from_secs(1_700_000_000);
-        for (t, data) in packets {
+        for (t, data) in &packets {
             w.write_packet(&PcapPacket::new(start + *t, data.len() as u32, data))
                 .expect("a packet");
         }
