@@ -61,6 +61,30 @@ fn http2_after_an_h2c_upgrade_is_judged_by_http2_rules() {
 }
 
 #[test]
+fn keep_alive_probes_are_not_part_of_the_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut pcap = common::pcap::Pcap::new();
+    let c = pcap.connect(0.0, "10.0.0.1:41000", "10.0.0.2:80");
+    use common::pcap::End;
+    pcap.keep_alive(1.0, c, End::Client);
+    pcap.send(2.0, c, End::Client, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    pcap.send(3.0, c, End::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    pcap.keep_alive(4.0, c, End::Client);
+    pcap.keep_alive(5.0, c, End::Server);
+    pcap.send(6.0, c, End::Client, b"GET /b HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    pcap.send(7.0, c, End::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    pcap.close(8.0, c, End::Client);
+    pcap.close(8.0, c, End::Server);
+    let path = dir.path().join("keep-alive.pcap");
+    std::fs::write(&path, pcap.bytes()).unwrap();
+    let (code, out) = check(&[path.to_str().unwrap(), "--side", "both"]);
+    assert_eq!(code, 0, "{out}");
+    let (out, _) = wirecheck(&["decode", path.to_str().unwrap()]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(!t.contains("\\x00") && t.matches("200 OK").count() == 2, "{t}");
+}
+
+#[test]
 fn json_output_lists_violations() {
     let (code, out) = check(&[&seeded("dns-wrong-id"), "--format", "json"]);
     assert_eq!(code, 1);

@@ -51,6 +51,8 @@ fn segment(seq: u32, syn: bool, ack: bool, fin: bool, rst: bool, payload: Vec<u8
         sport: 40000,
         dport: 80,
         seq,
+        ack_no: 0,
+        window: u16::MAX,
         syn,
         ack,
         fin,

@@ -241,6 +241,10 @@ pub struct TcpSegment {
     pub dport: u16,
     /// Sequence number.
     pub seq: u32,
+    /// Acknowledgment number (meaningful with `ack`).
+    pub ack_no: u32,
+    /// Receive window as sent, unscaled (0 means closed whatever the scale).
+    pub window: u16,
     /// SYN flag.
     pub syn: bool,
     /// ACK flag.
@@ -299,6 +303,9 @@ pub fn transport(proto: u8, payload: &[u8], claimed_len: usize) -> Result<Option
             }
             let flags = payload[13];
             let seq = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+            let ack_no = u32::from_be_bytes([payload[8], payload[9], payload[10], payload[11]]);
+            // The window follows the flags: a header cut right after them lost it.
+            let window = be16(payload, 14).unwrap_or(u16::MAX);
             let data = payload.get(off..).unwrap_or_default().to_vec();
             let total = claimed_len.saturating_sub(off);
             let missing = u32::try_from(total.saturating_sub(data.len())).unwrap_or(u32::MAX);
@@ -306,6 +313,8 @@ pub fn transport(proto: u8, payload: &[u8], claimed_len: usize) -> Result<Option
                 sport: u16::from_be_bytes([payload[0], payload[1]]),
                 dport: u16::from_be_bytes([payload[2], payload[3]]),
                 seq,
+                ack_no,
+                window,
                 syn: flags & 0x02 != 0,
                 ack: flags & 0x10 != 0,
                 fin: flags & 0x01 != 0,

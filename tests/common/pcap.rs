@@ -99,6 +99,17 @@ impl Pcap {
         self.frame(ms, c, other, "A", b"");
     }
 
+    /// A TCP keep-alive probe from one end of connection `c` at `ms`: one garbage byte one
+    /// before its next sequence number, answered by a duplicate ACK.
+    pub fn keep_alive(&mut self, ms: f64, c: usize, from: End) {
+        let me = usize::from(from == End::Server);
+        self.conns[c].seq[me] = self.conns[c].seq[me].wrapping_sub(1);
+        self.frame(ms, c, from, "A", b"\0");
+        // The probe's byte is not in the stream: the next byte keeps its sequence number.
+        let other = if from == End::Client { End::Server } else { End::Client };
+        self.frame(ms, c, other, "A", b"");
+    }
+
     /// A FIN from one end of connection `c` at `ms`.
     pub fn close(&mut self, ms: f64, c: usize, from: End) {
         self.frame(ms, c, from, "FA", b"");
