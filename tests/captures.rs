@@ -228,6 +228,47 @@ fn nflog_payload_attributes_are_read() {
     assert!(nflog.text().contains("C→S GET /logged HTTP/1.1"), "{}", nflog.text());
 }
 
+/// A DNS message for `example.test. A`: the query, or a response with `answers` A records.
+fn dns(answers: u16) -> Vec<u8> {
+    let flags: u16 = if answers > 0 { 0x8180 } else { 0x0100 };
+    let mut m = vec![0x12, 0x34];
+    m.extend_from_slice(&flags.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    m.extend_from_slice(&answers.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    m.extend_from_slice(b"\x07example\x04test\x00\x00\x01\x00\x01");
+    for i in 0..answers {
+        // The name is a pointer to the question's; TTL 300; 4 bytes of address.
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, (i >> 8) as u8 + 2, i as u8]);
+    }
+    m
+}
+
+#[test]
+fn ipv6_fragments_are_reassembled() {
+    let (client, server) = ("[2001:db8::1]:53000", "[2001:db8::53]:53");
+    let mut pcap = Pcap::new();
+    pcap.udp6(0.0, client, server, &dns(0));
+    // 100 answers: 1630 bytes of UDP payload, in four fragments arriving out of order, one twice.
+    pcap.udp6_fragmented(1.0, server, client, &dns(100), 512, &[2, 0, 0, 3, 1]);
+    pcap.udp6(2.0, client, server, &dns(0));
+    pcap.udp6_fragmented(3.0, server, client, &dns(3), 512, &[]);
+    let cap = decode_bytes(pcap.bytes()).unwrap();
+    let t = only(&cap).transcript();
+    assert!(!t.contains("undecodable") && !t.contains("datagram"), "{t}");
+    assert!(t.contains("192.0.2.99") && t.contains("192.0.2.2"), "{t}");
+    assert!(cap.warnings.is_empty(), "{:?}", cap.warnings);
+
+    // Fragments that overlap with different bytes: the datagram is discarded (RFC 8200 §4.5).
+    let mut pcap = Pcap::new();
+    pcap.udp6(0.0, client, server, &dns(0));
+    pcap.udp6_fragmented(1.0, server, client, &dns(100), 512, &[0, 1, 2]);
+    pcap.udp6_fragmented(1.5, server, client, &dns(99), 256, &[3, 6]);
+    let cap = decode_bytes(pcap.bytes()).unwrap();
+    assert!(!only(&cap).transcript().contains("192.0.2."), "{}", cap.text());
+    assert!(cap.warnings.iter().any(|w| w.contains("overlapping")), "{:?}", cap.warnings);
+}
+
 #[test]
 fn snaplen_68_reports_truncation_and_gaps() {
     let cap = decode("smtp-snaplen68-truncated.pcap");

@@ -1,7 +1,7 @@
 //! Capture decoding: a pcap or pcapng file → one [`Dialogue`] per conversation.
 //!
 //! `file` streams packets, `packet` strips link, IP and transport headers, `defrag` reassembles
-//! IPv4 fragments, `tcp` puts each connection's bytes in order. Every conversation becomes a
+//! IPv4 and IPv6 fragments, `tcp` puts each connection's bytes in order. Every conversation becomes a
 //! Dialogue of raw bytes, framed by a protocol codec only when rendered, exactly like a live run.
 
 pub mod check;
@@ -521,19 +521,16 @@ impl Decoder<'_> {
             Err(e) if cut => return self.cut_short(p, e),
             Err(e) => return Err(e),
         };
-        if ip.v6_fragment {
-            self.cap.skipped += 1;
-            self.cap
-                .warnings
-                .push(format!("packet {}: IPv6 fragment skipped (not reassembled)", p.number));
-            return Ok(());
-        }
         let whole;
         let mut fragments = 1;
         let (payload, claimed) = match ip.fragment {
             Some(f) => {
                 let k = (ip.src, ip.dst, ip.proto, f.id);
-                match self.defrag.add(k, f.offset, f.more, ip.payload) {
+                let overlap = match ip.src {
+                    IpAddr::V4(_) => defrag::Overlap::FirstWins,
+                    IpAddr::V6(_) => defrag::Overlap::Discard,
+                };
+                match self.defrag.add(k, f.offset, f.more, ip.payload, p.ts, overlap) {
                     Some((w, n)) => {
                         fragments = n;
                         whole = w;
@@ -844,8 +841,14 @@ impl Decoder<'_> {
     fn finish(mut self) -> Capture {
         if self.defrag.unfinished() + self.defrag.dropped > 0 {
             self.cap.warnings.push(format!(
-                "{} fragmented IPv4 datagram(s) never completed",
+                "{} fragmented IP datagram(s) never completed",
                 self.defrag.unfinished() + self.defrag.dropped
+            ));
+        }
+        if self.defrag.overlapped > 0 {
+            self.cap.warnings.push(format!(
+                "{} fragmented IPv6 datagram(s) discarded for overlapping fragments (RFC 8200 §4.5)",
+                self.defrag.overlapped
             ));
         }
         self.cap

@@ -159,11 +159,11 @@ fn nflog(data: &[u8]) -> Result<Link<'_>, PacketError> {
     Ok(Link::NotIp)
 }
 
-/// The IPv4 fragment fields of a packet.
+/// The fragment fields of a packet (IPv4's header, or IPv6's fragment header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fragment {
-    /// Identification.
-    pub id: u16,
+    /// Identification (16 bits in IPv4, 32 in IPv6).
+    pub id: u32,
     /// Offset of this fragment's payload in bytes.
     pub offset: u32,
     /// More fragments follow.
@@ -183,10 +183,8 @@ pub struct IpPacket<'a> {
     pub payload: &'a [u8],
     /// How long the header says the payload is (more than `payload.len()` when cut).
     pub claimed_len: usize,
-    /// IPv4 fragment fields, when this is a fragment.
+    /// Fragment fields, when this is a fragment.
     pub fragment: Option<Fragment>,
-    /// An IPv6 fragment (not reassembled).
-    pub v6_fragment: bool,
 }
 
 /// Parses an IPv4 or IPv6 packet, tolerating a cut payload.
@@ -204,7 +202,7 @@ pub fn ip(data: &[u8]) -> Result<IpPacket<'_>, PacketError> {
             let hl = usize::from(h.ihl()) * 4;
             let claimed = usize::from(h.total_len()).saturating_sub(hl);
             let frag = (h.more_fragments() || h.fragments_offset().value() != 0).then(|| Fragment {
-                id: h.identification(),
+                id: u32::from(h.identification()),
                 offset: u32::from(h.fragments_offset().value()) * 8,
                 more: h.more_fragments(),
             });
@@ -213,7 +211,21 @@ pub fn ip(data: &[u8]) -> Result<IpPacket<'_>, PacketError> {
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
             let ext = v6.extensions().slice().len();
-            (usize::from(h.payload_length()).saturating_sub(ext), None)
+            // An atomic fragment (offset 0, no more) needs no reassembly (RFC 8200 §4.5).
+            let frag = payload
+                .fragmented
+                .then(|| {
+                    v6.extensions().clone().into_iter().find_map(|e| match e {
+                        etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
+                            id: f.identification(),
+                            offset: u32::from(f.fragment_offset().value()) * 8,
+                            more: f.more_fragments(),
+                        }),
+                        _ => None,
+                    })
+                })
+                .flatten();
+            (usize::from(h.payload_length()).saturating_sub(ext), frag)
         }
     };
     let claimed_len = if payload.incomplete {
@@ -228,7 +240,6 @@ pub fn ip(data: &[u8]) -> Result<IpPacket<'_>, PacketError> {
         payload: payload.payload,
         claimed_len,
         fragment,
-        v6_fragment: matches!(slice, LaxIpSlice::Ipv6(_)) && payload.fragmented,
     })
 }
 

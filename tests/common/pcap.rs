@@ -115,6 +115,52 @@ impl Pcap {
         self.frame(ms, c, from, "FA", b"");
     }
 
+    /// A UDP datagram over IPv6 at `ms`, sent in fragments of at most `piece` bytes (a multiple
+    /// of 8) in the order `order` gives (indices of the fragments; all of them when empty).
+    pub fn udp6_fragmented(&mut self, ms: f64, src: &str, dst: &str, payload: &[u8], piece: usize, order: &[usize]) {
+        let (src, dst): (std::net::SocketAddrV6, std::net::SocketAddrV6) =
+            (src.parse().expect("source address"), dst.parse().expect("destination address"));
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src.ip().octets(), dst.ip().octets(), 64)
+            .udp(src.port(), dst.port());
+        let mut whole = Vec::new();
+        b.write(&mut whole, payload).expect("a frame");
+        let (eth, ip, data) = (&whole[..14], &whole[14..54], &whole[54..]);
+        let pieces: Vec<&[u8]> = data.chunks(piece).collect();
+        let order: Vec<usize> = if order.is_empty() {
+            (0..pieces.len()).collect()
+        } else {
+            order.to_vec()
+        };
+        for i in order {
+            let more = i + 1 < pieces.len();
+            let offset = (i * piece) as u16;
+            let mut f = eth.to_vec();
+            f.extend_from_slice(&ip[..4]);
+            f.extend_from_slice(&((pieces[i].len() + 8) as u16).to_be_bytes());
+            // Next header: the fragment header (44).
+            f.push(44);
+            f.extend_from_slice(&ip[7..]);
+            f.extend_from_slice(&[17, 0]);
+            f.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
+            f.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+            f.extend_from_slice(pieces[i]);
+            self.packets.push((Duration::from_micros((ms * 1000.0) as u64), f));
+        }
+    }
+
+    /// A UDP datagram over IPv6 at `ms`, whole.
+    pub fn udp6(&mut self, ms: f64, src: &str, dst: &str, payload: &[u8]) {
+        let (src, dst): (std::net::SocketAddrV6, std::net::SocketAddrV6) =
+            (src.parse().expect("source address"), dst.parse().expect("destination address"));
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src.ip().octets(), dst.ip().octets(), 64)
+            .udp(src.port(), dst.port());
+        let mut out = Vec::new();
+        b.write(&mut out, payload).expect("a frame");
+        self.packets.push((Duration::from_micros((ms * 1000.0) as u64), out));
+    }
+
     /// Unrelated UDP datagrams from `ms` on, one every 10 µs.
     pub fn noise(&mut self, ms: f64, count: usize) {
         for i in 0..count {
