@@ -270,14 +270,14 @@ fn ipv6_fragments_are_reassembled() {
 }
 
 #[test]
-fn snaplen_68_reports_truncation_and_gaps() {
+fn snaplen_68_reports_truncation_and_cuts() {
     let cap = decode("smtp-snaplen68-truncated.pcap");
     let c = only(&cap);
     assert!(c.truncated);
     assert!(c.header().ends_with("truncated by the capture"), "{}", c.header());
     let t = c.transcript();
     assert!(t.contains("note: some packets were cut by the capture's snaplen"), "{t}");
-    assert!(t.contains("S→C gap: 84 bytes missing"), "{t}");
+    assert!(t.contains("S→C cut by the capture: 84 bytes not captured"), "{t}");
     assert!(!t.contains("undecodable"), "{t}");
 }
 

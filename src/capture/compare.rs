@@ -123,6 +123,10 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
                         dir: orient(*dir),
                         len: *len,
                     },
+                    EventKind::Cut { dir, len } => EventKind::Cut {
+                        dir: orient(*dir),
+                        len: *len,
+                    },
                     other => other.clone(),
                 };
                 events.push((t, kind));

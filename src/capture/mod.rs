@@ -168,6 +168,7 @@ impl Conversation {
                 EventKind::Reset => (None, "reset".into()),
                 EventKind::Refused => (None, "connection refused".into()),
                 EventKind::Gap { dir, len } => (Some(*dir), format!("gap: {len} bytes missing")),
+                EventKind::Cut { dir, len } => (Some(*dir), format!("cut by the capture: {len} bytes not captured")),
                 EventKind::Note { text } => (None, format!("note: {text}")),
             };
             s.push_str(&format!("{name:<6} {} {text}\n", dir.map_or("   ", Direction::arrow)));
@@ -233,6 +234,9 @@ struct Control {
     proto: &'static dyn Protocol,
     /// One framer per direction (`Direction` as index 0 client, 1 server).
     framers: [Option<Framer>; 2],
+    /// Directions the capture cut, until a message frames again (as in `Dialogue::frames`,
+    /// what does not frame meanwhile is no exchange).
+    resync: [bool; 2],
     /// How many of the reassembler's events are framed.
     seen: usize,
     /// The latest exchanges, with their times; `first` is the oldest one's index in the whole
@@ -270,6 +274,7 @@ impl Control {
         Control {
             proto,
             framers: [None, None],
+            resync: [false, false],
             seen: 0,
             window: VecDeque::new(),
             first: 0,
@@ -293,11 +298,16 @@ impl Control {
         loop {
             let Some(framer) = self.framers[side(dir)].as_mut() else { return };
             match framer.next(eof) {
-                Ok(Some(m)) => self.push(t, Owned::Message(dir, m)),
+                Ok(Some(m)) => {
+                    self.resync[side(dir)] = false;
+                    self.push(t, Owned::Message(dir, m));
+                }
                 Ok(None) => return,
                 Err(_) => {
                     framer.take_all();
-                    self.push(t, Owned::Unframed(dir));
+                    if !self.resync[side(dir)] {
+                        self.push(t, Owned::Unframed(dir));
+                    }
                     return;
                 }
             }
@@ -311,6 +321,12 @@ impl Control {
                 EventKind::Data { dir, bytes } => {
                     let proto = self.proto;
                     let other = dir.opposite();
+                    // As `Dialogue::frames` does: after a cut, a new segment starts afresh.
+                    if self.resync[side(*dir)] {
+                        if let Some(f) = self.framers[side(*dir)].as_mut() {
+                            f.take_all();
+                        }
+                    }
                     self.framers[side(other)]
                         .get_or_insert_with(|| Framer::new(proto.codec_on(other, Transport::Tcp)))
                         .peer_sent(bytes);
@@ -326,6 +342,10 @@ impl Control {
                 EventKind::Gap { dir, .. } => {
                     self.drain(*dir, *t, true);
                     self.framers[side(*dir)] = None;
+                }
+                EventKind::Cut { dir, .. } => {
+                    self.framers[side(*dir)] = None;
+                    self.resync[side(*dir)] = true;
                 }
                 _ => {}
             }
@@ -584,12 +604,8 @@ impl Decoder<'_> {
                     Direction::ServerToClient
                 };
                 if u.truncated {
-                    c.udp.push((
-                        p.ts,
-                        EventKind::Note {
-                            text: format!("{} datagram cut by the capture", dir.arrow()),
-                        },
-                    ));
+                    let len = u64::from(u.missing);
+                    c.udp.push((p.ts, EventKind::Cut { dir, len }));
                 }
                 c.udp.push((p.ts, EventKind::Data { dir, bytes: u.payload }));
                 Ok(())

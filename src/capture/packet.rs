@@ -281,6 +281,8 @@ pub struct UdpDatagram {
     pub payload: Vec<u8>,
     /// Whether the capture cut it.
     pub truncated: bool,
+    /// Payload bytes the capture cut off (as far as the headers tell).
+    pub missing: u32,
 }
 
 /// The transport layer of a packet.
@@ -345,6 +347,7 @@ pub fn transport(proto: u8, payload: &[u8], claimed_len: usize) -> Result<Option
                 dport: u16::from_be_bytes([payload[2], payload[3]]),
                 payload: payload[8..end].to_vec(),
                 truncated: cut || ulen > payload.len(),
+                missing: u32::try_from(claimed_len.max(ulen).saturating_sub(payload.len())).unwrap_or(u32::MAX),
             })))
         }
         _ => Ok(Some(Transport::Other)),

@@ -152,14 +152,16 @@ impl TcpConn {
             }
             None => ts,
         };
-        // Adjacent gaps of one direction read better as one.
-        if let EventKind::Gap { dir: d, len } = &kind {
-            if let Some((_, EventKind::Gap { dir: pd, len: plen })) = self.events.last_mut() {
-                if pd == d {
-                    *plen += len;
-                    return;
-                }
+        // Adjacent gaps (or cuts) of one direction read better as one.
+        match (&kind, self.events.last_mut()) {
+            (EventKind::Gap { dir: d, len }, Some((_, EventKind::Gap { dir: pd, len: plen })))
+            | (EventKind::Cut { dir: d, len }, Some((_, EventKind::Cut { dir: pd, len: plen })))
+                if pd == d =>
+            {
+                *plen += len;
+                return;
             }
+            _ => {}
         }
         self.events.push((t, kind));
     }
@@ -416,7 +418,7 @@ impl TcpConn {
         if gap > 0 {
             // Bytes cut by the capture's snaplen: the stream history no longer matches `recent`.
             self.halves[i].recent.clear();
-            self.push(Some(dir), ts, EventKind::Gap { dir, len: gap });
+            self.push(Some(dir), ts, EventKind::Cut { dir, len: gap });
         }
     }
 
@@ -491,6 +493,7 @@ mod tests {
             .map(|(_, e)| match e {
                 EventKind::Data { dir, bytes } => format!("{} {}", dir.arrow(), String::from_utf8_lossy(bytes)),
                 EventKind::Gap { dir, len } => format!("{} gap {len}", dir.arrow()),
+                EventKind::Cut { dir, len } => format!("{} cut {len}", dir.arrow()),
                 EventKind::Closed { dir } => format!("{} fin", dir.arrow()),
                 EventKind::Note { text } => format!("note {text}"),
                 other => format!("{other:?}"),

@@ -21,6 +21,8 @@ struct Conn {
 pub struct Pcap {
     conns: Vec<Conn>,
     packets: Vec<(Duration, Vec<u8>)>,
+    /// Original lengths of the packets a snap length cut, by their index in `packets`.
+    cut: std::collections::HashMap<usize, u32>,
 }
 
 /// Which end sends.
@@ -110,6 +112,18 @@ impl Pcap {
         self.frame(ms, c, other, "A", b"");
     }
 
+    /// `bytes` from one end of connection `c` at `ms`, of which the capture kept the first
+    /// `keep` (as a snap length does), acknowledged at once.
+    pub fn send_cut(&mut self, ms: f64, c: usize, from: End, bytes: &[u8], keep: usize) {
+        self.frame(ms, c, from, "A", bytes);
+        let i = self.packets.len() - 1;
+        let frame = &mut self.packets[i].1;
+        self.cut.insert(i, frame.len() as u32);
+        frame.truncate(frame.len() - (bytes.len() - keep));
+        let other = if from == End::Client { End::Server } else { End::Client };
+        self.frame(ms, c, other, "A", b"");
+    }
+
     /// A FIN from one end of connection `c` at `ms`.
     pub fn close(&mut self, ms: f64, c: usize, from: End) {
         self.frame(ms, c, from, "FA", b"");
@@ -176,7 +190,11 @@ impl Pcap {
 
     /// The capture as pcap bytes, packets in time order (those at the same time as added).
     pub fn bytes(&self) -> Vec<u8> {
-        Self::write(pcap_file::DataLink::ETHERNET, self.packets.iter().cloned())
+        let packets = self.packets.iter().enumerate().map(|(i, (t, data))| {
+            let orig = self.cut.get(&i).copied().unwrap_or(data.len() as u32);
+            (*t, data.clone(), orig)
+        });
+        Self::write(pcap_file::DataLink::ETHERNET, packets)
     }
 
     /// The capture as Linux NFLOG messages (link type 239, attributes little-endian): each
@@ -195,24 +213,24 @@ impl Pcap {
             b.extend(tlv(1, &[0x08, 0x00, 3, 0]));
             b.extend(tlv(10, b"wirecheck\0"));
             b.extend(tlv(9, &frame[14..]));
-            (*t, b)
+            let orig = b.len() as u32;
+            (*t, b, orig)
         });
         Self::write(pcap_file::DataLink::from(239), packets)
     }
 
-    fn write(datalink: pcap_file::DataLink, packets: impl Iterator<Item = (Duration, Vec<u8>)>) -> Vec<u8> {
+    fn write(datalink: pcap_file::DataLink, packets: impl Iterator<Item = (Duration, Vec<u8>, u32)>) -> Vec<u8> {
         use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-        let mut packets: Vec<(Duration, Vec<u8>)> = packets.collect();
-        packets.sort_by_key(|(t, _)| *t);
+        let mut packets: Vec<(Duration, Vec<u8>, u32)> = packets.collect();
+        packets.sort_by_key(|(t, ..)| *t);
         let header = PcapHeader {
             datalink,
             ..PcapHeader::default()
         };
         let mut w = PcapWriter::with_header(Vec::new(), header).expect("a pcap header");
         let start = Duration::from_secs(1_700_000_000);
-        for (t, data) in &packets {
-            w.write_packet(&PcapPacket::new(start + *t, data.len() as u32, data))
-                .expect("a packet");
+        for (t, data, orig) in &packets {
+            w.write_packet(&PcapPacket::new(start + *t, *orig, data)).expect("a packet");
         }
         w.into_writer()
     }
