@@ -17,8 +17,13 @@ fn decode(name: &str) -> Capture {
     capture::decode_file(&dir().join(name), &Options::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Decodes an in-memory file; damage is an error here (what was decoded before it is dropped).
 fn decode_bytes(bytes: Vec<u8>) -> Result<Capture, FileError> {
-    capture::decode(file::from_reader(Box::new(Cursor::new(bytes)))?, &Options::default())
+    let cap = capture::decode(file::from_reader(Box::new(Cursor::new(bytes)))?, &Options::default())?;
+    match cap.damage {
+        Some(e) => Err(e),
+        None => Ok(cap),
+    }
 }
 
 fn captures() -> Vec<String> {
@@ -362,7 +367,7 @@ fn truncated_files_name_the_packet_and_never_panic() {
     let e = decode_bytes(bytes[..24 + 16 + 10].to_vec()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "packet 1: the file ends inside this packet (truncated file), or its length field is corrupt"
+        "packet 1 (byte 24): the file ends inside this packet (truncated file), or its length field is corrupt"
     );
     // Inside a later record's header.
     let e = decode_bytes(bytes[..bytes.len() - 3].to_vec()).unwrap_err();
@@ -399,7 +404,10 @@ fn corrupt_bytes_give_errors_not_panics() {
     let mut b = bytes.clone();
     b[24 + 16 + 14] = 0x41;
     let e = decode_bytes(b).unwrap_err();
-    assert!(e.to_string().starts_with("packet 1: truncated or malformed IPv4 header"), "{e}");
+    assert!(
+        e.to_string().starts_with("packet 1 (byte 24): truncated or malformed IPv4 header"),
+        "{e}"
+    );
 }
 
 /// (command, bytes) of each data connection, in the capture's order; panics on one not attributed.

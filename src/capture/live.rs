@@ -308,6 +308,7 @@ pub fn raw_packets(packets: &[Packet]) -> impl Iterator<Item = Result<RawPacket,
     packets.iter().enumerate().map(|(i, p)| {
         Ok(RawPacket {
             number: i as u64 + 1,
+            offset: 0,
             ts: p.ts,
             interface: 0,
             linktype: packet::LINK_ETHERNET,

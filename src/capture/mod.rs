@@ -188,6 +188,9 @@ pub struct Capture {
     pub skipped: u64,
     /// Remarks that did not stop decoding (`packet 17: …`).
     pub warnings: Vec<String>,
+    /// Where the file is damaged (cut short, or a packet that cannot be read or decoded):
+    /// decoding stopped there, and the conversations hold everything before it.
+    pub damage: Option<FileError>,
 }
 
 impl Capture {
@@ -464,7 +467,8 @@ const IDLE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Decodes a stream of packets, handing each conversation to `each` once it is over, so memory
 /// stays bounded by the conversations open at once, not by the file. Returns the capture's
-/// counts and warnings (its `conversations` empty).
+/// counts, warnings and damage (its `conversations` empty); a damaged file is decoded up to the
+/// damage, every conversation then handed over as it stands.
 pub fn decode_each(
     packets: impl Iterator<Item = Result<RawPacket, FileError>>,
     opts: &Options,
@@ -484,11 +488,26 @@ pub fn decode_each(
         next_number: 1,
     };
     for p in packets {
-        let p = p?;
+        // Damage ends the reading, not the decoding: what came before it is handed over whole.
+        let p = match p {
+            Ok(p) => p,
+            Err(e @ FileError::Packet { .. }) => {
+                d.cap.damage = Some(e);
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         d.cap.packets += 1;
         d.first.get_or_insert(p.ts);
         d.last = d.last.max(p.ts);
-        d.packet(&p).map_err(|reason| FileError::Packet { number: p.number, reason })?;
+        if let Err(reason) = d.packet(&p) {
+            d.cap.damage = Some(FileError::Packet {
+                number: p.number,
+                offset: p.offset,
+                reason,
+            });
+            break;
+        }
         if d.cap.packets % SWEEP_EVERY == 0 {
             d.sweep(false, &mut each);
         }
