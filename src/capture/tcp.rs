@@ -261,8 +261,8 @@ impl TcpConn {
     /// Whether a segment is a keep-alive or zero-window probe (Wireshark's rules: a keep-alive
     /// carries 0 or 1 byte one before the sender's next sequence number; a zero-window probe 1
     /// byte at it while the peer's window is 0). The next sequence number is what the sender
-    /// sent furthest, or else the peer's acknowledgment, which a capture that starts on an idle
-    /// connection shows before any data.
+    /// sent furthest; before it sent anything the capture shows, the peer's acknowledgment (a
+    /// capture that starts on an idle connection).
     fn probe(&mut self, dir: Direction, seg: &TcpSegment, data_seq: u32, len: u64) -> Probe {
         let i = idx(dir);
         if seg.syn || seg.fin || seg.rst || len > 1 {
@@ -280,8 +280,7 @@ impl TcpConn {
             };
         }
         let off = h.offset(data_seq);
-        let next = peer_acked.map(|a| h.offset(a));
-        if off + 1 == h.high as i64 || next.is_some_and(|n| n > 0 && off + 1 == n) {
+        if off + 1 == h.high as i64 {
             if let Some(at) = h.lone_first.take().filter(|_| h.delivered == 1 && h.high == 1) {
                 // The lone first byte was an earlier probe of the same kind: it leaves the stream,
                 // which starts after it.

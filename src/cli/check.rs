@@ -164,7 +164,8 @@ fn check_rules(config: &CheckConfig, side: Side, cap: &Capture) -> i32 {
     let checked = capture::check::check(cap, side);
     let failed = checked.iter().filter(|c| c.failed()).count();
     if config.json {
-        let doc = serde_json::json!({"capture": config.capture, "conversations": checked, "failed": failed});
+        let damage = cap.damage.as_ref().map(ToString::to_string);
+        let doc = serde_json::json!({"capture": config.capture, "conversations": checked, "failed": failed, "damage": damage});
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         use anstyle::AnsiColor;
