@@ -62,7 +62,7 @@ pub fn supported(linktype: u32) -> bool {
     )
 }
 
-/// VLAN tags kept per frame; deeper stacks share their innermost ids' key.
+/// VLAN ids kept per frame, outermost first; tags deeper than this are not told apart.
 pub const MAX_VLANS: usize = 8;
 
 /// Strips the link header of `linktype` from `data`.
