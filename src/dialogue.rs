@@ -87,6 +87,14 @@ pub enum EventKind {
         /// How many bytes are missing.
         len: u64,
     },
+    /// Bytes of one direction the capture did not keep (its snap length cut the packets that
+    /// carried them): they were sent, so the message they belong to is not judged.
+    Cut {
+        /// Which way.
+        dir: Direction,
+        /// How many bytes were not captured.
+        len: u64,
+    },
     /// Something worth knowing that is not traffic (a capture decoder's remark).
     Note {
         /// The remark.
@@ -218,6 +226,9 @@ pub enum What {
     Incomplete(Vec<u8>),
     /// The sender closed its side (FIN).
     Closed,
+    /// Where the capture cut a direction's bytes, and bytes that could not be framed until the
+    /// stream was found again after it: shown, never judged.
+    Cut(String),
     /// Anything else (open, reset, gap, note), as the transcript shows it.
     Event(String),
 }
@@ -230,7 +241,7 @@ impl Framed {
             What::Undecodable(e, b) => format!("undecodable ({e}): \"{}\"", escape_bytes(b, 200)),
             What::Incomplete(b) => format!("incomplete: \"{}\"", escape_bytes(b, 200)),
             What::Closed => "close".into(),
-            What::Event(t) => t.clone(),
+            What::Cut(t) | What::Event(t) => t.clone(),
         }
     }
 }
@@ -275,6 +286,9 @@ impl Dialogue {
             Framer::new(codec)
         };
         let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
+        // Directions a capture cut: their next bytes may start inside a message, so what does
+        // not frame is not judged until a message frames again.
+        let mut resync: std::collections::HashSet<(usize, Direction)> = std::collections::HashSet::new();
         let mut current: HashMap<usize, &dyn Protocol> = HashMap::new();
         // A data connection (FTP's) carries a file, not messages: its bytes each way are counted
         // and hashed, and shown once, when that direction ends.
@@ -340,8 +354,10 @@ impl Dialogue {
                     let udp = info.is_some_and(|i| i.transport == Transport::Udp);
                     if udp {
                         let mut codec = proto.codec_on(*dir, Transport::Udp);
+                        let cut = resync.remove(&(ev.conn, *dir));
                         match codec.decode(bytes, true) {
                             Ok(Frame::Message(m, _)) => push(Some(*dir), What::Message(m)),
+                            Err(e) if cut => push(Some(*dir), What::Cut(format!("not framed, cut by the capture: {e}"))),
                             Err(e) => push(Some(*dir), What::Undecodable(e.to_string(), bytes.clone())),
                             _ => push(Some(*dir), What::Event(format!("datagram \"{}\"", escape_bytes(bytes, 200)))),
                         }
@@ -354,12 +370,22 @@ impl Dialogue {
                         .peer_sent(bytes);
                     let mut proto = proto;
                     let mut first = true;
+                    let mut cut = resync.remove(&(ev.conn, *dir));
+                    // Still looking for the stream after a cut: what is held did not frame, and a
+                    // new segment is the likeliest place for a message to start.
+                    if let Some(held) = streams
+                        .get_mut(&(ev.conn, *dir))
+                        .filter(|f| cut && !f.pending().is_empty())
+                        .map(Framer::take_all)
+                    {
+                        push(Some(*dir), after_cut(What::Undecodable(String::new(), held), &mut cut));
+                    }
                     loop {
                         let framer = streams.entry((ev.conn, *dir)).or_insert_with(|| fresh(ev.conn, proto, *dir));
                         if std::mem::take(&mut first) {
                             framer.push(bytes);
                         }
-                        let step = frame_next(framer, false, proto, |w| push(Some(*dir), w));
+                        let step = frame_next(framer, false, proto, |w| push(Some(*dir), after_cut(w, &mut cut)));
                         if let Next::HandsOver(next) = step {
                             hand_over(&mut streams, ev.conn, *dir, next);
                             current.insert(ev.conn, next);
@@ -380,11 +406,15 @@ impl Dialogue {
                             break;
                         }
                     }
+                    if cut {
+                        resync.insert((ev.conn, *dir));
+                    }
                 }
                 EventKind::Closed { dir } => {
                     let mut proto = proto;
+                    let mut cut = resync.contains(&(ev.conn, *dir));
                     while let Some(framer) = streams.get_mut(&(ev.conn, *dir)) {
-                        let Some(next) = drain(framer, true, proto, |w| push(Some(*dir), w)) else {
+                        let Some(next) = drain(framer, true, proto, |w| push(Some(*dir), after_cut(w, &mut cut))) else {
                             break;
                         };
                         hand_over(&mut streams, ev.conn, *dir, next);
@@ -403,6 +433,20 @@ impl Dialogue {
                     }
                     push(Some(*dir), What::Event(format!("gap: {len} bytes missing")));
                 }
+                EventKind::Cut { dir, len } => {
+                    // What the codec holds of the message under way stays unframed and unjudged:
+                    // its rest was sent, only not captured.
+                    let held = streams.remove(&(ev.conn, *dir)).map(|mut f| f.take_all()).unwrap_or_default();
+                    let text = match held.len() {
+                        0 => format!("cut by the capture: {len} bytes not captured"),
+                        n => format!(
+                            "cut by the capture: {len} bytes not captured, after {n} bytes of a message (\"{}\")",
+                            escape_bytes(&held, 80)
+                        ),
+                    };
+                    push(Some(*dir), What::Cut(text));
+                    resync.insert((ev.conn, *dir));
+                }
                 EventKind::Note { text } => push(None, What::Event(format!("note: {text}"))),
             }
         }
@@ -420,11 +464,20 @@ impl Dialogue {
         let mut rest: Vec<_> = streams.into_iter().filter(|(_, f)| !f.pending().is_empty()).collect();
         rest.sort_by_key(|((c, _), _)| *c);
         for ((c, dir), mut framer) in rest {
+            let held = framer.take_all();
+            let what = match resync.contains(&(c, dir)) {
+                true => What::Cut(format!(
+                    "not framed after the cut: {} bytes (\"{}\")",
+                    held.len(),
+                    escape_bytes(&held, 80)
+                )),
+                false => What::Incomplete(held),
+            };
             out.push(Framed {
                 t_us: self.events.last().map_or(0, |e| e.t_us),
                 conn: c,
                 dir: Some(dir),
-                what: What::Incomplete(framer.take_all()),
+                what,
             });
         }
         out
@@ -576,6 +629,23 @@ fn drain(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: impl Fn
             Next::Framed => {}
             Next::HandsOver(next) => return Some(next),
         }
+    }
+}
+
+/// A framed piece of a direction the capture cut (`cut`): bytes that do not frame are where the
+/// stream is not found yet, shown but not judged; the first message found ends that.
+fn after_cut(w: What, cut: &mut bool) -> What {
+    match w {
+        What::Undecodable(_, b) if *cut => What::Cut(format!(
+            "not framed after the cut: {} bytes (\"{}\")",
+            b.len(),
+            escape_bytes(&b, 80)
+        )),
+        What::Message(m) => {
+            *cut = false;
+            What::Message(m)
+        }
+        other => other,
     }
 }
 

@@ -10,7 +10,8 @@ use wirecheck::run::sandbox;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 every selected case passed; 1 a case failed; 2 a usage, suite or capture-file
-error (with its location); 3 the target could not be started or reached.
+error (with its location); 3 the target could not be started or reached; 4 (decode, check) a
+damaged capture file (cut short or corrupt), decoded up to the damage, which is named.
 
 Examples:
   wirecheck run                                   every suite against the bundled reference servers
@@ -44,7 +45,9 @@ enum Command {
     )]
     Serve(ServeArgs),
     /// Print the transcript of every conversation in a pcap or pcapng capture.
-    #[command(after_help = "Examples:\n  wirecheck decode trace.pcap\n  wirecheck decode trace.pcapng --port 8888=http --format json")]
+    #[command(
+        after_help = "Exit status: 0 decoded; 2 a usage error or a file that is no capture; 4 a damaged file (cut short or\ncorrupt): everything before the damage is printed, then the damage (packet number, byte offset).\n\nExamples:\n  wirecheck decode trace.pcap\n  wirecheck decode trace.pcapng --port 8888=http --format json"
+    )]
     Decode(DecodeArgs),
     /// Grade submissions against an assignment (ci/assignments/*.yaml) and write reports for grading platforms.
     #[command(after_help = GRADE_HELP)]
@@ -66,7 +69,9 @@ first; DNS: response ids match a query). SHOULD findings are warnings.
 With --suite (and --case), the capture replays the target's side of the dialogue to the case's
 steps, so the verdict is the one `wirecheck run` would give for the same bytes (server suites).
 
-Exit status: 0 clean; 1 a rule, expectation or snapshot failed; 2 a usage or capture-file error.
+Exit status: 0 clean; 1 a rule, expectation or snapshot failed; 2 a usage error or a file that is
+no capture; 4 clean as far as a damaged capture (cut short or corrupt) could be read: everything
+before the damage is judged, and the damage named (packet number and byte offset).
 
 Examples:
   wirecheck check my-server.pcapng

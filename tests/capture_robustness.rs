@@ -34,7 +34,11 @@ fn decode(bytes: &[u8], what: &dyn Fn() -> String) -> Result<Capture, FileError>
     let r = catch_unwind(AssertUnwindSafe(|| {
         let cap = capture::decode(file::from_reader(Box::new(Cursor::new(bytes.to_vec())))?, &opts)?;
         let _ = cap.text();
-        Ok(cap)
+        // Damage is an error here; `damaged_files_keep_what_came_before` looks at what was decoded.
+        match cap.damage {
+            Some(e) => Err(e),
+            None => Ok(cap),
+        }
     }));
     match r {
         Ok(r) => r,
@@ -178,7 +182,7 @@ fn check_truncations(name: &str, bytes: &[u8]) {
                 let limit = if lay.ng { 28 } else { 24 };
                 assert!(cut < limit, "{name} cut at {cut}: {e}");
             }
-            Err(FileError::Packet { number, ref reason }) => {
+            Err(FileError::Packet { number, ref reason, .. }) => {
                 let msg = format!("packet {number}: {reason}");
                 // pcapng: a cut in the interface block before packet 1 is reported as packet 1.
                 let want = inside.or(if cut < lay.header { Some(1) } else { None });
@@ -219,7 +223,7 @@ fn assert_sane(r: &Result<Capture, FileError>, records: usize, what: &str) {
     match r {
         Ok(cap) => assert!(cap.packets >= cap.skipped, "{what}"),
         Err(FileError::Open(m)) => assert!(!m.is_empty(), "{what}"),
-        Err(FileError::Packet { number, reason }) => {
+        Err(FileError::Packet { number, reason, .. }) => {
             // Damage cannot create records, so the failing one exists or is the one after the last.
             assert!((1..=records as u64 + 1).contains(number), "{what}: packet {number}: {reason}");
             assert!(!reason.is_empty(), "{what}");
@@ -270,8 +274,9 @@ fn corrupt_record_length_names_that_packet() {
                 b[start + 8..start + 12].copy_from_slice(&field);
                 let what = format!("{name}: packet {} length {len:#x}", k + 1);
                 match decode(&b, &|| what.clone()) {
-                    Err(FileError::Packet { number, reason }) => {
+                    Err(FileError::Packet { number, reason, offset }) => {
                         assert_eq!(number as usize, k + 1, "{what}: {reason}");
+                        assert_eq!(offset as usize, start, "{what}: {reason}");
                         assert!(reason.contains("length field is corrupt"), "{what}: {reason}");
                     }
                     other => panic!("{what}: {other:?}"),
@@ -285,7 +290,7 @@ fn corrupt_record_length_names_that_packet() {
 fn every_capture_read_with_every_link_type() {
     // Frames decoded as another link type than they were captured with: every parser sees
     // headers where it expects something else.
-    let links = [0u32, 1, 101, 108, 113, 228, 229, 276];
+    let links = [0u32, 1, 101, 108, 113, 228, 229, 239, 276];
     for (name, bytes) in fixtures() {
         let lay = layout(&bytes);
         let big = matches!(bytes[..4], [0xa1, 0xb2, ..]);
@@ -302,7 +307,87 @@ fn every_capture_read_with_every_link_type() {
         b[20..24].copy_from_slice(&if big { 147u32.to_be_bytes() } else { 147u32.to_le_bytes() });
         let r = decode(&b, &|| format!("{name} as link type 147"));
         if !lay.records.is_empty() {
-            assert_eq!(r.unwrap_err().to_string(), "packet 1: link type 147 is not supported", "{name}");
+            let first = lay.records[0].0;
+            assert_eq!(
+                r.unwrap_err().to_string(),
+                format!("packet 1 (byte {first}): link type 147 is not supported"),
+                "{name}"
+            );
+        }
+    }
+}
+
+/// Each direction's bytes of a conversation, up to its first gap or cut (after one, a shorter
+/// decode may hold bytes a longer one placed elsewhere).
+fn streams(c: &capture::Conversation) -> [Vec<u8>; 2] {
+    use wirecheck::dialogue::EventKind;
+    use wirecheck::proto::Direction;
+    let mut out = [Vec::new(), Vec::new()];
+    let mut open = [true, true];
+    for e in &c.dialogue.events {
+        match &e.kind {
+            EventKind::Data { dir, bytes } if open[usize::from(*dir == Direction::ServerToClient)] => {
+                out[usize::from(*dir == Direction::ServerToClient)].extend_from_slice(bytes)
+            }
+            EventKind::Gap { dir, .. } | EventKind::Cut { dir, .. } => open[usize::from(*dir == Direction::ServerToClient)] = false,
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn damaged_files_keep_what_came_before() {
+    for (i, (name, bytes)) in fixtures().into_iter().enumerate() {
+        check_damage(&name, &bytes);
+        if i % 3 == 0 {
+            check_damage(&format!("{name} as pcapng"), &to_pcapng(&bytes));
+        }
+    }
+}
+
+/// Cuts inside several records of a file: the damage names the record (number and offset), and
+/// every conversation holds what the whole file's does up to the cut.
+fn check_damage(name: &str, bytes: &[u8]) {
+    let opts = Options::default();
+    let read = |b: &[u8]| capture::decode(file::from_reader(Box::new(Cursor::new(b.to_vec()))).unwrap(), &opts).unwrap();
+    {
+        let lay = layout(bytes);
+        let full = read(bytes);
+        assert!(full.damage.is_none(), "{name}: {:?}", full.damage);
+        for k in spread(lay.records.len(), 5) {
+            let (start, end) = lay.records[k];
+            for cut in [start + 3, (start + end) / 2] {
+                let what = format!("{name} cut at {cut} (in packet {})", k + 1);
+                let cap = catch_unwind(AssertUnwindSafe(|| read(&bytes[..cut]))).unwrap_or_else(|_| panic!("{what}: panicked"));
+                match &cap.damage {
+                    Some(FileError::Packet { number, offset, reason }) => {
+                        assert_eq!((*number as usize, *offset as usize), (k + 1, start), "{what}: {reason}");
+                    }
+                    other => panic!("{what}: {other:?}"),
+                }
+                assert_eq!(cap.packets as usize, k, "{what}");
+                // (The packets before may all be fragments of one datagram, or not IP.)
+                assert!(cap.conversations.len() <= full.conversations.len(), "{what}");
+                assert!(cap.conversations.iter().all(|c| !c.transcript().is_empty()), "{what}");
+                // Every conversation holds what the whole file's does, up to the cut.
+                for c in &cap.conversations {
+                    let whole = full
+                        .conversations
+                        .iter()
+                        .find(|f| f.number == c.number)
+                        .unwrap_or_else(|| panic!("{what}: {}", c.header()));
+                    assert_eq!(
+                        (c.client, c.server, c.transport),
+                        (whole.client, whole.server, whole.transport),
+                        "{what}"
+                    );
+                    let (got, want) = (streams(c), streams(whole));
+                    for d in 0..2 {
+                        assert!(want[d].starts_with(&got[d]), "{what}: {} direction {d} is no prefix", c.header());
+                    }
+                }
+            }
         }
     }
 }

@@ -17,8 +17,13 @@ fn decode(name: &str) -> Capture {
     capture::decode_file(&dir().join(name), &Options::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Decodes an in-memory file; damage is an error here (what was decoded before it is dropped).
 fn decode_bytes(bytes: Vec<u8>) -> Result<Capture, FileError> {
-    capture::decode(file::from_reader(Box::new(Cursor::new(bytes)))?, &Options::default())
+    let cap = capture::decode(file::from_reader(Box::new(Cursor::new(bytes)))?, &Options::default())?;
+    match cap.damage {
+        Some(e) => Err(e),
+        None => Ok(cap),
+    }
 }
 
 fn captures() -> Vec<String> {
@@ -218,14 +223,90 @@ fn three_stacked_vlan_tags() {
 }
 
 #[test]
-fn snaplen_68_reports_truncation_and_gaps() {
+fn identical_addresses_on_two_vlans_are_two_conversations() {
+    let mut pcap = Pcap::new();
+    let a = pcap.connect_on(0.0, "10.0.0.1:40000", "10.0.0.2:80", Some(10));
+    let b = pcap.connect_on(0.5, "10.0.0.1:40000", "10.0.0.2:80", Some(20));
+    pcap.send(1.0, a, End::Client, b"GET /ten HTTP/1.1\r\nHost: a\r\n\r\n");
+    pcap.send(1.5, b, End::Client, b"GET /twenty HTTP/1.1\r\nHost: a\r\n\r\n");
+    pcap.send(2.0, a, End::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    pcap.send(2.5, b, End::Server, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    let cap = decode_bytes(pcap.bytes()).unwrap();
+    assert_eq!(cap.conversations.len(), 2, "{}", cap.text());
+    let (ten, twenty) = (&cap.conversations[0], &cap.conversations[1]);
+    assert!(ten.header().ends_with(", vlan 10"), "{}", ten.header());
+    assert!(twenty.header().ends_with(", vlan 20"), "{}", twenty.header());
+    let (t10, t20) = (ten.transcript(), twenty.transcript());
+    assert!(
+        t10.contains("GET /ten") && t10.contains("200 OK") && !t10.contains("twenty"),
+        "{t10}"
+    );
+    assert!(t20.contains("GET /twenty") && t20.contains("404") && !t20.contains("/ten"), "{t20}");
+}
+
+#[test]
+fn nflog_payload_attributes_are_read() {
+    let mut pcap = Pcap::new();
+    let c = pcap.connect(0.0, "10.0.0.1:40000", "10.0.0.2:80");
+    pcap.send(1.0, c, End::Client, b"GET /logged HTTP/1.1\r\nHost: a\r\n\r\n");
+    pcap.send(2.0, c, End::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    pcap.close(3.0, c, End::Client);
+    pcap.close(3.0, c, End::Server);
+    let nflog = decode_bytes(pcap.nflog_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(nflog.text(), decode_bytes(pcap.bytes()).unwrap().text());
+    assert!(nflog.text().contains("C→S GET /logged HTTP/1.1"), "{}", nflog.text());
+}
+
+/// A DNS message for `example.test. A`: the query, or a response with `answers` A records.
+fn dns(answers: u16) -> Vec<u8> {
+    let flags: u16 = if answers > 0 { 0x8180 } else { 0x0100 };
+    let mut m = vec![0x12, 0x34];
+    m.extend_from_slice(&flags.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    m.extend_from_slice(&answers.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    m.extend_from_slice(b"\x07example\x04test\x00\x00\x01\x00\x01");
+    for i in 0..answers {
+        // The name is a pointer to the question's; TTL 300; 4 bytes of address.
+        m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, (i >> 8) as u8 + 2, i as u8]);
+    }
+    m
+}
+
+#[test]
+fn ipv6_fragments_are_reassembled() {
+    let (client, server) = ("[2001:db8::1]:53000", "[2001:db8::53]:53");
+    let mut pcap = Pcap::new();
+    pcap.udp6(0.0, client, server, &dns(0));
+    // 100 answers: 1630 bytes of UDP payload, in four fragments arriving out of order, one twice.
+    pcap.udp6_fragmented(1.0, server, client, &dns(100), 512, &[2, 0, 0, 3, 1]);
+    pcap.udp6(2.0, client, server, &dns(0));
+    pcap.udp6_fragmented(3.0, server, client, &dns(3), 512, &[]);
+    let cap = decode_bytes(pcap.bytes()).unwrap();
+    let t = only(&cap).transcript();
+    assert!(!t.contains("undecodable") && !t.contains("datagram"), "{t}");
+    assert!(t.contains("192.0.2.99") && t.contains("192.0.2.2"), "{t}");
+    assert!(cap.warnings.is_empty(), "{:?}", cap.warnings);
+
+    // Fragments that overlap with different bytes: the datagram is discarded (RFC 8200 §4.5).
+    let mut pcap = Pcap::new();
+    pcap.udp6(0.0, client, server, &dns(0));
+    pcap.udp6_fragmented(1.0, server, client, &dns(100), 512, &[0, 1, 2]);
+    pcap.udp6_fragmented(1.5, server, client, &dns(99), 256, &[3, 6]);
+    let cap = decode_bytes(pcap.bytes()).unwrap();
+    assert!(!only(&cap).transcript().contains("192.0.2."), "{}", cap.text());
+    assert!(cap.warnings.iter().any(|w| w.contains("overlapping")), "{:?}", cap.warnings);
+}
+
+#[test]
+fn snaplen_68_reports_truncation_and_cuts() {
     let cap = decode("smtp-snaplen68-truncated.pcap");
     let c = only(&cap);
     assert!(c.truncated);
     assert!(c.header().ends_with("truncated by the capture"), "{}", c.header());
     let t = c.transcript();
     assert!(t.contains("note: some packets were cut by the capture's snaplen"), "{t}");
-    assert!(t.contains("S→C gap: 84 bytes missing"), "{t}");
+    assert!(t.contains("S→C cut by the capture: 84 bytes not captured"), "{t}");
     assert!(!t.contains("undecodable"), "{t}");
 }
 
@@ -283,8 +364,13 @@ fn pcapng_with_two_link_types() {
         }
     }
     let cap = decode_bytes(w.into_inner()).unwrap();
-    let expected = decode(files[0]).text() + &decode(files[1]).text();
-    assert_eq!(cap.text(), expected);
+    // The second file's packets come from interface 1, which their headers say.
+    let second: String = decode(files[1])
+        .conversations
+        .iter()
+        .map(|c| format!("== {}, interface 1\n{}", c.header(), c.transcript()))
+        .collect();
+    assert_eq!(cap.text(), decode(files[0]).text() + &second);
 }
 
 fn assert_clean_error(r: Result<Capture, FileError>, what: &str) {
@@ -305,7 +391,7 @@ fn truncated_files_name_the_packet_and_never_panic() {
     let e = decode_bytes(bytes[..24 + 16 + 10].to_vec()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "packet 1: the file ends inside this packet (truncated file), or its length field is corrupt"
+        "packet 1 (byte 24): the file ends inside this packet (truncated file), or its length field is corrupt"
     );
     // Inside a later record's header.
     let e = decode_bytes(bytes[..bytes.len() - 3].to_vec()).unwrap_err();
@@ -342,7 +428,10 @@ fn corrupt_bytes_give_errors_not_panics() {
     let mut b = bytes.clone();
     b[24 + 16 + 14] = 0x41;
     let e = decode_bytes(b).unwrap_err();
-    assert!(e.to_string().starts_with("packet 1: truncated or malformed IPv4 header"), "{e}");
+    assert!(
+        e.to_string().starts_with("packet 1 (byte 24): truncated or malformed IPv4 header"),
+        "{e}"
+    );
 }
 
 /// (command, bytes) of each data connection, in the capture's order; panics on one not attributed.

@@ -61,6 +61,77 @@ fn http2_after_an_h2c_upgrade_is_judged_by_http2_rules() {
 }
 
 #[test]
+fn keep_alive_probes_are_not_part_of_the_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut pcap = common::pcap::Pcap::new();
+    let c = pcap.connect(0.0, "10.0.0.1:41000", "10.0.0.2:80");
+    use common::pcap::End;
+    pcap.keep_alive(1.0, c, End::Client);
+    pcap.send(2.0, c, End::Client, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    pcap.send(3.0, c, End::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    pcap.keep_alive(4.0, c, End::Client);
+    pcap.keep_alive(5.0, c, End::Server);
+    pcap.send(6.0, c, End::Client, b"GET /b HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    pcap.send(7.0, c, End::Server, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    pcap.close(8.0, c, End::Client);
+    pcap.close(8.0, c, End::Server);
+    let path = dir.path().join("keep-alive.pcap");
+    std::fs::write(&path, pcap.bytes()).unwrap();
+    let (code, out) = check(&[path.to_str().unwrap(), "--side", "both"]);
+    assert_eq!(code, 0, "{out}");
+    let (out, _) = wirecheck(&["decode", path.to_str().unwrap()]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(!t.contains("\\x00") && t.matches("200 OK").count() == 2, "{t}");
+}
+
+#[test]
+fn bytes_cut_by_the_snap_length_are_no_violation() {
+    use common::pcap::End;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut pcap = common::pcap::Pcap::new();
+    let c = pcap.connect(0.0, "10.0.0.1:41000", "10.0.0.2:80");
+    pcap.send(1.0, c, End::Client, b"GET /a HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    // The response's head is cut after 20 bytes; its body comes in the next packet, whole.
+    let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n";
+    pcap.send_cut(2.0, c, End::Server, head, 20);
+    pcap.send(2.1, c, End::Server, b"0123456789");
+    pcap.send(3.0, c, End::Client, b"GET /b HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    pcap.send(4.0, c, End::Server, b"HTTP/1.1 204 No Content\r\n\r\n");
+    // A last response cut in its head, then the server closes.
+    pcap.send(5.0, c, End::Client, b"GET /c HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    pcap.send_cut(6.0, c, End::Server, head, 30);
+    pcap.close(7.0, c, End::Server);
+    pcap.close(7.0, c, End::Client);
+    let path = dir.path().join("cut.pcap");
+    std::fs::write(&path, pcap.bytes()).unwrap();
+    let (code, out) = check(&[path.to_str().unwrap(), "--side", "both"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.lines().any(|l| l.trim_start().starts_with("MUST")), "{out}");
+    let (out, _) = wirecheck(&["decode", path.to_str().unwrap()]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains("S→C cut by the capture: 45 bytes not captured, after 20 bytes of a message"),
+        "{t}"
+    );
+    assert!(t.contains("S→C not framed after the cut: 10 bytes"), "{t}");
+    assert!(t.contains("S→C HTTP/1.1 204 No Content"), "{t}");
+}
+
+#[test]
+fn snaplen_68_capture_breaks_no_must() {
+    let path = root().join("fixtures/captures/smtp-snaplen68-truncated.pcap");
+    let (code, out) = check(&[path.to_str().unwrap(), "--side", "both"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.lines().any(|l| l.trim_start().starts_with("MUST")), "{out}");
+    let (out, _) = wirecheck(&["decode", path.to_str().unwrap()]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains("cut by the capture: 84 bytes not captured") && !t.contains("gap:"),
+        "{t}"
+    );
+}
+
+#[test]
 fn json_output_lists_violations() {
     let (code, out) = check(&[&seeded("dns-wrong-id"), "--format", "json"]);
     assert_eq!(code, 1);

@@ -217,8 +217,19 @@ fn decode_prints_transcripts_and_names_the_packet_of_a_corrupt_file() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let (out, _) = wirecheck(&["decode", cut.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("cut.pcap: packet "), "{err}");
+    // Decoded up to the cut, then the damage named: exit status 4.
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("damaged: ") && err.contains("cut.pcap: packet "), "{err}");
+    assert!(regex::Regex::new(r"packet \d+ \(byte \d+\)").unwrap().is_match(&err), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("== tcp ") && text.contains("C→S GET "), "{text}");
+    let (out, _) = wirecheck(&["check", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 breaking a MUST"));
+    // Not a capture at all is still a usage error.
+    std::fs::write(&cut, b"not a capture file").unwrap();
+    let (out, _) = wirecheck(&["decode", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

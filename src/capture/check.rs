@@ -1,5 +1,6 @@
 //! Passive rules over a decoded capture (`wirecheck check`): what each message's codec found
-//! (MUST / SHOULD), bytes no codec could frame, a sender that closed mid-message, each
+//! (MUST / SHOULD), bytes no codec could frame, a sender that closed mid-message (unless the
+//! capture cut that message: `What::Cut`), each
 //! protocol's rules over the whole conversation (`Protocol::conversation_rules`), and over a
 //! control conversation together with its data connections (`Protocol::transfer_rules`).
 
@@ -106,6 +107,9 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
     // the judging: the rest is no registered protocol's.
     let mut current = proto;
     let mut stopped = false;
+    // Once the capture cut some bytes the conversation is no longer whole: the rules over all of
+    // it see it up to the cut, and each message framed after it is still judged on its own.
+    let mut cut = false;
     let mut segments: Vec<(&dyn crate::proto::Protocol, Vec<u64>, Vec<Exchange<'_>>)> = vec![(proto, Vec::new(), Vec::new())];
     for f in &frames {
         if stopped {
@@ -116,8 +120,9 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
             switch = crate::proto::hands_over(current, m);
             stopped = switch.is_none() && current.switches_protocol(m);
         }
+        cut |= matches!(f.what, What::Cut(_));
         let exchange = match (&f.what, f.dir) {
-            _ if switch.is_some() || stopped => None,
+            _ if switch.is_some() || stopped || cut => None,
             (What::Message(m), Some(d)) => Some(Exchange::Message(d, m)),
             (What::Closed, Some(d)) => Some(Exchange::Closed(d)),
             (What::Undecodable(..) | What::Incomplete(_), Some(d)) => Some(Exchange::Unframed(d)),

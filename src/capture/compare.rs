@@ -123,6 +123,10 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
                         dir: orient(*dir),
                         len: *len,
                     },
+                    EventKind::Cut { dir, len } => EventKind::Cut {
+                        dir: orient(*dir),
+                        len: *len,
+                    },
                     other => other.clone(),
                 };
                 events.push((t, kind));
@@ -251,6 +255,7 @@ mod tests {
                 transport: Transport::Tcp,
                 client: addr(40000),
                 server: addr(12000),
+                scope: Default::default(),
                 protocol: "line".into(),
                 packets: events.len(),
                 truncated: false,

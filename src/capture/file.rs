@@ -13,8 +13,12 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 pub struct RawPacket {
     /// 1-based number of the packet in the file.
     pub number: u64,
+    /// Byte offset in the file of its record (pcap) or block (pcapng).
+    pub offset: u64,
     /// Capture time since the epoch.
     pub ts: Duration,
+    /// pcapng interface id (0 in pcap files): the same addresses on two interfaces are two networks.
+    pub interface: u32,
     /// Link type (LINKTYPE_* number) of the interface it was captured on.
     pub linktype: u32,
     /// Length on the wire (more than `data.len()` when the snaplen cut it).
@@ -29,11 +33,13 @@ pub enum FileError {
     /// The file could not be opened or is not a capture.
     #[error("{0}")]
     Open(String),
-    /// A packet (or block) could not be read.
-    #[error("packet {number}: {reason}")]
+    /// A packet (or block) could not be read or decoded: the file is damaged there.
+    #[error("packet {number} (byte {offset}): {reason}")]
     Packet {
         /// 1-based number of the packet that could not be read.
         number: u64,
+        /// Byte offset in the file where its record (pcap) or block (pcapng) starts.
+        offset: u64,
         /// What went wrong.
         reason: String,
     },
@@ -48,8 +54,15 @@ enum Inner<R: Read> {
 pub struct CaptureReader<R: Read> {
     inner: Inner<R>,
     number: u64,
+    /// Byte offset of the next record or block.
+    offset: u64,
     done: bool,
 }
+
+/// Length of a pcap file header, before the first record.
+const PCAP_HEADER: u64 = 24;
+/// Length of a pcap record header, before its bytes.
+const PCAP_RECORD_HEADER: u64 = 16;
 
 /// pcapng Section Header Block type (the same in both byte orders).
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
@@ -61,21 +74,32 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
 ];
 
 /// Streams the packets of a pcap or pcapng file read through `R`.
-pub type Reader = CaptureReader<std::io::Chain<std::io::Cursor<[u8; 4]>, Box<dyn Read>>>;
+pub type Reader = CaptureReader<std::io::Chain<std::io::Cursor<Vec<u8>>, Box<dyn Read>>>;
 
 /// Opens a capture from any reader, choosing pcap or pcapng by the magic number.
 pub fn from_reader(mut r: Box<dyn Read>) -> Result<Reader, FileError> {
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)
         .map_err(|_| FileError::Open("not a pcap or pcapng file: shorter than a file header".into()))?;
-    let chained = std::io::Cursor::new(magic).chain(r);
-    let inner = if magic == PCAPNG_MAGIC {
-        Inner::PcapNg(PcapNgReader::new(chained).map_err(|e| FileError::Open(format!("bad pcapng section header: {e}")))?)
+    // A section header's length and byte-order magic: where the first block after it starts.
+    let mut head = magic.to_vec();
+    if magic == PCAPNG_MAGIC {
+        let _ = (&mut r).take(8).read_to_end(&mut head);
+    }
+    let first = match head.get(4..12) {
+        Some(h) if h[4..8] == [0x4d, 0x3c, 0x2b, 0x1a] => u64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]])),
+        Some(h) => u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]])),
+        None => 0,
+    };
+    let chained = std::io::Cursor::new(head).chain(r);
+    let (inner, offset) = if magic == PCAPNG_MAGIC {
+        let rd = PcapNgReader::new(chained).map_err(|e| FileError::Open(format!("bad pcapng section header: {e}")))?;
+        (Inner::PcapNg(rd), first)
     } else if PCAP_MAGICS.contains(&magic) {
         let rd = PcapReader::new(chained).map_err(|e| FileError::Open(format!("bad pcap file header: {e}")))?;
         let h = rd.header();
         let nanos = h.ts_resolution == pcap_file::TsResolution::NanoSecond;
-        Inner::Pcap(rd, u32::from(h.datalink), nanos)
+        (Inner::Pcap(rd, u32::from(h.datalink), nanos), PCAP_HEADER)
     } else {
         return Err(FileError::Open(format!(
             "not a pcap or pcapng file (magic {:02x}{:02x}{:02x}{:02x})",
@@ -85,6 +109,7 @@ pub fn from_reader(mut r: Box<dyn Read>) -> Result<Reader, FileError> {
     Ok(CaptureReader {
         inner,
         number: 0,
+        offset,
         done: false,
     })
 }
@@ -100,6 +125,7 @@ impl<R: Read> CaptureReader<R> {
         self.done = true;
         Some(Err(FileError::Packet {
             number: self.number + 1,
+            offset: self.offset,
             reason,
         }))
     }
@@ -138,20 +164,38 @@ impl<R: Read> Iterator for CaptureReader<R> {
                 if frac >= 1_000_000_000 {
                     return self.fail(format!("bad timestamp fraction {}", p.ts_frac));
                 }
+                let offset = self.offset;
+                self.offset += PCAP_RECORD_HEADER + u64::from(p.incl_len);
                 self.number += 1;
                 Some(Ok(RawPacket {
                     number: self.number,
+                    offset,
                     ts: Duration::new(u64::from(p.ts_sec), frac),
+                    interface: 0,
                     linktype: link,
                     orig_len: p.orig_len.max(p.incl_len),
                     data: p.data.into_owned(),
                 }))
             }
             Inner::PcapNg(rd) => loop {
-                let block = match rd.next_block()? {
+                // A block is read in its section's byte order (a new section header's own order
+                // is found by the parser from its magic).
+                let big = rd.section().endianness == pcap_file::Endianness::Big;
+                let raw = match rd.next_raw_block()? {
                     Ok(b) => b,
                     Err(e) => return self.fail(reason(e)),
                 };
+                let len = u64::from(raw.initial_len);
+                let block = match big {
+                    true => raw.try_into_block::<byteorder_slice::BigEndian>(),
+                    false => raw.try_into_block::<byteorder_slice::LittleEndian>(),
+                };
+                let block = match block {
+                    Ok(b) => b,
+                    Err(e) => return self.fail(reason(e)),
+                };
+                let offset = self.offset;
+                self.offset += len;
                 let (iface, ts, orig_len, data) = match block {
                     Block::EnhancedPacket(p) => (p.interface_id, p.timestamp, p.original_len, p.data.into_owned()),
                     Block::SimplePacket(p) => (0, Duration::ZERO, p.original_len, p.data.into_owned()),
@@ -166,6 +210,7 @@ impl<R: Read> Iterator for CaptureReader<R> {
                     _ => continue,
                 };
                 let Some(idb) = rd.interfaces().get(iface as usize) else {
+                    self.offset = offset;
                     return self.fail(format!(
                         "refers to interface {iface}, which no interface description block declares"
                     ));
@@ -174,7 +219,9 @@ impl<R: Read> Iterator for CaptureReader<R> {
                 self.number += 1;
                 return Some(Ok(RawPacket {
                     number: self.number,
+                    offset,
                     ts,
+                    interface: iface,
                     linktype,
                     orig_len,
                     data,

@@ -308,7 +308,9 @@ pub fn raw_packets(packets: &[Packet]) -> impl Iterator<Item = Result<RawPacket,
     packets.iter().enumerate().map(|(i, p)| {
         Ok(RawPacket {
             number: i as u64 + 1,
+            offset: 0,
             ts: p.ts,
+            interface: 0,
             linktype: packet::LINK_ETHERNET,
             orig_len: p.orig_len,
             data: p.data.clone(),

@@ -1,7 +1,7 @@
 //! Capture decoding: a pcap or pcapng file → one [`Dialogue`] per conversation.
 //!
 //! `file` streams packets, `packet` strips link, IP and transport headers, `defrag` reassembles
-//! IPv4 fragments, `tcp` puts each connection's bytes in order. Every conversation becomes a
+//! IPv4 and IPv6 fragments, `tcp` puts each connection's bytes in order. Every conversation becomes a
 //! Dialogue of raw bytes, framed by a protocol codec only when rendered, exactly like a live run.
 
 pub mod check;
@@ -64,6 +64,8 @@ pub struct Conversation {
     pub client: SocketAddr,
     /// The other side.
     pub server: SocketAddr,
+    /// The interface and VLANs it was seen on.
+    pub scope: Scope,
     /// The protocol its bytes are framed with.
     pub protocol: String,
     /// Packets that belonged to it.
@@ -97,13 +99,14 @@ impl Conversation {
     /// `tcp 10.0.0.1:51234 -> 10.0.0.2:80 (http), 12 packets`.
     pub fn header(&self) -> String {
         format!(
-            "{} {} -> {} ({}), {} packet{}{}",
+            "{} {} -> {} ({}), {} packet{}{}{}",
             self.transport,
             self.client,
             self.server,
             self.protocol,
             self.packets,
             if self.packets == 1 { "" } else { "s" },
+            self.scope.label(),
             if self.truncated { ", truncated by the capture" } else { "" }
         )
     }
@@ -165,6 +168,7 @@ impl Conversation {
                 EventKind::Reset => (None, "reset".into()),
                 EventKind::Refused => (None, "connection refused".into()),
                 EventKind::Gap { dir, len } => (Some(*dir), format!("gap: {len} bytes missing")),
+                EventKind::Cut { dir, len } => (Some(*dir), format!("cut by the capture: {len} bytes not captured")),
                 EventKind::Note { text } => (None, format!("note: {text}")),
             };
             s.push_str(&format!("{name:<6} {} {text}\n", dir.map_or("   ", Direction::arrow)));
@@ -184,6 +188,9 @@ pub struct Capture {
     pub skipped: u64,
     /// Remarks that did not stop decoding (`packet 17: …`).
     pub warnings: Vec<String>,
+    /// Where the file is damaged (cut short, or a packet that cannot be read or decoded):
+    /// decoding stopped there, and the conversations hold everything before it.
+    pub damage: Option<FileError>,
 }
 
 impl Capture {
@@ -198,6 +205,7 @@ impl Capture {
 
 struct Conv {
     number: usize,
+    scope: Scope,
     last_ts: Duration,
     transport: Transport,
     client: SocketAddr,
@@ -229,6 +237,9 @@ struct Control {
     proto: &'static dyn Protocol,
     /// One framer per direction (`Direction` as index 0 client, 1 server).
     framers: [Option<Framer>; 2],
+    /// Directions the capture cut, until a message frames again (as in `Dialogue::frames`,
+    /// what does not frame meanwhile is no exchange).
+    resync: [bool; 2],
     /// How many of the reassembler's events are framed.
     seen: usize,
     /// The latest exchanges, with their times; `first` is the oldest one's index in the whole
@@ -266,6 +277,7 @@ impl Control {
         Control {
             proto,
             framers: [None, None],
+            resync: [false, false],
             seen: 0,
             window: VecDeque::new(),
             first: 0,
@@ -289,11 +301,16 @@ impl Control {
         loop {
             let Some(framer) = self.framers[side(dir)].as_mut() else { return };
             match framer.next(eof) {
-                Ok(Some(m)) => self.push(t, Owned::Message(dir, m)),
+                Ok(Some(m)) => {
+                    self.resync[side(dir)] = false;
+                    self.push(t, Owned::Message(dir, m));
+                }
                 Ok(None) => return,
                 Err(_) => {
                     framer.take_all();
-                    self.push(t, Owned::Unframed(dir));
+                    if !self.resync[side(dir)] {
+                        self.push(t, Owned::Unframed(dir));
+                    }
                     return;
                 }
             }
@@ -307,6 +324,12 @@ impl Control {
                 EventKind::Data { dir, bytes } => {
                     let proto = self.proto;
                     let other = dir.opposite();
+                    // As `Dialogue::frames` does: after a cut, a new segment starts afresh.
+                    if self.resync[side(*dir)] {
+                        if let Some(f) = self.framers[side(*dir)].as_mut() {
+                            f.take_all();
+                        }
+                    }
                     self.framers[side(other)]
                         .get_or_insert_with(|| Framer::new(proto.codec_on(other, Transport::Tcp)))
                         .peer_sent(bytes);
@@ -322,6 +345,10 @@ impl Control {
                 EventKind::Gap { dir, .. } => {
                     self.drain(*dir, *t, true);
                     self.framers[side(*dir)] = None;
+                }
+                EventKind::Cut { dir, .. } => {
+                    self.framers[side(*dir)] = None;
+                    self.resync[side(*dir)] = true;
                 }
                 _ => {}
             }
@@ -379,15 +406,40 @@ impl Control {
     }
 }
 
-/// (is TCP, lower address, higher address).
-type Key = (bool, SocketAddr, SocketAddr);
+/// Where a packet was seen: the pcapng interface and the VLAN ids of its tags, outermost first.
+/// The same addresses in two scopes are two networks, so two conversations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Scope {
+    /// pcapng interface id (0 in pcap files).
+    pub interface: u32,
+    /// 802.1Q VLAN ids, outermost first.
+    pub vlans: Vec<u16>,
+}
 
-fn key(t: Transport, a: SocketAddr, b: SocketAddr) -> Key {
+impl Scope {
+    /// `, vlan 100/200, interface 1`: what tells apart conversations with the same addresses.
+    fn label(&self) -> String {
+        let mut s = String::new();
+        if !self.vlans.is_empty() {
+            let ids: Vec<String> = self.vlans.iter().map(u16::to_string).collect();
+            s.push_str(&format!(", vlan {}", ids.join("/")));
+        }
+        if self.interface != 0 {
+            s.push_str(&format!(", interface {}", self.interface));
+        }
+        s
+    }
+}
+
+/// (scope, is TCP, lower address, higher address).
+type Key = (Scope, bool, SocketAddr, SocketAddr);
+
+fn key(scope: &Scope, t: Transport, a: SocketAddr, b: SocketAddr) -> Key {
     let tcp = t == Transport::Tcp;
     if a <= b {
-        (tcp, a, b)
+        (scope.clone(), tcp, a, b)
     } else {
-        (tcp, b, a)
+        (scope.clone(), tcp, b, a)
     }
 }
 
@@ -415,7 +467,8 @@ const IDLE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Decodes a stream of packets, handing each conversation to `each` once it is over, so memory
 /// stays bounded by the conversations open at once, not by the file. Returns the capture's
-/// counts and warnings (its `conversations` empty).
+/// counts, warnings and damage (its `conversations` empty); a damaged file is decoded up to the
+/// damage, every conversation then handed over as it stands.
 pub fn decode_each(
     packets: impl Iterator<Item = Result<RawPacket, FileError>>,
     opts: &Options,
@@ -435,11 +488,26 @@ pub fn decode_each(
         next_number: 1,
     };
     for p in packets {
-        let p = p?;
+        // Damage ends the reading, not the decoding: what came before it is handed over whole.
+        let p = match p {
+            Ok(p) => p,
+            Err(e @ FileError::Packet { .. }) => {
+                d.cap.damage = Some(e);
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         d.cap.packets += 1;
         d.first.get_or_insert(p.ts);
         d.last = d.last.max(p.ts);
-        d.packet(&p).map_err(|reason| FileError::Packet { number: p.number, reason })?;
+        if let Err(reason) = d.packet(&p) {
+            d.cap.damage = Some(FileError::Packet {
+                number: p.number,
+                offset: p.offset,
+                reason,
+            });
+            break;
+        }
         if d.cap.packets % SWEEP_EVERY == 0 {
             d.sweep(false, &mut each);
         }
@@ -455,7 +523,7 @@ struct Decoder<'o> {
     index: HashMap<Key, usize>,
     /// Open TCP conversations by their two hosts (numbers): where a data connection looks for its
     /// control conversation.
-    by_hosts: HashMap<(IpAddr, IpAddr), Vec<usize>>,
+    by_hosts: HashMap<Hosts, Vec<usize>>,
     /// Open conversations' slots by number.
     slot_of: HashMap<usize, usize>,
     /// Connections handed over, with their last packet's time: stray ACKs after the end are
@@ -471,9 +539,15 @@ struct Decoder<'o> {
 impl Decoder<'_> {
     fn packet(&mut self, p: &RawPacket) -> Result<(), String> {
         let cut = p.data.len() < p.orig_len as usize;
-        let ip_bytes = match packet::link(p.linktype, &p.data) {
-            Ok(packet::Link::Ip(b)) => b,
-            Ok(packet::Link::NotIp) => {
+        let (ip_bytes, scope) = match packet::link_tagged(p.linktype, &p.data) {
+            Ok((packet::Link::Ip(b), vlans)) => (
+                b,
+                Scope {
+                    interface: p.interface,
+                    vlans,
+                },
+            ),
+            Ok((packet::Link::NotIp, _)) => {
                 self.cap.skipped += 1;
                 return Ok(());
             }
@@ -486,19 +560,16 @@ impl Decoder<'_> {
             Err(e) if cut => return self.cut_short(p, e),
             Err(e) => return Err(e),
         };
-        if ip.v6_fragment {
-            self.cap.skipped += 1;
-            self.cap
-                .warnings
-                .push(format!("packet {}: IPv6 fragment skipped (not reassembled)", p.number));
-            return Ok(());
-        }
         let whole;
         let mut fragments = 1;
         let (payload, claimed) = match ip.fragment {
             Some(f) => {
                 let k = (ip.src, ip.dst, ip.proto, f.id);
-                match self.defrag.add(k, f.offset, f.more, ip.payload) {
+                let overlap = match ip.src {
+                    IpAddr::V4(_) => defrag::Overlap::FirstWins,
+                    IpAddr::V6(_) => defrag::Overlap::Discard,
+                };
+                match self.defrag.add(k, f.offset, f.more, ip.payload, p.ts, overlap) {
                     Some((w, n)) => {
                         fragments = n;
                         whole = w;
@@ -519,7 +590,7 @@ impl Decoder<'_> {
             Some(packet::Transport::Tcp(seg)) => {
                 let src = SocketAddr::new(ip.src, seg.sport);
                 let dst = SocketAddr::new(ip.dst, seg.dport);
-                let Some(i) = self.conv_tcp(src, dst, &seg, p.ts) else {
+                let Some(i) = self.conv_tcp(&scope, src, dst, &seg, p.ts) else {
                     self.cap.skipped += 1;
                     return Ok(());
                 };
@@ -541,7 +612,7 @@ impl Decoder<'_> {
                 // Ports that say who serves decide; otherwise the first sender is the client (ephemeral
                 // ports are not always above the server's).
                 let decisive = self.server_score(u.sport) >= 0x10000 || self.server_score(u.dport) >= 0x10000;
-                let i = self.conv(Transport::Udp, src, dst, (!decisive).then_some(true), p.ts);
+                let i = self.conv(&scope, Transport::Udp, src, dst, (!decisive).then_some(true), p.ts);
                 let c = self.convs[i].as_mut().expect("indexed conversations are open");
                 c.last_ts = c.last_ts.max(p.ts);
                 c.packets += fragments;
@@ -552,12 +623,8 @@ impl Decoder<'_> {
                     Direction::ServerToClient
                 };
                 if u.truncated {
-                    c.udp.push((
-                        p.ts,
-                        EventKind::Note {
-                            text: format!("{} datagram cut by the capture", dir.arrow()),
-                        },
-                    ));
+                    let len = u64::from(u.missing);
+                    c.udp.push((p.ts, EventKind::Cut { dir, len }));
                 }
                 c.udp.push((p.ts, EventKind::Data { dir, bytes: u.payload }));
                 Ok(())
@@ -577,8 +644,8 @@ impl Decoder<'_> {
     }
 
     /// The conversation a segment belongs to; None for a stray ACK of one already handed over.
-    fn conv_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &packet::TcpSegment, ts: Duration) -> Option<usize> {
-        let k = key(Transport::Tcp, src, dst);
+    fn conv_tcp(&mut self, scope: &Scope, src: SocketAddr, dst: SocketAddr, seg: &packet::TcpSegment, ts: Duration) -> Option<usize> {
+        let k = key(scope, Transport::Tcp, src, dst);
         // Late ACKs, a retransmitted FIN, bytes in flight behind a reset: the connection they
         // belonged to is over and handed over; only a SYN starts a new one on these addresses.
         if !seg.syn && !self.index.contains_key(&k) && self.done.contains_key(&k) {
@@ -607,7 +674,7 @@ impl Decoder<'_> {
             (true, true) => Some(false),
             _ => None,
         };
-        let i = self.conv(Transport::Tcp, src, dst, client_hint, ts);
+        let i = self.conv(scope, Transport::Tcp, src, dst, client_hint, ts);
         self.link(i, client_hint.is_some());
         Some(i)
     }
@@ -617,13 +684,18 @@ impl Decoder<'_> {
     /// its ends listens on. `roles_known`: a SYN said who connected (else the ends may swap).
     fn link(&mut self, slot: usize, roles_known: bool) {
         let Some(c) = self.convs[slot].as_ref() else { return };
-        let (client, server, t) = (c.client, c.server, c.first_ts);
+        let (client, server, t, scope) = (c.client, c.server, c.first_ts, c.scope.clone());
         // The user's `--port` frames it as they said.
         if self.opts.user(client.port()).or(self.opts.user(server.port())).is_some() {
             return;
         }
         let mut best: Option<(Duration, DataOf, &'static str, bool)> = None;
-        for n in self.by_hosts.get(&hosts(client.ip(), server.ip())).cloned().unwrap_or_default() {
+        for n in self
+            .by_hosts
+            .get(&hosts(&scope, client.ip(), server.ip()))
+            .cloned()
+            .unwrap_or_default()
+        {
             let Some(cs) = self.slot_of.get(&n).copied().filter(|&cs| cs != slot) else {
                 continue;
             };
@@ -679,8 +751,8 @@ impl Decoder<'_> {
     }
 
     /// The conversation of `src`→`dst`, created if new; `src_is_client` when the packet says.
-    fn conv(&mut self, t: Transport, src: SocketAddr, dst: SocketAddr, src_is_client: Option<bool>, ts: Duration) -> usize {
-        let k = key(t, src, dst);
+    fn conv(&mut self, scope: &Scope, t: Transport, src: SocketAddr, dst: SocketAddr, src_is_client: Option<bool>, ts: Duration) -> usize {
+        let k = key(scope, t, src, dst);
         if let Some(&i) = self.index.get(&k) {
             return i;
         }
@@ -689,6 +761,7 @@ impl Decoder<'_> {
         self.next_number += 1;
         self.convs.push(Some(Conv {
             number: self.next_number - 1,
+            scope: scope.clone(),
             last_ts: ts,
             transport: t,
             client,
@@ -708,7 +781,7 @@ impl Decoder<'_> {
         self.slot_of.insert(self.next_number - 1, slot);
         if t == Transport::Tcp {
             self.by_hosts
-                .entry(hosts(src.ip(), dst.ip()))
+                .entry(hosts(scope, src.ip(), dst.ip()))
                 .or_default()
                 .push(self.next_number - 1);
         }
@@ -741,7 +814,7 @@ impl Decoder<'_> {
                 continue;
             }
             let mut c = self.convs[slot].take().expect("checked above");
-            let k = key(c.transport, c.client, c.server);
+            let k = key(&c.scope, c.transport, c.client, c.server);
             if self.index.get(&k) == Some(&slot) {
                 self.index.remove(&k);
             }
@@ -752,7 +825,7 @@ impl Decoder<'_> {
             let end = if all { now } else { c.last_ts };
             if c.transport == Transport::Tcp {
                 c.tcp.flush(end);
-                if let Some(hs) = self.by_hosts.get_mut(&hosts(c.client.ip(), c.server.ip())) {
+                if let Some(hs) = self.by_hosts.get_mut(&hosts(&c.scope, c.client.ip(), c.server.ip())) {
                     hs.retain(|n| *n != c.number);
                 }
             }
@@ -781,7 +854,7 @@ impl Decoder<'_> {
             .convs
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|c| (key(c.transport, c.client, c.server), i)))
+            .filter_map(|(i, c)| c.as_ref().map(|c| (key(&c.scope, c.transport, c.client, c.server), i)))
             .collect();
         self.slot_of = self
             .convs
@@ -803,8 +876,14 @@ impl Decoder<'_> {
     fn finish(mut self) -> Capture {
         if self.defrag.unfinished() + self.defrag.dropped > 0 {
             self.cap.warnings.push(format!(
-                "{} fragmented IPv4 datagram(s) never completed",
+                "{} fragmented IP datagram(s) never completed",
                 self.defrag.unfinished() + self.defrag.dropped
+            ));
+        }
+        if self.defrag.overlapped > 0 {
+            self.cap.warnings.push(format!(
+                "{} fragmented IPv6 datagram(s) discarded for overlapping fragments (RFC 8200 §4.5)",
+                self.defrag.overlapped
             ));
         }
         self.cap
@@ -861,6 +940,7 @@ impl Decoder<'_> {
             transport: c.transport,
             client: c.client,
             server: c.server,
+            scope: c.scope,
             protocol,
             packets: c.packets,
             truncated: c.truncated,
@@ -871,12 +951,15 @@ impl Decoder<'_> {
     }
 }
 
-/// Two hosts in a fixed order.
-fn hosts(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
+/// Two hosts of one scope, in a fixed order.
+type Hosts = (Scope, IpAddr, IpAddr);
+
+/// Two hosts of `scope` in a fixed order.
+fn hosts(scope: &Scope, a: IpAddr, b: IpAddr) -> Hosts {
     if a <= b {
-        (a, b)
+        (scope.clone(), a, b)
     } else {
-        (b, a)
+        (scope.clone(), b, a)
     }
 }
 

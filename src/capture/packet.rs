@@ -24,6 +24,11 @@ pub const LINK_IPV4: u32 = 228;
 pub const LINK_IPV6: u32 = 229;
 /// Linux cooked capture v2.
 pub const LINK_SLL2: u32 = 276;
+/// Linux netfilter log messages (NFLOG): a header, then type-length-value attributes.
+pub const LINK_NFLOG: u32 = 239;
+
+/// The NFLOG attribute that carries the packet, network header first (NFULA_PAYLOAD).
+const NFULA_PAYLOAD: u16 = 9;
 
 /// The network-layer bytes of a frame, or why there are none.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,22 +58,36 @@ fn by_ethertype(t: u16, rest: &[u8]) -> Link<'_> {
 pub fn supported(linktype: u32) -> bool {
     matches!(
         linktype,
-        LINK_ETHERNET | LINK_NULL | LINK_LOOP | LINK_RAW | LINK_IPV4 | LINK_IPV6 | LINK_SLL | LINK_SLL2
+        LINK_ETHERNET | LINK_NULL | LINK_LOOP | LINK_RAW | LINK_IPV4 | LINK_IPV6 | LINK_SLL | LINK_SLL2 | LINK_NFLOG
     )
 }
 
+/// VLAN ids kept per frame, outermost first; tags deeper than this are not told apart.
+pub const MAX_VLANS: usize = 8;
+
 /// Strips the link header of `linktype` from `data`.
 pub fn link(linktype: u32, data: &[u8]) -> Result<Link<'_>, PacketError> {
-    match linktype {
+    link_tagged(linktype, data).map(|(l, _)| l)
+}
+
+/// Strips the link header of `linktype` from `data`, with the VLAN ids of its 802.1Q tags,
+/// outermost first: the same addresses on two VLANs are two networks.
+pub fn link_tagged(linktype: u32, data: &[u8]) -> Result<(Link<'_>, Vec<u16>), PacketError> {
+    let mut vlans = Vec::new();
+    let l = match linktype {
         LINK_ETHERNET => {
             let mut t = be16(data, 12).ok_or("truncated Ethernet header")?;
             let mut at = 14;
             // 802.1Q / QinQ: any number of stacked tags.
             while ETH_VLAN.contains(&t) {
+                let tci = be16(data, at).ok_or("truncated 802.1Q tag")?;
+                if vlans.len() < MAX_VLANS {
+                    vlans.push(tci & 0x0fff);
+                }
                 t = be16(data, at + 2).ok_or("truncated 802.1Q tag")?;
                 at += 4;
             }
-            Ok(by_ethertype(t, &data[at..]))
+            by_ethertype(t, &data[at..])
         }
         LINK_NULL | LINK_LOOP => {
             let h: [u8; 4] = data.get(..4).ok_or("truncated loopback header")?.try_into().unwrap_or_default();
@@ -80,31 +99,71 @@ pub fn link(linktype: u32, data: &[u8]) -> Result<Link<'_>, PacketError> {
             };
             match fam {
                 // AF_INET; AF_INET6 differs by OS (BSD 24, FreeBSD 28, macOS 30, Linux 10).
-                2 | 10 | 24 | 28 | 30 => Ok(Link::Ip(&data[4..])),
-                _ => Ok(Link::NotIp),
+                2 | 10 | 24 | 28 | 30 => Link::Ip(&data[4..]),
+                _ => Link::NotIp,
             }
         }
-        LINK_RAW | LINK_IPV4 | LINK_IPV6 => Ok(Link::Ip(data)),
+        LINK_RAW | LINK_IPV4 | LINK_IPV6 => Link::Ip(data),
         LINK_SLL => {
             let t = be16(data, 14).ok_or("truncated Linux SLL header")?;
-            Ok(by_ethertype(t, &data[16..]))
+            by_ethertype(t, &data[16..])
         }
         LINK_SLL2 => {
             let t = be16(data, 0).ok_or("truncated Linux SLL2 header")?;
             if data.len() < 20 {
                 return Err("truncated Linux SLL2 header".into());
             }
-            Ok(by_ethertype(t, &data[20..]))
+            by_ethertype(t, &data[20..])
         }
-        other => Err(format!("link type {other} is not supported")),
-    }
+        LINK_NFLOG => nflog(data)?,
+        other => return Err(format!("link type {other} is not supported")),
+    };
+    Ok((l, vlans))
 }
 
-/// The IPv4 fragment fields of a packet.
+/// The IP packet of an NFLOG message: its payload attribute, when the header's address family
+/// is IPv4 or IPv6.
+fn nflog(data: &[u8]) -> Result<Link<'_>, PacketError> {
+    let family = *data.first().ok_or("truncated NFLOG header")?;
+    if data.len() < 4 {
+        return Err("truncated NFLOG header".into());
+    }
+    // AF_INET and Linux's AF_INET6: NFLOG is Linux's.
+    if family != 2 && family != 10 {
+        return Ok(Link::NotIp);
+    }
+    // Attribute lengths and types are in the capturing host's byte order; every type is
+    // below 256, which tells the order from the first attribute's type.
+    let little = *data.get(7).ok_or("truncated NFLOG attribute")? == 0;
+    let read16 = |at: usize| {
+        let b = [*data.get(at)?, *data.get(at + 1)?];
+        Some(if little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) })
+    };
+    let mut at = 4;
+    while at < data.len() {
+        let (Some(len), Some(kind)) = (read16(at), read16(at + 2)) else {
+            return Err("truncated NFLOG attribute".into());
+        };
+        let len = usize::from(len);
+        if len < 4 {
+            return Err(format!("NFLOG attribute length {len} is below 4"));
+        }
+        if kind == NFULA_PAYLOAD {
+            // A payload cut by the snaplen ends where the captured bytes do.
+            let end = (at + len).min(data.len());
+            return Ok(Link::Ip(&data[at + 4..end]));
+        }
+        // Attributes are padded to 4 bytes.
+        at += len.div_ceil(4) * 4;
+    }
+    Ok(Link::NotIp)
+}
+
+/// The fragment fields of a packet (IPv4's header, or IPv6's fragment header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fragment {
-    /// Identification.
-    pub id: u16,
+    /// Identification (16 bits in IPv4, 32 in IPv6).
+    pub id: u32,
     /// Offset of this fragment's payload in bytes.
     pub offset: u32,
     /// More fragments follow.
@@ -124,10 +183,8 @@ pub struct IpPacket<'a> {
     pub payload: &'a [u8],
     /// How long the header says the payload is (more than `payload.len()` when cut).
     pub claimed_len: usize,
-    /// IPv4 fragment fields, when this is a fragment.
+    /// Fragment fields, when this is a fragment.
     pub fragment: Option<Fragment>,
-    /// An IPv6 fragment (not reassembled).
-    pub v6_fragment: bool,
 }
 
 /// Parses an IPv4 or IPv6 packet, tolerating a cut payload.
@@ -145,7 +202,7 @@ pub fn ip(data: &[u8]) -> Result<IpPacket<'_>, PacketError> {
             let hl = usize::from(h.ihl()) * 4;
             let claimed = usize::from(h.total_len()).saturating_sub(hl);
             let frag = (h.more_fragments() || h.fragments_offset().value() != 0).then(|| Fragment {
-                id: h.identification(),
+                id: u32::from(h.identification()),
                 offset: u32::from(h.fragments_offset().value()) * 8,
                 more: h.more_fragments(),
             });
@@ -154,7 +211,21 @@ pub fn ip(data: &[u8]) -> Result<IpPacket<'_>, PacketError> {
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
             let ext = v6.extensions().slice().len();
-            (usize::from(h.payload_length()).saturating_sub(ext), None)
+            // An atomic fragment (offset 0, no more) needs no reassembly (RFC 8200 §4.5).
+            let frag = payload
+                .fragmented
+                .then(|| {
+                    v6.extensions().clone().into_iter().find_map(|e| match e {
+                        etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
+                            id: f.identification(),
+                            offset: u32::from(f.fragment_offset().value()) * 8,
+                            more: f.more_fragments(),
+                        }),
+                        _ => None,
+                    })
+                })
+                .flatten();
+            (usize::from(h.payload_length()).saturating_sub(ext), frag)
         }
     };
     let claimed_len = if payload.incomplete {
@@ -169,7 +240,6 @@ pub fn ip(data: &[u8]) -> Result<IpPacket<'_>, PacketError> {
         payload: payload.payload,
         claimed_len,
         fragment,
-        v6_fragment: matches!(slice, LaxIpSlice::Ipv6(_)) && payload.fragmented,
     })
 }
 
@@ -182,6 +252,10 @@ pub struct TcpSegment {
     pub dport: u16,
     /// Sequence number.
     pub seq: u32,
+    /// Acknowledgment number (meaningful with `ack`).
+    pub ack_no: u32,
+    /// Receive window as sent, unscaled (0 means closed whatever the scale).
+    pub window: u16,
     /// SYN flag.
     pub syn: bool,
     /// ACK flag.
@@ -207,6 +281,8 @@ pub struct UdpDatagram {
     pub payload: Vec<u8>,
     /// Whether the capture cut it.
     pub truncated: bool,
+    /// Payload bytes the capture cut off (as far as the headers tell).
+    pub missing: u32,
 }
 
 /// The transport layer of a packet.
@@ -240,6 +316,9 @@ pub fn transport(proto: u8, payload: &[u8], claimed_len: usize) -> Result<Option
             }
             let flags = payload[13];
             let seq = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+            let ack_no = u32::from_be_bytes([payload[8], payload[9], payload[10], payload[11]]);
+            // The window follows the flags: a header cut right after them lost it.
+            let window = be16(payload, 14).unwrap_or(u16::MAX);
             let data = payload.get(off..).unwrap_or_default().to_vec();
             let total = claimed_len.saturating_sub(off);
             let missing = u32::try_from(total.saturating_sub(data.len())).unwrap_or(u32::MAX);
@@ -247,6 +326,8 @@ pub fn transport(proto: u8, payload: &[u8], claimed_len: usize) -> Result<Option
                 sport: u16::from_be_bytes([payload[0], payload[1]]),
                 dport: u16::from_be_bytes([payload[2], payload[3]]),
                 seq,
+                ack_no,
+                window,
                 syn: flags & 0x02 != 0,
                 ack: flags & 0x10 != 0,
                 fin: flags & 0x01 != 0,
@@ -266,6 +347,7 @@ pub fn transport(proto: u8, payload: &[u8], claimed_len: usize) -> Result<Option
                 dport: u16::from_be_bytes([payload[2], payload[3]]),
                 payload: payload[8..end].to_vec(),
                 truncated: cut || ulen > payload.len(),
+                missing: u32::try_from(claimed_len.max(ulen).saturating_sub(payload.len())).unwrap_or(u32::MAX),
             })))
         }
         _ => Ok(Some(Transport::Other)),
@@ -294,7 +376,7 @@ mod tests {
             if len > 0 && xorshift(&mut s) % 2 == 0 {
                 data[0] = if xorshift(&mut s) % 2 == 0 { 0x45 } else { 0x60 };
             }
-            for lt in [LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_SLL2, LINK_IPV4, 999] {
+            for lt in [LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_NFLOG, 999] {
                 if let Ok(Link::Ip(b)) = link(lt, &data) {
                     if let Ok(p) = ip(b) {
                         let _ = transport(p.proto, p.payload, p.claimed_len);
@@ -311,5 +393,21 @@ mod tests {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x81, 0x00, 0, 30, 0x81, 0x00, 0, 20, 0x08, 0x00, 0x45]);
         assert_eq!(link(LINK_ETHERNET, &f), Ok(Link::Ip(&[0x45][..])));
+        assert_eq!(link_tagged(LINK_ETHERNET, &f), Ok((Link::Ip(&[0x45][..]), vec![30, 20])));
+    }
+
+    #[test]
+    fn nflog_payload_in_either_byte_order() {
+        let ip = [0x45, 0, 0, 20];
+        // Big-endian attributes: a 5-byte prefix (padded to 8), then the payload.
+        let mut be = vec![2, 0, 0, 1, 0, 9, 0, 10, b'p', b'r', b'e', 0, 0, 0, 0, 0];
+        be.extend_from_slice(&[0, 8, 0, 9]);
+        be.extend_from_slice(&ip);
+        assert_eq!(link(LINK_NFLOG, &be), Ok(Link::Ip(&ip[..])));
+        let le = [10, 0, 0, 1, 8, 0, 9, 0, 0x60, 0, 0, 0];
+        assert_eq!(link(LINK_NFLOG, &le), Ok(Link::Ip(&[0x60, 0, 0, 0][..])));
+        // Not an IP family, and no payload attribute: nothing to decode.
+        assert_eq!(link(LINK_NFLOG, &[7, 0, 0, 1, 8, 0, 9, 0, 1, 2, 3, 4]), Ok(Link::NotIp));
+        assert_eq!(link(LINK_NFLOG, &[2, 0, 0, 1, 8, 0, 1, 0, 1, 2, 3, 4]), Ok(Link::NotIp));
     }
 }

@@ -242,6 +242,7 @@ mod tests {
             transport: Transport::Tcp,
             client: a,
             server: b,
+            scope: Default::default(),
             protocol: "line".into(),
             packets: 0,
             truncated: false,

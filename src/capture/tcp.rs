@@ -2,6 +2,7 @@
 //!
 //! Out-of-order segments wait (bounded) until the bytes before them arrive; retransmissions and
 //! overlaps keep the first copy (a conflicting overlap is noted); bytes never seen become a gap.
+//! Keep-alive and zero-window probes are told from data as Wireshark's TCP analysis tells them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,16 +42,41 @@ struct Half {
     closed: bool,
     last_t: Duration,
     notes: usize,
+    /// Stream offset just past the furthest byte seen (Wireshark's "next sequence number").
+    high: u64,
+    /// The last acknowledgment number this side sent: the peer's next expected byte.
+    acked: Option<u32>,
+    /// The last window this side advertised.
+    window: Option<u16>,
+    /// A zero-window probe held back: its byte is data only if the peer takes it.
+    probe: Option<Piece>,
+    /// Offset of the held probe.
+    probe_at: u64,
+    /// The event of this side's first byte when it came alone and set the stream's start: a
+    /// keep-alive probe seen before any data looks like that until it is repeated.
+    lone_first: Option<usize>,
 }
 
 impl Half {
-    /// Stream offset of sequence number `seq`, near what was delivered (handles wrap-around).
-    fn offset(&self, seq: u32) -> u64 {
+    /// Stream offset of sequence number `seq`, near what was delivered (handles wrap-around);
+    /// negative before the stream's first byte.
+    fn offset(&self, seq: u32) -> i64 {
         let base = self.base.unwrap_or(seq);
         let expected = base.wrapping_add(self.delivered as u32);
         let delta = seq.wrapping_sub(expected) as i32 as i64;
-        (self.delivered as i64 + delta).max(0) as u64
+        self.delivered as i64 + delta
     }
+}
+
+/// What a segment without SYN, FIN or RST is, beside data.
+#[derive(Debug, PartialEq, Eq)]
+enum Probe {
+    /// Data (or a bare ACK).
+    None,
+    /// A keep-alive: 0 or 1 byte one before the next sequence number; its byte is not data.
+    KeepAlive,
+    /// One byte at the next sequence number while the peer's window is closed.
+    ZeroWindow,
 }
 
 /// One TCP connection being reassembled.
@@ -126,14 +152,16 @@ impl TcpConn {
             }
             None => ts,
         };
-        // Adjacent gaps of one direction read better as one.
-        if let EventKind::Gap { dir: d, len } = &kind {
-            if let Some((_, EventKind::Gap { dir: pd, len: plen })) = self.events.last_mut() {
-                if pd == d {
-                    *plen += len;
-                    return;
-                }
+        // Adjacent gaps (or cuts) of one direction read better as one.
+        match (&kind, self.events.last_mut()) {
+            (EventKind::Gap { dir: d, len }, Some((_, EventKind::Gap { dir: pd, len: plen })))
+            | (EventKind::Cut { dir: d, len }, Some((_, EventKind::Cut { dir: pd, len: plen })))
+                if pd == d =>
+            {
+                *plen += len;
+                return;
             }
+            _ => {}
         }
         self.events.push((t, kind));
     }
@@ -152,8 +180,28 @@ impl TcpConn {
                 h.base = Some(seg.seq.wrapping_add(1));
             }
         }
+        if seg.ack && !seg.rst {
+            let h = &mut self.halves[i];
+            h.acked = Some(seg.ack_no);
+            h.window = Some(seg.window);
+            self.settle_probe(dir.opposite(), ts);
+        }
         let data_seq = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
         let len = seg.payload.len() as u64 + u64::from(seg.missing);
+        match self.probe(dir, seg, data_seq, len) {
+            Probe::KeepAlive => return,
+            Probe::ZeroWindow => {
+                let h = &mut self.halves[i];
+                h.probe_at = h.offset(data_seq) as u64;
+                h.probe = Some(Piece {
+                    bytes: seg.payload.clone(),
+                    missing: seg.missing,
+                    ts,
+                });
+                return;
+            }
+            Probe::None => {}
+        }
         if self.halves[i].base.is_none() {
             if len == 0 && !seg.fin {
                 if seg.rst && !self.reset {
@@ -176,18 +224,95 @@ impl TcpConn {
                 );
             }
         }
+        let first = self.halves[i].base == Some(data_seq) && self.halves[i].high == 0 && !self.opened;
         let off = self.halves[i].offset(data_seq);
+        // Bytes before the stream's start (a SYN's sequence number) are no data.
+        let before = off.min(0).unsigned_abs();
+        let off = off.max(0) as u64;
         if seg.fin && self.halves[i].fin_at.is_none() {
-            self.halves[i].fin_at = Some(off + len);
+            self.halves[i].fin_at = Some(off + len.saturating_sub(before));
         }
-        if len > 0 {
-            self.place(dir, off, seg.payload.clone(), seg.missing, ts);
+        if len > before {
+            if let Some(p) = self.halves[i].probe.take() {
+                // The probe's byte is data when the sender goes on after it, not over it.
+                if off == self.halves[i].probe_at + 1 {
+                    let at = self.halves[i].probe_at;
+                    self.place(dir, at, p.bytes, p.missing, p.ts);
+                }
+            }
+            let h = &mut self.halves[i];
+            h.high = h.high.max(off + len - before);
+            let skip = (before as usize).min(seg.payload.len());
+            let missing = seg.missing - u32::try_from(before - skip as u64).unwrap_or(seg.missing);
+            let mark = self.events.len();
+            self.place(dir, off, seg.payload[skip..].to_vec(), missing, ts);
+            if first && len == 1 && self.events.len() == mark + 1 {
+                self.halves[i].lone_first = Some(mark);
+            }
         }
         self.check_fin(dir, ts);
         if seg.rst && !self.reset {
             self.reset = true;
             self.flush(ts);
             self.push(None, ts, EventKind::Reset);
+        }
+    }
+
+    /// Whether a segment is a keep-alive or zero-window probe (Wireshark's rules: a keep-alive
+    /// carries 0 or 1 byte one before the sender's next sequence number; a zero-window probe 1
+    /// byte at it while the peer's window is 0). The next sequence number is what the sender
+    /// sent furthest; before it sent anything the capture shows, the peer's acknowledgment (a
+    /// capture that starts on an idle connection).
+    fn probe(&mut self, dir: Direction, seg: &TcpSegment, data_seq: u32, len: u64) -> Probe {
+        let i = idx(dir);
+        if seg.syn || seg.fin || seg.rst || len > 1 {
+            return Probe::None;
+        }
+        let peer_acked = self.halves[1 - i].acked;
+        let peer_closed = self.halves[1 - i].window == Some(0);
+        let h = &mut self.halves[i];
+        if h.base.is_none() {
+            // The data after it starts the stream, at the peer's acknowledgment.
+            return if peer_acked == Some(data_seq.wrapping_add(1)) {
+                Probe::KeepAlive
+            } else {
+                Probe::None
+            };
+        }
+        let off = h.offset(data_seq);
+        if off + 1 == h.high as i64 {
+            if let Some(at) = h.lone_first.take().filter(|_| h.delivered == 1 && h.high == 1) {
+                // The lone first byte was an earlier probe of the same kind: it leaves the stream,
+                // which starts after it.
+                h.base = h.base.map(|b| b.wrapping_add(1));
+                h.delivered = 0;
+                h.high = 0;
+                h.recent.clear();
+                let text = format!("{} keep-alive probe (not data)", dir.arrow());
+                self.events[at].1 = EventKind::Note { text };
+            }
+            return Probe::KeepAlive;
+        }
+        if len == 1 && off == h.high as i64 && peer_closed {
+            return Probe::ZeroWindow;
+        }
+        Probe::None
+    }
+
+    /// A held zero-window probe of `dir` becomes data once the peer acknowledges its byte.
+    fn settle_probe(&mut self, dir: Direction, ts: Duration) {
+        let i = idx(dir);
+        let h = &self.halves[i];
+        let taken = match (h.probe.as_ref(), self.halves[1 - i].acked) {
+            (Some(_), Some(a)) => h.offset(a) > h.probe_at as i64,
+            _ => false,
+        };
+        if taken {
+            let h = &mut self.halves[i];
+            let p = h.probe.take().expect("checked above");
+            let at = h.probe_at;
+            h.high = h.high.max(at + p.bytes.len() as u64 + u64::from(p.missing));
+            self.place(dir, at, p.bytes, p.missing, ts.max(p.ts));
         }
     }
 
@@ -292,7 +417,7 @@ impl TcpConn {
         if gap > 0 {
             // Bytes cut by the capture's snaplen: the stream history no longer matches `recent`.
             self.halves[i].recent.clear();
-            self.push(Some(dir), ts, EventKind::Gap { dir, len: gap });
+            self.push(Some(dir), ts, EventKind::Cut { dir, len: gap });
         }
     }
 
@@ -350,6 +475,8 @@ mod tests {
             sport: 1,
             dport: 2,
             seq,
+            ack_no: 0,
+            window: 65535,
             syn,
             ack: !syn,
             fin,
@@ -365,6 +492,7 @@ mod tests {
             .map(|(_, e)| match e {
                 EventKind::Data { dir, bytes } => format!("{} {}", dir.arrow(), String::from_utf8_lossy(bytes)),
                 EventKind::Gap { dir, len } => format!("{} gap {len}", dir.arrow()),
+                EventKind::Cut { dir, len } => format!("{} cut {len}", dir.arrow()),
                 EventKind::Closed { dir } => format!("{} fin", dir.arrow()),
                 EventKind::Note { text } => format!("note {text}"),
                 other => format!("{other:?}"),
@@ -472,5 +600,79 @@ mod tests {
         c.segment(ServerToClient, &seg(1003, b"def", false, false), t);
         assert_eq!(text(&c)[1..], ["S→C abc", "S→C def"]);
         assert!(c.is_new_syn(5));
+    }
+
+    fn acking(seq: u32, ack_no: u32, window: u16) -> TcpSegment {
+        TcpSegment {
+            ack_no,
+            window,
+            ..seg(seq, b"", false, false)
+        }
+    }
+
+    #[test]
+    fn keep_alive_probes_are_not_data() {
+        let t = Duration::ZERO;
+        // After the handshake: a probe at the ISN (one before the first byte), answered by a
+        // duplicate ACK, then the request.
+        let mut c = TcpConn::new();
+        c.segment(ClientToServer, &seg(99, b"", true, false), t);
+        c.segment(
+            ServerToClient,
+            &TcpSegment {
+                ack_no: 100,
+                ..seg(499, b"", true, false)
+            },
+            t,
+        );
+        c.segment(ClientToServer, &seg(99, b"\0", false, false), t);
+        c.segment(ServerToClient, &acking(500, 100, 65535), t);
+        c.segment(ClientToServer, &seg(100, b"GET /", false, false), t);
+        // Between requests: a probe repeating the last byte sent.
+        c.segment(ClientToServer, &seg(104, b"\0", false, false), t);
+        c.segment(ClientToServer, &seg(105, b"x", false, false), t);
+        assert_eq!(text(&c), ["Open", "C→S GET /", "C→S x"]);
+
+        // A capture that starts on an idle connection: the peer's ACK tells where data starts.
+        let mut c = TcpConn::new();
+        c.segment(ServerToClient, &acking(500, 100, 65535), t);
+        c.segment(ClientToServer, &seg(99, b"\0", false, false), t);
+        c.segment(ServerToClient, &acking(500, 100, 65535), t);
+        c.segment(ClientToServer, &seg(100, b"GET /", false, false), t);
+        assert_eq!(text(&c)[1..], ["C→S GET /"]);
+
+        // Its first probe before any ACK: taken for data until a second probe repeats it.
+        let mut c = TcpConn::new();
+        c.segment(ClientToServer, &seg(99, b"\0", false, false), t);
+        c.segment(ClientToServer, &seg(99, b"\0", false, false), t);
+        c.segment(ClientToServer, &seg(100, b"GET /", false, false), t);
+        assert_eq!(text(&c)[1..], ["note C→S keep-alive probe (not data)", "C→S GET /"]);
+    }
+
+    #[test]
+    fn zero_window_probe_bytes_are_delivered_once() {
+        let t = Duration::ZERO;
+        let mut c = TcpConn::new();
+        c.segment(ClientToServer, &seg(99, b"", true, false), t);
+        c.segment(ClientToServer, &seg(100, b"abc", false, false), t);
+        // The server's window closes; the client probes with the next byte, which is refused
+        // (the ACK stays at 103) and later sent again with what follows.
+        c.segment(ServerToClient, &acking(500, 103, 0), t);
+        c.segment(ClientToServer, &seg(103, b"d", false, false), t);
+        c.segment(ServerToClient, &acking(500, 103, 0), t);
+        c.segment(ClientToServer, &seg(103, b"d", false, false), t);
+        c.segment(ServerToClient, &acking(500, 103, 1000), t);
+        c.segment(ClientToServer, &seg(103, b"def", false, false), t);
+        assert_eq!(text(&c), ["Open", "C→S abc", "C→S def"]);
+
+        // A probe the receiver takes (its ACK moves past it) is data.
+        let mut c = TcpConn::new();
+        c.segment(ClientToServer, &seg(99, b"", true, false), t);
+        c.segment(ClientToServer, &seg(100, b"abc", false, false), t);
+        c.segment(ServerToClient, &acking(500, 103, 0), t);
+        c.segment(ClientToServer, &seg(103, b"d", false, false), t);
+        c.segment(ServerToClient, &acking(500, 104, 0), t);
+        c.segment(ClientToServer, &seg(104, b"ef", false, false), t);
+        assert_eq!(text(&c), ["Open", "C→S abc", "C→S d", "C→S ef"]);
     }
 }

@@ -132,8 +132,8 @@ impl CheckArgs {
     }
 }
 
-/// `wirecheck check`: exit 0 clean, 1 a rule, expectation or snapshot failed, 2 a usage or
-/// capture-file error.
+/// `wirecheck check`: exit 0 clean, 1 a rule, expectation or snapshot failed, 2 a usage error or
+/// a file that is no capture, 4 clean as far as a damaged file could be read.
 pub async fn check(args: CheckArgs) -> i32 {
     let config = match args.resolve() {
         Ok(c) => c,
@@ -143,7 +143,7 @@ pub async fn check(args: CheckArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return e.report(),
     };
-    match &config.against {
+    let code = match &config.against {
         Against::Rules(side) => check_rules(&config, *side, &cap),
         Against::Suite {
             suite,
@@ -154,7 +154,9 @@ pub async fn check(args: CheckArgs) -> i32 {
             Err(e) => e.report(),
         },
         Against::Snapshot { path, text } => check_snapshot(path, text, &cap),
-    }
+    };
+    // Only what the file held up to its damage was judged.
+    load::damage_status(&config.capture, &cap, code)
 }
 
 /// The passive rules: each conversation's violations, and how many broke a MUST.
@@ -162,7 +164,8 @@ fn check_rules(config: &CheckConfig, side: Side, cap: &Capture) -> i32 {
     let checked = capture::check::check(cap, side);
     let failed = checked.iter().filter(|c| c.failed()).count();
     if config.json {
-        let doc = serde_json::json!({"capture": config.capture, "conversations": checked, "failed": failed});
+        let damage = cap.damage.as_ref().map(ToString::to_string);
+        let doc = serde_json::json!({"capture": config.capture, "conversations": checked, "failed": failed, "damage": damage});
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         use anstyle::AnsiColor;

@@ -18,7 +18,8 @@ pub struct DecodeArgs {
     pub ports: Vec<String>,
 }
 
-/// `wirecheck decode`: exit 0, or 2 for bad `--port`s or a capture that cannot be read.
+/// `wirecheck decode`: exit 0, 2 for bad `--port`s or a file that is no capture, or 4 when the
+/// file is damaged (everything before the damage is printed first).
 pub fn decode(args: DecodeArgs) -> i32 {
     let cap = match load::capture_options(&args.ports).and_then(|opts| load::capture(&args.capture, &opts)) {
         Ok(c) => c,
@@ -38,7 +39,8 @@ pub fn decode(args: DecodeArgs) -> i32 {
             })
             .collect();
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return 0;
+        drop(out);
+        return load::damage_status(&args.capture, &cap, 0);
     }
     for c in &cap.conversations {
         // A closed pipe (`| head`) ends the output quietly.
@@ -46,5 +48,7 @@ pub fn decode(args: DecodeArgs) -> i32 {
             return 0;
         }
     }
-    0
+    let _ = out.flush();
+    drop(out);
+    load::damage_status(&args.capture, &cap, 0)
 }

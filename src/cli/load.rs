@@ -30,6 +30,22 @@ pub fn capture_options(ports: &[String]) -> Result<capture::Options, UsageError>
     capture::Options::from_args(ports).map_err(UsageError::CapturePorts)
 }
 
+/// The exit status of a capture decoded up to damage in the file (cut short or corrupt): what came
+/// before it was decoded and printed or judged.
+pub const DAMAGED: i32 = 4;
+
+/// Says where `cap`'s file is damaged, if it is; `code` is the command's status otherwise, which
+/// a damaged file turns into [`DAMAGED`] unless it already failed.
+pub fn damage_status(path: &Path, cap: &Capture, code: i32) -> i32 {
+    let Some(e) = &cap.damage else { return code };
+    eprintln!("damaged: {}: {e}; everything before it is decoded", path.display());
+    if code == 0 {
+        DAMAGED
+    } else {
+        code
+    }
+}
+
 /// Decodes a capture file, printing its warnings (what the decoder had to skip or guess).
 pub fn capture(path: &Path, opts: &capture::Options) -> Result<Capture, UsageError> {
     let cap = capture::decode_file(path, opts).map_err(|source| UsageError::CaptureFile {

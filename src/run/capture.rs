@@ -60,6 +60,11 @@ impl CaptureSink {
                 warnings.push(format!("capture: cannot write {}: {e}", path.display()));
             }
             match crate::capture::decode(live::raw_packets(&packets), &Options::default()) {
+                // These packets are in no file yet: the damage's byte offset means nothing here.
+                Ok(crate::capture::Capture {
+                    damage: Some(crate::capture::FileError::Packet { number, reason, .. }),
+                    ..
+                }) => warnings.push(format!("capture: cannot decode this case's packets: packet {number}: {reason}")),
                 Ok(cap) if complete => warnings.extend(
                     compare::compare(&dialogue, &cap)
                         .into_iter()

@@ -12,6 +12,8 @@ struct Conn {
     server: SocketAddrV4,
     /// Next sequence number of the client, then of the server.
     seq: [u32; 2],
+    /// 802.1Q tag its frames carry, if any.
+    vlan: Option<u16>,
 }
 
 /// A capture under construction; times are milliseconds from its start.
@@ -19,6 +21,8 @@ struct Conn {
 pub struct Pcap {
     conns: Vec<Conn>,
     packets: Vec<(Duration, Vec<u8>)>,
+    /// Original lengths of the packets a snap length cut, by their index in `packets`.
+    cut: std::collections::HashMap<usize, u32>,
 }
 
 /// Which end sends.
@@ -43,9 +47,14 @@ impl Pcap {
             End::Server => (conn.server, conn.client, 1),
         };
         let (seq, ack) = (conn.seq[me], conn.seq[1 - me]);
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4(src.ip().octets(), dst.ip().octets(), 64)
-            .tcp(src.port(), dst.port(), seq, 65535);
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = match conn.vlan {
+            Some(id) => eth
+                .single_vlan(etherparse::VlanId::try_new(id).expect("a VLAN id"))
+                .ipv4(src.ip().octets(), dst.ip().octets(), 64),
+            None => eth.ipv4(src.ip().octets(), dst.ip().octets(), 64),
+        };
+        let mut b = ip.tcp(src.port(), dst.port(), seq, 65535);
         if flags.contains('S') {
             b = b.syn();
         }
@@ -67,10 +76,16 @@ impl Pcap {
 
     /// A connection from `client` to `server` (`"10.0.0.1:40000"`), its handshake at `ms`.
     pub fn connect(&mut self, ms: f64, client: &str, server: &str) -> usize {
+        self.connect_on(ms, client, server, None)
+    }
+
+    /// A connection like [`Pcap::connect`]'s whose frames carry the 802.1Q tag `vlan`.
+    pub fn connect_on(&mut self, ms: f64, client: &str, server: &str, vlan: Option<u16>) -> usize {
         self.conns.push(Conn {
             client: client.parse().expect("client address"),
             server: server.parse().expect("server address"),
             seq: [1000, 50_000],
+            vlan,
         });
         let c = self.conns.len() - 1;
         self.frame(ms, c, End::Client, "S", b"");
@@ -86,6 +101,29 @@ impl Pcap {
         self.frame(ms, c, other, "A", b"");
     }
 
+    /// A TCP keep-alive probe from one end of connection `c` at `ms`: one garbage byte one
+    /// before its next sequence number, answered by a duplicate ACK.
+    pub fn keep_alive(&mut self, ms: f64, c: usize, from: End) {
+        let me = usize::from(from == End::Server);
+        self.conns[c].seq[me] = self.conns[c].seq[me].wrapping_sub(1);
+        self.frame(ms, c, from, "A", b"\0");
+        // The probe's byte is not in the stream: the next byte keeps its sequence number.
+        let other = if from == End::Client { End::Server } else { End::Client };
+        self.frame(ms, c, other, "A", b"");
+    }
+
+    /// `bytes` from one end of connection `c` at `ms`, of which the capture kept the first
+    /// `keep` (as a snap length does), acknowledged at once.
+    pub fn send_cut(&mut self, ms: f64, c: usize, from: End, bytes: &[u8], keep: usize) {
+        self.frame(ms, c, from, "A", bytes);
+        let i = self.packets.len() - 1;
+        let frame = &mut self.packets[i].1;
+        self.cut.insert(i, frame.len() as u32);
+        frame.truncate(frame.len() - (bytes.len() - keep));
+        let other = if from == End::Client { End::Server } else { End::Client };
+        self.frame(ms, c, other, "A", b"");
+    }
+
     /// A FIN from one end of connection `c` at `ms`.
     pub fn close(&mut self, ms: f64, c: usize, from: End) {
         self.frame(ms, c, from, "FA", b"");
@@ -96,6 +134,52 @@ impl Pcap {
         let (src, dst): (SocketAddrV4, SocketAddrV4) = (from.parse().expect("source"), to.parse().expect("destination"));
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src.ip().octets(), dst.ip().octets(), 64)
+            .udp(src.port(), dst.port());
+        let mut out = Vec::new();
+        b.write(&mut out, payload).expect("a frame");
+        self.packets.push((Duration::from_micros((ms * 1000.0) as u64), out));
+    }
+
+    /// A UDP datagram over IPv6 at `ms`, sent in fragments of at most `piece` bytes (a multiple
+    /// of 8) in the order `order` gives (indices of the fragments; all of them when empty).
+    pub fn udp6_fragmented(&mut self, ms: f64, src: &str, dst: &str, payload: &[u8], piece: usize, order: &[usize]) {
+        let (src, dst): (std::net::SocketAddrV6, std::net::SocketAddrV6) =
+            (src.parse().expect("source address"), dst.parse().expect("destination address"));
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src.ip().octets(), dst.ip().octets(), 64)
+            .udp(src.port(), dst.port());
+        let mut whole = Vec::new();
+        b.write(&mut whole, payload).expect("a frame");
+        let (eth, ip, data) = (&whole[..14], &whole[14..54], &whole[54..]);
+        let pieces: Vec<&[u8]> = data.chunks(piece).collect();
+        let order: Vec<usize> = if order.is_empty() {
+            (0..pieces.len()).collect()
+        } else {
+            order.to_vec()
+        };
+        for i in order {
+            let more = i + 1 < pieces.len();
+            let offset = (i * piece) as u16;
+            let mut f = eth.to_vec();
+            f.extend_from_slice(&ip[..4]);
+            f.extend_from_slice(&((pieces[i].len() + 8) as u16).to_be_bytes());
+            // Next header: the fragment header (44).
+            f.push(44);
+            f.extend_from_slice(&ip[7..]);
+            f.extend_from_slice(&[17, 0]);
+            f.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
+            f.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+            f.extend_from_slice(pieces[i]);
+            self.packets.push((Duration::from_micros((ms * 1000.0) as u64), f));
+        }
+    }
+
+    /// A UDP datagram over IPv6 at `ms`, whole.
+    pub fn udp6(&mut self, ms: f64, src: &str, dst: &str, payload: &[u8]) {
+        let (src, dst): (std::net::SocketAddrV6, std::net::SocketAddrV6) =
+            (src.parse().expect("source address"), dst.parse().expect("destination address"));
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src.ip().octets(), dst.ip().octets(), 64)
             .udp(src.port(), dst.port());
         let mut out = Vec::new();
         b.write(&mut out, payload).expect("a frame");
@@ -128,18 +212,47 @@ impl Pcap {
 
     /// The capture as pcap bytes, packets in time order (those at the same time as added).
     pub fn bytes(&self) -> Vec<u8> {
+        let packets = self.packets.iter().enumerate().map(|(i, (t, data))| {
+            let orig = self.cut.get(&i).copied().unwrap_or(data.len() as u32);
+            (*t, data.clone(), orig)
+        });
+        Self::write(pcap_file::DataLink::ETHERNET, packets)
+    }
+
+    /// The capture as Linux NFLOG messages (link type 239, attributes little-endian): each
+    /// untagged frame's IP packet in a payload attribute, after a packet header and a prefix.
+    pub fn nflog_bytes(&self) -> Vec<u8> {
+        let tlv = |kind: u16, value: &[u8]| {
+            let mut b = ((value.len() + 4) as u16).to_le_bytes().to_vec();
+            b.extend_from_slice(&kind.to_le_bytes());
+            b.extend_from_slice(value);
+            b.resize(b.len().div_ceil(4) * 4, 0);
+            b
+        };
+        let packets = self.packets.iter().map(|(t, frame)| {
+            let family = if frame[12..14] == [0x86, 0xdd] { 10 } else { 2 };
+            let mut b = vec![family, 0, 0, 7];
+            b.extend(tlv(1, &[0x08, 0x00, 3, 0]));
+            b.extend(tlv(10, b"wirecheck\0"));
+            b.extend(tlv(9, &frame[14..]));
+            let orig = b.len() as u32;
+            (*t, b, orig)
+        });
+        Self::write(pcap_file::DataLink::from(239), packets)
+    }
+
+    fn write(datalink: pcap_file::DataLink, packets: impl Iterator<Item = (Duration, Vec<u8>, u32)>) -> Vec<u8> {
         use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-        let mut packets: Vec<&(Duration, Vec<u8>)> = self.packets.iter().collect();
-        packets.sort_by_key(|(t, _)| *t);
+        let mut packets: Vec<(Duration, Vec<u8>, u32)> = packets.collect();
+        packets.sort_by_key(|(t, ..)| *t);
         let header = PcapHeader {
-            datalink: pcap_file::DataLink::ETHERNET,
+            datalink,
             ..PcapHeader::default()
         };
         let mut w = PcapWriter::with_header(Vec::new(), header).expect("a pcap header");
         let start = Duration::from_secs(1_700_000_000);
-        for (t, data) in packets {
-            w.write_packet(&PcapPacket::new(start + *t, data.len() as u32, data))
-                .expect("a packet");
+        for (t, data, orig) in &packets {
+            w.write_packet(&PcapPacket::new(start + *t, *orig, data)).expect("a packet");
         }
         w.into_writer()
     }
