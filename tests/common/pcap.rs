@@ -193,6 +193,7 @@ impl Pcap {
             client: client.parse().expect("client address"),
             server: server.parse().expect("server address"),
             seq: [1000, 50_000],
+            vlan: None,
         });
         self.conns.len() - 1
     }
