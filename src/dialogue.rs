@@ -511,7 +511,17 @@ impl Dialogue {
         for ((conn, _), texts) in groups.iter_mut() {
             if actors.contains(conn.as_str()) {
                 texts.sort();
+                continue;
             }
+            // Sub-streams that interleave (HTTP/2 streams) in an order scheduling decides:
+            // each keeps its own order, the streams follow one another.
+            let p = self
+                .connections
+                .iter()
+                .find(|c| c.name == *conn)
+                .and_then(|c| crate::proto::find(&c.protocol))
+                .unwrap_or(proto);
+            texts.sort_by_key(|t| p.interleaved_key(t).unwrap_or(0));
         }
         let mut s = String::new();
         for ((conn, side), texts) in groups {

@@ -483,6 +483,60 @@ fn ftp_buggy_clients_fail_their_cases() {
     }
 }
 
+fn http2(file: &str) -> String {
+    format!("{} fixtures/students/{file}.py {{port}} fixtures/www", venv_python().display())
+}
+
+/// Whether the `h2` package (PyPI) is in wirecheck's virtual environment; CI must have it.
+fn h2_installed() -> bool {
+    let ok = std::process::Command::new(venv_python())
+        .args(["-c", "import h2"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "the h2 package is missing from the virtual environment: ci/test installs it");
+        eprintln!("skipped: the h2 package is not installed (run ci/test)");
+    }
+    ok
+}
+
+/// The good sample passes every case but two, where the `h2` package it is built on answers
+/// with PROTOCOL_ERROR what RFC 9113 names FRAME_SIZE_ERROR (§6.5: a SETTINGS ACK with a
+/// payload) and COMPRESSION_ERROR (§4.3: a field block that does not decode): the library's
+/// deviation, which a student using it gets too.
+#[test]
+fn http2_good_server_passes_but_where_its_library_deviates() {
+    if !h2_installed() {
+        return;
+    }
+    check_with("http2", &http2("http2_server"), &["--tag", "textbook", "--tag", "core"], &[]);
+    let (_, out, report) = run_json(&["http2", "--exec", &http2("http2_server"), "--tag", "errors"]);
+    let mut failed = cases_with(&report, "fail");
+    failed.sort();
+    assert_eq!(failed, ["hpack-bad-index", "settings-ack-with-payload"], "{out}");
+}
+
+#[test]
+fn http2_buggy_servers_fail_their_cases() {
+    if !h2_installed() {
+        return;
+    }
+    let mut by_sample: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (file, case) in HTTP2_BUGGY_SAMPLES {
+        match by_sample.iter_mut().find(|(f, _)| f == file) {
+            Some((_, cases)) => cases.push(case),
+            None => by_sample.push((file, vec![case])),
+        }
+    }
+    for (file, cases) in by_sample {
+        let mut args = Vec::new();
+        for c in &cases {
+            args.extend(["--case", c]);
+        }
+        check_with("http2", &http2(file), &args, &cases);
+    }
+}
+
 fn mail_client(file: &str) -> String {
     format!("python3 fixtures/students/{file}.py 127.0.0.1 {{port}} fixtures/mail/outgoing.txt")
 }
@@ -653,6 +707,7 @@ fn every_suite_has_a_textbook_profile_that_the_textbook_program_passes() {
         ("pop3", pop3("pop3_server_minimal")),
         ("ftp", ftp("ftp_server_textbook")),
         ("ftp-client", ftp_client("ftp_client_textbook")),
+        ("http2", http2("http2_server")),
         ("dns-auth", dns_auth("dns_auth_server")),
         ("dns-resolver", resolver("dns_resolver")),
         ("socket-timeout", timeout_server("socket_timeout_textbook")),

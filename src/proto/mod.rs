@@ -87,6 +87,12 @@ pub trait Protocol: Send + Sync {
     fn actor(&self) -> Option<&'static actor::ActorKind> {
         None
     }
+    /// For messages of sub-streams that may interleave in any order (HTTP/2's streams), the
+    /// sub-stream a message (as its transcript line reads) belongs to: snapshots order messages
+    /// by it, keeping each sub-stream's own order.
+    fn interleaved_key(&self, _text: &str) -> Option<u32> {
+        None
+    }
     /// What the data connections its control conversations open are called in a capture (FTP:
     /// `ftp-data`), for a protocol that opens any; they carry raw bytes, framed by no codec.
     fn data_protocol(&self) -> Option<&'static str> {

@@ -26,6 +26,58 @@ pub const FTP_CLIENT_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("ftp_client_ignores_550", "get-missing-550"),
 ];
 
+/// The buggy HTTP/2 sample servers and the `http2` case each must fail (`tests/students.rs`):
+/// the hand-written lenient one fails every case that asks for a connection or stream error.
+pub const HTTP2_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("http2_server_uppercase", "textbook-get"),
+    ("http2_server_no_settings_ack", "settings-ack"),
+    ("http2_server_no_flow_control", "flow-control-respected"),
+    ("http2_server_one_at_a_time", "textbook-interleaved"),
+    ("http2_server_lenient", "data-on-stream-0"),
+    ("http2_server_lenient", "headers-on-stream-0"),
+    ("http2_server_lenient", "settings-on-stream"),
+    ("http2_server_lenient", "settings-bad-length"),
+    ("http2_server_lenient", "settings-ack-with-payload"),
+    ("http2_server_lenient", "initial-window-too-large"),
+    ("http2_server_lenient", "max-frame-size-too-small"),
+    ("http2_server_lenient", "enable-push-invalid"),
+    ("http2_server_lenient", "ping-bad-length"),
+    ("http2_server_lenient", "ping-on-stream"),
+    ("http2_server_lenient", "rst-stream-on-stream-0"),
+    ("http2_server_lenient", "rst-stream-on-idle-stream"),
+    ("http2_server_lenient", "rst-stream-bad-length"),
+    ("http2_server_lenient", "window-update-zero-connection"),
+    ("http2_server_lenient", "window-update-zero-stream"),
+    ("http2_server_lenient", "window-update-bad-length"),
+    ("http2_server_lenient", "window-overflow"),
+    ("http2_server_lenient", "priority-bad-length"),
+    ("http2_server_lenient", "frame-too-large"),
+    ("http2_server_lenient", "continuation-without-headers"),
+    ("http2_server_lenient", "interrupted-field-block"),
+    ("http2_server_lenient", "even-stream-id"),
+    ("http2_server_lenient", "decreasing-stream-id"),
+    ("http2_server_lenient", "hpack-bad-index"),
+    ("http2_server_lenient", "uppercase-field-name"),
+    ("http2_server_lenient", "connection-specific-field"),
+    ("http2_server_lenient", "te-not-trailers"),
+    ("http2_server_lenient", "missing-method"),
+    ("http2_server_lenient", "pseudo-after-regular"),
+    ("http2_server_lenient", "unknown-pseudo-header"),
+    ("http2_server_lenient", "data-after-end-stream"),
+];
+
+/// The Python of wirecheck's virtual environment (`ci/test` makes it; `WIRECHECK_VENV`), which
+/// has the PyPI packages some samples and real servers need.
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("WIRECHECK_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        cache.join("wirecheck/venv")
+    });
+    venv.join("bin/python")
+}
+
 /// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

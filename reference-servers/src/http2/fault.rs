@@ -13,10 +13,33 @@ pub(super) enum Fault {
     OneAtATime,
     /// `no-push`: with `push=true`, nothing is pushed all the same.
     NoPush,
+    /// `first-stream-only`: a connection's first request is answered, later ones are reset
+    /// unanswered (one request per connection, as an HTTP/1.0 server thinks).
+    FirstStreamOnly,
+    /// `strict-unknown`: frames of unknown types, unknown SETTINGS and flags a type does not
+    /// define are taken for a PROTOCOL_ERROR (RFC 9113 §4.1, §5.5, §6.5.2 say ignore them).
+    StrictUnknown,
+    /// `no-padding`: a padded DATA or HEADERS frame is taken for a PROTOCOL_ERROR.
+    NoPadding,
+    /// `no-continuation`: a CONTINUATION frame is taken for a PROTOCOL_ERROR.
+    NoContinuation,
+    /// `no-priority`: a PRIORITY frame is taken for a PROTOCOL_ERROR.
+    NoPriority,
+    /// `no-ping-ack`: a PING is never answered.
+    NoPingAck,
 }
 
 /// Each fault's name.
-pub(super) const FAULTS: &[(&str, Fault)] = &[("one-at-a-time", Fault::OneAtATime), ("no-push", Fault::NoPush)];
+pub(super) const FAULTS: &[(&str, Fault)] = &[
+    ("one-at-a-time", Fault::OneAtATime),
+    ("no-push", Fault::NoPush),
+    ("first-stream-only", Fault::FirstStreamOnly),
+    ("strict-unknown", Fault::StrictUnknown),
+    ("no-padding", Fault::NoPadding),
+    ("no-continuation", Fault::NoContinuation),
+    ("no-priority", Fault::NoPriority),
+    ("no-ping-ack", Fault::NoPingAck),
+];
 
 /// The faults switched on: one bit per `Fault`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,7 +82,7 @@ mod tests {
         assert!(both.has(Fault::NoPush) && both.has(Fault::OneAtATime));
         assert!(!parse("no-push").unwrap().has(Fault::OneAtATime));
         let err = parse("no-push,nosuch").unwrap_err();
-        assert!(err.contains("\"nosuch\"") && err.contains("one-at-a-time, no-push"), "{err}");
+        assert!(err.contains("\"nosuch\"") && err.contains("one-at-a-time, no-push, first-stream-only"), "{err}");
         for (i, (name, fault)) in FAULTS.iter().enumerate() {
             assert_eq!(*fault as usize, i, "{name}: FAULTS is in declaration order");
             assert!(parse(name).unwrap().has(*fault));

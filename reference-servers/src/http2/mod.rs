@@ -45,6 +45,7 @@ use tokio::time::timeout;
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
 use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
+mod check;
 mod fault;
 mod h1;
 mod site;
@@ -159,7 +160,7 @@ async fn handle(mut stream: Stream, config: Arc<Config>) {
             // From here h2 reads frames, and a client may rightly send one the server has no
             // answer to (a SETTINGS ack, a WINDOW_UPDATE); `stream.rs` bounds streams and idleness.
             stream.untimed();
-            stream::serve(Rewind::new(first, stream), &config).await;
+            stream::serve(check::FrameCheck::new(Rewind::new(first, stream), config.faults), &config).await;
         }
         Ok(Ok(false)) => h1::serve(stream, first, &config).await,
         // Silent for `idle`, gone, or broken before saying anything: nobody to answer.

@@ -74,10 +74,16 @@ where
     let (mut whole, mut sending) = (Queue::default(), Queue::default());
     let idle = tokio::time::sleep(config.idle);
     tokio::pin!(idle);
+    let mut answered = 0u32;
     loop {
         tokio::select! {
             accepted = connection.accept() => match accepted {
                 Some(Ok((request, mut respond))) => {
+                    answered += 1;
+                    if answered > 1 && config.faults.has(Fault::FirstStreamOnly) {
+                        respond.send_reset(Reason::CANCEL);
+                        continue;
+                    }
                     if handlers.len() >= MAX_HANDLERS {
                         respond.send_reset(Reason::REFUSED_STREAM);
                         continue;

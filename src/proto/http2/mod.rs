@@ -28,6 +28,10 @@ impl Protocol for Http2 {
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
     }
+    fn interleaved_key(&self, text: &str) -> Option<u32> {
+        let rest = &text[text.find(" stream=")? + 8..];
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
     fn preface(&self) -> Option<&'static [u8]> {
         Some(PREFACE)
     }

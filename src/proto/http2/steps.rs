@@ -22,6 +22,8 @@
 //! - expect: { frame: HEADERS, stream: 1, status: 200, headers: { content-type: { regex: ^text/html } } }
 //! - expect: { frame: DATA, stream: 1, flags: [END_STREAM] }
 //! - expect: { frame: SETTINGS, flags: [ACK] }
+//! - expect: { frame: DATA, stream: [3, 5], flags: [END_STREAM], passing: [HEADERS, DATA] }
+//!   # the first stream to end is 3 or 5: frames of other streams go by unless they end one
 //! - expect: { connection_error: PROTOCOL_ERROR }     # a GOAWAY with the code, or the connection closing (§5.4.1)
 //! - expect: { stream_error: { stream: 1, code: PROTOCOL_ERROR } }   # RST_STREAM, or a connection error (§5.4)
 //! # Frames a peer may send at any time (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, unknown types:
@@ -249,7 +251,7 @@ fn check_fields(fields: &[(String, Template, Loc)], invalid: bool, cx: &mut Load
 enum SendKind {
     Preface,
     Frame(FrameSend),
-    Request(RequestSend),
+    Requests(Vec<RequestSend>),
 }
 
 #[derive(Debug)]
@@ -303,43 +305,16 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
     }
     if has("request") {
         let f = cx.fields(node, &["request"], "a request")?;
-        let r = cx.fields(f.get("request")?, REQUEST_KEYS, "a request")?;
-        let t = |cx: &mut LoadCx, key: &str, default: &str| -> Option<Template> {
-            match r.get(key) {
-                Some(n) => cx.template(n, key),
-                None => Template::parse(default).ok(),
-            }
+        // A list of requests goes out in one write: the server sees them all at once.
+        let items: Vec<&Node> = match &f.get("request")?.data {
+            Data::Seq(items) => items.iter().collect(),
+            _ => vec![f.get("request")?],
         };
-        let headers = match r.get("headers") {
-            Some(n) => header_list(n, cx)?,
-            None => Vec::new(),
-        };
-        let invalid = match r.get("invalid") {
-            Some(n) => cx.boolean(n, "invalid")?,
-            None => false,
-        };
-        if !check_fields(&headers, invalid, cx) {
-            return None;
+        let mut reqs = Vec::new();
+        for item in items {
+            reqs.push(parse_request(item, cx)?);
         }
-        let req = RequestSend {
-            stream: match r.get("stream") {
-                Some(n) => int(n, cx, "stream")?,
-                None => 1,
-            },
-            method: t(cx, "method", "GET")?,
-            path: t(cx, "path", "/")?,
-            scheme: t(cx, "scheme", "http")?,
-            authority: match r.get("authority") {
-                Some(n) => Some(cx.template(n, "authority")?),
-                None => None,
-            },
-            headers,
-            body: match r.get("body") {
-                Some(n) => Some(cx.template(n, "body")?),
-                None => None,
-            },
-        };
-        return Some(Box::new(H2Send(SendKind::Request(req))));
+        return Some(Box::new(H2Send(SendKind::Requests(reqs))));
     }
     let f = cx.fields(node, FRAME_SEND_KEYS, "an HTTP/2 frame")?;
     let kind = frame_kind(f.get("frame")?, cx)?;
@@ -460,6 +435,47 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
         }
     }
     Some(Box::new(H2Send(SendKind::Frame(s))))
+}
+
+/// One request of `request:` (a mapping).
+fn parse_request(node: &Node, cx: &mut LoadCx) -> Option<RequestSend> {
+    let r = cx.fields(node, REQUEST_KEYS, "a request")?;
+    let t = |cx: &mut LoadCx, key: &str, default: &str| -> Option<Template> {
+        match r.get(key) {
+            Some(n) => cx.template(n, key),
+            None => Template::parse(default).ok(),
+        }
+    };
+    let headers = match r.get("headers") {
+        Some(n) => header_list(n, cx)?,
+        None => Vec::new(),
+    };
+    let invalid = match r.get("invalid") {
+        Some(n) => cx.boolean(n, "invalid")?,
+        None => false,
+    };
+    if !check_fields(&headers, invalid, cx) {
+        return None;
+    }
+    let req = RequestSend {
+        stream: match r.get("stream") {
+            Some(n) => int(n, cx, "stream")?,
+            None => 1,
+        },
+        method: t(cx, "method", "GET")?,
+        path: t(cx, "path", "/")?,
+        scheme: t(cx, "scheme", "http")?,
+        authority: match r.get("authority") {
+            Some(n) => Some(cx.template(n, "authority")?),
+            None => None,
+        },
+        headers,
+        body: match r.get("body") {
+            Some(n) => Some(cx.template(n, "body")?),
+            None => None,
+        },
+    };
+    Some(req)
 }
 
 /// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1); `first` holds the bits above it.
@@ -625,7 +641,13 @@ impl StructuredSend for H2Send {
         match &self.0 {
             SendKind::Preface => Ok(PREFACE.to_vec()),
             SendKind::Frame(f) => f.render(cx),
-            SendKind::Request(r) => r.render(cx),
+            SendKind::Requests(rs) => {
+                let mut out = Vec::new();
+                for r in rs {
+                    out.extend(r.render(cx)?);
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -639,11 +661,15 @@ impl StructuredSend for H2Send {
                 .chain(f.data.iter())
                 .chain(f.debug.iter())
                 .collect(),
-            SendKind::Request(r) => [&r.method, &r.path, &r.scheme]
-                .into_iter()
-                .chain(r.authority.iter())
-                .chain(r.headers.iter().map(|(_, v, _)| v))
-                .chain(r.body.iter())
+            SendKind::Requests(rs) => rs
+                .iter()
+                .flat_map(|r| {
+                    [&r.method, &r.path, &r.scheme]
+                        .into_iter()
+                        .chain(r.authority.iter())
+                        .chain(r.headers.iter().map(|(_, v, _)| v))
+                        .chain(r.body.iter())
+                })
                 .collect(),
         }
     }
@@ -661,7 +687,10 @@ enum FieldWant {
 enum ExpectKind {
     Frame {
         kind: u8,
-        stream: Option<u32>,
+        /// The stream it must be on: one of these, when given.
+        stream: Option<Vec<u32>>,
+        /// Types of frame passed over while waiting, unless they end a stream (`passing:`).
+        passing: Vec<u8>,
         flags: u8,
         not_flags: u8,
         fields: Vec<(String, FieldWant, Loc)>,
@@ -688,7 +717,16 @@ const EXPECT_FRAME_KEYS: &[&str] = &[
     "data",
     "settings",
     "code",
+    "passing",
 ];
+
+/// One stream id or a list of them.
+fn streams(n: &Node, cx: &mut LoadCx) -> Option<Vec<u32>> {
+    match &n.data {
+        Data::Seq(items) => items.iter().map(|i| int(i, cx, "stream")).collect(),
+        _ => Some(vec![int(n, cx, "stream")?]),
+    }
+}
 
 fn codes(n: &Node, cx: &mut LoadCx) -> Option<Vec<u32>> {
     match &n.data {
@@ -777,8 +815,15 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     Some(Box::new(H2Expect(ExpectKind::Frame {
         kind,
         stream: match f.get("stream") {
-            Some(n) => Some(int(n, cx, "stream")?),
+            Some(n) => Some(streams(n, cx)?),
             None => None,
+        },
+        passing: match f.get("passing") {
+            Some(Node {
+                data: Data::Seq(items), ..
+            }) => items.iter().map(|i| frame_kind(i, cx)).collect::<Option<Vec<u8>>>()?,
+            Some(n) => vec![frame_kind(n, cx)?],
+            None => Vec::new(),
         },
         flags: match f.get("flags") {
             Some(n) => flag_bits(n, cx)?,
@@ -855,12 +900,18 @@ impl H2Expect {
                 data,
                 settings,
                 code,
+                ..
             } => {
                 if Kind::of(*kind) != f.kind {
                     return Err(mismatch(format!("a {} frame, not {}", f.kind.name(), kind_name(*kind)), want, msg));
                 }
-                if let Some(s) = stream.filter(|s| *s != f.stream) {
-                    return Err(mismatch(format!("the frame is on stream {}, not {s}", f.stream), want, msg));
+                if let Some(s) = stream.as_ref().filter(|s| !s.contains(&f.stream)) {
+                    let list: Vec<String> = s.iter().map(u32::to_string).collect();
+                    return Err(mismatch(
+                        format!("the frame is on stream {}, not {}", f.stream, list.join(" or ")),
+                        want,
+                        msg,
+                    ));
                 }
                 if f.flags & flags != *flags {
                     return Err(mismatch(
@@ -907,7 +958,7 @@ impl H2Expect {
                 if let Some(d) = data {
                     let want_data = d.render(cx.vars).map_err(|e| mismatch(e, want.clone(), msg))?;
                     match &f.body {
-                        Body::Data { data, .. } if data == want_data.as_bytes() => {}
+                        Body::Data { data, .. } | Body::Ping(data) if data == want_data.as_bytes() => {}
                         _ => return Err(mismatch("the frame's data differs", want, msg)),
                     }
                 }
@@ -980,7 +1031,8 @@ impl StructuredExpect for H2Expect {
             ExpectKind::Frame { kind, stream, flags, .. } => {
                 let mut s = kind_name(*kind);
                 if let Some(st) = stream {
-                    s.push_str(&format!(" stream={st}"));
+                    let list: Vec<String> = st.iter().map(u32::to_string).collect();
+                    s.push_str(&format!(" stream={}", list.join("|")));
                 }
                 if *flags != 0 {
                     s.push_str(&format!(" with flags 0x{flags:02x}"));
@@ -992,14 +1044,15 @@ impl StructuredExpect for H2Expect {
 
     fn skips(&self, msg: &Message) -> bool {
         let Some(f) = frame_of(msg) else { return false };
-        let (kind, stream, flags, not_flags) = match &self.0 {
+        let (kind, stream, flags, not_flags, passing) = match &self.0 {
             ExpectKind::Frame {
                 kind,
                 stream,
                 flags,
                 not_flags,
+                passing,
                 ..
-            } => (Kind::of(*kind), stream, flags, not_flags),
+            } => (Kind::of(*kind), stream, flags, not_flags, passing),
             // Waiting for an error, anything else the peer sends first is passed over; the
             // deadline ends the wait for a peer that never reports one.
             ExpectKind::ConnectionError(_) => return f.kind != Kind::GoAway,
@@ -1011,8 +1064,14 @@ impl StructuredExpect for H2Expect {
         );
         // A frame of the asked type is judged when its stream and flags are the asked ones; the
         // peer's own SETTINGS is passed over while the step waits for the ACK of ours.
-        let the_one = f.kind == kind && stream.is_none_or(|s| s == f.stream) && f.flags & flags == *flags && f.flags & not_flags == 0;
-        any_time && !the_one
+        let the_one = f.kind == kind
+            && stream.as_ref().is_none_or(|s| s.contains(&f.stream))
+            && f.flags & flags == *flags
+            && f.flags & not_flags == 0;
+        // `passing:` types go by too, but never a frame that ends a stream: the order in which
+        // streams end is what a step with `passing` judges (the textbook's head-of-line blocking).
+        let passed = passing.iter().any(|p| Kind::of(*p) == f.kind) && !f.ends_stream();
+        (any_time || passed) && !the_one
     }
 
     fn accepts_close(&self) -> bool {
