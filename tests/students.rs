@@ -494,7 +494,10 @@ fn h2_installed() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "the h2 package is missing from the virtual environment: ci/test installs it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the h2 package is missing from the virtual environment: ci/test installs it"
+        );
         eprintln!("skipped: the h2 package is not installed (run ci/test)");
     }
     ok

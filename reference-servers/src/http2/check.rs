@@ -183,7 +183,9 @@ impl<S> FrameCheck<S> {
             9 => 0x4,
             _ => 0,
         };
-        let unknown_setting = kind == 4 && p.chunks(6).any(|s| s.len() == 6 && !(1..=9).contains(&u16::from_be_bytes([s[0], s[1]])));
+        let unknown_setting = kind == 4
+            && p.chunks(6)
+                .any(|s| s.len() == 6 && !(1..=9).contains(&u16::from_be_bytes([s[0], s[1]])));
         let bug = (self.faults.has(Fault::StrictUnknown) && (kind > 9 || flags & !defined != 0 || unknown_setting))
             || (self.faults.has(Fault::NoPadding) && matches!(kind, 0 | 1) && flags & 0x8 != 0)
             || (self.faults.has(Fault::NoContinuation) && kind == 9)

@@ -82,7 +82,10 @@ mod tests {
         assert!(both.has(Fault::NoPush) && both.has(Fault::OneAtATime));
         assert!(!parse("no-push").unwrap().has(Fault::OneAtATime));
         let err = parse("no-push,nosuch").unwrap_err();
-        assert!(err.contains("\"nosuch\"") && err.contains("one-at-a-time, no-push, first-stream-only"), "{err}");
+        assert!(
+            err.contains("\"nosuch\"") && err.contains("one-at-a-time, no-push, first-stream-only"),
+            "{err}"
+        );
         for (i, (name, fault)) in FAULTS.iter().enumerate() {
             assert_eq!(*fault as usize, i, "{name}: FAULTS is in declaration order");
             assert!(parse(name).unwrap().has(*fault));
