@@ -26,6 +26,7 @@
 //!   # the first stream to end is 3 or 5: frames of other streams go by unless they end one
 //! - expect: { connection_error: PROTOCOL_ERROR }     # a GOAWAY with the code, or the connection closing (§5.4.1)
 //! - expect: { stream_error: { stream: 1, code: PROTOCOL_ERROR } }   # RST_STREAM, or a connection error (§5.4)
+//! - expect: { stream_error: { stream: 1, code: PROTOCOL_ERROR, malformed: true } }  # or a 4xx response (§8.1.1)
 //! # Frames a peer may send at any time (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, unknown types:
 //! # RFC 9113 §5.5, §6.5, §6.7, §6.9) are passed over unless the step asks for that type.
 //! ```
@@ -701,7 +702,9 @@ enum ExpectKind {
     /// A GOAWAY with one of these codes, or the connection closing.
     ConnectionError(Vec<u32>),
     /// An RST_STREAM on the stream with one of these codes, or a connection error.
-    StreamError(u32, Vec<u32>),
+    /// With `malformed: true`, a 4xx response on the stream also does (RFC 9113 §8.1.1: for a
+    /// malformed request a server MAY send a response before closing or resetting the stream).
+    StreamError(u32, Vec<u32>, bool),
 }
 
 #[derive(Debug)]
@@ -750,7 +753,11 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     }
     if has("stream_error") {
         let f = cx.fields(node, &["stream_error"], "a stream error")?;
-        let s = cx.fields(f.get("stream_error")?, &["stream", "code"], "a stream error")?;
+        let s = cx.fields(f.get("stream_error")?, &["stream", "code", "malformed"], "a stream error")?;
+        let malformed = match s.get("malformed") {
+            Some(n) => cx.boolean(n, "malformed")?,
+            None => false,
+        };
         let Some(stream) = s.get("stream") else {
             cx.err_help(
                 node,
@@ -770,6 +777,7 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
         return Some(Box::new(H2Expect(ExpectKind::StreamError(
             int(stream, cx, "stream")?,
             codes(code, cx)?,
+            malformed,
         ))));
     }
     let f = cx.fields(node, EXPECT_FRAME_KEYS, "an HTTP/2 frame")?;
@@ -871,8 +879,18 @@ impl H2Expect {
                 )),
                 _ => Err(mismatch("not a GOAWAY", want, msg)),
             },
-            ExpectKind::StreamError(stream, codes) => match &f.body {
+            ExpectKind::StreamError(stream, codes, malformed) => match &f.body {
                 Body::RstStream(code) if f.stream == *stream && codes.contains(code) => Ok(()),
+                Body::Headers { .. } if *malformed && f.stream == *stream => {
+                    match f.fields().and_then(|fs| fs.iter().find(|(n, _)| n == ":status")) {
+                        Some((_, v)) if v.starts_with('4') && v.len() == 3 => Ok(()),
+                        _ => Err(mismatch(
+                            "a response to a malformed request that is not a 4xx (RFC 9113 §8.1.1)",
+                            want,
+                            msg,
+                        )),
+                    }
+                }
                 Body::GoAway { code, .. } if codes.contains(code) => Ok(()),
                 Body::RstStream(code) => Err(mismatch(
                     format!(
@@ -1024,9 +1042,10 @@ impl StructuredExpect for H2Expect {
                 "a connection error: GOAWAY {} or the connection closing (RFC 9113 §5.4.1)",
                 code_list(codes)
             ),
-            ExpectKind::StreamError(s, codes) => format!(
-                "RST_STREAM stream={s} {} (RFC 9113 §5.4.2), or a connection error",
-                code_list(codes)
+            ExpectKind::StreamError(s, codes, malformed) => format!(
+                "RST_STREAM stream={s} {} (RFC 9113 §5.4.2), or a connection error{}",
+                code_list(codes),
+                if *malformed { ", or a 4xx response (§8.1.1)" } else { "" }
             ),
             ExpectKind::Frame { kind, stream, flags, .. } => {
                 let mut s = kind_name(*kind);
@@ -1056,7 +1075,10 @@ impl StructuredExpect for H2Expect {
             // Waiting for an error, anything else the peer sends first is passed over; the
             // deadline ends the wait for a peer that never reports one.
             ExpectKind::ConnectionError(_) => return f.kind != Kind::GoAway,
-            ExpectKind::StreamError(..) => return !matches!(f.kind, Kind::GoAway | Kind::RstStream),
+            ExpectKind::StreamError(s, _, malformed) => {
+                let response = *malformed && f.kind == Kind::Headers && f.stream == *s;
+                return !matches!(f.kind, Kind::GoAway | Kind::RstStream) && !response;
+            }
         };
         let any_time = matches!(
             f.kind,
