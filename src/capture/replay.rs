@@ -204,7 +204,21 @@ async fn serve_udp(sock: UdpSocket, scripts: Vec<Vec<Step>>, extra: Arc<Mutex<us
     let mut scripts = scripts.into_iter();
     let mut peers: HashMap<SocketAddr, (Vec<Step>, usize, usize)> = HashMap::new();
     let mut buf = vec![0u8; 65536];
-    while let Ok((_, from)) = sock.recv_from(&mut buf).await {
+    loop {
+        let from = match sock.recv_from(&mut buf).await {
+            Ok((_, from)) => from,
+            // A datagram the replay sent to a client port already closed comes back as an ICMP
+            // error on the next receive: that client is gone, the others are not.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        };
         let (steps, at, got) = match peers.entry(from) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => match scripts.next() {
