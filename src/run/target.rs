@@ -376,6 +376,20 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Whether something is bound to `port`, reading the kernel's tables up to three times: they
+/// are read in pieces, and a row can slip between two pieces while other sockets come and go.
+async fn bound_on_a_second_look(port: u16, transport: Transport) -> bool {
+    for attempt in 0..3 {
+        if !ready::bound_sockets(port, transport).is_empty() {
+            return true;
+        }
+        if attempt < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    false
+}
+
 /// Fills `{port}`, `{host}`, `{listen_port}` and `{NAME}` for every case variable (`{root.host}`).
 fn fill(cmd: &str, port: u16, listen_port: u16, vars: &crate::suite::Vars) -> String {
     let mut out = cmd
@@ -531,7 +545,7 @@ impl SuiteTarget {
                 // one, whether anything listens there at all (in this network namespace: with
                 // --isolate a server outside is unreachable, and reported so).
                 let transport = self.suite.transport;
-                if addr.ip().is_loopback() && ready::supported() && ready::bound_sockets(addr.port(), transport).is_empty() {
+                if addr.ip().is_loopback() && ready::supported() && !bound_on_a_second_look(addr.port(), transport).await {
                     return Err(TargetError::NothingListens { transport, addr });
                 }
                 Ok(Arc::new(Instance {
