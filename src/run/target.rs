@@ -379,13 +379,12 @@ fn shell_quote(s: &str) -> String {
 /// Whether something is bound to `port`, reading the kernel's tables up to three times: they
 /// are read in pieces, and a row can slip between two pieces while other sockets come and go.
 async fn bound_on_a_second_look(port: u16, transport: Transport) -> bool {
-    for attempt in 0..3 {
+    for _ in 0..3 {
         if !ready::bound_sockets(port, transport).is_empty() {
             return true;
         }
-        if attempt < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // No wait: another read is another pass over the table, which is what can differ.
+        tokio::task::yield_now().await;
     }
     false
 }
