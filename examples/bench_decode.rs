@@ -1,16 +1,19 @@
 //! Capture decoding throughput and memory: generates a pcap of realistic loopback traffic (HTTP/1.1
-//! keep-alive conversations with varied body sizes, SMTP sessions, DNS over UDP; handshakes, FINs,
-//! delayed ACKs, some out-of-order and retransmitted segments), decodes it to transcripts with
-//! `capture::decode_each` (streaming: each conversation handed over when it ends), and prints MB/s and peak RSS; when `tshark` is on
-//! PATH, also tshark's time on the same file and the ratio.
+//! keep-alive conversations with varied body sizes, h2c connections with many streams, SMTP
+//! sessions, DNS over UDP; handshakes, FINs, delayed ACKs, some out-of-order and retransmitted
+//! segments), decodes it to transcripts with `capture::decode_each` (streaming: each conversation
+//! handed over when it ends), and prints MB/s and peak RSS; when `tshark` is on PATH, also
+//! tshark's time on the same file and the ratio.
 //!
 //! ```text
-//! cargo run --release --example bench_decode [-- [--mb N] [--no-tshark] [FILE]]
+//! cargo run --release --example bench_decode [-- [--mb N] [--mix all|http2] [--no-tshark] [FILE]]
 //! ```
 //!
 //! FILE: an existing capture is decoded as it is (no generation, no self-check); a missing one is
 //! generated there and kept. Without FILE the capture goes to a temporary directory. `--mb`: size
-//! to generate, default 64.
+//! to generate, default 64. `--mix http2`: only h2c connections (prior knowledge: dozens of
+//! streams each, their DATA frames interleaved, HPACK's dynamic table in use), with tshark made to
+//! dissect HTTP/2 and decompress every header block, so both sides do the same work.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -249,6 +252,105 @@ fn smtp(rng: &mut Rng, client: ([u8; 4], u16), n: u64) -> Conv {
     }
 }
 
+const H2_PORT: u16 = 8080;
+
+/// One HTTP/2 frame: 9-octet header and payload (RFC 9113 §4.1).
+fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// An h2c connection with prior knowledge: prefaces and SETTINGS, then batches of up to 8
+/// concurrent GETs whose responses' DATA frames (16 KiB, the default SETTINGS_MAX_FRAME_SIZE) take
+/// turns, as a multiplexing server sends them. Both sides encode with HPACK's dynamic table: the
+/// custom fields are inserted once and indexed after. The client's windows are opened wide first,
+/// so the flow control the frames obey is the one a real client grants.
+fn http2(rng: &mut Rng, client: ([u8; 4], u16), n: u64, headers: &mut u64) -> Conv {
+    const DATA: u8 = 0;
+    const HEADERS: u8 = 1;
+    const SETTINGS: u8 = 4;
+    const GOAWAY: u8 = 7;
+    const WINDOW_UPDATE: u8 = 8;
+    const END_STREAM: u8 = 1;
+    const END_HEADERS: u8 = 4;
+    const ACK_FLAG: u8 = 1;
+    let mut b = TcpBuilder::new(rng);
+    let (mut enc_c, mut enc_s) = (fluke_hpack::Encoder::new(), fluke_hpack::Encoder::new());
+    let mut c = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // INITIAL_WINDOW_SIZE 2^24 per stream, and the connection's window opened by 2^30.
+    h2_frame(&mut c, SETTINGS, 0, 0, &[0, 4, 1, 0, 0, 0]);
+    h2_frame(&mut c, WINDOW_UPDATE, 0, 0, &(1u32 << 30).to_be_bytes());
+    b.send(true, &c);
+    let mut s = Vec::new();
+    h2_frame(&mut s, SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]);
+    h2_frame(&mut s, SETTINGS, ACK_FLAG, 0, &[]);
+    b.send(false, &s);
+    let mut c = Vec::new();
+    h2_frame(&mut c, SETTINGS, ACK_FLAG, 0, &[]);
+    b.send(true, &c);
+    let mut stream = 1u32;
+    for _ in 0..1 + b.rng.below(6) {
+        let batch = 1 + b.rng.below(8) as usize;
+        let mut c = Vec::new();
+        let mut bodies = Vec::new();
+        for r in 0..batch {
+            let path = format!("/site{n}/asset{}.js", stream + r as u32 * 2);
+            let fields: [(&[u8], &[u8]); 6] = [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"localhost:8080"),
+                (b":path", path.as_bytes()),
+                (b"user-agent", b"bench/1.0"),
+                (b"x-bench-client", b"wirecheck bench decode"),
+            ];
+            let block = enc_c.encode(fields.iter().copied());
+            h2_frame(&mut c, HEADERS, END_STREAM | END_HEADERS, stream + r as u32 * 2, &block);
+            let size = body_size(b.rng).min(200_000);
+            bodies.push((stream + r as u32 * 2, text(b.rng, size), 0usize));
+        }
+        b.send(true, &c);
+        let mut s = Vec::new();
+        for (id, body, _) in &bodies {
+            let len = body.len().to_string();
+            let fields: [(&[u8], &[u8]); 4] = [
+                (b":status", b"200"),
+                (b"content-type", b"application/javascript"),
+                (b"content-length", len.as_bytes()),
+                (b"x-bench-server", b"wirecheck bench origin"),
+            ];
+            let block = enc_s.encode(fields.iter().copied());
+            h2_frame(&mut s, HEADERS, END_HEADERS, *id, &block);
+        }
+        // Round robin over the open streams, one frame each per turn.
+        while bodies.iter().any(|(_, body, at)| *at < body.len()) {
+            for (id, body, at) in bodies.iter_mut().filter(|(_, body, at)| *at < body.len()) {
+                let end = (*at + 16_384).min(body.len());
+                let flags = if end == body.len() { END_STREAM } else { 0 };
+                h2_frame(&mut s, DATA, flags, *id, &body[*at..end]);
+                *at = end;
+            }
+            if s.len() > 64 << 10 {
+                b.send(false, &std::mem::take(&mut s));
+            }
+        }
+        b.send(false, &s);
+        stream += 2 * batch as u32;
+        *headers += 2 * batch as u64;
+    }
+    let mut c = Vec::new();
+    let mut goaway = 0u32.to_be_bytes().to_vec();
+    goaway.extend_from_slice(&[0, 0, 0, 0]);
+    h2_frame(&mut c, GOAWAY, 0, 0, &goaway);
+    b.send(true, &c);
+    Conv {
+        client,
+        server: ([127, 0, 0, 1], H2_PORT),
+        pkts: b.close(),
+    }
+}
+
 /// A DNS query for `hostN.example.com. A` and its answer, wire format.
 fn dns(n: u64, id: u16) -> (Vec<u8>, Vec<u8>) {
     let mut name = Vec::new();
@@ -363,14 +465,18 @@ impl PcapOut {
 #[derive(Default, Debug)]
 struct Made {
     http: u64,
+    http2: u64,
+    /// HEADERS frames in the h2c connections (requests and responses).
+    h2_headers: u64,
     smtp: u64,
     dns: u64,
     packets: u64,
     bytes: u64,
 }
 
-/// Generates at least `target` bytes of traffic, 24 TCP conversations interleaved at a time.
-fn generate(path: &Path, target: u64) -> std::io::Result<Made> {
+/// Generates at least `target` bytes of traffic, 24 TCP conversations interleaved at a time;
+/// `only_http2`: h2c connections alone.
+fn generate(path: &Path, target: u64, only_http2: bool) -> std::io::Result<Made> {
     let mut rng = Rng(0x0bad_5eed_1234_5678);
     let mut out = PcapOut::create(path)?;
     let mut active: Vec<Conv> = Vec::new();
@@ -383,10 +489,14 @@ fn generate(path: &Path, target: u64) -> std::io::Result<Made> {
     loop {
         let filling = out.bytes < target;
         while filling && active.len() < 24 {
-            let n = made.http + made.smtp + made.dns;
+            let n = made.http + made.http2 + made.smtp + made.dns;
             let client = ([127, 0, 0, 1], next_port());
-            match rng.below(100) {
-                0..=79 => {
+            match if only_http2 { 0 } else { 1 + rng.below(99) } {
+                0..=19 => {
+                    made.http2 += 1;
+                    active.push(http2(&mut rng, client, n, &mut made.h2_headers));
+                }
+                20..=79 => {
                     made.http += 1;
                     active.push(http(&mut rng, client, n));
                 }
@@ -465,13 +575,22 @@ fn main() {
     let mut mb: u64 = 64;
     let mut path: Option<PathBuf> = None;
     let mut use_tshark = true;
+    let mut only_http2 = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--mb" => mb = args.next().and_then(|v| v.parse().ok()).expect("--mb N"),
             "--no-tshark" => use_tshark = false,
+            "--mix" => match args.next().as_deref() {
+                Some("all") => only_http2 = false,
+                Some("http2") => only_http2 = true,
+                _ => {
+                    eprintln!("--mix takes all or http2");
+                    std::process::exit(2);
+                }
+            },
             "-h" | "--help" => {
-                println!("usage: bench_decode [--mb N] [--no-tshark] [FILE]");
+                println!("usage: bench_decode [--mb N] [--mix all|http2] [--no-tshark] [FILE]");
                 return;
             }
             _ => path = Some(PathBuf::from(a)),
@@ -484,12 +603,13 @@ fn main() {
         None
     } else {
         let start = Instant::now();
-        let made = generate(&path, mb << 20).expect("generate the capture");
+        let made = generate(&path, mb << 20, only_http2).expect("generate the capture");
         println!(
-            "generated {}: {} packets, {} HTTP + {} SMTP + {} DNS conversations, in {:.1?}",
+            "generated {}: {} packets, {} HTTP/1.1 + {} h2c + {} SMTP + {} DNS conversations, in {:.1?}",
             path.display(),
             made.packets,
             made.http,
+            made.http2,
             made.smtp,
             made.dns,
             start.elapsed()
@@ -524,6 +644,7 @@ fn main() {
         payload: u64,
         gaps: usize,
         text: usize,
+        h2_headers: u64,
         by_proto: std::collections::HashMap<String, u64>,
     }
     let decode_with = |render: bool| {
@@ -539,7 +660,11 @@ fn main() {
                 }
             }
             if render {
-                t.text += c.header().len() + c.transcript().len();
+                let transcript = c.transcript();
+                if c.protocol == "http2" {
+                    t.h2_headers += transcript.lines().filter(|l| l.contains(" HEADERS stream=")).count() as u64;
+                }
+                t.text += c.header().len() + transcript.len();
             }
         })
         .expect("decode");
@@ -574,13 +699,17 @@ fn main() {
     // The generator knows what is in the file: the decoder must find exactly that, whole.
     if let Some(made) = made {
         let count = |p: &str| t.by_proto.get(p).copied().unwrap_or(0);
-        let ok = (count("http"), count("smtp"), count("dns"), cap.packets) == (made.http, made.smtp, made.dns, made.packets)
+        let ok = (count("http"), count("http2"), count("smtp"), count("dns"), cap.packets)
+            == (made.http, made.http2, made.smtp, made.dns, made.packets)
+            && t.h2_headers == made.h2_headers
             && t.gaps == 0
             && cap.warnings.is_empty();
         if !ok {
             eprintln!(
-                "MISMATCH: decoded {} http, {} smtp, {} dns, {} packets, {} gaps, warnings {:?}; generated {made:?}",
+                "MISMATCH: decoded {} http, {} http2 ({} HEADERS), {} smtp, {} dns, {} packets, {} gaps, warnings {:?}; generated {made:?}",
                 count("http"),
+                count("http2"),
+                t.h2_headers,
                 count("smtp"),
                 count("dns"),
                 cap.packets,
@@ -589,7 +718,10 @@ fn main() {
             );
             std::process::exit(1);
         }
-        println!("check: every generated conversation decoded whole (no gaps, no warnings)");
+        println!(
+            "check: every generated conversation decoded whole (no gaps, no warnings; {} h2c HEADERS frames with their fields)",
+            made.h2_headers
+        );
     }
 
     // 4. tshark on the same file, when installed.
@@ -632,6 +764,38 @@ fn main() {
             t.as_secs_f64() / total.as_secs_f64()
         ),
         None => println!("tshark -T fields failed"),
+    }
+    // HTTP/2 as tshark decodes it: frames dissected and every header block decompressed (its
+    // dynamic table kept per connection), as the transcripts do. h2c on port 8080 is named with
+    // -d, since its heuristic dissector is off by default.
+    let h2 = [
+        "-d",
+        "tcp.port==8080,http2",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "http2.streamid",
+        "-e",
+        "http2.type",
+        "-e",
+        "http2.header.name",
+        "-e",
+        "http2.header.value",
+        "-e",
+        "http2.length",
+    ];
+    match tshark(&path, &h2) {
+        Some((t, out)) => println!(
+            "tshark -d tcp.port==8080,http2 -T fields (HTTP/2 frames and decompressed headers): {:.2?} ({:.1} MB/s, {:.1} MB out); \
+             tshark / wirecheck (decode + transcripts) = {:.1}x",
+            t,
+            rate(size, t),
+            out as f64 / 1e6,
+            t.as_secs_f64() / total.as_secs_f64()
+        ),
+        None => println!("tshark with the HTTP/2 fields failed"),
     }
     match tshark(&path, &["-q", "-z", "conv,tcp"]) {
         Some((t, _)) => println!(
