@@ -104,6 +104,9 @@ impl TcpBuilder<'_> {
 
     /// Sends `data` in MSS segments; the peer ACKs every second one.
     fn send(&mut self, from_client: bool, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         let (me, peer) = if from_client { (0, 1) } else { (1, 0) };
         let first = self.pkts.len();
         for (i, chunk) in data.chunks(MSS).enumerate() {
