@@ -49,7 +49,8 @@ pub struct Failure {
     #[serde(skip)]
     pub server_exited_cleanly: bool,
     /// Set when the step that did not hold carries a `premise:` and the message arrived but did
-    /// not match: the program does not offer what the case needs, so the case does not apply.
+    /// not match (or was not this protocol's at all): the program does not offer what the case
+    /// needs, so the case does not apply.
     /// (Shared with the step: a thin pointer keeps `Failure` small.)
     #[serde(skip)]
     pub premise: Option<Arc<String>>,
@@ -520,6 +521,7 @@ impl Ctx {
                     self.conn(step)?.shutdown().await;
                     Ok(())
                 }
+                StepKind::Switch(to) => self.conn(step)?.switch(to).map_err(|why| Failure::at(step, why)),
                 StepKind::Parallel(branches) => self.parallel(env, branches).await,
                 StepKind::Repeat(r) => self.repeat(env, r).await,
                 StepKind::ExpectOutput(o) => self.expect_output(env, step, o, deadline).await,
@@ -834,7 +836,17 @@ impl Ctx {
                             )
                             .with(spec.describe(), shown));
                         }
-                        got => got.map_err(|err| recv_fail(err, spec.describe()))?,
+                        got => got.map_err(|err| {
+                            // A premise is unmet too when the answer is not framed as this
+                            // protocol at all: an HTTP/2-only server answers HTTP/1.1 with frames.
+                            let other_framing = matches!(err, RecvError::Malformed(_));
+                            let f = recv_fail(err, spec.describe());
+                            if other_framing {
+                                f.unmet(step)
+                            } else {
+                                f
+                            }
+                        })?,
                     };
                     let must = env.triage(&got.0);
                     self.note_close(env, step, &got.0);
@@ -1216,7 +1228,12 @@ fn first_needs_conn(steps: &[Step]) -> bool {
             s.on.is_none()
                 && matches!(
                     s.kind,
-                    StepKind::Send(_) | StepKind::Expect(_) | StepKind::Collect(_) | StepKind::Close | StepKind::Shutdown
+                    StepKind::Send(_)
+                        | StepKind::Expect(_)
+                        | StepKind::Collect(_)
+                        | StepKind::Close
+                        | StepKind::Shutdown
+                        | StepKind::Switch(_)
                 )
         }
         None => false,

@@ -113,6 +113,10 @@ pub struct TcpConn {
     stream: TcpStream,
     /// What arrived and is not read yet, with the codec that frames it.
     framer: Framer,
+    /// The protocol the framer speaks.
+    proto: &'static str,
+    /// The protocol the last message read handed the connection to (an HTTP/1.1 101), if any.
+    handed_to: Option<&'static str>,
     eof: bool,
     reset: bool,
     write_closed: bool,
@@ -158,6 +162,8 @@ impl TcpConn {
             id,
             stream,
             framer: Framer::new(proto.codec_on(incoming, crate::proto::Transport::Tcp)),
+            proto: proto.name(),
+            handed_to: None,
             eof: false,
             reset: false,
             write_closed: false,
@@ -329,7 +335,10 @@ impl Conn {
         match self {
             Conn::Tcp(c) => loop {
                 match c.framer.next(c.eof) {
-                    Ok(Some(m)) => return Ok((m, c.last_arrival)),
+                    Ok(Some(m)) => {
+                        c.handed_to = crate::proto::find(c.proto).and_then(|p| p.next_protocol(&m));
+                        return Ok((m, c.last_arrival));
+                    }
                     Ok(None) => {}
                     Err(e) => return Err(RecvError::Malformed(e)),
                 }
@@ -347,6 +356,28 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Carries on in protocol `to` after the message just read handed the connection over to it
+    /// (`switch:`): what is pending and all that follows is framed by its codec.
+    pub fn switch(&mut self, to: &str) -> Result<(), String> {
+        let Conn::Tcp(c) = self else {
+            return Err("switch: only a TCP connection changes protocols".into());
+        };
+        if c.handed_to != Some(to) {
+            let last = match c.handed_to {
+                Some(other) => format!("the last message read hands it to {other}"),
+                None => "no message read so far hands it over (for HTTP/2: an HTTP/1.1 101 Switching Protocols with Upgrade: h2c, RFC 9110 §15.2.2)".into(),
+            };
+            return Err(format!(
+                "the connection was not handed over to {to}: {last}; expect that message in the step before"
+            ));
+        }
+        let next = crate::proto::find(to).ok_or_else(|| format!("switch: no protocol named {to}"))?;
+        c.framer.switch(next.codec_on(c.incoming, crate::proto::Transport::Tcp));
+        c.proto = next.name();
+        c.handed_to = None;
+        Ok(())
     }
 
     /// Exactly `n` bytes (TCP), or the next datagram (UDP); fewer if the peer closes first.

@@ -23,6 +23,7 @@ pub const STEP_KEYWORDS: &[&str] = &[
     "collect",
     "close",
     "shutdown",
+    "switch",
     "parallel",
     "repeat",
     "expect_output",
@@ -848,6 +849,17 @@ impl LoadCx {
                     StepKind::Shutdown
                 }
             }
+            "switch" => {
+                // Later steps on this connection are read with the new protocol's vocabulary.
+                let to = self.protocol(v)?;
+                let name = ctx.on.borrow().clone().or_else(|| ctx.last.borrow().clone());
+                let Some(name) = name else {
+                    self.err_help(v, "switch needs a connection to switch", "open one first with 'connect:'");
+                    return None;
+                };
+                ctx.opened(&name, to);
+                StepKind::Switch(to.name().to_string())
+            }
             "parallel" => {
                 let Data::Seq(branches) = &v.data else {
                     self.err_help(v, "parallel takes a list of branches", "each branch is a list of steps");
@@ -1309,6 +1321,20 @@ mod tests {
     }
 
     const HEAD: &str = "suite: t\nprotocol: line\ncases:\n  - id: a\n    steps:\n";
+
+    #[test]
+    fn switch_changes_the_vocabulary_of_its_connection() {
+        let upgrade = "suite: t\nprotocol: http2\ncases:\n  - id: a\n    steps:\n      - connect: { name: c, protocol: http }\n      - send: { method: GET, target: / }\n      - expect: { status: 101 }\n";
+        // After the switch, HTTP/2's frames are the vocabulary; before it, HTTP/1.1's messages.
+        let s = load(&format!("{upgrade}      - switch: http2\n      - send: {{ preface: true }}\n")).unwrap();
+        assert!(matches!(&s.cases[0].steps[3].kind, StepKind::Switch(p) if p == "http2"));
+        let e = load(&format!("{upgrade}      - send: {{ preface: true }}\n")).unwrap_err();
+        assert!(e.contains("preface"), "{e}");
+        let e = load(&format!("{upgrade}      - switch: htp2\n")).unwrap_err();
+        assert!(e.contains("unknown protocol 'htp2'") && e.contains("http2"), "{e}");
+        let e = load("suite: t\nprotocol: http2\ncases:\n  - id: a\n    steps:\n      - switch: http2\n").unwrap_err();
+        assert!(e.contains("switch needs a connection"), "{e}");
+    }
 
     #[test]
     fn loads_steps_with_locations() {

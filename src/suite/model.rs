@@ -169,6 +169,10 @@ pub enum StepKind {
     Close,
     /// Half-close: shutdown our write side (the peer reads EOF).
     Shutdown,
+    /// The connection carries on in another protocol (named) from the byte after the message
+    /// that handed it over (HTTP/1.1's 101 to `Upgrade: h2c`): later steps on it use that
+    /// protocol's vocabulary and codecs.
+    Switch(String),
     /// Branches that run at the same time.
     Parallel(Vec<Vec<Step>>),
     /// Steps run several times, with a counter variable.
@@ -383,6 +387,7 @@ impl StepKind {
             StepKind::Collect(_) => "collect",
             StepKind::Close => "close",
             StepKind::Shutdown => "shutdown",
+            StepKind::Switch(_) => "switch",
             StepKind::Parallel(_) => "parallel",
             StepKind::Repeat(_) => "repeat",
             StepKind::ExpectOutput(_) => "expect_output",

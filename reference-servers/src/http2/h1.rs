@@ -3,23 +3,17 @@
 //! the same files and `/echo` as over HTTP/2. A request body is taken only by
 //! Content-Length; chunked ones get 411 so the client can send a length.
 //!
-//! `Upgrade: h2c` (RFC 7540 §3.2; gone from RFC 9113 but still what h2c
-//! clients send) is not taken up. After a `101 Switching Protocols` the
-//! upgrade request becomes stream 1 of the HTTP/2 connection, half-closed by
-//! the client, and its response must be sent on that stream. `h2` can only
-//! start a server connection from the client's preface
-//! (`server::handshake`): it has no way to take a request that came in
-//! HTTP/1.1 as an implicit stream 1, so the response would have nowhere to
-//! go. The server therefore does what RFC 9110 §7.8 allows and ignores
-//! Upgrade: the request is answered in HTTP/1.1 (200 for a file), and a
-//! client that wants HTTP/2 here uses prior knowledge.
+//! A body-less request with `Upgrade: h2c` switches the connection to HTTP/2
+//! (`upgrade.rs`).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::site::{self, Body, Reply, Resource, MAX_ECHO};
+use super::upgrade;
 use super::Config;
 use crate::guard::Stream;
 
@@ -56,7 +50,7 @@ impl Head {
 }
 
 /// Serves the one request on `stream`, whose first bytes (`buf`) have been read already.
-pub(super) async fn serve(mut stream: Stream, mut buf: Vec<u8>, config: &Config) {
+pub(super) async fn serve(mut stream: Stream, mut buf: Vec<u8>, config: &Arc<Config>) {
     let (head, used) = loop {
         match parse(&buf) {
             Ok(Some(parsed)) => break parsed,
@@ -72,6 +66,11 @@ pub(super) async fn serve(mut stream: Stream, mut buf: Vec<u8>, config: &Config)
         }
     };
     buf.drain(..used);
+    if let Ok(length) = checked_length(&head) {
+        if let Some(offer) = upgrade::offered(&head.method, &head.target, &head.fields, length) {
+            return upgrade::switch(stream, offer, buf, config).await;
+        }
+    }
     let reply = match checked_length(&head) {
         Err(status) => Reply::status(status),
         Ok(length) => match site::resource(&head.target) {

@@ -5,8 +5,8 @@
 //! One port speaks both versions. A connection whose first bytes are the
 //! HTTP/2 preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, "prior knowledge",
 //! RFC 9113 §3.3) is HTTP/2; anything else is HTTP/1.1, one request per
-//! connection (`h1.rs`). An `Upgrade: h2c` request is answered in HTTP/1.1
-//! without upgrading (see `h1.rs` for why).
+//! connection (`h1.rs`), unless it asks for `Upgrade: h2c` (`upgrade.rs`):
+//! then a 101 and HTTP/2, the request answered on stream 1.
 //!
 //! What is served (`site.rs`): GET and HEAD of the files under `root`
 //! (default `fixtures/www`, as for `http`), confined to it with symlinks
@@ -50,6 +50,7 @@ mod fault;
 mod h1;
 mod site;
 mod stream;
+mod upgrade;
 
 use fault::Faults;
 use site::Site;

@@ -166,6 +166,12 @@ impl Framer {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Frames what is pending, and all that comes after, with `codec` (a connection handed over
+    /// to another protocol).
+    pub fn switch(&mut self, codec: Box<dyn Codec>) {
+        self.codec = codec;
+    }
+
     /// Tells the codec what went the other way (see [`Codec::peer_sent`]).
     pub fn peer_sent(&mut self, bytes: &[u8]) {
         self.codec.peer_sent(bytes);
