@@ -155,6 +155,9 @@ fn goodbye() -> Goodbye {
 
 /// Tells HTTP/2 with prior knowledge from HTTP/1.1 by the first bytes, then serves the connection.
 async fn handle(mut stream: Stream, config: Arc<Config>) {
+    // h2 writes small frames as they come (SETTINGS, its ACK, a HEADERS): with Nagle each waits
+    // for the client's delayed ACK of the one before.
+    let _ = stream.set_nodelay(true);
     let mut first = Vec::new();
     match timeout(config.idle, sniff(&mut stream, &mut first)).await {
         Ok(Ok(true)) => {
