@@ -63,3 +63,65 @@ fn a_case_pcapng_names_the_case_and_the_failing_step() {
     assert!(text.contains("wirecheck: tcp-upper::non-ascii (Fail)"), "no case comment");
     assert!(text.contains("failed at suites/tcp-upper.yaml:"), "no failing-step comment");
 }
+
+/// A case's capture keeps its times: the packets fall within the run's wall-clock window, and the
+/// time from the first packet to the last is the time from the case's first socket event to its
+/// last, within 1 ms (the pcapng says its units, so Wireshark reads the same).
+#[test]
+fn a_case_capture_has_the_case_s_times() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cap = dir.path().to_str().expect("utf-8 path");
+    let before = std::time::SystemTime::now();
+    let (code, out, report) = run_json(&["tcp-upper", "--case", "byte-by-byte", "--capture", cap]);
+    let after = std::time::SystemTime::now();
+    if out.contains("warning: --capture:") {
+        eprintln!("SKIPPED: capturing is not permitted here:\n{out}");
+        return;
+    }
+    assert_eq!(code, 0, "{out}");
+    let since_epoch = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let times: Vec<std::time::Duration> = wirecheck::capture::file::open(&dir.path().join("tcp-upper/byte-by-byte.pcapng"))
+        .expect("the case's capture")
+        .map(|p| p.expect("a packet").ts)
+        .collect();
+    let (first, last) = (times[0], times[times.len() - 1]);
+    assert!(since_epoch(before) <= first && last <= since_epoch(after), "{first:?}..{last:?}");
+    // The file read as any pcapng reader does: the first packet's raw timestamp in the units its
+    // interface declares (if_tsresol, option 9; microseconds when absent).
+    let bytes = std::fs::read(dir.path().join("tcp-upper/byte-by-byte.pcapng")).unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let (mut at, mut resol, mut raw) = (0, 6u32, None);
+    while at + 8 <= bytes.len() && raw.is_none() {
+        let (kind, len) = (u32_at(at), u32_at(at + 4) as usize);
+        if kind == 1 {
+            let mut o = at + 16;
+            while o + 4 <= at + len - 4 && u16::from_le_bytes([bytes[o], bytes[o + 1]]) != 0 {
+                let (code, olen) = (
+                    u16::from_le_bytes([bytes[o], bytes[o + 1]]),
+                    u16::from_le_bytes([bytes[o + 2], bytes[o + 3]]),
+                );
+                if code == 9 {
+                    resol = u32::from(bytes[o + 4]);
+                }
+                o += 4 + usize::from(olen).div_ceil(4) * 4;
+            }
+        } else if kind == 6 {
+            raw = Some(u64::from(u32_at(at + 12)) << 32 | u64::from(u32_at(at + 16)));
+        }
+        at += len;
+    }
+    let seconds = raw.expect("an enhanced packet block") as f64 / 10f64.powi(resol as i32);
+    assert!(
+        (seconds - first.as_secs_f64()).abs() < 1e-3,
+        "{seconds} s by if_tsresol {resol}, {first:?} read"
+    );
+    let events = report["cases"][0]["dialogue"]["events"].as_array().expect("events");
+    let t = |e: &serde_json::Value| e["t_us"].as_i64().expect("t_us");
+    let recorded = t(events.last().unwrap()) - t(&events[0]);
+    let captured = (last - first).as_micros() as i64;
+    assert!(recorded > 50_000, "byte-by-byte lasts a while: {recorded} µs");
+    assert!(
+        (captured - recorded).abs() < 1_000,
+        "captured {captured} µs, recorded {recorded} µs"
+    );
+}

@@ -117,8 +117,11 @@ fn to_pcapng(bytes: &[u8]) -> Vec<u8> {
     let mut rd = PcapReader::new(bytes).unwrap();
     let nanos = rd.header().ts_resolution == pcap_file::TsResolution::NanoSecond;
     let mut w = PcapNgWriter::new(Vec::new()).unwrap();
-    w.write_pcapng_block(InterfaceDescriptionBlock::new(rd.header().datalink, 65535))
-        .unwrap();
+    // pcap-file writes enhanced packet timestamps in nanoseconds: if_tsresol 9 says so.
+    let mut idb = InterfaceDescriptionBlock::new(rd.header().datalink, 65535);
+    idb.options
+        .push(pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfTsResol(9));
+    w.write_pcapng_block(idb).unwrap();
     while let Some(p) = rd.next_raw_packet() {
         let p = p.unwrap();
         w.write_pcapng_block(EnhancedPacketBlock {

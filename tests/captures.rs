@@ -3,6 +3,7 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use wirecheck::capture::{self, file, Capture, FileError, Options};
 
@@ -565,5 +566,26 @@ fn streaming_decode_ties_data_connections_handed_over_before_or_after_their_cont
         let t = cap.conversations.iter().find(|c| c.number == n).unwrap().transcript();
         assert!(t.contains("RETR robots.txt -> data 10.0.0.2:30001 <- 10.0.0.1:4100"), "{t}");
         assert!(t.contains(", 77 bytes, sha256 "), "{t}");
+    }
+}
+
+/// pcapng timestamps are in the units each interface declares (`if_tsresol`; microseconds when it
+/// says nothing) and pcap ones in the file's: the same packets captured by dumpcap and rewritten by
+/// editcap read the same times as capinfos gives for them (fixtures/captures/CREDITS.md).
+#[test]
+fn timestamps_follow_each_format_s_units() {
+    // 2026-12-06 21:13:03 UTC.
+    const FIRST: u64 = 1_796_591_583;
+    let times = |name: &str| -> Vec<Duration> { file::open(&dir().join(name)).unwrap().map(|p| p.unwrap().ts).collect() };
+    let ns = times("http-dumpcap-ns.pcapng");
+    assert_eq!(ns.len(), 24);
+    assert_eq!(ns[0], Duration::new(FIRST, 788_788_581));
+    assert_eq!(ns[23] - ns[0], Duration::from_nanos(14_423_369));
+    assert_eq!(times("http-dumpcap-ns.pcap"), ns);
+    let us = times("http-dumpcap-us.pcapng");
+    assert_eq!(us[0], Duration::new(FIRST, 788_788_000));
+    assert_eq!(us[23] - us[0], Duration::from_micros(14_423));
+    for (a, b) in us.iter().zip(&ns) {
+        assert!(*b - *a < Duration::from_micros(1), "{a:?} vs {b:?}");
     }
 }

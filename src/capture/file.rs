@@ -73,6 +73,34 @@ const PCAP_MAGICS: [[u8; 4]; 4] = [
     [0xa1, 0xb2, 0x3c, 0x4d],
 ];
 
+/// A pcapng timestamp in its interface's units as time since the epoch: `if_tsresol` (RFC draft
+/// pcapng §4.2: a power of 10, or of 2 with the high bit set; 10^-6 when absent) and
+/// `if_tsoffset` (seconds added to every timestamp).
+fn pcapng_time(units: u64, options: &[pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption]) -> Duration {
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption as Opt;
+    let mut resol = 6u8;
+    let mut offset = 0i64;
+    for o in options {
+        match o {
+            Opt::IfTsResol(r) => resol = *r,
+            Opt::IfTsOffset(o) => offset = *o as i64,
+            _ => {}
+        }
+    }
+    let units = u128::from(units);
+    let nanos: u128 = if resol & 0x80 != 0 {
+        // 2^-n seconds per unit.
+        let n = u32::from(resol & 0x7f).min(127);
+        (units * 1_000_000_000) >> n
+    } else if resol <= 9 {
+        units * 10u128.pow(u32::from(9 - resol))
+    } else {
+        units / 10u128.pow(u32::from(resol.min(38) - 9))
+    };
+    let secs = (nanos / 1_000_000_000) as i128 + i128::from(offset);
+    Duration::new(secs.clamp(0, i128::from(u64::MAX)) as u64, (nanos % 1_000_000_000) as u32)
+}
+
 /// Streams the packets of a pcap or pcapng file read through `R`.
 pub type Reader = CaptureReader<std::io::Chain<std::io::Cursor<Vec<u8>>, Box<dyn Read>>>;
 
@@ -196,15 +224,17 @@ impl<R: Read> Iterator for CaptureReader<R> {
                 };
                 let offset = self.offset;
                 self.offset += len;
-                let (iface, ts, orig_len, data) = match block {
-                    Block::EnhancedPacket(p) => (p.interface_id, p.timestamp, p.original_len, p.data.into_owned()),
-                    Block::SimplePacket(p) => (0, Duration::ZERO, p.original_len, p.data.into_owned()),
-                    Block::Packet(p) => (
-                        u32::from(p.interface_id),
-                        Duration::from_micros(p.timestamp),
+                // pcap-file hands an enhanced packet's timestamp over as if its units were
+                // nanoseconds; they are the interface's `if_tsresol` (microseconds by default).
+                let (iface, units, orig_len, data) = match block {
+                    Block::EnhancedPacket(p) => (
+                        p.interface_id,
+                        Some(p.timestamp.as_nanos() as u64),
                         p.original_len,
                         p.data.into_owned(),
                     ),
+                    Block::SimplePacket(p) => (0, None, p.original_len, p.data.into_owned()),
+                    Block::Packet(p) => (u32::from(p.interface_id), Some(p.timestamp), p.original_len, p.data.into_owned()),
                     // Section headers, interface descriptions (the reader keeps them), statistics,
                     // name resolution and unknown blocks carry no packet.
                     _ => continue,
@@ -216,6 +246,7 @@ impl<R: Read> Iterator for CaptureReader<R> {
                     ));
                 };
                 let linktype = u32::from(idb.linktype);
+                let ts = units.map_or(Duration::ZERO, |u| pcapng_time(u, &idb.options));
                 self.number += 1;
                 return Some(Ok(RawPacket {
                     number: self.number,

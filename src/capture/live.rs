@@ -321,17 +321,19 @@ pub fn raw_packets(packets: &[Packet]) -> impl Iterator<Item = Result<RawPacket,
 /// Writes `packets` as a pcapng file (one Ethernet interface, `comments[i]` on packet i when set).
 pub fn write_pcapng(path: &Path, packets: &[Packet], comments: &BTreeMap<usize, String>) -> std::io::Result<()> {
     use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
-    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
     use pcap_file::pcapng::PcapNgWriter;
     use std::borrow::Cow;
     let io = |e: pcap_file::PcapError| std::io::Error::other(e.to_string());
     let tmp = path.with_extension("pcapng.part");
     let file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     let mut w = PcapNgWriter::new(file).map_err(io)?;
+    // pcap-file writes an enhanced packet's timestamp in nanoseconds: the interface must say so
+    // (if_tsresol 9), or readers take them for the default microseconds.
     w.write_pcapng_block(InterfaceDescriptionBlock {
         linktype: pcap_file::DataLink::ETHERNET,
         snaplen: SNAPLEN as u32,
-        options: vec![],
+        options: vec![InterfaceDescriptionOption::IfTsResol(9)],
     })
     .map_err(io)?;
     for (i, p) in packets.iter().enumerate() {
