@@ -32,7 +32,7 @@ pub struct RunArgs {
     /// Also write a report: json:PATH or junit:PATH ('-' is stdout).
     #[arg(long = "report", value_name = "FORMAT:PATH")]
     pub reports: Vec<ReportSpec>,
-    /// Cases at once (default: cores for reference servers, 1 for --exec/--target).
+    /// Cases at once (default: 48 against the bundled references, which mostly wait on sockets; 1 for --exec/--target).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
     /// Multiply every step timeout (e.g. 3 on a slow grading machine).

@@ -27,6 +27,8 @@ pub struct Console {
     /// Why cases could not run, as already shown: a program that does not start is explained
     /// once, with its stderr, not again for every case.
     shown_errors: std::collections::HashSet<String>,
+    /// The case that took longest so far: a run lasts at least that long whatever `--jobs` is.
+    longest: Option<(std::time::Duration, String)>,
 }
 
 impl Console {
@@ -37,6 +39,7 @@ impl Console {
             bar: None,
             verbose,
             shown_errors: std::collections::HashSet::new(),
+            longest: None,
         }
     }
 
@@ -68,6 +71,9 @@ impl Reporter for Console {
     }
 
     fn case_finished(&mut self, r: &CaseResult) {
+        if self.longest.as_ref().is_none_or(|(d, _)| r.duration > *d) {
+            self.longest = Some((r.duration, r.name()));
+        }
         let case = r.case();
         let (style, word) = match r.verdict {
             Verdict::Pass => (GREEN, "PASS"),
@@ -143,6 +149,14 @@ impl Reporter for Console {
             fmt_points(s.max_points),
             s.duration_ms as f64 / 1000.0
         ));
+        if let Some((d, name)) = self
+            .longest
+            .as_ref()
+            .filter(|_| s.passed + s.failed + s.errors + s.not_applicable > 1)
+        {
+            // On its own line, so the summary line keeps its shape for scripts that read it.
+            text.push_str(&format!("{DIM}longest case: {name}, {:.1}s{DIM:#}\n", d.as_secs_f64()));
+        }
         self.print(&text);
         Ok(())
     }
