@@ -1,9 +1,9 @@
-//! The `wirecheck` command line: run, list, serve, decode, grade, merge.
+//! The `wirecheck` command line: run, list, serve, decode, grade, merge, check, completions, man.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use wirecheck::cli::{self, check::CheckArgs, decode::DecodeArgs, grade, list::ListArgs, run::RunArgs, serve::ServeArgs};
 use wirecheck::run::sandbox;
@@ -18,11 +18,13 @@ Examples:
   wirecheck run tcp-upper --exec 'python3 server.py {port}'
   wirecheck run udp-pinger --exec 'python3 client.py 127.0.0.1 {port}'
   wirecheck run tcp-upper --target 127.0.0.1:12000 --case 'split-*'
+  wirecheck run tcp-upper --exec 'python3 server.py {port}' --failed   only what failed last time
   wirecheck run tcp-upper --exec 'python3 server.py {port}' --limit cpu=2s --limit memory=256M
       --limit processes=64 --user wirecheck-sandbox --cwd alice/ --isolate   (as root: confined)
   wirecheck run --report junit:results.xml --report json:-
   wirecheck run http --capture captures/          one pcapng per case, open them in Wireshark
   wirecheck list --format json
+  wirecheck list http --tag conditional
   wirecheck serve tcp-upper --port 12000";
 
 #[derive(Parser)]
@@ -58,6 +60,20 @@ enum Command {
     /// Check a capture: each protocol's passive rules, a suite case's expectations, or a stored transcript.
     #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  wirecheck completions bash > ~/.local/share/bash-completion/completions/wirecheck\n  wirecheck completions zsh > ~/.zfunc/_wirecheck\n  wirecheck completions fish > ~/.config/fish/completions/wirecheck.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): wirecheck's, or one command's.
+    #[command(after_help = "Examples:\n  wirecheck man > wirecheck.1 && man ./wirecheck.1\n  wirecheck man run > wirecheck-run.1")]
+    Man {
+        /// A command (run, grade, check, ...): its own page, with every option.
+        command: Option<String>,
+    },
 }
 
 const CHECK_HELP: &str = "\
@@ -95,6 +111,35 @@ Examples:
 
 fn main() -> ExitCode {
     let parsed = Cli::parse();
+    match &parsed.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "wirecheck", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { command } => {
+            let top = Cli::command();
+            let page = match command {
+                None => top,
+                Some(name) => match top.find_subcommand(name) {
+                    // A command's page is named as man names them: wirecheck-run(1).
+                    Some(sub) => sub.clone().name(format!("wirecheck-{name}")).version(env!("CARGO_PKG_VERSION")),
+                    None => {
+                        let known: Vec<_> = top.get_subcommands().map(|c| c.get_name().to_string()).collect();
+                        eprintln!("error: no command '{name}'; commands: {}", known.join(", "));
+                        return ExitCode::from(cli::USAGE as u8);
+                    }
+                },
+            };
+            return match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the manual page: {e}");
+                    ExitCode::from(cli::USAGE as u8)
+                }
+            };
+        }
+        _ => {}
+    }
     // A network namespace belongs to the thread that makes it and the threads it starts after:
     // enter it before the runtime's threads exist.
     let isolate = match &parsed.command {
@@ -124,6 +169,7 @@ fn main() -> ExitCode {
             Command::Check(args) => cli::check::check(args).await,
             Command::Grade(args) => grade::grade(args).await,
             Command::Merge(args) => grade::merge(args),
+            Command::Completions { .. } | Command::Man { .. } => unreachable!("answered before the runtime starts"),
         }
     });
     // Background tasks (pipes of killed targets) must not keep the process alive.

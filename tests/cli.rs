@@ -393,3 +393,84 @@ fn start_arguments_and_expect_file_pass_and_fail_as_tagged() {
     assert_eq!(failed, must_fail, "{out}");
     assert_eq!(cases_with(&report, "pass").len(), suite.cases.len() - must_fail.len(), "{out}");
 }
+
+/// `run --failed` re-runs what failed last time from this folder against the same command, and
+/// says so when nothing is left; the record lives in the user's cache folder, not the working tree.
+#[test]
+fn failed_reruns_the_cases_that_failed_last_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let server = dir.path().join("server.py");
+    let exec = format!("python3 {} {{port}}", server.display());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "tcp-upper", "--exec", exec.as_str()];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wirecheck"))
+            .args(&args)
+            .current_dir(root())
+            .env("NO_COLOR", "1")
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .expect("wirecheck runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, out) = run(&["--failed"]);
+    assert_eq!(code, 2, "nothing recorded yet:\n{out}");
+    assert!(out.contains("run once without --failed"), "{out}");
+
+    std::fs::copy(root().join("fixtures/students/tcp_upper_single_recv.py"), &server).unwrap();
+    let (code, all) = run(&[]);
+    assert_eq!(code, 1, "{all}");
+    let failed: Vec<&str> = all.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert!(!failed.is_empty() && all.contains("PASS "), "{all}");
+    let (code, again) = run(&["--failed"]);
+    assert_eq!(code, 1, "{again}");
+    assert!(!again.contains("PASS "), "only the failed cases run:\n{again}");
+    assert_eq!(again.lines().filter(|l| l.starts_with("FAIL ")).count(), failed.len(), "{again}");
+
+    // Fixed: the same command passes them, and then nothing is left to re-run.
+    std::fs::copy(root().join("fixtures/students/tcp_upper_server.py"), &server).unwrap();
+    let (code, fixed) = run(&["--failed"]);
+    assert_eq!(code, 0, "{fixed}");
+    assert_eq!(fixed.lines().filter(|l| l.starts_with("PASS ")).count(), failed.len(), "{fixed}");
+    let (code, none) = run(&["--failed"]);
+    assert_eq!(code, 0, "{none}");
+    assert!(none.contains("nothing to re-run"), "{none}");
+    assert!(!root().join(".wirecheck").exists());
+}
+
+/// Completions and man pages come from the same definitions as --help.
+#[test]
+fn completions_and_man_pages() {
+    let (out, _) = wirecheck(&["completions", "bash"]);
+    let bash = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && bash.contains("_wirecheck()") && bash.contains("--failed"),
+        "{bash}"
+    );
+    let (out, _) = wirecheck(&["man", "run"]);
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH wirecheck-run 1") && page.contains("\\-\\-failed"), "{page}");
+    let (out, _) = wirecheck(&["man"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".SH SUBCOMMANDS"));
+    let (out, _) = wirecheck(&["man", "runn"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("commands: run, list"));
+}
+
+/// `list --tag/--case` picks cases as `run` does.
+#[test]
+fn list_filters_like_run() {
+    let (out, _) = wirecheck(&["list", "http", "--tag", "conditional", "--case", "if-none-match-*"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let cases: Vec<&str> = text.lines().filter(|l| l.starts_with("  http::")).collect();
+    assert!(cases.len() >= 2, "{text}");
+    assert!(
+        cases.iter().all(|l| l.contains("::if-none-match-") && l.contains("conditional")),
+        "{text}"
+    );
+    let (out, _) = wirecheck(&["list", "--tag", "no-such-tag"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -70,6 +70,12 @@ pub enum UsageError {
     /// The `--tag`/`--case` filters leave no case.
     #[error("no case matches the --tag/--case filters (see `wirecheck list`)")]
     NothingSelected,
+    /// `run --failed` with no earlier run recorded from this folder against this target.
+    #[error("--failed: no earlier run from this folder against this target is recorded; run once without --failed")]
+    NoLastRun,
+    /// `run --failed` when the last run left nothing failing.
+    #[error("--failed: every case passed the last time it ran from this folder against this target; nothing to re-run")]
+    NothingFailed,
     /// A `serve --option` that is not KEY=VALUE.
     #[error("--option '{0}' is not KEY=VALUE")]
     ServerOption(String),
@@ -202,6 +208,11 @@ impl UsageError {
         match self {
             UsageError::Suites(all) => all.iter().for_each(|e| eprint!("{e}")),
             UsageError::Assignment(e) => eprint!("{e}"),
+            // Nothing to re-run is good news, not a usage error.
+            UsageError::NothingFailed => {
+                eprintln!("wirecheck: {self}");
+                return 0;
+            }
             _ => {}
         }
         eprintln!("error: {self}");

@@ -8,6 +8,7 @@ pub mod check;
 pub mod decode;
 mod error;
 pub mod grade;
+pub mod last_run;
 pub mod list;
 mod load;
 pub mod run;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::UsageError;
-use super::load;
+use super::{last_run, load};
 use crate::report::{Console, Fanout, ReportSpec};
 use crate::run::sandbox::{self, Limits, RunAs, Sandbox};
 use crate::run::{self, Reporter, RunOptions, TargetSpec};
@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// Only cases whose id or suite::id matches this glob (repeatable).
     #[arg(long = "case", value_name = "GLOB")]
     pub cases: Vec<String>,
+    /// Only the cases that failed the last time they ran from this folder against this target.
+    #[arg(long)]
+    pub failed: bool,
     /// Also write a report: json:PATH or junit:PATH ('-' is stdout).
     #[arg(long = "report", value_name = "FORMAT:PATH")]
     pub reports: Vec<ReportSpec>,
@@ -78,12 +81,38 @@ pub struct RunConfig {
     pub verbose: bool,
     /// Options that are accepted but do less than asked (printed before the run).
     pub notes: Vec<String>,
+    /// Where the run's verdicts are recorded for a later `--failed` (none: not recorded).
+    pub record: Option<String>,
 }
 
 impl RunArgs {
     /// Checks every option, loads the suites and resolves `--target`: nothing runs yet.
-    pub fn resolve(self) -> Result<RunConfig, UsageError> {
+    pub fn resolve(mut self) -> Result<RunConfig, UsageError> {
         let suites = load::suites(&self.suites)?;
+        let record = last_run::key(self.exec.as_deref(), self.target.as_deref());
+        if self.failed {
+            match last_run::failed(&record) {
+                None => return Err(UsageError::NoLastRun),
+                Some(names) if names.is_empty() => return Err(UsageError::NothingFailed),
+                // Exact names: a case id holds no glob characters.
+                Some(names) if self.cases.is_empty() => self.cases = names,
+                // With --case too: the failed cases among those it picks.
+                Some(names) => {
+                    let picked: Vec<glob::Pattern> = self.cases.iter().filter_map(|c| glob::Pattern::new(c).ok()).collect();
+                    self.cases = names
+                        .into_iter()
+                        .filter(|n| {
+                            picked
+                                .iter()
+                                .any(|g| g.matches(n) || n.rsplit("::").next().is_some_and(|id| g.matches(id)))
+                        })
+                        .collect();
+                    if self.cases.is_empty() {
+                        return Err(UsageError::NothingSelected);
+                    }
+                }
+            }
+        }
         let case_globs = self
             .cases
             .iter()
@@ -144,6 +173,7 @@ impl RunArgs {
             reports: self.reports,
             verbose: self.verbose,
             notes,
+            record: Some(record),
         })
     }
 }
@@ -214,6 +244,9 @@ pub async fn execute(config: RunConfig) -> i32 {
         reporters.push(Box::new(Console::new(config.verbose)));
     }
     reporters.extend(config.reports.iter().map(ReportSpec::reporter));
+    if let Some(key) = config.record {
+        reporters.push(Box::new(super::last_run::LastRun::new(key)));
+    }
     let mut fan = Fanout(reporters);
     // Install the handlers before any target starts, so no signal can slip in between.
     let interrupted = run::interrupted();
