@@ -180,6 +180,69 @@ fn a_submission_that_does_not_build_scores_zero_with_every_case_listed() {
     assert!(out.contains("build failed"), "{out}");
 }
 
+/// Grading a folder says why a submission scored 0 (its build failed, its program did not start),
+/// and the roster has a status and a build column; an empty folder is a usage error.
+#[test]
+fn a_class_roster_says_why_a_submission_scored_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let subs = dir.path().join("class");
+    for (name, code) in [
+        ("broken", "def broken(:\n    pass\n"),
+        // Builds (it compiles) but exits at once: nothing ever listens.
+        ("quits", "import sys\nsys.exit(0)\n"),
+    ] {
+        std::fs::create_dir_all(subs.join(name)).unwrap();
+        std::fs::write(subs.join(name).join("WebServer.py"), code).unwrap();
+    }
+    std::fs::create_dir_all(subs.join("good")).unwrap();
+    std::fs::copy(
+        root().join(format!("{STUDENT}/http_textbook_server.py")),
+        subs.join("good/WebServer.py"),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("grades");
+    let (o, _) = wirecheck(&[
+        "grade",
+        "ci/assignments/webserver.yaml",
+        "--submissions",
+        subs.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--retries",
+        "0",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("broken").contains("0 of") && line("broken").contains("build failed: "),
+        "{text}"
+    );
+    assert!(line("quits").contains("the program did not start: "), "{text}");
+    assert!(!line("good").contains("not passed"), "{text}");
+    let csv = std::fs::read_to_string(out_dir.join("roster.csv")).unwrap();
+    let row = |name: &str| {
+        csv.lines()
+            .find(|l| l.starts_with(&format!("{name},")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("broken").contains(",build failed,failed,"), "{csv}");
+    assert!(row("quits").contains(",did not start,ok,"), "{csv}");
+    assert!(row("good").contains(",graded,ok,,"), "{csv}");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (o, _) = wirecheck(&["grade", "ci/assignments/webserver.yaml", "--submissions", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no submissions in"));
+}
+
 /// Perl's `prove` reads the TAP report as it is meant: an all-pass grade passes, a failed case or
 /// a failed build fails (TAP version 13, a build that failed is a test that failed).
 #[test]
@@ -585,7 +648,10 @@ fn fifty_submissions_two_at_a_time_then_shards_and_merge() {
     }
     let csv = std::fs::read_to_string(full.join("roster.csv")).unwrap();
     assert_eq!(csv.lines().count(), 51);
-    assert!(csv.starts_with("submission,score,max,failed,duration_s\nstudent00,"), "{csv}");
+    assert!(
+        csv.starts_with("submission,score,max,status,build,failed,duration_s\nstudent00,"),
+        "{csv}"
+    );
 
     // Three shards: disjoint, covering, and merged back into the same roster.
     let mut shard_rosters = Vec::new();

@@ -70,6 +70,12 @@ pub enum UsageError {
     /// The `--tag`/`--case` filters leave no case.
     #[error("no case matches the --tag/--case filters (see `wirecheck list`)")]
     NothingSelected,
+    /// `grade --submissions` on a folder with nothing in it.
+    #[error("no submissions in {}: put each one there as a file or a folder", dir.display())]
+    NoSubmissions {
+        /// The folder.
+        dir: PathBuf,
+    },
     /// `run --failed` with no earlier run recorded from this folder against this target.
     #[error("--failed: no earlier run from this folder against this target is recorded; run once without --failed")]
     NoLastRun,

@@ -189,6 +189,9 @@ impl GradeArgs {
                 dir: dir.to_path_buf(),
             });
         }
+        if all.is_empty() {
+            return Err(UsageError::NoSubmissions { dir: dir.to_path_buf() });
+        }
         let picked = match self.shard {
             Some(s) => roster::shard(&all, s),
             None => all.clone(),
@@ -356,6 +359,7 @@ async fn grade_many(
     );
     let interrupted = crate::run::interrupted();
     tokio::pin!(interrupted);
+    let bar = progress(picked.len());
     let mut entries: Vec<Entry> = Vec::new();
     let mut failed_writes = false;
     {
@@ -385,20 +389,36 @@ async fn grade_many(
                 failed_writes = true;
             }
             let e = Entry::from_grade(&g);
-            println!(
+            // Why a submission scored what it did, when it is not its cases' doing.
+            let why = match (&g.build.ok, g.target_errors.first()) {
+                (false, _) => format!(
+                    "; build failed: {}",
+                    first_line(g.build.error.as_deref().unwrap_or(&g.build.output))
+                ),
+                (true, Some(err)) => format!("; the program did not start: {}", first_line(err)),
+                (true, None) if e.failed.is_empty() => String::new(),
+                (true, None) => format!("; not passed: {}", e.failed.join(", ")),
+            };
+            let line = format!(
                 "{}: {} of {} points{} ({:.1}s)",
-                e.submission,
+                crate::report::escape::visible_controls(&e.submission),
                 score::fmt_points(e.score),
                 score::fmt_points(e.max),
-                if e.failed.is_empty() {
-                    String::new()
-                } else {
-                    format!("; not passed: {}", e.failed.join(", "))
-                },
+                why,
                 e.duration_s
             );
+            match &bar {
+                Some(b) => {
+                    b.suspend(|| println!("{line}"));
+                    b.inc(1);
+                }
+                None => println!("{line}"),
+            }
             entries.push(e);
         }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     entries.sort_by(|x, y| x.submission.cmp(&y.submission));
     let r = Roster {
@@ -423,6 +443,31 @@ async fn grade_many(
         2
     } else {
         0
+    }
+}
+
+/// A progress bar for many submissions, on an interactive terminal only (a bar in a CI log is
+/// noise).
+fn progress(total: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if total < 2 || !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} submissions, {eta} left") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(bar)
+}
+
+/// The first non-empty line of `text`, shortened for a one-line summary.
+fn first_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(no output)");
+    let line = crate::report::escape::visible_controls(line);
+    match line.char_indices().nth(160) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.into_owned(),
     }
 }
 

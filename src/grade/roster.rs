@@ -23,6 +23,14 @@ pub struct Entry {
     pub duration_s: f64,
     /// Whether the build gate passed.
     pub build_ok: bool,
+    /// `graded`, `build failed` (no case ran), `did not start` (the program could not be started
+    /// or reached), or `out of time` (the time budget ran out before every case ran).
+    #[serde(default = "graded")]
+    pub status: String,
+}
+
+fn graded() -> String {
+    "graded".into()
 }
 
 impl Entry {
@@ -35,6 +43,13 @@ impl Entry {
             failed: g.cases.iter().filter(|c| !c.status.is_ok()).map(|c| c.name.clone()).collect(),
             duration_s: (g.duration.as_secs_f64() * 1000.0).round() / 1000.0,
             build_ok: g.build.ok,
+            status: match () {
+                _ if !g.build.ok => "build failed",
+                _ if !g.target_errors.is_empty() => "did not start",
+                _ if g.budget_exhausted => "out of time",
+                _ => "graded",
+            }
+            .into(),
         }
     }
 }
@@ -59,15 +74,18 @@ pub struct Roster {
 }
 
 impl Roster {
-    /// The CSV: `submission,score,max,failed,duration_s` (failed cases separated by `;`).
+    /// The CSV: `submission,score,max,status,build,failed,duration_s` (failed cases separated by
+    /// `;`; build `ok` or `failed`).
     pub fn csv(&self) -> String {
-        let mut out = String::from("submission,score,max,failed,duration_s\n");
+        let mut out = String::from("submission,score,max,status,build,failed,duration_s\n");
         for e in &self.submissions {
             out.push_str(&format!(
-                "{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{}\n",
                 csv_field(&e.submission),
                 e.score,
                 e.max,
+                e.status,
+                if e.build_ok { "ok" } else { "failed" },
                 csv_field(&e.failed.join(";")),
                 e.duration_s
             ));
