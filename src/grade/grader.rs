@@ -165,8 +165,9 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
         let cmd = fill(&part.start, main.as_deref());
         let base = RunOptions {
             target: TargetSpec::Exec(cmd),
-            // One case at a time: a student's server may serve one client at a time by design.
-            jobs: Some(1),
+            // Cases run side by side, each against its own instance of the program, except in
+            // suites whose cases share one (`instances: shared`), which take turns.
+            jobs: None,
             timeout_scale: a.timeout_scale,
             tags: part.tags.clone(),
             case_globs: part.case_globs.clone(),

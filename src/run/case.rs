@@ -45,6 +45,10 @@ pub struct Failure {
     /// The failing step was a send the program cut short by going away.
     #[serde(skip)]
     pub send_cut_short: bool,
+    /// The failing step waited its whole timeout and the program sent nothing at all: a program
+    /// that hangs (the runner then gives the suite's later cases instances of their own).
+    #[serde(skip)]
+    pub silent_timeout: bool,
     /// The server under test exited by itself, with status 0, during the case.
     #[serde(skip)]
     pub server_exited_cleanly: bool,
@@ -736,7 +740,10 @@ impl Ctx {
                 RecvError::Timeout { .. } => format!("nothing within {waited:?}"),
                 _ => err.to_string(),
             };
-            Failure::at(step, err.to_string()).with(expected, got)
+            let silent = matches!(&err, RecvError::Timeout { partial } if partial.is_empty());
+            let mut f = Failure::at(step, err.to_string()).with(expected, got);
+            f.silent_timeout = silent;
+            f
         };
         let text = match &e.what {
             ExpectWhat::Line(t) => {

@@ -85,6 +85,11 @@ pub fn selected(opts: &RunOptions, suite: &Suite, case: &Case) -> bool {
 /// Cases run at once against the bundled references when `--jobs` is not given.
 pub const REFERENCE_JOBS: usize = 48;
 
+/// Cases run at once against a program `--exec` starts, when `--jobs` is not given (each then
+/// with an instance of its own): few enough that a 2-core grading machine keeps every case's
+/// timing.
+pub const EXEC_JOBS: usize = 8;
+
 /// Runs the selected cases of `suites`, reporting each as it finishes.
 pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Reporter) -> Summary {
     let started = Instant::now();
@@ -101,8 +106,12 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
         }
     }
     let jobs = opts.jobs.unwrap_or(match opts.target {
-        // A student's server may serve one client at a time; concurrent cases would turn that design into timeouts.
-        TargetSpec::Exec(_) | TargetSpec::Addr(_) => 1,
+        // One server at an address may serve one client at a time by design: one case at a time.
+        TargetSpec::Addr(_) => 1,
+        // Server cases take turns on one instance (`SuiteTarget::turn`) until it hangs; then
+        // they start their own and run side by side, so a program that hangs costs a few rounds
+        // of timeouts, not one per case. A client program is started per case anyway.
+        TargetSpec::Exec(_) => EXEC_JOBS,
         // Cases against the references spend their time waiting on sockets and timers, not on
         // the CPU: 549 cases take 23 s at 2 at a time on 2 cores, 3.4 s at 48.
         TargetSpec::Reference => REFERENCE_JOBS,
@@ -160,6 +169,9 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
 /// Runs one case against its suite's target.
 pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts: &RunOptions) -> (CaseResult, Option<TargetError>) {
     let case = &suite.cases[index];
+    // Cases sharing one instance of the program take turns; `own`: an instance of the case's
+    // own. The case's time starts with its turn.
+    let (turn, own) = target.turn(case).await;
     let started = Instant::now();
     let rec = Recorder::new();
     let proto = proto::find(&suite.protocol).expect("the loader checked the protocol");
@@ -178,7 +190,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         warnings: Vec::new(),
     };
     let (instance, launcher) = match suite.role {
-        Role::Server => match target.lease(case.fresh_server).await {
+        Role::Server => match target.lease(own).await {
             Ok(i) => (Some(i), None),
             Err(e) => return (fail(e.to_string()), Some(e)),
         },
@@ -264,11 +276,14 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
     } else {
         drop(program);
     }
-    if case.fresh_server {
+    if own {
         if let Some(i) = instance {
             i.stop().await;
         }
+    } else if turn.is_some() && failure.as_ref().is_some_and(|f| f.silent_timeout) {
+        target.note_silence();
     }
+    drop(turn);
     let dialogue = rec.snapshot();
     if let Some(f) = failure.as_mut() {
         let failed = diagnose::Failed {

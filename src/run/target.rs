@@ -409,6 +409,10 @@ pub struct SuiteTarget {
     sandbox: Sandbox,
     shared: Mutex<Option<Arc<Instance>>>,
     fatal: std::sync::Mutex<Option<TargetError>>,
+    /// The turns of cases that share one program instance (or one server at an address).
+    turns: tokio::sync::Semaphore,
+    /// A case waited out a timeout on the shared instance in silence: it hangs.
+    hanging: std::sync::atomic::AtomicBool,
 }
 
 impl SuiteTarget {
@@ -421,6 +425,8 @@ impl SuiteTarget {
             sandbox: Sandbox::default(),
             shared: Mutex::new(None),
             fatal: std::sync::Mutex::new(None),
+            turns: tokio::sync::Semaphore::new(1),
+            hanging: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -447,6 +453,46 @@ impl SuiteTarget {
                 }),
             },
         }
+    }
+
+    /// Waits for `case`'s turn, and says whether it runs against an instance of its own
+    /// (started for it, stopped after it). One instance of a student's server, or one server at an
+    /// address, may serve one client at a time by design: cases take turns (a case that needs a
+    /// fresh server too, with its own). Once the shared instance of a TCP server in a `per-case`
+    /// suite hangs (`note_silence`), every later case gets its own and they run side by side. The
+    /// bundled references serve many clients: no turns.
+    pub async fn turn(&self, case: &crate::suite::Case) -> (Option<tokio::sync::SemaphorePermit<'_>>, bool) {
+        use std::sync::atomic::Ordering;
+        let takes_turns = match self.spec {
+            TargetSpec::Reference => false,
+            // A client program is started per case, and many at once compete for the CPU that
+            // their timing cases measure: they take turns too.
+            TargetSpec::Addr(_) | TargetSpec::Exec(_) => true,
+        };
+        if !takes_turns {
+            return (None, case.fresh_server);
+        }
+        // Only a TCP server's silence says it hangs: a UDP server that answers another address
+        // than the client's is silent too, and is buggy, not hung.
+        let may_move = matches!(self.spec, TargetSpec::Exec(_))
+            && self.suite.role == crate::suite::Role::Server
+            && self.suite.transport == crate::suite::Transport::Tcp
+            && self.suite.instances == crate::suite::Instances::PerCase;
+        if may_move && self.hanging.load(Ordering::Relaxed) {
+            return (None, true);
+        }
+        let permit = self.turns.acquire().await.ok();
+        // The shared instance may have been found hanging while this case waited for its turn.
+        if may_move && self.hanging.load(Ordering::Relaxed) {
+            return (None, true);
+        }
+        (permit, case.fresh_server)
+    }
+
+    /// A case on the shared instance waited out a timeout and got nothing at all: the program
+    /// hangs, and in a `per-case` suite the later cases start instances of their own.
+    pub fn note_silence(&self) {
+        self.hanging.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// An instance to run a case against: the shared one (restarted if it died) or a fresh one.

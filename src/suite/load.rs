@@ -45,6 +45,7 @@ const SUITE_KEYS: &[&str] = &[
     "reference_options",
     "timeout",
     "actors",
+    "instances",
     "cases",
 ];
 const CASE_KEYS: &[&str] = &["id", "title", "rfc", "points", "tags", "hidden", "needs", "steps"];
@@ -212,6 +213,15 @@ impl LoadCx {
             Some(n) => self.actors(n),
             None => Vec::new(),
         };
+        let instances = match f.get("instances") {
+            None => Instances::PerCase,
+            Some(n) if n.is_keyword("per-case") => Instances::PerCase,
+            Some(n) if n.is_keyword("shared") => Instances::Shared,
+            Some(n) => {
+                self.err_help(n, "instances must be 'per-case' or 'shared'", "per-case: each case starts the program afresh and cases run side by side; shared: one instance serves the cases one at a time");
+                Instances::PerCase
+            }
+        };
         let ctx = StepCtx {
             transport,
             proto,
@@ -245,6 +255,7 @@ impl LoadCx {
             reference_options,
             timeout,
             actors,
+            instances,
             cases,
             source: self.source_arc(),
         })

@@ -42,10 +42,28 @@ pub struct Suite {
     pub timeout: Duration,
     /// Actors the cases can start (`actors:`), in file order.
     pub actors: Vec<ActorDecl>,
+    /// Whether the cases of a program under test (`--exec`) may move to instances of their own
+    /// once the shared one hangs (`per-case`, the default), or must all share one (`shared`: the
+    /// program keeps files or state the cases share).
+    pub instances: Instances,
     /// The cases, in file order.
     pub cases: Vec<Case>,
     /// The file the suite came from.
     pub source: Arc<SourceFile>,
+}
+
+/// How a suite's cases share the program under test (`instances:`). Either way one instance
+/// serves the cases one at a time while it answers (starting a program per case would cost more
+/// than the cases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Instances {
+    /// Once a case waits out a timeout in silence, the later cases each start their own
+    /// instance on its own port and run side by side: a program that hangs costs a few rounds
+    /// of timeouts, not one per case.
+    PerCase,
+    /// Every case against the one instance (restarted when it dies), one at a time.
+    Shared,
 }
 
 /// An actor a suite declares: a peer the harness plays by rules (`actors:`).
