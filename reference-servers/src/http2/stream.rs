@@ -161,6 +161,13 @@ async fn answer(
         return send_reply(&mut respond, Reply::status(503), false, config.idle).await;
     };
     let (parts, body) = request.into_parts();
+    // h2 takes an empty :scheme; RFC 9113 §8.3.1 wants exactly one valid value: malformed (§8.1.1).
+    if parts.uri.scheme_str().is_none_or(str::is_empty) {
+        return respond.send_reset(Reason::PROTOCOL_ERROR);
+    }
+    if config.faults.has(Fault::StrictFields) && (parts.headers.contains_key("te") || parts.headers.contains_key("priority")) {
+        return respond.send_reset(Reason::PROTOCOL_ERROR);
+    }
     let method = parts.method.as_str();
     let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
     let reply = match site::resource(target) {
@@ -170,6 +177,10 @@ async fn answer(
         },
         Ok(resource) => site::respond(&config.site, method, resource).await,
         Err(status) => Reply::status(status),
+    };
+    let reply = match reply {
+        Reply { status: 404, fields, body } if config.faults.has(Fault::No404) => Reply { status: 200, fields, body },
+        reply => reply,
     };
     if let Some(turn) = &mut sending {
         turn.wait().await;
@@ -183,7 +194,8 @@ async fn answer(
         }
         _ => None,
     };
-    let main = send_reply(&mut respond, reply, parts.method == Method::HEAD, config.idle);
+    let head_only = parts.method == Method::HEAD && !config.faults.has(Fault::HeadBody);
+    let main = send_reply(&mut respond, reply, head_only, config.idle);
     let Some((mut promised, asset)) = pushed else {
         return main.await;
     };
