@@ -118,7 +118,6 @@ pub const HTTP2_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("http2_server_lenient", "missing-path"),
     ("http2_server_lenient", "empty-path"),
     ("http2_server_lenient", "empty-method"),
-    ("http2_server_lenient", "empty-scheme"),
     ("http2_server_lenient", "duplicate-method"),
     ("http2_server_lenient", "duplicate-scheme"),
     ("http2_server_lenient", "duplicate-path"),

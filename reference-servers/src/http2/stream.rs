@@ -161,10 +161,6 @@ async fn answer(
         return send_reply(&mut respond, Reply::status(503), false, config.idle).await;
     };
     let (parts, body) = request.into_parts();
-    // h2 takes an empty :scheme; RFC 9113 §8.3.1 wants exactly one valid value: malformed (§8.1.1).
-    if parts.uri.scheme_str().is_none_or(str::is_empty) {
-        return respond.send_reset(Reason::PROTOCOL_ERROR);
-    }
     if config.faults.has(Fault::StrictFields) && (parts.headers.contains_key("te") || parts.headers.contains_key("priority")) {
         return respond.send_reset(Reason::PROTOCOL_ERROR);
     }
