@@ -23,5 +23,9 @@ fn http2_suite_against_nginx() {
     }
     let (_, out, report) = run_json(&["http2", "--exec", "tests/peers/nginx-h2 {port}"]);
     let result = check_expected("http2", "nginx", &report, &out);
-    readme_row("nginx 1.22 (Debian `nginx-light`), `listen ... http2` without TLS", "http2", &result);
+    readme_row(
+        "nginx 1.22 (Debian `nginx-light`), `listen ... http2` without TLS",
+        "http2",
+        &result,
+    );
 }
