@@ -34,7 +34,8 @@
 //! - expect: { stream_error: { stream: 1, code: PROTOCOL_ERROR, malformed: true } }  # or a 4xx response (§8.1.1)
 //! - expect: { stream_error: { stream: any, code: [REFUSED_STREAM, PROTOCOL_ERROR] } }
 //! - expect: { frame: SETTINGS, not_flags: [ACK], settings: { MAX_FRAME_SIZE: { max: 16384 } } }
-//!   # at most; a setting left out counts as its initial value (RFC 9113 §6.5.2)
+//!   # at most ({ min: N }: at least); a setting left out counts as its initial value (RFC 9113
+//!   # §6.5.2), unlimited for MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE
 //! # Frames a peer may send at any time (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, unknown types:
 //! # RFC 9113 §5.5, §6.5, §6.7, §6.9) are passed over unless the step asks for that type.
 //! ```
@@ -743,13 +744,15 @@ impl StructuredSend for H2Send {
     }
 }
 
-/// A setting check: there with any value, this value, or at most this (`{ max: N }`), where a
-/// setting left out has its initial value (RFC 9113 §6.5.2), if it has one.
+/// A setting check: there with any value, this value, at most or at least this (`{ max: N }`,
+/// `{ min: N }`), where a setting left out has its initial value (RFC 9113 §6.5.2): a number, or
+/// unlimited for MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE.
 #[derive(Debug)]
 enum SettingWant {
     Any,
     Equals(u32),
     AtMost(u32),
+    AtLeast(u32),
 }
 
 /// A setting's initial value (RFC 9113 §6.5.2); MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE
@@ -904,13 +907,14 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             let value = match (&v.data, v.as_str()) {
                 (_, Some("any")) => SettingWant::Any,
                 (Data::Map(_), _) => {
-                    let m = cx.fields(v, &["max"], "a setting check")?;
-                    match m.get("max") {
-                        Some(n) => SettingWant::AtMost(int(n, cx, "max")?),
-                        None => {
+                    let m = cx.fields(v, &["max", "min"], "a setting check")?;
+                    match (m.get("max"), m.get("min")) {
+                        (Some(n), None) => SettingWant::AtMost(int(n, cx, "max")?),
+                        (None, Some(n)) => SettingWant::AtLeast(int(n, cx, "min")?),
+                        _ => {
                             cx.err_help(
                                 v,
-                                "a setting check is a value, any, or { max: N }",
+                                "a setting check is a value, any, { max: N } or { min: N }",
                                 "e.g. MAX_FRAME_SIZE: { max: 16384 }",
                             );
                             return None;
@@ -1103,6 +1107,7 @@ impl H2Expect {
                             SettingWant::Any => got.is_some(),
                             SettingWant::Equals(w) => got == Some(*w),
                             SettingWant::AtMost(w) => got.or(setting_initial(*id)).is_some_and(|v| v <= *w),
+                            SettingWant::AtLeast(w) => got.or(setting_initial(*id)).is_none_or(|v| v >= *w),
                         };
                         if !ok {
                             let what = got.map_or("not there".to_string(), |v| format!("{v}"));
