@@ -5,7 +5,9 @@
 //! One port speaks both versions. A connection whose first bytes are the
 //! HTTP/2 preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, "prior knowledge",
 //! RFC 9113 §3.3) is HTTP/2; anything else is HTTP/1.1, one request per
-//! connection (`h1.rs`). An `Upgrade: h2c` request is answered in HTTP/1.1
+//! connection (`h1.rs`), except a start that is the preface's request line
+//! (`PRI * HTTP/2.0`) and then goes wrong: an HTTP/2 client's invalid preface,
+//! answered with GOAWAY PROTOCOL_ERROR (§3.4). An `Upgrade: h2c` request is answered in HTTP/1.1
 //! without upgrading (see `h1.rs` for why).
 //!
 //! What is served (`site.rs`): GET and HEAD of the files under `root`
