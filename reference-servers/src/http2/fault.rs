@@ -16,8 +16,9 @@ pub(super) enum Fault {
     /// `first-stream-only`: a connection's first request is answered, later ones are reset
     /// unanswered (one request per connection, as an HTTP/1.0 server thinks).
     FirstStreamOnly,
-    /// `strict-unknown`: frames of unknown types, unknown SETTINGS and flags a type does not
-    /// define are taken for a PROTOCOL_ERROR (RFC 9113 §4.1, §5.5, §6.5.2 say ignore them).
+    /// `strict-unknown`: frames of unknown types, SETTINGS other than RFC 7540's six, flags a
+    /// type does not define, a reserved bit set, and error codes past RFC 9113's are taken for a
+    /// PROTOCOL_ERROR (RFC 9113 §4.1, §5.5, §6.5.2, §7 say ignore them).
     StrictUnknown,
     /// `no-padding`: a padded DATA or HEADERS frame is taken for a PROTOCOL_ERROR.
     NoPadding,
@@ -27,6 +28,42 @@ pub(super) enum Fault {
     NoPriority,
     /// `no-ping-ack`: a PING is never answered.
     NoPingAck,
+    /// `limits-off-by-one`: the upper limits are taken as exclusive: a frame of exactly 16384
+    /// octets, SETTINGS_MAX_FRAME_SIZE 2^24-1, SETTINGS_INITIAL_WINDOW_SIZE 2^31-1, a connection
+    /// window brought to exactly 2^31-1 (counting the client's increments) and stream 2^31-1 are
+    /// each an error.
+    LimitsOffByOne,
+    /// `no-trailers`: a second HEADERS frame on a stream (trailers) is taken for a PROTOCOL_ERROR.
+    NoTrailers,
+    /// `bodies-refused`: a DATA frame from the client is taken for a PROTOCOL_ERROR (as if only
+    /// servers sent content).
+    BodiesRefused,
+    /// `ping-ack-answered`: a PING that carries ACK is answered as if it had none.
+    PingAckAnswered,
+    /// `ignores-window-changes`: SETTINGS_INITIAL_WINDOW_SIZE counts only in the client's first
+    /// SETTINGS frame: a later change is not applied to any stream.
+    IgnoresWindowChanges,
+    /// `literals-only`: the HPACK decoder knows literals with new names only: a field block
+    /// that refers to any table entry (an indexed field or an indexed name) is a COMPRESSION_ERROR.
+    LiteralsOnly,
+    /// `no-dynamic-table`: a field block that adds to the dynamic table (incremental indexing)
+    /// or refers to an entry of it is a COMPRESSION_ERROR.
+    NoDynamicTable,
+    /// `no-never-indexed`: a literal never indexed (RFC 7541 §6.2.3) is a COMPRESSION_ERROR.
+    NoNeverIndexed,
+    /// `no-huffman`: a Huffman-coded string (RFC 7541 §5.2) is a COMPRESSION_ERROR.
+    NoHuffman,
+    /// `no-size-update`: a dynamic table size update (RFC 7541 §6.3) is a COMPRESSION_ERROR.
+    NoSizeUpdate,
+    /// `strict-fields`: a request with a te field (even "trailers") or a priority field
+    /// (RFC 9218) is reset with PROTOCOL_ERROR.
+    StrictFields,
+    /// `head-body`: a HEAD request is answered with the body, as GET.
+    HeadBody,
+    /// `no-404`: a file that is not there is answered 200 (with the 404 page's text).
+    No404,
+    /// `one-connection`: one connection is served at a time: the others wait until it ends.
+    OneConnection,
 }
 
 /// Each fault's name.
@@ -39,11 +76,25 @@ pub(super) const FAULTS: &[(&str, Fault)] = &[
     ("no-continuation", Fault::NoContinuation),
     ("no-priority", Fault::NoPriority),
     ("no-ping-ack", Fault::NoPingAck),
+    ("limits-off-by-one", Fault::LimitsOffByOne),
+    ("no-trailers", Fault::NoTrailers),
+    ("bodies-refused", Fault::BodiesRefused),
+    ("ping-ack-answered", Fault::PingAckAnswered),
+    ("ignores-window-changes", Fault::IgnoresWindowChanges),
+    ("literals-only", Fault::LiteralsOnly),
+    ("no-dynamic-table", Fault::NoDynamicTable),
+    ("no-never-indexed", Fault::NoNeverIndexed),
+    ("no-huffman", Fault::NoHuffman),
+    ("no-size-update", Fault::NoSizeUpdate),
+    ("strict-fields", Fault::StrictFields),
+    ("head-body", Fault::HeadBody),
+    ("no-404", Fault::No404),
+    ("one-connection", Fault::OneConnection),
 ];
 
 /// The faults switched on: one bit per `Fault`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Faults(u8);
+pub(super) struct Faults(u32);
 
 impl Faults {
     /// True if `fault` is on.

@@ -6,7 +6,9 @@
 //! HTTP/2 preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, "prior knowledge",
 //! RFC 9113 §3.3) is HTTP/2; anything else is HTTP/1.1, one request per
 //! connection (`h1.rs`), unless it asks for `Upgrade: h2c` (`upgrade.rs`):
-//! then a 101 and HTTP/2, the request answered on stream 1.
+//! then a 101 and HTTP/2, the request answered on stream 1. A start that is
+//! the preface's request line (`PRI * HTTP/2.0`) and then goes wrong is an
+//! HTTP/2 client's invalid preface, answered with GOAWAY PROTOCOL_ERROR (§3.4).
 //!
 //! What is served (`site.rs`): GET and HEAD of the files under `root`
 //! (default `fixtures/www`, as for `http`), confined to it with symlinks
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
@@ -80,6 +82,8 @@ struct Config {
     faults: Faults,
     /// Places for streams being answered (`stream::MAX_IN_FLIGHT`).
     in_flight: Semaphore,
+    /// Held by the connection being served, with the fault `one-connection`.
+    one_connection: tokio::sync::Mutex<()>,
 }
 
 /// Checks the options, binds, and starts serving.
@@ -109,6 +113,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
         push,
         faults,
         in_flight: Semaphore::new(stream::MAX_IN_FLIGHT),
+        one_connection: tokio::sync::Mutex::new(()),
     });
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
@@ -158,29 +163,53 @@ async fn handle(mut stream: Stream, config: Arc<Config>) {
     // h2 writes small frames as they come (SETTINGS, its ACK, a HEADERS): with Nagle each waits
     // for the client's delayed ACK of the one before.
     let _ = stream.set_nodelay(true);
+    let _one = match config.faults.has(fault::Fault::OneConnection) {
+        true => Some(config.one_connection.lock().await),
+        false => None,
+    };
     let mut first = Vec::new();
     match timeout(config.idle, sniff(&mut stream, &mut first)).await {
-        Ok(Ok(true)) => {
+        Ok(Ok(Sniffed::BadPreface)) => {
+            // RFC 9113 §3.4: an invalid preface is a connection error PROTOCOL_ERROR.
+            let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            let _ = timeout(config.line_timeout, stream.write_all(&goaway)).await;
+        }
+        Ok(Ok(Sniffed::Http2)) => {
             // From here h2 reads frames, and a client may rightly send one the server has no
             // answer to (a SETTINGS ack, a WINDOW_UPDATE); `stream.rs` bounds streams and idleness.
             stream.untimed();
             stream::serve(check::FrameCheck::new(Rewind::new(first, stream), config.faults), &config).await;
         }
-        Ok(Ok(false)) => h1::serve(stream, first, &config).await,
+        Ok(Ok(Sniffed::Http1)) => h1::serve(stream, first, &config).await,
         // Silent for `idle`, gone, or broken before saying anything: nobody to answer.
         Ok(Err(_)) | Err(_) => {}
     }
 }
 
-/// Reads until the bytes in `first` are the whole preface (true) or cannot be its start (false).
-async fn sniff(stream: &mut Stream, first: &mut Vec<u8>) -> io::Result<bool> {
+/// What a connection's first bytes are.
+#[derive(Debug, PartialEq, Eq)]
+enum Sniffed {
+    /// The HTTP/2 preface.
+    Http2,
+    /// Anything that is not its start.
+    Http1,
+    /// `PRI * HTTP/2.0\r\n` and then not the rest of the preface: an HTTP/2 client's mistake.
+    BadPreface,
+}
+
+/// The preface's request line: a client that sends it speaks HTTP/2.
+const PRI_LINE: usize = 16;
+
+/// Reads until the bytes in `first` are the whole preface or cannot be its start.
+async fn sniff(stream: &mut Stream, first: &mut Vec<u8>) -> io::Result<Sniffed> {
     loop {
         let n = first.len().min(PREFACE.len());
         if first[..n] != PREFACE[..n] {
-            return Ok(false);
+            let pri = first.len() >= PRI_LINE && first[..PRI_LINE] == PREFACE[..PRI_LINE];
+            return Ok(if pri { Sniffed::BadPreface } else { Sniffed::Http1 });
         }
         if n == PREFACE.len() {
-            return Ok(true);
+            return Ok(Sniffed::Http2);
         }
         let before = first.len();
         first.resize(before + SNIFF_READ, 0);

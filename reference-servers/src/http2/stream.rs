@@ -161,6 +161,9 @@ async fn answer(
         return send_reply(&mut respond, Reply::status(503), false, config.idle).await;
     };
     let (parts, body) = request.into_parts();
+    if config.faults.has(Fault::StrictFields) && (parts.headers.contains_key("te") || parts.headers.contains_key("priority")) {
+        return respond.send_reset(Reason::PROTOCOL_ERROR);
+    }
     let method = parts.method.as_str();
     let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
     let reply = match site::resource(target) {
@@ -170,6 +173,10 @@ async fn answer(
         },
         Ok(resource) => site::respond(&config.site, method, resource).await,
         Err(status) => Reply::status(status),
+    };
+    let reply = match reply {
+        Reply { status: 404, fields, body } if config.faults.has(Fault::No404) => Reply { status: 200, fields, body },
+        reply => reply,
     };
     if let Some(turn) = &mut sending {
         turn.wait().await;
@@ -183,7 +190,8 @@ async fn answer(
         }
         _ => None,
     };
-    let main = send_reply(&mut respond, reply, parts.method == Method::HEAD, config.idle);
+    let head_only = parts.method == Method::HEAD && !config.faults.has(Fault::HeadBody);
+    let main = send_reply(&mut respond, reply, head_only, config.idle);
     let Some((mut promised, asset)) = pushed else {
         return main.await;
     };

@@ -15,6 +15,10 @@
 //! - send: { frame: PRIORITY, stream: 5, priority: { depends_on: 3, weight: 16 } }
 //! - send: { frame: 0x0a, stream: 0, payload: "00 01" }   # any type; payload in hex replaces the body
 //! - send: { frame: PING, length: 4, payload: "00000000" } # a length field that lies (on purpose)
+//! - send: { frame: SETTINGS, size: 16386 }          # N zero octets (DATA: N octets of "x")
+//! - send: { frame: PING, data: "floodabc", times: 1000 }  # the frame 1000 times in one write
+//! - send: { request: { stream: 1, path: /, times: 500, reset: CANCEL } }
+//!   # requests on streams 1, 3, ... 999, each followed by RST_STREAM (the "rapid reset")
 //! # Headers are HPACK literals without indexing (RFC 7541 §6.2.2): valid, and no table state
 //! # to keep. Field names a request must not carry (uppercase, connection-specific, §8.2) are a
 //! # load error unless the step says `invalid: true`: the harness breaks rules only on purpose.
@@ -25,8 +29,13 @@
 //! - expect: { frame: DATA, stream: [3, 5], flags: [END_STREAM], passing: [HEADERS, DATA] }
 //!   # the first stream to end is 3 or 5: frames of other streams go by unless they end one
 //! - expect: { connection_error: PROTOCOL_ERROR }     # a GOAWAY with the code, or the connection closing (§5.4.1)
+//!   # PROTOCOL_ERROR and INTERNAL_ERROR meet any expected code (§5.4: a generic code can always be used)
 //! - expect: { stream_error: { stream: 1, code: PROTOCOL_ERROR } }   # RST_STREAM, or a connection error (§5.4)
 //! - expect: { stream_error: { stream: 1, code: PROTOCOL_ERROR, malformed: true } }  # or a 4xx response (§8.1.1)
+//! - expect: { stream_error: { stream: any, code: [REFUSED_STREAM, PROTOCOL_ERROR] } }
+//! - expect: { frame: SETTINGS, not_flags: [ACK], settings: { MAX_FRAME_SIZE: { max: 16384 } } }
+//!   # at most ({ min: N }: at least); a setting left out counts as its initial value (RFC 9113
+//!   # §6.5.2), unlimited for MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE
 //! # Frames a peer may send at any time (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, unknown types:
 //! # RFC 9113 §5.5, §6.5, §6.7, §6.9) are passed over unless the step asks for that type.
 //! ```
@@ -65,9 +74,24 @@ const FRAME_SEND_KEYS: &[&str] = &[
     "length",
     "reserved",
     "invalid",
+    "times",
 ];
 
-const REQUEST_KEYS: &[&str] = &["stream", "method", "path", "scheme", "authority", "headers", "body", "invalid"];
+const REQUEST_KEYS: &[&str] = &[
+    "stream",
+    "method",
+    "path",
+    "scheme",
+    "authority",
+    "headers",
+    "body",
+    "invalid",
+    "times",
+    "reset",
+];
+
+/// Most copies of a frame or request one `times:` sends.
+const MAX_TIMES: u32 = 100_000;
 
 /// Fields no HTTP/2 message may carry (RFC 9113 §8.2.2).
 const CONNECTION_SPECIFIC: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
@@ -274,6 +298,8 @@ struct FrameSend {
     payload: Option<Vec<u8>>,
     length: Option<u32>,
     reserved: bool,
+    /// Copies of the frame sent in one write (`times:`, for floods).
+    times: u32,
 }
 
 #[derive(Debug)]
@@ -285,6 +311,21 @@ struct RequestSend {
     authority: Option<Template>,
     headers: Vec<(String, Template, Loc)>,
     body: Option<Template>,
+    /// Requests sent, on streams `stream`, `stream + 2`, ... (`times:`).
+    times: u32,
+    /// An RST_STREAM with this code after each request (`reset:`, the "rapid reset" of CVE-2023-44487).
+    reset: Option<u32>,
+}
+
+/// A `times:` count: 1 to `MAX_TIMES`.
+fn times(n: Option<&Node>, cx: &mut LoadCx) -> Option<u32> {
+    let Some(n) = n else { return Some(1) };
+    let t: u32 = int(n, cx, "times")?;
+    if !(1..=MAX_TIMES).contains(&t) {
+        cx.err(n, format!("times is 1 to {MAX_TIMES}"));
+        return None;
+    }
+    Some(t)
 }
 
 #[derive(Debug)]
@@ -337,6 +378,7 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
         payload: None,
         length: None,
         reserved: false,
+        times: times(f.get("times"), cx)?,
     };
     if let Some(n) = f.get("stream") {
         s.stream = int(n, cx, "stream")?;
@@ -475,7 +517,16 @@ fn parse_request(node: &Node, cx: &mut LoadCx) -> Option<RequestSend> {
             Some(n) => Some(cx.template(n, "body")?),
             None => None,
         },
+        times: times(r.get("times"), cx)?,
+        reset: match r.get("reset") {
+            Some(n) => Some(error_code(n, cx)?),
+            None => None,
+        },
     };
+    if req.stream == 0 || u64::from(req.stream) + 2 * u64::from(req.times - 1) > 0x7fff_ffff {
+        cx.err(node, "the requests' streams must be 1 to 2^31-1 (RFC 9113 §5.1.1)");
+        return None;
+    }
     Some(req)
 }
 
@@ -582,6 +633,10 @@ impl FrameSend {
                     8 => body.extend_from_slice(&self.increment.to_be_bytes()),
                     _ => {}
                 }
+                // `size:` on another type: that many zero octets instead (a frame too large, on purpose).
+                if let (Some(n), false) = (self.size, self.kind == 0) {
+                    body = vec![0; n];
+                }
                 // Padding (DATA, HEADERS, PUSH_PROMISE): a length byte first, zeros after.
                 match (self.padding, self.kind) {
                     (Some(p), 0 | 1 | 5) => {
@@ -595,7 +650,7 @@ impl FrameSend {
                 }
             }
         };
-        Ok(frame_bytes(self.kind, flags, stream, &payload, self.length))
+        Ok(frame_bytes(self.kind, flags, stream, &payload, self.length).repeat(self.times as usize))
     }
 }
 
@@ -619,8 +674,21 @@ impl RequestSend {
             Some(b) => Some(b.render(cx.vars)?),
             None => None,
         };
+        let mut out = Vec::new();
+        for i in 0..self.times {
+            let stream = self.stream + 2 * i;
+            out.extend(self.one(stream, &fields, body.as_deref()));
+            if let Some(code) = self.reset {
+                out.extend(frame_bytes(3, 0, stream, &code.to_be_bytes(), None));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One request on `stream`: HEADERS, then the body in DATA frames.
+    fn one(&self, stream: u32, fields: &[(String, String)], body: Option<&str>) -> Vec<u8> {
         let end = if body.is_none() { 0x1 } else { 0 };
-        let mut out = frame_bytes(1, 0x4 | end, self.stream, &header_block(&fields), None);
+        let mut out = frame_bytes(1, 0x4 | end, stream, &header_block(fields), None);
         if let Some(b) = body {
             // One DATA frame per 16384 octets: the default SETTINGS_MAX_FRAME_SIZE (§4.2).
             let chunks: Vec<&[u8]> = if b.is_empty() {
@@ -630,10 +698,10 @@ impl RequestSend {
             };
             let n = chunks.len();
             for (i, c) in chunks.into_iter().enumerate() {
-                out.extend(frame_bytes(0, if i + 1 == n { 0x1 } else { 0 }, self.stream, c, None));
+                out.extend(frame_bytes(0, if i + 1 == n { 0x1 } else { 0 }, stream, c, None));
             }
         }
-        Ok(out)
+        out
     }
 }
 
@@ -676,6 +744,29 @@ impl StructuredSend for H2Send {
     }
 }
 
+/// A setting check: there with any value, this value, at most or at least this (`{ max: N }`,
+/// `{ min: N }`), where a setting left out has its initial value (RFC 9113 §6.5.2): a number, or
+/// unlimited for MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE.
+#[derive(Debug)]
+enum SettingWant {
+    Any,
+    Equals(u32),
+    AtMost(u32),
+    AtLeast(u32),
+}
+
+/// A setting's initial value (RFC 9113 §6.5.2); MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE
+/// start unlimited.
+fn setting_initial(id: u16) -> Option<u32> {
+    match id {
+        1 => Some(4096),
+        2 => Some(1),
+        4 => Some(65_535),
+        5 => Some(16_384),
+        _ => None,
+    }
+}
+
 /// A field check: a value, a regex, or absence.
 #[derive(Debug)]
 enum FieldWant {
@@ -696,15 +787,15 @@ enum ExpectKind {
         not_flags: u8,
         fields: Vec<(String, FieldWant, Loc)>,
         data: Option<Template>,
-        settings: Vec<(u16, Option<u32>)>,
+        settings: Vec<(u16, SettingWant)>,
         code: Option<u32>,
     },
     /// A GOAWAY with one of these codes, or the connection closing.
     ConnectionError(Vec<u32>),
-    /// An RST_STREAM on the stream with one of these codes, or a connection error.
-    /// With `malformed: true`, a 4xx response on the stream also does (RFC 9113 §8.1.1: for a
-    /// malformed request a server MAY send a response before closing or resetting the stream).
-    StreamError(u32, Vec<u32>, bool),
+    /// An RST_STREAM on the stream (any stream: `None`) with one of these codes, or a connection
+    /// error. With `malformed: true`, a 4xx response on the stream also does (RFC 9113 §8.1.1: for
+    /// a malformed request a server MAY send a response before closing or resetting the stream).
+    StreamError(Option<u32>, Vec<u32>, bool),
 }
 
 #[derive(Debug)]
@@ -774,11 +865,11 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             );
             return None;
         };
-        return Some(Box::new(H2Expect(ExpectKind::StreamError(
-            int(stream, cx, "stream")?,
-            codes(code, cx)?,
-            malformed,
-        ))));
+        let stream = match stream.as_str() {
+            Some("any") => None,
+            _ => Some(int(stream, cx, "stream")?),
+        };
+        return Some(Box::new(H2Expect(ExpectKind::StreamError(stream, codes(code, cx)?, malformed))));
     }
     let f = cx.fields(node, EXPECT_FRAME_KEYS, "an HTTP/2 frame")?;
     let kind = frame_kind(f.get("frame")?, cx)?;
@@ -813,9 +904,24 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     let mut settings = Vec::new();
     if let Some(n) = f.get("settings") {
         for (k, v) in cx.mapping(n, "settings is a mapping", "e.g. settings: { MAX_CONCURRENT_STREAMS: 100 }")? {
-            let value = match v.as_str() {
-                Some("any") => None,
-                _ => Some(int(v, cx, "a setting's value")?),
+            let value = match (&v.data, v.as_str()) {
+                (_, Some("any")) => SettingWant::Any,
+                (Data::Map(_), _) => {
+                    let m = cx.fields(v, &["max", "min"], "a setting check")?;
+                    match (m.get("max"), m.get("min")) {
+                        (Some(n), None) => SettingWant::AtMost(int(n, cx, "max")?),
+                        (None, Some(n)) => SettingWant::AtLeast(int(n, cx, "min")?),
+                        _ => {
+                            cx.err_help(
+                                v,
+                                "a setting check is a value, any, { max: N } or { min: N }",
+                                "e.g. MAX_FRAME_SIZE: { max: 16384 }",
+                            );
+                            return None;
+                        }
+                    }
+                }
+                _ => SettingWant::Equals(int(v, cx, "a setting's value")?),
             };
             settings.push((setting_id(k, cx)?, value));
         }
@@ -866,12 +972,22 @@ fn code_list(codes: &[u32]) -> String {
     codes.iter().map(|c| error_name(*c)).collect::<Vec<_>>().join(" or ")
 }
 
+/// PROTOCOL_ERROR and INTERNAL_ERROR: RFC 9113 §5.4 lets an endpoint use them for any error
+/// ("a generic error code ... can always be used in place of more specific error codes"), so an
+/// expected error is also met by either of them.
+const GENERIC: [u32; 2] = [0x1, 0x2];
+
+/// Whether `code` meets an expected error of one of `codes` (or a generic one, §5.4).
+fn meets(codes: &[u32], code: u32) -> bool {
+    codes.contains(&code) || GENERIC.contains(&code)
+}
+
 impl H2Expect {
     fn check_frame(&self, f: &H2Frame, msg: &Message, cx: &RenderCx) -> Result<(), Mismatch> {
         let want = self.describe();
         match &self.0 {
             ExpectKind::ConnectionError(codes) => match &f.body {
-                Body::GoAway { code, .. } if codes.contains(code) => Ok(()),
+                Body::GoAway { code, .. } if meets(codes, *code) => Ok(()),
                 Body::GoAway { code, .. } => Err(mismatch(
                     format!("the GOAWAY says {}, not {}", error_name(*code), code_list(codes)),
                     want,
@@ -880,8 +996,8 @@ impl H2Expect {
                 _ => Err(mismatch("not a GOAWAY", want, msg)),
             },
             ExpectKind::StreamError(stream, codes, malformed) => match &f.body {
-                Body::RstStream(code) if f.stream == *stream && codes.contains(code) => Ok(()),
-                Body::Headers { .. } if *malformed && f.stream == *stream => {
+                Body::RstStream(code) if stream.is_none_or(|s| f.stream == s) && meets(codes, *code) => Ok(()),
+                Body::Headers { .. } if *malformed && stream.is_none_or(|s| f.stream == s) => {
                     match f.fields().and_then(|fs| fs.iter().find(|(n, _)| n == ":status")) {
                         Some((_, v)) if v.starts_with('4') && v.len() == 3 => Ok(()),
                         _ => Err(mismatch(
@@ -891,12 +1007,13 @@ impl H2Expect {
                         )),
                     }
                 }
-                Body::GoAway { code, .. } if codes.contains(code) => Ok(()),
+                Body::GoAway { code, .. } if meets(codes, *code) => Ok(()),
                 Body::RstStream(code) => Err(mismatch(
                     format!(
-                        "RST_STREAM on stream {} with {}, not stream {stream} with {}",
+                        "RST_STREAM on stream {} with {}, not {} with {}",
                         f.stream,
                         error_name(*code),
+                        stream.map_or("any stream".to_string(), |s| format!("stream {s}")),
                         code_list(codes)
                     ),
                     want,
@@ -985,13 +1102,16 @@ impl H2Expect {
                         return Err(mismatch("not a SETTINGS frame", want, msg));
                     };
                     for (id, value) in settings {
-                        match (have.iter().rev().find(|(i, _)| i == id), value) {
-                            (Some(_), None) => {}
-                            (Some((_, v)), Some(w)) if v == w => {}
-                            (got, _) => {
-                                let what = got.map_or("not there".to_string(), |(_, v)| format!("{v}"));
-                                return Err(mismatch(format!("{} is {what}", setting_name(*id)), want, msg));
-                            }
+                        let got = have.iter().rev().find(|(i, _)| i == id).map(|(_, v)| *v);
+                        let ok = match value {
+                            SettingWant::Any => got.is_some(),
+                            SettingWant::Equals(w) => got == Some(*w),
+                            SettingWant::AtMost(w) => got.or(setting_initial(*id)).is_some_and(|v| v <= *w),
+                            SettingWant::AtLeast(w) => got.or(setting_initial(*id)).is_none_or(|v| v >= *w),
+                        };
+                        if !ok {
+                            let what = got.map_or("not there".to_string(), |v| format!("{v}"));
+                            return Err(mismatch(format!("{} is {what}", setting_name(*id)), want, msg));
                         }
                     }
                 }
@@ -1039,11 +1159,12 @@ impl StructuredExpect for H2Expect {
     fn describe(&self) -> String {
         match &self.0 {
             ExpectKind::ConnectionError(codes) => format!(
-                "a connection error: GOAWAY {} or the connection closing (RFC 9113 §5.4.1)",
+                "a connection error: GOAWAY {} (or a generic PROTOCOL_ERROR or INTERNAL_ERROR, RFC 9113 §5.4) or the connection closing (§5.4.1)",
                 code_list(codes)
             ),
             ExpectKind::StreamError(s, codes, malformed) => format!(
-                "RST_STREAM stream={s} {} (RFC 9113 §5.4.2), or a connection error{}",
+                "RST_STREAM stream={} {} (or a generic PROTOCOL_ERROR or INTERNAL_ERROR, RFC 9113 §5.4), or a connection error{}",
+                s.map_or("any".to_string(), |s| s.to_string()),
                 code_list(codes),
                 if *malformed { ", or a 4xx response (§8.1.1)" } else { "" }
             ),
@@ -1076,7 +1197,7 @@ impl StructuredExpect for H2Expect {
             // deadline ends the wait for a peer that never reports one.
             ExpectKind::ConnectionError(_) => return f.kind != Kind::GoAway,
             ExpectKind::StreamError(s, _, malformed) => {
-                let response = *malformed && f.kind == Kind::Headers && f.stream == *s;
+                let response = *malformed && f.kind == Kind::Headers && s.is_none_or(|s| f.stream == s);
                 return !matches!(f.kind, Kind::GoAway | Kind::RstStream) && !response;
             }
         };
@@ -1151,6 +1272,8 @@ mod tests {
             authority: Some(Template::parse("example.test").unwrap()),
             headers: vec![("x-long".into(), Template::parse(&"v".repeat(300)).unwrap(), Loc::default())],
             body: Some(Template::parse(&"b".repeat(20_000)).unwrap()),
+            times: 1,
+            reset: None,
         };
         let mut bytes = PREFACE.to_vec();
         bytes.extend(req.render(&cx).unwrap());
