@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::error::UsageError;
 use super::load;
-use crate::report::{Console, Fanout, ReportSpec};
+use crate::report::{Console, Fanout, ReportSpec, RunInfo};
 use crate::run::sandbox::{self, Limits, RunAs, Sandbox};
 use crate::run::{self, Reporter, RunOptions, TargetSpec};
 use crate::suite::{self, Suite};
@@ -29,7 +29,9 @@ pub struct RunArgs {
     /// Only cases whose id or suite::id matches this glob (repeatable).
     #[arg(long = "case", value_name = "GLOB")]
     pub cases: Vec<String>,
-    /// Also write a report: json:PATH or junit:PATH ('-' is stdout).
+    /// Also write a report (repeatable; '-' is stdout): json (schema wirecheck.run/1), junit, html
+    /// (one page, a ladder diagram per case), markdown, tap, gradescope, prairielearn, classroom.
+    /// E.g. --report html:report.html --report junit:junit.xml
     #[arg(long = "report", value_name = "FORMAT:PATH")]
     pub reports: Vec<ReportSpec>,
     /// Cases at once (default: 48 against the bundled references, which mostly wait on sockets; 1 for --exec/--target).
@@ -213,7 +215,11 @@ pub async fn execute(config: RunConfig) -> i32 {
     if !stdout_taken {
         reporters.push(Box::new(Console::new(config.verbose)));
     }
-    reporters.extend(config.reports.iter().map(ReportSpec::reporter));
+    let info = RunInfo {
+        suites: config.suites.clone(),
+        target: describe_target(&opts.target),
+    };
+    reporters.extend(config.reports.iter().map(|r| r.reporter(&info)));
     let mut fan = Fanout(reporters);
     // Install the handlers before any target starts, so no signal can slip in between.
     let interrupted = run::interrupted();
@@ -241,6 +247,15 @@ pub async fn execute(config: RunConfig) -> i32 {
         }
     }
     summary.exit_code()
+}
+
+/// What a run tests, in words, for the reports that name it.
+fn describe_target(t: &TargetSpec) -> String {
+    match t {
+        TargetSpec::Reference => "the bundled reference implementations".into(),
+        TargetSpec::Addr(a) => format!("--target {a}"),
+        TargetSpec::Exec(cmd) => format!("--exec {cmd}"),
+    }
 }
 
 /// Starts the loopback capture for `--capture DIR`; without permission the run goes on without it.
