@@ -529,3 +529,44 @@ fn html_report_renders_in_chromium_with_ladders_the_failing_step_marked_and_mark
     assert!(status.success());
     assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"));
 }
+
+/// `run --report` writes every format `grade --report` does, each listing the run's cases in
+/// suite order with the run's points; an unknown format is a usage error naming the known ones.
+#[test]
+fn run_reports_come_in_every_grade_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = root().join("fixtures/students/tcp_upper_single_recv.py");
+    let exec = format!("python3 {} {{port}}", sample.display());
+    let mut args = vec!["run", "tcp-upper", "--case", "split-writes", "--case", "exact-reply", "--exec", &exec];
+    let formats = ["tap", "markdown", "gradescope", "prairielearn", "classroom", "html"];
+    let specs: Vec<String> = formats.iter().map(|f| format!("{f}:{}", dir.path().join(f).display())).collect();
+    for s in &specs {
+        args.extend_from_slice(&["--report", s]);
+    }
+    let (out, _) = wirecheck(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let tap = read("tap");
+    assert!(tap.starts_with("TAP version 13\n1..2\n# wirecheck run: tcp-upper: 2 of 4 points"), "{tap}");
+    assert!(tap.contains("\nok 1 - tcp-upper::exact-reply (2/2 pts)\n"), "{tap}");
+    assert!(tap.contains("\nnot ok 2 - tcp-upper::split-writes (0/2 pts)\n"), "{tap}");
+    assert!(tap.contains("step:     suites/tcp-upper.yaml:"), "the failure block: {tap}");
+    let md = read("markdown");
+    assert!(md.contains("| 1.2 | `tcp-upper::split-writes` | ❌ failed | 0/2 |"), "{md}");
+    let gs: serde_json::Value = serde_json::from_str(&read("gradescope")).unwrap();
+    assert_eq!(gs["score"].as_f64(), Some(2.0), "{gs}");
+    assert_eq!(gs["tests"][1]["status"], "failed");
+    let pl: serde_json::Value = serde_json::from_str(&read("prairielearn")).unwrap();
+    assert_eq!(pl["score"].as_f64(), Some(0.5), "{pl}");
+    assert!(!read("classroom").trim().is_empty());
+    assert!(read("html").contains("<section class=\"case failed\" id=\"case-2\">"));
+
+    let (out, _) = wirecheck(&["run", "tcp-upper", "--report", "htlm:x.html"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown report format 'htlm' (known: json, junit, html, markdown, tap, gradescope, prairielearn, classroom)"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 'html'?"), "{err}");
+}

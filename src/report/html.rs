@@ -190,10 +190,11 @@ fn index(out: &mut String, g: &Grade) {
     out.push_str("</tbody>\n</table>\n</nav>\n");
 }
 
+/// A case's points: `score/max pts`, or what a case that does not apply would have been worth.
 fn points(c: &GradedCase) -> String {
     match c.status {
-        Status::NotApplicable => format!("n/a ({} not counted)", fmt_points(c.worth)),
-        _ => format!("{}/{}", fmt_points(c.score), fmt_points(c.max_score)),
+        Status::NotApplicable => format!("n/a: {} pts not counted", fmt_points(c.worth)),
+        _ => format!("{}/{} pts", fmt_points(c.score), fmt_points(c.max_score)),
     }
 }
 
@@ -207,7 +208,7 @@ fn duration(c: &GradedCase) -> String {
 fn case(out: &mut String, i: usize, c: &GradedCase, show: bool) {
     let (class, word) = status_class(c.status);
     out.push_str(&format!(
-        "<section class=\"case {class}\" id=\"case-{}\">\n<h2><span class=\"badge\">{word}</span> <code>{}</code><span class=\"pts\">{} pts</span><span class=\"dur\">{}</span></h2>\n",
+        "<section class=\"case {class}\" id=\"case-{}\">\n<h2><span class=\"badge\">{word}</span> <code>{}</code><span class=\"pts\">{}</span><span class=\"dur\">{}</span></h2>\n",
         i + 1,
         html(&c.name),
         points(c),
