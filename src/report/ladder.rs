@@ -12,7 +12,7 @@
 //! [`escape::html`], labels shortened to [`LABEL_CHARS`] with the whole text in a `<title>`.
 
 use super::escape;
-use crate::dialogue::{ConnInfo, Dialogue, Framed, What};
+use crate::dialogue::{ConnInfo, Dialogue, EventKind, Framed, What};
 use crate::proto::{Direction, Protocol};
 
 /// The most rows (arrows, marks, the failure) drawn for one case.
@@ -20,7 +20,7 @@ pub const MAX_ROWS: usize = 40;
 /// The most lanes (pairs of time lines) drawn; later connections are summed up in a note.
 pub const MAX_LANES: usize = 8;
 /// The longest arrow label, in characters (the tooltip has the whole text).
-pub const LABEL_CHARS: usize = 42;
+pub const LABEL_CHARS: usize = 36;
 /// The longest tooltip, in characters: a 64 KiB message is not repeated whole in the page.
 const TITLE_CHARS: usize = 2000;
 /// Rows kept from the start when a dialogue is cut: how the case began.
@@ -107,7 +107,21 @@ pub struct FailureMark {
 /// The rows of a dialogue, framed by each connection's codec (`proto` when it names none), in
 /// time order, with the failure inserted after the last row that came before it.
 pub fn rows(d: &Dialogue, proto: &dyn Protocol, failure: Option<&FailureMark>) -> Vec<Row> {
-    let mut rows: Vec<Row> = d.frames(proto).iter().map(row_of).collect();
+    let mut rows: Vec<Row> = d
+        .frames(proto)
+        .iter()
+        .map(|f| {
+            let mut row = row_of(f);
+            // Bytes left unframed are shown when their sender stopped (its close, or the end of
+            // the case), but they arrived earlier: drawn when their first byte came, they stand
+            // before the failure they caused.
+            if let (What::Incomplete(b), Some(dir)) = (&f.what, f.dir) {
+                row.t_us = first_byte_at(d, f.conn, dir, b.len(), f.t_us);
+            }
+            row
+        })
+        .collect();
+    rows.sort_by_key(|r| r.t_us);
     if let Some(f) = failure {
         let at = match f.t_us {
             Some(t) => rows.iter().rposition(|r| r.t_us <= t).map_or(0, |i| i + 1),
@@ -125,6 +139,25 @@ pub fn rows(d: &Dialogue, proto: &dyn Protocol, failure: Option<&FailureMark>) -
         );
     }
     rows
+}
+
+/// When the first of the last `len` bytes that went `dir` on `conn` by `until` was recorded.
+fn first_byte_at(d: &Dialogue, conn: usize, dir: Direction, len: usize, until: u64) -> u64 {
+    let sent = || {
+        d.events.iter().filter_map(move |e| match &e.kind {
+            EventKind::Data { dir: x, bytes } if e.conn == conn && *x == dir && e.t_us <= until => Some((e.t_us, bytes.len())),
+            _ => None,
+        })
+    };
+    let skip = sent().map(|(_, n)| n).sum::<usize>().saturating_sub(len);
+    let mut seen = 0;
+    for (t, n) in sent() {
+        seen += n;
+        if seen > skip {
+            return t;
+        }
+    }
+    until
 }
 
 /// One framed piece as a row. The texts of events without a direction are the transcript's
@@ -403,9 +436,10 @@ pub fn draw(d: &Dialogue, rows: &[Row]) -> String {
             }
             RowKind::Elided(_) => {
                 s.push_str(&format!(
-                    "<g class=\"elided\"><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">⋯ {label}</text></g>\n",
+                    "<g class=\"elided\"><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">⋯ {}</text></g>\n",
                     TIME_W + (width - TIME_W) / 2.0,
                     y + 6.0,
+                    escape::html(&r.text),
                 ));
             }
         }
@@ -482,7 +516,7 @@ fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialogue::{Event, EventKind};
+    use crate::dialogue::Event;
     use crate::proto::{self, Transport};
 
     fn conn(name: &str, harness_is_client: bool) -> ConnInfo {
@@ -571,6 +605,39 @@ mod tests {
         // Without a time, at the end.
         let f = FailureMark { t_us: None, ..f };
         assert_eq!(rows_kinds_last(&exchange(), &f), RowKind::Failure);
+    }
+
+    #[test]
+    fn bytes_left_unframed_are_drawn_when_they_arrived() {
+        let d = Dialogue {
+            connections: vec![conn("c", true)],
+            events: vec![
+                ev(0, 0, EventKind::Open),
+                ev(100, 0, data(C2S, "hi\n")),
+                ev(400, 0, data(S2C, "H")),
+                ev(450, 0, data(S2C, "I")),
+                ev(600, 0, EventKind::Closed { dir: C2S }),
+            ],
+        };
+        let f = FailureMark {
+            t_us: Some(500),
+            label: "expect".into(),
+            text: "timed out".into(),
+        };
+        let rows = rows(&d, line(), Some(&f));
+        let kinds: Vec<(u64, &RowKind)> = rows.iter().map(|r| (r.t_us, &r.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (0, &RowKind::Mark(MarkKind::Open)),
+                (100, &RowKind::Arrow(C2S, ArrowKind::Message)),
+                (400, &RowKind::Arrow(S2C, ArrowKind::Bad)),
+                (500, &RowKind::Failure),
+                (600, &RowKind::Arrow(C2S, ArrowKind::Close)),
+            ],
+            "{rows:?}"
+        );
+        assert_eq!(rows[2].text, "incomplete: \"HI\"");
     }
 
     fn rows_kinds_last(d: &Dialogue, f: &FailureMark) -> RowKind {
