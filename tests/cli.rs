@@ -537,7 +537,16 @@ fn run_reports_come_in_every_grade_format() {
     let dir = tempfile::tempdir().unwrap();
     let sample = root().join("fixtures/students/tcp_upper_single_recv.py");
     let exec = format!("python3 {} {{port}}", sample.display());
-    let mut args = vec!["run", "tcp-upper", "--case", "split-writes", "--case", "exact-reply", "--exec", &exec];
+    let mut args = vec![
+        "run",
+        "tcp-upper",
+        "--case",
+        "split-writes",
+        "--case",
+        "exact-reply",
+        "--exec",
+        &exec,
+    ];
     let formats = ["tap", "markdown", "gradescope", "prairielearn", "classroom", "html"];
     let specs: Vec<String> = formats.iter().map(|f| format!("{f}:{}", dir.path().join(f).display())).collect();
     for s in &specs {
@@ -547,7 +556,10 @@ fn run_reports_come_in_every_grade_format() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
     let tap = read("tap");
-    assert!(tap.starts_with("TAP version 13\n1..2\n# wirecheck run: tcp-upper: 2 of 4 points"), "{tap}");
+    assert!(
+        tap.starts_with("TAP version 13\n1..2\n# wirecheck run: tcp-upper: 2 of 4 points"),
+        "{tap}"
+    );
     assert!(tap.contains("\nok 1 - tcp-upper::exact-reply (2/2 pts)\n"), "{tap}");
     assert!(tap.contains("\nnot ok 2 - tcp-upper::split-writes (0/2 pts)\n"), "{tap}");
     assert!(tap.contains("step:     suites/tcp-upper.yaml:"), "the failure block: {tap}");

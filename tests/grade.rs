@@ -10,6 +10,18 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// Every format of `grade --report`.
+const ALL_FORMATS: &[&str] = &[
+    "gradescope",
+    "junit",
+    "json",
+    "tap",
+    "prairielearn",
+    "classroom",
+    "markdown",
+    "html",
+];
+
 fn read_json(p: &Path) -> Value {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", p.display()))
@@ -271,7 +283,9 @@ fn hidden_cases_show_no_expectations_to_students() {
         "{case_json}"
     );
     // The page: its name, status and points; no dialogue, no failure block.
-    let at = html.find("<code>web::empty-connection</code><span class=\"pts\">").expect("the hidden case is listed");
+    let at = html
+        .find("<code>web::empty-connection</code><span class=\"pts\">")
+        .expect("the hidden case is listed");
     let section = &html[at..at + html[at..].find("</section>").unwrap()];
     assert!(section.contains("hidden case failed") && section.contains("0/2 pts"), "{section}");
     for detail in ["<svg", "<dl", "transcript", "<pre"] {
@@ -295,7 +309,7 @@ fn every_format_lists_every_case() {
         "--out",
         out_dir.to_str().unwrap(),
     ];
-    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown", "html"] {
+    for f in ALL_FORMATS {
         args.extend_from_slice(&["--report", f]);
     }
     let (o, _) = wirecheck(&args);
@@ -368,7 +382,7 @@ fn grade_every_format(assignment: &Path, out_dir: &Path) -> (i32, String) {
         "--out",
         out_dir.to_str().unwrap(),
     ];
-    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown", "html"] {
+    for f in ALL_FORMATS {
         args.extend_from_slice(&["--report", f]);
     }
     let (o, _) = wirecheck(&args);
@@ -957,7 +971,7 @@ fn grade_forger(start_args: &str) -> (tempfile::TempDir, PathBuf, i32, String) {
         "--out",
         out_dir.to_str().unwrap(),
     ];
-    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown", "html"] {
+    for f in ALL_FORMATS {
         args.extend_from_slice(&["--report", f]);
     }
     // Colours forced on: a console that strips every escape sequence would hide a missing escape.
