@@ -89,8 +89,11 @@ pub struct Row {
     pub conn: usize,
     /// What to draw.
     pub kind: RowKind,
-    /// The whole text; the label is its start.
+    /// The whole text, for the tooltip.
     pub text: String,
+    /// What the arrow or mark says, shortened when drawn: the protocol's label of a message
+    /// (`Protocol::label`), else the text.
+    pub label: String,
 }
 
 /// Where a case failed, for the mark across the diagram.
@@ -111,7 +114,13 @@ pub fn rows(d: &Dialogue, proto: &dyn Protocol, failure: Option<&FailureMark>) -
         .frames(proto)
         .iter()
         .map(|f| {
-            let mut row = row_of(f);
+            // Each connection's own protocol labels its messages (a suite may speak several).
+            let p = d
+                .connections
+                .get(f.conn)
+                .and_then(|c| crate::proto::find(&c.protocol))
+                .unwrap_or(proto);
+            let mut row = row_of(f, p);
             // Bytes left unframed are shown when their sender stopped (its close, or the end of
             // the case), but they arrived earlier: drawn when their first byte came, they stand
             // before the failure they caused.
@@ -135,6 +144,7 @@ pub fn rows(d: &Dialogue, proto: &dyn Protocol, failure: Option<&FailureMark>) -
                 conn: 0,
                 kind: RowKind::Failure,
                 text: format!("{}: {}", f.label, f.text),
+                label: format!("{}: {}", f.label, f.text),
             },
         );
     }
@@ -162,8 +172,12 @@ fn first_byte_at(d: &Dialogue, conn: usize, dir: Direction, len: usize, until: u
 
 /// One framed piece as a row. The texts of events without a direction are the transcript's
 /// (`open tcp ...`, `reset`, `connection refused`, `note: ...`); anything else is a note.
-fn row_of(f: &Framed) -> Row {
+fn row_of(f: &Framed, proto: &dyn Protocol) -> Row {
     let text = f.text();
+    let label = match &f.what {
+        What::Message(m) => proto.label(m),
+        _ => text.clone(),
+    };
     let kind = match (&f.what, f.dir) {
         (What::Message(_), Some(d)) => RowKind::Arrow(d, ArrowKind::Message),
         (What::Closed, Some(d)) => RowKind::Arrow(d, ArrowKind::Close),
@@ -179,6 +193,7 @@ fn row_of(f: &Framed) -> Row {
         conn: f.conn,
         kind,
         text,
+        label,
     }
 }
 
@@ -213,11 +228,13 @@ pub fn cap(rows: Vec<Row>, max: usize) -> (Vec<Row>, usize) {
 }
 
 fn elided(t_us: u64, n: usize) -> Row {
+    let text = format!("{n} more not drawn (the transcript has every one)");
     Row {
         t_us,
         conn: 0,
         kind: RowKind::Elided(n),
-        text: format!("{n} more not drawn (the transcript has every one)"),
+        label: text.clone(),
+        text,
     }
 }
 
@@ -354,7 +371,7 @@ pub fn draw(d: &Dialogue, rows: &[Row]) -> String {
     for (i, r) in drawn.iter().enumerate() {
         let y = HEADER_H + i as f64 * ROW_H + 12.0;
         let title = escape::html(&clip(&r.text, TITLE_CHARS));
-        let label = escape::html(&short(&r.text, LABEL_CHARS));
+        let label = escape::html(&short(&r.label, LABEL_CHARS));
         // A time is written when it differs from the row above's, so a burst reads as one moment.
         let time = fmt_time(r.t_us);
         if previous_t.as_ref() != Some(&time) && !matches!(r.kind, RowKind::Elided(_)) {
@@ -749,6 +766,63 @@ mod tests {
         let mut c = conn("c", true);
         c.peer = Some(([127, 0, 0, 1], 4000).into());
         assert_eq!(ends(&c), ("harness".into(), "program 127.0.0.1:4000".into()));
+    }
+
+    #[test]
+    fn dns_messages_are_labelled_by_question_and_answer() {
+        use crate::proto::dns::{text, wire, DnsMessage, Question, RData, Record};
+        let name = text::parse_name("www.example.test.").unwrap();
+        let query = DnsMessage {
+            id: 7,
+            questions: vec![Question {
+                name: name.clone(),
+                qtype: wire::rtype::A,
+                qclass: wire::CLASS_IN,
+            }],
+            ..DnsMessage::default()
+        };
+        let answer = DnsMessage {
+            qr: true,
+            aa: true,
+            answer: vec![Record {
+                name,
+                rtype: wire::rtype::A,
+                class: wire::CLASS_IN,
+                ttl: 300,
+                data: RData::A([10, 0, 0, 1].into()),
+            }],
+            ..query.clone()
+        };
+        let d = Dialogue {
+            connections: vec![ConnInfo {
+                protocol: "dns".into(),
+                transport: Transport::Udp,
+                ..conn("q", true)
+            }],
+            events: vec![
+                ev(0, 0, EventKind::Open),
+                ev(
+                    1,
+                    0,
+                    EventKind::Data {
+                        dir: C2S,
+                        bytes: wire::emit(&query),
+                    },
+                ),
+                ev(
+                    2,
+                    0,
+                    EventKind::Data {
+                        dir: S2C,
+                        bytes: wire::emit(&answer),
+                    },
+                ),
+            ],
+        };
+        let rows = rows(&d, line(), None);
+        let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels[1..], ["query www.example.test. A", "NOERROR: A 10.0.0.1"], "{rows:?}");
+        assert!(rows[1].text.starts_with(";; ->>HEADER<<-"), "the tooltip keeps dig's rendering");
     }
 
     #[test]
