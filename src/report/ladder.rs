@@ -20,7 +20,7 @@ pub const MAX_ROWS: usize = 40;
 /// The most lanes (pairs of time lines) drawn; later connections are summed up in a note.
 pub const MAX_LANES: usize = 8;
 /// The longest arrow label, in characters (the tooltip has the whole text).
-pub const LABEL_CHARS: usize = 36;
+pub const LABEL_CHARS: usize = 42;
 /// The longest tooltip, in characters: a 64 KiB message is not repeated whole in the page.
 const TITLE_CHARS: usize = 2000;
 /// Rows kept from the start when a dialogue is cut: how the case began.
@@ -30,7 +30,7 @@ const AFTER_FAILURE: usize = 4;
 
 // Geometry, in SVG user units (pixels at 100 %).
 const TIME_W: f64 = 78.0;
-const LANE_W: f64 = 300.0;
+const LANE_W: f64 = 340.0;
 const LANE_GAP: f64 = 28.0;
 const INSET: f64 = 22.0;
 const HEADER_H: f64 = 58.0;
@@ -175,6 +175,8 @@ fn first_byte_at(d: &Dialogue, conn: usize, dir: Direction, len: usize, until: u
 fn row_of(f: &Framed, proto: &dyn Protocol) -> Row {
     let text = f.text();
     let label = match &f.what {
+        // `…` says the tooltip holds more (an HTTP message's fields, a DNS message's sections).
+        What::Message(m) if m.summary.contains('\n') => format!("{} …", proto.label(m)),
         What::Message(m) => proto.label(m),
         _ => text.clone(),
     };
@@ -821,7 +823,7 @@ mod tests {
         };
         let rows = rows(&d, line(), None);
         let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
-        assert_eq!(labels[1..], ["query www.example.test. A", "NOERROR: A 10.0.0.1"], "{rows:?}");
+        assert_eq!(labels[1..], ["query www.example.test. A …", "NOERROR: A 10.0.0.1 …"], "{rows:?}");
         assert!(rows[1].text.starts_with(";; ->>HEADER<<-"), "the tooltip keeps dig's rendering");
     }
 
