@@ -209,8 +209,9 @@ pub fn cap(rows: Vec<Row>, max: usize) -> (Vec<Row>, usize) {
     let failure = rows.iter().position(|r| r.kind == RowKind::Failure);
     // Two places may need an elision row: keep room for both.
     let room = max - 2;
-    let end = failure.map_or(total, |f| (f + 1 + AFTER_FAILURE).min(total));
-    let start = end.saturating_sub(room - HEAD_ROWS).max(HEAD_ROWS);
+    // An early failure leaves room for more of what followed it.
+    let end = failure.map_or(total, |f| (f + 1 + AFTER_FAILURE).min(total)).max(room);
+    let start = (end - (room - HEAD_ROWS)).max(HEAD_ROWS);
     let mut out: Vec<Row> = Vec::with_capacity(max);
     let mut left_out = 0;
     let mut rows = rows.into_iter();
@@ -716,6 +717,17 @@ mod tests {
         let svg = draw(&d, &rows);
         assert!(svg.contains("⋯ 35 more not drawn"), "{svg}");
         assert_eq!(svg.matches("<g class=\"arrow ").count(), MAX_ROWS - 4);
+        // A failure near the start: the rows up to the cap from the start, then the rest counted.
+        let f = FailureMark {
+            t_us: Some(15),
+            label: "expect".into(),
+            text: "x".into(),
+        };
+        let (early, left_out) = cap(super::rows(&d, line(), Some(&f)), MAX_ROWS);
+        assert_eq!(early.len(), MAX_ROWS - 1, "{early:?}");
+        assert_eq!(early[2].kind, RowKind::Failure);
+        assert_eq!(early.last().unwrap().kind, RowKind::Elided(left_out));
+        assert_eq!(early.len() - 1 + left_out, 102);
         // Short dialogues are not touched.
         let (all, none) = cap(rows.clone(), MAX_ROWS);
         assert_eq!((all.len(), none), (rows.len(), 0));
