@@ -92,8 +92,8 @@ every submission is graded and the roster written.
 Examples:
   wirecheck grade ci/assignments/webserver.yaml --submission WebServer.py --student
   wirecheck grade ci/assignments/webserver.yaml --submission alice/ --report gradescope:results.json
-  wirecheck grade ci/assignments/webserver.yaml --submission WebServer.py --student --report html:report.html
-      (hidden cases: name, status and points only)
+  wirecheck grade ci/assignments/webserver.yaml --submission alice/ --report html
+      (grades/report.html; with --student, hidden cases show name, status and points only)
   wirecheck grade ci/assignments/proxy.yaml --submissions class/ --jobs 2 --report junit --out grades
   wirecheck grade ci/assignments/proxy.yaml --submissions class/ --shard 2/4 --out grades-2
   wirecheck merge grades-*/roster.json --out grades";
