@@ -22,6 +22,9 @@ Examples:
   wirecheck run tcp-upper --exec 'python3 server.py {port}' --limit cpu=2s --limit memory=256M
       --limit processes=64 --user wirecheck-sandbox --cwd alice/ --isolate   (as root: confined)
   wirecheck run --report junit:results.xml --report json:-
+  wirecheck run tcp-upper --exec 'python3 server.py {port}' --report html:report.html
+      one page: summary, failure blocks, each case's dialogue as a ladder diagram
+  wirecheck run http --report markdown:summary.md --report tap:-   (every grade format works)
   wirecheck run http --capture captures/          one pcapng per case, open them in Wireshark
   wirecheck list --format json
   wirecheck list http --tag conditional
@@ -105,6 +108,8 @@ every submission is graded and the roster written.
 Examples:
   wirecheck grade ci/assignments/webserver.yaml --submission WebServer.py --student
   wirecheck grade ci/assignments/webserver.yaml --submission alice/ --report gradescope:results.json
+  wirecheck grade ci/assignments/webserver.yaml --submission alice/ --report html
+      (grades/report.html; with --student, hidden cases show name, status and points only)
   wirecheck grade ci/assignments/proxy.yaml --submissions class/ --jobs 2 --report junit --out grades
   wirecheck grade ci/assignments/proxy.yaml --submissions class/ --shard 2/4 --out grades-2
   wirecheck merge grades-*/roster.json --out grades";

@@ -474,3 +474,192 @@ fn list_filters_like_run() {
     let (out, _) = wirecheck(&["list", "--tag", "no-such-tag"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Loads `page` in headless Chromium (a profile of its own, so tests may run side by side) and
+/// returns the DOM it built and the console messages it logged (`INFO:CONSOLE` lines: script
+/// errors, and anything the page's Content-Security-Policy blocked).
+fn chromium_dom(page: &std::path::Path) -> (String, Vec<String>) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args(["--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    let console = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+}
+
+/// The part of a dumped page from `id="case-N"` to the end of its section.
+fn case_section(dom: &str, n: usize) -> &str {
+    let at = dom.find(&format!("id=\"case-{n}\"")).unwrap_or_else(|| panic!("no case {n}"));
+    let end = dom[at..].find("</section>").map_or(dom.len(), |e| at + e);
+    &dom[at..end]
+}
+
+/// `--report html` as a browser shows it: Chromium loads the page with no console message (no
+/// script, nothing blocked), draws a ladder per case with one arrow per message or close of the
+/// transcript (the JSON report of the same run), marks the failing step in the failing case
+/// only, and shows a hostile program's markup as text.
+#[test]
+fn html_report_renders_in_chromium_with_ladders_the_failing_step_marked_and_markup_escaped() {
+    if !peer_installed("chromium", "chromium") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (page, json) = (dir.path().join("report.html"), dir.path().join("report.json"));
+    let sample = root().join("fixtures/students/tcp_upper_single_recv.py");
+    let exec = format!("python3 {} {{port}}", sample.display());
+    let (out, _) = wirecheck(&[
+        "run",
+        "tcp-upper",
+        "--case",
+        "exact-reply",
+        "--case",
+        "split-writes",
+        "--exec",
+        &exec,
+        "--report",
+        &format!("html:{}", page.display()),
+        "--report",
+        &format!("json:{}", json.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (dom, console) = chromium_dom(&page);
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    assert!(!dom.contains("<script"), "the page has no script");
+    assert!(dom.contains("<b>1</b> passed") && dom.contains("<b>1</b> failed"), "{dom}");
+    for case in report["cases"].as_array().unwrap() {
+        let id = case["case"].as_str().unwrap();
+        // The report lists cases as the suite has them; the JSON as they finished.
+        let n = if id == "exact-reply" { 1 } else { 2 };
+        let section = case_section(&dom, n);
+        assert!(section.contains(&format!("tcp-upper::{id}")), "{section}");
+        let directed = case["transcript"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("C→S") || l.contains("S→C"))
+            .count();
+        assert!(directed >= 2, "{id}: {}", case["transcript"]);
+        assert_eq!(section.matches("<svg class=\"ladder\"").count(), 1, "{id}");
+        assert_eq!(
+            section.matches("<g class=\"arrow ").count(),
+            directed,
+            "{id}: one arrow per message or close:\n{section}"
+        );
+        assert_eq!(section.matches("<g class=\"mark open\"").count(), 1, "{id}: the connection's open");
+        let marked = section.matches("<g class=\"failure-mark\"").count();
+        match case["verdict"].as_str().unwrap() {
+            "pass" => assert_eq!(marked, 0, "{id}"),
+            _ => {
+                assert_eq!(marked, 1, "{id}: {section}");
+                let step = &case["failure"]["step"];
+                let at = format!("failed: send at suites/tcp-upper.yaml:{}:{}", step["line"], step["col"]);
+                assert!(section.contains(&at), "{at}: {section}");
+            }
+        }
+    }
+
+    // A hostile program: its replies and stderr are markup, a script and an image among them.
+    let forger = root().join("fixtures/targets/forges_report.py");
+    let exec = format!("python3 {} {{port}}", forger.display());
+    let (out, _) = wirecheck(&[
+        "run",
+        "tcp-upper",
+        "--case",
+        "exact-reply",
+        "--exec",
+        &exec,
+        "--report",
+        &format!("html:{}", page.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let (dom, console) = chromium_dom(&page);
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    for element in ["<script", "<img", "<h1>full marks", "<!--"] {
+        assert!(!dom.contains(element), "{element} became markup:\n{dom}");
+    }
+    assert!(
+        dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the script shows as text:\n{dom}"
+    );
+    assert!(dom.contains("<title>wirecheck run: tcp-upper"), "{dom}");
+    let section = case_section(&dom, 1);
+    assert!(section.contains("<g class=\"failure-mark\""), "{section}");
+    assert!(section.contains("<g class=\"arrow msg s2c\""), "its reply is drawn: {section}");
+
+    // And it renders: a screenshot is a PNG.
+    let shot = dir.path().join("shot.png");
+    let profile = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("chromium")
+        .args(["--headless", "--disable-gpu", "--no-sandbox", "--window-size=1000,1400"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"));
+}
+
+/// `run --report` writes every format `grade --report` does, each listing the run's cases in
+/// suite order with the run's points; an unknown format is a usage error naming the known ones.
+#[test]
+fn run_reports_come_in_every_grade_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = root().join("fixtures/students/tcp_upper_single_recv.py");
+    let exec = format!("python3 {} {{port}}", sample.display());
+    let mut args = vec![
+        "run",
+        "tcp-upper",
+        "--case",
+        "split-writes",
+        "--case",
+        "exact-reply",
+        "--exec",
+        &exec,
+    ];
+    let formats = ["tap", "markdown", "gradescope", "prairielearn", "classroom", "html"];
+    let specs: Vec<String> = formats.iter().map(|f| format!("{f}:{}", dir.path().join(f).display())).collect();
+    for s in &specs {
+        args.extend_from_slice(&["--report", s]);
+    }
+    let (out, _) = wirecheck(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let tap = read("tap");
+    assert!(
+        tap.starts_with("TAP version 13\n1..2\n# wirecheck run: tcp-upper: 2 of 4 points"),
+        "{tap}"
+    );
+    assert!(tap.contains("\nok 1 - tcp-upper::exact-reply (2/2 pts)\n"), "{tap}");
+    assert!(tap.contains("\nnot ok 2 - tcp-upper::split-writes (0/2 pts)\n"), "{tap}");
+    assert!(tap.contains("step:     suites/tcp-upper.yaml:"), "the failure block: {tap}");
+    let md = read("markdown");
+    assert!(md.contains("| 1.2 | `tcp-upper::split-writes` | ❌ failed | 0/2 |"), "{md}");
+    let gs: serde_json::Value = serde_json::from_str(&read("gradescope")).unwrap();
+    assert_eq!(gs["score"].as_f64(), Some(2.0), "{gs}");
+    assert_eq!(gs["tests"][1]["status"], "failed");
+    let pl: serde_json::Value = serde_json::from_str(&read("prairielearn")).unwrap();
+    assert_eq!(pl["score"].as_f64(), Some(0.5), "{pl}");
+    assert!(!read("classroom").trim().is_empty());
+    assert!(read("html").contains("<section class=\"case failed\" id=\"case-2\">"));
+
+    let (out, _) = wirecheck(&["run", "tcp-upper", "--report", "htlm:x.html"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown report format 'htlm' (known: json, junit, html, markdown, tap, gradescope, prairielearn, classroom)"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 'html'?"), "{err}");
+}

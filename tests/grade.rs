@@ -10,6 +10,18 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// Every format of `grade --report`.
+const ALL_FORMATS: &[&str] = &[
+    "gradescope",
+    "junit",
+    "json",
+    "tap",
+    "prairielearn",
+    "classroom",
+    "markdown",
+    "html",
+];
+
 fn read_json(p: &Path) -> Value {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", p.display()))
@@ -278,11 +290,14 @@ fn prove_reads_the_tap_report_right() {
 #[test]
 fn hidden_cases_show_no_expectations_to_students() {
     // empty-connection is hidden in webserver.yaml; the sample crashes on it.
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
     let (code, out, gs, js) = grade(
         "ci/assignments/webserver.yaml",
         &format!("{STUDENT}/http_crash_on_empty.py"),
-        &["--student", "--retries", "0"],
+        &["--student", "--retries", "0", "--report", &format!("html:{}", page.display())],
     );
+    let html = std::fs::read_to_string(&page).unwrap();
     assert_eq!(code, 1, "--student exits non-zero when anything failed: {out}");
     validate_gradescope(&gs);
     let hidden = gs["tests"]
@@ -311,6 +326,7 @@ fn hidden_cases_show_no_expectations_to_students() {
         ("console", out.as_str()),
         ("results.json", &gs.to_string()),
         ("grade.json", &js.to_string()),
+        ("report.html", &html),
     ] {
         assert!(!text.contains(title), "{what} shows the hidden case's title:\n{text}");
         assert!(
@@ -329,6 +345,16 @@ fn hidden_cases_show_no_expectations_to_students() {
         case_json.get("transcript").is_none() && case_json.get("failure").is_none(),
         "{case_json}"
     );
+    // The page: its name, status and points; no dialogue, no failure block.
+    let at = html
+        .find("<code>web::empty-connection</code><span class=\"pts\">")
+        .expect("the hidden case is listed");
+    let section = &html[at..at + html[at..].find("</section>").unwrap()];
+    assert!(section.contains("hidden case failed") && section.contains("0/2 pts"), "{section}");
+    for detail in ["<svg", "<dl", "transcript", "<pre"] {
+        assert!(!section.contains(detail), "{detail} in the hidden case:\n{section}");
+    }
+    assert!(html.contains("<svg class=\"ladder\""), "visible cases have their ladders");
 }
 
 #[test]
@@ -346,11 +372,15 @@ fn every_format_lists_every_case() {
         "--out",
         out_dir.to_str().unwrap(),
     ];
-    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown"] {
+    for f in ALL_FORMATS {
         args.extend_from_slice(&["--report", f]);
     }
     let (o, _) = wirecheck(&args);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert_eq!(html.matches("<section class=\"case ").count(), 9, "{html}");
+    assert_eq!(html.matches("<section class=\"case failed\"").count(), 1, "{html}");
+    assert!(html.contains("<b>16</b> of 18 points"), "{html}");
     let xml = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
@@ -415,7 +445,7 @@ fn grade_every_format(assignment: &Path, out_dir: &Path) -> (i32, String) {
         "--out",
         out_dir.to_str().unwrap(),
     ];
-    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown"] {
+    for f in ALL_FORMATS {
         args.extend_from_slice(&["--report", f]);
     }
     let (o, _) = wirecheck(&args);
@@ -493,6 +523,11 @@ fn a_case_that_does_not_apply_costs_nothing_and_shows_as_n_a_in_every_format() {
         md.contains("Does not apply (n/a): `p::premise-not-offered` (2 points not counted)"),
         "{md}"
     );
+
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("<b>1</b> n/a") && html.contains("<b>2</b> of 2 points"), "{html}");
+    assert!(html.contains("n/a: 2 pts not counted"), "{html}");
+    assert!(html.contains("the program does not offer: an ETag (RFC 9110 §8.8.3)"), "{html}");
 }
 
 #[test]
@@ -1002,7 +1037,7 @@ fn grade_forger(start_args: &str) -> (tempfile::TempDir, PathBuf, i32, String) {
         "--out",
         out_dir.to_str().unwrap(),
     ];
-    for f in ["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown"] {
+    for f in ALL_FORMATS {
         args.extend_from_slice(&["--report", f]);
     }
     // Colours forced on: a console that strips every escape sequence would hide a missing escape.
@@ -1089,6 +1124,14 @@ fn assert_every_format_inert(out_dir: &Path, console: &str) {
     let pl = read_json(&out_dir.join("prairielearn.json"));
     assert_md_inert("prairielearn message", pl["message"].as_str().unwrap());
     classroom(out_dir);
+
+    // HTML: the only markup is the page's own; what the program wrote is text.
+    let html = read("report.html");
+    for tag in ["<script", "<img", "<h1>full marks", "<!--", "<![CDATA["] {
+        assert!(!html.contains(tag), "{tag} became markup:\n{html}");
+    }
+    assert!(html.contains("<b>0</b> of 3 points"), "{html}");
+    assert!(!html.contains('\x1b') && !html.contains('\0'), "raw control characters:\n{html}");
 
     // Console: the program cannot clear, recolour or retitle the grader's terminal.
     for raw in ["\x1b[2J", "\x1b[31mRED", "\x1b]0;", "\x07", "\r overwritten"] {

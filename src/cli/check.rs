@@ -9,7 +9,7 @@ use super::load;
 use crate::capture::check::Side;
 use crate::capture::replay::{self, Replay};
 use crate::capture::{self, Capture};
-use crate::report::{Console, Fanout, ReportSpec};
+use crate::report::{Console, Fanout, Json};
 use crate::run::{self, Reporter, RunOptions, TargetSpec};
 use crate::suite::{self, Suite};
 
@@ -219,10 +219,7 @@ async fn check_against_suite(
     eprintln!("wirecheck check: replaying {n} conversation(s) of {server} to {}", suite.name);
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
     if config.json {
-        match "json:-".parse::<ReportSpec>() {
-            Ok(spec) => reporters.push(spec.reporter()),
-            Err(e) => eprintln!("error: {e}"),
-        }
+        reporters.push(Box::new(Json::new("-".into())));
     } else {
         reporters.push(Box::new(Console::new(false)));
     }

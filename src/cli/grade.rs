@@ -27,7 +27,8 @@ pub struct GradeArgs {
     #[arg(long, value_name = "DIR")]
     pub submissions: Option<PathBuf>,
     /// Write a report: FORMAT or FORMAT:PATH ('-' is stdout); formats: gradescope, junit, json,
-    /// tap, prairielearn, classroom, markdown. Without a path it goes into --out.
+    /// tap, prairielearn, classroom, markdown, html (one page with each case's dialogue drawn).
+    /// Without a path it goes into --out (html: report.html).
     #[arg(long = "report", value_name = "FORMAT[:PATH]")]
     pub reports: Vec<ReportSpec>,
     /// Folder for reports without a path (one subfolder per submission with --submissions) and the roster.

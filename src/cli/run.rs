@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::error::UsageError;
 use super::{last_run, load};
-use crate::report::{Console, Fanout, ReportSpec};
+use crate::report::{Console, Fanout, ReportSpec, RunInfo};
 use crate::run::sandbox::{self, Limits, RunAs, Sandbox};
 use crate::run::{self, Reporter, RunOptions, TargetSpec};
 use crate::suite::{self, Suite};
@@ -32,7 +32,9 @@ pub struct RunArgs {
     /// Only the cases that failed the last time they ran from this folder against this target.
     #[arg(long)]
     pub failed: bool,
-    /// Also write a report: json:PATH or junit:PATH ('-' is stdout).
+    /// Also write a report (repeatable; '-' is stdout): json (schema wirecheck.run/1), junit, html
+    /// (one page, a ladder diagram per case), markdown, tap, gradescope, prairielearn, classroom.
+    /// E.g. --report html:report.html --report junit:junit.xml
     #[arg(long = "report", value_name = "FORMAT:PATH")]
     pub reports: Vec<ReportSpec>,
     /// Cases at once (default: 48 against the bundled references, which mostly wait on sockets; 1 for --exec/--target).
@@ -243,7 +245,11 @@ pub async fn execute(config: RunConfig) -> i32 {
     if !stdout_taken {
         reporters.push(Box::new(Console::new(config.verbose)));
     }
-    reporters.extend(config.reports.iter().map(ReportSpec::reporter));
+    let info = RunInfo {
+        suites: config.suites.clone(),
+        target: describe_target(&opts.target),
+    };
+    reporters.extend(config.reports.iter().map(|r| r.reporter(&info)));
     if let Some(key) = config.record {
         reporters.push(Box::new(super::last_run::LastRun::new(key)));
     }
@@ -274,6 +280,15 @@ pub async fn execute(config: RunConfig) -> i32 {
         }
     }
     summary.exit_code()
+}
+
+/// What a run tests, in words, for the reports that name it.
+fn describe_target(t: &TargetSpec) -> String {
+    match t {
+        TargetSpec::Reference => "the bundled reference implementations".into(),
+        TargetSpec::Addr(a) => format!("--target {a}"),
+        TargetSpec::Exec(cmd) => format!("--exec {cmd}"),
+    }
 }
 
 /// Starts the loopback capture for `--capture DIR`; without permission the run goes on without it.

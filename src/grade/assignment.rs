@@ -277,6 +277,33 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// sha256 over suite files (file name and bytes, sorted by name, each file once): proves a regrade
+/// ran the same tests; `wirecheck run`'s grade-shaped reports carry it too.
+pub fn suites_sha256<'a>(suites: impl Iterator<Item = &'a Suite>) -> String {
+    let mut files: Vec<(String, &str)> = suites
+        .map(|s| {
+            (
+                s.source
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                s.source.text.as_str(),
+            )
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    let mut h = Sha256::new();
+    for (n, text) in &files {
+        h.update(n.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}
+
 struct Loader<'a> {
     cx: &'a mut LoadCx,
     dir: PathBuf,
@@ -418,30 +445,7 @@ impl Loader<'_> {
                 "add 'parts:' with at least one { suite: NAME, start: CMD }",
             ),
         }
-        let mut files: Vec<(String, &str)> = parts
-            .iter()
-            .map(|p| {
-                (
-                    p.suite
-                        .source
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    p.suite.source.text.as_str(),
-                )
-            })
-            .collect();
-        files.sort();
-        files.dedup();
-        let mut h = Sha256::new();
-        for (n, text) in &files {
-            h.update(n.as_bytes());
-            h.update([0]);
-            h.update(text.as_bytes());
-            h.update([0]);
-        }
-        let suites_sha256 = hex(&h.finalize());
+        let suites_sha256 = suites_sha256(parts.iter().map(|p| p.suite.as_ref()));
         Some(Assignment {
             name,
             title,

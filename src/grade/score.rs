@@ -218,6 +218,12 @@ pub fn planned(a: &Assignment, reason: &str) -> Vec<GradedCase> {
 
 /// Scores `g` from a runner result: the case's available points, less SHOULD findings' share.
 pub fn record(a: &Assignment, g: &mut GradedCase, r: &CaseResult) {
+    record_with(g, r, a.weights.should_findings, a.flaky_credit);
+}
+
+/// [`record`] with the assignment's two numbers given: the share of its points a passing case
+/// with SHOULD findings loses, and the share a flaky one keeps.
+fn record_with(g: &mut GradedCase, r: &CaseResult, should_findings: f64, flaky_credit: f64) {
     g.attempts += 1;
     g.duration = r.duration;
     g.warnings = r.warnings.clone();
@@ -238,10 +244,10 @@ pub fn record(a: &Assignment, g: &mut GradedCase, r: &CaseResult) {
     };
     g.score = match g.status {
         Status::Passed => {
-            let lost = if g.warnings.is_empty() { 0.0 } else { a.weights.should_findings };
+            let lost = if g.warnings.is_empty() { 0.0 } else { should_findings };
             round(g.max_score * (1.0 - lost))
         }
-        Status::Flaky => round(g.max_score * a.flaky_credit),
+        Status::Flaky => round(g.max_score * flaky_credit),
         _ => 0.0,
     };
     let r = Arc::new(r.clone());
@@ -264,6 +270,71 @@ pub fn record(a: &Assignment, g: &mut GradedCase, r: &CaseResult) {
         g.failed = Some(r.clone());
     }
     g.result = Some(r);
+}
+
+/// A `wirecheck run` as a grade, the shape every grade format reads, so `run --report` renders
+/// with the same formatters as `grade --report`. `results` are in the order to list them; each
+/// case is numbered `S.K` (its suite's place, its own) and visible, scored as the run scored it
+/// (its points on a pass, SHOULD findings costing nothing). A run draws no seed: `seed` is 0.
+pub fn from_run(results: &[Arc<CaseResult>], summary: &crate::run::Summary, title: &str, target: &str) -> Grade {
+    let mut suites: Vec<&Arc<crate::suite::Suite>> = Vec::new();
+    let mut cases = Vec::with_capacity(results.len());
+    let mut per_suite: Vec<usize> = Vec::new();
+    for r in results {
+        let s = match suites.iter().position(|s| Arc::ptr_eq(s, &r.suite)) {
+            Some(s) => s,
+            None => {
+                suites.push(&r.suite);
+                per_suite.push(0);
+                suites.len() - 1
+            }
+        };
+        per_suite[s] += 1;
+        let case = r.case();
+        let mut g = GradedCase {
+            name: r.name(),
+            number: format!("{}.{}", s + 1, per_suite[s]),
+            suite: r.suite.name.clone(),
+            id: case.id.clone(),
+            title: case.title.clone(),
+            rfc: case.rfc.clone(),
+            tags: case.tags.clone(),
+            visibility: Visibility::Visible,
+            tier: Tier::Must,
+            required: false,
+            status: Status::NotRun,
+            score: 0.0,
+            max_score: round(case.points),
+            worth: round(case.points),
+            reason: None,
+            failed: None,
+            warnings: Vec::new(),
+            attempts: 0,
+            duration: Duration::ZERO,
+            result: None,
+        };
+        record_with(&mut g, r, 0.0, 0.0);
+        cases.push(g);
+    }
+    Grade {
+        assignment: "run".into(),
+        title: title.to_string(),
+        submission: target.to_string(),
+        cases,
+        build: BuildOutcome {
+            ok: true,
+            ..BuildOutcome::default()
+        },
+        target_errors: summary.target_errors.iter().map(ToString::to_string).collect(),
+        notes: Vec::new(),
+        seed: 0,
+        assignment_sha256: String::new(),
+        suites_sha256: super::assignment::suites_sha256(suites.iter().map(|s| s.as_ref())),
+        duration: Duration::from_millis(summary.duration_ms),
+        budget_exhausted: false,
+        version: env!("CARGO_PKG_VERSION"),
+        stdout_visibility: "visible".into(),
+    }
 }
 
 #[cfg(test)]

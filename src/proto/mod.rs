@@ -93,6 +93,11 @@ pub trait Protocol: Send + Sync {
     fn interleaved_key(&self, _text: &str) -> Option<u32> {
         None
     }
+    /// A message in a few words, for an arrow of a report's ladder diagram (its tooltip has the
+    /// whole summary): the summary's first line, unless that line says little (DNS's dig header).
+    fn label(&self, m: &Message) -> String {
+        m.summary.lines().next().unwrap_or_default().to_string()
+    }
     /// What the data connections its control conversations open are called in a capture (FTP:
     /// `ftp-data`), for a protocol that opens any; they carry raw bytes, framed by no codec.
     fn data_protocol(&self) -> Option<&'static str> {

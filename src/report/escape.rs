@@ -5,7 +5,8 @@
 //!
 //! The formats keep such text in one block, marked as the program's, and escape it there: markdown
 //! in a code fence longer than any backtick run inside, XML without the characters XML 1.0 forbids,
-//! TAP with no line a consumer could read as a test line, terminals without control sequences.
+//! TAP with no line a consumer could read as a test line, terminals without control sequences,
+//! HTML (and the SVG inside it) as text with every character that could open markup an entity.
 
 use std::borrow::Cow;
 
@@ -82,6 +83,25 @@ pub fn xml_text(s: &str) -> String {
     visible_controls(s).into_owned()
 }
 
+/// Text for HTML element content or a quoted attribute value (also inside inline SVG): control
+/// characters written out as in a terminal, then `&`, `<`, `>`, `"` and `'` as entities, so no
+/// byte a program sent can open a tag, end an attribute or start a character reference.
+pub fn html(s: &str) -> String {
+    let s = visible_controls(s);
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// One line of a TAP YAML block: a line the program wrote that a TAP consumer reading loosely
 /// could take for a test line, a plan, a bail out or the end of the block gets a `| ` in front.
 pub fn tap_line(l: &str) -> String {
@@ -126,6 +146,17 @@ mod tests {
             md_inline("# ![x](http://e/i.png) <!-- |"),
             "\\# \\!\\[x\\]\\(http\\://e/i.png\\) &lt;\\!-- \\|"
         );
+    }
+
+    #[test]
+    fn html_text_opens_no_markup() {
+        assert_eq!(
+            html("<script>alert('x')</script> & \"q\" &amp;"),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot; &amp;amp;"
+        );
+        // Controls are written out before escaping: no raw escape byte or NUL reaches the page.
+        assert_eq!(html("a\x1b[2J\x00<b>\u{202e}"), "a\\x1b[2J\\x00&lt;b&gt;\\u{202e}");
+        assert_eq!(html("plain text\n"), "plain text\n");
     }
 
     #[test]

@@ -1,17 +1,23 @@
-//! Reporters: results flow here as cases finish (console, JSON, JUnit); `escape` makes what a
-//! program wrote inert in every report.
+//! Reporters: results flow here as cases finish (console, JSON, JUnit, and the grade formats
+//! through `graded`); `html` and `ladder` draw the HTML page; `escape` makes what a program wrote
+//! inert in every report.
 
 pub(crate) mod console;
 pub mod escape;
+mod graded;
+pub mod html;
 mod json;
 mod junit;
+pub mod ladder;
 
 use std::path::{Path, PathBuf};
 
 pub use console::{failure_text, not_applicable_text, Console};
+pub use graded::{Graded, RunInfo};
 pub use json::{case_json, Json, SCHEMA};
 pub use junit::Junit;
 
+use crate::grade::formats::Format;
 use crate::run::{CaseResult, Reporter, Summary};
 
 /// Sends every event to several reporters.
@@ -33,44 +39,73 @@ impl Reporter for Fanout {
     }
 }
 
-/// A `--report FORMAT:PATH` argument.
+/// A `--report FORMAT:PATH` argument of `wirecheck run`.
 #[derive(Debug, Clone)]
 pub struct ReportSpec {
-    /// json or junit.
-    pub format: String,
+    /// The format.
+    pub format: RunFormat,
     /// Where to write; `-` is stdout.
     pub path: PathBuf,
 }
 
-/// Report formats `--report` accepts.
-pub const FORMATS: &[&str] = &["json", "junit"];
+/// A report format of `wirecheck run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunFormat {
+    /// The run's own JSON schema (`wirecheck.run/1`).
+    Json,
+    /// The run's own JUnit XML (one testsuite per suite).
+    Junit,
+    /// A format of `wirecheck grade`, rendered from the run's results.
+    Graded(Format),
+}
+
+/// Report formats `wirecheck run --report` accepts: its own json and junit, then every other
+/// format of `wirecheck grade`.
+pub const FORMATS: &[&str] = &[
+    "json",
+    "junit",
+    "html",
+    "markdown",
+    "tap",
+    "gradescope",
+    "prairielearn",
+    "classroom",
+];
 
 impl std::str::FromStr for ReportSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (format, path) = s
             .split_once(':')
-            .ok_or_else(|| format!("'{s}' is not FORMAT:PATH (e.g. json:results.json, junit:-)"))?;
-        if !FORMATS.contains(&format) {
-            let hint = crate::suite::did_you_mean(format, FORMATS.iter().copied()).unwrap_or_default();
-            return Err(format!("unknown report format '{format}' (known: {}) {hint}", FORMATS.join(", ")));
-        }
+            .ok_or_else(|| format!("'{s}' is not FORMAT:PATH (e.g. json:results.json, html:report.html, junit:-)"))?;
+        let format = match format {
+            "json" => RunFormat::Json,
+            "junit" => RunFormat::Junit,
+            f => match f.parse::<Format>() {
+                Ok(g) if FORMATS.contains(&f) => RunFormat::Graded(g),
+                _ => {
+                    let hint = crate::suite::did_you_mean(f, FORMATS.iter().copied()).unwrap_or_default();
+                    return Err(format!("unknown report format '{f}' (known: {}) {hint}", FORMATS.join(", ")));
+                }
+            },
+        };
         if path.is_empty() {
             return Err(format!("'{s}' has no path; use '-' for stdout"));
         }
         Ok(ReportSpec {
-            format: format.to_string(),
+            format,
             path: PathBuf::from(path),
         })
     }
 }
 
 impl ReportSpec {
-    /// The reporter for this spec.
-    pub fn reporter(&self) -> Box<dyn Reporter> {
-        match self.format.as_str() {
-            "json" => Box::new(Json::new(self.path.clone())),
-            _ => Box::new(Junit::new(self.path.clone())),
+    /// The reporter for this spec; `run` names the suites and the target for the grade formats.
+    pub fn reporter(&self, run: &RunInfo) -> Box<dyn Reporter> {
+        match self.format {
+            RunFormat::Json => Box::new(Json::new(self.path.clone())),
+            RunFormat::Junit => Box::new(Junit::new(self.path.clone())),
+            RunFormat::Graded(f) => Box::new(Graded::new(f, self.path.clone(), run.clone())),
         }
     }
 }

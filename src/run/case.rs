@@ -61,6 +61,10 @@ pub struct Failure {
     /// The failing step's own `rule:` (the rule it checks, quoted), when it has one.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rule_text")]
     pub rule: Option<Arc<String>>,
+    /// When the step failed, in the dialogue's clock (microseconds since the case started): where
+    /// a ladder diagram marks it, before the closes the harness makes afterwards.
+    #[serde(skip)]
+    pub t_us: Option<u64>,
 }
 
 fn rule_text<S: serde::Serializer>(rule: &Option<Arc<String>>, s: S) -> Result<S::Ok, S::Error> {
@@ -190,7 +194,10 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
         ctx.vars.insert(format!("target.{name}.host"), a.ip().to_string());
         ctx.vars.insert(format!("target.{name}.port"), a.port().to_string());
     }
-    let r = ctx.steps(env, &case.steps).await;
+    let r = ctx.steps(env, &case.steps).await.map_err(|mut f| {
+        f.t_us = Some(env.rec.elapsed().as_micros() as u64);
+        f
+    });
     ctx.close_all(env);
     // The actors stop with the case (branches share them, so only the case's own context does),
     // and their ports are free again before the next case starts.

@@ -44,10 +44,21 @@ pub enum Format {
     Classroom,
     /// Markdown for `$GITHUB_STEP_SUMMARY`.
     Markdown,
+    /// One self-contained HTML page with a ladder diagram per case (`report::html`).
+    Html,
 }
 
 /// Format names `--report` accepts.
-pub const FORMATS: &[&str] = &["gradescope", "junit", "json", "tap", "prairielearn", "classroom", "markdown"];
+pub const FORMATS: &[&str] = &[
+    "gradescope",
+    "junit",
+    "json",
+    "tap",
+    "prairielearn",
+    "classroom",
+    "markdown",
+    "html",
+];
 
 impl Format {
     /// The file a format is written to when no path is given (in `--out`).
@@ -60,6 +71,7 @@ impl Format {
             Format::Prairielearn => "prairielearn.json",
             Format::Classroom => "classroom.b64",
             Format::Markdown => "summary.md",
+            Format::Html => "report.html",
         }
     }
 
@@ -73,6 +85,7 @@ impl Format {
             Format::Prairielearn => prairielearn::render(g, audience),
             Format::Classroom => classroom::render(g, audience),
             Format::Markdown => markdown::render(g, audience),
+            Format::Html => crate::report::html::render(g, audience),
         }
     }
 }
@@ -88,6 +101,7 @@ impl std::str::FromStr for Format {
             "prairielearn" => Format::Prairielearn,
             "classroom" => Format::Classroom,
             "markdown" => Format::Markdown,
+            "html" => Format::Html,
             _ => {
                 let hint = crate::suite::did_you_mean(s, FORMATS.iter().copied())
                     .map(|h| format!("; {h}"))

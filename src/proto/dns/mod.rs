@@ -40,6 +40,30 @@ impl Protocol for Dns {
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
     }
+    /// A query by its question, a response by its status and first answer (or the server it
+    /// refers to): dig's header line, the summary's first, says neither.
+    fn label(&self, m: &crate::proto::Message) -> String {
+        let Some(f) = m.detail.as_ref().and_then(|d| d.downcast_ref::<DnsFrame>()) else {
+            return m.summary.lines().next().unwrap_or_default().to_string();
+        };
+        let msg = &f.msg;
+        let question = msg
+            .questions
+            .first()
+            .map(|q| format!("{} {}", q.name, wire::type_name(q.qtype)))
+            .unwrap_or_default();
+        if !msg.qr {
+            return format!("query {question}");
+        }
+        let truncated = if msg.tc { " (TC)" } else { "" };
+        let more = |n: usize| if n > 1 { format!(" +{}", n - 1) } else { String::new() };
+        let what = match (msg.answer.first(), msg.authority.first()) {
+            (Some(a), _) => format!("{} {}{}", wire::type_name(a.rtype), text::rdata_text(a), more(msg.answer.len())),
+            (None, Some(ns)) if ns.rtype == wire::rtype::NS => format!("referral to {}{}", text::rdata_text(ns), more(msg.authority.len())),
+            _ => "no answer".into(),
+        };
+        format!("{}{truncated}: {what}", text::rcode_name(msg.rcode))
+    }
     fn ports(&self) -> &'static [u16] {
         &[53]
     }
