@@ -188,13 +188,42 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
     let r = ctx.steps(env, &case.steps).await;
     ctx.close_all(env);
     // The actors stop with the case (branches share them, so only the case's own context does),
-    // and their ports are free again before the next case starts.
+    // and their ports are free again before the next case starts. Before that each reads what
+    // its peers sent last: a rule broken there fails the case too.
     let actors = std::mem::take(&mut *ctx.actors.lock().unwrap_or_else(|e| e.into_inner()));
+    let settle = Instant::now() + SETTLE;
+    let mut broken = Vec::new();
     for a in actors {
+        a.settle(settle).await;
+        broken.extend(a.violations().into_iter().map(|v| (a.name.clone(), v)));
         a.stop().await;
     }
-    r
+    let said = |(name, v): &(String, String)| format!("{name} saw the program break a rule: {v}");
+    match r {
+        Err(mut f) => {
+            f.hints.extend(broken.iter().map(said));
+            Err(f)
+        }
+        Ok(()) => match broken.first() {
+            None => Ok(()),
+            Some(first) => {
+                let serve = first_step(&case.steps, &|k| matches!(k, StepKind::Serve(_)));
+                let mut f = match serve {
+                    Some(step) => Failure::at(step, said(first)),
+                    None => Failure {
+                        message: said(first),
+                        ..Failure::default()
+                    },
+                };
+                f.hints.extend(broken.iter().skip(1).map(said));
+                Err(f)
+            }
+        },
+    }
 }
+
+/// How long an actor may take to read what a program sent before it exited.
+const SETTLE: Duration = Duration::from_secs(2);
 
 impl Ctx {
     fn steps<'a>(&'a mut self, env: &'a Env, steps: &'a [Step]) -> StepFuture<'a> {
@@ -360,7 +389,7 @@ impl Ctx {
             .iter()
             .filter_map(|n| env.suite.actors.iter().find(|a| a.name == *n))
             .collect();
-        let running = super::actors::start(&decls, &s.faults, env.well_known_ports, &env.rec, &env.folder)
+        let running = super::actors::start(&decls, &s.faults, &s.options, env.well_known_ports, &env.rec, &env.folder)
             .await
             .map_err(|e| Failure::at(step, e))?;
         for a in &running {
@@ -372,7 +401,14 @@ impl Ctx {
         Ok(())
     }
 
-    fn saw(&mut self, env: &Env, step: &Step, s: &crate::suite::Saw) -> Result<(), Failure> {
+    async fn saw(&mut self, env: &Env, step: &Step, s: &crate::suite::Saw) -> Result<(), Failure> {
+        // What a program sent just before it exited may still be on its way into the actor.
+        let settle = Instant::now() + SETTLE.min(self.timeout(env, step));
+        let actors = std::mem::take(&mut *self.actors.lock().unwrap_or_else(|e| e.into_inner()));
+        for a in actors.iter().filter(|a| a.name == s.actor) {
+            a.settle(settle).await;
+        }
+        self.actors.lock().unwrap_or_else(|e| e.into_inner()).splice(0..0, actors);
         let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
         let Some(a) = actors.iter().find(|a| a.name == s.actor) else {
             return Err(Failure::at(
@@ -525,7 +561,7 @@ impl Ctx {
                 StepKind::ExpectOutput(o) => self.expect_output(env, step, o, deadline).await,
                 StepKind::ExpectExit(x) => self.expect_exit(env, step, *x, deadline).await,
                 StepKind::Serve(s) => self.serve(env, step, s).await,
-                StepKind::Saw(s) => self.saw(env, step, s),
+                StepKind::Saw(s) => self.saw(env, step, s).await,
             }
         })
     }

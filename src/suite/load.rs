@@ -309,7 +309,7 @@ impl LoadCx {
         out
     }
 
-    /// `serve: all`, `serve: [a, b]`, or `serve: { actors: ..., faults: { a: silent } }`.
+    /// `serve: all`, `serve: [a, b]`, or `serve: { actors: ..., faults: { a: silent }, with: { a: {...} } }`.
     /// `args: [get, "${name}", { out: got.bin }, { file: ../fixtures/x }]`.
     fn start_args(&mut self, v: &Node) -> Option<Vec<StartArg>> {
         let Data::Seq(items) = &v.data else {
@@ -410,12 +410,12 @@ impl LoadCx {
             );
             return None;
         }
-        let (which, faults) = match &v.data {
+        let (which, faults, with) = match &v.data {
             Data::Map(_) => {
-                let f = self.fields(v, &["actors", "faults"], "serve")?;
-                (f.get("actors"), f.get("faults"))
+                let f = self.fields(v, &["actors", "faults", "with"], "serve")?;
+                (f.get("actors"), f.get("faults"), f.get("with"))
             }
-            _ => (Some(v), None),
+            _ => (Some(v), None, None),
         };
         let all: Vec<String> = ctx.actors.iter().map(|(n, _)| n.clone()).collect();
         let mut actors = match which {
@@ -482,7 +482,35 @@ impl LoadCx {
                 out.push((name, list));
             }
         }
-        Some(StepKind::Serve(Serve { actors, faults: out }))
+        let mut options = Vec::new();
+        if let Some(wnode) = with {
+            let pairs = self.mapping(wnode, "with must be a mapping", "e.g. with: { srv: { inject: [...] } }")?;
+            for (k, v) in pairs {
+                let name = self.string(k, "an actor's name")?;
+                let Some((_, p)) = ctx.actors.iter().find(|(n, _)| *n == name) else {
+                    self.err_help(
+                        k,
+                        format!("no actor named '{name}'"),
+                        format!("the suite's actors: {}", all.join(", ")),
+                    );
+                    return None;
+                };
+                if !actors.contains(&name) {
+                    self.err(k, format!("'{name}' is not among the actors this step starts"));
+                    return None;
+                }
+                let Some(parse) = p.actor().and_then(|a| a.options) else {
+                    self.err(k, format!("a {} actor takes no options", p.name()));
+                    return None;
+                };
+                options.push((name, parse(v, self)?));
+            }
+        }
+        Some(StepKind::Serve(Serve {
+            actors,
+            faults: out,
+            options,
+        }))
     }
 
     /// `saw: { actor: NAME, count: N | { min, max }, over: udp|tcp, <the protocol's expect keys> }`.
