@@ -778,7 +778,16 @@ impl Conn {
                     self.out.extend(frame_bytes(6, 1, 0, data, None));
                 }
             }
-            (Kind::GoAway, _) => self.goaway_got = true,
+            (Kind::GoAway, Body::GoAway { code, .. }) => {
+                self.goaway_got = true;
+                if *code != 0 {
+                    // The client ended the connection with an error: nothing more goes out, and
+                    // the actor closes its side, as a server does, so a client that waits for
+                    // the close after its GOAWAY is not left waiting.
+                    self.goaway_sent = true;
+                    return Err(Stop::Ended);
+                }
+            }
             (Kind::WindowUpdate, Body::WindowUpdate(inc)) => {
                 let w = match f.stream {
                     0 => Some(&mut self.send_conn),
