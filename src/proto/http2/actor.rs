@@ -680,7 +680,16 @@ impl Conn {
                         s.send_window -= len;
                     }
                 }
-                4 if bytes.get(4).is_some_and(|f| f & 1 == 0) => self.settings_sent += 1,
+                // The actor waits for the acknowledgement of an injected SETTINGS or PING as of
+                // its own (a client that is answered at once may close before it acknowledges).
+                4 if bytes[4] & 1 == 0 => {
+                    self.settings_sent += 1;
+                    self.gate_until = Instant::now() + ACK_WAIT;
+                }
+                6 if bytes[4] & 1 == 0 && bytes.len() == 17 && bytes[5] & 0x7f == 0 && bytes[6..9] == [0, 0, 0] => {
+                    self.ping = Some(bytes[9..17].to_vec());
+                    self.gate_until = Instant::now() + ACK_WAIT;
+                }
                 _ => {}
             }
             self.out.extend(bytes);
