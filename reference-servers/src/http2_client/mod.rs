@@ -392,3 +392,6 @@ async fn send_body(upload: &mut SendStream<Bytes>, mut body: Bytes) -> Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
