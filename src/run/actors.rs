@@ -42,6 +42,7 @@ pub struct RunningActor {
 struct Judged {
     violations: Vec<String>,
     peer_closed: Vec<usize>,
+    opened: usize,
 }
 
 /// Violations an actor keeps (the first is what a case's failure says).
@@ -65,6 +66,7 @@ struct Log {
 impl Log {
     fn open_as(&self, transport: Transport, local: SocketAddr, peer: SocketAddr, protocol: &str, actor_connected: bool) -> usize {
         let own = protocol == self.protocol;
+        self.judged.lock().unwrap_or_else(|e| e.into_inner()).opened += 1;
         let id = self.rec.open(ConnInfo {
             id: 0,
             name: match own {
@@ -266,6 +268,18 @@ impl RunningActor {
     /// conversations, so that what a program sent before it exited is counted and judged.
     pub async fn settle(&self, until: tokio::time::Instant) {
         self.handle.settle(until).await;
+    }
+
+    /// Whether the actor had a conversation and none is open any more (for an actor that counts
+    /// them): a program that connected has gone, so what it sent is all there.
+    pub fn settled(&self) -> bool {
+        let opened = self.judged.lock().unwrap_or_else(|e| e.into_inner()).opened;
+        opened > 0 && self.handle.open_now() == Some(0)
+    }
+
+    /// Whether the actor counts its open connections (so `settled` can tell).
+    pub fn counts_connections(&self) -> bool {
+        self.handle.open_now().is_some()
     }
 
     /// The rules the peer broke, as the actor found them (first first).

@@ -224,6 +224,8 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
 
 /// How long an actor may take to read what a program sent before it exited.
 const SETTLE: Duration = Duration::from_secs(2);
+/// How often a `saw:` step looks again at what its actor received while the program runs.
+const SAW_POLL: Duration = Duration::from_millis(20);
 
 impl Ctx {
     fn steps<'a>(&'a mut self, env: &'a Env, steps: &'a [Step]) -> StepFuture<'a> {
@@ -402,22 +404,30 @@ impl Ctx {
     }
 
     async fn saw(&mut self, env: &Env, step: &Step, s: &crate::suite::Saw) -> Result<(), Failure> {
-        // What a program sent just before it exited may still be on its way into the actor.
-        let settle = Instant::now() + SETTLE.min(self.timeout(env, step));
-        let actors = std::mem::take(&mut *self.actors.lock().unwrap_or_else(|e| e.into_inner()));
-        for a in actors.iter().filter(|a| a.name == s.actor) {
-            a.settle(settle).await;
-        }
-        self.actors.lock().unwrap_or_else(|e| e.into_inner()).splice(0..0, actors);
-        let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(a) = actors.iter().find(|a| a.name == s.actor) else {
-            return Err(Failure::at(
-                step,
-                format!("the actor '{}' is not running: start it with a 'serve' step first", s.actor),
-            ));
-        };
+        // What a program sends may still be on its way into the actor: an open-ended count is
+        // checked as messages come, a bounded one once the program's connections are gone (or
+        // at the step's deadline).
+        let deadline = Instant::now() + self.timeout(env, step);
         let cx = env.render_cx(&self.vars, s.over.unwrap_or(Transport::Udp));
-        let (n, all) = a.count(s.spec.as_ref(), s.over, &cx);
+        let (n, all) = loop {
+            let (n, all, settled, counts) = {
+                let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(a) = actors.iter().find(|a| a.name == s.actor) else {
+                    return Err(Failure::at(
+                        step,
+                        format!("the actor '{}' is not running: start it with a 'serve' step first", s.actor),
+                    ));
+                };
+                let (n, all) = a.count(s.spec.as_ref(), s.over, &cx);
+                (n, all, a.settled(), a.counts_connections())
+            };
+            let enough = n >= s.min && s.max.is_none();
+            // An actor that does not count its connections is judged on what it has now.
+            if enough || settled || !counts || Instant::now() >= deadline {
+                break (n, all);
+            }
+            tokio::time::sleep(SAW_POLL).await;
+        };
         if n >= s.min && s.max.is_none_or(|m| n <= m) {
             return Ok(());
         }
@@ -431,11 +441,13 @@ impl Ctx {
             true => "nothing".to_string(),
             false => all.join("\n"),
         };
+        // With a premise, what the actor saw shows the program does not offer what the case needs.
         Err(Failure::at(
             step,
             format!("{} received {n} matching message(s); the case expects {want}", s.actor),
         )
-        .with(format!("{want}: {}", s.spec.describe()), got))
+        .with(format!("{want}: {}", s.spec.describe()), got)
+        .unmet(step))
     }
 
     fn close_all(&mut self, env: &Env) {

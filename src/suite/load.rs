@@ -791,10 +791,10 @@ impl LoadCx {
                 "a premise needs a message to check: not on 'expect: closed' or 'silence'",
                 "put it on the expect that reads the reply offering the feature",
             ),
-            StepKind::Expect(_) => {}
+            StepKind::Expect(_) | StepKind::Saw(_) => {}
             other => self.err_help(
                 k,
-                format!("'premise' goes on an expect step, not on '{}'", other.keyword()),
+                format!("'premise' goes on an expect or saw step, not on '{}'", other.keyword()),
                 "put it on the expect that reads the reply offering the feature",
             ),
         }

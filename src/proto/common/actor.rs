@@ -99,6 +99,11 @@ impl ActorHandle {
         ActorHandle { tasks, open: Some(open) }
     }
 
+    /// How many conversations are open now, for an actor that counts them.
+    pub fn open_now(&self) -> Option<usize> {
+        self.open.as_ref().map(|o| *o.borrow())
+    }
+
     /// Waits until the actor has no open conversation, or `until`: what a program sent before it
     /// closed has then been read and judged. Actors that do not count return at once.
     pub async fn settle(&self, until: tokio::time::Instant) {

@@ -21,6 +21,7 @@
 //! rule on purpose), each sent at a point of the connection: `start` (before the actor's
 //! SETTINGS), `settings` (after them; the default), `request` (the first request has arrived),
 //! `headers` (after the first response's HEADERS) and `response` (after the first response);
+//! `if: push-disabled` sends the frame only to a client that set SETTINGS_ENABLE_PUSH to 0;
 //! `stream: request` is the first request's stream, `size: over-max` a payload one octet over
 //! the client's SETTINGS_MAX_FRAME_SIZE.
 //!
@@ -182,6 +183,8 @@ struct Inject {
     on_request: bool,
     /// A payload one octet longer than the client's SETTINGS_MAX_FRAME_SIZE (`size: over-max`).
     over_max: bool,
+    /// Only when the client disabled push (`if: push-disabled`).
+    push_disabled: bool,
     frame: FrameSpec,
 }
 
@@ -240,6 +243,7 @@ fn parse_options(node: &Node, cx: &mut LoadCx) -> Option<ActorOptions> {
             let mut at = At::Settings;
             let mut on_request = false;
             let mut over_max = false;
+            let mut push_disabled = false;
             let mut rest = Vec::new();
             for (k, v) in pairs {
                 match k.as_str() {
@@ -262,6 +266,11 @@ fn parse_options(node: &Node, cx: &mut LoadCx) -> Option<ActorOptions> {
                     }
                     Some("stream") if v.is_keyword("request") => on_request = true,
                     Some("size") if v.is_keyword("over-max") => over_max = true,
+                    Some("if") if v.is_keyword("push-disabled") => push_disabled = true,
+                    Some("if") => {
+                        cx.err_help(v, "not a condition", "if: push-disabled (the client's SETTINGS_ENABLE_PUSH is 0)");
+                        return None;
+                    }
                     _ => rest.push((k.clone(), v.clone())),
                 }
             }
@@ -284,6 +293,7 @@ fn parse_options(node: &Node, cx: &mut LoadCx) -> Option<ActorOptions> {
                 at,
                 on_request,
                 over_max,
+                push_disabled,
                 frame,
             });
         }
@@ -662,7 +672,7 @@ impl Conn {
         }
         self.injected.push(at);
         let Some(o) = self.options() else { return };
-        for i in o.inject.iter().filter(|i| i.at == at) {
+        for i in o.inject.iter().filter(|i| i.at == at && !(i.push_disabled && self.peer_push)) {
             let on = if i.on_request { stream } else { None };
             let Ok(mut bytes) = i.frame.bytes(on, &Vars::new()) else { continue };
             if i.over_max {
