@@ -25,7 +25,11 @@ fn http2_client_suite_against_curl() {
     }
     let (_, out, report) = run_json(&["http2-client", "--exec", "tests/peers/curl-h2-client {host} {port}"]);
     let result = check_expected("http2-client", "curl", &report, &out);
-    readme_row("curl 7.88 (Debian `curl`, nghttp2 1.52) as the client, prior knowledge", "http2-client", &result);
+    readme_row(
+        "curl 7.88 (Debian `curl`, nghttp2 1.52) as the client, prior knowledge",
+        "http2-client",
+        &result,
+    );
 }
 
 #[test]

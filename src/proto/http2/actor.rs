@@ -95,15 +95,27 @@ pub static ACTOR: ActorKind = ActorKind {
             "opens the first field block with dynamic table size updates to 0 and back (RFC 7541 §4.2, §6.3)",
         ),
         ("one-byte-data", "sends every body in DATA frames of one octet"),
-        ("early-hints", "sends a 103 (Early Hints) before each final response (RFC 9113 §8.1)"),
+        (
+            "early-hints",
+            "sends a 103 (Early Hints) before each final response (RFC 9113 §8.1)",
+        ),
         ("trailers", "ends every response with a trailer section (RFC 9113 §8.1)"),
-        ("goaway", "sends GOAWAY with NO_ERROR once every request it received is answered (RFC 9113 §6.8)"),
-        ("ping", "sends a PING after its SETTINGS and answers nothing until the client acknowledges it (RFC 9113 §6.7)"),
+        (
+            "goaway",
+            "sends GOAWAY with NO_ERROR once every request it received is answered (RFC 9113 §6.8)",
+        ),
+        (
+            "ping",
+            "sends a PING after its SETTINGS and answers nothing until the client acknowledges it (RFC 9113 §6.7)",
+        ),
         (
             "early-response",
             "answers a POST as soon as its HEADERS arrive (with the file at its path, as a GET), then RST_STREAM NO_ERROR (RFC 9113 §8.1)",
         ),
-        ("push", "promises /notes.txt with PUSH_PROMISE before each response, when the client allows push (RFC 9113 §8.4)"),
+        (
+            "push",
+            "promises /notes.txt with PUSH_PROMISE before each response, when the client allows push (RFC 9113 §8.4)",
+        ),
     ],
     parse,
     options: Some(parse_options),
@@ -136,7 +148,11 @@ fn parse(node: &Node, cx: &mut LoadCx) -> Option<Arc<dyn ActorSpec>> {
     let mut files = HashMap::new();
     let mut total = 0;
     if let Err(why) = read_tree(&dir, "", 0, &mut files, &mut total) {
-        cx.err_help(n, format!("{}: {why}", dir.display()), "paths are relative to the suite file's folder");
+        cx.err_help(
+            n,
+            format!("{}: {why}", dir.display()),
+            "paths are relative to the suite file's folder",
+        );
         return None;
     }
     Some(Arc::new(H2Actor { files: Arc::new(files) }))
@@ -148,7 +164,9 @@ fn read_tree(dir: &Path, at: &str, depth: usize, files: &mut HashMap<String, Vec
     }
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the folder: {e}"))?;
     for e in entries.flatten() {
-        let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
         let path = format!("{at}/{name}");
         let meta = std::fs::metadata(e.path()).map_err(|err| format!("{}: {err}", e.path().display()))?;
         if meta.is_dir() {
@@ -218,7 +236,10 @@ fn parse_options(node: &Node, cx: &mut LoadCx) -> Option<ActorOptions> {
     if let Some(s) = f.get("settings") {
         // Written as a SETTINGS frame's `settings:` mapping, built by the same code.
         let frame = Node {
-            data: Data::Map(vec![(scalar("frame", s), scalar("SETTINGS", s)), (scalar("settings", s), s.clone())]),
+            data: Data::Map(vec![
+                (scalar("frame", s), scalar("SETTINGS", s)),
+                (scalar("settings", s), s.clone()),
+            ]),
             loc: s.loc,
         };
         o.settings = Some(parse_frame(&frame, cx)?);
@@ -274,7 +295,7 @@ fn parse_options(node: &Node, cx: &mut LoadCx) -> Option<ActorOptions> {
                     _ => rest.push((k.clone(), v.clone())),
                 }
             }
-            if on_request && at == At::Start || on_request && at == At::Settings {
+            if on_request && matches!(at, At::Start | At::Settings) {
                 cx.err_help(
                     item,
                     "stream: request names the first request's stream, which is not known yet at this point",
@@ -558,7 +579,10 @@ impl Conn {
 
     async fn serve(&mut self) -> Result<(), Stop> {
         self.inject(At::Start, None);
-        let settings = match self.options().and_then(|o| o.settings.as_ref().map(|s| s.bytes(None, &Vars::new()))) {
+        let settings = match self
+            .options()
+            .and_then(|o| o.settings.as_ref().map(|s| s.bytes(None, &Vars::new())))
+        {
             Some(Ok(b)) => b,
             _ => frame_bytes(4, 0, 0, &[0, 3, 0, 0, 0, 100], None),
         };
@@ -692,7 +716,7 @@ impl Conn {
                 }
                 // The actor waits for the acknowledgement of an injected SETTINGS or PING as of
                 // its own (a client that is answered at once may close before it acknowledges).
-                4 if bytes[4] & 1 == 0 => {
+                4 if valid_settings(&bytes) => {
                     self.settings_sent += 1;
                     self.gate_until = Instant::now() + ACK_WAIT;
                 }
@@ -728,13 +752,7 @@ impl Conn {
                     "RFC 9113 §4.3" => 9,
                     _ => 1,
                 };
-                let text = format!(
-                    "{} in {}: {} ({}, a MUST)",
-                    f.kind.name(),
-                    frame_where(&f),
-                    bad.text,
-                    bad.rule
-                );
+                let text = format!("{} in {}: {} ({}, a MUST)", f.kind.name(), frame_where(&f), bad.text, bad.rule);
                 return Err(self.fail(code, text));
             }
             self.frame(f)?;
@@ -1032,7 +1050,8 @@ impl Conn {
     /// Opens receive windows half used, after `WINDOW_PAUSE`.
     fn schedule_update(&mut self) {
         let half_stream = self.own_window.max(1) / 2;
-        let due = self.recv_conn_taken >= DEFAULT_WINDOW / 2 || self.streams.values().any(|s| !s.remote_done && s.recv_taken >= half_stream.max(1));
+        let due = self.recv_conn_taken >= DEFAULT_WINDOW / 2
+            || self.streams.values().any(|s| !s.remote_done && s.recv_taken >= half_stream.max(1));
         if due && self.update_at.is_none() {
             self.update_at = Some(Instant::now() + WINDOW_PAUSE);
         }
@@ -1041,7 +1060,8 @@ impl Conn {
     fn send_updates(&mut self) {
         self.update_at = None;
         if self.recv_conn_taken > 0 {
-            self.out.extend(frame_bytes(8, 0, 0, &(self.recv_conn_taken as u32).to_be_bytes(), None));
+            self.out
+                .extend(frame_bytes(8, 0, 0, &(self.recv_conn_taken as u32).to_be_bytes(), None));
             self.recv_conn += self.recv_conn_taken;
             self.recv_conn_taken = 0;
         }
@@ -1095,7 +1115,9 @@ impl Conn {
 
     /// PUSH_PROMISE of /notes.txt on stream `id`, and the pushed stream.
     fn promise(&mut self, id: u32) {
-        let Some(body) = self.srv.files.get("/notes.txt").cloned() else { return };
+        let Some(body) = self.srv.files.get("/notes.txt").cloned() else {
+            return;
+        };
         let authority = self.streams.get(&id).map(|s| s.authority.clone()).unwrap_or_default();
         let promised = self.next_push;
         self.next_push += 2;
@@ -1215,7 +1237,9 @@ impl Conn {
             let b = self.block(&fields);
             let end = len == 0 && !faults.trailers;
             self.headers_frames(id, b, end);
-            let Some(r) = self.streams.get_mut(&id).and_then(|s| s.response.as_mut()) else { return true };
+            let Some(r) = self.streams.get_mut(&id).and_then(|s| s.response.as_mut()) else {
+                return true;
+            };
             r.head_sent = true;
             if end {
                 r.done = true;
@@ -1227,7 +1251,9 @@ impl Conn {
         }
         let overhead = if faults.padding { PAD as i64 + 1 } else { 0 };
         let left = (r.body.len() - r.sent) as i64;
-        let room = (peer_max as i64 - overhead).min(self.send_conn - overhead).min(s.send_window - overhead);
+        let room = (peer_max as i64 - overhead)
+            .min(self.send_conn - overhead)
+            .min(s.send_window - overhead);
         let size = left.min(room).min(if faults.one_byte { 1 } else { i64::MAX });
         if left > 0 && size <= 0 {
             return false;
@@ -1269,7 +1295,10 @@ impl Conn {
             self.first_done = true;
             self.inject(At::Response, Some(id));
         }
-        let all_done = self.streams.values().all(|s| s.response.as_ref().is_some_and(|r| r.done) || s.reset);
+        let all_done = self
+            .streams
+            .values()
+            .all(|s| s.response.as_ref().is_some_and(|r| r.done) || s.reset);
         if self.srv.faults.goaway && all_done && !self.goaway_sent {
             let mut payload = self.last_stream.to_be_bytes().to_vec();
             payload.extend_from_slice(&0u32.to_be_bytes());
@@ -1277,6 +1306,25 @@ impl Conn {
             self.goaway_sent = true;
         }
     }
+}
+
+/// Whether an injected SETTINGS frame is one a client must acknowledge: no ACK flag, on stream 0,
+/// whole parameters, and values a server may send (RFC 9113 §6.5, §6.5.2). A broken one is a
+/// connection error the client answers instead, so the actor does not wait for its ACK.
+fn valid_settings(frame: &[u8]) -> bool {
+    let payload = &frame[9..];
+    frame[4] & 1 == 0
+        && frame[5..9] == [0, 0, 0, 0]
+        && payload.len() % 6 == 0
+        && payload.chunks_exact(6).all(|p| {
+            let v = u32::from_be_bytes([p[2], p[3], p[4], p[5]]);
+            match u16::from_be_bytes([p[0], p[1]]) {
+                2 => v == 0,
+                4 => v <= 0x7fff_ffff,
+                5 => (16_384..=16_777_215).contains(&v),
+                _ => true,
+            }
+        })
 }
 
 /// The sum of a response body's octets, for the trailer field the `trailers` fault sends.
@@ -1325,6 +1373,19 @@ mod tests {
         assert_eq!(&f[..9], &[0, 0, 11, 0, 0x9, 0, 0, 0, 1]);
         assert_eq!(f[9], PAD as u8);
         assert_eq!(&f[10..12], b"ab");
+    }
+
+    #[test]
+    fn only_settings_a_client_must_acknowledge_are_waited_for() {
+        let settings = |flags: u8, stream: u32, payload: &[u8]| frame_bytes(4, flags, stream, payload, None);
+        assert!(valid_settings(&settings(0, 0, &[])));
+        assert!(valid_settings(&settings(0, 0, &[0, 3, 0, 0, 0, 1, 0xf0, 0, 0, 0, 0, 7])));
+        assert!(!valid_settings(&settings(1, 0, &[])), "an ACK");
+        assert!(!valid_settings(&settings(0, 1, &[])), "on a stream");
+        assert!(!valid_settings(&settings(0, 0, &[0, 3, 0, 0])), "a cut parameter");
+        assert!(!valid_settings(&settings(0, 0, &[0, 2, 0, 0, 0, 1])), "ENABLE_PUSH=1 from a server");
+        assert!(!valid_settings(&settings(0, 0, &[0, 4, 0x80, 0, 0, 0])), "a window of 2^31");
+        assert!(!valid_settings(&settings(0, 0, &[0, 5, 0, 0, 0x3f, 0xff])), "MAX_FRAME_SIZE 16383");
     }
 
     #[test]

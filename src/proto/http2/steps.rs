@@ -846,11 +846,7 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             true => 0,
             false => int(stream, cx, "stream")?,
         };
-        return Some(Box::new(H2Expect(ExpectKind::StreamError(
-            stream,
-            codes(code, cx)?,
-            malformed,
-        ))));
+        return Some(Box::new(H2Expect(ExpectKind::StreamError(stream, codes(code, cx)?, malformed))));
     }
     let f = cx.fields(node, EXPECT_FRAME_KEYS, "an HTTP/2 frame")?;
     let kind = frame_kind(f.get("frame")?, cx)?;
