@@ -1422,7 +1422,7 @@ mod tests {
     }
 
     #[test]
-    fn premise_is_a_modifier_of_expect_steps() {
+    fn premise_is_a_modifier_of_expect_and_saw_steps() {
         let s = load(&format!(
             "{HEAD}      - connect: c\n      - expect: {{ regex: ETAG }}\n        premise: an ETag (RFC 9110 §8.8.3)\n"
         ))
@@ -1433,7 +1433,10 @@ mod tests {
         );
         assert_eq!(s.cases[0].premises(), ["an ETag (RFC 9110 §8.8.3)"]);
         let e = load(&format!("{HEAD}      - connect: c\n        premise: ETag\n      - expect: x\n")).unwrap_err();
-        assert!(e.contains("7:9: error: 'premise' goes on an expect step, not on 'connect'"), "{e}");
+        assert!(
+            e.contains("7:9: error: 'premise' goes on an expect or saw step, not on 'connect'"),
+            "{e}"
+        );
         let e = load(&format!(
             "{HEAD}      - connect: c\n      - expect: closed\n        premise: ETag\n"
         ))
