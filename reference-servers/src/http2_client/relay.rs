@@ -210,6 +210,7 @@ async fn outgoing(
         decoder: fluke_hpack::Decoder::new(),
         block: None,
         preface_done: false,
+        settings_sent: false,
         acked: false,
     };
     let mut buf = vec![0; READ];
@@ -217,7 +218,9 @@ async fn outgoing(
     loop {
         tokio::select! {
             biased;
-            msg = ctl.recv(), if ctl_open => match msg {
+            // Nothing of the relay's goes before h2's preface and SETTINGS, the connection's
+            // first bytes (RFC 9113 §3.4), even when the server's first frame is already wrong.
+            msg = ctl.recv(), if ctl_open && out.settings_sent => match msg {
                 Some(Ctl::Send(bytes)) => {
                     if to_server.write_all(&bytes).await.is_err() {
                         return;
@@ -260,6 +263,8 @@ struct Outgoing {
     /// A field block under way: (`h2` stream id, flags of its HEADERS, bytes so far).
     block: Option<(u32, u8, Vec<u8>)>,
     preface_done: bool,
+    /// h2's first SETTINGS has gone to the server (or been left out, with a fault).
+    settings_sent: bool,
     acked: bool,
 }
 
@@ -281,6 +286,7 @@ impl Outgoing {
         }
         // h2 writes frames no larger than 16 MiB; anything bigger would be a bug here.
         while let Next::Frame(frame) = self.frames.next(1 << 24) {
+            self.settings_sent |= frame.kind == SETTINGS;
             self.frame(conn, frame, phase, &mut out);
         }
         out
