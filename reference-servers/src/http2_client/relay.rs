@@ -153,6 +153,8 @@ struct Conn {
     recv_initial: i64,
     /// The server's SETTINGS_MAX_FRAME_SIZE.
     server_max_frame: usize,
+    /// The relay has found a connection error: its GOAWAY is the last frame to go.
+    closing: bool,
     report: Arc<Mutex<Report>>,
 }
 
@@ -167,6 +169,7 @@ impl Conn {
             recv_conn: DEFAULT_WINDOW.into(),
             recv_initial: DEFAULT_WINDOW.into(),
             server_max_frame: DEFAULT_MAX_FRAME,
+            closing: false,
             report,
         }
     }
@@ -210,6 +213,7 @@ async fn outgoing(
         decoder: fluke_hpack::Decoder::new(),
         block: None,
         preface_done: false,
+        settings_sent: false,
         acked: false,
     };
     let mut buf = vec![0; READ];
@@ -217,7 +221,9 @@ async fn outgoing(
     loop {
         tokio::select! {
             biased;
-            msg = ctl.recv(), if ctl_open => match msg {
+            // Nothing of the relay's goes before h2's preface and SETTINGS, the connection's
+            // first bytes (RFC 9113 §3.4), even when the server's first frame is already wrong.
+            msg = ctl.recv(), if ctl_open && out.settings_sent => match msg {
                 Some(Ctl::Send(bytes)) => {
                     if to_server.write_all(&bytes).await.is_err() {
                         return;
@@ -233,7 +239,19 @@ async fn outgoing(
             n = from_h2.read(&mut buf) => {
                 let n = match n {
                     Ok(0) | Err(_) => {
-                        // h2 is done (after its GOAWAY) or gone: so is the client's side.
+                        // h2 is done (after its GOAWAY) or gone: so is the client's side, once
+                        // what the incoming side still has to say is written (its GOAWAY), after
+                        // SETTINGS if h2 let go before sending them (§3.4: they come first).
+                        let mut last = Vec::new();
+                        while let Ok(Ctl::Send(bytes) | Ctl::Close(bytes)) = ctl.try_recv() {
+                            if !out.settings_sent {
+                                out.settings_sent = true;
+                                let push_off = settings_payload(&[(SETTINGS_ENABLE_PUSH, 0)]);
+                                last.extend_from_slice(&Frame::new(SETTINGS, 0, 0, push_off).bytes());
+                            }
+                            last.extend_from_slice(&bytes);
+                        }
+                        let _ = to_server.write_all(&last).await;
                         let _ = to_server.shutdown().await;
                         return;
                     }
@@ -260,6 +278,8 @@ struct Outgoing {
     /// A field block under way: (`h2` stream id, flags of its HEADERS, bytes so far).
     block: Option<(u32, u8, Vec<u8>)>,
     preface_done: bool,
+    /// h2's first SETTINGS has gone to the server (or been left out, with a fault).
+    settings_sent: bool,
     acked: bool,
 }
 
@@ -281,6 +301,12 @@ impl Outgoing {
         }
         // h2 writes frames no larger than 16 MiB; anything bigger would be a bug here.
         while let Next::Frame(frame) = self.frames.next(1 << 24) {
+            if conn.closing && self.settings_sent {
+                // After a connection error only the relay's GOAWAY goes out, not what h2 says
+                // once it learns the connection is gone.
+                continue;
+            }
+            self.settings_sent |= frame.kind == SETTINGS;
             self.frame(conn, frame, phase, &mut out);
         }
         out
@@ -474,6 +500,27 @@ async fn incoming(
             }
         }
     };
+    if let Some(error) = &stop {
+        let code = match conn.lock() {
+            Ok(mut conn) => {
+                conn.closing = true;
+                let code = if conn.has(Fault::WrongErrorCode) {
+                    PROTOCOL_ERROR
+                } else {
+                    error.code
+                };
+                if let Ok(mut report) = conn.report.lock() {
+                    report.error = Some(format!("{} (GOAWAY {})", error.why, code_name(code)));
+                }
+                code
+            }
+            Err(_) => error.code,
+        };
+        // The last stream the client processed that the server opened: none (§6.8). Queued
+        // before h2 is told the connection is gone, so that the outgoing side has it in hand
+        // when h2 lets go.
+        let _ = ctl.send(Ctl::Close(goaway(0, code).bytes()));
+    }
     let _ = to_h2.shutdown().await;
     drop(to_h2);
     phase.send_if_modified(|p| {
@@ -483,23 +530,9 @@ async fn incoming(
         }
         starting
     });
-    let Some(error) = stop else { return };
-    let (code, last) = match conn.lock() {
-        Ok(conn) => {
-            let code = if conn.has(Fault::WrongErrorCode) {
-                PROTOCOL_ERROR
-            } else {
-                error.code
-            };
-            if let Ok(mut report) = conn.report.lock() {
-                report.error = Some(format!("{} (GOAWAY {})", error.why, code_name(code)));
-            }
-            // The last stream the client processed that the server opened: none (§6.8).
-            (code, 0)
-        }
-        Err(_) => (error.code, 0),
-    };
-    let _ = ctl.send(Ctl::Close(goaway(last, code).bytes()));
+    if stop.is_none() {
+        return;
+    }
     // Read on (and throw away) until the server closes, for a while: see DRAIN.
     let _ = tokio::time::timeout(DRAIN, async { while matches!(from_server.read(&mut buf).await, Ok(n) if n > 0) {} }).await;
 }
@@ -975,7 +1008,7 @@ impl Incoming {
         let Some(s) = conn.streams.get_mut(&wire) else {
             return Ok(Out::default());
         };
-        let mut end_stream = block.end_stream;
+        let end_stream = block.end_stream;
         match part {
             Part::Head => {
                 let status = judged.status.unwrap_or(200);
@@ -1000,7 +1033,9 @@ impl Incoming {
                 if !accept {
                     return Ok(malformed(conn, wire, "trailers without END_STREAM (RFC 9113 §8.1)".to_owned()));
                 }
-                end_stream = true;
+                // Taken for a header section in the middle of the body, and left out (h2 has no
+                // place for one): the DATA after it goes on into the body.
+                return Ok(Out::default());
             }
             Part::Trailers => {}
         }
