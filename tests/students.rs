@@ -562,7 +562,6 @@ fn http2_good_client_passes_but_where_its_library_deviates() {
         [
             "hpack-eos-in-string",
             "hpack-index-out-of-range",
-            "hpack-size-update-after-field",
             "hpack-size-update-too-large",
             "hpack-truncated",
             "rst-stream-idle",

@@ -508,6 +508,8 @@ struct Conn {
     encoder: fluke_hpack::Encoder<'static>,
     blocks_sent: u32,
     goaway_sent: bool,
+    /// The last stream a graceful GOAWAY of the actor's named: later ones are not served.
+    goaway_last: Option<u32>,
     goaway_got: bool,
 }
 
@@ -547,6 +549,7 @@ impl Conn {
             encoder: fluke_hpack::Encoder::new(),
             blocks_sent: 0,
             goaway_sent: false,
+            goaway_last: None,
             goaway_got: false,
         }
     }
@@ -936,6 +939,9 @@ impl Conn {
             Stream {
                 recv_window: window,
                 send_window: self.peer_window,
+                // Past the last stream of the actor's GOAWAY: not processed, so a client may
+                // retry it elsewhere (RFC 9113 §6.8); its frames are passed over.
+                reset: self.goaway_last.is_some_and(|last| id > last),
                 ..Stream::default()
             },
         );
@@ -1304,6 +1310,7 @@ impl Conn {
             payload.extend_from_slice(&0u32.to_be_bytes());
             self.out.extend(frame_bytes(7, 0, 0, &payload, None));
             self.goaway_sent = true;
+            self.goaway_last = Some(self.last_stream);
         }
     }
 }
