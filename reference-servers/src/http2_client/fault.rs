@@ -51,6 +51,33 @@ pub(super) enum Fault {
     IgnoresMaxStreams,
     /// `one-connection-per-request`: every request opens a connection of its own, HTTP/1.0's way.
     OneConnectionPerRequest,
+    /// `no-padding`: a PADDED DATA or HEADERS frame is read as if unpadded: the pad length and
+    /// the padding are taken for content or field block (§6.1, §6.2).
+    NoPadding,
+    /// `no-continuation`: a CONTINUATION frame is a PROTOCOL_ERROR (§6.10 allows them).
+    NoContinuation,
+    /// `no-huffman`: a Huffman-coded string in a field block is a COMPRESSION_ERROR (RFC 7541 §5.2).
+    NoHuffman,
+    /// `no-dynamic-table`: a literal with incremental indexing, or an index past the static table,
+    /// is a COMPRESSION_ERROR (RFC 7541 §2.3.2, §6.2.1).
+    NoDynamicTable,
+    /// `no-size-update`: a dynamic table size update is a COMPRESSION_ERROR (RFC 7541 §6.3).
+    NoSizeUpdate,
+    /// `strict-unknown`: unknown frame types and SETTINGS, undefined flags and the reserved bit
+    /// are a PROTOCOL_ERROR (§4.1, §5.5, §6.5.2 say ignore them).
+    StrictUnknown,
+    /// `no-priority`: a PRIORITY frame is a PROTOCOL_ERROR (§6.3: deprecated, still legal).
+    NoPriority,
+    /// `final-1xx`: an informational response is taken for the final one, so the real one after
+    /// it is refused (RFC 9110 §15.2).
+    Final1xx,
+    /// `no-trailers`: a trailer section (HEADERS after the body) is a stream error (§8.1 allows it).
+    NoTrailers,
+    /// `goaway-fails`: any GOAWAY of the server, NO_ERROR too, fails every request on the
+    /// connection, answered or not (§6.8: streams up to its last stream id go on).
+    GoawayFails,
+    /// `first-data-only`: only a response's first DATA frame is kept.
+    FirstDataOnly,
 }
 
 /// Each fault's name, as the `fault` option takes it.
@@ -77,23 +104,34 @@ pub(super) const FAULTS: &[(&str, Fault)] = &[
     ("discards-on-reset", Fault::DiscardsOnReset),
     ("ignores-max-streams", Fault::IgnoresMaxStreams),
     ("one-connection-per-request", Fault::OneConnectionPerRequest),
+    ("no-padding", Fault::NoPadding),
+    ("no-continuation", Fault::NoContinuation),
+    ("no-huffman", Fault::NoHuffman),
+    ("no-dynamic-table", Fault::NoDynamicTable),
+    ("no-size-update", Fault::NoSizeUpdate),
+    ("strict-unknown", Fault::StrictUnknown),
+    ("no-priority", Fault::NoPriority),
+    ("final-1xx", Fault::Final1xx),
+    ("no-trailers", Fault::NoTrailers),
+    ("goaway-fails", Fault::GoawayFails),
+    ("first-data-only", Fault::FirstDataOnly),
 ];
 
 /// The faults switched on: one bit per `Fault`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Faults(u32);
+pub(super) struct Faults(u64);
 
 impl Faults {
     /// True if `fault` is on.
     pub(super) fn has(self, fault: Fault) -> bool {
-        self.0 & (1 << fault as u32) != 0
+        self.0 & (1 << fault as u64) != 0
     }
 }
 
 /// Parses the `fault` option: fault names separated by commas (spaces around them allowed).
 pub(super) fn parse(text: &str) -> Result<Faults, String> {
     let names = crate::faults::parse_names(text, FAULTS)?;
-    Ok(Faults(names.into_iter().fold(0, |bits, fault| bits | 1 << fault as u32)))
+    Ok(Faults(names.into_iter().fold(0, |bits, fault| bits | 1 << fault as u64)))
 }
 
 #[cfg(test)]

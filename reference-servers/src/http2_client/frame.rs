@@ -50,6 +50,8 @@ pub(super) struct Frame {
     pub(super) flags: u8,
     pub(super) stream: u32,
     pub(super) payload: Vec<u8>,
+    /// The reserved bit before the stream id was set (§4.1: it MUST be ignored on receipt).
+    pub(super) reserved: bool,
 }
 
 impl Frame {
@@ -60,6 +62,7 @@ impl Frame {
             flags,
             stream,
             payload,
+            reserved: false,
         }
     }
 
@@ -184,6 +187,7 @@ impl Frames {
             flags: b[4],
             stream: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
             payload: b[9..9 + len].to_vec(),
+            reserved: b[5] & 0x80 != 0,
         };
         self.buf.drain(..9 + len);
         Next::Frame(frame)
@@ -252,6 +256,83 @@ pub(super) fn header_frames(stream: u32, block: &[u8], end_stream: bool, max: us
     out
 }
 
+/// What an HPACK field block uses (RFC 7541 §6), for the decoder bugs the faults play.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Uses {
+    /// A Huffman-coded string literal.
+    pub(super) huffman: bool,
+    /// The dynamic table: a literal with incremental indexing, or an index past the static table.
+    pub(super) dynamic: bool,
+    /// A dynamic table size update.
+    pub(super) size_update: bool,
+}
+
+/// The entries of the static table (RFC 7541 Appendix A).
+const STATIC_ENTRIES: usize = 61;
+
+/// What `block` uses; None if it does not parse (the decoder then says why).
+pub(super) fn uses(block: &[u8]) -> Option<Uses> {
+    let mut uses = Uses::default();
+    let mut at = 0;
+    while at < block.len() {
+        let (prefix, literal) = match block[at] {
+            b if b & 0x80 != 0 => (7, false),
+            b if b & 0x40 != 0 => {
+                uses.dynamic = true;
+                (6, true)
+            }
+            b if b & 0x20 != 0 => {
+                uses.size_update = true;
+                (5, false)
+            }
+            _ => (4, true),
+        };
+        let (index, next) = hpack_int(block, at, prefix)?;
+        at = next;
+        if prefix != 5 && index > STATIC_ENTRIES {
+            uses.dynamic = true;
+        }
+        if literal {
+            if index == 0 {
+                at = hpack_string(block, at, &mut uses)?;
+            }
+            at = hpack_string(block, at, &mut uses)?;
+        }
+    }
+    Some(uses)
+}
+
+/// An HPACK integer with an `n`-bit prefix at `at` (RFC 7541 §5.1): its value and where it ends.
+fn hpack_int(block: &[u8], at: usize, n: u32) -> Option<(usize, usize)> {
+    let max = (1usize << n) - 1;
+    let mut value = usize::from(*block.get(at)?) & max;
+    let mut at = at + 1;
+    if value < max {
+        return Some((value, at));
+    }
+    let mut shift = 0u32;
+    loop {
+        let b = *block.get(at)?;
+        at += 1;
+        value = value.checked_add(usize::from(b & 0x7f).checked_shl(shift)?)?;
+        if b & 0x80 == 0 {
+            return Some((value, at));
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+}
+
+/// Skips an HPACK string literal at `at` (RFC 7541 §5.2), noting whether it is Huffman-coded.
+fn hpack_string(block: &[u8], at: usize, uses: &mut Uses) -> Option<usize> {
+    uses.huffman |= *block.get(at)? & 0x80 != 0;
+    let (len, at) = hpack_int(block, at, 7)?;
+    let end = at.checked_add(len)?;
+    (end <= block.len()).then_some(end)
+}
+
 /// Decodes a field block; None if it does not decode (a COMPRESSION_ERROR, RFC 9113 §4.3).
 pub(super) fn decode(decoder: &mut fluke_hpack::Decoder<'static>, block: &[u8]) -> Option<Vec<Field>> {
     // The crate panics on some malformed blocks (a cut integer): that is a decoding error too.
@@ -304,6 +385,28 @@ mod tests {
             got,
             vec![(HEADERS, END_STREAM, 4), (CONTINUATION, 0, 4), (CONTINUATION, END_HEADERS, 2)]
         );
+    }
+
+    #[test]
+    fn what_blocks_use() {
+        let none = Uses::default();
+        let with = |huffman, dynamic, size_update| Uses {
+            huffman,
+            dynamic,
+            size_update,
+        };
+        // RFC 7541 C.3.1 (indexed, a literal with incremental indexing), C.4.1 (the same, Huffman).
+        let c31 = b"\x82\x86\x84\x41\x0fwww.example.com";
+        assert_eq!(uses(c31), Some(with(false, true, false)));
+        let c41 = [
+            0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
+        ];
+        assert_eq!(uses(&c41), Some(with(true, true, false)));
+        assert_eq!(uses(&[0x20, 0x88]), Some(with(false, false, true)));
+        assert_eq!(uses(&[0xbe]), Some(with(false, true, false)), "index 62");
+        assert_eq!(uses(&literal_block(&[(b"a".to_vec(), b"b".to_vec())])), Some(none));
+        assert_eq!(uses(&[0x00, 0x05, b'a']), None, "a string cut short");
+        assert_eq!(uses(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), None, "an integer without end");
     }
 
     #[test]

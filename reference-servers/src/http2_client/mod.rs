@@ -295,6 +295,10 @@ async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits) -> Done 
     relay.finish(GOODBYE).await;
     let report = std::mem::take(&mut *shared.lock().unwrap_or_else(|e| e.into_inner()));
     let failure = connection_failure(&report, settled, ended.ok().and_then(Result::ok));
+    if let Some(code) = report.goaway.filter(|_| limits.faults.has(Fault::GoawayFails)) {
+        let why = format!("the server sent GOAWAY {}", relay::code_name(code));
+        results = results.into_iter().map(|(i, _)| (i, Err(why.clone()))).collect();
+    }
     Done {
         results,
         failure,
@@ -346,10 +350,16 @@ async fn request(send: SendRequest<Bytes>, authority: &str, job: Job, report: Ar
         let status = response.status().as_u16();
         let mut body = response.into_body();
         let mut got = BytesMut::new();
+        let mut frames = 0;
         while let Some(chunk) = body.data().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
             // Given back at once: h2 sends WINDOW_UPDATE as the body is read (RFC 9113 §6.9).
             let _ = body.flow_control().release_capacity(chunk.len());
+            // h2 hands over a body one DATA frame at a time.
+            if limits.faults.has(Fault::FirstDataOnly) && frames > 0 {
+                continue;
+            }
+            frames += 1;
             if got.len() + chunk.len() > limits.max_body {
                 return Err(format!("a body over {} octets", limits.max_body));
             }

@@ -260,10 +260,15 @@ async fn outgoing(
                 out.frames.push(&buf[..n]);
                 let bytes = {
                     let Ok(mut conn) = conn.lock() else { return };
-                    out.process(&mut conn, &phase)
+                    out.process(&mut conn)
                 };
                 if to_server.write_all(&bytes).await.is_err() {
                     return;
+                }
+                // Only now: the requests that wait for this must go on the wire after the ACK,
+                // where the server sees that the client knew its limits when it opened them.
+                if out.acked && *phase.borrow() == Phase::Starting {
+                    phase.send_replace(Phase::Settled);
                 }
             }
         }
@@ -285,7 +290,7 @@ struct Outgoing {
 
 impl Outgoing {
     /// Everything complete in the buffer, turned into what goes to the server.
-    fn process(&mut self, conn: &mut Conn, phase: &watch::Sender<Phase>) -> Vec<u8> {
+    fn process(&mut self, conn: &mut Conn) -> Vec<u8> {
         let mut out = Vec::new();
         if !self.preface_done {
             let Some(preface) = self.frames.take(PREFACE.len()) else {
@@ -307,12 +312,12 @@ impl Outgoing {
                 continue;
             }
             self.settings_sent |= frame.kind == SETTINGS;
-            self.frame(conn, frame, phase, &mut out);
+            self.frame(conn, frame, &mut out);
         }
         out
     }
 
-    fn frame(&mut self, conn: &mut Conn, mut f: Frame, phase: &watch::Sender<Phase>, out: &mut Vec<u8>) {
+    fn frame(&mut self, conn: &mut Conn, mut f: Frame, out: &mut Vec<u8>) {
         let h2_id = f.stream;
         f.stream = conn.wire_id(h2_id);
         match f.kind {
@@ -355,10 +360,7 @@ impl Outgoing {
                 }
             }
             SETTINGS if f.has(ACK) => {
-                if !self.acked {
-                    self.acked = true;
-                    phase.send_replace(Phase::Settled);
-                }
+                self.acked = true;
                 if conn.has(Fault::NoSettingsAck) {
                     return;
                 }
@@ -595,6 +597,11 @@ impl Incoming {
             }
             self.started = true;
         }
+        if conn.has(Fault::StrictUnknown) {
+            if let Some(what) = unknown(&f) {
+                return Err(conn_error(PROTOCOL_ERROR, format!("{what}, which this client does not know")));
+            }
+        }
         if let Some(block) = &self.block {
             if f.kind != CONTINUATION || f.stream != block.stream {
                 return Err(conn_error(
@@ -628,7 +635,13 @@ impl Incoming {
             }
             HEADERS => {
                 on_zero(false)?;
-                let Some(mut body) = f.unpadded() else { return Err(padding(&name)) };
+                // `no-padding`: the pad length and the padding are read as part of the block.
+                let unpadded = if conn.has(Fault::NoPadding) {
+                    Some(&f.payload[..])
+                } else {
+                    f.unpadded()
+                };
+                let Some(mut body) = unpadded else { return Err(padding(&name)) };
                 if f.has(PRIORITY_FLAG) {
                     body = body
                         .get(5..)
@@ -651,6 +664,10 @@ impl Incoming {
                 }
                 Ok(Out::default())
             }
+            CONTINUATION if conn.has(Fault::NoContinuation) => Err(conn_error(
+                PROTOCOL_ERROR,
+                format!("CONTINUATION on stream {}, which this client does not take", f.stream),
+            )),
             CONTINUATION => {
                 let Some(block) = &mut self.block else {
                     return Err(conn_error(
@@ -667,6 +684,10 @@ impl Incoming {
                 }
                 Ok(Out::default())
             }
+            PRIORITY if conn.has(Fault::NoPriority) => Err(conn_error(
+                PROTOCOL_ERROR,
+                format!("PRIORITY on stream {}, which this client does not take", f.stream),
+            )),
             PRIORITY => {
                 on_zero(false)?;
                 length(f.payload.len() == 5, "§6.3")?;
@@ -763,7 +784,11 @@ impl Incoming {
         }
     }
 
-    fn data(&mut self, conn: &mut Conn, f: Frame) -> Result<Out, ConnError> {
+    fn data(&mut self, conn: &mut Conn, mut f: Frame) -> Result<Out, ConnError> {
+        if conn.has(Fault::NoPadding) {
+            // The pad length and the padding are taken for content: h2 is told so.
+            f.flags &= !PADDED;
+        }
         let Some(body) = f.unpadded() else { return Err(padding("DATA")) };
         let body = body.len() as u64;
         let flow = f.payload.len() as i64;
@@ -971,6 +996,22 @@ impl Incoming {
         let Some(block) = self.block.take() else {
             return Ok(Out::default());
         };
+        if let Some(uses) = uses(&block.bytes) {
+            let refused = [
+                (uses.huffman && conn.has(Fault::NoHuffman), "a Huffman-coded string"),
+                (uses.dynamic && conn.has(Fault::NoDynamicTable), "the dynamic table"),
+                (uses.size_update && conn.has(Fault::NoSizeUpdate), "a dynamic table size update"),
+            ];
+            if let Some((_, what)) = refused.iter().find(|(refused, _)| *refused) {
+                return Err(conn_error(
+                    COMPRESSION_ERROR,
+                    format!(
+                        "the field block on stream {} uses {what}, which this client cannot decode",
+                        block.stream
+                    ),
+                ));
+            }
+        }
         let fields = decode(&mut self.decoder, &block.bytes).ok_or_else(|| {
             conn_error(
                 COMPRESSION_ERROR,
@@ -982,6 +1023,7 @@ impl Incoming {
             return Ok(Out::default());
         }
         let accept = conn.has(Fault::AcceptsMalformed);
+        let (final_1xx, no_trailers) = (conn.has(Fault::Final1xx), conn.has(Fault::NoTrailers));
         let Some(s) = conn.streams.get_mut(&wire) else {
             return Err(idle("HEADERS", wire));
         };
@@ -1012,7 +1054,7 @@ impl Incoming {
         match part {
             Part::Head => {
                 let status = judged.status.unwrap_or(200);
-                if (100..200).contains(&status) && status != 101 {
+                if (100..200).contains(&status) && status != 101 && !final_1xx {
                     if !end_stream {
                         // A client may ignore informational responses (RFC 9110 §15.2); h2 needs only the final one.
                         return Ok(Out::default());
@@ -1036,6 +1078,14 @@ impl Incoming {
                 // Taken for a header section in the middle of the body, and left out (h2 has no
                 // place for one): the DATA after it goes on into the body.
                 return Ok(Out::default());
+            }
+            Part::Trailers if no_trailers => {
+                return Ok(stream_error(
+                    conn,
+                    wire,
+                    PROTOCOL_ERROR,
+                    format!("HEADERS after the body on stream {wire}, which this client does not take"),
+                ));
             }
             Part::Trailers => {}
         }
@@ -1123,6 +1173,31 @@ fn after_end(name: &str, stream: u32) -> ConnError {
         STREAM_CLOSED,
         format!("{name} on stream {stream} after the server's END_STREAM (RFC 9113 §5.1)"),
     )
+}
+
+/// What `strict-unknown` refuses in `f`: an unknown type, a flag its type does not define, the
+/// reserved bit, an unknown SETTINGS identifier.
+fn unknown(f: &Frame) -> Option<String> {
+    let defined = match f.kind {
+        DATA => END_STREAM | PADDED,
+        HEADERS => END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG,
+        SETTINGS | PING => ACK,
+        PUSH_PROMISE => END_HEADERS | PADDED,
+        CONTINUATION => END_HEADERS,
+        _ => 0,
+    };
+    let name = kind_name(f.kind);
+    if f.kind > CONTINUATION {
+        return Some(name);
+    }
+    if f.flags & !defined != 0 {
+        return Some(format!("{name} with flags 0x{:02x}", f.flags & !defined));
+    }
+    if f.reserved {
+        return Some(format!("{name} with the reserved bit set"));
+    }
+    let unknown_setting = (f.kind == SETTINGS).then(|| settings(&f.payload).into_iter().find(|(id, _)| !(1..=9).contains(id)));
+    unknown_setting.flatten().map(|(id, _)| format!("SETTINGS identifier 0x{id:x}"))
 }
 
 /// A frame type's name.

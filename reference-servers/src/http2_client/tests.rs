@@ -771,3 +771,106 @@ async fn a_wrong_first_frame_is_answered_after_the_preface_and_settings() {
     drop(peer);
     assert_eq!(task.await.unwrap().0, 1);
 }
+
+#[tokio::test]
+async fn the_parser_faults_refuse_what_is_legal() {
+    let ok_head = |s: u32| head(s, &[(":status", "200")], false);
+    let data = |s: u32, flags: u8, body: &[u8]| Frame::new(DATA, flags, s, body.to_vec()).bytes();
+    let with_block = |block: &'static [u8]| -> Answer {
+        Box::new(move |s| {
+            [
+                Frame::new(HEADERS, END_HEADERS, s, block.to_vec()).bytes(),
+                data(s, END_STREAM, b"ok"),
+            ]
+            .concat()
+        })
+    };
+    // (fault, a legal answer that a client with the fault gets wrong)
+    let cases: Vec<(&str, Answer)> = vec![
+        (
+            "no-padding",
+            Box::new(move |s| {
+                let h = head(s, &[(":status", "200"), ("content-length", "2")], false);
+                [h, data(s, END_STREAM | PADDED, &[1, b'o', b'k', 0])].concat()
+            }),
+        ),
+        (
+            "no-continuation",
+            Box::new(move |s| {
+                let block = literal_block(&[(b":status".to_vec(), b"200".to_vec())]);
+                let (a, b) = block.split_at(3);
+                let frames = [
+                    Frame::new(HEADERS, 0, s, a.to_vec()).bytes(),
+                    Frame::new(CONTINUATION, END_HEADERS, s, b.to_vec()).bytes(),
+                ];
+                [frames.concat(), data(s, END_STREAM, b"ok")].concat()
+            }),
+        ),
+        // :status 200 as a literal without indexing, the value Huffman-coded (RFC 7541 §5.2).
+        ("no-huffman", with_block(&[0x08, 0x82, 0x10, 0x01])),
+        // ... as a literal with incremental indexing (§6.2.1).
+        ("no-dynamic-table", with_block(&[0x48, 0x03, b'2', b'0', b'0'])),
+        // ... after a dynamic table size update to 0 (§6.3).
+        ("no-size-update", with_block(&[0x20, 0x08, 0x03, b'2', b'0', b'0'])),
+        (
+            "strict-unknown",
+            Box::new(move |s| [Frame::new(0xfa, 0, 0, vec![]).bytes(), ok_head(s), data(s, END_STREAM, b"ok")].concat()),
+        ),
+        (
+            "strict-unknown",
+            Box::new(move |s| [ok_head(s), data(s, END_STREAM | 0x40, b"ok")].concat()),
+        ),
+        (
+            "strict-unknown",
+            Box::new(move |s| {
+                let mut frame = data(s, END_STREAM, b"ok");
+                frame[5] |= 0x80;
+                [ok_head(s), frame].concat()
+            }),
+        ),
+        (
+            "strict-unknown",
+            Box::new(move |s| {
+                [
+                    Frame::new(SETTINGS, 0, 0, settings_payload(&[(0x77, 1)])).bytes(),
+                    ok_head(s),
+                    data(s, END_STREAM, b"ok"),
+                ]
+                .concat()
+            }),
+        ),
+        (
+            "no-priority",
+            Box::new(move |s| {
+                [
+                    Frame::new(PRIORITY, 0, s, vec![0, 0, 0, 0, 15]).bytes(),
+                    ok_head(s),
+                    data(s, END_STREAM, b"ok"),
+                ]
+                .concat()
+            }),
+        ),
+        (
+            "final-1xx",
+            Box::new(move |s| [head(s, &[(":status", "103")], false), ok_head(s), data(s, END_STREAM, b"ok")].concat()),
+        ),
+        (
+            "no-trailers",
+            Box::new(move |s| [ok_head(s), data(s, 0, b"ok"), head(s, &[("x-sum", "1")], true)].concat()),
+        ),
+        (
+            "goaway-fails",
+            Box::new(move |s| [ok_head(s), data(s, END_STREAM, b"ok"), goaway(s, NO_ERROR).bytes()].concat()),
+        ),
+        (
+            "first-data-only",
+            Box::new(move |s| [ok_head(s), data(s, 0, b"o"), data(s, END_STREAM, b"k")].concat()),
+        ),
+    ];
+    for (fault, answer) in &cases {
+        let (_, code, lines, body) = judged("", answer).await;
+        assert_eq!((code, body.as_slice()), (0, &b"ok"[..]), "{fault}, without it: {lines:?}");
+        let (_, code, lines, body) = judged(fault, answer).await;
+        assert!(code != 0 || body != b"ok", "{fault}: {lines:?}");
+    }
+}
