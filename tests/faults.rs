@@ -229,6 +229,17 @@ const HTTP2_CLIENT_FAULTS: &[&str] = &[
     "discards-on-reset",
     "ignores-max-streams",
     "one-connection-per-request",
+    "no-padding",
+    "no-continuation",
+    "no-huffman",
+    "no-dynamic-table",
+    "no-size-update",
+    "strict-unknown",
+    "no-priority",
+    "final-1xx",
+    "no-trailers",
+    "goaway-fails",
+    "first-data-only",
 ];
 
 /// The same for the `http2-client` suite, with the reference client's faults: every case is

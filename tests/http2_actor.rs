@@ -119,6 +119,39 @@ async fn serves_a_client_that_keeps_the_rules() {
     assert!(log.violations.lock().unwrap().is_empty(), "{:?}", log.violations.lock().unwrap());
 }
 
+#[tokio::test]
+async fn indexes_fields_in_its_dynamic_table_as_the_client_decodes_them() {
+    let (_h, addr, log) = start(&["indexed", "huffman", "size-update"]).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame_bytes(4, 0, 0, &[], None));
+    hello.extend(get(1, "/notes.txt"));
+    hello.extend(get(3, "/index.html"));
+    c.write_all(&hello).await.unwrap();
+    let mut ended = 0;
+    let frames = read_until(&mut c, |f| {
+        ended += usize::from(f.kind == Kind::Data && f.has(1));
+        ended == 2
+    })
+    .await;
+    let heads: Vec<(usize, Vec<(String, String)>)> = frames
+        .iter()
+        .filter(|f| f.kind == Kind::Headers)
+        .map(|f| (f.length, f.fields().expect("decoded").to_vec()))
+        .collect();
+    assert_eq!(heads.len(), 2, "{frames:?}");
+    for (_, fields) in &heads {
+        assert!(
+            fields.contains(&("x-served-by".to_string(), "wirecheck http2 actor".to_string())),
+            "{fields:?}"
+        );
+        assert!(fields.contains(&(":status".to_string(), "200".to_string())), "{fields:?}");
+    }
+    // The second block refers to the entries the first one added: it is shorter.
+    assert!(heads[1].0 < heads[0].0, "{heads:?}");
+    assert!(log.violations.lock().unwrap().is_empty());
+}
+
 /// Sends `bytes` after the preface and SETTINGS (unless `bare`), reads until the connection ends,
 /// and returns the violation the actor reported and the GOAWAY code it sent.
 async fn broken(bare: bool, bytes: &[u8]) -> (String, Option<u32>) {

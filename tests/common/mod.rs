@@ -31,6 +31,7 @@ pub const HTTP2_CLIENT_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("http2_client_no_window_update", "large-object"),
     ("http2_client_ignores_status", "not-found-fails"),
     ("http2_client_uppercase", "lowercase-names"),
+    ("http2_client_uppercase", "textbook-get"),
 ];
 
 /// The buggy HTTP/2 sample servers and the `http2` case each must fail (`tests/students.rs`):

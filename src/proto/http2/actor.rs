@@ -505,7 +505,10 @@ struct Conn {
     first_request: Option<u32>,
     injected: Vec<At>,
     first_done: bool,
-    encoder: fluke_hpack::Encoder<'static>,
+    /// The HPACK dynamic table the actor's encoder keeps (newest first; only with `indexed`) and
+    /// its maximum size, as last announced to the client.
+    table: std::collections::VecDeque<(String, String)>,
+    table_max: usize,
     blocks_sent: u32,
     goaway_sent: bool,
     /// The last stream a graceful GOAWAY of the actor's named: later ones are not served.
@@ -546,7 +549,8 @@ impl Conn {
             first_request: None,
             injected: Vec::new(),
             first_done: false,
-            encoder: fluke_hpack::Encoder::new(),
+            table: std::collections::VecDeque::new(),
+            table_max: 4096,
             blocks_sent: 0,
             goaway_sent: false,
             goaway_last: None,
@@ -1159,26 +1163,52 @@ impl Conn {
     fn block(&mut self, fields: &[(&str, String)]) -> Vec<u8> {
         let faults = self.srv.faults;
         let mut out = Vec::new();
-        let table = self.peer_table.min(4096);
-        if self.blocks_sent == 0 && (faults.size_update || (faults.indexed && table < 4096)) {
-            if faults.size_update {
-                integer(&mut out, 0x20, 5, 0);
-            }
-            integer(&mut out, 0x20, 5, table);
-            self.encoder.set_max_table_size(table);
+        // The client's SETTINGS_HEADER_TABLE_SIZE bounds the table (RFC 7541 §4.2); a change is
+        // announced at the start of the next block (RFC 9113 §4.3.1: after a reduction the
+        // client MUST see one).
+        let want = self.peer_table.min(4096);
+        if self.blocks_sent == 0 && faults.size_update {
+            integer(&mut out, 0x20, 5, 0);
+            integer(&mut out, 0x20, 5, want);
+            self.table_max = want;
+            self.table.clear();
+        } else if want != self.table_max {
+            integer(&mut out, 0x20, 5, want);
+            self.table_max = want;
+            self.evict();
         }
         self.blocks_sent += 1;
-        if faults.indexed {
-            let list: Vec<(&[u8], &[u8])> = fields.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
-            out.extend(self.encoder.encode(list));
-            return out;
-        }
         for (name, value) in fields {
+            let entry = (name.to_string(), value.clone());
+            if faults.indexed {
+                if let Some(i) = self.table.iter().position(|e| *e == entry) {
+                    // An indexed field line from the dynamic table (RFC 7541 §6.1, §2.3.3).
+                    integer(&mut out, 0x80, 7, 62 + i);
+                    continue;
+                }
+                if 32 + name.len() + value.len() <= self.table_max {
+                    // A literal with incremental indexing, new name (RFC 7541 §6.2.1).
+                    out.push(0x40);
+                    encode_string(&mut out, name.as_bytes(), faults.huffman);
+                    encode_string(&mut out, value.as_bytes(), faults.huffman);
+                    self.table.push_front(entry);
+                    self.evict();
+                    continue;
+                }
+            }
             out.push(0x00);
             encode_string(&mut out, name.as_bytes(), faults.huffman);
             encode_string(&mut out, value.as_bytes(), faults.huffman);
         }
         out
+    }
+
+    /// Drops the oldest entries until the table fits its maximum (RFC 7541 §4.4).
+    fn evict(&mut self) {
+        let size = |t: &std::collections::VecDeque<(String, String)>| t.iter().map(|(n, v)| 32 + n.len() + v.len()).sum::<usize>();
+        while size(&self.table) > self.table_max {
+            self.table.pop_back();
+        }
     }
 
     /// A HEADERS frame (and CONTINUATIONs, with the fault) carrying `block`.
@@ -1235,11 +1265,15 @@ impl Conn {
                 let b = self.block(&[(":status", "103".into()), ("link", "</style.css>; rel=preload".into())]);
                 self.headers_frames(id, b, false);
             }
-            let fields = [
+            let mut fields = vec![
                 (":status", status.to_string()),
                 ("content-type", ctype.to_string()),
                 ("content-length", len.to_string()),
             ];
+            if faults.indexed {
+                // The same in every response: the second one sends it by index.
+                fields.push(("x-served-by", "wirecheck http2 actor".to_string()));
+            }
             let b = self.block(&fields);
             let end = len == 0 && !faults.trailers;
             self.headers_frames(id, b, end);
