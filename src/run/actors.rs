@@ -41,6 +41,7 @@ pub struct RunningActor {
 #[derive(Debug, Default)]
 struct Judged {
     violations: Vec<String>,
+    hints: Vec<String>,
     peer_closed: Vec<usize>,
     opened: usize,
 }
@@ -141,6 +142,13 @@ impl ActorLog for Log {
         let mut j = self.judged.lock().unwrap_or_else(|e| e.into_inner());
         if j.violations.len() < MAX_VIOLATIONS && !j.violations.iter().any(|v| v == text) {
             j.violations.push(text.to_string());
+        }
+    }
+
+    fn hint(&self, _conv: usize, text: &str) {
+        let mut j = self.judged.lock().unwrap_or_else(|e| e.into_inner());
+        if j.hints.len() < MAX_VIOLATIONS && !j.hints.iter().any(|h| h == text) {
+            j.hints.push(text.to_string());
         }
     }
 
@@ -280,6 +288,11 @@ impl RunningActor {
     /// Whether the actor counts its open connections (so `settled` can tell).
     pub fn counts_connections(&self) -> bool {
         self.handle.open_now().is_some()
+    }
+
+    /// What the actor noticed that may explain a failure (first first).
+    pub fn hints(&self) -> Vec<String> {
+        self.judged.lock().unwrap_or_else(|e| e.into_inner()).hints.clone()
     }
 
     /// The rules the peer broke, as the actor found them (first first).

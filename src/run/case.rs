@@ -192,16 +192,18 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
     // its peers sent last: a rule broken there fails the case too.
     let actors = std::mem::take(&mut *ctx.actors.lock().unwrap_or_else(|e| e.into_inner()));
     let settle = Instant::now() + SETTLE;
-    let mut broken = Vec::new();
+    let (mut broken, mut noticed) = (Vec::new(), Vec::new());
     for a in actors {
         a.settle(settle).await;
         broken.extend(a.violations().into_iter().map(|v| (a.name.clone(), v)));
+        noticed.extend(a.hints().into_iter().map(|h| format!("{}: {h}", a.name)));
         a.stop().await;
     }
     let said = |(name, v): &(String, String)| format!("{name} saw the program break a rule: {v}");
     match r {
         Err(mut f) => {
             f.hints.extend(broken.iter().map(said));
+            f.hints.extend(noticed);
             Err(f)
         }
         Ok(()) => match broken.first() {

@@ -34,6 +34,11 @@ pub trait ActorLog: Send + Sync {
     fn violation(&self, conv: usize, text: &str) {
         let _ = (conv, text);
     }
+    /// Something the actor noticed that may explain a failure without breaking a rule itself (a
+    /// download stalled on the peer's flow-control window): shown only when the case fails.
+    fn hint(&self, conv: usize, text: &str) {
+        let _ = (conv, text);
+    }
     /// A conversation in another protocol than the actor's own (an FTP data connection carries
     /// raw bytes), opened by the peer or, with `actor_connected`, by the actor; `saw:` does not
     /// count its messages.

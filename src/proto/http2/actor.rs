@@ -73,6 +73,9 @@ const DEFAULT_WINDOW: i64 = 65_535;
 const MAX_WINDOW: i64 = 0x7fff_ffff;
 /// The actor's own SETTINGS_MAX_FRAME_SIZE (the default, RFC 9113 §6.5.2).
 const OWN_MAX_FRAME: usize = 16_384;
+/// How long a response waits for the client's window, or a request for its end, before the
+/// actor says so (`ActorLog::hint`, shown when the case fails).
+const STALL: Duration = Duration::from_secs(1);
 /// Bytes of padding the `padding` fault adds.
 const PAD: usize = 8;
 
@@ -514,6 +517,11 @@ struct Conn {
     /// The last stream a graceful GOAWAY of the actor's named: later ones are not served.
     goaway_last: Option<u32>,
     goaway_got: bool,
+    /// Since when a response has waited for the client's flow-control window, and since when a
+    /// request has been open without its end; each is told once (`ActorLog::hint`).
+    window_stall: Option<Instant>,
+    open_request: Option<(u32, Instant)>,
+    hinted: Vec<&'static str>,
 }
 
 impl Conn {
@@ -555,6 +563,9 @@ impl Conn {
             goaway_sent: false,
             goaway_last: None,
             goaway_got: false,
+            window_stall: None,
+            open_request: None,
+            hinted: Vec::new(),
         }
     }
 
@@ -625,6 +636,12 @@ impl Conn {
             if !gate_open && !self.goaway_got {
                 wake = wake.min(self.gate_until);
             }
+            if let Some(t) = self.window_stall {
+                wake = wake.min(t + STALL);
+            }
+            if let Some((_, t)) = self.open_request {
+                wake = wake.min(t + STALL);
+            }
             tokio::select! {
                 r = self.rd.read(&mut buf) => {
                     let n = match r {
@@ -657,10 +674,44 @@ impl Conn {
                         };
                         return Err(self.fail(code, text));
                     }
+                    self.notice(now);
                     if now >= idle {
                         return Err(Stop::Ended);
                     }
                 }
+            }
+        }
+    }
+
+    /// Tells (once each) what keeps a case from going on: a response waiting for the client's
+    /// window, a request that never ends.
+    fn notice(&mut self, now: Instant) {
+        if self.window_stall.is_some_and(|t| now >= t + STALL) && !self.hinted.contains(&"window") {
+            self.hinted.push("window");
+            let left: usize = self
+                .streams
+                .values()
+                .filter_map(|s| s.response.as_ref().filter(|_| !s.reset))
+                .map(|r| r.body.len() - r.sent)
+                .sum();
+            let text = format!(
+                "{left} octets of response wait for the client's flow-control window, used up for {} s: \
+                 RFC 9113 §6.9: a receiver that wants more data sends WINDOW_UPDATE (its window starts at 65535 \
+                 octets, §6.9.2). Fix: send WINDOW_UPDATE for the stream and the connection as DATA is read",
+                STALL.as_secs()
+            );
+            self.srv.log.hint(self.conv, &text);
+        }
+        if let Some((id, t)) = self.open_request {
+            if now >= t + STALL && !self.hinted.contains(&"end") {
+                self.hinted.push("end");
+                let text = format!(
+                    "the request on stream {id} has not ended after {} s (no END_STREAM), so the actor still waits \
+                     for it: RFC 9113 §8.1: a request's last frame carries END_STREAM (the HEADERS frame of a \
+                     request without content). Fix: set END_STREAM on the last frame of every request",
+                    STALL.as_secs()
+                );
+                self.srv.log.hint(self.conv, &text);
             }
         }
     }
@@ -978,6 +1029,13 @@ impl Conn {
         if end {
             s.remote_done = true;
         }
+        let remote_done = s.remote_done;
+        self.open_request = match (remote_done, self.open_request) {
+            (true, Some((open, _))) if open == id => None,
+            (false, None) => Some((id, Instant::now())),
+            (_, other) => other,
+        };
+        let Some(s) = self.streams.get_mut(&id) else { return Ok(()) };
         let post_early = early && s.method == "POST" && !s.remote_done;
         if s.remote_done || post_early {
             self.request_complete(id, post_early);
@@ -1046,12 +1104,17 @@ impl Conn {
                 s.body.extend_from_slice(data);
             }
         }
-        if f.has(1) {
+        let ended = f.has(1);
+        if ended {
             s.remote_done = true;
             let answered = s.response.is_some();
             if !answered {
                 self.request_complete(f.stream, false);
             }
+        }
+        // A request whose body still comes is not stalled: its clock starts again.
+        if self.open_request.is_some_and(|(id, _)| id == f.stream) {
+            self.open_request = (!ended).then(|| (f.stream, Instant::now()));
         }
         self.schedule_update();
         Ok(())
@@ -1248,6 +1311,15 @@ impl Conn {
                 break;
             }
         }
+        let waiting = self
+            .streams
+            .values()
+            .any(|s| !s.reset && !s.held && s.response.as_ref().is_some_and(|r| r.head_sent && !r.done && r.sent < r.body.len()));
+        self.window_stall = match (waiting, self.window_stall) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+        };
     }
 
     /// One step of one stream's response; whether anything went out.
