@@ -15,8 +15,11 @@
 //! 1 otherwise: a 4xx or 5xx, a stream reset, a malformed response (§8.1.1: a client MUST NOT
 //! accept one; RST_STREAM PROTOCOL_ERROR), a connection error (ours: GOAWAY with the code RFC 9113
 //! names, then close, §5.4.1; or the server's GOAWAY with an error code), or no end within
-//! `timeout`. A complete response followed by RST_STREAM NO_ERROR is kept (§8.1). Each body is
-//! saved once its response is complete, whatever its status; errors are printed as `error: ...`.
+//! `timeout`. A complete response followed by RST_STREAM NO_ERROR is kept (§8.1). A request the
+//! server did not process (above the last stream of a GOAWAY with NO_ERROR, or refused with
+//! REFUSED_STREAM) is sent again on a new connection, up to `MAX_ATTEMPTS` connections in all
+//! (§8.7). Each body is saved once its response is complete, whatever its status; errors are
+//! printed as `error: ...`.
 //!
 //! `h2` does the protocol; `relay.rs` sits between it and the socket, checks the server's frames
 //! and plays the faults (see there why).
