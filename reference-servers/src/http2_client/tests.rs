@@ -924,3 +924,31 @@ async fn a_body_in_one_octet_frames_arriving_at_once() {
     let (reset, code, lines, got) = judged("", answer).await;
     assert_eq!((reset, code, got.len()), (None, 0, 60_000), "{lines:?}");
 }
+
+#[tokio::test]
+async fn lenient_takes_a_first_frame_that_is_not_settings() {
+    for (fault, want) in [("", 1), ("lenient", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = path(&dir, "out");
+        let (listener, task) = scripted(fault, &["get", "/", &out]).await;
+        let (mut tcp, _) = timeout(WAIT, listener.accept()).await.unwrap().unwrap();
+        tcp.write_all(&Frame::new(PING, 0, 0, b"preface!".to_vec()).bytes()).await.unwrap();
+        let mut peer = Peer {
+            tcp,
+            frames: Frames::default(),
+            decoder: fluke_hpack::Decoder::new(),
+            seen: Vec::new(),
+        };
+        let mut preface = [0; 24];
+        timeout(WAIT, peer.tcp.read_exact(&mut preface)).await.unwrap().unwrap();
+        if want == 0 {
+            peer.handshake(&[]).await;
+            let (s, _) = peer.request().await;
+            peer.send_bytes(&response(s, b"ok")).await;
+            assert!(peer.seen.iter().any(|f| f.kind == PING && f.has(ACK)), "the PING is answered");
+        }
+        peer.finish().await;
+        let (code, lines) = task.await.unwrap();
+        assert_eq!(code, want, "{fault}: {lines:?}");
+    }
+}
