@@ -310,19 +310,17 @@ fn hpack_int(block: &[u8], at: usize, n: u32) -> Option<(usize, usize)> {
     if value < max {
         return Some((value, at));
     }
-    let mut shift = 0u32;
-    loop {
+    // At most four octets after the prefix: no value a peer has reason to send needs more,
+    // and the decoder refuses more (it panics on a size update it refuses; see `decode`).
+    for shift in [0, 7, 14, 21] {
         let b = *block.get(at)?;
         at += 1;
-        value = value.checked_add(usize::from(b & 0x7f).checked_shl(shift)?)?;
+        value += usize::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
             return Some((value, at));
         }
-        shift += 7;
-        if shift > 28 {
-            return None;
-        }
     }
+    None
 }
 
 /// Skips an HPACK string literal at `at` (RFC 7541 §5.2), noting whether it is Huffman-coded.
@@ -335,7 +333,9 @@ fn hpack_string(block: &[u8], at: usize, uses: &mut Uses) -> Option<usize> {
 
 /// Decodes a field block; None if it does not decode (a COMPRESSION_ERROR, RFC 9113 §4.3).
 pub(super) fn decode(decoder: &mut fluke_hpack::Decoder<'static>, block: &[u8]) -> Option<Vec<Field>> {
-    // The crate panics on some malformed blocks (a cut integer): that is a decoding error too.
+    // The crate panics on a size update whose integer is cut or too long: walked first, such a
+    // block never reaches it. What else might panic there is a decoding error too, caught.
+    uses(block)?;
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(block).ok())).unwrap_or(None)
 }
 
@@ -407,6 +407,19 @@ mod tests {
         assert_eq!(uses(&literal_block(&[(b"a".to_vec(), b"b".to_vec())])), Some(none));
         assert_eq!(uses(&[0x00, 0x05, b'a']), None, "a string cut short");
         assert_eq!(uses(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), None, "an integer without end");
+        assert_eq!(
+            uses(&[0x3f, 0xff, 0xff, 0xff, 0x7f]),
+            Some(with(false, false, true)),
+            "four octets after the prefix"
+        );
+        assert_eq!(uses(&[0x3f, 0xff, 0xff, 0xff, 0xff, 0x01]), None, "five");
+        let mut decoder = fluke_hpack::Decoder::new();
+        assert_eq!(
+            decode(&mut decoder, &[0x3f, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            None,
+            "refused before the crate sees it"
+        );
+        assert_eq!(decode(&mut decoder, &[0x3f]), None);
     }
 
     #[test]

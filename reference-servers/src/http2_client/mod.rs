@@ -15,8 +15,11 @@
 //! 1 otherwise: a 4xx or 5xx, a stream reset, a malformed response (§8.1.1: a client MUST NOT
 //! accept one; RST_STREAM PROTOCOL_ERROR), a connection error (ours: GOAWAY with the code RFC 9113
 //! names, then close, §5.4.1; or the server's GOAWAY with an error code), or no end within
-//! `timeout`. A complete response followed by RST_STREAM NO_ERROR is kept (§8.1). Each body is
-//! saved once its response is complete, whatever its status; errors are printed as `error: ...`.
+//! `timeout`. A complete response followed by RST_STREAM NO_ERROR is kept (§8.1). A request the
+//! server did not process (above the last stream of a GOAWAY with NO_ERROR, or refused with
+//! REFUSED_STREAM) is sent again on a new connection, up to `MAX_ATTEMPTS` connections in all
+//! (§8.7). Each body is saved once its response is complete, whatever its status; errors are
+//! printed as `error: ...`.
 //!
 //! `h2` does the protocol; `relay.rs` sits between it and the socket, checks the server's frames
 //! and plays the faults (see there why).
@@ -55,6 +58,9 @@ const OPTIONS: &[&str] = &["timeout", "max_body", "fault"];
 
 /// What the requests say they are.
 const USER_AGENT: &str = "wirecheck-reference/1";
+/// Room for the framing overhead of buffered DATA frames (h2 counts 256 octets less the payload
+/// for each small one): every octet of both default windows in a frame of its own.
+const DATA_FRAME_BUDGET: usize = 2 * relay::DEFAULT_WINDOW as usize * 256;
 /// How long, once the requests are done, h2 and the relay get to say goodbye (GOAWAY, close).
 const GOODBYE: Duration = Duration::from_secs(1);
 
@@ -166,7 +172,7 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
     };
     let mut connections = JoinSet::new();
     for group in groups {
-        connections.spawn(connection(server, group, limits));
+        connections.spawn(connection(server, group, limits, 1));
     }
     let mut results: Vec<Option<Result<Got, String>>> = reqs.iter().map(|_| None).collect();
     let mut failed = false;
@@ -178,6 +184,13 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
             }
             for note in done.notes {
                 print(note);
+            }
+            if !done.retry.is_empty() {
+                print(format!(
+                    "{} request(s) the server did not process, sent again on a new connection",
+                    done.retry.len()
+                ));
+                connections.spawn(connection(server, done.retry, limits, done.attempt + 1));
             }
             if let Some(why) = done.failure {
                 print(format!("error: {why}"));
@@ -227,7 +240,7 @@ struct Limits {
 }
 
 /// A request as it is sent.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Job {
     /// Its place on the command line.
     at: usize,
@@ -243,14 +256,52 @@ struct Done {
     /// The connection error, if there was one.
     failure: Option<String>,
     notes: Vec<String>,
+    /// Requests the server did not process (refused, or above its GOAWAY's last stream), to be
+    /// sent again on a new connection (RFC 9113 §8.7).
+    retry: Vec<Job>,
+    /// Which connection this was for these requests: 1 the first, 2 the first retry ...
+    attempt: u32,
+}
+
+/// How many connections a request is tried on.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Why a request failed.
+#[derive(Debug)]
+enum Fail {
+    /// The server did not process it: it may be sent again (RFC 9113 §8.7).
+    Unprocessed(String),
+    /// Anything else.
+    Failed(String),
+}
+
+impl From<h2::Error> for Fail {
+    fn from(e: h2::Error) -> Fail {
+        // A graceful GOAWAY that left the stream out, or RST_STREAM REFUSED_STREAM: both say
+        // the request was not processed (§8.7).
+        let left_out = e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR);
+        let refused = e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM);
+        match e.is_remote() && (left_out || refused) {
+            true => Fail::Unprocessed(e.to_string()),
+            false => Fail::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<String> for Fail {
+    fn from(why: String) -> Fail {
+        Fail::Failed(why)
+    }
 }
 
 /// One connection carrying `reqs` concurrently.
-async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits) -> Done {
+async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits, attempt: u32) -> Done {
     let fail_all = |why: String| Done {
         results: jobs.iter().map(|job| (job.at, Err("no response".to_owned()))).collect(),
         failure: Some(why),
         notes: Vec::new(),
+        retry: Vec::new(),
+        attempt,
     };
     let tcp = match TcpStream::connect(server).await {
         Ok(tcp) => tcp,
@@ -263,7 +314,11 @@ async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits) -> Done 
     builder
         .enable_push(false)
         .initial_window_size(relay::DEFAULT_WINDOW)
-        .initial_connection_window_size(relay::DEFAULT_WINDOW);
+        .initial_connection_window_size(relay::DEFAULT_WINDOW)
+        // h2 ends a connection whose small DATA frames pile up faster than they are read (a
+        // defence for servers); a body in one-octet frames is legal (RFC 9113 §6.1), and the
+        // windows bound what can pile up anyway.
+        .data_frame_budget(DATA_FRAME_BUDGET);
     let (send, h2_conn) = match builder.handshake::<_, Bytes>(pipe).await {
         Ok(pair) => pair,
         Err(e) => return fail_all(format!("HTTP/2 handshake: {e}")),
@@ -273,17 +328,25 @@ async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits) -> Done 
     // limits, SETTINGS_MAX_CONCURRENT_STREAMS above all, would then be learnt too late).
     let settled = relay.settled().await;
     let mut results = Vec::new();
+    let mut retry = Vec::new();
     if settled {
         let authority = server.to_string();
         let mut streams = JoinSet::new();
-        for job in jobs {
+        for job in jobs.iter().cloned() {
             let (send, authority, report) = (send.clone(), authority.clone(), relay.report.clone());
             streams.spawn(async move { (job.at, request(send, &authority, job, report, limits).await) });
         }
         while let Some(done) = streams.join_next().await {
-            if let Ok(done) = done {
-                results.push(done);
-            }
+            let Ok((at, result)) = done else { continue };
+            let result = match result {
+                Ok(got) => Ok(got),
+                Err(Fail::Unprocessed(why)) if attempt < MAX_ATTEMPTS && !limits.faults.has(Fault::GoawayFails) => {
+                    retry.extend(jobs.iter().filter(|job| job.at == at).cloned());
+                    Err(why)
+                }
+                Err(Fail::Unprocessed(why) | Fail::Failed(why)) => Err(why),
+            };
+            results.push((at, result));
         }
     } else {
         results = jobs.iter().map(|job| (job.at, Err("no response".to_owned()))).collect();
@@ -303,6 +366,8 @@ async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits) -> Done 
         results,
         failure,
         notes: report.notes,
+        retry,
+        attempt,
     }
 }
 
@@ -323,8 +388,8 @@ fn connection_failure(report: &Report, settled: bool, h2_end: Option<Result<(), 
 }
 
 /// One request on its own stream: sent, its body uploaded within the windows, its response read.
-async fn request(send: SendRequest<Bytes>, authority: &str, job: Job, report: Arc<Mutex<Report>>, limits: Limits) -> Result<Got, String> {
-    let mut send = send.ready().await.map_err(|e| e.to_string())?;
+async fn request(send: SendRequest<Bytes>, authority: &str, job: Job, report: Arc<Mutex<Report>>, limits: Limits) -> Result<Got, Fail> {
+    let mut send = send.ready().await?;
     let mut head = Request::builder()
         .method(job.method)
         .uri(format!("http://{authority}{}", job.path))
@@ -337,7 +402,7 @@ async fn request(send: SendRequest<Bytes>, authority: &str, job: Job, report: Ar
             .header("content-length", body.len());
     }
     let head = head.body(()).map_err(|e| e.to_string())?;
-    let (response, mut upload) = send.send_request(head, body.is_none()).map_err(|e| e.to_string())?;
+    let (response, mut upload) = send.send_request(head, body.is_none())?;
     let id = u32::from(response.stream_id());
     let up = async {
         match body {
@@ -346,13 +411,13 @@ async fn request(send: SendRequest<Bytes>, authority: &str, job: Job, report: Ar
         }
     };
     let down = async {
-        let response = response.await.map_err(|e| e.to_string())?;
+        let response = response.await?;
         let status = response.status().as_u16();
         let mut body = response.into_body();
         let mut got = BytesMut::new();
         let mut frames = 0;
         while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|e| e.to_string())?;
+            let chunk = chunk?;
             // Given back at once: h2 sends WINDOW_UPDATE as the body is read (RFC 9113 §6.9).
             let _ = body.flow_control().release_capacity(chunk.len());
             // h2 hands over a body one DATA frame at a time.
@@ -361,7 +426,7 @@ async fn request(send: SendRequest<Bytes>, authority: &str, job: Job, report: Ar
             }
             frames += 1;
             if got.len() + chunk.len() > limits.max_body {
-                return Err(format!("a body over {} octets", limits.max_body));
+                return Err(Fail::Failed(format!("a body over {} octets", limits.max_body)));
             }
             got.extend_from_slice(&chunk);
         }
@@ -377,7 +442,9 @@ async fn request(send: SendRequest<Bytes>, authority: &str, job: Job, report: Ar
     let _ = up;
     let reset_after = report.lock().is_ok_and(|r| r.reset_after_end.contains(&id));
     if reset_after && limits.faults.has(Fault::DiscardsOnReset) {
-        return Err("RST_STREAM NO_ERROR after the response: response discarded".to_owned());
+        return Err(Fail::Failed(
+            "RST_STREAM NO_ERROR after the response: response discarded".to_owned(),
+        ));
     }
     Ok(got)
 }

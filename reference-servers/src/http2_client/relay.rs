@@ -42,6 +42,8 @@ const DRAIN: Duration = Duration::from_secs(1);
 const OWN_PING: &[u8; 8] = b"wirechk!";
 /// Windows before any SETTINGS or WINDOW_UPDATE (RFC 9113 §6.9.2); `h2` is built with these.
 pub(super) const DEFAULT_WINDOW: u32 = 65_535;
+/// SETTINGS_HEADER_TABLE_SIZE before SETTINGS say otherwise (RFC 9113 §6.5.2); h2 keeps it.
+const DEFAULT_TABLE_SIZE: usize = 4096;
 /// `ENHANCE_YOUR_CALM`, for a field block past `MAX_BLOCK`.
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 
@@ -449,9 +451,13 @@ async fn incoming(
     conn: Arc<Mutex<Conn>>,
     phase: Arc<watch::Sender<Phase>>,
 ) {
+    let mut decoder = fluke_hpack::Decoder::new();
+    // The client's SETTINGS_HEADER_TABLE_SIZE is the default: a size update past it is a
+    // COMPRESSION_ERROR (RFC 7541 §6.3).
+    decoder.set_max_allowed_table_size(DEFAULT_TABLE_SIZE);
     let mut inc = Incoming {
         frames: Frames::default(),
-        decoder: fluke_hpack::Decoder::new(),
+        decoder,
         block: None,
         started: false,
         settings_seen: false,
@@ -590,10 +596,12 @@ impl Incoming {
         let name = kind_name(f.kind);
         if !self.started {
             if f.kind != SETTINGS || f.has(ACK) {
-                return Err(conn_error(
-                    PROTOCOL_ERROR,
-                    format!("the server's first frame is {name}, not SETTINGS (RFC 9113 §3.4)"),
-                ));
+                let why = format!("the server's first frame is {name}, not SETTINGS (RFC 9113 §3.4)");
+                if !conn.has(Fault::Lenient) {
+                    return Err(conn_error(PROTOCOL_ERROR, why));
+                }
+                // Nothing is wrong with the frame itself: `lenient` takes it as it comes.
+                conn.note(format!("ignored (lenient): {why}"));
             }
             self.started = true;
         }

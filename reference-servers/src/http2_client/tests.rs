@@ -874,3 +874,81 @@ async fn the_parser_faults_refuse_what_is_legal() {
         assert!(code != 0 || body != b"ok", "{fault}: {lines:?}");
     }
 }
+
+#[tokio::test]
+async fn requests_the_server_did_not_process_go_again_on_a_new_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (path(&dir, "a"), path(&dir, "b"));
+    let (listener, task) = scripted("", &["get", "/a", &a, "/b", &b]).await;
+    let mut peer = Peer::accept(&listener).await;
+    peer.handshake(&[]).await;
+    let (s1, _) = peer.request().await;
+    let _second = peer.request().await;
+    // The first answered, the second left out by a graceful GOAWAY (RFC 9113 §6.8).
+    peer.send_bytes(&[response(s1, b"a"), goaway(s1, NO_ERROR).bytes()].concat()).await;
+    peer.finish().await;
+    let mut peer = Peer::accept(&listener).await;
+    peer.handshake(&[]).await;
+    let (s, fields) = peer.request().await;
+    assert_eq!(fields[":path"], "/b");
+    // Refused this time (RST_STREAM REFUSED_STREAM, §8.7), then answered on a third connection.
+    peer.send_bytes(&rst_stream(s, 0x7).bytes()).await;
+    peer.finish().await;
+    let mut peer = Peer::accept(&listener).await;
+    peer.handshake(&[]).await;
+    let (s, _) = peer.request().await;
+    peer.send_bytes(&response(s, b"b")).await;
+    peer.finish().await;
+    let (code, lines) = task.await.unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(
+        (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()),
+        (b"a".to_vec(), b"b".to_vec())
+    );
+}
+
+/// Threads of their own: the frames are taken in while the request is still reading the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_one_octet_frames_arriving_at_once() {
+    // Every frame at once, before the client can read any: h2's defence against floods of small
+    // DATA frames must not take this legal framing (RFC 9113 §6.1) for one.
+    let body = vec![b'x'; 60_000];
+    let answer = |s: u32| {
+        let mut out = head(s, &[(":status", "200")], false);
+        for (i, b) in body.iter().enumerate() {
+            let flags = if i + 1 == body.len() { END_STREAM } else { 0 };
+            out.extend_from_slice(&Frame::new(DATA, flags, s, vec![*b]).bytes());
+        }
+        out
+    };
+    let (reset, code, lines, got) = judged("", answer).await;
+    assert_eq!((reset, code, got.len()), (None, 0, 60_000), "{lines:?}");
+}
+
+#[tokio::test]
+async fn lenient_takes_a_first_frame_that_is_not_settings() {
+    for (fault, want) in [("", 1), ("lenient", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = path(&dir, "out");
+        let (listener, task) = scripted(fault, &["get", "/", &out]).await;
+        let (mut tcp, _) = timeout(WAIT, listener.accept()).await.unwrap().unwrap();
+        tcp.write_all(&Frame::new(PING, 0, 0, b"preface!".to_vec()).bytes()).await.unwrap();
+        let mut peer = Peer {
+            tcp,
+            frames: Frames::default(),
+            decoder: fluke_hpack::Decoder::new(),
+            seen: Vec::new(),
+        };
+        let mut preface = [0; 24];
+        timeout(WAIT, peer.tcp.read_exact(&mut preface)).await.unwrap().unwrap();
+        if want == 0 {
+            peer.handshake(&[]).await;
+            let (s, _) = peer.request().await;
+            peer.send_bytes(&response(s, b"ok")).await;
+            assert!(peer.seen.iter().any(|f| f.kind == PING && f.has(ACK)), "the PING is answered");
+        }
+        peer.finish().await;
+        let (code, lines) = task.await.unwrap();
+        assert_eq!(code, want, "{fault}: {lines:?}");
+    }
+}
