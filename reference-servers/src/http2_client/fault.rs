@@ -39,7 +39,8 @@ pub(super) enum Fault {
     IgnoresStatus,
     /// `accepts-malformed`: malformed responses are taken as they come, tidied up (§8.1.1: MUST NOT).
     AcceptsMalformed,
-    /// `lenient`: a frame of the server that is a connection error is dropped, and the connection goes on (§5.4.1).
+    /// `lenient`: a frame of the server that is a connection error is dropped (a first frame that
+    /// is not SETTINGS is taken as it comes), and the connection goes on (§5.4.1).
     Lenient,
     /// `wrong-error-code`: every connection error is GOAWAY with PROTOCOL_ERROR, whatever the RFC names.
     WrongErrorCode,

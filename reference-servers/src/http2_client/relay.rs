@@ -285,8 +285,9 @@ struct Outgoing {
     /// A field block under way: (`h2` stream id, flags of its HEADERS, bytes so far).
     block: Option<(u32, u8, Vec<u8>)>,
     preface_done: bool,
-    /// h2's first SETTINGS has gone to the server (or been left out, with a fault).
+    /// h2's first SETTINGS has gone to the server: the relay's own frames may follow.
     settings_sent: bool,
+    /// h2 has acknowledged the server's SETTINGS (so it applies their limits).
     acked: bool,
 }
 
@@ -319,6 +320,7 @@ impl Outgoing {
         out
     }
 
+    /// One frame of h2's, mapped to its wire stream id and changed as the faults say.
     fn frame(&mut self, conn: &mut Conn, mut f: Frame, out: &mut Vec<u8>) {
         let h2_id = f.stream;
         f.stream = conn.wire_id(h2_id);
