@@ -205,6 +205,64 @@ async fn ftp_client_cases_are_each_proven() {
     each_case_proven("ftp-client", &refused, FTP_CLIENT_FAULTS, common::FTP_CLIENT_BUGGY_SAMPLES, &[]).await;
 }
 
+/// The faults of the reference HTTP/2 client (`reference-servers/src/http2_client/fault.rs`).
+const HTTP2_CLIENT_FAULTS: &[&str] = &[
+    "no-preface",
+    "settings-not-first",
+    "no-settings-ack",
+    "no-ping-ack",
+    "even-stream-ids",
+    "reused-stream-id",
+    "uppercase-names",
+    "connection-header",
+    "no-scheme",
+    "pseudo-after-regular",
+    "ignore-flow-control",
+    "big-frames",
+    "no-window-update",
+    "no-end-stream",
+    "ignores-status",
+    "accepts-malformed",
+    "lenient",
+    "wrong-error-code",
+    "accepts-push",
+    "discards-on-reset",
+    "ignores-max-streams",
+    "one-connection-per-request",
+    "no-padding",
+    "no-continuation",
+    "no-huffman",
+    "no-dynamic-table",
+    "no-size-update",
+    "strict-unknown",
+    "no-priority",
+    "final-1xx",
+    "no-trailers",
+    "goaway-fails",
+    "first-data-only",
+];
+
+/// The same for the `http2-client` suite, with the reference client's faults: every case is
+/// failed by a buggy sample client or tagged with a fault that fails it (and passes without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http2_client_cases_are_each_proven() {
+    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let args = ["get".to_string(), "/".to_string(), "x".to_string()];
+    let refused = match reference_servers::run_client("http2-client", "127.0.0.1:9".parse().unwrap(), &opts, &args, tx).await {
+        Ok(code) => panic!("the http2-client reference took an unknown fault (exit {code})"),
+        Err(e) => e.to_string(),
+    };
+    each_case_proven(
+        "http2-client",
+        &refused,
+        HTTP2_CLIENT_FAULTS,
+        common::HTTP2_CLIENT_BUGGY_SAMPLES,
+        &[],
+    )
+    .await;
+}
+
 /// The faults of the reference HTTP/2 server (`reference-servers/src/http2/fault.rs`).
 const HTTP2_FAULTS: &[&str] = &[
     "one-at-a-time",

@@ -550,6 +550,47 @@ fn http2_buggy_servers_fail_their_cases() {
     }
 }
 
+fn http2_client(file: &str) -> String {
+    format!("{} fixtures/students/{file}.py {{host}} {{port}}", venv_python().display())
+}
+
+/// The good sample client passes every case but where the `h2` package it is built on deviates
+/// from RFC 9113: it takes RST_STREAM on an idle stream (§6.4), and answers with PROTOCOL_ERROR
+/// what RFC 9113 names FRAME_SIZE_ERROR (§6.5: a SETTINGS ACK with a payload) and
+/// COMPRESSION_ERROR (§4.3: a field block that does not decode). A student using the library
+/// gets the same.
+#[test]
+fn http2_good_client_passes_but_where_its_library_deviates() {
+    if !h2_installed() {
+        return;
+    }
+    let (_, out, report) = run_json(&["http2-client", "--exec", &http2_client("http2_client")]);
+    let mut failed = cases_with(&report, "fail");
+    failed.sort();
+    assert_eq!(
+        failed,
+        [
+            "hpack-eos-in-string",
+            "hpack-index-out-of-range",
+            "hpack-size-update-too-large",
+            "hpack-truncated",
+            "rst-stream-idle",
+            "settings-ack-with-payload",
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn http2_buggy_clients_fail_their_cases() {
+    if !h2_installed() {
+        return;
+    }
+    for (file, case) in HTTP2_CLIENT_BUGGY_SAMPLES {
+        check_with("http2-client", &http2_client(file), &["--case", case], &[case]);
+    }
+}
+
 fn mail_client(file: &str) -> String {
     format!("python3 fixtures/students/{file}.py 127.0.0.1 {{port}} fixtures/mail/outgoing.txt")
 }
@@ -721,6 +762,7 @@ fn every_suite_has_a_textbook_profile_that_the_textbook_program_passes() {
         ("ftp", ftp("ftp_server_textbook")),
         ("ftp-client", ftp_client("ftp_client_textbook")),
         ("http2", http2("http2_server")),
+        ("http2-client", http2_client("http2_client")),
         ("dns-auth", dns_auth("dns_auth_server")),
         ("dns-resolver", resolver("dns_resolver")),
         ("socket-timeout", timeout_server("socket_timeout_textbook")),

@@ -20,6 +20,7 @@ mod ftp;
 mod ftp_client;
 mod guard;
 mod http2;
+mod http2_client;
 mod http_origin;
 mod http_proxy;
 mod pinger_client;
@@ -158,6 +159,10 @@ const CLIENTS: &[(&str, &str)] = &[
         ftp_client::NAME,
         "FTP client: [--passive] get REMOTE LOCAL | put LOCAL REMOTE | ls [PATH], anonymous, TYPE I, QUIT; exit 1 on a refusal",
     ),
+    (
+        http2_client::NAME,
+        "HTTP/2 client (RFC 9113, h2c prior knowledge): get PATH LOCAL [PATH LOCAL ...] | post PATH FILE LOCAL, concurrent streams; exit 1 unless every response is 2xx",
+    ),
 ];
 
 /// (name, one-line description) of every server.
@@ -213,6 +218,7 @@ pub async fn run_client(
         pinger_client::NAME => pinger_client::run(server, opts, out).await,
         smtp_client::NAME => smtp_client::run(server, opts, out).await,
         ftp_client::NAME => ftp_client::run(server, opts, args, out).await,
+        http2_client::NAME => http2_client::run(server, opts, args, out).await,
         _ => Err(Error::UnknownClient {
             name: name.to_owned(),
             known: names(CLIENTS),

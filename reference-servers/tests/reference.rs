@@ -93,7 +93,7 @@ async fn registry_lists_everything() {
         ]
     );
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["udp-pinger", "smtp-client", "ftp-client"]);
+    assert_eq!(names, ["udp-pinger", "smtp-client", "ftp-client", "http2-client"]);
     let zones = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/dns");
     for (name, _) in servers() {
         // Every server starts with its defaults, except those that cannot have one: zones to serve, a root to ask.

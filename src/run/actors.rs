@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::folder::CaseFolder;
 use crate::dialogue::{ConnInfo, EventKind, Recorder};
-use crate::proto::actor::{ActorHandle, ActorLog, Bound};
+use crate::proto::actor::{ActorHandle, ActorLog, ActorOptions, Bound};
 use crate::proto::{Direction, Framer, Message, Protocol, RenderCx, StructuredExpect, Transport};
 use crate::suite::ActorDecl;
 
@@ -32,8 +32,22 @@ pub struct RunningActor {
     pub addr: SocketAddr,
     protocol: &'static dyn Protocol,
     seen: Arc<Mutex<Vec<Seen>>>,
+    judged: Arc<Mutex<Judged>>,
     handle: ActorHandle,
 }
+
+/// What an actor found in its conversations: the rules the peer broke (first few kept), and
+/// which conversations the peer closed.
+#[derive(Debug, Default)]
+struct Judged {
+    violations: Vec<String>,
+    hints: Vec<String>,
+    peer_closed: Vec<usize>,
+    opened: usize,
+}
+
+/// Violations an actor keeps (the first is what a case's failure says).
+const MAX_VIOLATIONS: usize = 8;
 
 /// Records an actor's conversations into the case's dialogue, and keeps its incoming messages.
 struct Log {
@@ -47,11 +61,13 @@ struct Log {
     /// actor opened has them flipped.
     convs: Mutex<Vec<(Option<Transport>, bool)>>,
     folder: Arc<CaseFolder>,
+    judged: Arc<Mutex<Judged>>,
 }
 
 impl Log {
     fn open_as(&self, transport: Transport, local: SocketAddr, peer: SocketAddr, protocol: &str, actor_connected: bool) -> usize {
         let own = protocol == self.protocol;
+        self.judged.lock().unwrap_or_else(|e| e.into_inner()).opened += 1;
         let id = self.rec.open(ConnInfo {
             id: 0,
             name: match own {
@@ -122,7 +138,22 @@ impl ActorLog for Log {
         }
     }
 
+    fn violation(&self, _conv: usize, text: &str) {
+        let mut j = self.judged.lock().unwrap_or_else(|e| e.into_inner());
+        if j.violations.len() < MAX_VIOLATIONS && !j.violations.iter().any(|v| v == text) {
+            j.violations.push(text.to_string());
+        }
+    }
+
+    fn hint(&self, _conv: usize, text: &str) {
+        let mut j = self.judged.lock().unwrap_or_else(|e| e.into_inner());
+        if j.hints.len() < MAX_VIOLATIONS && !j.hints.iter().any(|h| h == text) {
+            j.hints.push(text.to_string());
+        }
+    }
+
     fn closed(&self, conv: usize) {
+        self.judged.lock().unwrap_or_else(|e| e.into_inner()).peer_closed.push(conv);
         self.rec.event(
             conv,
             EventKind::Closed {
@@ -146,6 +177,7 @@ impl ActorLog for Log {
 pub async fn start(
     decls: &[&ActorDecl],
     faults: &[(String, Vec<String>)],
+    options: &[(String, ActorOptions)],
     well_known: bool,
     rec: &Recorder,
     folder: &Arc<CaseFolder>,
@@ -158,7 +190,9 @@ pub async fn start(
                 for (decl, (addr, sockets)) in decls.iter().zip(bound) {
                     let protocol = crate::proto::find_or_raw(&decl.protocol);
                     let seen = Arc::new(Mutex::new(Vec::new()));
+                    let judged = Arc::new(Mutex::new(Judged::default()));
                     let log = Arc::new(Log {
+                        judged: judged.clone(),
                         rec: rec.clone(),
                         name: decl.name.clone(),
                         protocol: decl.protocol.clone(),
@@ -171,12 +205,14 @@ pub async fn start(
                         .find(|(n, _)| *n == decl.name)
                         .map(|(_, f)| f.as_slice())
                         .unwrap_or_default();
-                    let handle = decl.spec.start(sockets, on, log);
+                    let with = options.iter().find(|(n, _)| *n == decl.name).map(|(_, o)| o);
+                    let handle = decl.spec.start_with(sockets, on, with, log);
                     out.push(RunningActor {
                         name: decl.name.clone(),
                         addr,
                         protocol,
                         seen,
+                        judged,
                         handle,
                     });
                 }
@@ -236,6 +272,34 @@ impl RunningActor {
         self.handle.stop().await;
     }
 
+    /// Waits (until `until` at the latest) for the actor to finish reading its open
+    /// conversations, so that what a program sent before it exited is counted and judged.
+    pub async fn settle(&self, until: tokio::time::Instant) {
+        self.handle.settle(until).await;
+    }
+
+    /// Whether the actor had a conversation and none is open any more (for an actor that counts
+    /// them): a program that connected has gone, so what it sent is all there.
+    pub fn settled(&self) -> bool {
+        let opened = self.judged.lock().unwrap_or_else(|e| e.into_inner()).opened;
+        opened > 0 && self.handle.open_now() == Some(0)
+    }
+
+    /// Whether the actor counts its open connections (so `settled` can tell).
+    pub fn counts_connections(&self) -> bool {
+        self.handle.open_now().is_some()
+    }
+
+    /// What the actor noticed that may explain a failure (first first).
+    pub fn hints(&self) -> Vec<String> {
+        self.judged.lock().unwrap_or_else(|e| e.into_inner()).hints.clone()
+    }
+
+    /// The rules the peer broke, as the actor found them (first first).
+    pub fn violations(&self) -> Vec<String> {
+        self.judged.lock().unwrap_or_else(|e| e.into_inner()).violations.clone()
+    }
+
     /// How many of the messages this actor received match `spec` (over `over` only, when given),
     /// and a one-line summary of each message it received, for the failure text.
     pub fn count(&self, spec: &dyn StructuredExpect, over: Option<Transport>, cx: &RenderCx) -> (u32, Vec<String>) {
@@ -249,13 +313,25 @@ impl RunningActor {
                 None => streams.push(s),
             }
         }
+        let peer_closed = self.judged.lock().unwrap_or_else(|e| e.into_inner()).peer_closed.clone();
         let (mut n, mut all) = (0, Vec::new());
         for s in &streams {
+            let (mut matched, mut contradicted) = (false, false);
             for m in frame(self.protocol, s) {
                 if spec.check(&m, cx).is_ok() {
                     n += 1;
+                    matched = true;
+                } else if !spec.skips(&m) {
+                    contradicted = true;
                 }
                 all.push(format!("over {}: {}", s.transport, m.text));
+            }
+            // An expectation the connection's close meets (an HTTP/2 connection error: GOAWAY
+            // first is a SHOULD, RFC 9113 §5.4.1) counts a conversation the peer closed without
+            // sending a message that says otherwise (a GOAWAY with another code).
+            if spec.accepts_close() && !matched && !contradicted && peer_closed.contains(&s.conv) {
+                n += 1;
+                all.push(format!("over {}: the peer closed the connection", s.transport));
             }
         }
         (n, all)

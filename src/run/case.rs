@@ -200,13 +200,46 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
     });
     ctx.close_all(env);
     // The actors stop with the case (branches share them, so only the case's own context does),
-    // and their ports are free again before the next case starts.
+    // and their ports are free again before the next case starts. Before that each reads what
+    // its peers sent last: a rule broken there fails the case too.
     let actors = std::mem::take(&mut *ctx.actors.lock().unwrap_or_else(|e| e.into_inner()));
+    let settle = Instant::now() + SETTLE;
+    let (mut broken, mut noticed) = (Vec::new(), Vec::new());
     for a in actors {
+        a.settle(settle).await;
+        broken.extend(a.violations().into_iter().map(|v| (a.name.clone(), v)));
+        noticed.extend(a.hints().into_iter().map(|h| format!("{}: {h}", a.name)));
         a.stop().await;
     }
-    r
+    let said = |(name, v): &(String, String)| format!("{name} saw the program break a rule: {v}");
+    match r {
+        Err(mut f) => {
+            f.hints.extend(broken.iter().map(said));
+            f.hints.extend(noticed);
+            Err(f)
+        }
+        Ok(()) => match broken.first() {
+            None => Ok(()),
+            Some(first) => {
+                let serve = first_step(&case.steps, &|k| matches!(k, StepKind::Serve(_)));
+                let mut f = match serve {
+                    Some(step) => Failure::at(step, said(first)),
+                    None => Failure {
+                        message: said(first),
+                        ..Failure::default()
+                    },
+                };
+                f.hints.extend(broken.iter().skip(1).map(said));
+                Err(f)
+            }
+        },
+    }
 }
+
+/// How long an actor may take to read what a program sent before it exited.
+const SETTLE: Duration = Duration::from_secs(2);
+/// How often a `saw:` step looks again at what its actor received while the program runs.
+const SAW_POLL: Duration = Duration::from_millis(20);
 
 impl Ctx {
     fn steps<'a>(&'a mut self, env: &'a Env, steps: &'a [Step]) -> StepFuture<'a> {
@@ -372,7 +405,7 @@ impl Ctx {
             .iter()
             .filter_map(|n| env.suite.actors.iter().find(|a| a.name == *n))
             .collect();
-        let running = super::actors::start(&decls, &s.faults, env.well_known_ports, &env.rec, &env.folder)
+        let running = super::actors::start(&decls, &s.faults, &s.options, env.well_known_ports, &env.rec, &env.folder)
             .await
             .map_err(|e| Failure::at(step, e))?;
         for a in &running {
@@ -384,16 +417,31 @@ impl Ctx {
         Ok(())
     }
 
-    fn saw(&mut self, env: &Env, step: &Step, s: &crate::suite::Saw) -> Result<(), Failure> {
-        let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(a) = actors.iter().find(|a| a.name == s.actor) else {
-            return Err(Failure::at(
-                step,
-                format!("the actor '{}' is not running: start it with a 'serve' step first", s.actor),
-            ));
-        };
+    async fn saw(&mut self, env: &Env, step: &Step, s: &crate::suite::Saw) -> Result<(), Failure> {
+        // What a program sends may still be on its way into the actor: an open-ended count is
+        // checked as messages come, a bounded one once the program's connections are gone (or
+        // at the step's deadline).
+        let deadline = Instant::now() + self.timeout(env, step);
         let cx = env.render_cx(&self.vars, s.over.unwrap_or(Transport::Udp));
-        let (n, all) = a.count(s.spec.as_ref(), s.over, &cx);
+        let (n, all) = loop {
+            let (n, all, settled, counts) = {
+                let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(a) = actors.iter().find(|a| a.name == s.actor) else {
+                    return Err(Failure::at(
+                        step,
+                        format!("the actor '{}' is not running: start it with a 'serve' step first", s.actor),
+                    ));
+                };
+                let (n, all) = a.count(s.spec.as_ref(), s.over, &cx);
+                (n, all, a.settled(), a.counts_connections())
+            };
+            let enough = n >= s.min && s.max.is_none();
+            // An actor that does not count its connections is judged on what it has now.
+            if enough || settled || !counts || Instant::now() >= deadline {
+                break (n, all);
+            }
+            tokio::time::sleep(SAW_POLL).await;
+        };
         if n >= s.min && s.max.is_none_or(|m| n <= m) {
             return Ok(());
         }
@@ -407,11 +455,13 @@ impl Ctx {
             true => "nothing".to_string(),
             false => all.join("\n"),
         };
+        // With a premise, what the actor saw shows the program does not offer what the case needs.
         Err(Failure::at(
             step,
             format!("{} received {n} matching message(s); the case expects {want}", s.actor),
         )
-        .with(format!("{want}: {}", s.spec.describe()), got))
+        .with(format!("{want}: {}", s.spec.describe()), got)
+        .unmet(step))
     }
 
     fn close_all(&mut self, env: &Env) {
@@ -538,7 +588,7 @@ impl Ctx {
                 StepKind::ExpectOutput(o) => self.expect_output(env, step, o, deadline).await,
                 StepKind::ExpectExit(x) => self.expect_exit(env, step, *x, deadline).await,
                 StepKind::Serve(s) => self.serve(env, step, s).await,
-                StepKind::Saw(s) => self.saw(env, step, s),
+                StepKind::Saw(s) => self.saw(env, step, s).await,
             }
         })
     }

@@ -291,7 +291,9 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
             send_cut_short: f.send_cut_short,
             server_exited_cleanly: f.server_exited_cleanly,
         };
-        f.hints = diagnose::hints(&dialogue, failed);
+        // What the case found first (an actor's verdict on the program) stays ahead of the hints.
+        let found = std::mem::take(&mut f.hints);
+        f.hints = found.into_iter().chain(diagnose::hints(&dialogue, failed)).collect();
     }
     let verdict = match &failure {
         None => Verdict::Pass,

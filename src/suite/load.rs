@@ -321,7 +321,7 @@ impl LoadCx {
         out
     }
 
-    /// `serve: all`, `serve: [a, b]`, or `serve: { actors: ..., faults: { a: silent } }`.
+    /// `serve: all`, `serve: [a, b]`, or `serve: { actors: ..., faults: { a: silent }, with: { a: {...} } }`.
     /// `args: [get, "${name}", { out: got.bin }, { file: ../fixtures/x }]`.
     fn start_args(&mut self, v: &Node) -> Option<Vec<StartArg>> {
         let Data::Seq(items) = &v.data else {
@@ -422,12 +422,12 @@ impl LoadCx {
             );
             return None;
         }
-        let (which, faults) = match &v.data {
+        let (which, faults, with) = match &v.data {
             Data::Map(_) => {
-                let f = self.fields(v, &["actors", "faults"], "serve")?;
-                (f.get("actors"), f.get("faults"))
+                let f = self.fields(v, &["actors", "faults", "with"], "serve")?;
+                (f.get("actors"), f.get("faults"), f.get("with"))
             }
-            _ => (Some(v), None),
+            _ => (Some(v), None, None),
         };
         let all: Vec<String> = ctx.actors.iter().map(|(n, _)| n.clone()).collect();
         let mut actors = match which {
@@ -494,7 +494,35 @@ impl LoadCx {
                 out.push((name, list));
             }
         }
-        Some(StepKind::Serve(Serve { actors, faults: out }))
+        let mut options = Vec::new();
+        if let Some(wnode) = with {
+            let pairs = self.mapping(wnode, "with must be a mapping", "e.g. with: { srv: { inject: [...] } }")?;
+            for (k, v) in pairs {
+                let name = self.string(k, "an actor's name")?;
+                let Some((_, p)) = ctx.actors.iter().find(|(n, _)| *n == name) else {
+                    self.err_help(
+                        k,
+                        format!("no actor named '{name}'"),
+                        format!("the suite's actors: {}", all.join(", ")),
+                    );
+                    return None;
+                };
+                if !actors.contains(&name) {
+                    self.err(k, format!("'{name}' is not among the actors this step starts"));
+                    return None;
+                }
+                let Some(parse) = p.actor().and_then(|a| a.options) else {
+                    self.err(k, format!("a {} actor takes no options", p.name()));
+                    return None;
+                };
+                options.push((name, parse(v, self)?));
+            }
+        }
+        Some(StepKind::Serve(Serve {
+            actors,
+            faults: out,
+            options,
+        }))
     }
 
     /// `saw: { actor: NAME, count: N | { min, max }, over: udp|tcp, <the protocol's expect keys> }`.
@@ -775,10 +803,10 @@ impl LoadCx {
                 "a premise needs a message to check: not on 'expect: closed' or 'silence'",
                 "put it on the expect that reads the reply offering the feature",
             ),
-            StepKind::Expect(_) => {}
+            StepKind::Expect(_) | StepKind::Saw(_) => {}
             other => self.err_help(
                 k,
-                format!("'premise' goes on an expect step, not on '{}'", other.keyword()),
+                format!("'premise' goes on an expect or saw step, not on '{}'", other.keyword()),
                 "put it on the expect that reads the reply offering the feature",
             ),
         }
@@ -1431,7 +1459,7 @@ mod tests {
     }
 
     #[test]
-    fn premise_is_a_modifier_of_expect_steps() {
+    fn premise_is_a_modifier_of_expect_and_saw_steps() {
         let s = load(&format!(
             "{HEAD}      - connect: c\n      - expect: {{ regex: ETAG }}\n        premise: an ETag (RFC 9110 §8.8.3)\n"
         ))
@@ -1442,7 +1470,10 @@ mod tests {
         );
         assert_eq!(s.cases[0].premises(), ["an ETag (RFC 9110 §8.8.3)"]);
         let e = load(&format!("{HEAD}      - connect: c\n        premise: ETag\n      - expect: x\n")).unwrap_err();
-        assert!(e.contains("7:9: error: 'premise' goes on an expect step, not on 'connect'"), "{e}");
+        assert!(
+            e.contains("7:9: error: 'premise' goes on an expect or saw step, not on 'connect'"),
+            "{e}"
+        );
         let e = load(&format!(
             "{HEAD}      - connect: c\n      - expect: closed\n        premise: ETag\n"
         ))

@@ -251,6 +251,8 @@ pub struct Serve {
     pub actors: Vec<String>,
     /// Faults switched on, per actor.
     pub faults: Vec<(String, Vec<String>)>,
+    /// The case's own options, per actor (`with:`), as the actor's protocol parsed them.
+    pub options: Vec<(String, crate::proto::actor::ActorOptions)>,
 }
 
 /// A `saw:` step.
@@ -266,6 +268,20 @@ pub struct Saw {
     pub max: Option<u32>,
     /// Only messages that came over this transport.
     pub over: Option<Transport>,
+}
+
+/// The first of `steps` (nested ones included, in order) for which `pred` holds.
+pub fn first_step<'a>(steps: &'a [Step], pred: &dyn Fn(&StepKind) -> bool) -> Option<&'a Step> {
+    steps.iter().find_map(|s| {
+        if pred(&s.kind) {
+            return Some(s);
+        }
+        match &s.kind {
+            StepKind::Parallel(branches) => branches.iter().find_map(|b| first_step(b, pred)),
+            StepKind::Repeat(r) => first_step(&r.steps, pred),
+            _ => None,
+        }
+    })
 }
 
 /// Whether `pred` holds for any of `steps`, nested ones (parallel branches, repeat bodies) included.

@@ -26,6 +26,14 @@ pub const FTP_CLIENT_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("ftp_client_ignores_550", "get-missing-550"),
 ];
 
+/// The buggy HTTP/2 sample clients and the `http2-client` case each must fail (`tests/students.rs`).
+pub const HTTP2_CLIENT_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("http2_client_no_window_update", "large-object"),
+    ("http2_client_ignores_status", "not-found-fails"),
+    ("http2_client_uppercase", "lowercase-names"),
+    ("http2_client_uppercase", "textbook-get"),
+];
+
 /// The buggy HTTP/2 sample servers and the `http2` case each must fail (`tests/students.rs`):
 /// the hand-written lenient one fails every case that asks for a connection or stream error.
 pub const HTTP2_BUGGY_SAMPLES: &[(&str, &str)] = &[

@@ -29,6 +29,16 @@ pub trait ActorLog: Send + Sync {
     fn closed_by_actor(&self, conv: usize) {
         self.closed(conv)
     }
+    /// The peer broke a rule the actor checks (an HTTP/2 client's MUST): `text` says which, with
+    /// the rule and the fix. The case fails with it even when every step held.
+    fn violation(&self, conv: usize, text: &str) {
+        let _ = (conv, text);
+    }
+    /// Something the actor noticed that may explain a failure without breaking a rule itself (a
+    /// download stalled on the peer's flow-control window): shown only when the case fails.
+    fn hint(&self, conv: usize, text: &str) {
+        let _ = (conv, text);
+    }
     /// A conversation in another protocol than the actor's own (an FTP data connection carries
     /// raw bytes), opened by the peer or, with `actor_connected`, by the actor; `saw:` does not
     /// count its messages.
@@ -53,7 +63,17 @@ pub trait ActorSpec: std::fmt::Debug + Send + Sync {
     /// Starts serving on `addr` with the named `faults` switched on; sockets are already bound.
     /// The returned handle stops every task when dropped.
     fn start(&self, sockets: Bound, faults: &[String], log: Arc<dyn ActorLog>) -> ActorHandle;
+    /// Starts serving with a case's own options too (`serve: { with: { NAME: {...} } }`, parsed
+    /// by [`ActorKind::options`]); an actor without options starts as [`ActorSpec::start`] does.
+    fn start_with(&self, sockets: Bound, faults: &[String], options: Option<&ActorOptions>, log: Arc<dyn ActorLog>) -> ActorHandle {
+        let _ = options;
+        self.start(sockets, faults, log)
+    }
 }
+
+/// A case's options for one actor, as its [`ActorKind::options`] parsed them (frames an HTTP/2
+/// actor injects); only that actor's own code looks inside.
+pub type ActorOptions = Arc<dyn std::any::Any + Send + Sync>;
 
 /// Sockets bound for an actor before it starts (bound by the runner, so that every actor of a case
 /// shares one port, as name servers share port 53).
@@ -69,12 +89,31 @@ pub struct Bound {
 #[derive(Debug, Default)]
 pub struct ActorHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    open: Option<tokio::sync::watch::Receiver<usize>>,
 }
 
 impl ActorHandle {
     /// A handle owning `tasks`.
     pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>) -> ActorHandle {
-        ActorHandle { tasks }
+        ActorHandle { tasks, open: None }
+    }
+
+    /// A handle owning `tasks` whose actor counts its open conversations in `open`, so the runner
+    /// can let it finish reading what a program sent before it exited ([`ActorHandle::settle`]).
+    pub fn counting(tasks: Vec<tokio::task::JoinHandle<()>>, open: tokio::sync::watch::Receiver<usize>) -> ActorHandle {
+        ActorHandle { tasks, open: Some(open) }
+    }
+
+    /// How many conversations are open now, for an actor that counts them.
+    pub fn open_now(&self) -> Option<usize> {
+        self.open.as_ref().map(|o| *o.borrow())
+    }
+
+    /// Waits until the actor has no open conversation, or `until`: what a program sent before it
+    /// closed has then been read and judged. Actors that do not count return at once.
+    pub async fn settle(&self, until: tokio::time::Instant) {
+        let Some(mut open) = self.open.clone() else { return };
+        let _ = tokio::time::timeout_at(until, open.wait_for(|n| *n == 0)).await;
     }
 
     /// Stops every task and waits until they are gone, so their sockets are closed and the next
@@ -104,4 +143,7 @@ pub struct ActorKind {
     pub faults: &'static [(&'static str, &'static str)],
     /// Reads a declaration's body; records problems in `cx` with their location.
     pub parse: fn(&Node, &mut LoadCx) -> Option<Arc<dyn ActorSpec>>,
+    /// Reads a case's options for one of its actors (`serve: { with: { NAME: {...} } }`), when
+    /// the actor takes any.
+    pub options: Option<fn(&Node, &mut LoadCx) -> Option<ActorOptions>>,
 }

@@ -55,6 +55,7 @@ pub static ACTOR: ActorKind = ActorKind {
         ),
     ],
     parse,
+    options: None,
 };
 
 /// Zones served by one actor.

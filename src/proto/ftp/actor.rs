@@ -109,6 +109,7 @@ pub static ACTOR: ActorKind = ActorKind {
         ),
     ],
     parse,
+    options: None,
 };
 
 /// The folder an actor serves, read when the suite loaded: files by absolute path (`/pub/a.txt`)

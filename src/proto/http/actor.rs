@@ -45,6 +45,7 @@ pub static ACTOR: ActorKind = ActorKind {
         ("close", "reads each request and closes the connection without an answer"),
     ],
     parse,
+    options: None,
 };
 
 /// One configured response.

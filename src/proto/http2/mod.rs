@@ -1,6 +1,7 @@
 //! HTTP/2 (RFC 9113) with HPACK (RFC 7541): a connection opened with the client's preface, or
 //! handed over by HTTP/1.1's `Upgrade: h2c` and `101 Switching Protocols`; one message per frame.
 
+pub mod actor;
 pub mod codec;
 pub mod hpack;
 pub mod rules;
@@ -24,6 +25,9 @@ impl Protocol for Http2 {
     }
     fn steps(&self) -> &'static Steps {
         &steps::STEPS
+    }
+    fn actor(&self) -> Option<&'static crate::proto::actor::ActorKind> {
+        Some(&actor::ACTOR)
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)

@@ -28,6 +28,7 @@
 //! - expect: { frame: SETTINGS, flags: [ACK] }
 //! - expect: { frame: DATA, stream: [3, 5], flags: [END_STREAM], passing: [HEADERS, DATA] }
 //!   # the first stream to end is 3 or 5: frames of other streams go by unless they end one
+//! - saw: { actor: srv, preface: true, count: 1 }        # prefaces an actor saw: one connection
 //! - expect: { connection_error: PROTOCOL_ERROR }     # a GOAWAY with the code, or the connection closing (§5.4.1)
 //!   # PROTOCOL_ERROR and INTERNAL_ERROR meet any expected code (§5.4: a generic code can always be used)
 //! - expect: { stream_error: { stream: 1, code: PROTOCOL_ERROR } }   # RST_STREAM, or a connection error (§5.4)
@@ -50,7 +51,7 @@ use crate::syntax::{Data, LoadCx, Loc, Node, Template};
 /// The structured `send:`/`expect:` keys of HTTP/2.
 pub static STEPS: Steps = Steps {
     send_keys: &["preface", "frame", "request"],
-    expect_keys: &["frame", "connection_error", "stream_error"],
+    expect_keys: &["frame", "connection_error", "stream_error", "preface"],
     parse_send,
     parse_expect,
 };
@@ -279,7 +280,7 @@ enum SendKind {
     Requests(Vec<RequestSend>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct FrameSend {
     kind: u8,
     stream: u32,
@@ -332,6 +333,10 @@ fn times(n: Option<&Node>, cx: &mut LoadCx) -> Option<u32> {
 struct H2Send(SendKind);
 
 fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
+    Some(Box::new(parse_h2_send(node, cx)?))
+}
+
+fn parse_h2_send(node: &Node, cx: &mut LoadCx) -> Option<H2Send> {
     let Data::Map(pairs) = &node.data else {
         cx.err(node, "an HTTP/2 send is a mapping");
         return None;
@@ -343,7 +348,7 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
             cx.err(node, "preface: false sends nothing; leave the step out");
             return None;
         }
-        return Some(Box::new(H2Send(SendKind::Preface)));
+        return Some(H2Send(SendKind::Preface));
     }
     if has("request") {
         let f = cx.fields(node, &["request"], "a request")?;
@@ -356,7 +361,7 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
         for item in items {
             reqs.push(parse_request(item, cx)?);
         }
-        return Some(Box::new(H2Send(SendKind::Requests(reqs))));
+        return Some(H2Send(SendKind::Requests(reqs)));
     }
     let f = cx.fields(node, FRAME_SEND_KEYS, "an HTTP/2 frame")?;
     let kind = frame_kind(f.get("frame")?, cx)?;
@@ -477,10 +482,60 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
             }
         }
     }
-    Some(Box::new(H2Send(SendKind::Frame(s))))
+    Some(H2Send(SendKind::Frame(s)))
 }
 
 /// One request of `request:` (a mapping).
+/// A frame written as a mapping (the keys of `send: { frame: ... }`), for an actor that injects
+/// frames into what it sends.
+#[derive(Debug)]
+pub struct FrameSpec(FrameSend);
+
+/// Parses one frame mapping as `send:` does (`frame`, `stream`, `flags`, `payload` ...).
+pub fn parse_frame(node: &Node, cx: &mut LoadCx) -> Option<FrameSpec> {
+    match parse_h2_send(node, cx)?.into_frame() {
+        Some(f) => Some(FrameSpec(f)),
+        None => {
+            cx.err_help(node, "a frame is needed here", "e.g. { frame: PING, data: \"12345678\" }");
+            None
+        }
+    }
+}
+
+impl FrameSpec {
+    /// The frame's bytes, on `stream` instead of the written one when given.
+    pub fn bytes(&self, stream: Option<u32>, vars: &crate::syntax::Vars) -> Result<Vec<u8>, String> {
+        let base = std::path::PathBuf::new();
+        let cx = RenderCx {
+            vars,
+            base_dir: &base,
+            transport: crate::proto::Transport::Tcp,
+        };
+        match stream {
+            Some(id) => FrameSend {
+                stream: id,
+                ..self.0.clone()
+            }
+            .render(&cx),
+            None => self.0.render(&cx),
+        }
+    }
+
+    /// The frame's type byte.
+    pub fn kind(&self) -> u8 {
+        self.0.kind
+    }
+}
+
+impl H2Send {
+    fn into_frame(self) -> Option<FrameSend> {
+        match self.0 {
+            SendKind::Frame(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
 fn parse_request(node: &Node, cx: &mut LoadCx) -> Option<RequestSend> {
     let r = cx.fields(node, REQUEST_KEYS, "a request")?;
     let t = |cx: &mut LoadCx, key: &str, default: &str| -> Option<Template> {
@@ -548,7 +603,8 @@ fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
 
 /// A header block of literals without indexing, new names, no Huffman (RFC 7541 §6.2.2): valid
 /// HPACK that needs no table on either side.
-fn header_block(fields: &[(String, String)]) -> Vec<u8> {
+/// Fields as HPACK literals without indexing (RFC 7541 §6.2.2): valid, and no table to keep.
+pub fn header_block(fields: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in fields {
         out.push(0x00);
@@ -560,7 +616,8 @@ fn header_block(fields: &[(String, String)]) -> Vec<u8> {
     out
 }
 
-fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8], length: Option<u32>) -> Vec<u8> {
+/// A frame: the 9-octet header (RFC 9113 §4.1) and `payload`; `length` overrides the length field.
+pub fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8], length: Option<u32>) -> Vec<u8> {
     let len = length.unwrap_or(payload.len() as u32);
     let mut out = Vec::with_capacity(9 + payload.len());
     out.extend_from_slice(&len.to_be_bytes()[1..]);
@@ -796,6 +853,8 @@ enum ExpectKind {
     /// error. With `malformed: true`, a 4xx response on the stream also does (RFC 9113 §8.1.1: for
     /// a malformed request a server MAY send a response before closing or resetting the stream).
     StreamError(Option<u32>, Vec<u32>, bool),
+    /// The client's connection preface (one per connection: `saw:` counts connections).
+    Preface,
 }
 
 #[derive(Debug)]
@@ -835,6 +894,14 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
         return None;
     };
     let has = |k: &str| pairs.iter().any(|(n, _)| n.as_str() == Some(k));
+    if has("preface") {
+        let f = cx.fields(node, &["preface"], "the preface")?;
+        if !cx.boolean(f.get("preface")?, "preface")? {
+            cx.err(node, "preface: false matches nothing; count prefaces with preface: true");
+            return None;
+        }
+        return Some(Box::new(H2Expect(ExpectKind::Preface)));
+    }
     if has("connection_error") {
         let f = cx.fields(node, &["connection_error"], "a connection error")?;
         return Some(Box::new(H2Expect(ExpectKind::ConnectionError(codes(
@@ -865,6 +932,8 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             );
             return None;
         };
+        // `stream: any`: any stream (a stream error a server may put on any; the stream a
+        // client chose for its request, in an actor's `saw:`).
         let stream = match stream.as_str() {
             Some("any") => None,
             _ => Some(int(stream, cx, "stream")?),
@@ -986,6 +1055,10 @@ impl H2Expect {
     fn check_frame(&self, f: &H2Frame, msg: &Message, cx: &RenderCx) -> Result<(), Mismatch> {
         let want = self.describe();
         match &self.0 {
+            ExpectKind::Preface => match f.body {
+                Body::Preface => Ok(()),
+                _ => Err(mismatch("not the connection preface", want, msg)),
+            },
             ExpectKind::ConnectionError(codes) => match &f.body {
                 Body::GoAway { code, .. } if meets(codes, *code) => Ok(()),
                 Body::GoAway { code, .. } => Err(mismatch(
@@ -1158,6 +1231,7 @@ impl StructuredExpect for H2Expect {
 
     fn describe(&self) -> String {
         match &self.0 {
+            ExpectKind::Preface => "the client connection preface (RFC 9113 §3.4)".into(),
             ExpectKind::ConnectionError(codes) => format!(
                 "a connection error: GOAWAY {} (or a generic PROTOCOL_ERROR or INTERNAL_ERROR, RFC 9113 §5.4) or the connection closing (§5.4.1)",
                 code_list(codes)
@@ -1196,6 +1270,7 @@ impl StructuredExpect for H2Expect {
             // Waiting for an error, anything else the peer sends first is passed over; the
             // deadline ends the wait for a peer that never reports one.
             ExpectKind::ConnectionError(_) => return f.kind != Kind::GoAway,
+            ExpectKind::Preface => return !matches!(f.body, Body::Preface),
             ExpectKind::StreamError(s, _, malformed) => {
                 let response = *malformed && f.kind == Kind::Headers && s.is_none_or(|s| f.stream == s);
                 return !matches!(f.kind, Kind::GoAway | Kind::RstStream) && !response;
