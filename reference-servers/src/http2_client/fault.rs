@@ -42,7 +42,8 @@ pub(super) enum Fault {
     /// `lenient`: a frame of the server that is a connection error is dropped (a first frame that
     /// is not SETTINGS is taken as it comes), and the connection goes on (§5.4.1).
     Lenient,
-    /// `wrong-error-code`: every connection error is GOAWAY with PROTOCOL_ERROR, whatever the RFC names.
+    /// `wrong-error-code`: every connection error is GOAWAY with a specific code the RFC does not
+    /// name for it (FLOW_CONTROL_ERROR, or FRAME_SIZE_ERROR for a flow-control error).
     WrongErrorCode,
     /// `accepts-push`: a PUSH_PROMISE after SETTINGS_ENABLE_PUSH=0 is ignored, not a PROTOCOL_ERROR (§6.6).
     AcceptsPush,

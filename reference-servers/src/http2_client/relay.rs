@@ -383,7 +383,8 @@ impl Outgoing {
                 }
             }
             GOAWAY if conn.has(Fault::WrongErrorCode) && f.word(4).is_some_and(|code| code != NO_ERROR) => {
-                f.payload[4..8].copy_from_slice(&PROTOCOL_ERROR.to_be_bytes());
+                let wrong = wrong_code(f.word(4).unwrap_or(PROTOCOL_ERROR));
+                f.payload[4..8].copy_from_slice(&wrong.to_be_bytes());
             }
             _ => {}
         }
@@ -515,7 +516,7 @@ async fn incoming(
             Ok(mut conn) => {
                 conn.closing = true;
                 let code = if conn.has(Fault::WrongErrorCode) {
-                    PROTOCOL_ERROR
+                    wrong_code(error.code)
                 } else {
                     error.code
                 };
@@ -1227,4 +1228,14 @@ fn kind_name(kind: u8) -> String {
     NAMES
         .get(kind as usize)
         .map_or_else(|| format!("a frame of type 0x{kind:x}"), |name| (*name).to_owned())
+}
+
+/// `wrong-error-code`'s code: a specific one other than the right one. (PROTOCOL_ERROR would not
+/// do: RFC 9113 §5.4 lets it stand in for any more specific code.)
+fn wrong_code(right: u32) -> u32 {
+    if right == FLOW_CONTROL_ERROR {
+        FRAME_SIZE_ERROR
+    } else {
+        FLOW_CONTROL_ERROR
+    }
 }

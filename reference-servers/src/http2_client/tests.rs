@@ -401,7 +401,7 @@ async fn data_beyond_the_window_is_a_flow_control_error() {
 async fn wrong_error_code_and_lenient() {
     let bad_ping = |s: u32| [Frame::new(PING, 0, 0, vec![0; 7]).bytes(), response(s, b"hi")].concat();
     let (goaway, exit, lines) = one_get("wrong-error-code", bad_ping).await;
-    assert_eq!((goaway, exit), (Some(PROTOCOL_ERROR), 1), "{lines:?}");
+    assert_eq!((goaway, exit), (Some(FLOW_CONTROL_ERROR), 1), "{lines:?}");
     // lenient: the bad frame is dropped, the response taken, the goodbye a normal one.
     let (goaway, exit, lines) = one_get("lenient", bad_ping).await;
     assert_eq!((goaway, exit), (Some(NO_ERROR), 0), "{lines:?}");
