@@ -287,6 +287,7 @@ const HTTP2_FAULTS: &[&str] = &[
     "head-body",
     "no-404",
     "one-connection",
+    "upgrade-forgets-request",
 ];
 
 /// Every case of the `http2` suite can fail: a buggy sample server fails it, or a fault of the

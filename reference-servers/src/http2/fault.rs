@@ -64,6 +64,9 @@ pub(super) enum Fault {
     No404,
     /// `one-connection`: one connection is served at a time: the others wait until it ends.
     OneConnection,
+    /// `upgrade-forgets-request`: after the 101 to `Upgrade: h2c` the connection is HTTP/2, but
+    /// the request that asked for it is never answered on stream 1 (RFC 7540 §3.2).
+    UpgradeForgetsRequest,
 }
 
 /// Each fault's name.
@@ -90,6 +93,7 @@ pub(super) const FAULTS: &[(&str, Fault)] = &[
     ("head-body", Fault::HeadBody),
     ("no-404", Fault::No404),
     ("one-connection", Fault::OneConnection),
+    ("upgrade-forgets-request", Fault::UpgradeForgetsRequest),
 ];
 
 /// The faults switched on: one bit per `Fault`.

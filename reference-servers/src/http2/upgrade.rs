@@ -163,7 +163,9 @@ pub(super) async fn switch(mut stream: Stream, offer: Offer, mut rest: Vec<u8>, 
             let mut bytes = PREFACE.to_vec();
             frame(&mut bytes, 0x4, 0, 0, &payload);
             // HEADERS, END_STREAM | END_HEADERS: the request is whole (it had no body).
-            frame(&mut bytes, 0x1, 0x1 | 0x4, 1, &offer.block);
+            if !config.faults.has(super::fault::Fault::UpgradeForgetsRequest) {
+                frame(&mut bytes, 0x1, 0x1 | 0x4, 1, &offer.block);
+            }
             bytes.extend_from_slice(after);
             bytes
         }
