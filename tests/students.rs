@@ -566,11 +566,7 @@ fn http2_good_client_passes_but_where_its_library_deviates() {
     let (_, out, report) = run_json(&["http2-client", "--exec", &http2_client("http2_client")]);
     let mut failed = cases_with(&report, "fail");
     failed.sort();
-    assert_eq!(
-        failed,
-        ["rst-stream-idle"],
-        "{out}"
-    );
+    assert_eq!(failed, ["rst-stream-idle"], "{out}");
 }
 
 #[test]
