@@ -155,7 +155,11 @@ impl Reporter for Console {
             .filter(|_| s.passed + s.failed + s.errors + s.not_applicable > 1)
         {
             // On its own line, so the summary line keeps its shape for scripts that read it.
-            text.push_str(&format!("{DIM}longest case: {name}, {:.1}s{DIM:#}\n", d.as_secs_f64()));
+            text.push_str(&format!(
+                "{DIM}longest case: {name}, {:.1}s (the whole run: {:.1}s){DIM:#}\n",
+                d.as_secs_f64(),
+                s.duration_ms as f64 / 1000.0
+            ));
         }
         self.print(&text);
         Ok(())
