@@ -576,7 +576,12 @@ fn streaming_decode_ties_data_connections_handed_over_before_or_after_their_cont
 fn timestamps_follow_each_format_s_units() {
     // 2026-12-06 21:13:03 UTC.
     const FIRST: u64 = 1_796_591_583;
-    let times = |name: &str| -> Vec<Duration> { file::open(&dir().join(name)).unwrap().map(|p| p.unwrap().ts).collect() };
+    let times = |name: &str| -> Vec<Duration> {
+        file::open(&dir().join("formats").join(name))
+            .unwrap()
+            .map(|p| p.unwrap().ts)
+            .collect()
+    };
     let ns = times("http-dumpcap-ns.pcapng");
     assert_eq!(ns.len(), 24);
     assert_eq!(ns[0], Duration::new(FIRST, 788_788_581));
