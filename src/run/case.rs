@@ -423,6 +423,7 @@ impl Ctx {
         // at the step's deadline).
         let deadline = Instant::now() + self.timeout(env, step);
         let cx = env.render_cx(&self.vars, s.over.unwrap_or(Transport::Udp));
+        let mut looked_again = false;
         let (n, all) = loop {
             let (n, all, settled, counts) = {
                 let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
@@ -438,6 +439,13 @@ impl Ctx {
             let enough = n >= s.min && s.max.is_none();
             // An actor that does not count its connections is judged on what it has now.
             if enough || settled || !counts || Instant::now() >= deadline {
+                // Settled short of the count: one more look, in case the last bytes were logged
+                // just after the actor's connection count fell to zero.
+                if settled && !enough && !looked_again && Instant::now() < deadline {
+                    looked_again = true;
+                    tokio::time::sleep(SAW_POLL).await;
+                    continue;
+                }
                 break (n, all);
             }
             tokio::time::sleep(SAW_POLL).await;
