@@ -182,6 +182,7 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
             capture: None,
             // Student resolvers are given the hierarchy's address and port ({root.host} {root.port}).
             well_known_ports: false,
+            fresh_each: false,
         };
         let mut collector = Collector {
             a,
@@ -192,24 +193,29 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
         };
         let summary = run::run(std::slice::from_ref(&part.suite), &base, &mut collector).await;
         note_target_errors(&shared, &part.name, &summary);
-        // Re-runs: each failed case alone, with a fresh start of the program, until one passes.
-        for k in first..offset {
-            for _ in 0..opts.retries {
-                let (status, id) = {
-                    let g = lock(&shared);
-                    (g.cases[k].status, g.cases[k].id.clone())
-                };
-                if status != Status::Failed || Instant::now() >= deadline {
-                    break;
-                }
-                let opts1 = RunOptions {
-                    tags: Vec::new(),
-                    case_globs: vec![glob::Pattern::new(&glob::Pattern::escape(&id)).expect("an escaped glob is valid")],
-                    ..base.clone()
-                };
-                let s = run::run(std::slice::from_ref(&part.suite), &opts1, &mut collector).await;
-                note_target_errors(&shared, &part.name, &s);
+        // Re-runs: the failed cases again, each against a fresh start of the program (side by
+        // side where the suite allows: a program that hangs costs a round of timeouts, not one
+        // per case), until each passes or the retries are spent.
+        for _ in 0..opts.retries {
+            let failed: Vec<glob::Pattern> = {
+                let g = lock(&shared);
+                g.cases[first..offset]
+                    .iter()
+                    .filter(|c| c.status == Status::Failed)
+                    .map(|c| glob::Pattern::new(&glob::Pattern::escape(&c.id)).expect("an escaped glob is valid"))
+                    .collect()
+            };
+            if failed.is_empty() || Instant::now() >= deadline {
+                break;
             }
+            let again = RunOptions {
+                tags: Vec::new(),
+                case_globs: failed,
+                fresh_each: true,
+                ..base.clone()
+            };
+            let s = run::run(std::slice::from_ref(&part.suite), &again, &mut collector).await;
+            note_target_errors(&shared, &part.name, &s);
         }
     }
     if Instant::now() >= deadline {

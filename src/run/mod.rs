@@ -54,6 +54,9 @@ pub struct RunOptions {
     /// Actors listen on their protocols' well-known ports (53, 80): in a private network
     /// namespace, where a program with stock settings reaches them. Otherwise on a free port they share.
     pub well_known_ports: bool,
+    /// Every server case against an instance of the program started for it (grading's re-runs of
+    /// failed cases): side by side, except in `instances: shared` suites, which take turns.
+    pub fresh_each: bool,
 }
 
 impl Default for RunOptions {
@@ -70,6 +73,7 @@ impl Default for RunOptions {
             case_budget: None,
             deadline: None,
             well_known_ports: false,
+            fresh_each: false,
         }
     }
 }
@@ -95,7 +99,13 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
     let started = Instant::now();
     let targets: Vec<Arc<SuiteTarget>> = suites
         .iter()
-        .map(|s| Arc::new(SuiteTarget::new(s.clone(), opts.target.clone(), opts.ready_timeout).with_sandbox(opts.sandbox.clone())))
+        .map(|s| {
+            Arc::new(
+                SuiteTarget::new(s.clone(), opts.target.clone(), opts.ready_timeout)
+                    .with_sandbox(opts.sandbox.clone())
+                    .fresh_each(opts.fresh_each),
+            )
+        })
         .collect();
     let mut work = Vec::new();
     for (si, s) in suites.iter().enumerate() {

@@ -413,6 +413,8 @@ pub struct SuiteTarget {
     turns: tokio::sync::Semaphore,
     /// A case waited out a timeout on the shared instance in silence: it hangs.
     hanging: std::sync::atomic::AtomicBool,
+    /// Every server case gets an instance of its own (`RunOptions::fresh_each`).
+    fresh_each: bool,
 }
 
 impl SuiteTarget {
@@ -427,12 +429,19 @@ impl SuiteTarget {
             fatal: std::sync::Mutex::new(None),
             turns: tokio::sync::Semaphore::new(1),
             hanging: std::sync::atomic::AtomicBool::new(false),
+            fresh_each: false,
         }
     }
 
     /// Confines the programs this target starts (`--exec`) with `sandbox`.
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> SuiteTarget {
         self.sandbox = sandbox;
+        self
+    }
+
+    /// Starts the program afresh for every server case (`RunOptions::fresh_each`).
+    pub fn fresh_each(mut self, on: bool) -> SuiteTarget {
+        self.fresh_each = on;
         self
     }
 
@@ -472,12 +481,17 @@ impl SuiteTarget {
         if !takes_turns {
             return (None, case.fresh_server);
         }
+        let server_we_start = matches!(self.spec, TargetSpec::Exec(_)) && self.suite.role == crate::suite::Role::Server;
+        let own_allowed = server_we_start && self.suite.instances == crate::suite::Instances::PerCase;
+        if self.fresh_each && server_we_start {
+            return match own_allowed {
+                true => (None, true),
+                false => (self.turns.acquire().await.ok(), true),
+            };
+        }
         // Only a TCP server's silence says it hangs: a UDP server that answers another address
         // than the client's is silent too, and is buggy, not hung.
-        let may_move = matches!(self.spec, TargetSpec::Exec(_))
-            && self.suite.role == crate::suite::Role::Server
-            && self.suite.transport == crate::suite::Transport::Tcp
-            && self.suite.instances == crate::suite::Instances::PerCase;
+        let may_move = own_allowed && self.suite.transport == crate::suite::Transport::Tcp;
         if may_move && self.hanging.load(Ordering::Relaxed) {
             return (None, true);
         }
