@@ -585,22 +585,6 @@ fn parse_request(node: &Node, cx: &mut LoadCx) -> Option<RequestSend> {
     Some(req)
 }
 
-/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1); `first` holds the bits above it.
-fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
 /// A header block of literals without indexing, new names, no Huffman (RFC 7541 §6.2.2): valid
 /// HPACK that needs no table on either side.
 /// Fields as HPACK literals without indexing (RFC 7541 §6.2.2): valid, and no table to keep.
@@ -608,9 +592,9 @@ pub fn header_block(fields: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in fields {
         out.push(0x00);
-        hpack_int(&mut out, 0, 7, name.len());
+        super::hpack::integer(&mut out, 0, 7, name.len());
         out.extend_from_slice(name.as_bytes());
-        hpack_int(&mut out, 0, 7, value.len());
+        super::hpack::integer(&mut out, 0, 7, value.len());
         out.extend_from_slice(value.as_bytes());
     }
     out
@@ -1321,13 +1305,13 @@ mod tests {
     #[test]
     fn hpack_integers_follow_rfc_7541_c_1() {
         let mut out = Vec::new();
-        hpack_int(&mut out, 0, 5, 10);
+        super::hpack::integer(&mut out, 0, 5, 10);
         assert_eq!(out, [10]);
         out.clear();
-        hpack_int(&mut out, 0, 5, 1337);
+        super::hpack::integer(&mut out, 0, 5, 1337);
         assert_eq!(out, [31, 154, 10]);
         out.clear();
-        hpack_int(&mut out, 0, 8, 42);
+        super::hpack::integer(&mut out, 0, 8, 42);
         assert_eq!(out, [42]);
     }
 
