@@ -592,9 +592,9 @@ pub fn header_block(fields: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, value) in fields {
         out.push(0x00);
-        super::hpack::integer(&mut out, 0, 7, name.len());
+        crate::proto::http2::hpack::integer(&mut out, 0, 7, name.len());
         out.extend_from_slice(name.as_bytes());
-        super::hpack::integer(&mut out, 0, 7, value.len());
+        crate::proto::http2::hpack::integer(&mut out, 0, 7, value.len());
         out.extend_from_slice(value.as_bytes());
     }
     out
@@ -1305,13 +1305,13 @@ mod tests {
     #[test]
     fn hpack_integers_follow_rfc_7541_c_1() {
         let mut out = Vec::new();
-        super::hpack::integer(&mut out, 0, 5, 10);
+        crate::proto::http2::hpack::integer(&mut out, 0, 5, 10);
         assert_eq!(out, [10]);
         out.clear();
-        super::hpack::integer(&mut out, 0, 5, 1337);
+        crate::proto::http2::hpack::integer(&mut out, 0, 5, 1337);
         assert_eq!(out, [31, 154, 10]);
         out.clear();
-        super::hpack::integer(&mut out, 0, 8, 42);
+        crate::proto::http2::hpack::integer(&mut out, 0, 8, 42);
         assert_eq!(out, [42]);
     }
 
