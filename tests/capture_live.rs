@@ -66,7 +66,7 @@ fn a_case_pcapng_names_the_case_and_the_failing_step() {
 
 /// A case's capture keeps its times: the packets fall within the run's wall-clock window, and the
 /// time from the first packet to the last is the time from the case's first socket event to its
-/// last, within 1 ms (the pcapng says its units, so Wireshark reads the same).
+/// last, within 1 ms on a quiet machine (the pcapng says its units, so Wireshark reads the same).
 #[test]
 fn a_case_capture_has_the_case_s_times() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -120,8 +120,10 @@ fn a_case_capture_has_the_case_s_times() {
     let recorded = t(events.last().unwrap()) - t(&events[0]);
     let captured = (last - first).as_micros() as i64;
     assert!(recorded > 50_000, "byte-by-byte lasts a while: {recorded} µs");
+    // Within 1 ms on a quiet machine; a loaded one (tests side by side) sends the last ACK a few
+    // ms after the socket's close was recorded. The units this guards are off by 1000x.
     assert!(
-        (captured - recorded).abs() < 1_000,
+        (captured - recorded).abs() < 5_000,
         "captured {captured} µs, recorded {recorded} µs"
     );
 }
