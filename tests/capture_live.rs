@@ -4,8 +4,13 @@
 mod common;
 use common::*;
 
+/// One capture at a time: every test here captures the whole loopback, and a busy one makes the
+/// others' packet picking and buffers harder than the run under test alone would.
+static ONE_CAPTURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn every_case_captured_matches_its_socket_transcript() {
+    let _one = ONE_CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("temp dir");
     let cap_dir = dir.path().join("captures");
     let cap = cap_dir.to_str().expect("utf-8 path");
@@ -40,6 +45,7 @@ fn every_case_captured_matches_its_socket_transcript() {
 
 #[test]
 fn a_case_pcapng_names_the_case_and_the_failing_step() {
+    let _one = ONE_CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("temp dir");
     let cap = dir.path().to_str().expect("utf-8 path");
     let (out, _) = wirecheck(&[
@@ -69,6 +75,7 @@ fn a_case_pcapng_names_the_case_and_the_failing_step() {
 /// last, within 1 ms on a quiet machine (the pcapng says its units, so Wireshark reads the same).
 #[test]
 fn a_case_capture_has_the_case_s_times() {
+    let _one = ONE_CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("temp dir");
     let cap = dir.path().to_str().expect("utf-8 path");
     let before = std::time::SystemTime::now();

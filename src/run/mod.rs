@@ -89,6 +89,9 @@ pub fn selected(opts: &RunOptions, suite: &Suite, case: &Case) -> bool {
 /// Cases run at once against the bundled references when `--jobs` is not given.
 pub const REFERENCE_JOBS: usize = 48;
 
+/// Cases run at once under `--capture` when `--jobs` is not given.
+pub const CAPTURE_JOBS: usize = 4;
+
 /// Cases run at once against a program `--exec` starts, when `--jobs` is not given (each then
 /// with an instance of its own): few enough that a 2-core grading machine keeps every case's
 /// timing.
@@ -126,6 +129,12 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
         // the CPU: 549 cases take 23 s at 2 at a time on 2 cores, 3.4 s at 48.
         TargetSpec::Reference => REFERENCE_JOBS,
     });
+    // One libpcap handle sees every case's packets: at 48 cases at once its buffer overflows and
+    // drops some (the capture then differs from the sockets), so a captured run goes slower.
+    let jobs = match (opts.jobs, &opts.capture) {
+        (None, Some(_)) => jobs.min(CAPTURE_JOBS),
+        _ => jobs,
+    };
     // Actors on their well-known ports (53, 80) are one set per machine: cases that start them
     // cannot run side by side.
     let jobs = match opts.well_known_ports && suites.iter().any(|s| !s.actors.is_empty()) {
