@@ -34,6 +34,8 @@ pub struct RunningActor {
     seen: Arc<Mutex<Vec<Seen>>>,
     judged: Arc<Mutex<Judged>>,
     handle: ActorHandle,
+    /// Woken whenever the actor logs something (`saw:` waits on it instead of polling).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// What an actor found in its conversations: the rules the peer broke (first few kept), and
@@ -62,6 +64,7 @@ struct Log {
     convs: Mutex<Vec<(Option<Transport>, bool)>>,
     folder: Arc<CaseFolder>,
     judged: Arc<Mutex<Judged>>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Log {
@@ -87,6 +90,8 @@ impl Log {
             t.resize(id + 1, (None, false));
         }
         t[id] = (own.then_some(transport), actor_connected);
+        drop(t);
+        self.changed.notify_waiters();
         id
     }
 }
@@ -136,6 +141,7 @@ impl ActorLog for Log {
                 });
             }
         }
+        self.changed.notify_waiters();
     }
 
     fn violation(&self, _conv: usize, text: &str) {
@@ -160,6 +166,7 @@ impl ActorLog for Log {
                 dir: Direction::ClientToServer,
             },
         );
+        self.changed.notify_waiters();
     }
 
     fn closed_by_actor(&self, conv: usize) {
@@ -191,7 +198,9 @@ pub async fn start(
                     let protocol = crate::proto::find_or_raw(&decl.protocol);
                     let seen = Arc::new(Mutex::new(Vec::new()));
                     let judged = Arc::new(Mutex::new(Judged::default()));
+                    let changed = Arc::new(tokio::sync::Notify::new());
                     let log = Arc::new(Log {
+                        changed: changed.clone(),
                         judged: judged.clone(),
                         rec: rec.clone(),
                         name: decl.name.clone(),
@@ -213,6 +222,7 @@ pub async fn start(
                         protocol,
                         seen,
                         judged,
+                        changed,
                         handle,
                     });
                 }
@@ -283,6 +293,16 @@ impl RunningActor {
     pub fn settled(&self) -> bool {
         let opened = self.judged.lock().unwrap_or_else(|e| e.into_inner()).opened;
         opened > 0 && self.handle.open_now() == Some(0)
+    }
+
+    /// Notified whenever the actor logs something: `saw:` waits on it between counts.
+    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
+    }
+
+    /// The actor's open-conversation count to wait on, for an actor that counts them.
+    pub fn open_watch(&self) -> Option<tokio::sync::watch::Receiver<usize>> {
+        self.handle.open_watch()
     }
 
     /// Whether the actor counts its open connections (so `settled` can tell).

@@ -238,8 +238,6 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
 
 /// How long an actor may take to read what a program sent before it exited.
 const SETTLE: Duration = Duration::from_secs(2);
-/// How often a `saw:` step looks again at what its actor received while the program runs.
-const SAW_POLL: Duration = Duration::from_millis(20);
 
 impl Ctx {
     fn steps<'a>(&'a mut self, env: &'a Env, steps: &'a [Step]) -> StepFuture<'a> {
@@ -420,11 +418,27 @@ impl Ctx {
     async fn saw(&mut self, env: &Env, step: &Step, s: &crate::suite::Saw) -> Result<(), Failure> {
         // What a program sends may still be on its way into the actor: an open-ended count is
         // checked as messages come, a bounded one once the program's connections are gone (or
-        // at the step's deadline).
+        // at the step's deadline); between counts the step waits for the actor's next change.
         let deadline = Instant::now() + self.timeout(env, step);
         let cx = env.render_cx(&self.vars, s.over.unwrap_or(Transport::Udp));
         let mut looked_again = false;
         let (n, all) = loop {
+            // Registered before the count, so nothing the actor logs in between is missed.
+            let (changes, mut open) = {
+                let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+                match actors.iter().find(|a| a.name == s.actor) {
+                    Some(a) => (a.changes(), a.open_watch()),
+                    None => {
+                        return Err(Failure::at(
+                            step,
+                            format!("the actor '{}' is not running: start it with a 'serve' step first", s.actor),
+                        ))
+                    }
+                }
+            };
+            let changed = changes.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let (n, all, settled, counts) = {
                 let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(a) = actors.iter().find(|a| a.name == s.actor) else {
@@ -439,16 +453,29 @@ impl Ctx {
             let enough = n >= s.min && s.max.is_none();
             // An actor that does not count its connections is judged on what it has now.
             if enough || settled || !counts || Instant::now() >= deadline {
-                // Settled short of the count: one more look, in case the last bytes were logged
-                // just after the actor's connection count fell to zero.
+                // Settled short of the count: one more look once the actor's tasks have run, in
+                // case the last bytes were logged just after its connection count fell to zero.
                 if settled && !enough && !looked_again && Instant::now() < deadline {
                     looked_again = true;
-                    tokio::time::sleep(SAW_POLL).await;
+                    tokio::task::yield_now().await;
                     continue;
                 }
                 break (n, all);
             }
-            tokio::time::sleep(SAW_POLL).await;
+            // Until the actor logs something or a connection of its opens or closes.
+            let open_changed = async {
+                match open.as_mut() {
+                    Some(o) => {
+                        let _ = o.changed().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = changed => {}
+                _ = open_changed => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
         };
         if n >= s.min && s.max.is_none_or(|m| n <= m) {
             return Ok(());

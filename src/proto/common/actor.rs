@@ -104,6 +104,15 @@ impl ActorHandle {
         ActorHandle { tasks, open: Some(open) }
     }
 
+    /// A receiver of the open-conversation count, marked seen, for an actor that counts them: its
+    /// `changed()` completes at the next change.
+    pub fn open_watch(&self) -> Option<tokio::sync::watch::Receiver<usize>> {
+        self.open.clone().map(|mut o| {
+            o.borrow_and_update();
+            o
+        })
+    }
+
     /// How many conversations are open now, for an actor that counts them.
     pub fn open_now(&self) -> Option<usize> {
         self.open.as_ref().map(|o| *o.borrow())
