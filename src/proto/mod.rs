@@ -36,6 +36,11 @@ pub trait Protocol: Send + Sync {
     fn transport(&self) -> Transport {
         Transport::Tcp
     }
+    /// The ALPN protocol ids (RFC 7301) that name this protocol over TLS, most preferred first;
+    /// offered under `--tls`. Most protocols here have none and go by port.
+    fn alpn(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Appended to each line of `send: [lines]`; the Internet's text protocols end lines in CRLF.
     fn line_ending(&self) -> &'static [u8] {
         b"\r\n"

@@ -415,6 +415,8 @@ pub struct SuiteTarget {
     hanging: std::sync::atomic::AtomicBool,
     /// Every server case gets an instance of its own (`RunOptions::fresh_each`).
     fresh_each: bool,
+    /// TLS for this suite's run, or why there is none.
+    tls: Result<Arc<crate::tls::Setup>, String>,
 }
 
 impl SuiteTarget {
@@ -430,7 +432,20 @@ impl SuiteTarget {
             turns: tokio::sync::Semaphore::new(1),
             hanging: std::sync::atomic::AtomicBool::new(false),
             fresh_each: false,
+            tls: Err("no TLS set up for this target".into()),
         }
+    }
+
+    /// Speaks TLS as `tls` says (the references are started with the run's certificate under
+    /// `--tls`, and given the CA to trust when they are clients).
+    pub fn with_tls(mut self, tls: Result<Arc<crate::tls::Setup>, String>) -> SuiteTarget {
+        self.tls = tls;
+        self
+    }
+
+    /// This suite's TLS setup.
+    pub fn tls(&self) -> Result<Arc<crate::tls::Setup>, String> {
+        self.tls.clone()
     }
 
     /// Confines the programs this target starts (`--exec`) with `sandbox`.
@@ -552,6 +567,26 @@ impl SuiteTarget {
     fn reference_options(&self) -> reference_servers::Options {
         let dir = self.suite.source.path.parent().unwrap_or(std::path::Path::new("."));
         let mut opts = self.suite.reference_options.clone();
+        if let Ok(tls) = &self.tls {
+            let files = [("{ca}", &tls.certs.ca), ("{cert}", &tls.certs.cert), ("{key}", &tls.certs.key)];
+            for v in opts.values_mut() {
+                for (name, path) in files {
+                    *v = v.replace(name, &path.to_string_lossy());
+                }
+            }
+            if tls.on {
+                match self.suite.role {
+                    Role::Server => {
+                        opts.insert("tls".into(), "implicit".into());
+                        opts.insert("tls_cert".into(), tls.certs.cert.to_string_lossy().into_owned());
+                        opts.insert("tls_key".into(), tls.certs.key.to_string_lossy().into_owned());
+                    }
+                    Role::Client => {
+                        opts.insert("tls_ca".into(), tls.certs.ca.to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
         for (k, v) in opts.iter_mut() {
             // Option names are the servers' own (the pinger's `seed` is a number, the mail servers' a
             // folder): a relative value is a path only if it names something next to the suite.

@@ -24,6 +24,7 @@ pub const STEP_KEYWORDS: &[&str] = &[
     "close",
     "shutdown",
     "switch",
+    "starttls",
     "parallel",
     "repeat",
     "expect_output",
@@ -685,6 +686,7 @@ impl LoadCx {
             let kind = match word {
                 "close" => StepKind::Close,
                 "shutdown" => StepKind::Shutdown,
+                "starttls" => StepKind::StartTls,
                 "start" => StepKind::Start {
                     listener: None,
                     listen: None,
@@ -761,7 +763,7 @@ impl LoadCx {
         };
         *ctx.on.borrow_mut() = on.clone();
         let kind = self.step_kind(k.as_str().unwrap_or(""), v, ctx)?;
-        if matches!(kind, StepKind::Close | StepKind::Shutdown) && on.is_none() {
+        if matches!(kind, StepKind::Close | StepKind::Shutdown | StepKind::StartTls) && on.is_none() {
             on = v.as_str().map(str::to_string);
         }
         if let Some((pk, p)) = &premise {
@@ -877,15 +879,15 @@ impl LoadCx {
                     },
                 })
             }
-            "close" | "shutdown" => {
+            "close" | "shutdown" | "starttls" => {
                 // `- close: c` names the connection; it is the same as `on: c`.
                 if !matches!(v.data, Data::Null) {
                     self.string(v, keyword)?;
                 }
-                if keyword == "close" {
-                    StepKind::Close
-                } else {
-                    StepKind::Shutdown
+                match keyword {
+                    "close" => StepKind::Close,
+                    "shutdown" => StepKind::Shutdown,
+                    _ => StepKind::StartTls,
                 }
             }
             "switch" => {
