@@ -427,8 +427,28 @@ pub enum HandshakeError {
     #[error("the connection is already under TLS")]
     Already,
     /// The handshake failed (a certificate, an alert, a close).
-    #[error("the TLS handshake failed: {0}")]
+    #[error("the TLS handshake failed: {}", explain(.0))]
     Failed(io::Error),
+}
+
+/// A failed handshake in plain words, with what to do where it is clear.
+fn explain(e: &io::Error) -> String {
+    let text = e.to_string();
+    if e.kind() == io::ErrorKind::UnexpectedEof || text.contains("eof") {
+        return format!("the peer closed the connection in the middle of it ({text}); does it speak TLS on this port?");
+    }
+    if text.contains("corrupt message") || text.contains("InvalidContentType") || text.contains("MessageTooShort") {
+        return format!(
+            "what the peer sent is not TLS ({text}): it answers in plain text; a server under --tls must serve TLS from the first byte (start it with the run's {{cert}} and {{key}})"
+        );
+    }
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        return format!("{text}: the harness does not trust the server's certificate; give its CA with --ca FILE, or --insecure");
+    }
+    if text.contains("NotValidForName") {
+        return format!("{text}: the certificate is not for the server name asked for; set it with --sni NAME");
+    }
+    text
 }
 
 impl Stream {

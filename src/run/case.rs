@@ -646,11 +646,11 @@ impl Ctx {
                         .tls
                         .clone()
                         .map_err(|e| Failure::at(step, format!("TLS is not available: {e}")))?;
-                    self.conn(step)?
-                        .start_tls(&tls, deadline)
-                        .await
-                        .map(|_| ())
-                        .map_err(|why| Failure::at(step, why))
+                    self.conn(step)?.start_tls(&tls, deadline).await.map(|_| ()).map_err(|why| {
+                        let mut f = Failure::at(step, why);
+                        f.premise = step.premise.clone();
+                        f
+                    })
                 }
                 StepKind::Switch(to) => self.conn(step)?.switch(to).map_err(|why| Failure::at(step, why)),
                 StepKind::Parallel(branches) => self.parallel(env, branches).await,

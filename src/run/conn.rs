@@ -245,6 +245,12 @@ impl TcpConn {
             }
             Err(e) => {
                 self.eof = true;
+                self.rec.event(
+                    self.id,
+                    EventKind::Note {
+                        text: "the TLS handshake did not finish".into(),
+                    },
+                );
                 Err(e.to_string())
             }
         }

@@ -422,6 +422,7 @@ pub struct SuiteTarget {
 impl SuiteTarget {
     /// A target for `suite`; nothing starts until a case needs it.
     pub fn new(suite: Arc<Suite>, spec: TargetSpec, ready_timeout: Duration) -> SuiteTarget {
+        let suite_protocol = suite.protocol.clone();
         SuiteTarget {
             suite,
             spec,
@@ -432,7 +433,16 @@ impl SuiteTarget {
             turns: tokio::sync::Semaphore::new(1),
             hanging: std::sync::atomic::AtomicBool::new(false),
             fresh_each: false,
-            tls: Err("no TLS set up for this target".into()),
+            // Certificates of its own until a run gives it the run's (`with_tls`): a suite's
+            // reference options may name them ({cert}), STARTTLS cases use them.
+            tls: match crate::proto::find(&suite_protocol) {
+                Some(p) => super::TlsOptions::default().setup(
+                    p,
+                    &crate::tls::RunCerts::generate().map(Arc::new).map_err(|e| e.to_string()),
+                    &Arc::default(),
+                ),
+                None => Err(format!("no protocol named {suite_protocol}")),
+            },
         }
     }
 

@@ -805,10 +805,12 @@ impl LoadCx {
                 "a premise needs a message to check: not on 'expect: closed' or 'silence'",
                 "put it on the expect that reads the reply offering the feature",
             ),
-            StepKind::Expect(_) | StepKind::Saw(_) => {}
+            // A handshake that does not happen: the server took the bytes that followed its
+            // go-ahead for the start of TLS, as the STARTTLS RFCs let it.
+            StepKind::Expect(_) | StepKind::Saw(_) | StepKind::StartTls => {}
             other => self.err_help(
                 k,
-                format!("'premise' goes on an expect or saw step, not on '{}'", other.keyword()),
+                format!("'premise' goes on an expect, saw or starttls step, not on '{}'", other.keyword()),
                 "put it on the expect that reads the reply offering the feature",
             ),
         }
