@@ -666,7 +666,14 @@ impl SuiteTarget {
     async fn start_exec(&self, cmd: &str) -> Result<Arc<Instance>, TargetError> {
         let transport = self.suite.transport;
         let port = free_port(transport).map_err(|e| TargetError::NoFreePort(Arc::new(e)))?;
-        let command = fill(cmd, port, port, &Default::default());
+        // A server started for --tls (or for STARTTLS cases) is given the run's certificate.
+        let mut vars = crate::suite::Vars::default();
+        if let Ok(tls) = &self.tls {
+            for (k, p) in [("ca", &tls.certs.ca), ("cert", &tls.certs.cert), ("key", &tls.certs.key)] {
+                vars.insert(k.into(), p.to_string_lossy().into_owned());
+            }
+        }
+        let command = fill(cmd, port, port, &vars);
         let program = Program::spawn(&command, &self.sandbox).map_err(|e| TargetError::Spawn(Arc::new(e)))?;
         match wait_ready(&program, port, transport, Instant::now() + self.ready_timeout).await {
             Ok(addr) => Ok(Arc::new(Instance {
