@@ -265,14 +265,14 @@ impl Session<'_> {
         ServerTls::starttls(self.config.tls.as_ref()).is_some_and(|tls| tls.require) && !self.tls
     }
 
-    /// RFC 2449 §5 CAPA, with STLS (RFC 2595 §4) while it is offered.
+    /// RFC 2449 §5 CAPA, with STLS (RFC 2595 §4) while it is offered and allowed (AUTHORIZATION state).
     fn capa(&self) -> Vec<u8> {
         let mut reply = b"+OK Capability list follows\r\n".to_vec();
         if !self.refuses_clear_text() {
             reply.extend_from_slice(b"USER\r\n");
         }
         reply.extend_from_slice(b"TOP\r\nUIDL\r\nPIPELINING\r\n");
-        if self.offers_stls() {
+        if self.offers_stls() && (self.maildrop.is_none() || self.has(Fault::StlsAfterLogin)) {
             reply.extend_from_slice(b"STLS\r\n");
         }
         reply.extend_from_slice(b"IMPLEMENTATION wirecheck\r\n.\r\n");

@@ -456,14 +456,15 @@ impl Session<'_> {
 
     /// RFC 3207 §4 STARTTLS, up to the 220.
     fn starttls(&mut self, args: &str) -> Step {
-        let reply = if ServerTls::starttls(self.config.tls.as_ref()).is_none() {
+        let reply = if self.tls && !self.has(Fault::StartTlsAgain) {
+            // RFC 3207 §4.2: STARTTLS is not offered once TLS is active, so a second is out of
+            // sequence; so is one on an implicit-TLS (SMTPS) connection.
+            "503 TLS already active"
+        } else if ServerTls::starttls(self.config.tls.as_ref()).is_none() {
             "502 Command not implemented"
         } else if !args.is_empty() {
             // RFC 3207 §4: STARTTLS takes no parameters; the reply it names is this one.
             "501 Syntax error (no parameters allowed)"
-        } else if self.tls && !self.has(Fault::StartTlsAgain) {
-            // RFC 3207 §4.2: STARTTLS is not offered once TLS is active, so a second is out of sequence.
-            "503 TLS already active"
         } else {
             return Step::StartTls("220 Ready to start TLS".to_owned());
         };
