@@ -111,7 +111,9 @@ impl Faults {
 /// Parses the `fault` option: fault names separated by commas.
 fn parse_faults(text: &str) -> Result<Faults, String> {
     let names = crate::faults::parse_names(text, FAULTS)?;
-    Ok(names.into_iter().fold(Faults::default(), |all, fault| Faults(all.0 | 1 << fault as u32)))
+    Ok(names
+        .into_iter()
+        .fold(Faults::default(), |all, fault| Faults(all.0 | 1 << fault as u32)))
 }
 
 /// What every session shares.

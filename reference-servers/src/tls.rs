@@ -149,19 +149,17 @@ pub(crate) fn server_options(opts: &OptionSet<'_>, offer: Offer, alpn: &[&[u8]])
         }
     };
     if require && mode != Mode::StartTls {
-        return Err(bad(REQUIRE, "yes", "needs tls=starttls (an implicit-TLS port has no clear text to refuse)".to_owned()));
+        return Err(bad(
+            REQUIRE,
+            "yes",
+            "needs tls=starttls (an implicit-TLS port has no clear text to refuse)".to_owned(),
+        ));
     }
     let mut files = Vec::new();
     for key in ["tls_cert", "tls_key"] {
         match opts.given(key) {
             Some(path) => files.push(path),
-            None => {
-                return Err(bad(
-                    key,
-                    "",
-                    format!("tls={} needs {key}, the path of a PEM file", mode_name(mode)),
-                ))
-            }
+            None => return Err(bad(key, "", format!("tls={} needs {key}, the path of a PEM file", mode_name(mode)))),
         }
     }
     let certs = opts.parse("tls_cert", files[0], |path| read_certs(Path::new(path)))?;
@@ -357,7 +355,11 @@ pub(crate) enum ClientStream {
 impl ClientStream {
     /// Connects to `server` and, with `tls`, performs the handshake (as `localhost`); the
     /// whole is bounded by `within`.
-    pub(crate) async fn connect(server: std::net::SocketAddr, tls: Option<&TlsConnector>, within: Duration) -> Result<ClientStream, String> {
+    pub(crate) async fn connect(
+        server: std::net::SocketAddr,
+        tls: Option<&TlsConnector>,
+        within: Duration,
+    ) -> Result<ClientStream, String> {
         let tcp = match timeout(within, TcpStream::connect(server)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(format!("cannot connect to {server}: {e}")),

@@ -39,7 +39,11 @@ fn pki() -> Pki {
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "wirecheck test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = KeyPair::generate().expect("CA key");
     let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
@@ -106,7 +110,9 @@ fn opts(pairs: &[(&str, &str)]) -> Options {
 
 async fn try_start(name: &str, opts: &Options) -> Result<RunningServer, Error> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    timeout(LIMIT, start_server(name, loopback, opts)).await.expect("start_server timed out")
+    timeout(LIMIT, start_server(name, loopback, opts))
+        .await
+        .expect("start_server timed out")
 }
 
 async fn start(name: &str, opts: &Options) -> RunningServer {
@@ -122,7 +128,10 @@ struct Conn {
 
 impl Conn {
     async fn plain(addr: SocketAddr) -> Conn {
-        let tcp = timeout(LIMIT, TcpStream::connect(addr)).await.expect("connect timed out").expect("connect");
+        let tcp = timeout(LIMIT, TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
         Conn {
             plain: Some(tcp),
             tls: None,
@@ -138,7 +147,11 @@ impl Conn {
 
     /// The client's side of a handshake on this connection (STARTTLS); nothing may be waiting unread.
     async fn upgrade(&mut self, connector: &TlsConnector) {
-        assert!(self.buf.is_empty(), "bytes before the handshake: {:?}", String::from_utf8_lossy(&self.buf));
+        assert!(
+            self.buf.is_empty(),
+            "bytes before the handshake: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
         let tcp = self.plain.take().expect("a clear-text connection");
         let name = ServerName::try_from("localhost").expect("name");
         let tls = timeout(LIMIT, connector.connect(name, tcp))
@@ -149,7 +162,9 @@ impl Conn {
     }
 
     fn alpn(&self) -> Option<Vec<u8>> {
-        self.tls.as_ref().and_then(|tls| tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec))
+        self.tls
+            .as_ref()
+            .and_then(|tls| tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec))
     }
 
     async fn send(&mut self, bytes: impl AsRef<[u8]>) {
@@ -182,7 +197,11 @@ impl Conn {
                 let line: Vec<u8> = self.buf.drain(..=lf).collect();
                 return String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned();
             }
-            assert!(self.more().await > 0, "closed before a whole line: {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                self.more().await > 0,
+                "closed before a whole line: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
         }
     }
 
@@ -312,7 +331,11 @@ async fn https_origin_serves_files_with_alpn_http11() {
     let server = start("http", &pki.opts("implicit", &[])).await;
     let mut conn = Conn::tls(server.local_addr(), &pki.connector(&[b"h2", b"http/1.1"])).await;
     assert_eq!(conn.alpn().as_deref(), Some(&b"http/1.1"[..]), "the origin speaks HTTP/1.1 only");
-    let (head, body) = http11(&mut conn, "GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
+    let (head, body) = http11(
+        &mut conn,
+        "GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     assert_eq!(body, www("index.html"));
 }
@@ -339,7 +362,10 @@ async fn http2_over_tls_with_alpn_h2() {
     let conn = Conn::tls(server.local_addr(), &pki.connector(&[b"h2", b"http/1.1"])).await;
     assert_eq!(conn.alpn().as_deref(), Some(&b"h2"[..]), "h2 is the server's first choice");
     let tls = conn.tls.expect("tls");
-    let (mut send, driver) = timeout(LIMIT, h2::client::handshake(tls)).await.expect("h2 handshake timed out").expect("h2 handshake");
+    let (mut send, driver) = timeout(LIMIT, h2::client::handshake(tls))
+        .await
+        .expect("h2 handshake timed out")
+        .expect("h2 handshake");
     tokio::spawn(driver);
     let request = http::Request::get("https://localhost/index.html").body(()).expect("request");
     let (response, _) = send.send_request(request, true).expect("send");
@@ -393,7 +419,10 @@ async fn smtps_delivers_like_smtp() {
     let mut conn = Conn::tls(server.local_addr(), &pki.connector(&[])).await;
     assert!(first(&conn.reply().await).starts_with("220 "));
     let ehlo = conn.command("EHLO crepes.fr").await;
-    assert!(!ehlo.iter().any(|l| l.contains("STARTTLS")), "implicit TLS offers no STARTTLS: {ehlo:?}");
+    assert!(
+        !ehlo.iter().any(|l| l.contains("STARTTLS")),
+        "implicit TLS offers no STARTTLS: {ehlo:?}"
+    );
     assert_eq!(conn.command("STARTTLS").await, ["503 TLS already active"]);
     mail_transaction(&mut conn).await;
 }
@@ -438,7 +467,10 @@ async fn pop3_login(conn: &mut Conn) {
 
 async fn imap_login(conn: &mut Conn) {
     let greeting = conn.line().await;
-    assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1") && !greeting.contains("STARTTLS"), "{greeting}");
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1") && !greeting.contains("STARTTLS"),
+        "{greeting}"
+    );
     assert!(last(&conn.imap("a", "LOGIN bob hungry").await).starts_with("a OK"));
     let select = conn.imap("b", "SELECT INBOX").await;
     assert!(select.contains(&"* 2 EXISTS".to_owned()), "{select:?}");
@@ -468,10 +500,16 @@ async fn implicit_ftps_control_over_tls_and_clear_data() {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{epsv}"));
-    let mut data = timeout(LIMIT, TcpStream::connect(("127.0.0.1", port))).await.expect("data timed out").expect("data");
+    let mut data = timeout(LIMIT, TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .expect("data timed out")
+        .expect("data");
     assert!(first(&conn.ftp("RETR lines.txt").await).starts_with("150 "));
     let mut got = Vec::new();
-    timeout(LIMIT, data.read_to_end(&mut got)).await.expect("data timed out").expect("data");
+    timeout(LIMIT, data.read_to_end(&mut got))
+        .await
+        .expect("data timed out")
+        .expect("data");
     let want = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ftp/lines.txt")).expect("fixture");
     assert_eq!(got, want, "the data connection is clear text");
     assert!(first(&conn.ftp("").await).starts_with("226 "));
@@ -488,7 +526,9 @@ async fn a_failed_handshake_closes_that_connection_and_not_the_server() {
     let other = self::pki();
     let name = ServerName::try_from("localhost").expect("name");
     let tcp = TcpStream::connect(server.local_addr()).await.expect("connect");
-    let refused = timeout(LIMIT, other.connector(&[]).connect(name, tcp)).await.expect("handshake timed out");
+    let refused = timeout(LIMIT, other.connector(&[]).connect(name, tcp))
+        .await
+        .expect("handshake timed out");
     assert!(refused.is_err(), "a client trusting another CA fails its handshake");
     let mut conn = Conn::tls(server.local_addr(), &pki.connector(&[])).await;
     assert!(first(&conn.reply().await).starts_with("220 "), "the server goes on");
@@ -549,7 +589,10 @@ async fn smtp_commands_pipelined_after_starttls_are_not_run() {
     let good = start("smtp", &pki.opts("starttls", &[])).await;
     assert_eq!(smtp_pipelined(&pki, &good).await, ["250 OK"]);
     let faulty = start("smtp", &pki.opts("starttls", &[("fault", "starttls-runs-pipelined")])).await;
-    assert!(first(&smtp_pipelined(&pki, &faulty).await).starts_with("214 "), "the fault runs HELP over TLS");
+    assert!(
+        first(&smtp_pipelined(&pki, &faulty).await).starts_with("214 "),
+        "the fault runs HELP over TLS"
+    );
 }
 
 #[tokio::test]
@@ -560,7 +603,10 @@ async fn smtp_starttls_faults_are_visible() {
     conn.command("EHLO crepes.fr").await;
     conn.command("STARTTLS").await;
     conn.upgrade(&pki.connector(&[])).await;
-    assert!(has_starttls(&conn.command("EHLO crepes.fr").await), "the fault offers STARTTLS again");
+    assert!(
+        has_starttls(&conn.command("EHLO crepes.fr").await),
+        "the fault offers STARTTLS again"
+    );
     assert!(first(&conn.command("STARTTLS").await).starts_with("220 "));
 
     let keeps = start("smtp", &pki.opts("starttls", &[("fault", "starttls-keeps-ehlo")])).await;
@@ -568,7 +614,10 @@ async fn smtp_starttls_faults_are_visible() {
     conn.command("EHLO crepes.fr").await;
     conn.command("STARTTLS").await;
     conn.upgrade(&pki.connector(&[])).await;
-    assert!(first(&conn.command("MAIL FROM:<alice@crepes.fr>").await).starts_with("250 "), "the fault keeps EHLO");
+    assert!(
+        first(&conn.command("MAIL FROM:<alice@crepes.fr>").await).starts_with("250 "),
+        "the fault keeps EHLO"
+    );
 }
 
 #[tokio::test]
@@ -577,8 +626,18 @@ async fn smtp_require_tls_refuses_mail_in_clear_text() {
     let server = start("smtp", &pki.opts("starttls", &[("require_tls", "yes")])).await;
     let mut conn = smtp_plain(&server).await;
     assert!(has_starttls(&conn.command("EHLO crepes.fr").await));
-    for command in ["MAIL FROM:<alice@crepes.fr>", "RCPT TO:<bob@hamburger.edu>", "DATA", "HELO crepes.fr", "RSET"] {
-        assert_eq!(conn.command(command).await, ["530 Must issue a STARTTLS command first"], "{command}");
+    for command in [
+        "MAIL FROM:<alice@crepes.fr>",
+        "RCPT TO:<bob@hamburger.edu>",
+        "DATA",
+        "HELO crepes.fr",
+        "RSET",
+    ] {
+        assert_eq!(
+            conn.command(command).await,
+            ["530 Must issue a STARTTLS command first"],
+            "{command}"
+        );
     }
     assert_eq!(conn.command("NOOP").await, ["250 OK"]);
     assert!(first(&conn.command("STARTTLS").await).starts_with("220 "));
@@ -648,7 +707,11 @@ async fn pop3_commands_pipelined_after_stls_are_not_run() {
     let good = start("pop3", &pki.opts("starttls", &[])).await;
     assert_eq!(pop3_pipelined(&pki, &good).await, "+OK Capability list follows");
     let faulty = start("pop3", &pki.opts("starttls", &[("fault", "starttls-runs-pipelined")])).await;
-    assert_eq!(pop3_pipelined(&pki, &faulty).await, "-ERR unknown command", "the fault runs XYZZY over TLS");
+    assert_eq!(
+        pop3_pipelined(&pki, &faulty).await,
+        "-ERR unknown command",
+        "the fault runs XYZZY over TLS"
+    );
 }
 
 #[tokio::test]
@@ -735,7 +798,10 @@ async fn imap_commands_pipelined_after_starttls_are_not_run() {
     assert!(!lines.iter().any(|l| l.starts_with("x ")), "{lines:?}");
     let faulty = start("imap", &pki.opts("starttls", &[("fault", "starttls-runs-pipelined")])).await;
     let lines = imap_pipelined(&pki, &faulty).await;
-    assert!(lines.iter().any(|l| l.starts_with("x OK")), "the fault runs CAPABILITY over TLS: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("x OK")),
+        "the fault runs CAPABILITY over TLS: {lines:?}"
+    );
 }
 
 #[tokio::test]
@@ -765,10 +831,17 @@ async fn imap_require_tls_disables_login_in_clear_text() {
     assert!(!caps.contains("LOGINDISABLED") && !caps.contains("STARTTLS"), "{caps}");
     assert!(last(&conn.imap("g", "LOGIN bob hungry").await).starts_with("g OK"));
 
-    let faulty = start("imap", &pki.opts("starttls", &[("require_tls", "yes"), ("fault", "login-in-clear")])).await;
+    let faulty = start(
+        "imap",
+        &pki.opts("starttls", &[("require_tls", "yes"), ("fault", "login-in-clear")]),
+    )
+    .await;
     let (mut conn, greeting) = imap_plain(&faulty).await;
     assert!(greeting.contains(" LOGINDISABLED"));
-    assert!(last(&conn.imap("a", "LOGIN bob hungry").await).starts_with("a OK"), "the fault logs in in clear text");
+    assert!(
+        last(&conn.imap("a", "LOGIN bob hungry").await).starts_with("a OK"),
+        "the fault logs in in clear text"
+    );
 }
 
 // ---- the reference clients ----
@@ -862,17 +935,35 @@ fn bad_key(result: Result<RunningServer, Error>) -> String {
 #[tokio::test]
 async fn tls_options_are_checked() {
     let pki = pki();
-    for name in ["tcp-upper", "socket-timeout", "http", "http-proxy", "http2", "smtp", "pop3", "imap", "ftp"] {
+    for name in [
+        "tcp-upper",
+        "socket-timeout",
+        "http",
+        "http-proxy",
+        "http2",
+        "smtp",
+        "pop3",
+        "imap",
+        "ftp",
+    ] {
         let missing_cert = opts(&[("tls", "implicit"), ("tls_key", path(&pki.key))]);
         assert_eq!(bad_key(try_start(name, &missing_cert).await), "tls_cert", "{name}");
         let missing_key = opts(&[("tls", "implicit"), ("tls_cert", path(&pki.cert))]);
         assert_eq!(bad_key(try_start(name, &missing_key).await), "tls_key", "{name}");
         assert_eq!(bad_key(try_start(name, &pki.opts("sometimes", &[])).await), "tls", "{name}");
-        assert_eq!(bad_key(try_start(name, &opts(&[("tls_cert", path(&pki.cert))])).await), "tls_cert", "{name}");
+        assert_eq!(
+            bad_key(try_start(name, &opts(&[("tls_cert", path(&pki.cert))])).await),
+            "tls_cert",
+            "{name}"
+        );
         let not_pem = pki.opts("implicit", &[]);
         let mut not_pem = not_pem;
         not_pem.insert("tls_cert".to_owned(), path(&pki.key).to_owned());
-        assert_eq!(bad_key(try_start(name, &not_pem).await), "tls_cert", "{name}: a key is not a certificate");
+        assert_eq!(
+            bad_key(try_start(name, &not_pem).await),
+            "tls_cert",
+            "{name}: a key is not a certificate"
+        );
         let mail = ["smtp", "pop3", "imap"].contains(&name);
         match try_start(name, &pki.opts("starttls", &[])).await {
             Ok(_) => assert!(mail, "{name} has no STARTTLS"),
@@ -890,8 +981,15 @@ async fn tls_options_are_checked() {
         if mail {
             let implicit = pki.opts("implicit", &[("require_tls", "yes")]);
             assert_eq!(bad_key(try_start(name, &implicit).await), "require_tls", "{name}");
-            assert_eq!(bad_key(try_start(name, &opts(&[("require_tls", "yes")])).await), "require_tls", "{name}");
-            assert_eq!(bad_key(try_start(name, &pki.opts("starttls", &[("require_tls", "maybe")])).await), "require_tls");
+            assert_eq!(
+                bad_key(try_start(name, &opts(&[("require_tls", "yes")])).await),
+                "require_tls",
+                "{name}"
+            );
+            assert_eq!(
+                bad_key(try_start(name, &pki.opts("starttls", &[("require_tls", "maybe")])).await),
+                "require_tls"
+            );
         }
     }
     let unknown = try_start("smtp", &opts(&[("tls_ca", "x")])).await;
@@ -912,7 +1010,14 @@ async fn client_tls_ca_is_checked() {
             "smtp-client" => Vec::new(),
             _ => vec!["get".into(), "/x".into(), "x".into()],
         };
-        let result = run_client(name, server.local_addr(), &opts(&[("tls_ca", "/nonexistent/ca.pem")]), &args, tx.clone()).await;
+        let result = run_client(
+            name,
+            server.local_addr(),
+            &opts(&[("tls_ca", "/nonexistent/ca.pem")]),
+            &args,
+            tx.clone(),
+        )
+        .await;
         match result {
             Err(Error::BadOption { key, .. }) => assert_eq!(key, "tls_ca", "{name}"),
             other => panic!("{name}: {other:?}"),

@@ -71,8 +71,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
 
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
-use crate::tls::{self, Offer, ServerTls};
 use crate::smtp::{LineConn, Stop};
+use crate::tls::{self, Offer, ServerTls};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 mod fault;
@@ -592,9 +592,9 @@ impl<'a> Session<'a> {
             "ACCT" => reply("202 ACCT not needed here"),
             "SYST" => reply("215 UNIX Type: L8"),
             // RFC 4217 §6: a server that takes PBSZ and PROT lists them.
-            "FEAT" if self.secure => reply(
-                "211-Extensions supported:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PBSZ\r\n PROT\r\n REST STREAM\r\n SIZE\r\n UTF8\r\n211 End",
-            ),
+            "FEAT" if self.secure => {
+                reply("211-Extensions supported:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PBSZ\r\n PROT\r\n REST STREAM\r\n SIZE\r\n UTF8\r\n211 End")
+            }
             "FEAT" => reply("211-Extensions supported:\r\n EPRT\r\n EPSV\r\n MDTM\r\n REST STREAM\r\n SIZE\r\n UTF8\r\n211 End"),
             "PBSZ" if self.secure => self.pbsz_command(arg),
             "PROT" if self.secure => self.prot(arg),

@@ -320,7 +320,10 @@ async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits, tls: Opt
     };
     // RFC 9113 §3.2: over TLS, HTTP/2 is what ALPN chose, or nothing.
     if tls.is_some() && stream.alpn() != Some(tls::H2) {
-        return fail_all(format!("the server did not choose h2 in ALPN (RFC 9113 §3.2) but {:?}", stream.alpn().map(String::from_utf8_lossy)));
+        return fail_all(format!(
+            "the server did not choose h2 in ALPN (RFC 9113 §3.2) but {:?}",
+            stream.alpn().map(String::from_utf8_lossy)
+        ));
     }
     // Small frames (a SETTINGS ACK, a PING ACK, WINDOW_UPDATE) must not wait for Nagle.
     let _ = stream.tcp().set_nodelay(true);

@@ -12,9 +12,9 @@ use super::mailbox::{flag_list, Mailbox};
 use super::message::{self, parse_date_time};
 use super::parse::{Command, StatusItem};
 use super::reply::{capabilities, server_bug, Reply};
-use crate::tls::ServerTls;
 use super::store::{children, mailbox_name, Entry, Flags, Refusal, Store, DELIMITER, INBOX};
 use super::wire::{Conn, Gone};
+use crate::tls::ServerTls;
 
 /// A session's state and what it needs.
 pub(super) struct Session {
@@ -146,9 +146,7 @@ impl Session {
             // RFC 2595 §3.2: with LOGINDISABLED "the server will respond with a tagged NO response
             // to any attempt to use the LOGIN command even if the user name and password are
             // valid" (RFC 3501 §6.2.3); no plaintext mechanism is allowed either, and there is no other.
-            C::Authenticate if self.login_disabled() => {
-                Reply::No("[PRIVACYREQUIRED] Authentication is disabled until STARTTLS".to_owned())
-            }
+            C::Authenticate if self.login_disabled() => Reply::No("[PRIVACYREQUIRED] Authentication is disabled until STARTTLS".to_owned()),
             C::Authenticate => Reply::Bad("Unknown command".to_owned()),
             C::Login(..) if self.login_disabled() && !self.faults.has(Fault::LoginInClear) => {
                 Reply::No("[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS".to_owned())
