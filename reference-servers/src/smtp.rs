@@ -508,7 +508,7 @@ impl Session<'_> {
             "RSET" => "501 Syntax: RSET".to_owned(),
             "NOOP" => "250 OK".to_owned(),
             "VRFY" => self.vrfy(args),
-            "HELP" => "214 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS".to_owned(),
+            "HELP" => "214 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT".to_owned(),
             "QUIT" if args.is_empty() => return Step::Quit(format!("221 {} closing connection", self.config.domain)),
             "QUIT" => "501 Syntax: QUIT".to_owned(),
             "EXPN" | "TURN" | "SEND" | "SOML" | "SAML" => "502 Command not implemented".to_owned(),
