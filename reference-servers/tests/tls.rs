@@ -535,6 +535,32 @@ async fn a_failed_handshake_closes_that_connection_and_not_the_server() {
     assert!(!server.is_finished());
 }
 
+#[tokio::test]
+async fn a_client_silent_before_its_handshake_makes_room_at_the_cap() {
+    let pki = pki();
+    let server = start("tcp-upper", &pki.opts("implicit", &[("max_connections", "1")])).await;
+    let mut silent = Conn::plain(server.local_addr()).await;
+    // The silent connection is taken for one waiting for its client once the server has tried
+    // to read its ClientHello; until then a newcomer is turned away, so it tries again.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let served = loop {
+        assert!(tokio::time::Instant::now() < deadline, "no room was made for a TLS client");
+        let tcp = TcpStream::connect(server.local_addr()).await.expect("connect");
+        let name = ServerName::try_from("localhost").expect("name");
+        if let Ok(Ok(tls)) = timeout(LIMIT, pki.connector(&[]).connect(name, tcp)).await {
+            let mut conn = Conn {
+                plain: None,
+                tls: Some(Box::new(tls)),
+                buf: Vec::new(),
+            };
+            conn.send("made room\n").await;
+            break conn.line().await;
+        }
+    };
+    assert_eq!(served, "MADE ROOM");
+    assert!(silent.closed().await, "the silent one was closed to make room");
+}
+
 // ---- SMTP STARTTLS (RFC 3207) ----
 
 async fn smtp_plain(server: &RunningServer) -> Conn {
