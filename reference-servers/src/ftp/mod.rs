@@ -511,8 +511,7 @@ impl<'a> Session<'a> {
         self.config.has(fault)
     }
 
-    /// RFC 4217 §8.1 PBSZ: over TLS the buffer size is 0 ("a PBSZ command with a parameter
-    /// of 0" is what a client sends), and a server MUST answer 200, naming the size it uses.
+    /// PBSZ (RFC 2228), which over TLS carries 0 (RFC 4217 §9): 200, naming the size used.
     fn pbsz_command(&mut self, arg: &str) -> Action {
         if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
             return reply("501 Syntax: PBSZ 0");
@@ -521,8 +520,9 @@ impl<'a> Session<'a> {
         reply("200 PBSZ=0")
     }
 
-    /// RFC 4217 §8.2 PROT: only C (clear, the default of §9) is served; P gets 536, "Requested
-    /// PROT level not supported by mechanism"; PROT before PBSZ is out of sequence (503).
+    /// PROT (RFC 2228): only C (clear, the default until PROT, RFC 4217 §9) is served; P gets
+    /// RFC 2228's 536, "Requested PROT level not supported by mechanism"; PROT before PBSZ is
+    /// out of sequence (503).
     fn prot(&mut self, arg: &str) -> Action {
         if !self.pbsz {
             return reply("503 PBSZ first");
@@ -591,7 +591,7 @@ impl<'a> Session<'a> {
             "NOOP" => reply("200 NOOP ok"),
             "ACCT" => reply("202 ACCT not needed here"),
             "SYST" => reply("215 UNIX Type: L8"),
-            // RFC 4217 §6: a server that takes PBSZ and PROT lists them.
+            // RFC 4217: a server that takes PBSZ and PROT lists them in FEAT.
             "FEAT" if self.secure => {
                 reply("211-Extensions supported:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PBSZ\r\n PROT\r\n REST STREAM\r\n SIZE\r\n UTF8\r\n211 End")
             }

@@ -143,9 +143,12 @@ impl Session {
                 Reply::Ok("CAPABILITY completed".to_owned())
             }
             C::StartTls => self.starttls(),
-            // RFC 2595 §3.2: with LOGINDISABLED "the server will respond with a tagged NO response
-            // to any attempt to use the LOGIN command even if the user name and password are
-            // valid" (RFC 3501 §6.2.3); no plaintext mechanism is allowed either, and there is no other.
+            // RFC 3501 §6.2.3: a server "MUST implement a configuration in which it does NOT
+            // permit any plaintext password mechanisms, unless either the STARTTLS command has been
+            // negotiated or some other mechanism that protects the session from password snooping
+            // has been provided"; with LOGINDISABLED "the server will respond with a tagged NO
+            // response to any attempt to use the LOGIN command even if the user name and password
+            // are valid" (RFC 2595 §3.2). AUTHENTICATE has no other mechanism to offer.
             C::Authenticate if self.login_disabled() => Reply::No("[PRIVACYREQUIRED] Authentication is disabled until STARTTLS".to_owned()),
             C::Authenticate => Reply::Bad("Unknown command".to_owned()),
             C::Login(..) if self.login_disabled() && !self.faults.has(Fault::LoginInClear) => {
