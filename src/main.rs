@@ -26,6 +26,8 @@ Examples:
       one page: summary, failure blocks, each case's dialogue as a ladder diagram
   wirecheck run http --report markdown:summary.md --report tap:-   (every grade format works)
   wirecheck run http --capture captures/          one pcapng per case, open them in Wireshark
+  wirecheck run http --tls --exec 'python3 https_server.py {port} {cert} {key}'   over TLS, the run's certificate
+  wirecheck run smtp --tls --target 127.0.0.1:465 --ca ca.pem --keylog keys.log
   wirecheck list --format json
   wirecheck list http --tag conditional
   wirecheck serve tcp-upper --port 12000";
