@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::proto::tls::KeyLog;
 use crate::proto::Transport;
-use crate::proto::{escape_bytes, Direction, Frame, Framer, Protocol};
+use crate::proto::{escape_bytes, Context, Direction, Frame, Framer, Protocol};
 
 /// One connection (or UDP socket) of a dialogue.
 #[derive(Debug, Clone, Serialize)]
@@ -249,8 +250,13 @@ impl Framed {
 impl Dialogue {
     /// Frames the recorded bytes with `proto`'s codec into transcript items.
     pub fn items(&self, proto: &dyn Protocol) -> Vec<Item> {
+        self.items_with(proto, None)
+    }
+
+    /// [`Dialogue::items`], TLS records decrypted with `keys`.
+    pub fn items_with(&self, proto: &dyn Protocol, keys: Option<&Arc<KeyLog>>) -> Vec<Item> {
         let name = |c: usize| self.connections.get(c).map(|i| i.name.clone()).unwrap_or_default();
-        self.frames(proto)
+        self.frames_with(proto, keys)
             .into_iter()
             .map(|f| Item {
                 t_us: f.t_us,
@@ -277,13 +283,45 @@ impl Dialogue {
 
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
     pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
+        self.frames_with(proto, None)
+    }
+
+    /// What a codec of connection `conn` is told besides its bytes.
+    fn context(&self, conn: usize, keys: Option<&Arc<KeyLog>>) -> Context {
+        let info = self.connections.get(conn);
+        let server = info.and_then(|i| match i.captured || i.harness_is_client {
+            true => i.peer,
+            false => i.local,
+        });
+        Context {
+            server_port: server.map(|a| a.port()),
+            carried: None,
+            keys: keys.cloned(),
+        }
+    }
+
+    /// [`Dialogue::frames`], TLS records decrypted with `keys`. A live run's connections never go
+    /// over to a protocol that carries others (TLS): the harness recorded what is inside it.
+    pub fn frames_with(&self, proto: &dyn Protocol, keys: Option<&Arc<KeyLog>>) -> Vec<Framed> {
         let late: Vec<usize> = (0..self.connections.len()).filter(|&c| self.joined_late(c)).collect();
+        let contexts: Vec<Context> = (0..self.connections.len()).map(|c| self.context(c, keys)).collect();
+        let live: Vec<bool> = self.connections.iter().map(|c| !c.captured).collect();
         let fresh = |conn: usize, p: &dyn Protocol, dir: Direction| {
             let mut codec = p.codec_on(dir, Transport::Tcp);
+            if let Some(cx) = contexts.get(conn) {
+                codec.context(cx);
+            }
             if late.contains(&conn) {
                 codec.joined_late();
             }
             Framer::new(codec)
+        };
+        let switch = |conn: usize, from: &dyn Protocol, to: &dyn Protocol| {
+            let mut cx = contexts.get(conn).cloned().unwrap_or_default();
+            if to.carries_others() {
+                cx.carried = Some(from.name()).filter(|_| !from.carries_others());
+            }
+            cx
         };
         let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
         // Directions a capture cut: their next bytes may start inside a message, so what does
@@ -380,14 +418,15 @@ impl Dialogue {
                     {
                         push(Some(*dir), after_cut(What::Undecodable(String::new(), held), &mut cut));
                     }
+                    let live = live.get(ev.conn).copied().unwrap_or(false);
                     loop {
                         let framer = streams.entry((ev.conn, *dir)).or_insert_with(|| fresh(ev.conn, proto, *dir));
                         if std::mem::take(&mut first) {
                             framer.push(bytes);
                         }
-                        let step = frame_next(framer, false, proto, |w| push(Some(*dir), after_cut(w, &mut cut)));
+                        let step = frame_next(framer, false, proto, live, |w| push(Some(*dir), after_cut(w, &mut cut)));
                         if let Next::HandsOver(next) = step {
-                            hand_over(&mut streams, ev.conn, *dir, next);
+                            hand_over(&mut streams, ev.conn, *dir, next, &switch(ev.conn, proto, next));
                             current.insert(ev.conn, next);
                             proto = next;
                         }
@@ -395,10 +434,10 @@ impl Dialogue {
                         // content sent before the 354 is content once the 354 came), and come
                         // before the next one.
                         while let Some(framer) = streams.get_mut(&(ev.conn, other)).filter(|f| !f.pending().is_empty()) {
-                            let Some(next) = drain(framer, false, proto, |w| push(Some(other), w)) else {
+                            let Some(next) = drain(framer, false, proto, live, |w| push(Some(other), w)) else {
                                 break;
                             };
-                            hand_over(&mut streams, ev.conn, other, next);
+                            hand_over(&mut streams, ev.conn, other, next, &switch(ev.conn, proto, next));
                             current.insert(ev.conn, next);
                             proto = next;
                         }
@@ -413,11 +452,12 @@ impl Dialogue {
                 EventKind::Closed { dir } => {
                     let mut proto = proto;
                     let mut cut = resync.contains(&(ev.conn, *dir));
+                    let live = live.get(ev.conn).copied().unwrap_or(false);
                     while let Some(framer) = streams.get_mut(&(ev.conn, *dir)) {
-                        let Some(next) = drain(framer, true, proto, |w| push(Some(*dir), after_cut(w, &mut cut))) else {
+                        let Some(next) = drain(framer, true, proto, live, |w| push(Some(*dir), after_cut(w, &mut cut))) else {
                             break;
                         };
-                        hand_over(&mut streams, ev.conn, *dir, next);
+                        hand_over(&mut streams, ev.conn, *dir, next, &switch(ev.conn, proto, next));
                         current.insert(ev.conn, next);
                         proto = next;
                     }
@@ -429,7 +469,8 @@ impl Dialogue {
                     // Framing cannot continue across missing bytes: flush what was buffered and
                     // start the direction afresh.
                     if let Some(mut framer) = streams.remove(&(ev.conn, *dir)) {
-                        drain(&mut framer, true, proto, |w| push(Some(*dir), w));
+                        let live = live.get(ev.conn).copied().unwrap_or(false);
+                        drain(&mut framer, true, proto, live, |w| push(Some(*dir), w));
                     }
                     push(Some(*dir), What::Event(format!("gap: {len} bytes missing")));
                 }
@@ -535,8 +576,13 @@ impl Dialogue {
 
     /// Renders the transcript, one line per item; `times` adds `+12.3ms` stamps.
     pub fn transcript(&self, proto: &dyn Protocol, times: bool) -> String {
+        self.transcript_with(proto, times, None)
+    }
+
+    /// [`Dialogue::transcript`], TLS records decrypted with `keys`.
+    pub fn transcript_with(&self, proto: &dyn Protocol, times: bool, keys: Option<&Arc<KeyLog>>) -> String {
         let mut s = String::new();
-        for it in self.items(proto) {
+        for it in self.items_with(proto, keys) {
             if times {
                 s.push_str(&format!("{:>9.1}ms ", it.t_us as f64 / 1000.0));
             }
@@ -614,11 +660,12 @@ enum Next {
     HandsOver(&'static dyn Protocol),
 }
 
-/// Frames the next whole message `framer` holds.
-fn frame_next(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: impl FnMut(What)) -> Next {
+/// Frames the next whole message `framer` holds; `live`: on a connection a live run recorded,
+/// which never goes over to a protocol that carries others (the harness recorded what is inside).
+fn frame_next(framer: &mut Framer, eof: bool, proto: &dyn Protocol, live: bool, mut push: impl FnMut(What)) -> Next {
     match framer.next(eof) {
         Ok(Some(m)) => {
-            let next = crate::proto::hands_over(proto, &m);
+            let next = crate::proto::hands_over(proto, &m).filter(|n| !(live && n.carries_others()));
             push(What::Message(m));
             next.map_or(Next::Framed, Next::HandsOver)
         }
@@ -632,9 +679,9 @@ fn frame_next(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: im
 
 /// Frames every whole message `framer` holds; bytes its codec rejects end the stream's framing.
 /// Stops after a message that hands the connection to another protocol, and returns that one.
-fn drain(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: impl FnMut(What)) -> Option<&'static dyn Protocol> {
+fn drain(framer: &mut Framer, eof: bool, proto: &dyn Protocol, live: bool, mut push: impl FnMut(What)) -> Option<&'static dyn Protocol> {
     loop {
-        match frame_next(framer, eof, proto, &mut push) {
+        match frame_next(framer, eof, proto, live, &mut push) {
             Next::Nothing => return None,
             Next::Framed => {}
             Next::HandsOver(next) => return Some(next),
@@ -659,13 +706,15 @@ fn after_cut(w: What, cut: &mut bool) -> What {
     }
 }
 
-/// Gives both directions of connection `conn` codecs of `next`, keeping their unframed bytes:
-/// what each side sent after the switch is framed by `next` and told to the other side's codec.
-fn hand_over(streams: &mut HashMap<(usize, Direction), Framer>, conn: usize, dir: Direction, next: &dyn Protocol) {
+/// Gives both directions of connection `conn` codecs of `next`, told `cx`, keeping their unframed
+/// bytes: what each side sent after the switch is framed by `next` and told to the other side's codec.
+fn hand_over(streams: &mut HashMap<(usize, Direction), Framer>, conn: usize, dir: Direction, next: &dyn Protocol, cx: &Context) {
     let mut rest = Vec::new();
     for d in [dir, dir.opposite()] {
         let pending = streams.remove(&(conn, d)).map(|mut f| f.take_all()).unwrap_or_default();
-        let mut f = Framer::new(next.codec_on(d, Transport::Tcp));
+        let mut codec = next.codec_on(d, Transport::Tcp);
+        codec.context(cx);
+        let mut f = Framer::new(codec);
         f.push(&pending);
         streams.insert((conn, d), f);
         rest.push(pending);

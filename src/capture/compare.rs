@@ -261,6 +261,7 @@ mod tests {
                 truncated: false,
                 start_us: 0,
                 data_of: None,
+                keys: None,
                 dialogue: Dialogue {
                     connections: vec![info(true)],
                     events,

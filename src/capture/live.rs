@@ -320,6 +320,32 @@ pub fn raw_packets(packets: &[Packet]) -> impl Iterator<Item = Result<RawPacket,
 
 /// Writes `packets` as a pcapng file (one Ethernet interface, `comments[i]` on packet i when set).
 pub fn write_pcapng(path: &Path, packets: &[Packet], comments: &BTreeMap<usize, String>) -> std::io::Result<()> {
+    write_pcapng_with_keys(path, packets, comments, None)
+}
+
+/// A pcapng Decryption Secrets Block holding `keylog` (NSS key log text), in the section's byte
+/// order: Wireshark decrypts the packets after it.
+fn secrets_block(keylog: &str, big: bool) -> pcap_file::pcapng::blocks::unknown::UnknownBlock<'static> {
+    let word = |n: u32| if big { n.to_be_bytes() } else { n.to_le_bytes() };
+    let mut body = word(super::file::DSB_TLS_KEY_LOG).to_vec();
+    body.extend_from_slice(&word(keylog.len() as u32));
+    body.extend_from_slice(keylog.as_bytes());
+    // The writer pads the block to 4 bytes, which is the secrets' padding too.
+    pcap_file::pcapng::blocks::unknown::UnknownBlock {
+        type_: super::file::DSB_BLOCK,
+        length: 0,
+        value: std::borrow::Cow::Owned(body),
+    }
+}
+
+/// [`write_pcapng`] with a TLS key log (`SSLKEYLOGFILE` text) written before the packets as a
+/// Decryption Secrets Block, so the capture opens decrypted in Wireshark and in `decode`.
+pub fn write_pcapng_with_keys(
+    path: &Path,
+    packets: &[Packet],
+    comments: &BTreeMap<usize, String>,
+    keylog: Option<&str>,
+) -> std::io::Result<()> {
     use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
     use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
     use pcap_file::pcapng::PcapNgWriter;
@@ -336,6 +362,10 @@ pub fn write_pcapng(path: &Path, packets: &[Packet], comments: &BTreeMap<usize, 
         options: vec![InterfaceDescriptionOption::IfTsResol(9)],
     })
     .map_err(io)?;
+    if let Some(k) = keylog.filter(|k| !k.is_empty()) {
+        let big = w.section().endianness == pcap_file::Endianness::Big;
+        w.write_pcapng_block(secrets_block(k, big)).map_err(io)?;
+    }
     for (i, p) in packets.iter().enumerate() {
         let options = comments
             .get(&i)

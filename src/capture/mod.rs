@@ -23,13 +23,17 @@ use serde::Serialize;
 use crate::dialogue::{ConnInfo, Dialogue, Event, EventKind};
 use crate::proto::{self, DataChannel, Direction, Exchange, Framer, Message, Protocol, Transport};
 
-pub use file::{FileError, RawPacket};
+use crate::proto::tls::KeyLog;
+pub use file::{FileError, RawPacket, Secrets};
+use std::sync::Arc;
 
 /// What the user told the decoder.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `--port N=proto`: conversations with this port (either side) speak that protocol.
     pub ports: Vec<(u16, String)>,
+    /// `--keylog FILE`: TLS secrets to decrypt with, besides the file's own.
+    pub keylog: Option<Arc<KeyLog>>,
 }
 
 impl Options {
@@ -45,7 +49,7 @@ impl Options {
             }
             ports.push((n, p.trim().to_string()));
         }
-        Ok(Options { ports })
+        Ok(Options { ports, keylog: None })
     }
 
     fn user(&self, port: u16) -> Option<&str> {
@@ -78,6 +82,9 @@ pub struct Conversation {
     pub dialogue: Dialogue,
     /// For a data connection: the control conversation and the command it belongs to.
     pub data_of: Option<DataOf>,
+    /// TLS secrets its records are decrypted with (`--keylog` and the file's own).
+    #[serde(skip)]
+    pub keys: Option<Arc<KeyLog>>,
 }
 
 /// Where a data connection came from: the control conversation that announced its address, and
@@ -116,7 +123,9 @@ impl Conversation {
     pub fn transcript(&self) -> String {
         match &self.data_of {
             Some(of) => self.data_transcript(of),
-            None => self.dialogue.transcript(proto::find_or_raw(&self.protocol), false),
+            None => self
+                .dialogue
+                .transcript_with(proto::find_or_raw(&self.protocol), false, self.keys.as_ref()),
         }
     }
 
@@ -443,9 +452,15 @@ fn key(scope: &Scope, t: Transport, a: SocketAddr, b: SocketAddr) -> Key {
     }
 }
 
-/// Decodes the capture at `path`.
+/// Decodes the capture at `path`, with the TLS secrets its Decryption Secrets Blocks carry.
 pub fn decode_file(path: &Path, opts: &Options) -> Result<Capture, FileError> {
-    decode(file::open(path)?, opts)
+    let reader = file::open(path)?;
+    let secrets = reader.secrets();
+    let mut convs = Vec::new();
+    let mut cap = decode_each_with(reader, opts, Some(secrets), |c| convs.push(c))?;
+    convs.sort_by_key(|c| c.number);
+    cap.conversations = convs;
+    Ok(cap)
 }
 
 /// Decodes a stream of packets, holding every conversation until the end (in the order their
@@ -472,10 +487,23 @@ const IDLE_LIMIT: Duration = Duration::from_secs(120);
 pub fn decode_each(
     packets: impl Iterator<Item = Result<RawPacket, FileError>>,
     opts: &Options,
+    each: impl FnMut(Conversation),
+) -> Result<Capture, FileError> {
+    decode_each_with(packets, opts, None, each)
+}
+
+/// [`decode_each`], with the TLS key logs a pcapng file's Decryption Secrets Blocks carry
+/// (`CaptureReader::secrets`), added to `opts.keylog` as they are read.
+pub fn decode_each_with(
+    packets: impl Iterator<Item = Result<RawPacket, FileError>>,
+    opts: &Options,
+    secrets: Option<Secrets>,
     mut each: impl FnMut(Conversation),
 ) -> Result<Capture, FileError> {
     let mut d = Decoder {
         opts,
+        secrets,
+        keys: (0, opts.keylog.clone()),
         convs: Vec::new(),
         index: HashMap::new(),
         by_hosts: HashMap::new(),
@@ -518,6 +546,10 @@ pub fn decode_each(
 
 struct Decoder<'o> {
     opts: &'o Options,
+    /// The file's key logs, as its reader finds them.
+    secrets: Option<Secrets>,
+    /// The keys conversations are decrypted with: `--keylog`'s and the first `n` of the file's.
+    keys: (usize, Option<Arc<KeyLog>>),
     /// Open conversations; a slot empties when its conversation is handed over.
     convs: Vec<Option<Conv>>,
     index: HashMap<Key, usize>,
@@ -889,8 +921,32 @@ impl Decoder<'_> {
         self.cap
     }
 
+    /// The keys known now: `--keylog`'s and the file's blocks read so far (a bad block is a
+    /// warning, and its lines before the bad one are used).
+    fn keys(&mut self) -> Option<Arc<KeyLog>> {
+        let texts: Vec<String> = match &self.secrets {
+            Some(s) => s
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(self.keys.0..)
+                .unwrap_or_default()
+                .to_vec(),
+            None => Vec::new(),
+        };
+        if !texts.is_empty() {
+            let mut log = self.keys.1.as_deref().cloned().unwrap_or_default();
+            for t in &texts {
+                if let Err(e) = log.extend(t) {
+                    self.cap.warnings.push(format!("decryption secrets block: {e}"));
+                }
+            }
+            self.keys = (self.keys.0 + texts.len(), Some(Arc::new(log)));
+        }
+        self.keys.1.clone()
+    }
+
     /// A conversation as the caller sees it (its TCP streams flushed).
-    fn complete(&self, mut c: Conv) -> Conversation {
+    fn complete(&mut self, mut c: Conv) -> Conversation {
         let first = self.first.unwrap_or_default();
         let mut evs = match c.transport {
             // The sweep flushed it at `end`.
@@ -947,6 +1003,7 @@ impl Decoder<'_> {
             start_us: c.first_ts.as_micros() as u64,
             dialogue,
             data_of: c.data_of,
+            keys: self.keys(),
         }
     }
 }

@@ -262,6 +262,7 @@ mod tests {
             truncated: false,
             start_us: 0,
             data_of: None,
+            keys: None,
             dialogue: Dialogue {
                 connections: vec![ConnInfo {
                     local: Some(a),

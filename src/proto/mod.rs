@@ -22,9 +22,10 @@ pub mod imap;
 pub mod line;
 pub mod pop3;
 pub mod smtp;
+pub mod tls;
 
 pub use codec::{
-    escape_bytes, Codec, CodecError, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transfer, Transport,
+    escape_bytes, Codec, CodecError, Context, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transfer, Transport,
 };
 pub use steps::{Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 
@@ -70,6 +71,12 @@ pub trait Protocol: Send + Sync {
     /// by its codecs from the byte after `m`, and judged by its rules.
     fn next_protocol(&self, _m: &Message) -> Option<&'static str> {
         None
+    }
+    /// Whether this protocol carries another one inside it, encrypted (TLS). A connection handed
+    /// over to it (STARTTLS) is framed by its codec in a capture, which sees the records, and
+    /// not in a live run's own record, which holds what the harness sent and read inside them.
+    fn carries_others(&self) -> bool {
+        false
     }
     /// The fixed bytes every client of this protocol opens a connection with (HTTP/2's connection
     /// preface): a conversation opening with them is this protocol whatever its port.
@@ -137,6 +144,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &imap::Imap,
     &dns::Dns,
     &ftp::Ftp,
+    &tls::Tls,
 ];
 
 /// Every protocol, for `protocol:` lookups and suggestions.
