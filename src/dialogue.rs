@@ -775,4 +775,153 @@ mod tests {
             "{json}"
         );
     }
+
+    /// A captured conversation: `plain` exchanged in clear first, then the TLS session's records.
+    fn tls_dialogue(protocol: &str, port: u16, plain: &[(Direction, &[u8])], tls: &crate::proto::tls::testing::Session) -> Dialogue {
+        let mut info = ConnInfo::test_tcp(true);
+        info.protocol = protocol.into();
+        info.local = Some("10.0.0.1:40000".parse().unwrap());
+        info.peer = Some(format!("10.0.0.2:{port}").parse().unwrap());
+        let mut events = vec![Event {
+            t_us: 0,
+            conn: 0,
+            kind: EventKind::Open,
+        }];
+        let chunks = plain.iter().map(|(d, b)| (*d, b.to_vec())).chain(tls.chunks.iter().cloned());
+        for (i, (dir, bytes)) in chunks.enumerate() {
+            events.push(Event {
+                t_us: i as u64 + 1,
+                conn: 0,
+                kind: EventKind::Data { dir, bytes },
+            });
+        }
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            events.push(Event {
+                t_us: 1000,
+                conn: 0,
+                kind: EventKind::Closed { dir },
+            });
+        }
+        Dialogue {
+            connections: vec![info],
+            events,
+        }
+    }
+
+    fn keys(text: &str) -> Arc<KeyLog> {
+        Arc::new(KeyLog::parse(text).unwrap())
+    }
+
+    fn musts(d: &Dialogue, k: Option<&Arc<KeyLog>>) -> Vec<String> {
+        d.frames_with(proto::find("tls").unwrap(), k)
+            .iter()
+            .flat_map(|f| match &f.what {
+                What::Message(m) => m
+                    .findings
+                    .iter()
+                    .filter(|x| x.level == crate::proto::Level::Must)
+                    .map(|x| x.to_string())
+                    .collect(),
+                What::Undecodable(e, _) => vec![e.clone()],
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: mail.example\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+    #[test]
+    fn tls_records_decrypt_with_the_key_log_for_every_aead_suite_of_tls12_and_tls13() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let suites = [
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                "TLS 1.2, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            ),
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                "TLS 1.2, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            ),
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                "TLS 1.2, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+            ),
+            (cs::TLS13_AES_128_GCM_SHA256, "TLS 1.3, TLS_AES_128_GCM_SHA256"),
+            (cs::TLS13_AES_256_GCM_SHA384, "TLS 1.3, TLS_AES_256_GCM_SHA384"),
+            (cs::TLS13_CHACHA20_POLY1305_SHA256, "TLS 1.3, TLS_CHACHA20_POLY1305_SHA256"),
+        ];
+        for (suite, hello) in suites {
+            let s = crate::proto::tls::testing::session(suite, Some("http/1.1"), &[GET, GET], &[OK, OK]);
+            // ALPN, not the port (8443 names nothing), says the data is HTTP.
+            let d = tls_dialogue("tls", 8443, &[], &s);
+            let k = keys(&s.keylog);
+            let t = d.transcript_with(proto::find("tls").unwrap(), false, Some(&k));
+            assert!(t.contains(&format!("TLS ServerHello: {hello}")), "{t}");
+            assert!(t.contains("SNI mail.example; ALPN [http/1.1]; supported TLS 1."), "{t}");
+            assert!(t.contains("CN=rcgen self signed cert"), "{t}");
+            assert_eq!(t.matches("C→S GET / HTTP/1.1").count(), 2, "{t}");
+            assert_eq!(t.matches("S→C HTTP/1.1 200 OK").count(), 2, "{t}");
+            assert!(t.contains("TLS alert: warning close_notify"), "{t}");
+            assert!(!t.contains("not decrypted") && !t.contains("application data,"), "{t}");
+            assert!(musts(&d, Some(&k)).is_empty(), "{:?}\n{t}", musts(&d, Some(&k)));
+
+            // Without the key log: the records, by size.
+            let plain = d.transcript(proto::find("tls").unwrap(), false);
+            assert!(plain.contains("TLS application data, "), "{plain}");
+            assert!(!plain.contains("GET /"), "{plain}");
+            assert!(musts(&d, None).is_empty(), "{plain}");
+
+            // A key log for the same connection with other secrets: a note, never garbage.
+            let wrong: String = s
+                .keylog
+                .lines()
+                .map(|l| {
+                    let (head, secret) = l.rsplit_once(' ').unwrap();
+                    let flipped: String = secret.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+                    format!("{head} {flipped}\n")
+                })
+                .collect();
+            let w = keys(&wrong);
+            let t = d.transcript_with(proto::find("tls").unwrap(), false, Some(&w));
+            assert!(t.contains("not decrypted: a record did not decrypt"), "{t}");
+            assert!(!t.contains("GET /") && !t.contains("undecodable"), "{t}");
+            assert!(musts(&d, Some(&w)).is_empty(), "{t}");
+        }
+    }
+
+    #[test]
+    fn tls_after_starttls_is_shown_as_tls_and_decrypted_as_the_protocol_it_began_in() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let (c, s) = (Direction::ClientToServer, Direction::ServerToClient);
+        let plain: [(Direction, &[u8]); 5] = [
+            (s, b"220 mx.example ESMTP\r\n"),
+            (c, b"EHLO client.example\r\n"),
+            (s, b"250-mx.example\r\n250 STARTTLS\r\n"),
+            (c, b"STARTTLS\r\n"),
+            (s, b"220 2.0.0 Ready to start TLS\r\n"),
+        ];
+        for suite in [cs::TLS13_AES_128_GCM_SHA256, cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256] {
+            let tls = crate::proto::tls::testing::session(
+                suite,
+                None,
+                &[b"EHLO client.example\r\n", b"QUIT\r\n"],
+                &[b"250-mx.example\r\n250 AUTH PLAIN\r\n", b"221 bye\r\n"],
+            );
+            let d = tls_dialogue("smtp", 25, &plain, &tls);
+            let t = d.transcript(proto::find("smtp").unwrap(), false);
+            assert!(t.contains("S→C 220 2.0.0 Ready to start TLS\nc      C→S TLS ClientHello"), "{t}");
+            assert!(t.contains("TLS application data, "), "{t}");
+            assert_eq!(t.matches("EHLO").count(), 1, "{t}");
+            let k = keys(&tls.keylog);
+            let t = d.transcript_with(proto::find("smtp").unwrap(), false, Some(&k));
+            assert!(t.contains("TLS decrypted: smtp inside"), "{t}");
+            assert_eq!(t.matches("C→S \"EHLO client.example\"").count(), 2, "{t}");
+            assert!(
+                t.contains("250 AUTH PLAIN") && t.contains("C→S \"QUIT\"") && t.contains("S→C 221 bye"),
+                "{t}"
+            );
+            assert!(!t.contains("undecodable"), "{t}");
+        }
+    }
 }

@@ -280,7 +280,8 @@ fn handshake(sess: &mut Session, t: u8, body: &[u8]) -> Option<String> {
             r.vec8()?;
             let exts = if r.b.is_empty() { Vec::new() } else { extensions(r.vec16()?)? };
             sess.client_random = Some(random);
-            let mut parts = vec![format!("version {}", version_name(legacy))];
+            // In a fixed order, whatever the extensions' order.
+            let (mut name_ind, mut alpn, mut versions) = (None, None, None);
             for (et, data) in exts {
                 match et {
                     43 => {
@@ -291,13 +292,15 @@ fn handshake(sess: &mut Session, t: u8, body: &[u8]) -> Option<String> {
                                 names.push(version_name(x));
                             }
                         }
-                        parts.push(format!("supported {}", names.join(", ")));
+                        versions = Some(format!("supported {}", names.join(", ")));
                     }
-                    0 => parts.push(format!("SNI {}", sni(data)?)),
-                    16 => parts.push(format!("ALPN [{}]", alpn_list(data)?.join(", "))),
+                    0 => name_ind = Some(format!("SNI {}", sni(data)?)),
+                    16 => alpn = Some(format!("ALPN [{}]", alpn_list(data)?.join(", "))),
                     _ => {}
                 }
             }
+            let mut parts = vec![format!("version {}", version_name(legacy))];
+            parts.extend([name_ind, alpn, versions].into_iter().flatten());
             parts.push(format!("{suites} cipher suites"));
             format!("{name}: {}", parts.join("; "))
         }
@@ -1062,6 +1065,7 @@ mod tests {
             panic!()
         };
         assert_eq!(m.findings[0].rule, "RFC 8446 §5.1", "{:?}", m);
+        let mut c = TlsCodec::new(Direction::ClientToServer);
         let mut huge = vec![23, 3, 3];
         huge.extend_from_slice(&((1u16 << 14) + 2049).to_be_bytes());
         assert!(c.decode(&huge, false).unwrap_err().reason.contains("2^14 + 2048"));

@@ -7,6 +7,8 @@ pub mod crypto;
 pub mod keylog;
 pub mod rules;
 pub mod steps;
+#[cfg(test)]
+pub mod testing;
 
 use crate::proto::{Codec, Direction, Exchange, Finding, Protocol, Steps};
 pub use codec::{TlsCodec, TlsMessage};
