@@ -385,3 +385,105 @@ pub fn write_pcapng_with_keys(
     drop(file);
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::tls::testing;
+    use crate::proto::Direction;
+
+    /// Ethernet frames of one TCP connection 10.0.0.1:40000 → 10.0.0.2:`port` carrying `chunks`.
+    fn tcp_packets(port: u16, chunks: &[(Direction, Vec<u8>)]) -> Vec<Packet> {
+        let mut seq = [1000u32, 5000u32];
+        let mut out = Vec::new();
+        let mut t = Duration::from_secs(1_800_000_000);
+        let mut frame = |from: usize, flags: &str, payload: &[u8], seq: &mut [u32; 2]| {
+            let (src, dst, sp, dp) = match from {
+                0 => ([10, 0, 0, 1], [10, 0, 0, 2], 40000, port),
+                _ => ([10, 0, 0, 2], [10, 0, 0, 1], port, 40000),
+            };
+            let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4(src, dst, 64)
+                .tcp(sp, dp, seq[from], 65535);
+            if flags.contains('S') {
+                b = b.syn();
+            }
+            if flags.contains('A') {
+                b = b.ack(seq[1 - from]);
+            }
+            if flags.contains('F') {
+                b = b.fin();
+            }
+            let mut data = Vec::new();
+            b.write(&mut data, payload).unwrap();
+            seq[from] = seq[from].wrapping_add(payload.len() as u32 + u32::from(flags.contains('S')) + u32::from(flags.contains('F')));
+            t += Duration::from_millis(1);
+            out.push(Packet {
+                ts: t,
+                orig_len: data.len() as u32,
+                ends: ends(&data),
+                data,
+            });
+        };
+        frame(0, "S", b"", &mut seq);
+        frame(1, "SA", b"", &mut seq);
+        frame(0, "A", b"", &mut seq);
+        for (dir, bytes) in chunks {
+            let from = usize::from(*dir == Direction::ServerToClient);
+            for piece in bytes.chunks(1400) {
+                frame(from, "A", piece, &mut seq);
+            }
+        }
+        frame(0, "FA", b"", &mut seq);
+        frame(1, "FA", b"", &mut seq);
+        frame(0, "A", b"", &mut seq);
+        out
+    }
+
+    #[test]
+    fn a_pcapng_carries_its_key_log_in_a_decryption_secrets_block_read_back_by_decode() {
+        let get: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: mail.example\r\n\r\n";
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let s = testing::session(rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384, None, &[get], &[ok]);
+        // Port 443 says what TLS carries when ALPN does not.
+        let packets = tcp_packets(443, &s.chunks);
+        let dir = tempfile::tempdir().unwrap();
+        let (with, without) = (dir.path().join("with.pcapng"), dir.path().join("without.pcapng"));
+        write_pcapng_with_keys(&with, &packets, &BTreeMap::new(), Some(&s.keylog)).unwrap();
+        write_pcapng(&without, &packets, &BTreeMap::new()).unwrap();
+        let opts = crate::capture::Options::default();
+        let cap = crate::capture::decode_file(&with, &opts).unwrap();
+        let t = cap.text();
+        assert!(t.contains("(tls)"), "{t}");
+        assert!(
+            t.contains("C→S GET /index.html HTTP/1.1") && t.contains("S→C HTTP/1.1 200 OK"),
+            "{t}"
+        );
+        assert!(cap.warnings.is_empty(), "{:?}", cap.warnings);
+        let checked = crate::capture::check::check(&cap, crate::capture::check::Side::Both);
+        assert!(checked.iter().all(|c| !c.failed()), "{checked:?}");
+        // The same packets without the block: records by size; with --keylog: decrypted again.
+        let t = crate::capture::decode_file(&without, &opts).unwrap().text();
+        assert!(t.contains("TLS application data, ") && !t.contains("GET /"), "{t}");
+        let keyed = crate::capture::Options {
+            keylog: Some(std::sync::Arc::new(crate::proto::tls::KeyLog::parse(&s.keylog).unwrap())),
+            ..Default::default()
+        };
+        let t = crate::capture::decode_file(&without, &keyed).unwrap().text();
+        assert!(t.contains("C→S GET /index.html HTTP/1.1"), "{t}");
+        // The block comes before the first packet, where Wireshark needs it.
+        let bytes = std::fs::read(&with).unwrap();
+        let at = |ty: u32| {
+            let mut pos = 0;
+            while pos + 8 <= bytes.len() {
+                let t = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+                if t == ty {
+                    return Some(pos);
+                }
+                pos += u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+            }
+            None
+        };
+        assert!(at(super::super::file::DSB_BLOCK).unwrap() < at(6).unwrap());
+    }
+}
