@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::proto::tls::KeyLog;
 use crate::proto::Transport;
-use crate::proto::{escape_bytes, Context, Direction, Frame, Framer, Protocol};
+use crate::proto::{escape_bytes, Context, Direction, Frame, Framer, KeyLog, Protocol};
 
 /// One connection (or UDP socket) of a dialogue.
 #[derive(Debug, Clone, Serialize)]
@@ -888,6 +887,18 @@ mod tests {
             assert!(!t.contains("GET /") && !t.contains("undecodable"), "{t}");
             assert!(musts(&d, Some(&w)).is_empty(), "{t}");
         }
+    }
+
+    #[test]
+    fn tls13_key_updates_move_each_direction_to_its_next_secret() {
+        let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+        let s = crate::proto::tls::testing::session_updating(suite, Some("http/1.1"), &[GET, GET, GET], &[OK, OK, OK], true);
+        let d = tls_dialogue("tls", 443, &[], &s);
+        let t = d.transcript_with(proto::find("tls").unwrap(), false, Some(&keys(&s.keylog)));
+        assert_eq!(t.matches("TLS KeyUpdate: update_not_requested").count(), 4, "{t}");
+        assert_eq!(t.matches("C→S GET / HTTP/1.1").count(), 3, "{t}");
+        assert_eq!(t.matches("S→C HTTP/1.1 200 OK").count(), 3, "{t}");
+        assert!(!t.contains("not decrypted"), "{t}");
     }
 
     #[test]

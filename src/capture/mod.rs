@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::dialogue::{ConnInfo, Dialogue, Event, EventKind};
 use crate::proto::{self, DataChannel, Direction, Exchange, Framer, Message, Protocol, Transport};
 
-use crate::proto::tls::KeyLog;
+use crate::proto::KeyLog;
 pub use file::{FileError, RawPacket, Secrets};
 use std::sync::Arc;
 

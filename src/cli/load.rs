@@ -41,7 +41,7 @@ pub fn capture_options(ports: &[String], keylog: Option<&Path>) -> Result<captur
             return Err(bad(format!("{size} bytes, over the {MAX_KEYLOG} a key log may have")));
         }
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let log = crate::proto::tls::KeyLog::parse(&text).map_err(|e| bad(e.to_string()))?;
+        let log = crate::proto::KeyLog::parse(&text).map_err(|e| bad(e.to_string()))?;
         opts.keylog = Some(std::sync::Arc::new(log));
     }
     Ok(opts)

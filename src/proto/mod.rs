@@ -28,6 +28,8 @@ pub use codec::{
     escape_bytes, Codec, CodecError, Context, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transfer, Transport,
 };
 pub use steps::{Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
+/// TLS secrets (an NSS key log), which captures, the live runner and QUIC share.
+pub use tls::KeyLog;
 
 /// A protocol: its framing, its defaults, its vocabulary and its rules.
 pub trait Protocol: Send + Sync {

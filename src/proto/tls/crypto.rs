@@ -73,7 +73,7 @@ pub fn suite_crypto(id: u16) -> Option<(Cipher, Hash)> {
         0x1303 => (Cipher::Chacha20, Hash::Sha256),
         0x009c | 0x009e | 0x00a0 | 0x00a2 | 0x00a4 | 0x00a6 | 0xc02b | 0xc02d | 0xc02f | 0xc031 => (Cipher::Aes128Gcm, Hash::Sha256),
         0x009d | 0x009f | 0x00a1 | 0x00a3 | 0x00a5 | 0x00a7 | 0xc02c | 0xc02e | 0xc030 | 0xc032 => (Cipher::Aes256Gcm, Hash::Sha384),
-        0xcca8 | 0xcca9 | 0xccaa | 0xccab | 0xccac | 0xccad | 0xccae => (Cipher::Chacha20, Hash::Sha256),
+        0xcca8..=0xccae => (Cipher::Chacha20, Hash::Sha256),
         _ => return None,
     })
 }

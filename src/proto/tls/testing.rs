@@ -104,9 +104,24 @@ fn drain(c: &mut rustls::Connection) -> Vec<u8> {
 /// where the client sends each of `client` and the server answers with the matching `server`;
 /// then both send close_notify.
 pub fn session(suite: rustls::SupportedCipherSuite, alpn: Option<&str>, client: &[&[u8]], server: &[&[u8]]) -> Session {
+    session_updating(suite, alpn, client, server, false)
+}
+
+/// [`session`]; with `key_update`, both sides send a TLS 1.3 KeyUpdate before each exchange
+/// after the first.
+pub fn session_updating(
+    suite: rustls::SupportedCipherSuite,
+    alpn: Option<&str>,
+    client: &[&[u8]],
+    server: &[&[u8]],
+    key_update: bool,
+) -> Session {
     let cert = rcgen::generate_simple_self_signed(vec!["mail.example".to_string()]).unwrap();
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    // The project builds rustls with ring alone (aws-lc needs cmake); ring's provider is
+    // deprecated for lacking post-quantum key exchange, which these tests do not need.
+    #[allow(deprecated)]
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = vec![suite];
     let provider = Arc::new(provider);
@@ -148,6 +163,10 @@ pub fn session(suite: rustls::SupportedCipherSuite, alpn: Option<&str>, client: 
     }
     assert!(!c.is_handshaking() && !s.is_handshaking(), "the in-memory handshake did not finish");
     for (i, msg) in client.iter().enumerate() {
+        if key_update && i > 0 {
+            c.refresh_traffic_keys().unwrap();
+            s.refresh_traffic_keys().unwrap();
+        }
         c.writer().write_all(msg).unwrap();
         pump(&mut c, &mut s, Direction::ClientToServer, &mut chunks);
         assert_eq!(drain(&mut s), *msg);
