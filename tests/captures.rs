@@ -633,3 +633,32 @@ fn starttls_captures_show_the_plaintext_part_then_tls_records() {
         );
     }
 }
+
+/// A public TLS 1.2 capture (an HTTPS request to heise.de, zeek's trace) decrypted with its key
+/// log: the HTTP inside as if in clear, judged by HTTP's rules; without the key, records by size.
+#[test]
+fn a_public_tls12_capture_decrypts_with_its_key_log() {
+    let text = std::fs::read_to_string(dir().join("tls12-https-decryption.keylog")).unwrap();
+    let opts = Options {
+        keylog: Some(std::sync::Arc::new(wirecheck::proto::KeyLog::parse(&text).unwrap())),
+        ..Options::default()
+    };
+    let cap = capture::decode_file(&dir().join("tls12-https-decryption.pcap"), &opts).unwrap();
+    let t = only(&cap).transcript();
+    for part in [
+        "TLS ClientHello: version TLS 1.2; SNI heise.de; ALPN [h2, http/1.1]; supported TLS 1.3, TLS 1.2; 1 cipher suites",
+        "TLS ServerHello: TLS 1.2, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, ALPN http/1.1",
+        "TLS Certificate: CN=heise.de (2 certificates)",
+        "C→S TLS Finished",
+        "C→S GET / HTTP/1.1",
+        "S→C HTTP/1.1 301 Moved Permanently",
+        "Location: https://www.heise.de/",
+        "C→S TLS alert: warning close_notify",
+    ] {
+        assert!(t.contains(part), "no {part}:\n{t}");
+    }
+    let checked = capture::check::check(&cap, capture::check::Side::Both);
+    assert!(checked[0].messages > 12 && !checked[0].failed(), "{checked:?}");
+    let plain = decode("tls12-https-decryption.pcap");
+    assert!(!only(&plain).transcript().contains("GET /"));
+}
