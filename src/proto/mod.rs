@@ -248,6 +248,8 @@ mod tests {
         assert_eq!(id(Transport::Tcp, b"hello\r\n", b""), "line-crlf");
         assert_eq!(id(Transport::Tcp, b"hello\n", b""), "line");
         assert_eq!(id(Transport::Tcp, b"\x00\x01", b""), "datagram");
+        assert_eq!(id(Transport::Tcp, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", b""), "tls");
+        assert_eq!(id(Transport::Udp, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", b""), "datagram");
         assert_eq!(id(Transport::Udp, b"ping", b""), "datagram");
     }
 }

@@ -45,11 +45,15 @@ impl Protocol for Tls {
     fn carries_others(&self) -> bool {
         true
     }
-    fn ports(&self) -> &'static [u16] {
-        &[443, 465, 993, 995, 990]
-    }
-    fn detect(&self, _transport: crate::proto::Transport, client: &[u8], _server: &[u8]) -> bool {
+    // No `ports`: 443 is QUIC's too (over UDP), and a port names one protocol. A conversation is
+    // TLS by its ClientHello; the port then says what TLS carries (`inner_by_port`).
+    fn detect(&self, transport: crate::proto::Transport, client: &[u8], _server: &[u8]) -> bool {
         // A handshake record holding a ClientHello (RFC 8446 §5.1, §4.1.2).
-        client.len() >= 6 && client[0] == 22 && client[1] == 3 && client[2] <= 4 && client[5] == 1
+        transport == crate::proto::Transport::Tcp
+            && client.len() >= 6
+            && client[0] == 22
+            && client[1] == 3
+            && client[2] <= 4
+            && client[5] == 1
     }
 }
