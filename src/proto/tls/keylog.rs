@@ -27,6 +27,8 @@ pub enum Label {
     ClientTraffic0,
     /// TLS 1.3 `SERVER_TRAFFIC_SECRET_0`.
     ServerTraffic0,
+    /// TLS 1.3 `CLIENT_EARLY_TRAFFIC_SECRET` (0-RTT; QUIC's early packets).
+    ClientEarly,
 }
 
 impl Label {
@@ -38,6 +40,7 @@ impl Label {
             Label::ServerHandshake => "SERVER_HANDSHAKE_TRAFFIC_SECRET",
             Label::ClientTraffic0 => "CLIENT_TRAFFIC_SECRET_0",
             Label::ServerTraffic0 => "SERVER_TRAFFIC_SECRET_0",
+            Label::ClientEarly => "CLIENT_EARLY_TRAFFIC_SECRET",
         }
     }
 
@@ -48,6 +51,7 @@ impl Label {
             Label::ServerHandshake,
             Label::ClientTraffic0,
             Label::ServerTraffic0,
+            Label::ClientEarly,
         ]
         .into_iter()
         .find(|l| l.as_str() == s)
@@ -121,6 +125,12 @@ impl KeyLog {
         self.secrets.get(&(label, *client_random)).map(Vec::as_slice)
     }
 
+    /// One key log line, as an NSS key log (and rustls's `KeyLog`) writes it.
+    pub fn line(label: &str, client_random: &[u8], secret: &[u8]) -> String {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        format!("{label} {} {}\n", hex(client_random), hex(secret))
+    }
+
     /// How many secrets it holds.
     pub fn len(&self) -> usize {
         self.secrets.len()
@@ -151,6 +161,8 @@ mod tests {
         assert_eq!(log.get(Label::ClientRandom, &r), Some(&[0xab; 48][..]));
         assert_eq!(log.get(Label::ServerTraffic0, &r), Some(&[0xcd; 32][..]));
         assert_eq!(log.get(Label::ClientTraffic0, &r), None);
+        let again = KeyLog::parse(&KeyLog::line("CLIENT_RANDOM", &r, &[0xab; 48])).unwrap();
+        assert_eq!(again.get(Label::ClientRandom, &r), Some(&[0xab; 48][..]));
     }
 
     #[test]

@@ -16,8 +16,7 @@ struct Lines(Mutex<String>);
 
 impl rustls::KeyLog for Lines {
     fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        let line = format!("{label} {} {}\n", hex(client_random), hex(secret));
+        let line = super::KeyLog::line(label, client_random, secret);
         self.0.lock().unwrap().push_str(&line);
     }
     fn will_log(&self, _label: &str) -> bool {
