@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::proto::Transport;
-use crate::proto::{escape_bytes, Context, Direction, Frame, Framer, KeyLog, Protocol};
+use crate::proto::{escape_bytes, Context, Direction, Frame, Framer, Protocol};
 
 /// One connection (or UDP socket) of a dialogue.
 #[derive(Debug, Clone, Serialize)]
@@ -249,13 +249,13 @@ impl Framed {
 impl Dialogue {
     /// Frames the recorded bytes with `proto`'s codec into transcript items.
     pub fn items(&self, proto: &dyn Protocol) -> Vec<Item> {
-        self.items_with(proto, None)
+        self.items_with(proto, &Context::default())
     }
 
-    /// [`Dialogue::items`], TLS records decrypted with `keys`.
-    pub fn items_with(&self, proto: &dyn Protocol, keys: Option<&Arc<KeyLog>>) -> Vec<Item> {
+    /// [`Dialogue::items`], each connection's codecs told `base` (TLS keys, what TLS carries).
+    pub fn items_with(&self, proto: &dyn Protocol, base: &Context) -> Vec<Item> {
         let name = |c: usize| self.connections.get(c).map(|i| i.name.clone()).unwrap_or_default();
-        self.frames_with(proto, keys)
+        self.frames_with(proto, base)
             .into_iter()
             .map(|f| Item {
                 t_us: f.t_us,
@@ -282,11 +282,11 @@ impl Dialogue {
 
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
     pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
-        self.frames_with(proto, None)
+        self.frames_with(proto, &Context::default())
     }
 
     /// What a codec of connection `conn` is told besides its bytes.
-    fn context(&self, conn: usize, keys: Option<&Arc<KeyLog>>) -> Context {
+    fn context(&self, conn: usize, base: &Context) -> Context {
         let info = self.connections.get(conn);
         let server = info.and_then(|i| match i.captured || i.harness_is_client {
             true => i.peer,
@@ -294,16 +294,16 @@ impl Dialogue {
         });
         Context {
             server_port: server.map(|a| a.port()),
-            carried: None,
-            keys: keys.cloned(),
+            ..base.clone()
         }
     }
 
-    /// [`Dialogue::frames`], TLS records decrypted with `keys`. A live run's connections never go
-    /// over to a protocol that carries others (TLS): the harness recorded what is inside it.
-    pub fn frames_with(&self, proto: &dyn Protocol, keys: Option<&Arc<KeyLog>>) -> Vec<Framed> {
+    /// [`Dialogue::frames`], each connection's codecs told `base` (TLS keys to decrypt with, what
+    /// TLS carries) and their server port. A live run's connections never go over to a protocol
+    /// that carries others (TLS): the harness recorded what is inside it.
+    pub fn frames_with(&self, proto: &dyn Protocol, base: &Context) -> Vec<Framed> {
         let late: Vec<usize> = (0..self.connections.len()).filter(|&c| self.joined_late(c)).collect();
-        let contexts: Vec<Context> = (0..self.connections.len()).map(|c| self.context(c, keys)).collect();
+        let contexts: Vec<Context> = (0..self.connections.len()).map(|c| self.context(c, base)).collect();
         let live: Vec<bool> = self.connections.iter().map(|c| !c.captured).collect();
         let fresh = |conn: usize, p: &dyn Protocol, dir: Direction| {
             let mut codec = p.codec_on(dir, Transport::Tcp);
@@ -319,6 +319,7 @@ impl Dialogue {
             let mut cx = contexts.get(conn).cloned().unwrap_or_default();
             if to.carries_others() {
                 cx.carried = Some(from.name()).filter(|_| !from.carries_others());
+                cx.inside = None;
             }
             cx
         };
@@ -575,13 +576,13 @@ impl Dialogue {
 
     /// Renders the transcript, one line per item; `times` adds `+12.3ms` stamps.
     pub fn transcript(&self, proto: &dyn Protocol, times: bool) -> String {
-        self.transcript_with(proto, times, None)
+        self.transcript_with(proto, times, &Context::default())
     }
 
-    /// [`Dialogue::transcript`], TLS records decrypted with `keys`.
-    pub fn transcript_with(&self, proto: &dyn Protocol, times: bool, keys: Option<&Arc<KeyLog>>) -> String {
+    /// [`Dialogue::transcript`], each connection's codecs told `base` (see [`Dialogue::frames_with`]).
+    pub fn transcript_with(&self, proto: &dyn Protocol, times: bool, base: &Context) -> String {
         let mut s = String::new();
-        for it in self.items_with(proto, keys) {
+        for it in self.items_with(proto, base) {
             if times {
                 s.push_str(&format!("{:>9.1}ms ", it.t_us as f64 / 1000.0));
             }
@@ -807,11 +808,14 @@ mod tests {
         }
     }
 
-    fn keys(text: &str) -> Arc<KeyLog> {
-        Arc::new(KeyLog::parse(text).unwrap())
+    fn keys(text: &str) -> Context {
+        Context {
+            keys: Some(Arc::new(crate::proto::KeyLog::parse(text).unwrap())),
+            ..Context::default()
+        }
     }
 
-    fn musts(d: &Dialogue, k: Option<&Arc<KeyLog>>) -> Vec<String> {
+    fn musts(d: &Dialogue, k: &Context) -> Vec<String> {
         d.frames_with(proto::find("tls").unwrap(), k)
             .iter()
             .flat_map(|f| match &f.what {
@@ -855,7 +859,7 @@ mod tests {
             // ALPN, not the port (8443 names nothing), says the data is HTTP.
             let d = tls_dialogue("tls", 8443, &[], &s);
             let k = keys(&s.keylog);
-            let t = d.transcript_with(proto::find("tls").unwrap(), false, Some(&k));
+            let t = d.transcript_with(proto::find("tls").unwrap(), false, &k);
             assert!(t.contains(&format!("TLS ServerHello: {hello}")), "{t}");
             assert!(t.contains("SNI mail.example; ALPN [http/1.1]; supported TLS 1."), "{t}");
             assert!(t.contains("CN=rcgen self signed cert"), "{t}");
@@ -863,13 +867,13 @@ mod tests {
             assert_eq!(t.matches("S→C HTTP/1.1 200 OK").count(), 2, "{t}");
             assert!(t.contains("TLS alert: warning close_notify"), "{t}");
             assert!(!t.contains("not decrypted") && !t.contains("application data,"), "{t}");
-            assert!(musts(&d, Some(&k)).is_empty(), "{:?}\n{t}", musts(&d, Some(&k)));
+            assert!(musts(&d, &k).is_empty(), "{:?}\n{t}", musts(&d, &k));
 
             // Without the key log: the records, by size.
             let plain = d.transcript(proto::find("tls").unwrap(), false);
             assert!(plain.contains("TLS application data, "), "{plain}");
             assert!(!plain.contains("GET /"), "{plain}");
-            assert!(musts(&d, None).is_empty(), "{plain}");
+            assert!(musts(&d, &Context::default()).is_empty(), "{plain}");
 
             // A key log for the same connection with other secrets: a note, never garbage.
             let wrong: String = s
@@ -882,10 +886,10 @@ mod tests {
                 })
                 .collect();
             let w = keys(&wrong);
-            let t = d.transcript_with(proto::find("tls").unwrap(), false, Some(&w));
+            let t = d.transcript_with(proto::find("tls").unwrap(), false, &w);
             assert!(t.contains("not decrypted: a record did not decrypt"), "{t}");
             assert!(!t.contains("GET /") && !t.contains("undecodable"), "{t}");
-            assert!(musts(&d, Some(&w)).is_empty(), "{t}");
+            assert!(musts(&d, &w).is_empty(), "{t}");
         }
     }
 
@@ -894,7 +898,7 @@ mod tests {
         let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
         let s = crate::proto::tls::testing::session_updating(suite, Some("http/1.1"), &[GET, GET, GET], &[OK, OK, OK], true);
         let d = tls_dialogue("tls", 443, &[], &s);
-        let t = d.transcript_with(proto::find("tls").unwrap(), false, Some(&keys(&s.keylog)));
+        let t = d.transcript_with(proto::find("tls").unwrap(), false, &keys(&s.keylog));
         assert_eq!(t.matches("TLS KeyUpdate: update_not_requested").count(), 4, "{t}");
         assert_eq!(t.matches("C→S GET / HTTP/1.1").count(), 3, "{t}");
         assert_eq!(t.matches("S→C HTTP/1.1 200 OK").count(), 3, "{t}");
@@ -925,7 +929,7 @@ mod tests {
             assert!(t.contains("TLS application data, "), "{t}");
             assert_eq!(t.matches("EHLO").count(), 1, "{t}");
             let k = keys(&tls.keylog);
-            let t = d.transcript_with(proto::find("smtp").unwrap(), false, Some(&k));
+            let t = d.transcript_with(proto::find("smtp").unwrap(), false, &k);
             assert!(t.contains("TLS decrypted: smtp inside"), "{t}");
             assert_eq!(t.matches("C→S \"EHLO client.example\"").count(), 2, "{t}");
             assert!(

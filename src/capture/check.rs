@@ -98,7 +98,7 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
         };
     }
     let proto = crate::proto::find_or_raw(&conv.protocol);
-    let frames = conv.dialogue.frames_with(proto, conv.keys.as_ref());
+    let frames = conv.dialogue.frames_with(proto, &conv.context());
     let mut violations = Vec::new();
     let mut messages = 0;
     let closed = |dir: Direction| frames.iter().any(|f| f.dir == Some(dir) && matches!(f.what, What::Closed));
@@ -258,6 +258,7 @@ mod tests {
             },
             data_of: None,
             keys: None,
+            inside: None,
         };
         let keys = Arc::new(KeyLog::parse(&tls.keylog).unwrap());
         (

@@ -262,6 +262,7 @@ mod tests {
                 start_us: 0,
                 data_of: None,
                 keys: None,
+                inside: None,
                 dialogue: Dialogue {
                     connections: vec![info(true)],
                     events,

@@ -471,6 +471,17 @@ mod tests {
         };
         let t = crate::capture::decode_file(&without, &keyed).unwrap().text();
         assert!(t.contains("C→S GET /index.html HTTP/1.1"), "{t}");
+        // On a port that names nothing and with no ALPN, `--port N=http` says what TLS carries.
+        let other = dir.path().join("other.pcapng");
+        write_pcapng_with_keys(&other, &tcp_packets(8443, &s.chunks), &BTreeMap::new(), Some(&s.keylog)).unwrap();
+        let t = crate::capture::decode_file(&other, &opts).unwrap().text();
+        assert!(
+            t.contains("TLS application data, 48 bytes (decrypted)") && !t.contains("C→S GET"),
+            "{t}"
+        );
+        let said = crate::capture::Options::from_args(&["8443=http".to_string()]).unwrap();
+        let t = crate::capture::decode_file(&other, &said).unwrap().text();
+        assert!(t.contains("(tls)") && t.contains("C→S GET /index.html HTTP/1.1"), "{t}");
         // The block comes before the first packet, where Wireshark needs it.
         let bytes = std::fs::read(&with).unwrap();
         let at = |ty: u32| {

@@ -85,6 +85,10 @@ pub struct Conversation {
     /// TLS secrets its records are decrypted with (`--keylog` and the file's own).
     #[serde(skip)]
     pub keys: Option<Arc<KeyLog>>,
+    /// What its protocol carries from the start, when `--port` named one for a conversation that
+    /// opens in TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inside: Option<&'static str>,
 }
 
 /// Where a data connection came from: the control conversation that announced its address, and
@@ -125,7 +129,16 @@ impl Conversation {
             Some(of) => self.data_transcript(of),
             None => self
                 .dialogue
-                .transcript_with(proto::find_or_raw(&self.protocol), false, self.keys.as_ref()),
+                .transcript_with(proto::find_or_raw(&self.protocol), false, &self.context()),
+        }
+    }
+
+    /// What its codecs are told besides its bytes: the TLS keys, and what TLS carries.
+    pub fn context(&self) -> proto::Context {
+        proto::Context {
+            keys: self.keys.clone(),
+            inside: self.inside,
+            ..proto::Context::default()
         }
     }
 
@@ -966,8 +979,8 @@ impl Decoder<'_> {
         }
         // Stable: per direction the reassembler already keeps times non-decreasing.
         evs.sort_by_key(|(t, _)| *t);
-        let protocol = match c.data_label {
-            Some(label) => label.to_string(),
+        let (protocol, inside) = match c.data_label {
+            Some(label) => (label.to_string(), None),
             None => protocol_of(self.opts, &c, &evs),
         };
         let dialogue = Dialogue {
@@ -1004,6 +1017,7 @@ impl Decoder<'_> {
             dialogue,
             data_of: c.data_of,
             keys: self.keys(),
+            inside,
         }
     }
 }
@@ -1029,7 +1043,7 @@ fn make_control(opts: &Options, c: &mut Conv) -> bool {
     if c.not_control || c.data_of.is_some() || c.transport != Transport::Tcp {
         return false;
     }
-    match proto::find(&protocol_of(opts, c, &c.tcp.events)) {
+    match proto::find(&protocol_of(opts, c, &c.tcp.events).0) {
         Some(p) if p.data_protocol().is_some() => {
             c.control = Some(Box::new(Control::new(p)));
             true
@@ -1054,13 +1068,11 @@ fn make_control(opts: &Options, c: &mut Conv) -> bool {
 /// How many of the client's first bytes are read for a protocol's fixed preface.
 const PREFACE_BYTES: usize = 64;
 
-/// The protocol a conversation is framed with: `--port`, else a client preface that names one
-/// (HTTP/2's), else the well-known port, else a guess.
-fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> String {
+/// The protocol a conversation is framed with: `--port` (TLS carrying it, when the conversation
+/// opens with a ClientHello), else a client preface that names one (HTTP/2's), else the
+/// well-known port, else a guess; and what that protocol carries, when `--port` said.
+fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> (String, Option<&'static str>) {
     let (s, cl) = (c.server.port(), c.client.port());
-    if let Some(p) = opts.user(s).or_else(|| opts.user(cl)) {
-        return p.to_string();
-    }
     // The preface may arrive over several segments.
     let mut opening = Vec::new();
     for (_, e) in evs {
@@ -1075,11 +1087,17 @@ fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> Strin
             opening.extend_from_slice(&bytes[..bytes.len().min(PREFACE_BYTES - opening.len())]);
         }
     }
+    if let Some(p) = opts.user(s).or_else(|| opts.user(cl)) {
+        return match (proto::carrier(c.transport, &opening), proto::find(p)) {
+            (Some(carrier), Some(inner)) if !inner.carries_others() => (carrier.name().to_string(), Some(inner.name())),
+            _ => (p.to_string(), None),
+        };
+    }
     if let Some(p) = proto::by_preface(&opening) {
-        return p.name().to_string();
+        return (p.name().to_string(), None);
     }
     if let Some(p) = proto::by_port(s).or_else(|| proto::by_port(cl)) {
-        return p.name().to_string();
+        return (p.name().to_string(), None);
     }
     let first_of = |want: Direction| {
         evs.iter().find_map(|(_, e)| match e {
@@ -1091,12 +1109,11 @@ fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> Strin
         EventKind::Data { bytes, .. } => Some(bytes.as_slice()),
         _ => None,
     });
-    proto::identify(
+    let p = proto::identify(
         c.transport,
         first_of(Direction::ClientToServer),
         first_of(Direction::ServerToClient),
         first,
-    )
-    .name()
-    .to_string()
+    );
+    (p.name().to_string(), None)
 }

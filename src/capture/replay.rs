@@ -263,6 +263,7 @@ mod tests {
             start_us: 0,
             data_of: None,
             keys: None,
+            inside: None,
             dialogue: Dialogue {
                 connections: vec![ConnInfo {
                     local: Some(a),

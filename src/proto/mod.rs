@@ -178,6 +178,14 @@ pub fn by_preface(client: &[u8]) -> Option<&'static dyn Protocol> {
         .find(|p| p.preface().is_some_and(|pre| client.starts_with(pre)))
 }
 
+/// The protocol carrying others (TLS) that a conversation opening with `client` speaks, if any.
+pub fn carrier(transport: Transport, client: &[u8]) -> Option<&'static dyn Protocol> {
+    PROTOCOLS
+        .iter()
+        .copied()
+        .find(|p| p.carries_others() && p.detect(transport, client, &[]))
+}
+
 /// The protocol that takes the connection over after `m`, which `proto` framed (see
 /// [`Protocol::next_protocol`]).
 pub fn hands_over(proto: &dyn Protocol, m: &Message) -> Option<&'static dyn Protocol> {

@@ -137,6 +137,9 @@ pub struct Context {
     pub carried: Option<&'static str>,
     /// TLS secrets to decrypt with (a key log, or a capture's Decryption Secrets Blocks).
     pub keys: Option<std::sync::Arc<crate::proto::tls::KeyLog>>,
+    /// What a carrying protocol carries from its start, when the user said (`--port N=PROTO` on
+    /// a conversation that opens with a TLS ClientHello): its greeting is expected.
+    pub inside: Option<&'static str>,
 }
 
 /// A sans-IO decoder for one direction of one connection.

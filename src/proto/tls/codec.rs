@@ -651,7 +651,7 @@ impl TlsCodec {
     /// The protocol decrypted data is framed with: the one the connection began in (STARTTLS),
     /// the ALPN protocol, else the port's.
     fn inner_protocol(&self) -> Option<&'static dyn Protocol> {
-        if let Some(p) = self.cx.carried.and_then(crate::proto::find) {
+        if let Some(p) = self.cx.carried.or(self.cx.inside).and_then(crate::proto::find) {
             return Some(p);
         }
         if let Some(a) = &self.sess.alpn {
