@@ -894,6 +894,25 @@ mod tests {
     }
 
     #[test]
+    fn tls_decrypts_the_same_whatever_the_segments() {
+        let suite = rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256;
+        let s = crate::proto::tls::testing::session(suite, Some("http/1.1"), &[GET, GET], &[OK, OK]);
+        let k = keys(&s.keylog);
+        let whole = tls_dialogue("tls", 443, &[], &s).transcript_with(proto::find("tls").unwrap(), false, &k);
+        let pieces = crate::proto::tls::testing::Session {
+            chunks: s
+                .chunks
+                .iter()
+                .flat_map(|(d, b)| b.chunks(7).map(|p| (*d, p.to_vec())).collect::<Vec<_>>())
+                .collect(),
+            keylog: s.keylog.clone(),
+        };
+        let split = tls_dialogue("tls", 443, &[], &pieces).transcript_with(proto::find("tls").unwrap(), false, &k);
+        assert_eq!(split, whole);
+        assert_eq!(whole.matches("GET / HTTP/1.1").count(), 2, "{whole}");
+    }
+
+    #[test]
     fn tls13_key_updates_move_each_direction_to_its_next_secret() {
         let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
         let s = crate::proto::tls::testing::session_updating(suite, Some("http/1.1"), &[GET, GET, GET], &[OK, OK, OK], true);

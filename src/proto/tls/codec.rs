@@ -1081,4 +1081,60 @@ mod tests {
         let t = texts(Direction::ServerToClient, &[record(21, &[1, 0]), record(21, &[2, 70])].concat());
         assert_eq!(t, ["TLS alert: warning close_notify", "TLS alert: fatal protocol_version"]);
     }
+
+    fn frame_in_pieces(dir: Direction, bytes: &[u8], piece: usize) -> Vec<String> {
+        let mut f = Framer::new(Box::new(TlsCodec::new(dir)));
+        let mut out = Vec::new();
+        for p in bytes.chunks(piece.max(1)) {
+            f.push(p);
+            while let Ok(Some(m)) = f.next(false) {
+                out.push(m.summary);
+            }
+        }
+        while let Ok(Some(m)) = f.next(true) {
+            out.push(m.summary);
+        }
+        out
+    }
+
+    #[test]
+    fn round_trip_a_session_frames_the_same_in_any_pieces() {
+        let s = crate::proto::tls::testing::session(
+            rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            Some("h2"),
+            &[b"ping"],
+            &[b"pong"],
+        );
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let bytes: Vec<u8> = s.chunks.iter().filter(|(d, _)| *d == dir).flat_map(|(_, b)| b.clone()).collect();
+            let whole = frame_in_pieces(dir, &bytes, bytes.len());
+            assert!(whole.len() >= 3, "{whole:?}");
+            for piece in [1, 2, 3, 5, 7, 64, 1000] {
+                assert_eq!(frame_in_pieces(dir, &bytes, piece), whole, "pieces of {piece}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rejects_or_frames_any_bytes_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600), piece in 1usize..64) {
+            // Mostly valid headers, so the handshake parsers see arbitrary bodies.
+            let mut b = bytes;
+            if b.len() > 5 {
+                b[0] = 22 + b[0] % 2;
+                b[1] = 3;
+                b[2] %= 5;
+            }
+            for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+                let mut c = TlsCodec::new(dir);
+                c.peer_sent(&b);
+                let mut f = Framer::new(Box::new(c));
+                for p in b.chunks(piece) {
+                    f.push(p);
+                    while let Ok(Some(_)) = f.next(false) {}
+                }
+                while let Ok(Some(_)) = f.next(true) {}
+            }
+        }
+    }
 }
