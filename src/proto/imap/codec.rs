@@ -647,4 +647,27 @@ mod tests {
         };
         assert_eq!(m.summary, "a3 NOO (no line ending)");
     }
+
+    #[test]
+    fn parses_the_tagged_ok_to_starttls_as_the_start_of_tls_and_nothing_else() {
+        let starts = |c: &mut ResponseCodec, r: &[u8]| match c.decode(r, false).unwrap() {
+            Frame::Message(m, _) => m.detail.as_ref().unwrap().downcast_ref::<Group>().unwrap().starts_tls,
+            Frame::Incomplete => panic!("incomplete"),
+        };
+        let mut c = ResponseCodec::default();
+        assert!(!starts(&mut c, b"* OK ready\r\n"));
+        c.peer_sent(b"a1 CAPABILITY\r\na2 STARTTLS\r\n");
+        assert!(!starts(&mut c, b"* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK done\r\n"));
+        assert!(starts(&mut c, b"a2 OK Begin TLS negotiation now\r\n"));
+        c.peer_sent(b"a3 starttls\r\n");
+        assert!(!starts(&mut c, b"a3 NO not now\r\n"));
+        // After STARTTLS no greeting comes: the first response is a reply.
+        let mut late = ResponseCodec::default();
+        late.joined_late();
+        late.peer_sent(b"b1 CAPABILITY\r\n");
+        let Frame::Message(m, _) = late.decode(b"* CAPABILITY IMAP4rev1\r\nb1 OK done\r\n", false).unwrap() else {
+            panic!("incomplete")
+        };
+        assert!(m.findings.is_empty() && m.summary.contains("b1 OK"), "{m:?}");
+    }
 }

@@ -383,4 +383,23 @@ mod tests {
         assert!(ok && f.is_empty());
         assert_eq!((got.unwrap().as_slice(), used), (&body[..], wire.len()));
     }
+
+    #[test]
+    fn parses_the_ok_to_stls_as_the_start_of_tls_and_nothing_else() {
+        let starts = |c: &mut ResponseCodec, r: &[u8]| match c.decode(r, false).unwrap() {
+            Frame::Message(m, _) => matches!(Pop3Message::of(&m), Some(Pop3Message::Response { starts_tls: true, .. })),
+            Frame::Incomplete => panic!("incomplete"),
+        };
+        let mut c = ResponseCodec::default();
+        assert!(!starts(&mut c, b"+OK ready\r\n"));
+        c.peer_sent(b"STLS\r\n");
+        assert!(!starts(&mut c, b"-ERR not now\r\n"));
+        c.peer_sent(b"stls\r\n");
+        assert!(starts(&mut c, b"+OK Begin TLS negotiation now\r\n"));
+        // Two commands waiting: the +OK answers the first, not STLS.
+        let mut c = ResponseCodec::default();
+        assert!(!starts(&mut c, b"+OK ready\r\n"));
+        c.peer_sent(b"NOOP\r\nSTLS\r\n");
+        assert!(!starts(&mut c, b"+OK\r\n"));
+    }
 }

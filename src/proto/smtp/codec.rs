@@ -674,4 +674,22 @@ mod tests {
         let SmtpMessage::Data { content } = m else { panic!() };
         assert_eq!((content.as_slice(), used), (&body[..], wire.len()));
     }
+
+    #[test]
+    fn parses_a_220_answering_starttls_as_the_start_of_tls_and_nothing_else() {
+        let starts = |c: &mut ReplyCodec, reply: &[u8]| match c.decode(reply, false).unwrap() {
+            Frame::Message(m, _) => matches!(SmtpMessage::of(&m), Some(SmtpMessage::Reply { starts_tls: true, .. })),
+            Frame::Incomplete => panic!("incomplete"),
+        };
+        let mut c = ReplyCodec::default();
+        // The greeting is a 220 too, but answers no STARTTLS.
+        assert!(!starts(&mut c, b"220 mx ESMTP\r\n"));
+        c.peer_sent(b"EHLO x\r\nSTART");
+        assert!(!starts(&mut c, b"250 mx\r\n"));
+        c.peer_sent(b"TLS\r\n");
+        assert!(!starts(&mut c, b"454 4.7.0 TLS not available\r\n"));
+        assert!(starts(&mut c, b"220 2.0.0 Ready to start TLS\r\n"));
+        c.peer_sent(b"NOOP\r\n");
+        assert!(!starts(&mut c, b"220 hm\r\n"));
+    }
 }
