@@ -482,6 +482,37 @@ mod tests {
         let said = crate::capture::Options::from_args(&["8443=http".to_string()]).unwrap();
         let t = crate::capture::decode_file(&other, &said).unwrap().text();
         assert!(t.contains("(tls)") && t.contains("C→S GET /index.html HTTP/1.1"), "{t}");
+        // A live run recorded what went inside TLS: its capture, opened with the keys, shows the same.
+        let mut info = crate::dialogue::ConnInfo::test_tcp(false);
+        info.protocol = "http".into();
+        info.local = Some("10.0.0.1:40000".parse().unwrap());
+        info.peer = Some("10.0.0.2:443".parse().unwrap());
+        let ev = |t_us, kind| crate::dialogue::Event { t_us, conn: 0, kind };
+        let data = |dir, b: &[u8]| crate::dialogue::EventKind::Data { dir, bytes: b.to_vec() };
+        let live = Dialogue {
+            connections: vec![info],
+            events: vec![
+                ev(0, crate::dialogue::EventKind::Open),
+                ev(1, data(Direction::ClientToServer, get)),
+                ev(2, data(Direction::ServerToClient, ok)),
+                ev(
+                    3,
+                    crate::dialogue::EventKind::Closed {
+                        dir: Direction::ClientToServer,
+                    },
+                ),
+                ev(
+                    4,
+                    crate::dialogue::EventKind::Closed {
+                        dir: Direction::ServerToClient,
+                    },
+                ),
+            ],
+        };
+        let cap = crate::capture::decode_file(&with, &opts).unwrap();
+        assert_eq!(crate::capture::compare::compare(&live, &cap), []);
+        let cap = crate::capture::decode_file(&without, &opts).unwrap();
+        assert!(!crate::capture::compare::compare(&live, &cap).is_empty());
         // The block comes before the first packet, where Wireshark needs it.
         let bytes = std::fs::read(&with).unwrap();
         let at = |ty: u32| {

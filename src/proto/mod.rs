@@ -80,6 +80,12 @@ pub trait Protocol: Send + Sync {
     fn carries_others(&self) -> bool {
         false
     }
+    /// For a protocol that carries others: what each side sent inside, given the connection's
+    /// chunks in the order they went; each piece with the index of the chunk that completed it.
+    /// None when it cannot be opened (no keys, or keys that do not fit).
+    fn open(&self, _chunks: &[(Direction, &[u8])], _cx: &Context) -> Option<Vec<(usize, Direction, Vec<u8>)>> {
+        None
+    }
     /// The fixed bytes every client of this protocol opens a connection with (HTTP/2's connection
     /// preface): a conversation opening with them is this protocol whatever its port.
     fn preface(&self) -> Option<&'static [u8]> {

@@ -941,6 +941,41 @@ impl Codec for TlsCodec {
     }
 }
 
+/// What each side sent inside a TLS connection, decrypted with `cx.keys`: pieces of plaintext
+/// with the index of the chunk (of `chunks`, the connection's bytes in the order they went) whose
+/// bytes completed their record. None without keys, or when a record does not decrypt.
+pub fn plaintext(chunks: &[(Direction, &[u8])], cx: &Context) -> Option<Vec<(usize, Direction, Vec<u8>)>> {
+    cx.keys.as_ref()?;
+    let mut sess = Session::default();
+    let mut halves = [Half::new(Direction::ClientToServer), Half::new(Direction::ServerToClient)];
+    let mut bufs: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut out = Vec::new();
+    for (i, (dir, bytes)) in chunks.iter().enumerate() {
+        let side = usize::from(*dir == Direction::ServerToClient);
+        bufs[side].extend_from_slice(bytes);
+        let mut pos = 0;
+        while let Some((h, len)) = header(&bufs[side][pos..]).ok()? {
+            let Some(body) = bufs[side].get(pos + 5..pos + 5 + len) else {
+                break;
+            };
+            let body = body.to_vec();
+            pos += 5 + len;
+            for s in halves[side].record(&mut sess, cx, &h, &body) {
+                match s {
+                    Seen::Plain(p) => out.push((i, *dir, p)),
+                    Seen::Note(_) => return None,
+                    _ => {}
+                }
+            }
+        }
+        bufs[side].drain(..pos);
+        if bufs[side].len() > MAX_PEER_BUFFER {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,9 @@ impl Protocol for Tls {
     fn carries_others(&self) -> bool {
         true
     }
+    fn open(&self, chunks: &[(Direction, &[u8])], cx: &crate::proto::Context) -> Option<Vec<(usize, Direction, Vec<u8>)>> {
+        codec::plaintext(chunks, cx)
+    }
     // No `ports`: 443 is QUIC's too (over UDP), and a port names one protocol. A conversation is
     // TLS by its ClientHello; the port then says what TLS carries (`inner_by_port`).
     fn detect(&self, transport: crate::proto::Transport, client: &[u8], _server: &[u8]) -> bool {
