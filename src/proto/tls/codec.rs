@@ -841,8 +841,9 @@ impl TlsCodec {
     }
 }
 
-impl Codec for TlsCodec {
-    fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
+impl TlsCodec {
+    /// The next message of this direction (see [`Codec::decode`]).
+    fn next_frame(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
         loop {
             if !self.queue.is_empty() {
                 // More queued messages than owed bytes cannot happen (see `pop`), but a message
@@ -926,6 +927,18 @@ impl Codec for TlsCodec {
                 return Ok(f);
             }
         }
+    }
+}
+
+impl Codec for TlsCodec {
+    fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
+        let r = self.next_frame(buf, eof);
+        if r.is_err() {
+            // The framer drops what it holds after an error: nothing held is owed any more.
+            self.owed = 0;
+            self.queue.clear();
+        }
+        r
     }
 
     fn peer_sent(&mut self, bytes: &[u8]) {
@@ -1100,6 +1113,16 @@ mod tests {
             panic!()
         };
         assert_eq!(m.findings[0].rule, "RFC 8446 §5.1", "{:?}", m);
+        // Half a handshake message, then bytes that are no record: the error drops what was
+        // held, and framing starts again on what comes next.
+        let mut f = Framer::new(Box::new(TlsCodec::new(Direction::ClientToServer)));
+        f.push(&record(22, &client_hello()[..10]));
+        assert!(f.next(false).unwrap().is_none());
+        f.push(b"garbage");
+        assert!(f.next(false).is_err());
+        f.take_all();
+        f.push(&record(21, &[1, 0]));
+        assert_eq!(f.next(false).unwrap().unwrap().summary, "TLS alert: warning close_notify");
         let mut c = TlsCodec::new(Direction::ClientToServer);
         let mut huge = vec![23, 3, 3];
         huge.extend_from_slice(&((1u16 << 14) + 2049).to_be_bytes());
