@@ -18,6 +18,7 @@ pub mod dns;
 pub mod ftp;
 pub mod http;
 pub mod http2;
+pub mod http3;
 pub mod imap;
 pub mod line;
 pub mod pop3;
@@ -132,6 +133,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &datagram::Datagram,
     &http::Http,
     &http2::Http2,
+    &http3::Http3,
     &smtp::Smtp,
     &pop3::Pop3,
     &imap::Imap,

@@ -146,6 +146,8 @@ pub enum Conn {
     Tcp(TcpConn),
     /// UDP.
     Udp(UdpConn),
+    /// QUIC: its streams as one stream of records each way (`quic.rs`).
+    Quic(Box<super::quic::QuicConn>),
 }
 
 impl TcpConn {
@@ -242,6 +244,7 @@ impl Conn {
     /// Writes all of `bytes` (one datagram for UDP).
     pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), SendError> {
         match self {
+            Conn::Quic(q) => q.send(bytes, deadline).await,
             Conn::Tcp(c) => {
                 if c.write_closed {
                     return Err(SendError::ShutDown);
@@ -317,7 +320,7 @@ impl Conn {
                 Err(RecvError::Timeout { .. }) if until < deadline => {
                     let last = match self {
                         Conn::Udp(u) => u.last_sent.clone(),
-                        Conn::Tcp(_) => None,
+                        Conn::Tcp(_) | Conn::Quic(_) => None,
                     };
                     if let Some(d) = last {
                         self.send(&d, deadline)
@@ -333,6 +336,7 @@ impl Conn {
     /// The next framed message and when its last byte arrived.
     pub async fn message(&mut self, deadline: Instant) -> Result<(Message, Instant), RecvError> {
         match self {
+            Conn::Quic(q) => q.message(deadline).await,
             Conn::Tcp(c) => loop {
                 match c.framer.next(c.eof) {
                     Ok(Some(m)) => {
@@ -392,6 +396,9 @@ impl Conn {
                 Ok(c.framer.take(n))
             }
             Conn::Udp(u) => u.datagram(deadline).await.map(|(d, _)| d),
+            Conn::Quic(_) => Err(RecvError::Io(std::io::Error::other(
+                "raw bytes are not read from a QUIC connection: expect a frame, a response or a close",
+            ))),
         }
     }
 
@@ -409,6 +416,7 @@ impl Conn {
                 }
             }
             Conn::Udp(_) => Err(RecvError::NoConnection),
+            Conn::Quic(q) => q.closed(deadline).await,
         }
     }
 
@@ -438,6 +446,7 @@ impl Conn {
                 }
                 Err(e) => Err(e),
             },
+            Conn::Quic(q) => q.silence(until).await,
         }
     }
 
@@ -445,6 +454,10 @@ impl Conn {
     /// sent it), or a reset when bytes the harness never read are waiting (the kernel then
     /// aborts the connection instead of closing it, RFC 9293 §3.6.1).
     pub fn close(self) {
+        if let Conn::Quic(q) = self {
+            q.close();
+            return;
+        }
         if let Conn::Tcp(c) = &self {
             use nix::sys::socket::{recv, MsgFlags};
             use std::os::fd::AsRawFd;
@@ -502,6 +515,9 @@ impl Conn {
 
     /// Half-closes: our FIN goes out, we can still read.
     pub async fn shutdown(&mut self) {
+        if let Conn::Quic(q) = self {
+            q.shutdown();
+        }
         if let Conn::Tcp(c) = self {
             if !c.write_closed {
                 let _ = c.stream.shutdown().await;

@@ -398,6 +398,14 @@ fn fill(cmd: &str, port: u16, listen_port: u16, vars: &crate::suite::Vars) -> St
     for (k, v) in vars {
         out = out.replace(&format!("{{{k}}}"), v);
     }
+    // A QUIC server under test needs a certificate the harness trusts: the run's.
+    if out.contains("{cert}") || out.contains("{key}") {
+        if let Ok(ca) = super::quic::run_ca() {
+            out = out
+                .replace("{cert}", &ca.cert.display().to_string())
+                .replace("{key}", &ca.key.display().to_string());
+        }
+    }
     out
 }
 
@@ -559,6 +567,13 @@ impl SuiteTarget {
                 *v = dir.join(&*v).to_string_lossy().into_owned();
             }
         }
+        // QUIC is always TLS (RFC 9001): a QUIC reference gets the run's certificate.
+        if self.suite.transport == Transport::Quic && !opts.contains_key("tls_cert") {
+            if let Ok(ca) = super::quic::run_ca() {
+                opts.insert("tls_cert".into(), ca.cert.display().to_string());
+                opts.insert("tls_key".into(), ca.key.display().to_string());
+            }
+        }
         opts
     }
 
@@ -701,11 +716,11 @@ fn free_port(transport: Transport) -> std::io::Result<u16> {
     for _ in 0..32 {
         let port = match transport {
             Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
-            Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
+            Transport::Udp | Transport::Quic => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
         };
         let other_free = match transport {
             Transport::Tcp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),
-            Transport::Udp => std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            Transport::Udp | Transport::Quic => std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
         };
         if other_free {
             return Ok(port);
@@ -719,6 +734,6 @@ async fn poll_connect(port: u16, transport: Transport) -> Option<SocketAddr> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match transport {
         Transport::Tcp => tokio::net::TcpStream::connect(addr).await.ok().map(|_| addr),
-        Transport::Udp => Some(addr),
+        Transport::Udp | Transport::Quic => Some(addr),
     }
 }

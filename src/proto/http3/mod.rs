@@ -1,0 +1,46 @@
+//! HTTP/3 (RFC 9114) over QUIC (RFC 9000) with QPACK (RFC 9204). A live connection is recorded as
+//! the QUIC frames that carry its streams (`Transport::Quic`), framed per stream by `codec.rs`;
+//! the runner's side is `run::quic`.
+
+pub mod codec;
+pub mod qpack;
+pub mod rules;
+pub mod steps;
+
+use crate::proto::{Codec, Direction, Exchange, Finding, Protocol, Steps, Transport};
+pub use codec::{H3Frame, H3Kind, H3Message, Http3Codec};
+
+/// The `http3` protocol.
+pub struct Http3;
+
+/// The application protocol QUIC's handshake names (RFC 9114 §3.1).
+pub const ALPN: &[u8] = b"h3";
+
+impl Protocol for Http3 {
+    fn name(&self) -> &'static str {
+        "http3"
+    }
+    fn transport(&self) -> Transport {
+        Transport::Quic
+    }
+    fn line_ending(&self) -> &'static [u8] {
+        b""
+    }
+    fn codec(&self, dir: Direction) -> Box<dyn Codec> {
+        Box::new(Http3Codec::new(dir == Direction::ClientToServer))
+    }
+    fn steps(&self) -> &'static Steps {
+        &steps::STEPS
+    }
+    fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        rules::conversation(conv)
+    }
+    fn interleaved_key(&self, text: &str) -> Option<u32> {
+        if text.starts_with("CONNECTION_CLOSE") {
+            return Some(u32::MAX);
+        }
+        let rest = &text[text.find(" stream=")? + 8..];
+        let id: u32 = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+        Some(id.saturating_add(1))
+    }
+}
