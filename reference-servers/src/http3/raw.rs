@@ -13,6 +13,7 @@ const MAX_READ: usize = 1 << 20;
 const H3_FRAME_UNEXPECTED: u32 = 0x105;
 const H3_STREAM_CREATION_ERROR: u32 = 0x103;
 const H3_INTERNAL_ERROR: u32 = 0x102;
+const H3_SETTINGS_ERROR: u32 = 0x109;
 /// The frame types RFC 9114 §7.2 defines (HTTP/2's reserved ones excluded).
 const KNOWN_FRAMES: &[u64] = &[0x0, 0x1, 0x3, 0x4, 0x5, 0x7, 0xd];
 
@@ -75,6 +76,12 @@ async fn read_uni(mut stream: RecvStream, conn: &Connection, faults: &Faults, co
                     return;
                 }
             }
+            if kind == 0x00 && faults.has(Fault::RejectsUnknown) {
+                if let Some(why) = unknown_on_control(&bytes, at) {
+                    conn.close(VarInt::from_u32(why.0), why.1);
+                    return;
+                }
+            }
             // The control stream's rules, each broken with the wrong code.
             if kind == 0x00 && faults.has(Fault::WrongCode) {
                 let first_frame = varint(&bytes, at).map(|(t, _)| t);
@@ -88,6 +95,30 @@ async fn read_uni(mut stream: RecvStream, conn: &Connection, faults: &Faults, co
             return;
         }
     }
+}
+
+/// A frame of an unknown type, or a setting of an unknown identifier, on a control stream whose
+/// frames start at `at`: what the `rejects-unknown` fault closes the connection with.
+fn unknown_on_control(bytes: &[u8], mut at: usize) -> Option<(u32, &'static [u8])> {
+    while let Some((kind, after)) = varint(bytes, at) {
+        let (len, start) = varint(bytes, after)?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        let payload = bytes.get(start..end)?;
+        if !KNOWN_FRAMES.contains(&kind) {
+            return Some((H3_FRAME_UNEXPECTED, b"unknown frame type"));
+        }
+        if kind == 0x04 {
+            let mut p = 0;
+            while let Some((id, next)) = varint(payload, p) {
+                if ![0x1, 0x6, 0x7, 0x8, 0x33].contains(&id) {
+                    return Some((H3_SETTINGS_ERROR, b"unknown setting"));
+                }
+                p = varint(payload, next)?.1;
+            }
+        }
+        at = end;
+    }
+    None
 }
 
 /// Answers a request stream once it ends, whatever its frames.
