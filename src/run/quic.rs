@@ -528,7 +528,18 @@ impl QuicConn {
     }
 
     /// Closes the connection with H3_NO_ERROR, recorded, unless it has ended already.
-    pub fn close(self) {
+    pub fn close(mut self) {
+        // What arrived and no step read is still part of the dialogue (the server's control
+        // stream behind a response): taken without waiting.
+        while let Ok(Item::Record(r)) = self.rx.try_recv() {
+            self.rec.event(
+                self.id,
+                EventKind::Data {
+                    dir: Direction::ServerToClient,
+                    bytes: r,
+                },
+            );
+        }
         if self.eof || self.conn.close_reason().is_some() {
             return;
         }
