@@ -84,6 +84,11 @@ pub trait Protocol: Send + Sync {
     fn announces_close(&self, _m: &Message) -> Option<&'static str> {
         None
     }
+    /// The application protocol a TLS or QUIC handshake names for it (ALPN, RFC 7301): HTTP/3's
+    /// `h3`. None uses the protocol's name.
+    fn alpn(&self) -> Option<&'static [u8]> {
+        None
+    }
     /// The actor the harness can play for this protocol (`actors:` in a suite), if any.
     fn actor(&self) -> Option<&'static actor::ActorKind> {
         None

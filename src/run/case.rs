@@ -723,12 +723,17 @@ impl Ctx {
     }
 
     /// A QUIC connection (`run/quic.rs`): the handshake with the protocol's ALPN, then streams.
-    async fn connect_quic(&mut self, env: &Env, step: &Step, name: &str, addr: SocketAddr, refused: bool, deadline: Instant) -> Result<(), Failure> {
+    async fn connect_quic(
+        &mut self,
+        env: &Env,
+        step: &Step,
+        name: &str,
+        addr: SocketAddr,
+        refused: bool,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
         let proto = self.proto_of(env, name);
-        let alpn = match proto.name() {
-            "http3" => crate::proto::http3::ALPN,
-            other => other.as_bytes(),
-        };
+        let alpn = proto.alpn().unwrap_or(proto.name().as_bytes());
         match super::quic::connect(addr, alpn, proto, deadline).await {
             Err(why) if refused => {
                 let _ = why;
@@ -737,8 +742,10 @@ impl Ctx {
                 Ok(())
             }
             Err(why) => Err(Failure::at(step, why)),
-            Ok(_) if refused => Err(Failure::at(step, format!("expected the QUIC handshake with {addr} to fail, but it succeeded"))
-                .with("no connection", "a QUIC connection")),
+            Ok(_) if refused => Err(
+                Failure::at(step, format!("expected the QUIC handshake with {addr} to fail, but it succeeded"))
+                    .with("no connection", "a QUIC connection"),
+            ),
             Ok((endpoint, conn)) => {
                 let local = endpoint.local_addr().ok();
                 let id = env.rec.open(self.info(env, name, Transport::Quic, true, local, Some(addr)));

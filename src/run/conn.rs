@@ -98,6 +98,34 @@ pub enum SendError {
     Io(#[source] std::io::Error),
 }
 
+/// A QUIC connection's read error as the steps know it.
+fn recv_error(e: super::quic::QuicError) -> RecvError {
+    use super::quic::QuicError as Q;
+    match e {
+        Q::Timeout(partial) => RecvError::Timeout { partial },
+        Q::Closed(partial) => RecvError::Closed { partial, reset: false },
+        Q::Flood => RecvError::Flood,
+        Q::Malformed(e) => RecvError::Malformed(e),
+        Q::AlreadyWaiting(b) => RecvError::AlreadyWaiting(b),
+        Q::NotSilent(b) => RecvError::NotSilent(b),
+        other => RecvError::Io(std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
+/// A QUIC connection's write error as the steps know it.
+fn send_error(e: super::quic::QuicError) -> SendError {
+    use super::quic::QuicError as Q;
+    match e {
+        Q::Stalled(len) => SendError::Stalled { len },
+        Q::PeerGone(why) => SendError::PeerGone {
+            source: std::io::Error::other(why),
+            said: Vec::new(),
+        },
+        Q::Other(why) => SendError::Io(std::io::Error::other(why)),
+        other => SendError::Io(std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
 /// Received bytes for a message: quoted and escaped, or "nothing".
 fn shown(partial: &[u8]) -> String {
     if partial.is_empty() {
@@ -244,7 +272,7 @@ impl Conn {
     /// Writes all of `bytes` (one datagram for UDP).
     pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), SendError> {
         match self {
-            Conn::Quic(q) => q.send(bytes, deadline).await,
+            Conn::Quic(q) => q.send(bytes, deadline).await.map_err(send_error),
             Conn::Tcp(c) => {
                 if c.write_closed {
                     return Err(SendError::ShutDown);
@@ -336,7 +364,7 @@ impl Conn {
     /// The next framed message and when its last byte arrived.
     pub async fn message(&mut self, deadline: Instant) -> Result<(Message, Instant), RecvError> {
         match self {
-            Conn::Quic(q) => q.message(deadline).await,
+            Conn::Quic(q) => q.message(deadline).await.map_err(recv_error),
             Conn::Tcp(c) => loop {
                 match c.framer.next(c.eof) {
                     Ok(Some(m)) => {
@@ -416,7 +444,7 @@ impl Conn {
                 }
             }
             Conn::Udp(_) => Err(RecvError::NoConnection),
-            Conn::Quic(q) => q.closed(deadline).await,
+            Conn::Quic(q) => q.closed(deadline).await.map_err(recv_error),
         }
     }
 
@@ -446,7 +474,7 @@ impl Conn {
                 }
                 Err(e) => Err(e),
             },
-            Conn::Quic(q) => q.silence(until).await,
+            Conn::Quic(q) => q.silence(until).await.map_err(recv_error),
         }
     }
 

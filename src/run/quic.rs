@@ -22,7 +22,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::conn::{RecvError, SendError};
 use crate::dialogue::{EventKind, Recorder};
 use crate::proto::http3::codec::{self, parse_record, Record};
 use crate::proto::{Direction, Framer, Message, Protocol};
@@ -37,6 +36,8 @@ const READ_CHUNK: usize = 64 << 10;
 const CONTROL: &[u8] = &[0x00, 0x04, 0x04, 0x01, 0x00, 0x07, 0x00];
 /// The client's control stream id (its first unidirectional stream, RFC 9000 §2.1).
 const CONTROL_STREAM: u64 = 2;
+/// Most unread bytes a connection may hold, as for TCP (`conn::MAX_BUFFERED`).
+const MAX_BUFFERED: usize = 16 << 20;
 /// H3_NO_ERROR, what the harness closes with (RFC 9114 §8.1).
 const H3_NO_ERROR: u32 = 0x100;
 
@@ -65,7 +66,11 @@ fn make_ca() -> Result<RunCa, String> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "wirecheck run CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = KeyPair::generate().map_err(e)?;
     let ca = ca_params.self_signed(&ca_key).map_err(e)?;
     let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).map_err(e)?;
@@ -103,6 +108,30 @@ fn make_ca() -> Result<RunCa, String> {
 /// Whether a step's connection speaks QUIC (its protocol's transport).
 pub fn is_quic(proto: &dyn Protocol) -> bool {
     proto.transport() == crate::proto::Transport::Quic
+}
+
+/// Why a read or a write on a QUIC connection did not happen (`conn.rs` turns it into its
+/// `RecvError` or `SendError`).
+#[derive(Debug)]
+pub enum QuicError {
+    /// The deadline passed; what had arrived unframed.
+    Timeout(Vec<u8>),
+    /// The connection ended; what had arrived unframed.
+    Closed(Vec<u8>),
+    /// Over `MAX_BUFFERED` bytes without a whole message.
+    Flood,
+    /// Records the codec cannot frame.
+    Malformed(crate::proto::CodecError),
+    /// Silence was expected, but these were already waiting.
+    AlreadyWaiting(Vec<u8>),
+    /// Silence was expected, but these arrived.
+    NotSilent(Vec<u8>),
+    /// A write did not finish by the deadline.
+    Stalled(usize),
+    /// The server stopped the stream or the connection is gone.
+    PeerGone(String),
+    /// Anything else, said in a sentence.
+    Other(String),
 }
 
 /// What arrives from the connection's tasks.
@@ -169,7 +198,9 @@ pub async fn connect(
     transport.max_concurrent_uni_streams(16u32.into());
     transport.max_concurrent_bidi_streams(0u32.into());
     client.transport_config(Arc::new(transport));
-    let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" }.parse().expect("a literal address");
+    let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" }
+        .parse()
+        .expect("a literal address");
     let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| format!("cannot open a UDP socket for QUIC: {e}"))?;
     endpoint.set_default_client_config(client);
     let connecting = endpoint
@@ -266,34 +297,36 @@ impl QuicConn {
     }
 
     /// The stream `id`'s sending half, opening streams up to it as QUIC numbers them.
-    async fn stream(&mut self, id: u64, deadline: Instant) -> Result<&mut quinn::SendStream, SendError> {
+    async fn stream(&mut self, id: u64, deadline: Instant) -> Result<&mut quinn::SendStream, QuicError> {
         if !self.sends.contains_key(&id) {
             if id % 2 == 1 {
-                return Err(SendError::Io(std::io::Error::other(format!(
+                return Err(QuicError::Other(String::from(format!(
                     "stream {id} is the server's (odd ids are server-initiated, RFC 9000 §2.1): the harness cannot write it"
                 ))));
             }
             let uni = id & 2 != 0;
             let next = if uni { self.next_uni } else { self.next_bidi };
             if id < next {
-                return Err(SendError::Io(std::io::Error::other(format!(
+                return Err(QuicError::Other(String::from(format!(
                     "stream {id} was already finished or reset by this case: QUIC never reuses a stream id (RFC 9000 §2.1)"
                 ))));
             }
             while (if uni { self.next_uni } else { self.next_bidi }) <= id {
                 let opened = match uni {
-                    true => tokio::time::timeout_at(deadline, self.conn.open_uni()).await.map(|r| r.map(|s| (s, None))),
+                    true => tokio::time::timeout_at(deadline, self.conn.open_uni())
+                        .await
+                        .map(|r| r.map(|s| (s, None))),
                     false => tokio::time::timeout_at(deadline, self.conn.open_bi())
                         .await
                         .map(|r| r.map(|(s, r)| (s, Some(r)))),
                 };
                 let (send, recv) = match opened {
                     Err(_) => {
-                        return Err(SendError::Io(std::io::Error::other(format!(
+                        return Err(QuicError::Other(String::from(format!(
                             "the server allows no more streams (QUIC's MAX_STREAMS, RFC 9000 §4.6): stream {id} could not be opened in time"
                         ))))
                     }
-                    Ok(Err(e)) => return Err(SendError::Io(std::io::Error::other(format!("cannot open stream {id}: {e}")))),
+                    Ok(Err(e)) => return Err(QuicError::Other(String::from(format!("cannot open stream {id}: {e}")))),
                     Ok(Ok(pair)) => pair,
                 };
                 let got = u64::from(send.id());
@@ -316,11 +349,13 @@ impl QuicConn {
                 }
             }
         }
-        self.sends.get_mut(&id).ok_or(SendError::ShutDown)
+        self.sends
+            .get_mut(&id)
+            .ok_or_else(|| QuicError::Other(format!("stream {id} is not open")))
     }
 
     /// Writes the records in `bytes`: each stream's data at its next offset, FIN, reset.
-    pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), SendError> {
+    pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), QuicError> {
         let mut records = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
@@ -330,14 +365,16 @@ impl QuicConn {
                     at = next;
                 }
                 _ => {
-                    return Err(SendError::Io(std::io::Error::other(
+                    return Err(QuicError::Other(String::from(
                         "on a QUIC connection a send names its stream: send: { stream: 0, bytes: \"...\" }",
                     )))
                 }
             }
         }
         if !std::mem::replace(&mut self.sent_any, true)
-            && !records.iter().any(|r| matches!(r, Record::Stream { id, .. } if *id == CONTROL_STREAM))
+            && !records
+                .iter()
+                .any(|r| matches!(r, Record::Stream { id, .. } if *id == CONTROL_STREAM))
         {
             let control = codec::stream_record(CONTROL_STREAM, 0, CONTROL, false);
             records.insert(0, parse_record(&control, 0).ok().flatten().map(|(r, _)| r).expect("a valid record"));
@@ -346,7 +383,7 @@ impl QuicConn {
         self.write_records(&records, &[], bytes, deadline).await
     }
 
-    async fn write_records(&mut self, records: &[Record], first: &[u8], rest: &[u8], deadline: Instant) -> Result<(), SendError> {
+    async fn write_records(&mut self, records: &[Record], first: &[u8], rest: &[u8], deadline: Instant) -> Result<(), QuicError> {
         for (i, r) in records.iter().enumerate() {
             // The control record inserted first is in `first`; the others index `rest`.
             let src = if !first.is_empty() && i == 0 { first } else { rest };
@@ -357,7 +394,7 @@ impl QuicConn {
                     let stream = self.stream(*id, deadline).await?;
                     if !data.is_empty() {
                         match tokio::time::timeout_at(deadline, stream.write_all(data)).await {
-                            Err(_) => return Err(SendError::Stalled { len: data.len() }),
+                            Err(_) => return Err(QuicError::Stalled(data.len())),
                             Ok(Err(e)) => return Err(write_failed(*id, e)),
                             Ok(Ok(())) => {}
                         }
@@ -408,40 +445,31 @@ impl QuicConn {
         }
         Ok(())
     }
-
 }
 
-fn write_failed(id: u64, e: quinn::WriteError) -> SendError {
-        match e {
-            quinn::WriteError::Stopped(code) => SendError::PeerGone {
-                source: std::io::Error::other(format!(
-                    "the server stopped reading stream {id} (STOP_SENDING {})",
-                    codec::name_of(codec::ERRORS, code.into_inner())
-                )),
-                said: Vec::new(),
-            },
-            quinn::WriteError::ConnectionLost(c) => SendError::PeerGone {
-                source: std::io::Error::other(format!("the connection is gone: {c}")),
-                said: Vec::new(),
-            },
-        other => SendError::Io(std::io::Error::other(other.to_string())),
+/// A write's error, with what it means for the case.
+fn write_failed(id: u64, e: quinn::WriteError) -> QuicError {
+    match e {
+        quinn::WriteError::Stopped(code) => QuicError::PeerGone(format!(
+            "the server stopped reading stream {id} (STOP_SENDING {})",
+            codec::name_of(codec::ERRORS, code.into_inner())
+        )),
+        quinn::WriteError::ConnectionLost(c) => QuicError::PeerGone(format!("the connection is gone: {c}")),
+        other => QuicError::Other(other.to_string()),
     }
 }
 
 impl QuicConn {
-
     /// Takes one item from the readers (until `deadline`): Ok(true) if bytes came, Ok(false) at the end.
-    async fn fill(&mut self, deadline: Instant) -> Result<bool, RecvError> {
+    async fn fill(&mut self, deadline: Instant) -> Result<bool, QuicError> {
         if self.eof {
             return Ok(false);
         }
-        if self.framer.pending().len() > super::conn::MAX_BUFFERED {
-            return Err(RecvError::Flood);
+        if self.framer.pending().len() > MAX_BUFFERED {
+            return Err(QuicError::Flood);
         }
         match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            Err(_) => Err(RecvError::Timeout {
-                partial: self.framer.pending().to_vec(),
-            }),
+            Err(_) => Err(QuicError::Timeout(self.framer.pending().to_vec())),
             Ok(Some(Item::Record(r))) => {
                 self.last_arrival = Instant::now();
                 self.framer.push(&r);
@@ -461,20 +489,17 @@ impl QuicConn {
         }
     }
 
-    fn closed_err(&self) -> RecvError {
-        RecvError::Closed {
-            partial: self.framer.pending().to_vec(),
-            reset: false,
-        }
+    fn closed_err(&self) -> QuicError {
+        QuicError::Closed(self.framer.pending().to_vec())
     }
 
     /// The next framed message and when its last byte arrived.
-    pub async fn message(&mut self, deadline: Instant) -> Result<(Message, Instant), RecvError> {
+    pub async fn message(&mut self, deadline: Instant) -> Result<(Message, Instant), QuicError> {
         loop {
             match self.framer.next(self.eof) {
                 Ok(Some(m)) => return Ok((m, self.last_arrival)),
                 Ok(None) => {}
-                Err(e) => return Err(RecvError::Malformed(e)),
+                Err(e) => return Err(QuicError::Malformed(e)),
             }
             if self.eof {
                 return Err(self.closed_err());
@@ -484,7 +509,7 @@ impl QuicConn {
     }
 
     /// Ok once the connection ended with nothing unread; Err(bytes) if records arrived instead.
-    pub async fn closed(&mut self, deadline: Instant) -> Result<Result<(), Vec<u8>>, RecvError> {
+    pub async fn closed(&mut self, deadline: Instant) -> Result<Result<(), Vec<u8>>, QuicError> {
         if !self.framer.pending().is_empty() {
             return Ok(Err(self.framer.pending().to_vec()));
         }
@@ -495,13 +520,13 @@ impl QuicConn {
     }
 
     /// Waits out `until`: Ok if nothing arrived and the connection stayed open.
-    pub async fn silence(&mut self, until: Instant) -> Result<(), RecvError> {
+    pub async fn silence(&mut self, until: Instant) -> Result<(), QuicError> {
         if !self.framer.pending().is_empty() {
-            return Err(RecvError::AlreadyWaiting(self.framer.pending().to_vec()));
+            return Err(QuicError::AlreadyWaiting(self.framer.pending().to_vec()));
         }
         match self.fill(until).await {
-            Err(RecvError::Timeout { .. }) => Ok(()),
-            Ok(true) => Err(RecvError::NotSilent(self.framer.pending().to_vec())),
+            Err(QuicError::Timeout(_)) => Ok(()),
+            Ok(true) => Err(QuicError::NotSilent(self.framer.pending().to_vec())),
             Ok(false) => Err(self.closed_err()),
             Err(e) => Err(e),
         }

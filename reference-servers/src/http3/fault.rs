@@ -91,6 +91,9 @@ mod tests {
         assert!(both.has(Fault::No404) && both.has(Fault::WrongCode) && both.raw());
         assert!(!parse("no-404").unwrap().raw());
         let err = parse("no-404,nosuch").unwrap_err();
-        assert!(err.contains("\"nosuch\"") && err.contains("no-settings, ignores-control-streams"), "{err}");
+        assert!(
+            err.contains("\"nosuch\"") && err.contains("no-settings, ignores-control-streams"),
+            "{err}"
+        );
     }
 }

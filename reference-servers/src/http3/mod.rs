@@ -334,7 +334,10 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_to_start_without_a_certificate() {
-        let err = start("127.0.0.1:0".parse().unwrap(), &Options::new()).await.unwrap_err().to_string();
+        let err = start("127.0.0.1:0".parse().unwrap(), &Options::new())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tls_cert") && err.contains("RFC 9001"), "{err}");
     }
 

@@ -515,11 +515,7 @@ impl Codec for Http3Codec {
                     self.absorbed = 0;
                     return Ok(Frame::Message(m, next));
                 }
-                Record::Close {
-                    application,
-                    code,
-                    reason,
-                } => {
+                Record::Close { application, code, reason } => {
                     let name = match application {
                         true => name_of(ERRORS, code),
                         false => transport_error(code),
@@ -531,11 +527,7 @@ impl Codec for Http3Codec {
                     if !reason.is_empty() {
                         text.push_str(&format!(" \"{}\"", escape_bytes(reason.as_bytes(), 120)));
                     }
-                    let kind = H3Kind::Close {
-                        application,
-                        code,
-                        reason,
-                    };
+                    let kind = H3Kind::Close { application, code, reason };
                     let m = message(text.clone(), text, None, kind);
                     self.absorbed = 0;
                     return Ok(Frame::Message(m, next));
@@ -643,7 +635,9 @@ impl Http3Codec {
                 let what = match (&e.head, client) {
                     (Some(head), false) => format!(
                         " (response {}, {} bytes of body)",
-                        head.iter().find(|(n, _)| n == ":status").map_or("without :status", |(_, v)| v.as_str()),
+                        head.iter()
+                            .find(|(n, _)| n == ":status")
+                            .map_or("without :status", |(_, v)| v.as_str()),
                         e.body_len
                     ),
                     (None, false) => " (no response)".to_string(),
@@ -983,7 +977,9 @@ mod tests {
                 "END stream=0 (response 200, 11 bytes of body)"
             ]
         );
-        let Some(end) = ms[3].detail.as_ref().and_then(|d| d.downcast_ref::<H3Message>()) else { panic!() };
+        let Some(end) = ms[3].detail.as_ref().and_then(|d| d.downcast_ref::<H3Message>()) else {
+            panic!()
+        };
         let H3Kind::End(Some(e)) = &end.kind else { panic!() };
         assert_eq!(e.body, b"hello world");
         assert!(ms.iter().all(|m| m.findings.is_empty()));
@@ -1019,7 +1015,11 @@ mod tests {
                 "CONNECTION_CLOSE H3_MISSING_SETTINGS \"no settings\"",
             ]
         );
-        assert!(ms.iter().all(|m| m.findings.is_empty()), "{:?}", ms.iter().map(|m| &m.findings).collect::<Vec<_>>());
+        assert!(
+            ms.iter().all(|m| m.findings.is_empty()),
+            "{:?}",
+            ms.iter().map(|m| &m.findings).collect::<Vec<_>>()
+        );
 
         let mut bad = vec![0x00];
         bad.extend(frame(0x7, &[0x00]));
@@ -1056,7 +1056,10 @@ mod tests {
     #[test]
     fn parses_unknown_streams_as_bytes() {
         let ms = all(Http3Codec::new(true), &stream_record(6, 0, &[0x40, 0x21, b'a', b'b'], true));
-        assert_eq!(texts(&ms), ["STREAM stream=6 0x21 (reserved)", "BYTES stream=6 2 bytes \"ab\"", "END stream=6"]);
+        assert_eq!(
+            texts(&ms),
+            ["STREAM stream=6 0x21 (reserved)", "BYTES stream=6 2 bytes \"ab\"", "END stream=6"]
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ impl Protocol for Http3 {
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         Box::new(Http3Codec::new(dir == Direction::ClientToServer))
     }
+    fn alpn(&self) -> Option<&'static [u8]> {
+        Some(ALPN)
+    }
     fn steps(&self) -> &'static Steps {
         &steps::STEPS
     }

@@ -97,10 +97,7 @@ pub const STATIC: [(&str, &str); 99] = [
     ("access-control-request-method", "post"),
     ("alt-svc", "clear"),
     ("authorization", ""),
-    (
-        "content-security-policy",
-        "script-src 'none'; object-src 'none'; base-uri 'none'",
-    ),
+    ("content-security-policy", "script-src 'none'; object-src 'none'; base-uri 'none'"),
     ("early-data", "1"),
     ("expect-ct", ""),
     ("forwarded", ""),
@@ -187,11 +184,11 @@ pub fn decode(section: &[u8]) -> Result<Vec<(String, String)>, QpackError> {
 }
 
 fn entry(i: u64) -> Result<(&'static str, &'static str), QpackError> {
-    usize::try_from(i)
-        .ok()
-        .and_then(|i| STATIC.get(i))
-        .copied()
-        .ok_or_else(|| err(format!("static table index {i} is past the table's 99 entries (RFC 9204 Appendix A)")))
+    usize::try_from(i).ok().and_then(|i| STATIC.get(i)).copied().ok_or_else(|| {
+        err(format!(
+            "static table index {i} is past the table's 99 entries (RFC 9204 Appendix A)"
+        ))
+    })
 }
 
 /// An integer with an `n`-bit prefix at `at` (RFC 9204 §4.1.1, RFC 7541 §5.1).
@@ -311,7 +308,10 @@ mod tests {
         s.extend_from_slice(&value);
         let got = decode(&s).unwrap();
         assert_eq!(got, pairs(&[(":status", "200"), ("content-type", "x/y"), ("abc", "hello")]));
-        assert_eq!(huffman_decode(&crate::proto::http2::hpack::huffman(b"www.example.com")).unwrap(), b"www.example.com");
+        assert_eq!(
+            huffman_decode(&crate::proto::http2::hpack::huffman(b"www.example.com")).unwrap(),
+            b"www.example.com"
+        );
     }
 
     #[test]
@@ -321,7 +321,10 @@ mod tests {
         assert!(decode(&[0x00, 0x00, 0x10]).unwrap_err().dynamic);
         assert!(decode(&[0x00, 0x00, 0x00]).unwrap_err().dynamic);
         assert!(decode(&[0x00, 0x00, 0xff, 0x40]).unwrap_err().reason.contains("static table index"));
-        assert!(decode(&[0x00, 0x00, 0x5f, 0x1d, 0x05, b'a']).unwrap_err().reason.contains("runs past"));
+        assert!(decode(&[0x00, 0x00, 0x5f, 0x1d, 0x05, b'a'])
+            .unwrap_err()
+            .reason
+            .contains("runs past"));
         assert!(huffman_decode(&[0x00]).is_err(), "padding of zeros");
         assert!(huffman_decode(&[0xff, 0xff, 0xff, 0xff]).is_err(), "EOS");
     }

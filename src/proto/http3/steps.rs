@@ -92,7 +92,11 @@ fn named(n: &Node, cx: &mut LoadCx, table: &[(u64, &'static str)], what: &str) -
         Some(v) => Some(v),
         None => {
             let names: Vec<&str> = table.iter().map(|(_, n)| *n).collect();
-            cx.err_help(n, format!("'{s}' is not a {what}"), format!("one of {}, or a number like 0x21", names.join(", ")));
+            cx.err_help(
+                n,
+                format!("'{s}' is not a {what}"),
+                format!("one of {}, or a number like 0x21", names.join(", ")),
+            );
             None
         }
     }
@@ -113,7 +117,11 @@ fn codes(n: &Node, cx: &mut LoadCx) -> Option<Vec<u64>> {
 }
 
 fn field_list(n: &Node, cx: &mut LoadCx) -> Option<Vec<(String, Template)>> {
-    let pairs = cx.mapping(n, "headers is a mapping of field names to values", "e.g. headers: { accept: \"*/*\" }")?;
+    let pairs = cx.mapping(
+        n,
+        "headers is a mapping of field names to values",
+        "e.g. headers: { accept: \"*/*\" }",
+    )?;
     let mut out = Vec::new();
     for (k, v) in pairs {
         out.push((cx.string(k, "a field name")?, cx.template(v, "a field value")?));
@@ -169,7 +177,11 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
     };
     if let Some(r) = f.get("request") {
         if SEND_KEYS.iter().any(|k| f.get(k).is_some()) {
-            cx.err_help(node, "a request send takes no other keys", "put the stream and fields inside request:");
+            cx.err_help(
+                node,
+                "a request send takes no other keys",
+                "put the stream and fields inside request:",
+            );
             return None;
         }
         let items: Vec<&Node> = match &r.data {
@@ -182,7 +194,11 @@ fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend>> {
         return Some(Box::new(send));
     }
     let Some(stream) = f.get("stream") else {
-        cx.err_help(node, "an HTTP/3 send names its stream", "e.g. send: { stream: 0, frame: DATA, data: x }");
+        cx.err_help(
+            node,
+            "an HTTP/3 send names its stream",
+            "e.g. send: { stream: 0, frame: DATA, data: x }",
+        );
         return None;
     };
     send.stream = Some(int(stream, cx, "stream")?);
@@ -269,7 +285,11 @@ fn parse_request(node: &Node, cx: &mut LoadCx) -> Option<Request> {
         }
     };
     let Some(stream) = f.get("stream") else {
-        cx.err_help(node, "a request names its stream", "client-initiated bidirectional streams are 0, 4, 8, ...");
+        cx.err_help(
+            node,
+            "a request names its stream",
+            "client-initiated bidirectional streams are 0, 4, 8, ...",
+        );
         return None;
     };
     let stream = int(stream, cx, "stream")?;
@@ -482,7 +502,11 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     let kind = if let Some(r) = f.get("response") {
         let rf = cx.fields(r, RESPONSE_KEYS, "a response")?;
         let Some(s) = rf.get("stream") else {
-            cx.err_help(r, "a response names its request's stream", "e.g. response: { stream: 0, status: 200 }");
+            cx.err_help(
+                r,
+                "a response names its request's stream",
+                "e.g. response: { stream: 0, status: 200 }",
+            );
             return None;
         };
         let streams = streams(s, cx)?;
@@ -550,7 +574,11 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             None => None,
         };
         let Some(c) = sf.get("code") else {
-            cx.err_help(s, "a stream error names its code", "e.g. stream_error: { stream: 0, code: H3_FRAME_UNEXPECTED }");
+            cx.err_help(
+                s,
+                "a stream error names its code",
+                "e.g. stream_error: { stream: 0, code: H3_FRAME_UNEXPECTED }",
+            );
             return None;
         };
         ExpectKind::StreamError(stream, codes(c, cx)?)
@@ -601,10 +629,7 @@ fn list(streams: &[u64]) -> String {
 impl H3Expect {
     fn check_response(&self, e: &codec::Exchange, msg: &Message, cx: &RenderCx) -> Result<(), Mismatch> {
         let want = self.describe();
-        let ExpectKind::Response {
-            status, headers, body, ..
-        } = &self.0
-        else {
+        let ExpectKind::Response { status, headers, body, .. } = &self.0 else {
             return Ok(());
         };
         let Some(head) = &e.head else {
@@ -689,11 +714,25 @@ impl StructuredExpect for H3Expect {
             return Err(mismatch("not an HTTP/3 message", want, msg));
         };
         match (&self.0, &m.kind) {
-            (ExpectKind::ConnectionError(codes), H3Kind::Close { application: true, code, .. })
-            | (ExpectKind::StreamError(_, codes), H3Kind::Close { application: true, code, .. }) => match meets(codes, *code) {
+            (
+                ExpectKind::ConnectionError(codes),
+                H3Kind::Close {
+                    application: true, code, ..
+                },
+            )
+            | (
+                ExpectKind::StreamError(_, codes),
+                H3Kind::Close {
+                    application: true, code, ..
+                },
+            ) => match meets(codes, *code) {
                 true => Ok(Vec::new()),
                 false => Err(mismatch(
-                    format!("the connection was closed with {}, not {}", name_of(ERRORS, *code), code_list(codes)),
+                    format!(
+                        "the connection was closed with {}, not {}",
+                        name_of(ERRORS, *code),
+                        code_list(codes)
+                    ),
                     want,
                     msg,
                 )),
@@ -712,11 +751,9 @@ impl StructuredExpect for H3Expect {
                 )),
             },
             (_, H3Kind::Close { .. }) => Err(mismatch("the connection was closed", want, msg)),
-            (ExpectKind::Response { .. }, H3Kind::Abort { reset: true, code }) => Err(mismatch(
-                format!("the stream was reset with {}", name_of(ERRORS, *code)),
-                want,
-                msg,
-            )),
+            (ExpectKind::Response { .. }, H3Kind::Abort { reset: true, code }) => {
+                Err(mismatch(format!("the stream was reset with {}", name_of(ERRORS, *code)), want, msg))
+            }
             (ExpectKind::Response { .. }, H3Kind::End(Some(e))) => self.check_response(e, msg, cx).map(|()| Vec::new()),
             (ExpectKind::Frame { kind, id, .. }, H3Kind::Frame(H3Frame { kind: got, id: got_id, .. })) if kind == got => {
                 match (id, got_id) {
@@ -794,9 +831,7 @@ impl StructuredExpect for H3Expect {
             }
             ExpectKind::StreamType(t) => !matches!(m.kind, H3Kind::StreamType(got) if got == *t),
             ExpectKind::ConnectionError(_) => true,
-            ExpectKind::StreamError(stream, _) => {
-                !(matches!(m.kind, H3Kind::Abort { .. }) && stream.is_none_or(|s| m.stream == Some(s)))
-            }
+            ExpectKind::StreamError(stream, _) => !(matches!(m.kind, H3Kind::Abort { .. }) && stream.is_none_or(|s| m.stream == Some(s))),
         }
     }
 }
@@ -816,6 +851,24 @@ mod tests {
         }
     }
 
+    /// What the connection does to a send's records: each stream's offsets, in order.
+    fn with_offsets(bytes: &[u8]) -> Vec<u8> {
+        let mut next = std::collections::HashMap::new();
+        let (mut out, mut at) = (Vec::new(), 0);
+        while let Some((r, end)) = codec::parse_record(bytes, at).unwrap() {
+            if let codec::Record::Stream {
+                id, start, end: stop, fin, ..
+            } = r
+            {
+                let off: &mut u64 = next.entry(id).or_default();
+                out.extend(codec::stream_record(id, *off, &bytes[start..stop], fin));
+                *off += (stop - start) as u64;
+            }
+            at = end;
+        }
+        out
+    }
+
     fn frames(bytes: &[u8], client: bool) -> Vec<Message> {
         let mut f = crate::proto::Framer::new(Box::new(codec::Http3Codec::new(client)));
         f.push(bytes);
@@ -829,10 +882,14 @@ mod tests {
     #[test]
     fn round_trip_a_request() {
         let vars = Vars::new();
-        let s = testing::send(&STEPS, "request: { stream: 4, method: POST, path: /echo, body: hi, headers: { x-a: b } }").unwrap();
+        let s = testing::send(
+            &STEPS,
+            "request: { stream: 4, method: POST, path: /echo, body: hi, headers: { x-a: b } }",
+        )
+        .unwrap();
         let bytes = s.render(&cx(&vars)).unwrap();
         // The connection fills in offsets: here the stream starts at 0, so they are right.
-        let texts: Vec<String> = frames(&bytes, true).iter().map(|m| m.text.clone()).collect();
+        let texts: Vec<String> = frames(&with_offsets(&bytes), true).iter().map(|m| m.text.clone()).collect();
         assert_eq!(
             texts,
             [
@@ -846,8 +903,15 @@ mod tests {
     #[test]
     fn builds_control_streams_and_malformed_frames() {
         let vars = Vars::new();
-        let s = testing::send(&STEPS, "{ stream: 2, stream_type: control, frame: SETTINGS, settings: { QPACK_MAX_TABLE_CAPACITY: 0 } }").unwrap();
-        let texts: Vec<String> = frames(&s.render(&cx(&vars)).unwrap(), true).iter().map(|m| m.text.clone()).collect();
+        let s = testing::send(
+            &STEPS,
+            "{ stream: 2, stream_type: control, frame: SETTINGS, settings: { QPACK_MAX_TABLE_CAPACITY: 0 } }",
+        )
+        .unwrap();
+        let texts: Vec<String> = frames(&s.render(&cx(&vars)).unwrap(), true)
+            .iter()
+            .map(|m| m.text.clone())
+            .collect();
         assert_eq!(texts, ["STREAM stream=2 control", "SETTINGS stream=2 QPACK_MAX_TABLE_CAPACITY=0"]);
         let s = testing::send(&STEPS, "{ stream: 2, frame: GOAWAY, length: 3, payload: '00' }").unwrap();
         assert_eq!(
@@ -855,8 +919,12 @@ mod tests {
             codec::stream_record(2, 0, &[0x07, 0x03, 0x00], false)
         );
         assert!(testing::send(&STEPS, "{ frame: DATA }").unwrap_err().contains("names its stream"));
-        assert!(testing::send(&STEPS, "request: { stream: 2 }").unwrap_err().contains("bidirectional"));
-        assert!(testing::send(&STEPS, "{ stream: 0, frame: NOPE }").unwrap_err().contains("not a frame type"));
+        assert!(testing::send(&STEPS, "request: { stream: 2 }")
+            .unwrap_err()
+            .contains("bidirectional"));
+        assert!(testing::send(&STEPS, "{ stream: 0, frame: NOPE }")
+            .unwrap_err()
+            .contains("not a frame type"));
     }
 
     fn server(bytes: &[u8]) -> Vec<Message> {
@@ -869,13 +937,21 @@ mod tests {
         let mut control = vec![0x00];
         control.extend(frame_bytes(0x4, &[0x06, 0x40, 0x64], None));
         let mut rec = codec::stream_record(3, 0, &control, false);
-        let mut resp = frame_bytes(0x1, &qpack::encode(&[(":status".into(), "200".into()), ("content-type".into(), "text/html".into())]), None);
+        let mut resp = frame_bytes(
+            0x1,
+            &qpack::encode(&[(":status".into(), "200".into()), ("content-type".into(), "text/html".into())]),
+            None,
+        );
         resp.extend(frame_bytes(0x0, b"hello", None));
         rec.extend(codec::stream_record(0, 0, &resp, false));
         rec.extend(codec::stream_record(0, resp.len() as u64, b"", true));
         rec.extend(codec::close_record(true, 0x101, b""));
         let ms = server(&rec);
-        let e = testing::expect(&STEPS, "response: { stream: [0, 4], status: 200, headers: { content-type: { regex: ^text/ } }, body: hello }").unwrap();
+        let e = testing::expect(
+            &STEPS,
+            "response: { stream: [0, 4], status: 200, headers: { content-type: { regex: ^text/ } }, body: hello }",
+        )
+        .unwrap();
         let seen: Vec<bool> = ms.iter().map(|m| e.skips(m)).collect();
         assert_eq!(seen, [true, true, true, true, false, false]);
         assert!(e.check(&ms[4], &cx(&vars)).is_ok());
@@ -895,7 +971,10 @@ mod tests {
         let ms = server(&codec::close_record(true, 0x102, b"oops"));
         let e = testing::expect(&STEPS, "connection_error: [H3_FRAME_ERROR, H3_FRAME_UNEXPECTED]").unwrap();
         let err = e.check(&ms[0], &cx(&vars)).unwrap_err();
-        assert!(err.message.contains("H3_INTERNAL_ERROR") && err.message.contains("H3_FRAME_ERROR or H3_FRAME_UNEXPECTED"), "{err:?}");
+        assert!(
+            err.message.contains("H3_INTERNAL_ERROR") && err.message.contains("H3_FRAME_ERROR or H3_FRAME_UNEXPECTED"),
+            "{err:?}"
+        );
         let ms = server(&codec::abort_record(codec::RESET_STREAM, 0, 0x105, 0));
         let e = testing::expect(&STEPS, "stream_error: { stream: 0, code: H3_FRAME_UNEXPECTED }").unwrap();
         assert!(!e.skips(&ms[0]) && e.check(&ms[0], &cx(&vars)).is_ok());
