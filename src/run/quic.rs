@@ -300,16 +300,16 @@ impl QuicConn {
     async fn stream(&mut self, id: u64, deadline: Instant) -> Result<&mut quinn::SendStream, QuicError> {
         if !self.sends.contains_key(&id) {
             if id % 2 == 1 {
-                return Err(QuicError::Other(String::from(format!(
+                return Err(QuicError::Other(format!(
                     "stream {id} is the server's (odd ids are server-initiated, RFC 9000 §2.1): the harness cannot write it"
-                ))));
+                )));
             }
             let uni = id & 2 != 0;
             let next = if uni { self.next_uni } else { self.next_bidi };
             if id < next {
-                return Err(QuicError::Other(String::from(format!(
+                return Err(QuicError::Other(format!(
                     "stream {id} was already finished or reset by this case: QUIC never reuses a stream id (RFC 9000 §2.1)"
-                ))));
+                )));
             }
             while (if uni { self.next_uni } else { self.next_bidi }) <= id {
                 let opened = match uni {
@@ -322,11 +322,11 @@ impl QuicConn {
                 };
                 let (send, recv) = match opened {
                     Err(_) => {
-                        return Err(QuicError::Other(String::from(format!(
+                        return Err(QuicError::Other(format!(
                             "the server allows no more streams (QUIC's MAX_STREAMS, RFC 9000 §4.6): stream {id} could not be opened in time"
-                        ))))
+                        )))
                     }
-                    Ok(Err(e)) => return Err(QuicError::Other(String::from(format!("cannot open stream {id}: {e}")))),
+                    Ok(Err(e)) => return Err(QuicError::Other(format!("cannot open stream {id}: {e}"))),
                     Ok(Ok(pair)) => pair,
                 };
                 let got = u64::from(send.id());
@@ -365,9 +365,9 @@ impl QuicConn {
                     at = next;
                 }
                 _ => {
-                    return Err(QuicError::Other(String::from(
-                        "on a QUIC connection a send names its stream: send: { stream: 0, bytes: \"...\" }",
-                    )))
+                    return Err(QuicError::Other(
+                        "on a QUIC connection a send names its stream: send: { stream: 0, bytes: \"...\" }".into(),
+                    ))
                 }
             }
         }

@@ -6,7 +6,7 @@
 use super::codec::{H3Kind, H3Message};
 use crate::proto::{Direction, Exchange, Finding, Level};
 
-fn detail<'a>(m: &'a crate::proto::Message) -> Option<&'a H3Message> {
+fn detail(m: &crate::proto::Message) -> Option<&H3Message> {
     m.detail.as_ref()?.downcast_ref::<H3Message>()
 }
 

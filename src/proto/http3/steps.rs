@@ -653,13 +653,13 @@ impl H3Expect {
                 (FieldCheck::Absent, None) => {}
                 (_, None) => return Err(fail(format!("no {name} field"))),
                 (FieldCheck::Equals(t), Some(v)) => {
-                    let w = t.render(cx.vars).map_err(|e| fail(e))?;
+                    let w = t.render(cx.vars).map_err(&fail)?;
                     if w != v {
                         return Err(fail(format!("{name} is {v:?}, not {w:?}")));
                     }
                 }
                 (FieldCheck::Regex(t), Some(v)) => {
-                    let p = t.render_regex(cx.vars).map_err(|e| fail(e))?;
+                    let p = t.render_regex(cx.vars).map_err(&fail)?;
                     let re = Regex::new(&p).map_err(|e| fail(format!("invalid regex: {e}")))?;
                     if !re.is_match(v) {
                         return Err(fail(format!("{name} is {v:?}, which does not match /{p}/")));
@@ -672,7 +672,7 @@ impl H3Expect {
             let kept_all = e.body.len() as u64 == e.body_len;
             match check {
                 BodyCheck::Exact(t) => {
-                    let w = crate::syntax::unescape(&t.render(cx.vars).map_err(|e| fail(e))?).map_err(|e| fail(e))?;
+                    let w = crate::syntax::unescape(&t.render(cx.vars).map_err(&fail)?).map_err(&fail)?;
                     if !kept_all || e.body != w {
                         return Err(fail(format!(
                             "the body differs: {} bytes \"{}\"",
@@ -681,15 +681,13 @@ impl H3Expect {
                         )));
                     }
                 }
-                BodyCheck::File(fx) => {
-                    if !kept_all || e.body[..] != fx.bytes[..] {
-                        return Err(fail(format!(
-                            "the body ({} bytes) is not the {} bytes of {}",
-                            e.body_len,
-                            fx.bytes.len(),
-                            fx.path.display()
-                        )));
-                    }
+                BodyCheck::File(fx) if !kept_all || e.body[..] != fx.bytes[..] => {
+                    return Err(fail(format!(
+                        "the body ({} bytes) is not the {} bytes of {}",
+                        e.body_len,
+                        fx.bytes.len(),
+                        fx.path.display()
+                    )));
                 }
                 BodyCheck::Length(n) if e.body_len != *n => {
                     return Err(fail(format!("the body is {} bytes, not {n}", e.body_len)));
