@@ -749,7 +749,8 @@ impl Ctx {
             Ok((endpoint, conn)) => {
                 let local = endpoint.local_addr().ok();
                 let id = env.rec.open(self.info(env, name, Transport::Quic, true, local, Some(addr)));
-                let q = super::quic::QuicConn::new(id, endpoint, conn, proto, env.rec.clone());
+                let mut q = super::quic::QuicConn::new(id, endpoint, conn, proto, env.rec.clone());
+                q.settle(deadline).await;
                 self.register(env, name, Conn::Quic(Box::new(q)));
                 Ok(())
             }

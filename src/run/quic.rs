@@ -296,6 +296,33 @@ impl QuicConn {
         }
     }
 
+    /// Waits (until `deadline`) for the server's SETTINGS on its control stream, which RFC 9114
+    /// §6.2.1 says it sends at the beginning of the connection: what arrives stays for the steps
+    /// to read, and a transcript holds the server's SETTINGS whatever the case waited for. A
+    /// server that sends none is the steps' to judge; only the wait ends.
+    pub async fn settle(&mut self, deadline: Instant) {
+        let mut look = Framer::new(Box::new(codec::Http3Codec::new(false)));
+        let mut seen = 0;
+        loop {
+            let pending = self.framer.pending();
+            look.push(&pending[seen.min(pending.len())..]);
+            seen = pending.len();
+            while let Ok(Some(m)) = look.next(false) {
+                let settings = m
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.downcast_ref::<codec::H3Message>())
+                    .is_some_and(|d| d.stream.is_some_and(|s| s % 4 == 3) && d.frame().is_some_and(|f| f.kind == 0x4));
+                if settings {
+                    return;
+                }
+            }
+            if !matches!(self.fill(deadline).await, Ok(true)) {
+                return;
+            }
+        }
+    }
+
     /// The stream `id`'s sending half, opening streams up to it as QUIC numbers them.
     async fn stream(&mut self, id: u64, deadline: Instant) -> Result<&mut quinn::SendStream, QuicError> {
         if !self.sends.contains_key(&id) {

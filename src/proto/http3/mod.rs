@@ -38,6 +38,11 @@ impl Protocol for Http3 {
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
     }
+    fn snapshot_skips(&self, text: &str) -> bool {
+        // QPACK streams open when the server likes (RFC 9204 §4.2), and a STOP_SENDING for a
+        // stream the server ignores comes when it gets to it (RFC 9114 §6.2).
+        (text.starts_with("STREAM stream=") && text.contains(" qpack-")) || text.starts_with("STOP_SENDING ")
+    }
     fn interleaved_key(&self, text: &str) -> Option<u32> {
         if text.starts_with("CONNECTION_CLOSE") {
             return Some(u32::MAX);
