@@ -95,6 +95,12 @@ pub enum EventKind {
         /// How many bytes were not captured.
         len: u64,
     },
+    /// TLS began on the connection (from its first byte, or after a STARTTLS): what the handshake
+    /// settled (version, cipher suite, ALPN, server name). The bytes around it are plaintext.
+    Tls {
+        /// The handshake in a few words.
+        text: String,
+    },
     /// Something worth knowing that is not traffic (a capture decoder's remark).
     Note {
         /// The remark.
@@ -448,6 +454,7 @@ impl Dialogue {
                     resync.insert((ev.conn, *dir));
                 }
                 EventKind::Note { text } => push(None, What::Event(format!("note: {text}"))),
+                EventKind::Tls { text } => push(None, What::Event(format!("tls: {text}"))),
             }
         }
         let mut left: Vec<_> = counted.into_iter().collect();

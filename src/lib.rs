@@ -15,3 +15,4 @@ pub mod report;
 pub mod run;
 pub mod suite;
 pub mod syntax;
+pub mod tls;

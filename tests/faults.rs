@@ -44,6 +44,35 @@ async fn smtp_roundtrip_cases_catch_a_server_that_keeps_dot_stuffing() {
     );
 }
 
+/// The STARTTLS cases of the smtp and pop3 suites each catch their fault of the reference (the
+/// imap suite's are among `IMAP_FAULTS`): a server that runs what came in clear after STARTTLS,
+/// one that offers STARTTLS again inside TLS, one that takes STLS after a login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_cases_catch_their_faults() {
+    let faults = [
+        ("smtp", "starttls-runs-pipelined"),
+        ("smtp", "starttls-again"),
+        ("pop3", "starttls-runs-pipelined"),
+        ("pop3", "stls-after-login"),
+    ];
+    let mut problems = Vec::new();
+    for (suite, fault) in faults {
+        let tag = format!("bug-{fault}");
+        let good = run_tagged(suite, &tag, "").await;
+        if good.is_empty() {
+            problems.push(format!("{suite}: no case is tagged {tag}"));
+        }
+        for (case, v) in good.iter().filter(|(_, v)| *v != Verdict::Pass) {
+            problems.push(format!("{suite}::{case} does not pass the reference ({v:?})"));
+        }
+        let faulty = run_tagged(suite, &tag, &format!("fault: {fault}")).await;
+        for (case, v) in faulty.iter().filter(|(_, v)| *v != Verdict::Fail) {
+            problems.push(format!("{suite}::{case} does not catch {fault} ({v:?})"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// The reference IMAP server's faults: each is the tag `bug-<fault>` of the suite cases that must
 /// catch it (`reference-servers/src/imap/fault.rs`).
 const IMAP_FAULTS: &[&str] = &[
@@ -70,6 +99,7 @@ const IMAP_FAULTS: &[&str] = &[
     "case-sensitive",
     "crash-on-garbage",
     "single-client",
+    "starttls-runs-pipelined",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

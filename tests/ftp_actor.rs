@@ -62,6 +62,7 @@ async fn start(faults: &[&str]) -> (ActorHandle, SocketAddr, Arc<Log>) {
     let bound = Bound {
         udp: None,
         tcp: Some(listener),
+        tls: None,
     };
     (declared().start(bound, &faults, log.clone()), addr, log)
 }

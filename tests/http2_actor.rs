@@ -56,6 +56,7 @@ async fn start(faults: &[&str]) -> (ActorHandle, SocketAddr, Arc<Log>) {
     let bound = Bound {
         udp: None,
         tcp: Some(listener),
+        tls: None,
     };
     (spec.start(bound, &faults, log.clone()), addr, log)
 }

@@ -40,7 +40,10 @@
 //! RFC 2428, falling back to PASV and PORT on 500 or 502; default true) and
 //! `fault`: deliberate bugs (comma-separated, none by default) that the suite's
 //! proofs switch on, each the small change to this code that a client with
-//! that bug would have (see `FAULTS`).
+//! that bug would have (see `FAULTS`). With `tls_ca` (the PEM file of the CA
+//! to trust) the control connection is implicit FTPS, TLS from its first byte
+//! to the server `localhost`; data connections stay clear (RFC 4217 §9's
+//! default without PROT).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -51,11 +54,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{timeout, timeout_at, Instant};
 
+use crate::tls::{self, ClientStream};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options};
 
 /// The name suites and the CLI use for this client.
 pub(crate) const NAME: &str = "ftp-client";
-const OPTIONS: &[&str] = &["timeout", "max_file_size", "extended", "fault"];
+const OPTIONS: &[&str] = &["timeout", "max_file_size", "extended", "fault", tls::CA];
 
 const USER: &str = "anonymous";
 /// RFC 1635: anonymous FTP asks for an e-mail address as the password.
@@ -198,6 +202,7 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
     let max_size = opts.get("max_file_size", "16777216", |v| parse_count(v, 0, u64::MAX))?;
     let extended = opts.get("extended", "true", crate::ftp::parse_bool)?;
     let faults = opts.get("fault", "", parse_faults)?;
+    let tls = tls::client_options(&opts, &[])?;
     let (passive, command) = parse_args(args).map_err(|why| Error::BadArgs {
         client: NAME.to_owned(),
         why,
@@ -217,18 +222,14 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
         },
         _ => None,
     };
-    let stream = match timeout(wait, TcpStream::connect(server)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            print(format!("error: cannot connect to {server}: {e}"));
-            return Ok(1);
-        }
-        Err(_) => {
-            print(format!("error: no connection to {server} within {wait:?}"));
+    let stream = match ClientStream::connect(server, tls.as_ref(), wait).await {
+        Ok(stream) => stream,
+        Err(why) => {
+            print(format!("error: {why}"));
             return Ok(1);
         }
     };
-    let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) else {
+    let (Ok(local), Ok(peer)) = (stream.tcp().local_addr(), stream.tcp().peer_addr()) else {
         print("error: the control connection has no address".to_owned());
         return Ok(1);
     };
@@ -315,7 +316,7 @@ enum Data {
 }
 
 struct Client<'p> {
-    control: TcpStream,
+    control: ClientStream,
     local: SocketAddr,
     peer: SocketAddr,
     buf: Vec<u8>,

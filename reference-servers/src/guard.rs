@@ -19,6 +19,13 @@
 //! socket and notes when bytes arrive, when the server waits for more, and
 //! when it answers (an answer ends the message being read). So a server only
 //! swaps `TcpStream` for `Stream` and its parsing does not change.
+//!
+//! TLS sits above the observation (`tls::Layer` over the observed socket), so a
+//! handshake is a message like any other: a silent client before its ClientHello
+//! can make room, a trickled one is cut. A server with implicit TLS
+//! (`Limits::implicit_tls`) has every connection's handshake done here before
+//! its handler runs; a connection that speaks TLS gets no goodbye in clear text
+//! (its words would be garbage inside TLS), only the close.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,6 +42,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, Instant};
 
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::{self, Layer};
 use crate::{parse_count, parse_duration, Error, OptionSet};
 
 /// The option names every guarded server accepts, besides its own.
@@ -55,7 +65,7 @@ const GOODBYE_DRAIN: u64 = 64 << 10;
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// How many connections a server keeps and how long a message may take.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Limits {
     /// Connections open at once; see the module documentation for what happens at the cap.
     pub max_connections: usize,
@@ -64,6 +74,8 @@ pub(crate) struct Limits {
     /// At the cap, let newcomers wait in the listen backlog instead of making room
     /// (the IMAP fault `single-client`, whose point is a server that makes clients queue).
     pub queue: bool,
+    /// With implicit TLS: the handshake every connection starts with, done before its handler runs.
+    pub implicit_tls: Option<TlsAcceptor>,
 }
 
 impl Limits {
@@ -76,6 +88,7 @@ impl Limits {
             max_connections: max_connections as usize,
             line_timeout,
             queue: false,
+            implicit_tls: None,
         })
     }
 }
@@ -119,6 +132,8 @@ struct State {
     progress: Instant,
     /// Whether `line_timeout` applies: off once a protocol bounds its own messages.
     timed: bool,
+    /// The connection speaks (or is starting to speak) TLS: no goodbye in clear text.
+    encrypted: bool,
 }
 
 impl Activity {
@@ -129,6 +144,7 @@ impl Activity {
                 started: None,
                 progress: Instant::now(),
                 timed: true,
+                encrypted: false,
             }),
             changed: Notify::new(),
             evict: Notify::new(),
@@ -174,28 +190,49 @@ impl Activity {
     }
 }
 
-/// A server's side of a TCP connection, observed by the guard (or not: `plain`).
-#[derive(Debug)]
+/// A server's side of a TCP connection, observed by the guard (or not: `plain`), in clear
+/// text or TLS (`start_tls`).
 pub(crate) struct Stream {
+    io: Layer<Watched>,
+}
+
+/// The TCP connection and what the guard knows of it.
+pub(crate) struct Watched {
     inner: TcpStream,
     activity: Option<Arc<Activity>>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("tls", &self.io.is_tls()).finish_non_exhaustive()
+    }
+}
+
+fn no_connection() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the TLS handshake failed")
 }
 
 impl Stream {
     /// A stream nobody watches, for connections a server opens itself (e.g. the proxy's to an origin).
     pub(crate) fn plain(inner: TcpStream) -> Stream {
-        Stream { inner, activity: None }
+        Stream {
+            io: Layer::Plain(Watched { inner, activity: None }),
+        }
+    }
+
+    fn watched(&self) -> Option<&Watched> {
+        self.io.get_ref()
     }
 
     /// See `TcpStream::local_addr`.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+        self.watched().ok_or_else(no_connection)?.inner.local_addr()
     }
 
     /// Stops `line_timeout` on this connection, for a protocol that bounds its own messages
     /// from here on (HTTP/2, whose client may send a frame the server has no answer to).
     pub(crate) fn untimed(&self) {
-        if let Some(activity) = &self.activity {
+        if let Some(activity) = self.watched().and_then(|w| w.activity.as_ref()) {
             activity.state().timed = false;
             // The watcher may be sleeping towards a deadline that no longer exists.
             activity.changed.notify_one();
@@ -204,11 +241,38 @@ impl Stream {
 
     /// See `TcpStream::set_nodelay`.
     pub(crate) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.inner.set_nodelay(nodelay)
+        self.watched().ok_or_else(no_connection)?.inner.set_nodelay(nodelay)
+    }
+
+    /// True once the connection speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.io.is_tls()
+    }
+
+    /// The protocol ALPN settled on, if any.
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        self.io.alpn()
+    }
+
+    /// The server's side of a TLS handshake on this connection, within `within`; from here on
+    /// everything is TLS. What the caller read before and did not use is its own to discard.
+    /// On failure the stream is of no more use.
+    pub(crate) async fn start_tls(&mut self, acceptor: &TlsAcceptor, within: Duration) -> io::Result<()> {
+        let activity = self.watched().and_then(|w| w.activity.clone());
+        if let Some(activity) = &activity {
+            activity.state().encrypted = true;
+        }
+        self.io.upgrade(acceptor, within).await?;
+        // The handshake's last flight was the client's: without this it would look like a
+        // message under way that the server never answered.
+        if let Some(activity) = &activity {
+            activity.wrote();
+        }
+        Ok(())
     }
 }
 
-impl AsyncRead for Stream {
+impl AsyncRead for Watched {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -220,7 +284,7 @@ impl AsyncRead for Stream {
     }
 }
 
-impl AsyncWrite for Stream {
+impl AsyncWrite for Watched {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
@@ -238,6 +302,26 @@ impl AsyncWrite for Stream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -264,9 +348,11 @@ impl Drop for Registration {
 /// connections the guard closes get `goodbye`'s words first.
 pub(crate) async fn serve<H, F>(listener: TcpListener, limits: Limits, goodbye: Goodbye, handler: H)
 where
-    H: Fn(Stream, SocketAddr) -> F,
+    H: Fn(Stream, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    let handler = Arc::new(handler);
+    let handshake = tls::handshake_limit(limits.line_timeout);
     let open: Open = Arc::default();
     let queue = limits.queue.then(|| Arc::new(Semaphore::new(limits.max_connections)));
     // Owning the connection tasks here means aborting the server aborts them.
@@ -289,7 +375,9 @@ where
         };
         while connections.try_join_next().is_some() {}
         if slot.is_none() && !make_room(&open, limits.max_connections) {
-            if let (Some(words), Ok(stream)) = (goodbye(Reason::Busy), stream.into_std()) {
+            // A TLS client would take clear-text words for a broken handshake: it gets the close.
+            let words = goodbye(Reason::Busy).filter(|_| limits.implicit_tls.is_none());
+            if let (Some(words), Ok(stream)) = (words, stream.into_std()) {
                 // Written straight to the (non-blocking) socket: tokio's `try_write` would wait
                 // for a readiness event a fresh socket has not had yet. A fresh socket has room
                 // for a few bytes; if not, the newcomer just sees the close.
@@ -309,13 +397,22 @@ where
             id: next_id,
             open: open.clone(),
         };
-        let handled = handler(
-            Stream {
+        let mut stream = Stream {
+            io: Layer::Plain(Watched {
                 inner: stream,
                 activity: Some(activity.clone()),
-            },
-            peer,
-        );
+            }),
+        };
+        let (handler, implicit) = (handler.clone(), limits.implicit_tls.clone());
+        let handled = async move {
+            if let Some(acceptor) = implicit {
+                // A failed or overdue handshake ends this connection quietly, never the server.
+                if stream.start_tls(&acceptor, handshake).await.is_err() {
+                    return;
+                }
+            }
+            handler(stream, peer).await;
+        };
         let goodbye = goodbye.clone();
         let line_timeout = limits.line_timeout;
         connections.spawn(guarded(handled, activity, line_timeout, spare, goodbye, registration, slot));
@@ -337,7 +434,8 @@ async fn guarded(
         reason = watch(&activity, line_timeout) => reason,
     };
     drop(registration);
-    if let Some(words) = goodbye(reason) {
+    let encrypted = activity.state().encrypted;
+    if let Some(words) = goodbye(reason).filter(|_| !encrypted) {
         say(spare, &words).await;
     }
     drop(slot);

@@ -41,6 +41,10 @@
 //!
 //! A request for the proxy's own address cannot loop: it arrives in
 //! origin-form, which the proxy answers with 400.
+//!
+//! With `tls=implicit` (and `tls_cert`, `tls_key`) the proxy's own port speaks
+//! TLS from the first byte (ALPN `http/1.1`); its requests to origins stay
+//! plain HTTP.
 
 mod allow;
 mod cache;
@@ -62,6 +66,7 @@ use self::message::{
 };
 use self::upstream::{Exchange, Gateway, Target};
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
+use crate::tls::{self, Offer, ServerTls};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 pub(crate) const NAME: &str = "http-proxy";
@@ -73,6 +78,9 @@ const OPTIONS: &[&str] = &[
     "allow",
     guard::OPTIONS[0],
     guard::OPTIONS[1],
+    tls::OPTIONS[0],
+    tls::OPTIONS[1],
+    tls::OPTIONS[2],
 ];
 
 /// The received-by pseudonym in `Via` (RFC 9110 §7.6.3).
@@ -95,7 +103,8 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let origin_timeout = opts.get("origin_timeout", "5s", parse_duration)?;
     let idle = opts.get("idle", "10s", parse_duration)?;
-    let limits = Limits::from_options(&opts)?;
+    let mut limits = Limits::from_options(&opts)?;
+    limits.implicit_tls = ServerTls::implicit(tls::server_options(&opts, Offer::Implicit, &[tls::HTTP11])?.as_ref());
     let max_entries = opts.get("max_entries", "1000", |v| parse_count(v, 0, 1_000_000))?;
     let max_object = opts.get("max_object", "10MiB", parse_size)?;
     let allow = opts.get("allow", allow::LOOPBACK, Allow::parse)?;

@@ -27,6 +27,7 @@ mod http_proxy;
 mod pinger_client;
 mod socket_timeout;
 mod tcp_upper;
+mod tls;
 mod udp_pinger;
 mod udp_upper;
 

@@ -37,6 +37,12 @@
 //!   other reference servers, so a stuck suite does not wait that long); so is
 //!   a command still incomplete `line_timeout` after its first byte, and the
 //!   idlest session when a newcomer finds `max_connections` open (see `guard`).
+//!
+//! TLS (see `tls`): `tls=implicit` is POP3S (RFC 8314), TLS from the first byte;
+//! `tls=starttls` offers STLS (RFC 2595 §4) in CAPA until TLS has begun, and
+//! `require_tls=yes` then refuses USER, PASS and APOP with `-ERR` (and leaves
+//! USER out of CAPA) until it has. The `fault` option switches on deliberate
+//! bugs (`FAULTS`) so the harness can prove its cases catch them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +51,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
+use crate::tls::{self, Offer, ServerTls};
 
 use crate::maildir::{self, MaildropLock, MessageFile, Store, MAX_MESSAGE_FILE};
 use crate::smtp::{parse_domain, LineConn};
@@ -52,35 +59,97 @@ use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport}
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "pop3";
-const OPTIONS: &[&str] = &["seed", "maildir", "idle", "domain", guard::OPTIONS[0], guard::OPTIONS[1]];
+const OPTIONS: &[&str] = &[
+    "seed",
+    "maildir",
+    "idle",
+    "domain",
+    "fault",
+    guard::OPTIONS[0],
+    guard::OPTIONS[1],
+    tls::OPTIONS[0],
+    tls::OPTIONS[1],
+    tls::OPTIONS[2],
+    tls::REQUIRE,
+];
 
 /// RFC 2449 §4: a command line, CRLF included.
 const MAX_COMMAND_LINE: usize = 255;
 
 const WRONG_STATE: &str = "-ERR command not valid in this state";
 
+/// One deliberate bug, for proving the suite's cases; none is ever on in a real run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `starttls-runs-pipelined`: commands that arrived in clear text after STLS, before the
+    /// handshake, are executed after it (the command injection of CVE-2011-0411).
+    StartTlsRunsPipelined,
+    /// `starttls-again`: STLS is still in CAPA after TLS began, and a second STLS is answered
+    /// `+OK` (the session then goes on without a second handshake).
+    StartTlsAgain,
+    /// `stls-after-login`: STLS is accepted in the TRANSACTION state too.
+    StlsAfterLogin,
+}
+
+/// Each fault's name, as the `fault` option takes it.
+const FAULTS: &[(&str, Fault)] = &[
+    ("starttls-runs-pipelined", Fault::StartTlsRunsPipelined),
+    ("starttls-again", Fault::StartTlsAgain),
+    ("stls-after-login", Fault::StlsAfterLogin),
+];
+
+/// The faults switched on: one bit per `Fault`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Faults(u32);
+
+impl Faults {
+    fn has(self, fault: Fault) -> bool {
+        self.0 & (1 << fault as u32) != 0
+    }
+}
+
+/// Parses the `fault` option: fault names separated by commas.
+fn parse_faults(text: &str) -> Result<Faults, String> {
+    let names = crate::faults::parse_names(text, FAULTS)?;
+    Ok(names
+        .into_iter()
+        .fold(Faults::default(), |all, fault| Faults(all.0 | 1 << fault as u32)))
+}
+
+/// What every session shares.
+struct Config {
+    store: Store,
+    idle: Duration,
+    faults: Faults,
+    tls: Option<ServerTls>,
+}
+
 /// Checks the options, opens the store, binds, and starts serving.
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "60s", parse_duration)?;
-    let limits = Limits::from_options(&opts)?;
+    let mut limits = Limits::from_options(&opts)?;
+    let faults = opts.get("fault", "", parse_faults)?;
+    let tls = tls::server_options(&opts, Offer::Mail, &[])?;
+    limits.implicit_tls = ServerTls::implicit(tls.as_ref());
     // Accepted so that one set of options fits every mail server; POP3 has no use for it.
     opts.get("domain", "hamburger.edu", parse_domain)?;
     let (store, temporary) = maildir::open(&opts)?;
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
+    let config = Arc::new(Config { store, idle, faults, tls });
     let server = async move {
-        serve(server_socket, store, idle, limits).await;
+        serve(server_socket, config, limits).await;
         drop(temporary);
     };
     Ok(RunningServer::spawn(local_addr, Transport::Tcp, server))
 }
 
 /// Serves every connection within `limits` (see `guard`).
-async fn serve(server_socket: TcpListener, store: Store, idle: Duration, limits: Limits) {
+async fn serve(server_socket: TcpListener, config: Arc<Config>, limits: Limits) {
     guard::serve(server_socket, limits, goodbye(), move |stream, _peer| {
-        let store = store.clone();
-        async move { handle(stream, &store, idle).await }
+        let config = config.clone();
+        async move { handle(stream, &config).await }
     })
     .await;
 }
@@ -99,32 +168,61 @@ fn goodbye() -> Goodbye {
 
 /// One POP3 session. Dropping it (connection gone, idle, server stopped)
 /// releases the maildrop lock and deletes nothing.
-async fn handle(stream: Stream, store: &Store, idle: Duration) {
-    let mut conn = LineConn::new(stream, idle);
+async fn handle(stream: Stream, config: &Config) {
+    let mut conn = LineConn::new(stream, config.idle);
     if conn.send("+OK POP3 server ready").await.is_err() {
         return;
     }
     let mut session = Session {
-        store,
+        store: &config.store,
+        config,
         user: None,
         maildrop: None,
+        tls: conn.is_tls(),
     };
     loop {
-        let (reply, quit) = match conn.read_line(MAX_COMMAND_LINE, true).await {
+        let (reply, after) = match conn.read_line(MAX_COMMAND_LINE, true).await {
             Ok(Some(line)) => {
                 let line = line.to_vec();
                 session.command(&line).await
             }
-            Ok(None) => (b"-ERR line too long\r\n".to_vec(), false),
+            Ok(None) => (b"-ERR line too long\r\n".to_vec(), After::Next),
             Err(_) => return,
         };
         if conn.send_bytes(&reply).await.is_err() {
             return;
         }
-        if quit {
-            return conn.close().await;
+        match after {
+            After::Next => {}
+            After::Quit => return conn.close().await,
+            After::StartTls => {
+                if !session.tls {
+                    let Some(tls) = ServerTls::starttls(config.tls.as_ref()) else {
+                        return; // unreachable: STLS gets +OK only when offered
+                    };
+                    // RFC 2595 §4: "A TLS negotiation begins immediately after the CRLF at the
+                    // end of the +OK response from the server." Whatever the client pipelined
+                    // behind STLS came in clear text before it: dropped, never run over TLS
+                    // (the command injection of CVE-2011-0411), unless the fault keeps it.
+                    let keep = config.faults.has(Fault::StartTlsRunsPipelined);
+                    if conn.start_tls(&tls.acceptor, keep).await.is_err() {
+                        return;
+                    }
+                }
+                session.secured();
+            }
         }
     }
+}
+
+/// What the connection does after sending a reply.
+enum After {
+    /// Read the next command.
+    Next,
+    /// Close.
+    Quit,
+    /// The TLS handshake (STLS).
+    StartTls,
 }
 
 /// The TRANSACTION state's view of the maildrop.
@@ -140,6 +238,9 @@ struct Entry {
 
 struct Session<'a> {
     store: &'a Store,
+    config: &'a Config,
+    /// The connection speaks TLS.
+    tls: bool,
     /// The name given with USER (AUTHORIZATION state).
     user: Option<String>,
     /// Set once logged in: the TRANSACTION state.
@@ -152,20 +253,73 @@ fn line(text: &str) -> Vec<u8> {
 }
 
 impl Session<'_> {
-    /// Answers one command line; true when the connection is to be closed.
-    async fn command(&mut self, text: &[u8]) -> (Vec<u8>, bool) {
+    fn has(&self, fault: Fault) -> bool {
+        self.config.faults.has(fault)
+    }
+
+    /// STLS is offered: configured, and TLS not begun.
+    fn offers_stls(&self) -> bool {
+        ServerTls::starttls(self.config.tls.as_ref()).is_some() && (!self.tls || self.has(Fault::StartTlsAgain))
+    }
+
+    /// `require_tls=yes` and TLS not begun: no password goes in clear text.
+    fn refuses_clear_text(&self) -> bool {
+        ServerTls::starttls(self.config.tls.as_ref()).is_some_and(|tls| tls.require) && !self.tls
+    }
+
+    /// RFC 2449 §5 CAPA, with STLS (RFC 2595 §4) while it is offered and allowed (AUTHORIZATION state).
+    fn capa(&self) -> Vec<u8> {
+        let mut reply = b"+OK Capability list follows\r\n".to_vec();
+        if !self.refuses_clear_text() {
+            reply.extend_from_slice(b"USER\r\n");
+        }
+        reply.extend_from_slice(b"TOP\r\nUIDL\r\nPIPELINING\r\n");
+        if self.offers_stls() && (self.maildrop.is_none() || self.has(Fault::StlsAfterLogin)) {
+            reply.extend_from_slice(b"STLS\r\n");
+        }
+        reply.extend_from_slice(b"IMPLEMENTATION wirecheck\r\n.\r\n");
+        reply
+    }
+
+    /// RFC 2595 §4 STLS: "Arguments: none. Restrictions: Only permitted in AUTHORIZATION state."
+    fn stls(&self, args: &[&str], logged_in: bool) -> (Vec<u8>, After) {
+        let reply = if ServerTls::starttls(self.config.tls.as_ref()).is_none() {
+            "-ERR unknown command"
+        } else if !args.is_empty() {
+            "-ERR STLS takes no arguments"
+        } else if logged_in && !self.has(Fault::StlsAfterLogin) {
+            WRONG_STATE
+        } else if self.tls && !self.has(Fault::StartTlsAgain) {
+            // RFC 2595 §4: "A -ERR response MAY result if a security layer is already active."
+            "-ERR TLS already active"
+        } else {
+            return (line("+OK Begin TLS negotiation"), After::StartTls);
+        };
+        (line(reply), After::Next)
+    }
+
+    /// After the handshake: the session stays in (or goes back to) its first state. Once TLS
+    /// has begun the client "MUST discard cached information about server capabilities"
+    /// (RFC 2595 §4), and a USER given in clear text is forgotten as well.
+    fn secured(&mut self) {
+        self.tls = true;
+        self.user = None;
+    }
+
+    /// Answers one command line, and says what the connection does next.
+    async fn command(&mut self, text: &[u8]) -> (Vec<u8>, After) {
         let text = String::from_utf8_lossy(text);
         let (verb, rest) = text.split_once(' ').unwrap_or((&text, ""));
         let args: Vec<&str> = rest.split_whitespace().collect();
         let verb = verb.to_ascii_uppercase();
         let logged_in = self.maildrop.is_some();
         let reply = match (verb.as_str(), logged_in) {
-            ("CAPA", _) if args.is_empty() => {
-                b"+OK Capability list follows\r\nUSER\r\nTOP\r\nUIDL\r\nPIPELINING\r\nIMPLEMENTATION wirecheck\r\n.\r\n".to_vec()
-            }
+            ("CAPA", _) if args.is_empty() => self.capa(),
             ("CAPA" | "QUIT", _) if !args.is_empty() => line("-ERR too many arguments"),
-            ("QUIT", false) => return (line("+OK POP3 server signing off"), true),
-            ("QUIT", true) => return (self.update(), true),
+            ("QUIT", false) => return (line("+OK POP3 server signing off"), After::Quit),
+            ("QUIT", true) => return (self.update(), After::Quit),
+            ("STLS", _) => return self.stls(&args, logged_in),
+            ("USER" | "PASS" | "APOP", false) if self.refuses_clear_text() => line("-ERR TLS required first: use STLS"),
             ("USER", false) => self.user_command(&args),
             // RFC 1939 §7: the one argument of PASS may contain spaces.
             ("PASS", false) => self.pass(rest),
@@ -178,7 +332,7 @@ impl Session<'_> {
             },
             (_, false) => line("-ERR unknown command"),
         };
-        (reply, false)
+        (reply, After::Next)
     }
 
     fn user_command(&mut self, args: &[&str]) -> Vec<u8> {

@@ -35,7 +35,16 @@
 //!   delivers nothing of the transaction it was in.
 //!
 //! Option `with=pop3,imap` starts those servers too, on 127.0.0.1 and sharing
-//! this server's store: SMTP in, POP3 or IMAP out.
+//! this server's store: SMTP in, POP3 or IMAP out. They get this server's TLS
+//! options too.
+//!
+//! TLS (see `tls`): `tls=implicit` is SMTPS (RFC 8314), TLS from the first byte;
+//! `tls=starttls` offers STARTTLS (RFC 3207) in the EHLO reply of the clear-text
+//! session, and `require_tls=yes` then answers 530 to every command but NOOP,
+//! EHLO, STARTTLS and QUIT until the client has started TLS (RFC 3207 §4).
+//!
+//! The `fault` option switches on deliberate bugs (`FAULTS`), so the harness can
+//! prove that its cases catch them; none is ever on in a real run.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -48,14 +57,14 @@ use tokio::net::TcpListener;
 use tokio::time::timeout;
 
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
+use crate::tls::{self, Offer, ServerTls};
 
 use crate::maildir::{self, Store};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "smtp";
-/// `fault=no-unstuff` stores data lines without removing the leading "." of dot-stuffing: a
-/// deliberate bug, so the harness can prove its round-trip cases catch it.
+/// `fault`: deliberate bugs for proving the suite (see `FAULTS`); none by default.
 const OPTIONS: &[&str] = &[
     "seed",
     "maildir",
@@ -67,6 +76,10 @@ const OPTIONS: &[&str] = &[
     "fault",
     guard::OPTIONS[0],
     guard::OPTIONS[1],
+    tls::OPTIONS[0],
+    tls::OPTIONS[1],
+    tls::OPTIONS[2],
+    tls::REQUIRE,
 ];
 /// RFC 5321 §4.5.3.1.4: a command line, CRLF included.
 const MAX_COMMAND_LINE: usize = 512;
@@ -79,6 +92,48 @@ const LARGEST_MAX_SIZE: u64 = 256 << 20;
 /// See `tcp_upper::LINGER`.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// One deliberate bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `no-unstuff`: data lines are stored without removing the leading "." of dot-stuffing.
+    NoUnstuff,
+    /// `starttls-runs-pipelined`: commands that arrived in clear text after STARTTLS, before
+    /// the handshake, are executed after it (the command injection of CVE-2011-0411).
+    StartTlsRunsPipelined,
+    /// `starttls-again`: STARTTLS is still advertised after TLS began, and a second one is
+    /// answered 220 (the session then goes on, reset, without a second handshake).
+    StartTlsAgain,
+    /// `starttls-keeps-ehlo`: the EHLO from before STARTTLS still counts after it, so MAIL
+    /// is accepted without a new EHLO.
+    StartTlsKeepsEhlo,
+}
+
+/// Each fault's name, as the `fault` option takes it.
+const FAULTS: &[(&str, Fault)] = &[
+    ("no-unstuff", Fault::NoUnstuff),
+    ("starttls-runs-pipelined", Fault::StartTlsRunsPipelined),
+    ("starttls-again", Fault::StartTlsAgain),
+    ("starttls-keeps-ehlo", Fault::StartTlsKeepsEhlo),
+];
+
+/// The faults switched on: one bit per `Fault`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Faults(u32);
+
+impl Faults {
+    fn has(self, fault: Fault) -> bool {
+        self.0 & (1 << fault as u32) != 0
+    }
+}
+
+/// Parses the `fault` option: fault names separated by commas.
+fn parse_faults(text: &str) -> Result<Faults, String> {
+    let names = crate::faults::parse_names(text, FAULTS)?;
+    Ok(names
+        .into_iter()
+        .fold(Faults::default(), |all, fault| Faults(all.0 | 1 << fault as u32)))
+}
+
 /// What every connection needs to know.
 #[derive(Debug)]
 struct Config {
@@ -87,8 +142,10 @@ struct Config {
     idle: Duration,
     greeting_delay: Duration,
     store: Store,
-    /// Keep dot-stuffing in stored messages (a deliberate bug; see OPTIONS).
-    keep_stuffing: bool,
+    /// Deliberate bugs (see `FAULTS`).
+    faults: Faults,
+    /// TLS, implicit or offered with STARTTLS.
+    tls: Option<ServerTls>,
 }
 
 /// What the server task owns besides its listener. Fields drop in order:
@@ -102,16 +159,14 @@ struct Keep {
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "60s", parse_duration)?;
-    let limits = Limits::from_options(&opts)?;
+    let mut limits = Limits::from_options(&opts)?;
     let domain = opts.get("domain", "hamburger.edu", parse_domain)?;
     let max_size = opts.get("max_size", "10485760", |v| parse_count(v, 1, LARGEST_MAX_SIZE))?;
     let greeting_delay = opts.get("greeting_delay", "0ms", parse_delay)?;
     let with = opts.get("with", "", parse_with)?;
-    let keep_stuffing = opts.get("fault", "", |v| match v {
-        "" => Ok(false),
-        "no-unstuff" => Ok(true),
-        _ => Err("the only fault is no-unstuff".to_owned()),
-    })?;
+    let faults = opts.get("fault", "", parse_faults)?;
+    let tls = tls::server_options(&opts, Offer::Mail, &[])?;
+    limits.implicit_tls = ServerTls::implicit(tls.as_ref());
     let (store, temporary) = maildir::open(&opts)?;
 
     let server_socket = TcpListener::bind(bind).await?;
@@ -127,7 +182,12 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
                 why: format!("the store's path {} is not UTF-8, so it cannot be shared", store.root().display()),
             });
         };
-        let shared = Options::from([("maildir".to_owned(), maildir.to_owned())]);
+        let mut shared = Options::from([("maildir".to_owned(), maildir.to_owned())]);
+        for key in tls::OPTIONS.into_iter().chain([tls::REQUIRE]) {
+            if let Some(value) = opts.given(key) {
+                shared.insert(key.to_owned(), value.to_owned());
+            }
+        }
         let server = start_bundled(name, shared).await?;
         extra_addrs.push((name.to_owned(), server.local_addr()));
         bundled.push(server);
@@ -142,7 +202,8 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
         idle,
         greeting_delay,
         store,
-        keep_stuffing,
+        faults,
+        tls,
     });
     let server = async move {
         serve(server_socket, config, limits).await;
@@ -235,6 +296,7 @@ async fn handle(stream: Stream, peer: IpAddr, config: &Config) {
         peer,
         helo: None,
         mail: None,
+        tls: conn.is_tls(),
     };
     loop {
         let reply = match conn.read_line(MAX_COMMAND_LINE, true).await {
@@ -246,10 +308,31 @@ async fn handle(stream: Stream, peer: IpAddr, config: &Config) {
                         if conn.send(&reply).await.is_err() {
                             return;
                         }
-                        match receive_data(&mut conn, config.max_size, config.keep_stuffing).await {
+                        match receive_data(&mut conn, config.max_size, config.faults.has(Fault::NoUnstuff)).await {
                             Ok(data) => session.finish_data(data).await,
                             Err(stop) => return idle_or_gone(conn, stop, config).await,
                         }
+                    }
+                    Step::StartTls(reply) => {
+                        if conn.send(&reply).await.is_err() {
+                            return;
+                        }
+                        if !session.tls {
+                            let Some(tls) = ServerTls::starttls(config.tls.as_ref()) else {
+                                return; // unreachable: STARTTLS is answered 220 only when offered
+                            };
+                            // RFC 3207 §4.2: "The server MUST discard any knowledge obtained from
+                            // the client ... which was not obtained from the TLS negotiation
+                            // itself." Commands pipelined behind STARTTLS were sent in clear text
+                            // before the handshake: they are dropped, never run over TLS (the
+                            // command injection of CVE-2011-0411), unless the fault keeps them.
+                            let keep = config.faults.has(Fault::StartTlsRunsPipelined);
+                            if conn.start_tls(&tls.acceptor, keep).await.is_err() {
+                                return; // a failed handshake: nothing more can be said
+                            }
+                        }
+                        session.secured();
+                        continue;
                     }
                     Step::Quit(reply) => {
                         if conn.send(&reply).await.is_ok() {
@@ -341,6 +424,8 @@ enum Step {
     Data(String),
     /// Send this 221, then close.
     Quit(String),
+    /// Send this 220, then the TLS handshake (RFC 3207 §4).
+    StartTls(String),
 }
 
 struct Session<'a> {
@@ -348,20 +433,74 @@ struct Session<'a> {
     peer: IpAddr,
     helo: Option<Helo>,
     mail: Option<Mail>,
+    /// The connection speaks TLS.
+    tls: bool,
 }
 
 impl Session<'_> {
+    fn has(&self, fault: Fault) -> bool {
+        self.config.faults.has(fault)
+    }
+
+    /// STARTTLS is offered here and now: configured, and TLS not begun (RFC 3207 §4.2: "A
+    /// server MUST NOT return the STARTTLS extension in response to an EHLO command received
+    /// after a TLS handshake has completed.").
+    fn offers_starttls(&self) -> bool {
+        ServerTls::starttls(self.config.tls.as_ref()).is_some() && (!self.tls || self.has(Fault::StartTlsAgain))
+    }
+
+    /// RFC 3207 §4: a server that requires TLS "SHOULD return the reply code 530 Must issue a
+    /// STARTTLS command first to every command other than NOOP, EHLO, STARTTLS, or QUIT".
+    fn needs_tls_first(&self, verb: &str) -> bool {
+        let required = ServerTls::starttls(self.config.tls.as_ref()).is_some_and(|tls| tls.require);
+        required && !self.tls && !matches!(verb, "NOOP" | "EHLO" | "STARTTLS" | "QUIT")
+    }
+
+    /// RFC 3207 §4 STARTTLS, up to the 220.
+    fn starttls(&mut self, args: &str) -> Step {
+        let reply = if self.tls && !self.has(Fault::StartTlsAgain) {
+            // RFC 3207 §4.2: STARTTLS is not offered once TLS is active, so a second is out of
+            // sequence; so is one on an implicit-TLS (SMTPS) connection.
+            "503 TLS already active"
+        } else if ServerTls::starttls(self.config.tls.as_ref()).is_none() {
+            "502 Command not implemented"
+        } else if !args.is_empty() {
+            // RFC 3207 §4: STARTTLS takes no parameters; the reply it names is this one.
+            "501 Syntax error (no parameters allowed)"
+        } else {
+            return Step::StartTls("220 Ready to start TLS".to_owned());
+        };
+        Step::Reply(reply.to_owned())
+    }
+
+    /// After the handshake (RFC 3207 §4.2): "the SMTP protocol is reset to the initial state
+    /// (the state in SMTP after a server issues a 220 service ready greeting). The server MUST
+    /// discard any knowledge obtained from the client, such as the argument to the EHLO
+    /// command, which was not obtained from the TLS negotiation itself."
+    fn secured(&mut self) {
+        self.tls = true;
+        self.mail = None;
+        if !self.has(Fault::StartTlsKeepsEhlo) {
+            self.helo = None;
+        }
+    }
+
     /// Answers one command line (without its line ending).
     fn command(&mut self, line: &[u8]) -> Step {
         let text = String::from_utf8_lossy(line);
         let (verb, args) = text.split_once(' ').unwrap_or((&text, ""));
         let args = args.trim();
-        let reply = match verb.to_ascii_uppercase().as_str() {
+        let verb = verb.to_ascii_uppercase();
+        if self.needs_tls_first(&verb) {
+            return Step::Reply("530 Must issue a STARTTLS command first".to_owned());
+        }
+        let reply = match verb.as_str() {
             "HELO" => self.helo(args, false),
             "EHLO" => self.helo(args, true),
             "MAIL" => self.mail(args),
             "RCPT" => self.rcpt(args),
             "DATA" => return self.data(args),
+            "STARTTLS" => return self.starttls(args),
             "RSET" if args.is_empty() => {
                 self.mail = None;
                 "250 OK".to_owned()
@@ -386,8 +525,9 @@ impl Session<'_> {
         let name: String = args.chars().map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect();
         let domain = &self.config.domain;
         let reply = if extended {
+            let starttls = if self.offers_starttls() { "250-STARTTLS\r\n" } else { "" };
             format!(
-                "250-{domain} greets {name}\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 HELP",
+                "250-{domain} greets {name}\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-PIPELINING\r\n{starttls}250 HELP",
                 self.config.max_size
             )
         } else {
@@ -505,6 +645,11 @@ impl Session<'_> {
             Some(helo) => (helo.name.as_str(), if helo.extended { "ESMTP" } else { "SMTP" }),
             None => ("unknown", "SMTP"), // unreachable: DATA needs MAIL, which needs HELO
         };
+        // RFC 3848: the "with" of a message received over TLS ends in S.
+        let protocol = match (protocol, self.tls) {
+            ("ESMTP", true) => "ESMTPS",
+            (protocol, _) => protocol,
+        };
         let peer = match self.peer {
             IpAddr::V4(ip) => ip.to_string(),
             IpAddr::V6(ip) => format!("IPv6:{ip}"),
@@ -596,6 +741,27 @@ pub(crate) struct LineConn {
 }
 
 impl LineConn {
+    /// True once the connection speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// The server's side of a TLS handshake (STARTTLS, STLS), bounded by `idle`. What was
+    /// read and not used yet, which the client pipelined in clear text behind its command,
+    /// is discarded (`keep`: a fault that keeps it, to run it over TLS).
+    pub(crate) async fn start_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor, keep: bool) -> Result<(), Stop> {
+        if !keep {
+            self.buf.clear();
+            self.start = 0;
+            self.scanned = 0;
+            self.too_long = false;
+        }
+        match self.stream.start_tls(acceptor, tls::handshake_limit(self.idle)).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Stop::Gone),
+        }
+    }
+
     /// Wraps an accepted connection; `idle` bounds every read and write.
     pub(crate) fn new(stream: Stream, idle: Duration) -> Self {
         LineConn {

@@ -13,21 +13,24 @@
 //! lines starting with "." are dot-stuffed (§4.5.2); any unexpected reply ends
 //! the session politely (QUIT) with exit code 1; and every read is bounded by
 //! `timeout`. Each reply line is printed as `S: <line>`.
+//!
+//! With `tls_ca` (the PEM file of the CA to trust) the session is SMTPS,
+//! implicit TLS from the first byte (RFC 8314 §3.3), to the server `localhost`.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::timeout;
 
+use crate::tls::{self, ClientStream};
 use crate::{parse_duration, Error, OptionSet, Options};
 
 /// The name suites and the CLI use for this client.
 pub(crate) const NAME: &str = "smtp-client";
-const OPTIONS: &[&str] = &["message", "timeout"];
+const OPTIONS: &[&str] = &["message", "timeout", tls::CA];
 
 /// The default message, relative to the current directory.
 const DEFAULT_MESSAGE: &str = "fixtures/mail/outgoing.txt";
@@ -59,18 +62,15 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, out: UnboundedSender
                 why,
             })?,
     };
+    let tls = tls::client_options(&opts, &[])?;
     // A closed output channel only means nobody is listening any more.
     let print = |line: String| {
         let _ = out.send(line);
     };
-    let stream = match timeout(wait, TcpStream::connect(server)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            print(format!("error: cannot connect to {server}: {e}"));
-            return Ok(1);
-        }
-        Err(_) => {
-            print(format!("error: no connection to {server} within {wait:?}"));
+    let stream = match ClientStream::connect(server, tls.as_ref(), wait).await {
+        Ok(stream) => stream,
+        Err(why) => {
+            print(format!("error: {why}"));
             return Ok(1);
         }
     };
@@ -132,7 +132,7 @@ enum Failure {
 }
 
 struct Client<'p> {
-    stream: TcpStream,
+    stream: ClientStream,
     wait: Duration,
     buf: Vec<u8>,
     print: &'p (dyn Fn(String) + Sync),

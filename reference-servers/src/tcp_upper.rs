@@ -14,7 +14,8 @@
 //! served concurrently, within the limits of `guard` (options
 //! `max_connections`, `line_timeout`): at the cap the connection that has
 //! waited longest for its sentence is closed, so silent or trickling clients
-//! cannot shut a new one out.
+//! cannot shut a new one out. With `tls=implicit` (and `tls_cert`, `tls_key`)
+//! every connection is TLS from its first byte (see `tls`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,10 +25,18 @@ use tokio::net::TcpListener;
 use tokio::time::timeout;
 
 use crate::guard::{self, Limits, Stream};
+use crate::tls::{self, Offer, ServerTls};
 use crate::{parse_duration, uppercase, Error, OptionSet, Options, RunningServer, Transport};
 
 pub(crate) const NAME: &str = "tcp-upper";
-const OPTIONS: &[&str] = &["idle", guard::OPTIONS[0], guard::OPTIONS[1]];
+const OPTIONS: &[&str] = &[
+    "idle",
+    guard::OPTIONS[0],
+    guard::OPTIONS[1],
+    tls::OPTIONS[0],
+    tls::OPTIONS[1],
+    tls::OPTIONS[2],
+];
 
 /// Longest sentence (newline included) that gets a reply.
 const MAX_SENTENCE: u64 = 1 << 20;
@@ -37,7 +46,8 @@ const LINGER: Duration = Duration::from_secs(1);
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "30s", parse_duration)?;
-    let limits = Limits::from_options(&opts)?;
+    let mut limits = Limits::from_options(&opts)?;
+    limits.implicit_tls = ServerTls::implicit(tls::server_options(&opts, Offer::Implicit, &[])?.as_ref());
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
     Ok(RunningServer::spawn(local_addr, Transport::Tcp, serve(server_socket, idle, limits)))

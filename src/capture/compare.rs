@@ -179,7 +179,7 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
                 EventKind::Closed { dir } if dir != outgoing => saw_eof.then_some(EventKind::Closed { dir }),
                 EventKind::Closed { dir } => saw_shutdown.then_some(EventKind::Closed { dir }),
                 EventKind::Reset => saw_reset.then_some(EventKind::Reset),
-                EventKind::Open | EventKind::Note { .. } => None,
+                EventKind::Open | EventKind::Note { .. } | EventKind::Tls { .. } => None,
                 other => Some(other),
             };
             if let Some(kind) = keep {

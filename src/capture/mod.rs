@@ -170,6 +170,7 @@ impl Conversation {
                 EventKind::Gap { dir, len } => (Some(*dir), format!("gap: {len} bytes missing")),
                 EventKind::Cut { dir, len } => (Some(*dir), format!("cut by the capture: {len} bytes not captured")),
                 EventKind::Note { text } => (None, format!("note: {text}")),
+                EventKind::Tls { text } => (None, format!("tls: {text}")),
             };
             s.push_str(&format!("{name:<6} {} {text}\n", dir.map_or("   ", Direction::arrow)));
         }

@@ -206,6 +206,9 @@ pub enum UsageError {
     /// Rosters that cannot be combined.
     #[error("{0}")]
     Merge(String),
+    /// TLS options that cannot be used (a CA file, a suite without TCP, a key log file).
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl UsageError {

@@ -66,6 +66,27 @@ pub struct RunArgs {
     /// under test reach nothing outside, and nothing outside reaches them.
     #[arg(long)]
     pub isolate: bool,
+    /// Speak TLS on every connection to the target, and serve TLS to client programs (which
+    /// trust the run's CA, given to them as {ca}; a server started with --exec gets {cert} and
+    /// {key}). The dialogue above TLS is the same as in plain text.
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+    /// Trust the CA certificates in this PEM file (default: the CA the run made for the
+    /// bundled references and --exec servers).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure", help_heading = "TLS")]
+    pub ca: Option<PathBuf>,
+    /// Take any server certificate (a self-signed one of a server you run yourself).
+    #[arg(long, help_heading = "TLS")]
+    pub insecure: bool,
+    /// The server name to ask for (SNI) and check the certificate against (default: localhost).
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
+    pub sni: Option<String>,
+    /// ALPN protocols to offer, comma-separated (default: the suite's: h2 for http2, http/1.1 for http).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', help_heading = "TLS")]
+    pub alpn: Option<Vec<String>>,
+    /// Append the run's TLS secrets to FILE (the SSLKEYLOGFILE format Wireshark reads).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub keylog: Option<PathBuf>,
 }
 
 /// A run every option of which has been checked: what `wirecheck run` does, before it starts.
@@ -91,6 +112,7 @@ impl RunArgs {
     /// Checks every option, loads the suites and resolves `--target`: nothing runs yet.
     pub fn resolve(mut self) -> Result<RunConfig, UsageError> {
         let suites = load::suites(&self.suites)?;
+        let tls = tls_options(&self.tls_args(), &suites)?;
         let record = last_run::key(self.exec.as_deref(), self.target.as_deref());
         if self.failed {
             match last_run::failed(&record) {
@@ -152,6 +174,7 @@ impl RunArgs {
             sandbox.check()?;
         }
         let options = RunOptions {
+            tls,
             target,
             jobs: self.jobs,
             timeout_scale: self.timeout_scale,
@@ -178,6 +201,85 @@ impl RunArgs {
             record: Some(record),
         })
     }
+}
+
+/// The TLS arguments of a command, as given.
+#[derive(Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// `--tls`.
+    pub on: bool,
+    /// `--ca FILE`.
+    pub ca: Option<PathBuf>,
+    /// `--insecure`.
+    pub insecure: bool,
+    /// `--sni NAME`.
+    pub sni: Option<String>,
+    /// `--alpn LIST`.
+    pub alpn: Option<Vec<String>>,
+    /// `--keylog FILE`.
+    pub keylog: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn tls_args(&self) -> TlsArgs {
+        TlsArgs {
+            on: self.tls,
+            ca: self.ca.clone(),
+            insecure: self.insecure,
+            sni: self.sni.clone(),
+            alpn: self.alpn.clone(),
+            keylog: self.keylog.clone(),
+        }
+    }
+}
+
+/// Checks the TLS arguments: the CA file reads, the server name is one, the suites run over TCP.
+pub fn tls_options(a: &TlsArgs, suites: &[Arc<Suite>]) -> Result<run::TlsOptions, UsageError> {
+    use crate::tls::{KeyLog, Trust};
+    if a.on {
+        // DNS over TLS (RFC 7858) and DTLS are other protocols than the suites check.
+        let udp: Vec<&str> = suites
+            .iter()
+            .filter(|s| crate::proto::find(&s.protocol).is_some_and(|p| p.transport() == crate::proto::Transport::Udp))
+            .map(|s| s.name.as_str())
+            .collect();
+        if !udp.is_empty() {
+            return Err(UsageError::Tls(format!(
+                "--tls: {} run over UDP, which has no TLS here; run the TCP suites with --tls and these without",
+                udp.join(", ")
+            )));
+        }
+    }
+    let trust = match (&a.ca, a.insecure) {
+        (Some(f), _) => Some(Trust::from_pem_file(f).map_err(|e| UsageError::Tls(format!("--ca {e}")))?),
+        (None, true) => Some(Trust::Anything),
+        (None, false) => None,
+    };
+    if let Some(n) = &a.sni {
+        if rustls_pki_types::ServerName::try_from(n.as_str()).is_err() {
+            return Err(UsageError::Tls(format!("--sni '{n}' is not a host name or an address")));
+        }
+    }
+    if let Some(list) = &a.alpn {
+        if let Some(bad) = list.iter().find(|p| p.is_empty() || p.len() > 255) {
+            return Err(UsageError::Tls(format!(
+                "--alpn: '{bad}' is not a protocol id (1 to 255 bytes, RFC 7301 §3.1), e.g. --alpn h2,http/1.1"
+            )));
+        }
+    }
+    let keylog = match &a.keylog {
+        Some(f) => Some(std::sync::Arc::new(
+            KeyLog::to_file(f).map_err(|e| UsageError::Tls(format!("--keylog {}: {e}", f.display())))?,
+        )),
+        None => None,
+    };
+    Ok(run::TlsOptions {
+        on: a.on,
+        trust,
+        sni: a.sni.clone(),
+        alpn: a.alpn.clone(),
+        keylog,
+    })
 }
 
 /// The address of `--target HOST:PORT`: a literal address, or the first one the host name

@@ -183,6 +183,7 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
             // Student resolvers are given the hierarchy's address and port ({root.host} {root.port}).
             well_known_ports: false,
             fresh_each: false,
+            tls: crate::run::TlsOptions::default(),
         };
         let mut collector = Collector {
             a,

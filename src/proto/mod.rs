@@ -37,6 +37,11 @@ pub trait Protocol: Send + Sync {
     fn transport(&self) -> Transport {
         Transport::Tcp
     }
+    /// The ALPN protocol ids (RFC 7301) that name this protocol over TLS, most preferred first;
+    /// offered under `--tls`. Most protocols here have none and go by port.
+    fn alpn(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Appended to each line of `send: [lines]`; the Internet's text protocols end lines in CRLF.
     fn line_ending(&self) -> &'static [u8] {
         b"\r\n"
@@ -82,11 +87,6 @@ pub trait Protocol: Send + Sync {
     /// runner then sends nothing more on it (RFC 9112 §9.6: a client MUST NOT send further
     /// requests) and `expect: { open_unless_announced }` accepts the close.
     fn announces_close(&self, _m: &Message) -> Option<&'static str> {
-        None
-    }
-    /// The application protocol a TLS or QUIC handshake names for it (ALPN, RFC 7301): HTTP/3's
-    /// `h3`. None uses the protocol's name.
-    fn alpn(&self) -> Option<&'static [u8]> {
         None
     }
     /// The actor the harness can play for this protocol (`actors:` in a suite), if any.

@@ -105,6 +105,15 @@ impl ActorLog for Log {
         self.open_as(transport, local, peer, protocol, actor_connected)
     }
 
+    fn tls(&self, conv: usize, handshake: &str) {
+        self.rec.event(
+            conv,
+            EventKind::Tls {
+                text: handshake.to_string(),
+            },
+        );
+    }
+
     fn stored(&self, name: &str, bytes: &[u8]) {
         // A name the actor should have refused, or a full disk, leaves the file out: the
         // `expect_file` step that looks for it then says it is missing.
@@ -188,13 +197,15 @@ pub async fn start(
     well_known: bool,
     rec: &Recorder,
     folder: &Arc<CaseFolder>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<Vec<RunningActor>, String> {
     let mut last_err = String::new();
     for _ in 0..if well_known { 1 } else { PORT_TRIES } {
         match bind_all(decls, well_known).await {
             Ok(bound) => {
                 let mut out = Vec::new();
-                for (decl, (addr, sockets)) in decls.iter().zip(bound) {
+                for (decl, (addr, mut sockets)) in decls.iter().zip(bound) {
+                    sockets.tls = tls.clone();
                     let protocol = crate::proto::find_or_raw(&decl.protocol);
                     let seen = Arc::new(Mutex::new(Vec::new()));
                     let judged = Arc::new(Mutex::new(Judged::default()));

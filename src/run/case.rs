@@ -132,6 +132,8 @@ pub struct Env {
     pub well_known_ports: bool,
     /// The case's own folder (files a client saves, files actors were handed).
     pub folder: Arc<super::folder::CaseFolder>,
+    /// TLS for the suite's run (`--tls`, `starttls:`), or why it could not be set up.
+    pub tls: Result<Arc<crate::tls::Setup>, String>,
 }
 
 impl Env {
@@ -188,6 +190,12 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
     if let Some(t) = env.target {
         ctx.vars.insert("target.host".into(), t.ip().to_string());
         ctx.vars.insert("target.port".into(), t.port().to_string());
+    }
+    // The run's certificate files, for a program's command line (`{ca}`) and for steps (`${ca}`).
+    if let Ok(tls) = &env.tls {
+        for (k, p) in [("ca", &tls.certs.ca), ("cert", &tls.certs.cert), ("key", &tls.certs.key)] {
+            ctx.vars.insert(k.into(), p.to_string_lossy().into_owned());
+        }
     }
     for (name, a) in &env.extra {
         ctx.vars.insert(format!("target.{name}"), a.to_string());
@@ -404,7 +412,12 @@ impl Ctx {
             .iter()
             .filter_map(|n| env.suite.actors.iter().find(|a| a.name == *n))
             .collect();
-        let running = super::actors::start(&decls, &s.faults, &s.options, env.well_known_ports, &env.rec, &env.folder)
+        // --tls in a client-role suite: the program's peers are the actors, and they serve TLS.
+        let tls = match &env.tls {
+            Ok(t) if t.on && env.suite.role == crate::suite::Role::Client => Some(t.server.clone()),
+            _ => None,
+        };
+        let running = super::actors::start(&decls, &s.faults, &s.options, env.well_known_ports, &env.rec, &env.folder, tls)
             .await
             .map_err(|e| Failure::at(step, e))?;
         for a in &running {
@@ -586,7 +599,18 @@ impl Ctx {
                         Ok(Ok((stream, peer))) => {
                             let info = self.info(env, name, Transport::Tcp, false, stream.local_addr().ok(), Some(peer));
                             let id = env.rec.open(info);
-                            let conn = Conn::Tcp(TcpConn::new(id, stream, false, self.proto_of(env, name), env.rec.clone()));
+                            let proto = self.proto_of(env, name);
+                            let mut conn = Conn::Tcp(TcpConn::new(id, stream, false, proto, env.rec.clone()));
+                            // --tls: a client program connects to the harness's server in TLS
+                            // (the suite's own protocol; data connections stay as they are).
+                            if let Ok(tls) = &env.tls {
+                                if tls.on && env.suite.role == crate::suite::Role::Client && proto.name() == env.proto.name() {
+                                    if let Err(why) = conn.start_tls(tls, deadline).await {
+                                        self.register(env, name, conn);
+                                        return Err(Failure::at(step, format!("--tls: no TLS session with the program: {why}")));
+                                    }
+                                }
+                            }
                             self.register(env, name, conn);
                             Ok(())
                         }
@@ -617,6 +641,17 @@ impl Ctx {
                 StepKind::Shutdown => {
                     self.conn(step)?.shutdown().await;
                     Ok(())
+                }
+                StepKind::StartTls => {
+                    let tls = env
+                        .tls
+                        .clone()
+                        .map_err(|e| Failure::at(step, format!("TLS is not available: {e}")))?;
+                    self.conn(step)?.start_tls(&tls, deadline).await.map(|_| ()).map_err(|why| {
+                        let mut f = Failure::at(step, why);
+                        f.premise = step.premise.clone();
+                        f
+                    })
                 }
                 StepKind::Switch(to) => self.conn(step)?.switch(to).map_err(|why| Failure::at(step, why)),
                 StepKind::Parallel(branches) => self.parallel(env, branches).await,
@@ -691,11 +726,19 @@ impl Ctx {
                     }
                     let info = self.info(env, name, transport, true, stream.local_addr().ok(), Some(addr));
                     let id = env.rec.open(info);
-                    self.register(
-                        env,
-                        name,
-                        Conn::Tcp(TcpConn::new(id, stream, true, self.proto_of(env, name), env.rec.clone())),
-                    );
+                    let mut conn = Conn::Tcp(TcpConn::new(id, stream, true, self.proto_of(env, name), env.rec.clone()));
+                    // --tls: the target's own ports speak TLS from the first byte; addresses a
+                    // reply announced (FTP data connections) stay as the protocol has them.
+                    let to_target = env.target == Some(addr) || env.extra.iter().any(|(_, a)| *a == addr);
+                    if let Ok(tls) = &env.tls {
+                        if tls.on && to_target {
+                            if let Err(why) = conn.start_tls(tls, deadline).await {
+                                self.register(env, name, conn);
+                                return Err(Failure::at(step, format!("--tls: no TLS session with {addr}: {why}")));
+                            }
+                        }
+                    }
+                    self.register(env, name, conn);
                     Ok(())
                 }
             },
@@ -733,8 +776,11 @@ impl Ctx {
         deadline: Instant,
     ) -> Result<(), Failure> {
         let proto = self.proto_of(env, name);
-        let alpn = proto.alpn().unwrap_or(proto.name().as_bytes());
-        match super::quic::connect(addr, alpn, proto, deadline).await {
+        let tls = env
+            .tls
+            .as_ref()
+            .map_err(|why| Failure::at(step, format!("QUIC needs TLS, which is not set up: {why}")))?;
+        match super::quic::connect(addr, tls, deadline).await {
             Err(why) if refused => {
                 let _ = why;
                 let id = env.rec.open(self.info(env, name, Transport::Quic, true, None, Some(addr)));
@@ -1371,6 +1417,7 @@ fn first_needs_conn(steps: &[Step]) -> bool {
                         | StepKind::Collect(_)
                         | StepKind::Close
                         | StepKind::Shutdown
+                        | StepKind::StartTls
                         | StepKind::Switch(_)
                 )
         }

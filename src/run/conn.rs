@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+
+use crate::tls::Stream;
 use tokio::time::Instant;
 
 use crate::dialogue::{EventKind, Recorder};
@@ -138,7 +140,7 @@ fn shown(partial: &[u8]) -> String {
 /// A TCP connection with its receive buffer and framing.
 pub struct TcpConn {
     id: usize,
-    stream: TcpStream,
+    stream: Stream,
     /// What arrived and is not read yet, with the codec that frames it.
     framer: Framer,
     /// The protocol the framer speaks.
@@ -190,7 +192,7 @@ impl TcpConn {
         };
         TcpConn {
             id,
-            stream,
+            stream: Stream::Plain(stream),
             framer: Framer::new(proto.codec_on(incoming, crate::proto::Transport::Tcp)),
             proto: proto.name(),
             handed_to: None,
@@ -235,7 +237,52 @@ impl TcpConn {
                 self.rec.event(self.id, EventKind::Reset);
                 Ok(false)
             }
+            // Under TLS a close without close_notify (RFC 8446 §6.1) still ends the stream; the
+            // protocol above judges whether it came mid-message, as for a plain FIN.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.stream.is_tls() => {
+                self.eof = true;
+                self.rec.event(self.id, EventKind::Closed { dir: self.incoming });
+                Ok(false)
+            }
+            Ok(Err(e)) if self.stream.is_tls() && e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(RecvError::Io(std::io::Error::other(format!("TLS failed on the connection: {e}"))))
+            }
             Ok(Err(e)) => Err(RecvError::Io(e)),
+        }
+    }
+
+    /// Turns the connection into TLS in place: the harness is the client when it opened the
+    /// connection, the server when it accepted it. Nothing may be waiting unread: bytes a peer
+    /// sent in clear before the handshake are not part of the protected session (RFC 3207 §4.2,
+    /// RFC 2595 §4, RFC 3501 §6.2.1).
+    pub async fn start_tls(&mut self, tls: &crate::tls::Setup, deadline: Instant) -> Result<crate::tls::Handshake, String> {
+        if !self.framer.pending().is_empty() {
+            return Err(format!(
+                "the peer sent {} bytes in clear after agreeing to start TLS and before the handshake (\"{}\"): they must not be taken into the TLS session",
+                self.framer.pending().len(),
+                escape_bytes(self.framer.pending(), 120)
+            ));
+        }
+        let r = if self.incoming == Direction::ServerToClient {
+            self.stream.connect_tls(&tls.client, deadline).await
+        } else {
+            self.stream.accept_tls(tls.server.clone(), deadline).await
+        };
+        match r {
+            Ok(h) => {
+                self.rec.event(self.id, EventKind::Tls { text: h.to_string() });
+                Ok(h)
+            }
+            Err(e) => {
+                self.eof = true;
+                self.rec.event(
+                    self.id,
+                    EventKind::Note {
+                        text: "the TLS handshake did not finish".into(),
+                    },
+                );
+                Err(e.to_string())
+            }
         }
     }
 
@@ -390,6 +437,15 @@ impl Conn {
         }
     }
 
+    /// Turns a TCP connection into TLS in place (`starttls:`, or `--tls` right after it opened).
+    pub async fn start_tls(&mut self, tls: &crate::tls::Setup, deadline: Instant) -> Result<crate::tls::Handshake, String> {
+        match self {
+            Conn::Tcp(c) => c.start_tls(tls, deadline).await,
+            Conn::Udp(_) => Err("TLS runs over TCP only; this connection is UDP".into()),
+            Conn::Quic(_) => Err("a QUIC connection is TLS from its first packet (RFC 9001)".into()),
+        }
+    }
+
     /// Carries on in protocol `to` after the message just read handed the connection over to it
     /// (`switch:`): what is pending and all that follows is framed by its codec.
     pub fn switch(&mut self, to: &str) -> Result<(), String> {
@@ -481,19 +537,24 @@ impl Conn {
     /// Closes our side, recording what goes on the wire: our FIN (unless a shutdown already
     /// sent it), or a reset when bytes the harness never read are waiting (the kernel then
     /// aborts the connection instead of closing it, RFC 9293 §3.6.1).
-    pub fn close(self) {
+    pub fn close(mut self) {
         if let Conn::Quic(q) = self {
             q.close();
             return;
         }
-        if let Conn::Tcp(c) = &self {
+        if let Conn::Tcp(c) = &mut self {
             use nix::sys::socket::{recv, MsgFlags};
             use std::os::fd::AsRawFd;
             let mut probe = [0u8; 1];
-            let unread = matches!(
-                recv(c.stream.as_raw_fd(), &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
-                Ok(n) if n > 0
-            );
+            let unread = c.stream.tcp().is_some_and(|t| {
+                matches!(
+                    recv(t.as_raw_fd(), &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+                    Ok(n) if n > 0
+                )
+            });
+            if !c.write_closed {
+                c.stream.close_notify_now();
+            }
             if unread && !c.reset {
                 c.rec.event(c.id, EventKind::Reset);
             } else if !c.write_closed {

@@ -58,6 +58,51 @@ pub struct RunOptions {
     /// Every server case against an instance of the program started for it (grading's re-runs of
     /// failed cases): side by side, except in `instances: shared` suites, which take turns.
     pub fresh_each: bool,
+    /// TLS: `--tls` and what the harness trusts and offers.
+    pub tls: TlsOptions,
+}
+
+/// How a run speaks TLS (`--tls`, `--ca`, `--insecure`, `--sni`, `--alpn`, `--keylog`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Every connection to the target (and every connection a client program makes to the
+    /// harness) is TLS from its first byte.
+    pub on: bool,
+    /// What the harness trusts as a client; None: the run's own CA (the references' certificate).
+    pub trust: Option<crate::tls::Trust>,
+    /// The server name asked for (SNI); None: `localhost`.
+    pub sni: Option<String>,
+    /// ALPN protocols offered; None: the suite's protocol's own (`h2`, `http/1.1`, or none).
+    pub alpn: Option<Vec<String>>,
+    /// Where the run's secrets are kept (and written, for `--keylog FILE`).
+    pub keylog: Option<Arc<crate::tls::KeyLog>>,
+}
+
+impl TlsOptions {
+    /// The TLS setup for a suite of protocol `proto`, with the run's certificates and key log.
+    pub fn setup(
+        &self,
+        proto: &dyn proto::Protocol,
+        certs: &Result<Arc<crate::tls::RunCerts>, String>,
+        keylog: &Arc<crate::tls::KeyLog>,
+    ) -> Result<Arc<crate::tls::Setup>, String> {
+        let certs = certs.clone()?;
+        let alpn: Vec<String> = match &self.alpn {
+            Some(a) => a.clone(),
+            None => proto.alpn().iter().map(|s| s.to_string()).collect(),
+        };
+        let trust = self.trust.clone().unwrap_or_else(|| certs.trust());
+        let sni = self.sni.as_deref().unwrap_or(crate::tls::SERVER_NAME);
+        let client = crate::tls::ClientTls::new(&trust, sni, &alpn, keylog.clone()).map_err(|e| e.to_string())?;
+        let server = certs.server_config(&alpn).map_err(|e| e.to_string())?;
+        Ok(Arc::new(crate::tls::Setup {
+            on: self.on,
+            client,
+            server,
+            certs,
+            keylog: keylog.clone(),
+        }))
+    }
 }
 
 impl Default for RunOptions {
@@ -75,6 +120,7 @@ impl Default for RunOptions {
             deadline: None,
             well_known_ports: false,
             fresh_each: false,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -101,13 +147,18 @@ pub const EXEC_JOBS: usize = 8;
 /// Runs the selected cases of `suites`, reporting each as it finishes.
 pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Reporter) -> Summary {
     let started = Instant::now();
+    // One CA and leaf per run, made in a few milliseconds; STARTTLS cases need them without --tls.
+    let certs = crate::tls::RunCerts::generate().map(Arc::new).map_err(|e| e.to_string());
+    let keylog = opts.tls.keylog.clone().unwrap_or_default();
     let targets: Vec<Arc<SuiteTarget>> = suites
         .iter()
         .map(|s| {
+            let proto = proto::find(&s.protocol).expect("the loader checked the protocol");
             Arc::new(
                 SuiteTarget::new(s.clone(), opts.target.clone(), opts.ready_timeout)
                     .with_sandbox(opts.sandbox.clone())
-                    .fresh_each(opts.fresh_each),
+                    .fresh_each(opts.fresh_each)
+                    .with_tls(opts.tls.setup(proto, &certs, &keylog)),
             )
         })
         .collect();
@@ -235,6 +286,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
         warnings: std::sync::Mutex::default(),
         well_known_ports: opts.well_known_ports,
         folder: Arc::new(folder::CaseFolder::new(owner)),
+        tls: target.tls(),
     };
     let was_running = instance
         .as_ref()

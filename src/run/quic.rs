@@ -10,13 +10,13 @@
 //! writes and turn what arrives into records in the order it arrives; the connection's close
 //! (an application's code or QUIC's) is the last record.
 //!
-//! The run's certificate authority (`RunCa`) signs a certificate for localhost, 127.0.0.1 and
-//! ::1 that a QUIC target is given (the reference server's `tls_cert`/`tls_key`, `{cert}` and
-//! `{key}` in an `--exec` command), and is what the client trusts.
+//! TLS is the run's (`crate::tls::Setup`): what the client trusts (the run's authority, `--ca`,
+//! `--insecure`), the server name and ALPN it asks for, and the key log its secrets go to; the
+//! target gets the run's certificate (`{cert}` and `{key}`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -40,70 +40,6 @@ const CONTROL_STREAM: u64 = 2;
 const MAX_BUFFERED: usize = 16 << 20;
 /// H3_NO_ERROR, what the harness closes with (RFC 9114 §8.1).
 const H3_NO_ERROR: u32 = 0x100;
-
-/// The run's certificate authority and the localhost certificate it signed, as PEM files.
-pub struct RunCa {
-    /// The folder that holds them, removed when the process ends normally.
-    _dir: tempfile::TempDir,
-    /// The leaf certificate (PEM), for a server.
-    pub cert: std::path::PathBuf,
-    /// Its private key (PEM).
-    pub key: std::path::PathBuf,
-    /// The authority's certificate (PEM), for a client to trust.
-    pub ca: std::path::PathBuf,
-    ca_der: Vec<u8>,
-}
-
-/// The run's authority, made on first use.
-pub fn run_ca() -> Result<&'static RunCa, String> {
-    static CA: OnceLock<Result<RunCa, String>> = OnceLock::new();
-    CA.get_or_init(make_ca).as_ref().map_err(Clone::clone)
-}
-
-fn make_ca() -> Result<RunCa, String> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
-    let e = |e: rcgen::Error| format!("cannot make the run's certificates: {e}");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "wirecheck run CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().map_err(e)?;
-    let ca = ca_params.self_signed(&ca_key).map_err(e)?;
-    let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).map_err(e)?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
-    for ip in ["127.0.0.1", "::1"] {
-        leaf_params
-            .subject_alt_names
-            .push(SanType::IpAddress(ip.parse().expect("a literal address")));
-    }
-    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_key = KeyPair::generate().map_err(e)?;
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).map_err(e)?;
-    let dir = tempfile::Builder::new()
-        .prefix("wirecheck-ca.")
-        .tempdir()
-        .map_err(|e| format!("cannot make a folder for the run's certificates: {e}"))?;
-    let write = |name: &str, text: String| -> Result<std::path::PathBuf, String> {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok(path)
-    };
-    // A server gets its chain: the leaf, then the authority.
-    let cert = write("cert.pem", format!("{}{}", leaf.pem(), ca.pem()))?;
-    let key = write("key.pem", leaf_key.serialize_pem())?;
-    let ca_path = write("ca.pem", ca.pem())?;
-    Ok(RunCa {
-        ca_der: ca.der().to_vec(),
-        _dir: dir,
-        cert,
-        key,
-        ca: ca_path,
-    })
-}
 
 /// Whether a step's connection speaks QUIC (its protocol's transport).
 pub fn is_quic(proto: &dyn Protocol) -> bool {
@@ -168,29 +104,16 @@ impl Drop for QuicConn {
     }
 }
 
-/// Opens a QUIC connection to `addr` with ALPN `alpn`, trusting the run's authority; the
-/// handshake is done by `deadline`. Returns the connection's local address with it.
-pub async fn connect(
-    addr: SocketAddr,
-    alpn: &[u8],
-    proto: &dyn Protocol,
-    deadline: Instant,
-) -> Result<(quinn::Endpoint, quinn::Connection), String> {
-    let ca = run_ca()?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(ca.ca_der.clone()))
-        .map_err(|e| format!("the run's authority is not usable: {e}"))?;
-    // ring is the provider here (aws-lc needs cmake); its lack of post-quantum groups is fine.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+/// Opens a QUIC connection to `addr` as the run's TLS client (its trust, server name, ALPN and
+/// key log, TLS 1.3 as QUIC requires, RFC 9001 §4.2); the handshake is done by `deadline`.
+pub async fn connect(addr: SocketAddr, tls: &crate::tls::Setup, deadline: Instant) -> Result<(quinn::Endpoint, quinn::Connection), String> {
+    let mut config = (*tls.client.config).clone();
+    if config.alpn_protocols.is_empty() {
+        return Err("QUIC needs an application protocol (ALPN, RFC 9001 §8.1): give --alpn".into());
+    }
+    // 0-RTT would replay a case's first flight; a case's bytes go once.
+    config.enable_early_data = false;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(config).map_err(|e| format!("TLS for QUIC: {e}"))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
@@ -203,10 +126,10 @@ pub async fn connect(
         .expect("a literal address");
     let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| format!("cannot open a UDP socket for QUIC: {e}"))?;
     endpoint.set_default_client_config(client);
+    let name = tls.client.server_name.to_str().into_owned();
     let connecting = endpoint
-        .connect(addr, "localhost")
+        .connect(addr, &name)
         .map_err(|e| format!("cannot start QUIC to {addr}: {e}"))?;
-    let _ = proto;
     match tokio::time::timeout_at(deadline, connecting).await {
         Err(_) => Err(format!(
             "the QUIC handshake with {addr} did not finish in time (nothing answers on UDP there, or it does not speak QUIC version 1)"

@@ -398,14 +398,6 @@ fn fill(cmd: &str, port: u16, listen_port: u16, vars: &crate::suite::Vars) -> St
     for (k, v) in vars {
         out = out.replace(&format!("{{{k}}}"), v);
     }
-    // A QUIC server under test needs a certificate the harness trusts: the run's.
-    if out.contains("{cert}") || out.contains("{key}") {
-        if let Ok(ca) = super::quic::run_ca() {
-            out = out
-                .replace("{cert}", &ca.cert.display().to_string())
-                .replace("{key}", &ca.key.display().to_string());
-        }
-    }
     out
 }
 
@@ -423,11 +415,14 @@ pub struct SuiteTarget {
     hanging: std::sync::atomic::AtomicBool,
     /// Every server case gets an instance of its own (`RunOptions::fresh_each`).
     fresh_each: bool,
+    /// TLS for this suite's run, or why there is none.
+    tls: Result<Arc<crate::tls::Setup>, String>,
 }
 
 impl SuiteTarget {
     /// A target for `suite`; nothing starts until a case needs it.
     pub fn new(suite: Arc<Suite>, spec: TargetSpec, ready_timeout: Duration) -> SuiteTarget {
+        let suite_protocol = suite.protocol.clone();
         SuiteTarget {
             suite,
             spec,
@@ -438,7 +433,29 @@ impl SuiteTarget {
             turns: tokio::sync::Semaphore::new(1),
             hanging: std::sync::atomic::AtomicBool::new(false),
             fresh_each: false,
+            // Certificates of its own until a run gives it the run's (`with_tls`): a suite's
+            // reference options may name them ({cert}), STARTTLS cases use them.
+            tls: match crate::proto::find(&suite_protocol) {
+                Some(p) => super::TlsOptions::default().setup(
+                    p,
+                    &crate::tls::RunCerts::generate().map(Arc::new).map_err(|e| e.to_string()),
+                    &Arc::default(),
+                ),
+                None => Err(format!("no protocol named {suite_protocol}")),
+            },
         }
+    }
+
+    /// Speaks TLS as `tls` says (the references are started with the run's certificate under
+    /// `--tls`, and given the CA to trust when they are clients).
+    pub fn with_tls(mut self, tls: Result<Arc<crate::tls::Setup>, String>) -> SuiteTarget {
+        self.tls = tls;
+        self
+    }
+
+    /// This suite's TLS setup.
+    pub fn tls(&self) -> Result<Arc<crate::tls::Setup>, String> {
+        self.tls.clone()
     }
 
     /// Confines the programs this target starts (`--exec`) with `sandbox`.
@@ -560,18 +577,31 @@ impl SuiteTarget {
     fn reference_options(&self) -> reference_servers::Options {
         let dir = self.suite.source.path.parent().unwrap_or(std::path::Path::new("."));
         let mut opts = self.suite.reference_options.clone();
+        if let Ok(tls) = &self.tls {
+            let files = [("{ca}", &tls.certs.ca), ("{cert}", &tls.certs.cert), ("{key}", &tls.certs.key)];
+            for v in opts.values_mut() {
+                for (name, path) in files {
+                    *v = v.replace(name, &path.to_string_lossy());
+                }
+            }
+            if tls.on {
+                match self.suite.role {
+                    Role::Server => {
+                        opts.insert("tls".into(), "implicit".into());
+                        opts.insert("tls_cert".into(), tls.certs.cert.to_string_lossy().into_owned());
+                        opts.insert("tls_key".into(), tls.certs.key.to_string_lossy().into_owned());
+                    }
+                    Role::Client => {
+                        opts.insert("tls_ca".into(), tls.certs.ca.to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
         for (k, v) in opts.iter_mut() {
             // Option names are the servers' own (the pinger's `seed` is a number, the mail servers' a
             // folder): a relative value is a path only if it names something next to the suite.
             if PATH_OPTIONS.contains(&k.as_str()) && std::path::Path::new(v.as_str()).is_relative() && dir.join(&*v).exists() {
                 *v = dir.join(&*v).to_string_lossy().into_owned();
-            }
-        }
-        // QUIC is always TLS (RFC 9001): a QUIC reference gets the run's certificate.
-        if self.suite.transport == Transport::Quic && !opts.contains_key("tls_cert") {
-            if let Ok(ca) = super::quic::run_ca() {
-                opts.insert("tls_cert".into(), ca.cert.display().to_string());
-                opts.insert("tls_key".into(), ca.key.display().to_string());
             }
         }
         opts
@@ -636,7 +666,14 @@ impl SuiteTarget {
     async fn start_exec(&self, cmd: &str) -> Result<Arc<Instance>, TargetError> {
         let transport = self.suite.transport;
         let port = free_port(transport).map_err(|e| TargetError::NoFreePort(Arc::new(e)))?;
-        let command = fill(cmd, port, port, &Default::default());
+        // A server started for --tls (or for STARTTLS cases) is given the run's certificate.
+        let mut vars = crate::suite::Vars::default();
+        if let Ok(tls) = &self.tls {
+            for (k, p) in [("ca", &tls.certs.ca), ("cert", &tls.certs.cert), ("key", &tls.certs.key)] {
+                vars.insert(k.into(), p.to_string_lossy().into_owned());
+            }
+        }
+        let command = fill(cmd, port, port, &vars);
         let program = Program::spawn(&command, &self.sandbox).map_err(|e| TargetError::Spawn(Arc::new(e)))?;
         match wait_ready(&program, port, transport, Instant::now() + self.ready_timeout).await {
             Ok(addr) => Ok(Arc::new(Instance {

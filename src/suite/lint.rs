@@ -236,7 +236,7 @@ impl Scope {
                 c.some.iter().for_each(|t| self.uses(loc, t));
             }
             StepKind::Close if step.on.as_ref().is_some_and(|n| self.conns.contains(&format!("listener:{n}"))) => {}
-            StepKind::Close | StepKind::Shutdown | StepKind::Switch(_) => self.conn_used(step),
+            StepKind::Close | StepKind::Shutdown | StepKind::StartTls | StepKind::Switch(_) => self.conn_used(step),
             StepKind::Parallel(branches) => {
                 let before = (self.vars.clone(), self.conns.clone());
                 let mut vars = before.0.clone();
@@ -283,7 +283,13 @@ impl Scope {
 fn needs_connection(kind: &StepKind) -> bool {
     matches!(
         kind,
-        StepKind::Send(_) | StepKind::Expect(_) | StepKind::Collect(_) | StepKind::Close | StepKind::Shutdown | StepKind::Switch(_)
+        StepKind::Send(_)
+            | StepKind::Expect(_)
+            | StepKind::Collect(_)
+            | StepKind::Close
+            | StepKind::Shutdown
+            | StepKind::StartTls
+            | StepKind::Switch(_)
     )
 }
 

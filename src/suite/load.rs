@@ -24,6 +24,7 @@ pub const STEP_KEYWORDS: &[&str] = &[
     "close",
     "shutdown",
     "switch",
+    "starttls",
     "parallel",
     "repeat",
     "expect_output",
@@ -685,6 +686,7 @@ impl LoadCx {
             let kind = match word {
                 "close" => StepKind::Close,
                 "shutdown" => StepKind::Shutdown,
+                "starttls" => StepKind::StartTls,
                 "start" => StepKind::Start {
                     listener: None,
                     listen: None,
@@ -761,7 +763,7 @@ impl LoadCx {
         };
         *ctx.on.borrow_mut() = on.clone();
         let kind = self.step_kind(k.as_str().unwrap_or(""), v, ctx)?;
-        if matches!(kind, StepKind::Close | StepKind::Shutdown) && on.is_none() {
+        if matches!(kind, StepKind::Close | StepKind::Shutdown | StepKind::StartTls) && on.is_none() {
             on = v.as_str().map(str::to_string);
         }
         if let Some((pk, p)) = &premise {
@@ -803,10 +805,12 @@ impl LoadCx {
                 "a premise needs a message to check: not on 'expect: closed' or 'silence'",
                 "put it on the expect that reads the reply offering the feature",
             ),
-            StepKind::Expect(_) | StepKind::Saw(_) => {}
+            // A handshake that does not happen: the server took the bytes that followed its
+            // go-ahead for the start of TLS, as the STARTTLS RFCs let it.
+            StepKind::Expect(_) | StepKind::Saw(_) | StepKind::StartTls => {}
             other => self.err_help(
                 k,
-                format!("'premise' goes on an expect or saw step, not on '{}'", other.keyword()),
+                format!("'premise' goes on an expect, saw or starttls step, not on '{}'", other.keyword()),
                 "put it on the expect that reads the reply offering the feature",
             ),
         }
@@ -877,15 +881,15 @@ impl LoadCx {
                     },
                 })
             }
-            "close" | "shutdown" => {
+            "close" | "shutdown" | "starttls" => {
                 // `- close: c` names the connection; it is the same as `on: c`.
                 if !matches!(v.data, Data::Null) {
                     self.string(v, keyword)?;
                 }
-                if keyword == "close" {
-                    StepKind::Close
-                } else {
-                    StepKind::Shutdown
+                match keyword {
+                    "close" => StepKind::Close,
+                    "shutdown" => StepKind::Shutdown,
+                    _ => StepKind::StartTls,
                 }
             }
             "switch" => {

@@ -187,6 +187,10 @@ pub enum StepKind {
     Close,
     /// Half-close: shutdown our write side (the peer reads EOF).
     Shutdown,
+    /// TLS starts on the connection now (after the protocol's STARTTLS exchange the case has
+    /// scripted): the harness is the client on a connection it opened, the server on one it
+    /// accepted; the dialogue goes on over TLS.
+    StartTls,
     /// The connection carries on in another protocol (named) from the byte after the message
     /// that handed it over (HTTP/1.1's 101 to `Upgrade: h2c`): later steps on it use that
     /// protocol's vocabulary and codecs.
@@ -421,6 +425,7 @@ impl StepKind {
             StepKind::Collect(_) => "collect",
             StepKind::Close => "close",
             StepKind::Shutdown => "shutdown",
+            StepKind::StartTls => "starttls",
             StepKind::Switch(_) => "switch",
             StepKind::Parallel(_) => "parallel",
             StepKind::Repeat(_) => "repeat",

@@ -49,6 +49,11 @@
 //!   is closed, as is one trickling a command past `line_timeout` or the
 //!   idlest when a newcomer finds `max_connections` open (see `guard`).
 //!
+//! With `tls=implicit` (and `tls_cert`, `tls_key`; see `tls`) it is implicit
+//! FTPS: the control connection is TLS from its first byte, and data
+//! connections stay clear, which RFC 4217 §9 makes the default until PROT P:
+//! PBSZ 0 and PROT C are answered 200, PROT P 536 (no protected data here).
+//!
 //! The `fault` option switches on deliberate bugs (`fault.rs`), so the
 //! harness can prove that its suite's cases catch them.
 
@@ -67,6 +72,7 @@ use tokio::time::{timeout, Instant};
 
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
 use crate::smtp::{LineConn, Stop};
+use crate::tls::{self, Offer, ServerTls};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 mod fault;
@@ -86,6 +92,9 @@ const OPTIONS: &[&str] = &[
     "fault",
     guard::OPTIONS[0],
     guard::OPTIONS[1],
+    tls::OPTIONS[0],
+    tls::OPTIONS[1],
+    tls::OPTIONS[2],
 ];
 
 /// The default root, relative to the current directory.
@@ -143,6 +152,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let data_timeout = opts.get("data_timeout", "10s", parse_duration)?;
     let faults = opts.get("fault", "", fault::parse)?;
     let mut limits = Limits::from_options(&opts)?;
+    limits.implicit_tls = ServerTls::implicit(tls::server_options(&opts, Offer::Implicit, &[])?.as_ref());
     if faults.has(Fault::SingleClient) {
         // The fault: one slot, so the next client waits until this one leaves.
         limits.max_connections = 1;
@@ -315,7 +325,7 @@ async fn handle(stream: Stream, peer: SocketAddr, config: &Config) {
     if !config.has(Fault::NoGreeting) && conn.send("220 wirecheck FTP reference ready").await.is_err() {
         return;
     }
-    let mut session = Session::new(config, peer, local);
+    let mut session = Session::new(config, peer, local, conn.is_tls());
     // Commands that arrived during a transfer, answered after it (`None`: a line too long).
     let mut queued: VecDeque<Option<Vec<u8>>> = VecDeque::new();
     loop {
@@ -462,6 +472,10 @@ struct Session<'a> {
     /// The offset REST gave, until the transfer it is for.
     rest: Option<u64>,
     rename_from: Option<PathBuf>,
+    /// The control connection speaks TLS (implicit FTPS).
+    secure: bool,
+    /// PBSZ has been accepted (RFC 4217 §9: it comes before PROT).
+    pbsz: bool,
 }
 
 fn reply(text: impl Into<String>) -> Action {
@@ -474,7 +488,7 @@ fn quoted(path: &str) -> String {
 }
 
 impl<'a> Session<'a> {
-    fn new(config: &'a Config, peer: SocketAddr, local: SocketAddr) -> Self {
+    fn new(config: &'a Config, peer: SocketAddr, local: SocketAddr, secure: bool) -> Self {
         Session {
             config,
             peer,
@@ -488,11 +502,36 @@ impl<'a> Session<'a> {
             epsv_all: false,
             rest: None,
             rename_from: None,
+            secure,
+            pbsz: false,
         }
     }
 
     fn has(&self, fault: Fault) -> bool {
         self.config.has(fault)
+    }
+
+    /// PBSZ (RFC 2228), which over TLS carries 0 (RFC 4217 §9): 200, naming the size used.
+    fn pbsz_command(&mut self, arg: &str) -> Action {
+        if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
+            return reply("501 Syntax: PBSZ 0");
+        }
+        self.pbsz = true;
+        reply("200 PBSZ=0")
+    }
+
+    /// PROT (RFC 2228): only C (clear, the default until PROT, RFC 4217 §9) is served; P gets
+    /// RFC 2228's 536, "Requested PROT level not supported by mechanism"; PROT before PBSZ is
+    /// out of sequence (503).
+    fn prot(&mut self, arg: &str) -> Action {
+        if !self.pbsz {
+            return reply("503 PBSZ first");
+        }
+        match arg.to_ascii_uppercase().as_str() {
+            "C" => reply("200 Protection level set to Clear"),
+            "P" | "S" | "E" => reply("536 Requested PROT level not supported by mechanism: data connections are clear"),
+            _ => reply("504 PROT takes C, S, E or P"),
+        }
     }
 
     /// Answers one command line.
@@ -552,7 +591,13 @@ impl<'a> Session<'a> {
             "NOOP" => reply("200 NOOP ok"),
             "ACCT" => reply("202 ACCT not needed here"),
             "SYST" => reply("215 UNIX Type: L8"),
+            // RFC 4217: a server that takes PBSZ and PROT lists them in FEAT.
+            "FEAT" if self.secure => {
+                reply("211-Extensions supported:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PBSZ\r\n PROT\r\n REST STREAM\r\n SIZE\r\n UTF8\r\n211 End")
+            }
             "FEAT" => reply("211-Extensions supported:\r\n EPRT\r\n EPSV\r\n MDTM\r\n REST STREAM\r\n SIZE\r\n UTF8\r\n211 End"),
+            "PBSZ" if self.secure => self.pbsz_command(arg),
+            "PROT" if self.secure => self.prot(arg),
             "OPTS" => opts(arg),
             "HELP" => reply(
                 "214-The following commands are recognized:\r\n \

@@ -66,7 +66,8 @@ pub(super) async fn serve(mut stream: Stream, mut buf: Vec<u8>, config: &Arc<Con
         }
     };
     buf.drain(..used);
-    if let Ok(length) = checked_length(&head) {
+    // h2c is HTTP/2 over cleartext (RFC 9113 §3.1): over TLS the Upgrade is ignored.
+    if let (Ok(length), false) = (checked_length(&head), stream.is_tls()) {
         if let Some(offer) = upgrade::offered(&head.method, &head.target, &head.fields, length) {
             return upgrade::switch(stream, offer, buf, config).await;
         }

@@ -30,6 +30,13 @@
 //! Each stream's request body must arrive within `line_timeout`, a response
 //! that gets no flow-control window for `idle` is reset, and at most 512
 //! streams of the whole server are answered at once (`stream::MAX_IN_FLIGHT`).
+//!
+//! With `tls=implicit` (and `tls_cert`, `tls_key`) every connection is TLS and
+//! ALPN (RFC 7301) offers `h2` then `http/1.1`: `h2` is HTTP/2, whose client
+//! must then start with the preface (RFC 9113 §3.3; anything else is an invalid
+//! preface, §3.4); `http/1.1` is the HTTP/1.1 path without `Upgrade: h2c`,
+//! which is for cleartext only (RFC 9113 §3.1); a client that names no protocol
+//! gets the same sniffing by first bytes as over cleartext.
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,6 +52,7 @@ use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
+use crate::tls::{self, Offer, ServerTls};
 use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 mod check;
@@ -59,7 +67,18 @@ use site::Site;
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "http2";
-const OPTIONS: &[&str] = &["root", "idle", "interleave", "push", "fault", guard::OPTIONS[0], guard::OPTIONS[1]];
+const OPTIONS: &[&str] = &[
+    "root",
+    "idle",
+    "interleave",
+    "push",
+    "fault",
+    guard::OPTIONS[0],
+    guard::OPTIONS[1],
+    tls::OPTIONS[0],
+    tls::OPTIONS[1],
+    tls::OPTIONS[2],
+];
 
 /// The default root, relative to the current directory.
 const DEFAULT_ROOT: &str = "fixtures/www";
@@ -90,7 +109,8 @@ struct Config {
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "10s", parse_duration)?;
-    let limits = Limits::from_options(&opts)?;
+    let mut limits = Limits::from_options(&opts)?;
+    limits.implicit_tls = ServerTls::implicit(tls::server_options(&opts, Offer::Implicit, &[tls::H2, tls::HTTP11])?.as_ref());
     let interleave = opts.get("interleave", "true", parse_bool)?;
     let push = opts.get("push", "false", parse_bool)?;
     let faults = opts.get("fault", "", fault::parse)?;
@@ -167,8 +187,18 @@ async fn handle(mut stream: Stream, config: Arc<Config>) {
         true => Some(config.one_connection.lock().await),
         false => None,
     };
+    let alpn = stream.alpn().map(<[u8]>::to_vec);
+    if alpn.as_deref() == Some(tls::HTTP11) {
+        return h1::serve(stream, Vec::new(), &config).await;
+    }
     let mut first = Vec::new();
-    match timeout(config.idle, sniff(&mut stream, &mut first)).await {
+    let sniffed = timeout(config.idle, sniff(&mut stream, &mut first)).await;
+    let sniffed = match sniffed {
+        // RFC 9113 §3.3: a client that chose h2 in ALPN MUST start with the preface.
+        Ok(Ok(Sniffed::Http1)) if alpn.as_deref() == Some(tls::H2) => Ok(Ok(Sniffed::BadPreface)),
+        other => other,
+    };
+    match sniffed {
         Ok(Ok(Sniffed::BadPreface)) => {
             // RFC 9113 §3.4: an invalid preface is a connection error PROTOCOL_ERROR.
             let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];

@@ -173,7 +173,7 @@ pub(crate) fn resource(target: &str) -> Result<Resource, u16> {
 /// The path (and query) of an absolute-form target (RFC 9112 §3.2.2).
 fn absolute_form_path(target: &str) -> Option<String> {
     let scheme_end = target.find("://")?;
-    if !target[..scheme_end].eq_ignore_ascii_case("http") {
+    if !["http", "https"].iter().any(|s| s.eq_ignore_ascii_case(&target[..scheme_end])) {
         return None;
     }
     let rest = &target[scheme_end + 3..];

@@ -26,7 +26,10 @@
 //!
 //! Options: `timeout` (the whole run, 10s), `max_body` (octets a response body or an upload may
 //! have, 64 MiB) and `fault`: deliberate bugs (comma-separated, none by default) that the
-//! suite's proofs switch on (`fault.rs`).
+//! suite's proofs switch on (`fault.rs`), and `tls_ca`: the PEM file of the CA to trust, for
+//! HTTP/2 over TLS to the server `localhost` with ALPN `h2` (RFC 9113 §3.2) instead of prior
+//! knowledge over cleartext. TLS sits between the relay and the socket, so the relay (and every
+//! fault it plays) sees the same frames either way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,11 +40,12 @@ use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use h2::SendStream;
 use http::{Method, Request};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 
+use crate::tls::{self, ClientStream};
 use crate::{parse_count, parse_duration, Error, OptionSet, Options};
 
 mod fault;
@@ -54,7 +58,7 @@ use relay::{Relay, Report};
 
 /// The name suites and the CLI use for this client.
 pub(crate) const NAME: &str = "http2-client";
-const OPTIONS: &[&str] = &["timeout", "max_body", "fault"];
+const OPTIONS: &[&str] = &["timeout", "max_body", "fault", tls::CA];
 
 /// What the requests say they are.
 const USER_AGENT: &str = "wirecheck-reference/1";
@@ -136,6 +140,7 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
     let wait = opts.get("timeout", "10s", parse_duration)?;
     let max_body = opts.get("max_body", "67108864", |v| parse_count(v, 0, u64::MAX))?;
     let faults = opts.get("fault", "", fault::parse)?;
+    let tls = tls::client_options(&opts, &[tls::H2])?;
     // A closed output channel only means nobody is listening any more.
     let print = move |line: String| {
         let _ = out.send(line);
@@ -158,6 +163,8 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
     let limits = Limits {
         max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
         faults,
+        scheme: if tls.is_some() { "https" } else { "http" },
+        wait,
     };
     // One connection for all, or (fault) one each, side by side.
     let jobs = reqs.iter().zip(uploads).enumerate().map(|(i, (req, body))| Job {
@@ -172,7 +179,7 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
     };
     let mut connections = JoinSet::new();
     for group in groups {
-        connections.spawn(connection(server, group, limits, 1));
+        connections.spawn(connection(server, group, limits, tls.clone(), 1));
     }
     let mut results: Vec<Option<Result<Got, String>>> = reqs.iter().map(|_| None).collect();
     let mut failed = false;
@@ -190,7 +197,7 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
                     "{} request(s) the server did not process, sent again on a new connection",
                     done.retry.len()
                 ));
-                connections.spawn(connection(server, done.retry, limits, done.attempt + 1));
+                connections.spawn(connection(server, done.retry, limits, tls.clone(), done.attempt + 1));
             }
             if let Some(why) = done.failure {
                 print(format!("error: {why}"));
@@ -237,6 +244,10 @@ pub(crate) async fn run(server: SocketAddr, opts: &Options, args: &[String], out
 struct Limits {
     max_body: usize,
     faults: Faults,
+    /// `:scheme`: `https` over TLS (RFC 9113 §8.3.1).
+    scheme: &'static str,
+    /// The whole run's time, which bounds a connection's setup too.
+    wait: Duration,
 }
 
 /// A request as it is sent.
@@ -295,7 +306,7 @@ impl From<String> for Fail {
 }
 
 /// One connection carrying `reqs` concurrently.
-async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits, attempt: u32) -> Done {
+async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits, tls: Option<TlsConnector>, attempt: u32) -> Done {
     let fail_all = |why: String| Done {
         results: jobs.iter().map(|job| (job.at, Err("no response".to_owned()))).collect(),
         failure: Some(why),
@@ -303,13 +314,20 @@ async fn connection(server: SocketAddr, jobs: Vec<Job>, limits: Limits, attempt:
         retry: Vec::new(),
         attempt,
     };
-    let tcp = match TcpStream::connect(server).await {
-        Ok(tcp) => tcp,
-        Err(e) => return fail_all(format!("cannot connect to {server}: {e}")),
+    let stream = match ClientStream::connect(server, tls.as_ref(), limits.wait).await {
+        Ok(stream) => stream,
+        Err(why) => return fail_all(why),
     };
+    // RFC 9113 §3.2: over TLS, HTTP/2 is what ALPN chose, or nothing.
+    if tls.is_some() && stream.alpn() != Some(tls::H2) {
+        return fail_all(format!(
+            "the server did not choose h2 in ALPN (RFC 9113 §3.2) but {:?}",
+            stream.alpn().map(String::from_utf8_lossy)
+        ));
+    }
     // Small frames (a SETTINGS ACK, a PING ACK, WINDOW_UPDATE) must not wait for Nagle.
-    let _ = tcp.set_nodelay(true);
-    let (pipe, mut relay) = Relay::start(tcp, limits.faults);
+    let _ = stream.tcp().set_nodelay(true);
+    let (pipe, mut relay) = Relay::start(stream, limits.faults);
     let mut builder = h2::client::Builder::new();
     builder
         .enable_push(false)
@@ -392,7 +410,7 @@ async fn request(send: SendRequest<Bytes>, authority: &str, job: Job, report: Ar
     let mut send = send.ready().await?;
     let mut head = Request::builder()
         .method(job.method)
-        .uri(format!("http://{authority}{}", job.path))
+        .uri(format!("{}://{authority}{}", limits.scheme, job.path))
         .header("user-agent", USER_AGENT)
         .header("accept", "*/*");
     let body = job.body.filter(|b| !b.is_empty());

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+
+use crate::tls::ClientStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -80,11 +80,11 @@ pub(super) struct Relay {
 }
 
 impl Relay {
-    /// Starts relaying between `tcp` and the returned pipe end, which is for `h2`.
-    pub(super) fn start(tcp: TcpStream, faults: Faults) -> (DuplexStream, Relay) {
+    /// Starts relaying between `server` (TCP, or TLS over it) and the returned pipe end, which is for `h2`.
+    pub(super) fn start(server: ClientStream, faults: Faults) -> (DuplexStream, Relay) {
         let (h2_end, relay_end) = tokio::io::duplex(PIPE);
         let (from_h2, to_h2) = tokio::io::split(relay_end);
-        let (from_server, to_server) = tcp.into_split();
+        let (from_server, to_server) = tokio::io::split(server);
         let report = Arc::new(Mutex::new(Report::default()));
         let conn = Arc::new(Mutex::new(Conn::new(faults, report.clone())));
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
@@ -205,7 +205,7 @@ impl Conn {
 /// `h2`'s frames to the server.
 async fn outgoing(
     mut from_h2: ReadHalf<DuplexStream>,
-    mut to_server: OwnedWriteHalf,
+    mut to_server: WriteHalf<ClientStream>,
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
     conn: Arc<Mutex<Conn>>,
     phase: Arc<watch::Sender<Phase>>,
@@ -448,7 +448,7 @@ impl Out {
 
 /// The server's frames to `h2`.
 async fn incoming(
-    mut from_server: OwnedReadHalf,
+    mut from_server: ReadHalf<ClientStream>,
     mut to_h2: WriteHalf<DuplexStream>,
     ctl: mpsc::UnboundedSender<Ctl>,
     conn: Arc<Mutex<Conn>>,

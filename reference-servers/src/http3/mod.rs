@@ -8,8 +8,9 @@
 //! is shut down gracefully: GOAWAY on the control stream (RFC 9114 §5.2), then the connection is
 //! closed with H3_NO_ERROR once the requests it may still take are done.
 //!
-//! Options: `root` (default `fixtures/www`), `idle` (default 10s), `tls_cert`, `tls_key`, and
-//! `fault` (`fault.rs`; the faults that `h3` cannot have are served by `raw.rs`).
+//! Options: `root` (default `fixtures/www`), `idle` (default 10s), `tls_cert`, `tls_key`, `tls`
+//! (only `implicit`, what a run's `--tls` gives every reference), and `fault` (`fault.rs`; the
+//! faults that `h3` cannot have are served by `raw.rs`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,7 +32,7 @@ use fault::{Fault, Faults};
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "http3";
-const OPTIONS: &[&str] = &["root", "idle", "tls_cert", "tls_key", "fault"];
+const OPTIONS: &[&str] = &["root", "idle", "tls_cert", "tls_key", "tls", "fault"];
 
 /// The default root, relative to the current directory.
 const DEFAULT_ROOT: &str = "fixtures/www";
@@ -69,6 +70,11 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "10s", parse_duration)?;
     let faults = opts.get("fault", "", fault::parse)?;
+    // `tls=implicit` (a run's --tls) says what QUIC always is: TLS from the first packet.
+    opts.get("tls", "implicit", |t| match t {
+        "implicit" => Ok(()),
+        _ => Err("QUIC is TLS from its first packet (RFC 9001): only implicit".to_owned()),
+    })?;
     let root = match opts.given("root") {
         Some(root) => opts.parse("root", root, |r| directory(Path::new(r)))?,
         None => directory(Path::new(DEFAULT_ROOT))

@@ -40,6 +40,9 @@
 //! - every response says `HTTP/1.1`; after 400, 408, 413, 414, 417, 431, 505
 //!   and a framing 501, the response says `Connection: close` and the
 //!   connection is closed.
+//!
+//! With `tls=implicit` (and `tls_cert`, `tls_key`) it is an HTTPS origin: every
+//! connection is TLS from its first byte, with ALPN `http/1.1` (see `tls`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +52,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
+use crate::tls::{self, Offer, ServerTls};
 use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 mod request;
@@ -61,7 +65,16 @@ use routes::Site;
 
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "http";
-const OPTIONS: &[&str] = &["idle", "root", "uploads", guard::OPTIONS[0], guard::OPTIONS[1]];
+const OPTIONS: &[&str] = &[
+    "idle",
+    "root",
+    "uploads",
+    guard::OPTIONS[0],
+    guard::OPTIONS[1],
+    tls::OPTIONS[0],
+    tls::OPTIONS[1],
+    tls::OPTIONS[2],
+];
 
 /// The default root, relative to the current directory.
 const DEFAULT_ROOT: &str = "fixtures/www";
@@ -72,7 +85,8 @@ const CHECKOUT_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/ww
 pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningServer, Error> {
     let opts = OptionSet::new(NAME, OPTIONS, opts)?;
     let idle = opts.get("idle", "10s", parse_duration)?;
-    let limits = Limits::from_options(&opts)?;
+    let mut limits = Limits::from_options(&opts)?;
+    limits.implicit_tls = ServerTls::implicit(tls::server_options(&opts, Offer::Implicit, &[tls::HTTP11])?.as_ref());
     let root = match opts.given("root") {
         Some(root) => opts.parse("root", root, |r| directory(Path::new(r), false))?,
         None => directory(Path::new(DEFAULT_ROOT), false)

@@ -55,6 +55,14 @@ pub(super) enum Fault {
     CrashOnGarbage,
     /// `single-client`: one connection is served at a time.
     SingleClient,
+    /// `starttls-runs-pipelined`: commands that arrived in clear text after STARTTLS, before
+    /// the handshake, are executed after it (the command injection of CVE-2011-0411).
+    StartTlsRunsPipelined,
+    /// `starttls-again`: STARTTLS is still in CAPABILITY after TLS began, and a second one is
+    /// answered OK (the session then goes on without a second handshake).
+    StartTlsAgain,
+    /// `login-in-clear`: LOGINDISABLED is advertised (`require_tls=yes`) but LOGIN is accepted.
+    LoginInClear,
 }
 
 /// Each fault's name: its suite tag without `bug-`.
@@ -82,6 +90,9 @@ const FAULTS: &[(&str, Fault)] = &[
     ("case-sensitive", Fault::CaseSensitive),
     ("crash-on-garbage", Fault::CrashOnGarbage),
     ("single-client", Fault::SingleClient),
+    ("starttls-runs-pipelined", Fault::StartTlsRunsPipelined),
+    ("starttls-again", Fault::StartTlsAgain),
+    ("login-in-clear", Fault::LoginInClear),
 ];
 
 /// The faults switched on: one bit per `Fault`.

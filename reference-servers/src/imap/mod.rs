@@ -12,8 +12,8 @@
 //! - behaviour is IMAP4rev1's (the default of a server that offers both, RFC
 //!   9051 Appendix E): `* n RECENT` and `[UNSEEN n]` on SELECT, `* SEARCH`
 //!   rather than ESEARCH; there is no ENABLE, so no switching to rev2 rules;
-//! - no STARTTLS or AUTHENTICATE: LOGIN over the plain connection is allowed
-//!   (and LOGINDISABLED not advertised), since this is a loopback oracle;
+//! - no SASL, so AUTHENTICATE is refused; LOGIN over the plain connection is
+//!   allowed (and LOGINDISABLED not advertised) unless `require_tls=yes`;
 //! - flags are the five that Maildir file names can hold; keywords and
 //!   unknown `\` flags in STORE and APPEND are accepted and ignored, which
 //!   PERMANENTFLAGS (without `\*`) announces;
@@ -36,6 +36,12 @@
 //!   does one whose command is incomplete `line_timeout` after its first byte
 //!   or the idlest one when a newcomer finds `max_connections` open (see `guard`).
 //!
+//! TLS (see `tls`): `tls=implicit` is IMAPS (RFC 8314), TLS from the first
+//! byte; `tls=starttls` advertises STARTTLS (RFC 3501 §6.2.1, RFC 9051 §6.2.1)
+//! in the not authenticated state until TLS has begun, and `require_tls=yes`
+//! then advertises LOGINDISABLED and answers LOGIN and AUTHENTICATE with
+//! `NO [PRIVACYREQUIRED]` until it has.
+//!
 //! The `fault` option switches on deliberate bugs (`fault.rs`), so the
 //! harness can prove that its suite's cases catch them.
 
@@ -47,6 +53,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::guard::{self, Goodbye, Limits, Reason, Stream};
+use crate::tls::{self, Offer, ServerTls};
 use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport};
 
 mod fault;
@@ -60,7 +67,7 @@ mod store;
 mod wire;
 
 use fault::{Fault, Faults};
-use reply::{Reply, CAPABILITIES};
+use reply::Reply;
 use session::Session;
 use store::Store;
 use wire::{tag_of, Conn, Gone, Input};
@@ -68,7 +75,18 @@ use wire::{tag_of, Conn, Gone, Input};
 /// The name suites and the CLI use for this server.
 pub(crate) const NAME: &str = "imap";
 /// `fault`: deliberate bugs for proving the suite (see `fault.rs`); none by default.
-const OPTIONS: &[&str] = &["idle", "maildir", "seed", "fault", guard::OPTIONS[0], guard::OPTIONS[1]];
+const OPTIONS: &[&str] = &[
+    "idle",
+    "maildir",
+    "seed",
+    "fault",
+    guard::OPTIONS[0],
+    guard::OPTIONS[1],
+    tls::OPTIONS[0],
+    tls::OPTIONS[1],
+    tls::OPTIONS[2],
+    tls::REQUIRE,
+];
 
 /// The default seed store, relative to the current directory.
 const DEFAULT_SEED: &str = "fixtures/mail/store";
@@ -81,6 +99,8 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let idle = opts.get("idle", "60s", parse_duration)?;
     let faults = opts.get("fault", "", fault::parse)?;
     let mut limits = Limits::from_options(&opts)?;
+    let tls = tls::server_options(&opts, Offer::Mail, &[])?;
+    limits.implicit_tls = ServerTls::implicit(tls.as_ref());
     if faults.has(Fault::SingleClient) {
         // The fault: one slot, so the next client waits until this one leaves.
         limits.max_connections = 1;
@@ -118,7 +138,7 @@ pub(crate) async fn start(bind: SocketAddr, opts: &Options) -> Result<RunningSer
     let server_socket = TcpListener::bind(bind).await?;
     let local_addr = server_socket.local_addr()?;
     let server = async move {
-        serve(server_socket, store, idle, faults, limits).await;
+        serve(server_socket, store, idle, faults, tls, limits).await;
         drop(temporary);
     };
     Ok(RunningServer::spawn(local_addr, Transport::Tcp, server))
@@ -152,9 +172,9 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Serves every connection within `limits` (see `guard`).
-async fn serve(server_socket: TcpListener, store: Arc<Store>, idle: Duration, faults: Faults, limits: Limits) {
+async fn serve(server_socket: TcpListener, store: Arc<Store>, idle: Duration, faults: Faults, tls: Option<ServerTls>, limits: Limits) {
     guard::serve(server_socket, limits, goodbye(), move |stream, _addr| {
-        handle(stream, store.clone(), idle, faults)
+        handle(stream, store.clone(), idle, faults, tls.clone())
     })
     .await;
 }
@@ -173,13 +193,13 @@ fn goodbye() -> Goodbye {
 }
 
 /// Greets, then answers commands in order until LOGOUT, idleness, or the client going away.
-async fn handle(stream: Stream, store: Arc<Store>, idle: Duration, faults: Faults) {
+async fn handle(stream: Stream, store: Arc<Store>, idle: Duration, faults: Faults, tls: Option<ServerTls>) {
+    let mut session = Session::new(store, faults, tls.as_ref(), stream.is_tls());
     let mut conn = Conn::new(stream, idle, faults);
-    conn.line(&format!("* OK [CAPABILITY {CAPABILITIES}] wirecheck IMAP ready"));
+    conn.line(&format!("* OK [CAPABILITY {}] wirecheck IMAP ready", session.capabilities()));
     if conn.flush().await.is_err() {
         return;
     }
-    let mut session = Session::new(store, faults);
     loop {
         let command = match conn.read_command().await {
             Ok(Input::Command(command)) => command,
@@ -232,6 +252,28 @@ async fn handle(stream: Stream, store: Arc<Store>, idle: Duration, faults: Fault
                     conn.line(&format!("{tag} OK {ok}"));
                 }
                 return conn.close().await;
+            }
+            Reply::StartTls(text) => {
+                conn.line(&format!("{tag} OK {text}"));
+                if conn.flush().await.is_err() {
+                    return;
+                }
+                if !session.tls() {
+                    let Some(acceptor) = ServerTls::starttls(tls.as_ref()).map(|tls| tls.acceptor.clone()) else {
+                        return; // unreachable: STARTTLS gets OK only when offered
+                    };
+                    // RFC 3501 §6.2.1: "A TLS negotiation begins immediately after the CRLF at
+                    // the end of the tagged OK response from the server." What the client
+                    // pipelined behind STARTTLS came in clear text before it: dropped, never run
+                    // over TLS (the command injection of CVE-2011-0411), unless the fault keeps it.
+                    let keep = faults.has(Fault::StartTlsRunsPipelined);
+                    conn = match conn.start_tls(&acceptor, keep).await {
+                        Ok(conn) => conn,
+                        Err(_) => return,
+                    };
+                }
+                session.secured();
+                continue;
             }
         }
         if conn.flush().await.is_err() {

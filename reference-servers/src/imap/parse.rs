@@ -27,6 +27,10 @@ pub(super) enum Command {
     Logout,
     /// LOGIN user password
     Login(Vec<u8>, Vec<u8>),
+    /// STARTTLS
+    StartTls,
+    /// AUTHENTICATE mechanism ... (only ever refused: no SASL mechanism is offered)
+    Authenticate,
     /// LIST reference pattern
     List(Vec<u8>, Vec<u8>),
     /// CREATE mailbox
@@ -283,6 +287,12 @@ pub(super) fn command(input: &[u8], faults: Faults) -> Parsed<Command> {
         b"CAPABILITY" => Command::Capability,
         b"NOOP" => Command::Noop,
         b"LOGOUT" => Command::Logout,
+        b"STARTTLS" => Command::StartTls,
+        b"AUTHENTICATE" => {
+            // Whatever follows: the answer does not depend on it.
+            p.at = input.len();
+            Command::Authenticate
+        }
         b"CHECK" => Command::Check,
         b"CLOSE" => Command::Close,
         b"UNSELECT" => Command::Unselect,

@@ -11,9 +11,10 @@ use super::fetch;
 use super::mailbox::{flag_list, Mailbox};
 use super::message::{self, parse_date_time};
 use super::parse::{Command, StatusItem};
-use super::reply::{server_bug, Reply, CAPABILITIES};
+use super::reply::{capabilities, server_bug, Reply};
 use super::store::{children, mailbox_name, Entry, Flags, Refusal, Store, DELIMITER, INBOX};
 use super::wire::{Conn, Gone};
+use crate::tls::ServerTls;
 
 /// A session's state and what it needs.
 pub(super) struct Session {
@@ -22,6 +23,10 @@ pub(super) struct Session {
     selected: Option<Mailbox>,
     /// Deliberate bugs (see `fault.rs`).
     faults: Faults,
+    /// STARTTLS is configured (`tls=starttls`), and with it `require_tls`.
+    starttls: Option<bool>,
+    /// The connection speaks TLS.
+    tls: bool,
 }
 
 /// A mailbox name as it goes into a response.
@@ -59,13 +64,55 @@ fn refusal(refusal: Refusal) -> Reply {
 }
 
 impl Session {
-    /// A new, not yet authenticated session.
-    pub(super) fn new(store: Arc<Store>, faults: Faults) -> Session {
+    /// A new, not yet authenticated session; `tls` says whether the connection speaks TLS already.
+    pub(super) fn new(store: Arc<Store>, faults: Faults, config: Option<&ServerTls>, tls: bool) -> Session {
         Session {
             store,
             user: None,
             selected: None,
             faults,
+            starttls: ServerTls::starttls(config).map(|tls| tls.require),
+            tls,
+        }
+    }
+
+    /// True once the connection speaks TLS.
+    pub(super) fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// After the handshake. RFC 3501 §6.2.1: "The server remains in the non-authenticated
+    /// state, even if client credentials are supplied during the TLS negotiation."
+    pub(super) fn secured(&mut self) {
+        self.tls = true;
+    }
+
+    /// STARTTLS is offered: configured, and TLS not begun (or the fault `starttls-again`).
+    fn offers_starttls(&self) -> bool {
+        self.starttls.is_some() && (!self.tls || self.faults.has(Fault::StartTlsAgain))
+    }
+
+    /// LOGINDISABLED: `require_tls=yes` and TLS not begun.
+    fn login_disabled(&self) -> bool {
+        self.starttls == Some(true) && !self.tls
+    }
+
+    /// What CAPABILITY, the greeting and LOGIN's OK announce now.
+    pub(super) fn capabilities(&self) -> String {
+        capabilities(self.offers_starttls() && self.user.is_none(), self.login_disabled())
+    }
+
+    /// RFC 3501 §6.2.1 STARTTLS, up to its tagged OK.
+    fn starttls(&self) -> Reply {
+        if self.starttls.is_none() {
+            Reply::Bad("Unknown command".to_owned())
+        } else if self.user.is_some() {
+            // A command of the not authenticated state (RFC 3501 §6.2).
+            Reply::Bad("STARTTLS is only valid before LOGIN".to_owned())
+        } else if self.tls && !self.faults.has(Fault::StartTlsAgain) {
+            Reply::Bad("TLS is already active".to_owned())
+        } else {
+            Reply::StartTls("Begin TLS negotiation now".to_owned())
         }
     }
 
@@ -73,7 +120,11 @@ impl Session {
     pub(super) async fn execute(&mut self, conn: &mut Conn, command: Command) -> Result<Reply, Gone> {
         use Command as C;
         // Fault no-auth-check: nothing needs a login (the user is then "", the store's root).
-        let needs_user = !self.faults.has(Fault::NoAuthCheck) && !matches!(command, C::Capability | C::Noop | C::Logout | C::Login(..));
+        let needs_user = !self.faults.has(Fault::NoAuthCheck)
+            && !matches!(
+                command,
+                C::Capability | C::Noop | C::Logout | C::Login(..) | C::StartTls | C::Authenticate
+            );
         let needs_mailbox = matches!(
             command,
             C::Check | C::Close | C::Unselect | C::Expunge | C::Fetch { .. } | C::Store { .. } | C::Search { .. }
@@ -88,8 +139,20 @@ impl Session {
         }
         Ok(match command {
             C::Capability => {
-                conn.line(&format!("* CAPABILITY {CAPABILITIES}"));
+                conn.line(&format!("* CAPABILITY {}", self.capabilities()));
                 Reply::Ok("CAPABILITY completed".to_owned())
+            }
+            C::StartTls => self.starttls(),
+            // RFC 3501 §6.2.3: a server "MUST implement a configuration in which it does NOT
+            // permit any plaintext password mechanisms, unless either the STARTTLS command has been
+            // negotiated or some other mechanism that protects the session from password snooping
+            // has been provided"; with LOGINDISABLED "the server will respond with a tagged NO
+            // response to any attempt to use the LOGIN command even if the user name and password
+            // are valid" (RFC 2595 §3.2). AUTHENTICATE has no other mechanism to offer.
+            C::Authenticate if self.login_disabled() => Reply::No("[PRIVACYREQUIRED] Authentication is disabled until STARTTLS".to_owned()),
+            C::Authenticate => Reply::Bad("Unknown command".to_owned()),
+            C::Login(..) if self.login_disabled() && !self.faults.has(Fault::LoginInClear) => {
+                Reply::No("[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS".to_owned())
             }
             C::Noop => self.refresh(conn, None).unwrap_or_else(|| Reply::Ok("NOOP completed".to_owned())),
             C::Logout => Reply::Bye("wirecheck IMAP logging out".to_owned(), Some("LOGOUT completed".to_owned())),
@@ -174,7 +237,7 @@ impl Session {
         match self.store.authenticate(user, password, check_password) {
             Ok(Some(user)) => {
                 self.user = Some(user);
-                Reply::Ok(format!("[CAPABILITY {CAPABILITIES}] LOGIN completed"))
+                Reply::Ok(format!("[CAPABILITY {}] LOGIN completed", self.capabilities()))
             }
             Ok(None) => Reply::No("[AUTHENTICATIONFAILED] Invalid credentials".to_owned()),
             Err(e) => Reply::No(server_bug(&e)),

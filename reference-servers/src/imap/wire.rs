@@ -4,12 +4,16 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use std::io::Cursor;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Chain, ReadHalf, WriteHalf};
 use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
 
 use super::fault::{Fault, Faults};
 use super::parse::is_tag;
 use crate::guard::Stream;
+use crate::tls;
 
 /// Longest line (CRLF included) of a command; literals do not count.
 pub(super) const MAX_LINE: usize = 8 * 1024;
@@ -49,7 +53,9 @@ pub(super) enum Gone {
 
 /// A connection: buffered reader, writer, and pending output.
 pub(super) struct Conn {
-    reader: BufReader<ReadHalf<Stream>>,
+    /// Bytes to read before the socket's (what the fault `starttls-runs-pipelined` keeps
+    /// across a handshake; otherwise empty), then the socket.
+    reader: BufReader<Chain<Cursor<Vec<u8>>, ReadHalf<Stream>>>,
     writer: WriteHalf<Stream>,
     out: Vec<u8>,
     idle: Duration,
@@ -60,15 +66,45 @@ pub(super) struct Conn {
 impl Conn {
     /// Wraps `stream`; every wait for the client is bounded by `idle`.
     pub(super) fn new(stream: Stream, idle: Duration, faults: Faults) -> Conn {
+        Conn::with_pending(stream, idle, faults, Vec::new())
+    }
+
+    fn with_pending(stream: Stream, idle: Duration, faults: Faults, pending: Vec<u8>) -> Conn {
         let _ = stream.set_nodelay(true);
         let (reader, writer) = tokio::io::split(stream);
         Conn {
-            reader: BufReader::new(reader),
+            reader: BufReader::new(Cursor::new(pending).chain(reader)),
             writer,
             out: Vec::new(),
             idle,
             faults,
         }
+    }
+
+    /// The TLS handshake after STARTTLS's OK (flushed by the caller). What was read and not
+    /// used, which the client pipelined in clear text behind STARTTLS, is dropped (`keep`:
+    /// the fault that runs it after the handshake instead).
+    pub(super) async fn start_tls(self, acceptor: &TlsAcceptor, keep: bool) -> Result<Conn, Gone> {
+        let Conn {
+            reader,
+            writer,
+            idle,
+            faults,
+            ..
+        } = self;
+        let mut pending = Vec::new();
+        if keep {
+            pending.extend_from_slice(reader.buffer());
+            let cursor = reader.get_ref().get_ref().0;
+            let at = usize::try_from(cursor.position()).unwrap_or(usize::MAX).min(cursor.get_ref().len());
+            pending.extend_from_slice(&cursor.get_ref()[at..]);
+        }
+        let (_, read_half) = reader.into_inner().into_inner();
+        let mut stream = read_half.unsplit(writer);
+        if stream.start_tls(acceptor, tls::handshake_limit(idle)).await.is_err() {
+            return Err(Gone::Closed);
+        }
+        Ok(Conn::with_pending(stream, idle, faults, pending))
     }
 
     /// Queues raw bytes.

@@ -46,6 +46,10 @@ pub trait ActorLog: Send + Sync {
         let _ = (protocol, actor_connected);
         self.open(transport, local, peer)
     }
+    /// TLS began on conversation `conv` (`--tls`): what the handshake settled.
+    fn tls(&self, conv: usize, handshake: &str) {
+        let _ = (conv, handshake);
+    }
     /// A file the peer handed over (an FTP upload): the runner keeps it in the case's folder as
     /// `ACTOR/NAME`, where `expect_file` finds it. `name` is a plain file name.
     fn stored(&self, name: &str, bytes: &[u8]) {
@@ -83,6 +87,35 @@ pub struct Bound {
     pub udp: Option<tokio::net::UdpSocket>,
     /// The TCP listener, when the actor serves TCP.
     pub tcp: Option<tokio::net::TcpListener>,
+    /// Under `--tls`, the server configuration every TCP connection is accepted with.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// How long a client has to finish a TLS handshake with an actor.
+pub const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An accepted connection, in TLS when `tls` says so; None when the handshake failed (the
+/// failure logged as a violation of conversation `conv`: a client under `--tls` must finish it).
+pub async fn secure(
+    stream: tokio::net::TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    conv: usize,
+    log: &dyn ActorLog,
+) -> Option<crate::tls::Stream> {
+    let mut s = crate::tls::Stream::Plain(stream);
+    if let Some(cfg) = tls {
+        match s.accept_tls(cfg, tokio::time::Instant::now() + TLS_HANDSHAKE).await {
+            Ok(h) => log.tls(conv, &h.to_string()),
+            Err(e) => {
+                log.violation(
+                    conv,
+                    &format!("{e} (the client was to speak TLS from its first byte, trusting the run's CA)"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(s)
 }
 
 /// A running actor: its tasks end when this is dropped.

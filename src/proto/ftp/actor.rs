@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{sleep, timeout, Instant};
 
@@ -371,6 +370,7 @@ impl ActorSpec for FtpActor {
         let Some(listener) = sockets.tcp else {
             return ActorHandle::default();
         };
+        let tls = sockets.tls;
         let srv = Arc::new(Server {
             tree: self.tree.clone(),
             faults: Faults::of(faults),
@@ -392,11 +392,17 @@ impl ActorSpec for FtpActor {
                 };
                 while sessions.try_join_next().is_some() {}
                 let Ok(local) = stream.local_addr() else { continue };
-                let srv = srv.clone();
+                let (srv, tls) = (srv.clone(), tls.clone());
                 let full = sessions.len() >= MAX_SESSIONS;
                 sessions.spawn(async move {
                     let conv = srv.log.open(Transport::Tcp, local, peer);
-                    let (rd, wr) = stream.into_split();
+                    // Implicit FTPS under --tls: the control connection only; data connections
+                    // stay clear, as RFC 4217 §9 has them until a PROT P.
+                    let Some(stream) = crate::proto::common::actor::secure(stream, tls, conv, srv.log.as_ref()).await else {
+                        srv.log.closed_by_actor(conv);
+                        return;
+                    };
+                    let (rd, wr) = tokio::io::split(stream);
                     let mut s = Session::new(srv, conv, rd, wr, local, peer);
                     let peer_closed = match full {
                         true => {
@@ -472,8 +478,8 @@ impl Drop for DataConv {
 struct Session {
     srv: Arc<Server>,
     conv: usize,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: tokio::io::ReadHalf<crate::tls::Stream>,
+    wr: tokio::io::WriteHalf<crate::tls::Stream>,
     local: SocketAddr,
     peer: SocketAddr,
     inbuf: Vec<u8>,
@@ -492,7 +498,14 @@ struct Session {
 }
 
 impl Session {
-    fn new(srv: Arc<Server>, conv: usize, rd: OwnedReadHalf, wr: OwnedWriteHalf, local: SocketAddr, peer: SocketAddr) -> Session {
+    fn new(
+        srv: Arc<Server>,
+        conv: usize,
+        rd: tokio::io::ReadHalf<crate::tls::Stream>,
+        wr: tokio::io::WriteHalf<crate::tls::Stream>,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Session {
         Session {
             srv,
             conv,
@@ -1492,13 +1505,14 @@ mod tests {
         let bound = Bound {
             udp: None,
             tcp: Some(listener),
+            tls: None,
         };
         (actor.start(bound, &faults, log.clone()), addr, log)
     }
 
     struct Client {
-        rd: BufReader<OwnedReadHalf>,
-        wr: OwnedWriteHalf,
+        rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+        wr: tokio::net::tcp::OwnedWriteHalf,
     }
 
     impl Client {

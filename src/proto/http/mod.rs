@@ -17,6 +17,9 @@ impl Protocol for Http {
     fn name(&self) -> &'static str {
         "http"
     }
+    fn alpn(&self) -> &'static [&'static str] {
+        &["http/1.1"]
+    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         Box::new(HttpCodec::new(dir == Direction::ClientToServer))
     }

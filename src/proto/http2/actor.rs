@@ -39,8 +39,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::codec::{Block, Body, H2Frame, Http2Codec, Kind};
@@ -387,6 +385,7 @@ impl ActorSpec for H2Actor {
         let Some(listener) = sockets.tcp else {
             return ActorHandle::default();
         };
+        let tls = sockets.tls;
         let srv = Arc::new(Server {
             files: self.files.clone(),
             faults: Faults::of(faults),
@@ -407,10 +406,15 @@ impl ActorSpec for H2Actor {
                     continue;
                 }
                 let Ok(local) = stream.local_addr() else { continue };
-                let (srv, open_tx) = (srv.clone(), open_tx.clone());
+                let (srv, open_tx, tls) = (srv.clone(), open_tx.clone(), tls.clone());
                 open_tx.send_modify(|n| *n += 1);
                 conns.spawn(async move {
                     let conv = srv.log.open(Transport::Tcp, local, peer);
+                    let Some(stream) = crate::proto::common::actor::secure(stream, tls, conv, srv.log.as_ref()).await else {
+                        srv.log.closed_by_actor(conv);
+                        open_tx.send_modify(|n| *n -= 1);
+                        return;
+                    };
                     let peer_closed = Conn::new(srv.clone(), conv, stream).run().await;
                     match peer_closed {
                         true => srv.log.closed(conv),
@@ -475,8 +479,8 @@ enum Stop {
 struct Conn {
     srv: Arc<Server>,
     conv: usize,
-    rd: tokio::net::tcp::OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: tokio::io::ReadHalf<crate::tls::Stream>,
+    wr: tokio::io::WriteHalf<crate::tls::Stream>,
     framer: Framer,
     out: Vec<u8>,
     got_preface: bool,
@@ -525,8 +529,8 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(srv: Arc<Server>, conv: usize, stream: TcpStream) -> Conn {
-        let (rd, wr) = stream.into_split();
+    fn new(srv: Arc<Server>, conv: usize, stream: crate::tls::Stream) -> Conn {
+        let (rd, wr) = tokio::io::split(stream);
         Conn {
             srv,
             conv,

@@ -17,6 +17,10 @@ impl Protocol for Http2 {
     fn name(&self) -> &'static str {
         "http2"
     }
+    // RFC 9113 §3.2: HTTP/2 over TLS is "h2", chosen by ALPN.
+    fn alpn(&self) -> &'static [&'static str] {
+        &["h2"]
+    }
     fn line_ending(&self) -> &'static [u8] {
         b""
     }

@@ -13,9 +13,6 @@ pub use codec::{H3Frame, H3Kind, H3Message, Http3Codec};
 /// The `http3` protocol.
 pub struct Http3;
 
-/// The application protocol QUIC's handshake names (RFC 9114 §3.1).
-pub const ALPN: &[u8] = b"h3";
-
 impl Protocol for Http3 {
     fn name(&self) -> &'static str {
         "http3"
@@ -29,8 +26,8 @@ impl Protocol for Http3 {
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         Box::new(Http3Codec::new(dir == Direction::ClientToServer))
     }
-    fn alpn(&self) -> Option<&'static [u8]> {
-        Some(ALPN)
+    fn alpn(&self) -> &'static [&'static str] {
+        &["h3"]
     }
     fn steps(&self) -> &'static Steps {
         &steps::STEPS

@@ -16,7 +16,7 @@ use crate::syntax::{Data, Fixture, LoadCx, Node, Template};
 /// The structured `expect:` keys of SMTP.
 pub static STEPS: Steps = Steps {
     send_keys: &[],
-    expect_keys: &["code", "text", "multiline", "command", "args", "data"],
+    expect_keys: &["code", "text", "absent", "multiline", "command", "args", "data"],
     parse_send: Steps::NONE.parse_send,
     parse_expect,
 };
@@ -57,6 +57,8 @@ enum DataCheck {
 struct SmtpExpect {
     code: Option<CodeMatch>,
     text: Option<Template>,
+    /// No line of the reply matches (an extension a server must not offer any more).
+    absent: Option<Template>,
     multiline: Option<bool>,
     command: Option<Vec<String>>,
     args: Option<Template>,
@@ -69,7 +71,7 @@ struct SmtpExpect {
 fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
     let f = cx.fields(
         node,
-        &["code", "text", "multiline", "command", "args", "data", "capture"],
+        &["code", "text", "absent", "multiline", "command", "args", "data", "capture"],
         "an SMTP expect",
     )?;
     let code = match f.get("code") {
@@ -91,6 +93,7 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
         }
     };
     let text = cx.optional(&f, "text", LoadCx::regex)?;
+    let absent = cx.optional(&f, "absent", LoadCx::regex)?;
     let multiline = cx.optional(&f, "multiline", |cx, n| cx.boolean(n, "multiline"))?;
     let command = match f.get("command") {
         None => None,
@@ -124,6 +127,7 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     Some(Box::new(SmtpExpect {
         code,
         text,
+        absent,
         multiline,
         command,
         args,
@@ -174,6 +178,16 @@ impl StructuredExpect for SmtpExpect {
                     let re = regex(t)?;
                     if !lines.iter().any(|l| re.is_match(l)) {
                         return Err(mismatch(format!("no reply line matches /{}/", re.as_str()), self.describe(), msg));
+                    }
+                }
+                if let Some(t) = &self.absent {
+                    let re = regex(t)?;
+                    if let Some(l) = lines.iter().find(|l| re.is_match(l)) {
+                        return Err(mismatch(
+                            format!("the reply line \"{l}\" matches /{}/, which must not be there", re.as_str()),
+                            self.describe(),
+                            msg,
+                        ));
                     }
                 }
             }
@@ -281,6 +295,9 @@ impl StructuredExpect for SmtpExpect {
         }
         if let Some(t) = &self.text {
             parts.push(format!("a line matching /{}/", t.as_literal().unwrap_or("..")));
+        }
+        if let Some(t) = &self.absent {
+            parts.push(format!("no line matching /{}/", t.as_literal().unwrap_or("..")));
         }
         if self.multiline == Some(true) {
             parts.push("multi-line".into());
