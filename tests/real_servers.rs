@@ -21,6 +21,16 @@ fn http_suite_against_nginx() {
 }
 
 #[test]
+fn http_suite_against_nginx_over_tls() {
+    // HTTPS with the run's certificate: the same dialogue over TLS (ALPN http/1.1).
+    if peer_installed("/usr/sbin/nginx", "nginx-light") {
+        let (_, out, report) = run_json(&["http", "--tls", "--exec", "tests/peers/nginx {port} {cert} {key}"]);
+        let result = check_expected("http", "nginx-tls", &report, &out);
+        readme_row("nginx (Debian `nginx-light`) over TLS", "http --tls", &result);
+    }
+}
+
+#[test]
 fn http_suite_against_python_http_server_1_0() {
     // http.server's default: HTTP/1.0 responses, a close after each one.
     if peer_installed("python3", "python3") {

@@ -191,6 +191,9 @@ pub async fn run_case(env: &Env, case: &Case) -> Result<(), Failure> {
         ctx.vars.insert("target.host".into(), t.ip().to_string());
         ctx.vars.insert("target.port".into(), t.port().to_string());
     }
+    // The request scheme that matches the connection (RFC 9113 §8.3.1: :scheme of the target URI).
+    let tls_on = env.tls.as_ref().is_ok_and(|t| t.on);
+    ctx.vars.insert("scheme".into(), if tls_on { "https" } else { "http" }.into());
     // The run's certificate files, for a program's command line (`{ca}`) and for steps (`${ca}`).
     if let Ok(tls) = &env.tls {
         for (k, p) in [("ca", &tls.certs.ca), ("cert", &tls.certs.cert), ("key", &tls.certs.key)] {
@@ -906,7 +909,11 @@ impl Ctx {
             return Ok(());
         }
         let bytes = self.bytes(env, step, p)?;
-        self.conn(step)?.send(&bytes, deadline).await.map_err(|e| send_failure(step, e))
+        let flood = matches!(p, Payload::Structured(s) if s.flood());
+        match self.conn(step)?.send(&bytes, deadline).await {
+            Err(SendError::PeerGone { .. }) if flood => Ok(()),
+            r => r.map_err(|e| send_failure(step, e)),
+        }
     }
 
     async fn expect(&mut self, env: &Env, step: &Step, e: &Expect, deadline: Instant) -> Result<(), Failure> {

@@ -325,7 +325,13 @@ impl Conn {
                     return Err(SendError::ShutDown);
                 }
                 let out = c.incoming_opposite();
-                match tokio::time::timeout_at(deadline, c.stream.write_all(bytes)).await {
+                // TLS may keep the last records of a write for a later flush (tokio-rustls
+                // returns once the plaintext is taken): flushing puts them on the wire now.
+                let write = async {
+                    c.stream.write_all(bytes).await?;
+                    c.stream.flush().await
+                };
+                match tokio::time::timeout_at(deadline, write).await {
                     Err(_) => Err(SendError::Stalled { len: bytes.len() }),
                     Ok(Err(source)) => {
                         let _ = c.fill(Instant::now() + std::time::Duration::from_millis(100)).await;

@@ -8,7 +8,9 @@ use crate::syntax::Template;
 use crate::syntax::{did_you_mean, Diagnostic, Loc};
 
 /// Variables every case has.
-pub const BUILTIN_VARS: &[&str] = &["target.host", "target.port", "suite", "case"];
+/// Variables every case has: `scheme` is `https` under `--tls`, else `http`; `ca`, `cert` and
+/// `key` are the run's certificate files.
+pub const BUILTIN_VARS: &[&str] = &["target.host", "target.port", "suite", "case", "scheme", "ca", "cert", "key"];
 
 /// Duplicate ids, variables used before they are set, unknown connections, cases that check nothing.
 pub fn lint(suite: &Suite) -> Vec<Diagnostic> {

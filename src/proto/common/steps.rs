@@ -76,6 +76,12 @@ pub trait StructuredSend: std::fmt::Debug + Send + Sync {
     fn render(&self, cx: &RenderCx) -> Result<Vec<u8>, String>;
     /// Templates it uses (the linter checks their variables).
     fn templates(&self) -> Vec<&Template>;
+    /// A flood (HTTP/2's `times:`): the peer may lawfully close the connection before it has
+    /// read it all (RFC 9113 §10.5), so a connection that goes while it is written is not a
+    /// failure of the step; the next expectation reads what the peer said.
+    fn flood(&self) -> bool {
+        false
+    }
 }
 
 /// A check of a framed message built from a suite mapping.

@@ -481,6 +481,8 @@ struct Conn {
     conv: usize,
     rd: tokio::io::ReadHalf<crate::tls::Stream>,
     wr: tokio::io::WriteHalf<crate::tls::Stream>,
+    /// The scheme of the requests it promises (`https` over TLS, RFC 9113 §8.3.1).
+    scheme: &'static str,
     framer: Framer,
     out: Vec<u8>,
     got_preface: bool,
@@ -530,10 +532,12 @@ struct Conn {
 
 impl Conn {
     fn new(srv: Arc<Server>, conv: usize, stream: crate::tls::Stream) -> Conn {
+        let scheme = if stream.is_tls() { "https" } else { "http" };
         let (rd, wr) = tokio::io::split(stream);
         Conn {
             srv,
             conv,
+            scheme,
             rd,
             wr,
             framer: Framer::new(Box::new(Http2Codec::new(true)) as Box<dyn Codec>),
@@ -1200,7 +1204,7 @@ impl Conn {
         self.next_push += 2;
         let fields = [
             (":method", "GET".to_string()),
-            (":scheme", "http".to_string()),
+            (":scheme", self.scheme.to_string()),
             (":authority", authority),
             (":path", "/notes.txt".to_string()),
         ];

@@ -562,7 +562,8 @@ fn parse_request(node: &Node, cx: &mut LoadCx) -> Option<RequestSend> {
         },
         method: t(cx, "method", "GET")?,
         path: t(cx, "path", "/")?,
-        scheme: t(cx, "scheme", "http")?,
+        // `https` under --tls: the harness keeps the rule it checks (RFC 9113 §8.3.1).
+        scheme: t(cx, "scheme", "${scheme}")?,
         authority: match r.get("authority") {
             Some(n) => Some(cx.template(n, "authority")?),
             None => None,
@@ -747,6 +748,14 @@ impl RequestSend {
 }
 
 impl StructuredSend for H2Send {
+    fn flood(&self) -> bool {
+        match &self.0 {
+            SendKind::Preface => false,
+            SendKind::Frame(f) => f.times > 1,
+            SendKind::Requests(rs) => rs.iter().any(|r| r.times > 1),
+        }
+    }
+
     fn render(&self, cx: &RenderCx) -> Result<Vec<u8>, String> {
         match &self.0 {
             SendKind::Preface => Ok(PREFACE.to_vec()),
