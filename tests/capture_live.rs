@@ -134,3 +134,27 @@ fn a_case_capture_has_the_case_s_times() {
         "captured {captured} µs, recorded {recorded} µs"
     );
 }
+
+#[test]
+fn a_quic_capture_shows_its_headers() {
+    let _one = ONE_CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cap = dir.path().to_str().expect("utf-8 path");
+    let (out, _) = wirecheck(&["run", "http3", "--case", "textbook-get", "--capture", cap]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if String::from_utf8_lossy(&out.stderr).contains("warning: --capture:") {
+        eprintln!("SKIPPED: capturing is not permitted here");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("capture differs"), "{stdout}");
+    let file = format!("{cap}/http3/textbook-get.pcapng");
+    let (out, _) = wirecheck(&["decode", &file]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The client's first datagram: an Initial of QUIC version 1 (RFC 9000 §17.2.2); the rest is
+    // protected without the keys.
+    assert!(text.contains("(http3)") && text.contains("C→S QUIC Initial v1 dcid="), "{text}");
+    assert!(text.contains("1-RTT (short header)"), "{text}");
+    let (out, _) = wirecheck(&["check", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -1,8 +1,10 @@
 //! HTTP/3 (RFC 9114) over QUIC (RFC 9000) with QPACK (RFC 9204). A live connection is recorded as
 //! the QUIC frames that carry its streams (`Transport::Quic`), framed per stream by `codec.rs`;
-//! the runner's side is `run::quic`.
+//! the runner's side is `run::quic`. A capture's QUIC datagrams (UDP) are shown by `packet.rs`:
+//! their headers, the rest being protected.
 
 pub mod codec;
+pub mod packet;
 pub mod qpack;
 pub mod rules;
 pub mod steps;
@@ -25,6 +27,17 @@ impl Protocol for Http3 {
     }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         Box::new(Http3Codec::new(dir == Direction::ClientToServer))
+    }
+    fn codec_on(&self, dir: Direction, transport: Transport) -> Box<dyn Codec> {
+        // A capture holds QUIC's packets, which show their headers only; a live run records the
+        // streams (`Transport::Quic`).
+        match transport {
+            Transport::Udp => Box::new(packet::PacketCodec),
+            _ => self.codec(dir),
+        }
+    }
+    fn detect(&self, transport: Transport, client: &[u8], server: &[u8]) -> bool {
+        transport == Transport::Udp && (packet::looks_like_quic(client) || packet::looks_like_quic(server))
     }
     fn alpn(&self) -> &'static [&'static str] {
         &["h3"]
