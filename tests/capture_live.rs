@@ -158,3 +158,55 @@ fn a_quic_capture_shows_its_headers() {
     let (out, _) = wirecheck(&["check", &file]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// A live QUIC run's `--keylog` holds its TLS secrets, with which Wireshark decrypts the capture
+/// and reads the HTTP/3 frames (RFC 9001 §5: the packet keys come from those secrets).
+#[test]
+fn a_quic_capture_decrypts_with_the_run_s_key_log() {
+    let _one = ONE_CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
+    if std::process::Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: tshark is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cap = dir.path().join("cap");
+    let keys = dir.path().join("keys.log");
+    let (cap_s, keys_s) = (cap.to_str().expect("utf-8"), keys.to_str().expect("utf-8"));
+    let (out, _) = wirecheck(&["run", "http3", "--case", "textbook-get", "--capture", cap_s, "--keylog", keys_s]);
+    if String::from_utf8_lossy(&out.stderr).contains("warning: --capture:") {
+        eprintln!("SKIPPED: capturing is not permitted here");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let log = std::fs::read_to_string(&keys).expect("the key log");
+    assert!(
+        log.contains("CLIENT_TRAFFIC_SECRET_0 ") && log.contains("SERVER_TRAFFIC_SECRET_0 "),
+        "{log}"
+    );
+    let file = cap.join("http3/textbook-get.pcapng");
+    let tshark = |args: &[&str]| {
+        let out = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&file)
+            .args(args)
+            .output()
+            .expect("tshark runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The reference's port is no well-known one: tell tshark it is QUIC.
+    let port = tshark(&["-T", "fields", "-e", "udp.dstport"])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let decoded = tshark(&[
+        "-o",
+        &format!("tls.keylog_file:{keys_s}"),
+        "-d",
+        &format!("udp.port=={port},quic"),
+        "-Y",
+        "http3",
+    ]);
+    assert!(decoded.contains("HEADERS") && decoded.contains("SETTINGS"), "{decoded}");
+}
