@@ -155,6 +155,11 @@ fn a_quic_capture_shows_its_headers() {
     // protected without the keys.
     assert!(text.contains("(http3)") && text.contains("C→S QUIC Initial v1 dcid="), "{text}");
     assert!(text.contains("1-RTT (short header)"), "{text}");
+    // The client's first Initial opens without a key log (RFC 9001 §5.2: keys from its DCID).
+    assert!(
+        text.contains("CRYPTO 0+") && text.contains("(ClientHello, server name localhost, ALPN h3)"),
+        "{text}"
+    );
     let (out, _) = wirecheck(&["check", &file]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -4,6 +4,7 @@
 //! their headers, the rest being protected.
 
 pub mod codec;
+pub mod initial;
 pub mod packet;
 pub mod qpack;
 pub mod rules;

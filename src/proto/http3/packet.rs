@@ -1,8 +1,9 @@
-//! QUIC packets as a capture holds them (RFC 9000 §17): what is readable without keys. One
+//! QUIC packets as a capture holds them (RFC 9000 §17): what is readable without a key log. One
 //! message per datagram, each of its coalesced packets on a line: long headers with their type,
-//! version, connection ids, token and length; Version Negotiation with its versions; Retry; a
-//! short header (1-RTT) with its size, since its connection id's length is the receiver's choice
-//! and its payload is protected.
+//! version, connection ids, token and length; a client's first Initial opened (`initial.rs`:
+//! its keys come from its own Destination Connection ID); Version Negotiation with its versions;
+//! Retry; a short header (1-RTT) with its size, since its connection id's length is the
+//! receiver's choice and its payload is protected.
 
 use crate::proto::{Codec, CodecError, Frame, Message};
 
@@ -92,7 +93,19 @@ fn packet(d: &[u8], at: usize) -> Result<(String, Option<usize>), String> {
     let Some(end) = end else {
         return Err(format!("the {kind} packet's length ({len}) runs past the datagram"));
     };
-    let line = format!("{kind} {} {ids}{token} length={len}, protected", version_name(version));
+    // The client's first Initial opens with keys from its own DCID (RFC 9001 §5.2).
+    let opened = match kind {
+        "Initial" => super::initial::open(&d[at..end], &dcid, next - at).ok(),
+        _ => None,
+    };
+    let line = match opened {
+        Some((pn, plain)) => format!(
+            "{kind} {} {ids}{token} length={len} pn={pn}: {}",
+            version_name(version),
+            super::initial::frames(&plain)
+        ),
+        None => format!("{kind} {} {ids}{token} length={len}, protected", version_name(version)),
+    };
     Ok((line, (end < d.len()).then_some(end)))
 }
 
