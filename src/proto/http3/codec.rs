@@ -1077,4 +1077,37 @@ mod tests {
         let e = Http3Codec::new(false).decode(&[0x06, 0x00], false).unwrap_err();
         assert!(e.reason.contains("0x06"), "{e}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), client: bool) {
+            let mut f = Framer::new(Box::new(Http3Codec::new(client)));
+            f.push(&bytes);
+            while let Ok(Some(_)) = f.next(true) {}
+            let _ = super::qpack::decode(&bytes);
+            let _ = super::super::packet::PacketCodec.decode(&bytes, true);
+            let _ = super::super::initial::frames(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_random_frames_in_records(
+            recs in proptest::collection::vec((0u64..12, proptest::collection::vec((0u64..0x30, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..30)), 0..4), proptest::prelude::any::<bool>()), 0..20),
+            client: bool,
+        ) {
+            let mut offsets = std::collections::HashMap::new();
+            let mut b = Vec::new();
+            for (id, frames, fin) in &recs {
+                let mut data = Vec::new();
+                for (kind, payload) in frames {
+                    data.extend(frame(*kind, payload));
+                }
+                let off: &mut u64 = offsets.entry(*id).or_default();
+                b.extend(stream_record(*id, *off, &data, *fin));
+                *off += data.len() as u64;
+            }
+            let mut f = Framer::new(Box::new(Http3Codec::new(client)));
+            f.push(&b);
+            while let Ok(Some(_)) = f.next(true) {}
+        }
+    }
 }
