@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::proto::Transport;
-use crate::proto::{escape_bytes, Direction, Frame, Framer, Protocol};
+use crate::proto::{escape_bytes, Context, Direction, Frame, Framer, Protocol};
 
 /// One connection (or UDP socket) of a dialogue.
 #[derive(Debug, Clone, Serialize)]
@@ -255,8 +255,13 @@ impl Framed {
 impl Dialogue {
     /// Frames the recorded bytes with `proto`'s codec into transcript items.
     pub fn items(&self, proto: &dyn Protocol) -> Vec<Item> {
+        self.items_with(proto, &Context::default())
+    }
+
+    /// [`Dialogue::items`], each connection's codecs told `base` (TLS keys, what TLS carries).
+    pub fn items_with(&self, proto: &dyn Protocol, base: &Context) -> Vec<Item> {
         let name = |c: usize| self.connections.get(c).map(|i| i.name.clone()).unwrap_or_default();
-        self.frames(proto)
+        self.frames_with(proto, base)
             .into_iter()
             .map(|f| Item {
                 t_us: f.t_us,
@@ -283,13 +288,46 @@ impl Dialogue {
 
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).
     pub fn frames(&self, proto: &dyn Protocol) -> Vec<Framed> {
+        self.frames_with(proto, &Context::default())
+    }
+
+    /// What a codec of connection `conn` is told besides its bytes.
+    fn context(&self, conn: usize, base: &Context) -> Context {
+        let info = self.connections.get(conn);
+        let server = info.and_then(|i| match i.captured || i.harness_is_client {
+            true => i.peer,
+            false => i.local,
+        });
+        Context {
+            server_port: server.map(|a| a.port()),
+            ..base.clone()
+        }
+    }
+
+    /// [`Dialogue::frames`], each connection's codecs told `base` (TLS keys to decrypt with, what
+    /// TLS carries) and their server port. A live run's connections never go over to a protocol
+    /// that carries others (TLS): the harness recorded what is inside it.
+    pub fn frames_with(&self, proto: &dyn Protocol, base: &Context) -> Vec<Framed> {
         let late: Vec<usize> = (0..self.connections.len()).filter(|&c| self.joined_late(c)).collect();
+        let contexts: Vec<Context> = (0..self.connections.len()).map(|c| self.context(c, base)).collect();
+        let live: Vec<bool> = self.connections.iter().map(|c| !c.captured).collect();
         let fresh = |conn: usize, p: &dyn Protocol, dir: Direction| {
             let mut codec = p.codec_on(dir, Transport::Tcp);
+            if let Some(cx) = contexts.get(conn) {
+                codec.context(cx);
+            }
             if late.contains(&conn) {
                 codec.joined_late();
             }
             Framer::new(codec)
+        };
+        let switch = |conn: usize, from: &dyn Protocol, to: &dyn Protocol| {
+            let mut cx = contexts.get(conn).cloned().unwrap_or_default();
+            if to.carries_others() {
+                cx.carried = Some(from.name()).filter(|_| !from.carries_others());
+                cx.inside = None;
+            }
+            cx
         };
         let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
         // Directions a capture cut: their next bytes may start inside a message, so what does
@@ -386,14 +424,15 @@ impl Dialogue {
                     {
                         push(Some(*dir), after_cut(What::Undecodable(String::new(), held), &mut cut));
                     }
+                    let live = live.get(ev.conn).copied().unwrap_or(false);
                     loop {
                         let framer = streams.entry((ev.conn, *dir)).or_insert_with(|| fresh(ev.conn, proto, *dir));
                         if std::mem::take(&mut first) {
                             framer.push(bytes);
                         }
-                        let step = frame_next(framer, false, proto, |w| push(Some(*dir), after_cut(w, &mut cut)));
+                        let step = frame_next(framer, false, proto, live, |w| push(Some(*dir), after_cut(w, &mut cut)));
                         if let Next::HandsOver(next) = step {
-                            hand_over(&mut streams, ev.conn, *dir, next);
+                            hand_over(&mut streams, ev.conn, *dir, next, &switch(ev.conn, proto, next));
                             current.insert(ev.conn, next);
                             proto = next;
                         }
@@ -401,10 +440,10 @@ impl Dialogue {
                         // content sent before the 354 is content once the 354 came), and come
                         // before the next one.
                         while let Some(framer) = streams.get_mut(&(ev.conn, other)).filter(|f| !f.pending().is_empty()) {
-                            let Some(next) = drain(framer, false, proto, |w| push(Some(other), w)) else {
+                            let Some(next) = drain(framer, false, proto, live, |w| push(Some(other), w)) else {
                                 break;
                             };
-                            hand_over(&mut streams, ev.conn, other, next);
+                            hand_over(&mut streams, ev.conn, other, next, &switch(ev.conn, proto, next));
                             current.insert(ev.conn, next);
                             proto = next;
                         }
@@ -419,11 +458,12 @@ impl Dialogue {
                 EventKind::Closed { dir } => {
                     let mut proto = proto;
                     let mut cut = resync.contains(&(ev.conn, *dir));
+                    let live = live.get(ev.conn).copied().unwrap_or(false);
                     while let Some(framer) = streams.get_mut(&(ev.conn, *dir)) {
-                        let Some(next) = drain(framer, true, proto, |w| push(Some(*dir), after_cut(w, &mut cut))) else {
+                        let Some(next) = drain(framer, true, proto, live, |w| push(Some(*dir), after_cut(w, &mut cut))) else {
                             break;
                         };
-                        hand_over(&mut streams, ev.conn, *dir, next);
+                        hand_over(&mut streams, ev.conn, *dir, next, &switch(ev.conn, proto, next));
                         current.insert(ev.conn, next);
                         proto = next;
                     }
@@ -435,7 +475,8 @@ impl Dialogue {
                     // Framing cannot continue across missing bytes: flush what was buffered and
                     // start the direction afresh.
                     if let Some(mut framer) = streams.remove(&(ev.conn, *dir)) {
-                        drain(&mut framer, true, proto, |w| push(Some(*dir), w));
+                        let live = live.get(ev.conn).copied().unwrap_or(false);
+                        drain(&mut framer, true, proto, live, |w| push(Some(*dir), w));
                     }
                     push(Some(*dir), What::Event(format!("gap: {len} bytes missing")));
                 }
@@ -551,8 +592,13 @@ impl Dialogue {
 
     /// Renders the transcript, one line per item; `times` adds `+12.3ms` stamps.
     pub fn transcript(&self, proto: &dyn Protocol, times: bool) -> String {
+        self.transcript_with(proto, times, &Context::default())
+    }
+
+    /// [`Dialogue::transcript`], each connection's codecs told `base` (see [`Dialogue::frames_with`]).
+    pub fn transcript_with(&self, proto: &dyn Protocol, times: bool, base: &Context) -> String {
         let mut s = String::new();
-        for it in self.items(proto) {
+        for it in self.items_with(proto, base) {
             if times {
                 s.push_str(&format!("{:>9.1}ms ", it.t_us as f64 / 1000.0));
             }
@@ -630,11 +676,12 @@ enum Next {
     HandsOver(&'static dyn Protocol),
 }
 
-/// Frames the next whole message `framer` holds.
-fn frame_next(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: impl FnMut(What)) -> Next {
+/// Frames the next whole message `framer` holds; `live`: on a connection a live run recorded,
+/// which never goes over to a protocol that carries others (the harness recorded what is inside).
+fn frame_next(framer: &mut Framer, eof: bool, proto: &dyn Protocol, live: bool, mut push: impl FnMut(What)) -> Next {
     match framer.next(eof) {
         Ok(Some(m)) => {
-            let next = crate::proto::hands_over(proto, &m);
+            let next = crate::proto::hands_over(proto, &m).filter(|n| !(live && n.carries_others()));
             push(What::Message(m));
             next.map_or(Next::Framed, Next::HandsOver)
         }
@@ -648,9 +695,9 @@ fn frame_next(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: im
 
 /// Frames every whole message `framer` holds; bytes its codec rejects end the stream's framing.
 /// Stops after a message that hands the connection to another protocol, and returns that one.
-fn drain(framer: &mut Framer, eof: bool, proto: &dyn Protocol, mut push: impl FnMut(What)) -> Option<&'static dyn Protocol> {
+fn drain(framer: &mut Framer, eof: bool, proto: &dyn Protocol, live: bool, mut push: impl FnMut(What)) -> Option<&'static dyn Protocol> {
     loop {
-        match frame_next(framer, eof, proto, &mut push) {
+        match frame_next(framer, eof, proto, live, &mut push) {
             Next::Nothing => return None,
             Next::Framed => {}
             Next::HandsOver(next) => return Some(next),
@@ -675,13 +722,15 @@ fn after_cut(w: What, cut: &mut bool) -> What {
     }
 }
 
-/// Gives both directions of connection `conn` codecs of `next`, keeping their unframed bytes:
-/// what each side sent after the switch is framed by `next` and told to the other side's codec.
-fn hand_over(streams: &mut HashMap<(usize, Direction), Framer>, conn: usize, dir: Direction, next: &dyn Protocol) {
+/// Gives both directions of connection `conn` codecs of `next`, told `cx`, keeping their unframed
+/// bytes: what each side sent after the switch is framed by `next` and told to the other side's codec.
+fn hand_over(streams: &mut HashMap<(usize, Direction), Framer>, conn: usize, dir: Direction, next: &dyn Protocol, cx: &Context) {
     let mut rest = Vec::new();
     for d in [dir, dir.opposite()] {
         let pending = streams.remove(&(conn, d)).map(|mut f| f.take_all()).unwrap_or_default();
-        let mut f = Framer::new(next.codec_on(d, Transport::Tcp));
+        let mut codec = next.codec_on(d, Transport::Tcp);
+        codec.context(cx);
+        let mut f = Framer::new(codec);
         f.push(&pending);
         streams.insert((conn, d), f);
         rest.push(pending);
@@ -741,5 +790,188 @@ mod tests {
             json.contains(r#""kind":"data","dir":"c2s","bytes":{"text":"hel","len":3}"#),
             "{json}"
         );
+    }
+
+    /// A captured conversation: `plain` exchanged in clear first, then the TLS session's records.
+    fn tls_dialogue(protocol: &str, port: u16, plain: &[(Direction, &[u8])], tls: &crate::proto::tls::testing::Session) -> Dialogue {
+        let mut info = ConnInfo::test_tcp(true);
+        info.protocol = protocol.into();
+        info.local = Some("10.0.0.1:40000".parse().unwrap());
+        info.peer = Some(format!("10.0.0.2:{port}").parse().unwrap());
+        let mut events = vec![Event {
+            t_us: 0,
+            conn: 0,
+            kind: EventKind::Open,
+        }];
+        let chunks = plain.iter().map(|(d, b)| (*d, b.to_vec())).chain(tls.chunks.iter().cloned());
+        for (i, (dir, bytes)) in chunks.enumerate() {
+            events.push(Event {
+                t_us: i as u64 + 1,
+                conn: 0,
+                kind: EventKind::Data { dir, bytes },
+            });
+        }
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            events.push(Event {
+                t_us: 1000,
+                conn: 0,
+                kind: EventKind::Closed { dir },
+            });
+        }
+        Dialogue {
+            connections: vec![info],
+            events,
+        }
+    }
+
+    fn keys(text: &str) -> Context {
+        Context {
+            keys: Some(Arc::new(crate::proto::KeyLog::parse(text).unwrap())),
+            ..Context::default()
+        }
+    }
+
+    fn musts(d: &Dialogue, k: &Context) -> Vec<String> {
+        d.frames_with(proto::find("tls").unwrap(), k)
+            .iter()
+            .flat_map(|f| match &f.what {
+                What::Message(m) => m
+                    .findings
+                    .iter()
+                    .filter(|x| x.level == crate::proto::Level::Must)
+                    .map(|x| x.to_string())
+                    .collect(),
+                What::Undecodable(e, _) => vec![e.clone()],
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: mail.example\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+    #[test]
+    fn tls_records_decrypt_with_the_key_log_for_every_aead_suite_of_tls12_and_tls13() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let suites = [
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                "TLS 1.2, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            ),
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                "TLS 1.2, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            ),
+            (
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                "TLS 1.2, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+            ),
+            (cs::TLS13_AES_128_GCM_SHA256, "TLS 1.3, TLS_AES_128_GCM_SHA256"),
+            (cs::TLS13_AES_256_GCM_SHA384, "TLS 1.3, TLS_AES_256_GCM_SHA384"),
+            (cs::TLS13_CHACHA20_POLY1305_SHA256, "TLS 1.3, TLS_CHACHA20_POLY1305_SHA256"),
+        ];
+        for (suite, hello) in suites {
+            let s = crate::proto::tls::testing::session(suite, Some("http/1.1"), &[GET, GET], &[OK, OK]);
+            // ALPN, not the port (8443 names nothing), says the data is HTTP.
+            let d = tls_dialogue("tls", 8443, &[], &s);
+            let k = keys(&s.keylog);
+            let t = d.transcript_with(proto::find("tls").unwrap(), false, &k);
+            assert!(t.contains(&format!("TLS ServerHello: {hello}")), "{t}");
+            assert!(t.contains("SNI mail.example; ALPN [http/1.1]; supported TLS 1."), "{t}");
+            assert!(t.contains("CN=rcgen self signed cert"), "{t}");
+            assert_eq!(t.matches("C→S GET / HTTP/1.1").count(), 2, "{t}");
+            assert_eq!(t.matches("S→C HTTP/1.1 200 OK").count(), 2, "{t}");
+            assert!(t.contains("TLS alert: warning close_notify"), "{t}");
+            assert!(!t.contains("not decrypted") && !t.contains("application data,"), "{t}");
+            assert!(musts(&d, &k).is_empty(), "{:?}\n{t}", musts(&d, &k));
+
+            // Without the key log: the records, by size.
+            let plain = d.transcript(proto::find("tls").unwrap(), false);
+            assert!(plain.contains("TLS application data, "), "{plain}");
+            assert!(!plain.contains("GET /"), "{plain}");
+            assert!(musts(&d, &Context::default()).is_empty(), "{plain}");
+
+            // A key log for the same connection with other secrets: a note, never garbage.
+            let wrong: String = s
+                .keylog
+                .lines()
+                .map(|l| {
+                    let (head, secret) = l.rsplit_once(' ').unwrap();
+                    let flipped: String = secret.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+                    format!("{head} {flipped}\n")
+                })
+                .collect();
+            let w = keys(&wrong);
+            let t = d.transcript_with(proto::find("tls").unwrap(), false, &w);
+            assert!(t.contains("not decrypted: a record did not decrypt"), "{t}");
+            assert!(!t.contains("GET /") && !t.contains("undecodable"), "{t}");
+            assert!(musts(&d, &w).is_empty(), "{t}");
+        }
+    }
+
+    #[test]
+    fn tls_decrypts_the_same_whatever_the_segments() {
+        let suite = rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256;
+        let s = crate::proto::tls::testing::session(suite, Some("http/1.1"), &[GET, GET], &[OK, OK]);
+        let k = keys(&s.keylog);
+        let whole = tls_dialogue("tls", 443, &[], &s).transcript_with(proto::find("tls").unwrap(), false, &k);
+        let pieces = crate::proto::tls::testing::Session {
+            chunks: s
+                .chunks
+                .iter()
+                .flat_map(|(d, b)| b.chunks(7).map(|p| (*d, p.to_vec())).collect::<Vec<_>>())
+                .collect(),
+            keylog: s.keylog.clone(),
+        };
+        let split = tls_dialogue("tls", 443, &[], &pieces).transcript_with(proto::find("tls").unwrap(), false, &k);
+        assert_eq!(split, whole);
+        assert_eq!(whole.matches("GET / HTTP/1.1").count(), 2, "{whole}");
+    }
+
+    #[test]
+    fn tls13_key_updates_move_each_direction_to_its_next_secret() {
+        let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+        let s = crate::proto::tls::testing::session_updating(suite, Some("http/1.1"), &[GET, GET, GET], &[OK, OK, OK], true);
+        let d = tls_dialogue("tls", 443, &[], &s);
+        let t = d.transcript_with(proto::find("tls").unwrap(), false, &keys(&s.keylog));
+        assert_eq!(t.matches("TLS KeyUpdate: update_not_requested").count(), 4, "{t}");
+        assert_eq!(t.matches("C→S GET / HTTP/1.1").count(), 3, "{t}");
+        assert_eq!(t.matches("S→C HTTP/1.1 200 OK").count(), 3, "{t}");
+        assert!(!t.contains("not decrypted"), "{t}");
+    }
+
+    #[test]
+    fn tls_after_starttls_is_shown_as_tls_and_decrypted_as_the_protocol_it_began_in() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let (c, s) = (Direction::ClientToServer, Direction::ServerToClient);
+        let plain: [(Direction, &[u8]); 5] = [
+            (s, b"220 mx.example ESMTP\r\n"),
+            (c, b"EHLO client.example\r\n"),
+            (s, b"250-mx.example\r\n250 STARTTLS\r\n"),
+            (c, b"STARTTLS\r\n"),
+            (s, b"220 2.0.0 Ready to start TLS\r\n"),
+        ];
+        for suite in [cs::TLS13_AES_128_GCM_SHA256, cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256] {
+            let tls = crate::proto::tls::testing::session(
+                suite,
+                None,
+                &[b"EHLO client.example\r\n", b"QUIT\r\n"],
+                &[b"250-mx.example\r\n250 AUTH PLAIN\r\n", b"221 bye\r\n"],
+            );
+            let d = tls_dialogue("smtp", 25, &plain, &tls);
+            let t = d.transcript(proto::find("smtp").unwrap(), false);
+            assert!(t.contains("S→C 220 2.0.0 Ready to start TLS\nc      C→S TLS ClientHello"), "{t}");
+            assert!(t.contains("TLS application data, "), "{t}");
+            assert_eq!(t.matches("EHLO").count(), 1, "{t}");
+            let k = keys(&tls.keylog);
+            let t = d.transcript_with(proto::find("smtp").unwrap(), false, &k);
+            assert!(t.contains("TLS decrypted: smtp inside"), "{t}");
+            assert_eq!(t.matches("C→S \"EHLO client.example\"").count(), 2, "{t}");
+            assert!(
+                t.contains("250 AUTH PLAIN") && t.contains("C→S \"QUIT\"") && t.contains("S→C 221 bye"),
+                "{t}"
+            );
+            assert!(!t.contains("undecodable"), "{t}");
+        }
     }
 }

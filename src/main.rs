@@ -26,6 +26,8 @@ Examples:
       one page: summary, failure blocks, each case's dialogue as a ladder diagram
   wirecheck run http --report markdown:summary.md --report tap:-   (every grade format works)
   wirecheck run http --capture captures/          one pcapng per case, open them in Wireshark
+  wirecheck run http --tls --exec 'python3 https_server.py {port} {cert} {key}'   over TLS, the run's certificate
+  wirecheck run smtp --tls --target 127.0.0.1:465 --ca ca.pem --keylog keys.log
   wirecheck list --format json
   wirecheck list http --tag conditional
   wirecheck serve tcp-upper --port 12000";
@@ -51,7 +53,7 @@ enum Command {
     Serve(ServeArgs),
     /// Print the transcript of every conversation in a pcap or pcapng capture.
     #[command(
-        after_help = "Exit status: 0 decoded; 2 a usage error or a file that is no capture; 4 a damaged file (cut short or\ncorrupt): everything before the damage is printed, then the damage (packet number, byte offset).\n\nExamples:\n  wirecheck decode trace.pcap\n  wirecheck decode trace.pcapng --port 8888=http --format json"
+        after_help = "Exit status: 0 decoded; 2 a usage error or a file that is no capture; 4 a damaged file (cut short or\ncorrupt): everything before the damage is printed, then the damage (packet number, byte offset).\n\nExamples:\n  wirecheck decode trace.pcap\n  wirecheck decode trace.pcapng --port 8888=http --format json\n  wirecheck decode https.pcapng --keylog sslkeys.log    (SSLKEYLOGFILE format)"
     )]
     Decode(DecodeArgs),
     /// Grade submissions against an assignment (ci/assignments/*.yaml) and write reports for grading platforms.
@@ -83,7 +85,9 @@ const CHECK_HELP: &str = "\
 Without --suite, every conversation is checked against its protocol's passive rules: each message
 well-formed (the codec's MUST findings), no sender closing mid-message, and rules over the whole
 conversation (HTTP: one final response per request; SMTP/POP3: one reply per command, greeting
-first; DNS: response ids match a query). SHOULD findings are warnings.
+first; DNS: response ids match a query). SHOULD findings are warnings. TLS (after STARTTLS too)
+is shown as records and never judged as the protocol it carries; with --keylog (or the capture's
+own Decryption Secrets Blocks) it is decrypted and judged as that protocol.
 
 With --suite (and --case), the capture replays the target's side of the dialogue to the case's
 steps, so the verdict is the one `wirecheck run` would give for the same bytes (server suites).
@@ -96,6 +100,7 @@ Examples:
   wirecheck check my-server.pcapng
   wirecheck check trace.pcap --port 8888=http --format json
   wirecheck check smtp-client.pcapng --port 2525=smtp --side client
+  wirecheck check https.pcapng --keylog sslkeys.log
   wirecheck check run.pcapng --suite http --case conditional-get-304
   wirecheck check run.pcapng --snapshot expected.txt     (make one with: wirecheck decode run.pcapng > expected.txt)";
 

@@ -594,3 +594,71 @@ fn timestamps_follow_each_format_s_units() {
         assert!(*b - *a < Duration::from_micros(1), "{a:?} vs {b:?}");
     }
 }
+
+/// Public captures of STARTTLS (zeek's traces): the plaintext part is the mail protocol's, every
+/// byte after the go-ahead is TLS, shown as records, never framed as commands or judged.
+#[test]
+fn starttls_captures_show_the_plaintext_part_then_tls_records() {
+    let cases = [
+        ("smtp-starttls-tls12.pcap", "C→S \"STARTTLS\"", "S→C 220 2.0.0 Ready to start TLS"),
+        ("pop3-stls-tls12.pcap", "C→S \"STLS\"", "S→C +OK Begin TLS negotiation now"),
+        ("imap-starttls-tls12.pcap", "C→S . STARTTLS", "S→C . OK Begin TLS negotiation now"),
+    ];
+    for (name, command, go_ahead) in cases {
+        let cap = decode(name);
+        let t = only(&cap).transcript();
+        let (before, after) = t.split_once(go_ahead).unwrap_or_else(|| panic!("{name}:\n{t}"));
+        assert!(before.contains(command), "{name}:\n{t}");
+        for line in after.lines().skip(1) {
+            let rest = line.get(7..).unwrap_or_default();
+            let text = ["C→S ", "S→C ", "    "].iter().find_map(|a| rest.strip_prefix(a)).unwrap_or(rest);
+            let ok = text.starts_with("TLS ") || matches!(text, "close" | "reset") || line.starts_with("             ");
+            assert!(ok, "{name}: not TLS after the go-ahead: {line}\n{t}");
+        }
+        for part in [
+            "TLS ClientHello: version TLS 1.2",
+            "TLS ServerHello: TLS 1.2, TLS_",
+            "TLS Certificate: ",
+            "TLS application data, ",
+        ] {
+            assert!(after.contains(part), "{name}: no {part}\n{t}");
+        }
+        assert!(!t.contains("undecodable"), "{name}:\n{t}");
+        let checked = capture::check::check(&cap, capture::check::Side::Both);
+        assert!(
+            checked
+                .iter()
+                .all(|c| c.violations.iter().all(|v| v.level != wirecheck::proto::Level::Must)),
+            "{name}: {checked:?}"
+        );
+    }
+}
+
+/// A public TLS 1.2 capture (an HTTPS request to heise.de, zeek's trace) decrypted with its key
+/// log: the HTTP inside as if in clear, judged by HTTP's rules; without the key, records by size.
+#[test]
+fn a_public_tls12_capture_decrypts_with_its_key_log() {
+    let text = std::fs::read_to_string(dir().join("tls12-https-decryption.keylog")).unwrap();
+    let opts = Options {
+        keylog: Some(std::sync::Arc::new(wirecheck::proto::KeyLog::parse(&text).unwrap())),
+        ..Options::default()
+    };
+    let cap = capture::decode_file(&dir().join("tls12-https-decryption.pcap"), &opts).unwrap();
+    let t = only(&cap).transcript();
+    for part in [
+        "TLS ClientHello: version TLS 1.2; SNI heise.de; ALPN [h2, http/1.1]; supported TLS 1.3, TLS 1.2; 1 cipher suites",
+        "TLS ServerHello: TLS 1.2, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, ALPN http/1.1",
+        "TLS Certificate: CN=heise.de (2 certificates)",
+        "C→S TLS Finished",
+        "C→S GET / HTTP/1.1",
+        "S→C HTTP/1.1 301 Moved Permanently",
+        "Location: https://www.heise.de/",
+        "C→S TLS alert: warning close_notify",
+    ] {
+        assert!(t.contains(part), "no {part}:\n{t}");
+    }
+    let checked = capture::check::check(&cap, capture::check::Side::Both);
+    assert!(checked[0].messages > 12 && !checked[0].failed(), "{checked:?}");
+    let plain = decode("tls12-https-decryption.pcap");
+    assert!(!only(&plain).transcript().contains("GET /"));
+}

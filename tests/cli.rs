@@ -233,6 +233,35 @@ fn decode_prints_transcripts_and_names_the_packet_of_a_corrupt_file() {
 }
 
 #[test]
+fn decode_and_check_decrypt_tls_with_a_key_log_and_name_its_bad_line() {
+    let (cap, keys) = (
+        "fixtures/captures/tls12-https-decryption.pcap",
+        "fixtures/captures/tls12-https-decryption.keylog",
+    );
+    let (out, _) = wirecheck(&["decode", cap]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("TLS application data, ") && !text.contains("GET /"), "{text}");
+    let (out, _) = wirecheck(&["decode", cap, "--keylog", keys]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("C→S GET / HTTP/1.1") && text.contains("S→C HTTP/1.1 301 Moved Permanently"),
+        "{text}"
+    );
+    let (out, _) = wirecheck(&["check", cap, "--keylog", keys]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.keylog");
+    std::fs::write(&bad, "# fine\nCLIENT_RANDOM 00 11\n").unwrap();
+    for cmd in ["decode", "check"] {
+        let (out, _) = wirecheck(&[cmd, cap, "--keylog", bad.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("bad.keylog: key log line 2: "), "{err}");
+    }
+}
+
+#[test]
 fn a_failing_header_check_points_at_the_header_line() {
     // Golden: the failure block down to the dialogue (which carries timings). Regenerate with
     // WIRECHECK_BLESS=1 after a deliberate change, and review the diff.

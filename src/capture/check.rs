@@ -98,7 +98,7 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
         };
     }
     let proto = crate::proto::find_or_raw(&conv.protocol);
-    let frames = conv.dialogue.frames(proto);
+    let frames = conv.dialogue.frames_with(proto, &conv.context());
     let mut violations = Vec::new();
     let mut messages = 0;
     let closed = |dir: Direction| frames.iter().any(|f| f.dir == Some(dir) && matches!(f.what, What::Closed));
@@ -205,5 +205,94 @@ fn check_conversation(cap: &Capture, conv: &Conversation, side: Side) -> Checked
         conversation: conv.header(),
         messages,
         violations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::dialogue::{ConnInfo, Dialogue, Event};
+    use crate::proto::tls::{testing, KeyLog};
+
+    /// A captured SMTP conversation on port 25 that goes over to TLS after STARTTLS.
+    fn starttls(server_inside: &[&[u8]]) -> (Capture, Arc<KeyLog>) {
+        let (c, s) = (Direction::ClientToServer, Direction::ServerToClient);
+        let plain: [(Direction, &[u8]); 5] = [
+            (s, b"220 mx.example ESMTP\r\n"),
+            (c, b"EHLO client.example\r\n"),
+            (s, b"250-mx.example\r\n250 STARTTLS\r\n"),
+            (c, b"STARTTLS\r\n"),
+            (s, b"220 2.0.0 Ready to start TLS\r\n"),
+        ];
+        let suite = rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256;
+        let tls = testing::session(suite, None, &[b"EHLO client.example\r\n", b"QUIT\r\n"], server_inside);
+        let mut events = vec![Event {
+            t_us: 0,
+            conn: 0,
+            kind: EventKind::Open,
+        }];
+        for (i, (dir, bytes)) in plain.iter().map(|(d, b)| (*d, b.to_vec())).chain(tls.chunks).enumerate() {
+            events.push(Event {
+                t_us: i as u64 + 1,
+                conn: 0,
+                kind: EventKind::Data { dir, bytes },
+            });
+        }
+        let mut info = ConnInfo::test_tcp(true);
+        info.protocol = "smtp".into();
+        let conv = Conversation {
+            number: 1,
+            transport: crate::proto::Transport::Tcp,
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "10.0.0.2:25".parse().unwrap(),
+            scope: Default::default(),
+            protocol: "smtp".into(),
+            packets: 0,
+            truncated: false,
+            start_us: 0,
+            dialogue: Dialogue {
+                connections: vec![info],
+                events,
+            },
+            data_of: None,
+            keys: None,
+            inside: None,
+        };
+        let keys = Arc::new(KeyLog::parse(&tls.keylog).unwrap());
+        (
+            Capture {
+                conversations: vec![conv],
+                ..Default::default()
+            },
+            keys,
+        )
+    }
+
+    fn musts(cap: &Capture) -> Vec<String> {
+        check(cap, Side::Both)
+            .into_iter()
+            .flat_map(|c| c.violations)
+            .filter(|v| v.level == Level::Must)
+            .map(|v| format!("{}: {}", v.rule, v.text))
+            .collect()
+    }
+
+    #[test]
+    fn what_starttls_carries_is_never_judged_as_smtp_unless_decrypted_then_by_smtp_rules() {
+        let (mut cap, keys) = starttls(&[b"250-mx.example\r\n250 AUTH PLAIN\r\n", b"221 bye\r\n"]);
+        assert!(musts(&cap).is_empty(), "{:?}", musts(&cap));
+        cap.conversations[0].keys = Some(keys);
+        assert!(musts(&cap).is_empty(), "{:?}", musts(&cap));
+        assert!(check(&cap, Side::Both)[0].messages > 12);
+
+        // Inside TLS the server answers QUIT twice: the SMTP rules see it once decrypted.
+        let (mut cap, keys) = starttls(&[b"250-mx.example\r\n250 AUTH PLAIN\r\n", b"221 bye\r\n250 again\r\n"]);
+        assert!(musts(&cap).is_empty(), "{:?}", musts(&cap));
+        cap.conversations[0].keys = Some(keys);
+        let m = musts(&cap);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].contains("250 again"), "{m:?}");
     }
 }

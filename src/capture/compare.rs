@@ -12,7 +12,45 @@ use std::net::SocketAddr;
 use crate::dialogue::{ConnInfo, Dialogue, Event, EventKind};
 use crate::proto::{Direction, Protocol};
 
-use super::Capture;
+use super::{Capture, Conversation};
+
+/// A captured conversation's events, with what a protocol that carries others (TLS) carried in
+/// place of its records when the capture's keys open them: the live record holds what is inside.
+fn opened(c: &Conversation) -> Vec<Event> {
+    let p = crate::proto::find_or_raw(&c.protocol);
+    if !p.carries_others() {
+        return c.dialogue.events.clone();
+    }
+    let chunks: Vec<(Direction, &[u8])> = c
+        .dialogue
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Data { dir, bytes } => Some((*dir, bytes.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let Some(pieces) = p.open(&chunks, &c.context()) else {
+        return c.dialogue.events.clone();
+    };
+    let mut pieces = pieces.into_iter().peekable();
+    let mut out = Vec::new();
+    let mut chunk = 0;
+    for e in &c.dialogue.events {
+        if !matches!(e.kind, EventKind::Data { .. }) {
+            out.push(e.clone());
+            continue;
+        }
+        while let Some((_, dir, bytes)) = pieces.next_if(|(i, ..)| *i == chunk) {
+            out.push(Event {
+                kind: EventKind::Data { dir, bytes },
+                ..e.clone()
+            });
+        }
+        chunk += 1;
+    }
+    out
+}
 
 /// One connection whose capture differs from the live record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +164,7 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
                 }
             };
             let orient = |d: Direction| if sender(d) == local { outgoing } else { outgoing.opposite() };
-            for e in &c.dialogue.events {
+            for e in &opened(c) {
                 let t = c.start_us + e.t_us;
                 let kind = match &e.kind {
                     EventKind::Data { dir, bytes } => EventKind::Data {
@@ -276,6 +314,8 @@ mod tests {
                 truncated: false,
                 start_us: 0,
                 data_of: None,
+                keys: None,
+                inside: None,
                 dialogue: Dialogue {
                     connections: vec![info(true)],
                     events,

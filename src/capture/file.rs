@@ -50,9 +50,19 @@ enum Inner<R: Read> {
     PcapNg(PcapNgReader<R>),
 }
 
+/// The key log texts of a pcapng file's Decryption Secrets Blocks read so far, shared with
+/// whoever decodes its packets: a block comes before the packets it decrypts.
+pub type Secrets = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// pcapng Decryption Secrets Block type, and its secrets type for a TLS key log ("TLSK").
+pub const DSB_BLOCK: u32 = 0x0000_000A;
+/// The secrets type of a TLS key log in a Decryption Secrets Block.
+pub const DSB_TLS_KEY_LOG: u32 = 0x544c_534b;
+
 /// Streams the packets of a pcap or pcapng file.
 pub struct CaptureReader<R: Read> {
     inner: Inner<R>,
+    secrets: Secrets,
     number: u64,
     /// Byte offset of the next record or block.
     offset: u64,
@@ -136,6 +146,7 @@ pub fn from_reader(mut r: Box<dyn Read>) -> Result<Reader, FileError> {
     };
     Ok(CaptureReader {
         inner,
+        secrets: Secrets::default(),
         number: 0,
         offset,
         done: false,
@@ -149,6 +160,11 @@ pub fn open(path: &Path) -> Result<Reader, FileError> {
 }
 
 impl<R: Read> CaptureReader<R> {
+    /// The TLS key logs its Decryption Secrets Blocks carry, filled as the file is read.
+    pub fn secrets(&self) -> Secrets {
+        self.secrets.clone()
+    }
+
     fn fail(&mut self, reason: String) -> Option<Result<RawPacket, FileError>> {
         self.done = true;
         Some(Err(FileError::Packet {
@@ -235,6 +251,28 @@ impl<R: Read> Iterator for CaptureReader<R> {
                     ),
                     Block::SimplePacket(p) => (0, None, p.original_len, p.data.into_owned()),
                     Block::Packet(p) => (u32::from(p.interface_id), Some(p.timestamp), p.original_len, p.data.into_owned()),
+                    Block::Unknown(u) if u.type_ == DSB_BLOCK => {
+                        // Secrets type, length, the secrets, padding, options.
+                        let word = |b: &[u8]| {
+                            let w: [u8; 4] = b.try_into().unwrap_or_default();
+                            if big {
+                                u32::from_be_bytes(w)
+                            } else {
+                                u32::from_le_bytes(w)
+                            }
+                        };
+                        let (Some(kind), Some(len)) = (u.value.get(..4), u.value.get(4..8)) else {
+                            continue;
+                        };
+                        let Some(data) = u.value.get(8..8 + word(len) as usize) else {
+                            return self.fail("a decryption secrets block's length runs past its end".into());
+                        };
+                        if word(kind) == DSB_TLS_KEY_LOG {
+                            let text = String::from_utf8_lossy(data).into_owned();
+                            self.secrets.lock().unwrap_or_else(|e| e.into_inner()).push(text);
+                        }
+                        continue;
+                    }
                     // Section headers, interface descriptions (the reader keeps them), statistics,
                     // name resolution and unknown blocks carry no packet.
                     _ => continue,

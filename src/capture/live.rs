@@ -320,6 +320,32 @@ pub fn raw_packets(packets: &[Packet]) -> impl Iterator<Item = Result<RawPacket,
 
 /// Writes `packets` as a pcapng file (one Ethernet interface, `comments[i]` on packet i when set).
 pub fn write_pcapng(path: &Path, packets: &[Packet], comments: &BTreeMap<usize, String>) -> std::io::Result<()> {
+    write_pcapng_with_keys(path, packets, comments, None)
+}
+
+/// A pcapng Decryption Secrets Block holding `keylog` (NSS key log text), in the section's byte
+/// order: Wireshark decrypts the packets after it.
+fn secrets_block(keylog: &str, big: bool) -> pcap_file::pcapng::blocks::unknown::UnknownBlock<'static> {
+    let word = |n: u32| if big { n.to_be_bytes() } else { n.to_le_bytes() };
+    let mut body = word(super::file::DSB_TLS_KEY_LOG).to_vec();
+    body.extend_from_slice(&word(keylog.len() as u32));
+    body.extend_from_slice(keylog.as_bytes());
+    // The writer pads the block to 4 bytes, which is the secrets' padding too.
+    pcap_file::pcapng::blocks::unknown::UnknownBlock {
+        type_: super::file::DSB_BLOCK,
+        length: 0,
+        value: std::borrow::Cow::Owned(body),
+    }
+}
+
+/// [`write_pcapng`] with a TLS key log (`SSLKEYLOGFILE` text) written before the packets as a
+/// Decryption Secrets Block, so the capture opens decrypted in Wireshark and in `decode`.
+pub fn write_pcapng_with_keys(
+    path: &Path,
+    packets: &[Packet],
+    comments: &BTreeMap<usize, String>,
+    keylog: Option<&str>,
+) -> std::io::Result<()> {
     use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
     use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
     use pcap_file::pcapng::PcapNgWriter;
@@ -336,6 +362,10 @@ pub fn write_pcapng(path: &Path, packets: &[Packet], comments: &BTreeMap<usize, 
         options: vec![InterfaceDescriptionOption::IfTsResol(9)],
     })
     .map_err(io)?;
+    if let Some(k) = keylog.filter(|k| !k.is_empty()) {
+        let big = w.section().endianness == pcap_file::Endianness::Big;
+        w.write_pcapng_block(secrets_block(k, big)).map_err(io)?;
+    }
     for (i, p) in packets.iter().enumerate() {
         let options = comments
             .get(&i)
@@ -354,4 +384,148 @@ pub fn write_pcapng(path: &Path, packets: &[Packet], comments: &BTreeMap<usize, 
     std::io::Write::flush(&mut file)?;
     drop(file);
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::tls::testing;
+    use crate::proto::Direction;
+
+    /// Ethernet frames of one TCP connection 10.0.0.1:40000 → 10.0.0.2:`port` carrying `chunks`.
+    fn tcp_packets(port: u16, chunks: &[(Direction, Vec<u8>)]) -> Vec<Packet> {
+        let mut seq = [1000u32, 5000u32];
+        let mut out = Vec::new();
+        let mut t = Duration::from_secs(1_800_000_000);
+        let mut frame = |from: usize, flags: &str, payload: &[u8], seq: &mut [u32; 2]| {
+            let (src, dst, sp, dp) = match from {
+                0 => ([10, 0, 0, 1], [10, 0, 0, 2], 40000, port),
+                _ => ([10, 0, 0, 2], [10, 0, 0, 1], port, 40000),
+            };
+            let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4(src, dst, 64)
+                .tcp(sp, dp, seq[from], 65535);
+            if flags.contains('S') {
+                b = b.syn();
+            }
+            if flags.contains('A') {
+                b = b.ack(seq[1 - from]);
+            }
+            if flags.contains('F') {
+                b = b.fin();
+            }
+            let mut data = Vec::new();
+            b.write(&mut data, payload).unwrap();
+            seq[from] = seq[from].wrapping_add(payload.len() as u32 + u32::from(flags.contains('S')) + u32::from(flags.contains('F')));
+            t += Duration::from_millis(1);
+            out.push(Packet {
+                ts: t,
+                orig_len: data.len() as u32,
+                ends: ends(&data),
+                data,
+            });
+        };
+        frame(0, "S", b"", &mut seq);
+        frame(1, "SA", b"", &mut seq);
+        frame(0, "A", b"", &mut seq);
+        for (dir, bytes) in chunks {
+            let from = usize::from(*dir == Direction::ServerToClient);
+            for piece in bytes.chunks(1400) {
+                frame(from, "A", piece, &mut seq);
+            }
+        }
+        frame(0, "FA", b"", &mut seq);
+        frame(1, "FA", b"", &mut seq);
+        frame(0, "A", b"", &mut seq);
+        out
+    }
+
+    #[test]
+    fn a_pcapng_carries_its_key_log_in_a_decryption_secrets_block_read_back_by_decode() {
+        let get: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: mail.example\r\n\r\n";
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let s = testing::session(rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384, None, &[get], &[ok]);
+        // Port 443 says what TLS carries when ALPN does not.
+        let packets = tcp_packets(443, &s.chunks);
+        let dir = tempfile::tempdir().unwrap();
+        let (with, without) = (dir.path().join("with.pcapng"), dir.path().join("without.pcapng"));
+        write_pcapng_with_keys(&with, &packets, &BTreeMap::new(), Some(&s.keylog)).unwrap();
+        write_pcapng(&without, &packets, &BTreeMap::new()).unwrap();
+        let opts = crate::capture::Options::default();
+        let cap = crate::capture::decode_file(&with, &opts).unwrap();
+        let t = cap.text();
+        assert!(t.contains("(tls)"), "{t}");
+        assert!(
+            t.contains("C→S GET /index.html HTTP/1.1") && t.contains("S→C HTTP/1.1 200 OK"),
+            "{t}"
+        );
+        assert!(cap.warnings.is_empty(), "{:?}", cap.warnings);
+        let checked = crate::capture::check::check(&cap, crate::capture::check::Side::Both);
+        assert!(checked.iter().all(|c| !c.failed()), "{checked:?}");
+        // The same packets without the block: records by size; with --keylog: decrypted again.
+        let t = crate::capture::decode_file(&without, &opts).unwrap().text();
+        assert!(t.contains("TLS application data, ") && !t.contains("GET /"), "{t}");
+        let keyed = crate::capture::Options {
+            keylog: Some(std::sync::Arc::new(crate::proto::tls::KeyLog::parse(&s.keylog).unwrap())),
+            ..Default::default()
+        };
+        let t = crate::capture::decode_file(&without, &keyed).unwrap().text();
+        assert!(t.contains("C→S GET /index.html HTTP/1.1"), "{t}");
+        // On a port that names nothing and with no ALPN, `--port N=http` says what TLS carries.
+        let other = dir.path().join("other.pcapng");
+        write_pcapng_with_keys(&other, &tcp_packets(8443, &s.chunks), &BTreeMap::new(), Some(&s.keylog)).unwrap();
+        let t = crate::capture::decode_file(&other, &opts).unwrap().text();
+        assert!(
+            t.contains("TLS application data, 48 bytes (decrypted)") && !t.contains("C→S GET"),
+            "{t}"
+        );
+        let said = crate::capture::Options::from_args(&["8443=http".to_string()]).unwrap();
+        let t = crate::capture::decode_file(&other, &said).unwrap().text();
+        assert!(t.contains("(tls)") && t.contains("C→S GET /index.html HTTP/1.1"), "{t}");
+        // A live run recorded what went inside TLS: its capture, opened with the keys, shows the same.
+        let mut info = crate::dialogue::ConnInfo::test_tcp(false);
+        info.protocol = "http".into();
+        info.local = Some("10.0.0.1:40000".parse().unwrap());
+        info.peer = Some("10.0.0.2:443".parse().unwrap());
+        let ev = |t_us, kind| crate::dialogue::Event { t_us, conn: 0, kind };
+        let data = |dir, b: &[u8]| crate::dialogue::EventKind::Data { dir, bytes: b.to_vec() };
+        let live = Dialogue {
+            connections: vec![info],
+            events: vec![
+                ev(0, crate::dialogue::EventKind::Open),
+                ev(1, data(Direction::ClientToServer, get)),
+                ev(2, data(Direction::ServerToClient, ok)),
+                ev(
+                    3,
+                    crate::dialogue::EventKind::Closed {
+                        dir: Direction::ClientToServer,
+                    },
+                ),
+                ev(
+                    4,
+                    crate::dialogue::EventKind::Closed {
+                        dir: Direction::ServerToClient,
+                    },
+                ),
+            ],
+        };
+        let cap = crate::capture::decode_file(&with, &opts).unwrap();
+        assert_eq!(crate::capture::compare::compare(&live, &cap), []);
+        let cap = crate::capture::decode_file(&without, &opts).unwrap();
+        assert!(!crate::capture::compare::compare(&live, &cap).is_empty());
+        // The block comes before the first packet, where Wireshark needs it.
+        let bytes = std::fs::read(&with).unwrap();
+        let at = |ty: u32| {
+            let mut pos = 0;
+            while pos + 8 <= bytes.len() {
+                let t = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+                if t == ty {
+                    return Some(pos);
+                }
+                pos += u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+            }
+            None
+        };
+        assert!(at(super::super::file::DSB_BLOCK).unwrap() < at(6).unwrap());
+    }
 }

@@ -23,13 +23,17 @@ use serde::Serialize;
 use crate::dialogue::{ConnInfo, Dialogue, Event, EventKind};
 use crate::proto::{self, DataChannel, Direction, Exchange, Framer, Message, Protocol, Transport};
 
-pub use file::{FileError, RawPacket};
+use crate::proto::KeyLog;
+pub use file::{FileError, RawPacket, Secrets};
+use std::sync::Arc;
 
 /// What the user told the decoder.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `--port N=proto`: conversations with this port (either side) speak that protocol.
     pub ports: Vec<(u16, String)>,
+    /// `--keylog FILE`: TLS secrets to decrypt with, besides the file's own.
+    pub keylog: Option<Arc<KeyLog>>,
 }
 
 impl Options {
@@ -45,7 +49,7 @@ impl Options {
             }
             ports.push((n, p.trim().to_string()));
         }
-        Ok(Options { ports })
+        Ok(Options { ports, keylog: None })
     }
 
     fn user(&self, port: u16) -> Option<&str> {
@@ -78,6 +82,13 @@ pub struct Conversation {
     pub dialogue: Dialogue,
     /// For a data connection: the control conversation and the command it belongs to.
     pub data_of: Option<DataOf>,
+    /// TLS secrets its records are decrypted with (`--keylog` and the file's own).
+    #[serde(skip)]
+    pub keys: Option<Arc<KeyLog>>,
+    /// What its protocol carries from the start, when `--port` named one for a conversation that
+    /// opens in TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inside: Option<&'static str>,
 }
 
 /// Where a data connection came from: the control conversation that announced its address, and
@@ -116,7 +127,18 @@ impl Conversation {
     pub fn transcript(&self) -> String {
         match &self.data_of {
             Some(of) => self.data_transcript(of),
-            None => self.dialogue.transcript(proto::find_or_raw(&self.protocol), false),
+            None => self
+                .dialogue
+                .transcript_with(proto::find_or_raw(&self.protocol), false, &self.context()),
+        }
+    }
+
+    /// What its codecs are told besides its bytes: the TLS keys, and what TLS carries.
+    pub fn context(&self) -> proto::Context {
+        proto::Context {
+            keys: self.keys.clone(),
+            inside: self.inside,
+            ..proto::Context::default()
         }
     }
 
@@ -444,9 +466,15 @@ fn key(scope: &Scope, t: Transport, a: SocketAddr, b: SocketAddr) -> Key {
     }
 }
 
-/// Decodes the capture at `path`.
+/// Decodes the capture at `path`, with the TLS secrets its Decryption Secrets Blocks carry.
 pub fn decode_file(path: &Path, opts: &Options) -> Result<Capture, FileError> {
-    decode(file::open(path)?, opts)
+    let reader = file::open(path)?;
+    let secrets = reader.secrets();
+    let mut convs = Vec::new();
+    let mut cap = decode_each_with(reader, opts, Some(secrets), |c| convs.push(c))?;
+    convs.sort_by_key(|c| c.number);
+    cap.conversations = convs;
+    Ok(cap)
 }
 
 /// Decodes a stream of packets, holding every conversation until the end (in the order their
@@ -473,10 +501,23 @@ const IDLE_LIMIT: Duration = Duration::from_secs(120);
 pub fn decode_each(
     packets: impl Iterator<Item = Result<RawPacket, FileError>>,
     opts: &Options,
+    each: impl FnMut(Conversation),
+) -> Result<Capture, FileError> {
+    decode_each_with(packets, opts, None, each)
+}
+
+/// [`decode_each`], with the TLS key logs a pcapng file's Decryption Secrets Blocks carry
+/// (`CaptureReader::secrets`), added to `opts.keylog` as they are read.
+pub fn decode_each_with(
+    packets: impl Iterator<Item = Result<RawPacket, FileError>>,
+    opts: &Options,
+    secrets: Option<Secrets>,
     mut each: impl FnMut(Conversation),
 ) -> Result<Capture, FileError> {
     let mut d = Decoder {
         opts,
+        secrets,
+        keys: (0, opts.keylog.clone()),
         convs: Vec::new(),
         index: HashMap::new(),
         by_hosts: HashMap::new(),
@@ -519,6 +560,10 @@ pub fn decode_each(
 
 struct Decoder<'o> {
     opts: &'o Options,
+    /// The file's key logs, as its reader finds them.
+    secrets: Option<Secrets>,
+    /// The keys conversations are decrypted with: `--keylog`'s and the first `n` of the file's.
+    keys: (usize, Option<Arc<KeyLog>>),
     /// Open conversations; a slot empties when its conversation is handed over.
     convs: Vec<Option<Conv>>,
     index: HashMap<Key, usize>,
@@ -890,8 +935,32 @@ impl Decoder<'_> {
         self.cap
     }
 
+    /// The keys known now: `--keylog`'s and the file's blocks read so far (a bad block is a
+    /// warning, and its lines before the bad one are used).
+    fn keys(&mut self) -> Option<Arc<KeyLog>> {
+        let texts: Vec<String> = match &self.secrets {
+            Some(s) => s
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(self.keys.0..)
+                .unwrap_or_default()
+                .to_vec(),
+            None => Vec::new(),
+        };
+        if !texts.is_empty() {
+            let mut log = self.keys.1.as_deref().cloned().unwrap_or_default();
+            for t in &texts {
+                if let Err(e) = log.extend(t) {
+                    self.cap.warnings.push(format!("decryption secrets block: {e}"));
+                }
+            }
+            self.keys = (self.keys.0 + texts.len(), Some(Arc::new(log)));
+        }
+        self.keys.1.clone()
+    }
+
     /// A conversation as the caller sees it (its TCP streams flushed).
-    fn complete(&self, mut c: Conv) -> Conversation {
+    fn complete(&mut self, mut c: Conv) -> Conversation {
         let first = self.first.unwrap_or_default();
         let mut evs = match c.transport {
             // The sweep flushed it at `end`.
@@ -912,8 +981,8 @@ impl Decoder<'_> {
         }
         // Stable: per direction the reassembler already keeps times non-decreasing.
         evs.sort_by_key(|(t, _)| *t);
-        let protocol = match c.data_label {
-            Some(label) => label.to_string(),
+        let (protocol, inside) = match c.data_label {
+            Some(label) => (label.to_string(), None),
             None => protocol_of(self.opts, &c, &evs),
         };
         let dialogue = Dialogue {
@@ -949,6 +1018,8 @@ impl Decoder<'_> {
             start_us: c.first_ts.as_micros() as u64,
             dialogue,
             data_of: c.data_of,
+            keys: self.keys(),
+            inside,
         }
     }
 }
@@ -974,7 +1045,7 @@ fn make_control(opts: &Options, c: &mut Conv) -> bool {
     if c.not_control || c.data_of.is_some() || c.transport != Transport::Tcp {
         return false;
     }
-    match proto::find(&protocol_of(opts, c, &c.tcp.events)) {
+    match proto::find(&protocol_of(opts, c, &c.tcp.events).0) {
         Some(p) if p.data_protocol().is_some() => {
             c.control = Some(Box::new(Control::new(p)));
             true
@@ -999,13 +1070,11 @@ fn make_control(opts: &Options, c: &mut Conv) -> bool {
 /// How many of the client's first bytes are read for a protocol's fixed preface.
 const PREFACE_BYTES: usize = 64;
 
-/// The protocol a conversation is framed with: `--port`, else a client preface that names one
-/// (HTTP/2's), else the well-known port, else a guess.
-fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> String {
+/// The protocol a conversation is framed with: `--port` (TLS carrying it, when the conversation
+/// opens with a ClientHello), else a client preface that names one (HTTP/2's), else the
+/// well-known port, else a guess; and what that protocol carries, when `--port` said.
+fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> (String, Option<&'static str>) {
     let (s, cl) = (c.server.port(), c.client.port());
-    if let Some(p) = opts.user(s).or_else(|| opts.user(cl)) {
-        return p.to_string();
-    }
     // The preface may arrive over several segments.
     let mut opening = Vec::new();
     for (_, e) in evs {
@@ -1020,11 +1089,17 @@ fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> Strin
             opening.extend_from_slice(&bytes[..bytes.len().min(PREFACE_BYTES - opening.len())]);
         }
     }
+    if let Some(p) = opts.user(s).or_else(|| opts.user(cl)) {
+        return match (proto::carrier(c.transport, &opening), proto::find(p)) {
+            (Some(carrier), Some(inner)) if !inner.carries_others() => (carrier.name().to_string(), Some(inner.name())),
+            _ => (p.to_string(), None),
+        };
+    }
     if let Some(p) = proto::by_preface(&opening) {
-        return p.name().to_string();
+        return (p.name().to_string(), None);
     }
     if let Some(p) = proto::by_port(s).or_else(|| proto::by_port(cl)) {
-        return p.name().to_string();
+        return (p.name().to_string(), None);
     }
     let first_of = |want: Direction| {
         evs.iter().find_map(|(_, e)| match e {
@@ -1036,12 +1111,11 @@ fn protocol_of(opts: &Options, c: &Conv, evs: &[(Duration, EventKind)]) -> Strin
         EventKind::Data { bytes, .. } => Some(bytes.as_slice()),
         _ => None,
     });
-    proto::identify(
+    let p = proto::identify(
         c.transport,
         first_of(Direction::ClientToServer),
         first_of(Direction::ServerToClient),
         first,
-    )
-    .name()
-    .to_string()
+    );
+    (p.name().to_string(), None)
 }

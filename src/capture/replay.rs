@@ -262,6 +262,8 @@ mod tests {
             truncated: false,
             start_us: 0,
             data_of: None,
+            keys: None,
+            inside: None,
             dialogue: Dialogue {
                 connections: vec![ConnInfo {
                     local: Some(a),

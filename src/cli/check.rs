@@ -21,6 +21,10 @@ pub struct CheckArgs {
     /// Frame conversations on port N with protocol PROTO (repeatable), e.g. 8888=http.
     #[arg(long = "port", value_name = "N=PROTO")]
     pub ports: Vec<String>,
+    /// Decrypt TLS with this key log (SSLKEYLOGFILE format), besides the secrets the capture
+    /// itself holds (pcapng Decryption Secrets Blocks).
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
     /// Check the capture against this suite's cases instead of the passive rules.
     #[arg(long)]
     pub suite: Option<String>,
@@ -77,7 +81,7 @@ pub enum Against {
 impl CheckArgs {
     /// Checks every option and loads what they name (suite, snapshot); the capture waits.
     pub fn resolve(self) -> Result<CheckConfig, UsageError> {
-        let capture_options = load::capture_options(&self.ports)?;
+        let capture_options = load::capture_options(&self.ports, self.keylog.as_deref())?;
         let against = match (self.suite, self.snapshot) {
             (Some(name), _) => {
                 // One name is one file: an empty list cannot happen, and would mean no case.

@@ -16,12 +16,16 @@ pub struct DecodeArgs {
     /// Frame conversations on port N with protocol PROTO (repeatable), e.g. 8888=http.
     #[arg(long = "port", value_name = "N=PROTO")]
     pub ports: Vec<String>,
+    /// Decrypt TLS with this key log (SSLKEYLOGFILE format), besides the secrets the capture
+    /// itself holds (pcapng Decryption Secrets Blocks).
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
 }
 
 /// `wirecheck decode`: exit 0, 2 for bad `--port`s or a file that is no capture, or 4 when the
 /// file is damaged (everything before the damage is printed first).
 pub fn decode(args: DecodeArgs) -> i32 {
-    let cap = match load::capture_options(&args.ports).and_then(|opts| load::capture(&args.capture, &opts)) {
+    let cap = match load::capture_options(&args.ports, args.keylog.as_deref()).and_then(|opts| load::capture(&args.capture, &opts)) {
         Ok(c) => c,
         Err(e) => return e.report(),
     };

@@ -88,6 +88,14 @@ pub enum UsageError {
     /// `--port N=PROTO` arguments that do not parse.
     #[error("{0}")]
     CapturePorts(String),
+    /// `--keylog FILE` that cannot be read, or a line of it that is not a key log's.
+    #[error("--keylog {}: {reason}", path.display())]
+    KeyLog {
+        /// The key log file.
+        path: PathBuf,
+        /// Why (with the line number when a line is bad).
+        reason: String,
+    },
     /// A capture file that cannot be read or decoded.
     #[error("{}: {source}", path.display())]
     CaptureFile {

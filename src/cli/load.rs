@@ -25,9 +25,26 @@ pub fn suites(names: &[String]) -> Result<Vec<Arc<Suite>>, UsageError> {
     }
 }
 
-/// The `--port N=PROTO` choices of `decode` and `check`.
-pub fn capture_options(ports: &[String]) -> Result<capture::Options, UsageError> {
-    capture::Options::from_args(ports).map_err(UsageError::CapturePorts)
+/// Largest key log file read (a key log holds a few lines per connection).
+const MAX_KEYLOG: u64 = 64 << 20;
+
+/// The `--port N=PROTO` and `--keylog FILE` choices of `decode` and `check`.
+pub fn capture_options(ports: &[String], keylog: Option<&Path>) -> Result<capture::Options, UsageError> {
+    let mut opts = capture::Options::from_args(ports).map_err(UsageError::CapturePorts)?;
+    if let Some(path) = keylog {
+        let bad = |reason: String| UsageError::KeyLog {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let size = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?.len();
+        if size > MAX_KEYLOG {
+            return Err(bad(format!("{size} bytes, over the {MAX_KEYLOG} a key log may have")));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let log = crate::proto::KeyLog::parse(&text).map_err(|e| bad(e.to_string()))?;
+        opts.keylog = Some(std::sync::Arc::new(log));
+    }
+    Ok(opts)
 }
 
 /// The exit status of a capture decoded up to damage in the file (cut short or corrupt): what came

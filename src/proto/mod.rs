@@ -23,11 +23,14 @@ pub mod imap;
 pub mod line;
 pub mod pop3;
 pub mod smtp;
+pub mod tls;
 
 pub use codec::{
-    escape_bytes, Codec, CodecError, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transfer, Transport,
+    escape_bytes, Codec, CodecError, Context, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transfer, Transport,
 };
 pub use steps::{Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
+/// TLS secrets (an NSS key log), which captures, the live runner and QUIC share.
+pub use tls::KeyLog;
 
 /// A protocol: its framing, its defaults, its vocabulary and its rules.
 pub trait Protocol: Send + Sync {
@@ -75,6 +78,18 @@ pub trait Protocol: Send + Sync {
     /// registry frames it (HTTP/1.1's 101 to `Upgrade: h2c`: `http2`). Both directions are framed
     /// by its codecs from the byte after `m`, and judged by its rules.
     fn next_protocol(&self, _m: &Message) -> Option<&'static str> {
+        None
+    }
+    /// Whether this protocol carries another one inside it, encrypted (TLS). A connection handed
+    /// over to it (STARTTLS) is framed by its codec in a capture, which sees the records, and
+    /// not in a live run's own record, which holds what the harness sent and read inside them.
+    fn carries_others(&self) -> bool {
+        false
+    }
+    /// For a protocol that carries others: what each side sent inside, given the connection's
+    /// chunks in the order they went; each piece with the index of the chunk that completed it.
+    /// None when it cannot be opened (no keys, or keys that do not fit).
+    fn open(&self, _chunks: &[(Direction, &[u8])], _cx: &Context) -> Option<Vec<(usize, Direction, Vec<u8>)>> {
         None
     }
     /// The fixed bytes every client of this protocol opens a connection with (HTTP/2's connection
@@ -150,6 +165,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &imap::Imap,
     &dns::Dns,
     &ftp::Ftp,
+    &tls::Tls,
 ];
 
 /// Every protocol, for `protocol:` lookups and suggestions.
@@ -179,6 +195,14 @@ pub fn by_preface(client: &[u8]) -> Option<&'static dyn Protocol> {
         .iter()
         .copied()
         .find(|p| p.preface().is_some_and(|pre| client.starts_with(pre)))
+}
+
+/// The protocol carrying others (TLS) that a conversation opening with `client` speaks, if any.
+pub fn carrier(transport: Transport, client: &[u8]) -> Option<&'static dyn Protocol> {
+    PROTOCOLS
+        .iter()
+        .copied()
+        .find(|p| p.carries_others() && p.detect(transport, client, &[]))
 }
 
 /// The protocol that takes the connection over after `m`, which `proto` framed (see
@@ -251,6 +275,8 @@ mod tests {
         assert_eq!(id(Transport::Tcp, b"hello\r\n", b""), "line-crlf");
         assert_eq!(id(Transport::Tcp, b"hello\n", b""), "line");
         assert_eq!(id(Transport::Tcp, b"\x00\x01", b""), "datagram");
+        assert_eq!(id(Transport::Tcp, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", b""), "tls");
+        assert_eq!(id(Transport::Udp, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", b""), "datagram");
         assert_eq!(id(Transport::Udp, b"ping", b""), "datagram");
     }
 }

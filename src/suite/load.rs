@@ -1475,7 +1475,7 @@ mod tests {
         assert_eq!(s.cases[0].premises(), ["an ETag (RFC 9110 §8.8.3)"]);
         let e = load(&format!("{HEAD}      - connect: c\n        premise: ETag\n      - expect: x\n")).unwrap_err();
         assert!(
-            e.contains("7:9: error: 'premise' goes on an expect or saw step, not on 'connect'"),
+            e.contains("7:9: error: 'premise' goes on an expect, saw or starttls step, not on 'connect'"),
             "{e}"
         );
         let e = load(&format!(

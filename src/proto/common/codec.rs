@@ -130,6 +130,22 @@ pub struct CodecError {
     pub reason: String,
 }
 
+/// What a codec may be told about its connection besides the bytes: a layer that carries another
+/// protocol (TLS) frames what it decrypts with that one, and needs the secrets to decrypt.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The server's port, when known (TLS on 993 carries IMAP).
+    pub server_port: Option<u16>,
+    /// The protocol the connection spoke before a message handed it over to this one (SMTP's
+    /// STARTTLS): what the carried bytes are again once decrypted.
+    pub carried: Option<&'static str>,
+    /// TLS secrets to decrypt with (a key log, or a capture's Decryption Secrets Blocks).
+    pub keys: Option<std::sync::Arc<crate::proto::tls::KeyLog>>,
+    /// What a carrying protocol carries from its start, when the user said (`--port N=PROTO` on
+    /// a conversation that opens with a TLS ClientHello): its greeting is expected.
+    pub inside: Option<&'static str>,
+}
+
 /// A sans-IO decoder for one direction of one connection.
 pub trait Codec: Send + Sync {
     /// Frames the next message from `buf`; `eof` says no more bytes will come.
@@ -140,6 +156,8 @@ pub trait Codec: Send + Sync {
     /// The connection's beginning was not seen (a capture that started mid-connection): what was
     /// said before, a greeting included, is unknown, and replies may answer commands never seen.
     fn joined_late(&mut self) {}
+    /// What is known of the connection besides its bytes (see [`Context`]); given before any byte.
+    fn context(&mut self, _cx: &Context) {}
 }
 
 /// One direction's unframed bytes and the codec that frames them. The live connection and the

@@ -63,6 +63,8 @@ pub struct Group {
     pub end: End,
     /// Tags of the commands sent on this connection and not yet answered when the group ended.
     pub pending_tags: Vec<String>,
+    /// A tagged OK answering STARTTLS: the TLS handshake starts after it (RFC 9051 §6.2.1).
+    pub starts_tls: bool,
 }
 
 impl Group {
@@ -260,6 +262,17 @@ impl Codec for ResponseCodec {
             );
         }
         let pending_tags = self.peer.tags();
+        let starts_tls = match (&end, responses.last()) {
+            (
+                End::Tagged,
+                Some(
+                    r @ Response {
+                        kind: Kind::Tagged(tag), ..
+                    },
+                ),
+            ) => r.body.status.as_deref() == Some("OK") && self.peer.is_starttls(tag),
+            _ => false,
+        };
         self.greeted = true;
         self.exists = exists;
         match (end, responses.last().map(|r| &r.kind)) {
@@ -276,6 +289,7 @@ impl Codec for ResponseCodec {
             responses,
             end,
             pending_tags,
+            starts_tls,
         };
         Ok(Frame::Message(
             Message {
@@ -291,6 +305,12 @@ impl Codec for ResponseCodec {
     fn peer_sent(&mut self, bytes: &[u8]) {
         self.peer.feed(bytes);
     }
+
+    fn joined_late(&mut self) {
+        // What came first is not the greeting (a capture begun mid-connection, or the
+        // conversation going on after STARTTLS).
+        self.greeted = true;
+    }
 }
 
 /// A command line sent and not yet answered.
@@ -300,6 +320,8 @@ struct Pending {
     tag: Option<String>,
     /// A valid tag, a space and a command name: anything else may get an untagged BAD.
     well_formed: bool,
+    /// The command is STARTTLS.
+    starttls: bool,
 }
 
 /// A literal the client announced and has not finished sending.
@@ -360,6 +382,7 @@ impl Peer {
                         id,
                         tag: valid.then(|| String::from_utf8_lossy(tag).into_owned()),
                         well_formed: valid && sp.is_some_and(|i| line.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic())),
+                        starttls: sp.is_some_and(|i| line[i + 1..].trim_ascii().eq_ignore_ascii_case(b"STARTTLS")),
                     });
                     id
                 }
@@ -381,6 +404,11 @@ impl Peer {
 
     fn front_malformed(&self) -> bool {
         self.pending.front().is_some_and(|p| !p.well_formed)
+    }
+
+    /// Whether the command tagged `tag` is STARTTLS.
+    fn is_starttls(&self, tag: &str) -> bool {
+        self.pending.iter().any(|p| p.starttls && p.tag.as_deref() == Some(tag))
     }
 
     fn tags(&self) -> Vec<String> {
@@ -618,5 +646,28 @@ mod tests {
             panic!()
         };
         assert_eq!(m.summary, "a3 NOO (no line ending)");
+    }
+
+    #[test]
+    fn parses_the_tagged_ok_to_starttls_as_the_start_of_tls_and_nothing_else() {
+        let starts = |c: &mut ResponseCodec, r: &[u8]| match c.decode(r, false).unwrap() {
+            Frame::Message(m, _) => m.detail.as_ref().unwrap().downcast_ref::<Group>().unwrap().starts_tls,
+            Frame::Incomplete => panic!("incomplete"),
+        };
+        let mut c = ResponseCodec::default();
+        assert!(!starts(&mut c, b"* OK ready\r\n"));
+        c.peer_sent(b"a1 CAPABILITY\r\na2 STARTTLS\r\n");
+        assert!(!starts(&mut c, b"* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK done\r\n"));
+        assert!(starts(&mut c, b"a2 OK Begin TLS negotiation now\r\n"));
+        c.peer_sent(b"a3 starttls\r\n");
+        assert!(!starts(&mut c, b"a3 NO not now\r\n"));
+        // After STARTTLS no greeting comes: the first response is a reply.
+        let mut late = ResponseCodec::default();
+        late.joined_late();
+        late.peer_sent(b"b1 CAPABILITY\r\n");
+        let Frame::Message(m, _) = late.decode(b"* CAPABILITY IMAP4rev1\r\nb1 OK done\r\n", false).unwrap() else {
+            panic!("incomplete")
+        };
+        assert!(m.findings.is_empty() && m.summary.contains("b1 OK"), "{m:?}");
     }
 }

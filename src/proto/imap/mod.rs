@@ -5,7 +5,7 @@ pub mod parse;
 pub mod rules;
 pub mod steps;
 
-use crate::proto::{Codec, Direction, Protocol, Steps, Transport};
+use crate::proto::{Codec, Direction, Message, Protocol, Steps, Transport};
 pub use codec::{Command, CommandCodec, End, Group, Kind, Response, ResponseCodec};
 
 /// The `imap` protocol.
@@ -23,6 +23,10 @@ impl Protocol for Imap {
     }
     fn steps(&self) -> &'static Steps {
         &steps::STEPS
+    }
+    fn next_protocol(&self, m: &Message) -> Option<&'static str> {
+        let group = m.detail.as_ref().and_then(|d| d.downcast_ref::<Group>())?;
+        group.starts_tls.then_some("tls")
     }
     fn ports(&self) -> &'static [u16] {
         &[143]

@@ -23,6 +23,8 @@ pub enum Pop3Message {
         text: String,
         /// The multi-line body after un-stuffing (CRLF endings), if any.
         body: Option<Vec<u8>>,
+        /// A +OK answering STLS: the TLS handshake starts after it (RFC 2595 §4).
+        starts_tls: bool,
     },
     /// A SASL continuation request (`+ base64`) during AUTH (RFC 5034 §4).
     Continuation {
@@ -59,6 +61,8 @@ pub struct ResponseCodec {
     /// The response under way began when no command was waiting for one (only when `late`):
     /// whether it has a body is read from the lines that follow it.
     orphan: bool,
+    /// The client's last command was STLS.
+    asked_stls: bool,
 }
 
 /// Whether `l` opens a response rather than continuing a body.
@@ -181,6 +185,9 @@ impl Codec for ResponseCodec {
             }
             body = Some(b);
         }
+        // The +OK to STLS is the answer to the one command waiting (nothing may follow STLS
+        // before the handshake).
+        let starts_tls = ok && self.greeted && self.asked_stls && self.pending.len() == 1;
         if self.greeted && !std::mem::take(&mut self.orphan) {
             self.pending.pop_front();
         }
@@ -200,7 +207,12 @@ impl Codec for ResponseCodec {
                 text: full_text,
                 summary,
                 findings,
-                detail: Some(Arc::new(Pop3Message::Response { ok, text, body })),
+                detail: Some(Arc::new(Pop3Message::Response {
+                    ok,
+                    text,
+                    body,
+                    starts_tls,
+                })),
             },
             pos,
         ))
@@ -215,6 +227,7 @@ impl Codec for ResponseCodec {
         self.cmd_buf.extend_from_slice(bytes);
         while let Some(i) = self.cmd_buf.iter().position(|&b| b == b'\n') {
             let l: Vec<u8> = self.cmd_buf.drain(..=i).collect();
+            self.asked_stls = l.trim_ascii().eq_ignore_ascii_case(b"STLS");
             // A SASL response answers a continuation; it is not a command awaiting a response of its own.
             if !self.sasl {
                 self.pending.push_back(multi_line(&String::from_utf8_lossy(&l)));
@@ -255,7 +268,7 @@ mod tests {
     fn resp(c: &mut ResponseCodec, buf: &[u8], eof: bool) -> (bool, String, Option<Vec<u8>>, usize, Vec<Finding>) {
         match c.decode(buf, eof).unwrap() {
             Frame::Message(m, used) => match m.detail.as_ref().unwrap().downcast_ref::<Pop3Message>().unwrap() {
-                Pop3Message::Response { ok, text, body } => (*ok, text.clone(), body.clone(), used, m.findings),
+                Pop3Message::Response { ok, text, body, .. } => (*ok, text.clone(), body.clone(), used, m.findings),
                 _ => panic!(),
             },
             Frame::Incomplete => panic!("incomplete"),
@@ -369,5 +382,24 @@ mod tests {
         let (ok, _, got, used, f) = resp(&mut c, &wire, false);
         assert!(ok && f.is_empty());
         assert_eq!((got.unwrap().as_slice(), used), (&body[..], wire.len()));
+    }
+
+    #[test]
+    fn parses_the_ok_to_stls_as_the_start_of_tls_and_nothing_else() {
+        let starts = |c: &mut ResponseCodec, r: &[u8]| match c.decode(r, false).unwrap() {
+            Frame::Message(m, _) => matches!(Pop3Message::of(&m), Some(Pop3Message::Response { starts_tls: true, .. })),
+            Frame::Incomplete => panic!("incomplete"),
+        };
+        let mut c = ResponseCodec::default();
+        assert!(!starts(&mut c, b"+OK ready\r\n"));
+        c.peer_sent(b"STLS\r\n");
+        assert!(!starts(&mut c, b"-ERR not now\r\n"));
+        c.peer_sent(b"stls\r\n");
+        assert!(starts(&mut c, b"+OK Begin TLS negotiation now\r\n"));
+        // Two commands waiting: the +OK answers the first, not STLS.
+        let mut c = ResponseCodec::default();
+        assert!(!starts(&mut c, b"+OK ready\r\n"));
+        c.peer_sent(b"NOOP\r\nSTLS\r\n");
+        assert!(!starts(&mut c, b"+OK\r\n"));
     }
 }

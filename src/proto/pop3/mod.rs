@@ -4,7 +4,7 @@ pub mod codec;
 pub mod rules;
 pub mod steps;
 
-use crate::proto::{Codec, Direction, Exchange, Finding, Protocol, Steps, Transport};
+use crate::proto::{Codec, Direction, Exchange, Finding, Message, Protocol, Steps, Transport};
 pub use codec::{CommandCodec, Pop3Message, ResponseCodec};
 
 /// The `pop3` protocol.
@@ -28,6 +28,9 @@ impl Protocol for Pop3 {
     }
     fn conversation_rules_from_middle(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::from_middle(conv)
+    }
+    fn next_protocol(&self, m: &Message) -> Option<&'static str> {
+        matches!(Pop3Message::of(m), Some(Pop3Message::Response { starts_tls: true, .. })).then_some("tls")
     }
     fn ports(&self) -> &'static [u16] {
         &[110]

@@ -111,7 +111,7 @@ impl StructuredExpect for Pop3Expect {
                 false => Err(mismatch("a SASL continuation request (+) came, not a status", self.describe(), msg)),
             };
         }
-        let Some(Pop3Message::Response { ok, text, body }) = detail else {
+        let Some(Pop3Message::Response { ok, text, body, .. }) = detail else {
             return Err(mismatch("not a POP3 response", self.describe(), msg));
         };
         if self.continuation {

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::proto::codec::{command_line, line};
+use crate::proto::codec::{command_line, line, MAX_LINE};
 use crate::proto::{escape_bytes, Codec, CodecError, Finding, Frame, Level, Message};
 
 /// Largest DATA content framed.
@@ -23,6 +23,8 @@ pub enum SmtpMessage {
         code: u16,
         /// The text of each line (after the code and separator).
         lines: Vec<String>,
+        /// A 220 answering STARTTLS: the TLS handshake starts after it (RFC 3207 §4).
+        starts_tls: bool,
     },
     /// A client command line.
     Command {
@@ -64,8 +66,16 @@ fn bare_lf() -> Finding {
     }
 }
 
-/// Frames replies: lines `ddd-text` up to the line `ddd text` (or `ddd`).
-pub struct ReplyCodec;
+/// Frames replies: lines `ddd-text` up to the line `ddd text` (or `ddd`). From the client's
+/// lines (`peer_sent`) it knows a 220 that answers STARTTLS, which STARTTLS must end a pipelined
+/// group to get (RFC 3207 §4).
+#[derive(Default)]
+pub struct ReplyCodec {
+    /// The client's line under way.
+    partial: Vec<u8>,
+    /// The client's last whole line was STARTTLS.
+    asked_starttls: bool,
+}
 
 impl Codec for ReplyCodec {
     fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
@@ -124,10 +134,25 @@ impl Codec for ReplyCodec {
                 text,
                 summary,
                 findings,
-                detail: Some(Arc::new(SmtpMessage::Reply { code, lines })),
+                detail: Some(Arc::new(SmtpMessage::Reply {
+                    code,
+                    lines,
+                    starts_tls: code == 220 && self.asked_starttls,
+                })),
             },
             pos,
         ))
+    }
+
+    fn peer_sent(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
+            let l: Vec<u8> = self.partial.drain(..=i).collect();
+            self.asked_starttls = l.trim_ascii().eq_ignore_ascii_case(b"STARTTLS");
+        }
+        if self.partial.len() > MAX_LINE {
+            self.partial.clear();
+        }
     }
 }
 
@@ -385,9 +410,9 @@ mod tests {
     use super::*;
 
     fn reply(buf: &[u8]) -> (u16, Vec<String>, usize, Vec<Finding>) {
-        match ReplyCodec.decode(buf, false).unwrap() {
+        match ReplyCodec::default().decode(buf, false).unwrap() {
             Frame::Message(m, used) => match m.detail.as_ref().unwrap().downcast_ref::<SmtpMessage>().unwrap() {
-                SmtpMessage::Reply { code, lines } => (*code, lines.clone(), used, m.findings),
+                SmtpMessage::Reply { code, lines, .. } => (*code, lines.clone(), used, m.findings),
                 _ => panic!(),
             },
             Frame::Incomplete => panic!("incomplete"),
@@ -400,7 +425,7 @@ mod tests {
         assert_eq!((code, lines.len(), used, f.len()), (250, 3, 44, 0));
         assert_eq!(lines[1], "SIZE 1000");
         assert!(matches!(
-            ReplyCodec.decode(b"250-hamburger.edu\r\n250-SI", false).unwrap(),
+            ReplyCodec::default().decode(b"250-hamburger.edu\r\n250-SI", false).unwrap(),
             Frame::Incomplete
         ));
     }
@@ -413,9 +438,9 @@ mod tests {
         assert_eq!(f[0].level, Level::Must);
         let (_, _, _, f) = reply(b"220 hi\n");
         assert_eq!(f[0].level, Level::Should);
-        assert!(ReplyCodec.decode(b"hello\r\n", false).is_err());
-        assert!(ReplyCodec.decode(b"250+x\r\n", false).is_err());
-        assert!(ReplyCodec.decode(b"250-a\r\n", true).is_err());
+        assert!(ReplyCodec::default().decode(b"hello\r\n", false).is_err());
+        assert!(ReplyCodec::default().decode(b"250+x\r\n", false).is_err());
+        assert!(ReplyCodec::default().decode(b"250-a\r\n", true).is_err());
     }
 
     fn frame(c: &mut CommandCodec, buf: &[u8]) -> (SmtpMessage, usize) {
@@ -648,5 +673,23 @@ mod tests {
         let (m, used) = frame(&mut c, &wire);
         let SmtpMessage::Data { content } = m else { panic!() };
         assert_eq!((content.as_slice(), used), (&body[..], wire.len()));
+    }
+
+    #[test]
+    fn parses_a_220_answering_starttls_as_the_start_of_tls_and_nothing_else() {
+        let starts = |c: &mut ReplyCodec, reply: &[u8]| match c.decode(reply, false).unwrap() {
+            Frame::Message(m, _) => matches!(SmtpMessage::of(&m), Some(SmtpMessage::Reply { starts_tls: true, .. })),
+            Frame::Incomplete => panic!("incomplete"),
+        };
+        let mut c = ReplyCodec::default();
+        // The greeting is a 220 too, but answers no STARTTLS.
+        assert!(!starts(&mut c, b"220 mx ESMTP\r\n"));
+        c.peer_sent(b"EHLO x\r\nSTART");
+        assert!(!starts(&mut c, b"250 mx\r\n"));
+        c.peer_sent(b"TLS\r\n");
+        assert!(!starts(&mut c, b"454 4.7.0 TLS not available\r\n"));
+        assert!(starts(&mut c, b"220 2.0.0 Ready to start TLS\r\n"));
+        c.peer_sent(b"NOOP\r\n");
+        assert!(!starts(&mut c, b"220 hm\r\n"));
     }
 }

@@ -4,7 +4,7 @@ pub mod codec;
 pub mod rules;
 pub mod steps;
 
-use crate::proto::{Codec, Direction, Exchange, Finding, Protocol, Steps, Transport};
+use crate::proto::{Codec, Direction, Exchange, Finding, Message, Protocol, Steps, Transport};
 pub use codec::{CommandCodec, ReplyCodec, SmtpMessage};
 
 /// The `smtp` protocol.
@@ -16,7 +16,7 @@ impl Protocol for Smtp {
     }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         match dir {
-            Direction::ServerToClient => Box::new(ReplyCodec),
+            Direction::ServerToClient => Box::new(ReplyCodec::default()),
             Direction::ClientToServer => Box::new(CommandCodec::default()),
         }
     }
@@ -28,6 +28,9 @@ impl Protocol for Smtp {
     }
     fn conversation_rules_from_middle(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::from_middle(conv)
+    }
+    fn next_protocol(&self, m: &Message) -> Option<&'static str> {
+        matches!(SmtpMessage::of(m), Some(SmtpMessage::Reply { starts_tls: true, .. })).then_some("tls")
     }
     fn ports(&self) -> &'static [u16] {
         &[25, 587, 2525]

@@ -22,7 +22,7 @@ const RULES: GreetingRules = GreetingRules {
 /// Replies only one command gets: 354 (DATA), 221 (QUIT), a multi-line 250 (EHLO, or EXPN's
 /// list), 220 after the greeting (STARTTLS), 334 (AUTH).
 fn answers(command: &Message, reply: &Message) -> bool {
-    let (Some(SmtpMessage::Command { verb, .. }), Some(SmtpMessage::Reply { code, lines })) =
+    let (Some(SmtpMessage::Command { verb, .. }), Some(SmtpMessage::Reply { code, lines, .. })) =
         (SmtpMessage::of(command), SmtpMessage::of(reply))
     else {
         return false;

@@ -147,7 +147,7 @@ impl StructuredExpect for SmtpExpect {
             Regex::new(&p).map_err(|e| mismatch(e.to_string(), "", msg))
         };
         match m {
-            SmtpMessage::Reply { code, lines } => {
+            SmtpMessage::Reply { code, lines, .. } => {
                 if self.command.is_some() || self.wants_data {
                     return Err(mismatch(
                         format!("a reply ({code}) came where a client command was expected"),
