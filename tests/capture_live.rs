@@ -189,6 +189,21 @@ fn a_quic_capture_decrypts_with_the_run_s_key_log() {
         "{log}"
     );
     let file = cap.join("http3/textbook-get.pcapng");
+    // The secrets are the ones of the connection in the capture: its client's first Initial
+    // names them by its ClientHello random.
+    let capture = wirecheck::capture::decode_file(&file, &Default::default()).expect("the capture decodes");
+    let first = capture.conversations[0]
+        .dialogue
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            wirecheck::dialogue::EventKind::Data { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("a datagram");
+    let random = wirecheck::proto::http3::initial::client_random(&first).expect("the client's Initial opens");
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(log.contains(&format!("CLIENT_TRAFFIC_SECRET_0 {hex} ")), "{hex} not in {log}");
     let tshark = |args: &[&str]| {
         let out = std::process::Command::new("tshark")
             .arg("-r")

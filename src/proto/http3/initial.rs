@@ -75,6 +75,41 @@ pub fn open(packet: &[u8], dcid: &[u8], pn_at: usize) -> Result<(u64, Vec<u8>), 
     Ok((pn, plain.to_vec()))
 }
 
+/// The ClientHello random in a client's first Initial, the datagram's first packet: what a key
+/// log names the connection's secrets by (RFC 8446 §4.1.2), so a capture's writer can pick them.
+pub fn client_random(d: &[u8]) -> Option<[u8; 32]> {
+    if d.first()? & 0xf0 != 0xc0 || d.get(1..5)? != [0, 0, 0, 1] {
+        return None;
+    }
+    let dcid_len = usize::from(*d.get(5)?);
+    let dcid = d.get(6..6 + dcid_len)?;
+    let mut p = 6 + dcid_len;
+    p += 1 + usize::from(*d.get(p)?);
+    let (token, next) = varint(d, p)?;
+    p = next.checked_add(usize::try_from(token).ok()?)?;
+    let (len, pn_at) = varint(d, p)?;
+    let end = pn_at.checked_add(usize::try_from(len).ok()?)?;
+    let (_, plain) = open(d.get(..end)?, dcid, pn_at).ok()?;
+    let mut at = 0;
+    while at < plain.len() {
+        let (kind, next) = varint(&plain, at)?;
+        match kind {
+            0x00 | 0x01 => at = next,
+            0x06 => {
+                let (offset, a) = varint(&plain, next)?;
+                let (len, b) = varint(&plain, a)?;
+                let data = plain.get(b..b.checked_add(usize::try_from(len).ok()?)?)?;
+                if offset == 0 && data.first() == Some(&1) {
+                    return data.get(6..38)?.try_into().ok();
+                }
+                at = b + data.len();
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// The frames of an opened Initial packet, in a line (RFC 9000 §19).
 pub fn frames(p: &[u8]) -> String {
     let mut out: Vec<String> = Vec::new();
