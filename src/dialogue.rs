@@ -550,6 +550,15 @@ impl Dialogue {
             if is_actor && matches!(it.text.as_str(), "close" | "reset") {
                 continue;
             }
+            let conn_proto = self
+                .connections
+                .iter()
+                .find(|c| c.name == it.conn)
+                .and_then(|c| crate::proto::find(&c.protocol))
+                .unwrap_or(proto);
+            if conn_proto.snapshot_skips(&it.text) {
+                continue;
+            }
             let texts = groups.entry((it.conn, side)).or_default();
             let text = normalize(&it.text);
             if !is_actor || !texts.contains(&text) {

@@ -267,4 +267,99 @@ fn cases_tagged(suite: &str, tag: &str) -> Vec<String> {
         .flatten()
         .filter_map(|c| c["id"].as_str().map(str::to_string))
         .collect()
+
+#[test]
+fn a_quic_capture_shows_its_headers() {
+    let _one = ONE_CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cap = dir.path().to_str().expect("utf-8 path");
+    let (out, _) = wirecheck(&["run", "http3", "--case", "textbook-get", "--capture", cap]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if String::from_utf8_lossy(&out.stderr).contains("warning: --capture:") {
+        eprintln!("SKIPPED: capturing is not permitted here");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("capture differs"), "{stdout}");
+    let file = format!("{cap}/http3/textbook-get.pcapng");
+    let (out, _) = wirecheck(&["decode", &file]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The client's first datagram: an Initial of QUIC version 1 (RFC 9000 §17.2.2); the rest is
+    // protected without the keys.
+    assert!(text.contains("(http3)") && text.contains("C→S QUIC Initial v1 dcid="), "{text}");
+    assert!(text.contains("1-RTT (short header)"), "{text}");
+    // The client's first Initial opens without a key log (RFC 9001 §5.2: keys from its DCID).
+    assert!(
+        text.contains("CRYPTO 0+") && text.contains("(ClientHello, server name localhost, ALPN h3)"),
+        "{text}"
+    );
+    let (out, _) = wirecheck(&["check", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A live QUIC run's `--keylog` holds its TLS secrets, with which Wireshark decrypts the capture
+/// and reads the HTTP/3 frames (RFC 9001 §5: the packet keys come from those secrets).
+#[test]
+fn a_quic_capture_decrypts_with_the_run_s_key_log() {
+    let _one = ONE_CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
+    if std::process::Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: tshark is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cap = dir.path().join("cap");
+    let keys = dir.path().join("keys.log");
+    let (cap_s, keys_s) = (cap.to_str().expect("utf-8"), keys.to_str().expect("utf-8"));
+    let (out, _) = wirecheck(&["run", "http3", "--case", "textbook-get", "--capture", cap_s, "--keylog", keys_s]);
+    if String::from_utf8_lossy(&out.stderr).contains("warning: --capture:") {
+        eprintln!("SKIPPED: capturing is not permitted here");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let log = std::fs::read_to_string(&keys).expect("the key log");
+    assert!(
+        log.contains("CLIENT_TRAFFIC_SECRET_0 ") && log.contains("SERVER_TRAFFIC_SECRET_0 "),
+        "{log}"
+    );
+    let file = cap.join("http3/textbook-get.pcapng");
+    // The secrets are the ones of the connection in the capture: its client's first Initial
+    // names them by its ClientHello random.
+    let capture = wirecheck::capture::decode_file(&file, &Default::default()).expect("the capture decodes");
+    let first = capture.conversations[0]
+        .dialogue
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            wirecheck::dialogue::EventKind::Data { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("a datagram");
+    let random = wirecheck::proto::http3::initial::client_random(&first).expect("the client's Initial opens");
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(log.contains(&format!("CLIENT_TRAFFIC_SECRET_0 {hex} ")), "{hex} not in {log}");
+    let tshark = |args: &[&str]| {
+        let out = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&file)
+            .args(args)
+            .output()
+            .expect("tshark runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The reference's port is no well-known one: tell tshark it is QUIC.
+    let port = tshark(&["-T", "fields", "-e", "udp.dstport"])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let decoded = tshark(&[
+        "-o",
+        &format!("tls.keylog_file:{keys_s}"),
+        "-d",
+        &format!("udp.port=={port},quic"),
+        "-Y",
+        "http3",
+    ]);
+    assert!(decoded.contains("HEADERS") && decoded.contains("SETTINGS"), "{decoded}");
 }

@@ -338,6 +338,32 @@ async fn http2_cases_are_each_proven() {
     each_case_proven("http2", &refused, HTTP2_FAULTS, common::HTTP2_BUGGY_SAMPLES, &["no-push"]).await;
 }
 
+/// The faults of the reference HTTP/3 server (`reference-servers/src/http3/fault.rs`).
+const HTTP3_FAULTS: &[&str] = &[
+    "no-settings",
+    "ignores-control-streams",
+    "ignores-frame-errors",
+    "rejects-unknown",
+    "wrong-code",
+    "no-goaway",
+    "head-body",
+    "no-404",
+    "first-stream-only",
+    "truncated-body",
+];
+
+/// Every case of the `http3` suite is failed by a fault of the reference (no sample servers:
+/// an HTTP/3 server needs a QUIC library).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http3_cases_are_each_proven() {
+    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
+    let refused = match reference_servers::start_server("http3", "127.0.0.1:0".parse().unwrap(), &opts).await {
+        Ok(_) => panic!("the http3 reference took an unknown fault"),
+        Err(e) => e.to_string(),
+    };
+    each_case_proven("http3", &refused, HTTP3_FAULTS, &[], &[]).await;
+}
+
 /// Checks that `faults` is the list the reference's refusal (`refused`) names, that every case of
 /// `suite` is failed by a sample of `samples` or tagged `bug-<fault>`, and runs every fault at once:
 /// its cases pass the reference and fail it with the fault on.

@@ -21,6 +21,7 @@ mod ftp_client;
 mod guard;
 mod http2;
 mod http2_client;
+mod http3;
 mod http_origin;
 mod http_proxy;
 mod pinger_client;
@@ -128,6 +129,10 @@ const SERVERS: &[(&str, &str)] = &[
         "HTTP/2 origin (RFC 9113, h2c prior knowledge; HTTP/1.1 on the same port): files, interleaved streams, push",
     ),
     (
+        http3::NAME,
+        "HTTP/3 origin (RFC 9114) over QUIC with TLS 1.3 (tls_cert, tls_key required): files, many request streams, GOAWAY when idle",
+    ),
+    (
         smtp::NAME,
         "SMTP server (RFC 5321): delivers to local users of the mail store, no relaying",
     ),
@@ -186,6 +191,7 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         http_origin::NAME => http_origin::start(bind, opts).await,
         http_proxy::NAME => http_proxy::start(bind, opts).await,
         http2::NAME => http2::start(bind, opts).await,
+        http3::NAME => http3::start(bind, opts).await,
         smtp::NAME => smtp::start(bind, opts).await,
         pop3::NAME => pop3::start(bind, opts).await,
         imap::NAME => imap::start(bind, opts).await,

@@ -144,6 +144,21 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
             }
             continue;
         };
+        if info.transport == crate::proto::Transport::Quic {
+            // QUIC's packets are protected: without keys, only that they are there compares.
+            let seen = cap.conversations.iter().any(|c| {
+                c.transport == crate::proto::Transport::Udp
+                    && (c.client == local || c.server == local)
+                    && info.peer.is_none_or(|p| c.client == p || c.server == p)
+            });
+            if !seen && mine.events.iter().any(|e| matches!(e.kind, EventKind::Data { .. })) {
+                report(format!(
+                    "no QUIC packets between {local} and {} in the capture",
+                    peer_text(info.peer)
+                ));
+            }
+            continue;
+        }
         let convs: Vec<_> = cap
             .conversations
             .iter()

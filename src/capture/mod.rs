@@ -965,7 +965,8 @@ impl Decoder<'_> {
         let mut evs = match c.transport {
             // The sweep flushed it at `end`.
             Transport::Tcp => std::mem::take(&mut c.tcp.events),
-            Transport::Udp => std::mem::take(&mut c.udp),
+            // A capture holds packets: its QUIC is UDP until decrypted.
+            Transport::Udp | Transport::Quic => std::mem::take(&mut c.udp),
         };
         if c.truncated {
             evs.insert(

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod ftp;
 pub mod http;
 pub mod http2;
+pub mod http3;
 pub mod imap;
 pub mod line;
 pub mod pop3;
@@ -113,6 +114,12 @@ pub trait Protocol: Send + Sync {
     fn interleaved_key(&self, _text: &str) -> Option<u32> {
         None
     }
+    /// Whether a message (as its transcript line reads) is left out of snapshots: one whose
+    /// presence depends on timing only, not on what the case asked (HTTP/3's QPACK streams,
+    /// which a server opens whenever it likes, RFC 9204 §4.2).
+    fn snapshot_skips(&self, _text: &str) -> bool {
+        false
+    }
     /// A message in a few words, for an arrow of a report's ladder diagram (its tooltip has the
     /// whole summary): the summary's first line, unless that line says little (DNS's dig header).
     fn label(&self, m: &Message) -> String {
@@ -152,6 +159,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &datagram::Datagram,
     &http::Http,
     &http2::Http2,
+    &http3::Http3,
     &smtp::Smtp,
     &pop3::Pop3,
     &imap::Imap,

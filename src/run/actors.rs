@@ -257,7 +257,7 @@ async fn bind_all(decls: &[&ActorDecl], well_known: bool) -> Result<Vec<(SocketA
         for t in d.spec.transports() {
             let what = |e: std::io::Error| format!("actor '{}' cannot listen on {t} {addr}: {e}", d.name);
             match t {
-                Transport::Udp => {
+                Transport::Udp | Transport::Quic => {
                     let s = tokio::net::UdpSocket::bind(addr).await.map_err(what)?;
                     addr = s.local_addr().map_err(what)?;
                     bound.udp = Some(s);

@@ -338,6 +338,7 @@ impl Ctx {
     fn transport_of(&self, step: &Step) -> Transport {
         match self.conn_name(step).ok().and_then(|n| self.conns.get(&n)) {
             Some(Conn::Udp(_)) => Transport::Udp,
+            Some(Conn::Quic(_)) => Transport::Quic,
             _ => Transport::Tcp,
         }
     }
@@ -692,6 +693,9 @@ impl Ctx {
                 )
             })?,
         };
+        if transport == Transport::Quic {
+            return self.connect_quic(env, step, name, addr, refused, deadline).await;
+        }
         match transport {
             Transport::Tcp => match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
                 Err(_) => Err(Failure::at(step, format!("connecting to {addr} timed out"))),
@@ -741,7 +745,7 @@ impl Ctx {
                     Ok(())
                 }
             },
-            Transport::Udp => {
+            Transport::Udp | Transport::Quic => {
                 if refused {
                     return Err(Failure::at(step, "UDP has no connection to refuse; use expect silence"));
                 }
@@ -764,6 +768,44 @@ impl Ctx {
         }
     }
 
+    /// A QUIC connection (`run/quic.rs`): the handshake with the protocol's ALPN, then streams.
+    async fn connect_quic(
+        &mut self,
+        env: &Env,
+        step: &Step,
+        name: &str,
+        addr: SocketAddr,
+        refused: bool,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        let proto = self.proto_of(env, name);
+        let tls = env
+            .tls
+            .as_ref()
+            .map_err(|why| Failure::at(step, format!("QUIC needs TLS, which is not set up: {why}")))?;
+        match super::quic::connect(addr, tls, deadline).await {
+            Err(why) if refused => {
+                let _ = why;
+                let id = env.rec.open(self.info(env, name, Transport::Quic, true, None, Some(addr)));
+                env.rec.event(id, EventKind::Refused);
+                Ok(())
+            }
+            Err(why) => Err(Failure::at(step, why)),
+            Ok(_) if refused => Err(
+                Failure::at(step, format!("expected the QUIC handshake with {addr} to fail, but it succeeded"))
+                    .with("no connection", "a QUIC connection"),
+            ),
+            Ok((endpoint, conn)) => {
+                let local = endpoint.local_addr().ok();
+                let id = env.rec.open(self.info(env, name, Transport::Quic, true, local, Some(addr)));
+                let mut q = super::quic::QuicConn::new(id, endpoint, conn, proto, env.rec.clone());
+                q.settle(deadline).await;
+                self.register(env, name, Conn::Quic(Box::new(q)));
+                Ok(())
+            }
+        }
+    }
+
     async fn listen(&mut self, env: &Env, step: &Step, name: &str, transport: Transport, bind: SocketAddr) -> Result<(), Failure> {
         let local = match transport {
             Transport::Tcp => {
@@ -774,7 +816,7 @@ impl Ctx {
                 self.listeners.insert(name.to_string(), (l, local));
                 local
             }
-            Transport::Udp => {
+            Transport::Udp | Transport::Quic => {
                 let sock = UdpSocket::bind(bind)
                     .await
                     .map_err(|e| Failure::at(step, format!("cannot bind: {e}")))?;

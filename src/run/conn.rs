@@ -100,6 +100,34 @@ pub enum SendError {
     Io(#[source] std::io::Error),
 }
 
+/// A QUIC connection's read error as the steps know it.
+fn recv_error(e: super::quic::QuicError) -> RecvError {
+    use super::quic::QuicError as Q;
+    match e {
+        Q::Timeout(partial) => RecvError::Timeout { partial },
+        Q::Closed(partial) => RecvError::Closed { partial, reset: false },
+        Q::Flood => RecvError::Flood,
+        Q::Malformed(e) => RecvError::Malformed(e),
+        Q::AlreadyWaiting(b) => RecvError::AlreadyWaiting(b),
+        Q::NotSilent(b) => RecvError::NotSilent(b),
+        other => RecvError::Io(std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
+/// A QUIC connection's write error as the steps know it.
+fn send_error(e: super::quic::QuicError) -> SendError {
+    use super::quic::QuicError as Q;
+    match e {
+        Q::Stalled(len) => SendError::Stalled { len },
+        Q::PeerGone(why) => SendError::PeerGone {
+            source: std::io::Error::other(why),
+            said: Vec::new(),
+        },
+        Q::Other(why) => SendError::Io(std::io::Error::other(why)),
+        other => SendError::Io(std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
 /// Received bytes for a message: quoted and escaped, or "nothing".
 fn shown(partial: &[u8]) -> String {
     if partial.is_empty() {
@@ -148,6 +176,8 @@ pub enum Conn {
     Tcp(TcpConn),
     /// UDP.
     Udp(UdpConn),
+    /// QUIC: its streams as one stream of records each way (`quic.rs`).
+    Quic(Box<super::quic::QuicConn>),
 }
 
 impl TcpConn {
@@ -289,6 +319,7 @@ impl Conn {
     /// Writes all of `bytes` (one datagram for UDP).
     pub async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), SendError> {
         match self {
+            Conn::Quic(q) => q.send(bytes, deadline).await.map_err(send_error),
             Conn::Tcp(c) => {
                 if c.write_closed {
                     return Err(SendError::ShutDown);
@@ -379,7 +410,7 @@ impl Conn {
                 Err(RecvError::Timeout { .. }) if until < deadline => {
                     let last = match self {
                         Conn::Udp(u) => u.last_sent.clone(),
-                        Conn::Tcp(_) => None,
+                        Conn::Tcp(_) | Conn::Quic(_) => None,
                     };
                     if let Some(d) = last {
                         self.send(&d, deadline)
@@ -395,6 +426,7 @@ impl Conn {
     /// The next framed message and when its last byte arrived.
     pub async fn message(&mut self, deadline: Instant) -> Result<(Message, Instant), RecvError> {
         match self {
+            Conn::Quic(q) => q.message(deadline).await.map_err(recv_error),
             Conn::Tcp(c) => loop {
                 match c.framer.next(c.eof) {
                     Ok(Some(m)) => {
@@ -425,6 +457,7 @@ impl Conn {
         match self {
             Conn::Tcp(c) => c.start_tls(tls, deadline).await,
             Conn::Udp(_) => Err("TLS runs over TCP only; this connection is UDP".into()),
+            Conn::Quic(_) => Err("a QUIC connection is TLS from its first packet (RFC 9001)".into()),
         }
     }
 
@@ -462,6 +495,9 @@ impl Conn {
                 Ok(c.framer.take(n))
             }
             Conn::Udp(u) => u.datagram(deadline).await.map(|(d, _)| d),
+            Conn::Quic(_) => Err(RecvError::Io(std::io::Error::other(
+                "raw bytes are not read from a QUIC connection: expect a frame, a response or a close",
+            ))),
         }
     }
 
@@ -479,6 +515,7 @@ impl Conn {
                 }
             }
             Conn::Udp(_) => Err(RecvError::NoConnection),
+            Conn::Quic(q) => q.closed(deadline).await.map_err(recv_error),
         }
     }
 
@@ -508,6 +545,7 @@ impl Conn {
                 }
                 Err(e) => Err(e),
             },
+            Conn::Quic(q) => q.silence(until).await.map_err(recv_error),
         }
     }
 
@@ -515,6 +553,10 @@ impl Conn {
     /// sent it), or a reset when bytes the harness never read are waiting (the kernel then
     /// aborts the connection instead of closing it, RFC 9293 §3.6.1).
     pub fn close(mut self) {
+        if let Conn::Quic(q) = self {
+            q.close();
+            return;
+        }
         if let Conn::Tcp(c) = &mut self {
             use nix::sys::socket::{recv, MsgFlags};
             use std::os::fd::AsRawFd;
@@ -577,6 +619,9 @@ impl Conn {
 
     /// Half-closes: our FIN goes out, we can still read.
     pub async fn shutdown(&mut self) {
+        if let Conn::Quic(q) = self {
+            q.shutdown();
+        }
         if let Conn::Tcp(c) = self {
             if !c.write_closed {
                 let _ = c.stream.shutdown().await;

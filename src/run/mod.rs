@@ -8,6 +8,7 @@ mod conn;
 mod diagnose;
 mod folder;
 pub mod process;
+pub mod quic;
 pub mod ready;
 mod result;
 pub mod sandbox;

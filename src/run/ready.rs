@@ -27,7 +27,7 @@ pub fn bound_sockets(port: u16, transport: Transport) -> Vec<BoundSocket> {
 fn all_bound(transport: Transport) -> Vec<BoundSocket> {
     let (files, state) = match transport {
         Transport::Tcp => (["/proc/net/tcp", "/proc/net/tcp6"], "0A"),
-        Transport::Udp => (["/proc/net/udp", "/proc/net/udp6"], "07"),
+        Transport::Udp | Transport::Quic => (["/proc/net/udp", "/proc/net/udp6"], "07"),
     };
     let mut out = Vec::new();
     for f in files {

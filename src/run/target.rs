@@ -753,11 +753,11 @@ fn free_port(transport: Transport) -> std::io::Result<u16> {
     for _ in 0..32 {
         let port = match transport {
             Transport::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
-            Transport::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
+            Transport::Udp | Transport::Quic => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port(),
         };
         let other_free = match transport {
             Transport::Tcp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),
-            Transport::Udp => std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            Transport::Udp | Transport::Quic => std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
         };
         if other_free {
             return Ok(port);
@@ -771,6 +771,6 @@ async fn poll_connect(port: u16, transport: Transport) -> Option<SocketAddr> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match transport {
         Transport::Tcp => tokio::net::TcpStream::connect(addr).await.ok().map(|_| addr),
-        Transport::Udp => Some(addr),
+        Transport::Udp | Transport::Quic => Some(addr),
     }
 }

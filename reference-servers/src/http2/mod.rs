@@ -58,7 +58,7 @@ use crate::{parse_duration, Error, OptionSet, Options, RunningServer, Transport}
 mod check;
 mod fault;
 mod h1;
-mod site;
+pub(crate) mod site;
 mod stream;
 mod upgrade;
 

@@ -8,26 +8,26 @@ use tokio::fs::File;
 use tokio::io::AsyncReadExt;
 
 /// Largest `POST /echo` body (else 413).
-pub(super) const MAX_ECHO: u64 = 1 << 20;
+pub(crate) const MAX_ECHO: u64 = 1 << 20;
 /// HTML files up to this size are read whole, so a page can be searched for an asset to push.
 const MAX_SCANNED: u64 = 256 << 10;
 
 /// The canonical folder that is served.
 #[derive(Debug)]
-pub(super) struct Site {
+pub(crate) struct Site {
     root: PathBuf,
 }
 
 impl Site {
     /// `root` must already be canonical, so containment checks are prefix checks.
-    pub(super) fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Site { root }
     }
 }
 
 /// What a request target names.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Resource {
+pub(crate) enum Resource {
     /// `/echo`: POST gets its body back.
     Echo,
     /// A path under the root.
@@ -50,7 +50,7 @@ impl Resource {
 
 /// What follows the response head.
 #[derive(Debug)]
-pub(super) enum Body {
+pub(crate) enum Body {
     /// Bytes in memory.
     Bytes(Bytes),
     /// An open file and the length promised in Content-Length.
@@ -59,7 +59,7 @@ pub(super) enum Body {
 
 /// A response, whichever version carries it.
 #[derive(Debug)]
-pub(super) struct Reply {
+pub(crate) struct Reply {
     /// The status code.
     pub status: u16,
     /// Header fields besides Date and Content-Length, which each version adds.
@@ -70,7 +70,7 @@ pub(super) struct Reply {
 
 impl Reply {
     /// `status` with a one-line text/plain body naming it, like `404 Not Found\n`.
-    pub(super) fn status(status: u16) -> Self {
+    pub(crate) fn status(status: u16) -> Self {
         Reply {
             status,
             fields: vec![("content-type", "text/plain; charset=utf-8".to_owned())],
@@ -79,7 +79,7 @@ impl Reply {
     }
 
     /// 200 with the request body back.
-    pub(super) fn echo(body: Bytes) -> Self {
+    pub(crate) fn echo(body: Bytes) -> Self {
         Reply {
             status: 200,
             fields: vec![("content-type", "application/octet-stream".to_owned())],
@@ -93,7 +93,7 @@ impl Reply {
     }
 
     /// The Content-Length of the body.
-    pub(super) fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match &self.body {
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::File(_, len) => *len,
@@ -101,7 +101,7 @@ impl Reply {
     }
 
     /// The page itself, if this is an HTML page in memory (every one up to `MAX_SCANNED` is).
-    pub(super) fn page(&self) -> Option<&[u8]> {
+    pub(crate) fn page(&self) -> Option<&[u8]> {
         let html = self.fields.iter().any(|(n, v)| *n == "content-type" && v.starts_with("text/html"));
         match &self.body {
             Body::Bytes(bytes) if html && self.status == 200 => Some(bytes),
@@ -111,7 +111,7 @@ impl Reply {
 }
 
 /// The reason phrase of every status this server sends.
-pub(super) fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
@@ -134,7 +134,7 @@ pub(super) fn reason(status: u16) -> &'static str {
 
 /// Interprets a request target (origin-form; HTTP/1.1's absolute-form too):
 /// 400 when malformed, 403 when it climbs out with `..`.
-pub(super) fn resource(target: &str) -> Result<Resource, u16> {
+pub(crate) fn resource(target: &str) -> Result<Resource, u16> {
     let path_and_query = if target.starts_with('/') {
         target.to_owned()
     } else {
@@ -209,7 +209,7 @@ fn percent_decode(raw: &str) -> Option<Vec<u8>> {
 }
 
 /// The answer to `method` on `resource`, for everything but `POST /echo`, whose body the caller reads.
-pub(super) async fn respond(site: &Site, method: &str, resource: Resource) -> Reply {
+pub(crate) async fn respond(site: &Site, method: &str, resource: Resource) -> Reply {
     let allowed = resource.allow();
     if !allowed.split(", ").any(|m| m == method) {
         return Reply::status(405).with("allow", allowed);
@@ -299,7 +299,7 @@ fn content_type(path: &Path) -> &'static str {
 
 /// The path to push with a page at `page_path`: its first `<img src>` or `<link href>`,
 /// resolved against the page, if it is on this server (no scheme, no authority).
-pub(super) fn asset_to_push(page_path: &str, page: &[u8]) -> Option<String> {
+pub(crate) fn asset_to_push(page_path: &str, page: &[u8]) -> Option<String> {
     let link = first_asset(page)?;
     if link.is_empty() || link.starts_with("//") || link.starts_with('#') {
         return None;

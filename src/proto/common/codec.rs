@@ -11,6 +11,9 @@ pub enum Transport {
     Tcp,
     /// UDP datagrams.
     Udp,
+    /// QUIC (RFC 9000) over UDP: a connection of streams, recorded as the QUIC frames that carry
+    /// them (STREAM, RESET_STREAM, STOP_SENDING, CONNECTION_CLOSE), never as packets.
+    Quic,
 }
 
 impl std::fmt::Display for Transport {
@@ -18,6 +21,7 @@ impl std::fmt::Display for Transport {
         f.write_str(match self {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
+            Transport::Quic => "quic",
         })
     }
 }

@@ -159,7 +159,7 @@ impl Codec for DnsCodec {
 /// Adds the TCP length prefix (RFC 1035 §4.2.2) when the connection is TCP.
 pub fn for_transport(msg: Vec<u8>, transport: Transport) -> Vec<u8> {
     match transport {
-        Transport::Udp => msg,
+        Transport::Udp | Transport::Quic => msg,
         Transport::Tcp => {
             let mut out = (msg.len() as u16).to_be_bytes().to_vec();
             out.extend(msg);

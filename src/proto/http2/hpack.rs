@@ -187,7 +187,7 @@ fn int(b: &[u8], prefix: u8) -> Result<(usize, usize), HpackError> {
 
 /// The Huffman code of each octet, and of EOS last, as (code, length in bits): RFC 7541
 /// Appendix B.
-const HUFFMAN: [(u32, u8); 257] = [
+pub(crate) const HUFFMAN: [(u32, u8); 257] = [
     (0x1ff8, 13),
     (0x7fffd8, 23),
     (0xfffffe2, 28),
