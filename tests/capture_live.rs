@@ -267,6 +267,7 @@ fn cases_tagged(suite: &str, tag: &str) -> Vec<String> {
         .flatten()
         .filter_map(|c| c["id"].as_str().map(str::to_string))
         .collect()
+}
 
 #[test]
 fn a_quic_capture_shows_its_headers() {
