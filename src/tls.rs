@@ -114,14 +114,16 @@ impl RunCerts {
         Trust::Roots(vec![self.ca_der.clone()])
     }
 
-    /// A server configuration presenting the leaf, offering `alpn` (most preferred first).
-    pub fn server_config(&self, alpn: &[String]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    /// A server configuration presenting the leaf, offering `alpn` (most preferred first),
+    /// logging its secrets into `keylog` (a client program's own secrets are out of reach).
+    pub fn server_config(&self, alpn: &[String], keylog: Arc<KeyLog>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let key = PrivateKeyDer::Pkcs8(self.key_der.clone().into());
         let mut c = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), key)?;
         c.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
+        c.key_log = keylog;
         Ok(Arc::new(c))
     }
 }
@@ -302,6 +304,18 @@ impl KeyLog {
     /// Every line so far.
     pub fn text(&self) -> String {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where the log stands now, for [`KeyLog::text_from`].
+    pub fn mark(&self) -> usize {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The lines logged since `mark`: a case's handshakes (and those of cases running beside it),
+    /// so a case's capture carries its own secrets, not the whole run's.
+    pub fn text_from(&self, mark: usize) -> String {
+        let all = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(mark..).unwrap_or_default().to_string()
     }
 
     /// The lines of the handshakes whose client random is one of `randoms` (a case's own).
@@ -604,7 +618,7 @@ mod tests {
     async fn a_client_trusting_the_run_ca_talks_to_a_server_with_its_leaf() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let certs = RunCerts::generate().unwrap();
-        let server = certs.server_config(&["h2".into()]).unwrap();
+        let server = certs.server_config(&["h2".into()], Arc::default()).unwrap();
         let keylog = Arc::new(KeyLog::new());
         let client = ClientTls::new(&certs.trust(), SERVER_NAME, &["h2".into()], keylog.clone()).unwrap();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -640,7 +654,7 @@ mod tests {
         let other = RunCerts::generate().unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         for (trust, ok) in [(other.trust(), false), (Trust::Anything, true)] {
-            let server = certs.server_config(&[]).unwrap();
+            let server = certs.server_config(&[], Arc::default()).unwrap();
             let client = ClientTls::new(&trust, SERVER_NAME, &[], Arc::new(KeyLog::new())).unwrap();
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap();

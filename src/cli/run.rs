@@ -338,9 +338,12 @@ pub async fn execute(config: RunConfig) -> i32 {
     for n in &config.notes {
         eprintln!("wirecheck: note: {n}");
     }
+    // The capture and the run share one key log: each case's pcapng carries its secrets.
+    let mut options = config.options;
+    let keylog = options.tls.keylog.get_or_insert_with(Arc::default).clone();
     let opts = RunOptions {
-        capture: config.capture_dir.and_then(start_capture),
-        ..config.options
+        capture: config.capture_dir.and_then(|dir| start_capture(dir, keylog)),
+        ..options
     };
     let stdout_taken = config.reports.iter().any(|r| r.path == Path::new("-"));
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
@@ -394,13 +397,17 @@ fn describe_target(t: &TargetSpec) -> String {
 }
 
 /// Starts the loopback capture for `--capture DIR`; without permission the run goes on without it.
-fn start_capture(dir: PathBuf) -> Option<run::capture::CaptureSink> {
+fn start_capture(dir: PathBuf, keylog: Arc<crate::tls::KeyLog>) -> Option<run::capture::CaptureSink> {
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("warning: --capture: cannot create {}: {e}; running without capture", dir.display());
         return None;
     }
     match crate::capture::live::LiveCapture::start() {
-        Ok(live) => Some(run::capture::CaptureSink { dir, live: Arc::new(live) }),
+        Ok(live) => Some(run::capture::CaptureSink {
+            dir,
+            live: Arc::new(live),
+            keylog,
+        }),
         Err(e) => {
             eprintln!("warning: --capture: {e}; running without capture (results come from the sockets alone)");
             None

@@ -325,13 +325,32 @@ impl Conn {
                     return Err(SendError::ShutDown);
                 }
                 let out = c.incoming_opposite();
+                // Written piece by piece, so what reached the socket is recorded even when the peer
+                // goes (or stops reading) part way: a flood a server cuts short, as the wire has it.
                 // TLS may keep the last records of a write for a later flush (tokio-rustls
                 // returns once the plaintext is taken): flushing puts them on the wire now.
+                let mut written = 0;
                 let write = async {
-                    c.stream.write_all(bytes).await?;
+                    while written < bytes.len() {
+                        match c.stream.write(&bytes[written..]).await? {
+                            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                            n => written += n,
+                        }
+                    }
                     c.stream.flush().await
                 };
-                match tokio::time::timeout_at(deadline, write).await {
+                let r = tokio::time::timeout_at(deadline, write).await;
+                if written > 0 {
+                    c.framer.peer_sent(&bytes[..written]);
+                    c.rec.event(
+                        c.id,
+                        EventKind::Data {
+                            dir: out,
+                            bytes: bytes[..written].to_vec(),
+                        },
+                    );
+                }
+                match r {
                     Err(_) => Err(SendError::Stalled { len: bytes.len() }),
                     Ok(Err(source)) => {
                         let _ = c.fill(Instant::now() + std::time::Duration::from_millis(100)).await;
@@ -340,17 +359,7 @@ impl Conn {
                             said: c.framer.pending().to_vec(),
                         })
                     }
-                    Ok(Ok(())) => {
-                        c.framer.peer_sent(bytes);
-                        c.rec.event(
-                            c.id,
-                            EventKind::Data {
-                                dir: out,
-                                bytes: bytes.to_vec(),
-                            },
-                        );
-                        Ok(())
-                    }
+                    Ok(Ok(())) => Ok(()),
                 }
             }
             Conn::Udp(u) => {

@@ -94,7 +94,7 @@ impl TlsOptions {
         let trust = self.trust.clone().unwrap_or_else(|| certs.trust());
         let sni = self.sni.as_deref().unwrap_or(crate::tls::SERVER_NAME);
         let client = crate::tls::ClientTls::new(&trust, sni, &alpn, keylog.clone()).map_err(|e| e.to_string())?;
-        let server = certs.server_config(&alpn).map_err(|e| e.to_string())?;
+        let server = certs.server_config(&alpn, keylog.clone()).map_err(|e| e.to_string())?;
         Ok(Arc::new(crate::tls::Setup {
             on: self.on,
             client,
@@ -149,7 +149,12 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
     let started = Instant::now();
     // One CA and leaf per run, made in a few milliseconds; STARTTLS cases need them without --tls.
     let certs = crate::tls::RunCerts::generate().map(Arc::new).map_err(|e| e.to_string());
-    let keylog = opts.tls.keylog.clone().unwrap_or_default();
+    // A captured run's sink holds the key log the run writes to.
+    let keylog = match (&opts.tls.keylog, &opts.capture) {
+        (Some(k), _) => k.clone(),
+        (None, Some(sink)) => sink.keylog.clone(),
+        (None, None) => Arc::default(),
+    };
     let targets: Vec<Arc<SuiteTarget>> = suites
         .iter()
         .map(|s| {
@@ -207,8 +212,9 @@ pub async fn run(suites: &[Arc<Suite>], opts: &RunOptions, reporter: &mut dyn Re
                     return run_one(&target, suite, ci, opts).await;
                 };
                 let start = sink.live.begin_case();
+                let keys_from = sink.keylog.mark();
                 let (mut result, target_error) = run_one(&target, suite, ci, opts).await;
-                sink.finish_case(start, &mut result).await;
+                sink.finish_case(start, keys_from, &mut result).await;
                 (result, target_error)
             }
         })

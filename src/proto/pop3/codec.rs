@@ -61,8 +61,8 @@ pub struct ResponseCodec {
     /// The response under way began when no command was waiting for one (only when `late`):
     /// whether it has a body is read from the lines that follow it.
     orphan: bool,
-    /// The client's last command was STLS.
-    asked_stls: bool,
+    /// Beside `pending`, one per command waiting: whether it is STLS.
+    stls: std::collections::VecDeque<bool>,
 }
 
 /// Whether `l` opens a response rather than continuing a body.
@@ -185,11 +185,12 @@ impl Codec for ResponseCodec {
             }
             body = Some(b);
         }
-        // The +OK to STLS is the answer to the one command waiting (nothing may follow STLS
-        // before the handshake).
-        let starts_tls = ok && self.greeted && self.asked_stls && self.pending.len() == 1;
+        // The +OK to STLS: the answer to the command waiting first when that is STLS (commands an
+        // attacker pipelined behind it are not answered in clear, RFC 2595 §4).
+        let starts_tls = ok && self.greeted && !self.orphan && self.stls.front() == Some(&true);
         if self.greeted && !std::mem::take(&mut self.orphan) {
             self.pending.pop_front();
+            self.stls.pop_front();
         }
         self.greeted = true;
         self.sasl = false;
@@ -227,10 +228,10 @@ impl Codec for ResponseCodec {
         self.cmd_buf.extend_from_slice(bytes);
         while let Some(i) = self.cmd_buf.iter().position(|&b| b == b'\n') {
             let l: Vec<u8> = self.cmd_buf.drain(..=i).collect();
-            self.asked_stls = l.trim_ascii().eq_ignore_ascii_case(b"STLS");
             // A SASL response answers a continuation; it is not a command awaiting a response of its own.
             if !self.sasl {
                 self.pending.push_back(multi_line(&String::from_utf8_lossy(&l)));
+                self.stls.push_back(l.trim_ascii().eq_ignore_ascii_case(b"STLS"));
             }
         }
     }

@@ -67,15 +67,20 @@ fn bare_lf() -> Finding {
 }
 
 /// Frames replies: lines `ddd-text` up to the line `ddd text` (or `ddd`). From the client's
-/// lines (`peer_sent`) it knows a 220 that answers STARTTLS, which STARTTLS must end a pipelined
-/// group to get (RFC 3207 §4).
+/// lines (`peer_sent`) it knows a 220 that answers STARTTLS: the reply to the command waiting
+/// first, when that is STARTTLS (commands pipelined behind it get no answer in clear, RFC 3207 §4).
 #[derive(Default)]
 pub struct ReplyCodec {
     /// The client's line under way.
     partial: Vec<u8>,
-    /// The client's last whole line was STARTTLS.
-    asked_starttls: bool,
+    /// The client's commands waiting for a reply, oldest first: whether each is STARTTLS.
+    waiting: std::collections::VecDeque<bool>,
+    /// After a 354: the client's lines are message content up to the "." line.
+    in_data: bool,
 }
+
+/// Commands remembered while their replies are outstanding.
+const MAX_WAITING: usize = 1024;
 
 impl Codec for ReplyCodec {
     fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Frame, CodecError> {
@@ -122,6 +127,11 @@ impl Codec for ReplyCodec {
             }
         }
         let code = code.unwrap_or(0);
+        // The greeting answers no command; every later reply answers the oldest one waiting.
+        let answered = self.waiting.pop_front();
+        if code == 354 {
+            self.in_data = true;
+        }
         let text = lines
             .iter()
             .enumerate()
@@ -137,7 +147,7 @@ impl Codec for ReplyCodec {
                 detail: Some(Arc::new(SmtpMessage::Reply {
                     code,
                     lines,
-                    starts_tls: code == 220 && self.asked_starttls,
+                    starts_tls: code == 220 && answered == Some(true),
                 })),
             },
             pos,
@@ -148,7 +158,16 @@ impl Codec for ReplyCodec {
         self.partial.extend_from_slice(bytes);
         while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
             let l: Vec<u8> = self.partial.drain(..=i).collect();
-            self.asked_starttls = l.trim_ascii().eq_ignore_ascii_case(b"STARTTLS");
+            let l = l.trim_ascii();
+            if self.in_data {
+                // The "." that ends the content waits for the reply that takes the message.
+                if l == b"." {
+                    self.in_data = false;
+                    self.waiting.push_back(false);
+                }
+            } else if self.waiting.len() < MAX_WAITING {
+                self.waiting.push_back(l.eq_ignore_ascii_case(b"STARTTLS"));
+            }
         }
         if self.partial.len() > MAX_LINE {
             self.partial.clear();
@@ -688,8 +707,23 @@ mod tests {
         assert!(!starts(&mut c, b"250 mx\r\n"));
         c.peer_sent(b"TLS\r\n");
         assert!(!starts(&mut c, b"454 4.7.0 TLS not available\r\n"));
+        c.peer_sent(b"STARTTLS\r\n");
         assert!(starts(&mut c, b"220 2.0.0 Ready to start TLS\r\n"));
         c.peer_sent(b"NOOP\r\n");
         assert!(!starts(&mut c, b"220 hm\r\n"));
+        // A command pipelined behind STARTTLS (an injection) does not hide the go-ahead.
+        let mut c = ReplyCodec::default();
+        assert!(!starts(&mut c, b"220 mx ESMTP\r\n"));
+        c.peer_sent(b"STARTTLS\r\nQUIT\r\n");
+        assert!(starts(&mut c, b"220 2.0.0 Ready to start TLS\r\n"));
+        // Message content is no command: a "STARTTLS" line in it is answered by nothing.
+        let mut c = ReplyCodec::default();
+        assert!(!starts(&mut c, b"220 mx ESMTP\r\n"));
+        c.peer_sent(b"DATA\r\n");
+        assert!(!starts(&mut c, b"354 go\r\n"));
+        c.peer_sent(b"STARTTLS\r\n.\r\n");
+        assert!(!starts(&mut c, b"250 ok\r\n"));
+        c.peer_sent(b"NOOP\r\n");
+        assert!(!starts(&mut c, b"220 odd\r\n"));
     }
 }

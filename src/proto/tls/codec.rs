@@ -665,7 +665,11 @@ impl TlsCodec {
                 _ => None,
             };
         }
-        super::inner_by_port(self.cx.server_port?).and_then(crate::proto::find)
+        let port = self.cx.server_port?;
+        if let Some(p) = self.cx.keys.as_ref().and_then(|k| k.carried_on(port)) {
+            return crate::proto::find(p);
+        }
+        super::inner_by_port(port).and_then(crate::proto::find)
     }
 
     fn inner(&mut self) -> Option<&mut Framer> {

@@ -12,6 +12,14 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyLog {
     secrets: HashMap<(Label, [u8; 32]), Vec<u8>>,
+    /// What TLS on a server port carries, from `# wirecheck: port N carries PROTO` comments (a
+    /// live capture's key log says so for protocols with no ALPN id and no port of their own).
+    carried: Vec<(u16, String)>,
+}
+
+/// The comment a key log names what a port's TLS carries with: `# wirecheck: port 2525 carries smtp`.
+pub fn carried_comment(port: u16, protocol: &str) -> String {
+    format!("# wirecheck: port {port} carries {protocol}\n")
 }
 
 /// A secret's label, the kind of key it is.
@@ -84,6 +92,12 @@ const MAX_SECRET: usize = 64;
 impl KeyLog {
     /// Reads a key log's text; a line that is not `LABEL <64 hex digits> <hex secret>` (for a
     /// label this decoder uses) is an error naming its line.
+    /// What TLS on server port `port` carries, if the key log says.
+    pub fn carried_on(&self, port: u16) -> Option<&str> {
+        self.carried.iter().find(|(n, _)| *n == port).map(|(_, p)| p.as_str())
+    }
+
+    /// Parses a key log; comments are skipped, except those naming what a port carries.
     pub fn parse(text: &str) -> Result<KeyLog, KeyLogError> {
         let mut log = KeyLog::default();
         log.extend(text)?;
@@ -94,6 +108,16 @@ impl KeyLog {
     pub fn extend(&mut self, text: &str) -> Result<(), KeyLogError> {
         for (i, raw) in text.lines().enumerate() {
             let l = raw.trim();
+            if let Some((port, proto)) = l
+                .strip_prefix("# wirecheck: port ")
+                .and_then(|r| r.split_once(" carries "))
+                .and_then(|(n, p)| Some((n.parse::<u16>().ok()?, p.trim())))
+            {
+                if crate::proto::find(proto).is_some() && !self.carried.iter().any(|(n, _)| *n == port) {
+                    self.carried.push((port, proto.to_string()));
+                }
+                continue;
+            }
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
