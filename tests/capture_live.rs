@@ -363,4 +363,7 @@ fn a_quic_capture_decrypts_with_the_run_s_key_log() {
         "http3",
     ]);
     assert!(decoded.contains("HEADERS") && decoded.contains("SETTINGS"), "{decoded}");
+    // The pcapng carries the run's secrets itself (a Decryption Secrets Block): no key log file.
+    let carried = tshark(&["-d", &format!("udp.port=={port},quic"), "-Y", "http3"]);
+    assert!(carried.contains("HEADERS"), "{carried}");
 }

@@ -15,3 +15,43 @@ pub(crate) fn parse_names<F: Copy>(text: &str, table: &[(&str, F)]) -> Result<Ve
     }
     Ok(out)
 }
+
+/// The faults switched on, one bit per fault: `F as u32` (through `Into<u32>`) is its bit.
+pub(crate) struct Set<F>(u64, std::marker::PhantomData<F>);
+
+impl<F: Copy + Into<u32>> Set<F> {
+    /// The faults named in `text` (as [`parse_names`] reads it).
+    pub(crate) fn parse(text: &str, table: &[(&str, F)]) -> Result<Set<F>, String> {
+        let bits = parse_names(text, table)?.into_iter().fold(0u64, |bits, f| bits | 1 << f.into());
+        Ok(Set(bits, std::marker::PhantomData))
+    }
+
+    /// Whether `fault` is on.
+    pub(crate) fn has(self, fault: F) -> bool {
+        self.0 & (1 << fault.into()) != 0
+    }
+}
+
+// By hand: derived impls would ask the same of `F`, which only names the bits.
+impl<F> Clone for Set<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F> Copy for Set<F> {}
+impl<F> Default for Set<F> {
+    fn default() -> Self {
+        Set(0, std::marker::PhantomData)
+    }
+}
+impl<F> PartialEq for Set<F> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<F> Eq for Set<F> {}
+impl<F> std::fmt::Debug for Set<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Faults({:#x})", self.0)
+    }
+}

@@ -116,22 +116,18 @@ const FAULTS: &[(&str, Fault)] = &[
     ("starttls-keeps-ehlo", Fault::StartTlsKeepsEhlo),
 ];
 
-/// The faults switched on: one bit per `Fault`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Faults(u32);
+/// The faults switched on.
+type Faults = crate::faults::Set<Fault>;
 
-impl Faults {
-    fn has(self, fault: Fault) -> bool {
-        self.0 & (1 << fault as u32) != 0
+impl From<Fault> for u32 {
+    fn from(f: Fault) -> u32 {
+        f as u32
     }
 }
 
 /// Parses the `fault` option: fault names separated by commas.
 fn parse_faults(text: &str) -> Result<Faults, String> {
-    let names = crate::faults::parse_names(text, FAULTS)?;
-    Ok(names
-        .into_iter()
-        .fold(Faults::default(), |all, fault| Faults(all.0 | 1 << fault as u32)))
+    Faults::parse(text, FAULTS)
 }
 
 /// What every connection needs to know.

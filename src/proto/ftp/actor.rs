@@ -655,6 +655,10 @@ impl Session {
                 Ok(Ok(())) => self.srv.log.data(self.conv, Direction::ServerToClient, p),
                 _ => return Flow::Quit,
             }
+            // Under TLS the last records of a write wait for a flush (a piece must leave now).
+            if !matches!(timeout(WRITE, self.wr.flush()).await, Ok(Ok(()))) {
+                return Flow::Quit;
+            }
             if i + 1 < n {
                 sleep(SPLIT_PAUSE).await;
             }

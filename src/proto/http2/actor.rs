@@ -749,7 +749,12 @@ impl Conn {
         // The codec learns the actor's SETTINGS (its MAX_FRAME_SIZE) as the client does.
         self.framer.peer_sent(&bytes);
         self.srv.log.data(self.conv, Direction::ServerToClient, &bytes);
-        match timeout(WRITE, self.wr.write_all(&bytes)).await {
+        // Under TLS the last records of a write wait for a flush.
+        let write = async {
+            self.wr.write_all(&bytes).await?;
+            self.wr.flush().await
+        };
+        match timeout(WRITE, write).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Stop::Gone),
         }
