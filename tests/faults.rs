@@ -345,7 +345,6 @@ const HTTP3_FAULTS: &[&str] = &[
     "ignores-frame-errors",
     "rejects-unknown",
     "wrong-code",
-    "no-goaway",
     "head-body",
     "no-404",
     "first-stream-only",

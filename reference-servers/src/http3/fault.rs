@@ -23,8 +23,6 @@ pub(super) enum Fault {
     /// `wrong-code`: errors on the control streams are detected, but the connection is closed
     /// with H3_INTERNAL_ERROR instead of the code RFC 9114 names. Raw engine.
     WrongCode,
-    /// `no-goaway`: an idle connection is closed without a GOAWAY first.
-    NoGoaway,
     /// `head-body`: a HEAD request is answered with the body, as GET.
     HeadBody,
     /// `no-404`: a file that is not there is answered 200 (with the 404 page's text).
@@ -43,7 +41,6 @@ pub(super) const FAULTS: &[(&str, Fault)] = &[
     ("ignores-frame-errors", Fault::IgnoresFrameErrors),
     ("rejects-unknown", Fault::RejectsUnknown),
     ("wrong-code", Fault::WrongCode),
-    ("no-goaway", Fault::NoGoaway),
     ("head-body", Fault::HeadBody),
     ("no-404", Fault::No404),
     ("first-stream-only", Fault::FirstStreamOnly),

@@ -209,9 +209,6 @@ async fn serve(conn: quinn::Connection, config: Arc<Config>) {
             Err(_) => {
                 // RFC 9114 §5.2: a server that closes says so with GOAWAY first, naming the
                 // first request stream it will not process; then it closes once idle.
-                if config.faults.has(Fault::NoGoaway) {
-                    break;
-                }
                 closing = true;
                 if h3conn.shutdown(0).await.is_err() {
                     return;
