@@ -84,6 +84,7 @@ async fn registry_lists_everything() {
             "http",
             "http-proxy",
             "http2",
+            "http3",
             "smtp",
             "pop3",
             "imap",
@@ -95,11 +96,23 @@ async fn registry_lists_everything() {
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
     assert_eq!(names, ["udp-pinger", "smtp-client", "ftp-client", "http2-client"]);
     let zones = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/dns");
+    // HTTP/3 is always TLS: a self-signed certificate for it.
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let (cert_path, key_path) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
     for (name, _) in servers() {
         // Every server starts with its defaults, except those that cannot have one: zones to serve, a root to ask.
         let needs: &[(&str, &str)] = match *name {
             "dns" => &[("zones", zones)],
             "dns-resolver" => &[("root", "127.0.0.1:9")],
+            "http3" => &[("tls_cert", cert_path), ("tls_key", key_path)],
             _ => &[],
         };
         let server = start(name, needs).await;
