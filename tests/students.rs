@@ -87,6 +87,8 @@ fn golden(cmd: &str, suite: &str, case: &str, report: &serde_json::Value) {
         (r"\b\d+(\.\d+)?(ms|µs)\b", "T"),
         // How many frames a timed-out expectation read past is timing too.
         (r"read past \d+ message", "read past N message"),
+        // Whether the program's exit is seen before the case ends is timing.
+        (r" \(the target ended with exit status \d+ during this case\)", ""),
     ] {
         text = regex::Regex::new(re).unwrap().replace_all(&text, to).into_owned();
     }
