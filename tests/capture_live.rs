@@ -220,20 +220,7 @@ fn every_tls_case_captured_matches_its_socket_transcript() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cap = dir.path().join("captures");
     let mut args = vec!["--tls", "--capture", cap.to_str().unwrap()];
-    args.extend([
-        "tcp-upper",
-        "socket-timeout",
-        "http",
-        "http-proxy",
-        "http2",
-        "smtp",
-        "pop3",
-        "imap",
-        "ftp",
-        "smtp-client",
-        "ftp-client",
-        "http2-client",
-    ]);
+    args.extend_from_slice(TCP_SUITES);
     let (code, out, report) = run_json(&args);
     if out.contains("warning: --capture:") {
         eprintln!("SKIPPED: capturing is not permitted here (needs root or CAP_NET_RAW):\n{out}");

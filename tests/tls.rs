@@ -3,23 +3,7 @@
 
 mod common;
 
-use common::{cases_with, run_json, wirecheck};
-
-/// The suites whose protocol runs over TCP: what `--tls` applies to.
-const TCP_SUITES: &[&str] = &[
-    "tcp-upper",
-    "socket-timeout",
-    "http",
-    "http-proxy",
-    "http2",
-    "smtp",
-    "pop3",
-    "imap",
-    "ftp",
-    "smtp-client",
-    "ftp-client",
-    "http2-client",
-];
+use common::{cases_with, run_json, wirecheck, TCP_SUITES};
 
 #[test]
 fn every_tcp_suite_passes_its_reference_over_tls() {

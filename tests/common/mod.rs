@@ -379,3 +379,19 @@ pub fn readme_row(label: &str, run: &str, result: &str) {
     let new = format!("{}{BEGIN}{table}{}", &text[..b], &text[e..]);
     std::fs::write(&path, new).unwrap();
 }
+
+/// The suites whose protocol runs over TCP: what `--tls` applies to.
+pub const TCP_SUITES: &[&str] = &[
+    "tcp-upper",
+    "socket-timeout",
+    "http",
+    "http-proxy",
+    "http2",
+    "smtp",
+    "pop3",
+    "imap",
+    "ftp",
+    "smtp-client",
+    "ftp-client",
+    "http2-client",
+];
