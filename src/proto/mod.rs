@@ -13,6 +13,7 @@
 mod common;
 pub use common::{actor, codec, rules, steps};
 
+pub mod bittorrent;
 pub mod datagram;
 pub mod dns;
 pub mod ftp;
