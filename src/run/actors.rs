@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use super::folder::CaseFolder;
 use crate::dialogue::{ConnInfo, EventKind, Recorder};
 use crate::proto::actor::{ActorHandle, ActorLog, ActorOptions, Bound};
+use crate::proto::steps::Received;
 use crate::proto::{Direction, Framer, Message, Protocol, RenderCx, StructuredExpect, Transport};
 use crate::suite::ActorDecl;
 
@@ -22,6 +23,10 @@ struct Seen {
     conv: usize,
     transport: Transport,
     bytes: Vec<u8>,
+    /// The actor's own address on the conversation (a swarm's peers each have theirs).
+    local: SocketAddr,
+    /// When it arrived, from the actor's start.
+    at: std::time::Duration,
 }
 
 /// A started actor of a case; its tasks stop when this is dropped.
@@ -61,8 +66,10 @@ struct Log {
     /// whether the actor opened it. Actors say which way bytes went by their part in the protocol
     /// (an FTP server's RETR data goes to the client), the dialogue by TCP's: a connection the
     /// actor opened has them flipped.
-    convs: Mutex<Vec<(Option<Transport>, bool)>>,
+    convs: Mutex<Vec<(Option<Transport>, bool, Option<SocketAddr>)>>,
     folder: Arc<CaseFolder>,
+    /// When the actor started: `saw:` judgements read arrival times from it.
+    started: tokio::time::Instant,
     judged: Arc<Mutex<Judged>>,
     changed: Arc<tokio::sync::Notify>,
 }
@@ -87,9 +94,9 @@ impl Log {
         });
         let mut t = self.convs.lock().unwrap_or_else(|e| e.into_inner());
         if t.len() <= id {
-            t.resize(id + 1, (None, false));
+            t.resize(id + 1, (None, false, None));
         }
-        t[id] = (own.then_some(transport), actor_connected);
+        t[id] = (own.then_some(transport), actor_connected, Some(local));
         drop(t);
         self.changed.notify_waiters();
         id
@@ -121,13 +128,13 @@ impl ActorLog for Log {
     }
 
     fn data(&self, conv: usize, dir: Direction, bytes: &[u8]) {
-        let (transport, flip) = self
+        let (transport, flip, local) = self
             .convs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(conv)
             .copied()
-            .unwrap_or((None, false));
+            .unwrap_or((None, false, None));
         let tcp_dir = match (flip, dir) {
             (false, d) => d,
             (true, Direction::ClientToServer) => Direction::ServerToClient,
@@ -147,6 +154,8 @@ impl ActorLog for Log {
                     conv,
                     transport,
                     bytes: bytes.to_vec(),
+                    local: local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    at: self.started.elapsed(),
                 });
             }
         }
@@ -219,6 +228,7 @@ pub async fn start(
                         seen: seen.clone(),
                         convs: Mutex::new(Vec::new()),
                         folder: folder.clone(),
+                        started: tokio::time::Instant::now(),
                     });
                     let on = faults
                         .iter()
@@ -366,6 +376,45 @@ impl RunningActor {
             }
         }
         (n, all)
+    }
+}
+
+impl RunningActor {
+    /// Every message the actor received, in the order it arrived, each with its conversation,
+    /// the actor's address on it and its arrival time (a TCP message takes the time of the read
+    /// that completed it): what a `saw:` judgement over a whole exchange reads.
+    pub fn judge(&self, spec: &dyn StructuredExpect, over: Option<Transport>) -> Option<Result<String, crate::proto::Mismatch>> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut framers: Vec<(usize, Framer)> = Vec::new();
+        let mut messages: Vec<(usize, SocketAddr, std::time::Duration, Message)> = Vec::new();
+        for s in seen.into_iter().filter(|s| over.is_none_or(|t| t == s.transport)) {
+            if s.transport != Transport::Tcp {
+                messages.extend(frame(self.protocol, &s).into_iter().map(|m| (s.conv, s.local, s.at, m)));
+                continue;
+            }
+            let i = match framers.iter().position(|(c, _)| *c == s.conv) {
+                Some(i) => i,
+                None => {
+                    framers.push((s.conv, Framer::new(self.protocol.codec_on(Direction::ClientToServer, s.transport))));
+                    framers.len() - 1
+                }
+            };
+            let framer = &mut framers[i].1;
+            framer.push(&s.bytes);
+            while let Ok(Some(m)) = framer.next(false) {
+                messages.push((s.conv, s.local, s.at, m));
+            }
+        }
+        let received: Vec<Received<'_>> = messages
+            .iter()
+            .map(|(conv, local, at, msg)| Received {
+                conv: *conv,
+                local: *local,
+                at: *at,
+                msg,
+            })
+            .collect();
+        spec.judge(&received)
     }
 }
 

@@ -437,6 +437,9 @@ impl Ctx {
         // checked as messages come, a bounded one once the program's connections are gone (or
         // at the step's deadline); between counts the step waits for the actor's next change.
         let deadline = Instant::now() + self.timeout(env, step);
+        if s.spec.judges() {
+            return self.saw_judged(step, s, deadline).await;
+        }
         let cx = env.render_cx(&self.vars, s.over.unwrap_or(Transport::Udp));
         let mut looked_again = false;
         let (n, all) = loop {
@@ -514,6 +517,43 @@ impl Ctx {
         )
         .with(format!("{want}: {}", s.spec.describe()), got)
         .unmet(step))
+    }
+
+    /// A `saw:` that judges everything the actor received at once: once the program's
+    /// connections to it are gone (or at the step's deadline), so the whole exchange is there.
+    async fn saw_judged(&mut self, step: &Step, s: &crate::suite::Saw, deadline: Instant) -> Result<(), Failure> {
+        let not_running = || {
+            Failure::at(
+                step,
+                format!("the actor '{}' is not running: start it with a 'serve' step first", s.actor),
+            )
+        };
+        loop {
+            let (changes, settled) = {
+                let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+                let a = actors.iter().find(|a| a.name == s.actor).ok_or_else(not_running)?;
+                (a.changes(), a.settled() || !a.counts_connections())
+            };
+            if settled || Instant::now() >= deadline {
+                break;
+            }
+            let changed = changes.notified();
+            // The actor's connection count is not notified when it falls: look again soon.
+            let _ = tokio::time::timeout_at(deadline.min(Instant::now() + Duration::from_millis(50)), changed).await;
+        }
+        let verdict = {
+            let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+            let a = actors.iter().find(|a| a.name == s.actor).ok_or_else(not_running)?;
+            a.judge(s.spec.as_ref(), s.over)
+        };
+        match verdict {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(m)) => {
+                let mut f = Failure::at(step, format!("{}: {}", s.actor, m.message)).with(m.expected, m.got);
+                f.at = m.at.map(Box::new);
+                Err(f.unmet(step))
+            }
+        }
     }
 
     fn close_all(&mut self, env: &Env) {

@@ -109,6 +109,30 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
     fn accepts_close(&self) -> bool {
         false
     }
+    /// Whether, in a `saw:` step, this expectation judges everything an actor received at once
+    /// ([`StructuredExpect::judge`]) instead of counting the messages that match.
+    fn judges(&self) -> bool {
+        false
+    }
+    /// For a `saw:` step: a verdict over every message an actor received, in arrival order
+    /// (which piece a client asked a swarm for first, whom it unchoked when). Ok holds a line
+    /// on what was seen; None when this expectation only counts.
+    fn judge(&self, _received: &[Received<'_>]) -> Option<Result<String, Mismatch>> {
+        None
+    }
+}
+
+/// One message an actor received, as a `saw:` judgement reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    /// The conversation it came on (one per TCP connection, or per UDP peer).
+    pub conv: usize,
+    /// The actor's own address on that conversation (each peer of a swarm has its own).
+    pub local: SocketAddr,
+    /// When it arrived, from the actor's start.
+    pub at: std::time::Duration,
+    /// The message, framed by the actor's protocol.
+    pub msg: &'a Message,
 }
 
 /// Parses `capture: { var: regex-with-a-group }`.
