@@ -56,6 +56,10 @@ struct Judged {
 /// Violations an actor keeps (the first is what a case's failure says).
 const MAX_VIOLATIONS: usize = 8;
 
+/// Of one conversation: its transport (None for one in another protocol: not counted), whether
+/// the actor opened it, and the actor's address on it.
+type ConvMeta = (Option<Transport>, bool, Option<SocketAddr>);
+
 /// Records an actor's conversations into the case's dialogue, and keeps its incoming messages.
 struct Log {
     rec: Recorder,
@@ -66,7 +70,7 @@ struct Log {
     /// whether the actor opened it. Actors say which way bytes went by their part in the protocol
     /// (an FTP server's RETR data goes to the client), the dialogue by TCP's: a connection the
     /// actor opened has them flipped.
-    convs: Mutex<Vec<(Option<Transport>, bool, Option<SocketAddr>)>>,
+    convs: Mutex<Vec<ConvMeta>>,
     folder: Arc<CaseFolder>,
     /// When the actor started: `saw:` judgements read arrival times from it.
     started: tokio::time::Instant,
