@@ -347,8 +347,15 @@ impl RunningActor {
 
     /// How many of the messages this actor received match `spec` (over `over` only, when given),
     /// and a one-line summary of each message it received, for the failure text.
-    pub fn count(&self, spec: &dyn StructuredExpect, over: Option<Transport>, cx: &RenderCx) -> (u32, Vec<String>) {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    pub fn count(
+        &self,
+        spec: &dyn StructuredExpect,
+        over: Option<Transport>,
+        host: Option<std::net::IpAddr>,
+        cx: &RenderCx,
+    ) -> (u32, Vec<String>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        seen.retain(|s| host.is_none_or(|h| s.local.ip() == h));
         // A TCP message may have come in several reads: each conversation is framed as one
         // stream; a UDP datagram is a message of its own.
         let mut streams: Vec<Seen> = Vec::new();
@@ -387,8 +394,14 @@ impl RunningActor {
     /// Every message the actor received, in the order it arrived, each with its conversation,
     /// the actor's address on it and its arrival time (a TCP message takes the time of the read
     /// that completed it): what a `saw:` judgement over a whole exchange reads.
-    pub fn judge(&self, spec: &dyn StructuredExpect, over: Option<Transport>) -> Option<Result<String, crate::proto::Mismatch>> {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    pub fn judge(
+        &self,
+        spec: &dyn StructuredExpect,
+        over: Option<Transport>,
+        host: Option<std::net::IpAddr>,
+    ) -> Option<Result<String, crate::proto::Mismatch>> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        seen.retain(|s| host.is_none_or(|h| s.local.ip() == h));
         let mut framers: Vec<(usize, Framer)> = Vec::new();
         let mut messages: Vec<(usize, SocketAddr, std::time::Duration, Message)> = Vec::new();
         for s in seen.into_iter().filter(|s| over.is_none_or(|t| t == s.transport)) {

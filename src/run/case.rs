@@ -467,7 +467,7 @@ impl Ctx {
                         format!("the actor '{}' is not running: start it with a 'serve' step first", s.actor),
                     ));
                 };
-                let (n, all) = a.count(s.spec.as_ref(), s.over, &cx);
+                let (n, all) = a.count(s.spec.as_ref(), s.over, s.host, &cx);
                 (n, all, a.settled(), a.counts_connections())
             };
             let enough = n >= s.min && s.max.is_none();
@@ -544,7 +544,7 @@ impl Ctx {
         let verdict = {
             let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
             let a = actors.iter().find(|a| a.name == s.actor).ok_or_else(not_running)?;
-            a.judge(s.spec.as_ref(), s.over)
+            a.judge(s.spec.as_ref(), s.over, s.host)
         };
         match verdict {
             None | Some(Ok(_)) => Ok(()),

@@ -571,9 +571,24 @@ impl LoadCx {
         if let Some((_, o)) = pairs.iter().find(|(k, _)| k.as_str() == Some("over")) {
             over = Some(self.transport(o)?);
         }
+        // An actor that answers on several addresses (a swarm's peers): only what came to one.
+        let mut host = None;
+        if let Some((_, h)) = pairs.iter().find(|(k, _)| k.as_str() == Some("host")) {
+            match h.as_str().map(str::parse::<std::net::IpAddr>) {
+                Some(Ok(ip)) => host = Some(ip),
+                _ => {
+                    self.err_help(
+                        h,
+                        "host must be an IP address",
+                        "e.g. host: 127.0.0.12, one of the actor's addresses",
+                    );
+                    return None;
+                }
+            }
+        }
         let rest: Vec<(Node, Node)> = pairs
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), Some("actor" | "count" | "over")))
+            .filter(|(k, _)| !matches!(k.as_str(), Some("actor" | "count" | "over" | "host")))
             .cloned()
             .collect();
         let matcher = Node {
@@ -587,6 +602,7 @@ impl LoadCx {
             min,
             max,
             over,
+            host,
         }))
     }
 

@@ -272,6 +272,8 @@ pub struct Saw {
     pub max: Option<u32>,
     /// Only messages that came over this transport.
     pub over: Option<Transport>,
+    /// Only messages that came to this address of the actor's (one peer of a swarm).
+    pub host: Option<std::net::IpAddr>,
 }
 
 /// The first of `steps` (nested ones included, in order) for which `pred` holds.
