@@ -27,7 +27,8 @@ pub mod smtp;
 pub mod tls;
 
 pub use codec::{
-    escape_bytes, Codec, CodecError, Context, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, Transfer, Transport,
+    escape_bytes, Codec, CodecError, Context, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, SwarmEvent,
+    Transfer, Transport,
 };
 pub use steps::{Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
 /// TLS secrets (an NSS key log), which captures, the live runner and QUIC share.
@@ -142,6 +143,11 @@ pub trait Protocol: Send + Sync {
     /// time, on the clock of the transfers' times.
     fn transfer_rules(&self, _control: &[Exchange<'_>], _times: &[u64], _transfers: &[Transfer]) -> Vec<Finding> {
         Vec::new()
+    }
+    /// What `m` means to a swarm picture (BitTorrent's piece and choke messages), for reports
+    /// that draw which peer sent which piece when.
+    fn swarm_event(&self, _m: &Message) -> Option<SwarmEvent> {
+        None
     }
     /// Server ports this protocol is usually spoken on (capture decoding reads them first).
     fn ports(&self) -> &'static [u16] {

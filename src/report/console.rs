@@ -102,6 +102,13 @@ impl Reporter for Console {
         } else if self.verbose {
             s.push_str(&indent(&r.transcript(true), "    "));
         }
+        // A swarm's picture (who sent which piece, whom the program unchoked) explains a choking
+        // or piece-picking verdict better than the transcript of a thousand messages.
+        if r.verdict != Verdict::Pass || self.verbose {
+            if let Some(t) = super::swarm::table(&r.dialogue) {
+                s.push_str(&indent(&t, "    "));
+            }
+        }
         for w in &r.warnings {
             s.push_str(&format!("      {YELLOW}warning:{YELLOW:#} {w} (costs no points)\n"));
         }

@@ -369,6 +369,13 @@ fn dialogue(out: &mut String, r: &CaseResult, open: bool) {
         if left_out > 0 { format!(", {left_out} not drawn") } else { String::new() },
         if left_out > 0 { "; the transcript below has every event" } else { "" },
     ));
+    if let (Some(chart), Some(table)) = (super::swarm::svg(&r.dialogue), super::swarm::table(&r.dialogue)) {
+        out.push_str(&format!(
+            "<details class=\"swarm\"{}><summary>swarm: which peer sent which piece, and whom the program unchoked</summary>\n<figure class=\"dialogue\">\n{chart}\n<figcaption>a tick per block a peer sent; green while the program had that peer unchoked</figcaption>\n</figure>\n<pre>{}</pre>\n</details>\n",
+            if open { " open" } else { "" },
+            html(&table)
+        ));
+    }
     let transcript = r.transcript(true);
     if !transcript.is_empty() {
         out.push_str(&format!(

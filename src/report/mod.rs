@@ -9,6 +9,7 @@ pub mod html;
 mod json;
 mod junit;
 pub mod ladder;
+pub mod swarm;
 
 use std::path::{Path, PathBuf};
 

@@ -111,6 +111,18 @@ impl Message {
     }
 }
 
+/// What a message means to a swarm picture (a report's table of which peer sent which piece, and
+/// whom the client unchoked when): only peer-to-peer protocols say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwarmEvent {
+    /// A block of this piece.
+    Block(u32),
+    /// The sender unchoked the other side.
+    Unchoke,
+    /// The sender choked the other side.
+    Choke,
+}
+
 /// What a codec makes of the bytes it was given.
 #[derive(Debug)]
 pub enum Frame {
