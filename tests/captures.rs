@@ -184,6 +184,103 @@ fn h2c_upgrade_hands_over_to_http2_after_the_101() {
 }
 
 #[test]
+fn bittorrent_handshake_is_framed_as_the_peer_wire_on_any_port() {
+    let cap = decode("bittorrent-peer-handshake.pcap");
+    assert_eq!(cap.conversations.len(), 2, "{}", cap.text());
+    let peer = &cap.conversations[0];
+    // Port 26001 says nothing: the handshake's first 20 bytes decide.
+    assert_eq!((peer.server.port(), peer.protocol.as_str()), (26001, "bittorrent"));
+    let t = peer.transcript();
+    assert!(
+        t.contains("C→S handshake info_hash aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa peer_id \"\\xbb\\xbb") && t.contains("reserved 0000000000100005"),
+        "{t}"
+    );
+    // The other connection is BitTorrent Sync's own handshake ("BSYNC\0"), not the peer wire.
+    assert_ne!(cap.conversations[1].protocol, "bittorrent", "{}", cap.text());
+    let checked = capture::check::check(&cap, capture::check::Side::Both);
+    assert!(checked[0].violations.is_empty(), "{:?}", checked[0].violations);
+}
+
+/// A peer wire conversation written message by message, split across segments.
+fn peer_wire(server_hash: u8) -> Pcap {
+    use wirecheck::proto::bittorrent::steps::wire;
+    use wirecheck::proto::bittorrent::{Block, PeerMessage};
+    let hs = |h: u8, id: &[u8; 20]| PeerMessage::Handshake {
+        reserved: [0; 8],
+        info_hash: [h; 20],
+        peer_id: *id,
+    };
+    let block = Block {
+        index: 0,
+        begin: 0,
+        length: 4,
+    };
+    let mut pcap = Pcap::new();
+    let c = pcap.connect(0.0, "10.0.0.1:41000", "10.0.0.2:51413");
+    let client = [wire(&hs(0x11, b"-WC0001-000000000001")), wire(&PeerMessage::Interested)].concat();
+    pcap.send(1.0, c, End::Client, &client[..30]);
+    pcap.send(1.5, c, End::Client, &client[30..]);
+    let server = [
+        wire(&hs(server_hash, b"-XX0001-000000000002")),
+        wire(&PeerMessage::Bitfield(vec![0x80])),
+        wire(&PeerMessage::Unchoke),
+    ]
+    .concat();
+    pcap.send(2.0, c, End::Server, &server);
+    pcap.send(3.0, c, End::Client, &wire(&PeerMessage::Request(block)));
+    let piece = |index: u32| PeerMessage::Piece {
+        index,
+        begin: 0,
+        data: b"abcd".to_vec(),
+    };
+    let answer = [wire(&piece(0)), wire(&piece(1))].concat();
+    pcap.send(4.0, c, End::Server, &answer[..7]);
+    pcap.send(4.5, c, End::Server, &answer[7..]);
+    pcap.close(5.0, c, End::Client);
+    pcap.close(5.5, c, End::Server);
+    pcap
+}
+
+#[test]
+fn bittorrent_conversation_is_decoded_message_by_message_and_judged() {
+    let cap = decode_bytes(peer_wire(0x11).bytes()).unwrap();
+    let c = only(&cap);
+    assert_eq!(c.protocol, "bittorrent");
+    let t = c.transcript();
+    let lines: Vec<&str> = t
+        .lines()
+        .filter(|l| l.contains('→'))
+        .map(|l| l.trim_start_matches(|ch: char| ch != 'C' && ch != 'S'))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "C→S handshake info_hash 1111111111111111111111111111111111111111 peer_id \"-WC0001-000000000001\" reserved 0000000000000000",
+            "C→S interested",
+            "S→C handshake info_hash 1111111111111111111111111111111111111111 peer_id \"-XX0001-000000000002\" reserved 0000000000000000",
+            "S→C bitfield 1 byte 10000000",
+            "S→C unchoke",
+            "C→S request 0 begin 0 len 4",
+            "S→C piece 0 begin 0 len 4 (sha256 88d4266f…)",
+            "S→C piece 1 begin 0 len 4 (sha256 88d4266f…)",
+            "C→S close",
+            "S→C close",
+        ],
+        "{t}"
+    );
+    let checked = capture::check::check(&cap, capture::check::Side::Both);
+    use wirecheck::proto::Level;
+    let found: Vec<(Level, &str)> = checked[0].violations.iter().map(|v| (v.level, v.rule.as_str())).collect();
+    assert_eq!(found, [(Level::Should, "BEP 3")], "{:?}", checked[0].violations);
+    assert!(checked[0].violations[0].text.contains("piece 1 begin 0 len 4 answers no request"));
+    // A server that answers with another torrent's info-hash breaks BEP 3's MUST.
+    let cap = decode_bytes(peer_wire(0x22).bytes()).unwrap();
+    let checked = capture::check::check(&cap, capture::check::Side::Server);
+    assert!(checked[0].failed(), "{:?}", checked[0].violations);
+    assert!(checked[0].violations[0].text.contains("sever the connection"), "{:?}", checked[0].violations);
+}
+
+#[test]
 fn h2c_with_port_override_is_raw() {
     let opts = Options::from_args(&["8080=datagram".into()]).unwrap();
     let cap = capture::decode_file(&dir().join("http2-h2c-continuation-null.pcap"), &opts).unwrap();

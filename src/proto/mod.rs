@@ -173,6 +173,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &dns::Dns,
     &ftp::Ftp,
     &tls::Tls,
+    &bittorrent::BitTorrent,
 ];
 
 /// Every protocol, for `protocol:` lookups and suggestions.
