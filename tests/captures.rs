@@ -131,6 +131,24 @@ fn netbios_name_service_is_not_decoded_as_dns() {
 }
 
 #[test]
+fn tracker_announce_is_read_with_its_gzip_answer_decoded() {
+    let cap = decode("bittorrent-tracker-announce.pcap");
+    let c = only(&cap);
+    assert_eq!(c.protocol, "bt-tracker", "port 6969 is the tracker's");
+    let t = c.transcript();
+    assert!(
+        t.contains("C→S announce info_hash e4be9e4db876e3e3179778b03e906297be5c8dbe peer_id \"-DE13F0-VnpZRF8ZP9iv\" port 63448"),
+        "{t}"
+    );
+    // The body is 397 bytes of gzip; inflated, it is the bencoded answer with 50 compact peers.
+    let answer = t.lines().find(|l| l.contains("S→C 200 announce:")).unwrap_or_else(|| panic!("{t}"));
+    assert!(answer.contains("interval 1800, complete 4499, incomplete 109"), "{answer}");
+    let peers = answer.split(", peers ").nth(1).unwrap_or_default();
+    assert_eq!(peers.split(' ').count(), 50, "{answer}");
+    assert!(t.contains("Content-Encoding: gzip"), "{t}");
+}
+
+#[test]
 fn linux_sll2_request_without_response() {
     let cap = decode("http-sll2-get-only.pcap");
     let c = only(&cap);

@@ -14,6 +14,7 @@ mod common;
 pub use common::{actor, codec, rules, steps};
 
 pub mod bittorrent;
+pub mod bt_tracker;
 pub mod datagram;
 pub mod dns;
 pub mod ftp;
@@ -164,6 +165,8 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &line::Line,
     &line::LineCrlf,
     &datagram::Datagram,
+    // Before HTTP: a tracker's GET /announce is HTTP/1 too, and detection takes the first that claims it.
+    &bt_tracker::BtTracker,
     &http::Http,
     &http2::Http2,
     &http3::Http3,
