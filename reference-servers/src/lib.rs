@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+mod bittorrent;
 mod faults;
 mod ftp;
 mod ftp_client;
@@ -150,6 +151,14 @@ const SERVERS: &[(&str, &str)] = &[
         dns::resolver::NAME,
         "recursive DNS resolver (RFC 1034 §5.3.3) from configurable root hints",
     ),
+    (
+        bittorrent::tracker::NAME,
+        "BitTorrent tracker: HTTP announce/scrape (BEP 3, 23, 48) and UDP (BEP 15) on one port, for the torrents of a folder",
+    ),
+    (
+        bittorrent::seeder::NAME,
+        "BitTorrent seeder (BEP 3 peer wire): one torrent's data to many peers, 16 KiB blocks",
+    ),
 ];
 
 const CLIENTS: &[(&str, &str)] = &[
@@ -198,6 +207,8 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         ftp::NAME => ftp::start(bind, opts).await,
         dns::auth::NAME => dns::auth::start(bind, opts).await,
         dns::resolver::NAME => dns::resolver::start(bind, opts).await,
+        bittorrent::tracker::NAME => bittorrent::tracker::start(bind, opts).await,
+        bittorrent::seeder::NAME => bittorrent::seeder::start(bind, opts).await,
         _ => Err(Error::UnknownServer {
             name: name.to_owned(),
             known: names(SERVERS),

@@ -25,7 +25,9 @@ pub enum TargetSpec {
 }
 
 /// Reference options that name files or folders; relative ones are relative to the suite file.
-pub const PATH_OPTIONS: &[&str] = &["root", "uploads", "zone", "zones", "store", "seed", "maildir", "message", "users"];
+pub const PATH_OPTIONS: &[&str] = &[
+    "root", "uploads", "zone", "zones", "store", "seed", "maildir", "message", "users", "torrents", "torrent", "dir",
+];
 
 /// A target that could not be started or reached (exit status 3).
 #[derive(Debug, Clone, thiserror::Error)]
