@@ -37,6 +37,10 @@ const MAX_INTERVAL: u64 = 1800;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often requests are checked for that.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// A peer whose blocks were in this many pieces that failed their hash is dropped, and not taken
+/// back: otherwise a peer that always sends a piece corrupt, and is its only holder, would be asked
+/// for it again and again until the client gives up.
+const MAX_STRIKES: u32 = 3;
 /// At the end, connections are given this long to close with a FIN before they are aborted.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -93,6 +97,8 @@ struct Peer {
     asked: Vec<(usize, usize, Instant)>,
     /// Bytes of blocks it sent us since the last choking round: its upload rate to us.
     got: u64,
+    /// Pieces it had a part in that failed their hash.
+    strikes: u32,
 }
 
 /// What the listener and the announces tell the swarm.
@@ -123,6 +129,10 @@ struct Swarm {
     pending: BTreeMap<u64, Option<SocketAddr>>,
     /// Connection tasks that have not said `Left` yet.
     live: BTreeSet<u64>,
+    /// Peer ids dropped for `MAX_STRIKES`: refused if they come back.
+    banned: BTreeSet<[u8; 20]>,
+    /// The addresses we had dialled them at: not dialled again.
+    banned_addrs: BTreeSet<SocketAddr>,
     next_id: u64,
     uploaded: u64,
     downloaded: u64,
@@ -184,6 +194,8 @@ pub(super) async fn download(cfg: Config, out: UnboundedSender<String>) -> i32 {
         peers: BTreeMap::new(),
         pending: BTreeMap::new(),
         live: BTreeSet::new(),
+        banned: BTreeSet::new(),
+        banned_addrs: BTreeSet::new(),
         next_id: 0,
         uploaded: 0,
         downloaded: 0,
@@ -345,7 +357,8 @@ impl Swarm {
                 break;
             }
             let known = self.pending.values().any(|a| *a == Some(addr)) || self.peers.values().any(|p| p.addr == Some(addr));
-            if addr == self.listen || addr.port() == 0 || addr.ip().is_unspecified() || known {
+            let banned = self.banned_addrs.contains(&addr);
+            if addr == self.listen || addr.port() == 0 || addr.ip().is_unspecified() || known || banned {
                 continue;
             }
             self.connect(Opened::ByUs(addr), Some(addr));
@@ -356,9 +369,10 @@ impl Swarm {
         match event {
             Event::Joined { id, peer_id, tx } => {
                 let Some(addr) = self.pending.remove(&id) else { return };
-                // Ourselves (the tracker listed our address), or a peer already connected the
-                // other way: dropping `tx` closes this connection.
-                if peer_id == self.our_id || self.peers.values().any(|p| p.peer_id == peer_id) {
+                // Ourselves (the tracker listed our address), a peer already connected the other
+                // way, or one banned: dropping `tx` closes this connection.
+                let known = self.peers.values().any(|p| p.peer_id == peer_id);
+                if peer_id == self.our_id || known || self.banned.contains(&peer_id) {
                     return;
                 }
                 let n = self.t.pieces();
@@ -374,6 +388,7 @@ impl Swarm {
                     interested: false,
                     asked: Vec::new(),
                     got: 0,
+                    strikes: 0,
                 };
                 self.peers.insert(id, peer);
                 if self.verified > 0 {
@@ -639,12 +654,23 @@ impl Swarm {
                 self.update_interest(id);
             }
         } else {
-            let suppliers = std::mem::take(&mut piece.suppliers);
-            piece.bad.extend(suppliers);
+            let mut suppliers = std::mem::take(&mut piece.suppliers);
+            suppliers.sort_unstable();
+            suppliers.dedup();
+            piece.bad.extend(&suppliers);
             for block in &mut piece.blocks {
                 *block = Block::Missing;
             }
             self.say(format!("piece {i} failed its SHA-1 check: fetching it again"));
+            for id in suppliers {
+                let Some(peer) = self.peers.get_mut(&id) else { continue };
+                peer.strikes += 1;
+                if peer.strikes >= MAX_STRIKES {
+                    self.banned.insert(peer.peer_id);
+                    self.banned_addrs.extend(peer.addr);
+                    self.drop_peer(id, &format!("its blocks were in {MAX_STRIKES} pieces that failed their SHA-1 check"));
+                }
+            }
             self.fill_all();
         }
     }
