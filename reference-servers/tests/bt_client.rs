@@ -105,10 +105,12 @@ enum Answer {
     Failure(&'static str),
 }
 
+/// The query of every announce, percent-decoded, in order.
+type AnnounceLog = Arc<Mutex<Vec<HashMap<String, Vec<u8>>>>>;
+
 struct Tracker {
     url: String,
-    /// The query of every announce, percent-decoded, in order.
-    log: Arc<Mutex<Vec<HashMap<String, Vec<u8>>>>>,
+    log: AnnounceLog,
     peers: Arc<Mutex<Vec<SocketAddr>>>,
     _task: JoinHandle<()>,
 }
@@ -117,7 +119,7 @@ impl Tracker {
     async fn start(answer: Answer) -> Tracker {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind tracker");
         let addr = listener.local_addr().expect("addr");
-        let log: Arc<Mutex<Vec<HashMap<String, Vec<u8>>>>> = Arc::default();
+        let log: AnnounceLog = Arc::default();
         let peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
         let (log2, peers2) = (log.clone(), peers.clone());
         let task = tokio::spawn(async move {
@@ -139,7 +141,10 @@ impl Tracker {
     fn events(&self) -> Vec<String> {
         let log = self.log.lock().expect("log");
         log.iter()
-            .map(|q| q.get("event").map_or("(none)".to_owned(), |e| String::from_utf8_lossy(e).into_owned()))
+            .map(|q| {
+                q.get("event")
+                    .map_or("(none)".to_owned(), |e| String::from_utf8_lossy(e).into_owned())
+            })
             .collect()
     }
 
@@ -160,12 +165,7 @@ impl Tracker {
     }
 }
 
-async fn serve_announce(
-    mut stream: TcpStream,
-    answer: Answer,
-    log: Arc<Mutex<Vec<HashMap<String, Vec<u8>>>>>,
-    peers: Arc<Mutex<Vec<SocketAddr>>>,
-) {
+async fn serve_announce(mut stream: TcpStream, answer: Answer, log: AnnounceLog, peers: Arc<Mutex<Vec<SocketAddr>>>) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -310,13 +310,7 @@ fn next_peer_id() -> [u8; 20] {
     peer_id
 }
 
-async fn seed_connection(
-    mut stream: TcpStream,
-    seed: Seed,
-    data: Arc<Vec<u8>>,
-    log: Arc<Mutex<SeedLog>>,
-    peer_id: [u8; 20],
-) {
+async fn seed_connection(mut stream: TcpStream, seed: Seed, data: Arc<Vec<u8>>, log: Arc<Mutex<SeedLog>>, peer_id: [u8; 20]) {
     let mut theirs = [0u8; 68];
     if timeout(READ_LIMIT, stream.read_exact(&mut theirs)).await.is_err() || theirs[28..48] != info_hash() {
         return;
@@ -500,9 +494,21 @@ async fn downloads_the_swarm_asking_for_the_rare_piece_first() {
     let result = run(&tracker, &[], &[]).await;
     assert_eq!(result.code, 0, "{:?}", result.lines);
     assert!(result.saved.as_deref() == Some(&swarm_bin()[..]), "the file is not swarm.bin");
-    assert!(result.lines.iter().any(|l| l.starts_with("saved swarm.bin (1048576 bytes, 64 pieces)")), "{:?}", result.lines);
+    assert!(
+        result
+            .lines
+            .iter()
+            .any(|l| l.starts_with("saved swarm.bin (1048576 bytes, 64 pieces)")),
+        "{:?}",
+        result.lines
+    );
     // Piece 63 is the rarest (one holder); every other piece has two or three.
-    assert_eq!(seeders[0].requests().first(), Some(&63), "A's requests: {:?}", seeders[0].requests());
+    assert_eq!(
+        seeders[0].requests().first(),
+        Some(&63),
+        "A's requests: {:?}",
+        seeders[0].requests()
+    );
     // Every seeder heard a `have` for every piece it lacks... and for the others too (to every peer).
     for seeder in &seeders {
         let haves = || seeder.log.lock().expect("log").haves.iter().copied().collect::<BTreeSet<u32>>();
@@ -550,12 +556,21 @@ async fn a_corrupt_piece_is_fetched_again_from_another_peer_unless_no_verify() {
         assert_eq!(result.code, 0, "{fault:?}: {:?}", result.lines);
         let saved = result.saved.expect("saved");
         let fives = |s: &Seeder| s.requests().iter().filter(|&&i| i == 5).count();
-        assert_eq!(fives(&seeders[0]), 1, "{fault:?}: C asked for piece 5 once: {:?}", seeders[0].requests());
+        assert_eq!(
+            fives(&seeders[0]),
+            1,
+            "{fault:?}: C asked for piece 5 once: {:?}",
+            seeders[0].requests()
+        );
         let data = swarm_bin();
         if verifies {
             assert_eq!(&saved[..], &data[..]);
             assert_eq!(fives(&seeders[1]), 1, "A asked for piece 5 again: {:?}", seeders[1].requests());
-            assert!(result.lines.iter().any(|l| l.contains("piece 5 failed its SHA-1 check")), "{:?}", result.lines);
+            assert!(
+                result.lines.iter().any(|l| l.contains("piece 5 failed its SHA-1 check")),
+                "{:?}",
+                result.lines
+            );
         } else {
             assert_ne!(piece_range(&saved, 5), piece_range(&data, 5), "the corrupt piece is kept");
             let mut fixed = saved.clone();
@@ -598,9 +613,10 @@ async fn end_game_asks_again_and_cancels_the_duplicates() {
     let asked: BTreeSet<u32> = mute.lock().expect("log").requests.iter().copied().collect();
     assert!(!asked.is_empty(), "B was asked for nothing");
     let cancelled = || mute.lock().expect("log").cancels.iter().copied().collect::<BTreeSet<u32>>();
-    eventually(&format!("every block asked of B ({asked:?}) cancelled once A sent it: {:?}", cancelled()), || {
-        cancelled() == asked
-    })
+    eventually(
+        &format!("every block asked of B ({asked:?}) cancelled once A sent it: {:?}", cancelled()),
+        || cancelled() == asked,
+    )
     .await;
 }
 
@@ -616,7 +632,13 @@ async fn announces_started_regularly_completed_and_stopped_unless_no_stopped() {
         assert_eq!(events.first().map(String::as_str), Some("started"), "{events:?}");
         // 64 blocks at 25 ms: over a second and a half, with interval 1.
         assert!(events.iter().any(|e| e == "(none)"), "no regular re-announce: {events:?}");
-        let tail: Vec<&str> = events.iter().rev().take(if stopped { 2 } else { 1 }).rev().map(String::as_str).collect();
+        let tail: Vec<&str> = events
+            .iter()
+            .rev()
+            .take(if stopped { 2 } else { 1 })
+            .rev()
+            .map(String::as_str)
+            .collect();
         let want: &[&str] = if stopped { &["completed", "stopped"] } else { &["completed"] };
         assert_eq!(tail, want, "{fault:?}: {events:?}");
         assert!(!stopped || events.iter().filter(|e| *e == "stopped").count() == 1);
@@ -646,7 +668,11 @@ async fn learns_later_peers_by_re_announcing_unless_ignoring_the_interval() {
             assert_eq!(result.code, 1, "{:?}", result.lines);
             assert!(result.saved.is_none());
             assert_eq!(events, ["started", "stopped"], "only the first announce, then giving up");
-            assert!(result.lines.iter().any(|l| l.starts_with("error: no piece verified")), "{:?}", result.lines);
+            assert!(
+                result.lines.iter().any(|l| l.starts_with("error: no piece verified")),
+                "{:?}",
+                result.lines
+            );
         }
     }
 }
@@ -663,12 +689,18 @@ async fn a_failure_reason_ends_the_client_with_an_error() {
 /// A leecher that connects to the client, says interested, and once unchoked asks for a piece
 /// the client announced with `have`. Returns (unchoked, haves seen, the piece's bytes right).
 async fn leech(addr: SocketAddr, data: Arc<Vec<u8>>) -> (bool, usize, Option<bool>) {
-    let mut stream = timeout(READ_LIMIT, TcpStream::connect(addr)).await.expect("connect").expect("connect");
+    let mut stream = timeout(READ_LIMIT, TcpStream::connect(addr))
+        .await
+        .expect("connect")
+        .expect("connect");
     let mut hello = handshake(&next_peer_id());
     hello.extend_from_slice(&frame(2, &[]));
     stream.write_all(&hello).await.expect("handshake");
     let mut theirs = [0u8; 68];
-    timeout(READ_LIMIT, stream.read_exact(&mut theirs)).await.expect("handshake").expect("handshake");
+    timeout(READ_LIMIT, stream.read_exact(&mut theirs))
+        .await
+        .expect("handshake")
+        .expect("handshake");
     assert_eq!(theirs[28..48], info_hash());
     let (mut unchoked, mut haves, mut asked, mut right) = (false, Vec::new(), false, None);
     while let Some((id, payload)) = read_message(&mut stream).await {
@@ -756,5 +788,12 @@ async fn a_peer_whose_piece_keeps_failing_is_dropped() {
     assert!(result.saved.is_none());
     let fives = seeders[0].requests().iter().filter(|&&i| i == 5).count();
     assert_eq!(fives, 3, "{:?}", seeders[0].requests());
-    assert!(result.lines.iter().any(|l| l.starts_with("dropped a peer: its blocks were in 3 pieces")), "{:?}", result.lines);
+    assert!(
+        result
+            .lines
+            .iter()
+            .any(|l| l.starts_with("dropped a peer: its blocks were in 3 pieces")),
+        "{:?}",
+        result.lines
+    );
 }

@@ -8,7 +8,7 @@ use sha1::{Digest, Sha1};
 /// a deep recursion.
 pub(super) const MAX_DEPTH: usize = 32;
 /// The whole download is kept in memory until it is written: at most this many bytes.
-pub(super) const MAX_TOTAL: u64 = 256 << 20;
+pub(super) const MAX_TOTAL: u64 = 64 << 20;
 /// A multi-file torrent of more files than this is refused.
 const MAX_FILES: usize = 10_000;
 /// Path components of one file.

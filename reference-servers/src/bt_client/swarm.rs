@@ -174,46 +174,7 @@ pub(super) async fn download(cfg: Config, out: UnboundedSender<String>) -> i32 {
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     let (control_tx, mut control_rx) = mpsc::channel(64);
     let n = cfg.torrent.pieces();
-    let bitfield_len = n.div_ceil(8);
-    let mut swarm = Swarm {
-        faults: cfg.faults,
-        our_id: peer_id(),
-        listen,
-        data: vec![0; usize::try_from(cfg.torrent.total).unwrap_or(0)],
-        pieces: (0..n)
-            .map(|i| Piece {
-                blocks: vec![Block::Missing; cfg.torrent.piece_len(i).div_ceil(u64::from(BLOCK)) as usize],
-                suppliers: Vec::new(),
-                bad: Vec::new(),
-                verified: false,
-            })
-            .collect(),
-        verified: 0,
-        verified_bytes: 0,
-        availability: vec![0; n],
-        peers: BTreeMap::new(),
-        pending: BTreeMap::new(),
-        live: BTreeSet::new(),
-        banned: BTreeSet::new(),
-        banned_addrs: BTreeSet::new(),
-        next_id: 0,
-        uploaded: 0,
-        downloaded: 0,
-        regular: Vec::new(),
-        optimistic: None,
-        last_progress: Instant::now(),
-        announcing: false,
-        next_announce: Some(Instant::now()),
-        started: false,
-        interval: Duration::from_secs(MAX_INTERVAL),
-        // A piece message of a whole block, or our bitfield's size: nothing longer is legal.
-        max_message: (BLOCK as usize + 9).max(bitfield_len + 1),
-        events_tx,
-        control_tx: control_tx.clone(),
-        tasks: JoinSet::new(),
-        out: out.clone(),
-        t: cfg.torrent,
-    };
+    let mut swarm = Swarm::new(cfg.torrent, cfg.faults, listen, events_tx, control_tx.clone(), out.clone());
     swarm.tasks.spawn(accept_loop(listener, control_tx));
 
     let start = Instant::now();
@@ -327,6 +288,56 @@ async fn write_output(t: &Torrent, data: &[u8], out_dir: &std::path::Path) -> Re
 }
 
 impl Swarm {
+    fn new(
+        t: Torrent,
+        faults: Faults,
+        listen: SocketAddr,
+        events_tx: mpsc::Sender<Event>,
+        control_tx: mpsc::Sender<Control>,
+        out: UnboundedSender<String>,
+    ) -> Swarm {
+        let n = t.pieces();
+        Swarm {
+            faults,
+            our_id: peer_id(),
+            listen,
+            data: vec![0; usize::try_from(t.total).unwrap_or(0)],
+            pieces: (0..n)
+                .map(|i| Piece {
+                    blocks: vec![Block::Missing; t.piece_len(i).div_ceil(u64::from(BLOCK)) as usize],
+                    suppliers: Vec::new(),
+                    bad: Vec::new(),
+                    verified: false,
+                })
+                .collect(),
+            verified: 0,
+            verified_bytes: 0,
+            availability: vec![0; n],
+            peers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            live: BTreeSet::new(),
+            banned: BTreeSet::new(),
+            banned_addrs: BTreeSet::new(),
+            next_id: 0,
+            uploaded: 0,
+            downloaded: 0,
+            regular: Vec::new(),
+            optimistic: None,
+            last_progress: Instant::now(),
+            announcing: false,
+            next_announce: Some(Instant::now()),
+            started: false,
+            interval: Duration::from_secs(MAX_INTERVAL),
+            // A piece message of a whole block, or our bitfield's size: nothing longer is legal.
+            max_message: (BLOCK as usize + 9).max(n.div_ceil(8) + 1),
+            events_tx,
+            control_tx,
+            tasks: JoinSet::new(),
+            out,
+            t,
+        }
+    }
+
     fn say(&self, line: String) {
         let _ = self.out.send(line);
     }
@@ -668,7 +679,10 @@ impl Swarm {
                 if peer.strikes >= MAX_STRIKES {
                     self.banned.insert(peer.peer_id);
                     self.banned_addrs.extend(peer.addr);
-                    self.drop_peer(id, &format!("its blocks were in {MAX_STRIKES} pieces that failed their SHA-1 check"));
+                    self.drop_peer(
+                        id,
+                        &format!("its blocks were in {MAX_STRIKES} pieces that failed their SHA-1 check"),
+                    );
                 }
             }
             self.fill_all();
@@ -825,7 +839,7 @@ impl Swarm {
                 .collect();
             // Shuffled first, so equal rates are ranked at random by the stable sort.
             fastrand::shuffle(&mut interested);
-            interested.sort_by(|a, b| b.1.cmp(&a.1));
+            interested.sort_by_key(|&(_, rate)| std::cmp::Reverse(rate));
             self.regular = interested.iter().take(UNCHOKE_SLOTS).map(|&(id, _)| id).collect();
             let keep = self
                 .optimistic
@@ -966,5 +980,172 @@ impl Swarm {
         }
         // Bounded: aborted tasks end at their next await.
         let _ = timeout(CLOSE_WAIT, self.tasks.shutdown()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A swarm of `rates.len()` joined peers (all interested in us when `interested`), each
+    /// having sent us `rates[i]` bytes this round; with each peer's queue to read what it was sent.
+    fn swarm_with(rates: &[(u64, bool)], faults: Faults) -> (Swarm, Vec<mpsc::Receiver<Msg>>) {
+        let torrent = Torrent {
+            announce: "http://127.0.0.1:1/announce".into(),
+            info_hash: [1; 20],
+            name: "x".into(),
+            piece_length: 16384,
+            hashes: vec![[0; 20]; 4],
+            files: vec![super::super::metainfo::FileEntry {
+                path: Vec::new(),
+                length: 65536,
+            }],
+            total: 65536,
+        };
+        let (events_tx, _) = mpsc::channel(1);
+        let (control_tx, _) = mpsc::channel(1);
+        let (out, _) = mpsc::unbounded_channel();
+        let listen = SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut swarm = Swarm::new(torrent, faults, listen, events_tx, control_tx, out);
+        let mut queues = Vec::new();
+        for (i, &(rate, interested)) in rates.iter().enumerate() {
+            let (tx, rx) = mpsc::channel(16);
+            let mut peer_id = [0u8; 20];
+            peer_id[0] = i as u8;
+            swarm.pending.insert(i as u64, None);
+            swarm.on_event(Event::Joined { id: i as u64, peer_id, tx });
+            if interested {
+                swarm.on_event(Event::Message {
+                    id: i as u64,
+                    msg: Msg::Interested,
+                });
+            }
+            swarm.peers.get_mut(&(i as u64)).expect("joined").got = rate;
+            queues.push(rx);
+        }
+        (swarm, queues)
+    }
+
+    fn sent(queue: &mut mpsc::Receiver<Msg>) -> Vec<Msg> {
+        std::iter::from_fn(|| queue.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn rechoke_unchokes_the_four_best_uploaders_and_one_optimistic() {
+        // Peer 6 sent the most but is not interested; peers 0-3 are the best interested ones.
+        let rates = [
+            (600, true),
+            (500, true),
+            (400, true),
+            (300, true),
+            (200, true),
+            (100, true),
+            (900, false),
+        ];
+        let (mut swarm, mut queues) = swarm_with(&rates, Faults::default());
+        swarm.rechoke();
+        let got: Vec<Vec<Msg>> = queues.iter_mut().map(sent).collect();
+        for (i, msgs) in got.iter().enumerate().take(4) {
+            assert_eq!(msgs, &[Msg::Unchoke], "peer {i}");
+        }
+        let optimistic = swarm.optimistic.expect("an optimistic unchoke");
+        assert!(optimistic == 4 || optimistic == 5, "{optimistic}");
+        let other = 9 - optimistic as usize;
+        assert_eq!(got[optimistic as usize], [Msg::Unchoke]);
+        assert_eq!(got[other], []);
+        assert_eq!(got[6], [], "a peer that is not interested stays choked");
+        assert!(swarm.peers.values().all(|p| p.got == 0), "rates start again each round");
+
+        // Rotation: the other choked interested peer takes the optimistic slot.
+        swarm.rotate_optimistic();
+        assert_eq!(swarm.optimistic, Some(other as u64));
+        assert_eq!(sent(&mut queues[optimistic as usize]), [Msg::Choke]);
+        assert_eq!(sent(&mut queues[other]), [Msg::Unchoke]);
+        assert!(queues[..4].iter_mut().all(|q| sent(q).is_empty()));
+
+        // A new round by rate: peer 5 (now 1000) is among the four, peer 3 (now 0) is not.
+        for (id, rate) in [(0, 600), (1, 500), (2, 400), (3, 0), (4, 0), (5, 1000)] {
+            swarm.peers.get_mut(&id).expect("peer").got = rate;
+        }
+        swarm.rechoke();
+        let regular: BTreeSet<u64> = swarm.regular.iter().copied().collect();
+        assert_eq!(regular, BTreeSet::from([0, 1, 2, 5]));
+        let optimistic = swarm.optimistic.expect("optimistic");
+        assert!(optimistic == 3 || optimistic == 4, "{optimistic}");
+    }
+
+    #[test]
+    fn never_unchokes_unchokes_no_one() {
+        let (mut swarm, mut queues) = swarm_with(
+            &[(100, true), (0, true)],
+            Faults::parse("never-unchokes", super::super::FAULTS).expect("fault"),
+        );
+        swarm.rechoke();
+        swarm.rotate_optimistic();
+        assert!(queues.iter_mut().all(|q| sent(q).is_empty()));
+    }
+
+    #[test]
+    fn rejects_bad_bitfields_and_out_of_range_messages() {
+        let (mut swarm, _queues) = swarm_with(&[(0, false), (0, false), (0, false), (0, false), (0, false)], Faults::default());
+        // 4 pieces: one byte, the low four bits spare.
+        assert!(swarm.on_message(0, Msg::Bitfield(vec![0xf1])).is_err());
+        assert!(swarm.on_message(1, Msg::Bitfield(vec![0xf0, 0])).is_err());
+        assert!(swarm.on_message(2, Msg::Have(4)).is_err());
+        assert!(swarm.on_message(3, Msg::Have(1)).is_ok());
+        assert!(swarm.on_message(3, Msg::Bitfield(vec![0xf0])).is_err(), "a bitfield after a have");
+        assert!(swarm
+            .on_message(
+                4,
+                Msg::Request {
+                    index: 0,
+                    begin: 0,
+                    length: 32768
+                }
+            )
+            .is_err());
+        assert!(swarm
+            .on_message(
+                4,
+                Msg::Request {
+                    index: 3,
+                    begin: 16000,
+                    length: 1000
+                }
+            )
+            .is_err());
+        assert!(swarm
+            .on_message(
+                4,
+                Msg::Piece {
+                    index: 9,
+                    begin: 0,
+                    data: vec![0; 16384]
+                }
+            )
+            .is_err());
+        assert!(swarm
+            .on_message(
+                4,
+                Msg::Piece {
+                    index: 0,
+                    begin: 0,
+                    data: vec![0; 100]
+                }
+            )
+            .is_err());
+        assert!(
+            swarm
+                .on_message(
+                    4,
+                    Msg::Request {
+                        index: 0,
+                        begin: 0,
+                        length: 16384
+                    }
+                )
+                .is_ok(),
+            "choked: ignored"
+        );
     }
 }
