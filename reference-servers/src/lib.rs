@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 mod bittorrent;
+mod bt_client;
 mod faults;
 mod ftp;
 mod ftp_client;
@@ -178,6 +179,10 @@ const CLIENTS: &[(&str, &str)] = &[
         http2_client::NAME,
         "HTTP/2 client (RFC 9113, h2c prior knowledge): get PATH LOCAL [PATH LOCAL ...] | post PATH FILE LOCAL, concurrent streams; exit 1 unless every response is 2xx",
     ),
+    (
+        bt_client::NAME,
+        "BitTorrent client (BEP 3): TORRENT OUTDIR [--rechoke S] [--optimistic S]; rarest first, tit-for-tat, SHA-1 checked; exit 0 once the file is written",
+    ),
 ];
 
 /// (name, one-line description) of every server.
@@ -237,6 +242,7 @@ pub async fn run_client(
         smtp_client::NAME => smtp_client::run(server, opts, out).await,
         ftp_client::NAME => ftp_client::run(server, opts, args, out).await,
         http2_client::NAME => http2_client::run(server, opts, args, out).await,
+        bt_client::NAME => bt_client::run(server, opts, args, out).await,
         _ => Err(Error::UnknownClient {
             name: name.to_owned(),
             known: names(CLIENTS),

@@ -94,7 +94,7 @@ async fn registry_lists_everything() {
         ]
     );
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["udp-pinger", "smtp-client", "ftp-client", "http2-client"]);
+    assert_eq!(names, ["udp-pinger", "smtp-client", "ftp-client", "http2-client", "bt-client"]);
     let zones = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/dns");
     // HTTP/3 is always TLS: a self-signed certificate for it.
     let dir = tempfile::tempdir().unwrap();
