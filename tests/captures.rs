@@ -210,7 +210,8 @@ fn bittorrent_handshake_is_framed_as_the_peer_wire_on_any_port() {
     assert_eq!((peer.server.port(), peer.protocol.as_str()), (26001, "bittorrent"));
     let t = peer.transcript();
     assert!(
-        t.contains("C→S handshake info_hash aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa peer_id \"\\xbb\\xbb") && t.contains("reserved 0000000000100005"),
+        t.contains("C→S handshake info_hash aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa peer_id \"\\xbb\\xbb")
+            && t.contains("reserved 0000000000100005"),
         "{t}"
     );
     // The other connection is BitTorrent Sync's own handshake ("BSYNC\0"), not the peer wire.
@@ -295,7 +296,11 @@ fn bittorrent_conversation_is_decoded_message_by_message_and_judged() {
     let cap = decode_bytes(peer_wire(0x22).bytes()).unwrap();
     let checked = capture::check::check(&cap, capture::check::Side::Server);
     assert!(checked[0].failed(), "{:?}", checked[0].violations);
-    assert!(checked[0].violations[0].text.contains("sever the connection"), "{:?}", checked[0].violations);
+    assert!(
+        checked[0].violations[0].text.contains("sever the connection"),
+        "{:?}",
+        checked[0].violations
+    );
 }
 
 #[test]

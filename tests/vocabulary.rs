@@ -73,6 +73,11 @@ async fn http2_frames_pass_and_fail_as_tagged() {
     run_tagged("tests/suites/http2-vocabulary.yaml").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bittorrent_peer_wire_steps_pass_and_fail_as_tagged() {
+    run_tagged("tests/suites/bittorrent-vocabulary.yaml").await;
+}
+
 /// A structured HTTP/2 send keeps RFC 9113 §8.2 unless the step says it breaks it on purpose.
 #[test]
 fn an_http2_field_the_rfc_forbids_is_a_load_error_unless_invalid() {

@@ -223,6 +223,12 @@ impl PeerMessage {
     }
 }
 
+/// `name` with its indefinite article: "an unchoke", "a have".
+pub fn a(name: &str) -> String {
+    let vowel = name.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {name}", if vowel { "an" } else { "a" })
+}
+
 /// A peer id (or any 20 bytes) for transcripts: quoted, printable ASCII as it is and every other
 /// byte as `\xHH`, so nothing is lost.
 pub fn quote_id(b: &[u8]) -> String {
@@ -291,11 +297,9 @@ pub fn render(m: &PeerMessage) -> String {
         PeerMessage::Request(b) | PeerMessage::Cancel(b) | PeerMessage::Reject(b) => {
             format!("{} {} begin {} len {}", m.name(), b.index, b.begin, b.length)
         }
-        PeerMessage::Piece { index, begin, data } => format!(
-            "piece {index} begin {begin} len {} (sha256 {})",
-            data.len(),
-            short_hash(data)
-        ),
+        PeerMessage::Piece { index, begin, data } => {
+            format!("piece {index} begin {begin} len {} (sha256 {})", data.len(), short_hash(data))
+        }
         PeerMessage::Port(p) => format!("port {p}"),
         PeerMessage::Extended { id: 0, payload } => {
             let decoded = match bencode::decode(payload) {
@@ -335,6 +339,8 @@ pub struct PeerCodec {
     /// The first message after the handshake that is neither a keep-alive, a DHT port nor an
     /// extended message, once one came: a bitfield after it is out of place.
     first: Option<&'static str>,
+    /// The capture began after the connection did: what came first is unknown, and not judged.
+    late: bool,
 }
 
 impl Default for PeerCodec {
@@ -349,6 +355,7 @@ impl PeerCodec {
         PeerCodec {
             state: State::Handshake,
             first: None,
+            late: false,
         }
     }
 
@@ -413,7 +420,9 @@ impl PeerCodec {
         }
         if buf.len() < 4 + len {
             if eof {
-                let what = buf.get(4).map_or("a message".to_string(), |&i| format!("a {} message", id_name(i)));
+                let what = buf
+                    .get(4)
+                    .map_or("a message".to_string(), |&i| format!("{} message", a(id_name(i))));
                 return Err(CodecError {
                     offset: buf.len(),
                     reason: format!("the connection closed after {} of the {len} bytes of {what}", buf.len() - 4),
@@ -423,9 +432,9 @@ impl PeerCodec {
         }
         let mut findings = Vec::new();
         let m = parse(&buf[4..4 + len], &mut findings);
-        if m.announces() {
+        if m.announces() && !self.late {
             if let Some(first) = self.first {
-                announced_late(&m, first, &mut findings);
+                out_of_place(&m, first, &mut findings);
             }
         }
         if self.first.is_none() && !m.before_announcement() {
@@ -561,12 +570,15 @@ fn parse(body: &[u8], out: &mut Vec<Finding>) -> PeerMessage {
             out,
             rule,
             format!(
-                "a {} message with {}, not {len}: {says}",
-                id_name(mid),
+                "{} message with {}, not {len}: {says}",
+                a(id_name(mid)),
                 plural(p.len(), "payload byte"),
             ),
         );
-        return PeerMessage::Malformed { id: mid, payload: p.to_vec() };
+        return PeerMessage::Malformed {
+            id: mid,
+            payload: p.to_vec(),
+        };
     }
     match mid {
         id::CHOKE => PeerMessage::Choke,
@@ -603,7 +615,10 @@ fn parse(body: &[u8], out: &mut Vec<Finding>) -> PeerMessage {
                     plural(p.len(), "payload byte")
                 ),
             );
-            PeerMessage::Malformed { id: mid, payload: p.to_vec() }
+            PeerMessage::Malformed {
+                id: mid,
+                payload: p.to_vec(),
+            }
         }
         id::PIECE => PeerMessage::Piece {
             index: be32(&p[0..4]),
@@ -641,35 +656,38 @@ fn parse(body: &[u8], out: &mut Vec<Finding>) -> PeerMessage {
                 }
             }
             None => {
-                must(
-                    out,
-                    "BEP 10",
-                    "an extended message without its extended message id byte".into(),
-                );
+                must(out, "BEP 10", "an extended message without its extended message id byte".into());
                 PeerMessage::Malformed {
                     id: mid,
                     payload: Vec::new(),
                 }
             }
         },
-        _ => PeerMessage::Unknown { id: mid, payload: p.to_vec() },
+        _ => PeerMessage::Unknown {
+            id: mid,
+            payload: p.to_vec(),
+        },
     }
 }
 
 /// The findings for a bitfield, have all or have none after `first`, another message.
-fn announced_late(m: &PeerMessage, first: &str, out: &mut Vec<Finding>) {
+fn out_of_place(m: &PeerMessage, first: &str, out: &mut Vec<Finding>) {
     match m {
         PeerMessage::Bitfield(_) => must(
             out,
             "BEP 3",
-            format!("a bitfield after a {first} message: \"'bitfield' is only ever sent as the first message.\""),
+            format!(
+                "a bitfield after {} message: \"'bitfield' is only ever sent as the first message.\"",
+                a(first)
+            ),
         ),
         _ => must(
             out,
             "BEP 6",
             format!(
-                "a {} after a {first} message: it takes the bitfield's place, right after the handshake, and only there",
-                m.name()
+                "{} after {} message: it takes the bitfield's place, right after the handshake, and only there",
+                a(m.name()),
+                a(first)
             ),
         ),
     }
@@ -687,9 +705,9 @@ impl Codec for PeerCodec {
     }
 
     fn joined_late(&mut self) {
-        // The handshake and the first messages went before the capture began.
+        // The handshake, and maybe more, went before the capture began.
         self.state = State::Messages;
-        self.first = Some("earlier");
+        self.late = true;
     }
 }
 
@@ -762,9 +780,18 @@ mod tests {
             (msg(2, b""), "interested"),
             (msg(3, b""), "not interested"),
             (msg(4, &3u32.to_be_bytes()), "have 3"),
-            (msg(6, &[0, 0, 0, 3, 0, 0, 0x40, 0, 0, 0, 0x40, 0]), "request 3 begin 16384 len 16384"),
-            (msg(7, &[0, 0, 0, 3, 0, 0, 0x40, 0, b'a', b'b', b'c']), "piece 3 begin 16384 len 3 (sha256 ba7816bf…)"),
-            (msg(8, &[0, 0, 0, 3, 0, 0, 0x40, 0, 0, 0, 0x40, 0]), "cancel 3 begin 16384 len 16384"),
+            (
+                msg(6, &[0, 0, 0, 3, 0, 0, 0x40, 0, 0, 0, 0x40, 0]),
+                "request 3 begin 16384 len 16384",
+            ),
+            (
+                msg(7, &[0, 0, 0, 3, 0, 0, 0x40, 0, b'a', b'b', b'c']),
+                "piece 3 begin 16384 len 3 (sha256 ba7816bf…)",
+            ),
+            (
+                msg(8, &[0, 0, 0, 3, 0, 0, 0x40, 0, 0, 0, 0x40, 0]),
+                "cancel 3 begin 16384 len 16384",
+            ),
             (msg(9, &6881u16.to_be_bytes()), "port 6881"),
             (msg(13, &2u32.to_be_bytes()), "suggest 2"),
             (msg(14, b""), "have all"),
@@ -798,7 +825,11 @@ mod tests {
         h[56] = 0xfe;
         h[57] = b'"';
         let (ms, _) = frames(&h);
-        assert!(ms[0].summary.contains("peer_id \"-WC0001-\\xfe\\\"cdefghijkl\""), "{}", ms[0].summary);
+        assert!(
+            ms[0].summary.contains("peer_id \"-WC0001-\\xfe\\\"cdefghijkl\""),
+            "{}",
+            ms[0].summary
+        );
     }
 
     #[test]
@@ -828,7 +859,11 @@ mod tests {
         let b = [ext, 0u32.to_be_bytes().to_vec(), msg(9, &[0x1a, 0xe1]), msg(5, &[0xf8])].concat();
         let (ms, _) = frames(&after_handshake(&b));
         assert_eq!(ms.len(), 5);
-        assert!(ms.iter().all(|m| m.findings.is_empty()), "{:?}", ms.iter().map(|m| &m.findings).collect::<Vec<_>>());
+        assert!(
+            ms.iter().all(|m| m.findings.is_empty()),
+            "{:?}",
+            ms.iter().map(|m| &m.findings).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -836,8 +871,14 @@ mod tests {
         let b = [msg(4, &[0, 0, 0, 1]), msg(5, &[0xf8])].concat();
         let (ms, _) = frames(&after_handshake(&b));
         assert_eq!(rules(&ms[2].findings), [("BEP 3", Level::Must)]);
-        assert!(ms[2].findings[0].text.contains("after a have message"), "{}", ms[2].findings[0].text);
-        assert!(ms[2].findings[0].text.contains("'bitfield' is only ever sent as the first message."));
+        assert!(
+            ms[2].findings[0].text.contains("after a have message"),
+            "{}",
+            ms[2].findings[0].text
+        );
+        assert!(ms[2].findings[0]
+            .text
+            .contains("'bitfield' is only ever sent as the first message."));
         let b = [msg(5, &[0xf8]), msg(14, b"")].concat();
         let (ms, _) = frames(&after_handshake(&b));
         assert_eq!(rules(&ms[2].findings), [("BEP 6", Level::Must)]);
@@ -858,7 +899,11 @@ mod tests {
             (msg(16, &[0; 4]), "BEP 6", "reject (malformed) 4 bytes"),
             (msg(20, b""), "BEP 10", "extended (malformed) 0 bytes"),
             (msg(20, b"\x00i1e"), "BEP 10", "extended 0 (handshake) 3 bytes 1"),
-            (msg(20, b"\x00d1:"), "BEP 10", "extended 0 (handshake) 3 bytes (not bencode: bencode cut short)"),
+            (
+                msg(20, b"\x00d1:"),
+                "BEP 10",
+                "extended 0 (handshake) 3 bytes (not bencode: bencode cut short)",
+            ),
         ];
         for (bytes, rule, line) in cases {
             let (got, _, findings) = one(&bytes);
@@ -867,7 +912,11 @@ mod tests {
         }
         let (_, m, findings) = one(&msg(4, &[0, 0, 1]));
         assert!(matches!(m, PeerMessage::Malformed { id: 4, .. }));
-        assert!(findings[0].text.contains("a have message with 3 payload bytes, not 4"), "{}", findings[0].text);
+        assert!(
+            findings[0].text.contains("a have message with 3 payload bytes, not 4"),
+            "{}",
+            findings[0].text
+        );
     }
 
     #[test]
@@ -915,10 +964,14 @@ mod tests {
     fn parses_an_encrypted_stream_as_opaque_data() {
         let random: Vec<u8> = (0..96u32).map(|i| (i * 151 + 7) as u8 | 0x80).collect();
         let mut c = PeerCodec::new();
-        let Ok(Frame::Message(m, used)) = c.decode(&random, false) else { panic!() };
+        let Ok(Frame::Message(m, used)) = c.decode(&random, false) else {
+            panic!()
+        };
         assert_eq!((m.summary.as_str(), used), ("encrypted or not BitTorrent: 96 bytes", 96));
         // What follows is opaque too, even a valid handshake: one message per chunk given.
-        let Ok(Frame::Message(m, used)) = c.decode(&wire(&handshake()), false) else { panic!() };
+        let Ok(Frame::Message(m, used)) = c.decode(&wire(&handshake()), false) else {
+            panic!()
+        };
         assert_eq!((m.summary.as_str(), used), ("encrypted or not BitTorrent: 68 bytes", 68));
         assert!(matches!(c.decode(b"", true), Ok(Frame::Incomplete)));
         // A first byte of 19 followed by a binary one is taken for encryption as well.
@@ -943,7 +996,11 @@ mod tests {
         for cut in 0..have.len() {
             assert!(matches!(c.decode(&have[..cut], false), Ok(Frame::Incomplete)), "{cut}");
         }
-        assert!(c.decode(&have[..6], true).unwrap_err().reason.contains("2 of the 5 bytes of a have message"));
+        assert!(c
+            .decode(&have[..6], true)
+            .unwrap_err()
+            .reason
+            .contains("2 of the 5 bytes of a have message"));
         assert!(matches!(c.decode(b"", true), Ok(Frame::Incomplete)));
         assert!(matches!(PeerCodec::new().decode(&[0], false), Ok(Frame::Incomplete)));
     }
@@ -1030,7 +1087,9 @@ mod tests {
         let mut c = PeerCodec::new();
         c.joined_late();
         let b = wire(&PeerMessage::Have(2));
-        let Ok(Frame::Message(m, used)) = c.decode(&b, false) else { panic!() };
+        let Ok(Frame::Message(m, used)) = c.decode(&b, false) else {
+            panic!()
+        };
         assert_eq!((m.summary.as_str(), used), ("have 2", 9));
     }
 

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::bencode;
-use super::codec::{Block, PeerMessage, PREFACE};
+use super::codec::{a, Block, PeerMessage, PREFACE};
 use super::metainfo::Metainfo;
 use crate::proto::steps::{apply_captures, mismatch};
 use crate::proto::{Message, Mismatch, RenderCx, Steps, StructuredExpect, StructuredSend};
@@ -144,7 +144,7 @@ fn torrent(n: &Node, cx: &mut LoadCx) -> Option<Torrent> {
     }
 }
 
-/// The torrent named by `key` in `f`, which the step needs.
+/// The torrent `f` names under `torrent:`, which the step needs: its absence is an error at `node`.
 fn required_torrent(node: &Node, f: &crate::syntax::Fields, cx: &mut LoadCx, example: &str) -> Option<Torrent> {
     match f.get("torrent") {
         Some(n) => torrent(n, cx),
@@ -175,7 +175,11 @@ fn content(n: &Node, t: &Torrent, cx: &mut LoadCx) -> Option<Content> {
     if bytes.len() as u64 != want {
         cx.err_help(
             n,
-            format!("{names} holds {} bytes; the files of {} are {want} bytes together", bytes.len(), t.path),
+            format!(
+                "{names} holds {} bytes; the files of {} are {want} bytes together",
+                bytes.len(),
+                t.path
+            ),
             "give the torrent's file; for a multi-file torrent its files in order: file: [multi/a.txt, multi/sub/b.bin]",
         );
         return None;
@@ -186,7 +190,10 @@ fn content(n: &Node, t: &Torrent, cx: &mut LoadCx) -> Option<Content> {
         if !ok {
             cx.err(
                 n,
-                format!("piece {i} of {names} does not have the SHA-1 {} gives it: these are not the torrent's bytes", t.path),
+                format!(
+                    "piece {i} of {names} does not have the SHA-1 {} gives it: these are not the torrent's bytes",
+                    t.path
+                ),
             );
             return None;
         }
@@ -226,7 +233,11 @@ fn hex_bytes(n: &Node, cx: &mut LoadCx, what: &str, len: Option<usize>) -> Optio
         Some(b) if len.is_none_or(|l| b.len() == l) => Some(b),
         _ => {
             let size = len.map_or(String::new(), |l| format!("{} ", l * 2));
-            cx.err_help(n, format!("{what} must be {size}hex digits, found '{s}'"), format!("e.g. {what}: \"{}\"", "00".repeat(len.unwrap_or(2))));
+            cx.err_help(
+                n,
+                format!("{what} must be {size}hex digits, found '{s}'"),
+                format!("e.g. {what}: \"{}\"", "00".repeat(len.unwrap_or(2))),
+            );
             None
         }
     }
@@ -553,7 +564,11 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
     )?;
     if key != "pieces" {
         if let Some(t) = f.get("torrent") {
-            cx.err_help(t, format!("torrent goes inside {key}: here"), format!("e.g. {key}: {{ torrent: ../fixtures/bittorrent/sample.torrent }}"));
+            cx.err_help(
+                t,
+                format!("torrent goes inside {key}: here"),
+                format!("e.g. {key}: {{ torrent: ../fixtures/bittorrent/sample.torrent }}"),
+            );
             return None;
         }
     }
@@ -590,11 +605,21 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
                 );
                 return None;
             }
-            ExpectKind::PiecesAll(required_torrent(node, &f, cx, "e.g. expect: { pieces: all, torrent: ../fixtures/bittorrent/sample.torrent }")?)
+            ExpectKind::PiecesAll(required_torrent(
+                node,
+                &f,
+                cx,
+                "e.g. expect: { pieces: all, torrent: ../fixtures/bittorrent/sample.torrent }",
+            )?)
         }
         "bitfield" => {
             let bf = cx.fields(v, &["torrent"], "a bitfield expectation")?;
-            ExpectKind::Bitfield(required_torrent(v, &bf, cx, "e.g. bitfield: { torrent: ../fixtures/bittorrent/sample.torrent }")?)
+            ExpectKind::Bitfield(required_torrent(
+                v,
+                &bf,
+                cx,
+                "e.g. bitfield: { torrent: ../fixtures/bittorrent/sample.torrent }",
+            )?)
         }
         "message" => {
             let s = cx.string(v, "message")?;
@@ -602,7 +627,11 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
             match KINDS.iter().find(|k| **k == n) {
                 Some(k) => ExpectKind::Message(k),
                 None => {
-                    cx.err_help(v, format!("'{s}' is not a peer wire message"), format!("one of {}", KINDS.join(", ")));
+                    cx.err_help(
+                        v,
+                        format!("'{s}' is not a peer wire message"),
+                        format!("one of {}", KINDS.join(", ")),
+                    );
                     return None;
                 }
             }
@@ -635,7 +664,11 @@ fn parse_piece_want(v: &Node, cx: &mut LoadCx) -> Option<PieceWant> {
                 return None;
             }
             let Data::Seq(items) = &list.data else {
-                cx.err_help(list, "any_of is a list of blocks", "e.g. any_of: [{ index: 0, begin: 0, length: 16384 }, { index: 1, begin: 0, length: 16384 }]");
+                cx.err_help(
+                    list,
+                    "any_of is a list of blocks",
+                    "e.g. any_of: [{ index: 0, begin: 0, length: 16384 }, { index: 1, begin: 0, length: 16384 }]",
+                );
                 return None;
             };
             for i in items {
@@ -719,7 +752,11 @@ fn ranges(pieces: &[u32]) -> String {
             i += 1;
             end = pieces[i];
         }
-        out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
         i += 1;
     }
     let mut s = out.join(", ");
@@ -803,15 +840,22 @@ impl PieceWant {
             }
             PeerMessage::Reject(b) => {
                 return Err(mismatch(
-                    format!("the peer rejected the request for {} (BEP 6): it will not send it", self.describe_block(b)),
+                    format!(
+                        "the peer rejected the request for {} (BEP 6): it will not send it",
+                        self.describe_block(b)
+                    ),
                     want,
                     msg,
                 ))
             }
-            other => return Err(mismatch(format!("a {} message, not a piece", other.name()), want, msg)),
+            other => return Err(mismatch(format!("{} message, not a piece", a(other.name())), want, msg)),
         };
         let Some((b, loc)) = self.blocks.iter().find(|(b, _)| b.index == index && b.begin == begin) else {
-            let listed: Vec<String> = self.blocks.iter().map(|(b, _)| format!("piece {} begin {}", b.index, b.begin)).collect();
+            let listed: Vec<String> = self
+                .blocks
+                .iter()
+                .map(|(b, _)| format!("piece {} begin {}", b.index, b.begin))
+                .collect();
             let mut why = format!("piece {index} begin {begin}, not {}", listed.join(" or "));
             let same = self.blocks.iter().find(|(b, _)| self.bytes(b) == Some(data));
             if let Some((b, _)) = same {
@@ -903,7 +947,7 @@ fn hex_of(f: Field, m: &PeerMessage) -> Option<String> {
 impl BtExpect {
     fn judge(&self, m: &PeerMessage, msg: &Message) -> Result<(), Mismatch> {
         let want = self.describe();
-        let not = |what: &str| mismatch(format!("a {} message, not {what}", m.name()), want.clone(), msg);
+        let not = |what: &str| mismatch(format!("{} message, not {what}", a(m.name())), want.clone(), msg);
         match &self.kind {
             ExpectKind::Handshake { info_hash, from } => match m {
                 PeerMessage::Handshake { info_hash: got, .. } if got == info_hash => Ok(()),
@@ -985,7 +1029,13 @@ impl StructuredExpect for BtExpect {
         for (var, f) in &self.fields {
             match hex_of(*f, m) {
                 Some(v) => out.push((var.clone(), v)),
-                None => return Err(mismatch(format!("nothing to capture into '{var}': not a handshake"), self.describe(), msg)),
+                None => {
+                    return Err(mismatch(
+                        format!("nothing to capture into '{var}': not a handshake"),
+                        self.describe(),
+                        msg,
+                    ))
+                }
             }
         }
         out.extend(apply_captures(&self.regexes, msg, self.describe())?);
@@ -997,20 +1047,23 @@ impl StructuredExpect for BtExpect {
     }
 
     fn captures(&self) -> Vec<String> {
-        self.fields.iter().map(|(v, _)| v.clone()).chain(self.regexes.iter().map(|(v, _)| v.clone())).collect()
+        self.fields
+            .iter()
+            .map(|(v, _)| v.clone())
+            .chain(self.regexes.iter().map(|(v, _)| v.clone()))
+            .collect()
     }
 
     fn describe(&self) -> String {
         match &self.kind {
             ExpectKind::Handshake { info_hash, from } => format!("a handshake with info_hash {}{from}", bencode::hex(info_hash)),
-            ExpectKind::PiecesAll(t) => format!(
-                "a bitfield with all {} pieces of {} (or have all)",
-                t.meta.piece_count(),
-                t.path
-            ),
+            ExpectKind::PiecesAll(t) => format!("a bitfield with all {} pieces of {} (or have all)", t.meta.piece_count(), t.path),
             ExpectKind::Bitfield(t) => format!(
-                "a bitfield of {} bytes for the {} pieces of {}, spare bits zero",
-                (t.meta.piece_count() as usize).div_ceil(8),
+                "a bitfield of {} for the {} pieces of {}, spare bits zero",
+                match (t.meta.piece_count() as usize).div_ceil(8) {
+                    1 => "1 byte".to_string(),
+                    n => format!("{n} bytes"),
+                },
                 t.meta.piece_count(),
                 t.path
             ),
@@ -1071,7 +1124,10 @@ mod tests {
     }
 
     fn hash() -> [u8; 20] {
-        bencode::unhex("978d8983bd506915a578f583b1e9a3ff32c1c7b2").unwrap().try_into().unwrap()
+        bencode::unhex("978d8983bd506915a578f583b1e9a3ff32c1c7b2")
+            .unwrap()
+            .try_into()
+            .unwrap()
     }
 
     /// The message `m` as the codec frames it (after a handshake, so order findings stay out).
@@ -1088,11 +1144,15 @@ mod tests {
             _ => None,
         };
         if let Some(bytes) = first {
-            let Ok(Frame::Message(got, _)) = c.decode(&bytes, false) else { panic!() };
+            let Ok(Frame::Message(got, _)) = c.decode(&bytes, false) else {
+                panic!()
+            };
             return got;
         }
         c.decode(&h, false).unwrap();
-        let Ok(Frame::Message(got, _)) = c.decode(&wire(m), false) else { panic!() };
+        let Ok(Frame::Message(got, _)) = c.decode(&wire(m), false) else {
+            panic!()
+        };
         got
     }
 
@@ -1123,7 +1183,11 @@ mod tests {
         let b = render("handshake: { info_hash: 978d8983bd506915a578f583b1e9a3ff32c1c7b2, peer_id: \"-WC0001-abcdefghijkl\", reserved: \"0000000000100005\" }");
         assert_eq!(&b[20..28], &[0, 0, 0, 0, 0, 0x10, 0, 5]);
         assert_eq!(&b[48..], b"-WC0001-abcdefghijkl");
-        let b = render(&format!("handshake: {{ info_hash: {}, peer_id: \"{}\" }}", bencode::hex(&hash()), "ab".repeat(20)));
+        let b = render(&format!(
+            "handshake: {{ info_hash: {}, peer_id: \"{}\" }}",
+            bencode::hex(&hash()),
+            "ab".repeat(20)
+        ));
         assert_eq!(&b[48..], &[0xab; 20]);
     }
 
@@ -1149,7 +1213,9 @@ mod tests {
 
     #[test]
     fn sends_a_piece_with_the_files_bytes() {
-        let b = render(&format!("piece: {{ index: 4, begin: 16384, length: 2544, torrent: {T}, file: {F} }}"));
+        let b = render(&format!(
+            "piece: {{ index: 4, begin: 16384, length: 2544, torrent: {T}, file: {F} }}"
+        ));
         assert_eq!(&b[..13], [0, 0, 0x09, 0xf9, 7, 0, 0, 0, 4, 0, 0, 0x40, 0]);
         assert_eq!(&b[13..], &sample()[4 * 32768 + 16384..]);
     }
@@ -1167,9 +1233,14 @@ mod tests {
         assert!(err("bitfield: \"10x\"").contains("not a string of bits"));
         assert!(err("request: { index: 0, begin: 0 }").contains("needs length"));
         assert!(err(&format!("piece: {{ index: 5, begin: 0, length: 1, torrent: {T}, file: {F} }}")).contains("past the last"));
-        assert!(err(&format!("piece: {{ index: 4, begin: 16384, length: 16384, torrent: {T}, file: {F} }}")).contains("past the end of piece 4"));
-        assert!(err(&format!("piece: {{ index: 0, begin: 0, length: 1, torrent: {T}, file: ../fixtures/bittorrent/swarm.bin }}"))
-            .contains("holds 1048576 bytes"));
+        assert!(err(&format!(
+            "piece: {{ index: 4, begin: 16384, length: 16384, torrent: {T}, file: {F} }}"
+        ))
+        .contains("past the end of piece 4"));
+        assert!(err(&format!(
+            "piece: {{ index: 0, begin: 0, length: 1, torrent: {T}, file: ../fixtures/bittorrent/swarm.bin }}"
+        ))
+        .contains("holds 1048576 bytes"));
         assert!(err("port: 70000").contains("0 to 65535"));
         assert!(err("have: 1\nport: 2").contains("a send is one message"));
         let e = err("raw_message: { payload: \"00\" }");
@@ -1183,10 +1254,17 @@ mod tests {
             info_hash: hash(),
             peer_id: *b"-XX0001-abcdefghijkl",
         };
-        let got = judge(&format!("handshake: {{ torrent: {T} }}\ncapture: {{ pid: peer_id, reserved: bits }}"), &h).unwrap();
+        let got = judge(
+            &format!("handshake: {{ torrent: {T} }}\ncapture: {{ pid: peer_id, reserved: bits }}"),
+            &h,
+        )
+        .unwrap();
         assert_eq!(
             got,
-            [("pid".to_string(), "-XX0001-abcdefghijkl".to_string()), ("bits".into(), "0000000000100005".into())]
+            [
+                ("pid".to_string(), "-XX0001-abcdefghijkl".to_string()),
+                ("bits".into(), "0000000000100005".into())
+            ]
         );
         let other = PeerMessage::Handshake {
             reserved: [0; 8],
@@ -1195,11 +1273,21 @@ mod tests {
         };
         let e = judge(&format!("handshake: {{ torrent: {T} }}"), &other).unwrap_err();
         assert!(e.contains("info-hash is 0101") && e.contains("sever the connection"), "{e}");
-        let got = judge("handshake: { info_hash: 0101010101010101010101010101010101010101 }\ncapture: { id: peer_id }", &other).unwrap();
+        let got = judge(
+            "handshake: { info_hash: 0101010101010101010101010101010101010101 }\ncapture: { id: peer_id }",
+            &other,
+        )
+        .unwrap();
         assert_eq!(got[0].1, "ff".repeat(20));
-        assert!(judge(&format!("handshake: {{ torrent: {T} }}"), &PeerMessage::Opaque(96)).unwrap_err().contains("encrypted"));
-        assert!(expect(&STEPS, "message: choke\ncapture: { id: peer_id }").unwrap_err().contains("handshake's fields"));
-        assert!(expect(&STEPS, "message: choke\ncapture: { id: nogroup }").unwrap_err().contains("regex with a group"));
+        assert!(judge(&format!("handshake: {{ torrent: {T} }}"), &PeerMessage::Opaque(96))
+            .unwrap_err()
+            .contains("encrypted"));
+        assert!(expect(&STEPS, "message: choke\ncapture: { id: peer_id }")
+            .unwrap_err()
+            .contains("handshake's fields"));
+        assert!(expect(&STEPS, "message: choke\ncapture: { id: nogroup }")
+            .unwrap_err()
+            .contains("regex with a group"));
     }
 
     #[test]
@@ -1210,11 +1298,17 @@ mod tests {
         let e = judge(&all, &PeerMessage::Bitfield(vec![0xe8])).unwrap_err();
         assert_eq!(e, "the bitfield lacks pieces 3 of the 5");
         let e = judge(&all, &PeerMessage::Bitfield(vec![0xfc])).unwrap_err();
-        assert!(e.contains("Spare bits at the end are set to zero.") && e.contains("11111100"), "{e}");
+        assert!(
+            e.contains("Spare bits at the end are set to zero.") && e.contains("11111100"),
+            "{e}"
+        );
         let e = judge(&all, &PeerMessage::Bitfield(vec![0xf8, 0])).unwrap_err();
         assert!(e.contains("2 bytes; 5 pieces take 1"), "{e}");
         let e = judge(&all, &PeerMessage::Have(2)).unwrap_err();
-        assert!(e.contains("pieces 0-1, 3-4 are missing") && e.contains("expect: { have: N }"), "{e}");
+        assert!(
+            e.contains("pieces 0-1, 3-4 are missing") && e.contains("expect: { have: N }"),
+            "{e}"
+        );
         assert!(judge(&all, &PeerMessage::HaveNone).unwrap_err().contains("none of the 5"));
         assert!(skips(&all, &PeerMessage::Unchoke));
         assert!(!skips(&all, &PeerMessage::Have(1)));
@@ -1227,19 +1321,28 @@ mod tests {
     fn expects_a_bitfield_of_the_right_length_with_spare_bits_zero() {
         let bf = format!("bitfield: {{ torrent: {T} }}");
         assert!(judge(&bf, &PeerMessage::Bitfield(vec![0x80])).is_ok());
-        assert!(judge(&bf, &PeerMessage::Bitfield(vec![0x84])).unwrap_err().contains("spare bits set"));
+        assert!(judge(&bf, &PeerMessage::Bitfield(vec![0x84]))
+            .unwrap_err()
+            .contains("spare bits set"));
         assert!(judge(&bf, &PeerMessage::HaveAll).unwrap_err().contains("fast extension"));
-        assert!(judge(&bf, &PeerMessage::Choke).unwrap_err().contains("a choke message, not a bitfield"));
+        assert!(judge(&bf, &PeerMessage::Choke)
+            .unwrap_err()
+            .contains("a choke message, not a bitfield"));
         assert!(skips(&bf, &PeerMessage::Have(1)));
         assert!(!skips(&bf, &PeerMessage::HaveAll));
-        assert!(expect(&STEPS, &format!("bitfield: {{ torrent: {T} }}\ntorrent: {T}")).unwrap_err().contains("torrent goes inside"));
+        assert!(expect(&STEPS, &format!("bitfield: {{ torrent: {T} }}\ntorrent: {T}"))
+            .unwrap_err()
+            .contains("torrent goes inside"));
     }
 
     #[test]
     fn expects_messages_by_name_reading_past_what_comes_any_time() {
         assert!(judge("message: unchoke", &PeerMessage::Unchoke).is_ok());
         assert!(judge("message: not_interested", &PeerMessage::NotInterested).is_ok());
-        assert_eq!(judge("message: unchoke", &PeerMessage::Choke).unwrap_err(), "a choke message, not unchoke");
+        assert_eq!(
+            judge("message: unchoke", &PeerMessage::Choke).unwrap_err(),
+            "a choke message, not unchoke"
+        );
         assert!(!skips("message: unchoke", &PeerMessage::Unchoke));
         assert!(!skips("message: have", &PeerMessage::Have(1)));
         for m in [
@@ -1270,14 +1373,23 @@ mod tests {
         let block = |i: usize, b: usize, l: usize| data[i * 32768 + b..i * 32768 + b + l].to_vec();
         assert!(judge(&want, &piece(1, 16384, &block(1, 16384, 16384))).is_ok());
         let e = judge(&want, &piece(1, 16384, &block(2, 16384, 16384))).unwrap_err();
-        assert!(e.contains("they are the bytes of piece 2 begin 16384 (an index off by one?)"), "{e}");
+        assert!(
+            e.contains("they are the bytes of piece 2 begin 16384 (an index off by one?)"),
+            "{e}"
+        );
         assert!(e.contains("differ, the first at offset 0"), "{e}");
         let mut corrupt = block(1, 16384, 16384);
         corrupt[100] ^= 0xff;
         let e = judge(&want, &piece(1, 16384, &corrupt)).unwrap_err();
-        assert!(e.contains("1 of 16384 bytes differ, the first at offset 100") && e.contains("no other block"), "{e}");
+        assert!(
+            e.contains("1 of 16384 bytes differ, the first at offset 100") && e.contains("no other block"),
+            "{e}"
+        );
         let e = judge(&want, &piece(2, 16384, &block(1, 16384, 16384))).unwrap_err();
-        assert!(e.contains("piece 2 begin 16384, not piece 1 begin 16384; its bytes are those of piece 1"), "{e}");
+        assert!(
+            e.contains("piece 2 begin 16384, not piece 1 begin 16384; its bytes are those of piece 1"),
+            "{e}"
+        );
         let e = judge(&want, &piece(1, 16384, &block(1, 16384, 100))).unwrap_err();
         assert_eq!(e, "the block is 100 bytes, not 16384 (the bytes they share are right)");
         assert_eq!(
@@ -1299,7 +1411,9 @@ mod tests {
         );
         assert!(judge(&any, &piece(4, 16384, &data[4 * 32768 + 16384..])).is_ok());
         assert!(judge(&any, &piece(0, 0, &block(0, 0, 16384))).is_ok());
-        assert!(judge(&any, &piece(1, 0, &block(0, 0, 16384))).unwrap_err().contains("not piece 0 begin 0 or piece 4 begin 16384"));
+        assert!(judge(&any, &piece(1, 0, &block(0, 0, 16384)))
+            .unwrap_err()
+            .contains("not piece 0 begin 0 or piece 4 begin 16384"));
     }
 
     #[test]
@@ -1310,7 +1424,10 @@ mod tests {
         assert!(err(&format!("piece: {{ any_of: [], torrent: {T}, file: {F} }}")).contains("at least one"));
         assert!(err(&format!("piece: {{ index: 0, any_of: [], torrent: {T}, file: {F} }}")).contains("either one block"));
         let multi = "../fixtures/bittorrent/multi.torrent";
-        assert!(err(&format!("piece: {{ index: 0, begin: 0, length: 1, torrent: {multi}, file: ../fixtures/bittorrent/multi/a.txt }}")).contains("holds"));
+        assert!(err(&format!(
+            "piece: {{ index: 0, begin: 0, length: 1, torrent: {multi}, file: ../fixtures/bittorrent/multi/a.txt }}"
+        ))
+        .contains("holds"));
         let ok = format!(
             "piece: {{ index: 0, begin: 0, length: 1, torrent: {multi}, file: [../fixtures/bittorrent/multi/a.txt, ../fixtures/bittorrent/multi/sub/b.bin] }}"
         );
