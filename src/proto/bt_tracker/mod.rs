@@ -31,6 +31,9 @@ impl Protocol for BtTracker {
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
     }
+    fn conversation_rules_from_middle(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
+        rules::from_middle(conv)
+    }
     /// As HTTP/1 (RFC 9112 §9.3): `Connection: close`, or HTTP/1.0 without keep-alive, which
     /// trackers often answer in.
     fn announces_close(&self, m: &Message) -> Option<&'static str> {

@@ -24,6 +24,16 @@ fn must(rule: &'static str, text: String) -> Finding {
 
 /// Findings over one tracker conversation, HTTP or UDP.
 pub fn conversation(conv: &[Exchange<'_>]) -> Vec<Finding> {
+    rules(conv, false)
+}
+
+/// The same over a TCP conversation whose start the capture missed: answers to requests sent
+/// before it are not held against the tracker.
+pub fn from_middle(conv: &[Exchange<'_>]) -> Vec<Finding> {
+    rules(conv, true)
+}
+
+fn rules(conv: &[Exchange<'_>], late: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     // HTTP: requests framed or not (a malformed one may still be answered), the announces and
     // scrapes among them, and the final responses.
@@ -63,7 +73,7 @@ pub fn conversation(conv: &[Exchange<'_>]) -> Vec<Finding> {
         }
     }
     let n = requests.len();
-    if finals.len() > n {
+    if finals.len() > n && !late {
         out.push(must(
             "RFC 9112 §9.3.2",
             format!("{} answers to {n} request(s): \"{}\" answers none", finals.len(), finals[n]),
@@ -181,6 +191,10 @@ mod tests {
         assert!(conversation(&[c2s, s2c, closed]).is_empty());
         let f = conversation(&[c2s, s2c, s2c]);
         assert_eq!(f[0].rule, "RFC 9112 §9.3.2");
+        assert!(
+            from_middle(&[s2c, c2s, s2c]).is_empty(),
+            "the first answers a request sent before the capture"
+        );
         let f = conversation(&[c2s, s2c, c2s, closed]);
         assert!(
             f[0].text

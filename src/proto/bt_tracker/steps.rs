@@ -369,7 +369,7 @@ fn torrent(node: &Node, cx: &mut LoadCx) -> Option<([u8; 20], u64)> {
     }
 }
 
-fn list<'a>(node: &'a Node) -> Vec<&'a Node> {
+fn list(node: &Node) -> Vec<&Node> {
     match &node.data {
         Data::Seq(items) => items.iter().collect(),
         Data::Null => Vec::new(),
@@ -450,11 +450,11 @@ pub fn parse_send(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredSend
         }
     }
     match (f.get("torrent"), f.get("info_hash"), &send.kind) {
-        (Some(t), Some(h), SendKind::Announce) => {
+        (Some(_), Some(h), SendKind::Announce) => {
             cx.err_help(
                 h,
                 "give torrent or info_hash, not both",
-                format!("the torrent's info-hash is sent ({})", t.loc.line),
+                "torrent: sends the torrent's info-hash, and its length as left",
             );
             return None;
         }
@@ -796,7 +796,15 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         Some(n) => Some(
             list(n)
                 .into_iter()
-                .map(|s| cx.number::<u16>(s, "status").filter(|c| (100..600).contains(c)))
+                .map(
+                    |s| match s.as_str().and_then(|t| t.parse::<u16>().ok()).filter(|c| (100..600).contains(c)) {
+                        Some(c) => Some(c),
+                        None => {
+                            cx.err_help(s, "a status is a code from 100 to 599", "e.g. status: 200, or status: [200, 400]");
+                            None
+                        }
+                    },
+                )
                 .collect::<Option<Vec<u16>>>()?,
         ),
         None => None,
@@ -1763,6 +1771,9 @@ mod tests {
         assert!(expect(&STEPS, "{ status: 200, capture: { x: nonsense } }")
             .unwrap_err()
             .contains("not a capture path"));
+        assert!(expect(&STEPS, "{ status: 700 }")
+            .unwrap_err()
+            .contains("a status is a code from 100 to 599"));
     }
 
     #[test]
