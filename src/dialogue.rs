@@ -642,6 +642,10 @@ pub fn normalize(text: &str) -> String {
                 "MTIME",
             ),
             (r"(?m)^213 \d{14}(\.\d+)?$", "213 MTIME"),
+            // BitTorrent peer ids end in random characters (Azureus style, -XX0000- first), and
+            // a UDP tracker's connection ids are random (BEP 15).
+            (r"-([A-Za-z]{2})(\d{4})-[0-9A-Za-z]{12}", "-$1$2-PEERIDPEERID"),
+            (r"\bcid 0x[0-9a-f]+", "cid CID"),
             // A listing's permission bits follow the checkout's umask, and a folder's size its
             // file system (4096 on ext4, other numbers on tmpfs or btrfs).
             (

@@ -363,6 +363,59 @@ async fn http3_cases_are_each_proven() {
     each_case_proven("http3", &refused, HTTP3_FAULTS, &[], &[]).await;
 }
 
+/// The reference BitTorrent tracker's faults (`reference-servers/src/bittorrent/tracker.rs`).
+const BT_TRACKER_FAULTS: &[&str] = &[
+    "no-failure-reason",
+    "wrong-torrent-peers",
+    "ignores-stopped",
+    "ignores-numwant",
+    "unsorted-keys",
+    "udp-wrong-transaction",
+    "port-little-endian",
+    "counts-nothing",
+    "no-param-check",
+];
+
+/// Every case of the `bt-tracker` suite fails a buggy sample or a fault of the reference tracker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bt_tracker_cases_are_each_proven() {
+    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
+    let refused = match reference_servers::start_server("bt-tracker", "127.0.0.1:0".parse().unwrap(), &opts).await {
+        Ok(_) => panic!("the bt-tracker reference took an unknown fault"),
+        Err(e) => e.to_string(),
+    };
+    each_case_proven("bt-tracker", &refused, BT_TRACKER_FAULTS, common::BT_TRACKER_BUGGY_SAMPLES, &[]).await;
+}
+
+/// The reference seeder's faults (`reference-servers/src/bittorrent/seeder.rs`).
+const BT_SEEDER_FAULTS: &[&str] = &[
+    "spare-bits-set",
+    "off-by-one-index",
+    "never-unchokes",
+    "truncates-big-requests",
+    "accepts-any-info-hash",
+    "corrupt-piece",
+    "no-range-check",
+    "no-bitfield",
+    "ignores-pstr",
+    "wrong-info-hash",
+    "closes-on-keepalive",
+];
+
+/// Every case of the `bt-peer` suite fails a buggy sample or a fault of the reference seeder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bt_peer_cases_are_each_proven() {
+    let torrent = common::root().join("fixtures/bittorrent/sample.torrent").display().to_string();
+    let opts = [("fault".to_owned(), "nosuch".to_owned()), ("torrent".to_owned(), torrent)]
+        .into_iter()
+        .collect();
+    let refused = match reference_servers::start_server("bt-seeder", "127.0.0.1:0".parse().unwrap(), &opts).await {
+        Ok(_) => panic!("the bt-seeder reference took an unknown fault"),
+        Err(e) => e.to_string(),
+    };
+    each_case_proven("bt-peer", &refused, BT_SEEDER_FAULTS, common::BT_SEEDER_BUGGY_SAMPLES, &[]).await;
+}
+
 /// Checks that `faults` is the list the reference's refusal (`refused`) names, that every case of
 /// `suite` is failed by a sample of `samples` or tagged `bug-<fault>`, and runs every fault at once:
 /// its cases pass the reference and fail it with the fault on.

@@ -797,3 +797,35 @@ fn the_threaded_textbook_server_passes_the_multithreaded_lab() {
     assert!(!cases_with(&report, "n/a").is_empty(), "{out}");
     assert!(cases_with(&report, "pass").iter().any(|c| c == "ten-clients"), "{out}");
 }
+
+fn bt_tracker(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{port}} fixtures/bittorrent")
+}
+
+#[test]
+fn bt_good_tracker_passes_every_case() {
+    check("bt-tracker", &bt_tracker("bt_tracker"), &[]);
+}
+
+#[test]
+fn bt_buggy_trackers_fail_their_cases() {
+    for (file, case) in common::BT_TRACKER_BUGGY_SAMPLES {
+        check_with("bt-tracker", &bt_tracker(file), &["--case", case], &[case]);
+    }
+}
+
+fn bt_seeder(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{port}} fixtures/bittorrent/sample.torrent fixtures/bittorrent")
+}
+
+#[test]
+fn bt_good_seeder_passes_every_case() {
+    check("bt-peer", &bt_seeder("bt_seeder"), &[]);
+}
+
+#[test]
+fn bt_buggy_seeders_fail_their_cases() {
+    for (file, case) in common::BT_SEEDER_BUGGY_SAMPLES {
+        check_with("bt-peer", &bt_seeder(file), &["--case", case], &[case]);
+    }
+}

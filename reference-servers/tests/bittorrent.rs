@@ -583,12 +583,11 @@ async fn fault_counts_nothing() {
 }
 
 #[tokio::test]
-async fn fault_compact_ignored_and_ip_from_param_ignored() {
-    let server = tracker("compact-ignored,ip-from-param-ignored").await;
-    bencoded(&server, &announce(SAMPLE, 1, 6001, "&ip=10.1.2.3")).await;
-    let answer = bencoded(&server, &announce(SAMPLE, 2, 6002, "&compact=1")).await;
-    assert!(matches!(field(&answer, "peers"), Some(Value::List(_))));
-    assert_eq!(peers(&answer), ["127.0.0.1:6001"]);
+async fn fault_no_param_check() {
+    let server = tracker("no-param-check").await;
+    let answer = bencoded(&server, "/announce?peer_id=-WC0001-000000000001&port=6001&left=1").await;
+    assert!(field(&answer, "failure reason").is_none(), "{answer:?}");
+    assert_eq!(peers(&answer), Vec::<String>::new());
 }
 
 // ------------------------------------------------------------------------------------------
@@ -872,13 +871,13 @@ async fn fault_never_unchokes() {
 }
 
 #[tokio::test]
-async fn fault_no_size_check() {
+async fn fault_truncates_big_requests() {
     let data = fixture("sample.bin");
-    let server = seeder("sample.torrent", "no-size-check").await;
+    let server = seeder("sample.torrent", "truncates-big-requests").await;
     let (mut peer, _) = Peer::connect(&server, &unhex(SAMPLE)).await;
     peer.unchoked().await;
     peer.send(&message(REQUEST, &[1, 0, 32768])).await;
-    assert_eq!(peer.piece().await, (1, 0, data[32768..65536].to_vec()));
+    assert_eq!(peer.piece().await, (1, 0, data[32768..32768 + 16384].to_vec()));
 }
 
 #[tokio::test]
@@ -935,6 +934,22 @@ async fn fault_closes_on_keepalive() {
     let (mut peer, _) = Peer::connect(&server, &unhex(SAMPLE)).await;
     peer.send(&[0, 0, 0, 0]).await;
     assert!(peer.closed().await);
+}
+
+#[tokio::test]
+async fn fault_ignores_pstr_and_wrong_info_hash() {
+    let server = seeder("sample.torrent", "ignores-pstr").await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut hello = handshake(&unhex(SAMPLE));
+    hello[19] = b'X';
+    stream.write_all(&hello).await.unwrap();
+    let mut theirs = [0u8; 68];
+    timeout(LIMIT, stream.read_exact(&mut theirs)).await.unwrap().unwrap();
+    assert_eq!(&theirs[..20], b"\x13BitTorrent protocol");
+    let server = seeder("sample.torrent", "wrong-info-hash").await;
+    let (_, theirs) = Peer::connect(&server, &unhex(SAMPLE)).await;
+    let reversed: Vec<u8> = unhex(SAMPLE).iter().rev().copied().collect();
+    assert_eq!(&theirs[28..48], reversed.as_slice());
 }
 
 impl Peer {

@@ -90,7 +90,9 @@ async fn registry_lists_everything() {
             "imap",
             "ftp",
             "dns",
-            "dns-resolver"
+            "dns-resolver",
+            "bt-tracker",
+            "bt-seeder"
         ]
     );
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
@@ -113,6 +115,7 @@ async fn registry_lists_everything() {
             "dns" => &[("zones", zones)],
             "dns-resolver" => &[("root", "127.0.0.1:9")],
             "http3" => &[("tls_cert", cert_path), ("tls_key", key_path)],
+            "bt-seeder" => &[("torrent", concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bittorrent/sample.torrent"))],
             _ => &[],
         };
         let server = start(name, needs).await;

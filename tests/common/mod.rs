@@ -9,6 +9,28 @@ use std::time::{Duration, Instant};
 
 /// The buggy FTP student samples (`fixtures/students/<sample>.py`) and the `ftp` case each must
 /// fail: these cases are proven by a sample, the others by a fault switch of the reference.
+/// Each buggy BitTorrent tracker sample and the `bt-tracker` case its docstring names.
+pub const BT_TRACKER_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("bt_tracker_all_peers", "peers-of-the-right-torrent"),
+    ("bt_tracker_no_failure", "unknown-torrent-failure"),
+    ("bt_tracker_keeps_stopped", "stopped-removes-peer"),
+    ("bt_tracker_ignores_numwant", "numwant-limits"),
+    ("bt_tracker_unsorted_keys", "response-canonical-bencode"),
+    ("bt_tracker_str_info_hash", "info-hash-percent-encoding"),
+    ("bt_tracker_port_little_endian", "peer-port-as-announced"),
+    ("bt_tracker_udp_transaction", "udp-connect"),
+];
+
+/// Each buggy BitTorrent seeder sample and the `bt-peer` case its docstring names.
+pub const BT_SEEDER_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("bt_seeder_spare_bits", "bitfield-spare-bits-zero"),
+    ("bt_seeder_off_by_one", "request-first-block"),
+    ("bt_seeder_never_unchokes", "unchoke-after-interested"),
+    ("bt_seeder_any_info_hash", "wrong-info-hash-dropped"),
+    ("bt_seeder_fixed_buffer", "request-over-16k"),
+    ("bt_seeder_single_recv", "handshake-in-pieces"),
+];
+
 pub const FTP_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("ftp_server_pasv_swapped", "pasv-reply-format"),
     ("ftp_server_list_on_control", "list-passive"),
@@ -283,9 +305,10 @@ pub fn exclusions(suite: &str, server: &str) -> Vec<Exclusion> {
             path.display(),
             n + 1
         );
+        // BitTorrent's specifications are BEPs, the IETF's RFCs.
         assert!(
-            reason.contains("RFC"),
-            "{}:{}: every exclusion gives the RFC reason the server may do what it does",
+            reason.contains("RFC") || reason.contains("BEP"),
+            "{}:{}: every exclusion gives the RFC (or BEP) reason the server may do what it does",
             path.display(),
             n + 1
         );

@@ -16,6 +16,7 @@
 mod bencode;
 mod metainfo;
 pub(crate) mod seeder;
+mod swarm;
 pub(crate) mod tracker;
 mod tracker_http;
 mod tracker_udp;

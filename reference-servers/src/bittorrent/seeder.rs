@@ -52,7 +52,7 @@ const PSTR: &[u8; 19] = b"BitTorrent protocol";
 const MAX_BLOCK: u32 = 16 << 10;
 /// The longest message read past; longer announced lengths close the connection.
 const MAX_MESSAGE: u32 = (1 << 20) + 13;
-/// The largest block served even with the `no-size-check` fault.
+/// The largest block taken even with the `truncates-big-requests` fault.
 const MAX_UNCHECKED_BLOCK: u32 = 1 << 20;
 /// The most data a torrent may hold: it is served from memory.
 const MAX_DATA: u64 = 256 << 20;
@@ -78,7 +78,8 @@ enum Fault {
     OffByOneIndex,
     /// `never-unchokes`: `interested` is never answered with `unchoke`.
     NeverUnchokes,
-    /// `no-size-check`: requests over 16 KiB are served (up to 1 MiB).
+    /// `truncates-big-requests`: a request over 16 KiB (up to 1 MiB) is not refused but answered
+    /// with its first 16 KiB, as a fixed-size buffer would.
     NoSizeCheck,
     /// `accepts-any-info-hash`: the handshake is answered whatever its info-hash, echoing it.
     AcceptsAnyInfoHash,
@@ -90,6 +91,10 @@ enum Fault {
     NoBitfield,
     /// `closes-on-keepalive`: a keep-alive closes the connection.
     ClosesOnKeepalive,
+    /// `ignores-pstr`: a handshake is answered whatever its first 20 bytes say.
+    IgnoresPstr,
+    /// `wrong-info-hash`: its own handshake carries the info-hash with its bytes reversed.
+    WrongInfoHash,
 }
 
 /// Each fault's name, as the `fault` option takes it.
@@ -97,11 +102,13 @@ const FAULTS: &[(&str, Fault)] = &[
     ("spare-bits-set", Fault::SpareBitsSet),
     ("off-by-one-index", Fault::OffByOneIndex),
     ("never-unchokes", Fault::NeverUnchokes),
-    ("no-size-check", Fault::NoSizeCheck),
+    ("truncates-big-requests", Fault::NoSizeCheck),
     ("accepts-any-info-hash", Fault::AcceptsAnyInfoHash),
     ("corrupt-piece", Fault::CorruptPiece),
     ("no-range-check", Fault::NoRangeCheck),
     ("no-bitfield", Fault::NoBitfield),
+    ("ignores-pstr", Fault::IgnoresPstr),
+    ("wrong-info-hash", Fault::WrongInfoHash),
     ("closes-on-keepalive", Fault::ClosesOnKeepalive),
 ];
 
@@ -367,7 +374,11 @@ impl Seeder {
         out.push(19);
         out.extend_from_slice(PSTR);
         out.extend_from_slice(&[0; 8]);
-        out.extend_from_slice(info_hash);
+        if self.has(Fault::WrongInfoHash) {
+            out.extend(info_hash.iter().rev());
+        } else {
+            out.extend_from_slice(info_hash);
+        }
         out.extend_from_slice(&self.peer_id);
         out
     }
@@ -408,7 +419,10 @@ impl Seeder {
 
     /// The piece message answering `block`: the torrent's bytes, zeros where the block leaves
     /// its piece (only a fault lets such a request through).
-    fn piece(&self, block: Block) -> Vec<u8> {
+    fn piece(&self, mut block: Block) -> Vec<u8> {
+        if self.has(Fault::NoSizeCheck) {
+            block.length = block.length.min(MAX_BLOCK);
+        }
         let length = block.length as usize;
         let mut out = Vec::with_capacity(13 + length);
         out.extend_from_slice(&(9 + block.length).to_be_bytes());
@@ -472,7 +486,7 @@ async fn serve_peer(mut stream: Stream, seeder: Arc<Seeder>) {
     if !matches!(timeout(HANDSHAKE_TIME, stream.read_exact(&mut theirs)).await, Ok(Ok(_))) {
         return;
     }
-    if theirs[0] != 19 || theirs[1..20] != PSTR[..] {
+    if (theirs[0] != 19 || theirs[1..20] != PSTR[..]) && !seeder.has(Fault::IgnoresPstr) {
         return;
     }
     let info_hash = &theirs[28..48];

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::bencode::{KeyOrder, Value};
-use super::tracker::{Announce, Event, Family, Fault, Id, Reply, Tracker};
+use super::swarm::{Announce, Event, Family, Fault, Id, Reply, Tracker};
 use crate::guard::{Goodbye, Reason, Stream};
 
 /// The largest request head read (request line and fields).
@@ -329,11 +329,18 @@ fn announce(query: &str, source: IpAddr, tracker: &Tracker) -> Vec<u8> {
     let params = params(query);
     let announce = match read_announce(&params, source) {
         Ok(announce) => announce,
+        Err(reason) if reason.contains("info_hash") && tracker.has(Fault::NoParamCheck) => {
+            return Value::dict([
+                ("interval", Value::Int(i64::from(tracker.interval()))),
+                ("peers", Value::bytes(&b""[..])),
+            ])
+            .encode(order(tracker))
+        }
         Err(reason) => return failure(&reason, tracker),
     };
     match tracker.announce(&announce) {
         Ok(reply) => {
-            let compact = first(&params, "compact") == Some(Some(&b"1"[..])) && !tracker.has(Fault::CompactIgnored);
+            let compact = first(&params, "compact") == Some(Some(&b"1"[..]));
             let with_ids = first(&params, "no_peer_id") != Some(Some(&b"1"[..]));
             announce_body(&reply, compact, with_ids, tracker).encode(order(tracker))
         }

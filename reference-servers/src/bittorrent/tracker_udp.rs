@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::tracker::{Announce, Event, Family, Fault, Id, Tracker};
+use super::swarm::{Announce, Event, Family, Fault, Id, Tracker};
 
 /// The largest datagram read; longer ones are cut to this (a scrape of 101 hashes fits).
 const MAX_DATAGRAM: usize = 2048;
@@ -231,7 +231,7 @@ fn scrape(tracker: &Tracker, bytes: &[u8], transaction: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bittorrent::tracker::Faults;
+    use crate::bittorrent::swarm::Faults;
 
     fn peer(last: u8) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, last], 6881))

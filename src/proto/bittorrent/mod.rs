@@ -1,13 +1,15 @@
 //! BitTorrent (BEP 3): the peer wire protocol over TCP, one message per handshake and per
 //! length-prefixed message; bencode and metainfo files, which the steps and the tracker share.
 
+pub mod actor;
 pub mod bencode;
 pub mod codec;
+pub mod judge;
 pub mod metainfo;
 pub mod rules;
 pub mod steps;
 
-use crate::proto::{Codec, Direction, Exchange, Finding, Message, Protocol, Steps, Transport};
+use crate::proto::{Codec, Direction, Exchange, Finding, Message, Protocol, Steps, SwarmEvent, Transport};
 pub use codec::{render, Block, PeerCodec, PeerMessage, PREFACE};
 
 /// The `bittorrent` protocol: the peer wire.
@@ -35,6 +37,17 @@ impl Protocol for BitTorrent {
     }
     fn preface(&self) -> Option<&'static [u8]> {
         Some(PREFACE)
+    }
+    fn actor(&self) -> Option<&'static crate::proto::actor::ActorKind> {
+        Some(&actor::ACTOR)
+    }
+    fn swarm_event(&self, m: &Message) -> Option<SwarmEvent> {
+        match m.detail.as_ref()?.downcast_ref::<PeerMessage>()? {
+            PeerMessage::Piece { index, .. } => Some(SwarmEvent::Block(*index)),
+            PeerMessage::Unchoke => Some(SwarmEvent::Unchoke),
+            PeerMessage::Choke => Some(SwarmEvent::Choke),
+            _ => None,
+        }
     }
     fn ports(&self) -> &'static [u16] {
         &[6881]

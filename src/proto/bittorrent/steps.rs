@@ -20,9 +20,14 @@
 //!   capture: { their_id: peer_id }                       # a handshake field (peer_id, info_hash, reserved); { peer_id: their_id } reads the same
 //! - expect: { pieces: all, torrent: ... }                # a bitfield with every piece (or have all)
 //! - expect: { bitfield: { torrent: ... } }               # a bitfield next: ceil(n/8) bytes, spare bits zero
+//!   # (a peer that announces its pieces by have, have all or have none instead passes: no bitfield to judge)
 //! - expect: { message: unchoke }                         # any kind by name: choke, have, request, extended ...
 //! - expect: { have: 3 }
 //! - expect: { piece: { index: 0, begin: 0, length: 16384, torrent: ..., file: ... } }   # the exact bytes
+//! - expect: { dropped: true }                          # the connection closes, nothing sent first (BEP 3: "sever")
+//! - expect: { no_answer: 2s }                          # no handshake or message within 2 s: closed, silent, or encrypted bytes
+//! - expect: { no_piece: 1s }                           # no piece within 1 s (a refused request; closing refuses it too)
+//! - expect: { request: { index: 9 } }, { cancel: {} }  # what a client sent (for saw: over a swarm actor)
 //! - expect: { piece: { any_of: [{ index: 0, begin: 0, length: 16384 }, ...], torrent: ..., file: ... } }
 //! ```
 //!
@@ -65,7 +70,22 @@ const SEND_KEYS: &[&str] = &[
     "raw_message",
 ];
 
-const EXPECT_KEYS: &[&str] = &["handshake", "pieces", "bitfield", "message", "have", "piece"];
+const EXPECT_KEYS: &[&str] = &[
+    "handshake",
+    "pieces",
+    "bitfield",
+    "message",
+    "have",
+    "piece",
+    "request",
+    "cancel",
+    "no_piece",
+    "no_answer",
+    "dropped",
+    "rarest_first",
+    "unchokes",
+    "requests",
+];
 
 /// The peer id a handshake sends unless the step gives one: Azureus-style, the client id "WC".
 pub const DEFAULT_PEER_ID: &str = "-WC0001-000000000001";
@@ -525,6 +545,56 @@ struct PieceWant {
     blocks: Vec<(Block, Loc)>,
     torrent: Torrent,
     content: Content,
+    /// Blocks whose piece messages are read past (a cancelled request may still be answered).
+    passing: Vec<Block>,
+    /// A refusal meets it too: nothing within this while, or the connection closing.
+    or_refused: Option<std::time::Duration>,
+}
+
+/// A request or cancel the client sent, by the fields a step names.
+#[derive(Debug, Default)]
+struct BlockMatch {
+    index: Option<u32>,
+    begin: Option<u32>,
+    length: Option<u32>,
+}
+
+impl BlockMatch {
+    fn matches(&self, b: &Block) -> bool {
+        self.index.is_none_or(|i| i == b.index) && self.begin.is_none_or(|x| x == b.begin) && self.length.is_none_or(|l| l == b.length)
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(i) = self.index {
+            parts.push(format!("piece {i}"));
+        }
+        if let Some(b) = self.begin {
+            parts.push(format!("begin {b}"));
+        }
+        if let Some(l) = self.length {
+            parts.push(format!("len {l}"));
+        }
+        if parts.is_empty() {
+            "any block".to_string()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+fn parse_block_match(v: &Node, cx: &mut LoadCx, what: &str) -> Option<BlockMatch> {
+    if matches!(v.data, Data::Null) {
+        return Some(BlockMatch::default());
+    }
+    let f = cx.fields(v, &["index", "begin", "length"], what)?;
+    let mut m = BlockMatch::default();
+    for (key, slot) in [("index", &mut m.index), ("begin", &mut m.begin), ("length", &mut m.length)] {
+        if let Some(n) = f.get(key) {
+            *slot = Some(num::<u32>(n, cx, key)?);
+        }
+    }
+    Some(m)
 }
 
 #[derive(Debug)]
@@ -540,6 +610,17 @@ enum ExpectKind {
     Message(&'static str),
     Have(u32),
     Piece(PieceWant),
+    /// A request (what a client under test asked a swarm's peer for).
+    Request(BlockMatch),
+    /// A cancel.
+    Cancel(BlockMatch),
+    /// No piece within this while: a request the peer must refuse (it may close instead).
+    NoPiece(std::time::Duration),
+    /// No handshake or peer wire message within this while: the peer closes, waits, or speaks
+    /// another protocol (the encrypted handshake), as for bytes that are not BitTorrent.
+    NoAnswer(std::time::Duration),
+    /// The connection closed with no message first (BEP 3: "they sever the connection").
+    Dropped,
 }
 
 #[derive(Debug)]
@@ -552,6 +633,15 @@ struct BtExpect {
 }
 
 fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+    // Judgements over a whole swarm's record (saw steps) have their own file.
+    if let Data::Map(pairs) = &node.data {
+        if pairs
+            .iter()
+            .any(|(k, _)| k.as_str().is_some_and(|k| super::judge::KEYS.contains(&k)))
+        {
+            return super::judge::parse(node, cx);
+        }
+    }
     let mut keys = EXPECT_KEYS.to_vec();
     keys.extend(["torrent", "capture"]);
     let f = cx.fields(node, &keys, "a BitTorrent expect")?;
@@ -638,6 +728,18 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
         }
         "have" => ExpectKind::Have(num(v, cx, "have")?),
         "piece" => ExpectKind::Piece(parse_piece_want(v, cx)?),
+        "request" => ExpectKind::Request(parse_block_match(v, cx, "a request")?),
+        "cancel" => ExpectKind::Cancel(parse_block_match(v, cx, "a cancel")?),
+        "no_piece" => ExpectKind::NoPiece(cx.duration(v, "no_piece")?),
+        "no_answer" => ExpectKind::NoAnswer(cx.duration(v, "no_answer")?),
+        "dropped" => {
+            if cx.boolean(v, "dropped")? {
+                ExpectKind::Dropped
+            } else {
+                cx.err_help(v, "dropped: true is its one form", "e.g. expect: { dropped: true }");
+                return None;
+            }
+        }
         _ => return None,
     };
     let (fields, regexes) = match f.get("capture") {
@@ -649,7 +751,11 @@ fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect
 
 fn parse_piece_want(v: &Node, cx: &mut LoadCx) -> Option<PieceWant> {
     let example = "e.g. piece: { index: 0, begin: 0, length: 16384, torrent: sample.torrent, file: sample.bin }";
-    let f = cx.fields(v, &["index", "begin", "length", "any_of", "torrent", "file"], "a piece expectation")?;
+    let f = cx.fields(
+        v,
+        &["index", "begin", "length", "any_of", "torrent", "file", "passing", "or_refused"],
+        "a piece expectation",
+    )?;
     let t = required_torrent(v, &f, cx, example)?;
     let Some(file) = f.get("file") else {
         cx.err_help(v, "a piece expectation compares with the torrent's file (file: FILE)", example);
@@ -680,20 +786,49 @@ fn parse_piece_want(v: &Node, cx: &mut LoadCx) -> Option<PieceWant> {
             }
         }
         None => {
-            let (b, _) = block(v, cx, &["any_of", "torrent", "file"], "a piece expectation")?;
+            let (b, _) = block(
+                v,
+                cx,
+                &["any_of", "torrent", "file", "passing", "or_refused"],
+                "a piece expectation",
+            )?;
             blocks.push((b, v.loc));
         }
     }
-    for (b, loc) in &blocks {
-        if let Err(e) = t.meta.block(&content.bytes, b.index, b.begin, b.length) {
-            cx.err_at(*loc, format!("{}: {e}", t.path), None);
+    let mut passing = Vec::new();
+    if let Some(list) = f.get("passing") {
+        let Data::Seq(items) = &list.data else {
+            cx.err_help(
+                list,
+                "passing is a list of blocks",
+                "e.g. passing: [{ index: 2, begin: 0, length: 16384 }]",
+            );
             return None;
+        };
+        for i in items {
+            passing.push(block(i, cx, &[], "a block")?.0);
+        }
+    }
+    let or_refused = match f.get("or_refused") {
+        Some(d) => Some(cx.duration(d, "or_refused")?),
+        None => None,
+    };
+    // A refusal that is met by silence would be met by a block too big to be served (the peer
+    // may send what BEP 3 lets it refuse): the bytes are still checked when it comes.
+    if or_refused.is_none() {
+        for (b, loc) in &blocks {
+            if let Err(e) = t.meta.block(&content.bytes, b.index, b.begin, b.length) {
+                cx.err_at(*loc, format!("{}: {e}", t.path), None);
+                return None;
+            }
         }
     }
     Some(PieceWant {
         blocks,
         torrent: t,
         content,
+        passing,
+        or_refused,
     })
 }
 
@@ -997,14 +1132,9 @@ impl BtExpect {
             }
             ExpectKind::Bitfield(t) => match m {
                 PeerMessage::Bitfield(bits) => check_bitfield(bits, &t.meta).map_err(|e| mismatch(e, want, msg)),
-                PeerMessage::HaveAll | PeerMessage::HaveNone => Err(mismatch(
-                    format!(
-                        "{} instead of a bitfield (BEP 6 lets a peer send it when both set the fast extension bit)",
-                        m.name()
-                    ),
-                    want,
-                    msg,
-                )),
+                // A peer that announces its pieces otherwise sends no bitfield to judge: BEP 3
+                // makes the bitfield optional, and BEP 6 lets have all or have none stand for it.
+                PeerMessage::Have(_) | PeerMessage::HaveAll | PeerMessage::HaveNone => Ok(()),
                 _ => Err(not("a bitfield")),
             },
             ExpectKind::Message(kind) if m.name() == *kind => Ok(()),
@@ -1015,6 +1145,49 @@ impl BtExpect {
                 _ => Err(not(&format!("have {i}"))),
             },
             ExpectKind::Piece(p) => p.check(m, msg, want),
+            ExpectKind::Request(b) => match m {
+                PeerMessage::Request(r) if b.matches(r) => Ok(()),
+                PeerMessage::Request(r) => Err(mismatch(
+                    format!("a request for piece {} begin {} len {}, not {}", r.index, r.begin, r.length, b.describe()),
+                    want,
+                    msg,
+                )),
+                _ => Err(not("a request")),
+            },
+            ExpectKind::Cancel(b) => match m {
+                PeerMessage::Cancel(r) if b.matches(r) => Ok(()),
+                _ => Err(not(&format!("a cancel of {}", b.describe()))),
+            },
+            ExpectKind::NoPiece(_) => match m {
+                PeerMessage::Piece { index, begin, data } => Err(mismatch(
+                    format!(
+                        "the peer answered with {} bytes at {begin} of piece {index}: a request it should have refused (BEP 3)",
+                        data.len()
+                    ),
+                    want,
+                    msg,
+                )),
+                _ => Ok(()),
+            },
+            ExpectKind::Dropped => Err(mismatch(
+                format!(
+                    "the peer answered with {} instead of closing the connection: \"If both sides don't send the same value, they sever the connection.\" (BEP 3)",
+                    m.name()
+                ),
+                want,
+                msg,
+            )),
+            ExpectKind::NoAnswer(_) => match m {
+                PeerMessage::Opaque(_) => Ok(()),
+                _ => Err(mismatch(
+                    format!(
+                        "the peer answered with {}: bytes that are not a BitTorrent handshake get none back (BEP 3)",
+                        m.name()
+                    ),
+                    want,
+                    msg,
+                )),
+            },
         }
     }
 }
@@ -1071,8 +1244,22 @@ impl StructuredExpect for BtExpect {
             ExpectKind::Have(i) => format!("have {i}"),
             ExpectKind::Piece(p) => {
                 let blocks: Vec<String> = p.blocks.iter().map(|(b, _)| p.describe_block(b)).collect();
-                format!("{} of {}, the bytes of {}", blocks.join(" or "), p.torrent.path, p.content.names)
+                let refused = match p.or_refused {
+                    Some(d) => format!(", or no answer within {d:?} (the request refused)"),
+                    None => String::new(),
+                };
+                format!(
+                    "{} of {}, the bytes of {}{refused}",
+                    blocks.join(" or "),
+                    p.torrent.path,
+                    p.content.names
+                )
             }
+            ExpectKind::Request(b) => format!("a request for {}", b.describe()),
+            ExpectKind::Cancel(b) => format!("a cancel of {}", b.describe()),
+            ExpectKind::NoPiece(d) => format!("no piece within {d:?} (the request refused; closing the connection refuses it too)"),
+            ExpectKind::NoAnswer(d) => format!("no handshake within {d:?} (the connection closed, or silent)"),
+            ExpectKind::Dropped => "the connection closed, nothing sent".to_string(),
         }
     }
 
@@ -1081,15 +1268,31 @@ impl StructuredExpect for BtExpect {
         match &self.kind {
             ExpectKind::Handshake { .. } => false,
             ExpectKind::PiecesAll(_) => any_time(m) && !matches!(m, PeerMessage::Have(_) | PeerMessage::HaveAll | PeerMessage::HaveNone),
-            ExpectKind::Bitfield(_) => any_time(m) && !matches!(m, PeerMessage::HaveAll | PeerMessage::HaveNone),
+            ExpectKind::Bitfield(_) => any_time(m) && !matches!(m, PeerMessage::Have(_) | PeerMessage::HaveAll | PeerMessage::HaveNone),
             ExpectKind::Message(kind) => (any_time(m) || matches!(m, PeerMessage::Bitfield(_))) && m.name() != *kind,
             ExpectKind::Have(_) => (any_time(m) || matches!(m, PeerMessage::Bitfield(_))) && !matches!(m, PeerMessage::Have(_)),
             ExpectKind::Piece(p) => match m {
                 // A reject of a block this step waits for is its answer: no piece will come.
                 PeerMessage::Reject(r) => !p.blocks.iter().any(|(b, _)| b == r),
                 PeerMessage::Bitfield(_) => true,
+                PeerMessage::Piece { index, begin, .. } => p.passing.iter().any(|b| b.index == *index && b.begin == *begin),
                 _ => any_time(m),
             },
+            ExpectKind::Request(_) | ExpectKind::Cancel(_) => false,
+            ExpectKind::NoPiece(_) => !matches!(m, PeerMessage::Piece { .. }),
+            ExpectKind::NoAnswer(_) | ExpectKind::Dropped => false,
+        }
+    }
+
+    fn accepts_close(&self) -> bool {
+        matches!(self.kind, ExpectKind::Dropped)
+    }
+
+    fn holds_after(&self) -> Option<std::time::Duration> {
+        match &self.kind {
+            ExpectKind::NoPiece(d) | ExpectKind::NoAnswer(d) => Some(*d),
+            ExpectKind::Piece(p) => p.or_refused,
+            _ => None,
         }
     }
 }
@@ -1324,11 +1527,13 @@ mod tests {
         assert!(judge(&bf, &PeerMessage::Bitfield(vec![0x84]))
             .unwrap_err()
             .contains("spare bits set"));
-        assert!(judge(&bf, &PeerMessage::HaveAll).unwrap_err().contains("fast extension"));
+        // A peer that announces its pieces otherwise has no bitfield to judge.
+        assert!(judge(&bf, &PeerMessage::HaveAll).is_ok());
+        assert!(judge(&bf, &PeerMessage::Have(1)).is_ok());
         assert!(judge(&bf, &PeerMessage::Choke)
             .unwrap_err()
             .contains("a choke message, not a bitfield"));
-        assert!(skips(&bf, &PeerMessage::Have(1)));
+        assert!(!skips(&bf, &PeerMessage::Have(1)));
         assert!(!skips(&bf, &PeerMessage::HaveAll));
         assert!(expect(&STEPS, &format!("bitfield: {{ torrent: {T} }}\ntorrent: {T}"))
             .unwrap_err()

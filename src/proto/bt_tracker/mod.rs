@@ -2,6 +2,7 @@
 //! framed by the HTTP/1 codec with each message read as an announce or a scrape, and the UDP
 //! tracker (BEP 15) over UDP. Bencode and metainfo files come from `bittorrent`.
 
+pub mod actor;
 pub mod codec;
 pub mod rules;
 pub mod steps;
@@ -27,6 +28,9 @@ impl Protocol for BtTracker {
     }
     fn steps(&self) -> &'static Steps {
         &steps::STEPS
+    }
+    fn actor(&self) -> Option<&'static crate::proto::actor::ActorKind> {
+        Some(&actor::ACTOR)
     }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)

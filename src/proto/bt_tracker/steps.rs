@@ -62,6 +62,9 @@ pub const EXPECT_KEYS: &[&str] = &[
     "announced",
     "scraped",
     "error",
+    "refused",
+    "or_refused",
+    "or_silence",
 ];
 
 /// The structured `send:`/`expect:` keys of the tracker protocol.
@@ -763,6 +766,13 @@ struct TrackerExpect {
     files: Option<Vec<FileCheck>>,
     udp: Option<UdpCheck>,
     captures: Vec<(String, String)>,
+    /// `refused: true`: the answer refuses the request (a 4xx status, or a failure reason).
+    refused: bool,
+    /// `or_refused: true`: a refusal meets this expectation too, whatever its other keys say.
+    or_refused: bool,
+    /// `or_silence: 1s`: no answer within this while meets it too (a UDP tracker may drop
+    /// what it will not serve).
+    or_silence: Option<std::time::Duration>,
     /// Where each key is written, so a failure points at its line.
     at: Vec<(&'static str, Loc)>,
 }
@@ -834,7 +844,20 @@ pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredEx
         }
         None => Vec::new(),
     };
+    let flag = |cx: &mut LoadCx, k: &str| match f.get(k) {
+        Some(n) => cx.boolean(n, k),
+        None => Some(false),
+    };
+    let refused = flag(cx, "refused")?;
+    let or_refused = flag(cx, "or_refused")?;
+    let or_silence = match f.get("or_silence") {
+        Some(n) => Some(cx.duration(n, "or_silence")?),
+        None => None,
+    };
     Some(Box::new(TrackerExpect {
+        refused,
+        or_refused,
+        or_silence,
         status,
         interval: r("interval", cx)?,
         peers: cx.optional(&f, "peers", |cx, n| peers_check(n, cx))?,
@@ -1009,6 +1032,21 @@ impl TrackerExpect {
     }
 
     fn check_http(&self, r: &TrackerResponse, msg: &Message, cx: &RenderCx) -> Result<(), Mismatch> {
+        // A refusal: a client error status (RFC 9110 §15.5), or BEP 3's failure reason.
+        let is_refusal = (400..500).contains(&r.http.status().unwrap_or(0)) || matches!(r.answer, Answer::Failure(_));
+        if self.refused || (self.or_refused && is_refusal) {
+            return match is_refusal {
+                true => Ok(()),
+                false => Err(self.at(
+                    "refused",
+                    fail(
+                        "the tracker served a request it should refuse: answer a 'failure reason' (BEP 3) or a 4xx status",
+                        self.describe(),
+                        msg,
+                    ),
+                )),
+            };
+        }
         if let Some(codes) = &self.status {
             let status = r.http.status().unwrap_or(0);
             if !codes.contains(&status) {
@@ -1410,7 +1448,27 @@ impl StructuredExpect for TrackerExpect {
     }
 
     fn describe(&self) -> String {
+        let mut out = self.describe_answer();
+        if self.or_refused {
+            out.push_str(", or a refusal (a failure reason, or a 4xx status)");
+        }
+        if let Some(d) = self.or_silence {
+            out.push_str(&format!(", or no answer within {d:?}"));
+        }
+        out
+    }
+
+    fn holds_after(&self) -> Option<std::time::Duration> {
+        self.or_silence
+    }
+}
+
+impl TrackerExpect {
+    fn describe_answer(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
+        if self.refused {
+            parts.push("a refusal (a failure reason, or a 4xx status)".into());
+        }
         if let Some(s) = &self.status {
             parts.push(format!("status {}", s.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")));
         }

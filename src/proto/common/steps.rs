@@ -109,6 +109,12 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
     fn accepts_close(&self) -> bool {
         false
     }
+    /// An expectation met by nothing arriving (a request the peer must refuse: no answer is a
+    /// refusal): it holds once this long passes, or the connection closes, with no message it
+    /// does not skip; a message it does not skip is judged by `check`.
+    fn holds_after(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Whether, in a `saw:` step, this expectation judges everything an actor received at once
     /// ([`StructuredExpect::judge`]) instead of counting the messages that match.
     fn judges(&self) -> bool {
