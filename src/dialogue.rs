@@ -556,7 +556,7 @@ impl Dialogue {
                 .find(|c| c.name == it.conn)
                 .and_then(|c| crate::proto::find(&c.protocol))
                 .unwrap_or(proto);
-            if conn_proto.snapshot_skips(&it.text) {
+            if conn_proto.snapshot_skips(&it.text) || (is_actor && conn_proto.actor_snapshot_skips(&it.text)) {
                 continue;
             }
             let texts = groups.entry((it.conn, side)).or_default();

@@ -115,7 +115,10 @@ async fn registry_lists_everything() {
             "dns" => &[("zones", zones)],
             "dns-resolver" => &[("root", "127.0.0.1:9")],
             "http3" => &[("tls_cert", cert_path), ("tls_key", key_path)],
-            "bt-seeder" => &[("torrent", concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bittorrent/sample.torrent"))],
+            "bt-seeder" => &[(
+                "torrent",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bittorrent/sample.torrent"),
+            )],
             _ => &[],
         };
         let server = start(name, needs).await;

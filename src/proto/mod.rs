@@ -123,6 +123,12 @@ pub trait Protocol: Send + Sync {
     fn snapshot_skips(&self, _text: &str) -> bool {
         false
     }
+    /// Whether a message (as its transcript line reads) of an actor's conversation is left out
+    /// of snapshots: one that says what a program chose at random or by timing (which piece it
+    /// asked a swarm's peer for, whom it unchoked), where the set of distinct messages varies.
+    fn actor_snapshot_skips(&self, _text: &str) -> bool {
+        false
+    }
     /// A message in a few words, for an arrow of a report's ladder diagram (its tooltip has the
     /// whole summary): the summary's first line, unless that line says little (DNS's dig header).
     fn label(&self, m: &Message) -> String {

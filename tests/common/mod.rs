@@ -31,6 +31,17 @@ pub const BT_SEEDER_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("bt_seeder_single_recv", "handshake-in-pieces"),
 ];
 
+/// Each buggy BitTorrent client sample and the `bt-client` case its docstring names.
+pub const BT_CLIENT_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("bt_client_no_verify", "corrupt-piece-refetched"),
+    ("bt_client_sequential", "rarest-first"),
+    ("bt_client_never_unchokes", "tit-for-tat-top-four"),
+    ("bt_client_no_optimistic", "optimistic-unchoke"),
+    ("bt_client_floods_requests", "bounded-requests"),
+    ("bt_client_no_stopped", "announces-completed"),
+    ("bt_client_ignores_interval", "churn-new-peers"),
+];
+
 pub const FTP_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("ftp_server_pasv_swapped", "pasv-reply-format"),
     ("ftp_server_list_on_control", "list-passive"),

@@ -102,4 +102,3 @@ fn torrent_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     }
     Ok(files)
 }
-

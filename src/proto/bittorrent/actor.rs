@@ -62,8 +62,6 @@ const WRITE: Duration = Duration::from_secs(20);
 const MAX_QUEUE: usize = 1024;
 /// Connections a peer serves at once.
 const MAX_CONNECTIONS: usize = 16;
-/// How many bytes a rate-limited peer writes at a time.
-const CHUNK: usize = 1024;
 /// Most peers a swarm declares.
 const MAX_PEERS: usize = 32;
 
@@ -590,8 +588,13 @@ impl Peer {
         if self.spec.have.iter().any(|h| *h) && !self.write(wr, conv, &wire(&PeerMessage::Bitfield(bits(&self.spec.have)))).await {
             return false;
         }
+        let first_wait = self
+            .spec
+            .rate
+            .map_or(Duration::ZERO, |r| Duration::from_secs_f64(f64::from(BLOCK) / r as f64));
         let mut s = State {
             client_has: vec![false; self.spec.have.len()],
+            next_send: Instant::now() + first_wait,
             ..State::default()
         };
         let mut gone = self.gone.subscribe();
@@ -642,18 +645,29 @@ impl Peer {
                     }
                 }
             }
-            if !s.choking {
+            // A rate-limited peer sends each block whole once the time its bytes take at that
+            // rate has passed (messages never interleave, so it stays free to say interested
+            // or read a cancel meanwhile).
+            if !s.choking && !s.queue.is_empty() && s.next_send <= Instant::now() {
                 if let Some(b) = s.queue.pop_front() {
-                    match self.send_block(wr, conv, b, rx, &mut s).await {
-                        Sent::Ok => continue,
+                    match self.send_block(wr, conv, b).await {
+                        Sent::Ok => {
+                            if let Some(rate) = self.spec.rate {
+                                let wait = Duration::from_secs_f64(f64::from(b.length) / rate as f64);
+                                // No credit saved up while the peer had nothing to send.
+                                let floor = Instant::now().checked_sub(wait).unwrap_or_else(Instant::now);
+                                s.next_send = s.next_send.max(floor) + wait;
+                            }
+                            continue;
+                        }
                         Sent::Closed => return false,
-                        Sent::ClientGone => return true,
                     }
                 }
             }
-            // Nothing to send: wait for the client, or for a delayed unchoke to fall due.
+            // Nothing to send now: wait for the client, a delayed unchoke, or the next block's turn.
             let wake = match unchoke_due {
                 Some(at) if s.choking && s.interested && at > Instant::now() => at,
+                _ if !s.choking && !s.queue.is_empty() => s.next_send,
                 _ => Instant::now() + IDLE,
             };
             let msg = tokio::select! {
@@ -715,12 +729,12 @@ impl Peer {
                 } else if s.queue.len() < MAX_QUEUE {
                     s.queue.push_back(b);
                     if let Some(max) = self.spec.max_requests {
-                        if s.queue.len() > max {
+                        if s.queue.len() > max && !s.over_limit {
+                            s.over_limit = true;
                             self.log.violation(
                                 conv,
                                 &format!(
-                                    "the client kept {} requests outstanding on one connection; the limit is {max} (the suite's rule, sent as BEP 10 reqq to clients that speak the extension protocol): keep a bounded pipeline per peer",
-                                    s.queue.len()
+                                    "the client kept more than {max} requests outstanding on one connection, the limit (the suite's rule, sent as BEP 10 reqq to clients that speak the extension protocol): keep a bounded pipeline per peer"
                                 ),
                             );
                         }
@@ -751,15 +765,8 @@ impl Peer {
         true
     }
 
-    /// Sends one block, paced to the peer's rate, reading the client's messages between chunks.
-    async fn send_block(
-        &self,
-        wr: &mut tokio::net::tcp::OwnedWriteHalf,
-        conv: usize,
-        b: Block,
-        rx: &mut mpsc::Receiver<Option<PeerMessage>>,
-        s: &mut State,
-    ) -> Sent {
+    /// Sends one block whole (or half of it, when the peer leaves mid-piece).
+    async fn send_block(&self, wr: &mut tokio::net::tcp::OwnedWriteHalf, conv: usize, b: Block) -> Sent {
         let Ok(data) = self.torrent.block(&self.content, b.index, b.begin, b.length) else {
             return Sent::Ok;
         };
@@ -775,46 +782,17 @@ impl Peer {
             data,
         });
         let number = self.sent_blocks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let leaving = self.spec.leave_after.is_some_and(|n| number > n);
-        let cut = if leaving {
-            if !self.spec.cut_mid_piece {
-                self.leave();
-                return Sent::Closed;
+        if self.spec.leave_after.is_some_and(|n| number > n) {
+            if self.spec.cut_mid_piece {
+                let _ = self.write(wr, conv, &bytes[..bytes.len() / 2]).await;
             }
-            bytes.len() / 2
-        } else {
-            bytes.len()
-        };
-        let chunk = if self.spec.rate.is_some() { CHUNK } else { cut.max(1) };
-        let mut at = 0;
-        while at < cut {
-            let end = (at + chunk).min(cut);
-            let t = Instant::now();
-            if !self.write(wr, conv, &bytes[at..end]).await {
-                return Sent::Closed;
-            }
-            if let Some(rate) = self.spec.rate {
-                tokio::time::sleep_until(t + Duration::from_secs_f64((end - at) as f64 / rate as f64)).await;
-            }
-            at = end;
-            // The client's messages meanwhile (a cancel of a later block, a choke, have).
-            loop {
-                match rx.try_recv() {
-                    Ok(Some(m)) => {
-                        if !self.take(m, conv, s) {
-                            return Sent::Closed;
-                        }
-                    }
-                    Ok(None) => return Sent::ClientGone,
-                    Err(_) => break,
-                }
-            }
-        }
-        if leaving {
             self.leave();
             return Sent::Closed;
         }
-        Sent::Ok
+        match self.write(wr, conv, &bytes).await {
+            true => Sent::Ok,
+            false => Sent::Closed,
+        }
     }
 
     /// The peer leaves the swarm: its listener and every connection close.
@@ -828,8 +806,6 @@ enum Sent {
     Ok,
     /// The peer closed the connection (it left, or the write failed).
     Closed,
-    /// The client closed it.
-    ClientGone,
 }
 
 /// What one connection knows.
@@ -851,6 +827,10 @@ struct State {
     asked: Option<Block>,
     /// Pieces the client uploaded, checked.
     got: Vec<u32>,
+    /// When a rate-limited peer may send its next block.
+    next_send: Instant,
+    /// The client went over `max_requests` (said once a connection).
+    over_limit: bool,
 }
 
 impl Default for State {
@@ -864,6 +844,8 @@ impl Default for State {
             queue: VecDeque::new(),
             asked: None,
             got: Vec::new(),
+            next_send: Instant::now(),
+            over_limit: false,
         }
     }
 }

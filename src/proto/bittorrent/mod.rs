@@ -41,6 +41,12 @@ impl Protocol for BitTorrent {
     fn actor(&self) -> Option<&'static crate::proto::actor::ActorKind> {
         Some(&actor::ACTOR)
     }
+    /// In a swarm the client picks pieces at random, sends have, choke and interest as the
+    /// download goes, announces what it has when a peer joins late, and ends with cancels: only
+    /// the handshakes say the same every run.
+    fn actor_snapshot_skips(&self, text: &str) -> bool {
+        !text.starts_with("handshake")
+    }
     fn swarm_event(&self, m: &Message) -> Option<SwarmEvent> {
         match m.detail.as_ref()?.downcast_ref::<PeerMessage>()? {
             PeerMessage::Piece { index, .. } => Some(SwarmEvent::Block(*index)),

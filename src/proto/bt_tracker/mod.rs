@@ -32,6 +32,11 @@ impl Protocol for BtTracker {
     fn actor(&self) -> Option<&'static crate::proto::actor::ActorKind> {
         Some(&actor::ACTOR)
     }
+    /// A client announces with the counts it has at the time (uploaded, downloaded, left), from
+    /// a port of its choosing, as often as its timing makes; the answers name the case's ports.
+    fn actor_snapshot_skips(&self, _text: &str) -> bool {
+        true
+    }
     fn conversation_rules(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         rules::conversation(conv)
     }

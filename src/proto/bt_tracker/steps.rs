@@ -65,6 +65,7 @@ pub const EXPECT_KEYS: &[&str] = &[
     "refused",
     "or_refused",
     "or_silence",
+    "announce",
 ];
 
 /// The structured `send:`/`expect:` keys of the tracker protocol.
@@ -779,6 +780,12 @@ struct TrackerExpect {
 
 /// Parses `expect: { status, interval, peers, compact, ..., connected | announced | scraped | error, capture }`.
 pub fn parse_expect(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+    // What a client under test sent the tracker actor (saw steps).
+    if let Data::Map(pairs) = &node.data {
+        if pairs.iter().any(|(k, _)| k.as_str() == Some("announce")) {
+            return parse_announce_seen(node, cx);
+        }
+    }
     let mut keys = EXPECT_KEYS.to_vec();
     keys.push("capture");
     let f = cx.fields(node, &keys, "a tracker expect")?;
@@ -1990,5 +1997,126 @@ mod tests {
         assert!(expect(&STEPS, "{ announced: {}, interval: 1 }")
             .unwrap_err()
             .contains("one expect reads one answer"));
+    }
+}
+
+/// An announce a client sent: `saw: { actor: tracker, announce: { event: started, torrent: FILE, left: 0 } }`.
+#[derive(Debug)]
+struct AnnounceSeen {
+    /// `started`, `completed`, `stopped`, or `none` (a regular announce: no event, or empty).
+    event: Option<String>,
+    info_hash: Option<[u8; 20]>,
+    left: Option<u64>,
+}
+
+fn parse_announce_seen(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> {
+    let f = cx.fields(node, &["announce"], "an announce a client sent")?;
+    let v = f.get("announce")?;
+    if matches!(v.data, Data::Null) {
+        return Some(Box::new(AnnounceSeen {
+            event: None,
+            info_hash: None,
+            left: None,
+        }));
+    }
+    let g = cx.fields(v, &["event", "torrent", "left"], "an announce")?;
+    let event = match g.get("event") {
+        Some(e) => {
+            let e = cx.string(e, "event")?;
+            if !["started", "completed", "stopped", "none"].contains(&e.as_str()) {
+                cx.err_help(
+                    g.get("event")?,
+                    format!("'{e}' is no announce event"),
+                    "started, completed, stopped, or none (a regular announce)",
+                );
+                return None;
+            }
+            Some(e)
+        }
+        None => None,
+    };
+    let info_hash = match g.get("torrent") {
+        Some(t) => {
+            let fixture = cx.fixture(t, "torrent")?;
+            match Metainfo::parse(&fixture.bytes) {
+                Ok(m) => Some(m.info_hash),
+                Err(e) => {
+                    cx.err(t, format!("{} is not a torrent: {e}", fixture.display()));
+                    return None;
+                }
+            }
+        }
+        None => None,
+    };
+    let left = match g.get("left") {
+        Some(l) => Some(cx.number::<u64>(l, "left")?),
+        None => None,
+    };
+    Some(Box::new(AnnounceSeen { event, info_hash, left }))
+}
+
+impl StructuredExpect for AnnounceSeen {
+    fn check(&self, msg: &Message, _cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
+        let Some(Tracker::Request(r)) = msg.detail.as_ref().and_then(|d| d.downcast_ref::<Tracker>()) else {
+            return Err(fail("not an announce", self.describe(), msg));
+        };
+        if r.ask != super::codec::Ask::Announce {
+            return Err(fail("not an announce", self.describe(), msg));
+        }
+        if let Some(want) = &self.event {
+            let got = r
+                .param("event")
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .filter(|e| !e.is_empty());
+            let same = match got.as_deref() {
+                None => want == "none",
+                Some(g) => g == want,
+            };
+            if !same {
+                return Err(fail(format!("event {}", got.as_deref().unwrap_or("none")), self.describe(), msg));
+            }
+        }
+        if let Some(h) = &self.info_hash {
+            if r.param("info_hash") != Some(h.as_slice()) {
+                return Err(fail(
+                    "the info_hash is not the torrent's: the SHA-1 of the info dictionary's bytes as they are in the .torrent file (BEP 3)",
+                    self.describe(),
+                    msg,
+                ));
+            }
+        }
+        if let Some(l) = self.left {
+            let got = r
+                .param("left")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if got != Some(l) {
+                return Err(fail(
+                    format!("left {}", got.map_or("missing".to_string(), |g| g.to_string())),
+                    self.describe(),
+                    msg,
+                ));
+            }
+        }
+        Ok(Vec::new())
+    }
+    fn templates(&self) -> Vec<&Template> {
+        Vec::new()
+    }
+    fn captures(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn describe(&self) -> String {
+        let mut parts = vec!["an announce".to_string()];
+        if let Some(e) = &self.event {
+            parts.push(format!("event {e}"));
+        }
+        if let Some(h) = &self.info_hash {
+            parts.push(format!("info_hash {}", hex(h)));
+        }
+        if let Some(l) = self.left {
+            parts.push(format!("left {l}"));
+        }
+        parts.join(", ")
     }
 }
