@@ -564,11 +564,7 @@ impl Peer {
         if extended {
             ours[5] |= 0x10;
         }
-        let mut peer_id = *b"-WS0001-000000000000";
-        let host = self.spec.host.to_string();
-        let digits: Vec<u8> = host.bytes().filter(u8::is_ascii_digit).collect();
-        let take = digits.len().min(12);
-        peer_id[20 - take..].copy_from_slice(&digits[digits.len() - take..]);
+        let peer_id = peer_id_of(self.spec.host);
         let hs = PeerMessage::Handshake {
             reserved: ours,
             info_hash: self.spec.info_hash.unwrap_or(self.torrent.info_hash),
@@ -848,6 +844,16 @@ impl Default for State {
             over_limit: false,
         }
     }
+}
+
+/// The peer id of the swarm's peer at `ip` (Azureus style, "WS"): the same in its handshake and
+/// in the tracker's dictionary peer lists, and the same every run.
+pub fn peer_id_of(ip: IpAddr) -> [u8; 20] {
+    let mut id = *b"-WS0001-000000000000";
+    let digits: Vec<u8> = ip.to_string().bytes().filter(u8::is_ascii_digit).collect();
+    let take = digits.len().min(12);
+    id[20 - take..].copy_from_slice(&digits[digits.len() - take..]);
+    id
 }
 
 /// A bitfield: the high bit of the first byte is piece 0, spare bits zero (BEP 3).

@@ -372,10 +372,7 @@ impl Server {
                 named
                     .iter()
                     .map(|a| {
-                        let mut id = *b"-WS0001-000000000000";
-                        let digits: Vec<u8> = a.ip().to_string().bytes().filter(u8::is_ascii_digit).collect();
-                        let take = digits.len().min(12);
-                        id[20 - take..].copy_from_slice(&digits[digits.len() - take..]);
+                        let id = crate::proto::bittorrent::actor::peer_id_of(a.ip());
                         Build::dict([
                             ("ip", Build::text(&a.ip().to_string())),
                             ("peer id", Build::Bytes(id.to_vec())),
