@@ -191,6 +191,12 @@ impl ActorLog for Log {
         self.changed.notify_waiters();
     }
 
+    fn reset(&self, conv: usize) {
+        self.judged.lock().unwrap_or_else(|e| e.into_inner()).peer_closed.push(conv);
+        self.rec.event(conv, EventKind::Reset);
+        self.changed.notify_waiters();
+    }
+
     fn closed_by_actor(&self, conv: usize) {
         let opened_it = self.convs.lock().unwrap_or_else(|e| e.into_inner()).get(conv).is_some_and(|c| c.1);
         let dir = match opened_it {

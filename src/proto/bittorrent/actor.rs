@@ -462,10 +462,10 @@ impl Peer {
             sessions.spawn(async move {
                 me.open.send_modify(|n| *n += 1);
                 let conv = me.log.open(Transport::Tcp, addr, from);
-                let by_peer = me.clone().session(stream, conv).await;
-                match by_peer {
-                    true => me.log.closed(conv),
-                    false => me.log.closed_by_actor(conv),
+                match me.clone().session(stream, conv).await {
+                    End::Client => me.log.closed(conv),
+                    End::Reset => me.log.reset(conv),
+                    End::Actor => me.log.closed_by_actor(conv),
                 }
                 me.open.send_modify(|n| *n = n.saturating_sub(1));
             });
@@ -475,11 +475,13 @@ impl Peer {
         while sessions.join_next().await.is_some() {}
     }
 
-    /// Serves one connection; true when the client closed it.
-    async fn session(self: Arc<Peer>, stream: TcpStream, conv: usize) -> bool {
+    /// Serves one connection; says who ended it, and how.
+    async fn session(self: Arc<Peer>, stream: TcpStream, conv: usize) -> End {
         let (mut rd, mut wr) = stream.into_split();
         let (tx, mut rx) = mpsc::channel::<Option<PeerMessage>>(256);
         let log = self.log.clone();
+        let reset = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let was_reset = reset.clone();
         // The reader frames what the client sends with the protocol's codec and hands each
         // message over; None when the client closed, or sent what is not the peer wire.
         let reader = tokio::spawn(async move {
@@ -488,7 +490,11 @@ impl Peer {
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
                 let n = match timeout(IDLE, rd.read(&mut chunk)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(0)) | Err(_) => break,
+                    Ok(Err(_)) => {
+                        was_reset.store(true, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
                     Ok(Ok(n)) => n,
                 };
                 log.data(conv, Direction::ClientToServer, &chunk[..n]);
@@ -515,9 +521,20 @@ impl Peer {
             let _ = tx.send(None).await;
         });
         let by_peer = self.serve(&mut wr, &mut rx, conv).await;
-        reader.abort();
+        // Our FIN after every byte written; then what the client still sends is read until it
+        // closes too (at most a second): closing with its bytes unread would reset the
+        // connection, and the kernel would drop what the peer had written but not yet sent.
         let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
-        by_peer
+        if !by_peer {
+            let drain = async { while let Some(Some(_)) = rx.recv().await {} };
+            let _ = timeout(Duration::from_secs(1), drain).await;
+        }
+        reader.abort();
+        match (by_peer, reset.load(std::sync::atomic::Ordering::SeqCst)) {
+            (true, true) => End::Reset,
+            (true, false) => End::Client,
+            (false, _) => End::Actor,
+        }
     }
 
     async fn write(&self, wr: &mut tokio::net::tcp::OwnedWriteHalf, conv: usize, bytes: &[u8]) -> bool {
@@ -795,6 +812,16 @@ impl Peer {
     fn leave(&self) {
         self.gone.send_replace(true);
     }
+}
+
+/// How a connection ended.
+enum End {
+    /// The client closed it (FIN).
+    Client,
+    /// The client reset it.
+    Reset,
+    /// The peer closed it.
+    Actor,
 }
 
 /// How sending a block went.

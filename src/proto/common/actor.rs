@@ -24,6 +24,11 @@ pub trait ActorLog: Send + Sync {
     fn data(&self, conv: usize, dir: Direction, bytes: &[u8]);
     /// The conversation ended (TCP): the peer closed it, or the actor after it did.
     fn closed(&self, conv: usize);
+    /// The peer reset the conversation (TCP: it closed with the actor's bytes unread), which the
+    /// wire shows as a reset, not a FIN.
+    fn reset(&self, conv: usize) {
+        self.closed(conv)
+    }
     /// The actor ended the conversation on its own (an FTP server after QUIT or its 421): what
     /// the wire shows is the actor's FIN (or a reset, when the peer's bytes were still unread).
     fn closed_by_actor(&self, conv: usize) {
