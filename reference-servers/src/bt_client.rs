@@ -72,6 +72,38 @@ enum Fault {
     FloodsRequests,
     /// `ignores-interval`: no announce after the first answered one, so later peers stay unknown.
     IgnoresInterval,
+    /// `arrival-order`: the file is written with its pieces in the order they were verified.
+    ArrivalOrder,
+    /// `no-started`: the first announce has no `event=started`.
+    NoStarted,
+    /// `hashes-whole-file`: the info-hash is the SHA-1 of the whole torrent file, not of its info dictionary.
+    HashesWholeFile,
+    /// `never-interested`: `interested` is never sent (so a peer that waits for it never unchokes us).
+    NeverInterested,
+    /// `big-requests`: requests ask for 32 KiB, past both BEP 3's 16 KiB and the piece's end.
+    BigRequests,
+    /// `no-have`: a verified piece is not announced to the peers.
+    NoHave,
+    /// `unchokes-all`: every interested peer is unchoked, whatever its rate.
+    UnchokesAll,
+    /// `no-end-game`: a block is only ever asked of one peer, until that peer goes.
+    NoEndGame,
+    /// `no-cancel`: in the end game, the duplicates of a block that arrived are not cancelled.
+    NoCancel,
+    /// `exits-when-peer-leaves`: a peer closing its connection ends the download with an error.
+    ExitsWhenPeerLeaves,
+    /// `fixed-shares`: each piece is asked only of one of the peers that have it, picked by its
+    /// index, so a peer that never unchokes keeps its share from us.
+    FixedShares,
+    /// `trusts-any-hash`: a peer's handshake is taken whatever info-hash it names.
+    TrustsAnyHash,
+    /// `compact-only`: a tracker's list of peer dictionaries (BEP 3) is read as no peers.
+    CompactOnly,
+    /// `ignores-failure`: a tracker's `failure reason` is read as an answer with no peers.
+    IgnoresFailure,
+    /// `sticky-pieces`: a piece that failed its hash is asked again only of the peer that sent
+    /// it, which is never dropped.
+    StickyPieces,
 }
 
 /// Each fault's name, as the `fault` option takes it.
@@ -82,6 +114,21 @@ const FAULTS: &[(&str, Fault)] = &[
     ("no-stopped", Fault::NoStopped),
     ("floods-requests", Fault::FloodsRequests),
     ("ignores-interval", Fault::IgnoresInterval),
+    ("arrival-order", Fault::ArrivalOrder),
+    ("no-started", Fault::NoStarted),
+    ("hashes-whole-file", Fault::HashesWholeFile),
+    ("never-interested", Fault::NeverInterested),
+    ("big-requests", Fault::BigRequests),
+    ("no-have", Fault::NoHave),
+    ("unchokes-all", Fault::UnchokesAll),
+    ("no-end-game", Fault::NoEndGame),
+    ("no-cancel", Fault::NoCancel),
+    ("exits-when-peer-leaves", Fault::ExitsWhenPeerLeaves),
+    ("fixed-shares", Fault::FixedShares),
+    ("trusts-any-hash", Fault::TrustsAnyHash),
+    ("compact-only", Fault::CompactOnly),
+    ("ignores-failure", Fault::IgnoresFailure),
+    ("sticky-pieces", Fault::StickyPieces),
 ];
 
 /// The faults switched on.
@@ -153,7 +200,7 @@ pub(crate) async fn run(_server: SocketAddr, opts: &Options, args: &[String], ou
         client: NAME.to_owned(),
         why,
     })?;
-    let torrent = match read_torrent(&args.torrent).await {
+    let torrent = match read_torrent(&args.torrent, faults.has(Fault::HashesWholeFile)).await {
         Ok(torrent) => torrent,
         Err(why) => {
             let _ = out.send(format!("error: {why}"));
@@ -171,14 +218,20 @@ pub(crate) async fn run(_server: SocketAddr, opts: &Options, args: &[String], ou
     Ok(swarm::download(config, out).await)
 }
 
-async fn read_torrent(path: &std::path::Path) -> Result<metainfo::Torrent, String> {
+/// Reads and parses the torrent file (`whole_file`: the `hashes-whole-file` fault).
+async fn read_torrent(path: &std::path::Path, whole_file: bool) -> Result<metainfo::Torrent, String> {
     let shown = path.display();
     let meta = tokio::fs::metadata(path).await.map_err(|e| format!("cannot read {shown}: {e}"))?;
     if !meta.is_file() || meta.len() > MAX_TORRENT {
         return Err(format!("{shown} is not a file of at most {MAX_TORRENT} bytes"));
     }
     let bytes = tokio::fs::read(path).await.map_err(|e| format!("cannot read {shown}: {e}"))?;
-    metainfo::parse(&bytes).map_err(|why| format!("{shown}: {why}"))
+    let mut torrent = metainfo::parse(&bytes).map_err(|why| format!("{shown}: {why}"))?;
+    if whole_file {
+        use sha1::Digest;
+        torrent.info_hash = sha1::Sha1::digest(&bytes).into();
+    }
+    Ok(torrent)
 }
 
 #[cfg(test)]

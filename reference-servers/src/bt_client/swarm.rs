@@ -112,6 +112,8 @@ enum Ending {
     Complete,
     Stalled,
     Refused(String),
+    /// The `exits-when-peer-leaves` fault: a peer went.
+    Crashed(String),
 }
 
 struct Swarm {
@@ -122,6 +124,8 @@ struct Swarm {
     data: Vec<u8>,
     pieces: Vec<Piece>,
     verified: usize,
+    /// The pieces in the order they were verified (for the `arrival-order` fault).
+    verified_order: Vec<usize>,
     verified_bytes: u64,
     availability: Vec<u32>,
     peers: BTreeMap<u64, Peer>,
@@ -150,6 +154,8 @@ struct Swarm {
     control_tx: mpsc::Sender<Control>,
     tasks: JoinSet<()>,
     out: UnboundedSender<String>,
+    /// Why the download ends now (the `exits-when-peer-leaves` fault).
+    crashed: Option<String>,
 }
 
 /// Downloads the torrent, writes it, and returns the exit code.
@@ -187,6 +193,9 @@ pub(super) async fn download(cfg: Config, out: UnboundedSender<String>) -> i32 {
         if swarm.verified == n {
             break Ending::Complete;
         }
+        if let Some(why) = swarm.crashed.take() {
+            break Ending::Crashed(why);
+        }
         let announce_at = swarm.next_announce.filter(|_| !swarm.announcing);
         let stall_at = swarm.last_progress + cfg.stall;
         tokio::select! {
@@ -205,6 +214,10 @@ pub(super) async fn download(cfg: Config, out: UnboundedSender<String>) -> i32 {
     };
     let mut rx = (events_rx, control_rx);
     let code = match ending {
+        Ending::Crashed(why) => {
+            say(format!("error: {why}"));
+            1
+        }
         Ending::Refused(why) => {
             say(format!("error: the tracker refused: {why}"));
             1
@@ -217,7 +230,7 @@ pub(super) async fn download(cfg: Config, out: UnboundedSender<String>) -> i32 {
             swarm.final_announce(&mut rx, Some("stopped")).await;
             1
         }
-        Ending::Complete => match write_output(&swarm.t, &swarm.data, &cfg.out_dir).await {
+        Ending::Complete => match write_output(&swarm.t, &swarm.file_bytes(), &cfg.out_dir).await {
             Err(why) => {
                 say(format!("error: {why}"));
                 swarm.final_announce(&mut rx, Some("stopped")).await;
@@ -311,6 +324,7 @@ impl Swarm {
                 })
                 .collect(),
             verified: 0,
+            verified_order: Vec::new(),
             verified_bytes: 0,
             availability: vec![0; n],
             peers: BTreeMap::new(),
@@ -334,8 +348,23 @@ impl Swarm {
             control_tx,
             tasks: JoinSet::new(),
             out,
+            crashed: None,
             t,
         }
+    }
+
+    /// The downloaded bytes as they go to the file: in piece order, or (the `arrival-order`
+    /// fault) in the order the pieces were verified.
+    fn file_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        if !self.has(Fault::ArrivalOrder) {
+            return std::borrow::Cow::Borrowed(&self.data);
+        }
+        let mut bytes = Vec::with_capacity(self.data.len());
+        for &i in &self.verified_order {
+            let start = self.t.piece_offset(i) as usize;
+            bytes.extend_from_slice(&self.data[start..start + self.t.piece_len(i) as usize]);
+        }
+        std::borrow::Cow::Owned(bytes)
     }
 
     fn say(&self, line: String) {
@@ -354,7 +383,9 @@ impl Swarm {
         self.pending.insert(id, addr);
         self.live.insert(id);
         let (info_hash, our_id, max, events) = (self.t.info_hash, self.our_id, self.max_message, self.events_tx.clone());
-        self.tasks.spawn(wire::connection(id, opened, info_hash, our_id, max, events));
+        let trust = self.has(Fault::TrustsAnyHash);
+        self.tasks
+            .spawn(wire::connection(id, opened, info_hash, our_id, max, events, trust));
     }
 
     fn connections(&self) -> usize {
@@ -417,9 +448,7 @@ impl Swarm {
             Event::Left { id } => {
                 self.live.remove(&id);
                 self.pending.remove(&id);
-                if self.peers.contains_key(&id) {
-                    self.forget(id);
-                }
+                self.gone(id);
             }
         }
     }
@@ -444,6 +473,10 @@ impl Swarm {
                             false => Some(Instant::now() + self.interval),
                         };
                         self.connect_to(&reply.peers);
+                    }
+                    Err(AnnounceError::Failure(_)) if self.has(Fault::IgnoresFailure) => {
+                        self.started = true;
+                        self.next_announce = Some(Instant::now() + Duration::from_secs(MAX_INTERVAL));
                     }
                     Err(AnnounceError::Failure(reason)) => return Err(reason),
                     Err(AnnounceError::Broken(why)) => {
@@ -487,11 +520,22 @@ impl Swarm {
         self.fill_all();
     }
 
+    /// A peer whose connection ended (it closed, or broke off).
+    fn gone(&mut self, id: u64) {
+        if self.peers.contains_key(&id) && self.has(Fault::ExitsWhenPeerLeaves) {
+            self.crashed = Some("a peer closed its connection".to_owned());
+        }
+        self.forget(id);
+    }
+
     /// Queues a message to a peer; one whose queue is full is not reading, and is dropped.
     fn send(&mut self, id: u64, msg: Msg) {
         let Some(peer) = self.peers.get(&id) else { return };
-        if peer.tx.try_send(msg).is_err() {
-            self.drop_peer(id, "it does not read what we send");
+        match peer.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.drop_peer(id, "it does not read what we send"),
+            // Its connection ended before its `Left` event got here.
+            Err(mpsc::error::TrySendError::Closed(_)) => self.gone(id),
         }
     }
 
@@ -629,7 +673,9 @@ impl Swarm {
         for other in &others {
             if let Some(peer) = self.peers.get_mut(other) {
                 peer.asked.retain(|&(p, q, _)| (p, q) != (i, b));
-                self.send(*other, Msg::Cancel { index, begin, length });
+                if !self.has(Fault::NoCancel) {
+                    self.send(*other, Msg::Cancel { index, begin, length });
+                }
             }
         }
         if self.pieces[i].blocks.iter().all(|block| *block == Block::Have) {
@@ -657,11 +703,14 @@ impl Swarm {
             piece.verified = true;
             piece.suppliers.clear();
             self.verified += 1;
+            self.verified_order.push(i);
             self.verified_bytes += len as u64;
             self.last_progress = Instant::now();
             let ids: Vec<u64> = self.peers.keys().copied().collect();
             for id in ids {
-                self.send(id, Msg::Have(i as u32));
+                if !self.has(Fault::NoHave) {
+                    self.send(id, Msg::Have(i as u32));
+                }
                 self.update_interest(id);
             }
         } else {
@@ -673,7 +722,8 @@ impl Swarm {
                 *block = Block::Missing;
             }
             self.say(format!("piece {i} failed its SHA-1 check: fetching it again"));
-            for id in suppliers {
+            let strikes = !self.has(Fault::StickyPieces);
+            for id in suppliers.into_iter().filter(|_| strikes) {
                 let Some(peer) = self.peers.get_mut(&id) else { continue };
                 peer.strikes += 1;
                 if peer.strikes >= MAX_STRIKES {
@@ -697,7 +747,9 @@ impl Swarm {
             if let Some(peer) = self.peers.get_mut(&id) {
                 peer.am_interested = wants;
             }
-            self.send(id, if wants { Msg::Interested } else { Msg::NotInterested });
+            if !self.has(Fault::NeverInterested) {
+                self.send(id, if wants { Msg::Interested } else { Msg::NotInterested });
+            }
         }
     }
 
@@ -740,7 +792,10 @@ impl Swarm {
                 peer.asked.push((i, b, Instant::now()));
             }
             let begin = b as u32 * BLOCK;
-            let length = self.block_len(i, b) as u32;
+            let length = match self.has(Fault::BigRequests) {
+                true => 2 * BLOCK,
+                false => self.block_len(i, b) as u32,
+            };
             self.send(
                 id,
                 Msg::Request {
@@ -755,7 +810,14 @@ impl Swarm {
     /// Whether `id` may be asked for piece `i`: not if its copy failed the hash, unless no other
     /// connected peer has the piece.
     fn allowed(&self, i: usize, id: u64) -> bool {
+        if self.has(Fault::FixedShares) {
+            let holders: Vec<u64> = self.peers.iter().filter(|(_, p)| p.has[i]).map(|(&o, _)| o).collect();
+            return holders.get(i % holders.len().max(1)) == Some(&id);
+        }
         let bad = &self.pieces[i].bad;
+        if self.has(Fault::StickyPieces) {
+            return bad.is_empty() || bad.contains(&id);
+        }
         !bad.contains(&id) || !self.peers.iter().any(|(&o, p)| o != id && p.has[i] && !bad.contains(&o))
     }
 
@@ -764,7 +826,7 @@ impl Swarm {
     /// asked of others.
     fn pick(&self, id: u64) -> Option<(usize, usize)> {
         let peer = self.peers.get(&id)?;
-        let end_game = self.pieces.iter().all(|p| p.verified || !p.blocks.contains(&Block::Missing));
+        let end_game = !self.has(Fault::NoEndGame) && self.pieces.iter().all(|p| p.verified || !p.blocks.contains(&Block::Missing));
         let wanted = |block: &Block| match block {
             Block::Missing => true,
             Block::Asked(askers) => end_game && !askers.contains(&id),
@@ -806,6 +868,9 @@ impl Swarm {
     /// Requests unanswered for too long go to someone else.
     fn housekeeping(&mut self) {
         while self.tasks.try_join_next().is_some() {}
+        if self.has(Fault::NoEndGame) {
+            return;
+        }
         let now = Instant::now();
         let mut expired = Vec::new();
         for (&id, peer) in &mut self.peers {
@@ -840,7 +905,11 @@ impl Swarm {
             // Shuffled first, so equal rates are ranked at random by the stable sort.
             fastrand::shuffle(&mut interested);
             interested.sort_by_key(|&(_, rate)| std::cmp::Reverse(rate));
-            self.regular = interested.iter().take(UNCHOKE_SLOTS).map(|&(id, _)| id).collect();
+            let slots = match self.has(Fault::UnchokesAll) {
+                true => usize::MAX,
+                false => UNCHOKE_SLOTS,
+            };
+            self.regular = interested.iter().take(slots).map(|&(id, _)| id).collect();
             let keep = self
                 .optimistic
                 .filter(|o| !self.regular.contains(o) && self.peers.get(o).is_some_and(|p| p.interested));
@@ -907,12 +976,17 @@ impl Swarm {
             downloaded: self.downloaded,
             left: self.t.total - self.verified_bytes,
             event,
+            compact_only: self.has(Fault::CompactOnly),
         }
     }
 
     /// Starts the announce that is due (`started` until the tracker has answered one), in the background.
     fn start_announce(&mut self) {
-        let event = if self.started { None } else { Some("started") };
+        let event = if self.started || self.has(Fault::NoStarted) {
+            None
+        } else {
+            Some("started")
+        };
         let params = self.announce_params(event);
         let control = self.control_tx.clone();
         self.announcing = true;

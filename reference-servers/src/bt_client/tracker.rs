@@ -37,6 +37,8 @@ pub(super) struct Announce {
     pub(super) left: u64,
     /// `started`, `completed`, `stopped`, or none for a regular re-announce.
     pub(super) event: Option<&'static str>,
+    /// The `compact-only` fault: a list of peer dictionaries is read as no peers.
+    pub(super) compact_only: bool,
 }
 
 /// What the tracker said.
@@ -71,7 +73,7 @@ pub(super) async fn announce(a: &Announce, wait: Duration) -> Result<Reply, Anno
         Err(_) => return Err(broken(format!("no answer from {} within {wait:?}", url.authority))),
         Ok(result) => result.map_err(broken)?,
     };
-    parse_body(&body)
+    parse_body(&body, a.compact_only)
 }
 
 /// An `http://host[:port]/path[?query]` URL.
@@ -297,7 +299,7 @@ fn failure_reason(body: &[u8]) -> Option<String> {
 
 /// The reply's dictionary: `failure reason`, or `interval` and `peers` (a compact string of
 /// 6-byte entries, BEP 23, or a list of dictionaries with `ip` and `port`, BEP 3).
-fn parse_body(body: &[u8]) -> Result<Reply, AnnounceError> {
+fn parse_body(body: &[u8], compact_only: bool) -> Result<Reply, AnnounceError> {
     if let Some(reason) = failure_reason(body) {
         return Err(AnnounceError::Failure(reason));
     }
@@ -341,7 +343,7 @@ fn parse_body(body: &[u8]) -> Result<Reply, AnnounceError> {
                     }
                     // A host name instead of an address is skipped: BEP 3 allows it, loopback swarms never use it.
                     if let (Some(ip), Some(port)) = (ip, port) {
-                        if reply.peers.len() < MAX_PEERS {
+                        if reply.peers.len() < MAX_PEERS && !compact_only {
                             reply.peers.push(SocketAddr::new(ip, port));
                         }
                     }
@@ -384,6 +386,7 @@ mod tests {
             downloaded: 2,
             left: 3,
             event: Some("started"),
+            compact_only: false,
         };
         let url = Url::parse(&a.url).expect("url");
         let text = request(&a, &url);
@@ -404,17 +407,17 @@ mod tests {
     fn parses_replies() {
         let compact = http(b"d8:intervali1e5:peers12:\x7f\0\0\x01\x17\x71\x7f\0\0\x02\x17\x72e");
         let body = complete_reply(&compact, false).expect("ok").expect("complete");
-        let reply = parse_body(&body).expect("reply");
+        let reply = parse_body(&body, false).expect("reply");
         assert_eq!(reply.interval, Some(1));
         let peers: Vec<String> = reply.peers.iter().map(ToString::to_string).collect();
         assert_eq!(peers, ["127.0.0.1:6001", "127.0.0.2:6002"]);
         let dicts = b"d8:intervali2e5:peersld2:ip9:127.0.0.17:peer id20:-XX0000-0000000000004:porti6001eeee";
-        let reply = parse_body(dicts).expect("reply");
+        let reply = parse_body(dicts, false).expect("reply");
         assert_eq!((reply.interval, reply.peers.len()), (Some(2), 1));
         let chunked =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nd8:in\r\n13;x=y\r\ntervali1e5:peers0:e\r\n0\r\nX: 1\r\n\r\n";
         let body = complete_reply(chunked, false).expect("ok").expect("complete");
-        assert_eq!(parse_body(&body).expect("reply").peers, []);
+        assert_eq!(parse_body(&body, false).expect("reply").peers, []);
         let to_close = b"HTTP/1.0 200 OK\r\n\r\nd5:peers0:e";
         assert_eq!(complete_reply(to_close, false), Ok(None));
         assert!(complete_reply(to_close, true).expect("ok").is_some());
@@ -432,12 +435,12 @@ mod tests {
     fn rejects_failures_and_garbage() {
         let failure = http(b"d14:failure reason15:unknown torrente");
         let body = complete_reply(&failure, false).expect("ok").expect("complete");
-        assert_eq!(parse_body(&body), Err(AnnounceError::Failure("unknown torrent".into())));
+        assert_eq!(parse_body(&body, false), Err(AnnounceError::Failure("unknown torrent".into())));
         assert!(complete_reply(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false).is_err());
         assert!(complete_reply(b"SSH-2.0-x\r\n\r\n", false).is_err());
-        assert!(matches!(parse_body(b"d5:peers7:1234567e"), Err(AnnounceError::Broken(_))));
-        assert!(matches!(parse_body(b"d8:intervali1ee"), Err(AnnounceError::Broken(_))));
-        assert!(matches!(parse_body(b"le"), Err(AnnounceError::Broken(_))));
-        assert!(matches!(parse_body(&[b'l'; 5000]), Err(AnnounceError::Broken(_))));
+        assert!(matches!(parse_body(b"d5:peers7:1234567e", false), Err(AnnounceError::Broken(_))));
+        assert!(matches!(parse_body(b"d8:intervali1ee", false), Err(AnnounceError::Broken(_))));
+        assert!(matches!(parse_body(b"le", false), Err(AnnounceError::Broken(_))));
+        assert!(matches!(parse_body(&[b'l'; 5000], false), Err(AnnounceError::Broken(_))));
     }
 }

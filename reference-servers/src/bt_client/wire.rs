@@ -188,9 +188,10 @@ pub(super) async fn connection(
     our_id: [u8; 20],
     max_message: usize,
     events: mpsc::Sender<Event>,
+    trust_any_hash: bool,
 ) {
     // Why a connection ended is not reported: the swarm treats every ending alike.
-    if let Ok((stream, peer_id)) = connect_and_greet(opened, &info_hash, &our_id).await {
+    if let Ok((stream, peer_id)) = connect_and_greet(opened, &info_hash, &our_id, trust_any_hash).await {
         let (tx, rx) = mpsc::channel(OUTBOX);
         if events.send(Event::Joined { id, peer_id, tx }).await.is_err() {
             return;
@@ -204,8 +205,18 @@ pub(super) async fn connection(
     let _ = events.send(Event::Left { id }).await;
 }
 
-async fn connect_and_greet(opened: Opened, info_hash: &[u8; 20], our_id: &[u8; 20]) -> Result<(TcpStream, [u8; 20]), String> {
+async fn connect_and_greet(
+    opened: Opened,
+    info_hash: &[u8; 20],
+    our_id: &[u8; 20],
+    trust_any_hash: bool,
+) -> Result<(TcpStream, [u8; 20]), String> {
     let ours = handshake(info_hash, our_id);
+    // The `trusts-any-hash` fault: the peer's info-hash is taken as ours.
+    let check = |theirs: &[u8; HANDSHAKE_LEN]| match trust_any_hash {
+        true => parse_handshake(theirs).map(|(_, peer_id)| peer_id),
+        false => check_info_hash(theirs, info_hash),
+    };
     let mut theirs = [0u8; HANDSHAKE_LEN];
     let greet = async {
         match opened {
@@ -213,12 +224,12 @@ async fn connect_and_greet(opened: Opened, info_hash: &[u8; 20], our_id: &[u8; 2
                 let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
                 stream.write_all(&ours).await.map_err(|e| format!("handshake: {e}"))?;
                 stream.read_exact(&mut theirs).await.map_err(|e| format!("handshake: {e}"))?;
-                check_info_hash(&theirs, info_hash).map(|peer_id| (stream, peer_id))
+                check(&theirs).map(|peer_id| (stream, peer_id))
             }
             Opened::ByPeer(mut stream) => {
                 stream.read_exact(&mut theirs).await.map_err(|e| format!("handshake: {e}"))?;
                 // BEP 3: the side that accepted answers only for a torrent it serves.
-                let peer_id = check_info_hash(&theirs, info_hash)?;
+                let peer_id = check(&theirs)?;
                 stream.write_all(&ours).await.map_err(|e| format!("handshake: {e}"))?;
                 Ok((stream, peer_id))
             }

@@ -392,7 +392,7 @@ impl StructuredExpect for Unchokes {
                 None => Some(Ok(format!("unchoked share {window}: {}", shares()))),
                 Some(ip) => fail(
                     format!(
-                        "{ip}, one of the four peers uploading to the client fastest, was unchoked only {:.0}% of the time {window}, not more than half the time and more than every slow peer: tit-for-tat (K&R 2.5) keeps the four fastest uploaders unchoked",
+                        "{ip}, one of the four peers uploading to the client fastest, was unchoked only {:.0}% of the time {window}: tit-for-tat (K&R 2.5) keeps the four fastest uploaders unchoked, here more than half the time and longer than any other peer",
                         share(ip) * 100.0
                     ),
                     self.describe(),
@@ -401,11 +401,11 @@ impl StructuredExpect for Unchokes {
             },
             Optimistic::AtMostOne => {
                 if f64::from(overlap) <= OVERLAP_SHARE * f64::from(samples) {
-                    Some(Ok(format!("at most one slow peer unchoked {window}")))
+                    Some(Ok(format!("at most one of the other peers unchoked {window}")))
                 } else {
                     fail(
                         format!(
-                            "two or more of the slow peers ({}) were unchoked at once {:.0}% of the time {window}: beside the four fastest, K&R 2.5's choking unchokes one peer, the optimistic one",
+                            "two or more of the other peers ({}) were unchoked at once {:.0}% of the time {window}: beside the four fastest, K&R 2.5's choking unchokes one peer, the optimistic one",
                             list(&self.rest),
                             f64::from(overlap) * 100.0 / f64::from(samples.max(1))
                         ),
@@ -418,18 +418,18 @@ impl StructuredExpect for Unchokes {
                 false => Some(Ok(format!("{} optimistically unchoked {window}", list(&rest_seen)))),
                 true => fail(
                     format!(
-                        "none of the slow peers ({}) was ever unchoked {window}: K&R 2.5's optimistic unchoke gives one choked peer a chance every 30 s (here every --optimistic period)",
+                        "none of the other peers ({}) was ever unchoked {window}: K&R 2.5's optimistic unchoke gives one choked peer a chance every 30 s (here every --optimistic period)",
                         list(&self.rest)
                     ),
                     self.describe(),
-                    "no slow peer unchoked".into(),
+                    "none of the other peers unchoked".into(),
                 ),
             },
             Optimistic::Rotates => match rest_seen.len() >= 2 {
                 true => Some(Ok(format!("{} optimistically unchoked in turn {window}", list(&rest_seen)))),
                 false => fail(
                     format!(
-                        "only {} of the slow peers ({}) was unchoked {window}: the optimistic unchoke moves on to another choked peer every period",
+                        "only {} of the other peers ({}) was unchoked {window}: the optimistic unchoke moves on to another choked peer every period",
                         if rest_seen.is_empty() { "none".to_string() } else { list(&rest_seen) },
                         list(&self.rest)
                     ),
