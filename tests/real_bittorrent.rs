@@ -34,3 +34,13 @@ fn bt_peer_suite_against_aria2() {
     let result = check_expected("bt-peer", "aria2", &report, &out);
     readme_row("aria2 (Debian `aria2`) as the seeder", "bt-peer", &result);
 }
+
+#[test]
+fn bt_client_suite_against_aria2() {
+    if !peer_installed("/usr/bin/aria2c", "aria2") {
+        return;
+    }
+    let (_, out, report) = run_json(&["bt-client", "--exec", "tests/peers/aria2-client", "-j", "4"]);
+    let result = check_expected("bt-client", "aria2", &report, &out);
+    readme_row("aria2 (Debian `aria2`) as the client", "bt-client", &result);
+}
