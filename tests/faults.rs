@@ -439,6 +439,7 @@ const BT_CLIENT_FAULTS: &[&str] = &[
     "compact-only",
     "ignores-failure",
     "sticky-pieces",
+    "http-only",
 ];
 
 /// Every case of the `bt-client` suite fails a buggy sample client or a fault of the reference

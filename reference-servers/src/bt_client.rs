@@ -6,8 +6,8 @@
 //! ```
 //!
 //! It reads TORRENT, listens for peers on 127.0.0.1 (any free port), and announces to the
-//! torrent's HTTP tracker (`event=started`, `compact=1`), again every `interval` the tracker gives
-//! (new peers are learnt only that way). It connects to every peer it is given (up to 30
+//! torrent's tracker, HTTP (`event=started`, `compact=1`) or UDP (BEP 15), again every
+//! `interval` the tracker gives (new peers are learnt only that way). It connects to every peer it is given (up to 30
 //! connections at once, either way), says `interested` to peers with pieces it lacks and `not
 //! interested` once they have nothing more it needs, and asks peers that unchoked it for 16 KiB
 //! blocks, at most 10 outstanding each, the pieces RAREST FIRST (availability counted from
@@ -42,6 +42,7 @@ use crate::{parse_duration, Error, OptionSet, Options};
 mod metainfo;
 mod swarm;
 mod tracker;
+mod udp_tracker;
 mod wire;
 
 /// The name suites and the CLI use for this client.
@@ -104,6 +105,8 @@ enum Fault {
     /// `sticky-pieces`: a piece that failed its hash is asked again only of the peer that sent
     /// it, which is never dropped.
     StickyPieces,
+    /// `http-only`: a udp:// tracker (BEP 15) is not announced to.
+    HttpOnly,
 }
 
 /// Each fault's name, as the `fault` option takes it.
@@ -129,6 +132,7 @@ const FAULTS: &[(&str, Fault)] = &[
     ("compact-only", Fault::CompactOnly),
     ("ignores-failure", Fault::IgnoresFailure),
     ("sticky-pieces", Fault::StickyPieces),
+    ("http-only", Fault::HttpOnly),
 ];
 
 /// The faults switched on.

@@ -15,6 +15,7 @@ use tokio::time::{interval, interval_at, sleep_until, timeout, Instant, MissedTi
 
 use super::metainfo::Torrent;
 use super::tracker::{self, Announce, AnnounceError, Reply};
+use super::udp_tracker;
 use super::wire::{self, Event, Msg, Opened, BLOCK};
 use super::{Fault, Faults};
 
@@ -254,6 +255,16 @@ pub(super) async fn download(cfg: Config, out: UnboundedSender<String>) -> i32 {
     };
     swarm.close(&mut rx).await;
     code
+}
+
+/// One announce to the torrent's tracker: HTTP, or UDP (BEP 15) for a udp:// URL, unless
+/// `http_only` (the fault of that name).
+async fn announce(params: &Announce, wait: Duration, http_only: bool) -> Result<Reply, AnnounceError> {
+    match params.url.starts_with("udp://") {
+        true if http_only => Err(AnnounceError::Broken(format!("announce URL {:?} is not http://", params.url))),
+        true => udp_tracker::announce(params, wait).await,
+        false => tracker::announce(params, wait).await,
+    }
 }
 
 /// A peer id in Azureus style: our client's tag, then random characters (BEP 20).
@@ -989,10 +1000,11 @@ impl Swarm {
         };
         let params = self.announce_params(event);
         let control = self.control_tx.clone();
+        let http_only = self.has(Fault::HttpOnly);
         self.announcing = true;
         self.next_announce = None;
         self.tasks.spawn(async move {
-            let result = tracker::announce(&params, ANNOUNCE_WAIT).await;
+            let result = announce(&params, ANNOUNCE_WAIT, http_only).await;
             let _ = control.send(Control::Announced(event, result)).await;
         });
     }
@@ -1009,7 +1021,7 @@ impl Swarm {
             return None;
         }
         let params = self.announce_params(event);
-        let announce = tracker::announce(&params, FINAL_ANNOUNCE_WAIT);
+        let announce = announce(&params, FINAL_ANNOUNCE_WAIT, self.has(Fault::HttpOnly));
         tokio::pin!(announce);
         let result = loop {
             tokio::select! {

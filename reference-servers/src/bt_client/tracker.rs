@@ -1,5 +1,5 @@
 //! The HTTP tracker protocol (BEP 3, compact peers BEP 23): one announce, a GET whose reply is a
-//! bencoded dictionary.
+//! bencoded dictionary. A udp:// tracker is `udp_tracker.rs`'s (BEP 15).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -91,7 +91,7 @@ impl Url {
     fn parse(url: &str) -> Result<Url, String> {
         let rest = url
             .strip_prefix("http://")
-            .ok_or_else(|| format!("announce URL {url:?} is not http:// (the only tracker protocol this client speaks)"))?;
+            .ok_or_else(|| format!("announce URL {url:?} is neither http:// nor udp://"))?;
         let (authority, target) = match rest.find(['/', '?']) {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, "/"),

@@ -2057,27 +2057,39 @@ fn parse_announce_seen(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn Structure
 
 impl StructuredExpect for AnnounceSeen {
     fn check(&self, msg: &Message, _cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
-        let Some(Tracker::Request(r)) = msg.detail.as_ref().and_then(|d| d.downcast_ref::<Tracker>()) else {
-            return Err(fail("not an announce", self.describe(), msg));
-        };
-        if r.ask != super::codec::Ask::Announce {
-            return Err(fail("not an announce", self.describe(), msg));
-        }
+        // What the announce says, over HTTP (query parameters) or UDP (BEP 15's fields).
+        let (event, info_hash, left): (Option<String>, Option<Vec<u8>>, Option<u64>) =
+            match msg.detail.as_ref().and_then(|d| d.downcast_ref::<Tracker>()) {
+                Some(Tracker::Request(r)) if r.ask == super::codec::Ask::Announce => (
+                    r.param("event")
+                        .map(|e| String::from_utf8_lossy(e).into_owned())
+                        .filter(|e| !e.is_empty()),
+                    r.param("info_hash").map(<[u8]>::to_vec),
+                    r.param("left")
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.parse::<u64>().ok()),
+                ),
+                Some(Tracker::Udp(u)) => match &u.msg {
+                    super::codec::Udp::Announce(a) => (
+                        Some(super::codec::event_name(a.event)).filter(|e| e != "none"),
+                        Some(a.info_hash.to_vec()),
+                        Some(a.left),
+                    ),
+                    _ => return Err(fail("not an announce", self.describe(), msg)),
+                },
+                _ => return Err(fail("not an announce", self.describe(), msg)),
+            };
         if let Some(want) = &self.event {
-            let got = r
-                .param("event")
-                .map(|e| String::from_utf8_lossy(e).into_owned())
-                .filter(|e| !e.is_empty());
-            let same = match got.as_deref() {
+            let same = match event.as_deref() {
                 None => want == "none",
                 Some(g) => g == want,
             };
             if !same {
-                return Err(fail(format!("event {}", got.as_deref().unwrap_or("none")), self.describe(), msg));
+                return Err(fail(format!("event {}", event.as_deref().unwrap_or("none")), self.describe(), msg));
             }
         }
         if let Some(h) = &self.info_hash {
-            if r.param("info_hash") != Some(h.as_slice()) {
+            if info_hash.as_deref() != Some(h.as_slice()) {
                 return Err(fail(
                     "the info_hash is not the torrent's: the SHA-1 of the info dictionary's bytes as they are in the .torrent file (BEP 3)",
                     self.describe(),
@@ -2086,13 +2098,9 @@ impl StructuredExpect for AnnounceSeen {
             }
         }
         if let Some(l) = self.left {
-            let got = r
-                .param("left")
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if got != Some(l) {
+            if left != Some(l) {
                 return Err(fail(
-                    format!("left {}", got.map_or("missing".to_string(), |g| g.to_string())),
+                    format!("left {}", left.map_or("missing".to_string(), |g| g.to_string())),
                     self.describe(),
                     msg,
                 ));
