@@ -2,8 +2,9 @@
 //! (`ci/assignments/webserver.yaml`) the way course staff would (`grade --submissions`), and
 //! prints seconds per submission for each kind, and what a hanging submission costs against the
 //! step timeout: cases take turns on one instance of the program until it hangs, then run side by
-//! side on instances of their own, so a server that never answers costs a few timeouts per part,
-//! not one per case.
+//! side on instances of their own, and a program that answered no case is not re-run, so a server
+//! that never answers costs the first case's timeout and then the longest one (here get-binary's
+//! 5 s, times 1.5) per part, not one timeout per case.
 //!
 //! ```text
 //! cargo run --release --example bench_grade [-- [--jobs N] [--keep DIR]]

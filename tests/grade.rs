@@ -635,6 +635,28 @@ fn a_case_that_passes_on_a_re_run_is_flaky_not_passed() {
 }
 
 #[test]
+fn a_program_that_answers_no_case_is_not_re_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    // Accepts every connection and never sends a byte.
+    std::fs::write(
+        sub.join("server.py"),
+        "import socket, sys\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(5)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\n",
+    )
+    .unwrap();
+    let a = tcp_assignment(dir.path(), "");
+    let (code, out, _, js) = grade(a.to_str().unwrap(), sub.to_str().unwrap(), &["--retries", "2"]);
+    assert_eq!(code, 1, "{out}");
+    for c in js["cases"].as_array().unwrap() {
+        assert_eq!(c["status"], "failed", "{c}");
+        assert_eq!(c["attempts"], 1, "a hanging program is not run again: {c}");
+    }
+    let notes = js["notes"].to_string();
+    assert!(notes.contains("were not re-run"), "{notes}");
+}
+
+#[test]
 fn fifty_submissions_two_at_a_time_then_shards_and_merge() {
     let dir = tempfile::tempdir().unwrap();
     let subs = dir.path().join("class");

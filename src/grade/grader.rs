@@ -12,6 +12,9 @@ use super::workspace::Workspace;
 use crate::run::sandbox::{RunAs, Sandbox};
 use crate::run::{self, CaseResult, Reporter, RunOptions, Summary, TargetSpec};
 
+/// The most failed cases of a server suite re-run at once, each on its own instance.
+const RETRY_JOBS: usize = 16;
+
 /// Why a case has not run while grading is under way (what an interrupted grade shows).
 pub const UNFINISHED: &str = "not run (grading did not finish)";
 
@@ -191,13 +194,25 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
             part: pi,
             shared: &shared,
             live: opts.live.as_deref(),
+            answered: false,
         };
         let summary = run::run(std::slice::from_ref(&part.suite), &base, &mut collector).await;
         note_target_errors(&shared, &part.name, &summary);
+        // Re-runs are for a case that failed by chance. A program that sent nothing in any case,
+        // each on an instance of its own once the first hung, hangs every time: another round
+        // of timeouts would tell nothing new.
+        let hangs = !collector.answered && summary.passed + summary.failed > 0;
+        if hangs && opts.retries > 0 {
+            lock(&shared).notes.push(format!(
+                "{}: the failed cases were not re-run: the program sent nothing in any of them (each waited its whole timeout)",
+                part.name
+            ));
+        }
         // Re-runs: the failed cases again, each against a fresh start of the program (side by
         // side where the suite allows: a program that hangs costs a round of timeouts, not one
         // per case), until each passes or the retries are spent.
-        for _ in 0..opts.retries {
+        let retries = if hangs { 0 } else { opts.retries };
+        for _ in 0..retries {
             let failed: Vec<glob::Pattern> = {
                 let g = lock(&shared);
                 g.cases[first..offset]
@@ -209,10 +224,18 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
             if failed.is_empty() || Instant::now() >= deadline {
                 break;
             }
+            // A server suite's re-runs all start at once: each case has a fresh instance of its
+            // own, and a program that hangs then costs one round of timeouts however many cases
+            // failed (client programs keep the default: cases that judge timing start them).
+            let jobs = match part.suite.role {
+                crate::suite::Role::Server => Some(failed.len().clamp(1, RETRY_JOBS)),
+                crate::suite::Role::Client => None,
+            };
             let again = RunOptions {
                 tags: Vec::new(),
                 case_globs: failed,
                 fresh_each: true,
+                jobs,
                 ..base.clone()
             };
             let s = run::run(std::slice::from_ref(&part.suite), &again, &mut collector).await;
@@ -246,6 +269,8 @@ struct Collector<'a> {
     part: usize,
     shared: &'a Shared,
     live: Option<&'a (dyn Fn(&GradedCase) + Send + Sync)>,
+    /// Some case got an answer from the program (it passed, or failed on something the program sent).
+    answered: bool,
 }
 
 impl Reporter for Collector<'_> {
@@ -254,6 +279,7 @@ impl Reporter for Collector<'_> {
         let Some(k) = part.cases.iter().position(|c| c.index == r.index) else {
             return;
         };
+        self.answered |= r.failure.as_ref().is_none_or(|f| !f.silent_timeout);
         let mut g = lock(self.shared);
         let c = &mut g.cases[self.first + k];
         score::record(self.a, c, r);
