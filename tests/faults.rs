@@ -225,14 +225,19 @@ const FTP_CLIENT_FAULTS: &[&str] = &[
 /// The same for the `ftp-client` suite, with the reference client's faults.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ftp_client_cases_are_each_proven() {
+    let refused = client_refusal("ftp-client", &["ls"]).await;
+    each_case_proven("ftp-client", &refused, FTP_CLIENT_FAULTS, common::FTP_CLIENT_BUGGY_SAMPLES, &[]).await;
+}
+
+/// What a reference client says when given an unknown fault: the list of its faults.
+async fn client_refusal(client: &str, args: &[&str]) -> String {
     let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let args = ["ls".to_string()];
-    let refused = match reference_servers::run_client("ftp-client", "127.0.0.1:9".parse().unwrap(), &opts, &args, tx).await {
-        Ok(code) => panic!("the ftp-client reference took an unknown fault (exit {code})"),
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    match reference_servers::run_client(client, "127.0.0.1:9".parse().unwrap(), &opts, &args, tx).await {
+        Ok(code) => panic!("the {client} reference took an unknown fault (exit {code})"),
         Err(e) => e.to_string(),
-    };
-    each_case_proven("ftp-client", &refused, FTP_CLIENT_FAULTS, common::FTP_CLIENT_BUGGY_SAMPLES, &[]).await;
+    }
 }
 
 /// The faults of the reference HTTP/2 client (`reference-servers/src/http2_client/fault.rs`).
@@ -276,13 +281,7 @@ const HTTP2_CLIENT_FAULTS: &[&str] = &[
 /// failed by a buggy sample client or tagged with a fault that fails it (and passes without it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn http2_client_cases_are_each_proven() {
-    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let args = ["get".to_string(), "/".to_string(), "x".to_string()];
-    let refused = match reference_servers::run_client("http2-client", "127.0.0.1:9".parse().unwrap(), &opts, &args, tx).await {
-        Ok(code) => panic!("the http2-client reference took an unknown fault (exit {code})"),
-        Err(e) => e.to_string(),
-    };
+    let refused = client_refusal("http2-client", &["get", "/", "x"]).await;
     // `one-connection-per-request` is legal (RFC 9113 §9.1 makes one connection a SHOULD): it
     // makes textbook-multiplexed n/a, not failed, so it proves nothing.
     each_case_proven(
@@ -446,13 +445,7 @@ const BT_CLIENT_FAULTS: &[&str] = &[
 /// client. Four faults at a time: the choking cases judge rates over seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bt_client_cases_are_each_proven() {
-    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let args = ["t.torrent".to_string(), "out".to_string()];
-    let refused = match reference_servers::run_client("bt-client", "127.0.0.1:9".parse().unwrap(), &opts, &args, tx).await {
-        Ok(code) => panic!("the bt-client reference took an unknown fault (exit {code})"),
-        Err(e) => e.to_string(),
-    };
+    let refused = client_refusal("bt-client", &["t.torrent", "out"]).await;
     each_case_proven_at_most("bt-client", &refused, BT_CLIENT_FAULTS, common::BT_CLIENT_BUGGY_SAMPLES, &[], 4).await;
 }
 

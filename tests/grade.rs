@@ -609,17 +609,22 @@ fn a_spent_time_budget_leaves_every_case_listed_as_not_run() {
     }
 }
 
+/// A submission folder `sub` under `dir` holding `server.py` with `source`.
+fn submission_of(dir: &Path, source: &str) -> PathBuf {
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("server.py"), source).unwrap();
+    sub
+}
+
 #[test]
 fn a_case_that_passes_on_a_re_run_is_flaky_not_passed() {
     let dir = tempfile::tempdir().unwrap();
     // Answers in lowercase the first time it is started in a folder, correctly afterwards.
-    let sub = dir.path().join("sub");
-    std::fs::create_dir(&sub).unwrap();
-    std::fs::write(
-        sub.join("server.py"),
+    let sub = submission_of(
+        dir.path(),
         "import os, socket, sys\nfirst = not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'ran'))\nopen(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'ran'), 'w').close()\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(5)\nwhile True:\n    c, _ = s.accept(); data = b''\n    while not data.endswith(b'\\n'):\n        d = c.recv(1024)\n        if not d: break\n        data += d\n    c.sendall(data if first else data.decode().upper().encode()); c.close()\n",
-    )
-    .unwrap();
+    );
     let a = tcp_assignment(dir.path(), "flaky_credit: 0.5\n");
     let (code, out, gs, js) = grade(a.to_str().unwrap(), sub.to_str().unwrap(), &["--retries", "2"]);
     assert_eq!(code, 1, "flaky is not a pass: {out}");
@@ -637,14 +642,11 @@ fn a_case_that_passes_on_a_re_run_is_flaky_not_passed() {
 #[test]
 fn a_program_that_answers_no_case_is_not_re_run() {
     let dir = tempfile::tempdir().unwrap();
-    let sub = dir.path().join("sub");
-    std::fs::create_dir(&sub).unwrap();
     // Accepts every connection and never sends a byte.
-    std::fs::write(
-        sub.join("server.py"),
+    let sub = submission_of(
+        dir.path(),
         "import socket, sys\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(5)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\n",
-    )
-    .unwrap();
+    );
     let a = tcp_assignment(dir.path(), "");
     let (code, out, _, js) = grade(a.to_str().unwrap(), sub.to_str().unwrap(), &["--retries", "2"]);
     assert_eq!(code, 1, "{out}");
