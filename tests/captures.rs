@@ -202,6 +202,27 @@ fn h2c_upgrade_hands_over_to_http2_after_the_101() {
 }
 
 #[test]
+fn websocket_upgrade_hands_over_to_websocket_frames_after_the_101() {
+    let cap = decode_bytes(common::pcap::websocket_upgrade(true).bytes()).unwrap();
+    let c = only(&cap);
+    assert_eq!(c.protocol, "http");
+    let t = c.transcript();
+    insta::assert_snapshot!("websocket-upgrade", t);
+    let at = |s: &str| t.find(s).unwrap_or_else(|| panic!("{s} not in\n{t}"));
+    assert!(at("S→C HTTP/1.1 101 Switching Protocols") < at("C→S text \"Hello\" (masked)"));
+    assert!(at("S→C text \"Hel\" (not final)") < at("S→C ping \"are you there\""));
+    assert!(at("S→C continuation \"lo back\"") < at("C→S close 1000 \"bye\" (masked)"));
+    assert!(!t.contains("undecodable"), "{t}");
+    let checked = capture::check::check(&cap, capture::check::Side::Both);
+    assert!(checked[0].violations.is_empty(), "{:?}", checked[0].violations);
+    // A client that does not mask its frames breaks RFC 6455 §5.1, once per frame.
+    let cap = decode_bytes(common::pcap::websocket_upgrade(false).bytes()).unwrap();
+    let checked = capture::check::check(&cap, capture::check::Side::Client);
+    let rules: Vec<&str> = checked[0].violations.iter().map(|v| v.rule.as_str()).collect();
+    assert_eq!(rules, ["RFC 6455 §5.1"; 3], "{:?}", checked[0].violations);
+}
+
+#[test]
 fn bittorrent_handshake_is_framed_as_the_peer_wire_on_any_port() {
     let cap = decode("bittorrent-peer-handshake.pcap");
     assert_eq!(cap.conversations.len(), 2, "{}", cap.text());

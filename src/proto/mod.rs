@@ -26,6 +26,7 @@ pub mod line;
 pub mod pop3;
 pub mod smtp;
 pub mod tls;
+pub mod websocket;
 
 pub use codec::{
     escape_bytes, Codec, CodecError, Context, DataChannel, Direction, Exchange, Finding, Frame, Framer, Level, Message, SwarmEvent,
@@ -183,6 +184,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &ftp::Ftp,
     &tls::Tls,
     &bittorrent::BitTorrent,
+    &websocket::WebSocket,
 ];
 
 /// Every protocol, for `protocol:` lookups and suggestions.

@@ -325,3 +325,52 @@ pub fn h2c_upgrade(settings_first: bool) -> Pcap {
     pcap.close(5.5, c, End::Client);
     pcap
 }
+
+/// One WebSocket frame (RFC 6455 §5.2) with a payload under 126 bytes, masked with `mask` when given.
+pub fn ws_frame(fin: bool, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126, "short frames only");
+    let mut b = vec![
+        (u8::from(fin) << 7) | opcode,
+        payload.len() as u8 | if mask.is_some() { 0x80 } else { 0 },
+    ];
+    match mask {
+        Some(k) => {
+            b.extend_from_slice(&k);
+            b.extend(payload.iter().enumerate().map(|(i, x)| x ^ k[i % 4]));
+        }
+        None => b.extend_from_slice(payload),
+    }
+    b
+}
+
+/// An HTTP/1.1 request upgraded to WebSocket (RFC 6455 §4) on port 80: the 101, a text message
+/// each way, a ping and its pong, and the closing handshake. With `client_masks` false the
+/// client's frames go unmasked, breaking §5.1.
+pub fn websocket_upgrade(client_masks: bool) -> Pcap {
+    let mut pcap = Pcap::new();
+    let c = pcap.connect(0.0, "10.0.0.1:41001", "10.0.0.2:80");
+    pcap.send(
+        1.0,
+        c,
+        End::Client,
+        b"GET /chat HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    pcap.send(
+        2.0,
+        c,
+        End::Server,
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+    );
+    let key = client_masks.then_some([0x37, 0xfa, 0x21, 0x3d]);
+    pcap.send(3.0, c, End::Client, &ws_frame(true, 0x1, key, b"Hello"));
+    let mut reply = ws_frame(false, 0x1, None, b"Hel");
+    reply.extend(ws_frame(true, 0x9, None, b"are you there"));
+    reply.extend(ws_frame(true, 0x0, None, b"lo back"));
+    pcap.send(4.0, c, End::Server, &reply);
+    pcap.send(5.0, c, End::Client, &ws_frame(true, 0xA, key, b"are you there"));
+    pcap.send(6.0, c, End::Client, &ws_frame(true, 0x8, key, b"\x03\xe8bye"));
+    pcap.send(7.0, c, End::Server, &ws_frame(true, 0x8, None, b"\x03\xe8"));
+    pcap.close(8.0, c, End::Server);
+    pcap.close(8.5, c, End::Client);
+    pcap
+}

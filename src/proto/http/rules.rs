@@ -17,10 +17,20 @@ pub fn switches_protocol(m: &Message) -> bool {
 }
 
 /// The protocol a 101 response hands the connection to, when the registry frames it: `h2c` is
-/// HTTP/2 over cleartext TCP (RFC 7540 §3.2; RFC 9113 §3.1 keeps the token's meaning).
+/// HTTP/2 over cleartext TCP (RFC 7540 §3.2; RFC 9113 §3.1 keeps the token's meaning),
+/// `websocket` RFC 6455 (§4.2.2: the 101 carries `Upgrade: websocket`).
 pub fn next_protocol(m: &Message) -> Option<&'static str> {
     let h = m.detail.as_ref()?.downcast_ref::<parse::HttpMessage>()?;
-    (h.status() == Some(101) && h.has_token("Upgrade", "h2c")).then_some("http2")
+    if h.status() != Some(101) {
+        return None;
+    }
+    if h.has_token("Upgrade", "h2c") {
+        Some("http2")
+    } else if h.has_token("Upgrade", "websocket") {
+        Some("websocket")
+    } else {
+        None
+    }
 }
 
 /// Why a response ends its connection, if it does (RFC 9112 §9.3): it lists `close` in
