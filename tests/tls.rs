@@ -12,8 +12,9 @@ fn every_tcp_suite_passes_its_reference_over_tls() {
         .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".yaml").map(str::to_string))
         .collect();
     for s in &suites {
-        // UDP suites have no TLS here; QUIC's (http3) is always TLS 1.3.
-        let not_tcp = s.starts_with("dns") || s.starts_with("udp") || s == "http3";
+        // UDP suites have no TLS here; QUIC's (http3) is always TLS 1.3; BitTorrent's peer wire
+        // has none, and its trackers' suite speaks UDP too.
+        let not_tcp = s.starts_with("dns") || s.starts_with("udp") || s == "http3" || s.starts_with("bt-");
         assert!(
             not_tcp || TCP_SUITES.contains(&s.as_str()),
             "suite {s} is neither in TCP_SUITES nor a UDP or QUIC suite: add it where it belongs"
@@ -43,6 +44,13 @@ fn tls_options_are_checked_before_anything_runs() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("udp-upper") && err.contains("UDP"), "{err}");
+
+    for suite in ["bt-peer", "bt-tracker", "bt-client"] {
+        let (out, _) = wirecheck(&["run", "--tls", suite]);
+        assert_eq!(out.status.code(), Some(2), "{suite}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(suite) && err.contains("BEP"), "{err}");
+    }
 
     let (out, _) = wirecheck(&["run", "--tls", "--ca", "no-such-ca.pem", "tcp-upper"]);
     assert_eq!(out.status.code(), Some(2));

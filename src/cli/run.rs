@@ -249,6 +249,12 @@ pub fn tls_options(a: &TlsArgs, suites: &[Arc<Suite>]) -> Result<run::TlsOptions
                 udp.join(", ")
             )));
         }
+        if let Some((s, why)) = suites.iter().find_map(|s| Some((s, crate::proto::find(&s.protocol)?.no_tls()?))) {
+            return Err(UsageError::Tls(format!(
+                "--tls: {} cannot run over TLS: {why}; run it without --tls",
+                s.name
+            )));
+        }
     }
     let trust = match (&a.ca, a.insecure) {
         (Some(f), _) => Some(Trust::from_pem_file(f).map_err(|e| UsageError::Tls(format!("--ca {e}")))?),

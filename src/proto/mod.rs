@@ -84,6 +84,11 @@ pub trait Protocol: Send + Sync {
     fn next_protocol(&self, _m: &Message) -> Option<&'static str> {
         None
     }
+    /// Why `run --tls` does not apply to this protocol's suites, when it does not: a TCP protocol
+    /// with no TLS of its own (the BitTorrent peer wire). UDP suites are refused for their transport.
+    fn no_tls(&self) -> Option<&'static str> {
+        None
+    }
     /// Whether this protocol carries another one inside it, encrypted (TLS). A connection handed
     /// over to it (STARTTLS) is framed by its codec in a capture, which sees the records, and
     /// not in a live run's own record, which holds what the harness sent and read inside them.

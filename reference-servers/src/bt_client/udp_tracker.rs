@@ -76,13 +76,23 @@ pub(super) async fn announce(a: &Announce, wait: Duration) -> Result<Reply, Anno
         ann.extend(NUMWANT.to_be_bytes());
         ann.extend(a.port.to_be_bytes());
         let reply = request(&sock, &ann, tid).await?;
+        // BEP 15: peers are 6-byte IPv4 entries, or 18-byte IPv6 ones when the announce went over IPv6.
+        let v6 = addr.is_ipv6();
+        let entry = if v6 { 18 } else { 6 };
         match action(&reply) {
             1 if reply.len() >= 20 => {
                 let interval = u32::from_be_bytes(reply[8..12].try_into().unwrap_or_default());
                 let peers = reply[20..]
-                    .chunks_exact(6)
+                    .chunks_exact(entry)
                     .take(MAX_PEERS)
-                    .map(|e| SocketAddr::new(IpAddr::from([e[0], e[1], e[2], e[3]]), u16::from_be_bytes([e[4], e[5]])))
+                    .map(|e| {
+                        let (ip, port) = e.split_at(entry - 2);
+                        let ip = match v6 {
+                            true => IpAddr::from(<[u8; 16]>::try_from(ip).unwrap_or_default()),
+                            false => IpAddr::from(<[u8; 4]>::try_from(ip).unwrap_or_default()),
+                        };
+                        SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]]))
+                    })
                     .collect();
                 Ok(Ok(Reply {
                     interval: Some(u64::from(interval)),

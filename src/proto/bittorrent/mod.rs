@@ -19,6 +19,9 @@ impl Protocol for BitTorrent {
     fn name(&self) -> &'static str {
         "bittorrent"
     }
+    fn no_tls(&self) -> Option<&'static str> {
+        Some("the BitTorrent peer wire (BEP 3) has no TLS; its own encryption (MSE) is another protocol")
+    }
     fn line_ending(&self) -> &'static [u8] {
         b""
     }

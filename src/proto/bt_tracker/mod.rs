@@ -17,6 +17,9 @@ impl Protocol for BtTracker {
     fn name(&self) -> &'static str {
         "bt-tracker"
     }
+    fn no_tls(&self) -> Option<&'static str> {
+        Some("a tracker suite speaks HTTP and UDP (BEP 15) on one port, and BEP 15 has no TLS")
+    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         self.codec_on(dir, Transport::Tcp)
     }
