@@ -351,7 +351,9 @@ const HTTP3_FAULTS: &[&str] = &[
 ];
 
 /// Every case of the `http3` suite is failed by a fault of the reference (no sample servers:
-/// an HTTP/3 server needs a QUIC library).
+/// an HTTP/3 server needs a QUIC library). Three faults at a time: QUIC's handshakes and the
+/// cases that wait for a connection error are slow on a loaded 2-core machine, and with every
+/// fault at once a correct reference missed one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn http3_cases_are_each_proven() {
     let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
@@ -359,7 +361,7 @@ async fn http3_cases_are_each_proven() {
         Ok(_) => panic!("the http3 reference took an unknown fault"),
         Err(e) => e.to_string(),
     };
-    each_case_proven("http3", &refused, HTTP3_FAULTS, &[], &[]).await;
+    each_case_proven_at_most("http3", &refused, HTTP3_FAULTS, &[], &[], 3).await;
 }
 
 /// The reference BitTorrent tracker's faults (`reference-servers/src/bittorrent/tracker.rs`).
