@@ -155,3 +155,21 @@ fn a_target_listening_on_another_port_is_told_where_it_listens() {
     assert!(text.contains("the same as above: the case could not run"), "{text}");
     assert_eq!(processes_with(&m), Vec::<String>::new());
 }
+
+#[test]
+fn send_cut_short_fails_only_when_the_next_step_wants_an_answer() {
+    let m = marker("resets");
+    let (code, out, report) = run_json(&["tests/suites/peer-gone.yaml", "--exec", &target("resets_on_line", &m)]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(cases_with(&report, "pass"), ["end-expected"], "{out}");
+    assert_eq!(cases_with(&report, "fail"), ["answer-expected"], "{out}");
+    let failed = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case"] == "answer-expected")
+        .unwrap();
+    let msg = failed["failure"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("write failed"), "{failed}");
+    assert_eq!(processes_with(&m), Vec::<String>::new());
+}

@@ -178,6 +178,8 @@ pub struct Ctx {
     protos: HashMap<String, &'static dyn Protocol>,
     /// The case's running actors (shared with parallel branches; stopped when the case ends).
     actors: Arc<std::sync::Mutex<Vec<super::actors::RunningActor>>>,
+    /// The connection whose end (a close or an error) the step after the current one expects.
+    end_expected: Option<String>,
 }
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
@@ -253,7 +255,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 impl Ctx {
     fn steps<'a>(&'a mut self, env: &'a Env, steps: &'a [Step]) -> StepFuture<'a> {
         Box::pin(async move {
-            for s in steps {
+            for (i, s) in steps.iter().enumerate() {
+                self.end_expected = steps.get(i + 1).and_then(|next| self.expects_end(next));
                 if let Some((var, want)) = &s.when {
                     let want = want.render(&self.vars).map_err(|e| Failure::at(s, e))?;
                     let have = self
@@ -268,6 +271,24 @@ impl Ctx {
             }
             Ok(())
         })
+    }
+
+    /// The connection `step` expects to end, when it is an expectation of a close or an error.
+    fn expects_end(&self, step: &Step) -> Option<String> {
+        let ends = match &step.kind {
+            StepKind::Expect(e) => match &e.what {
+                ExpectWhat::Closed => true,
+                ExpectWhat::Structured(x) => x.expects_end(),
+                _ => false,
+            },
+            _ => false,
+        };
+        ends.then(|| self.conn_name(step).ok()).flatten()
+    }
+
+    /// Whether the step after `step` expects `step`'s connection to end.
+    fn end_expected_on(&self, step: &Step) -> bool {
+        self.end_expected.is_some() && self.end_expected == self.conn_name(step).ok()
     }
 
     fn timeout(&self, env: &Env, step: &Step) -> Duration {
@@ -942,7 +963,10 @@ impl Ctx {
                     Piece::Pause(d) => tokio::time::sleep(*d).await,
                     Piece::Data(d) => {
                         let bytes = self.bytes(env, step, d)?;
-                        self.conn(step)?.send(&bytes, deadline).await.map_err(|e| send_failure(step, e))?;
+                        match self.conn(step)?.send(&bytes, deadline).await {
+                            Err(SendError::PeerGone { .. }) if self.end_expected_on(step) => return Ok(()),
+                            r => r.map_err(|e| send_failure(step, e))?,
+                        }
                     }
                 }
             }
@@ -950,8 +974,11 @@ impl Ctx {
         }
         let bytes = self.bytes(env, step, p)?;
         let flood = matches!(p, Payload::Structured(s) if s.flood());
+        // A peer that ends the connection at the first bad byte, as the next step expects, may
+        // be gone before the rest is written: that step reads how it ended.
+        let end_expected = self.end_expected_on(step);
         match self.conn(step)?.send(&bytes, deadline).await {
-            Err(SendError::PeerGone { .. }) if flood => Ok(()),
+            Err(SendError::PeerGone { .. }) if flood || end_expected => Ok(()),
             r => r.map_err(|e| send_failure(step, e)),
         }
     }

@@ -276,7 +276,7 @@ impl QuicConn {
                             "the server allows no more streams (QUIC's MAX_STREAMS, RFC 9000 §4.6): stream {id} could not be opened in time"
                         )))
                     }
-                    Ok(Err(e)) => return Err(QuicError::Other(format!("cannot open stream {id}: {e}"))),
+                    Ok(Err(e)) => return Err(QuicError::PeerGone(format!("cannot open stream {id}: the connection is gone: {e}"))),
                     Ok(Ok(pair)) => pair,
                 };
                 let got = u64::from(send.id());

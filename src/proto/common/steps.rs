@@ -109,6 +109,12 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
     fn accepts_close(&self) -> bool {
         false
     }
+    /// Whether this expectation is of the peer ending the connection or a stream (an error, a
+    /// close): a send just before it that the peer cut short by going away is what the case
+    /// looks for, not a failure (a peer may close at the first bad byte, before the rest is sent).
+    fn expects_end(&self) -> bool {
+        self.accepts_close()
+    }
     /// An expectation met by nothing arriving (a request the peer must refuse: no answer is a
     /// refusal): it holds once this long passes, or the connection closes, with no message it
     /// does not skip; a message it does not skip is judged by `check`.

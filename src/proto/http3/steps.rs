@@ -706,6 +706,10 @@ impl H3Expect {
 }
 
 impl StructuredExpect for H3Expect {
+    fn expects_end(&self) -> bool {
+        matches!(self.0, ExpectKind::ConnectionError(_) | ExpectKind::StreamError(..))
+    }
+
     fn check(&self, msg: &Message, cx: &RenderCx) -> Result<Vec<(String, String)>, Mismatch> {
         let want = self.describe();
         let Some(m) = detail(msg) else {
