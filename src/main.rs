@@ -59,6 +59,9 @@ enum Command {
     /// Grade submissions against an assignment (ci/assignments/*.yaml) and write reports for grading platforms.
     #[command(after_help = GRADE_HELP)]
     Grade(grade::GradeArgs),
+    /// Grade one submission inside its sandbox (started by `grade`, never by hand).
+    #[command(hide = true)]
+    GradeWorker(wirecheck::grade::worker::WorkerArgs),
     /// Combine the roster.json files of `grade --shard` jobs into one roster.
     #[command(after_help = "Example:\n  wirecheck merge shard-1/roster.json shard-2/roster.json --out grades")]
     Merge(grade::MergeArgs),
@@ -163,6 +166,13 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::USAGE as u8);
         }
     }
+    // A grading worker enters its sandbox's namespaces while it is still one thread.
+    if let Command::GradeWorker(args) = &parsed.command {
+        if let Err(e) = wirecheck::run::jail::enter(args.disk, &args.keep) {
+            eprintln!("error: the grading sandbox cannot be made: {e}");
+            return ExitCode::from(wirecheck::run::jail::NO_JAIL as u8);
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -179,6 +189,7 @@ fn main() -> ExitCode {
             Command::Check(args) => cli::check::check(args).await,
             Command::Grade(args) => grade::grade(args).await,
             Command::Merge(args) => grade::merge(args),
+            Command::GradeWorker(args) => wirecheck::grade::worker::work(args).await,
             Command::Completions { .. } | Command::Man { .. } => unreachable!("answered before the runtime starts"),
         }
     });

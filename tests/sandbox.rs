@@ -83,6 +83,29 @@ fn cpu_limit_stops_a_spinning_program() {
 }
 
 #[test]
+fn cpu_limit_hard_stop_is_named_and_a_sigkill_before_it_is_not() {
+    let _g = serial();
+    let m = marker("sandbox-cpu-kill");
+    // Ignoring SIGXCPU leaves the kernel's SIGKILL a second later: the limit's, by the CPU used.
+    let exec = format!("python3 {} {{port}} {m} ignore-xcpu", fixture("spins_cpu.py"));
+    assert_stopped_by(
+        &exec,
+        &["--limit", "cpu=1s", "--timeout-scale", "5"],
+        "CPU time limit (1s) exceeded",
+        &m,
+    );
+    // A SIGKILL that a process sends is not a limit, whatever limits are set.
+    let exec = format!("python3 {} {{port}} {m}", fixture("kills_itself.py"));
+    let report = assert_stopped_by(
+        &exec,
+        &["--limit", "cpu=5s", "--limit", "memory=512M"],
+        "killed by SIGKILL that a process sent",
+        &m,
+    );
+    assert!(!failure_message(&report).contains("limit ("), "{report}");
+}
+
+#[test]
 fn memory_limit_stops_an_unbounded_allocation() {
     let _g = serial();
     let m = marker("sandbox-mem");
@@ -274,4 +297,94 @@ fn isolate_without_root_says_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--isolate needs root") && err.contains("sudo"), "{err}");
+}
+
+/// Whether `grade` can give each submission a sandbox here; prints why not.
+fn grading_sandbox_works(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("{test}: skipped: not root, so grading has no sandbox per submission");
+        return false;
+    }
+    let (out, _) = wirecheck(&["grade-worker", "--probe"]);
+    if out.status.code() != Some(0) {
+        eprintln!("{test}: skipped: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return false;
+    }
+    true
+}
+
+/// Three submissions graded at once, one of which attacks the other two, the grader and the
+/// machine: it reads and writes the others' files, reads the reports, signals every process
+/// it sees and process 1, connects to every port it sees, fills /tmp past the disk quota and
+/// leaves a detached, renamed daemon. The others score full marks with every case passed,
+/// their originals are unchanged, nothing of the attacker outlives the grading, and its own
+/// report shows each attempt refused.
+#[test]
+fn three_submissions_at_once_one_attacking_the_others() {
+    let _g = serial();
+    if !grading_sandbox_works("three_submissions_at_once_one_attacking_the_others") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (subs, out) = (dir.path().join("subs"), dir.path().join("out"));
+    let good = std::fs::read_to_string(root().join("fixtures/students/tcp_upper_server.py")).unwrap();
+    for name in ["alice", "bob"] {
+        std::fs::create_dir_all(subs.join(name)).unwrap();
+        std::fs::write(subs.join(name).join("TCPServer.py"), &good).unwrap();
+    }
+    let m = marker("attacker");
+    let attacker = std::fs::read_to_string(root().join("fixtures/targets/attacks_others.py"))
+        .unwrap()
+        .replace("@MARKER@", &m)
+        .replace("@SUBMISSIONS@", subs.to_str().unwrap())
+        .replace("@OUT@", out.to_str().unwrap());
+    std::fs::create_dir_all(subs.join("mallory")).unwrap();
+    std::fs::write(subs.join("mallory").join("TCPServer.py"), attacker).unwrap();
+    let assignment = dir.path().join("isolation.yaml");
+    std::fs::write(
+        &assignment,
+        "assignment: isolation\nmain: [TCPServer.py]\nretries: 0\nlimits: { cpu: 30s, memory: 512MiB, processes: 64, open_files: 256, disk: 32MiB }\nparts:\n  - suite: tcp-upper\n    name: tcp\n    tags: [textbook]\n    start: \"python3 {main} {port}\"\n",
+    )
+    .unwrap();
+    let (o, _) = wirecheck(&[
+        "grade",
+        assignment.to_str().unwrap(),
+        "--submissions",
+        subs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--jobs",
+        "3",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(!text.contains("without a sandbox"), "{text}");
+    assert_eq!(
+        processes_with(&m),
+        Vec::<String>::new(),
+        "the attacker's daemons outlived the grading"
+    );
+    for name in ["alice", "bob"] {
+        let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(name).join("grade.json")).unwrap()).unwrap();
+        assert_eq!(g["score"], g["max_score"], "{name}: {text}");
+        for c in g["cases"].as_array().unwrap() {
+            assert_eq!(c["status"], "passed", "{name}: {c}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(subs.join(name).join("TCPServer.py")).unwrap(),
+            good,
+            "{name}'s original was changed"
+        );
+    }
+    let g = std::fs::read_to_string(out.join("mallory").join("grade.json")).unwrap();
+    for refused in [
+        "attack read other submissions: refused",
+        "attack write other submissions: refused",
+        "attack read reports: refused",
+        "attack kill process 1: refused",
+        "attack flood ports: refused",
+        "attack fill /tmp: refused: OSError: [Errno 28] No space left on device",
+    ] {
+        assert!(g.contains(refused), "the attacker's report lacks '{refused}': {g}");
+    }
 }

@@ -9,10 +9,12 @@ use futures::StreamExt;
 
 use super::error::UsageError;
 use crate::grade::assignment::{self, Assignment};
-use crate::grade::formats::{console_text, live_line, Audience, Format, ReportSpec};
+use crate::grade::formats::{live_line, Audience, Format, ReportSpec};
 use crate::grade::grader::{self, GradeOptions, LiveFn};
 use crate::grade::roster::{self, Entry, Roster, Shard};
 use crate::grade::score::{self, Grade, GradedCase};
+use crate::grade::worker::{self, submission_name, Done, Jail};
+use crate::run::jail;
 use crate::run::sandbox::RunAs;
 
 /// Arguments of `wirecheck grade`, as given.
@@ -54,9 +56,15 @@ pub struct GradeArgs {
     /// default: the assignment's `user:`, else nobody).
     #[arg(long)]
     pub user: Option<String>,
-    /// Linux, as root: grade inside a fresh network namespace (only loopback).
+    /// Linux, as root: grade inside a fresh network namespace (only loopback). Implied by the
+    /// sandbox, which gives every submission a network of its own.
     #[arg(long)]
     pub isolate: bool,
+    /// Grade in this process, without a sandbox per submission (as root, each submission is
+    /// otherwise graded in its own PID, mount and network namespaces, as its own user, with a
+    /// private /tmp of `limits.disk`).
+    #[arg(long)]
+    pub no_sandbox: bool,
 }
 
 /// Arguments of `wirecheck merge`.
@@ -84,6 +92,8 @@ pub struct GradeConfig {
     pub out: PathBuf,
     /// One submission or a folder of them.
     pub submissions: Submissions,
+    /// Whether each submission is graded in a sandbox of its own.
+    pub jail: Jail,
 }
 
 /// What is graded, with where its reports go.
@@ -146,7 +156,9 @@ impl GradeArgs {
             retries: self.retries.unwrap_or(a.retries),
             user,
             live,
+            after_copy: None,
         };
+        let jail = self.jail(&a, &submissions);
         Ok(GradeConfig {
             assignment: a,
             assignment_path: self.assignment,
@@ -154,7 +166,46 @@ impl GradeArgs {
             options,
             out: self.out,
             submissions,
+            jail,
         })
+    }
+
+    /// The sandbox if it can be made here; if not, says once what is not applied and why.
+    fn jail(&self, a: &Assignment, submissions: &Submissions) -> Jail {
+        if self.no_sandbox {
+            return Jail::Off;
+        }
+        if let Err(why) = worker::probe() {
+            eprintln!(
+                "note: grading without a sandbox per submission ({why}): programs run in this process's namespaces, see each other's processes and files, and share one network; run as root on Linux for it, or pass --no-sandbox to silence this"
+            );
+            return Jail::Off;
+        }
+        // What a program must not see: the original submissions and where reports go. Never a
+        // folder that holds what grading itself reads (the current folder, the assignment,
+        // wirecheck): hiding one would hide the suites and fixtures.
+        let keep: Vec<PathBuf> = [
+            std::env::current_dir().ok(),
+            Some(self.assignment.clone()),
+            std::env::current_exe().ok(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| absolute(&p))
+        .collect();
+        let given = match submissions {
+            Submissions::One { path, .. } => path.clone(),
+            Submissions::Many { dir, .. } => dir.clone(),
+        };
+        let hide = [given, self.out.clone()]
+            .iter()
+            .map(|p| absolute(p))
+            .filter(|p| !keep.iter().any(|k| k.starts_with(p)))
+            .collect();
+        Jail::On {
+            disk: a.limits.disk.unwrap_or(jail::DEFAULT_DISK),
+            hide,
+        }
     }
 
     fn one(&self, submission: &Path) -> Result<Submissions, UsageError> {
@@ -268,12 +319,6 @@ fn print(text: &str) {
     let _ = out.flush();
 }
 
-fn submission_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
-}
-
 /// `wirecheck grade`: resolves the arguments (exit 2 on a usage or assignment error), then grades.
 pub async fn grade(args: GradeArgs) -> i32 {
     let config = match args.resolve() {
@@ -313,29 +358,65 @@ async fn grade_one(config: &GradeConfig, submission: &Path, targets: &[(Format, 
             a.suites_sha256
         ));
     }
-    let interrupted = crate::run::interrupted();
-    tokio::pin!(interrupted);
-    let (g, code) = tokio::select! {
-        biased;
-        signal = &mut interrupted => {
-            let mut g = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            grader::mark_unrun(&mut g, &format!("not run (grading was stopped by {signal})"));
-            eprintln!("wirecheck: stopped by {signal}; programs killed, partial results written");
-            (g, 130)
+    let formats: Vec<Format> = targets.iter().map(|(f, _)| *f).collect();
+    let done = match &config.jail {
+        Jail::On { disk, hide } => {
+            let live = opts.live.is_some().then(|| Arc::new(|l: &str| print(l)) as worker::LineFn);
+            let job = worker::Job {
+                assignment: a,
+                assignment_path: &config.assignment_path,
+                submission,
+                opts,
+                slot: 1,
+                formats: &formats,
+                audience,
+                live,
+                disk: *disk,
+                hide,
+            };
+            if let Err(e) = worker::ensure_job_users(1) {
+                eprintln!("error: {e}");
+                return 2;
+            }
+            let stop = async {
+                crate::run::interrupted().await;
+            };
+            worker::grade_in_jail(job, stop).await
         }
-        g = grader::grade(a, submission, opts, shared.clone()) => {
-            let code = if !g.build.ok || !g.target_errors.is_empty() { 3 } else if g.all_passed() { 0 } else { 1 };
-            (g, code)
+        Jail::Off => {
+            let interrupted = crate::run::interrupted();
+            tokio::pin!(interrupted);
+            tokio::select! {
+                biased;
+                signal = &mut interrupted => {
+                    let mut g = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    grader::mark_unrun(&mut g, &format!("not run (grading was stopped by {signal})"));
+                    let mut done = Done::of(&g, &formats, audience);
+                    done.code = 130;
+                    done
+                }
+                g = grader::grade(a, submission, opts, shared.clone()) => Done::of(&g, &formats, audience),
+            }
         }
     };
-    if let Err(e) = write_reports(&g, targets, audience) {
+    if done.code == 130 {
+        eprintln!("wirecheck: stopped; programs killed, partial results written");
+    }
+    if let Err(e) = write_done(&done, targets) {
         eprintln!("error: {e}");
         return 2;
     }
     if !stdout_taken {
-        print(&console_text(&g, audience, false));
+        print(&done.console);
     }
-    code
+    done.code
+}
+
+fn write_done(done: &Done, targets: &[(Format, PathBuf)]) -> Result<(), String> {
+    for (f, path) in targets {
+        crate::report::write_output(path, done.report(*f)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 async fn grade_many(
@@ -360,17 +441,47 @@ async fn grade_many(
     );
     let interrupted = crate::run::interrupted();
     tokio::pin!(interrupted);
+    if matches!(config.jail, Jail::On { .. }) {
+        if let Err(e) = worker::ensure_job_users(jobs) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
+    // Each concurrent job has a slot, and in the sandbox the slot's own user.
+    let slots = Arc::new(Mutex::new((1..=jobs).rev().collect::<Vec<usize>>()));
     let bar = progress(picked.len());
     let mut entries: Vec<Entry> = Vec::new();
     let mut failed_writes = false;
     {
         let mut graded = futures::stream::iter(picked.iter())
             .map(|s| {
-                let opts = opts.clone();
+                let (opts, slots) = (opts.clone(), slots.clone());
                 async move {
-                    let name = submission_name(s);
-                    let shared = Arc::new(Mutex::new(grader::initial(a, &name, opts.seed)));
-                    grader::grade(a, s, &opts, shared).await
+                    let slot = slots.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or(1);
+                    let done = match &config.jail {
+                        Jail::On { disk, hide } => {
+                            let job = worker::Job {
+                                assignment: a,
+                                assignment_path: &config.assignment_path,
+                                submission: s,
+                                opts: &opts,
+                                slot,
+                                formats,
+                                audience,
+                                live: None,
+                                disk: *disk,
+                                hide,
+                            };
+                            worker::grade_in_jail(job, std::future::pending()).await
+                        }
+                        Jail::Off => {
+                            let name = submission_name(s);
+                            let shared = Arc::new(Mutex::new(grader::initial(a, &name, opts.seed)));
+                            Done::of(&grader::grade(a, s, &opts, shared).await, formats, audience)
+                        }
+                    };
+                    slots.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
+                    done
                 }
             })
             .buffer_unordered(jobs);
@@ -383,23 +494,13 @@ async fn grade_many(
                 }
                 g = graded.next() => match g { Some(g) => g, None => break },
             };
-            let sub_out = out.join(&g.submission);
+            let sub_out = out.join(&g.entry.submission);
             let targets: Vec<(Format, PathBuf)> = formats.iter().map(|f| (*f, sub_out.join(f.default_file()))).collect();
-            if let Err(e) = write_reports(&g, &targets, audience) {
+            if let Err(e) = write_done(&g, &targets) {
                 eprintln!("error: {e}");
                 failed_writes = true;
             }
-            let e = Entry::from_grade(&g);
-            // Why a submission scored what it did, when it is not its cases' doing.
-            let why = match (&g.build.ok, g.target_errors.first()) {
-                (false, _) => format!(
-                    "; build failed: {}",
-                    first_line(g.build.error.as_deref().unwrap_or(&g.build.output))
-                ),
-                (true, Some(err)) => format!("; the program did not start: {}", first_line(err)),
-                (true, None) if e.failed.is_empty() => String::new(),
-                (true, None) => format!("; not passed: {}", e.failed.join(", ")),
-            };
+            let (e, why) = (g.entry, g.why);
             let line = format!(
                 "{}: {} of {} points{} ({:.1}s)",
                 crate::report::escape::visible_controls(&e.submission),
@@ -460,16 +561,6 @@ fn progress(total: usize) -> Option<indicatif::ProgressBar> {
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     Some(bar)
-}
-
-/// The first non-empty line of `text`, shortened for a one-line summary.
-fn first_line(text: &str) -> String {
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(no output)");
-    let line = crate::report::escape::visible_controls(line);
-    match line.char_indices().nth(160) {
-        Some((at, _)) => format!("{}…", &line[..at]),
-        None => line.into_owned(),
-    }
 }
 
 impl MergeArgs {

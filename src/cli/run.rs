@@ -155,6 +155,11 @@ impl RunArgs {
             limits.set(l)?;
         }
         let mut notes = Vec::new();
+        if limits.disk.take().is_some() {
+            notes.push(
+                "--limit disk is ignored by run: it sizes the private /tmp of a graded submission (wirecheck grade, as root)".to_string(),
+            );
+        }
         if self.user.is_some() && !sandbox::is_root() {
             notes.push("--user is ignored: only root can run programs as another user".to_string());
         }

@@ -568,7 +568,7 @@ impl Loader<'_> {
     fn limits(&mut self, n: &Node) -> Limits {
         let Some(f) = self
             .cx
-            .fields(n, &["cpu", "memory", "processes", "open_files", "file_size"], "limits")
+            .fields(n, &["cpu", "memory", "processes", "open_files", "file_size", "disk"], "limits")
         else {
             return Limits::default();
         };
@@ -578,6 +578,7 @@ impl Loader<'_> {
             processes: f.get("processes").and_then(|v| self.cx.number(v, "limits.processes")),
             open_files: f.get("open_files").and_then(|v| self.cx.number(v, "limits.open_files")),
             file_size: f.get("file_size").and_then(|v| self.size(v, "limits.file_size")),
+            disk: f.get("disk").and_then(|v| self.size(v, "limits.disk")),
         }
     }
 

@@ -32,7 +32,13 @@ pub struct GradeOptions {
     pub user: Option<String>,
     /// Called as each case finishes (the live console line); must not show hidden details.
     pub live: Option<LiveFn>,
+    /// Called once the submission is copied, before anything of it runs (the sandbox hides the
+    /// original and the reports folder then); an error stops the grade.
+    pub after_copy: Option<AfterCopy>,
 }
+
+/// See [`GradeOptions::after_copy`].
+pub type AfterCopy = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// A grade that has not started: every case not run.
 pub fn initial(a: &Assignment, submission: &str, seed: u64) -> Grade {
@@ -91,6 +97,12 @@ pub async fn grade(a: &Assignment, submission: &Path, opts: &GradeOptions, share
             return finish(Some(&format!("not run: {e}")));
         }
     };
+    if let Some(hook) = &opts.after_copy {
+        if let Err(e) = hook() {
+            lock(&shared).notes.push(e.clone());
+            return finish(Some(&format!("not run: {e}")));
+        }
+    }
     // Programs drop to `user` only when wirecheck runs as root; otherwise they run as wirecheck.
     let root = nix::unistd::geteuid().is_root();
     let run_as = match (&opts.user, root) {

@@ -7,6 +7,7 @@ pub mod child;
 mod conn;
 mod diagnose;
 mod folder;
+pub mod jail;
 pub mod process;
 pub mod quic;
 pub mod ready;
@@ -337,7 +338,7 @@ pub async fn run_one(target: &SuiteTarget, suite: Arc<Suite>, index: usize, opts
             // Name the sandbox limit that stopped the program (programs we started only: the
             // limits apply to nothing else).
             if p.pgid().is_some() {
-                if let Some(why) = sandbox::explain(p.exited(), &tail, &opts.sandbox.limits) {
+                if let Some(why) = sandbox::explain(p.exited(), &tail, &opts.sandbox.limits, p.cpu_used()) {
                     f.message.push_str(&format!(" — sandbox: {why}"));
                 }
             }

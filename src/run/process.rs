@@ -143,6 +143,8 @@ pub struct Program {
     /// Its standard error.
     pub stderr: Arc<Output>,
     exit: watch::Receiver<Option<Exit>>,
+    /// The CPU time its first process used, set as it ends.
+    cpu: Arc<std::sync::Mutex<Option<Duration>>>,
     group: Option<Group>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -348,6 +350,27 @@ fn wait_exited(pids: &[i32], deadline: std::time::Instant) {
 
 static NEXT_TAG: AtomicU64 = AtomicU64::new(0);
 
+/// Waits for `pid` to end without reaping it (WNOWAIT), then reads the CPU time it used from
+/// its `/proc` entry, which stays until it is reaped. Blocking: run off the runtime.
+fn cpu_at_exit(pid: i32) -> Option<Duration> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    loop {
+        match waitid(Id::Pid(Pid::from_raw(pid)), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(_) => break,
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command's closing parenthesis: state is field 3, then utime, stime and
+    // the reaped children's cutime, cstime are 14 to 17 (the program is often a child of `sh`).
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = rest.get(11..15)?.iter().map(|f| f.parse::<u64>().ok()).sum::<Option<u64>>()?;
+    // SAFETY: sysconf with a constant name.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
 impl Program {
     /// Runs `command` with `sh -c` in a new process group, output captured, confined by
     /// `sandbox`: its limits set and its user switched to in the child before `exec`, in its
@@ -419,7 +442,13 @@ impl Program {
         let out_task = child.stdout.take().map(|s| pump(Box::new(s), stdout.clone()));
         let err_task = child.stderr.take().map(|s| pump(Box::new(s), stderr.clone()));
         let (tx, rx) = watch::channel(None);
+        let cpu = Arc::new(std::sync::Mutex::new(None));
+        let cpu_seen = cpu.clone();
         let task = tokio::spawn(async move {
+            // The CPU time it used, read while it is a zombie (before tokio reaps it): what
+            // tells the CPU limit's SIGKILL from a kill by someone else.
+            let used = tokio::task::spawn_blocking(move || cpu_at_exit(pid as i32)).await.ok().flatten();
+            *cpu_seen.lock().unwrap_or_else(|e| e.into_inner()) = used;
             let status = child.wait().await;
             // Reaped: no longer ours to skip in sweeps (its pid may be reused).
             if let Some(r) = spawn_lock().as_mut() {
@@ -452,6 +481,7 @@ impl Program {
             stdout,
             stderr,
             exit: rx,
+            cpu,
             group: Some(Group {
                 pid: Pid::from_raw(pid as i32),
                 tag,
@@ -473,6 +503,7 @@ impl Program {
             stdout,
             stderr,
             exit,
+            cpu: Arc::default(),
             group: None,
             task: Some(task),
         }
@@ -481,6 +512,12 @@ impl Program {
     /// The process group id, for readiness checks.
     pub fn pgid(&self) -> Option<i32> {
         self.group.as_ref().map(|g| g.pid.as_raw())
+    }
+
+    /// The CPU time its first process and the children it reaped used, once it has ended
+    /// (programs started with `spawn`).
+    pub fn cpu_used(&self) -> Option<Duration> {
+        *self.cpu.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How it ended, if it has.

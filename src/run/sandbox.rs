@@ -43,6 +43,10 @@ pub struct Limits {
     pub open_files: Option<u64>,
     /// Largest file the program may write, in bytes (RLIMIT_FSIZE): SIGXFSZ, or EFBIG where it is ignored (Python).
     pub file_size: Option<u64>,
+    /// Disk space of the whole submission in the grading sandbox: the size of its private
+    /// `/tmp` tmpfs, which holds its copy and all it writes (ENOSPC beyond it). Grading only.
+    #[serde(default)]
+    pub disk: Option<u64>,
 }
 
 /// Who runs the program.
@@ -215,6 +219,7 @@ impl Limits {
             "processes" | "procs" | "nproc" => self.processes = Some(count(value)?),
             "open-files" | "files" | "nofile" => self.open_files = Some(count(value)?),
             "file-size" | "fsize" => self.file_size = Some(parse_size(value).map_err(bad)?),
+            "disk" => self.disk = Some(parse_size(value).map_err(bad)?),
             k => return Err(bad(format!("unknown limit '{k}'"))),
         }
         Ok(())
@@ -345,9 +350,15 @@ impl Confinement {
         self.ids
     }
 
-    /// Applies the limits, then drops to the user. Runs in the forked child: only
-    /// async-signal-safe calls (setrlimit, setgroups, setgid, setuid), no allocation.
+    /// Forbids new privileges, applies the limits, then drops to the user. Runs in the forked
+    /// child: only async-signal-safe calls (prctl, setrlimit, setgroups, setgid, setuid), no
+    /// allocation.
     pub fn apply(&self) -> std::io::Result<()> {
+        // No set-uid program (su, sudo, ping) raises what the program can do.
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         for &(resource, soft, hard) in &self.rlimits {
             nix::sys::resource::setrlimit(resource, soft, hard)?;
         }
@@ -508,9 +519,12 @@ fn copy_tree(src: &Path, dst: &Path, ids: Option<Ids>) -> std::io::Result<()> {
 /// Signals say it outright (SIGXCPU, SIGXFSZ); otherwise the error text does, because most
 /// runtimes catch the failed system call and die with a message instead (Python ignores
 /// SIGXFSZ and raises `OSError: File too large`, turns a failed allocation into `MemoryError`
-/// and a failed fork into `BlockingIOError`). A SIGKILL or SIGSEGV with a memory limit is
-/// taken as an allocation that failed where the program could not handle it.
-pub fn explain(exit: Option<Exit>, stderr_tail: &str, limits: &Limits) -> Option<String> {
+/// and a failed fork into `BlockingIOError`). A SIGKILL is the CPU limit's only when the program
+/// used that much CPU (`cpu_used`, read as it ended): no limit of the sandbox sends SIGKILL
+/// otherwise, so one that came earlier was sent by a process, and the report says so. Neither a
+/// SIGKILL nor a SIGSEGV is blamed on the memory limit (RLIMIT_AS makes allocations fail; it
+/// kills nothing).
+pub fn explain(exit: Option<Exit>, stderr_tail: &str, limits: &Limits, cpu_used: Option<Duration>) -> Option<String> {
     use nix::sys::signal::Signal;
     let sig = match exit {
         Some(Exit::Signal(s)) => Signal::try_from(s).ok(),
@@ -565,10 +579,16 @@ pub fn explain(exit: Option<Exit>, stderr_tail: &str, limits: &Limits) -> Option
     if files.is_some() && has(&["too many open files", "emfile"]) {
         return files;
     }
-    match sig {
-        Some(Signal::SIGKILL | Signal::SIGSEGV) if memory.is_some() => memory,
+    match (sig, limits.cpu_seconds(), cpu_used) {
         // The hard CPU limit (a second after SIGXCPU, for a program that ignored it).
-        Some(Signal::SIGKILL) => cpu,
+        (Some(Signal::SIGKILL), Some(s), Some(used)) if used.as_secs_f64() + 0.05 >= s as f64 => cpu,
+        (Some(Signal::SIGKILL), ..) => Some(format!(
+            "killed by SIGKILL that a process sent (the program itself or another){}, not by a limit of the sandbox",
+            match cpu_used {
+                Some(used) => format!(" after {:.1}s of CPU", used.as_secs_f64()),
+                None => String::new(),
+            }
+        )),
         _ => None,
     }
 }
@@ -605,7 +625,7 @@ pub fn isolate_network() -> Result<(), SandboxError> {
 /// Sets IFF_UP on `lo` with the SIOCGIFFLAGS/SIOCSIFFLAGS ioctls (a new namespace's loopback
 /// starts down), without depending on the `ip` binary.
 #[cfg(target_os = "linux")]
-fn loopback_up() -> Result<(), SandboxError> {
+pub(crate) fn loopback_up() -> Result<(), SandboxError> {
     use nix::errno::Errno;
     use nix::libc;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -663,7 +683,14 @@ mod tests {
     #[test]
     fn limits_parse_from_key_value() {
         let mut l = Limits::default();
-        for a in ["cpu=2s", "memory=256M", "processes=64", "open-files=256", "file-size=10M"] {
+        for a in [
+            "cpu=2s",
+            "memory=256M",
+            "processes=64",
+            "open-files=256",
+            "file-size=10M",
+            "disk=64M",
+        ] {
             l.set(a).unwrap();
         }
         assert_eq!(
@@ -674,6 +701,7 @@ mod tests {
                 processes: Some(64),
                 open_files: Some(256),
                 file_size: Some(10 << 20),
+                disk: Some(64 << 20),
             }
         );
         l.set("cpu=1500ms").unwrap();
@@ -707,10 +735,11 @@ mod tests {
             processes: Some(64),
             open_files: Some(256),
             file_size: Some(1 << 20),
+            disk: None,
         };
         let sig = |s: nix::sys::signal::Signal| Some(Exit::Signal(s as i32));
         use nix::sys::signal::Signal::*;
-        let e = |exit, tail: &str| explain(exit, tail, &all);
+        let e = |exit, tail: &str| explain(exit, tail, &all, None);
         assert_eq!(e(sig(SIGXCPU), "").as_deref(), Some("CPU time limit (2s) exceeded"));
         assert_eq!(e(sig(SIGXFSZ), "").as_deref(), Some("file size limit (1 MiB) exceeded"));
         assert_eq!(
@@ -730,10 +759,8 @@ mod tests {
             e(Some(Exit::Code(1)), "Traceback ...\nMemoryError").as_deref(),
             Some("memory limit (256 MiB) exceeded (allocation failed)")
         );
-        assert_eq!(
-            e(sig(SIGSEGV), "").as_deref(),
-            Some("memory limit (256 MiB) exceeded (allocation failed)")
-        );
+        // A crash is the program's, limit or not.
+        assert_eq!(e(sig(SIGSEGV), "").as_deref(), None);
         assert_eq!(
             e(
                 Some(Exit::Code(1)),
@@ -753,15 +780,26 @@ mod tests {
         );
         // Limits that were not set explain nothing.
         let none = Limits::default();
-        assert_eq!(explain(sig(SIGXCPU), "MemoryError", &none), None);
-        assert_eq!(explain(Some(Exit::Code(0)), "", &all), None);
+        assert_eq!(explain(sig(SIGXCPU), "MemoryError", &none, None), None);
+        assert_eq!(explain(Some(Exit::Code(0)), "", &all, None), None);
         let cpu_only = Limits {
             cpu: Some(Duration::from_secs(1)),
             ..Limits::default()
         };
         assert_eq!(
-            explain(sig(SIGKILL), "", &cpu_only).as_deref(),
+            explain(sig(SIGKILL), "", &cpu_only, Some(Duration::from_millis(2000))).as_deref(),
             Some("CPU time limit (1s) exceeded")
+        );
+        // A SIGKILL before the program used its CPU time came from someone else.
+        let outside =
+            "killed by SIGKILL that a process sent (the program itself or another) after 0.2s of CPU, not by a limit of the sandbox";
+        assert_eq!(
+            explain(sig(SIGKILL), "", &cpu_only, Some(Duration::from_millis(200))).as_deref(),
+            Some(outside)
+        );
+        assert_eq!(
+            explain(sig(SIGKILL), "", &all, Some(Duration::from_millis(200))).as_deref(),
+            Some(outside)
         );
     }
 

@@ -277,7 +277,7 @@ impl Launcher {
                         let stderr_tail = program.stderr.tail(1000);
                         Err(LaunchError::EndedBeforeListening {
                             exit,
-                            limit: sandbox::explain(Some(exit), &stderr_tail, &sandbox.limits),
+                            limit: sandbox::explain(Some(exit), &stderr_tail, &sandbox.limits, program.cpu_used()),
                             transport,
                             port,
                             stderr_tail,
@@ -688,7 +688,7 @@ impl SuiteTarget {
                 let stderr_tail = program.stderr.tail(2000);
                 Err(TargetError::ExitedBeforeReady {
                     exit,
-                    limit: sandbox::explain(Some(exit), &stderr_tail, &self.sandbox.limits),
+                    limit: sandbox::explain(Some(exit), &stderr_tail, &self.sandbox.limits, program.cpu_used()),
                     transport,
                     port,
                     command,

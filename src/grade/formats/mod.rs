@@ -61,6 +61,20 @@ pub const FORMATS: &[&str] = &[
 ];
 
 impl Format {
+    /// The name `--report` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Gradescope => "gradescope",
+            Format::Junit => "junit",
+            Format::Json => "json",
+            Format::Tap => "tap",
+            Format::Prairielearn => "prairielearn",
+            Format::Classroom => "classroom",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+        }
+    }
+
     /// The file a format is written to when no path is given (in `--out`).
     pub fn default_file(self) -> &'static str {
         match self {
