@@ -86,8 +86,12 @@ enum Exchange {
     Upper,
     /// A greeting starting with the first, then a command whose reply starts with the third.
     Greeted(&'static str, &'static str, &'static str),
-    /// An HTTP request; the reply starts with `HTTP/1.1 200`.
+    /// An HTTP request for `/` with this Host; the reply starts with `HTTP/1.1 200`.
     Http(&'static str),
+    /// An HTTP request for this path (a tracker's scrape); the reply starts with `HTTP/1.1 200`.
+    HttpPath(&'static str),
+    /// A BitTorrent handshake for the torrent in this file; the reply is a handshake for it.
+    BtHandshake(&'static str),
     /// A DNS query over TCP for example.test A; the reply is an answer to it.
     Dns,
 }
@@ -113,6 +117,27 @@ async fn exchange(server: SocketAddr, how: Exchange, proxy_to: Option<SocketAddr
             let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
             stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
             expect_start(&mut stream, b"HTTP/1.1 200").await
+        }
+        Exchange::HttpPath(path) => {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+            expect_start(&mut stream, b"HTTP/1.1 200").await
+        }
+        Exchange::BtHandshake(torrent) => {
+            let meta = std::fs::read(common::root().join(torrent)).map_err(|e| e.to_string())?;
+            let hash = wirecheck::proto::bittorrent::metainfo::Metainfo::parse(&meta)?.info_hash;
+            let mut hello = b"\x13BitTorrent protocol\0\0\0\0\0\0\0\0".to_vec();
+            hello.extend_from_slice(&hash);
+            hello.extend_from_slice(b"-WC0001-reference-hd");
+            stream.write_all(&hello).await.map_err(|e| e.to_string())?;
+            let mut back = [0u8; 48];
+            stream
+                .read_exact(&mut back)
+                .await
+                .map_err(|e| format!("reading the handshake: {e}"))?;
+            (back[..20] == hello[..20] && back[28..48] == hash)
+                .then_some(())
+                .ok_or_else(|| format!("not a handshake for the torrent: {back:02x?}"))
         }
         Exchange::Dns => {
             let query = dns_query(0x4242);
@@ -284,6 +309,22 @@ const REFERENCES: &[Reference] = &[
         exchange: Exchange::Http("localhost"),
         trickle: b'a',
         goodbye: Some("HTTP/1.1 408 "),
+    },
+    Reference {
+        name: "bt-tracker",
+        options: &[],
+        exchange: Exchange::HttpPath("/scrape"),
+        trickle: b'a',
+        goodbye: Some("HTTP/1.1 408 "),
+    },
+    Reference {
+        name: "bt-seeder",
+        options: &[("torrent", "fixtures/bittorrent/sample.torrent")],
+        exchange: Exchange::BtHandshake("fixtures/bittorrent/sample.torrent"),
+        // The handshake's first byte, its length prefix (19), then the same again: never a
+        // complete handshake. BEP 3 has no goodbye: the connection is closed.
+        trickle: 0x13,
+        goodbye: None,
     },
     Reference {
         name: "dns",
