@@ -37,13 +37,33 @@ fn passive_rules_pass_clean_captures() {
         assert_eq!(code, 0, "{file} should be clean:\n{out}");
         assert!(out.contains("0 breaking a MUST"), "{out}");
     }
-    // The public sample captures hold real servers' traffic (h2c included: what follows the
-    // HTTP/2 preface is not HTTP/1's to judge): none breaks a MUST either.
+    // The public sample captures hold real implementations' traffic (h2c included: what follows
+    // the HTTP/2 preface is not HTTP/1's to judge): judged on both sides, they break no MUST but
+    // those CREDITS.md lists as really there, each with its RFC section.
+    let credits = std::fs::read_to_string(root().join("fixtures/captures/CREDITS.md")).unwrap();
+    let listed: Vec<(String, String)> = credits
+        .split("## Violations that are really there")
+        .nth(1)
+        .expect("CREDITS.md lists the violations that are really there")
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cols.len() > 3 && cols[1].ends_with(".pcap")).then(|| (cols[1].to_string(), cols[2].to_string()))
+        })
+        .collect();
+    assert!(!listed.is_empty(), "no violation listed in CREDITS.md");
     for e in std::fs::read_dir(root().join("fixtures/captures")).unwrap() {
         let path = e.unwrap().path();
         if path.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-            let (code, out) = check(&[path.to_str().unwrap()]);
-            assert_eq!(code, 0, "{}:\n{out}", path.display());
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let (code, out) = check(&[path.to_str().unwrap(), "--side", "both"]);
+            let found: Vec<&str> = out.lines().map(str::trim).filter(|l| l.starts_with("MUST ")).collect();
+            let expected: Vec<&String> = listed.iter().filter(|(f, _)| *f == name).map(|(_, r)| r).collect();
+            assert_eq!(code, if expected.is_empty() { 0 } else { 1 }, "{name}:\n{out}");
+            assert_eq!(found.len(), expected.len(), "{name}: found {found:?}, CREDITS.md lists {expected:?}");
+            for rule in expected {
+                assert!(found.iter().any(|f| f.starts_with(rule.as_str())), "{name}: no '{rule}' in:\n{out}");
+            }
         }
     }
 }
