@@ -1,10 +1,48 @@
 #!/usr/bin/env bash
-# Seeds the decode_capture corpus with the sample captures (fixtures/captures/*.pcap*) and the
-# saved regressions, so that fuzzing starts from real pcap/pcapng structure.
+# Seeds the fuzz corpora from the sample captures, so fuzzing starts from real structure:
+# decode_capture gets the capture files (and the saved regressions); each codec_* target gets
+# every side of every captured conversation of its protocol, in the input layout of src/lib.rs
+# (side byte, no cuts, the stream), written by `wirecheck decode --format json`.
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p corpus/decode_capture corpus/reassembly
 cp ../fixtures/captures/*.pcap* corpus/decode_capture/
-if compgen -G "regressions/decode_capture/*" >/dev/null; then cp regressions/decode_capture/* corpus/decode_capture/; fi
-if compgen -G "regressions/reassembly/*" >/dev/null; then cp regressions/reassembly/* corpus/reassembly/; fi
-echo "seeded: $(ls corpus/decode_capture | wc -l) decode_capture, $(ls corpus/reassembly | wc -l) reassembly inputs"
+for t in regressions/*/; do
+  [ -d "$t" ] || continue
+  mkdir -p "corpus/$(basename "$t")"
+  cp "$t"* "corpus/$(basename "$t")/" 2>/dev/null || true
+done
+wirecheck=../target/debug/wirecheck
+[ -x "$wirecheck" ] || (cd .. && cargo build --quiet)
+for f in ../fixtures/captures/*.pcap ../fixtures/captures/seeded/*.pcapng ../fixtures/captures/formats/*.pcap*; do
+  "$wirecheck" decode "$f" --format json
+done | python3 -c '
+import json, sys, os, hashlib
+decoder = json.JSONDecoder()
+text = sys.stdin.read()
+at, n = 0, 0
+while at < len(text):
+    while at < len(text) and text[at].isspace():
+        at += 1
+    if at >= len(text):
+        break
+    convs, at = decoder.raw_decode(text, at)
+    for c in convs:
+        if c["transport"] != "tcp" or c.get("data_of") or c["protocol"] == "datagram":
+            continue
+        target = "corpus/codec_" + c["protocol"].replace("-", "_")
+        if not os.path.isdir(target.replace("corpus/", "fuzz_targets/").rsplit("/", 1)[0]):
+            continue
+        for side, d in ((0, "c2s"), (1, "s2c")):
+            data = b"".join(
+                bytes.fromhex(e["bytes"]["hex"]) if "hex" in e["bytes"] else e["bytes"]["text"].encode()
+                for e in c["dialogue"]["events"] if e["kind"] == "data" and e["dir"] == d)
+            if not data or not os.path.exists("fuzz_targets/" + os.path.basename(target) + ".rs"):
+                continue
+            os.makedirs(target, exist_ok=True)
+            blob = bytes([side, 0]) + data
+            open(os.path.join(target, hashlib.sha1(blob).hexdigest()), "wb").write(blob)
+            n += 1
+print(f"seeded {n} codec inputs")
+'
+echo "seeded: $(ls corpus/decode_capture | wc -l) decode_capture, $(ls corpus/reassembly 2>/dev/null | wc -l) reassembly inputs"

@@ -60,7 +60,11 @@ fn passive_rules_pass_clean_captures() {
             let found: Vec<&str> = out.lines().map(str::trim).filter(|l| l.starts_with("MUST ")).collect();
             let expected: Vec<&String> = listed.iter().filter(|(f, _)| *f == name).map(|(_, r)| r).collect();
             assert_eq!(code, if expected.is_empty() { 0 } else { 1 }, "{name}:\n{out}");
-            assert_eq!(found.len(), expected.len(), "{name}: found {found:?}, CREDITS.md lists {expected:?}");
+            assert_eq!(
+                found.len(),
+                expected.len(),
+                "{name}: found {found:?}, CREDITS.md lists {expected:?}"
+            );
             for rule in expected {
                 assert!(found.iter().any(|f| f.starts_with(rule.as_str())), "{name}: no '{rule}' in:\n{out}");
             }

@@ -11,7 +11,7 @@
 //! names it except the `PROTOCOLS` list below.
 
 mod common;
-pub use common::{actor, codec, rules, steps};
+pub use common::{actor, codec, rules, split, steps};
 
 pub mod bittorrent;
 pub mod bt_tracker;

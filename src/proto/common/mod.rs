@@ -7,4 +7,5 @@
 pub mod actor;
 pub mod codec;
 pub mod rules;
+pub mod split;
 pub mod steps;
