@@ -231,11 +231,17 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
         // kernel sent FIN: on the wire, its FIN stands where its record has the reset.
         let wire_reset = events.iter().any(|(_, k)| matches!(k, EventKind::Reset));
         let fin_for_reset = saw_reset && !saw_shutdown && !wire_reset;
+        // Whether the harness's FIN is on the wire at all: a reset before it was the peer's.
+        let wire_fin_out = events
+            .iter()
+            .any(|(_, k)| matches!(k, EventKind::Closed { dir } if *dir == outgoing));
         for (t, kind) in events {
             fin_out |= matches!(kind, EventKind::Closed { dir } if dir == outgoing);
             // The harness's close races with bytes still arriving: when they land between its
             // look at the socket and the close itself, the kernel resets instead of sending FIN.
-            if saw_shutdown && !fin_out && matches!(kind, EventKind::Reset) {
+            // (Only when no FIN of the harness's is on the wire: a peer that resets just as the
+            // harness closes puts its reset before the harness's FIN.)
+            if saw_shutdown && !fin_out && !wire_fin_out && matches!(kind, EventKind::Reset) {
                 fin_out = true;
                 kept.push(Event {
                     t_us: t,
@@ -404,6 +410,30 @@ mod tests {
         let m = compare(&live, &capture(vec![data(1, C2S, b"hello\n")]));
         assert_eq!(m.len(), 1, "{m:?}");
         assert!(m[0].text.contains("\"close\""), "{}", m[0]);
+    }
+
+    #[test]
+    fn a_peer_reset_crossing_the_harness_close_is_not_a_second_close() {
+        let closed = |t, dir| Event {
+            t_us: t,
+            conn: 0,
+            kind: EventKind::Closed { dir },
+        };
+        let reset = |t| Event {
+            t_us: t,
+            conn: 0,
+            kind: EventKind::Reset,
+        };
+        // The harness closed (its record); on the wire the peer's reset came first, then the
+        // harness's FIN, then the peer's reset of that FIN.
+        let live = Dialogue {
+            connections: vec![info(false)],
+            events: vec![closed(2, C2S)],
+        };
+        let cap = capture(vec![reset(1), closed(2, C2S), reset(3)]);
+        assert_eq!(compare(&live, &cap), vec![]);
+        // A reset the harness's close became (no FIN on the wire) still stands for its close.
+        assert_eq!(compare(&live, &capture(vec![reset(1)])), vec![]);
     }
 
     #[test]
