@@ -83,23 +83,34 @@ fn main() {
         kinds.push((name, kind));
     }
 
-    let started = Instant::now();
-    let grade = Grade::parse_from([
-        "grade",
-        "ci/assignments/webserver.yaml",
-        "--submissions",
-        subs.to_str().expect("utf-8 path"),
-        "--out",
-        out.to_str().expect("utf-8 path"),
-        "--jobs",
-        &jobs,
-        "--seed",
-        "1",
-    ]);
+    // The same class graded in this process (the baseline), then, where it can be made, with a
+    // sandbox per submission (as root on Linux): the ratio is what the sandbox costs.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let code = runtime.block_on(wirecheck::cli::grade::grade(grade.args));
-    let wall = started.elapsed().as_secs_f64();
-    assert_eq!(code, 0, "grading failed");
+    let run = |no_sandbox: bool, out: &Path| -> f64 {
+        let started = Instant::now();
+        let mut argv = vec![
+            "grade",
+            "ci/assignments/webserver.yaml",
+            "--submissions",
+            subs.to_str().expect("utf-8 path"),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+            "--jobs",
+            &jobs,
+            "--seed",
+            "1",
+        ];
+        if no_sandbox {
+            argv.push("--no-sandbox");
+        }
+        let code = runtime.block_on(wirecheck::cli::grade::grade(Grade::parse_from(argv).args));
+        assert_eq!(code, 0, "grading failed");
+        started.elapsed().as_secs_f64()
+    };
+    let baseline = run(true, &base.join("grades-in-process"));
+    let sandboxed = wirecheck::grade::worker::probe().is_ok().then(|| run(false, &out));
+    let out = if sandboxed.is_some() { out } else { base.join("grades-in-process") };
+    let wall = sandboxed.unwrap_or(baseline);
 
     let roster: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("roster.json")).expect("roster.json")).expect("roster JSON");
@@ -115,7 +126,11 @@ fn main() {
         .and_then(|r| r["max"].as_f64())
         .map_or(String::new(), |m| format!(", {m} points"));
     println!();
-    println!("{} submissions graded in {wall:.1} s with --jobs {jobs}{cases}", rows.len());
+    println!(
+        "{} submissions graded in {wall:.1} s with --jobs {jobs}{cases}{}",
+        rows.len(),
+        if sandboxed.is_some() { ", each in its own sandbox" } else { "" }
+    );
     let busy: f64 = by_kind.values().flatten().sum();
     for (kind, times) in &by_kind {
         let mean = times.iter().sum::<f64>() / times.len() as f64;
@@ -125,6 +140,13 @@ fn main() {
             times.len(),
             100.0 * times.iter().sum::<f64>() / busy
         );
+    }
+    match sandboxed {
+        Some(s) => println!(
+            "  a sandbox per submission: {s:.1} s against {baseline:.1} s graded in one process ({:.2}x)",
+            s / baseline
+        ),
+        None => println!("  graded in one process ({baseline:.1} s): no sandbox here (needs root on Linux)"),
     }
     if let Some(h) = by_kind.get("hangs") {
         let worst = h.iter().cloned().fold(0.0, f64::max);

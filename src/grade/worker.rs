@@ -222,12 +222,29 @@ pub fn job_user(slot: usize) -> String {
     format!("wirecheck-job{slot}")
 }
 
+/// The wirecheck program workers run: this one, or, for a program that links the library (a
+/// benchmark in `target/release/examples/`), the `wirecheck` beside it or one folder up.
+pub fn exe() -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot find wirecheck's own program: {e}"))?;
+    if me.file_name().is_some_and(|n| n.to_string_lossy().starts_with("wirecheck")) {
+        return Ok(me);
+    }
+    let near = [me.parent(), me.parent().and_then(Path::parent)];
+    let found = near.into_iter().flatten().map(|d| d.join("wirecheck")).find(|p| p.is_file());
+    found.ok_or_else(|| {
+        format!(
+            "{} is not wirecheck, and no wirecheck program is beside it to grade in",
+            me.display()
+        )
+    })
+}
+
 /// Whether the sandbox can be made here: a worker that only enters it. Err says why not.
 pub fn probe() -> Result<(), String> {
     if !sandbox::is_root() {
         return Err("not root: namespaces and a user per job need root".into());
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find wirecheck's own program: {e}"))?;
+    let exe = exe()?;
     let out = std::process::Command::new(exe)
         .args(["grade-worker", "--probe"])
         .stdin(Stdio::null())
@@ -305,9 +322,9 @@ pub async fn grade_in_jail(job: Job<'_>, stop: impl std::future::Future<Output =
         g.notes.push(why);
         Done::of(&g, job.formats, job.audience)
     };
-    let exe = match std::env::current_exe() {
+    let exe = match exe() {
         Ok(e) => e,
-        Err(e) => return failed(format!("cannot find wirecheck's own program: {e}")),
+        Err(e) => return failed(e),
     };
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("grade-worker")
