@@ -133,13 +133,7 @@ struct Row {
 }
 
 fn captures() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".pcap") || n.ends_with(".pcapng"))
-        .collect();
-    names.sort();
-    names
+    common::sample_captures()
 }
 
 /// wirecheck's counts: every framed message of every conversation whose protocol tshark can

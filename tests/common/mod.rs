@@ -197,6 +197,17 @@ pub fn venv_python() -> PathBuf {
 }
 
 /// The repository root.
+/// The public sample captures' file names (`fixtures/captures/*.pcap*`), sorted.
+pub fn sample_captures() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("fixtures/captures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pcap") || n.ends_with(".pcapng"))
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
