@@ -196,7 +196,6 @@ pub fn venv_python() -> PathBuf {
     venv.join("bin/python")
 }
 
-/// The repository root.
 /// The public sample captures' file names (`fixtures/captures/*.pcap*`), sorted.
 pub fn sample_captures() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root().join("fixtures/captures"))
@@ -208,6 +207,7 @@ pub fn sample_captures() -> Vec<String> {
     names
 }
 
+/// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
