@@ -313,22 +313,23 @@ fn grading_sandbox_works(test: &str) -> bool {
     true
 }
 
-/// Three submissions graded at once, one of which attacks the other two, the grader and the
+/// Submissions graded three at once, one of which attacks the others, the grader and the
 /// machine: it reads and writes the others' files, reads the reports, signals every process
 /// it sees and process 1, connects to every port it sees, fills /tmp past the disk quota and
 /// leaves a detached, renamed daemon. The others score full marks with every case passed,
 /// their originals are unchanged, nothing of the attacker outlives the grading, and its own
 /// report shows each attempt refused.
 #[test]
-fn three_submissions_at_once_one_attacking_the_others() {
+fn submissions_three_at_once_one_attacking_the_others() {
     let _g = serial();
-    if !grading_sandbox_works("three_submissions_at_once_one_attacking_the_others") {
+    if !grading_sandbox_works("submissions_three_at_once_one_attacking_the_others") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (subs, out) = (dir.path().join("subs"), dir.path().join("out"));
     let good = std::fs::read_to_string(root().join("fixtures/students/tcp_upper_server.py")).unwrap();
-    for name in ["alice", "bob"] {
+    // Graded three at a time, so mallory starts when a first grade's reports are written.
+    for name in ["alice", "bob", "carol"] {
         std::fs::create_dir_all(subs.join(name)).unwrap();
         std::fs::write(subs.join(name).join("TCPServer.py"), &good).unwrap();
     }
@@ -364,7 +365,7 @@ fn three_submissions_at_once_one_attacking_the_others() {
         Vec::<String>::new(),
         "the attacker's daemons outlived the grading"
     );
-    for name in ["alice", "bob"] {
+    for name in ["alice", "bob", "carol"] {
         let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(name).join("grade.json")).unwrap()).unwrap();
         assert_eq!(g["score"], g["max_score"], "{name}: {text}");
         for c in g["cases"].as_array().unwrap() {

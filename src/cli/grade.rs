@@ -446,6 +446,12 @@ async fn grade_many(
             eprintln!("error: {e}");
             return 2;
         }
+        // The reports folder exists before any worker starts, so each one hides it: a folder
+        // made later, when the first reports are written, would be in sight of the rest.
+        if let Err(e) = std::fs::create_dir_all(out) {
+            eprintln!("error: cannot create {}: {e}", out.display());
+            return 2;
+        }
     }
     // Each concurrent job has a slot, and in the sandbox the slot's own user.
     let slots = Arc::new(Mutex::new((1..=jobs).rev().collect::<Vec<usize>>()));
