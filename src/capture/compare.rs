@@ -58,16 +58,26 @@ fn opened(c: &Conversation) -> Vec<Event> {
     let mut pieces = pieces.into_iter().peekable();
     let mut out = c.dialogue.events[..start].to_vec();
     let mut chunk = 0;
+    // A side's close_notify is its close, as the harness read it; its FIN later is not another.
+    let mut ended: Vec<Direction> = Vec::new();
     for e in after {
         if !matches!(e.kind, EventKind::Data { .. }) {
-            out.push(e.clone());
+            if !matches!(&e.kind, EventKind::Closed { dir } if ended.contains(dir)) {
+                out.push(e.clone());
+            }
             continue;
         }
         while let Some((_, dir, bytes)) = pieces.next_if(|(i, ..)| *i == chunk) {
-            out.push(Event {
-                kind: EventKind::Data { dir, bytes },
-                ..e.clone()
-            });
+            let kind = if bytes.is_empty() {
+                if ended.contains(&dir) {
+                    continue;
+                }
+                ended.push(dir);
+                EventKind::Closed { dir }
+            } else {
+                EventKind::Data { dir, bytes }
+            };
+            out.push(Event { kind, ..e.clone() });
         }
         chunk += 1;
     }
@@ -235,7 +245,22 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
         let wire_fin_out = events
             .iter()
             .any(|(_, k)| matches!(k, EventKind::Closed { dir } if *dir == outgoing));
+        // Over TLS the peer's close_notify is an end of stream the harness records as a close,
+        // and the TCP connection may then end in a reset rather than a FIN (the peer closed with
+        // bytes of the harness's unread): that reset is the close on the wire.
+        let wire_fin_in = events
+            .iter()
+            .any(|(_, k)| matches!(k, EventKind::Closed { dir } if *dir != outgoing));
+        let mut fin_in = false;
         for (t, kind) in events {
+            if saw_eof && !wire_fin_in && !fin_in && matches!(kind, EventKind::Reset) {
+                fin_in = true;
+                kept.push(Event {
+                    t_us: t,
+                    conn: 0,
+                    kind: EventKind::Closed { dir: outgoing.opposite() },
+                });
+            }
             fin_out |= matches!(kind, EventKind::Closed { dir } if dir == outgoing);
             // The harness's close races with bytes still arriving: when they land between its
             // look at the socket and the close itself, the kernel resets instead of sending FIN.
@@ -434,6 +459,31 @@ mod tests {
         assert_eq!(compare(&live, &cap), vec![]);
         // A reset the harness's close became (no FIN on the wire) still stands for its close.
         assert_eq!(compare(&live, &capture(vec![reset(1)])), vec![]);
+    }
+
+    #[test]
+    fn a_reset_after_the_peers_tls_close_is_its_close_on_the_wire() {
+        // The harness read the peer's close_notify (a close in its record); the peer's TCP
+        // connection then ended in a reset, with no FIN.
+        let live = Dialogue {
+            connections: vec![info(false)],
+            events: vec![
+                data(1, S2C, b"BYE\n"),
+                Event {
+                    t_us: 2,
+                    conn: 0,
+                    kind: EventKind::Closed { dir: S2C },
+                },
+            ],
+        };
+        let reset = Event {
+            t_us: 3,
+            conn: 0,
+            kind: EventKind::Reset,
+        };
+        assert_eq!(compare(&live, &capture(vec![data(1, S2C, b"BYE\n"), reset])), vec![]);
+        // With neither a FIN nor a reset on the wire, the recorded close is still reported.
+        assert_eq!(compare(&live, &capture(vec![data(1, S2C, b"BYE\n")])).len(), 1);
     }
 
     #[test]

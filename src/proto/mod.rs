@@ -97,7 +97,8 @@ pub trait Protocol: Send + Sync {
     }
     /// For a protocol that carries others: what each side sent inside, given the connection's
     /// chunks in the order they went; each piece with the index of the chunk that completed it.
-    /// None when it cannot be opened (no keys, or keys that do not fit).
+    /// An empty piece is that side's end of what it carries (TLS's close_notify), which may come
+    /// well before its TCP FIN. None when it cannot be opened (no keys, or keys that do not fit).
     fn open(&self, _chunks: &[(Direction, &[u8])], _cx: &Context) -> Option<Vec<(usize, Direction, Vec<u8>)>> {
         None
     }

@@ -979,7 +979,9 @@ pub fn plaintext(chunks: &[(Direction, &[u8])], cx: &Context) -> Option<Vec<(usi
             pos += 5 + len;
             for s in halves[side].record(&mut sess, cx, &h, &body) {
                 match s {
-                    Seen::Plain(p) => out.push((i, *dir, p)),
+                    Seen::Plain(p) if !p.is_empty() => out.push((i, *dir, p)),
+                    // close_notify (RFC 8446 §6.1): this side sends no more data.
+                    Seen::Alert(_, 0) => out.push((i, *dir, Vec::new())),
                     Seen::Note(_) => return None,
                     _ => {}
                 }
@@ -1174,6 +1176,33 @@ mod tests {
             for piece in [1, 2, 3, 5, 7, 64, 1000] {
                 assert_eq!(frame_in_pieces(dir, &bytes, piece), whole, "pieces of {piece}");
             }
+        }
+    }
+
+    #[test]
+    fn plaintext_ends_each_side_at_its_close_notify() {
+        for suite in [
+            rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+            rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ] {
+            let s = crate::proto::tls::testing::session(suite, None, &[b"ping"], &[b"pong"]);
+            let keys = crate::proto::KeyLog::parse(&s.keylog).unwrap();
+            let cx = Context {
+                keys: Some(std::sync::Arc::new(keys)),
+                ..Context::default()
+            };
+            let chunks: Vec<(Direction, &[u8])> = s.chunks.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+            let pieces: Vec<(Direction, Vec<u8>)> = plaintext(&chunks, &cx).unwrap().into_iter().map(|(_, d, b)| (d, b)).collect();
+            assert_eq!(
+                pieces,
+                vec![
+                    (Direction::ClientToServer, b"ping".to_vec()),
+                    (Direction::ServerToClient, b"pong".to_vec()),
+                    (Direction::ClientToServer, Vec::new()),
+                    (Direction::ServerToClient, Vec::new()),
+                ],
+                "{suite:?}"
+            );
         }
     }
 
