@@ -565,20 +565,33 @@ impl Dialogue {
                 texts.push(text);
             }
         }
-        for ((conn, _), texts) in groups.iter_mut() {
+        for ((conn, side), texts) in groups.iter_mut() {
             if actors.contains(conn.as_str()) {
                 texts.sort();
                 continue;
             }
             // Sub-streams that interleave (HTTP/2 streams) in an order scheduling decides:
             // each keeps its own order, the streams follow one another.
-            let p = self
-                .connections
-                .iter()
-                .find(|c| c.name == *conn)
-                .and_then(|c| crate::proto::find(&c.protocol))
-                .unwrap_or(proto);
+            let info = self.connections.iter().find(|c| c.name == *conn);
+            let p = info.and_then(|c| crate::proto::find(&c.protocol)).unwrap_or(proto);
             texts.sort_by_key(|t| p.interleaved_key(t).unwrap_or(0));
+            // How the peer cut what it sent is its choice at the moment; what the harness sent
+            // is the case's, and stays as sent.
+            let peer = info.map_or(Direction::ServerToClient, |c| match c.harness_is_client {
+                true => Direction::ServerToClient,
+                false => Direction::ClientToServer,
+            });
+            if *side != peer.arrow() {
+                continue;
+            }
+            let mut merged: Vec<String> = Vec::with_capacity(texts.len());
+            for t in texts.drain(..) {
+                match merged.last().and_then(|last| p.snapshot_merge(last, &t)) {
+                    Some(m) => *merged.last_mut().expect("merged with the last") = m,
+                    None => merged.push(t),
+                }
+            }
+            *texts = merged;
         }
         let mut s = String::new();
         for ((conn, side), texts) in groups {

@@ -124,6 +124,13 @@ pub trait Protocol: Send + Sync {
     fn interleaved_key(&self, _text: &str) -> Option<u32> {
         None
     }
+    /// Two consecutive messages of one side (as their transcript lines read, the first maybe
+    /// already merged) that snapshots show as one, because where one ends and the next begins
+    /// is the sender's choice at the moment (HTTP/2's DATA frames of a stream, as large as flow
+    /// control allowed when each was sent); None keeps them apart.
+    fn snapshot_merge(&self, _first: &str, _next: &str) -> Option<String> {
+        None
+    }
     /// Whether a message (as its transcript line reads) is left out of snapshots: one whose
     /// presence depends on timing only, not on what the case asked (HTTP/3's QPACK streams,
     /// which a server opens whenever it likes, RFC 9204 §4.2).
