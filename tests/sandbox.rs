@@ -389,3 +389,37 @@ fn submissions_three_at_once_one_attacking_the_others() {
         assert!(g.contains(refused), "the attacker's report lacks '{refused}': {g}");
     }
 }
+
+/// A submission that is one file, next to its assignment in one folder under /tmp (both kept in
+/// sight in the sandbox's private /tmp): graded in full, and the file is left as it was.
+#[test]
+fn a_single_file_submission_beside_its_assignment_is_graded_and_left_intact() {
+    let _g = serial();
+    if !grading_sandbox_works("a_single_file_submission_beside_its_assignment_is_graded_and_left_intact") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(root().join("fixtures/students/tcp_upper_server.py")).unwrap();
+    let file = dir.path().join("TCPServer.py");
+    std::fs::write(&file, &good).unwrap();
+    let assignment = dir.path().join("a.yaml");
+    std::fs::write(
+        &assignment,
+        "assignment: single\nmain: [TCPServer.py]\nretries: 0\nparts:\n  - suite: tcp-upper\n    name: tcp\n    tags: [textbook]\n    start: \"python3 {main} {port}\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let (o, _) = wirecheck(&[
+        "grade",
+        assignment.to_str().unwrap(),
+        "--submission",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        "json",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), good, "the submission was changed: {text}");
+    assert_eq!(o.status.code(), Some(0), "{text}");
+}

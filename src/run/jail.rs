@@ -158,11 +158,17 @@ fn inside(disk: u64, keep: &[PathBuf]) -> Result<(), JailError> {
 /// Mounts something over `dir` (`over`), then mounts each of `keep` that lay under it again at
 /// its own path, reached through a descriptor of the folder as it was.
 fn cover(dir: &Path, keep: &[PathBuf], over: impl FnOnce() -> Result<(), JailError>) -> Result<(), JailError> {
-    let under: Vec<&Path> = keep
+    let mut under: Vec<&Path> = keep
         .iter()
         .filter_map(|k| k.strip_prefix(dir).ok())
         .filter(|rel| !rel.as_os_str().is_empty())
         .collect();
+    // A path inside another kept one is already in sight through it; making a mount point for
+    // it there would write into the real folder.
+    under.sort();
+    under.dedup();
+    let outer: Vec<&Path> = under.clone();
+    under.retain(|rel| !outer.iter().any(|o| o != rel && rel.starts_with(o)));
     let old = std::fs::File::open(dir).map_err(|e| JailError {
         what: format!("opening {}", dir.display()),
         source: nix::Error::from_raw(e.raw_os_error().unwrap_or(0)),
@@ -174,10 +180,11 @@ fn cover(dir: &Path, keep: &[PathBuf], over: impl FnOnce() -> Result<(), JailErr
         let to = dir.join(rel);
         let made = match std::fs::metadata(&from) {
             Ok(m) if m.is_dir() => std::fs::create_dir_all(&to),
+            // A new, empty file to mount on, never an existing one opened for writing.
             Ok(_) => to
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| std::fs::File::create(&to).map(|_| ())),
+                .and_then(|_| std::fs::OpenOptions::new().write(true).create_new(true).open(&to).map(|_| ())),
             Err(_) => continue,
         };
         made.map_err(|e| JailError {
