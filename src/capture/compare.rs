@@ -352,6 +352,22 @@ mod tests {
         }
     }
 
+    fn closed(t: u64, dir: Direction) -> Event {
+        Event {
+            t_us: t,
+            conn: 0,
+            kind: EventKind::Closed { dir },
+        }
+    }
+
+    fn reset(t: u64) -> Event {
+        Event {
+            t_us: t,
+            conn: 0,
+            kind: EventKind::Reset,
+        }
+    }
+
     fn info(captured: bool) -> ConnInfo {
         ConnInfo {
             local: Some(addr(40000)),
@@ -398,11 +414,7 @@ mod tests {
             data(1, C2S, b"hel"),
             data(2, C2S, b"lo\n"),
             data(3, S2C, b"HELLO\nMORE\n"),
-            Event {
-                t_us: 4,
-                conn: 0,
-                kind: EventKind::Closed { dir: S2C },
-            },
+            closed(4, S2C),
         ]);
         assert_eq!(compare(&live, &cap), vec![]);
     }
@@ -423,14 +435,7 @@ mod tests {
     fn a_close_the_wire_never_carried_is_reported() {
         let live = Dialogue {
             connections: vec![info(false)],
-            events: vec![
-                data(1, C2S, b"hello\n"),
-                Event {
-                    t_us: 2,
-                    conn: 0,
-                    kind: EventKind::Closed { dir: S2C },
-                },
-            ],
+            events: vec![data(1, C2S, b"hello\n"), closed(2, S2C)],
         };
         let m = compare(&live, &capture(vec![data(1, C2S, b"hello\n")]));
         assert_eq!(m.len(), 1, "{m:?}");
@@ -439,16 +444,6 @@ mod tests {
 
     #[test]
     fn a_peer_reset_crossing_the_harness_close_is_not_a_second_close() {
-        let closed = |t, dir| Event {
-            t_us: t,
-            conn: 0,
-            kind: EventKind::Closed { dir },
-        };
-        let reset = |t| Event {
-            t_us: t,
-            conn: 0,
-            kind: EventKind::Reset,
-        };
         // The harness closed (its record); on the wire the peer's reset came first, then the
         // harness's FIN, then the peer's reset of that FIN.
         let live = Dialogue {
@@ -467,21 +462,9 @@ mod tests {
         // connection then ended in a reset, with no FIN.
         let live = Dialogue {
             connections: vec![info(false)],
-            events: vec![
-                data(1, S2C, b"BYE\n"),
-                Event {
-                    t_us: 2,
-                    conn: 0,
-                    kind: EventKind::Closed { dir: S2C },
-                },
-            ],
+            events: vec![data(1, S2C, b"BYE\n"), closed(2, S2C)],
         };
-        let reset = Event {
-            t_us: 3,
-            conn: 0,
-            kind: EventKind::Reset,
-        };
-        assert_eq!(compare(&live, &capture(vec![data(1, S2C, b"BYE\n"), reset])), vec![]);
+        assert_eq!(compare(&live, &capture(vec![data(1, S2C, b"BYE\n"), reset(3)])), vec![]);
         // With neither a FIN nor a reset on the wire, the recorded close is still reported.
         assert_eq!(compare(&live, &capture(vec![data(1, S2C, b"BYE\n")])).len(), 1);
     }
