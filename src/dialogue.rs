@@ -560,7 +560,7 @@ impl Dialogue {
                 continue;
             }
             let texts = groups.entry((it.conn, side)).or_default();
-            let text = normalize(&it.text);
+            let text = conn_proto.snapshot_line(&normalize(&it.text));
             if !is_actor || !texts.contains(&text) {
                 texts.push(text);
             }
@@ -582,6 +582,11 @@ impl Dialogue {
                 false => Direction::ClientToServer,
             });
             if *side != peer.arrow() {
+                // A query asked again while the peer learns (`retry`) shows once where the
+                // protocol says its count is timing.
+                if p.snapshot_dedup_sent() {
+                    texts.dedup();
+                }
                 continue;
             }
             let mut merged: Vec<String> = Vec::with_capacity(texts.len());

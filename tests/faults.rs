@@ -388,6 +388,36 @@ async fn bt_tracker_cases_are_each_proven() {
     each_case_proven("bt-tracker", &refused, BT_TRACKER_FAULTS, common::BT_TRACKER_BUGGY_SAMPLES, &[]).await;
 }
 
+/// The reference DHT node's faults (`reference-servers/src/bt_dht/mod.rs`).
+const BT_DHT_FAULTS: &[&str] = &[
+    "no-token-check",
+    "token-any-ip",
+    "numeric-distance",
+    "wrong-transaction",
+    "no-error-203",
+    "unknown-as-ping",
+    "no-token",
+    "no-bootstrap",
+    "adds-unverified",
+    "ignores-implied-port",
+    "no-values",
+    "too-many-nodes",
+    "new-id",
+    "rejects-unknown-keys",
+    "stops-on-garbage",
+];
+
+/// Every case of the `bt-dht` suite fails a buggy sample node or a fault of the reference node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bt_dht_cases_are_each_proven() {
+    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
+    let refused = match reference_servers::start_server("bt-dht", "127.0.0.1:0".parse().unwrap(), &opts).await {
+        Ok(_) => panic!("the bt-dht reference took an unknown fault"),
+        Err(e) => e.to_string(),
+    };
+    each_case_proven("bt-dht", &refused, BT_DHT_FAULTS, common::BT_DHT_BUGGY_SAMPLES, &[]).await;
+}
+
 /// The reference seeder's faults (`reference-servers/src/bittorrent/seeder.rs`).
 const BT_SEEDER_FAULTS: &[&str] = &[
     "spare-bits-set",

@@ -44,3 +44,25 @@ fn bt_client_suite_against_aria2() {
     let result = check_expected("bt-client", "aria2", &report, &out);
     readme_row("aria2 (Debian `aria2`) as the client", "bt-client", &result);
 }
+
+#[test]
+fn bt_dht_suite_against_libtorrent() {
+    // ci/test installs libtorrent's Python bindings into this virtual environment (PyPI).
+    let python = venv_python();
+    let installed = std::process::Command::new(&python)
+        .args(["-c", "import libtorrent"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "libtorrent is missing from {}: ci/test installs it",
+            python.display()
+        );
+        eprintln!("skipped: libtorrent is not installed for {} (run ci/test)", python.display());
+        return;
+    }
+    let (_, out, report) = run_json(&["bt-dht", "--exec", "tests/peers/libtorrent-dht {listen_port} {dht.host} {dht.port}"]);
+    let result = check_expected("bt-dht", "libtorrent", &report, &out);
+    readme_row("libtorrent 2.1 (PyPI `libtorrent`), its DHT alone on loopback", "bt-dht", &result);
+}

@@ -801,6 +801,22 @@ fn the_threaded_textbook_server_passes_the_multithreaded_lab() {
     assert!(cases_with(&report, "pass").iter().any(|c| c == "ten-clients"), "{out}");
 }
 
+fn bt_dht(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{listen_port}} {{dht.host}} {{dht.port}}")
+}
+
+#[test]
+fn bt_dht_good_node_passes_every_case() {
+    check("bt-dht", &bt_dht("bt_dht_node"), &[]);
+}
+
+#[test]
+fn bt_dht_buggy_nodes_fail_their_cases() {
+    for (file, case) in common::BT_DHT_BUGGY_SAMPLES {
+        check_with("bt-dht", &bt_dht(file), &["--case", case], &[case]);
+    }
+}
+
 fn bt_tracker(file: &str) -> String {
     format!("python3 fixtures/students/{file}.py {{port}} fixtures/bittorrent")
 }

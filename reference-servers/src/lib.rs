@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 mod bittorrent;
 mod bt_client;
+mod bt_dht;
 mod faults;
 mod ftp;
 mod ftp_client;
@@ -160,6 +161,10 @@ const SERVERS: &[(&str, &str)] = &[
         bittorrent::seeder::NAME,
         "BitTorrent seeder (BEP 3 peer wire): one torrent's data to many peers, 16 KiB blocks",
     ),
+    (
+        bt_dht::NAME,
+        "BitTorrent DHT node (BEP 5, KRPC over UDP): ping, find_node, get_peers, announce_peer; bootstraps from `bootstrap`",
+    ),
 ];
 
 const CLIENTS: &[(&str, &str)] = &[
@@ -214,6 +219,7 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         dns::resolver::NAME => dns::resolver::start(bind, opts).await,
         bittorrent::tracker::NAME => bittorrent::tracker::start(bind, opts).await,
         bittorrent::seeder::NAME => bittorrent::seeder::start(bind, opts).await,
+        bt_dht::NAME => bt_dht::start(bind, opts).await,
         _ => Err(Error::UnknownServer {
             name: name.to_owned(),
             known: names(SERVERS),

@@ -14,6 +14,7 @@ mod common;
 pub use common::{actor, codec, rules, split, steps};
 
 pub mod bittorrent;
+pub mod bt_dht;
 pub mod bt_tracker;
 pub mod datagram;
 pub mod dns;
@@ -131,6 +132,19 @@ pub trait Protocol: Send + Sync {
     fn snapshot_merge(&self, _first: &str, _next: &str) -> Option<String> {
         None
     }
+    /// A message (as its transcript line reads, placeholders in) as snapshots show it: a part
+    /// whose content is the peer's timing (the nodes a DHT node had learnt when it answered)
+    /// shown by its shape only. By default the line as it is.
+    fn snapshot_line(&self, text: &str) -> String {
+        text.to_string()
+    }
+    /// Whether the harness's own messages, when one is sent again just as it was (a query asked
+    /// again while the peer is still learning, `retry`), show once in snapshots: how many times
+    /// it went out is the peer's timing. Off by default: a case that sends a message twice on
+    /// purpose (a stub asking again to see a cache) keeps both.
+    fn snapshot_dedup_sent(&self) -> bool {
+        false
+    }
     /// Whether a message (as its transcript line reads) is left out of snapshots: one whose
     /// presence depends on timing only, not on what the case asked (HTTP/3's QPACK streams,
     /// which a server opens whenever it likes, RFC 9204 §4.2).
@@ -197,6 +211,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &ftp::Ftp,
     &tls::Tls,
     &bittorrent::BitTorrent,
+    &bt_dht::BtDht,
     &websocket::WebSocket,
 ];
 

@@ -492,8 +492,11 @@ impl Ctx {
                 (n, all, a.settled(), a.counts_connections())
             };
             let enough = n >= s.min && s.max.is_none();
-            // An actor that does not count its connections is judged on what it has now.
-            if enough || settled || !counts || Instant::now() >= deadline {
+            // An actor that does not count its connections is judged on what it has now, except
+            // for an open-ended count, which waits for messages until the step's deadline (a
+            // node under test queries a DHT actor when its own timers say).
+            let judged_now = !counts && s.max.is_some();
+            if enough || settled || judged_now || Instant::now() >= deadline {
                 // Settled short of the count: one more look once the actor's tasks have run, in
                 // case the last bytes were logged just after its connection count fell to zero.
                 if settled && !enough && !looked_again && Instant::now() < deadline {
@@ -593,11 +596,16 @@ impl Ctx {
                     name,
                     transport,
                     to,
+                    from,
                     refused,
                     protocol,
                 } => {
                     self.set_proto(name, protocol.as_deref());
-                    self.connect(env, step, name, *transport, to.as_ref(), *refused, deadline).await
+                    let ends = Ends {
+                        to: to.as_ref(),
+                        from: from.as_ref(),
+                    };
+                    self.connect(env, step, name, *transport, ends, *refused, deadline).await
                 }
                 StepKind::Listen {
                     name,
@@ -735,11 +743,23 @@ impl Ctx {
         step: &Step,
         name: &str,
         transport: Transport,
-        to: Option<&Template>,
+        ends: Ends<'_>,
         refused: bool,
         deadline: Instant,
     ) -> Result<(), Failure> {
-        let addr = match to {
+        let from: Option<std::net::IpAddr> = match ends.from {
+            Some(t) => {
+                let s = self.render(step, t)?;
+                Some(s.parse().map_err(|_| {
+                    Failure::at(
+                        step,
+                        format!("from: '{s}' is not an IP address (a loopback one of its own, e.g. 127.0.0.60)"),
+                    )
+                })?)
+            }
+            None => None,
+        };
+        let addr = match ends.to {
             Some(t) => {
                 let s = self.render(step, t)?;
                 match tokio::net::lookup_host(&s).await.ok().and_then(|mut a| a.next()) {
@@ -758,7 +778,7 @@ impl Ctx {
             return self.connect_quic(env, step, name, addr, refused, deadline).await;
         }
         match transport {
-            Transport::Tcp => match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Transport::Tcp => match tokio::time::timeout_at(deadline, tcp_connect(addr, from)).await {
                 Err(_) => Err(Failure::at(step, format!("connecting to {addr} timed out"))),
                 // A listener that closes with our SYN still in its queue resets it: to a client
                 // that expects the server to have stopped listening, that is the same refusal.
@@ -810,10 +830,14 @@ impl Ctx {
                 if refused {
                     return Err(Failure::at(step, "UDP has no connection to refuse; use expect silence"));
                 }
-                let bind: SocketAddr = if addr.is_ipv6() { "[::1]:0".parse() } else { "127.0.0.1:0".parse() }.expect("constant address");
+                let bind: SocketAddr = match from {
+                    Some(ip) => SocketAddr::new(ip, 0),
+                    None if addr.is_ipv6() => "[::1]:0".parse().expect("constant address"),
+                    None => "127.0.0.1:0".parse().expect("constant address"),
+                };
                 let sock = UdpSocket::bind(bind)
                     .await
-                    .map_err(|e| Failure::at(step, format!("cannot open a UDP socket: {e}")))?;
+                    .map_err(|e| Failure::at(step, format!("cannot open a UDP socket on {bind}: {e}")))?;
                 sock.connect(addr)
                     .await
                     .map_err(|e| Failure::at(step, format!("cannot address {addr}: {e}")))?;
@@ -1082,64 +1106,76 @@ impl Ctx {
                 let mut passed_over: Vec<String> = Vec::new();
                 // An expectation that nothing arriving meets waits its own while, not the step's.
                 let quiet = spec.holds_after().map(|d| (Instant::now() + d).min(deadline));
-                let (m, at) = loop {
-                    let got = match self.conn(step)?.message_resending(quiet.unwrap_or(deadline), step.resend).await {
-                        Err(RecvError::Closed { .. }) if spec.accepts_close() || quiet.is_some() => return Ok(()),
-                        Err(RecvError::Timeout { .. }) if quiet.is_some() => return Ok(()),
-                        Err(err) if !passed_over.is_empty() => {
-                            let shown = passed_over.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join("\n");
-                            return Err(Failure::at(
-                                step,
-                                format!(
-                                    "{err}; before that it read past {} message(s) that were not what it waits for",
-                                    passed_over.len()
-                                ),
-                            )
-                            .with(spec.describe(), shown));
-                        }
-                        got => got.map_err(|err| {
-                            // A premise is unmet too when the answer is not framed as this
-                            // protocol at all: an HTTP/2-only server answers HTTP/1.1 with frames.
-                            let other_framing = matches!(err, RecvError::Malformed(_));
-                            let f = recv_fail(err, spec.describe());
-                            if other_framing {
-                                f.unmet(step)
-                            } else {
-                                f
+                loop {
+                    let (m, at) = loop {
+                        let got = match self.conn(step)?.message_resending(quiet.unwrap_or(deadline), step.resend).await {
+                            Err(RecvError::Closed { .. }) if spec.accepts_close() || quiet.is_some() => return Ok(()),
+                            Err(RecvError::Timeout { .. }) if quiet.is_some() => return Ok(()),
+                            Err(err) if !passed_over.is_empty() => {
+                                let shown = passed_over.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join("\n");
+                                return Err(Failure::at(
+                                    step,
+                                    format!(
+                                        "{err}; before that it read past {} message(s) that were not what it waits for",
+                                        passed_over.len()
+                                    ),
+                                )
+                                .with(spec.describe(), shown));
                             }
-                        })?,
+                            got => got.map_err(|err| {
+                                // A premise is unmet too when the answer is not framed as this
+                                // protocol at all: an HTTP/2-only server answers HTTP/1.1 with frames.
+                                let other_framing = matches!(err, RecvError::Malformed(_));
+                                let f = recv_fail(err, spec.describe());
+                                if other_framing {
+                                    f.unmet(step)
+                                } else {
+                                    f
+                                }
+                            })?,
+                        };
+                        let must = env.triage(&got.0);
+                        self.note_close(env, step, &got.0);
+                        if !must.is_empty() {
+                            return Err(Failure::at(step, format!("the message breaks the RFC: {}", must.join("; ")))
+                                .with(spec.describe(), got.0.summary.clone()));
+                        }
+                        // Frames a peer may send at any time are read past, up to a bound: a peer
+                        // that floods them still ends the step.
+                        if spec.skips(&got.0) && passed_over.len() < MAX_PASSED_OVER {
+                            passed_over.push(got.0.summary.clone());
+                            continue;
+                        }
+                        break got;
                     };
-                    let must = env.triage(&got.0);
-                    self.note_close(env, step, &got.0);
-                    if !must.is_empty() {
-                        return Err(Failure::at(step, format!("the message breaks the RFC: {}", must.join("; ")))
-                            .with(spec.describe(), got.0.summary.clone()));
-                    }
-                    // Frames a peer may send at any time are read past, up to a bound: a peer
-                    // that floods them still ends the step.
-                    if spec.skips(&got.0) && passed_over.len() < MAX_PASSED_OVER {
-                        passed_over.push(got.0.summary.clone());
-                        continue;
-                    }
-                    break got;
-                };
-                match spec.check(&m, &env.render_cx(&self.vars, self.transport_of(step))) {
-                    Ok(caps) => {
-                        for (k, v) in caps {
-                            if let Some(note) = v.parse().ok().and_then(|a| Some((a, spec.if_refused(a)?))) {
-                                self.if_refused.insert(note.0, note.1);
+                    match spec.check(&m, &env.render_cx(&self.vars, self.transport_of(step))) {
+                        Ok(caps) => {
+                            for (k, v) in caps {
+                                if let Some(note) = v.parse().ok().and_then(|a| Some((a, spec.if_refused(a)?))) {
+                                    self.if_refused.insert(note.0, note.1);
+                                }
+                                self.set_var(step, &k, &v);
                             }
-                            self.set_var(step, &k, &v);
+                        }
+                        Err(mm) => {
+                            // An answer that follows what the peer has learnt so far (a DHT
+                            // node's closest nodes) is asked again until it holds or time is up.
+                            if let Some(every) = spec.retry().filter(|d| Instant::now() + *d < deadline) {
+                                tokio::time::sleep(every).await;
+                                self.conn(step)?
+                                    .resend_last(deadline)
+                                    .await
+                                    .map_err(|e| Failure::at(step, e.to_string()))?;
+                                continue;
+                            }
+                            let mut f = Failure::at(step, mm.message).with(mm.expected, mm.got).unmet(step);
+                            f.at = mm.at.map(Box::new);
+                            return Err(f);
                         }
                     }
-                    Err(mm) => {
-                        let mut f = Failure::at(step, mm.message).with(mm.expected, mm.got).unmet(step);
-                        f.at = mm.at.map(Box::new);
-                        return Err(f);
-                    }
+                    check_not_before(step, e, started, at)?;
+                    break m.text;
                 }
-                check_not_before(step, e, started, at)?;
-                m.text
             }
             ExpectWhat::OpenUnlessAnnounced(d) => {
                 let announced = self.conn_name(step).ok().and_then(|n| self.closing.get(&n).copied());
@@ -1579,4 +1615,24 @@ fn to_crlf(bytes: &[u8]) -> Vec<u8> {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a `connect` goes (`to`, else the target) and, when given, the address it comes from.
+#[derive(Clone, Copy)]
+struct Ends<'a> {
+    to: Option<&'a Template>,
+    from: Option<&'a Template>,
+}
+
+/// A TCP connection to `addr`, from `from` when given (a port of the system's choice).
+async fn tcp_connect(addr: SocketAddr, from: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = from else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
 }

@@ -394,6 +394,19 @@ impl Conn {
         }
     }
 
+    /// Sends the last datagram again (an expectation that asks again, `retry`); nothing on a
+    /// connection that has sent none, or on TCP, where a repeat would be another request.
+    pub async fn resend_last(&mut self, deadline: Instant) -> Result<(), SendError> {
+        let last = match self {
+            Conn::Udp(u) => u.last_sent.clone(),
+            Conn::Tcp(_) | Conn::Quic(_) => None,
+        };
+        match last {
+            Some(d) => self.send(&d, deadline).await,
+            None => Ok(()),
+        }
+    }
+
     /// The next framed message, sending the last datagram again every `every` while none comes
     /// (a stub resolver's retransmission, RFC 1035 §4.2.1); TCP ignores `every`.
     pub async fn message_resending(

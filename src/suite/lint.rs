@@ -158,8 +158,8 @@ impl Scope {
             }
         }
         match &step.kind {
-            StepKind::Connect { name, to, .. } => {
-                if let Some(t) = to {
+            StepKind::Connect { name, to, from, .. } => {
+                for t in to.iter().chain(from.iter()) {
                     self.uses(loc, t);
                 }
                 self.conns.insert(name.clone());

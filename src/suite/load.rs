@@ -1016,9 +1016,9 @@ impl LoadCx {
     }
 
     fn connect(&mut self, v: &Node, ctx: &StepCtx) -> Option<StepKind> {
-        let (name, transport, to, refused, protocol) = match &v.data {
+        let (name, transport, to, from, refused, protocol) = match &v.data {
             Data::Map(_) => {
-                let f = self.fields(v, &["name", "transport", "to", "refused", "protocol"], "connect")?;
+                let f = self.fields(v, &["name", "transport", "to", "from", "refused", "protocol"], "connect")?;
                 let protocol = match f.get("protocol") {
                     Some(n) => Some(self.protocol(n)?),
                     None => None,
@@ -1031,18 +1031,23 @@ impl LoadCx {
                         Some(n) => Some(self.template(n, "to")?),
                         None => None,
                     },
+                    match f.get("from") {
+                        Some(n) => Some(self.template(n, "from")?),
+                        None => None,
+                    },
                     f.get("refused").and_then(|n| self.boolean(n, "refused")).unwrap_or(false),
                     protocol,
                 )
             }
-            Data::Null => ("c".into(), ctx.transport, None, false, None),
-            _ => (self.string(v, "connect")?, ctx.transport, None, false, None),
+            Data::Null => ("c".into(), ctx.transport, None, None, false, None),
+            _ => (self.string(v, "connect")?, ctx.transport, None, None, false, None),
         };
         ctx.opened(&name, protocol.unwrap_or(ctx.proto));
         Some(StepKind::Connect {
             name,
             transport,
             to,
+            from,
             refused,
             protocol: protocol.map(|p| p.name().to_string()),
         })

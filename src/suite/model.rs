@@ -141,6 +141,9 @@ pub enum StepKind {
         transport: Transport,
         /// Address to connect to instead of the target.
         to: Option<Template>,
+        /// The local address to connect from (a loopback address of its own: a second peer as
+        /// the target sees it), instead of the system's choice.
+        from: Option<Template>,
         /// The step passes only if the connection is refused.
         refused: bool,
         /// Protocol of this connection, if not the suite's.

@@ -21,6 +21,12 @@ pub const BT_TRACKER_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("bt_tracker_udp_transaction", "udp-connect"),
 ];
 
+/// Each buggy DHT node sample and the `bt-dht` case its docstring names.
+pub const BT_DHT_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("bt_dht_no_token_check", "announce-bad-token"),
+    ("bt_dht_numeric_distance", "find-node-closest"),
+];
+
 /// Each buggy BitTorrent seeder sample and the `bt-peer` case its docstring names.
 pub const BT_SEEDER_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("bt_seeder_spare_bits", "bitfield-spare-bits-zero"),

@@ -121,6 +121,12 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
     fn holds_after(&self) -> Option<std::time::Duration> {
         None
     }
+    /// For an answer that follows what the peer has learnt so far (the nodes a DHT node knows
+    /// while it bootstraps): how long to wait before asking again when it does not hold yet. The
+    /// step re-sends its connection's last datagram and reads again, until its timeout.
+    fn retry(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Whether, in a `saw:` step, this expectation judges everything an actor received at once
     /// ([`StructuredExpect::judge`]) instead of counting the messages that match.
     fn judges(&self) -> bool {
