@@ -418,6 +418,40 @@ async fn bt_dht_cases_are_each_proven() {
     each_case_proven("bt-dht", &refused, BT_DHT_FAULTS, common::BT_DHT_BUGGY_SAMPLES, &[]).await;
 }
 
+/// The reference ring node's faults (`reference-servers/src/dht_ring/`).
+const DHT_RING_FAULTS: &[&str] = &[
+    "forwards-to-predecessor",
+    "no-second-successor",
+    "off-by-one-owner",
+    "ignores-shortcuts",
+    "no-items-handoff",
+    "no-notify",
+    "answers-forwarder",
+    "no-hops",
+    "never-pings",
+    "no-error",
+    "wrong-tid",
+    "no-stabilize",
+    "no-join",
+    "ignores-welcome-items",
+    "static-successors",
+    "keeps-predecessor",
+];
+
+/// Every case of the `dht-ring` suite fails a buggy sample node or a fault of the reference node.
+/// Four faults at a time: the churn cases wait for pings over seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dht_ring_cases_are_each_proven() {
+    let opts = [("fault".to_owned(), "nosuch".to_owned()), ("args".to_owned(), "4 4".to_owned())]
+        .into_iter()
+        .collect();
+    let refused = match reference_servers::start_server("dht-ring", "127.0.0.1:0".parse().unwrap(), &opts).await {
+        Ok(_) => panic!("the dht-ring reference took an unknown fault"),
+        Err(e) => e.to_string(),
+    };
+    each_case_proven_at_most("dht-ring", &refused, DHT_RING_FAULTS, common::DHT_RING_BUGGY_SAMPLES, &[], 4).await;
+}
+
 /// The reference seeder's faults (`reference-servers/src/bittorrent/seeder.rs`).
 const BT_SEEDER_FAULTS: &[&str] = &[
     "spare-bits-set",

@@ -801,6 +801,22 @@ fn the_threaded_textbook_server_passes_the_multithreaded_lab() {
     assert!(cases_with(&report, "pass").iter().any(|c| c == "ten-clients"), "{out}");
 }
 
+fn ring_node(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{listen_port}}")
+}
+
+#[test]
+fn dht_ring_good_node_passes_every_case() {
+    check("dht-ring", &ring_node("ring_node"), &[]);
+}
+
+#[test]
+fn dht_ring_buggy_nodes_fail_their_cases() {
+    for (file, case) in common::DHT_RING_BUGGY_SAMPLES {
+        check_with("dht-ring", &ring_node(file), &["--case", case], &[case]);
+    }
+}
+
 fn bt_dht(file: &str) -> String {
     format!("python3 fixtures/students/{file}.py {{listen_port}} {{dht.host}} {{dht.port}}")
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 mod bittorrent;
 mod bt_client;
 mod bt_dht;
+mod dht_ring;
 mod faults;
 mod ftp;
 mod ftp_client;
@@ -165,6 +166,10 @@ const SERVERS: &[(&str, &str)] = &[
         bt_dht::NAME,
         "BitTorrent DHT node (BEP 5, KRPC over UDP): ping, find_node, get_peers, announce_peer; bootstraps from `bootstrap`",
     ),
+    (
+        dht_ring::NAME,
+        "circular DHT lab node (docs/dht-ring.md, JSON over UDP): routing with two successors and shortcuts, join, churn; `id` required",
+    ),
 ];
 
 const CLIENTS: &[(&str, &str)] = &[
@@ -220,6 +225,7 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         bittorrent::tracker::NAME => bittorrent::tracker::start(bind, opts).await,
         bittorrent::seeder::NAME => bittorrent::seeder::start(bind, opts).await,
         bt_dht::NAME => bt_dht::start(bind, opts).await,
+        dht_ring::NAME => dht_ring::start(bind, opts).await,
         _ => Err(Error::UnknownServer {
             name: name.to_owned(),
             known: names(SERVERS),

@@ -17,6 +17,7 @@ pub mod bittorrent;
 pub mod bt_dht;
 pub mod bt_tracker;
 pub mod datagram;
+pub mod dht_ring;
 pub mod dns;
 pub mod ftp;
 pub mod http;
@@ -84,6 +85,12 @@ pub trait Protocol: Send + Sync {
     /// by its codecs from the byte after `m`, and judged by its rules.
     fn next_protocol(&self, _m: &Message) -> Option<&'static str> {
         None
+    }
+    /// Whether a request may be answered by another peer than the one asked (a DHT's owner of a
+    /// key answers the request's origin): the harness's UDP client sockets then take datagrams
+    /// from any address, not only from the one they send to.
+    fn answers_from_elsewhere(&self) -> bool {
+        false
     }
     /// Why `run --tls` does not apply to this protocol's suites, when it does not: a TCP protocol
     /// with no TLS of its own (the BitTorrent peer wire). UDP suites are refused for their transport.
@@ -212,6 +219,7 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &tls::Tls,
     &bittorrent::BitTorrent,
     &bt_dht::BtDht,
+    &dht_ring::DhtRing,
     &websocket::WebSocket,
 ];
 

@@ -137,9 +137,14 @@ pub struct Env {
 }
 
 impl Env {
-    fn render_cx<'a>(&'a self, vars: &'a Vars, transport: Transport) -> RenderCx<'a> {
+    fn render_cx<'a>(&'a self, vars: &'a Vars, transport: Transport, local: Option<SocketAddr>) -> RenderCx<'a> {
         let base_dir = self.suite.source.path.parent().unwrap_or(std::path::Path::new("."));
-        RenderCx { vars, base_dir, transport }
+        RenderCx {
+            vars,
+            base_dir,
+            transport,
+            local,
+        }
     }
 
     /// Records SHOULD findings as warnings; returns the MUST ones.
@@ -312,6 +317,12 @@ impl Ctx {
         })
     }
 
+    /// The harness's own address on the connection `step` uses (`NAME.local`, set at connect).
+    fn local_of(&self, step: &Step) -> Option<SocketAddr> {
+        let name = self.conn_name(step).ok()?;
+        self.vars.get(&format!("{name}.local"))?.parse().ok()
+    }
+
     fn render(&self, step: &Step, t: &Template) -> Result<String, Failure> {
         t.render(&self.vars).map_err(|e| Failure::at(step, e))
     }
@@ -343,7 +354,7 @@ impl Ctx {
                 out
             }
             Payload::Structured(st) => st
-                .render(&env.render_cx(&self.vars, self.transport_of(step)))
+                .render(&env.render_cx(&self.vars, self.transport_of(step), self.local_of(step)))
                 .map_err(|e| Failure::at(step, e))?,
         })
     }
@@ -461,7 +472,7 @@ impl Ctx {
         if s.spec.judges() {
             return self.saw_judged(step, s, deadline).await;
         }
-        let cx = env.render_cx(&self.vars, s.over.unwrap_or(Transport::Udp));
+        let cx = env.render_cx(&self.vars, s.over.unwrap_or(Transport::Udp), None);
         let mut looked_again = false;
         let (n, all) = loop {
             // Registered before the count, so nothing the actor logs in between is missed.
@@ -808,6 +819,9 @@ impl Ctx {
                         )
                         .with("connection refused", "connection accepted"));
                     }
+                    if let Ok(local) = stream.local_addr() {
+                        self.vars.insert(format!("{name}.local"), local.to_string());
+                    }
                     let info = self.info(env, name, transport, true, stream.local_addr().ok(), Some(addr));
                     let id = env.rec.open(info);
                     let mut conn = Conn::Tcp(TcpConn::new(id, stream, true, self.proto_of(env, name), env.rec.clone()));
@@ -838,16 +852,23 @@ impl Ctx {
                 let sock = UdpSocket::bind(bind)
                     .await
                     .map_err(|e| Failure::at(step, format!("cannot open a UDP socket on {bind}: {e}")))?;
-                sock.connect(addr)
-                    .await
-                    .map_err(|e| Failure::at(step, format!("cannot address {addr}: {e}")))?;
+                let proto = self.proto_of(env, name);
+                let any_source = proto.answers_from_elsewhere();
+                if !any_source {
+                    sock.connect(addr)
+                        .await
+                        .map_err(|e| Failure::at(step, format!("cannot address {addr}: {e}")))?;
+                }
+                if let Ok(local) = sock.local_addr() {
+                    self.vars.insert(format!("{name}.local"), local.to_string());
+                }
                 let info = self.info(env, name, transport, true, sock.local_addr().ok(), Some(addr));
                 let id = env.rec.open(info);
-                self.register(
-                    env,
-                    name,
-                    Conn::udp(id, sock, true, true, self.proto_of(env, name), env.rec.clone()),
-                );
+                let conn = match any_source {
+                    true => Conn::udp_to(id, sock, addr, proto, env.rec.clone()),
+                    false => Conn::udp(id, sock, true, true, proto, env.rec.clone()),
+                };
+                self.register(env, name, conn);
                 Ok(())
             }
         }
@@ -1148,7 +1169,7 @@ impl Ctx {
                         }
                         break got;
                     };
-                    match spec.check(&m, &env.render_cx(&self.vars, self.transport_of(step))) {
+                    match spec.check(&m, &env.render_cx(&self.vars, self.transport_of(step), self.local_of(step))) {
                         Ok(caps) => {
                             for (k, v) in caps {
                                 if let Some(note) = v.parse().ok().and_then(|a| Some((a, spec.if_refused(a)?))) {

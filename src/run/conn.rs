@@ -168,6 +168,8 @@ pub struct UdpConn {
     unreachable: bool,
     /// The last datagram sent, for `resend:`.
     last_sent: Option<Vec<u8>>,
+    /// Sends go to `peer` whoever answered (a protocol whose answers come from other nodes).
+    keep_peer: bool,
 }
 
 /// Either kind of connection.
@@ -313,7 +315,20 @@ impl Conn {
             codec: proto.codec_on(incoming, crate::proto::Transport::Udp),
             unreachable: false,
             last_sent: None,
+            keep_peer: false,
         })
+    }
+
+    /// A UDP client socket that sends to `peer` and takes datagrams from any address: for a
+    /// protocol whose requests are answered by another node than the one asked (a DHT's owner
+    /// of a key answers the request's origin).
+    pub fn udp_to(id: usize, sock: UdpSocket, peer: SocketAddr, proto: &dyn Protocol, rec: Recorder) -> Conn {
+        let mut c = Conn::udp(id, sock, false, true, proto, rec);
+        if let Conn::Udp(u) = &mut c {
+            u.peer = Some(peer);
+            u.keep_peer = true;
+        }
+        c
     }
 
     /// Writes all of `bytes` (one datagram for UDP).
@@ -664,7 +679,7 @@ impl UdpConn {
         match tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf)).await {
             Err(_) => Err(RecvError::Timeout { partial: Vec::new() }),
             Ok(Ok((n, from))) => {
-                if !self.connected {
+                if !self.connected && !self.keep_peer {
                     self.peer = Some(from);
                 }
                 let d = buf[..n].to_vec();

@@ -292,8 +292,11 @@ impl Launcher {
                 }
             }
             Launcher::Reference { name, options } if listen.is_some() => {
-                let options: reference_servers::Options =
-                    options.iter().map(|(k, v)| (k.clone(), fill(v, port, listen_port, vars))).collect();
+                // A case's `start` arguments reach a reference server through `{args}` in its options.
+                let options: reference_servers::Options = options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), fill(v, port, listen_port, vars).replace("{args}", &args.join(" "))))
+                    .collect();
                 // In-process, the server picks its own port (it can retry until UDP and TCP agree).
                 let bind = SocketAddr::from(([127, 0, 0, 1], 0));
                 let server =

@@ -162,6 +162,7 @@ impl Scope {
                 for t in to.iter().chain(from.iter()) {
                     self.uses(loc, t);
                 }
+                self.vars.insert(format!("{name}.local"));
                 self.conns.insert(name.clone());
             }
             StepKind::Listen {

@@ -21,6 +21,14 @@ pub const BT_TRACKER_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("bt_tracker_udp_transaction", "udp-connect"),
 ];
 
+/// Each buggy ring node sample and the `dht-ring` case its docstring names.
+pub const DHT_RING_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("ring_node_forwards_to_predecessor", "forward-closest-preceding"),
+    ("ring_node_no_second_successor", "successor-leaves"),
+    ("ring_node_off_by_one", "owner-is-successor"),
+    ("ring_node_no_shortcuts", "shortcut-first-hop"),
+];
+
 /// Each buggy DHT node sample and the `bt-dht` case its docstring names.
 pub const BT_DHT_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("bt_dht_no_token_check", "announce-bad-token"),

@@ -1318,6 +1318,7 @@ mod tests {
             vars: &v,
             base_dir: std::path::Path::new("."),
             transport: crate::proto::Transport::Tcp,
+            local: None,
         };
         s.render(&cx).unwrap()
     }
@@ -1367,6 +1368,7 @@ mod tests {
             vars: &v,
             base_dir: std::path::Path::new("."),
             transport: crate::proto::Transport::Tcp,
+            local: None,
         };
         e.check(&framed(m), &cx).map_err(|mm| mm.message)
     }

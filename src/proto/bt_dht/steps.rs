@@ -751,6 +751,7 @@ mod tests {
             vars,
             base_dir: std::path::Path::new("."),
             transport: Transport::Udp,
+            local: None,
         }
     }
 

@@ -1615,6 +1615,7 @@ mod tests {
             vars: &v,
             base_dir: std::path::Path::new("suites"),
             transport,
+            local: None,
         })
     }
 
@@ -1751,6 +1752,7 @@ mod tests {
                 vars: &v,
                 base_dir: std::path::Path::new("suites"),
                 transport: Transport::Tcp,
+                local: None,
             },
         )
     }

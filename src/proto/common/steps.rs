@@ -47,6 +47,9 @@ pub struct RenderCx<'a> {
     pub base_dir: &'a std::path::Path,
     /// The transport of the connection the step uses (DNS adds a length prefix on TCP).
     pub transport: Transport,
+    /// The harness's own address on that connection, when it has one (where a DHT lab's
+    /// answers are to go: its messages name their origin).
+    pub local: Option<SocketAddr>,
 }
 
 /// Why a structured expectation does not hold.

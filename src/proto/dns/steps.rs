@@ -1437,6 +1437,7 @@ mod tests {
             vars,
             base_dir: std::path::Path::new("."),
             transport,
+            local: None,
         }
     }
 

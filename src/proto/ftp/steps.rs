@@ -676,6 +676,7 @@ mod tests {
             vars,
             base_dir: Path::new("."),
             transport: Transport::Tcp,
+            local: None,
         }
     }
 

@@ -510,6 +510,7 @@ impl FrameSpec {
             vars,
             base_dir: &base,
             transport: crate::proto::Transport::Tcp,
+            local: None,
         };
         match stream {
             Some(id) => FrameSend {
@@ -1331,6 +1332,7 @@ mod tests {
             vars: &vars,
             base_dir: std::path::Path::new("."),
             transport: crate::proto::Transport::Tcp,
+            local: None,
         };
         let req = RequestSend {
             stream: 3,

@@ -855,6 +855,7 @@ mod tests {
             vars,
             base_dir: std::path::Path::new("."),
             transport: crate::proto::Transport::Quic,
+            local: None,
         }
     }
 

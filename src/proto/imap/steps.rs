@@ -1085,6 +1085,7 @@ mod tests {
             vars: &vars,
             base_dir: Path::new("suites"),
             transport: crate::proto::Transport::Tcp,
+            local: None,
         };
         e.check(&answer(sent, reply), &cx).map_err(|m| m.message)
     }
@@ -1177,6 +1178,7 @@ mod tests {
             vars: &vars,
             base_dir: Path::new("."),
             transport: crate::proto::Transport::Tcp,
+            local: None,
         };
         assert!(e.check(&m, &cx).is_ok());
         let err = load("{ status: OK }").unwrap().check(&m, &cx).unwrap_err();
