@@ -584,3 +584,13 @@ fn conversations_captured_after_their_greeting_pair_replies_by_kind() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("MUST RFC 5321 §4.2") && out.contains("221 and again"), "{out}");
 }
+
+/// Redis answers `+OK` as a POP3 server does, to a client speaking RESP: detection that only
+/// guessed took the conversation for POP3 and judged it by POP3's rules.
+#[test]
+fn a_redis_conversation_answered_ok_is_not_taken_for_pop3() {
+    let (out, _) = wirecheck(&["decode", "fixtures/captures/redis-resp-ok-not-pop3.pcap"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(":6379 (line-crlf)"), "{text}");
+    assert!(!text.contains("(pop3)"), "{text}");
+}

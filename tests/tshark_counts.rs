@@ -41,9 +41,10 @@ struct Spec {
 }
 
 /// What wirecheck frames that tshark does not count as a message of the protocol, whatever the
-/// capture: SMTP's mail content after a 354 (tshark shows it as DATA fragments, no command).
+/// capture: SMTP's mail content after a 354 and the octets a BDAT announces (RFC 3030), which
+/// tshark shows as message data, no command.
 fn not_counted(proto: &str, summary: &str) -> bool {
-    proto == "smtp" && summary.starts_with("DATA content")
+    proto == "smtp" && (summary.starts_with("DATA content") || summary.contains(" bytes of message data]"))
 }
 
 const SPECS: &[Spec] = &[
@@ -108,6 +109,13 @@ const SPECS: &[Spec] = &[
         client: &["tls.record.content_type"],
         server: &["tls.record.content_type"],
     },
+    // After HTTP/1.1's 101 (RFC 6455): tshark follows the upgrade on the HTTP port by itself.
+    Spec {
+        proto: "websocket",
+        dissector: "http",
+        client: &["websocket.opcode"],
+        server: &["websocket.opcode"],
+    },
 ];
 
 fn spec(proto: &str) -> Option<&'static Spec> {
@@ -161,8 +169,11 @@ fn wirecheck_counts(name: &str) -> BTreeMap<Key, usize> {
             let (What::Message(m), Some(dir)) = (&f.what, f.dir) else {
                 continue;
             };
+            let websocket = m.detail.as_ref().is_some_and(|d| d.is::<wirecheck::proto::websocket::WsFrame>());
             let carried = if m.summary.starts_with("TLS ") {
                 "tls"
+            } else if websocket {
+                "websocket"
             } else {
                 conv.protocol.as_str()
             };

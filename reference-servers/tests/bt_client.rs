@@ -514,11 +514,10 @@ async fn downloads_the_swarm_asking_for_the_rare_piece_first() {
         let haves = || seeder.log.lock().expect("log").haves.iter().copied().collect::<BTreeSet<u32>>();
         eventually(&format!("a have for every piece: {:?}", haves()), || haves().len() == PIECES).await;
     }
-    // If C's corrupt piece 10 was taken, it was thrown away and fetched again.
-    let from_c = seeders[2].requests().iter().filter(|&&i| i == 10).count();
-    if from_c > 0 {
-        assert!(result.lines.iter().any(|l| l.contains("piece 10 failed")), "{:?}", result.lines);
-    }
+    // C's piece 10 is corrupt: the file being swarm.bin shows it never got in. Whether C's copy
+    // was ever completed (and failed its hash) is scheduling: asked of C, it may have been
+    // finished from A first, in the end game; `a_peer_whose_piece_keeps_failing_is_dropped`
+    // holds the failure itself.
 }
 
 #[tokio::test]

@@ -92,7 +92,9 @@ async fn registry_lists_everything() {
             "dns",
             "dns-resolver",
             "bt-tracker",
-            "bt-seeder"
+            "bt-seeder",
+            "bt-dht",
+            "dht-ring"
         ]
     );
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();

@@ -35,7 +35,32 @@ impl Protocol for Pop3 {
     fn ports(&self) -> &'static [u16] {
         &[110]
     }
-    fn detect(&self, transport: Transport, _client: &[u8], server: &[u8]) -> bool {
-        transport == Transport::Tcp && server.len() >= 3 && server[..3].eq_ignore_ascii_case(b"+OK")
+    /// A server that opens with `+OK`, and a client whose first bytes, if any, are a POP3
+    /// command (a keyword of 3 or 4 letters, RFC 1939 §3): Redis answers `+OK` too, to a client
+    /// that speaks RESP (`*2`).
+    fn detect(&self, transport: Transport, client: &[u8], server: &[u8]) -> bool {
+        let command = |c: &[u8]| {
+            let word = c.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+            (3..=4).contains(&word) && matches!(c.get(word), None | Some(b' ' | b'\r' | b'\n'))
+        };
+        transport == Transport::Tcp
+            && server.len() >= 3
+            && server[..3].eq_ignore_ascii_case(b"+OK")
+            && (client.is_empty() || command(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_wants_a_pop3_command_from_the_client_too() {
+        assert!(Pop3.detect(Transport::Tcp, b"", b"+OK ready\r\n"));
+        assert!(Pop3.detect(Transport::Tcp, b"USER bob\r\n", b"+OK ready\r\n"));
+        assert!(Pop3.detect(Transport::Tcp, b"STAT\r\n", b"+OK 2 320\r\n"));
+        // Redis: RESP's array of bulk strings, answered +OK.
+        assert!(!Pop3.detect(Transport::Tcp, b"*2\r\n$4\r\nAUTH\r\n", b"+OK\r\n"));
+        assert!(!Pop3.detect(Transport::Udp, b"", b"+OK ready\r\n"));
     }
 }
