@@ -112,11 +112,12 @@ async fn registry_lists_everything() {
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
     let (cert_path, key_path) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
     for (name, _) in servers() {
-        // Every server starts with its defaults, except those that cannot have one: zones to serve, a root to ask.
+        // Every server starts with its defaults, except those that cannot have one: zones to serve, a root to ask, a ring node's id.
         let needs: &[(&str, &str)] = match *name {
             "dns" => &[("zones", zones)],
             "dns-resolver" => &[("root", "127.0.0.1:9")],
             "http3" => &[("tls_cert", cert_path), ("tls_key", key_path)],
+            "dht-ring" => &[("id", "1")],
             "bt-seeder" => &[(
                 "torrent",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/bittorrent/sample.torrent"),

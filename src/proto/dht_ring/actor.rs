@@ -273,6 +273,7 @@ impl ActorSpec for Ring {
             state: Mutex::new(state),
             log,
             silent: Mutex::new(Vec::new()),
+            convs: Mutex::new(HashMap::new()),
         });
         let mut first = Some(first);
         let mut tasks = Vec::new();
@@ -323,12 +324,24 @@ struct Shared {
     log: Arc<dyn ActorLog>,
     /// Nodes that left: they read and answer nothing.
     silent: Mutex<Vec<u64>>,
+    /// The conversation of each pair of addresses, opened by whichever side sent first (as a
+    /// capture of the wire sees it).
+    convs: Mutex<HashMap<(SocketAddr, SocketAddr), usize>>,
 }
 
 /// Datagrams to send: to whom, what.
 type Out = Vec<(SocketAddr, Value)>;
 
 impl Shared {
+    /// The conversation between `local` and `peer`; a new one is the actor's when it sends first.
+    fn conv(&self, local: SocketAddr, peer: SocketAddr, actor_first: bool) -> usize {
+        let mut convs = self.convs.lock().unwrap_or_else(|e| e.into_inner());
+        *convs.entry((local, peer)).or_insert_with(|| match actor_first {
+            true => self.log.open_other(Transport::Udp, local, peer, "dht-ring", true),
+            false => self.log.open(Transport::Udp, local, peer),
+        })
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -380,30 +393,23 @@ impl Shared {
         for (to, msg) in out {
             let Ok(bytes) = serde_json::to_vec(&msg) else { continue };
             if sock.send_to(&bytes, to).await.is_ok() {
-                let conv = self.log.open(Transport::Udp, local, to);
+                let conv = self.conv(local, to, true);
                 self.log.data(conv, Direction::ServerToClient, &bytes);
             }
         }
     }
 
     async fn serve(&self, id: u64, addr: SocketAddr, sock: Arc<tokio::net::UdpSocket>) {
-        let mut convs: HashMap<SocketAddr, usize> = HashMap::new();
         let mut buf = vec![0u8; 65536];
         loop {
             let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
             if self.is_silent(id) {
                 continue;
             }
-            let conv = *convs.entry(from).or_insert_with(|| self.log.open(Transport::Udp, addr, from));
+            let conv = self.conv(addr, from, false);
             self.log.data(conv, Direction::ClientToServer, &buf[..n]);
             let out = self.receive(id, addr, &buf[..n], from, conv);
-            for (to, msg) in out {
-                let Ok(bytes) = serde_json::to_vec(&msg) else { continue };
-                if sock.send_to(&bytes, to).await.is_ok() {
-                    let c = *convs.entry(to).or_insert_with(|| self.log.open(Transport::Udp, addr, to));
-                    self.log.data(c, Direction::ServerToClient, &bytes);
-                }
-            }
+            self.send_all(&sock, addr, out).await;
         }
     }
 
