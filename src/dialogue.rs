@@ -106,6 +106,17 @@ pub enum EventKind {
         /// The remark.
         text: String,
     },
+    /// A figure an actor measured (a DASH player's QoE so far, the bandwidth it offered): with
+    /// `series`, one value of a quantity over time, which reports chart; otherwise a total whose
+    /// last value reports show.
+    Figure {
+        /// What it measures, with its unit ("rebuffering s").
+        name: String,
+        /// The value.
+        value: f64,
+        /// Whether it is one sample of a series over time.
+        series: bool,
+    },
 }
 
 /// One event with its time since the case started.
@@ -496,6 +507,8 @@ impl Dialogue {
                 }
                 EventKind::Note { text } => push(None, What::Event(format!("note: {text}"))),
                 EventKind::Tls { text } => push(None, What::Event(format!("tls: {text}"))),
+                // Figures are read by reports (`report::figures`), not shown as traffic.
+                EventKind::Figure { .. } => {}
             }
         }
         let mut left: Vec<_> = counted.into_iter().collect();

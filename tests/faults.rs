@@ -14,11 +14,14 @@ async fn run_tagged(suite: &str, tag: &str, extra: &str) -> Vec<(String, Verdict
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites").join(format!("{suite}.yaml"));
     let mut text = std::fs::read_to_string(&path).unwrap();
     if !extra.is_empty() {
-        assert!(
-            text.contains("reference_options: { "),
-            "{suite}: no reference_options to add {extra} to"
-        );
-        text = text.replacen("reference_options: { ", &format!("reference_options: {{ {extra}, "), 1);
+        if text.contains("reference_options: { ") {
+            text = text.replacen("reference_options: { ", &format!("reference_options: {{ {extra}, "), 1);
+        } else {
+            let at = text
+                .find("\nreference: ")
+                .unwrap_or_else(|| panic!("{suite}: no reference to give {extra} to"));
+            text.insert_str(at, &format!("\nreference_options: {{ {extra} }}"));
+        }
     }
     let suite = Arc::new(wirecheck::suite::load_str(&path, text).unwrap_or_else(|e| panic!("{e}")));
     let target = SuiteTarget::new(suite.clone(), TargetSpec::Reference, Duration::from_secs(5));
@@ -362,6 +365,79 @@ async fn http3_cases_are_each_proven() {
         Err(e) => e.to_string(),
     };
     each_case_proven_at_most("http3", &refused, HTTP3_FAULTS, &[], &[], 3).await;
+}
+
+/// The reference DASH origin's faults (`reference-servers/src/dash_origin/fault.rs`).
+const DASH_ORIGIN_FAULTS: &[&str] = &[
+    "wrong-content-type",
+    "broken-ranges",
+    "range-off-by-one",
+    "no-416",
+    "head-body",
+    "no-head",
+    "no-cors",
+    "no-preflight",
+    "no-expose",
+    "wrong-length",
+    "no-404",
+    "closes-silently",
+    "traversal",
+    "no-accept-ranges",
+    "any-unit",
+    "no-suffix",
+    "no-clamp",
+    "text-mode",
+];
+
+/// Every case of the `dash-server` suite fails a buggy sample or a fault of the reference origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dash_server_cases_are_each_proven() {
+    let opts = [("fault".to_owned(), "nosuch".to_owned())].into_iter().collect();
+    let refused = match reference_servers::start_server("dash-origin", "127.0.0.1:0".parse().unwrap(), &opts).await {
+        Ok(_) => panic!("the dash-origin reference took an unknown fault"),
+        Err(e) => e.to_string(),
+    };
+    each_case_proven("dash-server", &refused, DASH_ORIGIN_FAULTS, common::DASH_ORIGIN_BUGGY_SAMPLES, &[]).await;
+}
+
+/// The reference DASH player's faults (`reference-servers/src/dash_client.rs`).
+const DASH_CLIENT_FAULTS: &[&str] = &[
+    "never-switches",
+    "always-top",
+    "out-of-order",
+    "ignores-start-number",
+    "ignores-width",
+    "time-as-number",
+    "no-init",
+    "init-once",
+    "skips-segment",
+    "past-end",
+    "no-failover",
+    "ignores-relative-base",
+    "no-ranges",
+    "aggressive",
+    "slow-down",
+    "no-host",
+    "follows-302-forever",
+    "probes-first",
+    "ignores-list",
+    "ignores-mpd-base",
+];
+
+/// Every case of the `dash-client` suite fails a buggy sample or a fault of the reference player
+/// (a few faults at a time: the adaptation cases judge rates measured on the socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dash_client_cases_are_each_proven() {
+    let refused = client_refusal("dash-client", &["http://127.0.0.1:9/v.mpd", "--buffer", "2"]).await;
+    each_case_proven_at_most(
+        "dash-client",
+        &refused,
+        DASH_CLIENT_FAULTS,
+        common::DASH_PLAYER_BUGGY_SAMPLES,
+        &["follows-302-forever"],
+        6,
+    )
+    .await;
 }
 
 /// The reference BitTorrent tracker's faults (`reference-servers/src/bittorrent/tracker.rs`).

@@ -21,6 +21,18 @@ fn http_suite_against_nginx() {
 }
 
 #[test]
+fn dash_server_suite_against_nginx() {
+    if peer_installed("/usr/sbin/nginx", "nginx-light") {
+        real(
+            "dash-server",
+            "nginx",
+            "tests/peers/nginx-dash {port}",
+            "nginx (Debian `nginx-light`) as a DASH origin",
+        );
+    }
+}
+
+#[test]
 fn http_suite_against_nginx_over_tls() {
     // HTTPS with the run's certificate: the same dialogue over TLS (ALPN http/1.1).
     if peer_installed("/usr/sbin/nginx", "nginx-light") {

@@ -849,6 +849,22 @@ fn bt_buggy_trackers_fail_their_cases() {
     }
 }
 
+fn dash_origin(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py {{port}} fixtures/dash")
+}
+
+#[test]
+fn dash_good_origin_passes_every_case() {
+    check("dash-server", &dash_origin("dash_origin"), &[]);
+}
+
+#[test]
+fn dash_buggy_origins_fail_their_cases() {
+    for (file, case) in common::DASH_ORIGIN_BUGGY_SAMPLES {
+        check_with("dash-server", &dash_origin(file), &["--case", case], &[case]);
+    }
+}
+
 fn bt_seeder(file: &str) -> String {
     format!("python3 fixtures/students/{file}.py {{port}} fixtures/bittorrent/sample.torrent fixtures/bittorrent")
 }

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 mod bittorrent;
 mod bt_client;
 mod bt_dht;
+mod dash_client;
+mod dash_origin;
 mod dht_ring;
 mod faults;
 mod ftp;
@@ -170,6 +172,10 @@ const SERVERS: &[(&str, &str)] = &[
         dht_ring::NAME,
         "circular DHT lab node (docs/dht-ring.md, JSON over UDP): routing with two successors and shortcuts, join, churn; `id` required",
     ),
+    (
+        dash_origin::NAME,
+        "DASH lab origin (docs/dash.md): HTTP/1.1 files with byte ranges, CORS and persistent connections",
+    ),
 ];
 
 const CLIENTS: &[(&str, &str)] = &[
@@ -192,6 +198,10 @@ const CLIENTS: &[(&str, &str)] = &[
     (
         bt_client::NAME,
         "BitTorrent client (BEP 3): TORRENT OUTDIR [--rechoke S] [--optimistic S]; rarest first, tit-for-tat, SHA-1 checked; exit 0 once the file is written",
+    ),
+    (
+        dash_client::NAME,
+        "DASH lab player (docs/dash.md): MPD_URL --buffer SECONDS; all four addressing schemes, BaseURL failover, throughput + BOLA adaptation; exit 0 once the last segment is downloaded",
     ),
 ];
 
@@ -226,6 +236,7 @@ pub async fn start_server(name: &str, bind: SocketAddr, opts: &Options) -> Resul
         bittorrent::seeder::NAME => bittorrent::seeder::start(bind, opts).await,
         bt_dht::NAME => bt_dht::start(bind, opts).await,
         dht_ring::NAME => dht_ring::start(bind, opts).await,
+        dash_origin::NAME => dash_origin::start(bind, opts).await,
         _ => Err(Error::UnknownServer {
             name: name.to_owned(),
             known: names(SERVERS),
@@ -255,6 +266,7 @@ pub async fn run_client(
         ftp_client::NAME => ftp_client::run(server, opts, args, out).await,
         http2_client::NAME => http2_client::run(server, opts, args, out).await,
         bt_client::NAME => bt_client::run(server, opts, args, out).await,
+        dash_client::NAME => dash_client::run(server, opts, args, out).await,
         _ => Err(Error::UnknownClient {
             name: name.to_owned(),
             known: names(CLIENTS),

@@ -94,11 +94,22 @@ async fn registry_lists_everything() {
             "bt-tracker",
             "bt-seeder",
             "bt-dht",
-            "dht-ring"
+            "dht-ring",
+            "dash-origin"
         ]
     );
     let names: Vec<&str> = clients().iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["udp-pinger", "smtp-client", "ftp-client", "http2-client", "bt-client"]);
+    assert_eq!(
+        names,
+        [
+            "udp-pinger",
+            "smtp-client",
+            "ftp-client",
+            "http2-client",
+            "bt-client",
+            "dash-client"
+        ]
+    );
     let zones = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/dns");
     // HTTP/3 is always TLS: a self-signed certificate for it.
     let dir = tempfile::tempdir().unwrap();

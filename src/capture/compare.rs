@@ -298,7 +298,7 @@ pub fn compare(live: &Dialogue, cap: &Capture) -> Vec<Mismatch> {
                 EventKind::Closed { .. } if fin_for_reset => Some(EventKind::Reset),
                 EventKind::Closed { dir } => saw_shutdown.then_some(EventKind::Closed { dir }),
                 EventKind::Reset => saw_reset.then_some(EventKind::Reset),
-                EventKind::Open | EventKind::Note { .. } | EventKind::Tls { .. } => None,
+                EventKind::Open | EventKind::Note { .. } | EventKind::Tls { .. } | EventKind::Figure { .. } => None,
                 other => Some(other),
             };
             if let Some(kind) = keep {

@@ -193,6 +193,7 @@ impl Conversation {
                 EventKind::Cut { dir, len } => (Some(*dir), format!("cut by the capture: {len} bytes not captured")),
                 EventKind::Note { text } => (None, format!("note: {text}")),
                 EventKind::Tls { text } => (None, format!("tls: {text}")),
+                EventKind::Figure { name, value, .. } => (None, format!("figure: {name} {value}")),
             };
             s.push_str(&format!("{name:<6} {} {text}\n", dir.map_or("   ", Direction::arrow)));
         }

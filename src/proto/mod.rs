@@ -16,6 +16,7 @@ pub use common::{actor, codec, rules, split, steps};
 pub mod bittorrent;
 pub mod bt_dht;
 pub mod bt_tracker;
+pub mod dash;
 pub mod datagram;
 pub mod dht_ring;
 pub mod dns;
@@ -208,6 +209,8 @@ static PROTOCOLS: &[&dyn Protocol] = &[
     &datagram::Datagram,
     // Before HTTP: a tracker's GET /announce is HTTP/1 too, and detection takes the first that claims it.
     &bt_tracker::BtTracker,
+    // Before HTTP too: a request for an MPD opens a DASH conversation.
+    &dash::Dash,
     &http::Http,
     &http2::Http2,
     &http3::Http3,

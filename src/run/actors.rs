@@ -166,6 +166,17 @@ impl ActorLog for Log {
         self.changed.notify_waiters();
     }
 
+    fn figure(&self, conv: usize, name: &str, value: f64, series: bool) {
+        self.rec.event(
+            conv,
+            EventKind::Figure {
+                name: name.to_string(),
+                value,
+                series,
+            },
+        );
+    }
+
     fn violation(&self, _conv: usize, text: &str) {
         let mut j = self.judged.lock().unwrap_or_else(|e| e.into_inner());
         if j.violations.len() < MAX_VIOLATIONS && !j.violations.iter().any(|v| v == text) {
@@ -437,7 +448,7 @@ impl RunningActor {
                 msg,
             })
             .collect();
-        spec.judge(&received)
+        spec.judge_record(&received, self.handle.record().map(|r| r.as_ref()))
     }
 }
 

@@ -188,7 +188,13 @@ impl LoadCx {
     /// folder, now: a missing or unreadable file is a located load error, not a failure mid-run.
     pub fn fixture(&mut self, node: &Node, what: &str) -> Option<Fixture> {
         let written = self.string(node, what)?;
-        let path = std::path::PathBuf::from(&written);
+        self.fixture_at(node, &written)
+    }
+
+    /// Reads the file at `written` (relative to the suite file's folder, as `fixture` does) for a
+    /// key that names several files at once (a folder's files); a problem is located at `node`.
+    pub fn fixture_at(&mut self, node: &Node, written: &str) -> Option<Fixture> {
+        let path = std::path::PathBuf::from(written);
         let full = self.source.path.parent().map(|d| d.join(&path)).unwrap_or_else(|| path.clone());
         let too_big = |len: u64| len > MAX_FIXTURE as u64;
         match std::fs::metadata(&full) {

@@ -21,6 +21,20 @@ pub const BT_TRACKER_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("bt_tracker_udp_transaction", "udp-connect"),
 ];
 
+/// Each buggy DASH player sample and the `dash-client` case its docstring names.
+pub const DASH_PLAYER_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("dash_player_never_switches", "top-when-fits"),
+    ("dash_player_always_top", "adapts-down"),
+    ("dash_player_out_of_order", "segments-in-order"),
+    ("dash_player_ignores_start_number", "number-start"),
+];
+
+/// Each buggy DASH origin sample and the `dash-server` case its docstring names.
+pub const DASH_ORIGIN_BUGGY_SAMPLES: &[(&str, &str)] = &[
+    ("dash_origin_wrong_type", "mpd-content-type"),
+    ("dash_origin_broken_ranges", "range-init"),
+];
+
 /// Each buggy ring node sample and the `dht-ring` case its docstring names.
 pub const DHT_RING_BUGGY_SAMPLES: &[(&str, &str)] = &[
     ("ring_node_forwards_to_predecessor", "forward-closest-preceding"),

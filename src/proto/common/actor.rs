@@ -55,6 +55,11 @@ pub trait ActorLog: Send + Sync {
     fn tls(&self, conv: usize, handshake: &str) {
         let _ = (conv, handshake);
     }
+    /// A figure the actor measured on conversation `conv` (see `EventKind::Figure`): a sample of a
+    /// series over time, or (`series` false) a total so far.
+    fn figure(&self, conv: usize, name: &str, value: f64, series: bool) {
+        let _ = (conv, name, value, series);
+    }
     /// A file the peer handed over (an FTP upload): the runner keeps it in the case's folder as
     /// `ACTOR/NAME`, where `expect_file` finds it. `name` is a plain file name.
     fn stored(&self, name: &str, bytes: &[u8]) {
@@ -128,18 +133,43 @@ pub async fn secure(
 pub struct ActorHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     open: Option<tokio::sync::watch::Receiver<usize>>,
+    record: Option<ActorRecord>,
 }
+
+/// What an actor keeps of a case for `saw:` judgements that need more than the messages it
+/// received (when a DASH origin wrote each response's last byte); only that protocol's own
+/// judgements look inside.
+pub type ActorRecord = Arc<dyn std::any::Any + Send + Sync>;
 
 impl ActorHandle {
     /// A handle owning `tasks`.
     pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>) -> ActorHandle {
-        ActorHandle { tasks, open: None }
+        ActorHandle {
+            tasks,
+            open: None,
+            record: None,
+        }
     }
 
     /// A handle owning `tasks` whose actor counts its open conversations in `open`, so the runner
     /// can let it finish reading what a program sent before it exited ([`ActorHandle::settle`]).
     pub fn counting(tasks: Vec<tokio::task::JoinHandle<()>>, open: tokio::sync::watch::Receiver<usize>) -> ActorHandle {
-        ActorHandle { tasks, open: Some(open) }
+        ActorHandle {
+            tasks,
+            open: Some(open),
+            record: None,
+        }
+    }
+
+    /// The same handle, keeping `record` for the case's judgements.
+    pub fn with_record(mut self, record: ActorRecord) -> ActorHandle {
+        self.record = Some(record);
+        self
+    }
+
+    /// What the actor keeps for judgements, when it keeps anything.
+    pub fn record(&self) -> Option<&ActorRecord> {
+        self.record.as_ref()
     }
 
     /// A receiver of the open-conversation count, marked seen, for an actor that counts them: its

@@ -141,6 +141,16 @@ pub trait StructuredExpect: std::fmt::Debug + Send + Sync {
     fn judge(&self, _received: &[Received<'_>]) -> Option<Result<String, Mismatch>> {
         None
     }
+    /// As [`StructuredExpect::judge`], with the record the actor kept of the case, if it keeps
+    /// one (`ActorHandle::with_record`).
+    fn judge_record(
+        &self,
+        received: &[Received<'_>],
+        record: Option<&(dyn std::any::Any + Send + Sync)>,
+    ) -> Option<Result<String, Mismatch>> {
+        let _ = record;
+        self.judge(received)
+    }
 }
 
 /// One message an actor received, as a `saw:` judgement reads it.
