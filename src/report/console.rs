@@ -109,6 +109,16 @@ impl Reporter for Console {
                 s.push_str(&indent(&t, "    "));
             }
         }
+        // What an actor measured (a DASH player's QoE) is reported on every run; its series over
+        // time (bitrate chosen against bandwidth offered) with a failure or -v.
+        if let Some(line) = super::figures::line(&r.dialogue) {
+            s.push_str(&format!("      {DIM}figures:{DIM:#} {line}\n"));
+            if r.verdict != Verdict::Pass || self.verbose {
+                if let Some(t) = super::figures::table(&r.dialogue) {
+                    s.push_str(&indent(&t, "    "));
+                }
+            }
+        }
         for w in &r.warnings {
             s.push_str(&format!("      {YELLOW}warning:{YELLOW:#} {w} (costs no points)\n"));
         }

@@ -376,6 +376,17 @@ fn dialogue(out: &mut String, r: &CaseResult, open: bool) {
             html(&table)
         ));
     }
+    if let (Some(line), Some(chart), Some(table)) = (
+        super::figures::line(&r.dialogue),
+        super::figures::svg(&r.dialogue),
+        super::figures::table(&r.dialogue),
+    ) {
+        out.push_str(&format!(
+            "<details class=\"figures\" open><summary>figures: {}</summary>\n<figure class=\"dialogue\">\n{chart}\n<figcaption>each line steps at the moments the actor measured it</figcaption>\n</figure>\n<pre>{}</pre>\n</details>\n",
+            html(&line),
+            html(&table)
+        ));
+    }
     let transcript = r.transcript(true);
     if !transcript.is_empty() {
         out.push_str(&format!(

@@ -57,6 +57,11 @@ pub fn case_json(r: &CaseResult) -> Value {
         "duration_ms": r.duration.as_millis() as u64,
         "failure": failure,
         "warnings": r.warnings,
+        "figures": super::figures::totals(&r.dialogue).into_iter().map(|(n, v)| (n, json!(v))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "figure_series": super::figures::series(&r.dialogue)
+            .into_iter()
+            .map(|(n, v)| (n, json!(v.iter().map(|(t, x)| json!([*t as f64 / 1e6, x])).collect::<Vec<_>>())))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
         "transcript": r.transcript(false),
         "dialogue": r.dialogue,
     })

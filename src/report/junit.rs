@@ -61,6 +61,9 @@ impl Reporter for Junit {
         tc.add_property(("points", r.points.to_string().as_str()));
         tc.add_property(("max_points", r.max_points().to_string().as_str()));
         tc.add_property(("verdict", r.verdict.as_str()));
+        for (name, value) in super::figures::totals(&r.dialogue) {
+            tc.add_property((format!("figure {name}").as_str(), value.to_string().as_str()));
+        }
         self.suites.entry(r.suite.name.clone()).or_default().push(tc);
     }
 

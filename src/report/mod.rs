@@ -4,6 +4,7 @@
 
 pub(crate) mod console;
 pub mod escape;
+pub mod figures;
 mod graded;
 pub mod html;
 mod json;

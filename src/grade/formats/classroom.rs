@@ -22,7 +22,9 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
                 _ => "fail",
             };
             let message = if c.status == Status::Passed {
-                String::new()
+                super::figures_line(c, audience)
+                    .map(|l| format!("figures: {l}"))
+                    .unwrap_or_default()
             } else if shows_details(c, audience) {
                 c.reason.clone().unwrap_or_default()
             } else {

@@ -26,6 +26,18 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
             fmt_points(c.max_score)
         ));
     }
+    // What actors measured (a DASH player's QoE) for the cases that passed; the others' blocks
+    // below carry theirs.
+    let measured: Vec<String> = g
+        .cases
+        .iter()
+        .filter(|c| c.status == Status::Passed)
+        .filter_map(|c| super::figures_line(c, audience).map(|l| format!("- {}: {}\n", md_name(&c.name), md_inline(&l))))
+        .collect();
+    if !measured.is_empty() {
+        out.push_str("\n**Figures**\n\n");
+        out.push_str(&measured.concat());
+    }
     for c in g.cases.iter().filter(|c| !matches!(c.status, Status::Passed | Status::NotRun)) {
         out.push_str(&format!(
             "\n<details><summary><code>{}</code>: {}</summary>\n\n{}\n\n</details>\n",

@@ -198,8 +198,22 @@ pub fn case_text(c: &GradedCase, show: bool) -> String {
     for w in &c.warnings {
         out.push_str(&format!("warning (SHOULD): {w}\n"));
     }
+    if let Some(d) = c.result.as_ref().map(|r| &r.dialogue).filter(|_| show) {
+        if let Some(line) = crate::report::figures::line(d) {
+            out.push_str(&format!("figures: {line}\n"));
+            if let Some(t) = crate::report::figures::table(d) {
+                out.push_str(&t);
+            }
+        }
+    }
     // The failure block quotes the program (what it sent, its stderr): no format shows its controls.
     escape::visible_controls(&out).into_owned()
+}
+
+/// The figures an actor measured in a case (`report::figures::line`), when its details are shown.
+pub fn figures_line(c: &GradedCase, audience: Audience) -> Option<String> {
+    let r = c.result.as_ref().filter(|_| shows_details(c, audience))?;
+    crate::report::figures::line(&r.dialogue)
 }
 
 /// The markdown summary Gradescope shows at the top and the markdown format opens with. Text a

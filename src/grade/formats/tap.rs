@@ -43,7 +43,13 @@ pub fn render(g: &Grade, audience: Audience) -> Vec<u8> {
             fmt_points(c.max_score)
         );
         match c.status {
-            Status::Passed => out.push_str(&format!("ok {n} - {desc}\n")),
+            Status::Passed => {
+                out.push_str(&format!("ok {n} - {desc}\n"));
+                // What an actor measured (a DASH player's QoE) as a TAP comment.
+                if let Some(line) = super::figures_line(c, audience) {
+                    out.push_str(&format!("# figures: {}\n", tap_line(&line)));
+                }
+            }
             // Not a failure: ok, skipped with why (the premise, unless the case is hidden).
             Status::NotApplicable => {
                 let why = if shows_details(c, audience) {
