@@ -13,8 +13,14 @@ fn every_tcp_suite_passes_its_reference_over_tls() {
         .collect();
     for s in &suites {
         // UDP suites have no TLS here; QUIC's (http3) is always TLS 1.3; BitTorrent's peer wire
-        // has none, and its trackers' suite speaks UDP too; the DHTs (bt-dht, dht-ring) are UDP.
-        let not_tcp = s.starts_with("dns") || s.starts_with("udp") || s == "http3" || s.starts_with("bt-") || s.starts_with("dht-");
+        // has none, and its trackers' suite speaks UDP too; the DHTs (bt-dht, dht-ring) are UDP;
+        // the DASH lab is clear HTTP/1.1 (`Protocol::no_tls`).
+        let not_tcp = s.starts_with("dns")
+            || s.starts_with("udp")
+            || s == "http3"
+            || s.starts_with("bt-")
+            || s.starts_with("dht-")
+            || s.starts_with("dash-");
         assert!(
             not_tcp || TCP_SUITES.contains(&s.as_str()),
             "suite {s} is neither in TCP_SUITES nor a UDP or QUIC suite: add it where it belongs"

@@ -27,6 +27,9 @@ impl Protocol for Dash {
     fn alpn(&self) -> &'static [&'static str] {
         &["http/1.1"]
     }
+    fn no_tls(&self) -> Option<&'static str> {
+        Some("the DASH lab (docs/dash.md) is HTTP/1.1 over clear TCP: its origin actor, reference origin and player speak no TLS yet")
+    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         Box::new(DashCodec::new(dir == Direction::ClientToServer))
     }
