@@ -846,12 +846,21 @@ mod tests {
                 ignore_width: true,
                 time_as_number: true,
                 ignore_relative_base: true,
+                ..Quirks::default()
             },
         );
         let (lo, hi) = (&quirky[0].representations[0], &quirky[0].representations[1]);
         assert_eq!(paths(hi), ["hi/1.m4s", "hi/2.m4s"]);
         assert_eq!(paths(lo), ["1.m4s", "2.m4s"]);
         assert_eq!(shown(hi), ["http://a.test/root/", "http://b.test/"]);
+        let no_mpd_base = read(
+            xml,
+            Quirks {
+                ignore_mpd_base: true,
+                ..Quirks::default()
+            },
+        );
+        assert!(!shown(&no_mpd_base[0].representations[1]).contains(&"http://a.test/root/".to_string()));
     }
 
     #[test]
