@@ -27,6 +27,7 @@
 //!       nodes: [127.0.0.3]            # more hosts it serves on, at the same port
 //!       base_urls: ["http://127.0.0.3:{port}/a/", "http://127.0.0.2:{port}/"]
 //!       fail: { host: 127.0.0.3, after: 3, with: 503 }   # 503 | 404 | close | silence
+//!       redirect: { from: 127.0.0.2, to: "http://127.0.0.5:{port}/" }  # segments: 302 to a node
 //! ```
 //! The bandwidth is one link shared by every connection and host (the player's access link),
 //! starting at the first request; without `bandwidth` the actor sends as fast as it can.
@@ -107,6 +108,18 @@ pub struct Options {
     pub base_urls: Option<Vec<String>>,
     /// Host failures.
     pub fail: Option<Vec<Fail>>,
+    /// A host that answers every segment request with a 302 to another (a CDN's redirect).
+    pub redirect: Option<Redirect>,
+}
+
+/// `redirect: { from: HOST, to: URL }`: segment requests to `from` are answered `302 Found` with
+/// `Location: URL` + the segment's path (`{port}` in URL is the case's port).
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    /// The host that redirects.
+    pub from: IpAddr,
+    /// Where to: an absolute URL ending in `/`.
+    pub to: String,
 }
 
 impl Options {
@@ -120,6 +133,7 @@ impl Options {
             nodes: self.nodes.clone().or_else(|| base.nodes.clone()),
             base_urls: self.base_urls.clone().or_else(|| base.base_urls.clone()),
             fail: self.fail.clone().or_else(|| base.fail.clone()),
+            redirect: self.redirect.clone().or_else(|| base.redirect.clone()),
         }
     }
 }
@@ -185,6 +199,7 @@ const OPTION_KEYS: &[&str] = &[
     "nodes",
     "base_urls",
     "fail",
+    "redirect",
 ];
 
 fn read_options(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<Options> {
@@ -294,6 +309,30 @@ fn read_options(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<Options> {
             fails.push(Fail { host, after, with });
         }
         o.fail = Some(fails);
+    }
+    if let Some(n) = f.get("redirect") {
+        let g = cx.fields(n, &["from", "to"], "redirect")?;
+        let (Some(fr), Some(to)) = (g.get("from"), g.get("to")) else {
+            cx.err_help(
+                n,
+                "redirect needs from and to",
+                "e.g. redirect: { from: 127.0.0.2, to: \"http://127.0.0.5:{port}/\" }",
+            );
+            return None;
+        };
+        let from = match fr.as_str().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) => ip,
+            _ => {
+                cx.err(fr, "the address of the host that redirects");
+                return None;
+            }
+        };
+        let to_s = cx.string(to, "to")?;
+        if url::Url::parse(&to_s.replace("{port}", "1")).is_err() || !to_s.ends_with('/') {
+            cx.err(to, "an absolute URL ending in / (e.g. http://127.0.0.5:{port}/)");
+            return None;
+        }
+        o.redirect = Some(Redirect { from, to: to_s });
     }
     Some(o)
 }
@@ -451,6 +490,8 @@ struct Running {
     /// a player that ignores a BaseURL asks for paths nothing is served at.
     prefixes: Vec<(Option<IpAddr>, String)>,
     fails: Vec<Fail>,
+    /// (host, absolute URL prefix) of a redirecting host.
+    redirect: Option<(IpAddr, String)>,
     link: Link,
     t0: Instant,
     record: Arc<Mutex<Record>>,
@@ -464,6 +505,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         204 => "No Content",
+        302 => "Found",
         206 => "Partial Content",
         400 => "Bad Request",
         404 => "Not Found",
@@ -624,6 +666,22 @@ impl Running {
             at,
             done: None,
         });
+        let segment = matches!(what, What::Init(_) | What::Index(_) | What::Media(..) | What::Whole(_));
+        if let (Some((from, to)), true, Some(r)) = (&self.redirect, segment, rel.as_deref()) {
+            if *from == local && method != "OPTIONS" {
+                // RFC 9110 §15.4.3: a 302's Location is where the resource is for now.
+                let location = format!("{to}{r}");
+                let body = format!("302 Found: {location}\n");
+                let mut out = self.head(302, &[("Location", location), ("Content-Type", "text/plain".into())], body.len());
+                if method != "HEAD" {
+                    out.extend_from_slice(body.as_bytes());
+                }
+                let ok = stream.write_all(&out).await.is_ok();
+                self.log.data(conv, Direction::ServerToClient, &out);
+                self.finish(idx, 302, 0, ok);
+                return ok;
+            }
+        }
         if let Some(mode) = self.failing(local) {
             match mode {
                 FailMode::Close => return false,
@@ -855,6 +913,10 @@ impl ActorSpec for Origin {
             path: self.path.clone(),
             prefixes,
             fails: o.fail.clone().unwrap_or_default(),
+            redirect: o
+                .redirect
+                .as_ref()
+                .map(|r| (r.from, r.to.replace("{port}", &bound.port().to_string()))),
             link: Link {
                 schedule,
                 start: Mutex::new(None),

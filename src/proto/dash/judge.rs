@@ -42,6 +42,7 @@ pub const KEYS: &[&str] = &[
     "top_when_fits",
     "no_stall",
     "failover",
+    "redirects_followed",
 ];
 
 /// One media position as the player got it.
@@ -196,6 +197,7 @@ enum Rule {
     TopWhenFits(usize),
     NoStall(Duration),
     Failover(IpAddr),
+    RedirectsFollowed,
 }
 
 /// One judgement.
@@ -263,6 +265,7 @@ pub fn parse(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> 
             let n = sub(cx, "max", "max: 0.5s")?;
             Rule::NoStall(cx.duration(&n, "max")?)
         }
+        "redirects_followed" => flag(cx).map(|_| Rule::RedirectsFollowed)?,
         "failover" => {
             let n = sub(cx, "from", "from: 127.0.0.3")?;
             match n.as_str().map(str::parse::<IpAddr>) {
@@ -570,6 +573,36 @@ impl Judgement {
                 }
                 Some(Ok(format!("{:.2} s of rebuffering over {} segments", p.rebuffering, p.played)))
             }
+            Rule::RedirectsFollowed => {
+                // A 302 is temporary (RFC 9110 §15.4.3): what a redirect pointed to is asked
+                // after that redirect, and the next segment at the MPD's URL again.
+                let redirected: Vec<&Delivery> = r.deliveries.iter().filter(|d| d.status == 302).collect();
+                if redirected.is_empty() {
+                    return fail("the origin redirected nothing", "segment requests the origin answers with 302", "no 302 sent");
+                }
+                let segments: Vec<&&Delivery> = gets
+                    .iter()
+                    .filter(|d| d.status != 302 && matches!(d.what, What::Init(_) | What::Index(_) | What::Media(..) | What::Whole(_)))
+                    .collect();
+                for d in &segments {
+                    if !redirected.iter().any(|x| x.what == d.what && x.at <= d.at) {
+                        return fail(
+                            "a segment was asked at the redirect's target without being asked at its own URL first",
+                            "each segment at the URL the MPD gives; a 302 answers only that request (RFC 9110 §15.4.3: \"the client ought to continue to use the target URI for future requests\")",
+                            shown(r, d),
+                        );
+                    }
+                }
+                let followed = redirected.iter().filter(|x| segments.iter().any(|d| d.what == x.what && d.at >= x.at)).count();
+                if followed < redirected.len() {
+                    return fail(
+                        format!("{} of {} redirects were not followed", redirected.len() - followed, redirected.len()),
+                        "each 302 followed to its Location (RFC 9110 §15.4.3)",
+                        format!("{followed} followed"),
+                    );
+                }
+                Some(Ok(format!("{} redirects, each followed", redirected.len())))
+            }
             Rule::Failover(host) => {
                 let failed: Vec<(&Delivery, usize)> = media
                     .iter()
@@ -634,6 +667,7 @@ impl StructuredExpect for Judgement {
             Rule::TopWhenFits(f) => format!("the top representation from request {f} on"),
             Rule::NoStall(m) => format!("at most {:.2} s of rebuffering", m.as_secs_f64()),
             Rule::Failover(h) => format!("what {h} failed fetched from another BaseURL"),
+            Rule::RedirectsFollowed => "each redirect followed, and each segment asked at its own URL first".into(),
         }
     }
     fn judges(&self) -> bool {
