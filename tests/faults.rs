@@ -434,7 +434,7 @@ async fn dash_client_cases_are_each_proven() {
         &refused,
         DASH_CLIENT_FAULTS,
         common::DASH_PLAYER_BUGGY_SAMPLES,
-        &["follows-302-forever"],
+        &[],
         6,
     )
     .await;
