@@ -658,6 +658,7 @@ impl Running {
         let idx = self.note(Delivery {
             host: local,
             path: path.clone(),
+            host_field: req.field("Host"),
             method: method.clone(),
             range: range.ok().flatten(),
             what,

@@ -43,6 +43,8 @@ pub const KEYS: &[&str] = &[
     "no_stall",
     "failover",
     "redirects_followed",
+    "served_by",
+    "host_field",
 ];
 
 /// One media position as the player got it.
@@ -198,6 +200,8 @@ enum Rule {
     NoStall(Duration),
     Failover(IpAddr),
     RedirectsFollowed,
+    ServedBy(Vec<IpAddr>),
+    HostField(String, Vec<IpAddr>),
 }
 
 /// One judgement.
@@ -266,6 +270,53 @@ pub fn parse(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> 
             Rule::NoStall(cx.duration(&n, "max")?)
         }
         "redirects_followed" => flag(cx).map(|_| Rule::RedirectsFollowed)?,
+        "served_by" => {
+            let Data::Seq(items) = &v.data else {
+                cx.err_help(v, "served_by is a list of addresses", "e.g. served_by: [127.0.0.5, 127.0.0.6]");
+                return None;
+            };
+            let mut hosts = Vec::new();
+            for i in items {
+                match i.as_str().map(str::parse::<IpAddr>) {
+                    Some(Ok(ip)) => hosts.push(ip),
+                    _ => {
+                        cx.err(i, "an IP address");
+                        return None;
+                    }
+                }
+            }
+            Rule::ServedBy(hosts)
+        }
+        "host_field" => match &v.data {
+            Data::Map(_) => {
+                let g = cx.fields(v, &["name", "on"], "host_field")?;
+                let Some(n) = g.get("name") else {
+                    cx.err_help(
+                        v,
+                        "host_field needs name",
+                        "e.g. host_field: { name: a1105.kingcdn.test, on: [127.0.0.5] }",
+                    );
+                    return None;
+                };
+                let mut on = Vec::new();
+                if let Some(Node {
+                    data: Data::Seq(items), ..
+                }) = g.get("on")
+                {
+                    for i in items {
+                        match i.as_str().map(str::parse::<IpAddr>) {
+                            Some(Ok(ip)) => on.push(ip),
+                            _ => {
+                                cx.err(i, "an IP address");
+                                return None;
+                            }
+                        }
+                    }
+                }
+                Rule::HostField(cx.string(n, "name")?, on)
+            }
+            _ => Rule::HostField(cx.string(v, "host_field")?, Vec::new()),
+        },
         "failover" => {
             let n = sub(cx, "from", "from: 127.0.0.3")?;
             match n.as_str().map(str::parse::<IpAddr>) {
@@ -573,6 +624,41 @@ impl Judgement {
                 }
                 Some(Ok(format!("{:.2} s of rebuffering over {} segments", p.rebuffering, p.played)))
             }
+            Rule::ServedBy(hosts) => {
+                let list = hosts.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" or ");
+                if media.is_empty() {
+                    return fail("no media request reached the origin's hosts", format!("media requests to {list}"), "none");
+                }
+                match media.iter().find(|(d, ..)| !hosts.contains(&d.host)) {
+                    Some((d, ..)) => fail(
+                        format!("a media segment was asked of {}, not of a CDN node", d.host),
+                        format!("media from {list}: the addresses the name resolves to (K&R 2.6.3: the CDN's DNS picks the node)"),
+                        shown(r, d),
+                    ),
+                    None => Some(Ok(format!("{} media requests, all to {list}", media.len()))),
+                }
+            }
+            Rule::HostField(name, on) => {
+                let judged: Vec<&Delivery> = r.deliveries.iter().filter(|d| on.is_empty() || on.contains(&d.host)).collect();
+                if judged.is_empty() {
+                    return fail("no request to judge", format!("requests with Host: {name}"), "none reached those hosts");
+                }
+                let bad = judged.iter().find(|d| {
+                    let got = d.host_field.as_deref().unwrap_or_default();
+                    let host = got.rsplit_once(':').map_or(got, |(h, _)| h);
+                    !host.eq_ignore_ascii_case(name)
+                });
+                match bad {
+                    Some(d) => fail(
+                        format!("a request said Host: {}", d.host_field.as_deref().unwrap_or("(none)")),
+                        format!(
+                            "Host: {name}:PORT, the authority of the URL asked for, whatever address it went to (RFC 9110 §7.2: \"the target URI's authority component\")"
+                        ),
+                        shown(r, d),
+                    ),
+                    None => Some(Ok(format!("{} requests, each with Host: {name}", judged.len()))),
+                }
+            }
             Rule::RedirectsFollowed => {
                 // A 302 is temporary (RFC 9110 §15.4.3): what a redirect pointed to is asked
                 // after that redirect, and the next segment at the MPD's URL again.
@@ -668,6 +754,8 @@ impl StructuredExpect for Judgement {
             Rule::NoStall(m) => format!("at most {:.2} s of rebuffering", m.as_secs_f64()),
             Rule::Failover(h) => format!("what {h} failed fetched from another BaseURL"),
             Rule::RedirectsFollowed => "each redirect followed, and each segment asked at its own URL first".into(),
+            Rule::ServedBy(h) => format!("media from {}", h.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" or ")),
+            Rule::HostField(n, _) => format!("Host: {n}:PORT on every request"),
         }
     }
     fn judges(&self) -> bool {

@@ -15,6 +15,8 @@ pub struct Delivery {
     pub host: IpAddr,
     /// The request target's path.
     pub path: String,
+    /// Its Host field, as sent.
+    pub host_field: Option<String>,
     /// The method.
     pub method: String,
     /// The byte range asked for, when one.
