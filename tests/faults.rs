@@ -422,6 +422,10 @@ const DASH_CLIENT_FAULTS: &[&str] = &[
     "probes-first",
     "ignores-list",
     "ignores-mpd-base",
+    "ignores-dns",
+    "no-cname",
+    "first-address-only",
+    "host-is-address",
 ];
 
 /// Every case of the `dash-client` suite fails a buggy sample or a fault of the reference player

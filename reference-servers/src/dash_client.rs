@@ -2,7 +2,7 @@
 //! the suites where the harness is the origin. Its command line:
 //!
 //! ```text
-//! MPD_URL --buffer SECONDS
+//! MPD_URL --buffer SECONDS [--dns HOST:PORT]
 //! ```
 //!
 //! It fetches the MPD (a static one; DASH §5.3), plays the first video adaptation set of each
@@ -20,6 +20,12 @@
 //! is abandoned for a lower representation, as dash.js does, and its position asked again. HTTP/1.1
 //! is its own (`dash_client/http.rs`): persistent connections, ranges, redirects (a 302 is not
 //! remembered).
+//!
+//! With `--dns` (docs/dash.md "CDNs"; K&R §2.6.3), every host name in a URL is resolved by that
+//! DNS server over UDP (`dash_client/dns.rs`): a CNAME chain is followed to its A records, which
+//! are tried in order (refused, reset or 2 s of silence: the next one), and only when all fail
+//! does the request go to the next BaseURL; `Host:` always names the URL's own authority. Without
+//! it, the system's resolver.
 //!
 //! Lines printed: the MPD's representations, each initialization segment, each media segment
 //! (position, representation, bytes, seconds, throughput, buffer level), each failed or abandoned
@@ -39,6 +45,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::{Error, OptionSet, Options};
 
 mod abr;
+mod dns;
 mod http;
 mod mpd;
 mod player;
@@ -95,6 +102,16 @@ enum Fault {
     IgnoresList,
     /// `ignores-mpd-base`: the MPD element's BaseURLs are not read: segments resolve against the MPD's URL.
     IgnoresMpdBase,
+    /// `ignores-dns`: `--dns` is ignored; names go to the system's resolver (which does not know
+    /// the lab's `.test` names).
+    IgnoresDns,
+    /// `no-cname`: an answer whose first record is a CNAME counts as no address (the chain is not
+    /// followed, its target not asked).
+    NoCname,
+    /// `first-address-only`: only a name's first A record is ever tried.
+    FirstAddressOnly,
+    /// `host-is-address`: `Host:` names the address and port connected to, not the URL's name.
+    HostIsAddress,
 }
 
 /// Each fault's name, as the `fault` option takes it.
@@ -119,6 +136,10 @@ const FAULTS: &[(&str, Fault)] = &[
     ("probes-first", Fault::ProbesFirst),
     ("ignores-list", Fault::IgnoresList),
     ("ignores-mpd-base", Fault::IgnoresMpdBase),
+    ("ignores-dns", Fault::IgnoresDns),
+    ("no-cname", Fault::NoCname),
+    ("first-address-only", Fault::FirstAddressOnly),
+    ("host-is-address", Fault::HostIsAddress),
 ];
 
 /// The faults switched on.
@@ -135,13 +156,16 @@ impl From<Fault> for u32 {
 struct Args {
     mpd: url::Url,
     buffer: f64,
+    dns: Option<SocketAddr>,
 }
 
-/// `MPD_URL --buffer SECONDS` (also `--buffer=SECONDS`, in any order).
+/// `MPD_URL --buffer SECONDS [--dns HOST:PORT]` (also `--buffer=SECONDS`, `--dns=HOST:PORT`, in
+/// any order).
 fn parse_args(args: &[String]) -> Result<Args, String> {
-    const USAGE: &str = "expected MPD_URL --buffer SECONDS";
+    const USAGE: &str = "expected MPD_URL --buffer SECONDS [--dns HOST:PORT]";
     let mut positional = Vec::new();
     let mut buffer = None;
+    let mut dns = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -158,6 +182,12 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     _ => return Err(format!("--buffer {value:?}: expected seconds above 0, at most {MAX_BUFFER}")),
                 };
             }
+            "--dns" => {
+                let value = inline
+                    .or_else(|| rest.next().cloned())
+                    .ok_or_else(|| format!("--dns needs HOST:PORT; {USAGE}"))?;
+                dns = Some(dns_server(&value)?);
+            }
             _ if flag.starts_with("--") => return Err(format!("unknown option {flag}; {USAGE}")),
             _ => positional.push(arg),
         }
@@ -168,7 +198,21 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let buffer = buffer.ok_or_else(|| format!("--buffer is missing; {USAGE}"))?;
     let mpd = url::Url::parse(mpd).map_err(|e| format!("MPD_URL: {e}"))?;
     mpd.target().map_err(|e| format!("MPD_URL: {e}"))?;
-    Ok(Args { mpd, buffer })
+    Ok(Args { mpd, buffer, dns })
+}
+
+/// `--dns`'s HOST:PORT: an address and port, or a name the system resolves (`[v6]:port` too).
+fn dns_server(value: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let bad = || format!("--dns {value:?}: expected HOST:PORT");
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+        _ => return Err(bad()),
+    }
+    value.to_socket_addrs().ok().and_then(|mut found| found.next()).ok_or_else(bad)
 }
 
 /// Runs the player; 0 once the last media segment is downloaded, 1 when it cannot go on.
@@ -182,6 +226,7 @@ pub(crate) async fn run(_server: SocketAddr, opts: &Options, args: &[String], ou
     let config = player::Config {
         mpd: args.mpd,
         buffer: args.buffer,
+        dns: args.dns,
         faults,
     };
     Ok(player::play(config, out).await)

@@ -4,6 +4,7 @@
 //! player move on to the next BaseURL.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
+use super::dns::Resolver;
 use super::mpd::ByteRange;
 use super::url::{Target, Url};
 
@@ -98,6 +100,9 @@ enum Failure {
     /// A reused connection was closed before any byte of the answer: the server dropped an idle
     /// connection (RFC 9112 §9.3.1), so the request may go again on a new one.
     Stale(String),
+    /// Nothing came back on the connection within `WAIT` (or the request could not be sent):
+    /// on a new connection, the next address of the name is tried.
+    Silent(String),
     /// Anything else.
     Failed(String),
 }
@@ -105,6 +110,8 @@ enum Failure {
 /// One connection and the bytes read past the last response.
 struct Conn {
     stream: TcpStream,
+    /// The address connected to.
+    peer: SocketAddr,
     buf: Vec<u8>,
 }
 
@@ -113,6 +120,12 @@ pub(super) struct Client {
     idle: HashMap<(String, u16), Conn>,
     /// `no-host` fault: false omits the Host field.
     send_host: bool,
+    /// `--dns`: host names are asked of this resolver instead of the system's.
+    dns: Option<Resolver>,
+    /// `first-address-only` fault: only a name's first address is tried.
+    first_address_only: bool,
+    /// `host-is-address` fault: the Host field names the address connected to.
+    host_is_address: bool,
 }
 
 impl Client {
@@ -121,7 +134,23 @@ impl Client {
         Client {
             idle: HashMap::new(),
             send_host,
+            dns: None,
+            first_address_only: false,
+            host_is_address: false,
         }
+    }
+
+    /// Host names are resolved by `resolver` (`--dns`).
+    pub(super) fn with_dns(mut self, resolver: Resolver) -> Client {
+        self.dns = Some(resolver);
+        self
+    }
+
+    /// The `first-address-only` and `host-is-address` faults.
+    pub(super) fn with_quirks(mut self, first_address_only: bool, host_is_address: bool) -> Client {
+        self.first_address_only = first_address_only;
+        self.host_is_address = host_is_address;
+        self
     }
 
     /// GETs `url` (only `range` of it, if given), following redirects; anything but a 2xx at the
@@ -162,23 +191,57 @@ impl Client {
         Err(format!("{url}: more than {MAX_REDIRECTS} redirects"))
     }
 
-    /// One request and its response, on the idle connection to that host if there is one; a
-    /// stale one is replaced once.
+    /// One request and its response, on the idle connection to that host if there is one (a
+    /// stale one is replaced), else on a new one to each of the host's addresses in turn until
+    /// one answers (RFC 1123 §2.3).
     async fn exchange(&mut self, target: &Target, range: Option<ByteRange>, progress: Option<&Progress>) -> Result<Response, String> {
-        let request = self.request(target, range);
         let key = (target.host.clone(), target.port);
         if let Some(conn) = self.idle.remove(&key) {
+            let request = self.request(target, range, conn.peer);
             match self.exchange_on(conn, &key, &request, progress).await {
                 Ok(response) => return Ok(response),
                 Err(Failure::Stale(_)) => {}
+                Err(Failure::Silent(why) | Failure::Failed(why)) => return Err(why),
+            }
+        }
+        let mut addresses = self.addresses(&target.host, target.port).await?;
+        if self.first_address_only {
+            addresses.truncate(1);
+        }
+        let mut last = format!("{} has no address", target.host);
+        for addr in addresses {
+            let conn = match connect(addr).await {
+                Ok(conn) => conn,
+                Err(why) => {
+                    last = why;
+                    continue;
+                }
+            };
+            let request = self.request(target, range, addr);
+            match self.exchange_on(conn, &key, &request, progress).await {
+                Ok(response) => return Ok(response),
+                Err(Failure::Stale(why) | Failure::Silent(why)) => last = format!("{addr}: {why}"),
                 Err(Failure::Failed(why)) => return Err(why),
             }
         }
-        let conn = connect(&target.host, target.port).await?;
-        match self.exchange_on(conn, &key, &request, progress).await {
-            Ok(response) => Ok(response),
-            Err(Failure::Stale(why) | Failure::Failed(why)) => Err(why),
+        Err(last)
+    }
+
+    /// The addresses of `host`: itself if it is an IP address, else the `--dns` server's answer
+    /// or the system's.
+    async fn addresses(&mut self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
         }
+        if let Some(dns) = &mut self.dns {
+            let found = dns.lookup(host).await?;
+            return Ok(found.into_iter().map(|ip| SocketAddr::new(ip.into(), port)).collect());
+        }
+        let found = timeout(WAIT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| format!("cannot resolve {host} within {WAIT:?}"))?
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+        Ok(found.collect())
     }
 
     async fn exchange_on(
@@ -194,7 +257,7 @@ impl Client {
         match timeout(WAIT, conn.stream.write_all(request)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Failure::Stale(format!("send: {e}"))),
-            Err(_) => return Err(Failure::Failed(format!("could not send within {WAIT:?}"))),
+            Err(_) => return Err(Failure::Silent(format!("could not send within {WAIT:?}"))),
         }
         let (response, reusable) = conn.read_response(progress).await?;
         if reusable && conn.buf.is_empty() {
@@ -203,9 +266,12 @@ impl Client {
         Ok(response)
     }
 
-    fn request(&self, target: &Target, range: Option<ByteRange>) -> Vec<u8> {
+    /// The request's bytes; `peer` is the address it goes to.
+    fn request(&self, target: &Target, range: Option<ByteRange>, peer: SocketAddr) -> Vec<u8> {
         let mut request = format!("GET {} HTTP/1.1\r\n", target.target);
-        if self.send_host {
+        if self.send_host && self.host_is_address {
+            request.push_str(&format!("Host: {peer}\r\n"));
+        } else if self.send_host {
             request.push_str(&format!("Host: {}\r\n", target.host_field));
         }
         if let Some(range) = range {
@@ -233,25 +299,18 @@ pub(super) fn slice(mut body: Vec<u8>, range: ByteRange) -> Result<Vec<u8>, Stri
     Ok(body)
 }
 
-async fn connect(host: &str, port: u16) -> Result<Conn, String> {
-    let attempt = async {
-        let mut last = format!("{host} has no address");
-        for addr in tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last = format!("connect to {addr}: {e}"),
-            }
-        }
-        Err(last)
-    };
-    let stream = timeout(WAIT, attempt)
+/// A connection to one address, within `WAIT`.
+async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+    let stream = timeout(WAIT, TcpStream::connect(addr))
         .await
-        .map_err(|_| format!("no connection to {host}:{port} within {WAIT:?}"))??;
+        .map_err(|_| format!("no connection to {addr} within {WAIT:?}"))?
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    Ok(Conn { stream, buf: Vec::new() })
+    Ok(Conn {
+        stream,
+        peer: addr,
+        buf: Vec::new(),
+    })
 }
 
 /// How a response's body ends (RFC 9112 §6.3).
@@ -298,6 +357,7 @@ impl Conn {
                     Ok(0) => return Err(Failure::Failed("the connection closed in the middle of a response".to_owned())),
                     Ok(_) => {}
                     Err(e) if first && self.buf.is_empty() && !e.starts_with("no byte") => return Err(Failure::Stale(e)),
+                    Err(e) if first && self.buf.is_empty() => return Err(Failure::Silent(e)),
                     Err(e) => return Err(Failure::Failed(e)),
                 }
             };

@@ -4,12 +4,14 @@
 //! request tried on the BaseURL alternatives in turn until one answers.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::abr::{self, Abr, Playback};
+use super::dns::Resolver;
 use super::http::{self, Client, Fetched, Progress};
 use super::mpd::{self, Location, Period, Representation, Segment, Segments};
 use super::sidx;
@@ -48,6 +50,8 @@ pub(super) struct Config {
     pub(super) mpd: Url,
     /// `--buffer`: no media request while this many seconds are buffered.
     pub(super) buffer: f64,
+    /// `--dns`: the DNS server that resolves host names (the system's resolver without it).
+    pub(super) dns: Option<SocketAddr>,
     /// Deliberate bugs.
     pub(super) faults: Faults,
 }
@@ -61,8 +65,13 @@ pub(super) async fn play(config: Config, out: UnboundedSender<String>) -> i32 {
         aggressive: faults.has(Fault::Aggressive),
         slow_down: faults.has(Fault::SlowDown),
     };
+    let mut http =
+        Client::new(!faults.has(Fault::NoHost)).with_quirks(faults.has(Fault::FirstAddressOnly), faults.has(Fault::HostIsAddress));
+    if let (Some(server), false) = (config.dns, faults.has(Fault::IgnoresDns)) {
+        http = http.with_dns(Resolver::new(server, faults.has(Fault::NoCname)));
+    }
     let mut player = Player {
-        http: Client::new(!faults.has(Fault::NoHost)),
+        http,
         abr: Abr::new(config.buffer, quirks),
         config,
         out,

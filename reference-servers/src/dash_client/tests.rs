@@ -22,7 +22,11 @@ fn parses_command_lines() {
         ("http://127.0.0.2:40123/video.mpd", 4.0)
     );
     let parsed = parse_args(&args(&["--buffer=0.5", "http://h/v.mpd"])).expect("args");
-    assert_eq!(parsed.buffer, 0.5);
+    assert_eq!((parsed.buffer, parsed.dns), (0.5, None));
+    let parsed = parse_args(&args(&["http://h/v.mpd", "--dns", "127.0.0.1:5353", "--buffer", "1"])).expect("args");
+    assert_eq!(parsed.dns, Some("127.0.0.1:5353".parse().expect("addr")));
+    let parsed = parse_args(&args(&["http://h/v.mpd", "--dns=[::1]:53", "--buffer", "1"])).expect("args");
+    assert_eq!(parsed.dns, Some("[::1]:53".parse().expect("addr")));
     for bad in [
         &[][..],
         &["http://h/v.mpd"],
@@ -35,6 +39,9 @@ fn parses_command_lines() {
         &["http://h/v.mpd", "--buffer", "4", "--verbose"],
         &["https://h/v.mpd", "--buffer", "4"],
         &["v.mpd", "--buffer", "4"],
+        &["http://h/v.mpd", "--buffer", "4", "--dns"],
+        &["http://h/v.mpd", "--buffer", "4", "--dns", "127.0.0.1"],
+        &["http://h/v.mpd", "--buffer", "4", "--dns", "127.0.0.1:x"],
     ] {
         assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
     }
@@ -46,6 +53,9 @@ fn parses_faults() {
     assert!(faults.has(Fault::OutOfOrder) && faults.has(Fault::NoHost));
     assert!(!faults.has(Fault::PastEnd));
     assert!(Faults::parse("out-of-ordr", FAULTS).is_err());
+    let faults = Faults::parse("ignores-dns,no-cname,first-address-only,host-is-address", FAULTS).expect("faults");
+    assert!(faults.has(Fault::IgnoresDns) && faults.has(Fault::NoCname));
+    assert!(faults.has(Fault::FirstAddressOnly) && faults.has(Fault::HostIsAddress));
 }
 
 /// What the origin serves at a path.
@@ -68,6 +78,11 @@ struct Seen {
 /// accepts before this returns, so nothing waits for it.
 async fn origin_paced(routes: HashMap<String, Route>, rate: Option<f64>, fast: usize) -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    origin_on(listener, routes, rate, fast)
+}
+
+/// `origin_paced` on a listener already bound.
+fn origin_on(listener: TcpListener, routes: HashMap<String, Route>, rate: Option<f64>, fast: usize) -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     let addr = listener.local_addr().expect("addr");
     let log = Arc::new(Mutex::new(Vec::new()));
     let routes = Arc::new(routes);
@@ -169,13 +184,18 @@ async fn origin(routes: HashMap<String, Route>, rate: Option<f64>) -> (SocketAdd
 
 /// Runs the player to its end: (exit code, lines printed).
 async fn play(mpd: &str, buffer: &str, fault: &str) -> (i32, Vec<String>) {
+    play_args(&[mpd, "--buffer", buffer], fault).await
+}
+
+/// Runs the player with these arguments to its end: (exit code, lines printed).
+async fn play_args(words: &[&str], fault: &str) -> (i32, Vec<String>) {
     let mut opts = Options::new();
     if !fault.is_empty() {
         opts.insert("fault".to_owned(), fault.to_owned());
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let unused: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-    let code = tokio::time::timeout(Duration::from_secs(30), run(unused, &opts, &args(&[mpd, "--buffer", buffer]), tx))
+    let code = tokio::time::timeout(Duration::from_secs(30), run(unused, &opts, &args(words), tx))
         .await
         .expect("the player ends")
         .expect("it starts");
@@ -407,4 +427,94 @@ async fn a_slow_download_is_abandoned_for_a_lower_representation() {
     let mut positions: Vec<u32> = media.iter().map(|m| m.1).collect();
     positions.dedup();
     assert_eq!(positions, (1..=8).collect::<Vec<_>>(), "{media:?}");
+}
+
+/// The CDN setup of docs/dash.md: the MPD at `video.netcinema.test` (a CNAME chain to
+/// 127.0.0.9, where nothing listens, then 127.0.0.1), its BaseURLs `gone.test` (NXDOMAIN) then
+/// `cdn.netcinema.test` (a CNAME-only answer; its target asked again); one origin on 127.0.0.1
+/// serves everything. (origin port, its log, DNS server, names asked of it.)
+async fn cdn_lab() -> (u16, Arc<Mutex<Vec<Seen>>>, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mpd = format!(
+        r#"<MPD type="static" mediaPresentationDuration="PT0.5S">
+          <BaseURL>http://gone.test:{port}/m/</BaseURL>
+          <BaseURL>http://cdn.netcinema.test:{port}/m/</BaseURL>
+          <Period><AdaptationSet><Representation id="r" bandwidth="1000"><SegmentList duration="1" timescale="4">
+          <SegmentURL media="a.m4s"/><SegmentURL media="b.m4s"/></SegmentList></Representation>
+          </AdaptationSet></Period></MPD>"#
+    );
+    let routes = HashMap::from([
+        ("/v.mpd".to_owned(), Route::File(mpd.into_bytes())),
+        ("/m/a.m4s".to_owned(), Route::File(vec![1; 100])),
+        ("/m/b.m4s".to_owned(), Route::File(vec![2; 100])),
+    ]);
+    let (_, log) = origin_on(listener, routes, None, 0);
+    let (dns, asked) = dns::tests::dns_server(dns::tests::lab_zones()).await;
+    (port, log, dns, asked)
+}
+
+/// Plays the CDN lab's MPD through its DNS server with `fault`.
+async fn play_cdn(port: u16, dns: SocketAddr, fault: &str) -> (i32, Vec<String>) {
+    let mpd = format!("http://video.netcinema.test:{port}/v.mpd");
+    play_args(&[&mpd, "--buffer", "1", "--dns", &dns.to_string()], fault).await
+}
+
+#[tokio::test]
+async fn names_resolve_through_dns_with_failover_and_host() {
+    let (port, log, dns, asked) = cdn_lab().await;
+    let (code, lines) = play_cdn(port, dns, "").await;
+    assert_eq!(code, 0, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("failed:") && l.contains("gone.test") && l.contains("no address")),
+        "NXDOMAIN: the next BaseURL: {lines:#?}"
+    );
+    let seen: Vec<(String, Option<String>)> = log.lock().expect("log").iter().map(|s| (s.path.clone(), s.host.clone())).collect();
+    let cdn = Some(format!("cdn.netcinema.test:{port}"));
+    assert_eq!(
+        seen,
+        [
+            ("/v.mpd".to_owned(), Some(format!("video.netcinema.test:{port}"))),
+            ("/m/a.m4s".to_owned(), cdn.clone()),
+            ("/m/b.m4s".to_owned(), cdn),
+        ],
+        "127.0.0.9 refused, 127.0.0.1 answered; Host is the URL's"
+    );
+    // Each name asked once (kept for its TTL), the CNAME-only answer's target asked again.
+    assert_eq!(
+        *asked.lock().expect("log"),
+        ["video.netcinema.test", "gone.test", "cdn.netcinema.test", "node.kingcdn.test"]
+    );
+}
+
+#[tokio::test]
+async fn dns_faults_change_what_happens() {
+    let (port, log, dns, asked) = cdn_lab().await;
+    // host-is-address: the same requests, each Host the address it went to.
+    let (code, lines) = play_cdn(port, dns, "host-is-address").await;
+    assert_eq!(code, 0, "{lines:#?}");
+    let hosts: Vec<Option<String>> = std::mem::take(&mut *log.lock().expect("log")).into_iter().map(|s| s.host).collect();
+    assert_eq!(hosts, vec![Some(format!("127.0.0.1:{port}")); 3]);
+    // first-address-only: 127.0.0.9 refuses and 127.0.0.1 is never tried.
+    let (code, lines) = play_cdn(port, dns, "first-address-only").await;
+    assert_eq!(code, 1, "{lines:#?}");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("error: cannot read the MPD") && l.contains("127.0.0.9")),
+        "{lines:#?}"
+    );
+    // no-cname: the chain's first record is a CNAME, so the name has no address.
+    let (code, lines) = play_cdn(port, dns, "no-cname").await;
+    assert_eq!(code, 1, "{lines:#?}");
+    assert!(lines.last().is_some_and(|l| l.contains("no address")), "{lines:#?}");
+    assert!(log.lock().expect("log").is_empty());
+    // ignores-dns: the system's resolver does not know the name; the DNS server is never asked.
+    asked.lock().expect("log").clear();
+    let (code, lines) = play_cdn(port, dns, "ignores-dns").await;
+    assert_eq!(code, 1, "{lines:#?}");
+    assert!(asked.lock().expect("log").is_empty());
+    assert!(log.lock().expect("log").is_empty());
 }
