@@ -865,6 +865,24 @@ fn dash_buggy_origins_fail_their_cases() {
     }
 }
 
+fn dash_player(file: &str) -> String {
+    format!("python3 fixtures/students/{file}.py")
+}
+
+/// The good player passes all of `dash-client`, CDN cases included (a player at a time: about
+/// two minutes, most of it the adaptation cases' playback in real time).
+#[test]
+fn dash_good_player_passes_every_case() {
+    check("dash-client", &dash_player("dash_player"), &[]);
+}
+
+#[test]
+fn dash_buggy_players_fail_their_cases() {
+    for (file, case) in common::DASH_PLAYER_BUGGY_SAMPLES {
+        check_with("dash-client", &dash_player(file), &["--case", case], &[case]);
+    }
+}
+
 fn bt_seeder(file: &str) -> String {
     format!("python3 fixtures/students/{file}.py {{port}} fixtures/bittorrent/sample.torrent fixtures/bittorrent")
 }
