@@ -92,6 +92,12 @@ fn golden(cmd: &str, suite: &str, case: &str, report: &serde_json::Value) {
         // A swarm judgement's window and the rank a piece was asked for follow the download's pace.
         (r"from \d+\.\d s to \d+\.\d s", "from T s to T s"),
         (r"only \d+(st|nd|rd|th)\b", "only Nth"),
+        // A DASH player's requests follow its throughput: when, which segment, how many.
+        (r"\b\d+\.\d+ s\b", "T s"),
+        (r"only \d+ request", "only N request"),
+        (r"request \d+ after", "request N after"),
+        (r"segment \d+ of representation", "segment N of representation"),
+        (r"seg-(s?\d+)-\d+\.m4s", "seg-$1-N.m4s"),
     ] {
         text = regex::Regex::new(re).unwrap().replace_all(&text, to).into_owned();
     }
