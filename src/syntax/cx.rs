@@ -191,6 +191,24 @@ impl LoadCx {
         self.fixture_at(node, &written)
     }
 
+    /// A list of IP addresses (`[127.0.0.5, 127.0.0.6]`): the hosts of actors a case names.
+    pub fn addresses(&mut self, node: &Node, what: &str) -> Option<Vec<std::net::IpAddr>> {
+        let Data::Seq(items) = &node.data else {
+            self.err_help(node, format!("{what} is a list of addresses"), "e.g. [127.0.0.5, 127.0.0.6]");
+            return None;
+        };
+        items
+            .iter()
+            .map(|i| match i.as_str().map(str::parse::<std::net::IpAddr>) {
+                Some(Ok(ip)) => Some(ip),
+                _ => {
+                    self.err(i, "an IP address");
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// Reads the file at `written` (relative to the suite file's folder, as `fixture` does) for a
     /// key that names several files at once (a folder's files); a problem is located at `node`.
     pub fn fixture_at(&mut self, node: &Node, written: &str) -> Option<Fixture> {

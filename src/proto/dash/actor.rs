@@ -173,23 +173,6 @@ fn rate(cx: &mut LoadCx, n: &Node) -> Option<u64> {
     }
 }
 
-fn hosts(cx: &mut LoadCx, n: &Node, what: &str) -> Option<Vec<IpAddr>> {
-    let Data::Seq(items) = &n.data else {
-        cx.err_help(n, format!("{what} is a list of addresses"), "e.g. [127.0.0.3, 127.0.0.4]");
-        return None;
-    };
-    items
-        .iter()
-        .map(|i| match i.as_str().map(str::parse::<IpAddr>) {
-            Some(Ok(ip)) => Some(ip),
-            _ => {
-                cx.err(i, "an IP address");
-                None
-            }
-        })
-        .collect()
-}
-
 const OPTION_KEYS: &[&str] = &[
     "addressing",
     "start_number",
@@ -263,7 +246,7 @@ fn read_options(f: &crate::syntax::Fields, cx: &mut LoadCx) -> Option<Options> {
         o.bandwidth = Some(steps);
     }
     if let Some(n) = f.get("nodes") {
-        o.nodes = Some(hosts(cx, n, "nodes")?);
+        o.nodes = Some(cx.addresses(n, "nodes")?);
     }
     if let Some(n) = f.get("base_urls") {
         let Data::Seq(items) = &n.data else {

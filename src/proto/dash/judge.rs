@@ -270,23 +270,7 @@ pub fn parse(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> 
             Rule::NoStall(cx.duration(&n, "max")?)
         }
         "redirects_followed" => flag(cx).map(|_| Rule::RedirectsFollowed)?,
-        "served_by" => {
-            let Data::Seq(items) = &v.data else {
-                cx.err_help(v, "served_by is a list of addresses", "e.g. served_by: [127.0.0.5, 127.0.0.6]");
-                return None;
-            };
-            let mut hosts = Vec::new();
-            for i in items {
-                match i.as_str().map(str::parse::<IpAddr>) {
-                    Some(Ok(ip)) => hosts.push(ip),
-                    _ => {
-                        cx.err(i, "an IP address");
-                        return None;
-                    }
-                }
-            }
-            Rule::ServedBy(hosts)
-        }
+        "served_by" => Rule::ServedBy(cx.addresses(v, "served_by")?),
         "host_field" => match &v.data {
             Data::Map(_) => {
                 let g = cx.fields(v, &["name", "on"], "host_field")?;
@@ -298,21 +282,10 @@ pub fn parse(node: &Node, cx: &mut LoadCx) -> Option<Box<dyn StructuredExpect>> 
                     );
                     return None;
                 };
-                let mut on = Vec::new();
-                if let Some(Node {
-                    data: Data::Seq(items), ..
-                }) = g.get("on")
-                {
-                    for i in items {
-                        match i.as_str().map(str::parse::<IpAddr>) {
-                            Some(Ok(ip)) => on.push(ip),
-                            _ => {
-                                cx.err(i, "an IP address");
-                                return None;
-                            }
-                        }
-                    }
-                }
+                let on = match g.get("on") {
+                    Some(o) => cx.addresses(o, "on")?,
+                    None => Vec::new(),
+                };
                 Rule::HostField(cx.string(n, "name")?, on)
             }
             _ => Rule::HostField(cx.string(v, "host_field")?, Vec::new()),
