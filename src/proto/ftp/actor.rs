@@ -377,6 +377,9 @@ impl ActorSpec for FtpActor {
             uploads: Mutex::new(BTreeMap::new()),
             log,
         });
+        // Counted so the case's end waits for a session to log its last reply (the 221 a
+        // client reads before the actor's write has returned).
+        let (open_tx, open_rx) = tokio::sync::watch::channel(0usize);
         let task = tokio::spawn(async move {
             // Dropping the set (when the handle aborts this task) aborts every session.
             let mut sessions = tokio::task::JoinSet::new();
@@ -394,7 +397,10 @@ impl ActorSpec for FtpActor {
                 let Ok(local) = stream.local_addr() else { continue };
                 let (srv, tls) = (srv.clone(), tls.clone());
                 let full = sessions.len() >= MAX_SESSIONS;
+                open_tx.send_modify(|n| *n += 1);
+                let open_tx = open_tx.clone();
                 sessions.spawn(async move {
+                    let _open = Open(open_tx);
                     let conv = srv.log.open(Transport::Tcp, local, peer);
                     // Implicit FTPS under --tls: the control connection only; data connections
                     // stay clear, as RFC 4217 §9 has them until a PROT P.
@@ -419,7 +425,16 @@ impl ActorSpec for FtpActor {
                 });
             }
         });
-        ActorHandle::new(vec![task])
+        ActorHandle::counting(vec![task], open_rx)
+    }
+}
+
+/// One open session in the actor's count, until its task ends.
+struct Open(tokio::sync::watch::Sender<usize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
