@@ -284,17 +284,27 @@ impl Dialogue {
     }
 
     /// Whether the capture of connection `conn` began after the connection did: bytes came
-    /// before any handshake was seen.
+    /// before any handshake was seen, or, in a protocol whose server greets first, the client
+    /// spoke first (the greeting is not in the capture, so replies are paired from what follows).
     pub fn joined_late(&self, conn: usize) -> bool {
-        self.connections
-            .get(conn)
-            .is_some_and(|c| c.captured && c.transport == Transport::Tcp)
-            && self
-                .events
-                .iter()
-                .filter(|e| e.conn == conn)
-                .find(|e| !matches!(e.kind, EventKind::Note { .. }))
-                .is_some_and(|e| matches!(e.kind, EventKind::Data { .. } | EventKind::Closed { .. } | EventKind::Gap { .. }))
+        let Some(info) = self.connections.get(conn).filter(|c| c.captured && c.transport == Transport::Tcp) else {
+            return false;
+        };
+        let mut own = self.events.iter().filter(|e| e.conn == conn);
+        let began_unseen = own
+            .clone()
+            .find(|e| !matches!(e.kind, EventKind::Note { .. }))
+            .is_some_and(|e| matches!(e.kind, EventKind::Data { .. } | EventKind::Closed { .. } | EventKind::Gap { .. }));
+        let mut ungreeted = || {
+            crate::proto::find(&info.protocol).is_some_and(|p| p.server_greets())
+                && own
+                    .find_map(|e| match &e.kind {
+                        EventKind::Data { dir, .. } => Some(*dir),
+                        _ => None,
+                    })
+                    .is_some_and(|dir| dir == Direction::ClientToServer)
+        };
+        began_unseen || ungreeted()
     }
 
     /// Frames the recorded bytes with each connection's codec (`proto` when it names none).

@@ -549,8 +549,10 @@ fn conversations_captured_after_their_greeting_pair_replies_by_kind() {
         (C, b"QUIT\r\n"),
         (S, b"+OK bye\r\n"),
     ];
-    for from in [0, 5] {
-        let p = session(110, true, &pop3[from..]);
+    // Joined after the greeting, joined between STAT and its reply, and from the handshake with
+    // no greeting at all (the client speaks first).
+    for (joined, from) in [(true, 0), (true, 5), (false, 0)] {
+        let p = session(110, joined, &pop3[from..]);
         let t = decode_pcap(&p);
         assert!(t.contains("(2 lines, 14 bytes): \"1 120\\r\\n2 200\\r\\n\""), "{t}");
         assert!(t.contains("\"Subject: hi\\r\\n\\r\\n.dot\\r\\n\""), "{t}");
@@ -573,8 +575,8 @@ fn conversations_captured_after_their_greeting_pair_replies_by_kind() {
         (S, b"221 bye\r\n"),
         (S, b"221 and again\r\n"),
     ];
-    for from in [0, 3] {
-        let p = session(25, true, &smtp[from..12]);
+    for (joined, from) in [(true, 0), (true, 3), (false, 0)] {
+        let p = session(25, joined, &smtp[from..12]);
         assert!(decode_pcap(&p).contains("C→S DATA content, 3 lines"));
         let (code, out) = check_pcap(&p);
         assert_eq!(code, 0, "SMTP from message {from}:\n{out}");
@@ -583,6 +585,23 @@ fn conversations_captured_after_their_greeting_pair_replies_by_kind() {
     let (code, out) = check_pcap(&session(25, true, &smtp[3..]));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("MUST RFC 5321 §4.2") && out.contains("221 and again"), "{out}");
+}
+
+/// A public POP3 capture whose server never greets (the client's CAPA comes first, after the
+/// handshake): the +OK is CAPA's, its capability lines its body, not a greeting and garbage.
+#[test]
+fn a_pop3_conversation_without_its_greeting_pairs_each_reply_with_its_command() {
+    let (out, _) = wirecheck(&["decode", "fixtures/captures/pop3-no-greeting-xoauth2.pcap"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("S→C +OK Capability list follows\n             (8 lines, 103 bytes)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("C→S \"UIDL\"\nc      S→C +OK\n             (1 lines, 20 bytes)"),
+        "{text}"
+    );
+    assert!(!text.contains("undecodable"), "{text}");
 }
 
 /// Redis answers `+OK` as a POP3 server does, to a client speaking RESP: detection that only

@@ -76,6 +76,12 @@ pub trait Protocol: Send + Sync {
     fn conversation_rules_from_middle(&self, conv: &[Exchange<'_>]) -> Vec<Finding> {
         self.conversation_rules(conv)
     }
+    /// Whether the server speaks first, with a greeting (SMTP, POP3, IMAP, FTP): a captured
+    /// connection whose client spoke first is missing its greeting, so it is framed and judged
+    /// as one the capture joined late.
+    fn server_greets(&self) -> bool {
+        false
+    }
     /// Whether this message hands the connection over to another protocol (HTTP 101 Switching
     /// Protocols): what follows is not this protocol's to judge.
     fn switches_protocol(&self, _m: &Message) -> bool {

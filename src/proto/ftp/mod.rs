@@ -26,6 +26,9 @@ impl Protocol for Ftp {
     fn name(&self) -> &'static str {
         "ftp"
     }
+    fn server_greets(&self) -> bool {
+        true
+    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         match dir {
             Direction::ServerToClient => Box::new(ReplyCodec),

@@ -15,6 +15,9 @@ impl Protocol for Imap {
     fn name(&self) -> &'static str {
         "imap"
     }
+    fn server_greets(&self) -> bool {
+        true
+    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         match dir {
             Direction::ServerToClient => Box::new(ResponseCodec::default()),

@@ -14,6 +14,9 @@ impl Protocol for Pop3 {
     fn name(&self) -> &'static str {
         "pop3"
     }
+    fn server_greets(&self) -> bool {
+        true
+    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         match dir {
             Direction::ServerToClient => Box::new(ResponseCodec::default()),

@@ -14,6 +14,9 @@ impl Protocol for Smtp {
     fn name(&self) -> &'static str {
         "smtp"
     }
+    fn server_greets(&self) -> bool {
+        true
+    }
     fn codec(&self, dir: Direction) -> Box<dyn Codec> {
         match dir {
             Direction::ServerToClient => Box::new(ReplyCodec::default()),
