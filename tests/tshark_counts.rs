@@ -109,6 +109,13 @@ const SPECS: &[Spec] = &[
         client: &["tls.record.content_type"],
         server: &["tls.record.content_type"],
     },
+    // One KRPC message per datagram (BEP 5); tshark's bt-dht is heuristic, so it is named.
+    Spec {
+        proto: "bt-dht",
+        dissector: "bt-dht",
+        client: &["bt-dht"],
+        server: &["bt-dht"],
+    },
     // After HTTP/1.1's 101 (RFC 6455): tshark follows the upgrade on the HTTP port by itself.
     Spec {
         proto: "websocket",
