@@ -351,6 +351,7 @@ impl Dialogue {
             cx
         };
         let mut streams: HashMap<(usize, Direction), Framer> = HashMap::new();
+        let mut datagrams: HashMap<(usize, Direction), Box<dyn crate::proto::Codec>> = HashMap::new();
         // Directions a capture cut: their next bytes may start inside a message, so what does
         // not frame is not judged until a message frames again.
         let mut resync: std::collections::HashSet<(usize, Direction)> = std::collections::HashSet::new();
@@ -418,7 +419,16 @@ impl Dialogue {
                 EventKind::Data { dir, bytes } => {
                     let udp = info.is_some_and(|i| i.transport == Transport::Udp);
                     if udp {
-                        let mut codec = proto.codec_on(*dir, Transport::Udp);
+                        // One codec per side for the whole conversation, told what the other
+                        // side sent: most datagram protocols frame each alone, but QUIC's
+                        // Initial keys come from the client's first datagram (RFC 9001 §5.2).
+                        datagrams
+                            .entry((ev.conn, dir.opposite()))
+                            .or_insert_with(|| proto.codec_on(dir.opposite(), Transport::Udp))
+                            .peer_sent(bytes);
+                        let codec = datagrams
+                            .entry((ev.conn, *dir))
+                            .or_insert_with(|| proto.codec_on(*dir, Transport::Udp));
                         let cut = resync.remove(&(ev.conn, *dir));
                         match codec.decode(bytes, true) {
                             Ok(Frame::Message(m, _)) => push(Some(*dir), What::Message(m)),

@@ -109,6 +109,14 @@ const SPECS: &[Spec] = &[
         client: &["tls.record.content_type"],
         server: &["tls.record.content_type"],
     },
+    // QUIC packets (RFC 9000 §17), as many as a datagram coalesces; padding after them is one
+    // for both (tshark: "padding data appended to the datagram").
+    Spec {
+        proto: "http3",
+        dissector: "quic",
+        client: &["quic"],
+        server: &["quic"],
+    },
     // One KRPC message per datagram (BEP 5); tshark's bt-dht is heuristic, so it is named.
     Spec {
         proto: "bt-dht",
@@ -198,7 +206,11 @@ fn wirecheck_counts(name: &str) -> BTreeMap<Key, usize> {
                 port: conv.server.port(),
                 from,
             };
-            *out.entry(key).or_default() += 1;
+            let quic = m
+                .detail
+                .as_ref()
+                .and_then(|d| d.downcast_ref::<wirecheck::proto::http3::packet::QuicDatagram>());
+            *out.entry(key).or_default() += quic.map_or(1, |q| q.packets);
         }
     }
     out

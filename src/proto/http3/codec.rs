@@ -1085,7 +1085,7 @@ mod tests {
             f.push(&bytes);
             while let Ok(Some(_)) = f.next(true) {}
             let _ = super::qpack::decode(&bytes);
-            let _ = super::super::packet::PacketCodec.decode(&bytes, true);
+            let _ = super::super::packet::PacketCodec::default().decode(&bytes, true);
             let _ = super::super::initial::frames(&bytes);
         }
 

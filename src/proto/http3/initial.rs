@@ -32,10 +32,10 @@ fn expand_label(prk: &hkdf::Prk, label: &str, len: usize) -> Vec<u8> {
     out
 }
 
-/// The client's Initial packet keys: (key, iv, hp) from `dcid` (RFC 9001 §5.2, §5.1).
-fn client_keys(dcid: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+/// One side's Initial packet keys: (key, iv, hp) from the client's `dcid` (RFC 9001 §5.2, §5.1).
+fn initial_keys(dcid: &[u8], server: bool) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let initial = hkdf::Salt::new(hkdf::HKDF_SHA256, &INITIAL_SALT).extract(dcid);
-    let secret = expand_label(&initial, "client in", 32);
+    let secret = expand_label(&initial, if server { "server in" } else { "client in" }, 32);
     let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &secret);
     (
         expand_label(&prk, "quic key", 16),
@@ -44,10 +44,16 @@ fn client_keys(dcid: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     )
 }
 
-/// Opens the Initial packet `packet` (its whole long header and payload), whose packet number
-/// starts at `pn_at`; returns its packet number and plaintext frames, or why not.
+/// Opens the client's Initial packet `packet` (its whole long header and payload), whose packet
+/// number starts at `pn_at`; returns its packet number and plaintext frames, or why not.
 pub fn open(packet: &[u8], dcid: &[u8], pn_at: usize) -> Result<(u64, Vec<u8>), String> {
-    let (key, iv, hp) = client_keys(dcid);
+    open_as(packet, dcid, pn_at, false)
+}
+
+/// [`open`] for either side's Initial: both sides' keys come from the Destination Connection ID
+/// of the client's first Initial (`dcid`), the server's with its own label (RFC 9001 §5.2).
+pub fn open_as(packet: &[u8], dcid: &[u8], pn_at: usize, server: bool) -> Result<(u64, Vec<u8>), String> {
+    let (key, iv, hp) = initial_keys(dcid, server);
     let sample = packet
         .get(pn_at + 4..pn_at + 20)
         .ok_or("the packet is too short to sample (RFC 9001 §5.4.2)")?;
@@ -71,7 +77,7 @@ pub fn open(packet: &[u8], dcid: &[u8], pn_at: usize) -> Result<(u64, Vec<u8>), 
     let mut body = packet[pn_at + pn_len..].to_vec();
     let plain = key
         .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&header[..]), &mut body)
-        .map_err(|_| "it does not open with the keys of its Destination Connection ID (a server's Initial, or not the first)")?;
+        .map_err(|_| "it does not open with the Initial keys of that Destination Connection ID")?;
     Ok((pn, plain.to_vec()))
 }
 
@@ -162,7 +168,11 @@ pub fn frames(p: &[u8]) -> String {
                     return finish(out, "a cut CRYPTO");
                 };
                 at = b + len as usize;
-                let hello = if offset == 0 { client_hello(data) } else { String::new() };
+                let hello = match (offset, data.first()) {
+                    (0, Some(1)) => client_hello(data),
+                    (0, Some(2)) => " (ServerHello)".into(),
+                    _ => String::new(),
+                };
                 out.push(format!("CRYPTO {offset}+{len}{hello}"));
             }
             0x1c | 0x1d => {
@@ -228,15 +238,19 @@ fn client_hello(d: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    /// RFC 9001 Appendix A.1: the keys of the client's Initial for DCID 0x8394c8f03e515708.
+    /// RFC 9001 Appendix A.1: both sides' Initial keys for the client's DCID 0x8394c8f03e515708.
     #[test]
     fn parses_the_rfc_9001_appendix_a_keys() {
         let dcid = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
-        let (key, iv, hp) = client_keys(&dcid);
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let (key, iv, hp) = initial_keys(&dcid, false);
         assert_eq!(hex(&key), "1f369613dd76d5467730efcbe3b1a22d");
         assert_eq!(hex(&iv), "fa044b2f42a3fd3b46fb255c");
         assert_eq!(hex(&hp), "9f50449e04a0e810283a1e9933adedd2");
+        let (key, iv, hp) = initial_keys(&dcid, true);
+        assert_eq!(hex(&key), "cf3a5331653c364c88f0f379b6067e37");
+        assert_eq!(hex(&iv), "0ac1493ca1905853b0bba03e");
+        assert_eq!(hex(&hp), "c206b8d9b9f0f37644430b490eeaa314");
     }
 
     #[test]

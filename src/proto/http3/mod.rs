@@ -33,7 +33,7 @@ impl Protocol for Http3 {
         // A capture holds QUIC's packets, which show their headers only; a live run records the
         // streams (`Transport::Quic`).
         match transport {
-            Transport::Udp => Box::new(packet::PacketCodec),
+            Transport::Udp => Box::new(packet::PacketCodec::new(dir == Direction::ServerToClient)),
             _ => self.codec(dir),
         }
     }
