@@ -137,6 +137,81 @@ proptest! {
         let bytes = damage(&s.bytes[..s.bytes.len().min(20_000)], &flips, keep);
         check(s, &bytes, &cuts)?;
     }
+
+    /// A datagram codec (DNS, BEP 5, BEP 15, QUIC) given a captured datagram with bytes flipped
+    /// and its end cut, after what the other side sent: a message or an error, never a panic,
+    /// and the same answer twice (no state leaks from one datagram into how the next frames).
+    #[test]
+    fn damaged_datagrams_frame_or_fail_without_panicking(
+        pick in any::<prop::sample::Index>(),
+        flips in prop::collection::vec((any::<usize>(), 1u8..=255), 0..6),
+        keep in prop::option::of(any::<usize>()),
+    ) {
+        let all = datagrams_cached();
+        let (s, before) = pick.get(all);
+        let bytes = damage(&s.bytes, &flips, keep);
+        let p = proto::find_or_raw(&s.protocol);
+        let framed = |bytes: &[u8]| {
+            let mut codec = p.codec_on(s.dir, Transport::Udp);
+            for b in before {
+                codec.peer_sent(b);
+            }
+            match codec.decode(bytes, true) {
+                Ok(proto::Frame::Message(m, used)) => Ok((m.text, used)),
+                Ok(proto::Frame::Incomplete) => Err("incomplete".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let first = framed(&bytes);
+        prop_assert_eq!(&first, &framed(&bytes), "{} ({}, {:?})", s.origin, s.protocol, s.dir);
+        if let Ok((_, used)) = first {
+            prop_assert!(used <= bytes.len());
+        }
+    }
+}
+
+#[test]
+fn every_datagram_codec_has_captured_datagrams() {
+    let mut protocols: Vec<&str> = datagrams_cached().iter().map(|(s, _)| s.protocol.as_str()).collect();
+    protocols.sort_unstable();
+    protocols.dedup();
+    for p in ["dns", "bt-dht", "http3"] {
+        assert!(protocols.contains(&p), "no captured {p} datagram: {protocols:?}");
+    }
+}
+
+/// Every datagram of every captured UDP conversation in a protocol the registry knows, with
+/// the side that sent it and the datagrams the other side sent before it.
+fn datagrams() -> Vec<(Stream, Vec<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for path in captures() {
+        let cap = capture::decode_file(&path, &Options::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for conv in &cap.conversations {
+            if conv.transport != Transport::Udp || conv.protocol == "datagram" || proto::find(&conv.protocol).is_none() {
+                continue;
+            }
+            let mut sent: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+            for e in &conv.dialogue.events {
+                if let EventKind::Data { dir, bytes } = &e.kind {
+                    let side = usize::from(*dir == Direction::ServerToClient);
+                    let stream = Stream {
+                        origin: format!("{} #{}", path.file_name().unwrap().to_string_lossy(), conv.number),
+                        protocol: conv.protocol.clone(),
+                        dir: *dir,
+                        bytes: bytes.clone(),
+                    };
+                    out.push((stream, sent[1 - side].clone()));
+                    sent[side].push(bytes.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn datagrams_cached() -> &'static [(Stream, Vec<Vec<u8>>)] {
+    static ALL: std::sync::OnceLock<Vec<(Stream, Vec<Vec<u8>>)>> = std::sync::OnceLock::new();
+    ALL.get_or_init(datagrams)
 }
 
 fn streams_cached() -> &'static [Stream] {
