@@ -2,7 +2,8 @@
 # Seeds the fuzz corpora from the sample captures, so fuzzing starts from real structure:
 # decode_capture gets the capture files (and the saved regressions); each codec_* target gets
 # every side of every captured conversation of its protocol, in the input layout of src/lib.rs
-# (side byte, no cuts, the stream), written by `wirecheck decode --format json`.
+# (side byte, no cuts, the stream), and each datagram_* target every captured datagram of its
+# protocol, written by `wirecheck decode --format json`.
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p corpus/decode_capture corpus/reassembly
@@ -28,7 +29,23 @@ while at < len(text):
         break
     convs, at = decoder.raw_decode(text, at)
     for c in convs:
-        if c["transport"] != "tcp" or c.get("data_of") or c["protocol"] == "datagram":
+        if c.get("data_of") or c["protocol"] == "datagram":
+            continue
+        if c["transport"] == "udp":
+            # A datagram target reads one datagram: each is an input of its own.
+            target = "corpus/datagram_" + c["protocol"].replace("-", "_")
+            if not os.path.exists("fuzz_targets/" + os.path.basename(target) + ".rs"):
+                continue
+            os.makedirs(target, exist_ok=True)
+            for e in c["dialogue"]["events"]:
+                if e["kind"] != "data":
+                    continue
+                data = bytes.fromhex(e["bytes"]["hex"]) if "hex" in e["bytes"] else e["bytes"]["text"].encode()
+                blob = bytes([0 if e["dir"] == "c2s" else 1, 0]) + data
+                open(os.path.join(target, hashlib.sha1(blob).hexdigest()), "wb").write(blob)
+                n += 1
+            continue
+        if c["transport"] != "tcp":
             continue
         target = "corpus/codec_" + c["protocol"].replace("-", "_")
         if not os.path.isdir(target.replace("corpus/", "fuzz_targets/").rsplit("/", 1)[0]):
