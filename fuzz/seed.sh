@@ -63,3 +63,11 @@ while at < len(text):
 print(f"seeded {n} codec inputs")
 '
 echo "seeded: $(ls corpus/decode_capture | wc -l) decode_capture, $(ls corpus/reassembly 2>/dev/null | wc -l) reassembly inputs"
+# No public capture holds DASH: codec_dash starts from the lab's MPDs, each as the body of a
+# response to its request (side byte 1: the server's).
+mkdir -p corpus/codec_dash
+for m in ../fixtures/dash/*/*.mpd; do
+  len=$(wc -c < "$m")
+  { printf '\001\000HTTP/1.1 200 OK\r\nContent-Type: application/dash+xml\r\nContent-Length: %s\r\n\r\n' "$len"; cat "$m"; } \
+    > "corpus/codec_dash/$(basename "$(dirname "$m")")-mpd"
+done
